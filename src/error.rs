@@ -1,0 +1,198 @@
+//! Typed errors and the JSON error body of SPEC §5.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// The `error` codes of the JSON error body (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request is malformed (bad JSON, missing field, duplicate credentials).
+    InvalidRequest,
+    /// Wrong user name or password.
+    InvalidCredentials,
+    /// The token is missing, malformed, forged or otherwise unacceptable.
+    InvalidToken,
+    /// The token has expired.
+    TokenExpired,
+    /// The token's session has been revoked (logout, eviction, reuse detection).
+    TokenRevoked,
+    /// A retired refresh token was presented again: the session has been revoked.
+    RefreshTokenReused,
+    /// The session has passed its absolute lifetime.
+    SessionExpired,
+    /// Authenticated, but not allowed.
+    Forbidden,
+    /// Too many requests.
+    RateLimited,
+    /// The session store cannot be reached.
+    Unavailable,
+    /// The request body is larger than allowed.
+    PayloadTooLarge,
+    /// No such route.
+    NotFound,
+    /// The route exists, but not for this method.
+    MethodNotAllowed,
+}
+
+impl ErrorCode {
+    /// The wire form, e.g. `token_expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::TokenRevoked => "token_revoked",
+            ErrorCode::RefreshTokenReused => "refresh_token_reused",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+}
+
+/// Why a request was refused by [`SessionLayer`](crate::SessionLayer), or why a token did not
+/// verify. Inserted into the extensions of every refusal response, so a custom
+/// [`ErrorResponder`](crate::ErrorResponder) or an outer layer can read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No `Authorization: Bearer` credentials (absent, or another scheme).
+    #[error("no bearer token: send Authorization: Bearer <access token>")]
+    MissingToken,
+    /// More than one `Authorization` header.
+    #[error("more than one Authorization header")]
+    DuplicateAuthorization,
+    /// The token is not a well-formed JWS compact serialization, or its JSON is malformed.
+    #[error("the access token is malformed: {0}")]
+    Malformed(&'static str),
+    /// `alg` is `none` or outside the allow-list, or does not match the key's algorithm.
+    #[error("the access token's algorithm is not accepted")]
+    UnsupportedAlgorithm,
+    /// The `kid` is missing or names no known key.
+    #[error("the access token was signed with an unknown key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("the access token's signature is invalid")]
+    InvalidSignature,
+    /// `typ` is not `at+jwt` (RFC 9068).
+    #[error("the token is not an access token (typ must be at+jwt)")]
+    InvalidType,
+    /// The header asks to fetch or embed a key (`jku`, `jwk`, `x5u`, `x5c`) or carries `crit`.
+    #[error("the access token's header carries key references or critical extensions, which are never followed")]
+    ForbiddenHeader,
+    /// A required claim is missing.
+    #[error("the access token lacks the `{0}` claim")]
+    MissingClaim(&'static str),
+    /// A claim has the wrong type or form.
+    #[error("the access token's `{0}` claim is invalid")]
+    InvalidClaim(&'static str),
+    /// `exp` is past, beyond the leeway.
+    #[error("the access token has expired")]
+    Expired,
+    /// `nbf` is in the future, beyond the leeway.
+    #[error("the access token is not valid yet")]
+    NotYetValid,
+    /// `iss` is not the configured issuer.
+    #[error("the access token was issued by someone else")]
+    InvalidIssuer,
+    /// `aud` does not contain the configured audience.
+    #[error("the access token is meant for another audience")]
+    InvalidAudience,
+    /// The session has been revoked or no longer exists.
+    #[error("the session has ended; log in again")]
+    Revoked,
+    /// The session store cannot be reached to check revocation (fail-closed).
+    #[error("the session store is unavailable; try again shortly")]
+    Unavailable,
+}
+
+impl AuthError {
+    /// The HTTP status: 400 for a duplicate `Authorization` header, 503 when the store is
+    /// unavailable, 401 otherwise.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::DuplicateAuthorization => StatusCode::BAD_REQUEST,
+            AuthError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The JSON `error` code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::DuplicateAuthorization => ErrorCode::InvalidRequest,
+            AuthError::Expired => ErrorCode::TokenExpired,
+            AuthError::Revoked => ErrorCode::TokenRevoked,
+            AuthError::Unavailable => ErrorCode::Unavailable,
+            _ => ErrorCode::InvalidToken,
+        }
+    }
+
+    /// The RFC 6750 `error` attribute of the challenge, if any: none when no token was
+    /// presented (§3.1), `invalid_request` for a malformed request, `invalid_token` otherwise.
+    pub fn challenge_error(&self) -> Option<&'static str> {
+        match self {
+            AuthError::MissingToken | AuthError::Unavailable => None,
+            AuthError::DuplicateAuthorization => Some("invalid_request"),
+            _ => Some("invalid_token"),
+        }
+    }
+}
+
+/// A JSON error response: `{"success": false, "message": …, "error": …}`.
+pub(crate) fn json_error(status: StatusCode, code: ErrorCode, message: &str) -> Response<Bytes> {
+    let body = serde_json::json!({ "success": false, "message": message, "error": code.as_str() });
+    json_response(status, &body)
+}
+
+/// A JSON response with the given status and body.
+pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response<Bytes> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| {
+        br#"{"success":false,"message":"internal error","error":"unavailable"}"#.to_vec()
+    });
+    let mut res = Response::new(Bytes::from(bytes));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The refusal of [`SessionLayer`](crate::SessionLayer): status, `WWW-Authenticate` challenge
+/// (RFC 6750 §3) and JSON body.
+pub(crate) fn auth_error_response(realm: &str, error: AuthError) -> Response<Bytes> {
+    let message = error.to_string();
+    let mut res = json_error(error.status(), error.code(), &message);
+    if error.status() != StatusCode::SERVICE_UNAVAILABLE {
+        let challenge = match error.challenge_error() {
+            None => format!("Bearer realm=\"{realm}\""),
+            Some(code) => format!(
+                "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{message}\""
+            ),
+        };
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+    } else {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    res
+}
+
+/// Makes a realm safe to put between quotes in a challenge.
+pub(crate) fn sanitize_realm(realm: &str) -> String {
+    realm
+        .chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
+}

@@ -1,0 +1,85 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::responder::{ErrorResponder, JsonResponder};
+use super::service::SessionService;
+use crate::codec::TokenCodec;
+use crate::revocation::{NoRevocation, RevocationCheck};
+
+pub(crate) struct Shared<R> {
+    pub(crate) codec: TokenCodec,
+    pub(crate) revocation: R,
+}
+
+/// Protects the services it wraps: see the [module docs](crate::layer).
+///
+/// Cheap to clone; every service it makes shares one codec and one revocation check.
+#[must_use]
+pub struct SessionLayer<R = NoRevocation, E = JsonResponder> {
+    shared: Arc<Shared<R>>,
+    responder: E,
+}
+
+impl<R, E: Clone> Clone for SessionLayer<R, E> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            responder: self.responder.clone(),
+        }
+    }
+}
+
+impl<R: fmt::Debug, E: fmt::Debug> fmt::Debug for SessionLayer<R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("codec", &self.shared.codec)
+            .field("revocation", &self.shared.revocation)
+            .field("responder", &self.responder)
+            .finish()
+    }
+}
+
+impl SessionLayer {
+    /// A layer that verifies tokens with `codec` and checks no revocation state. Use
+    /// [`SessionManager::layer`](crate::SessionManager::layer) for one that also refuses
+    /// revoked sessions.
+    pub fn new(codec: TokenCodec) -> Self {
+        Self::with_revocation(codec, NoRevocation)
+    }
+}
+
+impl<R: RevocationCheck> SessionLayer<R> {
+    /// A layer that verifies tokens with `codec` and asks `revocation` about every session.
+    pub fn with_revocation(codec: TokenCodec, revocation: R) -> Self {
+        let responder = JsonResponder::from_realm(codec.realm().clone());
+        Self {
+            shared: Arc::new(Shared { codec, revocation }),
+            responder,
+        }
+    }
+}
+
+impl<R, E> SessionLayer<R, E> {
+    /// Replaces the refusal response. The default is [`JsonResponder`].
+    pub fn error_responder<E2: ErrorResponder>(self, responder: E2) -> SessionLayer<R, E2> {
+        SessionLayer {
+            shared: self.shared,
+            responder,
+        }
+    }
+
+    /// The codec this layer verifies with.
+    pub fn codec(&self) -> &TokenCodec {
+        &self.shared.codec
+    }
+}
+
+impl<S, R, E: Clone> Layer<S> for SessionLayer<R, E> {
+    type Service = SessionService<S, R, E>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService::new(inner, self.shared.clone(), self.responder.clone())
+    }
+}

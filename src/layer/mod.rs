@@ -1,0 +1,99 @@
+//! [`SessionLayer`]: verifies bearer access tokens in front of any tower service.
+//!
+//! For each request the layer
+//! 1. reads the token from the one `Authorization: Bearer` header (scheme case-insensitive; a
+//!    token in the query string is never looked at; two `Authorization` headers are refused);
+//! 2. verifies it with the [`TokenCodec`](crate::TokenCodec) (signature, `alg`, `kid`, `typ`,
+//!    claims, time with leeway);
+//! 3. asks the [`RevocationCheck`](crate::RevocationCheck) whether the session is still live;
+//! 4. on success puts the [`Session`](crate::Session) into the request extensions and calls the
+//!    inner service; when the token has no more than the refresh threshold left, the response
+//!    gets `X-Token-Refresh: true` and `X-Token-Expires-In: <seconds>`;
+//! 5. on failure answers through the [`ErrorResponder`] (default: 401 with an RFC 6750
+//!    `WWW-Authenticate` challenge and the JSON error body) without calling the inner service.
+//!
+//! A refusal is an `Ok` response, never a service error, so the connection stays up.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_jwt_session::{Session, SessionConfig, SessionId, SessionLayer, TokenCodec};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let codec = TokenCodec::new(&SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+//! let token = codec.issue("alice", SessionId::random(), &[]).token;
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(SessionLayer::new(codec))
+//!     .service(service_fn(|req: Request<Full<Bytes>>| async move {
+//!         let user = req.extensions().get::<Session>().unwrap().user_id().to_owned();
+//!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(user))))
+//!     }));
+//!
+//! let allowed = Request::builder()
+//!     .header("authorization", format!("Bearer {token}"))
+//!     .body(Full::default())?;
+//! assert_eq!(service.clone().oneshot(allowed).await?.status(), StatusCode::OK);
+//!
+//! let refused = Request::builder().body(Full::default())?;
+//! assert_eq!(service.oneshot(refused).await?.status(), StatusCode::UNAUTHORIZED);
+//! # Ok(())
+//! # }
+//! ```
+
+mod body;
+mod future;
+#[allow(clippy::module_inception)]
+mod layer;
+mod responder;
+mod service;
+
+pub use body::ResponseBody;
+pub use future::ResponseFuture;
+pub use layer::SessionLayer;
+pub use responder::{ErrorResponder, JsonResponder};
+pub use service::SessionService;
+
+use http::HeaderName;
+use http::header::{AUTHORIZATION, HeaderMap};
+
+/// `X-Token-Refresh: true` is set on responses whose access token should be refreshed.
+pub const X_TOKEN_REFRESH: HeaderName = HeaderName::from_static("x-token-refresh");
+/// `X-Token-Expires-In`: whole seconds the access token has left, set with `X-Token-Refresh`.
+pub const X_TOKEN_EXPIRES_IN: HeaderName = HeaderName::from_static("x-token-expires-in");
+
+use crate::error::AuthError;
+
+/// The bearer token of the one `Authorization` header (RFC 6750 §2.1).
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(AuthError::MissingToken)?;
+    if values.next().is_some() {
+        return Err(AuthError::DuplicateAuthorization);
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::Malformed("the Authorization header is not visible ASCII"))?;
+    let value = value.trim_matches(|c| c == ' ' || c == '\t');
+    let (scheme, token) = match value.split_once([' ', '\t']) {
+        Some((scheme, rest)) => (scheme, rest.trim_start_matches([' ', '\t'])),
+        None => (value, ""),
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::MissingToken);
+    }
+    if token.is_empty() {
+        return Err(AuthError::Malformed("the Bearer credentials are empty"));
+    }
+    if token.contains([' ', '\t']) {
+        return Err(AuthError::Malformed("the Bearer credentials contain spaces"));
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,233 @@
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::revocation::{Checked, RevocationCheck, SessionStatus};
+use crate::{Session, SessionConfig, SessionId, TokenCodec};
+
+const NOW_MS: u64 = 1_800_000_000_000;
+
+fn codec() -> (TokenCodec, ManualClock) {
+    let clock = ManualClock::new(NOW_MS);
+    let config = SessionConfig::new("0123456789abcdef0123456789abcdef")
+        .unwrap()
+        .access_token_ttl(Duration::from_secs(3600))
+        .refresh_threshold(Duration::from_secs(900));
+    (TokenCodec::with_clock(&config, Arc::new(clock.clone())).unwrap(), clock)
+}
+
+/// An inner service that echoes the session's user id and counts its calls.
+fn echo(calls: Arc<AtomicUsize>) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future = impl Send> + Clone {
+    service_fn(move |req: Request<Full<Bytes>>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let user = req
+            .extensions()
+            .get::<Session>()
+            .map(|s| s.user_id().to_owned())
+            .unwrap_or_default();
+        async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(user)))) }
+    })
+}
+
+fn request(auth: &[&str]) -> Request<Full<Bytes>> {
+    let mut req = Request::builder().uri("/me").body(Full::default()).unwrap();
+    for value in auth {
+        req.headers_mut()
+            .append(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+    }
+    req
+}
+
+async fn body_json(res: Response<ResponseBody<Full<Bytes>>>) -> serde_json::Value {
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_valid_token_reaches_the_inner_service_with_its_session() {
+    let (codec, _) = codec();
+    let token = codec.issue("alice", SessionId::random(), &[]).token;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = SessionLayer::new(codec).layer(echo(calls.clone()));
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(&[&format!("{scheme} {token}")]))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().get(X_TOKEN_REFRESH).is_none());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"alice");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn refusals_carry_a_challenge_and_json_and_skip_the_inner_service() {
+    let (codec, _) = codec();
+    let token = codec.issue("alice", SessionId::random(), &[]).token;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = SessionLayer::new(codec).layer(echo(calls.clone()));
+
+    // No token: a bare challenge (RFC 6750 §3.1).
+    let res = svc.ready().await.unwrap().call(request(&[])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()[header::WWW_AUTHENTICATE], r#"Bearer realm="api""#);
+    assert_eq!(res.extensions().get::<AuthError>(), Some(&AuthError::MissingToken));
+    let body = body_json(res).await;
+    assert_eq!(body["success"], false);
+    assert_eq!(body["error"], "invalid_token");
+    assert!(body["message"].as_str().unwrap().contains("Bearer"));
+
+    // Another scheme counts as no bearer token.
+    let res = svc.ready().await.unwrap().call(request(&["Basic YWxpY2U6cHc="])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // A bad token: invalid_token with a description.
+    let res = svc.ready().await.unwrap().call(request(&["Bearer abc.def.ghi"])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let challenge = res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+    assert!(challenge.starts_with(r#"Bearer realm="api", error="invalid_token", error_description=""#), "{challenge}");
+
+    // Empty credentials and embedded spaces.
+    for bad in ["Bearer", "Bearer    ", &format!("Bearer {token} extra")] {
+        let res = svc.ready().await.unwrap().call(request(&[bad])).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{bad}");
+    }
+
+    // Two Authorization headers: 400 invalid_request, even when both are valid.
+    let both = format!("Bearer {token}");
+    let res = svc.ready().await.unwrap().call(request(&[&both, &both])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().contains(r#"error="invalid_request""#));
+    assert_eq!(body_json(res).await["error"], "invalid_request");
+
+    // A token in the query string is never read.
+    let req = Request::builder()
+        .uri(format!("/me?access_token={token}"))
+        .body(Full::default())
+        .unwrap();
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn expired_tokens_get_token_expired() {
+    let (codec, clock) = codec();
+    let token = codec.issue("alice", SessionId::random(), &[]).token;
+    let mut svc = SessionLayer::new(codec).layer(echo(Arc::default()));
+    clock.advance(Duration::from_secs(3600 + 30));
+    let res = svc.ready().await.unwrap().call(request(&[&format!("Bearer {token}")])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(body_json(res).await["error"], "token_expired");
+}
+
+#[tokio::test]
+async fn refresh_hints_appear_within_the_threshold() {
+    let (codec, clock) = codec();
+    let token = codec.issue("alice", SessionId::random(), &[]).token;
+    let mut svc = SessionLayer::new(codec).layer(echo(Arc::default()));
+    let auth = format!("Bearer {token}");
+
+    clock.advance(Duration::from_secs(3600 - 901));
+    let res = svc.ready().await.unwrap().call(request(&[&auth])).await.unwrap();
+    assert!(res.headers().get(X_TOKEN_REFRESH).is_none(), "901 s left is above the threshold");
+
+    clock.advance(Duration::from_secs(1));
+    let res = svc.ready().await.unwrap().call(request(&[&auth])).await.unwrap();
+    assert_eq!(res.headers()[X_TOKEN_REFRESH], "true");
+    assert_eq!(res.headers()[X_TOKEN_EXPIRES_IN], "900");
+
+    clock.advance(Duration::from_secs(900 + 10));
+    let res = svc.ready().await.unwrap().call(request(&[&auth])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "inside the leeway");
+    assert_eq!(res.headers()[X_TOKEN_EXPIRES_IN], "0");
+}
+
+/// A check whose answer is fixed, either at once or after a yield.
+#[derive(Debug, Clone)]
+struct Fixed {
+    status: SessionStatus,
+    pending: bool,
+}
+
+impl RevocationCheck for Fixed {
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = SessionStatus> + Send>>;
+    fn check(&self, _session: &Session) -> Checked<Self::Future> {
+        if self.pending {
+            let status = self.status;
+            Checked::Pending(Box::pin(async move {
+                tokio::task::yield_now().await;
+                status
+            }))
+        } else {
+            Checked::Ready(self.status)
+        }
+    }
+}
+
+#[tokio::test]
+async fn revocation_answers_are_obeyed_ready_or_pending() {
+    let (codec, _) = codec();
+    let token = codec.issue("alice", SessionId::random(), &[]).token;
+    let auth = format!("Bearer {token}");
+    for pending in [false, true] {
+        for (status, expected, code) in [
+            (SessionStatus::Active, StatusCode::OK, None),
+            (SessionStatus::Revoked, StatusCode::UNAUTHORIZED, Some("token_revoked")),
+            (SessionStatus::Unavailable, StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")),
+        ] {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let layer = SessionLayer::with_revocation(codec.clone(), Fixed { status, pending });
+            let mut svc = layer.layer(echo(calls.clone()));
+            let res = svc.ready().await.unwrap().call(request(&[&auth])).await.unwrap();
+            assert_eq!(res.status(), expected, "{status:?} pending={pending}");
+            assert_eq!(calls.load(Ordering::SeqCst), usize::from(code.is_none()));
+            if let Some(code) = code {
+                assert_eq!(body_json(res).await["error"], code);
+            } else {
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(&body[..], b"alice");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_refusal_response_can_be_replaced() {
+    let (codec, _) = codec();
+    let layer = SessionLayer::new(codec).error_responder(|error: AuthError| {
+        let mut res = Response::new(Bytes::from_static(b"nope"));
+        *res.status_mut() = if error == AuthError::MissingToken { StatusCode::FORBIDDEN } else { error.status() };
+        res
+    });
+    let mut svc = layer.layer(echo(Arc::default()));
+    let res = svc.ready().await.unwrap().call(request(&[])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(res.extensions().get::<AuthError>(), Some(&AuthError::MissingToken));
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"nope");
+}
+
+#[test]
+fn the_layer_and_its_service_are_cheap_to_clone_and_send() {
+    fn assert_send_sync_clone<T: Send + Sync + Clone>(_: &T) {}
+    let (codec, _) = codec();
+    let layer = SessionLayer::new(codec);
+    assert_send_sync_clone(&layer);
+    let svc = layer.layer(echo(Arc::default()));
+    assert_send_sync_clone(&svc);
+}
