@@ -415,10 +415,6 @@ impl TokenCodec {
         &*self.inner.clock
     }
 
-    pub(crate) fn shared_clock(&self) -> SharedClock {
-        self.inner.clock.clone()
-    }
-
     /// Seconds since the epoch, on this codec's clock.
     #[inline]
     pub(crate) fn now_secs(&self) -> u64 {

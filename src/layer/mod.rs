@@ -57,6 +57,7 @@ pub use future::ResponseFuture;
 pub use layer::SessionLayer;
 pub use responder::{ErrorResponder, JsonResponder};
 pub use service::SessionService;
+pub(crate) use service::refusal;
 
 use http::HeaderName;
 use http::header::{AUTHORIZATION, HeaderMap};

@@ -1,0 +1,566 @@
+//! [`RefreshService`]: the token routes of SPEC §5 as one tower service.
+//!
+//! | route | auth | answer |
+//! |---|---|---|
+//! | `POST {prefix}/refresh` `{refreshToken}` or the refresh cookie | — | a new token pair |
+//! | `POST {prefix}/validate` `{accessToken}` | — | what the layer would think of the token |
+//! | `POST {prefix}/auto-refresh` `{accessToken, refreshToken}` | — | refreshes only when due |
+//! | `GET {prefix}/session-stats/{userId}` | Bearer | the user's live sessions (self or `admin`) |
+//! | `GET {prefix}/health` | — | `{status, store}`, 503 when the store is down |
+//! | `POST {prefix}/logout` | Bearer | ends the caller's session |
+//! | `POST {prefix}/logout-all` | Bearer | ends all the caller's sessions |
+//!
+//! The service accepts paths with or without the prefix, so it works both nested in axum
+//! (`Router::nest_service("/api/token", …)`, which strips the prefix) and as the whole service of
+//! a bare hyper server. Bodies are capped at 16 KiB (413 beyond). Refreshing through the cookie
+//! alone is accepted only with an `X-Requested-With` header or an `Origin` in the configured
+//! [`allowed_origins`](crate::SessionConfig::allowed_origins) (CSRF), else 403; and then the
+//! response body leaves `refreshToken` out, so an HttpOnly cookie stays out of reach of scripts.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tower_jwt_session::{SessionConfig, SessionManager};
+//!
+//! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+//! let app: Router = Router::new()
+//!     .route("/api/me", get(|| async { "protected" }))
+//!     .layer(manager.layer())
+//!     .nest_service("/api/token", manager.refresh_service());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, ORIGIN, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tower_service::Service;
+
+use crate::clock::rfc3339;
+use crate::error::{AuthError, ErrorCode, auth_error_response, json_error, json_response};
+use crate::manager::{SessionError, SessionManager, TokenPair};
+use crate::revocation::SessionStatus;
+
+/// Largest accepted request body on the token routes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The token routes of SPEC §5: see the [module docs](crate::routes).
+#[derive(Clone)]
+pub struct RefreshService {
+    manager: SessionManager,
+    prefix: Arc<str>,
+}
+
+impl fmt::Debug for RefreshService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshService")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response future of [`RefreshService`]. Boxed: token routes do store I/O, which costs far
+/// more than the allocation.
+pub type RefreshFuture = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+impl RefreshService {
+    /// The token routes of `manager` under `/api/token`.
+    pub fn new(manager: SessionManager) -> Self {
+        Self {
+            manager,
+            prefix: "/api/token".into(),
+        }
+    }
+
+    /// Serves under another prefix. The default is `/api/token`. Remember to set the cookie
+    /// path ([`SessionConfig::cookie_path`](crate::SessionConfig::cookie_path)) to match.
+    #[must_use]
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.trim_end_matches('/').into();
+        self
+    }
+}
+
+impl<B> Service<Request<B>> for RefreshService
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = RefreshFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await.map(Full::new)) })
+    }
+}
+
+/// A route's answer before the body is wrapped.
+type Answer = Response<Bytes>;
+
+fn success(message: &str, data: Value) -> Answer {
+    json_response(
+        StatusCode::OK,
+        &json!({ "success": true, "message": message, "data": data }),
+    )
+}
+
+fn session_error(error: &SessionError) -> Answer {
+    json_error(error.status(), error.code(), &error.to_string())
+}
+
+fn bad_request(message: &str) -> Answer {
+    json_error(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+}
+
+impl RefreshService {
+    async fn handle<B>(&self, req: Request<B>) -> Answer
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let path = req.uri().path();
+        let route = path
+            .strip_prefix(&*self.prefix)
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(path)
+            .to_owned();
+        let method = req.method().clone();
+        let (allowed, route) = match route.as_str() {
+            "/refresh" => (Method::POST, Route::Refresh),
+            "/validate" => (Method::POST, Route::Validate),
+            "/auto-refresh" => (Method::POST, Route::AutoRefresh),
+            "/health" => (Method::GET, Route::Health),
+            "/logout" => (Method::POST, Route::Logout),
+            "/logout-all" => (Method::POST, Route::LogoutAll),
+            other => match other.strip_prefix("/session-stats/") {
+                Some(user) if !user.is_empty() && !user.contains('/') => {
+                    (Method::GET, Route::SessionStats(user.to_owned()))
+                }
+                _ => {
+                    return json_error(
+                        StatusCode::NOT_FOUND,
+                        ErrorCode::NotFound,
+                        "no such token route",
+                    );
+                }
+            },
+        };
+        if method != allowed && !(allowed == Method::GET && method == Method::HEAD) {
+            let mut res = json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                &format!("use {allowed} on this route"),
+            );
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_str(allowed.as_str()).expect("a method name"));
+            return res;
+        }
+        let span = tracing::debug_span!("token_route", route = route.name());
+        let _enter = span.enter();
+        let (parts, body) = req.into_parts();
+        match route {
+            Route::Refresh => match read_json::<RefreshBody, B>(&parts.headers, body).await {
+                Ok(body) => self.refresh(&parts.headers, body.refresh_token).await,
+                Err(res) => res,
+            },
+            Route::Validate => match read_json::<ValidateBody, B>(&parts.headers, body).await {
+                Ok(body) => self.validate(body).await,
+                Err(res) => res,
+            },
+            Route::AutoRefresh => match read_json::<AutoRefreshBody, B>(&parts.headers, body).await
+            {
+                Ok(body) => self.auto_refresh(&parts.headers, body).await,
+                Err(res) => res,
+            },
+            Route::SessionStats(user) => self.session_stats(&parts.headers, &user).await,
+            Route::Health => self.health().await,
+            Route::Logout => self.logout(&parts.headers, false).await,
+            Route::LogoutAll => self.logout(&parts.headers, true).await,
+        }
+    }
+
+    /// The refresh token from the body, or else from the cookie under the CSRF rule.
+    fn refresh_token_from<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        body_token: Option<&'a str>,
+    ) -> Result<(&'a str, bool), Answer> {
+        if let Some(token) = body_token.filter(|t| !t.is_empty()) {
+            return Ok((token, false));
+        }
+        let config = self.manager.config();
+        let Some(token) = crate::cookie::read(headers, &config.cookie_name) else {
+            return Err(bad_request(
+                "refreshToken is required, in the JSON body or in the refresh cookie",
+            ));
+        };
+        let requested_with = headers.contains_key("x-requested-with");
+        let trusted_origin = headers
+            .get(ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|origin| {
+                config
+                    .allowed_origins
+                    .iter()
+                    .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+            });
+        if !(requested_with || trusted_origin) {
+            return Err(json_error(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "refreshing with the cookie alone needs an X-Requested-With header or an allowed Origin",
+            ));
+        }
+        Ok((token, true))
+    }
+
+    fn pair_response(&self, message: &str, pair: &TokenPair, from_cookie: bool, refreshed: Option<bool>) -> Answer {
+        let mut data = json!({
+            "accessToken": pair.access_token,
+            "expiresIn": pair.expires_in.as_millis() as u64,
+            "sessionId": pair.session_id,
+        });
+        if !from_cookie {
+            data["refreshToken"] = json!(pair.refresh_token);
+        }
+        if let Some(refreshed) = refreshed {
+            data["refreshed"] = json!(refreshed);
+        }
+        let mut res = success(message, data);
+        res.headers_mut()
+            .insert(SET_COOKIE, self.manager.refresh_cookie(pair));
+        res
+    }
+
+    async fn refresh(&self, headers: &HeaderMap, body_token: Option<String>) -> Answer {
+        let (token, from_cookie) = match self.refresh_token_from(headers, body_token.as_deref()) {
+            Ok(found) => found,
+            Err(res) => return res,
+        };
+        match self.manager.refresh(token).await {
+            Ok(pair) => self.pair_response("Token refreshed successfully", &pair, from_cookie, None),
+            Err(error) => self.refresh_failed(&error, from_cookie),
+        }
+    }
+
+    fn refresh_failed(&self, error: &SessionError, from_cookie: bool) -> Answer {
+        let mut res = session_error(error);
+        // A cookie that can never work again is removed, so the browser stops sending it.
+        if from_cookie && res.status() == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(SET_COOKIE, self.manager.clear_refresh_cookie());
+        }
+        res
+    }
+
+    async fn validate(&self, body: ValidateBody) -> Answer {
+        let Some(token) = body.access_token.filter(|t| !t.is_empty()) else {
+            return bad_request("accessToken is required");
+        };
+        let codec = self.manager.codec();
+        let now_ms = codec.clock().now_ms();
+        let decoded = match codec.decode(&token) {
+            Ok(decoded) => decoded,
+            Err(_) => {
+                return success(
+                    "Token is invalid",
+                    json!({
+                        "isValid": false, "isExpired": false, "needsRefresh": false,
+                        "expiresAt": null, "timeUntilExpiry": 0, "userId": null,
+                    }),
+                );
+            }
+        };
+        let session = &decoded.session;
+        let time = codec.check_time(&decoded, now_ms / 1000);
+        let status = if time.is_ok() {
+            self.manager
+                .revocation_cache()
+                .status(session.session_id())
+                .await
+        } else {
+            SessionStatus::Active
+        };
+        if status == SessionStatus::Unavailable {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                &AuthError::Unavailable.to_string(),
+            );
+        }
+        let is_expired = time == Err(AuthError::Expired);
+        let is_valid = time.is_ok() && status == SessionStatus::Active;
+        let left_ms = (session.expires_at() * 1000).saturating_sub(now_ms);
+        let threshold_ms = codec.refresh_threshold_secs() * 1000;
+        let needs_refresh = is_expired || (is_valid && left_ms <= threshold_ms);
+        success(
+            if is_valid { "Token is valid" } else { "Token is invalid" },
+            json!({
+                "isValid": is_valid,
+                "isExpired": is_expired,
+                "needsRefresh": needs_refresh,
+                "expiresAt": rfc3339(session.expires_at() * 1000),
+                "timeUntilExpiry": left_ms,
+                "userId": session.user_id(),
+            }),
+        )
+    }
+
+    async fn auto_refresh(&self, headers: &HeaderMap, body: AutoRefreshBody) -> Answer {
+        let Some(access) = body.access_token.filter(|t| !t.is_empty()) else {
+            return bad_request("accessToken is required");
+        };
+        let (refresh, from_cookie) = match self.refresh_token_from(headers, body.refresh_token.as_deref()) {
+            Ok(found) => found,
+            Err(res) => return res,
+        };
+        let codec = self.manager.codec();
+        if let Ok(session) = self.manager.verify_access_token(&access).await {
+            let now_ms = codec.clock().now_ms();
+            let left_ms = (session.expires_at() * 1000).saturating_sub(now_ms);
+            if left_ms > codec.refresh_threshold_secs() * 1000 {
+                let mut data = json!({
+                    "refreshed": false,
+                    "accessToken": access,
+                    "expiresIn": left_ms,
+                    "sessionId": session.session_id(),
+                });
+                if !from_cookie {
+                    data["refreshToken"] = json!(refresh);
+                }
+                return success("Token is still fresh", data);
+            }
+        }
+        match self.manager.refresh(refresh).await {
+            Ok(pair) => self.pair_response("Token refreshed successfully", &pair, from_cookie, Some(true)),
+            Err(error) => self.refresh_failed(&error, from_cookie),
+        }
+    }
+
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<crate::Session, Answer> {
+        self.manager
+            .authenticate(headers)
+            .await
+            .map_err(|error| auth_error_response(self.manager.codec().realm(), error))
+    }
+
+    async fn session_stats(&self, headers: &HeaderMap, raw_user: &str) -> Answer {
+        let caller = match self.authenticate(headers).await {
+            Ok(session) => session,
+            Err(res) => return res,
+        };
+        let Some(user) = percent_decode(raw_user) else {
+            return bad_request("the user id in the path is not valid percent-encoded UTF-8");
+        };
+        if caller.user_id() != user && !caller.has_role("admin") {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "you may only see your own sessions unless you have the admin role",
+            );
+        }
+        let sessions = match self.manager.sessions(&user).await {
+            Ok(sessions) => sessions,
+            Err(error) => return session_error(&error),
+        };
+        let list: Vec<Value> = sessions
+            .iter()
+            .map(|r| {
+                json!({
+                    "sessionId": r.session_id,
+                    "createdAt": rfc3339(r.created_at),
+                    "lastRefreshedAt": rfc3339(r.last_active_at),
+                    "expiresAt": rfc3339(r.expires_at),
+                    "current": r.session_id == caller.session_id(),
+                })
+            })
+            .collect();
+        success(
+            "Session statistics",
+            json!({
+                "userId": user,
+                "activeSessions": list.len(),
+                "maxSessions": self.manager.config().max_sessions,
+                "sessions": list,
+            }),
+        )
+    }
+
+    async fn health(&self) -> Answer {
+        match self.manager.health().await {
+            Ok(()) => success(
+                "ok",
+                json!({ "status": "ok", "store": self.manager.store_kind() }),
+            ),
+            Err(error) => session_error(&error),
+        }
+    }
+
+    async fn logout(&self, headers: &HeaderMap, everywhere: bool) -> Answer {
+        let caller = match self.authenticate(headers).await {
+            Ok(session) => session,
+            Err(res) => return res,
+        };
+        let result = if everywhere {
+            self.manager
+                .revoke_all(caller.user_id())
+                .await
+                .map(|n| success("Logged out of all sessions", json!({ "revoked": n })))
+        } else {
+            self.manager
+                .revoke(caller.session_id())
+                .await
+                .map(|_| success("Logged out", json!({})))
+        };
+        match result {
+            Ok(mut res) => {
+                res.headers_mut()
+                    .insert(SET_COOKIE, self.manager.clear_refresh_cookie());
+                res
+            }
+            Err(error) => session_error(&error),
+        }
+    }
+}
+
+enum Route {
+    Refresh,
+    Validate,
+    AutoRefresh,
+    SessionStats(String),
+    Health,
+    Logout,
+    LogoutAll,
+}
+
+impl Route {
+    fn name(&self) -> &'static str {
+        match self {
+            Route::Refresh => "refresh",
+            Route::Validate => "validate",
+            Route::AutoRefresh => "auto-refresh",
+            Route::SessionStats(_) => "session-stats",
+            Route::Health => "health",
+            Route::Logout => "logout",
+            Route::LogoutAll => "logout-all",
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RefreshBody {
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ValidateBody {
+    #[serde(default)]
+    access_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AutoRefreshBody {
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// Reads a JSON object body of at most [`MAX_BODY_BYTES`]; an empty body is the default value.
+async fn read_json<T, B>(headers: &HeaderMap, body: B) -> Result<T, Answer>
+where
+    T: DeserializeOwned + Default,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let too_large = || {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than 16 KiB",
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<LengthLimitError>() => return Err(too_large()),
+        Err(_) => return Err(bad_request("the request body could not be read")),
+    };
+    let text = bytes.trim_ascii();
+    if text.is_empty() {
+        return Ok(T::default());
+    }
+    if text[0] != b'{' {
+        return Err(bad_request("the request body must be a JSON object"));
+    }
+    serde_json::from_slice(text).map_err(|e| {
+        bad_request(match e.classify() {
+            serde_json::error::Category::Data => {
+                "the JSON body has a field of the wrong type or a duplicate field; token fields are strings"
+            }
+            _ => "the request body is not valid JSON",
+        })
+    })
+}
+
+/// Decodes `%XX` escapes of a path segment; `None` for a bad escape or invalid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("alice").as_deref(), Some("alice"));
+        assert_eq!(percent_decode("a%40b.c").as_deref(), Some("a@b.c"));
+        assert_eq!(percent_decode("%E2%9C%93").as_deref(), Some("✓"));
+        assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+}

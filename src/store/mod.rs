@@ -1,0 +1,387 @@
+//! Session state: the [`SessionStore`] trait and its in-memory backend, [`MemoryStore`].
+//!
+//! A store keeps one [`SessionRecord`] per session. It never sees a refresh token: tokens are
+//! derived from a server key and the session's refresh *generation*, so the store holds only
+//! that counter (SPEC §4). Every operation that must be atomic is one call on the store, and the
+//! decisions inside those calls come from the pure functions of this module
+//! ([`decide_rotation`], [`plan_admission`]), so every backend applies the same rules.
+//!
+//! Times are milliseconds since the Unix epoch and are passed in by the caller, so stores are
+//! clock-free and the rules are testable on a manual clock.
+
+mod memory;
+#[cfg(test)]
+pub(crate) mod suite;
+
+pub use memory::MemoryStore;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::config::SessionLimitPolicy;
+use crate::session::SessionId;
+
+/// A session as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session id.
+    pub session_id: SessionId,
+    /// The user it belongs to.
+    pub user_id: String,
+    /// Roles put into its access tokens.
+    pub roles: Vec<String>,
+    /// When it was created (login).
+    pub created_at: u64,
+    /// When it was last active: created or refreshed.
+    pub last_active_at: u64,
+    /// Its absolute end; no refresh extends it.
+    pub expires_at: u64,
+    /// The generation of the current refresh token (0 at login, +1 per rotation).
+    pub generation: u64,
+    /// When the current generation was issued.
+    pub rotated_at: u64,
+    /// When the current refresh token expires (capped by `expires_at`).
+    pub refresh_expires_at: u64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<u64>,
+    /// The last instant the store must remember it: after this no token of the session can be
+    /// used, and the store may forget it.
+    pub purge_at: u64,
+}
+
+impl SessionRecord {
+    /// Whether the session can still be used at `now`: not revoked, before its absolute end,
+    /// and with a token that can still be presented.
+    pub fn is_live(&self, now: u64) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at && now <= self.purge_at
+    }
+}
+
+/// Lifetimes the store needs to apply the rules, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Refresh-token lifetime.
+    pub refresh_ttl: u64,
+    /// Grace window for the immediate parent of the current refresh token.
+    pub reuse_interval: u64,
+    /// How long after its last activity a session's access tokens may still be presented
+    /// (access-token lifetime plus leeway); records are kept at least that long.
+    pub access_retention: u64,
+}
+
+/// A refresh request: the session and generation named by a refresh token whose MAC has
+/// already been checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotateRequest {
+    /// The session the token belongs to.
+    pub session_id: SessionId,
+    /// The generation the token was issued for.
+    pub generation: u64,
+    /// Now.
+    pub now: u64,
+    /// The lifetimes in force.
+    pub lifetimes: Lifetimes,
+}
+
+/// Why a presented refresh token counts as stolen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReuseKind {
+    /// The immediate parent of the current token, presented after the grace interval.
+    RetiredAfterInterval,
+    /// A token two or more generations old.
+    Ancestor,
+}
+
+impl ReuseKind {
+    /// A short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReuseKind::RetiredAfterInterval => "retired_after_interval",
+            ReuseKind::Ancestor => "ancestor",
+        }
+    }
+}
+
+/// The outcome of [`SessionStore::rotate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RotateOutcome {
+    /// The presented token was current: the session moved to the next generation.
+    Rotated(SessionRecord),
+    /// The presented token is the immediate parent, within the grace interval: the current
+    /// generation stands and is handed out again.
+    Grace(SessionRecord),
+    /// A retired token was presented: the session has been revoked by this call.
+    Reused(SessionRecord, ReuseKind),
+    /// The session was already revoked.
+    Revoked,
+    /// The session has passed its absolute end.
+    SessionExpired,
+    /// The presented (current) token has passed its own expiry.
+    TokenExpired,
+    /// No such session, or a generation that was never issued.
+    NotFound,
+}
+
+/// What the store does to the record, decided by [`decide_rotation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RotationDecision {
+    /// Advance to `generation + 1`.
+    Rotate {
+        /// The new refresh token's expiry.
+        refresh_expires_at: u64,
+        /// The record's new purge time.
+        purge_at: u64,
+    },
+    /// Hand out the current generation again.
+    Grace,
+    /// Revoke the session.
+    Reuse(ReuseKind),
+    /// Refuse: already revoked.
+    Revoked,
+    /// Refuse: past the absolute end.
+    SessionExpired,
+    /// Refuse: the current token has expired.
+    TokenExpired,
+    /// Refuse: unknown generation.
+    NotFound,
+}
+
+/// The rules of SPEC §4 for one refresh, as a pure function of the record. Every store applies
+/// this decision atomically (the Redis backend mirrors it in its script).
+pub fn decide_rotation(record: &SessionRecord, req: &RotateRequest) -> RotationDecision {
+    let now = req.now;
+    if record.revoked_at.is_some() {
+        return RotationDecision::Revoked;
+    }
+    if now >= record.expires_at {
+        return RotationDecision::SessionExpired;
+    }
+    let current = record.generation;
+    if req.generation == current {
+        if now >= record.refresh_expires_at {
+            return RotationDecision::TokenExpired;
+        }
+        let refresh_expires_at = now
+            .saturating_add(req.lifetimes.refresh_ttl)
+            .min(record.expires_at);
+        return RotationDecision::Rotate {
+            refresh_expires_at,
+            purge_at: purge_at(record.expires_at, refresh_expires_at, now, &req.lifetimes),
+        };
+    }
+    if req.generation > current {
+        return RotationDecision::NotFound;
+    }
+    if req.generation + 1 == current {
+        if now < record.rotated_at.saturating_add(req.lifetimes.reuse_interval) {
+            return RotationDecision::Grace;
+        }
+        return RotationDecision::Reuse(ReuseKind::RetiredAfterInterval);
+    }
+    RotationDecision::Reuse(ReuseKind::Ancestor)
+}
+
+/// When a record may be forgotten: once neither its refresh token nor any access token issued
+/// at its last activity can be presented, and never after the session's absolute end.
+pub fn purge_at(expires_at: u64, refresh_expires_at: u64, last_active_at: u64, l: &Lifetimes) -> u64 {
+    refresh_expires_at
+        .max(last_active_at.saturating_add(l.access_retention))
+        .min(expires_at.saturating_add(l.access_retention))
+}
+
+/// Applies a decision to a record (the in-memory half of an atomic rotation).
+pub fn apply_rotation(record: &mut SessionRecord, decision: RotationDecision, now: u64) {
+    match decision {
+        RotationDecision::Rotate {
+            refresh_expires_at,
+            purge_at,
+        } => {
+            record.generation += 1;
+            record.rotated_at = now;
+            record.last_active_at = now;
+            record.refresh_expires_at = refresh_expires_at;
+            record.purge_at = purge_at;
+        }
+        RotationDecision::Reuse(_) => record.revoked_at = Some(now),
+        _ => {}
+    }
+}
+
+/// The per-user session limit and what to do beyond it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimit {
+    /// Live sessions allowed per user.
+    pub max: usize,
+    /// Evict the least recently active, or deny the new one.
+    pub policy: SessionLimitPolicy,
+}
+
+/// The outcome of [`SessionStore::create`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CreateOutcome {
+    /// Stored; these sessions were revoked to make room (least recently active first).
+    Created {
+        /// The sessions evicted.
+        evicted: Vec<SessionId>,
+    },
+    /// The user is at the limit and the policy is `deny`: nothing was stored.
+    LimitReached,
+}
+
+/// Which of a user's live sessions to evict before adding one more, or `None` to deny.
+/// `live` holds `(session, last_active_at)` of the user's live sessions.
+pub fn plan_admission(live: &[(SessionId, u64)], limit: SessionLimit) -> Option<Vec<SessionId>> {
+    if live.len() < limit.max {
+        return Some(Vec::new());
+    }
+    match limit.policy {
+        SessionLimitPolicy::Deny => None,
+        _ => {
+            let mut by_activity = live.to_vec();
+            by_activity.sort_by_key(|(sid, at)| (*at, *sid));
+            let excess = live.len() + 1 - limit.max;
+            Some(by_activity.into_iter().take(excess).map(|(sid, _)| sid).collect())
+        }
+    }
+}
+
+/// A store operation failed: the store could not be reached, timed out, or answered nonsense.
+/// Never treated as success: the manager maps it to 503 `unavailable`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend could not be reached or failed.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend did not answer in time.
+    #[error("session store timed out")]
+    Timeout,
+    /// The backend returned data that does not decode.
+    #[error("session store returned corrupt data: {0}")]
+    Corrupt(String),
+}
+
+/// Session state shared by every instance that uses it.
+///
+/// Implementations must make each method atomic with respect to the others for the same session
+/// and user; in particular [`rotate`](Self::rotate) and [`create`](Self::create) must apply
+/// [`decide_rotation`] and [`plan_admission`] without a read-modify-write race. Usable as a
+/// trait object (`Arc<dyn SessionStore>`).
+#[async_trait]
+pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
+    /// Stores a new session for `record.user_id`, applying the per-user `limit` atomically.
+    async fn create(
+        &self,
+        record: SessionRecord,
+        limit: SessionLimit,
+        now: u64,
+    ) -> Result<CreateOutcome, StoreError>;
+
+    /// Applies [`decide_rotation`] to the session atomically and returns the outcome.
+    async fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError>;
+
+    /// The record of a session, live or revoked, if the store still has it.
+    async fn get(&self, session_id: SessionId) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// A user's live sessions at `now`.
+    async fn list(&self, user_id: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// Revokes one session. Returns whether it was live.
+    async fn revoke(&self, session_id: SessionId, now: u64) -> Result<bool, StoreError>;
+
+    /// Revokes every live session of a user and returns their ids.
+    async fn revoke_all(&self, user_id: &str, now: u64) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A short name for health reports: `memory`, `redis`.
+    fn kind(&self) -> &'static str;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lifetimes() -> Lifetimes {
+        Lifetimes {
+            refresh_ttl: 1_000,
+            reuse_interval: 100,
+            access_retention: 500,
+        }
+    }
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            session_id: SessionId::random(),
+            user_id: "u".into(),
+            roles: vec![],
+            created_at: 0,
+            last_active_at: 0,
+            expires_at: 10_000,
+            generation: 5,
+            rotated_at: 2_000,
+            refresh_expires_at: 3_000,
+            revoked_at: None,
+            purge_at: 3_000,
+        }
+    }
+
+    fn req(r: &SessionRecord, generation: u64, now: u64) -> RotateRequest {
+        RotateRequest {
+            session_id: r.session_id,
+            generation,
+            now,
+            lifetimes: lifetimes(),
+        }
+    }
+
+    #[test]
+    fn rotation_rules() {
+        let r = record();
+        assert_eq!(
+            decide_rotation(&r, &req(&r, 5, 2_050)),
+            RotationDecision::Rotate { refresh_expires_at: 3_050, purge_at: 3_050 }
+        );
+        assert_eq!(decide_rotation(&r, &req(&r, 4, 2_099)), RotationDecision::Grace);
+        assert_eq!(
+            decide_rotation(&r, &req(&r, 4, 2_100)),
+            RotationDecision::Reuse(ReuseKind::RetiredAfterInterval)
+        );
+        assert_eq!(decide_rotation(&r, &req(&r, 3, 2_001)), RotationDecision::Reuse(ReuseKind::Ancestor));
+        assert_eq!(decide_rotation(&r, &req(&r, 0, 2_001)), RotationDecision::Reuse(ReuseKind::Ancestor));
+        assert_eq!(decide_rotation(&r, &req(&r, 6, 2_001)), RotationDecision::NotFound);
+        assert_eq!(decide_rotation(&r, &req(&r, 5, 3_000)), RotationDecision::TokenExpired);
+        assert_eq!(decide_rotation(&r, &req(&r, 5, 10_000)), RotationDecision::SessionExpired);
+        let mut revoked = record();
+        revoked.revoked_at = Some(1);
+        assert_eq!(decide_rotation(&revoked, &req(&revoked, 5, 2_050)), RotationDecision::Revoked);
+    }
+
+    #[test]
+    fn refresh_expiry_is_capped_by_the_session_end() {
+        let mut r = record();
+        r.refresh_expires_at = 9_800;
+        let RotationDecision::Rotate { refresh_expires_at, .. } = decide_rotation(&r, &req(&r, 5, 9_500)) else {
+            panic!("expected a rotation");
+        };
+        assert_eq!(refresh_expires_at, 10_000);
+    }
+
+    #[test]
+    fn admission_evicts_least_recently_active_or_denies() {
+        let (a, b, c) = (SessionId::random(), SessionId::random(), SessionId::random());
+        let live = [(a, 30), (b, 10), (c, 20)];
+        let evict = SessionLimit { max: 3, policy: SessionLimitPolicy::Evict };
+        assert_eq!(plan_admission(&live, evict), Some(vec![b]));
+        assert_eq!(plan_admission(&live, SessionLimit { max: 2, ..evict }), Some(vec![b, c]));
+        assert_eq!(plan_admission(&live, SessionLimit { max: 4, ..evict }), Some(vec![]));
+        let deny = SessionLimit { max: 3, policy: SessionLimitPolicy::Deny };
+        assert_eq!(plan_admission(&live, deny), None);
+    }
+}

@@ -1,0 +1,258 @@
+//! The shared store test suite: every [`SessionStore`] backend runs all of it through
+//! [`store_suite!`](crate::store_suite).
+
+use std::sync::Arc;
+
+use super::*;
+use crate::config::SessionLimitPolicy;
+
+pub(crate) fn lifetimes() -> Lifetimes {
+    Lifetimes {
+        refresh_ttl: 30_000,
+        reuse_interval: 1_000,
+        access_retention: 10_000,
+    }
+}
+
+pub(crate) fn limit(max: usize) -> SessionLimit {
+    SessionLimit {
+        max,
+        policy: SessionLimitPolicy::Evict,
+    }
+}
+
+/// A fresh record for `user` created at `now`, ending 100 s later.
+pub(crate) fn record(user: &str, now: u64, l: &Lifetimes) -> SessionRecord {
+    let expires_at = now + 100_000;
+    let refresh_expires_at = now + l.refresh_ttl;
+    SessionRecord {
+        session_id: SessionId::random(),
+        user_id: user.to_owned(),
+        roles: vec!["user".to_owned()],
+        created_at: now,
+        last_active_at: now,
+        expires_at,
+        generation: 0,
+        rotated_at: now,
+        refresh_expires_at,
+        revoked_at: None,
+        purge_at: purge_at(expires_at, refresh_expires_at, now, l),
+    }
+}
+
+fn rotate_req(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
+    RotateRequest {
+        session_id: sid,
+        generation,
+        now,
+        lifetimes: lifetimes(),
+    }
+}
+
+async fn created<S: SessionStore + ?Sized>(store: &S, user: &str, now: u64) -> SessionRecord {
+    let r = record(user, now, &lifetimes());
+    let out = store.create(r.clone(), limit(10), now).await.unwrap();
+    assert_eq!(out, CreateOutcome::Created { evicted: vec![] });
+    r
+}
+
+fn unique(user: &str) -> String {
+    format!("{user}-{}", SessionId::random())
+}
+
+pub(crate) async fn create_get_and_list<S: SessionStore + ?Sized>(store: &S) {
+    let user = unique("alice");
+    let a = created(store, &user, 1_000).await;
+    let b = created(store, &user, 2_000).await;
+    assert_eq!(store.get(a.session_id).await.unwrap(), Some(a.clone()));
+    let list = store.list(&user, 2_500).await.unwrap();
+    assert_eq!(list, vec![a.clone(), b.clone()]);
+    assert!(store.list(&unique("nobody"), 2_500).await.unwrap().is_empty());
+    assert_eq!(store.get(SessionId::random()).await.unwrap(), None);
+    store.ping().await.unwrap();
+}
+
+pub(crate) async fn rotation_follows_the_rules<S: SessionStore + ?Sized>(store: &S) {
+    let r = created(store, &unique("bob"), 1_000).await;
+    let sid = r.session_id;
+
+    let RotateOutcome::Rotated(after) = store.rotate(rotate_req(sid, 0, 2_000)).await.unwrap() else {
+        panic!("current token rotates");
+    };
+    assert_eq!((after.generation, after.rotated_at, after.last_active_at), (1, 2_000, 2_000));
+    assert_eq!(after.refresh_expires_at, 32_000);
+
+    // The immediate parent within the grace interval yields the current generation, unchanged.
+    let RotateOutcome::Grace(same) = store.rotate(rotate_req(sid, 0, 2_999)).await.unwrap() else {
+        panic!("grace");
+    };
+    assert_eq!(same.generation, 1);
+
+    // A generation never issued.
+    assert_eq!(store.rotate(rotate_req(sid, 7, 3_000)).await.unwrap(), RotateOutcome::NotFound);
+    assert_eq!(
+        store.rotate(rotate_req(SessionId::random(), 0, 3_000)).await.unwrap(),
+        RotateOutcome::NotFound
+    );
+
+    // Rotate again, then the grandparent is theft and revokes the session.
+    assert!(matches!(store.rotate(rotate_req(sid, 1, 3_000)).await.unwrap(), RotateOutcome::Rotated(_)));
+    let RotateOutcome::Reused(revoked, kind) = store.rotate(rotate_req(sid, 0, 3_001)).await.unwrap() else {
+        panic!("grandparent is reuse");
+    };
+    assert_eq!(kind, ReuseKind::Ancestor);
+    assert_eq!(revoked.revoked_at, Some(3_001));
+    // The current token no longer works either.
+    assert_eq!(store.rotate(rotate_req(sid, 2, 3_002)).await.unwrap(), RotateOutcome::Revoked);
+    assert!(store.list(&r.user_id, 3_002).await.unwrap().is_empty());
+}
+
+pub(crate) async fn parent_after_the_interval_is_theft<S: SessionStore + ?Sized>(store: &S) {
+    let r = created(store, &unique("carol"), 1_000).await;
+    assert!(matches!(store.rotate(rotate_req(r.session_id, 0, 2_000)).await.unwrap(), RotateOutcome::Rotated(_)));
+    let out = store.rotate(rotate_req(r.session_id, 0, 3_000)).await.unwrap();
+    assert!(matches!(out, RotateOutcome::Reused(_, ReuseKind::RetiredAfterInterval)), "{out:?}");
+    assert_eq!(store.get(r.session_id).await.unwrap().unwrap().revoked_at, Some(3_000));
+}
+
+pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
+    let r = created(store, &unique("dave"), 1_000).await;
+    // The refresh token expires 30 s after login.
+    assert_eq!(store.rotate(rotate_req(r.session_id, 0, 31_000)).await.unwrap(), RotateOutcome::TokenExpired);
+
+    let r = created(store, &unique("erin"), 1_000).await;
+    let mut now = 1_000;
+    let mut generation = 0;
+    // Refreshing keeps it alive, but never past the absolute end (101 s).
+    while now < 100_000 {
+        now += 20_000;
+        let out = store.rotate(rotate_req(r.session_id, generation, now.min(100_999))).await.unwrap();
+        match out {
+            RotateOutcome::Rotated(after) => {
+                assert!(after.refresh_expires_at <= r.expires_at);
+                generation += 1;
+            }
+            RotateOutcome::SessionExpired => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(store.rotate(rotate_req(r.session_id, generation, 101_000)).await.unwrap(), RotateOutcome::SessionExpired);
+}
+
+pub(crate) async fn revoke_and_revoke_all<S: SessionStore + ?Sized>(store: &S) {
+    let user = unique("frank");
+    let a = created(store, &user, 1_000).await;
+    let b = created(store, &user, 1_100).await;
+    let c = created(store, &user, 1_200).await;
+    assert!(store.revoke(a.session_id, 2_000).await.unwrap());
+    assert!(!store.revoke(a.session_id, 2_001).await.unwrap(), "already revoked");
+    assert!(!store.revoke(SessionId::random(), 2_001).await.unwrap());
+    assert_eq!(store.rotate(rotate_req(a.session_id, 0, 2_002)).await.unwrap(), RotateOutcome::Revoked);
+    let mut all = store.revoke_all(&user, 3_000).await.unwrap();
+    all.sort();
+    let mut expected = vec![b.session_id, c.session_id];
+    expected.sort();
+    assert_eq!(all, expected);
+    assert!(store.list(&user, 3_000).await.unwrap().is_empty());
+    assert!(store.revoke_all(&user, 3_001).await.unwrap().is_empty());
+}
+
+pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Sized>(store: &S) {
+    let user = unique("grace");
+    let l = lifetimes();
+    let first = record(&user, 1_000, &l);
+    let second = record(&user, 1_100, &l);
+    let third = record(&user, 1_200, &l);
+    for r in [&first, &second, &third] {
+        assert!(matches!(store.create(r.clone(), limit(3), r.created_at).await.unwrap(), CreateOutcome::Created { .. }));
+    }
+    // Refreshing the first makes the second the least recently active.
+    assert!(matches!(store.rotate(rotate_req(first.session_id, 0, 1_500)).await.unwrap(), RotateOutcome::Rotated(_)));
+    let fourth = record(&user, 2_000, &l);
+    let out = store.create(fourth.clone(), limit(3), 2_000).await.unwrap();
+    assert_eq!(out, CreateOutcome::Created { evicted: vec![second.session_id] });
+    let live: Vec<SessionId> = store.list(&user, 2_000).await.unwrap().iter().map(|r| r.session_id).collect();
+    assert_eq!(live, vec![first.session_id, third.session_id, fourth.session_id]);
+    assert_eq!(store.rotate(rotate_req(second.session_id, 0, 2_001)).await.unwrap(), RotateOutcome::Revoked);
+}
+
+pub(crate) async fn limit_denies<S: SessionStore + ?Sized>(store: &S) {
+    let user = unique("heidi");
+    let l = lifetimes();
+    let deny = SessionLimit {
+        max: 2,
+        policy: SessionLimitPolicy::Deny,
+    };
+    for now in [1_000, 1_100] {
+        assert!(matches!(store.create(record(&user, now, &l), deny, now).await.unwrap(), CreateOutcome::Created { .. }));
+    }
+    let denied = record(&user, 1_200, &l);
+    assert_eq!(store.create(denied.clone(), deny, 1_200).await.unwrap(), CreateOutcome::LimitReached);
+    assert_eq!(store.get(denied.session_id).await.unwrap(), None, "nothing stored on deny");
+    assert_eq!(store.list(&user, 1_200).await.unwrap().len(), 2);
+    // Revoking one makes room.
+    let one = store.list(&user, 1_300).await.unwrap()[0].session_id;
+    store.revoke(one, 1_300).await.unwrap();
+    assert!(matches!(store.create(record(&user, 1_400, &l), deny, 1_400).await.unwrap(), CreateOutcome::Created { .. }));
+}
+
+/// 64 concurrent refreshes of one token agree on one successor.
+pub(crate) async fn concurrent_rotations_agree<S: SessionStore + ?Sized>(store: Arc<S>) {
+    let r = created(&*store, &unique("ivan"), 1_000).await;
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let store = store.clone();
+        let sid = r.session_id;
+        tasks.push(tokio::spawn(async move { store.rotate(rotate_req(sid, 0, 1_500)).await.unwrap() }));
+    }
+    let (mut rotated, mut grace) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            RotateOutcome::Rotated(after) => {
+                rotated += 1;
+                assert_eq!(after.generation, 1);
+            }
+            RotateOutcome::Grace(after) => {
+                grace += 1;
+                assert_eq!(after.generation, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((rotated, grace), (1, 63));
+    let after = store.get(r.session_id).await.unwrap().unwrap();
+    assert_eq!((after.generation, after.revoked_at), (1, None));
+}
+
+/// Runs the whole store suite against the store made by `$make` (an expression evaluated in an
+/// async context, so it may `.await`).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! store_suite {
+    ($make:expr) => {
+        $crate::store_suite!(@tests $make;
+            create_get_and_list,
+            rotation_follows_the_rules,
+            parent_after_the_interval_is_theft,
+            expiries,
+            revoke_and_revoke_all,
+            limit_evicts_the_least_recently_active,
+            limit_denies,
+        );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_rotations_agree() {
+            let store = ::std::sync::Arc::new($make);
+            $crate::store::suite::concurrent_rotations_agree(store).await;
+        }
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let store = $make;
+                $crate::store::suite::$name(&store).await;
+            }
+        )*
+    };
+}
