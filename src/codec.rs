@@ -450,7 +450,7 @@ impl TokenCodec {
         let now_ms = inner.clock.now_ms();
         let iat = now_ms / 1000;
         let ttl_ms = inner.access_ttl.as_millis() as u64;
-        let exp = now_ms.saturating_add(ttl_ms).div_ceil(1000).min(cap).max(iat);
+        let exp = (now_ms.saturating_add(ttl_ms) / 1000).min(cap).max(iat);
         let jti_bytes: [u8; 16] = random_bytes();
         let jti = URL_SAFE_NO_PAD.encode(jti_bytes);
         let mut sid_buf = [0u8; 22];

@@ -572,11 +572,11 @@ impl SessionManager {
             generation: record.generation,
             expires_at: record.refresh_expires_at,
         };
-        let now_secs = self.now_ms() / 1000;
+        let now_ms = self.now_ms();
         TokenPair {
             access_token: access.token,
             refresh_token: self.mint_refresh_token(&claims),
-            expires_in: Duration::from_secs(access.expires_at.saturating_sub(now_secs)),
+            expires_in: Duration::from_millis((access.expires_at * 1000).saturating_sub(now_ms)),
             access_expires_at: access.expires_at,
             refresh_expires_at: record.refresh_expires_at,
             session_id: record.session_id,

@@ -234,7 +234,8 @@ pub enum CreateOutcome {
 }
 
 /// Which of a user's live sessions to evict before adding one more, or `None` to deny.
-/// `live` holds `(session, last_active_at)` of the user's live sessions.
+/// `live` holds `(session, last_active_at)` of the user's live sessions in creation order, which
+/// breaks ties between sessions last active in the same millisecond.
 pub fn plan_admission(live: &[(SessionId, u64)], limit: SessionLimit) -> Option<Vec<SessionId>> {
     if live.len() < limit.max {
         return Some(Vec::new());
@@ -243,7 +244,7 @@ pub fn plan_admission(live: &[(SessionId, u64)], limit: SessionLimit) -> Option<
         SessionLimitPolicy::Deny => None,
         _ => {
             let mut by_activity = live.to_vec();
-            by_activity.sort_by_key(|(sid, at)| (*at, *sid));
+            by_activity.sort_by_key(|(_, at)| *at);
             let excess = live.len() + 1 - limit.max;
             Some(by_activity.into_iter().take(excess).map(|(sid, _)| sid).collect())
         }

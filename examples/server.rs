@@ -1,0 +1,251 @@
+//! The demo server: an axum app with login, a protected route and the token routes.
+//!
+//! ```text
+//! cargo run --release --example server
+//! ```
+//!
+//! Listens on `127.0.0.1:$PORT` (default 3000; `PORT=0` picks a free port) and prints
+//! `listening on http://127.0.0.1:PORT` when ready. Configuration comes from the environment
+//! (`SessionConfig::from_env`); only this example makes up a random `JWT_SECRET` when none is
+//! set, with a warning, so that it runs on a fresh machine.
+//!
+//! Demo users: `alice`/`alice-password`, `bob`/`bob-password` (role `user`), and
+//! `admin`/`admin-password` (roles `user`, `admin`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tower_jwt_session::{Session, SessionConfig, SessionError, SessionManager};
+
+/// Demo accounts: user name, password, roles.
+const USERS: &[(&str, &str, &[&str])] = &[
+    ("alice", "alice-password", &["user"]),
+    ("bob", "bob-password", &["user"]),
+    ("admin", "admin-password", &["user", "admin"]),
+];
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_jwt_session=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(error) = run().await {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let config = SessionConfig::from_lookup(|name| {
+        let value = std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if name == "JWT_SECRET" && value.is_none() {
+            tracing::warn!(
+                "JWT_SECRET is not set: using a random secret for this run only; every token dies with the process. Set JWT_SECRET in production."
+            );
+            let random: [u8; 48] = rand_bytes();
+            return Some(base64::engine::general_purpose::STANDARD.encode(random));
+        }
+        value
+    })?;
+    let manager = SessionManager::new(config)?;
+
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p
+            .trim()
+            .parse()
+            .map_err(|_| format!("PORT={p:?} is invalid: expected a port number (0-65535)"))?,
+        Err(_) => 3000,
+    };
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app(manager))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).expect("the operating system's random source failed");
+    out
+}
+
+/// The whole app: login, a protected route, the token routes and the demo page.
+fn app(manager: SessionManager) -> Router {
+    let protected = Router::new()
+        .route("/api/me", get(me))
+        .layer(manager.layer());
+    Router::new()
+        .route(
+            "/api/auth/login",
+            post(login).layer(DefaultBodyLimit::max(16 * 1024)),
+        )
+        .merge(protected)
+        .nest_service("/api/token", manager.refresh_service())
+        .route("/", get(|| static_file("text/html; charset=utf-8", include_str!("../client/index.html"))))
+        .route(
+            "/client/token-manager.js",
+            get(|| static_file("text/javascript; charset=utf-8", include_str!("../client/token-manager.js"))),
+        )
+        .route(
+            "/client/token-manager.d.ts",
+            get(|| static_file("text/plain; charset=utf-8", include_str!("../client/token-manager.d.ts"))),
+        )
+        .route(
+            "/client/demo.js",
+            get(|| static_file("text/javascript; charset=utf-8", include_str!("../client/demo.js"))),
+        )
+        .route(
+            "/client/demo.css",
+            get(|| static_file("text/css; charset=utf-8", include_str!("../client/demo.css"))),
+        )
+        .fallback(|| async {
+            json_error(StatusCode::NOT_FOUND, "not_found", "no such route")
+        })
+        .with_state(manager)
+}
+
+async fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "success": false, "message": message, "error": code })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+/// `POST /api/auth/login {username, password}`.
+async fn login(
+    State(manager): State<SessionManager>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than 16 KiB",
+            );
+        }
+        Err(_) => {
+            return json_error(StatusCode::BAD_REQUEST, "invalid_request", "the request body could not be read");
+        }
+    };
+    let Ok(Login { username, password }) = serde_json::from_slice::<Login>(&body) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send a JSON object with string fields `username` and `password`",
+        );
+    };
+    let Some(roles) = check_password(&username, &password) else {
+        tracing::info!(user_id = %username, "login failed");
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong user name or password",
+        );
+    };
+    match manager.create_session(&username, &roles).await {
+        Ok(pair) => {
+            let cookie = manager.refresh_cookie(&pair);
+            let body = json!({
+                "success": true,
+                "message": "Login successful",
+                "data": {
+                    "accessToken": pair.access_token,
+                    "refreshToken": pair.refresh_token,
+                    "expiresIn": pair.expires_in.as_millis() as u64,
+                    "sessionId": pair.session_id,
+                    "userId": pair.user_id,
+                }
+            });
+            ([(header::SET_COOKIE, cookie)], axum::Json(body)).into_response()
+        }
+        Err(error) => session_error(&error),
+    }
+}
+
+fn session_error(error: &SessionError) -> Response {
+    json_error(error.status(), error.code().as_str(), &error.to_string())
+}
+
+/// Compares in constant time, and does the same work for unknown users.
+fn check_password(username: &str, password: &str) -> Option<Vec<String>> {
+    let presented = Sha256::digest(password.as_bytes());
+    let mut found = None;
+    for (name, secret, roles) in USERS {
+        let expected = Sha256::digest(secret.as_bytes());
+        let name_ok = name.as_bytes().ct_eq(username.as_bytes());
+        let password_ok = expected.ct_eq(&presented);
+        if bool::from(name_ok & password_ok) {
+            found = Some(roles.iter().map(|r| (*r).to_owned()).collect());
+        }
+    }
+    found
+}
+
+/// `GET /api/me`: the verified session, through the extractor.
+async fn me(session: Session) -> Response {
+    axum::Json(json!({
+        "success": true,
+        "message": "Authenticated",
+        "data": {
+            "userId": session.user_id(),
+            "sessionId": session.session_id(),
+            "roles": session.roles().collect::<Vec<_>>(),
+        }
+    }))
+    .into_response()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}

@@ -1,0 +1,151 @@
+//! Starts the example server as a child process on a free port and talks to it over HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "e2e-test-secret-e2e-test-secret-e2e-test-secret";
+
+/// The example binary, (re)built once per test process: `cargo test --test server` alone does
+/// not build examples, and a stale binary would test old code.
+fn server_binary() -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let binary = profile_dir.join("examples").join(format!("server{}", std::env::consts::EXE_SUFFIX));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "--example", "server"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the example server failed");
+        *built = true;
+    }
+    binary
+}
+
+/// Runs the example with `env` (on top of a valid secret) and waits for it to exit.
+pub fn run_to_exit(env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(server_binary());
+    cmd.env_clear().env("PORT", "0").env("JWT_SECRET", SECRET);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the example server")
+}
+
+/// A running example server; killed on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts the example with `JWT_SECRET` and the given extra environment.
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(server_binary());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PORT", "0")
+            .env("JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start the example server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut reader = BufReader::new(stdout);
+        while !line.starts_with("listening on ") {
+            line.clear();
+            let n = reader.read_line(&mut line).expect("read server output");
+            assert!(n > 0, "the server exited before listening");
+            assert!(Instant::now() < deadline, "the server did not start");
+        }
+        let base = line.trim().trim_start_matches("listening on ").to_owned();
+        Server {
+            child,
+            base,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self.client.post(self.url(path)).json(&body).send().await.expect("request");
+        read(res).await
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        read(res).await
+    }
+
+    pub async fn post_auth(&self, path: &str, token: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        read(res).await
+    }
+
+    /// Logs in and returns the `data` object.
+    pub async fn login(&self, user: &str) -> Value {
+        let (status, body) = self
+            .post("/api/auth/login", json!({ "username": user, "password": format!("{user}-password") }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["data"].clone()
+    }
+}
+
+pub async fn read(res: reqwest::Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    (status, body)
+}
+
+/// Asserts the SPEC §5 error body and code.
+pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
