@@ -1,1 +1,147 @@
-fn main(){}
+//! The hot path: a valid HS256 token, revocation-cache hit, through `SessionLayer`, beside a bare
+//! `jsonwebtoken::decode` of the same token in the same run.
+//!
+//! ```text
+//! cargo bench --bench layer
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::Empty;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use serde::Deserialize;
+use tower::{Layer, Service, service_fn};
+use tower_jwt_session::{RevocationCheck, SessionConfig, SessionLayer, SessionManager};
+
+const SECRET: &str = "bench-secret-bench-secret-bench-secret!!";
+
+/// What a hand-written jsonwebtoken check would decode: the same claims.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Claims {
+    sub: String,
+    sid: String,
+    jti: String,
+    iat: u64,
+    exp: u64,
+    roles: Vec<String>,
+}
+
+/// Polls a future that is expected to be ready at once (no runtime on the hot path).
+fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("the hot path should not wait"),
+    }
+}
+
+fn hot_path(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    // A long cache lifetime, so every check below is a hit (the default, 1 s, would expire
+    // during the run and turn the hot path into the miss path).
+    let config = SessionConfig::new(SECRET)
+        .unwrap()
+        .revocation_cache_ttl(std::time::Duration::from_secs(3600));
+    let manager = SessionManager::new(config).unwrap();
+    let pair = rt
+        .block_on(manager.create_session("alice", &["user".to_owned(), "admin".to_owned()]))
+        .unwrap();
+    let token = pair.access_token.clone();
+    let bearer = format!("Bearer {token}");
+
+    let key = DecodingKey::from_secret(SECRET.as_bytes()).unwrap();
+    let validation = Validation::new(Algorithm::HS256);
+    assert!(decode::<Claims>(&token, &key, &validation).is_ok());
+
+    let mut group = c.benchmark_group("hot_path");
+    group.bench_function("jsonwebtoken_decode", |b| {
+        b.iter(|| decode::<Claims>(black_box(&token), &key, &validation).unwrap())
+    });
+
+    // The floor: HMAC-SHA256 of the signed part, base64 of payload, one serde pass.
+    {
+        use base64::Engine as _;
+        use hmac::{Hmac, KeyInit, Mac};
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (signed, sig) = token.rsplit_once('.').unwrap();
+        let payload = signed.split_once('.').unwrap().1;
+        let keyed = <Hmac<sha2::Sha256>>::new_from_slice(SECRET.as_bytes()).unwrap();
+        group.bench_function("floor_hmac", |b| {
+            b.iter(|| {
+                let mut mac = keyed.clone();
+                mac.update(black_box(signed.as_bytes()));
+                mac.finalize()
+            })
+        });
+        group.bench_function("floor_base64_payload_and_sig", |b| {
+            let mut buf = [0u8; 1024];
+            b.iter(|| {
+                b64.decode_slice(black_box(payload), &mut buf).unwrap()
+                    + b64.decode_slice(black_box(sig), &mut buf).unwrap()
+            })
+        });
+        let json = b64.decode(payload).unwrap();
+        group.bench_function("floor_serde_claims", |b| {
+            b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&json)).unwrap())
+        });
+    }
+
+    let codec = manager.codec().clone();
+    group.bench_function("codec_verify", |b| {
+        b.iter(|| codec.verify(black_box(&token)).unwrap())
+    });
+
+    let cache = manager.revocation_cache().clone();
+    let session = codec.verify(&token).unwrap();
+    group.bench_function("revocation_cache_hit", |b| {
+        b.iter(|| match cache.check(black_box(&session)) {
+            tower_jwt_session::Checked::Ready(status) => status,
+            tower_jwt_session::Checked::Pending(_) => panic!("miss"),
+        })
+    });
+
+    let inner = service_fn(|_req: Request<Empty<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    });
+    let mut layered = manager.layer().layer(inner);
+    let mut bare = SessionLayer::new(codec.clone()).layer(inner);
+    let request = || {
+        Request::builder()
+            .uri("/api/me")
+            .header("authorization", &bearer)
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    // Warm the cache, and check the path really is the allowed one.
+    assert_eq!(ready(layered.call(request())).unwrap().status(), 200);
+
+    group.bench_function("request_construction_only", |b| {
+        b.iter_batched(request, |req| black_box(req), BatchSize::SmallInput)
+    });
+    group.bench_function("layer_with_revocation_cache_hit", |b| {
+        b.iter_batched(
+            request,
+            |req| ready(layered.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("layer_without_revocation", |b| {
+        b.iter_batched(
+            request,
+            |req| ready(bare.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);

@@ -488,6 +488,11 @@ impl TokenCodec {
     /// # Errors
     /// The [`AuthError`] naming the first check that failed.
     pub fn verify(&self, token: &str) -> Result<Session, AuthError> {
+        self.verify_bytes(token.as_bytes())
+    }
+
+    /// As [`verify`](Self::verify), on the raw bytes of a header value.
+    pub(crate) fn verify_bytes(&self, token: &[u8]) -> Result<Session, AuthError> {
         let now = self.inner.clock.now_ms() / 1000;
         let decoded = self.decode(token)?;
         self.check_time(&decoded, now)?;
@@ -509,9 +514,8 @@ impl TokenCodec {
     }
 
     /// Verifies everything but the time window.
-    pub(crate) fn decode(&self, token: &str) -> Result<Decoded, AuthError> {
+    pub(crate) fn decode(&self, bytes: &[u8]) -> Result<Decoded, AuthError> {
         let inner = &*self.inner;
-        let bytes = token.as_bytes();
         if bytes.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Malformed("longer than 8 KiB"));
         }

@@ -544,7 +544,7 @@ impl SessionManager {
     /// The [`AuthError`] the layer would refuse the request with.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Session, AuthError> {
         let token = crate::layer::bearer_token(headers)?;
-        self.verify_access_token(token).await
+        self.check_revocation(self.inner.codec.verify_bytes(token)?).await
     }
 
     /// Verifies an access token completely, revocation included.
@@ -552,7 +552,10 @@ impl SessionManager {
     /// # Errors
     /// The [`AuthError`] the layer would refuse it with.
     pub async fn verify_access_token(&self, token: &str) -> Result<Session, AuthError> {
-        let session = self.inner.codec.verify(token)?;
+        self.check_revocation(self.inner.codec.verify(token)?).await
+    }
+
+    async fn check_revocation(&self, session: Session) -> Result<Session, AuthError> {
         match self.inner.cache.status(session.session_id()).await {
             SessionStatus::Active => Ok(session),
             status => Err(crate::layer::refusal(status)),

@@ -277,7 +277,7 @@ impl RefreshService {
         };
         let codec = self.manager.codec();
         let now_ms = codec.clock().now_ms();
-        let decoded = match codec.decode(&token) {
+        let decoded = match codec.decode(token.as_bytes()) {
             Ok(decoded) => decoded,
             Err(_) => {
                 return success(
