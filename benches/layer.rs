@@ -44,7 +44,9 @@ fn ready<F: Future>(f: F) -> F::Output {
 }
 
 fn hot_path(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     // A long cache lifetime, so every check below is a hit (the default, 1 s, would expire
     // during the run and turn the hot path into the miss path).
     let config = SessionConfig::new(SECRET)
@@ -124,7 +126,7 @@ fn hot_path(c: &mut Criterion) {
     assert_eq!(ready(layered.call(request())).unwrap().status(), 200);
 
     group.bench_function("request_construction_only", |b| {
-        b.iter_batched(request, |req| black_box(req), BatchSize::SmallInput)
+        b.iter_batched(request, black_box, BatchSize::SmallInput)
     });
     group.bench_function("layer_with_revocation_cache_hit", |b| {
         b.iter_batched(

@@ -25,23 +25,36 @@ use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_jwt_session::{Session, SessionConfig, SessionManager};
 
-type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+type Body =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 fn full(text: impl Into<Bytes>) -> Body {
-    Full::new(text.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let manager = SessionManager::new(SessionConfig::from_env()?)?;
-    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3001);
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3001);
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     println!("listening on http://{}", listener.local_addr()?);
 
     // Protected routes: the layer wraps a plain `service_fn`.
     let hello = service_fn(|req: Request<Incoming>| async move {
-        let session = req.extensions().get::<Session>().expect("behind SessionLayer");
-        let text = format!("hello {}, roles {:?}\n", session.user_id(), session.roles().collect::<Vec<_>>());
+        let session = req
+            .extensions()
+            .get::<Session>()
+            .expect("behind SessionLayer");
+        let text = format!(
+            "hello {}, roles {:?}\n",
+            session.user_id(),
+            session.roles().collect::<Vec<_>>()
+        );
         Ok::<_, Infallible>(Response::new(full(text)))
     });
     let protected = manager.layer().layer(hello);
@@ -51,11 +64,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let (stream, _) = listener.accept().await?;
         let (manager, protected, tokens) = (manager.clone(), protected.clone(), tokens.clone());
         let router = service_fn(move |req: Request<Incoming>| {
-            let (manager, mut protected, mut tokens) = (manager.clone(), protected.clone(), tokens.clone());
+            let (manager, mut protected, mut tokens) =
+                (manager.clone(), protected.clone(), tokens.clone());
             async move {
                 let path = req.uri().path();
                 let response = if path.starts_with("/api/token/") {
-                    tokens.call(req).await?.map(|b| b.map_err(|never| match never {}).boxed_unsync())
+                    tokens
+                        .call(req)
+                        .await?
+                        .map(|b| b.map_err(|never| match never {}).boxed_unsync())
                 } else if path == "/login" && req.method() == Method::POST {
                     login(&manager, req).await
                 } else {
@@ -83,7 +100,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
 async fn login(manager: &SessionManager, req: Request<Incoming>) -> Response<Body> {
     let Ok(body) = Limited::new(req.into_body(), 256).collect().await else {
-        return status(StatusCode::BAD_REQUEST, "send a user name of at most 256 bytes\n");
+        return status(
+            StatusCode::BAD_REQUEST,
+            "send a user name of at most 256 bytes\n",
+        );
     };
     let user = String::from_utf8_lossy(&body.to_bytes()).trim().to_owned();
     match manager.create_session(&user, &["user".to_owned()]).await {

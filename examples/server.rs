@@ -98,26 +98,52 @@ fn app(manager: SessionManager) -> Router {
         )
         .merge(protected)
         .nest_service("/api/token", manager.refresh_service())
-        .route("/", get(|| static_file("text/html; charset=utf-8", include_str!("../client/index.html"))))
+        .route(
+            "/",
+            get(|| {
+                static_file(
+                    "text/html; charset=utf-8",
+                    include_str!("../client/index.html"),
+                )
+            }),
+        )
         .route(
             "/client/token-manager.js",
-            get(|| static_file("text/javascript; charset=utf-8", include_str!("../client/token-manager.js"))),
+            get(|| {
+                static_file(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../client/token-manager.js"),
+                )
+            }),
         )
         .route(
             "/client/token-manager.d.ts",
-            get(|| static_file("text/plain; charset=utf-8", include_str!("../client/token-manager.d.ts"))),
+            get(|| {
+                static_file(
+                    "text/plain; charset=utf-8",
+                    include_str!("../client/token-manager.d.ts"),
+                )
+            }),
         )
         .route(
             "/client/demo.js",
-            get(|| static_file("text/javascript; charset=utf-8", include_str!("../client/demo.js"))),
+            get(|| {
+                static_file(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../client/demo.js"),
+                )
+            }),
         )
         .route(
             "/client/demo.css",
-            get(|| static_file("text/css; charset=utf-8", include_str!("../client/demo.css"))),
+            get(|| {
+                static_file(
+                    "text/css; charset=utf-8",
+                    include_str!("../client/demo.css"),
+                )
+            }),
         )
-        .fallback(|| async {
-            json_error(StatusCode::NOT_FOUND, "not_found", "no such route")
-        })
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(manager)
 }
 
@@ -161,7 +187,11 @@ async fn login(
             );
         }
         Err(_) => {
-            return json_error(StatusCode::BAD_REQUEST, "invalid_request", "the request body could not be read");
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request body could not be read",
+            );
         }
     };
     let Ok(Login { username, password }) = serde_json::from_slice::<Login>(&body) else {
@@ -236,7 +266,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -81,6 +81,8 @@ impl HmacKey {
     }
 }
 
+// The HMAC state is the hot path and sits inline on purpose; a key set holds a handful of keys.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Verifier {
     Hmac(HmacKey),
@@ -94,6 +96,7 @@ struct VerifyKey {
     verifier: Verifier,
 }
 
+#[allow(clippy::large_enum_variant)]
 enum SignerKey {
     Hmac(HmacKey),
     Private(EncodingKey),
@@ -505,10 +508,10 @@ impl TokenCodec {
         if now >= decoded.session.expires_at().saturating_add(leeway) {
             return Err(AuthError::Expired);
         }
-        if let Some(nbf) = decoded.not_before {
-            if nbf > now.saturating_add(leeway) {
-                return Err(AuthError::NotYetValid);
-            }
+        if let Some(nbf) = decoded.not_before
+            && nbf > now.saturating_add(leeway)
+        {
+            return Err(AuthError::NotYetValid);
         }
         Ok(())
     }
@@ -545,7 +548,9 @@ impl TokenCodec {
             return Err(AuthError::UnsupportedAlgorithm);
         }
         match header.typ.as_deref() {
-            Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {}
+            Some(t)
+                if t.eq_ignore_ascii_case("at+jwt")
+                    || t.eq_ignore_ascii_case("application/at+jwt") => {}
             _ => return Err(AuthError::InvalidType),
         }
         let kid = header.kid.as_deref().ok_or(AuthError::UnknownKey)?;
@@ -603,10 +608,10 @@ impl TokenCodec {
         if claims.jti.as_deref().is_none_or(str::is_empty) {
             return Err(AuthError::MissingClaim("jti"));
         }
-        if let Some(expected) = inner.issuer.as_deref() {
-            if claims.iss.as_deref() != Some(expected) {
-                return Err(AuthError::InvalidIssuer);
-            }
+        if let Some(expected) = inner.issuer.as_deref()
+            && claims.iss.as_deref() != Some(expected)
+        {
+            return Err(AuthError::InvalidIssuer);
         }
         if let Some(expected) = inner.audience.as_deref() {
             let ok = match &claims.aud {
@@ -719,7 +724,13 @@ mod tests {
     }
 
     /// Signs `claims` with jsonwebtoken as a foreign issuer would.
-    fn sign(alg: Algorithm, kid: Option<String>, typ: Option<&str>, claims: &Value, key: &[u8]) -> String {
+    fn sign(
+        alg: Algorithm,
+        kid: Option<String>,
+        typ: Option<&str>,
+        claims: &Value,
+        key: &[u8],
+    ) -> String {
         let mut header = Header::new(alg);
         header.kid = kid;
         header.typ = typ.map(str::to_owned);
@@ -727,12 +738,22 @@ mod tests {
     }
 
     fn good(claims: &Value) -> String {
-        sign(Algorithm::HS256, Some(kid(SECRET)), Some("at+jwt"), claims, SECRET.as_bytes())
+        sign(
+            Algorithm::HS256,
+            Some(kid(SECRET)),
+            Some("at+jwt"),
+            claims,
+            SECRET.as_bytes(),
+        )
     }
 
     /// Builds a token from raw header and payload JSON, signed with the HS256 secret.
     fn raw(header: &str, payload: &str) -> String {
-        let mut t = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let mut t = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
         let key = HmacKey::new(Algorithm::HS256, SECRET.as_bytes());
         let sig = URL_SAFE_NO_PAD.encode(key.sign(t.as_bytes()));
         t.push('.');
@@ -756,7 +777,9 @@ mod tests {
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.kid, Some(kid(SECRET)));
         let payload: Value = serde_json::from_slice(
-            &URL_SAFE_NO_PAD.decode(issued.token.split('.').nth(1).unwrap()).unwrap(),
+            &URL_SAFE_NO_PAD
+                .decode(issued.token.split('.').nth(1).unwrap())
+                .unwrap(),
         )
         .unwrap();
         for claim in ["sub", "sid", "jti", "iat", "exp", "roles", "iss", "aud"] {
@@ -765,7 +788,12 @@ mod tests {
         // Two tokens never share a jti.
         let again = codec.issue("alice", sid, &[]);
         let jti = |t: &str| {
-            let p: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(t.split('.').nth(1).unwrap()).unwrap()).unwrap();
+            let p: Value = serde_json::from_slice(
+                &URL_SAFE_NO_PAD
+                    .decode(t.split('.').nth(1).unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
             p["jti"].as_str().unwrap().to_owned()
         };
         assert_ne!(jti(&issued.token), jti(&again.token));
@@ -775,7 +803,13 @@ mod tests {
     fn tokens_from_another_jwt_library_verify() {
         let (codec, _) = plain();
         assert!(codec.verify(&good(&claims())).is_ok());
-        let typ_mime = sign(Algorithm::HS256, Some(kid(SECRET)), Some("application/at+JWT"), &claims(), SECRET.as_bytes());
+        let typ_mime = sign(
+            Algorithm::HS256,
+            Some(kid(SECRET)),
+            Some("application/at+JWT"),
+            &claims(),
+            SECRET.as_bytes(),
+        );
         assert!(codec.verify(&typ_mime).is_ok());
     }
 
@@ -784,76 +818,170 @@ mod tests {
         let (codec, _) = plain();
         let payload = claims().to_string();
         for alg in ["none", "None", "NONE", "nOnE", ""] {
-            let header = format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{}"}}"#, kid(SECRET));
-            let unsigned = format!("{}.{}.", URL_SAFE_NO_PAD.encode(&header), URL_SAFE_NO_PAD.encode(&payload));
+            let header = format!(
+                r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{}"}}"#,
+                kid(SECRET)
+            );
+            let unsigned = format!(
+                "{}.{}.",
+                URL_SAFE_NO_PAD.encode(&header),
+                URL_SAFE_NO_PAD.encode(&payload)
+            );
             assert!(codec.verify(&unsigned).is_err(), "{alg} unsigned");
             let signed = raw(&header, &payload);
-            assert_eq!(codec.verify(&signed).unwrap_err(), AuthError::UnsupportedAlgorithm, "{alg}");
+            assert_eq!(
+                codec.verify(&signed).unwrap_err(),
+                AuthError::UnsupportedAlgorithm,
+                "{alg}"
+            );
         }
     }
 
     #[test]
     fn algorithms_outside_the_allow_list_are_refused() {
         let (codec, _) = plain();
-        let hs512 = sign(Algorithm::HS512, Some(kid(SECRET)), Some("at+jwt"), &claims(), SECRET.as_bytes());
-        assert_eq!(codec.verify(&hs512).unwrap_err(), AuthError::UnsupportedAlgorithm);
+        let hs512 = sign(
+            Algorithm::HS512,
+            Some(kid(SECRET)),
+            Some("at+jwt"),
+            &claims(),
+            SECRET.as_bytes(),
+        );
+        assert_eq!(
+            codec.verify(&hs512).unwrap_err(),
+            AuthError::UnsupportedAlgorithm
+        );
         // Listed, but the key is bound to HS256.
-        let (wide, _) = codec_with(config().allowed_algorithms([Algorithm::HS256, Algorithm::HS512]));
-        assert_eq!(wide.verify(&hs512).unwrap_err(), AuthError::UnsupportedAlgorithm);
+        let (wide, _) =
+            codec_with(config().allowed_algorithms([Algorithm::HS256, Algorithm::HS512]));
+        assert_eq!(
+            wide.verify(&hs512).unwrap_err(),
+            AuthError::UnsupportedAlgorithm
+        );
     }
 
     #[test]
     fn wrong_key_and_tampering_are_refused() {
         let (codec, _) = plain();
-        let forged = sign(Algorithm::HS256, Some(kid(SECRET)), Some("at+jwt"), &claims(), b"another-secret-another-secret-!!");
-        assert_eq!(codec.verify(&forged).unwrap_err(), AuthError::InvalidSignature);
+        let forged = sign(
+            Algorithm::HS256,
+            Some(kid(SECRET)),
+            Some("at+jwt"),
+            &claims(),
+            b"another-secret-another-secret-!!",
+        );
+        assert_eq!(
+            codec.verify(&forged).unwrap_err(),
+            AuthError::InvalidSignature
+        );
 
         let token = good(&claims());
         let parts: Vec<&str> = token.split('.').collect();
-        let mut payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        let mut payload: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         payload["sub"] = json!("admin");
-        let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(payload.to_string()), parts[2]);
-        assert_eq!(codec.verify(&tampered).unwrap_err(), AuthError::InvalidSignature);
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(payload.to_string()),
+            parts[2]
+        );
+        assert_eq!(
+            codec.verify(&tampered).unwrap_err(),
+            AuthError::InvalidSignature
+        );
 
         // Splicing the signature of one token onto another.
         let other = good(&claims());
-        let spliced = format!("{}.{}.{}", parts[0], parts[1], other.split('.').nth(2).unwrap());
-        assert_eq!(codec.verify(&spliced).unwrap_err(), AuthError::InvalidSignature);
+        let spliced = format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            other.split('.').nth(2).unwrap()
+        );
+        assert_eq!(
+            codec.verify(&spliced).unwrap_err(),
+            AuthError::InvalidSignature
+        );
 
         // A non-canonical base64 signature (trailing bits changed) does not verify either.
         let mut sig = parts[2].to_owned();
         let last = sig.pop().unwrap();
         sig.push(if last == 'A' { 'B' } else { 'A' });
-        assert!(codec.verify(&format!("{}.{}.{}", parts[0], parts[1], sig)).is_err());
+        assert!(
+            codec
+                .verify(&format!("{}.{}.{}", parts[0], parts[1], sig))
+                .is_err()
+        );
     }
 
     #[test]
     fn wrong_typ_is_refused() {
         let (codec, _) = plain();
         for typ in [Some("JWT"), Some("refresh+jwt"), None] {
-            let t = sign(Algorithm::HS256, Some(kid(SECRET)), typ, &claims(), SECRET.as_bytes());
-            assert_eq!(codec.verify(&t).unwrap_err(), AuthError::InvalidType, "{typ:?}");
+            let t = sign(
+                Algorithm::HS256,
+                Some(kid(SECRET)),
+                typ,
+                &claims(),
+                SECRET.as_bytes(),
+            );
+            assert_eq!(
+                codec.verify(&t).unwrap_err(),
+                AuthError::InvalidType,
+                "{typ:?}"
+            );
         }
     }
 
     #[test]
     fn unknown_or_missing_kid_is_refused_and_listed_previous_keys_are_accepted() {
         let (codec, _) = plain();
-        let unknown = sign(Algorithm::HS256, Some("nope".into()), Some("at+jwt"), &claims(), SECRET.as_bytes());
+        let unknown = sign(
+            Algorithm::HS256,
+            Some("nope".into()),
+            Some("at+jwt"),
+            &claims(),
+            SECRET.as_bytes(),
+        );
         assert_eq!(codec.verify(&unknown).unwrap_err(), AuthError::UnknownKey);
-        let missing = sign(Algorithm::HS256, None, Some("at+jwt"), &claims(), SECRET.as_bytes());
+        let missing = sign(
+            Algorithm::HS256,
+            None,
+            Some("at+jwt"),
+            &claims(),
+            SECRET.as_bytes(),
+        );
         assert_eq!(codec.verify(&missing).unwrap_err(), AuthError::UnknownKey);
 
-        let old = sign(Algorithm::HS256, Some(kid(OLD_SECRET)), Some("at+jwt"), &claims(), OLD_SECRET.as_bytes());
+        let old = sign(
+            Algorithm::HS256,
+            Some(kid(OLD_SECRET)),
+            Some("at+jwt"),
+            &claims(),
+            OLD_SECRET.as_bytes(),
+        );
         assert_eq!(codec.verify(&old).unwrap_err(), AuthError::UnknownKey);
         let (rotated, _) = codec_with(config().previous_secret(OLD_SECRET).unwrap());
         assert!(rotated.verify(&old).is_ok());
         // The previous key verifies only its own tokens.
-        let mislabelled = sign(Algorithm::HS256, Some(kid(OLD_SECRET)), Some("at+jwt"), &claims(), SECRET.as_bytes());
-        assert_eq!(rotated.verify(&mislabelled).unwrap_err(), AuthError::InvalidSignature);
+        let mislabelled = sign(
+            Algorithm::HS256,
+            Some(kid(OLD_SECRET)),
+            Some("at+jwt"),
+            &claims(),
+            SECRET.as_bytes(),
+        );
+        assert_eq!(
+            rotated.verify(&mislabelled).unwrap_err(),
+            AuthError::InvalidSignature
+        );
         // New tokens are signed with the current key.
         let fresh = rotated.issue("bob", SessionId::random(), &[]);
-        assert_eq!(jsonwebtoken::decode_header(&fresh.token).unwrap().kid, Some(kid(SECRET)));
+        assert_eq!(
+            jsonwebtoken::decode_header(&fresh.token).unwrap().kid,
+            Some(kid(SECRET))
+        );
     }
 
     #[test]
@@ -862,9 +990,20 @@ mod tests {
         for claim in ["exp", "iat", "sub", "sid", "jti"] {
             let mut c = claims();
             c.as_object_mut().unwrap().remove(claim);
-            assert_eq!(codec.verify(&good(&c)).unwrap_err(), AuthError::MissingClaim(claim), "{claim}");
+            assert_eq!(
+                codec.verify(&good(&c)).unwrap_err(),
+                AuthError::MissingClaim(claim),
+                "{claim}"
+            );
         }
-        for (claim, value) in [("exp", json!("tomorrow")), ("iat", json!(-5)), ("sid", json!("short")), ("sub", json!("")), ("roles", json!("admin")), ("sub", json!(42))] {
+        for (claim, value) in [
+            ("exp", json!("tomorrow")),
+            ("iat", json!(-5)),
+            ("sid", json!("short")),
+            ("sub", json!("")),
+            ("roles", json!("admin")),
+            ("sub", json!(42)),
+        ] {
             let mut c = claims();
             c[claim] = value;
             assert!(codec.verify(&good(&c)).is_err(), "{claim}");
@@ -882,7 +1021,10 @@ mod tests {
         let t = good(&c);
         assert!(codec.verify(&t).is_ok());
         clock.set((NOW + 10) * 1000);
-        assert!(codec.verify(&t).is_ok(), "exp reached, inside the 30 s leeway");
+        assert!(
+            codec.verify(&t).is_ok(),
+            "exp reached, inside the 30 s leeway"
+        );
         clock.set((NOW + 39) * 1000);
         assert!(codec.verify(&t).is_ok());
         clock.set((NOW + 40) * 1000);
@@ -890,7 +1032,11 @@ mod tests {
 
         let (strict, clock) = codec_with(config().leeway(Duration::ZERO));
         clock.set((NOW + 10) * 1000);
-        assert_eq!(strict.verify(&t).unwrap_err(), AuthError::Expired, "exp exactly now");
+        assert_eq!(
+            strict.verify(&t).unwrap_err(),
+            AuthError::Expired,
+            "exp exactly now"
+        );
 
         let (codec, _) = plain();
         let mut c = claims();
@@ -904,13 +1050,25 @@ mod tests {
     fn issuer_and_audience_are_required_when_configured() {
         let (codec, _) = codec_with(config().issuer("https://iss").audience("api"));
         let mut c = claims();
-        assert_eq!(codec.verify(&good(&c)).unwrap_err(), AuthError::InvalidIssuer);
+        assert_eq!(
+            codec.verify(&good(&c)).unwrap_err(),
+            AuthError::InvalidIssuer
+        );
         c["iss"] = json!("https://evil");
-        assert_eq!(codec.verify(&good(&c)).unwrap_err(), AuthError::InvalidIssuer);
+        assert_eq!(
+            codec.verify(&good(&c)).unwrap_err(),
+            AuthError::InvalidIssuer
+        );
         c["iss"] = json!("https://iss");
-        assert_eq!(codec.verify(&good(&c)).unwrap_err(), AuthError::InvalidAudience);
+        assert_eq!(
+            codec.verify(&good(&c)).unwrap_err(),
+            AuthError::InvalidAudience
+        );
         c["aud"] = json!("other");
-        assert_eq!(codec.verify(&good(&c)).unwrap_err(), AuthError::InvalidAudience);
+        assert_eq!(
+            codec.verify(&good(&c)).unwrap_err(),
+            AuthError::InvalidAudience
+        );
         c["aud"] = json!(["other", "api"]);
         assert!(codec.verify(&good(&c)).is_ok());
         c["aud"] = json!("api");
@@ -928,8 +1086,15 @@ mod tests {
             r#""x5c":["MIIB"]"#,
             r#""crit":["exp"]"#,
         ] {
-            let header = format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}",{extra}}}"#, kid(SECRET));
-            assert_eq!(codec.verify(&raw(&header, &payload)).unwrap_err(), AuthError::ForbiddenHeader, "{extra}");
+            let header = format!(
+                r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}",{extra}}}"#,
+                kid(SECRET)
+            );
+            assert_eq!(
+                codec.verify(&raw(&header, &payload)).unwrap_err(),
+                AuthError::ForbiddenHeader,
+                "{extra}"
+            );
         }
     }
 
@@ -937,10 +1102,41 @@ mod tests {
     fn malformed_input_never_panics() {
         let (codec, _) = plain();
         let long = "a".repeat(MAX_TOKEN_LEN + 1);
-        let dup = raw(&format!(r#"{{"alg":"HS256","alg":"HS256","typ":"at+jwt","kid":"{}"}}"#, kid(SECRET)), &claims().to_string());
-        let dup_claim = raw(&format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#, kid(SECRET)), r#"{"sub":"a","sub":"b"}"#);
-        let deep = raw(&format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#, kid(SECRET)), &format!("{}1{}", "[".repeat(5000), "]".repeat(5000)));
-        for bad in ["", ".", "..", "a.b.c", "a.b.c.d", "😀.😀.😀", "eyJ.eyJ.", &long, &dup, &dup_claim, &deep, "=.=.="] {
+        let dup = raw(
+            &format!(
+                r#"{{"alg":"HS256","alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+                kid(SECRET)
+            ),
+            &claims().to_string(),
+        );
+        let dup_claim = raw(
+            &format!(
+                r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+                kid(SECRET)
+            ),
+            r#"{"sub":"a","sub":"b"}"#,
+        );
+        let deep = raw(
+            &format!(
+                r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+                kid(SECRET)
+            ),
+            &format!("{}1{}", "[".repeat(5000), "]".repeat(5000)),
+        );
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "a.b.c.d",
+            "😀.😀.😀",
+            "eyJ.eyJ.",
+            &long,
+            &dup,
+            &dup_claim,
+            &deep,
+            "=.=.=",
+        ] {
             assert!(codec.verify(bad).is_err(), "{bad:.40}");
         }
     }
@@ -951,15 +1147,30 @@ mod tests {
         let rsa_public = include_bytes!("../tests/keys/rsa_public.pem");
         for (alg, private, public) in [
             (Algorithm::RS256, &rsa_private[..], &rsa_public[..]),
-            (Algorithm::ES256, include_bytes!("../tests/keys/ec_private.pem"), include_bytes!("../tests/keys/ec_public.pem")),
-            (Algorithm::EdDSA, include_bytes!("../tests/keys/ed_private.pem"), include_bytes!("../tests/keys/ed_public.pem")),
+            (
+                Algorithm::ES256,
+                include_bytes!("../tests/keys/ec_private.pem"),
+                include_bytes!("../tests/keys/ec_public.pem"),
+            ),
+            (
+                Algorithm::EdDSA,
+                include_bytes!("../tests/keys/ed_private.pem"),
+                include_bytes!("../tests/keys/ed_public.pem"),
+            ),
         ] {
             let (codec, _) = codec_with(config().signing_key_pem(alg, private, public).unwrap());
             let issued = codec.issue("alice", SessionId::random(), &[]);
             assert_eq!(jsonwebtoken::decode_header(&issued.token).unwrap().alg, alg);
-            assert_eq!(codec.verify(&issued.token).unwrap().user_id(), "alice", "{alg:?}");
+            assert_eq!(
+                codec.verify(&issued.token).unwrap().user_id(),
+                "alice",
+                "{alg:?}"
+            );
             // An HMAC token is not accepted once an asymmetric key signs.
-            assert_eq!(codec.verify(&good(&claims())).unwrap_err(), AuthError::UnsupportedAlgorithm);
+            assert_eq!(
+                codec.verify(&good(&claims())).unwrap_err(),
+                AuthError::UnsupportedAlgorithm
+            );
         }
 
         // Algorithm confusion: an HS256 token keyed with the RSA public key, naming the RSA kid.
@@ -970,14 +1181,27 @@ mod tests {
                 .allowed_algorithms([Algorithm::RS256, Algorithm::HS256]),
         );
         let rsa_kid = key_id(Algorithm::RS256, rsa_public);
-        let confused = sign(Algorithm::HS256, Some(rsa_kid), Some("at+jwt"), &claims(), rsa_public);
-        assert_eq!(codec.verify(&confused).unwrap_err(), AuthError::UnsupportedAlgorithm);
+        let confused = sign(
+            Algorithm::HS256,
+            Some(rsa_kid),
+            Some("at+jwt"),
+            &claims(),
+            rsa_public,
+        );
+        assert_eq!(
+            codec.verify(&confused).unwrap_err(),
+            AuthError::UnsupportedAlgorithm
+        );
 
         assert!(matches!(
             config().signing_key_pem(Algorithm::RS256, b"not a pem", rsa_public),
             Err(ConfigError::Key { .. })
         ));
-        assert!(config().signing_key_pem(Algorithm::HS256, rsa_private, rsa_public).is_err());
+        assert!(
+            config()
+                .signing_key_pem(Algorithm::HS256, rsa_private, rsa_public)
+                .is_err()
+        );
     }
 
     #[test]

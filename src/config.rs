@@ -269,10 +269,10 @@ impl SessionConfig {
     ///
     /// let vars = HashMap::from([
     ///     ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
-    ///     ("JWT_ACCESS_TOKEN_EXPIRY", "90s"),
+    ///     ("JWT_ACCESS_TOKEN_EXPIRY", "30m"),
     /// ]);
     /// let config = SessionConfig::from_lookup(|k| vars.get(k).map(|v| v.to_string()))?;
-    /// assert_eq!(config.access_token_ttl_value().as_secs(), 90);
+    /// assert_eq!(config.access_token_ttl_value().as_secs(), 1800);
     ///
     /// let bad = HashMap::from([("JWT_SECRET", "0123456789abcdef0123456789abcdef"), ("JWT_LEEWAY", "soon")]);
     /// let err = SessionConfig::from_lookup(|k| bad.get(k).map(|v| v.to_string())).unwrap_err();
@@ -455,13 +455,11 @@ impl SessionConfig {
                 reason: "browsers drop SameSite=None cookies that are not Secure; set SESSION_COOKIE_SECURE=true",
             });
         }
-        if let Some(algs) = &self.algorithms {
-            if algs.is_empty() {
-                return Err(ConfigError::Conflict {
-                    name: "allowed_algorithms",
-                    reason: "the algorithm allow-list is empty, so no token could ever be accepted",
-                });
-            }
+        if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ConfigError::Conflict {
+                name: "allowed_algorithms",
+                reason: "the algorithm allow-list is empty, so no token could ever be accepted",
+            });
         }
         Ok(())
     }
@@ -952,7 +950,10 @@ mod tests {
     fn every_variable_is_read() {
         let c = from(&[
             ("JWT_SECRET", SECRET),
-            ("JWT_PREVIOUS_SECRETS", "old-secret-old-secret-old-secret-1, old-secret-old-secret-old-secret-2"),
+            (
+                "JWT_PREVIOUS_SECRETS",
+                "old-secret-old-secret-old-secret-1, old-secret-old-secret-old-secret-2",
+            ),
             ("JWT_ACCESS_TOKEN_EXPIRY", "30m"),
             ("JWT_REFRESH_TOKEN_EXPIRY", "7d"),
             ("JWT_SESSION_EXPIRY", "14d"),
@@ -995,14 +996,29 @@ mod tests {
     fn missing_secret_names_the_variable_and_the_fix() {
         let err = from(&[]).unwrap_err();
         let text = err.to_string();
-        assert!(matches!(err, ConfigError::Missing { name: "JWT_SECRET", .. }));
-        assert!(text.contains("JWT_SECRET") && text.contains("32 bytes"), "{text}");
+        assert!(matches!(
+            err,
+            ConfigError::Missing {
+                name: "JWT_SECRET",
+                ..
+            }
+        ));
+        assert!(
+            text.contains("JWT_SECRET") && text.contains("32 bytes"),
+            "{text}"
+        );
     }
 
     #[test]
     fn short_and_placeholder_secrets_are_refused_without_echoing_them() {
         let err = from(&[("JWT_SECRET", "short-secret")]).unwrap_err();
-        assert!(matches!(err, ConfigError::WeakSecret { name: "JWT_SECRET", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::WeakSecret {
+                name: "JWT_SECRET",
+                ..
+            }
+        ));
         assert!(!err.to_string().contains("short-secret"));
 
         let err = from(&[("JWT_SECRET", PLACEHOLDER_SECRET)]).unwrap_err();
@@ -1010,7 +1026,13 @@ mod tests {
         assert!(!err.to_string().contains(PLACEHOLDER_SECRET));
 
         let err = from(&[("JWT_SECRET", SECRET), ("JWT_PREVIOUS_SECRETS", "tiny")]).unwrap_err();
-        assert!(matches!(err, ConfigError::WeakSecret { name: "JWT_PREVIOUS_SECRETS", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::WeakSecret {
+                name: "JWT_PREVIOUS_SECRETS",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -1043,17 +1065,33 @@ mod tests {
 
     #[test]
     fn redis_passwords_stay_out_of_errors() {
-        let err = from(&[("JWT_SECRET", SECRET), ("REDIS_URL", "http://user:hunter2@host:6379")])
-            .unwrap_err();
+        let err = from(&[
+            ("JWT_SECRET", SECRET),
+            ("REDIS_URL", "http://user:hunter2@host:6379"),
+        ])
+        .unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]
     fn contradictions_are_refused() {
         let c = || SessionConfig::new(SECRET).unwrap();
-        assert!(c().refresh_token_ttl(Duration::from_secs(100 * 86400)).validate().is_err());
-        assert!(c().refresh_threshold(Duration::from_secs(3 * 3600)).validate().is_err());
-        assert!(c().cookie_same_site(SameSite::None).cookie_secure(false).validate().is_err());
+        assert!(
+            c().refresh_token_ttl(Duration::from_secs(100 * 86400))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            c().refresh_threshold(Duration::from_secs(3 * 3600))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            c().cookie_same_site(SameSite::None)
+                .cookie_secure(false)
+                .validate()
+                .is_err()
+        );
         assert!(c().allowed_algorithms([]).validate().is_err());
         assert!(c().access_token_ttl(Duration::ZERO).validate().is_err());
         assert!(c().max_sessions_per_user(0).validate().is_err());
@@ -1068,7 +1106,18 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
         assert_eq!(parse_duration(" 0s "), Ok(Duration::ZERO));
-        for bad in ["", "s", "15", "1.5h", "-1s", "15 m", "15M", "1w", "1e3s", "18446744073709551615d"] {
+        for bad in [
+            "",
+            "s",
+            "15",
+            "1.5h",
+            "-1s",
+            "15 m",
+            "15M",
+            "1w",
+            "1e3s",
+            "18446744073709551615d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
@@ -1080,7 +1129,10 @@ mod tests {
             .previous_secret("previous-previous-previous-previous")
             .unwrap();
         let text = format!("{c:?}");
-        assert!(!text.contains(SECRET) && !text.contains("previous-previous"), "{text}");
+        assert!(
+            !text.contains(SECRET) && !text.contains("previous-previous"),
+            "{text}"
+        );
         assert!(text.contains("[redacted]"));
         // Not even as the byte values of the secret.
         let bytes = format!("{:?}", SECRET.as_bytes());

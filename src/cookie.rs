@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn reads_the_named_cookie_among_others() {
         let mut h = HeaderMap::new();
-        h.append(COOKIE, HeaderValue::from_static("a=1; tjs_refresh=tok.en; b=2"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; tjs_refresh=tok.en; b=2"),
+        );
         assert_eq!(read(&h, "tjs_refresh"), Some("tok.en"));
         assert_eq!(read(&h, "missing"), None);
         let mut h = HeaderMap::new();
@@ -82,6 +85,9 @@ mod tests {
             .cookie_http_only(false)
             .cookie_secure(false)
             .cookie_same_site(crate::SameSite::Lax);
-        assert_eq!(build(&config, "", 0), "tjs_refresh=; Path=/api/token; Max-Age=0; SameSite=Lax");
+        assert_eq!(
+            build(&config, "", 0),
+            "tjs_refresh=; Path=/api/token; Max-Age=0; SameSite=Lax"
+        );
     }
 }

@@ -84,7 +84,9 @@ pub enum AuthError {
     #[error("the token is not an access token (typ must be at+jwt)")]
     InvalidType,
     /// The header asks to fetch or embed a key (`jku`, `jwk`, `x5u`, `x5c`) or carries `crit`.
-    #[error("the access token's header carries key references or critical extensions, which are never followed")]
+    #[error(
+        "the access token's header carries key references or critical extensions, which are never followed"
+    )]
     ForbiddenHeader,
     /// A required claim is missing.
     #[error("the access token lacks the `{0}` claim")]

@@ -41,7 +41,9 @@ pub enum SessionError {
     #[error("the refresh token has expired; log in again")]
     TokenExpired,
     /// A retired refresh token was presented: the session has been revoked as stolen.
-    #[error("this refresh token was already used; the session has been ended for safety, log in again")]
+    #[error(
+        "this refresh token was already used; the session has been ended for safety, log in again"
+    )]
     TokenReused(ReuseKind),
     /// The session has been revoked (logout, eviction, reuse detection).
     #[error("the session has ended; log in again")]
@@ -392,7 +394,9 @@ impl SessionManager {
         let inner = &*self.inner;
         let now = self.now_ms();
         let expires_at = now.saturating_add(inner.config.session_ttl.as_millis() as u64);
-        let refresh_expires_at = now.saturating_add(inner.lifetimes.refresh_ttl).min(expires_at);
+        let refresh_expires_at = now
+            .saturating_add(inner.lifetimes.refresh_ttl)
+            .min(expires_at);
         let record = SessionRecord {
             session_id: SessionId::random(),
             user_id: user_id.to_owned(),
@@ -544,7 +548,8 @@ impl SessionManager {
     /// The [`AuthError`] the layer would refuse the request with.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Session, AuthError> {
         let token = crate::layer::bearer_token(headers)?;
-        self.check_revocation(self.inner.codec.verify_bytes(token)?).await
+        self.check_revocation(self.inner.codec.verify_bytes(token)?)
+            .await
     }
 
     /// Verifies an access token completely, revocation included.
@@ -615,7 +620,8 @@ impl SessionManager {
         if prefix != REFRESH_PREFIX || parts.next().is_some() {
             return None;
         }
-        let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
         if !digits(generation) || !digits(expires_at) {
             return None;
         }

@@ -29,6 +29,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Early answers travel as `Err(Response)`: these routes do store I/O, so the size of that
+// variant is of no consequence.
+#![allow(clippy::result_large_err)]
+
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -71,7 +75,8 @@ impl fmt::Debug for RefreshService {
 
 /// The response future of [`RefreshService`]. Boxed: token routes do store I/O, which costs far
 /// more than the allocation.
-pub type RefreshFuture = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+pub type RefreshFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
 impl RefreshService {
     /// The token routes of `manager` under `/api/token`.
@@ -169,8 +174,10 @@ impl RefreshService {
                 ErrorCode::MethodNotAllowed,
                 &format!("use {allowed} on this route"),
             );
-            res.headers_mut()
-                .insert(ALLOW, HeaderValue::from_str(allowed.as_str()).expect("a method name"));
+            res.headers_mut().insert(
+                ALLOW,
+                HeaderValue::from_str(allowed.as_str()).expect("a method name"),
+            );
             return res;
         }
         let span = tracing::debug_span!("token_route", route = route.name());
@@ -232,7 +239,13 @@ impl RefreshService {
         Ok((token, true))
     }
 
-    fn pair_response(&self, message: &str, pair: &TokenPair, from_cookie: bool, refreshed: Option<bool>) -> Answer {
+    fn pair_response(
+        &self,
+        message: &str,
+        pair: &TokenPair,
+        from_cookie: bool,
+        refreshed: Option<bool>,
+    ) -> Answer {
         let mut data = json!({
             "accessToken": pair.access_token,
             "expiresIn": pair.expires_in.as_millis() as u64,
@@ -256,7 +269,9 @@ impl RefreshService {
             Err(res) => return res,
         };
         match self.manager.refresh(token).await {
-            Ok(pair) => self.pair_response("Token refreshed successfully", &pair, from_cookie, None),
+            Ok(pair) => {
+                self.pair_response("Token refreshed successfully", &pair, from_cookie, None)
+            }
             Err(error) => self.refresh_failed(&error, from_cookie),
         }
     }
@@ -312,7 +327,11 @@ impl RefreshService {
         let threshold_ms = codec.refresh_threshold_secs() * 1000;
         let needs_refresh = is_expired || (is_valid && left_ms <= threshold_ms);
         success(
-            if is_valid { "Token is valid" } else { "Token is invalid" },
+            if is_valid {
+                "Token is valid"
+            } else {
+                "Token is invalid"
+            },
             json!({
                 "isValid": is_valid,
                 "isExpired": is_expired,
@@ -328,10 +347,11 @@ impl RefreshService {
         let Some(access) = body.access_token.filter(|t| !t.is_empty()) else {
             return bad_request("accessToken is required");
         };
-        let (refresh, from_cookie) = match self.refresh_token_from(headers, body.refresh_token.as_deref()) {
-            Ok(found) => found,
-            Err(res) => return res,
-        };
+        let (refresh, from_cookie) =
+            match self.refresh_token_from(headers, body.refresh_token.as_deref()) {
+                Ok(found) => found,
+                Err(res) => return res,
+            };
         let codec = self.manager.codec();
         if let Ok(session) = self.manager.verify_access_token(&access).await {
             let now_ms = codec.clock().now_ms();
@@ -350,7 +370,12 @@ impl RefreshService {
             }
         }
         match self.manager.refresh(refresh).await {
-            Ok(pair) => self.pair_response("Token refreshed successfully", &pair, from_cookie, Some(true)),
+            Ok(pair) => self.pair_response(
+                "Token refreshed successfully",
+                &pair,
+                from_cookie,
+                Some(true),
+            ),
             Err(error) => self.refresh_failed(&error, from_cookie),
         }
     }

@@ -10,13 +10,12 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
 use super::responder::ErrorResponder;
 use super::service::refusal;
+use super::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
 use crate::error::AuthError;
 use crate::revocation::{RevocationCheck, SessionStatus};
 use crate::session::Session;
-
 
 pin_project! {
     /// Response future of [`SessionService`](crate::layer::SessionService).

@@ -103,7 +103,11 @@ where
 }
 
 #[inline]
-fn authenticate<R, B>(shared: &Shared<R>, req: &Request<B>, now: u64) -> Result<Session, AuthError> {
+fn authenticate<R, B>(
+    shared: &Shared<R>,
+    req: &Request<B>,
+    now: u64,
+) -> Result<Session, AuthError> {
     let token = super::bearer_token(req.headers())?;
     let decoded = shared.codec.decode(token)?;
     shared.codec.check_time(&decoded, now)?;

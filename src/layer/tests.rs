@@ -21,11 +21,21 @@ fn codec() -> (TokenCodec, ManualClock) {
         .unwrap()
         .access_token_ttl(Duration::from_secs(3600))
         .refresh_threshold(Duration::from_secs(900));
-    (TokenCodec::with_clock(&config, Arc::new(clock.clone())).unwrap(), clock)
+    (
+        TokenCodec::with_clock(&config, Arc::new(clock.clone())).unwrap(),
+        clock,
+    )
 }
 
 /// An inner service that echoes the session's user id and counts its calls.
-fn echo(calls: Arc<AtomicUsize>) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future = impl Send> + Clone {
+fn echo(
+    calls: Arc<AtomicUsize>,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
     service_fn(move |req: Request<Full<Bytes>>| {
         calls.fetch_add(1, Ordering::SeqCst);
         let user = req
@@ -83,34 +93,75 @@ async fn refusals_carry_a_challenge_and_json_and_skip_the_inner_service() {
     // No token: a bare challenge (RFC 6750 §3.1).
     let res = svc.ready().await.unwrap().call(request(&[])).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(res.headers()[header::WWW_AUTHENTICATE], r#"Bearer realm="api""#);
-    assert_eq!(res.extensions().get::<AuthError>(), Some(&AuthError::MissingToken));
+    assert_eq!(
+        res.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="api""#
+    );
+    assert_eq!(
+        res.extensions().get::<AuthError>(),
+        Some(&AuthError::MissingToken)
+    );
     let body = body_json(res).await;
     assert_eq!(body["success"], false);
     assert_eq!(body["error"], "invalid_token");
     assert!(body["message"].as_str().unwrap().contains("Bearer"));
 
     // Another scheme counts as no bearer token.
-    let res = svc.ready().await.unwrap().call(request(&["Basic YWxpY2U6cHc="])).await.unwrap();
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(&["Basic YWxpY2U6cHc="]))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
     // A bad token: invalid_token with a description.
-    let res = svc.ready().await.unwrap().call(request(&["Bearer abc.def.ghi"])).await.unwrap();
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(&["Bearer abc.def.ghi"]))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let challenge = res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().to_owned();
-    assert!(challenge.starts_with(r#"Bearer realm="api", error="invalid_token", error_description=""#), "{challenge}");
+    let challenge = res.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with(r#"Bearer realm="api", error="invalid_token", error_description=""#),
+        "{challenge}"
+    );
 
     // Empty credentials and embedded spaces.
     for bad in ["Bearer", "Bearer    ", &format!("Bearer {token} extra")] {
-        let res = svc.ready().await.unwrap().call(request(&[bad])).await.unwrap();
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(&[bad]))
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{bad}");
     }
 
     // Two Authorization headers: 400 invalid_request, even when both are valid.
     let both = format!("Bearer {token}");
-    let res = svc.ready().await.unwrap().call(request(&[&both, &both])).await.unwrap();
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(&[&both, &both]))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert!(res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().contains(r#"error="invalid_request""#));
+    assert!(
+        res.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_request""#)
+    );
     assert_eq!(body_json(res).await["error"], "invalid_request");
 
     // A token in the query string is never read.
@@ -130,7 +181,13 @@ async fn expired_tokens_get_token_expired() {
     let token = codec.issue("alice", SessionId::random(), &[]).token;
     let mut svc = SessionLayer::new(codec).layer(echo(Arc::default()));
     clock.advance(Duration::from_secs(3600 + 30));
-    let res = svc.ready().await.unwrap().call(request(&[&format!("Bearer {token}")])).await.unwrap();
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(&[&format!("Bearer {token}")]))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(body_json(res).await["error"], "token_expired");
 }
@@ -143,16 +200,37 @@ async fn refresh_hints_appear_within_the_threshold() {
     let auth = format!("Bearer {token}");
 
     clock.advance(Duration::from_secs(3600 - 901));
-    let res = svc.ready().await.unwrap().call(request(&[&auth])).await.unwrap();
-    assert!(res.headers().get(X_TOKEN_REFRESH).is_none(), "901 s left is above the threshold");
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(&[&auth]))
+        .await
+        .unwrap();
+    assert!(
+        res.headers().get(X_TOKEN_REFRESH).is_none(),
+        "901 s left is above the threshold"
+    );
 
     clock.advance(Duration::from_secs(1));
-    let res = svc.ready().await.unwrap().call(request(&[&auth])).await.unwrap();
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(&[&auth]))
+        .await
+        .unwrap();
     assert_eq!(res.headers()[X_TOKEN_REFRESH], "true");
     assert_eq!(res.headers()[X_TOKEN_EXPIRES_IN], "900");
 
     clock.advance(Duration::from_secs(900 + 10));
-    let res = svc.ready().await.unwrap().call(request(&[&auth])).await.unwrap();
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(&[&auth]))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK, "inside the leeway");
     assert_eq!(res.headers()[X_TOKEN_EXPIRES_IN], "0");
 }
@@ -187,13 +265,27 @@ async fn revocation_answers_are_obeyed_ready_or_pending() {
     for pending in [false, true] {
         for (status, expected, code) in [
             (SessionStatus::Active, StatusCode::OK, None),
-            (SessionStatus::Revoked, StatusCode::UNAUTHORIZED, Some("token_revoked")),
-            (SessionStatus::Unavailable, StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")),
+            (
+                SessionStatus::Revoked,
+                StatusCode::UNAUTHORIZED,
+                Some("token_revoked"),
+            ),
+            (
+                SessionStatus::Unavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("unavailable"),
+            ),
         ] {
             let calls = Arc::new(AtomicUsize::new(0));
             let layer = SessionLayer::with_revocation(codec.clone(), Fixed { status, pending });
             let mut svc = layer.layer(echo(calls.clone()));
-            let res = svc.ready().await.unwrap().call(request(&[&auth])).await.unwrap();
+            let res = svc
+                .ready()
+                .await
+                .unwrap()
+                .call(request(&[&auth]))
+                .await
+                .unwrap();
             assert_eq!(res.status(), expected, "{status:?} pending={pending}");
             assert_eq!(calls.load(Ordering::SeqCst), usize::from(code.is_none()));
             if let Some(code) = code {
@@ -211,13 +303,20 @@ async fn the_refusal_response_can_be_replaced() {
     let (codec, _) = codec();
     let layer = SessionLayer::new(codec).error_responder(|error: AuthError| {
         let mut res = Response::new(Bytes::from_static(b"nope"));
-        *res.status_mut() = if error == AuthError::MissingToken { StatusCode::FORBIDDEN } else { error.status() };
+        *res.status_mut() = if error == AuthError::MissingToken {
+            StatusCode::FORBIDDEN
+        } else {
+            error.status()
+        };
         res
     });
     let mut svc = layer.layer(echo(Arc::default()));
     let res = svc.ready().await.unwrap().call(request(&[])).await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert_eq!(res.extensions().get::<AuthError>(), Some(&AuthError::MissingToken));
+    assert_eq!(
+        res.extensions().get::<AuthError>(),
+        Some(&AuthError::MissingToken)
+    );
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"nope");
 }

@@ -36,7 +36,10 @@ async fn login_issues_a_working_pair() {
     let pair = m.create_session("alice", &roles()).await.unwrap();
     assert_eq!(pair.expires_in, Duration::from_secs(7200));
     let session = m.verify_access_token(&pair.access_token).await.unwrap();
-    assert_eq!((session.user_id(), session.session_id()), ("alice", pair.session_id));
+    assert_eq!(
+        (session.user_id(), session.session_id()),
+        ("alice", pair.session_id)
+    );
     assert!(pair.refresh_token.starts_with("tjs1."));
     assert!(!format!("{pair:?}").contains(&pair.refresh_token));
     assert_eq!(m.counters().created, 1);
@@ -46,10 +49,16 @@ async fn login_issues_a_working_pair() {
 async fn bad_user_ids_and_roles_are_refused() {
     let (m, _, _) = manager();
     for user in ["", &"x".repeat(257), "a\0b"] {
-        assert!(matches!(m.create_session(user, &[]).await, Err(SessionError::InvalidInput(_))));
+        assert!(matches!(
+            m.create_session(user, &[]).await,
+            Err(SessionError::InvalidInput(_))
+        ));
     }
     let many: Vec<String> = (0..33).map(|i| i.to_string()).collect();
-    assert!(matches!(m.create_session("alice", &many).await, Err(SessionError::InvalidInput(_))));
+    assert!(matches!(
+        m.create_session("alice", &many).await,
+        Err(SessionError::InvalidInput(_))
+    ));
 }
 
 #[tokio::test]
@@ -81,12 +90,28 @@ async fn grandparent_is_theft_and_revokes_everything() {
     let second = m.refresh(&first.refresh_token).await.unwrap();
     clock.advance(Duration::from_secs(1));
     let err = m.refresh(&login.refresh_token).await.unwrap_err();
-    assert!(matches!(err, SessionError::TokenReused(ReuseKind::Ancestor)), "{err:?}");
+    assert!(
+        matches!(err, SessionError::TokenReused(ReuseKind::Ancestor)),
+        "{err:?}"
+    );
     assert_eq!(err.code(), ErrorCode::RefreshTokenReused);
     // The thief's and the owner's tokens are all dead now.
-    assert!(matches!(m.refresh(&second.refresh_token).await, Err(SessionError::Revoked)));
-    assert_eq!(m.verify_access_token(&second.access_token).await.unwrap_err(), AuthError::Revoked);
-    assert_eq!(m.verify_access_token(&login.access_token).await.unwrap_err(), AuthError::Revoked);
+    assert!(matches!(
+        m.refresh(&second.refresh_token).await,
+        Err(SessionError::Revoked)
+    ));
+    assert_eq!(
+        m.verify_access_token(&second.access_token)
+            .await
+            .unwrap_err(),
+        AuthError::Revoked
+    );
+    assert_eq!(
+        m.verify_access_token(&login.access_token)
+            .await
+            .unwrap_err(),
+        AuthError::Revoked
+    );
     assert_eq!(m.counters().reuse_ancestor, 1);
 }
 
@@ -97,8 +122,17 @@ async fn the_parent_after_the_interval_is_theft() {
     let first = m.refresh(&login.refresh_token).await.unwrap();
     clock.advance(Duration::from_secs(10));
     let err = m.refresh(&login.refresh_token).await.unwrap_err();
-    assert!(matches!(err, SessionError::TokenReused(ReuseKind::RetiredAfterInterval)), "{err:?}");
-    assert!(matches!(m.refresh(&first.refresh_token).await, Err(SessionError::Revoked)));
+    assert!(
+        matches!(
+            err,
+            SessionError::TokenReused(ReuseKind::RetiredAfterInterval)
+        ),
+        "{err:?}"
+    );
+    assert!(matches!(
+        m.refresh(&first.refresh_token).await,
+        Err(SessionError::Revoked)
+    ));
     assert_eq!(m.counters().reuse_retired, 1);
 }
 
@@ -119,7 +153,10 @@ async fn absolute_session_expiry_cannot_be_refreshed_past() {
     assert_eq!(pair.refresh_expires_at, end_ms);
     assert!(pair.access_expires_at <= end_ms / 1000);
     clock.set(end_ms);
-    assert!(matches!(m.refresh(&pair.refresh_token).await, Err(SessionError::SessionExpired)));
+    assert!(matches!(
+        m.refresh(&pair.refresh_token).await,
+        Err(SessionError::SessionExpired)
+    ));
 }
 
 #[tokio::test]
@@ -127,12 +164,18 @@ async fn refresh_token_expiry() {
     let (m, clock, store) = manager();
     let login = m.create_session("alice", &roles()).await.unwrap();
     clock.advance(Duration::from_secs(30 * 86400));
-    assert!(matches!(m.refresh(&login.refresh_token).await, Err(SessionError::TokenExpired)));
+    assert!(matches!(
+        m.refresh(&login.refresh_token).await,
+        Err(SessionError::TokenExpired)
+    ));
     // Still token_expired once the store has forgotten the session.
     clock.advance(Duration::from_secs(86400));
     store.purge(clock.now_ms());
     assert!(store.is_empty());
-    assert!(matches!(m.refresh(&login.refresh_token).await, Err(SessionError::TokenExpired)));
+    assert!(matches!(
+        m.refresh(&login.refresh_token).await,
+        Err(SessionError::TokenExpired)
+    ));
 }
 
 #[tokio::test]
@@ -142,16 +185,42 @@ async fn forged_and_malformed_refresh_tokens_are_invalid() {
     let t = &login.refresh_token;
     let parts: Vec<&str> = t.split('.').collect();
     let forged_generation = format!("{}.{}.{}.{}.{}", parts[0], parts[1], 5, parts[3], parts[4]);
-    let forged_expiry = format!("{}.{}.{}.{}.{}", parts[0], parts[1], parts[2], u64::MAX, parts[4]);
-    let other_session = format!("{}.{}.{}.{}.{}", parts[0], SessionId::random(), parts[2], parts[3], parts[4]);
+    let forged_expiry = format!(
+        "{}.{}.{}.{}.{}",
+        parts[0],
+        parts[1],
+        parts[2],
+        u64::MAX,
+        parts[4]
+    );
+    let other_session = format!(
+        "{}.{}.{}.{}.{}",
+        parts[0],
+        SessionId::random(),
+        parts[2],
+        parts[3],
+        parts[4]
+    );
     let mut flipped = t.clone();
     let last = flipped.pop().unwrap();
     flipped.push(if last == 'A' { 'B' } else { 'A' });
     for bad in [
-        "", "tjs1", "tjs1....", &forged_generation, &forged_expiry, &other_session, &flipped,
-        &format!("{t}.x"), &t.replacen("tjs1", "tjs2", 1), &login.access_token, &"a".repeat(10_000),
+        "",
+        "tjs1",
+        "tjs1....",
+        &forged_generation,
+        &forged_expiry,
+        &other_session,
+        &flipped,
+        &format!("{t}.x"),
+        &t.replacen("tjs1", "tjs2", 1),
+        &login.access_token,
+        &"a".repeat(10_000),
     ] {
-        assert!(matches!(m.refresh(bad).await, Err(SessionError::InvalidToken)), "{bad:.60}");
+        assert!(
+            matches!(m.refresh(bad).await, Err(SessionError::InvalidToken)),
+            "{bad:.60}"
+        );
     }
     // An access token is not a refresh token, and a refresh token is not an access token.
     assert!(m.verify_access_token(t).await.is_err());
@@ -161,24 +230,43 @@ async fn forged_and_malformed_refresh_tokens_are_invalid() {
 async fn refresh_tokens_survive_a_jwt_secret_rotation() {
     let clock = ManualClock::new(1_800_000_000_000);
     let store = Arc::new(MemoryStore::new());
-    let old = SessionManager::builder(config()).shared_store(store.clone()).clock(clock.clone()).build().unwrap();
+    let old = SessionManager::builder(config())
+        .shared_store(store.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let login = old.create_session("alice", &roles()).await.unwrap();
     let rotated = SessionManager::builder(
-        SessionConfig::new("a-brand-new-secret-a-brand-new-secret").unwrap().previous_secret(SECRET).unwrap(),
+        SessionConfig::new("a-brand-new-secret-a-brand-new-secret")
+            .unwrap()
+            .previous_secret(SECRET)
+            .unwrap(),
     )
     .shared_store(store.clone())
     .clock(clock.clone())
     .build()
     .unwrap();
-    assert!(rotated.verify_access_token(&login.access_token).await.is_ok());
+    assert!(
+        rotated
+            .verify_access_token(&login.access_token)
+            .await
+            .is_ok()
+    );
     let next = rotated.refresh(&login.refresh_token).await.unwrap();
     // Without the old secret listed, its tokens are refused.
-    let forgetful = SessionManager::builder(SessionConfig::new("a-brand-new-secret-a-brand-new-secret").unwrap())
-        .shared_store(store)
-        .clock(clock)
-        .build()
-        .unwrap();
-    assert!(forgetful.verify_access_token(&login.access_token).await.is_err());
+    let forgetful = SessionManager::builder(
+        SessionConfig::new("a-brand-new-secret-a-brand-new-secret").unwrap(),
+    )
+    .shared_store(store)
+    .clock(clock)
+    .build()
+    .unwrap();
+    assert!(
+        forgetful
+            .verify_access_token(&login.access_token)
+            .await
+            .is_err()
+    );
     assert!(forgetful.refresh(&next.refresh_token).await.is_ok());
 }
 
@@ -203,11 +291,23 @@ async fn eviction_ends_the_least_recently_active_session_at_once() {
     let a2 = m.refresh(&a.refresh_token).await.unwrap();
     clock.advance(Duration::from_secs(1));
     let c = m.create_session("alice", &roles()).await.unwrap();
-    assert_eq!(m.verify_access_token(&b.access_token).await.unwrap_err(), AuthError::Revoked);
-    assert!(matches!(m.refresh(&b.refresh_token).await, Err(SessionError::Revoked)));
+    assert_eq!(
+        m.verify_access_token(&b.access_token).await.unwrap_err(),
+        AuthError::Revoked
+    );
+    assert!(matches!(
+        m.refresh(&b.refresh_token).await,
+        Err(SessionError::Revoked)
+    ));
     assert!(m.verify_access_token(&a2.access_token).await.is_ok());
     assert!(m.verify_access_token(&c.access_token).await.is_ok());
-    let live: Vec<SessionId> = m.sessions("alice").await.unwrap().iter().map(|r| r.session_id).collect();
+    let live: Vec<SessionId> = m
+        .sessions("alice")
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.session_id)
+        .collect();
     assert_eq!(live, vec![a.session_id, c.session_id]);
     assert_eq!(m.counters().evicted, 1);
     // Other users are not affected.
@@ -216,11 +316,18 @@ async fn eviction_ends_the_least_recently_active_session_at_once() {
 
 #[tokio::test]
 async fn deny_policy_refuses_the_new_login() {
-    let (m, _, _) = manager_with(config().max_sessions_per_user(1).session_limit_policy(SessionLimitPolicy::Deny));
+    let (m, _, _) = manager_with(
+        config()
+            .max_sessions_per_user(1)
+            .session_limit_policy(SessionLimitPolicy::Deny),
+    );
     let a = m.create_session("alice", &roles()).await.unwrap();
     let err = m.create_session("alice", &roles()).await.unwrap_err();
     assert!(matches!(err, SessionError::LimitReached));
-    assert_eq!((err.status(), err.code()), (http::StatusCode::FORBIDDEN, ErrorCode::Forbidden));
+    assert_eq!(
+        (err.status(), err.code()),
+        (http::StatusCode::FORBIDDEN, ErrorCode::Forbidden)
+    );
     assert!(m.verify_access_token(&a.access_token).await.is_ok());
     m.revoke(a.session_id).await.unwrap();
     assert!(m.create_session("alice", &roles()).await.is_ok());
@@ -235,11 +342,20 @@ async fn logout_and_logout_all() {
     let bob = m.create_session("bob", &roles()).await.unwrap();
     assert!(m.revoke(a.session_id).await.unwrap());
     assert!(!m.revoke(a.session_id).await.unwrap());
-    assert_eq!(m.verify_access_token(&a.access_token).await.unwrap_err(), AuthError::Revoked);
-    assert!(matches!(m.refresh(&a.refresh_token).await, Err(SessionError::Revoked)));
+    assert_eq!(
+        m.verify_access_token(&a.access_token).await.unwrap_err(),
+        AuthError::Revoked
+    );
+    assert!(matches!(
+        m.refresh(&a.refresh_token).await,
+        Err(SessionError::Revoked)
+    ));
     assert_eq!(m.revoke_all("alice").await.unwrap(), 2);
     for pair in [&b, &c] {
-        assert_eq!(m.verify_access_token(&pair.access_token).await.unwrap_err(), AuthError::Revoked);
+        assert_eq!(
+            m.verify_access_token(&pair.access_token).await.unwrap_err(),
+            AuthError::Revoked
+        );
     }
     assert!(m.verify_access_token(&bob.access_token).await.is_ok());
     assert_eq!(m.counters().revoked, 3);
@@ -258,10 +374,18 @@ async fn a_revocation_by_another_instance_is_seen_within_the_cache_ttl() {
     };
     let (one, two) = (build(), build());
     let pair = one.create_session("alice", &roles()).await.unwrap();
-    assert!(two.verify_access_token(&pair.access_token).await.is_ok(), "cached as active on two");
+    assert!(
+        two.verify_access_token(&pair.access_token).await.is_ok(),
+        "cached as active on two"
+    );
     one.revoke(pair.session_id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(two.verify_access_token(&pair.access_token).await.unwrap_err(), AuthError::Revoked);
+    assert_eq!(
+        two.verify_access_token(&pair.access_token)
+            .await
+            .unwrap_err(),
+        AuthError::Revoked
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -211,13 +211,19 @@ mod tests {
         let l = crate::store::suite::lifetimes();
         for i in 0..1000u64 {
             let r = crate::store::suite::record(&format!("user{i}"), 0, &l);
-            store.create(r, crate::store::suite::limit(10), 0).await.unwrap();
+            store
+                .create(r, crate::store::suite::limit(10), 0)
+                .await
+                .unwrap();
         }
         assert_eq!(store.len(), 1000);
         // Writes reclaim a batch each once records are due.
         let later = crate::store::suite::record("late", 0, &l).purge_at + 1;
         let r = crate::store::suite::record("late", later, &l);
-        store.create(r, crate::store::suite::limit(10), later).await.unwrap();
+        store
+            .create(r, crate::store::suite::limit(10), later)
+            .await
+            .unwrap();
         assert_eq!(store.len(), 1001 - PURGE_BATCH);
         store.purge(later);
         assert_eq!(store.len(), 1);

@@ -177,7 +177,11 @@ pub fn decide_rotation(record: &SessionRecord, req: &RotateRequest) -> RotationD
         return RotationDecision::NotFound;
     }
     if req.generation + 1 == current {
-        if now < record.rotated_at.saturating_add(req.lifetimes.reuse_interval) {
+        if now
+            < record
+                .rotated_at
+                .saturating_add(req.lifetimes.reuse_interval)
+        {
             return RotationDecision::Grace;
         }
         return RotationDecision::Reuse(ReuseKind::RetiredAfterInterval);
@@ -187,7 +191,12 @@ pub fn decide_rotation(record: &SessionRecord, req: &RotateRequest) -> RotationD
 
 /// When a record may be forgotten: once neither its refresh token nor any access token issued
 /// at its last activity can be presented, and never after the session's absolute end.
-pub fn purge_at(expires_at: u64, refresh_expires_at: u64, last_active_at: u64, l: &Lifetimes) -> u64 {
+pub fn purge_at(
+    expires_at: u64,
+    refresh_expires_at: u64,
+    last_active_at: u64,
+    l: &Lifetimes,
+) -> u64 {
     refresh_expires_at
         .max(last_active_at.saturating_add(l.access_retention))
         .min(expires_at.saturating_add(l.access_retention))
@@ -246,7 +255,13 @@ pub fn plan_admission(live: &[(SessionId, u64)], limit: SessionLimit) -> Option<
             let mut by_activity = live.to_vec();
             by_activity.sort_by_key(|(_, at)| *at);
             let excess = live.len() + 1 - limit.max;
-            Some(by_activity.into_iter().take(excess).map(|(sid, _)| sid).collect())
+            Some(
+                by_activity
+                    .into_iter()
+                    .take(excess)
+                    .map(|(sid, _)| sid)
+                    .collect(),
+            )
         }
     }
 }
@@ -347,28 +362,55 @@ mod tests {
         let r = record();
         assert_eq!(
             decide_rotation(&r, &req(&r, 5, 2_050)),
-            RotationDecision::Rotate { refresh_expires_at: 3_050, purge_at: 3_050 }
+            RotationDecision::Rotate {
+                refresh_expires_at: 3_050,
+                purge_at: 3_050
+            }
         );
-        assert_eq!(decide_rotation(&r, &req(&r, 4, 2_099)), RotationDecision::Grace);
+        assert_eq!(
+            decide_rotation(&r, &req(&r, 4, 2_099)),
+            RotationDecision::Grace
+        );
         assert_eq!(
             decide_rotation(&r, &req(&r, 4, 2_100)),
             RotationDecision::Reuse(ReuseKind::RetiredAfterInterval)
         );
-        assert_eq!(decide_rotation(&r, &req(&r, 3, 2_001)), RotationDecision::Reuse(ReuseKind::Ancestor));
-        assert_eq!(decide_rotation(&r, &req(&r, 0, 2_001)), RotationDecision::Reuse(ReuseKind::Ancestor));
-        assert_eq!(decide_rotation(&r, &req(&r, 6, 2_001)), RotationDecision::NotFound);
-        assert_eq!(decide_rotation(&r, &req(&r, 5, 3_000)), RotationDecision::TokenExpired);
-        assert_eq!(decide_rotation(&r, &req(&r, 5, 10_000)), RotationDecision::SessionExpired);
+        assert_eq!(
+            decide_rotation(&r, &req(&r, 3, 2_001)),
+            RotationDecision::Reuse(ReuseKind::Ancestor)
+        );
+        assert_eq!(
+            decide_rotation(&r, &req(&r, 0, 2_001)),
+            RotationDecision::Reuse(ReuseKind::Ancestor)
+        );
+        assert_eq!(
+            decide_rotation(&r, &req(&r, 6, 2_001)),
+            RotationDecision::NotFound
+        );
+        assert_eq!(
+            decide_rotation(&r, &req(&r, 5, 3_000)),
+            RotationDecision::TokenExpired
+        );
+        assert_eq!(
+            decide_rotation(&r, &req(&r, 5, 10_000)),
+            RotationDecision::SessionExpired
+        );
         let mut revoked = record();
         revoked.revoked_at = Some(1);
-        assert_eq!(decide_rotation(&revoked, &req(&revoked, 5, 2_050)), RotationDecision::Revoked);
+        assert_eq!(
+            decide_rotation(&revoked, &req(&revoked, 5, 2_050)),
+            RotationDecision::Revoked
+        );
     }
 
     #[test]
     fn refresh_expiry_is_capped_by_the_session_end() {
         let mut r = record();
         r.refresh_expires_at = 9_800;
-        let RotationDecision::Rotate { refresh_expires_at, .. } = decide_rotation(&r, &req(&r, 5, 9_500)) else {
+        let RotationDecision::Rotate {
+            refresh_expires_at, ..
+        } = decide_rotation(&r, &req(&r, 5, 9_500))
+        else {
             panic!("expected a rotation");
         };
         assert_eq!(refresh_expires_at, 10_000);
@@ -376,13 +418,29 @@ mod tests {
 
     #[test]
     fn admission_evicts_least_recently_active_or_denies() {
-        let (a, b, c) = (SessionId::random(), SessionId::random(), SessionId::random());
+        let (a, b, c) = (
+            SessionId::random(),
+            SessionId::random(),
+            SessionId::random(),
+        );
         let live = [(a, 30), (b, 10), (c, 20)];
-        let evict = SessionLimit { max: 3, policy: SessionLimitPolicy::Evict };
+        let evict = SessionLimit {
+            max: 3,
+            policy: SessionLimitPolicy::Evict,
+        };
         assert_eq!(plan_admission(&live, evict), Some(vec![b]));
-        assert_eq!(plan_admission(&live, SessionLimit { max: 2, ..evict }), Some(vec![b, c]));
-        assert_eq!(plan_admission(&live, SessionLimit { max: 4, ..evict }), Some(vec![]));
-        let deny = SessionLimit { max: 3, policy: SessionLimitPolicy::Deny };
+        assert_eq!(
+            plan_admission(&live, SessionLimit { max: 2, ..evict }),
+            Some(vec![b, c])
+        );
+        assert_eq!(
+            plan_admission(&live, SessionLimit { max: 4, ..evict }),
+            Some(vec![])
+        );
+        let deny = SessionLimit {
+            max: 3,
+            policy: SessionLimitPolicy::Deny,
+        };
         assert_eq!(plan_admission(&live, deny), None);
     }
 }

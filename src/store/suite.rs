@@ -67,7 +67,13 @@ pub(crate) async fn create_get_and_list<S: SessionStore + ?Sized>(store: &S) {
     assert_eq!(store.get(a.session_id).await.unwrap(), Some(a.clone()));
     let list = store.list(&user, 2_500).await.unwrap();
     assert_eq!(list, vec![a.clone(), b.clone()]);
-    assert!(store.list(&unique("nobody"), 2_500).await.unwrap().is_empty());
+    assert!(
+        store
+            .list(&unique("nobody"), 2_500)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.get(SessionId::random()).await.unwrap(), None);
     store.ping().await.unwrap();
 }
@@ -76,10 +82,14 @@ pub(crate) async fn rotation_follows_the_rules<S: SessionStore + ?Sized>(store: 
     let r = created(store, &unique("bob"), 1_000).await;
     let sid = r.session_id;
 
-    let RotateOutcome::Rotated(after) = store.rotate(rotate_req(sid, 0, 2_000)).await.unwrap() else {
+    let RotateOutcome::Rotated(after) = store.rotate(rotate_req(sid, 0, 2_000)).await.unwrap()
+    else {
         panic!("current token rotates");
     };
-    assert_eq!((after.generation, after.rotated_at, after.last_active_at), (1, 2_000, 2_000));
+    assert_eq!(
+        (after.generation, after.rotated_at, after.last_active_at),
+        (1, 2_000, 2_000)
+    );
     assert_eq!(after.refresh_expires_at, 32_000);
 
     // The immediate parent within the grace interval yields the current generation, unchanged.
@@ -89,36 +99,74 @@ pub(crate) async fn rotation_follows_the_rules<S: SessionStore + ?Sized>(store: 
     assert_eq!(same.generation, 1);
 
     // A generation never issued.
-    assert_eq!(store.rotate(rotate_req(sid, 7, 3_000)).await.unwrap(), RotateOutcome::NotFound);
     assert_eq!(
-        store.rotate(rotate_req(SessionId::random(), 0, 3_000)).await.unwrap(),
+        store.rotate(rotate_req(sid, 7, 3_000)).await.unwrap(),
+        RotateOutcome::NotFound
+    );
+    assert_eq!(
+        store
+            .rotate(rotate_req(SessionId::random(), 0, 3_000))
+            .await
+            .unwrap(),
         RotateOutcome::NotFound
     );
 
     // Rotate again, then the grandparent is theft and revokes the session.
-    assert!(matches!(store.rotate(rotate_req(sid, 1, 3_000)).await.unwrap(), RotateOutcome::Rotated(_)));
-    let RotateOutcome::Reused(revoked, kind) = store.rotate(rotate_req(sid, 0, 3_001)).await.unwrap() else {
+    assert!(matches!(
+        store.rotate(rotate_req(sid, 1, 3_000)).await.unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    let RotateOutcome::Reused(revoked, kind) =
+        store.rotate(rotate_req(sid, 0, 3_001)).await.unwrap()
+    else {
         panic!("grandparent is reuse");
     };
     assert_eq!(kind, ReuseKind::Ancestor);
     assert_eq!(revoked.revoked_at, Some(3_001));
     // The current token no longer works either.
-    assert_eq!(store.rotate(rotate_req(sid, 2, 3_002)).await.unwrap(), RotateOutcome::Revoked);
+    assert_eq!(
+        store.rotate(rotate_req(sid, 2, 3_002)).await.unwrap(),
+        RotateOutcome::Revoked
+    );
     assert!(store.list(&r.user_id, 3_002).await.unwrap().is_empty());
 }
 
 pub(crate) async fn parent_after_the_interval_is_theft<S: SessionStore + ?Sized>(store: &S) {
     let r = created(store, &unique("carol"), 1_000).await;
-    assert!(matches!(store.rotate(rotate_req(r.session_id, 0, 2_000)).await.unwrap(), RotateOutcome::Rotated(_)));
-    let out = store.rotate(rotate_req(r.session_id, 0, 3_000)).await.unwrap();
-    assert!(matches!(out, RotateOutcome::Reused(_, ReuseKind::RetiredAfterInterval)), "{out:?}");
-    assert_eq!(store.get(r.session_id).await.unwrap().unwrap().revoked_at, Some(3_000));
+    assert!(matches!(
+        store
+            .rotate(rotate_req(r.session_id, 0, 2_000))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    let out = store
+        .rotate(rotate_req(r.session_id, 0, 3_000))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            RotateOutcome::Reused(_, ReuseKind::RetiredAfterInterval)
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        store.get(r.session_id).await.unwrap().unwrap().revoked_at,
+        Some(3_000)
+    );
 }
 
 pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
     let r = created(store, &unique("dave"), 1_000).await;
     // The refresh token expires 30 s after login.
-    assert_eq!(store.rotate(rotate_req(r.session_id, 0, 31_000)).await.unwrap(), RotateOutcome::TokenExpired);
+    assert_eq!(
+        store
+            .rotate(rotate_req(r.session_id, 0, 31_000))
+            .await
+            .unwrap(),
+        RotateOutcome::TokenExpired
+    );
 
     let r = created(store, &unique("erin"), 1_000).await;
     let mut now = 1_000;
@@ -126,7 +174,10 @@ pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
     // Refreshing keeps it alive, but never past the absolute end (101 s).
     while now < 100_000 {
         now += 20_000;
-        let out = store.rotate(rotate_req(r.session_id, generation, now.min(100_999))).await.unwrap();
+        let out = store
+            .rotate(rotate_req(r.session_id, generation, now.min(100_999)))
+            .await
+            .unwrap();
         match out {
             RotateOutcome::Rotated(after) => {
                 assert!(after.refresh_expires_at <= r.expires_at);
@@ -136,7 +187,13 @@ pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(store.rotate(rotate_req(r.session_id, generation, 101_000)).await.unwrap(), RotateOutcome::SessionExpired);
+    assert_eq!(
+        store
+            .rotate(rotate_req(r.session_id, generation, 101_000))
+            .await
+            .unwrap(),
+        RotateOutcome::SessionExpired
+    );
 }
 
 pub(crate) async fn revoke_and_revoke_all<S: SessionStore + ?Sized>(store: &S) {
@@ -145,9 +202,18 @@ pub(crate) async fn revoke_and_revoke_all<S: SessionStore + ?Sized>(store: &S) {
     let b = created(store, &user, 1_100).await;
     let c = created(store, &user, 1_200).await;
     assert!(store.revoke(a.session_id, 2_000).await.unwrap());
-    assert!(!store.revoke(a.session_id, 2_001).await.unwrap(), "already revoked");
+    assert!(
+        !store.revoke(a.session_id, 2_001).await.unwrap(),
+        "already revoked"
+    );
     assert!(!store.revoke(SessionId::random(), 2_001).await.unwrap());
-    assert_eq!(store.rotate(rotate_req(a.session_id, 0, 2_002)).await.unwrap(), RotateOutcome::Revoked);
+    assert_eq!(
+        store
+            .rotate(rotate_req(a.session_id, 0, 2_002))
+            .await
+            .unwrap(),
+        RotateOutcome::Revoked
+    );
     let mut all = store.revoke_all(&user, 3_000).await.unwrap();
     all.sort();
     let mut expected = vec![b.session_id, c.session_id];
@@ -164,16 +230,48 @@ pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Si
     let second = record(&user, 1_100, &l);
     let third = record(&user, 1_200, &l);
     for r in [&first, &second, &third] {
-        assert!(matches!(store.create(r.clone(), limit(3), r.created_at).await.unwrap(), CreateOutcome::Created { .. }));
+        assert!(matches!(
+            store
+                .create(r.clone(), limit(3), r.created_at)
+                .await
+                .unwrap(),
+            CreateOutcome::Created { .. }
+        ));
     }
     // Refreshing the first makes the second the least recently active.
-    assert!(matches!(store.rotate(rotate_req(first.session_id, 0, 1_500)).await.unwrap(), RotateOutcome::Rotated(_)));
+    assert!(matches!(
+        store
+            .rotate(rotate_req(first.session_id, 0, 1_500))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
     let fourth = record(&user, 2_000, &l);
     let out = store.create(fourth.clone(), limit(3), 2_000).await.unwrap();
-    assert_eq!(out, CreateOutcome::Created { evicted: vec![second.session_id] });
-    let live: Vec<SessionId> = store.list(&user, 2_000).await.unwrap().iter().map(|r| r.session_id).collect();
-    assert_eq!(live, vec![first.session_id, third.session_id, fourth.session_id]);
-    assert_eq!(store.rotate(rotate_req(second.session_id, 0, 2_001)).await.unwrap(), RotateOutcome::Revoked);
+    assert_eq!(
+        out,
+        CreateOutcome::Created {
+            evicted: vec![second.session_id]
+        }
+    );
+    let live: Vec<SessionId> = store
+        .list(&user, 2_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.session_id)
+        .collect();
+    assert_eq!(
+        live,
+        vec![first.session_id, third.session_id, fourth.session_id]
+    );
+    assert_eq!(
+        store
+            .rotate(rotate_req(second.session_id, 0, 2_001))
+            .await
+            .unwrap(),
+        RotateOutcome::Revoked
+    );
 }
 
 pub(crate) async fn limit_denies<S: SessionStore + ?Sized>(store: &S) {
@@ -184,16 +282,35 @@ pub(crate) async fn limit_denies<S: SessionStore + ?Sized>(store: &S) {
         policy: SessionLimitPolicy::Deny,
     };
     for now in [1_000, 1_100] {
-        assert!(matches!(store.create(record(&user, now, &l), deny, now).await.unwrap(), CreateOutcome::Created { .. }));
+        assert!(matches!(
+            store
+                .create(record(&user, now, &l), deny, now)
+                .await
+                .unwrap(),
+            CreateOutcome::Created { .. }
+        ));
     }
     let denied = record(&user, 1_200, &l);
-    assert_eq!(store.create(denied.clone(), deny, 1_200).await.unwrap(), CreateOutcome::LimitReached);
-    assert_eq!(store.get(denied.session_id).await.unwrap(), None, "nothing stored on deny");
+    assert_eq!(
+        store.create(denied.clone(), deny, 1_200).await.unwrap(),
+        CreateOutcome::LimitReached
+    );
+    assert_eq!(
+        store.get(denied.session_id).await.unwrap(),
+        None,
+        "nothing stored on deny"
+    );
     assert_eq!(store.list(&user, 1_200).await.unwrap().len(), 2);
     // Revoking one makes room.
     let one = store.list(&user, 1_300).await.unwrap()[0].session_id;
     store.revoke(one, 1_300).await.unwrap();
-    assert!(matches!(store.create(record(&user, 1_400, &l), deny, 1_400).await.unwrap(), CreateOutcome::Created { .. }));
+    assert!(matches!(
+        store
+            .create(record(&user, 1_400, &l), deny, 1_400)
+            .await
+            .unwrap(),
+        CreateOutcome::Created { .. }
+    ));
 }
 
 /// 64 concurrent refreshes of one token agree on one successor.
@@ -203,7 +320,9 @@ pub(crate) async fn concurrent_rotations_agree<S: SessionStore + ?Sized>(store: 
     for _ in 0..64 {
         let store = store.clone();
         let sid = r.session_id;
-        tasks.push(tokio::spawn(async move { store.rotate(rotate_req(sid, 0, 1_500)).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            store.rotate(rotate_req(sid, 0, 1_500)).await.unwrap()
+        }));
     }
     let (mut rotated, mut grace) = (0, 0);
     for t in tasks {
