@@ -1,0 +1,108 @@
+//! Session creation and refresh latency (median, p99) and memory per session in `MemoryStore`,
+//! at 10 thousand, 100 thousand and 1 million live sessions.
+//!
+//! ```text
+//! cargo bench --bench sessions            # all sizes
+//! cargo bench --bench sessions -- 100000  # one size
+//! ```
+//!
+//! Latencies are per call through `SessionManager` (token signing included), measured with
+//! `Instant` around each call on a current-thread runtime. Memory is the growth of the process's
+//! resident set while the store fills, divided by the number of sessions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tower_jwt_session::store::{MemoryStore, SessionStore};
+use tower_jwt_session::{SessionConfig, SessionManager, TokenPair};
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn summary(mut samples: Vec<Duration>) -> String {
+    samples.sort();
+    format!(
+        "median {:>7.2} µs  p99 {:>7.2} µs",
+        percentile(&samples, 0.5).as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6
+    )
+}
+
+fn main() {
+    let sizes: Vec<usize> = match std::env::args().skip(1).find_map(|a| a.parse().ok()) {
+        Some(n) => vec![n],
+        None => vec![10_000, 100_000, 1_000_000],
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    println!("sessions   bytes/session   create                               refresh");
+    for n in sizes {
+        rt.block_on(run(n));
+    }
+}
+
+async fn run(n: usize) {
+    let store = Arc::new(MemoryStore::new());
+    let manager = SessionManager::builder(
+        SessionConfig::new("bench-secret-bench-secret-bench-secret!!")
+            .expect("secret")
+            // Keep the revocation cache small, so the figure is the store's own.
+            .revocation_cache_capacity(1_000),
+    )
+    .shared_store(store.clone() as Arc<dyn SessionStore>)
+    .build()
+    .expect("manager");
+    let roles = vec!["user".to_owned()];
+
+    // Fill: five sessions per user, like a user with a few devices.
+    let before = rss_bytes();
+    let mut sample: Vec<TokenPair> = Vec::with_capacity(10_000);
+    let keep_every = (n / 10_000).max(1);
+    for i in 0..n {
+        let pair = manager
+            .create_session(&format!("user-{}", i / 5), &roles)
+            .await
+            .expect("create");
+        if i % keep_every == 0 && sample.len() < 10_000 {
+            sample.push(pair);
+        }
+    }
+    let per_session = (rss_bytes().saturating_sub(before)) as f64 / n as f64;
+    assert_eq!(store.len(), n);
+
+    // Creation latency at this size (new users, so no eviction skews it).
+    let mut create = Vec::with_capacity(10_000);
+    for i in 0..10_000 {
+        let user = format!("fresh-{i}");
+        let start = Instant::now();
+        let pair = manager.create_session(&user, &roles).await.expect("create");
+        create.push(start.elapsed());
+        std::hint::black_box(pair);
+    }
+
+    // Refresh latency: each sampled session once, spread over the whole store.
+    let mut refresh = Vec::with_capacity(sample.len());
+    for pair in &sample {
+        let start = Instant::now();
+        let next = manager.refresh(&pair.refresh_token).await.expect("refresh");
+        refresh.push(start.elapsed());
+        std::hint::black_box(next);
+    }
+    println!(
+        "{n:>9}   {per_session:>13.0}   {}   {}",
+        summary(create),
+        summary(refresh)
+    );
+}
