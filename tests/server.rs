@@ -20,7 +20,13 @@ async fn login_and_me() {
         .unwrap();
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("tjs_refresh=tjs1."), "{cookie}");
-    for attr in ["Path=/api/token", "HttpOnly", "Secure", "SameSite=Strict", "Max-Age="] {
+    for attr in [
+        "Path=/api/token",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Max-Age=",
+    ] {
         assert!(cookie.contains(attr), "{attr} in {cookie}");
     }
     let (status, body) = read(res).await;
@@ -28,13 +34,21 @@ async fn login_and_me() {
     assert_eq!(body["success"], true);
     let data = &body["data"];
     for field in ["accessToken", "refreshToken", "sessionId"] {
-        assert!(data[field].as_str().is_some_and(|v| !v.is_empty()), "{field}");
+        assert!(
+            data[field].as_str().is_some_and(|v| !v.is_empty()),
+            "{field}"
+        );
     }
     assert_eq!(data["userId"], "alice");
     let expires_in = data["expiresIn"].as_u64().unwrap();
-    assert!((7_199_000..=7_200_000).contains(&expires_in), "{expires_in} ms");
+    assert!(
+        (7_199_000..=7_200_000).contains(&expires_in),
+        "{expires_in} ms"
+    );
 
-    let (status, me) = s.get_auth("/api/me", data["accessToken"].as_str().unwrap()).await;
+    let (status, me) = s
+        .get_auth("/api/me", data["accessToken"].as_str().unwrap())
+        .await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["data"]["userId"], "alice");
     assert_eq!(me["data"]["sessionId"], data["sessionId"]);
@@ -45,14 +59,22 @@ async fn login_and_me() {
 async fn login_errors() {
     let s = Server::start(&[]);
     let (status, body) = s
-        .post("/api/auth/login", json!({"username": "alice", "password": "wrong"}))
+        .post(
+            "/api/auth/login",
+            json!({"username": "alice", "password": "wrong"}),
+        )
         .await;
     assert_error(status, &body, 401, "invalid_credentials");
     let (status, body) = s
-        .post("/api/auth/login", json!({"username": "mallory", "password": "mallory-password"}))
+        .post(
+            "/api/auth/login",
+            json!({"username": "mallory", "password": "mallory-password"}),
+        )
         .await;
     assert_error(status, &body, 401, "invalid_credentials");
-    let (status, body) = s.post("/api/auth/login", json!({"username": "alice"})).await;
+    let (status, body) = s
+        .post("/api/auth/login", json!({"username": "alice"}))
+        .await;
     assert_error(status, &body, 400, "invalid_request");
     let res = s
         .client
@@ -73,9 +95,21 @@ async fn protected_route_refusals_follow_rfc6750() {
     let (status, body) = read(res).await;
     assert_error(status, &body, 401, "invalid_token");
 
-    let res = s.client.get(s.url("/api/me")).bearer_auth("not.a.jwt").send().await.unwrap();
-    let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.contains(r#"error="invalid_token""#), "{challenge}");
+    let res = s
+        .client
+        .get(s.url("/api/me"))
+        .bearer_auth("not.a.jwt")
+        .send()
+        .await
+        .unwrap();
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
     let (status, body) = read(res).await;
     assert_error(status, &body, 401, "invalid_token");
 
@@ -109,7 +143,9 @@ async fn refresh_rotates_and_detects_reuse() {
     let login = s.login("alice").await;
     let rt0 = login["refreshToken"].as_str().unwrap().to_owned();
 
-    let (status, body) = s.post("/api/token/refresh", json!({"refreshToken": rt0})).await;
+    let (status, body) = s
+        .post("/api/token/refresh", json!({"refreshToken": rt0}))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["message"], "Token refreshed successfully");
     let rt1 = body["data"]["refreshToken"].as_str().unwrap().to_owned();
@@ -119,17 +155,25 @@ async fn refresh_rotates_and_detects_reuse() {
     assert_eq!(s.get_auth("/api/me", &at1).await.0, 200);
 
     // A lost response: the parent again, within 10 s, yields the same successor.
-    let (status, again) = s.post("/api/token/refresh", json!({"refreshToken": rt0})).await;
+    let (status, again) = s
+        .post("/api/token/refresh", json!({"refreshToken": rt0}))
+        .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["data"]["refreshToken"], rt1.as_str());
 
-    let (_, body) = s.post("/api/token/refresh", json!({"refreshToken": rt1})).await;
+    let (_, body) = s
+        .post("/api/token/refresh", json!({"refreshToken": rt1}))
+        .await;
     let rt2 = body["data"]["refreshToken"].as_str().unwrap().to_owned();
 
     // The grandparent is theft: 401 refresh_token_reused, and the whole session ends.
-    let (status, body) = s.post("/api/token/refresh", json!({"refreshToken": rt0})).await;
+    let (status, body) = s
+        .post("/api/token/refresh", json!({"refreshToken": rt0}))
+        .await;
     assert_error(status, &body, 401, "refresh_token_reused");
-    let (status, body) = s.post("/api/token/refresh", json!({"refreshToken": rt2})).await;
+    let (status, body) = s
+        .post("/api/token/refresh", json!({"refreshToken": rt2}))
+        .await;
     assert_error(status, &body, 401, "token_revoked");
     let (status, body) = s.get_auth("/api/me", &at1).await;
     assert_error(status, &body, 401, "token_revoked");
@@ -140,9 +184,13 @@ async fn refresh_errors() {
     let s = Server::start(&[]);
     let (status, body) = s.post("/api/token/refresh", json!({})).await;
     assert_error(status, &body, 400, "invalid_request");
-    let (status, body) = s.post("/api/token/refresh", json!({"refreshToken": 12})).await;
+    let (status, body) = s
+        .post("/api/token/refresh", json!({"refreshToken": 12}))
+        .await;
     assert_error(status, &body, 400, "invalid_request");
-    let (status, body) = s.post("/api/token/refresh", json!({"refreshToken": "forged"})).await;
+    let (status, body) = s
+        .post("/api/token/refresh", json!({"refreshToken": "forged"}))
+        .await;
     assert_error(status, &body, 401, "invalid_token");
     let res = s
         .client
@@ -154,7 +202,12 @@ async fn refresh_errors() {
         .unwrap();
     let (status, body) = read(res).await;
     assert_error(status, &body, 413, "payload_too_large");
-    let res = s.client.get(s.url("/api/token/refresh")).send().await.unwrap();
+    let res = s
+        .client
+        .get(s.url("/api/token/refresh"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 405);
     assert_eq!(res.headers()["allow"], "POST");
     let res = s.client.get(s.url("/api/token/nope")).send().await.unwrap();
@@ -205,15 +258,26 @@ async fn validate_and_auto_refresh() {
     let at = login["accessToken"].as_str().unwrap();
     let rt = login["refreshToken"].as_str().unwrap();
 
-    let (status, body) = s.post("/api/token/validate", json!({"accessToken": at})).await;
+    let (status, body) = s
+        .post("/api/token/validate", json!({"accessToken": at}))
+        .await;
     assert_eq!(status, 200);
     let d = &body["data"];
-    assert_eq!((d["isValid"].clone(), d["isExpired"].clone(), d["needsRefresh"].clone()), (json!(true), json!(false), json!(false)));
+    assert_eq!(
+        (
+            d["isValid"].clone(),
+            d["isExpired"].clone(),
+            d["needsRefresh"].clone()
+        ),
+        (json!(true), json!(false), json!(false))
+    );
     assert_eq!(d["userId"], "alice");
     assert!(d["expiresAt"].as_str().unwrap().ends_with('Z'));
     assert!(d["timeUntilExpiry"].as_u64().unwrap() <= 4_000);
 
-    let (status, body) = s.post("/api/token/validate", json!({"accessToken": "garbage"})).await;
+    let (status, body) = s
+        .post("/api/token/validate", json!({"accessToken": "garbage"}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["isValid"], false);
     assert_eq!(body["data"]["isExpired"], false);
@@ -222,7 +286,10 @@ async fn validate_and_auto_refresh() {
 
     // Fresh: no refresh.
     let (status, body) = s
-        .post("/api/token/auto-refresh", json!({"accessToken": at, "refreshToken": rt}))
+        .post(
+            "/api/token/auto-refresh",
+            json!({"accessToken": at, "refreshToken": rt}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["refreshed"], false);
@@ -230,13 +297,26 @@ async fn validate_and_auto_refresh() {
 
     // Within the threshold: the hint headers appear, and auto-refresh refreshes.
     tokio::time::sleep(Duration::from_millis(2_100)).await;
-    let res = s.client.get(s.url("/api/me")).bearer_auth(at).send().await.unwrap();
+    let res = s
+        .client
+        .get(s.url("/api/me"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-token-refresh"], "true");
-    let left: u64 = res.headers()["x-token-expires-in"].to_str().unwrap().parse().unwrap();
+    let left: u64 = res.headers()["x-token-expires-in"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(left <= 2, "{left}");
     let (status, body) = s
-        .post("/api/token/auto-refresh", json!({"accessToken": at, "refreshToken": rt}))
+        .post(
+            "/api/token/auto-refresh",
+            json!({"accessToken": at, "refreshToken": rt}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["refreshed"], true);
@@ -245,7 +325,9 @@ async fn validate_and_auto_refresh() {
 
     // Expired: validate says so.
     tokio::time::sleep(Duration::from_millis(2_100)).await;
-    let (_, body) = s.post("/api/token/validate", json!({"accessToken": at})).await;
+    let (_, body) = s
+        .post("/api/token/validate", json!({"accessToken": at}))
+        .await;
     assert_eq!(body["data"]["isValid"], false);
     assert_eq!(body["data"]["isExpired"], true);
     assert_eq!(body["data"]["needsRefresh"], true);
@@ -265,20 +347,28 @@ async fn refresh_token_and_session_expiry() {
     let session = s.login("bob").await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let (status, body) = s
-        .post("/api/token/refresh", json!({"refreshToken": session["refreshToken"]}))
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": session["refreshToken"]}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let mut rt = body["data"]["refreshToken"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, body) = s
-        .post("/api/token/refresh", json!({"refreshToken": expiring["refreshToken"]}))
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": expiring["refreshToken"]}),
+        )
         .await;
     assert_error(status, &body, 401, "token_expired");
 
     // Keep refreshing bob's session until its absolute end: then session_expired.
     let mut last = None;
     for _ in 0..10 {
-        let (status, body) = s.post("/api/token/refresh", json!({"refreshToken": rt})).await;
+        let (status, body) = s
+            .post("/api/token/refresh", json!({"refreshToken": rt}))
+            .await;
         if status != 200 {
             last = Some((status, body));
             break;
@@ -315,24 +405,51 @@ async fn session_stats_health_and_logout() {
     }
 
     let (status, body) = s
-        .get_auth("/api/token/session-stats/alice", bob["accessToken"].as_str().unwrap())
+        .get_auth(
+            "/api/token/session-stats/alice",
+            bob["accessToken"].as_str().unwrap(),
+        )
         .await;
     assert_error(status, &body, 403, "forbidden");
     let (status, body) = s
-        .get_auth("/api/token/session-stats/alice", admin["accessToken"].as_str().unwrap())
+        .get_auth(
+            "/api/token/session-stats/alice",
+            admin["accessToken"].as_str().unwrap(),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
-    let res = s.client.get(s.url("/api/token/session-stats/alice")).send().await.unwrap();
+    let res = s
+        .client
+        .get(s.url("/api/token/session-stats/alice"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
 
-    let res = s.client.get(s.url("/api/token/health")).send().await.unwrap();
+    let res = s
+        .client
+        .get(s.url("/api/token/health"))
+        .send()
+        .await
+        .unwrap();
     let (status, body) = read(res).await;
     assert_eq!(status, 200);
     assert_eq!(body["data"], json!({"status": "ok", "store": "memory"}));
 
     // Logout ends this session only.
-    let res = s.client.post(s.url("/api/token/logout")).bearer_auth(at).send().await.unwrap();
-    assert!(res.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let res = s
+        .client
+        .post(s.url("/api/token/logout"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     let (status, body) = read(res).await;
     assert_eq!((status, body["data"].clone()), (200, json!({})));
     let (status, body) = s.get_auth("/api/me", at).await;
@@ -347,9 +464,24 @@ async fn session_stats_health_and_logout() {
     let (status, body) = s.post_auth("/api/token/logout-all", a2_token).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["revoked"], 2);
-    assert_eq!(s.get_auth("/api/me", a3["accessToken"].as_str().unwrap()).await.0, 401);
-    assert_eq!(s.get_auth("/api/me", bob["accessToken"].as_str().unwrap()).await.0, 200);
-    let res = s.client.post(s.url("/api/token/logout-all")).send().await.unwrap();
+    assert_eq!(
+        s.get_auth("/api/me", a3["accessToken"].as_str().unwrap())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        s.get_auth("/api/me", bob["accessToken"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+    let res = s
+        .client
+        .post(s.url("/api/token/logout-all"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
 }
 
@@ -359,17 +491,30 @@ async fn session_limit_evicts_the_oldest() {
     let first = s.login("alice").await;
     let _second = s.login("alice").await;
     let third = s.login("alice").await;
-    let (status, body) = s.get_auth("/api/me", first["accessToken"].as_str().unwrap()).await;
+    let (status, body) = s
+        .get_auth("/api/me", first["accessToken"].as_str().unwrap())
+        .await;
     assert_error(status, &body, 401, "token_revoked");
-    assert_eq!(s.get_auth("/api/me", third["accessToken"].as_str().unwrap()).await.0, 200);
+    assert_eq!(
+        s.get_auth("/api/me", third["accessToken"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test]
 async fn session_limit_can_deny() {
-    let s = Server::start(&[("JWT_MAX_CONCURRENT_SESSIONS", "1"), ("JWT_SESSION_LIMIT_POLICY", "deny")]);
+    let s = Server::start(&[
+        ("JWT_MAX_CONCURRENT_SESSIONS", "1"),
+        ("JWT_SESSION_LIMIT_POLICY", "deny"),
+    ]);
     s.login("alice").await;
     let (status, body) = s
-        .post("/api/auth/login", json!({"username": "alice", "password": "alice-password"}))
+        .post(
+            "/api/auth/login",
+            json!({"username": "alice", "password": "alice-password"}),
+        )
         .await;
     assert_error(status, &body, 403, "forbidden");
 }
@@ -379,16 +524,30 @@ async fn a_bad_configuration_stops_the_server_with_a_clear_message() {
     let output = common::run_to_exit(&[("JWT_SECRET", "too-short")]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("JWT_SECRET") && stderr.contains("32 bytes"), "{stderr}");
-    assert!(!stderr.contains("too-short"), "the secret is not echoed: {stderr}");
+    assert!(
+        stderr.contains("JWT_SECRET") && stderr.contains("32 bytes"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("too-short"),
+        "the secret is not echoed: {stderr}"
+    );
 }
 
 #[tokio::test]
 async fn the_demo_page_and_client_are_served() {
     let s = Server::start(&[]);
-    for (path, kind) in [("/", "text/html"), ("/client/token-manager.js", "text/javascript")] {
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/client/token-manager.js", "text/javascript"),
+    ] {
         let res = s.client.get(s.url(path)).send().await.unwrap();
         assert_eq!(res.status(), 200, "{path}");
-        assert!(res.headers()["content-type"].to_str().unwrap().starts_with(kind));
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
     }
 }

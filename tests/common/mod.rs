@@ -17,8 +17,13 @@ pub const SECRET: &str = "e2e-test-secret-e2e-test-secret-e2e-test-secret";
 fn server_binary() -> PathBuf {
     static BUILT: Mutex<bool> = Mutex::new(false);
     let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
-    let binary = profile_dir.join("examples").join(format!("server{}", std::env::consts::EXE_SUFFIX));
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("server{}", std::env::consts::EXE_SUFFIX));
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !*built {
         let mut cmd = Command::new(env!("CARGO"));
@@ -99,7 +104,13 @@ impl Server {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let res = self.client.post(self.url(path)).json(&body).send().await.expect("request");
+        let res = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
         read(res).await
     }
 
@@ -128,7 +139,10 @@ impl Server {
     /// Logs in and returns the `data` object.
     pub async fn login(&self, user: &str) -> Value {
         let (status, body) = self
-            .post("/api/auth/login", json!({ "username": user, "password": format!("{user}-password") }))
+            .post(
+                "/api/auth/login",
+                json!({ "username": user, "password": format!("{user}-password") }),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         body["data"].clone()
@@ -138,7 +152,8 @@ impl Server {
 pub async fn read(res: reqwest::Response) -> (u16, Value) {
     let status = res.status().as_u16();
     let text = res.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
     (status, body)
 }
 
@@ -147,5 +162,8 @@ pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str)
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["success"], false, "{body}");
     assert_eq!(body["error"], code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
