@@ -1,7 +1,7 @@
 //! The axum extractor for [`Session`] (feature `axum`).
 
-use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
-use axum_core::response::{IntoResponse, Response};
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
@@ -24,7 +24,7 @@ impl IntoResponse for MissingSessionLayer {
             ErrorCode::Unavailable,
             &self.to_string(),
         )
-        .map(axum_core::body::Body::from)
+        .map(axum::body::Body::from)
     }
 }
 
