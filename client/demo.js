@@ -1,0 +1,156 @@
+// Script of the demo page (client/index.html). A module file, not inline, so
+// the page runs under a strict Content-Security-Policy.
+import { TokenManager } from './token-manager.js';
+
+const $ = (id) => document.getElementById(id);
+const cookieMode = new URLSearchParams(location.search).get('mode') === 'cookie';
+
+// install() also sets window.tokenManager and the legacy getToken(), for the console.
+const tm = TokenManager.install({ cookieMode });
+
+$('mode-name').textContent = cookieMode ? 'an HttpOnly cookie' : 'localStorage';
+$('mode-switch').textContent = cookieMode ? 'Use localStorage instead' : 'Use the HttpOnly cookie instead';
+$('mode-switch').href = cookieMode ? '/' : '/?mode=cookie';
+
+let lifetimeMs = null; // length of the current token's life, for the progress bar
+
+function showStatus(message, kind = 'error') {
+  const el = $('status');
+  el.textContent = message;
+  el.className = kind === 'info' ? 'status info' : 'status';
+  el.hidden = !message;
+}
+
+function describe(err) {
+  if (!err) return 'Unknown error';
+  return err.code ? `${err.message} (${err.code})` : String(err.message || err);
+}
+
+function fmtDuration(ms) {
+  if (ms == null) return '–';
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = String(s % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
+}
+
+function fmtTime(iso) {
+  if (!iso) return '–';
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+}
+
+function logEvent(text) {
+  const li = document.createElement('li');
+  li.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
+  const log = $('event-log');
+  log.prepend(li);
+  while (log.children.length > 100) log.lastElementChild.remove();
+}
+
+function render() {
+  const info = tm.getTokenInfo();
+  $('login-panel').hidden = info.isAuthenticated;
+  $('session-panel').hidden = !info.isAuthenticated;
+  if (!info.isAuthenticated) return;
+  $('user-name').textContent = info.userId ?? '?';
+  $('session-id').textContent = info.sessionId ?? '?';
+  $('last-refresh').textContent = info.lastRefreshAt ? new Date(info.lastRefreshAt).toLocaleTimeString() : 'none yet';
+  tick();
+}
+
+function tick() {
+  const info = tm.getTokenInfo();
+  if (!info.isAuthenticated) return;
+  const left = info.timeUntilExpiry;
+  $('countdown').textContent = info.refreshing ? `${fmtDuration(left)} (refreshing…)` : fmtDuration(left);
+  if (left != null) {
+    if (lifetimeMs == null || left > lifetimeMs) lifetimeMs = left;
+    $('countdown-bar').value = lifetimeMs ? left / lifetimeMs : 0;
+  }
+}
+
+async function busy(button, fn) {
+  button.disabled = true;
+  try {
+    showStatus('');
+    await fn();
+  } catch (err) {
+    showStatus(describe(err));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+$('login-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  busy($('login-button'), async () => {
+    const r = await tm.login($('username').value.trim(), $('password').value);
+    $('password').value = '';
+    lifetimeMs = null;
+    logEvent(`logged in as ${r.userId}`);
+  });
+});
+
+$('whoami-button').addEventListener('click', () => busy($('whoami-button'), async () => {
+  const res = await tm.makeAuthenticatedRequest('/api/me');
+  const body = await res.json().catch(() => null);
+  $('whoami-output').textContent = `${res.status}\n${JSON.stringify(body && (body.data ?? body), null, 2)}`;
+}));
+
+$('refresh-button').addEventListener('click', () => busy($('refresh-button'), async () => {
+  const ok = await tm.refreshAccessToken();
+  if (!ok) showStatus('Refresh failed; see the event log.');
+}));
+
+$('sessions-button').addEventListener('click', () => busy($('sessions-button'), async () => {
+  const stats = await tm.getSessionStats();
+  $('sessions-summary').textContent = `(${stats.activeSessions} of at most ${stats.maxSessions})`;
+  const tbody = $('sessions-table').tBodies[0];
+  tbody.replaceChildren();
+  for (const s of stats.sessions) {
+    const tr = document.createElement('tr');
+    const cells = [s.sessionId, fmtTime(s.createdAt), fmtTime(s.lastRefreshedAt), fmtTime(s.expiresAt), s.current ? 'this one' : ''];
+    cells.forEach((text, i) => {
+      const td = document.createElement('td');
+      if (i === 0) {
+        const code = document.createElement('code');
+        code.textContent = text;
+        td.append(code);
+      } else {
+        td.textContent = text;
+      }
+      if (i === 4 && s.current) td.className = 'current';
+      tr.append(td);
+    });
+    tbody.append(tr);
+  }
+}));
+
+$('logout-button').addEventListener('click', () => busy($('logout-button'), async () => {
+  await tm.logout();
+}));
+
+$('logout-all-button').addEventListener('click', () => busy($('logout-all-button'), async () => {
+  const n = await tm.logoutEverywhere();
+  showStatus(n == null ? 'Logged out here; the server could not confirm.' : `Ended ${n} session(s).`, 'info');
+}));
+
+tm.onChange((e) => {
+  const parts = [e.type];
+  if (e.reason) parts.push(`(${e.reason})`);
+  if (e.source) parts.push(`from ${e.source.replace('_', ' ')}`);
+  if (e.type === 'retry') parts.push(`attempt ${e.attempt}, next in ${e.delayMs} ms`);
+  if (e.type === 'refresh' || e.type === 'login') lifetimeMs = null;
+  if (e.type === 'logout') {
+    $('whoami-output').textContent = '(not asked yet)';
+    $('sessions-table').tBodies[0].replaceChildren();
+    $('sessions-summary').textContent = '';
+  }
+  logEvent(parts.join(' '));
+  render();
+});
+
+setInterval(tick, 250);
+render();

@@ -1,0 +1,211 @@
+// Type declarations for client/token-manager.js (tower-jwt-session browser TokenManager).
+
+/** Options of `new TokenManager(options)`. Every field is optional. */
+export interface TokenManagerOptions {
+  /** Origin (and optional path) prefixed to relative URLs. Default `''` (same origin). */
+  baseUrl?: string;
+  /** Login route. Default `'/api/auth/login'`. */
+  loginPath?: string;
+  /** Prefix of the token routes (refresh, logout, logout-all, session-stats). Default `'/api/token'`. */
+  tokenPrefix?: string;
+  /** Period of the background expiry check in ms; `0` disables the periodic check. Default `300000` (5 min). */
+  checkIntervalMs?: number;
+  /**
+   * Refresh when the access token has this many ms left, but never earlier than
+   * half-way through the token's life. Default `900000` (15 min).
+   */
+  refreshThresholdMs?: number;
+  /**
+   * `true`: the refresh token lives only in the server's HttpOnly cookie and is never
+   * visible to JS; refresh sends `X-Requested-With: XMLHttpRequest` with
+   * `credentials: 'include'` and no token in the body. Default `false`
+   * (refresh token in the body, kept in `storage`).
+   */
+  cookieMode?: boolean;
+  /** Prefix of the storage keys (`<prefix>session`, `<prefix>refresh-lease`) and of the BroadcastChannel. Default `'tjs.'`. */
+  storageKey?: string;
+  /** Retries of a refresh after a network error, 5xx, 408 or 429 (attempts = maxRetries + 1). Default `5`. */
+  maxRetries?: number;
+  /** Base of the exponential backoff in ms (full jitter). Default `1000`. */
+  backoffBaseMs?: number;
+  /** Cap of one backoff delay in ms. Default `30000`. */
+  backoffMaxMs?: number;
+  /** Timeout of the library's own requests (login, refresh, logout) in ms. Default `15000`. */
+  requestTimeoutMs?: number;
+  /** Web Locks name of the cross-tab refresh lock. Default `'tjs-refresh'`. */
+  lockName?: string;
+  /** How long to wait for the cross-tab lock before going ahead without it, in ms. Default `30000`. */
+  lockTimeoutMs?: number;
+  /** Use `navigator.locks` when present; `false` forces the storage-lease fallback. Default `true`. */
+  useWebLocks?: boolean;
+  /** Run the background timers. `false`: refresh only on demand. Default `true`. */
+  autoRefresh?: boolean;
+  /** `credentials` of the library's own requests. Default `'include'` in cookie mode, else `'same-origin'`. */
+  credentials?: RequestCredentials;
+  /** Force debug logging on or off. Default: on when `localStorage.debug === 'true'`. */
+  debug?: boolean;
+  /** fetch implementation. Default `globalThis.fetch`. */
+  fetch?: typeof fetch;
+  /** Storage for the session. Default `localStorage` (in-memory when unavailable). */
+  storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'>;
+  /** Clock in ms since the epoch. Default `Date.now`. */
+  now?: () => number;
+  /** Random source in [0, 1) for the backoff jitter. Default `Math.random`. */
+  random?: () => number;
+}
+
+/** What `getTokenInfo()` reports. Never contains a token value. */
+export interface TokenInfo {
+  isAuthenticated: boolean;
+  hasAccessToken: boolean;
+  /** `null` in cookie mode (the refresh token is not visible to JS). */
+  hasRefreshToken: boolean | null;
+  cookieMode: boolean;
+  userId: string | null;
+  sessionId: string | null;
+  /** `roles` claim of the access token (display only, unverified). */
+  roles: string[];
+  /** RFC 3339 instant. */
+  expiresAt: string | null;
+  /** Milliseconds left, 0 when expired. */
+  timeUntilExpiry: number | null;
+  isExpired: boolean;
+  needsRefresh: boolean;
+  refreshing: boolean;
+  /** Last refresh performed by this tab (RFC 3339). */
+  lastRefreshAt: string | null;
+  lastError: { code: string; message: string } | null;
+}
+
+export interface SessionSummary {
+  sessionId: string;
+  createdAt: string;
+  lastRefreshedAt: string | null;
+  expiresAt: string;
+  current: boolean;
+}
+
+/** `data` of `GET {tokenPrefix}/session-stats/:userId`. */
+export interface SessionStats {
+  userId: string;
+  activeSessions: number;
+  maxSessions: number;
+  sessions: SessionSummary[];
+}
+
+export interface LoginResult {
+  userId: string | null;
+  sessionId: string | null;
+  /** Access token lifetime in ms, as the server sent it. */
+  expiresIn: number | null;
+  /** RFC 3339 instant. */
+  expiresAt: string | null;
+}
+
+export type TokenManagerEventType = 'login' | 'refresh' | 'sync' | 'logout' | 'retry' | 'refresh-error';
+
+/**
+ * - `login`: a session started (here, or in another tab: `source: 'other_tab'`).
+ * - `refresh`: this tab refreshed the access token.
+ * - `sync`: a token refreshed by another tab was adopted.
+ * - `logout`: the session ended here; `reason` is `'logout'`, `'logout_all'`, `'other_tab'`,
+ *   or the server's refresh error code (`'refresh_token_reused'`, `'token_revoked'`, …).
+ * - `retry`: a refresh attempt failed and will be retried after `delayMs`.
+ * - `refresh-error`: a refresh gave up (retries exhausted, or a non-retryable answer); the session is kept.
+ */
+export interface TokenManagerEvent {
+  type: TokenManagerEventType;
+  reason?: string;
+  source?: 'other_tab';
+  attempt?: number;
+  attempts?: number;
+  delayMs?: number;
+  retryable?: boolean;
+  info: TokenInfo;
+}
+
+export type Unsubscribe = () => void;
+
+/** Error thrown by TokenManager methods. */
+export class TokenManagerError extends Error {
+  constructor(code: string, message: string, extra?: { status?: number; retryable?: boolean; cause?: unknown });
+  readonly name: 'TokenManagerError';
+  /**
+   * The server's error code (`invalid_credentials`, `forbidden`, `rate_limited`, …), `http_<status>`
+   * when the body had none, or a client code: `not_authenticated`, `network_error`, `refresh_failed`, `logged_out`.
+   */
+  code: string;
+  /** HTTP status, when there was a response. */
+  status: number | null;
+  /** Whether trying again later may succeed. */
+  retryable: boolean;
+}
+
+export class TokenManager {
+  constructor(options?: TokenManagerOptions);
+
+  /** Effective options (defaults filled in). Treat as read-only. */
+  readonly options: Readonly<Required<Omit<TokenManagerOptions, 'credentials' | 'debug' | 'fetch' | 'storage' | 'now' | 'random'>>> & TokenManagerOptions;
+
+  static readonly version: string;
+
+  /**
+   * Creates the page-wide instance once, sets `window.tokenManager` and (unless the page
+   * defines its own) the legacy global `getToken()`. Later calls return the same instance.
+   */
+  static install(options?: TokenManagerOptions): TokenManager;
+
+  /** True when a session is held: a usable access token, or the means to refresh one. */
+  isAuthenticated(): boolean;
+  /**
+   * The current access token, synchronously (as in the original guide); `null` when logged out.
+   * May be near expiry, or expired after a failed refresh: when a refresh is due one is started
+   * in the background, not awaited. Use `getFreshAccessToken()` to refresh first.
+   */
+  getAccessToken(): string | null;
+  /**
+   * The access token, refreshed first when expired or near expiry; `null` when logged out.
+   * Rejects with `refresh_failed` when it has expired and the server cannot be reached.
+   */
+  getFreshAccessToken(): Promise<string | null>;
+  /** @deprecated Alias of `getAccessToken()`. */
+  peekAccessToken(): string | null;
+  /**
+   * `fetch` with `Authorization: Bearer`; after a 401 refreshes once and retries once.
+   * Rejects with `not_authenticated` when no session is held.
+   */
+  makeAuthenticatedRequest(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  /** Refreshes now; resolves `true` when a fresh token is held (a sibling tab's rotation counts). Never rejects. */
+  refreshAccessToken(): Promise<boolean>;
+  getTokenInfo(): TokenInfo;
+  getSessionStats(): Promise<SessionStats>;
+  /** Rejects with a `TokenManagerError` (`invalid_credentials`, `network_error`, …). */
+  login(username: string, password: string): Promise<LoginResult>;
+  /** Logs out every tab at once, then revokes the session on the server; resolves whether it confirmed. */
+  logout(): Promise<boolean>;
+  /** Revokes all the user's sessions; resolves the server's `revoked` count, or `null` if unconfirmed. */
+  logoutEverywhere(): Promise<number | null>;
+  /** Listener for every event. */
+  onChange(listener: (event: TokenManagerEvent) => void): Unsubscribe;
+  on(type: TokenManagerEventType | '*', listener: (event: TokenManagerEvent) => void): Unsubscribe;
+  off(type: TokenManagerEventType | '*', listener: (event: TokenManagerEvent) => void): void;
+  /** Stops timers and listeners; the stored session is kept for other tabs. */
+  destroy(): void;
+}
+
+/** Legacy shim: the installed manager's `getAccessToken()` (synchronous), or `null`. */
+export function getToken(): string | null;
+
+/** Decodes a JWT payload without verifying it (display and scheduling only). */
+export function decodeJwtPayload(token: string): Record<string, unknown> | null;
+
+export default TokenManager;
+
+declare global {
+  interface Window {
+    /** Set by `TokenManager.install()`. */
+    tokenManager?: TokenManager;
+    /** Legacy shim set by `TokenManager.install()`. */
+    getToken?: () => string | null;
+  }
+}

@@ -1,0 +1,1038 @@
+/**
+ * tower-jwt-session browser TokenManager.
+ *
+ * Plain ES module, no build step, no dependencies. Keeps a JWT access token
+ * fresh against the routes of tower-jwt-session (SPEC §5), one refresh at a
+ * time across every tab of the origin.
+ *
+ *   import { TokenManager } from '/client/token-manager.js';
+ *   const tm = TokenManager.install({ cookieMode: true }); // also window.tokenManager + getToken()
+ *   await tm.login('alice', 'alice-password');
+ *   const res = await tm.makeAuthenticatedRequest('/api/me');
+ *
+ * Token values are never logged. The `exp` claim of the access token is read
+ * only to schedule refreshes; it is never trusted for anything else.
+ *
+ * @module token-manager
+ */
+
+const VERSION = '0.1.0';
+
+/** Refresh answers that end the session (in every tab). */
+const SESSION_ENDING_CODES = new Set([
+  'invalid_token',
+  'token_expired',
+  'refresh_token_reused',
+  'session_expired',
+  'token_revoked',
+]);
+
+const DEFAULTS = Object.freeze({
+  baseUrl: '',
+  loginPath: '/api/auth/login',
+  tokenPrefix: '/api/token',
+  checkIntervalMs: 5 * 60 * 1000,
+  refreshThresholdMs: 15 * 60 * 1000,
+  cookieMode: false,
+  storageKey: 'tjs.',
+  maxRetries: 5,
+  backoffBaseMs: 1000,
+  backoffMaxMs: 30000,
+  requestTimeoutMs: 15000,
+  lockName: 'tjs-refresh',
+  lockTimeoutMs: 30000,
+  useWebLocks: true,
+  autoRefresh: true,
+  credentials: undefined,
+  debug: undefined,
+  fetch: undefined,
+  storage: undefined,
+  now: undefined,
+  random: undefined,
+});
+
+/** Error thrown by TokenManager methods. `code` is the server's error code or a client one. */
+export class TokenManagerError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {{status?: number, retryable?: boolean, cause?: unknown}} [extra]
+   */
+  constructor(code, message, extra = {}) {
+    super(message);
+    this.name = 'TokenManagerError';
+    this.code = code;
+    this.status = extra.status ?? null;
+    this.retryable = !!extra.retryable;
+    if (extra.cause !== undefined) this.cause = extra.cause;
+  }
+}
+
+/**
+ * Decodes the payload of a JWT without verifying it. For scheduling and
+ * display only. Returns null when the token is not a decodable JWT.
+ * @param {string} token
+ * @returns {Record<string, unknown> | null}
+ */
+export function decodeJwtPayload(token) {
+  if (typeof token !== 'string') return null;
+  const parts = token.split('.');
+  if (parts.length < 2 || !parts[1]) return null;
+  try {
+    let b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    while (b64.length % 4) b64 += '=';
+    const bin = atob(b64);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const payload = JSON.parse(new TextDecoder().decode(bytes));
+    return payload && typeof payload === 'object' ? payload : null;
+  } catch {
+    return null;
+  }
+}
+
+/** In-memory Storage stand-in, used when localStorage is missing or broken. */
+class MemoryStorage {
+  constructor() { this._m = new Map(); }
+  getItem(k) { return this._m.has(k) ? this._m.get(k) : null; }
+  setItem(k, v) { this._m.set(k, String(v)); }
+  removeItem(k) { this._m.delete(k); }
+}
+
+function defaultStorage() {
+  try {
+    const s = globalThis.localStorage;
+    if (s) {
+      const probe = '__tjs_probe__';
+      s.setItem(probe, '1');
+      s.removeItem(probe);
+      return s;
+    }
+  } catch {
+    /* blocked (sandboxed iframe, disabled storage): fall through */
+  }
+  return new MemoryStorage();
+}
+
+function randomId() {
+  try {
+    if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
+  } catch { /* not a secure context */ }
+  return Math.random().toString(36).slice(2) + Date.now().toString(36);
+}
+
+const hasWindow = typeof window !== 'undefined' && typeof window.addEventListener === 'function';
+
+let installed = null; // instance made by TokenManager.install()
+let lastCreated = null; // fallback for the getToken() shim
+
+export class TokenManager {
+  /**
+   * @param {import('./token-manager').TokenManagerOptions} [options]
+   */
+  constructor(options = {}) {
+    const o = { ...DEFAULTS };
+    for (const [k, v] of Object.entries(options || {})) if (v !== undefined) o[k] = v;
+    this.options = o;
+    this._fetch = o.fetch || ((...a) => globalThis.fetch(...a));
+    this._storage = o.storage || defaultStorage();
+    this._now = o.now || (() => Date.now());
+    this._random = o.random || Math.random;
+    this._key = o.storageKey + 'session';
+    this._leaseKey = o.storageKey + 'refresh-lease';
+    this._tabId = randomId();
+    this._state = null;
+    this._inflight = null;
+    this._listeners = new Map(); // type ('*' = all) -> Set<fn>
+    this._wakers = new Set();
+    this._hinted = null;
+    this._lastRefreshAt = null;
+    this._lastError = null;
+    this._destroyed = false;
+    this._interval = null;
+    this._timer = null;
+    this._channel = null;
+    this._cleanup = [];
+
+    this._state = this._readStored().value;
+    lastCreated = this;
+
+    if (hasWindow) this._listen();
+    if (o.autoRefresh) this._startTimers();
+    this._log('created', { cookieMode: o.cookieMode, authenticated: !!this._state });
+  }
+
+  /** Library version. */
+  static get version() { return VERSION; }
+
+  /**
+   * Creates (once) the page-wide instance, sets `window.tokenManager` and,
+   * unless the page defines its own, the legacy global `getToken()`.
+   * Later calls return the same instance and ignore their options.
+   * @param {import('./token-manager').TokenManagerOptions} [options]
+   * @returns {TokenManager}
+   */
+  static install(options) {
+    if (installed && !installed._destroyed) return installed;
+    installed = new TokenManager(options);
+    const g = globalThis;
+    g.tokenManager = installed;
+    if (typeof g.getToken !== 'function' || g.getToken === getToken) g.getToken = getToken;
+    return installed;
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /** True when a session is held: a usable access token, or the means to refresh one. */
+  isAuthenticated() {
+    const s = this._state;
+    if (!s || !s.accessToken) return false;
+    if (!this._isExpired(s)) return true;
+    return this.options.cookieMode || !!s.refreshToken;
+  }
+
+  /**
+   * The current access token, synchronously, as in the original guide
+   * (`const token = tokenManager.getAccessToken()`); null when logged out.
+   * It may be near expiry or (after a failed refresh) expired: when a refresh
+   * is due, one is started in the background and this call does not wait for
+   * it. Use `await getFreshAccessToken()` to refresh first.
+   * @returns {string | null}
+   */
+  getAccessToken() {
+    if (!this._state) this._adoptFromStorage('fallback');
+    const s = this._state;
+    if (!s) return null;
+    if (this._needsRefresh(s) && !this._inflight) this._backgroundRefresh(false);
+    return s.accessToken || null;
+  }
+
+  /**
+   * The access token, refreshed first when it is expired or within
+   * `refreshThresholdMs` of expiry. Null when logged out.
+   * @returns {Promise<string | null>}
+   * @throws {TokenManagerError} `refresh_failed` when the token has expired and the server could not be reached.
+   */
+  async getFreshAccessToken() {
+    return this._getAccessToken({});
+  }
+
+  /**
+   * @deprecated Alias of the synchronous `getAccessToken()`, kept for code
+   * written against 0.1.0 pre-releases.
+   * @returns {string | null}
+   */
+  peekAccessToken() {
+    return this.getAccessToken();
+  }
+
+  /**
+   * fetch() with `Authorization: Bearer`. After a 401 it refreshes once and
+   * retries once. A response carrying `X-Token-Refresh: true` starts a
+   * background refresh. Bodies must be replayable (string, Blob, FormData,
+   * URLSearchParams, ArrayBuffer) for the retry.
+   * @param {RequestInfo | URL} input
+   * @param {RequestInit} [init]
+   * @returns {Promise<Response>}
+   * @throws {TokenManagerError} `not_authenticated` when no session is held.
+   */
+  async makeAuthenticatedRequest(input, init = {}) {
+    const token = await this._getAccessToken({});
+    if (!token) throw new TokenManagerError('not_authenticated', 'Not authenticated');
+    const isReq = typeof Request !== 'undefined' && input instanceof Request;
+    const spare = isReq ? input.clone() : null;
+    const target = isReq ? input : this._url(input);
+    let used = token;
+    let res = await this._sendWithToken(target, init, token);
+    if (res.status === 401) {
+      this._log('request answered 401; refreshing once');
+      const ok = await this._refreshSingleFlight({ force: true, rejected: token });
+      const cur = this._state;
+      if (ok && cur && cur.accessToken && cur.accessToken !== token) {
+        used = cur.accessToken;
+        res = await this._sendWithToken(isReq ? spare : target, init, used);
+      }
+    }
+    this._checkRefreshHint(res, used);
+    return res;
+  }
+
+  /**
+   * Refreshes now (one refresh per tab at a time; one across tabs). A rotation
+   * already done by another tab counts as success. Never throws.
+   * @returns {Promise<boolean>} true when a fresh access token is held
+   */
+  refreshAccessToken() {
+    return this._refreshSingleFlight({ force: true });
+  }
+
+  /** Describes the session without exposing any token value. */
+  getTokenInfo() {
+    const s = this._state;
+    const now = this._now();
+    const claims = s ? decodeJwtPayload(s.accessToken) : null;
+    const expiresAt = s && s.expiresAt != null ? s.expiresAt : null;
+    return {
+      isAuthenticated: this.isAuthenticated(),
+      hasAccessToken: !!(s && s.accessToken),
+      hasRefreshToken: this.options.cookieMode ? null : !!(s && s.refreshToken),
+      cookieMode: !!this.options.cookieMode,
+      userId: s ? s.userId ?? null : null,
+      sessionId: s ? s.sessionId ?? null : null,
+      roles: claims && Array.isArray(claims.roles) ? claims.roles.slice() : [],
+      expiresAt: expiresAt != null ? new Date(expiresAt).toISOString() : null,
+      timeUntilExpiry: expiresAt != null ? Math.max(0, expiresAt - now) : null,
+      isExpired: s ? this._isExpired(s) : false,
+      needsRefresh: s ? this._needsRefresh(s) : false,
+      refreshing: !!this._inflight,
+      lastRefreshAt: this._lastRefreshAt != null ? new Date(this._lastRefreshAt).toISOString() : null,
+      lastError: this._lastError ? { code: this._lastError.code, message: this._lastError.message } : null,
+    };
+  }
+
+  /**
+   * GET {tokenPrefix}/session-stats/:userId for the current user.
+   * @returns {Promise<import('./token-manager').SessionStats>}
+   */
+  async getSessionStats() {
+    const s = this._state;
+    if (!s || !s.userId) throw new TokenManagerError('not_authenticated', 'Not authenticated');
+    const path = `${this.options.tokenPrefix}/session-stats/${encodeURIComponent(s.userId)}`;
+    const res = await this.makeAuthenticatedRequest(path, { method: 'GET' });
+    const body = await readJson(res);
+    if (!res.ok || !body || body.success === false) throw errorFrom(res, body, 'session-stats failed');
+    return body.data;
+  }
+
+  /**
+   * POST {loginPath} {username, password}. Stores the session and tells other tabs.
+   * @returns {Promise<import('./token-manager').LoginResult>}
+   * @throws {TokenManagerError} e.g. `invalid_credentials`, `network_error`
+   */
+  async login(username, password) {
+    let res;
+    try {
+      res = await this._request('POST', this.options.loginPath, { username, password }, {});
+    } catch (err) {
+      throw new TokenManagerError('network_error', 'Login request failed', { retryable: true, cause: err });
+    }
+    const body = await readJson(res);
+    if (!res.ok || !body || body.success === false || !body.data || !body.data.accessToken) {
+      throw errorFrom(res, body, 'Login failed');
+    }
+    const state = this._stateFrom(body.data, null);
+    this._hinted = null;
+    this._setState(state, 'login');
+    return {
+      userId: state.userId,
+      sessionId: state.sessionId,
+      expiresIn: body.data.expiresIn ?? null,
+      expiresAt: state.expiresAt != null ? new Date(state.expiresAt).toISOString() : null,
+    };
+  }
+
+  /**
+   * Ends the session in this and every other tab at once, then asks the server
+   * to revoke it (POST {tokenPrefix}/logout). Resolves to whether the server confirmed.
+   * @returns {Promise<boolean>}
+   */
+  async logout() {
+    return this._logout('/logout', 'logout');
+  }
+
+  /**
+   * Revokes every session of the user (POST {tokenPrefix}/logout-all), and
+   * logs out every tab here. Resolves to the server's `revoked` count, or null
+   * when the server could not confirm.
+   * @returns {Promise<number | null>}
+   */
+  async logoutEverywhere() {
+    return this._logout('/logout-all', 'logout_all');
+  }
+
+  /**
+   * Subscribes to every event. Returns an unsubscribe function.
+   * @param {(event: import('./token-manager').TokenManagerEvent) => void} listener
+   */
+  onChange(listener) { return this.on('*', listener); }
+
+  /**
+   * Subscribes to one event type ('login' | 'refresh' | 'sync' | 'logout' |
+   * 'retry' | 'refresh-error'), or '*' for all. Returns an unsubscribe function.
+   */
+  on(type, listener) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(listener);
+    return () => this.off(type, listener);
+  }
+
+  /** Removes a listener added with on() / onChange(). */
+  off(type, listener) {
+    const set = this._listeners.get(type);
+    if (set) set.delete(listener);
+  }
+
+  /** Stops timers and listeners. The stored session is left as it is. */
+  destroy() {
+    if (this._destroyed) return;
+    this._destroyed = true;
+    if (this._interval) clearInterval(this._interval);
+    if (this._timer) clearTimeout(this._timer);
+    this._interval = this._timer = null;
+    for (const undo of this._cleanup) { try { undo(); } catch { /* ignore */ } }
+    this._cleanup = [];
+    if (this._channel) { try { this._channel.close(); } catch { /* ignore */ } this._channel = null; }
+    this._wake();
+    this._listeners.clear();
+    if (installed === this) {
+      installed = null;
+      if (globalThis.tokenManager === this) delete globalThis.tokenManager;
+    }
+    if (lastCreated === this) lastCreated = null;
+  }
+
+  // ------------------------------------------------------------- internals
+
+  async _getAccessToken({ maxRetries }) {
+    if (!this._state) this._adoptFromStorage('fallback');
+    const s = this._state;
+    if (!s) return null;
+    if (s.accessToken && !this._needsRefresh(s)) return s.accessToken;
+    await this._refreshSingleFlight({ force: false, maxRetries });
+    const cur = this._state;
+    if (!cur || !cur.accessToken) return null;
+    if (!this._isExpired(cur)) return cur.accessToken;
+    throw new TokenManagerError('refresh_failed', 'Access token expired and could not be refreshed', {
+      retryable: true,
+      cause: this._lastError || undefined,
+    });
+  }
+
+  _refreshSingleFlight(opts) {
+    if (this._inflight) return this._inflight;
+    if (this._destroyed) return Promise.resolve(false);
+    const p = this._refreshFlow(opts)
+      .catch((err) => { this._lastError = toError(err); return false; })
+      .finally(() => { if (this._inflight === p) this._inflight = null; });
+    this._inflight = p;
+    return p;
+  }
+
+  _backgroundRefresh(force) {
+    this._refreshSingleFlight({ force }).catch(() => {});
+  }
+
+  async _refreshFlow({ force, rejected, maxRetries }) {
+    const held = this._state ? { ...this._state } : null;
+    if (rejected && held) held.accessToken = rejected;
+    const retries = maxRetries ?? this.options.maxRetries;
+    for (let attempt = 0; ; attempt++) {
+      if (this._destroyed) return false;
+      let out;
+      try {
+        out = await this._withLock((lock) => this._refreshAttempt(held, force, lock));
+      } catch (err) {
+        out = { kind: 'retry', error: toError(err) };
+      }
+      if (out.kind === 'ok') { this._lastError = null; return true; }
+      if (out.kind === 'fatal') { if (out.error) this._lastError = out.error; return false; }
+      this._lastError = out.error || new TokenManagerError('network_error', 'Refresh failed', { retryable: true });
+      if (attempt >= retries) {
+        this._log('refresh gave up after', attempt + 1, 'attempts; session kept');
+        this._emit('refresh-error', { reason: this._lastError.code, attempts: attempt + 1, retryable: true });
+        return false;
+      }
+      const delayMs = this._backoff(attempt, out.retryAfterMs);
+      this._log('refresh attempt', attempt + 1, 'failed:', this._lastError.code, '- retrying in', delayMs, 'ms');
+      this._emit('retry', { reason: this._lastError.code, attempt: attempt + 1, delayMs });
+      await this._sleep(delayMs);
+    }
+  }
+
+  /**
+   * Compares storage with what this tab held when the refresh began. Returns
+   * an outcome when no network refresh is needed, else null.
+   */
+  _siblingOutcome(held, force) {
+    const read = this._readStored();
+    if (!read.ok) return null;
+    const stored = read.value;
+    if (!stored) {
+      if (!held) return null;
+      this._clearLocal('other_tab'); // the session was ended by another tab
+      return { kind: 'fatal', error: new TokenManagerError('logged_out', 'Logged out in another tab') };
+    }
+    if (held && (stored.sessionId !== held.sessionId || stored.accessToken !== held.accessToken
+        || (!this.options.cookieMode && stored.refreshToken !== held.refreshToken))) {
+      this._log('sibling tab already refreshed; adopting');
+      this._adopt(stored, 'sync');
+      return { kind: 'ok' };
+    }
+    if (!held || (!force && !this._needsRefresh(stored))) {
+      this._adopt(stored, 'sync');
+      return { kind: 'ok' };
+    }
+    return null;
+  }
+
+  /** One attempt, run while holding the cross-tab lock (`lock`: 'web' | 'lease' | 'none'). */
+  async _refreshAttempt(held, force, lock) {
+    const o = this.options;
+    let outcome = this._siblingOutcome(held, force);
+    if (outcome) return outcome;
+    // A Web Lock grant can overtake the storage update of the tab that held the
+    // lock before us. That tab left a marker lock naming the token it replaced;
+    // if it names ours, wait for its storage write to arrive instead of refreshing.
+    if (lock === 'web' && held && held.accessToken && await this._rotatedAway(held.accessToken)) {
+      this._log('sibling rotated our token; waiting for its storage update');
+      await this._waitForStoredChange(held.accessToken, 3000);
+      outcome = this._siblingOutcome(held, force);
+      if (outcome) return outcome;
+    }
+    const read = this._readStored();
+    const cur = (read.ok && read.value) || this._state;
+    if (!o.cookieMode && !(cur && cur.refreshToken)) {
+      return { kind: 'fatal', error: new TokenManagerError('not_authenticated', 'No refresh token held') };
+    }
+
+    let res;
+    try {
+      res = await this._request('POST', `${o.tokenPrefix}/refresh`,
+        o.cookieMode ? {} : { refreshToken: cur.refreshToken }, { csrf: o.cookieMode });
+    } catch (err) {
+      return { kind: 'retry', error: new TokenManagerError('network_error', 'Refresh request failed', { retryable: true, cause: err }) };
+    }
+    const body = await readJson(res);
+    if (res.ok && body && body.success !== false && body.data && body.data.accessToken) {
+      const after = this._readStored();
+      if (after.ok && held && !after.value) { // logged out elsewhere during the request
+        this._clearLocal('other_tab');
+        return { kind: 'fatal', error: new TokenManagerError('logged_out', 'Logged out in another tab') };
+      }
+      if (after.ok && after.value && cur && after.value.sessionId !== cur.sessionId) {
+        this._adopt(after.value, 'sync'); // a new login happened meanwhile: it wins
+        return { kind: 'ok' };
+      }
+      const next = this._stateFrom(body.data, cur);
+      this._lastRefreshAt = this._now();
+      this._hinted = null;
+      this._setState(next, 'refresh');
+      if (lock === 'web' && cur && cur.accessToken) await this._markRotated(cur.accessToken);
+      this._log('refreshed; expires in', next.expiresAt != null ? next.expiresAt - this._now() : '?', 'ms');
+      return { kind: 'ok' };
+    }
+    const err = errorFrom(res, body, 'Refresh failed');
+    if (res.status === 401 || res.status === 400) {
+      // A sibling that rotated meanwhile (only possible without the lock) wins over a logout.
+      const again = this._readStored();
+      if (again.ok && again.value && cur && (again.value.accessToken !== cur.accessToken
+          || (!o.cookieMode && again.value.refreshToken !== cur.refreshToken))) {
+        this._adopt(again.value, 'sync');
+        return { kind: 'ok' };
+      }
+    }
+    if (res.status === 401 || (res.status === 400 && o.cookieMode)
+        || (SESSION_ENDING_CODES.has(err.code) && res.status < 500 && res.status !== 429)) {
+      this._log('refresh rejected (' + res.status + ' ' + err.code + '); logging out everywhere');
+      this._clearSession(err.code || 'invalid_token');
+      return { kind: 'fatal', error: err };
+    }
+    if (res.status >= 500 || res.status === 429 || res.status === 408) {
+      err.retryable = true;
+      return { kind: 'retry', error: err, retryAfterMs: retryAfterMs(res) };
+    }
+    this._emit('refresh-error', { reason: err.code, attempts: 1, retryable: false });
+    return { kind: 'fatal', error: err };
+  }
+
+  async _logout(path, reason) {
+    // A token the server still accepts is needed to revoke the session; refresh
+    // once for it only when it has expired and no refresh is already running
+    // (logout must not wait out a backoff).
+    let token = null;
+    const s = this._state;
+    if (s && s.accessToken && !this._isExpired(s)) token = s.accessToken;
+    else if (s && !this._inflight) {
+      try { token = await this._getAccessToken({ maxRetries: 0 }); } catch { token = null; }
+    }
+    this._clearSession(reason);
+    let res;
+    try {
+      const headers = {};
+      if (token) headers.Authorization = `Bearer ${token}`;
+      res = await this._request('POST', `${this.options.tokenPrefix}${path}`, {}, { headers, csrf: this.options.cookieMode });
+    } catch {
+      return path === '/logout' ? false : null;
+    }
+    const body = await readJson(res);
+    const ok = res.ok && !!body && body.success !== false;
+    if (path === '/logout') return ok;
+    return ok && body.data && typeof body.data.revoked === 'number' ? body.data.revoked : ok ? 0 : null;
+  }
+
+  _checkRefreshHint(res, usedToken) {
+    try {
+      if (!res || !res.headers || res.headers.get('X-Token-Refresh') !== 'true') return;
+    } catch { return; }
+    const s = this._state;
+    if (!s || s.accessToken !== usedToken || this._hinted === usedToken) return;
+    this._hinted = usedToken;
+    this._log('server hinted a refresh');
+    this._backgroundRefresh(true);
+  }
+
+  async _sendWithToken(target, init, token) {
+    const isReq = typeof Request !== 'undefined' && target instanceof Request;
+    const headers = new Headers(isReq ? target.headers : undefined);
+    if (init && init.headers) new Headers(init.headers).forEach((v, k) => headers.set(k, v));
+    headers.set('Authorization', `Bearer ${token}`);
+    return this._fetch(target, { ...init, headers });
+  }
+
+  async _request(method, path, body, { headers = {}, csrf = false } = {}) {
+    const o = this.options;
+    const h = { Accept: 'application/json', ...headers };
+    if (body !== null && body !== undefined) h['Content-Type'] = 'application/json';
+    if (csrf) h['X-Requested-With'] = 'XMLHttpRequest';
+    const ctl = typeof AbortController !== 'undefined' ? new AbortController() : null;
+    const timer = ctl && o.requestTimeoutMs > 0 ? setTimeout(() => ctl.abort(), o.requestTimeoutMs) : null;
+    try {
+      return await this._fetch(this._url(path), {
+        method,
+        headers: h,
+        body: body !== null && body !== undefined ? JSON.stringify(body) : undefined,
+        credentials: o.credentials || (o.cookieMode ? 'include' : 'same-origin'),
+        cache: 'no-store',
+        signal: ctl ? ctl.signal : undefined,
+      });
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+
+  _url(input) {
+    if (typeof input !== 'string') return input;
+    if (/^[a-z][a-z0-9+.-]*:/i.test(input) || input.startsWith('//')) return input;
+    const base = this.options.baseUrl || '';
+    if (!base) return input;
+    return base.replace(/\/+$/, '') + (input.startsWith('/') ? input : `/${input}`);
+  }
+
+  _stateFrom(data, prev) {
+    const now = this._now();
+    const claims = decodeJwtPayload(data.accessToken) || {};
+    // `expiresIn` is relative, so immune to a skewed client clock. The `exp`
+    // claim (whole seconds) is used when it is missing, or to round down when
+    // both clocks roughly agree (within a minute).
+    const fromExp = typeof claims.exp === 'number' && isFinite(claims.exp) ? claims.exp * 1000 : null;
+    let expiresAt = null;
+    if (typeof data.expiresIn === 'number' && isFinite(data.expiresIn)) {
+      expiresAt = now + data.expiresIn;
+      if (fromExp != null && Math.abs(fromExp - expiresAt) < 60000) expiresAt = Math.min(expiresAt, fromExp);
+    } else if (fromExp != null) {
+      expiresAt = fromExp;
+    }
+    const s = {
+      v: 1,
+      accessToken: data.accessToken,
+      expiresAt,
+      lifetimeMs: expiresAt != null ? Math.max(0, expiresAt - now) : null,
+      sessionId: data.sessionId ?? claims.sid ?? (prev ? prev.sessionId : null) ?? null,
+      userId: data.userId ?? claims.sub ?? (prev ? prev.userId : null) ?? null,
+      updatedAt: now,
+    };
+    if (!this.options.cookieMode) s.refreshToken = data.refreshToken || (prev ? prev.refreshToken : null) || null;
+    return s;
+  }
+
+  /**
+   * The refresh point: `refreshThresholdMs` before expiry, but never earlier
+   * than half-way through the token's life, so a server issuing tokens shorter
+   * than the threshold does not cause a refresh on every call.
+   */
+  _threshold(s) {
+    const t = this.options.refreshThresholdMs;
+    return s && typeof s.lifetimeMs === 'number' && s.lifetimeMs > 0 ? Math.min(t, s.lifetimeMs / 2) : t;
+  }
+
+  _needsRefresh(s) {
+    if (!s || !s.accessToken) return !!s;
+    if (s.expiresAt == null) return false;
+    return s.expiresAt - this._now() <= this._threshold(s);
+  }
+
+  _isExpired(s) {
+    return !!s && s.expiresAt != null && this._now() >= s.expiresAt;
+  }
+
+  // ---- state, storage, tabs
+
+  _readStored() {
+    let raw;
+    try {
+      raw = this._storage.getItem(this._key);
+    } catch {
+      return { ok: false, value: null };
+    }
+    if (raw == null) return { ok: true, value: null };
+    try {
+      const v = JSON.parse(raw);
+      if (!v || typeof v !== 'object' || typeof v.accessToken !== 'string') return { ok: true, value: null };
+      if (this.options.cookieMode) delete v.refreshToken;
+      return { ok: true, value: v };
+    } catch {
+      return { ok: true, value: null };
+    }
+  }
+
+  _write(state) {
+    try {
+      if (state) this._storage.setItem(this._key, JSON.stringify(state));
+      else this._storage.removeItem(this._key);
+    } catch {
+      // Quota or blocked storage: keep going in memory only, so that a stale
+      // stored value can never be mistaken for a sibling's rotation.
+      this._log('storage write failed; continuing in memory only');
+      this._storage = new MemoryStorage();
+      if (state) this._storage.setItem(this._key, JSON.stringify(state));
+    }
+  }
+
+  _setState(state, type) {
+    this._state = state;
+    this._write(state);
+    this._post({ type: 'changed' });
+    this._schedule();
+    this._emit(type, {});
+  }
+
+  _adopt(stored, type) {
+    const prev = this._state;
+    this._state = stored;
+    this._schedule();
+    this._wake();
+    if (!prev || prev.accessToken !== stored.accessToken || prev.sessionId !== stored.sessionId
+        || prev.refreshToken !== stored.refreshToken) {
+      this._emit(prev ? type : 'login', { source: 'other_tab' });
+    }
+  }
+
+  _adoptFromStorage(source) {
+    const read = this._readStored();
+    if (!read.ok) return;
+    if (read.value) this._adopt(read.value, 'sync');
+    else if (this._state && source !== 'fallback') this._clearLocal('other_tab');
+  }
+
+  /** Forgets the session in this tab only. */
+  _clearLocal(reason) {
+    const had = !!this._state;
+    this._state = null;
+    this._hinted = null;
+    if (this._timer) { clearTimeout(this._timer); this._timer = null; }
+    this._wake();
+    if (had) {
+      this._log('logged out:', reason);
+      this._emit('logout', { reason });
+    }
+  }
+
+  /** Forgets the session here and in every tab. */
+  _clearSession(reason) {
+    const sid = this._state ? this._state.sessionId : null;
+    this._write(null);
+    this._post({ type: 'logout', reason, sessionId: sid });
+    this._clearLocal(reason);
+  }
+
+  _listen() {
+    const onStorage = (e) => {
+      if (this._destroyed) return;
+      try { if (e.storageArea && e.storageArea !== this._storage) return; } catch { /* ignore */ }
+      if (e.key === this._key || e.key === null) this._adoptFromStorage('storage');
+      if (e.key === this._leaseKey || e.key === null) this._wake();
+    };
+    const onVisible = () => {
+      if (typeof document !== 'undefined' && document.visibilityState === 'visible') {
+        this._adoptFromStorage('visible');
+        this._check();
+      }
+    };
+    const onOnline = () => { this._wake(); this._check(); };
+    window.addEventListener('storage', onStorage);
+    window.addEventListener('online', onOnline);
+    window.addEventListener('pageshow', onVisible);
+    if (typeof document !== 'undefined') document.addEventListener('visibilitychange', onVisible);
+    this._cleanup.push(() => window.removeEventListener('storage', onStorage));
+    this._cleanup.push(() => window.removeEventListener('online', onOnline));
+    this._cleanup.push(() => window.removeEventListener('pageshow', onVisible));
+    if (typeof document !== 'undefined') this._cleanup.push(() => document.removeEventListener('visibilitychange', onVisible));
+
+    if (typeof BroadcastChannel === 'function') {
+      try {
+        this._channel = new BroadcastChannel(this.options.storageKey + 'channel');
+        this._channel.onmessage = (e) => this._onMessage(e.data);
+      } catch { this._channel = null; }
+    }
+  }
+
+  _onMessage(msg) {
+    if (this._destroyed || !msg || typeof msg !== 'object') return;
+    if (msg.type === 'logout') {
+      const s = this._state;
+      if (s && (!msg.sessionId || !s.sessionId || msg.sessionId === s.sessionId)) {
+        // Storage may hold a newer login; otherwise this tab is logged out too.
+        const read = this._readStored();
+        if (read.ok && read.value && read.value.sessionId !== s.sessionId) this._adopt(read.value, 'sync');
+        else this._clearLocal(typeof msg.reason === 'string' ? msg.reason : 'other_tab');
+      }
+    } else if (msg.type === 'changed') {
+      this._adoptFromStorage('channel');
+    } else if (msg.type === 'lease-released') {
+      this._wake();
+    }
+  }
+
+  _post(msg) {
+    if (!this._channel) return;
+    try { this._channel.postMessage(msg); } catch { /* closed */ }
+  }
+
+  // ---- timers
+
+  _startTimers() {
+    const every = this.options.checkIntervalMs;
+    if (every > 0) this._interval = setInterval(() => this._check(), every);
+    this._schedule();
+  }
+
+  /** Precise timer for the refresh point, on top of the periodic check. */
+  _schedule() {
+    if (this._timer) { clearTimeout(this._timer); this._timer = null; }
+    if (this._destroyed || !this.options.autoRefresh) return;
+    const s = this._state;
+    if (!s || s.expiresAt == null) return;
+    const due = s.expiresAt - this._threshold(s) - this._now();
+    const delay = Math.min(Math.max(due, 0) + 25, 0x7fffffff);
+    this._timer = setTimeout(() => { this._timer = null; this._check(); }, delay);
+  }
+
+  _check() {
+    if (this._destroyed || this._inflight || !this.options.autoRefresh) return;
+    const s = this._state;
+    if (s && this._needsRefresh(s)) {
+      this._log('background check: refresh due');
+      this._backgroundRefresh(false);
+    }
+  }
+
+  _backoff(attempt, retryAfter) {
+    const { backoffBaseMs, backoffMaxMs } = this.options;
+    const cap = Math.min(backoffMaxMs, backoffBaseMs * 2 ** attempt);
+    let delay = Math.floor(this._random() * cap); // full jitter
+    if (retryAfter != null) delay = Math.max(delay, Math.min(retryAfter, backoffMaxMs));
+    return delay;
+  }
+
+  _sleep(ms) {
+    return new Promise((resolve) => {
+      let t = null;
+      const done = () => { if (t) clearTimeout(t); this._wakers.delete(done); resolve(); };
+      t = setTimeout(done, ms);
+      this._wakers.add(done);
+    });
+  }
+
+  _wake() {
+    for (const w of [...this._wakers]) w();
+  }
+
+  // ---- cross-tab lock
+
+  async _withLock(fn) {
+    const o = this.options;
+    const locks = o.useWebLocks && typeof navigator !== 'undefined' && navigator.locks
+      && typeof navigator.locks.request === 'function' ? navigator.locks : null;
+    if (locks) {
+      let started = false;
+      const ctl = typeof AbortController !== 'undefined' ? new AbortController() : null;
+      const timer = ctl ? setTimeout(() => ctl.abort(), o.lockTimeoutMs) : null;
+      try {
+        return await locks.request(o.lockName, ctl ? { signal: ctl.signal } : {}, async () => {
+          started = true;
+          if (timer) clearTimeout(timer);
+          return fn('web');
+        });
+      } catch (err) {
+        if (!started && err && err.name === 'AbortError') {
+          this._log('lock wait timed out; proceeding without it');
+          return fn('none');
+        }
+        throw err;
+      } finally {
+        if (timer) clearTimeout(timer);
+      }
+    }
+    return this._withLease(fn);
+  }
+
+  /** Fallback without Web Locks: a lease in storage, confirmed after a settle delay. */
+  async _withLease(fn) {
+    const o = this.options;
+    const leaseMs = o.requestTimeoutMs + 5000;
+    const deadline = this._now() + o.lockTimeoutMs;
+    let owned = false;
+    while (!this._destroyed) {
+      const now = this._now();
+      const cur = this._readLease();
+      if (!cur || cur.until <= now || cur.owner === this._tabId) {
+        this._writeLease({ owner: this._tabId, until: now + leaseMs });
+        await delay(40 + Math.floor(this._random() * 20));
+        const again = this._readLease();
+        if (again && again.owner === this._tabId) { owned = true; break; }
+      }
+      if (now >= deadline) { this._log('lease wait timed out; proceeding without it'); break; }
+      await this._sleep(50 + Math.floor(this._random() * 50));
+    }
+    try {
+      return await fn(owned ? 'lease' : 'none');
+    } finally {
+      if (owned) {
+        const cur = this._readLease();
+        if (cur && cur.owner === this._tabId) {
+          try { this._storage.removeItem(this._leaseKey); } catch { /* ignore */ }
+        }
+        this._post({ type: 'lease-released' });
+      }
+    }
+  }
+
+  /**
+   * Holds a shared marker lock for a while, naming the access token just
+   * replaced. Lock state lives in the browser process, so a tab granted the
+   * refresh lock after us is sure to see it (unlike our storage write).
+   */
+  _markRotated(oldAccessToken) {
+    const name = `${this.options.lockName}:rotated:${fingerprint(oldAccessToken)}`;
+    const holdMs = Math.max(this.options.lockTimeoutMs, 10000);
+    return new Promise((granted) => {
+      const guard = setTimeout(granted, 1000);
+      try {
+        navigator.locks.request(name, { mode: 'shared' }, () => {
+          clearTimeout(guard);
+          granted();
+          return delay(holdMs);
+        }).catch(() => granted());
+      } catch {
+        granted();
+      }
+    });
+  }
+
+  async _rotatedAway(accessToken) {
+    try {
+      const name = `${this.options.lockName}:rotated:${fingerprint(accessToken)}`;
+      const snapshot = await navigator.locks.query();
+      return (snapshot.held || []).some((l) => l.name === name);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Waits (woken by storage events) until storage holds another token or none. */
+  async _waitForStoredChange(oldAccessToken, ms) {
+    const end = this._now() + ms;
+    while (!this._destroyed && this._now() < end) {
+      const read = this._readStored();
+      if (!read.ok || !read.value || read.value.accessToken !== oldAccessToken) return;
+      await this._sleep(Math.min(50, Math.max(1, end - this._now())));
+    }
+  }
+
+  _readLease() {
+    try {
+      const raw = this._storage.getItem(this._leaseKey);
+      const v = raw ? JSON.parse(raw) : null;
+      return v && typeof v.owner === 'string' && typeof v.until === 'number' ? v : null;
+    } catch {
+      return null;
+    }
+  }
+
+  _writeLease(v) {
+    try { this._storage.setItem(this._leaseKey, JSON.stringify(v)); } catch { /* ignore */ }
+  }
+
+  // ---- events and logging
+
+  _emit(type, detail) {
+    const event = { type, ...detail, info: this.getTokenInfo() };
+    for (const key of [type, '*']) {
+      const set = this._listeners.get(key);
+      if (!set) continue;
+      for (const fn of [...set]) {
+        try { fn(event); } catch (err) { this._log('listener threw', err && err.message); }
+      }
+    }
+  }
+
+  _log(...args) {
+    let on = this.options.debug;
+    if (on === undefined) {
+      try { on = globalThis.localStorage && globalThis.localStorage.getItem('debug') === 'true'; } catch { on = false; }
+    }
+    // eslint-disable-next-line no-console
+    if (on) console.debug('[TokenManager]', ...args);
+  }
+}
+
+/**
+ * Legacy shim: the current access token of the installed (or last created)
+ * TokenManager, synchronously (same as `tokenManager.getAccessToken()`); null
+ * when logged out. Prefer `await tokenManager.getFreshAccessToken()`.
+ * @returns {string | null}
+ */
+export function getToken() {
+  const tm = (installed && !installed._destroyed && installed)
+    || (globalThis.tokenManager instanceof TokenManager && globalThis.tokenManager)
+    || lastCreated;
+  return tm ? tm.getAccessToken() : null;
+}
+
+function delay(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+/** Short non-secret fingerprint of a token (FNV-1a), to name marker locks without the token. */
+function fingerprint(str) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < str.length; i++) {
+    h ^= str.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return `${h.toString(16)}.${str.length}`;
+}
+
+async function readJson(res) {
+  try { return await res.json(); } catch { return null; }
+}
+
+function errorFrom(res, body, fallback) {
+  const code = (body && typeof body.error === 'string' && body.error) || `http_${res.status}`;
+  const message = (body && typeof body.message === 'string' && body.message) || fallback;
+  return new TokenManagerError(code, message, { status: res.status, retryable: res.status >= 500 || res.status === 429 });
+}
+
+function retryAfterMs(res) {
+  const v = res.headers && res.headers.get('Retry-After');
+  if (!v) return null;
+  const secs = Number(v);
+  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
+  const when = Date.parse(v);
+  return Number.isFinite(when) ? Math.max(0, when - Date.now()) : null;
+}
+
+function toError(err) {
+  if (err instanceof TokenManagerError) return err;
+  return new TokenManagerError('network_error', (err && err.message) || 'Request failed', { retryable: true, cause: err });
+}
+
+export default TokenManager;

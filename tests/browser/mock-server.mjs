@@ -1,0 +1,354 @@
+#!/usr/bin/env node
+// Mock of the tower-jwt-session HTTP contract (SPEC §5) for the browser tests.
+// No dependencies. Run alone:  node mock-server.mjs   (PORT, default 3000; 0 = any)
+//
+// Faithful where the client can tell: HS256 access JWTs with `exp`, opaque
+// rotating refresh tokens with a reuse grace window and reuse detection, the
+// HttpOnly refresh cookie with the X-Requested-With CSRF check, the success /
+// error bodies, `X-Token-Refresh` hints, `WWW-Authenticate` on 401.
+//
+// Test hooks (not part of the contract):
+//   GET  /__stats                request counters and a log of refresh requests
+//   POST /__reset                zero the counters
+//   POST /__down?ms=3000&mode=drop|503   every non-/__ route fails for that long
+//   POST /__config {accessTtlMs, thresholdMs, refreshTtlMs, sessionTtlMs, reuseGraceMs, maxSessions}
+import http from 'node:http';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CLIENT_DIR = path.resolve(here, '..', '..', 'client');
+
+const USERS = {
+  alice: { password: 'alice-password', userId: 'alice', roles: ['user'] },
+  bob: { password: 'bob-password', userId: 'bob', roles: ['user'] },
+  admin: { password: 'admin-password', userId: 'admin', roles: ['user', 'admin'] },
+};
+
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+  + "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.ts': 'text/plain; charset=utf-8',
+  '.md': 'text/markdown; charset=utf-8',
+  '.json': 'application/json',
+  '.svg': 'image/svg+xml',
+};
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+const sha256 = (s) => crypto.createHash('sha256').update(s).digest('hex');
+
+export function createMockServer(options = {}) {
+  const cfg = {
+    accessTtlMs: num(process.env.TJS_MOCK_ACCESS_TTL_MS, 4000),
+    thresholdMs: num(process.env.TJS_MOCK_THRESHOLD_MS, 2000),
+    refreshTtlMs: num(process.env.TJS_MOCK_REFRESH_TTL_MS, 10 * 60 * 1000),
+    sessionTtlMs: num(process.env.TJS_MOCK_SESSION_TTL_MS, 60 * 60 * 1000),
+    reuseGraceMs: num(process.env.TJS_MOCK_REUSE_GRACE_MS, 10000),
+    maxSessions: 10,
+    ...options,
+  };
+  const key = crypto.randomBytes(32);
+  const sessions = new Map(); // sid -> session
+  const refreshIndex = new Map(); // sha256(token) -> { sid, gen }
+  let stats = freshStats();
+  let down = { until: 0, mode: 'drop' };
+
+  function freshStats() {
+    return { requests: 0, routes: {}, refresh: 0, refreshOk: 0, refreshGrace: 0, refreshByStatus: {},
+      reuseDetected: 0, unauthorized: 0, failedWhileDown: 0, refreshLog: [] };
+  }
+  const count = (name) => { stats.routes[name] = (stats.routes[name] || 0) + 1; };
+
+  function signAccess(sess) {
+    const now = Date.now();
+    const header = { alg: 'HS256', typ: 'at+jwt', kid: 'mock' };
+    const exp = Math.floor((now + cfg.accessTtlMs) / 1000); // whole seconds, as a real server does
+    const payload = { sub: sess.userId, sid: sess.id, jti: crypto.randomUUID(), iat: Math.floor(now / 1000),
+      exp, roles: sess.roles };
+    const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
+    const sig = crypto.createHmac('sha256', key).update(input).digest();
+    return { token: `${input}.${b64url(sig)}`, expiresIn: cfg.accessTtlMs };
+  }
+
+  function verifyAccess(req) {
+    const values = req.headersDistinct?.authorization || (req.headers.authorization ? [req.headers.authorization] : []);
+    if (values.length !== 1) return { error: 'invalid_token', message: values.length ? 'More than one Authorization header' : 'Missing bearer token', presented: values.length > 0 };
+    const m = /^bearer\s+(\S+)$/i.exec(values[0]);
+    if (!m) return { error: 'invalid_token', message: 'Malformed Authorization header', presented: true };
+    const parts = m[1].split('.');
+    if (parts.length !== 3) return { error: 'invalid_token', message: 'Malformed token', presented: true };
+    const expected = crypto.createHmac('sha256', key).update(`${parts[0]}.${parts[1]}`).digest();
+    const got = Buffer.from(parts[2], 'base64url');
+    if (got.length !== expected.length || !crypto.timingSafeEqual(got, expected)) {
+      return { error: 'invalid_token', message: 'Bad signature', presented: true };
+    }
+    let claims;
+    try { claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString()); } catch { return { error: 'invalid_token', message: 'Malformed token', presented: true }; }
+    if (typeof claims.exp !== 'number' || claims.exp * 1000 <= Date.now()) return { error: 'token_expired', message: 'Token expired', presented: true };
+    const sess = sessions.get(claims.sid);
+    if (!sess || sess.revoked) return { error: 'token_revoked', message: 'Session revoked', presented: true };
+    return { claims, sess };
+  }
+
+  function issueRefresh(sess) {
+    const token = b64url(crypto.randomBytes(32));
+    sess.gen += 1;
+    sess.currentRefresh = token;
+    sess.refreshExpiresAt = Math.min(Date.now() + cfg.refreshTtlMs, sess.expiresAt);
+    refreshIndex.set(sha256(token), { sid: sess.id, gen: sess.gen });
+    return token;
+  }
+
+  const secure = process.env.TJS_MOCK_COOKIE_SECURE === '1' ? '; Secure' : '';
+  function refreshCookie(token, maxAgeMs) {
+    return `tjs_refresh=${token}; Path=/api/token; HttpOnly; SameSite=Strict${secure}; Max-Age=${Math.max(0, Math.floor(maxAgeMs / 1000))}`;
+  }
+  const clearCookie = `tjs_refresh=; Path=/api/token; HttpOnly; SameSite=Strict${secure}; Max-Age=0`;
+
+  function createSession(user) {
+    const now = Date.now();
+    const mine = [...sessions.values()].filter((s) => s.userId === user.userId && !s.revoked);
+    if (mine.length >= cfg.maxSessions) {
+      mine.sort((a, b) => a.lastActiveAt - b.lastActiveAt);
+      mine[0].revoked = true; // evict least recently active
+    }
+    const sess = { id: crypto.randomUUID(), userId: user.userId, roles: user.roles, createdAt: now, lastRefreshedAt: null,
+      lastActiveAt: now, expiresAt: now + cfg.sessionTtlMs, gen: 0, currentRefresh: null, rotatedAt: 0, revoked: false };
+    sessions.set(sess.id, sess);
+    return sess;
+  }
+
+  function send(res, status, body, headers = {}) {
+    const data = JSON.stringify(body);
+    res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', ...headers });
+    res.end(data);
+  }
+  const ok = (res, message, data, headers) => send(res, 200, { success: true, message, data }, headers);
+  const fail = (res, status, error, message, headers) => send(res, status, { success: false, message, error }, headers);
+  function unauthorized(res, v) {
+    stats.unauthorized += 1;
+    const www = v.presented
+      ? `Bearer realm="tjs-mock", error="invalid_token", error_description="${v.message}"`
+      : 'Bearer realm="tjs-mock"';
+    fail(res, 401, v.error === 'token_revoked' ? 'token_revoked' : v.error, v.message, { 'WWW-Authenticate': www });
+  }
+  function hintHeaders(claims) {
+    const left = claims.exp * 1000 - Date.now();
+    return left <= cfg.thresholdMs
+      ? { 'X-Token-Refresh': 'true', 'X-Token-Expires-In': String(Math.max(0, Math.floor(left / 1000))) }
+      : {};
+  }
+
+  async function readBody(req) {
+    const chunks = [];
+    let size = 0;
+    for await (const c of req) {
+      size += c.length;
+      if (size > 16 * 1024) return { tooLarge: true };
+      chunks.push(c);
+    }
+    const raw = Buffer.concat(chunks).toString();
+    if (!raw) return { json: {} };
+    try { return { json: JSON.parse(raw) }; } catch { return { bad: true }; }
+  }
+
+  function cookies(req) {
+    const out = {};
+    for (const part of (req.headers.cookie || '').split(';')) {
+      const i = part.indexOf('=');
+      if (i > 0) out[part.slice(0, i).trim()] = part.slice(i + 1).trim();
+    }
+    return out;
+  }
+
+  function serveStatic(res, rel) {
+    const file = path.resolve(CLIENT_DIR, rel);
+    if (!file.startsWith(CLIENT_DIR + path.sep)) return fail(res, 404, 'invalid_request', 'Not found');
+    fs.readFile(file, (err, data) => {
+      if (err) return fail(res, 404, 'invalid_request', 'Not found');
+      const type = MIME[path.extname(file)] || 'application/octet-stream';
+      const headers = { 'Content-Type': type, 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff' };
+      if (type.startsWith('text/html')) headers['Content-Security-Policy'] = CSP;
+      res.writeHead(200, headers);
+      res.end(data);
+    });
+  }
+
+  async function handle(req, res) {
+    const url = new URL(req.url, 'http://x');
+    const p = url.pathname;
+
+    // ---- test hooks
+    if (p === '/__stats') return send(res, 200, { ...stats, config: cfg, downFor: Math.max(0, down.until - Date.now()) });
+    if (p === '/__reset' && req.method === 'POST') { stats = freshStats(); return send(res, 200, { ok: true }); }
+    if (p === '/__down' && req.method === 'POST') {
+      const ms = num(url.searchParams.get('ms'), 3000);
+      down = { until: Date.now() + ms, mode: url.searchParams.get('mode') === '503' ? '503' : 'drop' };
+      return send(res, 200, { ok: true, until: down.until, mode: down.mode });
+    }
+    if (p === '/__config' && req.method === 'POST') {
+      const b = await readBody(req);
+      for (const k of Object.keys(cfg)) if (b.json && typeof b.json[k] === 'number') cfg[k] = b.json[k];
+      return send(res, 200, { ok: true, config: cfg });
+    }
+
+    stats.requests += 1;
+    if (p === '/api/token/refresh') {
+      stats.refresh += 1;
+      count('refresh');
+    }
+    if (Date.now() < down.until) {
+      stats.failedWhileDown += 1;
+      if (down.mode === 'drop') { req.socket.destroy(); return undefined; }
+      return fail(res, 503, 'unavailable', 'Service unavailable');
+    }
+
+    // ---- static
+    if (req.method === 'GET' && (p === '/' || p === '/index.html')) return serveStatic(res, 'index.html');
+    if (req.method === 'GET' && p.startsWith('/client/')) return serveStatic(res, decodeURIComponent(p.slice('/client/'.length)));
+
+    // ---- API
+    if (p === '/api/auth/login' && req.method === 'POST') {
+      count('login');
+      const b = await readBody(req);
+      if (b.tooLarge) return fail(res, 413, 'invalid_request', 'Body too large');
+      if (b.bad || typeof b.json.username !== 'string' || typeof b.json.password !== 'string') {
+        return fail(res, 400, 'invalid_request', 'username and password are required');
+      }
+      const user = USERS[b.json.username];
+      if (!user || user.password !== b.json.password) return fail(res, 401, 'invalid_credentials', 'Invalid username or password');
+      const sess = createSession(user);
+      const refreshToken = issueRefresh(sess);
+      const access = signAccess(sess);
+      return ok(res, 'Login successful', { accessToken: access.token, refreshToken, expiresIn: access.expiresIn,
+        sessionId: sess.id, userId: user.userId }, { 'Set-Cookie': refreshCookie(refreshToken, sess.refreshExpiresAt - Date.now()) });
+    }
+
+    if (p === '/api/me' && req.method === 'GET') {
+      count('me');
+      const v = verifyAccess(req);
+      if (!v.claims) { count('me401'); return unauthorized(res, v); }
+      v.sess.lastActiveAt = Date.now();
+      return ok(res, 'OK', { userId: v.claims.sub, sessionId: v.claims.sid, roles: v.claims.roles }, hintHeaders(v.claims));
+    }
+
+    if (p === '/api/token/refresh' && req.method === 'POST') {
+      const b = await readBody(req);
+      const log = { at: Date.now(), via: null, xRequestedWith: req.headers['x-requested-with'] || null, bodyHadToken: false, status: 0, code: null };
+      stats.refreshLog.push(log);
+      const reply = (status, code, message, data, headers) => {
+        log.status = status; log.code = code;
+        stats.refreshByStatus[status] = (stats.refreshByStatus[status] || 0) + 1;
+        if (status === 200) { stats.refreshOk += 1; return ok(res, message, data, headers); }
+        return fail(res, status, code, message, headers);
+      };
+      if (b.tooLarge) return reply(413, 'invalid_request', 'Body too large');
+      if (b.bad) return reply(400, 'invalid_request', 'Malformed JSON');
+      let token = typeof b.json.refreshToken === 'string' && b.json.refreshToken ? b.json.refreshToken : null;
+      log.bodyHadToken = !!token;
+      log.via = token ? 'body' : 'cookie';
+      if (!token) {
+        token = cookies(req).tjs_refresh || null;
+        if (!token) return reply(400, 'invalid_request', 'No refresh token');
+        if (!req.headers['x-requested-with']) return reply(403, 'forbidden', 'Cookie refresh needs X-Requested-With');
+      }
+      const entry = refreshIndex.get(sha256(token));
+      if (!entry) return reply(401, 'invalid_token', 'Unknown refresh token', undefined, { 'Set-Cookie': clearCookie });
+      const sess = sessions.get(entry.sid);
+      if (!sess || sess.revoked) return reply(401, 'token_revoked', 'Session revoked', undefined, { 'Set-Cookie': clearCookie });
+      const now = Date.now();
+      if (now >= sess.expiresAt) return reply(401, 'session_expired', 'Session expired', undefined, { 'Set-Cookie': clearCookie });
+      let refreshToken;
+      if (entry.gen === sess.gen) {
+        if (now >= sess.refreshExpiresAt) return reply(401, 'token_expired', 'Refresh token expired', undefined, { 'Set-Cookie': clearCookie });
+        refreshToken = issueRefresh(sess);
+        sess.rotatedAt = now;
+      } else if (entry.gen === sess.gen - 1 && now - sess.rotatedAt <= cfg.reuseGraceMs) {
+        stats.refreshGrace += 1;
+        refreshToken = sess.currentRefresh; // lost response / racing tab: same successor
+      } else {
+        stats.reuseDetected += 1;
+        sess.revoked = true;
+        return reply(401, 'refresh_token_reused', 'Refresh token reuse detected; session revoked', undefined, { 'Set-Cookie': clearCookie });
+      }
+      sess.lastRefreshedAt = now;
+      sess.lastActiveAt = now;
+      const access = signAccess(sess);
+      return reply(200, null, 'Token refreshed successfully', { accessToken: access.token, refreshToken,
+        expiresIn: access.expiresIn, sessionId: sess.id }, { 'Set-Cookie': refreshCookie(refreshToken, sess.refreshExpiresAt - now) });
+    }
+
+    if (p === '/api/token/validate' && req.method === 'POST') {
+      count('validate');
+      const b = await readBody(req);
+      if (b.bad || typeof b.json.accessToken !== 'string') return fail(res, 400, 'invalid_request', 'accessToken is required');
+      const v = verifyAccess({ headers: { authorization: `Bearer ${b.json.accessToken}` } });
+      let claims = v.claims;
+      if (!claims) { try { claims = JSON.parse(Buffer.from(b.json.accessToken.split('.')[1], 'base64url').toString()); } catch { claims = null; } }
+      const left = claims && typeof claims.exp === 'number' ? claims.exp * 1000 - Date.now() : 0;
+      return ok(res, 'Token validated successfully', { isValid: !!v.claims, isExpired: v.error === 'token_expired',
+        needsRefresh: !!v.claims && left <= cfg.thresholdMs, expiresAt: claims && claims.exp ? new Date(claims.exp * 1000).toISOString() : null,
+        timeUntilExpiry: Math.max(0, left), userId: claims ? claims.sub ?? null : null });
+    }
+
+    const statsMatch = /^\/api\/token\/session-stats\/([^/]+)$/.exec(p);
+    if (statsMatch && req.method === 'GET') {
+      count('sessionStats');
+      const v = verifyAccess(req);
+      if (!v.claims) return unauthorized(res, v);
+      const userId = decodeURIComponent(statsMatch[1]);
+      if (userId !== v.claims.sub && !(v.claims.roles || []).includes('admin')) return fail(res, 403, 'forbidden', 'Forbidden');
+      const now = Date.now();
+      const list = [...sessions.values()].filter((s) => s.userId === userId && !s.revoked && s.expiresAt > now);
+      return ok(res, 'OK', { userId, activeSessions: list.length, maxSessions: cfg.maxSessions,
+        sessions: list.map((s) => ({ sessionId: s.id, createdAt: iso(s.createdAt), lastRefreshedAt: s.lastRefreshedAt ? iso(s.lastRefreshedAt) : null,
+          expiresAt: iso(s.expiresAt), current: s.id === v.claims.sid })) }, hintHeaders(v.claims));
+    }
+
+    if (p === '/api/token/health' && req.method === 'GET') return ok(res, 'OK', { status: 'ok', store: 'memory' });
+
+    if ((p === '/api/token/logout' || p === '/api/token/logout-all') && req.method === 'POST') {
+      const all = p.endsWith('-all');
+      count(all ? 'logoutAll' : 'logout');
+      const v = verifyAccess(req);
+      if (!v.claims) return unauthorized(res, v);
+      let revoked = 0;
+      for (const s of sessions.values()) {
+        if (!s.revoked && (all ? s.userId === v.claims.sub : s.id === v.claims.sid)) { s.revoked = true; revoked += 1; }
+      }
+      return ok(res, all ? 'All sessions ended' : 'Logged out', all ? { revoked } : {}, { 'Set-Cookie': clearCookie });
+    }
+
+    return fail(res, 404, 'invalid_request', 'Not found');
+  }
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((err) => {
+      try { fail(res, 500, 'unavailable', String(err && err.message)); } catch { /* ignore */ }
+    });
+  });
+  server.keepAliveTimeout = 5000;
+  return { server, cfg, stats: () => stats };
+}
+
+function iso(ms) { return new Date(ms).toISOString(); }
+function num(v, d) { const n = Number(v); return v !== null && v !== undefined && v !== '' && Number.isFinite(n) ? n : d; }
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const { server } = createMockServer();
+  const port = num(process.env.PORT, 3000);
+  server.listen(port, '127.0.0.1', () => {
+    const addr = server.address();
+    console.log(`mock listening http://127.0.0.1:${addr.port}`);
+  });
+  const stop = () => server.close(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}

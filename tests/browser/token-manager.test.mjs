@@ -1,0 +1,660 @@
+// Browser tests of client/token-manager.js in headless Debian Chromium.
+//
+//   node --test                                      # starts ./mock-server.mjs
+//   TJS_BASE_URL=http://127.0.0.1:3000 node --test   # against a running server
+//   TJS_SERVER_BIN=target/debug/examples/server ./run.sh   # run.sh starts the real server
+//
+// A real server must run with short lifetimes for the timing tests, e.g.
+//   JWT_ACCESS_TOKEN_EXPIRY=4s JWT_AUTO_REFRESH_THRESHOLD=2s JWT_LEEWAY=0s RATE_LIMIT_MAX_REQUESTS=100000
+// Tests that need a longer or shorter lifetime than they can wait for are skipped with a note.
+//
+// Against a real server the client files (`/`, /client/*.js, *.css) are served from
+// this checkout's client/ directory through request interception, keeping the
+// server's response headers: the server compiles its copies in, so they can be
+// older than the files under test. TJS_CLIENT_FROM_DISK=0 tests the server's copies.
+//
+// Everything server-agnostic is observed through Playwright (request counts,
+// simulated downtime through request interception). The mock's /__stats and
+// /__down hooks are used in addition when the mock is the server.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CLIENT_DIR = path.resolve(here, '..', '..', 'client');
+const CLIENT_FROM_DISK = process.env.TJS_CLIENT_FROM_DISK !== '0';
+const STRICT_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+  + "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const CLIENT_MIME = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8', '.ts': 'text/plain; charset=utf-8' };
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+  '--no-first-run', '--disable-component-update', '--disable-sync'];
+const TEST_PAGE = '/__tjs_test__.html';
+const TEST_HTML = `<!doctype html>
+<html><head><meta charset="utf-8"><title>TokenManager test page</title></head><body>
+<script type="module">
+import TokenManagerDefault, { TokenManager, getToken } from '/client/token-manager.js';
+window.TokenManager = TokenManager;
+window.defaultExportOk = TokenManagerDefault === TokenManager;
+window.legacyGetToken = getToken;
+window.events = [];
+window.make = (opts) => {
+  if (window.tm) window.tm.destroy();
+  const { jitter, ...rest } = opts; // jitter: fixed value of the random source, for deterministic backoff
+  window.tm = new TokenManager(jitter == null ? rest : { ...rest, random: () => jitter });
+  window.tm.onChange((e) => window.events.push({ type: e.type, reason: e.reason ?? null, delayMs: e.delayMs ?? null, at: Date.now() }));
+  return true;
+};
+// localStorage seen through a delay: a change made by another tab stays invisible
+// for lagMs after this tab first notices it (own writes are seen at once).
+window.laggyStorage = (lagMs) => {
+  const seen = new Map(); // key -> { value, since }
+  return {
+    getItem(k) {
+      const real = localStorage.getItem(k);
+      const s = seen.get(k);
+      if (!s) { seen.set(k, { value: real, since: 0, pending: null }); return real; }
+      if (real === s.value) { s.pending = null; return real; }
+      if (!s.pending || s.pending.value !== real) s.pending = { value: real, at: Date.now() };
+      if (Date.now() - s.pending.at < lagMs) return s.value;
+      seen.set(k, { value: real, pending: null });
+      return real;
+    },
+    setItem(k, v) { localStorage.setItem(k, v); seen.set(k, { value: String(v), pending: null }); },
+    removeItem(k) { localStorage.removeItem(k); seen.set(k, { value: null, pending: null }); },
+  };
+};
+window.makeLaggy = (opts, lagMs) => {
+  if (window.tm) window.tm.destroy();
+  window.tm = new TokenManager({ ...opts, storage: window.laggyStorage(lagMs) });
+  window.tm.onChange((e) => window.events.push({ type: e.type, reason: e.reason ?? null, at: Date.now() }));
+  return true;
+};
+window.ready = true;
+</script></body></html>`;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let base;
+let mock = null; // child process
+let browser;
+const isMock = () => mock !== null;
+
+async function startMock() {
+  const child = spawn(process.execPath, [path.join(here, 'mock-server.mjs')], {
+    env: { ...process.env, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error('mock server did not start')), 10000);
+    child.stdout.on('data', (d) => {
+      buf += d;
+      const m = /listening (http:\/\/\S+)/.exec(buf);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    child.on('exit', (code) => reject(new Error(`mock server exited with ${code}`)));
+  });
+  return { child, url };
+}
+
+before(async () => {
+  if (process.env.TJS_BASE_URL) {
+    base = process.env.TJS_BASE_URL.replace(/\/+$/, '');
+  } else {
+    mock = await startMock();
+    base = mock.url;
+  }
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (mock) mock.child.kill('SIGTERM');
+});
+
+async function mockStats() {
+  if (!isMock()) return null;
+  const r = await fetch(`${base}/__stats`);
+  return r.json();
+}
+
+/** The file under client/ that a URL of the server stands for, or null. */
+function clientFileOf(u) {
+  const url = new URL(u);
+  if (url.origin !== new URL(base).origin) return null;
+  const p = url.pathname;
+  const file = p === '/' || p === '/index.html' ? 'index.html'
+    : p.startsWith('/client/') && !p.slice(8).includes('/') ? p.slice(8) : null;
+  return file && CLIENT_MIME[path.extname(file)] && fs.existsSync(path.join(CLIENT_DIR, file)) ? file : null;
+}
+
+/** Serves the checkout's copy of a client file, with the server's own response headers (CSP, …). */
+async function serveClientFromDisk(route) {
+  const file = clientFileOf(route.request().url());
+  const headers = {};
+  try {
+    const upstream = await route.fetch();
+    for (const [k, v] of Object.entries(upstream.headers())) {
+      if (!['content-length', 'content-encoding', 'transfer-encoding', 'etag', 'last-modified'].includes(k)) headers[k] = v;
+    }
+  } catch { /* server unreachable: serve the file anyway */ }
+  headers['content-type'] = CLIENT_MIME[path.extname(file)];
+  // The demo page must run under a strict CSP; impose one where the server sends none.
+  if (file === 'index.html' && !headers['content-security-policy']) headers['content-security-policy'] = STRICT_CSP;
+  await route.fulfill({ status: 200, headers, body: fs.readFileSync(path.join(CLIENT_DIR, file)) });
+}
+
+/** A fresh browser context (= one profile: shared localStorage, locks, BroadcastChannel). */
+async function newContext(opts = {}) {
+  const context = await browser.newContext(opts);
+  await context.route(`${base}${TEST_PAGE}`, (route) => route.fulfill({ status: 200, contentType: 'text/html', body: TEST_HTML }));
+  if (!isMock() && CLIENT_FROM_DISK) await context.route((u) => clientFileOf(u) !== null, serveClientFromDisk);
+  const refreshRequests = [];
+  context.on('request', (req) => {
+    if (new URL(req.url()).pathname.endsWith('/token/refresh')) {
+      refreshRequests.push({ at: Date.now(), headers: req.headers(), body: req.postData() });
+    }
+  });
+  return { context, refreshRequests };
+}
+
+/** A tab on the test page with a TokenManager made from `opts`. */
+async function openTab(context, opts) {
+  const page = await context.newPage();
+  page.on('pageerror', (err) => console.error('[pageerror]', err.message));
+  await page.goto(`${base}${TEST_PAGE}`);
+  await page.waitForFunction(() => window.ready === true);
+  await page.evaluate((o) => window.make(o), { ...FAST, ...opts });
+  return page;
+}
+
+const FAST = { checkIntervalMs: 500, refreshThresholdMs: 2000, backoffBaseMs: 200, backoffMaxMs: 1000, maxRetries: 4 };
+
+async function login(page, user = 'alice') {
+  return page.evaluate((u) => window.tm.login(u, `${u}-password`).then((r) => ({ ...r })), user);
+}
+
+/** Expiry of a fresh access token as seen by the client (ms). */
+async function lifetime(page) {
+  return page.evaluate(() => window.tm.getTokenInfo().timeUntilExpiry);
+}
+
+function skipUnlessShortLived(t, ms, max = 15000) {
+  if (ms == null || ms > max || ms < 2500) {
+    t.skip(`access token lifetime ${ms} ms: start the server with JWT_ACCESS_TOKEN_EXPIRY=4s JWT_AUTO_REFRESH_THRESHOLD=2s`);
+    return true;
+  }
+  return false;
+}
+
+/** Makes every /api/ request fail for `ms`: the mock's /__down, or request interception for any server. */
+async function takeDown(context, ms) {
+  if (isMock()) {
+    await fetch(`${base}/__down?ms=${ms}`, { method: 'POST' });
+    return;
+  }
+  const matcher = (u) => new URL(u).pathname.startsWith('/api/');
+  const handler = (route) => route.abort('connectionreset');
+  await context.route(matcher, handler);
+  setTimeout(() => { context.unroute(matcher, handler).catch(() => {}); }, ms);
+}
+
+test('login, then background refresh before expiry; no authenticated request fails', async (t) => {
+  const { context, refreshRequests } = await newContext();
+  try {
+    const page = await openTab(context, {});
+    const { userId } = await login(page);
+    const life = await lifetime(page);
+    if (skipUnlessShortLived(t, life)) return;
+    const first = await page.evaluate(() => window.tm.getAccessToken());
+
+    // Idle: no request is made by the app, the timers alone must keep the token fresh.
+    const idle = await page.evaluate(async (ms) => {
+      let minLeft = Infinity;
+      let expiredSeen = false;
+      const end = Date.now() + ms;
+      while (Date.now() < end) {
+        const info = window.tm.getTokenInfo();
+        if (info.isExpired || !info.isAuthenticated) expiredSeen = true;
+        minLeft = Math.min(minLeft, info.timeUntilExpiry);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return { minLeft, expiredSeen };
+    }, life + 1500);
+    assert.equal(idle.expiredSeen, false, 'the access token expired while idle');
+    assert.ok(idle.minLeft > 0);
+    const second = await page.evaluate(() => window.tm.getAccessToken());
+    assert.notEqual(second, first, 'token was not refreshed in the background');
+    assert.ok(refreshRequests.length >= 1);
+
+    // Busy: requests every 150 ms across more than one lifetime all succeed without a 401.
+    const me401 = [];
+    page.on('response', (r) => { if (r.url().endsWith('/api/me') && r.status() === 401) me401.push(r.url()); });
+    const statuses = await page.evaluate(async ([ms, uid]) => {
+      const out = [];
+      const end = Date.now() + ms;
+      while (Date.now() < end) {
+        try {
+          const r = await window.tm.makeAuthenticatedRequest('/api/me');
+          const body = await r.json();
+          out.push(r.status === 200 && body.data.userId === uid ? 200 : r.status);
+        } catch (e) {
+          out.push(`error:${e.code || e.message}`);
+        }
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      return out;
+    }, [life + 1000, userId]);
+    assert.ok(statuses.length >= 10);
+    assert.deepEqual(statuses.filter((s) => s !== 200), []);
+    assert.deepEqual(me401, [], 'no request should have needed the 401 retry');
+    const events = await page.evaluate(() => window.events.map((e) => e.type));
+    assert.ok(!events.includes('logout'));
+    assert.ok(events.includes('refresh'));
+  } finally {
+    await context.close();
+  }
+});
+
+async function raceTwoTabs(t, tabOpts) {
+  const { context, refreshRequests } = await newContext();
+  try {
+    const a = await openTab(context, { autoRefresh: false, ...tabOpts });
+    const b = await openTab(context, { autoRefresh: false, ...tabOpts });
+    await login(a);
+    await b.waitForFunction(() => window.tm.isAuthenticated(), null, { timeout: 3000 });
+    const life = await lifetime(a);
+    if (skipUnlessShortLived(t, life)) return;
+    const t0 = await a.evaluate(() => window.tm.getAccessToken());
+    assert.equal(await b.evaluate(() => window.tm.getAccessToken()), t0, 'second tab picked up the login');
+
+    await sleep(life + 300);
+    assert.equal(await a.evaluate(() => window.tm.getTokenInfo().isExpired), true);
+    assert.equal(await b.evaluate(() => window.tm.getTokenInfo().isExpired), true);
+    const statsBefore = await mockStats();
+    assert.equal(refreshRequests.length, 0);
+
+    const at = Date.now() + 400; // both tabs fire at the same wall-clock instant
+    const fire = (page) => page.evaluate(async (when) => {
+      await new Promise((r) => setTimeout(r, when - Date.now()));
+      return window.tm.getFreshAccessToken();
+    }, at);
+    const [ta, tb] = await Promise.all([fire(a), fire(b)]);
+    assert.ok(ta && tb);
+    assert.notEqual(ta, t0);
+    assert.equal(ta, tb, 'both tabs end with the same token');
+    assert.equal(refreshRequests.length, 1, 'exactly one refresh request');
+    const statsAfter = await mockStats();
+    if (statsAfter) {
+      assert.equal(statsAfter.refresh - statsBefore.refresh, 1, 'exactly one refresh reached the server');
+      assert.equal(statsAfter.reuseDetected, statsBefore.reuseDetected);
+    }
+    for (const page of [a, b]) {
+      assert.equal(await page.evaluate(() => window.tm.isAuthenticated()), true);
+      const events = await page.evaluate(() => window.events.map((e) => e.type));
+      assert.ok(!events.includes('logout'), `no logout, got ${events}`);
+      const status = await page.evaluate(() => window.tm.makeAuthenticatedRequest('/api/me').then((r) => r.status));
+      assert.equal(status, 200);
+    }
+    assert.equal(refreshRequests.length, 1);
+  } finally {
+    await context.close();
+  }
+}
+
+test('two tabs racing past expiry: one refresh request, same new token, nobody logged out (Web Locks)', async (t) => {
+  await raceTwoTabs(t, {});
+});
+
+test('two tabs racing past expiry without Web Locks (storage lease fallback)', async (t) => {
+  await raceTwoTabs(t, { useWebLocks: false });
+});
+
+test('a Web Lock grant that overtakes the sibling\'s storage write still makes one refresh', async () => {
+  // Chromium delivers lock grants and storage updates on different channels; the
+  // tab refreshing second may read storage before the first tab's write arrives.
+  const { context, refreshRequests } = await newContext();
+  try {
+    const a = await openTab(context, { autoRefresh: false });
+    const b = await openTab(context, { autoRefresh: false });
+    await login(a);
+    await b.waitForFunction(() => window.tm.isAuthenticated(), null, { timeout: 3000 });
+    for (const page of [a, b]) await page.evaluate((o) => window.makeLaggy(o, 400), { ...FAST, autoRefresh: false });
+    const at = Date.now() + 300;
+    const fire = (page) => page.evaluate(async (when) => {
+      await new Promise((r) => setTimeout(r, when - Date.now()));
+      const ok = await window.tm.refreshAccessToken();
+      return { ok, token: window.tm.getAccessToken() };
+    }, at);
+    const [ra, rb] = await Promise.all([fire(a), fire(b)]);
+    assert.equal(ra.ok && rb.ok, true);
+    assert.equal(ra.token, rb.token, 'both tabs end with the same token');
+    assert.equal(refreshRequests.length, 1, 'exactly one refresh request');
+  } finally {
+    await context.close();
+  }
+});
+
+test('logout in one tab logs out the other', async () => {
+  const { context } = await newContext();
+  try {
+    const a = await openTab(context, {});
+    const b = await openTab(context, {});
+    await login(a);
+    await b.waitForFunction(() => window.tm.isAuthenticated(), null, { timeout: 3000 });
+    const token = await b.evaluate(() => window.tm.getAccessToken());
+    assert.equal(await a.evaluate(() => window.tm.logout()), true);
+    await b.waitForFunction(() => !window.tm.isAuthenticated(), null, { timeout: 2000 });
+    const bEvents = await b.evaluate(() => window.events.map((e) => e.type));
+    assert.ok(bEvents.includes('logout'));
+    const code = await b.evaluate(() => window.tm.makeAuthenticatedRequest('/api/me').then(() => 'sent', (e) => e.code));
+    assert.equal(code, 'not_authenticated');
+    const stored = await b.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('tjs.')));
+    assert.deepEqual(stored, []);
+    // The server ended the session: the old token is refused.
+    const status = await b.evaluate((tk) => fetch('/api/me', { headers: { Authorization: `Bearer ${tk}` } }).then((r) => r.status), token);
+    assert.equal(status, 401);
+  } finally {
+    await context.close();
+  }
+});
+
+test('server down for a while: bounded backoff, session survives', async (t) => {
+  const { context, refreshRequests } = await newContext();
+  try {
+    // Fixed jitter (0.6 of the cap): delays 180, 360, 600, 600, … ms, 5.3 s over 10 retries.
+    const opts = { autoRefresh: false, maxRetries: 10, backoffBaseMs: 300, backoffMaxMs: 1000, jitter: 0.6 };
+    const page = await openTab(context, opts);
+    await login(page);
+    const life = await lifetime(page);
+    if (skipUnlessShortLived(t, life)) return;
+    await sleep(Math.max(0, life - 2000) + 200); // refresh is due now
+
+    // 1) Outage of 3 s; one refresh call rides it out.
+    const downMs = 3000;
+    await takeDown(context, downMs);
+    const t0 = Date.now();
+    const ok = await page.evaluate(() => window.tm.refreshAccessToken());
+    const elapsed = Date.now() - t0;
+    const attempts = refreshRequests.length;
+    assert.equal(ok, true, 'refresh succeeded once the server came back');
+    assert.ok(elapsed >= downMs - 300, `returned after ${elapsed} ms, before the server was back`);
+    assert.ok(attempts >= 2 && attempts <= 11, `attempts ${attempts} within [2, maxRetries + 1]`);
+    const delays = await page.evaluate(() => window.events.filter((e) => e.type === 'retry').map((e) => e.delayMs));
+    assert.equal(delays.length, attempts - 1);
+    assert.deepEqual(delays.slice(0, 4), [180, 360, 600, 600], 'exponential backoff, capped');
+    // Backoff: the attempts are spread out, not hammering.
+    const gaps = refreshRequests.slice(1).map((r, i) => r.at - refreshRequests[i].at);
+    assert.ok(gaps.reduce((s, g) => s + g, 0) >= downMs - 500);
+    assert.equal(await page.evaluate(() => window.tm.isAuthenticated()), true);
+
+    // 2) Outage longer than the retry budget: the refresh gives up, the session is kept.
+    await page.evaluate((o) => window.make(o), { ...FAST, autoRefresh: false, maxRetries: 2, backoffBaseMs: 100, backoffMaxMs: 200, jitter: 0.5 });
+    await sleep(Math.max(0, life - 2000) + 200);
+    const before = refreshRequests.length;
+    await takeDown(context, 2500);
+    const t1 = Date.now();
+    const gaveUp = await page.evaluate(() => window.tm.refreshAccessToken());
+    assert.equal(gaveUp, false);
+    assert.equal(refreshRequests.length - before, 3, 'maxRetries 2 = 3 attempts');
+    assert.ok(Date.now() - t1 < 2000);
+    const state = await page.evaluate(() => ({
+      auth: window.tm.isAuthenticated(),
+      stored: localStorage.getItem('tjs.session') !== null,
+      events: window.events.map((e) => e.type),
+      lastError: window.tm.getTokenInfo().lastError,
+    }));
+    assert.equal(state.auth, true);
+    assert.equal(state.stored, true);
+    assert.ok(!state.events.includes('logout'));
+    assert.ok(state.events.includes('refresh-error'));
+    assert.equal(state.lastError.code, 'network_error');
+    await sleep(2700 - (Date.now() - t1));
+    const status = await page.evaluate(() => window.tm.makeAuthenticatedRequest('/api/me').then((r) => r.status));
+    assert.equal(status, 200, 'session works once the server is back');
+    if (isMock()) assert.ok((await mockStats()).failedWhileDown >= attempts - 1);
+  } finally {
+    await context.close();
+  }
+});
+
+test('a 401 on a request triggers one refresh and one retry', async () => {
+  const { context, refreshRequests } = await newContext();
+  try {
+    const page = await openTab(context, { autoRefresh: false });
+    const { userId } = await login(page);
+    const seen = [];
+    let mode = 'once';
+    await context.route((u) => new URL(u).pathname === '/api/me', (route) => {
+      seen.push(route.request().headers().authorization);
+      if (mode === 'always' || (mode === 'once' && seen.length === 1)) {
+        return route.fulfill({ status: 401, contentType: 'application/json',
+          headers: { 'WWW-Authenticate': 'Bearer realm="test", error="invalid_token"' },
+          body: JSON.stringify({ success: false, message: 'Invalid token', error: 'invalid_token' }) });
+      }
+      return route.continue();
+    });
+    const first = await page.evaluate(async () => {
+      const r = await window.tm.makeAuthenticatedRequest('/api/me', { headers: { 'X-Custom': 'kept' } });
+      return { status: r.status, body: await r.json() };
+    });
+    assert.equal(first.status, 200);
+    assert.equal(first.body.data.userId, userId);
+    assert.equal(seen.length, 2, 'one retry');
+    assert.notEqual(seen[0], seen[1], 'retried with the refreshed token');
+    assert.equal(refreshRequests.length, 1, 'one refresh');
+
+    // A 401 that persists: still exactly one refresh and one retry, then the 401 is returned.
+    mode = 'always';
+    const second = await page.evaluate(() => window.tm.makeAuthenticatedRequest('/api/me').then((r) => r.status));
+    assert.equal(second, 401);
+    assert.equal(seen.length, 4);
+    assert.equal(refreshRequests.length, 2);
+    assert.equal(await page.evaluate(() => window.tm.isAuthenticated()), true);
+  } finally {
+    await context.close();
+  }
+});
+
+test('getAccessToken() is synchronous and starts a due refresh in the background; getFreshAccessToken() awaits it', async (t) => {
+  const { context, refreshRequests } = await newContext();
+  try {
+    const page = await openTab(context, { autoRefresh: false });
+    await login(page);
+    const life = await lifetime(page);
+    if (skipUnlessShortLived(t, life)) return;
+    const r0 = await page.evaluate(() => {
+      const token = window.tm.getAccessToken();
+      return { token, type: typeof token, refreshing: window.tm.getTokenInfo().refreshing };
+    });
+    assert.equal(r0.type, 'string');
+    assert.equal(r0.refreshing, false, 'no refresh while the token is fresh');
+    await sleep(life - 1000); // past the refresh point (at most half the life left), not yet expired
+    const r1 = await page.evaluate(async () => {
+      const token = window.tm.getAccessToken();
+      const type = typeof token;
+      const refreshing = window.tm.getTokenInfo().refreshing;
+      const fresh = await window.tm.getFreshAccessToken();
+      return { token, type, refreshing, fresh, now: window.tm.getAccessToken() };
+    });
+    assert.equal(r1.type, 'string', 'getAccessToken() returns the token itself, not a promise');
+    assert.equal(r1.token, r0.token, 'the current (due) token is returned at once');
+    assert.equal(r1.refreshing, true, 'a background refresh was started');
+    assert.ok(r1.fresh && r1.fresh !== r0.token, 'getFreshAccessToken() resolved to the refreshed token');
+    assert.equal(r1.now, r1.fresh);
+    assert.equal(refreshRequests.length, 1, 'one refresh for both calls');
+  } finally {
+    await context.close();
+  }
+});
+
+test('X-Token-Refresh: true on a response starts a refresh', async (t) => {
+  const { context, refreshRequests } = await newContext();
+  try {
+    // Client threshold far below the server's, so only the server's hint can trigger the refresh.
+    const page = await openTab(context, { autoRefresh: false, refreshThresholdMs: 300 });
+    await login(page);
+    const life = await lifetime(page);
+    if (skipUnlessShortLived(t, life)) return;
+    const hinted = [];
+    page.on('response', (r) => { if (r.url().endsWith('/api/me') && r.headers()['x-token-refresh'] === 'true') hinted.push(1); });
+    await sleep(Math.max(0, life - 2000) + 400);
+    const status = await page.evaluate(() => window.tm.makeAuthenticatedRequest('/api/me').then((r) => r.status));
+    assert.equal(status, 200);
+    if (hinted.length === 0) { t.skip('server sent no X-Token-Refresh (threshold not configured, or header not exposed)'); return; }
+    await page.waitForFunction(() => window.events.some((e) => e.type === 'refresh'), null, { timeout: 3000 });
+    assert.equal(refreshRequests.length, 1);
+  } finally {
+    await context.close();
+  }
+});
+
+test('cookie mode: refresh token never in JS-visible storage; refresh via cookie + X-Requested-With', async () => {
+  const { context, refreshRequests } = await newContext();
+  try {
+    const page = await openTab(context, { cookieMode: true, autoRefresh: false });
+    const loginResponse = page.waitForResponse((r) => r.url().endsWith('/api/auth/login'));
+    await login(page);
+    // The refresh token: from the login body (SPEC §5), else the HttpOnly cookie the login set.
+    const loginBody = await (await loginResponse).json();
+    const rt0 = loginBody.data.refreshToken || (await context.cookies()).find((c) => c.httpOnly)?.value;
+    assert.ok(rt0, 'login set a refresh token');
+
+    const visible = () => page.evaluate(() => {
+      const dump = (s) => Object.keys(s).map((k) => `${k}=${s.getItem(k)}`).join('\n');
+      return [dump(localStorage), dump(sessionStorage), document.cookie, JSON.stringify(window.tm.getTokenInfo())].join('\n');
+    });
+    assert.ok(!(await visible()).includes(rt0), 'refresh token visible to JS after login');
+    assert.equal(await page.evaluate(() => JSON.parse(localStorage.getItem('tjs.session')).refreshToken), undefined);
+    const cookie = (await context.cookies()).find((c) => c.value === rt0);
+    assert.ok(cookie && cookie.httpOnly, 'refresh token sits in an HttpOnly cookie');
+
+    const before = await page.evaluate(() => window.tm.getAccessToken());
+    assert.equal(await page.evaluate(() => window.tm.refreshAccessToken()), true);
+    assert.equal(refreshRequests.length, 1);
+    const req = refreshRequests[0];
+    assert.equal(req.headers['x-requested-with'], 'XMLHttpRequest');
+    assert.ok(!req.body || !req.body.includes('refreshToken'), 'no token in the refresh body');
+    const after = await page.evaluate(() => window.tm.getAccessToken());
+    assert.notEqual(after, before);
+    const rotated = (await context.cookies()).find((c) => c.httpOnly && c.name === cookie.name);
+    assert.ok(rotated && rotated.value !== rt0, 'cookie rotated');
+    assert.ok(!(await visible()).includes(rotated.value), 'rotated refresh token visible to JS');
+    if (isMock()) {
+      const log = (await mockStats()).refreshLog.at(-1);
+      assert.equal(log.via, 'cookie');
+      assert.equal(log.status, 200);
+    }
+    assert.equal(await page.evaluate(() => window.tm.makeAuthenticatedRequest('/api/me').then((r) => r.status)), 200);
+    // The cookie alone, without X-Requested-With, is refused (CSRF).
+    const csrf = await page.evaluate(() => fetch('/api/token/refresh', { method: 'POST', credentials: 'include' }).then((r) => r.status));
+    assert.equal(csrf, 403);
+  } finally {
+    await context.close();
+  }
+});
+
+test('a refresh answered 401 (reuse detected) logs out every tab', async () => {
+  const { context } = await newContext();
+  try {
+    const a = await openTab(context, { autoRefresh: false });
+    const b = await openTab(context, { autoRefresh: false });
+    await login(a);
+    await b.waitForFunction(() => window.tm.isAuthenticated(), null, { timeout: 3000 });
+    const stolen = await a.evaluate(() => JSON.parse(localStorage.getItem('tjs.session')).refreshToken);
+    assert.equal(await a.evaluate(() => window.tm.refreshAccessToken()), true);
+    assert.equal(await a.evaluate(() => window.tm.refreshAccessToken()), true);
+    // The attacker presents a grandparent token: theft, the session is revoked.
+    const r = await fetch(`${base}/api/token/refresh`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ refreshToken: stolen }) });
+    assert.equal(r.status, 401);
+    assert.equal((await r.json()).error, 'refresh_token_reused');
+    assert.equal(await b.evaluate(() => window.tm.refreshAccessToken()), false);
+    await a.waitForFunction(() => !window.tm.isAuthenticated(), null, { timeout: 2000 });
+    assert.equal(await b.evaluate(() => window.tm.isAuthenticated()), false);
+    const reasons = await a.evaluate(() => window.events.filter((e) => e.type === 'logout').map((e) => e.reason));
+    assert.equal(reasons.length, 1);
+  } finally {
+    await context.close();
+  }
+});
+
+test('install(): window.tokenManager, legacy getToken(), default export', async () => {
+  const { context } = await newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${base}${TEST_PAGE}`);
+    await page.waitForFunction(() => window.ready === true);
+    const r = await page.evaluate(async () => {
+      const before = { tm: 'tokenManager' in window, getToken: typeof window.getToken };
+      const tm = window.TokenManager.install({ autoRefresh: false });
+      const same = window.TokenManager.install() === tm && window.tokenManager === tm;
+      const { userId } = await tm.login('bob', 'bob-password');
+      const sync = window.getToken();
+      const direct = window.tokenManager.getAccessToken(); // the guide's synchronous call
+      const apiShape = { direct: typeof direct === 'string' && direct === sync,
+        peekAlias: tm.peekAccessToken() === direct, freshIsPromise: tm.getFreshAccessToken() instanceof Promise };
+      const viaAsync = await window.tokenManager.getFreshAccessToken();
+      const info = window.tokenManager.getTokenInfo();
+      const stats = await tm.getSessionStats();
+      const revoked = await tm.logoutEverywhere();
+      return { userId, before, same, apiShape, syncIsString: typeof sync === 'string', equal: sync === viaAsync, info, stats,
+        revoked, after: window.getToken(), defaultExportOk: window.defaultExportOk,
+        infoLeaks: JSON.stringify(info).includes(viaAsync) };
+    });
+    assert.deepEqual(r.before, { tm: false, getToken: 'undefined' });
+    assert.equal(r.same, true);
+    assert.equal(r.syncIsString, true);
+    assert.deepEqual(r.apiShape, { direct: true, peekAlias: true, freshIsPromise: true });
+    assert.equal(r.equal, true);
+    assert.ok(r.userId);
+    assert.equal(r.info.userId, r.userId);
+    assert.equal(r.info.isAuthenticated, true);
+    assert.equal(r.infoLeaks, false);
+    assert.equal(r.stats.userId, r.userId);
+    assert.ok(r.stats.sessions.some((s) => s.current));
+    assert.ok(r.revoked >= 1);
+    assert.equal(r.after, null);
+    assert.equal(r.defaultExportOk, true);
+    if (isMock() || CLIENT_FROM_DISK) {
+      const served = await page.evaluate(() => fetch('/client/token-manager.js').then((x) => x.text()));
+      assert.equal(served, fs.readFileSync(path.join(CLIENT_DIR, 'token-manager.js'), 'utf8'), 'the page runs this checkout\'s token-manager.js');
+    }
+  } finally {
+    await context.close();
+  }
+});
+
+test('demo page works under a strict CSP', async (t) => {
+  const { context } = await newContext();
+  try {
+    const page = await context.newPage();
+    const problems = [];
+    page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
+    page.on('pageerror', (e) => problems.push(e.message));
+    const nav = await page.goto(`${base}/`);
+    const csp = (await nav.allHeaders())['content-security-policy'];
+    if (csp) assert.match(csp, /script-src 'self'/);
+    else t.diagnostic('the server sent no Content-Security-Policy; the page ran without one');
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'alice-password');
+    await page.click('#login-button');
+    await page.waitForSelector('#session-panel:not([hidden])', { timeout: 5000 });
+    await page.click('#whoami-button');
+    await page.waitForFunction(() => /^200\n[^]*"userId"/.test(document.querySelector('#whoami-output').textContent));
+    await page.click('#sessions-button');
+    await page.waitForSelector('#sessions-table tbody tr');
+    await page.waitForFunction(() => /\d/.test(document.querySelector('#countdown').textContent));
+    if (process.env.TJS_SCREENSHOT) await page.screenshot({ path: process.env.TJS_SCREENSHOT, fullPage: true });
+    await page.click('#logout-button');
+    await page.waitForSelector('#login-panel:not([hidden])', { timeout: 5000 });
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
