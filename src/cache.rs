@@ -13,7 +13,7 @@ use moka::sync::Cache;
 use crate::clock::SharedClock;
 use crate::revocation::{Checked, RevocationCheck, SessionStatus};
 use crate::session::{Session, SessionId};
-use crate::store::SessionStore;
+use crate::store::{RevocationEvent, RevocationSink, SessionStore};
 
 /// The future of a revocation lookup that missed the cache. Boxed: it only exists on a miss.
 pub type RevocationFuture = Pin<Box<dyn Future<Output = SessionStatus> + Send>>;
@@ -159,6 +159,21 @@ impl RevocationCache {
     /// Forgets what the cache knows about a session, so the next check asks the store.
     pub fn invalidate(&self, sid: SessionId) {
         self.inner.cache.invalidate(&sid);
+    }
+
+    /// A receiver for the store's revocation events. It holds the cache weakly, so a store
+    /// keeping it does not keep the cache (and through it the store) alive.
+    pub(crate) fn sink(&self) -> RevocationSink {
+        let weak = Arc::downgrade(&self.inner);
+        Arc::new(move |event| {
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            match event {
+                RevocationEvent::Revoked(sid) => inner.cache.insert(sid, Entry::Revoked),
+                _ => inner.cache.invalidate_all(),
+            }
+        })
     }
 
     /// Asks the store and caches the answer.

@@ -205,6 +205,7 @@ pub struct SessionConfig {
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) redis_urls: Vec<String>,
     pub(crate) redis_key_prefix: String,
+    pub(crate) redis_timeout: Duration,
     pub(crate) revocation_cache_ttl: Duration,
     pub(crate) revocation_cache_capacity: u64,
     pub(crate) fail_open: bool,
@@ -244,6 +245,7 @@ impl SessionConfig {
             allowed_origins: Vec::new(),
             redis_urls: Vec::new(),
             redis_key_prefix: "tjs".to_owned(),
+            redis_timeout: Duration::from_secs(1),
             revocation_cache_ttl: Duration::from_secs(1),
             revocation_cache_capacity: 100_000,
             fail_open: false,
@@ -669,6 +671,13 @@ impl SessionConfig {
         S: Into<String>,
     {
         self.allowed_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How long one Redis call may take before it counts as a failure (503 `unavailable`),
+    /// so a hung Redis cannot hang requests. The default is 1 second.
+    pub fn redis_timeout(mut self, timeout: Duration) -> Self {
+        self.redis_timeout = timeout;
         self
     }
 

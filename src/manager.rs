@@ -256,6 +256,7 @@ impl SessionManagerBuilder {
             config.access_token_ttl + config.leeway,
             config.fail_open,
         );
+        store.watch_revocations(cache.sink());
         let lifetimes = Lifetimes {
             refresh_ttl: config.refresh_token_ttl.as_millis() as u64,
             reuse_interval: config.reuse_interval.as_millis() as u64,
@@ -398,7 +399,7 @@ impl SessionManager {
             .saturating_add(inner.lifetimes.refresh_ttl)
             .min(expires_at);
         let record = SessionRecord {
-            session_id: SessionId::random(),
+            session_id: inner.store.new_session_id(user_id),
             user_id: user_id.to_owned(),
             roles: roles.to_vec(),
             created_at: now,
@@ -414,7 +415,11 @@ impl SessionManager {
             max: inner.config.max_sessions,
             policy: inner.config.limit_policy,
         };
-        match inner.store.create(record.clone(), limit, now).await? {
+        match inner
+            .store
+            .create(record.clone(), limit, &inner.lifetimes, now)
+            .await?
+        {
             CreateOutcome::Created { evicted } => {
                 for sid in &evicted {
                     inner.cache.mark_revoked(*sid);

@@ -5,8 +5,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    CreateOutcome, RotateOutcome, RotateRequest, SessionLimit, SessionRecord, SessionStore,
-    StoreError, apply_rotation, decide_rotation, plan_admission,
+    CreateOutcome, Lifetimes, RotateOutcome, RotateRequest, SessionLimit, SessionRecord,
+    SessionStore, StoreError, apply_rotation, decide_rotation, plan_admission,
 };
 use crate::session::SessionId;
 use crate::store::RotationDecision;
@@ -113,6 +113,7 @@ impl SessionStore for MemoryStore {
         &self,
         record: SessionRecord,
         limit: SessionLimit,
+        _lifetimes: &Lifetimes,
         now: u64,
     ) -> Result<CreateOutcome, StoreError> {
         let mut state = self.lock();
@@ -216,7 +217,7 @@ mod tests {
         for i in 0..1000u64 {
             let r = crate::store::suite::record(&format!("user{i}"), 0, &l);
             store
-                .create(r, crate::store::suite::limit(10), 0)
+                .create(r, crate::store::suite::limit(10), &l, 0)
                 .await
                 .unwrap();
         }
@@ -225,7 +226,7 @@ mod tests {
         let later = crate::store::suite::record("late", 0, &l).purge_at + 1;
         let r = crate::store::suite::record("late", later, &l);
         store
-            .create(r, crate::store::suite::limit(10), later)
+            .create(r, crate::store::suite::limit(10), &l, later)
             .await
             .unwrap();
         assert_eq!(store.len(), 1001 - PURGE_BATCH);

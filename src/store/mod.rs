@@ -10,12 +10,19 @@
 //! clock-free and the rules are testable on a manual clock.
 
 mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 #[cfg(test)]
 pub(crate) mod suite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::RedisStore;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -282,6 +289,19 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// What a store tells the revocation cache about revocations it learns of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevocationEvent {
+    /// This session was revoked, possibly by another instance.
+    Revoked(SessionId),
+    /// Events may have been missed (a subscription was re-established): forget everything.
+    Resync,
+}
+
+/// A receiver of [`RevocationEvent`]s, registered with [`SessionStore::watch_revocations`].
+pub type RevocationSink = Arc<dyn Fn(RevocationEvent) + Send + Sync>;
+
 /// Session state shared by every instance that uses it.
 ///
 /// Implementations must make each method atomic with respect to the others for the same session
@@ -290,11 +310,25 @@ pub enum StoreError {
 /// trait object (`Arc<dyn SessionStore>`).
 #[async_trait]
 pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
+    /// A fresh session id for a session of `user_id`. The default is 128 random bits; a store
+    /// may put routing information into it (the Redis store puts the user's hash tag there).
+    fn new_session_id(&self, user_id: &str) -> SessionId {
+        let _ = user_id;
+        SessionId::random()
+    }
+
+    /// Registers a receiver for revocations this store learns of from elsewhere (other
+    /// instances). The default does nothing: a store private to one process has no "elsewhere".
+    fn watch_revocations(&self, sink: RevocationSink) {
+        let _ = sink;
+    }
+
     /// Stores a new session for `record.user_id`, applying the per-user `limit` atomically.
     async fn create(
         &self,
         record: SessionRecord,
         limit: SessionLimit,
+        lifetimes: &Lifetimes,
         now: u64,
     ) -> Result<CreateOutcome, StoreError>;
 

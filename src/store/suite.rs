@@ -40,6 +40,18 @@ pub(crate) fn record(user: &str, now: u64, l: &Lifetimes) -> SessionRecord {
     }
 }
 
+/// As [`record`], with an id made by `store` (the Redis store routes by it).
+pub(crate) fn record_for<S: SessionStore + ?Sized>(
+    store: &S,
+    user: &str,
+    now: u64,
+    l: &Lifetimes,
+) -> SessionRecord {
+    let mut r = record(user, now, l);
+    r.session_id = store.new_session_id(user);
+    r
+}
+
 fn rotate_req(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
     RotateRequest {
         session_id: sid,
@@ -50,10 +62,24 @@ fn rotate_req(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
 }
 
 async fn created<S: SessionStore + ?Sized>(store: &S, user: &str, now: u64) -> SessionRecord {
-    let r = record(user, now, &lifetimes());
-    let out = store.create(r.clone(), limit(10), now).await.unwrap();
+    let r = record_for(store, user, now, &lifetimes());
+    let out = store
+        .create(r.clone(), limit(10), &lifetimes(), now)
+        .await
+        .unwrap();
     assert_eq!(out, CreateOutcome::Created { evicted: vec![] });
     r
+}
+
+/// Suite times are offsets from the moment the suite first ran: real time, so that stores which
+/// hand expiry to their backend (Redis `PEXPIREAT`) keep the records for the test's duration.
+fn at(offset_ms: u64) -> u64 {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }) + offset_ms
 }
 
 fn unique(user: &str) -> String {
@@ -62,14 +88,14 @@ fn unique(user: &str) -> String {
 
 pub(crate) async fn create_get_and_list<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("alice");
-    let a = created(store, &user, 1_000).await;
-    let b = created(store, &user, 2_000).await;
+    let a = created(store, &user, at(1_000)).await;
+    let b = created(store, &user, at(2_000)).await;
     assert_eq!(store.get(a.session_id).await.unwrap(), Some(a.clone()));
-    let list = store.list(&user, 2_500).await.unwrap();
+    let list = store.list(&user, at(2_500)).await.unwrap();
     assert_eq!(list, vec![a.clone(), b.clone()]);
     assert!(
         store
-            .list(&unique("nobody"), 2_500)
+            .list(&unique("nobody"), at(2_500))
             .await
             .unwrap()
             .is_empty()
@@ -79,33 +105,34 @@ pub(crate) async fn create_get_and_list<S: SessionStore + ?Sized>(store: &S) {
 }
 
 pub(crate) async fn rotation_follows_the_rules<S: SessionStore + ?Sized>(store: &S) {
-    let r = created(store, &unique("bob"), 1_000).await;
+    let r = created(store, &unique("bob"), at(1_000)).await;
     let sid = r.session_id;
 
-    let RotateOutcome::Rotated(after) = store.rotate(rotate_req(sid, 0, 2_000)).await.unwrap()
+    let RotateOutcome::Rotated(after) = store.rotate(rotate_req(sid, 0, at(2_000))).await.unwrap()
     else {
         panic!("current token rotates");
     };
     assert_eq!(
         (after.generation, after.rotated_at, after.last_active_at),
-        (1, 2_000, 2_000)
+        (1, at(2_000), at(2_000))
     );
-    assert_eq!(after.refresh_expires_at, 32_000);
+    assert_eq!(after.refresh_expires_at, at(32_000));
 
     // The immediate parent within the grace interval yields the current generation, unchanged.
-    let RotateOutcome::Grace(same) = store.rotate(rotate_req(sid, 0, 2_999)).await.unwrap() else {
+    let RotateOutcome::Grace(same) = store.rotate(rotate_req(sid, 0, at(2_999))).await.unwrap()
+    else {
         panic!("grace");
     };
     assert_eq!(same.generation, 1);
 
     // A generation never issued.
     assert_eq!(
-        store.rotate(rotate_req(sid, 7, 3_000)).await.unwrap(),
+        store.rotate(rotate_req(sid, 7, at(3_000))).await.unwrap(),
         RotateOutcome::NotFound
     );
     assert_eq!(
         store
-            .rotate(rotate_req(SessionId::random(), 0, 3_000))
+            .rotate(rotate_req(SessionId::random(), 0, at(3_000)))
             .await
             .unwrap(),
         RotateOutcome::NotFound
@@ -113,35 +140,35 @@ pub(crate) async fn rotation_follows_the_rules<S: SessionStore + ?Sized>(store: 
 
     // Rotate again, then the grandparent is theft and revokes the session.
     assert!(matches!(
-        store.rotate(rotate_req(sid, 1, 3_000)).await.unwrap(),
+        store.rotate(rotate_req(sid, 1, at(3_000))).await.unwrap(),
         RotateOutcome::Rotated(_)
     ));
     let RotateOutcome::Reused(revoked, kind) =
-        store.rotate(rotate_req(sid, 0, 3_001)).await.unwrap()
+        store.rotate(rotate_req(sid, 0, at(3_001))).await.unwrap()
     else {
         panic!("grandparent is reuse");
     };
     assert_eq!(kind, ReuseKind::Ancestor);
-    assert_eq!(revoked.revoked_at, Some(3_001));
+    assert_eq!(revoked.revoked_at, Some(at(3_001)));
     // The current token no longer works either.
     assert_eq!(
-        store.rotate(rotate_req(sid, 2, 3_002)).await.unwrap(),
+        store.rotate(rotate_req(sid, 2, at(3_002))).await.unwrap(),
         RotateOutcome::Revoked
     );
-    assert!(store.list(&r.user_id, 3_002).await.unwrap().is_empty());
+    assert!(store.list(&r.user_id, at(3_002)).await.unwrap().is_empty());
 }
 
 pub(crate) async fn parent_after_the_interval_is_theft<S: SessionStore + ?Sized>(store: &S) {
-    let r = created(store, &unique("carol"), 1_000).await;
+    let r = created(store, &unique("carol"), at(1_000)).await;
     assert!(matches!(
         store
-            .rotate(rotate_req(r.session_id, 0, 2_000))
+            .rotate(rotate_req(r.session_id, 0, at(2_000)))
             .await
             .unwrap(),
         RotateOutcome::Rotated(_)
     ));
     let out = store
-        .rotate(rotate_req(r.session_id, 0, 3_000))
+        .rotate(rotate_req(r.session_id, 0, at(3_000)))
         .await
         .unwrap();
     assert!(
@@ -153,29 +180,29 @@ pub(crate) async fn parent_after_the_interval_is_theft<S: SessionStore + ?Sized>
     );
     assert_eq!(
         store.get(r.session_id).await.unwrap().unwrap().revoked_at,
-        Some(3_000)
+        Some(at(3_000))
     );
 }
 
 pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
-    let r = created(store, &unique("dave"), 1_000).await;
+    let r = created(store, &unique("dave"), at(1_000)).await;
     // The refresh token expires 30 s after login.
     assert_eq!(
         store
-            .rotate(rotate_req(r.session_id, 0, 31_000))
+            .rotate(rotate_req(r.session_id, 0, at(31_000)))
             .await
             .unwrap(),
         RotateOutcome::TokenExpired
     );
 
-    let r = created(store, &unique("erin"), 1_000).await;
-    let mut now = 1_000;
+    let r = created(store, &unique("erin"), at(1_000)).await;
+    let mut now = at(1_000);
     let mut generation = 0;
     // Refreshing keeps it alive, but never past the absolute end (101 s).
-    while now < 100_000 {
+    while now < at(100_000) {
         now += 20_000;
         let out = store
-            .rotate(rotate_req(r.session_id, generation, now.min(100_999)))
+            .rotate(rotate_req(r.session_id, generation, now.min(at(100_999))))
             .await
             .unwrap();
         match out {
@@ -189,7 +216,7 @@ pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
     }
     assert_eq!(
         store
-            .rotate(rotate_req(r.session_id, generation, 101_000))
+            .rotate(rotate_req(r.session_id, generation, at(101_000)))
             .await
             .unwrap(),
         RotateOutcome::SessionExpired
@@ -198,41 +225,41 @@ pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
 
 pub(crate) async fn revoke_and_revoke_all<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("frank");
-    let a = created(store, &user, 1_000).await;
-    let b = created(store, &user, 1_100).await;
-    let c = created(store, &user, 1_200).await;
-    assert!(store.revoke(a.session_id, 2_000).await.unwrap());
+    let a = created(store, &user, at(1_000)).await;
+    let b = created(store, &user, at(1_100)).await;
+    let c = created(store, &user, at(1_200)).await;
+    assert!(store.revoke(a.session_id, at(2_000)).await.unwrap());
     assert!(
-        !store.revoke(a.session_id, 2_001).await.unwrap(),
+        !store.revoke(a.session_id, at(2_001)).await.unwrap(),
         "already revoked"
     );
-    assert!(!store.revoke(SessionId::random(), 2_001).await.unwrap());
+    assert!(!store.revoke(SessionId::random(), at(2_001)).await.unwrap());
     assert_eq!(
         store
-            .rotate(rotate_req(a.session_id, 0, 2_002))
+            .rotate(rotate_req(a.session_id, 0, at(2_002)))
             .await
             .unwrap(),
         RotateOutcome::Revoked
     );
-    let mut all = store.revoke_all(&user, 3_000).await.unwrap();
+    let mut all = store.revoke_all(&user, at(3_000)).await.unwrap();
     all.sort();
     let mut expected = vec![b.session_id, c.session_id];
     expected.sort();
     assert_eq!(all, expected);
-    assert!(store.list(&user, 3_000).await.unwrap().is_empty());
-    assert!(store.revoke_all(&user, 3_001).await.unwrap().is_empty());
+    assert!(store.list(&user, at(3_000)).await.unwrap().is_empty());
+    assert!(store.revoke_all(&user, at(3_001)).await.unwrap().is_empty());
 }
 
 pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("grace");
     let l = lifetimes();
-    let first = record(&user, 1_000, &l);
-    let second = record(&user, 1_100, &l);
-    let third = record(&user, 1_200, &l);
+    let first = record_for(store, &user, at(1_000), &l);
+    let second = record_for(store, &user, at(1_100), &l);
+    let third = record_for(store, &user, at(1_200), &l);
     for r in [&first, &second, &third] {
         assert!(matches!(
             store
-                .create(r.clone(), limit(3), r.created_at)
+                .create(r.clone(), limit(3), &lifetimes(), r.created_at)
                 .await
                 .unwrap(),
             CreateOutcome::Created { .. }
@@ -241,13 +268,16 @@ pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Si
     // Refreshing the first makes the second the least recently active.
     assert!(matches!(
         store
-            .rotate(rotate_req(first.session_id, 0, 1_500))
+            .rotate(rotate_req(first.session_id, 0, at(1_500)))
             .await
             .unwrap(),
         RotateOutcome::Rotated(_)
     ));
-    let fourth = record(&user, 2_000, &l);
-    let out = store.create(fourth.clone(), limit(3), 2_000).await.unwrap();
+    let fourth = record_for(store, &user, at(2_000), &l);
+    let out = store
+        .create(fourth.clone(), limit(3), &lifetimes(), at(2_000))
+        .await
+        .unwrap();
     assert_eq!(
         out,
         CreateOutcome::Created {
@@ -255,7 +285,7 @@ pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Si
         }
     );
     let live: Vec<SessionId> = store
-        .list(&user, 2_000)
+        .list(&user, at(2_000))
         .await
         .unwrap()
         .iter()
@@ -267,7 +297,7 @@ pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Si
     );
     assert_eq!(
         store
-            .rotate(rotate_req(second.session_id, 0, 2_001))
+            .rotate(rotate_req(second.session_id, 0, at(2_001)))
             .await
             .unwrap(),
         RotateOutcome::Revoked
@@ -281,18 +311,21 @@ pub(crate) async fn limit_denies<S: SessionStore + ?Sized>(store: &S) {
         max: 2,
         policy: SessionLimitPolicy::Deny,
     };
-    for now in [1_000, 1_100] {
+    for now in [at(1_000), at(1_100)] {
         assert!(matches!(
             store
-                .create(record(&user, now, &l), deny, now)
+                .create(record_for(store, &user, now, &l), deny, &lifetimes(), now)
                 .await
                 .unwrap(),
             CreateOutcome::Created { .. }
         ));
     }
-    let denied = record(&user, 1_200, &l);
+    let denied = record_for(store, &user, at(1_200), &l);
     assert_eq!(
-        store.create(denied.clone(), deny, 1_200).await.unwrap(),
+        store
+            .create(denied.clone(), deny, &lifetimes(), at(1_200))
+            .await
+            .unwrap(),
         CreateOutcome::LimitReached
     );
     assert_eq!(
@@ -300,13 +333,18 @@ pub(crate) async fn limit_denies<S: SessionStore + ?Sized>(store: &S) {
         None,
         "nothing stored on deny"
     );
-    assert_eq!(store.list(&user, 1_200).await.unwrap().len(), 2);
+    assert_eq!(store.list(&user, at(1_200)).await.unwrap().len(), 2);
     // Revoking one makes room.
-    let one = store.list(&user, 1_300).await.unwrap()[0].session_id;
-    store.revoke(one, 1_300).await.unwrap();
+    let one = store.list(&user, at(1_300)).await.unwrap()[0].session_id;
+    store.revoke(one, at(1_300)).await.unwrap();
     assert!(matches!(
         store
-            .create(record(&user, 1_400, &l), deny, 1_400)
+            .create(
+                record_for(store, &user, at(1_400), &l),
+                deny,
+                &lifetimes(),
+                at(1_400)
+            )
             .await
             .unwrap(),
         CreateOutcome::Created { .. }
@@ -315,13 +353,13 @@ pub(crate) async fn limit_denies<S: SessionStore + ?Sized>(store: &S) {
 
 /// 64 concurrent refreshes of one token agree on one successor.
 pub(crate) async fn concurrent_rotations_agree<S: SessionStore + ?Sized>(store: Arc<S>) {
-    let r = created(&*store, &unique("ivan"), 1_000).await;
+    let r = created(&*store, &unique("ivan"), at(1_000)).await;
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let store = store.clone();
         let sid = r.session_id;
         tasks.push(tokio::spawn(async move {
-            store.rotate(rotate_req(sid, 0, 1_500)).await.unwrap()
+            store.rotate(rotate_req(sid, 0, at(1_500))).await.unwrap()
         }));
     }
     let (mut rotated, mut grace) = (0, 0);

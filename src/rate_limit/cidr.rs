@@ -1,0 +1,263 @@
+//! [`Cidr`]: an IP network, for the list of trusted proxies.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `fd00::/8`), or one address (`/32`, `/128`).
+///
+/// Used for [`RateLimitConfig::trusted_proxies`](crate::RateLimitConfig::trusted_proxies).
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, as a dual-stack socket reports IPv4 peers)
+/// are matched as the IPv4 addresses they are.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use tower_jwt_session::Cidr;
+///
+/// let private: Cidr = "10.0.0.0/8".parse()?;
+/// assert!(private.contains("10.1.2.3".parse::<IpAddr>()?));
+/// assert!(private.contains("::ffff:10.1.2.3".parse::<IpAddr>()?));
+/// assert!(!private.contains("11.0.0.1".parse::<IpAddr>()?));
+///
+/// let one: Cidr = "2001:db8::1".parse()?;
+/// assert_eq!(one.prefix_len(), 128);
+///
+/// // Host bits set is almost always a typo, so it is refused.
+/// assert!("10.0.0.1/8".parse::<Cidr>().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix_len: u8,
+}
+
+/// The text is not an IP address or network; the message says why and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not an IP network: {reason}")]
+pub struct ParseCidrError {
+    input: String,
+    reason: String,
+}
+
+const EXPECTED: &str = "expected an IP address or a CIDR network such as 10.0.0.0/8 or fd00::/8";
+
+impl Cidr {
+    /// The network `addr/prefix_len`.
+    ///
+    /// # Errors
+    /// When `prefix_len` exceeds the address length (32 or 128), or `addr` has bits set past
+    /// the prefix (`10.0.0.1/8`: write `10.0.0.0/8`, or `10.0.0.1/32` for one address).
+    pub fn new(addr: IpAddr, prefix_len: u8) -> Result<Self, ParseCidrError> {
+        let err = |reason: String| ParseCidrError {
+            input: format!("{addr}/{prefix_len}"),
+            reason,
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix_len > max {
+            return Err(err(format!(
+                "the prefix length is over {max}; {EXPECTED}"
+            )));
+        }
+        let masked = mask(addr, prefix_len);
+        if masked != addr {
+            let fixed = Self {
+                addr: masked,
+                prefix_len,
+            };
+            return Err(err(format!(
+                "bits are set past the prefix; did you mean {fixed}?"
+            )));
+        }
+        Ok(Self { addr, prefix_len }.canonical())
+    }
+
+    /// The network address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length in bits.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix_len
+    }
+
+    /// Whether `ip` is in this network. IPv4-mapped IPv6 addresses count as IPv4.
+    #[inline]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.addr.is_ipv4() && self.masked(ip) == self.addr
+    }
+
+    #[inline]
+    fn masked(&self, ip: IpAddr) -> IpAddr {
+        mask(ip, self.prefix_len)
+    }
+
+    /// An IPv4-mapped IPv6 network with a prefix of at least 96 bits is the IPv4 network.
+    fn canonical(self) -> Self {
+        match self.addr {
+            IpAddr::V6(v6) if self.prefix_len >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Self {
+                    addr: IpAddr::V4(v4),
+                    prefix_len: self.prefix_len - 96,
+                },
+                None => self,
+            },
+            _ => self,
+        }
+    }
+}
+
+/// Clears the bits of `ip` past `prefix_len` (clamped to the address length).
+#[inline]
+pub(crate) fn mask(ip: IpAddr, prefix_len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix_len.min(32))).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(bits & m))
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(prefix_len.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(bits & m))
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = ParseCidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let err = |reason: String| ParseCidrError {
+            input: s.to_owned(),
+            reason,
+        };
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| err(format!("the address does not parse; {EXPECTED}")))?;
+        let prefix_len = match prefix {
+            None => {
+                if addr.is_ipv4() {
+                    32
+                } else {
+                    128
+                }
+            }
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>()
+                    .map_err(|_| err(format!("the prefix length is out of range; {EXPECTED}")))?
+            }
+            Some(_) => {
+                return Err(err(format!(
+                    "the prefix length is not a number; {EXPECTED}"
+                )));
+            }
+        };
+        Cidr::new(addr, prefix_len).map_err(|e| err(e.reason))
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+impl From<IpAddr> for Cidr {
+    /// The network holding just this address.
+    fn from(addr: IpAddr) -> Self {
+        let prefix_len = if addr.is_ipv4() { 32 } else { 128 };
+        Self { addr, prefix_len }.canonical()
+    }
+}
+
+impl From<Ipv4Addr> for Cidr {
+    /// The `/32` network holding just this address.
+    fn from(addr: Ipv4Addr) -> Self {
+        IpAddr::V4(addr).into()
+    }
+}
+
+impl From<Ipv6Addr> for Cidr {
+    /// The `/128` network holding just this address.
+    fn from(addr: Ipv6Addr) -> Self {
+        IpAddr::V6(addr).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_networks_and_plain_addresses() {
+        let n: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert_eq!((n.addr(), n.prefix_len()), (ip("10.0.0.0"), 8));
+        assert_eq!(n.to_string(), "10.0.0.0/8");
+        let one: Cidr = " 192.168.1.7 ".parse().unwrap();
+        assert_eq!(one.prefix_len(), 32);
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert_eq!(v6.prefix_len(), 8);
+        let v6one: Cidr = "2001:db8::1".parse().unwrap();
+        assert_eq!(v6one.prefix_len(), 128);
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("203.0.113.9")) && !all.contains(ip("::1")));
+        let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped, "10.0.0.0/8".parse().unwrap());
+    }
+
+    #[test]
+    fn refuses_bad_input_and_says_why() {
+        for (bad, says) in [
+            ("10.0.0.1/8", "did you mean 10.0.0.0/8"),
+            ("10.0.0.0/33", "over 32"),
+            ("fd00::/129", "over 128"),
+            ("10.0.0.0/", "not a number"),
+            ("10.0.0.0/+8", "not a number"),
+            ("10.0.0.0/0008", "not a number"),
+            ("10.0.0/8", "does not parse"),
+            ("localhost", "does not parse"),
+            ("", "does not parse"),
+        ] {
+            let err = bad.parse::<Cidr>().unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn contains_matches_prefixes_and_mapped_addresses() {
+        let n: Cidr = "172.16.0.0/12".parse().unwrap();
+        assert!(n.contains(ip("172.16.0.1")));
+        assert!(n.contains(ip("172.31.255.255")));
+        assert!(!n.contains(ip("172.32.0.0")));
+        assert!(n.contains(ip("::ffff:172.20.1.1")));
+        let v6: Cidr = "2001:db8:1::/48".parse().unwrap();
+        assert!(v6.contains(ip("2001:db8:1:ffff::1")));
+        assert!(!v6.contains(ip("2001:db8:2::1")));
+        assert!(!v6.contains(ip("10.0.0.1")));
+        let one = Cidr::from(ip("::ffff:127.0.0.1"));
+        assert_eq!(one, "127.0.0.1".parse().unwrap());
+        assert!(one.contains(ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn mask_clamps() {
+        assert_eq!(mask(ip("10.1.2.3"), 0), ip("0.0.0.0"));
+        assert_eq!(mask(ip("10.1.2.3"), 200), ip("10.1.2.3"));
+        assert_eq!(mask(ip("2001:db8:1:2:3:4:5:6"), 64), ip("2001:db8:1:2::"));
+    }
+}

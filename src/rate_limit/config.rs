@@ -1,0 +1,157 @@
+//! [`RateLimitConfig`]: window, budget, trusted proxies, clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cidr::Cidr;
+use super::memory::MemoryBackend;
+use crate::clock::{Clock, SystemClock};
+use crate::config::SessionConfig;
+
+/// Settings of [`RateLimitLayer`](crate::RateLimitLayer).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_jwt_session::{RateLimitConfig, SessionConfig};
+///
+/// let session = SessionConfig::new("0123456789abcdef0123456789abcdef")?; // or from_env()
+/// let config = RateLimitConfig::from_session_config(&session) // RATE_LIMIT_* : 15 min, 100
+///     .trusted_proxies(["10.0.0.0/8".parse()?, "fd00::/8".parse()?]);
+/// assert_eq!(config.window_value(), Duration::from_secs(900));
+/// assert_eq!(config.max_requests_value(), 100);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RateLimitConfig {
+    pub(crate) window: Duration,
+    pub(crate) max_requests: u32,
+    pub(crate) trusted_proxies: Arc<[Cidr]>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) max_keys: u64,
+    pub(crate) ipv6_prefix_len: u8,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RateLimitConfig {
+    /// The defaults of SPEC §2: 100 requests per client per 15 minutes, no trusted proxies,
+    /// the system clock.
+    pub fn new() -> Self {
+        Self {
+            window: Duration::from_secs(15 * 60),
+            max_requests: 100,
+            trusted_proxies: Arc::from([]),
+            clock: Arc::new(SystemClock),
+            max_keys: MemoryBackend::DEFAULT_MAX_KEYS,
+            ipv6_prefix_len: 64,
+        }
+    }
+
+    /// The defaults, with the window and budget of `config` (`RATE_LIMIT_WINDOW_MS`,
+    /// `RATE_LIMIT_MAX_REQUESTS` under [`SessionConfig::from_env`]).
+    pub fn from_session_config(config: &SessionConfig) -> Self {
+        Self::new()
+            .window(config.rate_limit_window_value())
+            .max_requests(config.rate_limit_max_requests_value())
+    }
+
+    /// The window over which requests are counted. The default is 15 minutes.
+    ///
+    /// The window is fixed and starts at a client's first request, so a client can send
+    /// `max_requests` at the end of one window and again at the start of the next. A zero
+    /// window counts as one millisecond.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Requests allowed per client per window. The default is 100. Zero refuses every request.
+    pub fn max_requests(mut self, max: u32) -> Self {
+        self.max_requests = max;
+        self
+    }
+
+    /// The proxies whose `X-Forwarded-For` is believed. The default is none: the client is the
+    /// peer address, and `X-Forwarded-For` is ignored.
+    ///
+    /// When the peer is in one of these networks, the client is the right-most
+    /// `X-Forwarded-For` entry that is not. List every proxy between the internet and this
+    /// server, and nothing else: a network listed here that clients can send from directly
+    /// lets them pick any address they like. Plain addresses work too (`"10.0.0.5".parse()`,
+    /// or an `IpAddr`). Only `X-Forwarded-For` is read, not `Forwarded` or `X-Real-IP`.
+    pub fn trusted_proxies<I>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<Cidr>,
+    {
+        self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The clock windows are measured with. The default is the system clock; tests use
+    /// [`ManualClock`](crate::clock::ManualClock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How many clients the default in-memory backend tracks at most. The default is
+    /// [`MemoryBackend::DEFAULT_MAX_KEYS`] (100 000). Ignored with another backend.
+    pub fn max_tracked_clients(mut self, max: u64) -> Self {
+        self.max_keys = max;
+        self
+    }
+
+    /// IPv6 clients are counted per network of this prefix length. The default is 64: a
+    /// subscriber usually holds a whole /64 and could otherwise take a fresh address, and a
+    /// fresh budget, for every request. 128 counts each address alone; values over 128 count
+    /// as 128.
+    pub fn ipv6_prefix_len(mut self, prefix_len: u8) -> Self {
+        self.ipv6_prefix_len = prefix_len.min(128);
+        self
+    }
+
+    /// The window.
+    pub fn window_value(&self) -> Duration {
+        self.window
+    }
+
+    /// The request budget per window.
+    pub fn max_requests_value(&self) -> u32 {
+        self.max_requests
+    }
+
+    /// The trusted proxies.
+    pub fn trusted_proxies_value(&self) -> &[Cidr] {
+        &self.trusted_proxies
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_session_config() {
+        let c = RateLimitConfig::new();
+        assert_eq!(c.window_value(), Duration::from_secs(900));
+        assert_eq!(c.max_requests_value(), 100);
+        assert!(c.trusted_proxies_value().is_empty());
+        let session = SessionConfig::new("0123456789abcdef0123456789abcdef")
+            .unwrap()
+            .rate_limit_window(Duration::from_secs(60))
+            .rate_limit_max_requests(7);
+        let c = RateLimitConfig::from_session_config(&session)
+            .trusted_proxies([std::net::IpAddr::from([10, 0, 0, 1])])
+            .ipv6_prefix_len(200);
+        assert_eq!(c.window_value(), Duration::from_secs(60));
+        assert_eq!(c.max_requests_value(), 7);
+        assert_eq!(c.trusted_proxies_value(), &["10.0.0.1/32".parse().unwrap()]);
+        assert_eq!(c.ipv6_prefix_len, 128);
+    }
+}

@@ -1,0 +1,48 @@
+-- Create a session, applying the per-user limit atomically (plan_admission in store/mod.rs).
+-- KEYS[1] the user's index (zset of session ids by creation), KEYS[2] the new record.
+-- ARGV: now, max, policy, sid, record key prefix, channel,
+--       user, roles, created, active, expires, generation, rotated, refresh_expires, purge,
+--       index expiry
+local index, record = KEYS[1], KEYS[2]
+local now, max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local deny = ARGV[3] == 'deny'
+local sid, prefix, channel = ARGV[4], ARGV[5], ARGV[6]
+
+local live = {}
+for position, member in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+  local f = redis.call('HMGET', prefix .. member, 'v', 'e', 'p', 'a')
+  if not f[2] then
+    redis.call('ZREM', index, member)
+  elseif f[1] == '' and now < tonumber(f[2]) and now <= tonumber(f[3]) then
+    live[#live + 1] = { member, tonumber(f[4]), position }
+  end
+end
+
+local result = { 'ok' }
+if #live >= max then
+  if deny then
+    return { 'deny' }
+  end
+  -- Least recently active first; creation order breaks ties.
+  table.sort(live, function(a, b)
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[3] < b[3]
+  end)
+  for i = 1, #live - max + 1 do
+    redis.call('HSET', prefix .. live[i][1], 'v', ARGV[1])
+    redis.call('PUBLISH', channel, live[i][1])
+    result[#result + 1] = live[i][1]
+  end
+end
+
+redis.call('HSET', record,
+  'u', ARGV[7], 'r', ARGV[8], 'c', ARGV[9], 'a', ARGV[10], 'e', ARGV[11],
+  'g', ARGV[12], 't', ARGV[13], 'x', ARGV[14], 'v', '', 'p', ARGV[15])
+redis.call('PEXPIREAT', record, tonumber(ARGV[15]) + 1)
+redis.call('ZADD', index, ARGV[9], sid)
+local index_expiry = tonumber(ARGV[16])
+local ttl = redis.call('PTTL', index)
+if ttl < 0 or now + ttl < index_expiry then
+  redis.call('PEXPIREAT', index, index_expiry)
+end
+return result

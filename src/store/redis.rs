@@ -1,0 +1,705 @@
+//! [`RedisStore`]: sessions in Redis or Redis Cluster, shared by every instance (feature `redis`).
+//!
+//! # Layout
+//!
+//! For a key prefix `P` (`REDIS_KEY_PREFIX`, default `tjs`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:{tag}:s:<sid>` | hash | one session record; expires with it |
+//! | `P:{tag}:u:<user hash>` | sorted set | the user's session ids by creation time |
+//! | `P:revoked` | pub/sub channel | ids of revoked sessions, for every instance's cache |
+//!
+//! `tag` is derived from the user id and is also the first four bytes of every session id this
+//! store hands out, so a session's record and its user's index always share one cluster slot,
+//! and every rule of SPEC §4 runs as one Lua script on one node: never read-modify-write from the
+//! client. No refresh token ever reaches Redis: records hold the refresh *generation* only.
+//!
+//! # Failure behaviour
+//!
+//! Every call has a timeout ([`SessionConfig::redis_timeout`](crate::SessionConfig::redis_timeout),
+//! 1 s by default); a call that fails or times out is a [`StoreError`], which the manager turns
+//! into 503 `unavailable` and the layer into a refusal on a cache miss (fail closed). The
+//! connections reconnect by themselves when Redis comes back.
+//!
+//! # Cross-instance revocation
+//!
+//! Each revocation script publishes the session id on `P:revoked`; every instance subscribes and
+//! writes the revocation into its cache at once, so other instances see it within milliseconds.
+//! If the subscription drops, the cache's short lifetime for "active" answers (1 s) still bounds
+//! the delay, and the cache is cleared when the subscription comes back.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, FromRedisValue, Script, ScriptInvocation, Value};
+use sha2::{Digest, Sha256};
+
+use super::{
+    CreateOutcome, Lifetimes, ReuseKind, RevocationEvent, RevocationSink, RotateOutcome,
+    RotateRequest, SessionLimit, SessionRecord, SessionStore, StoreError,
+};
+use crate::config::{SessionConfig, SessionLimitPolicy};
+use crate::session::{SessionId, random_bytes};
+
+/// A Redis connection: one node through a reconnecting manager, or a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+struct Scripts {
+    create: Script,
+    rotate: Script,
+    revoke: Script,
+    revoke_all: Script,
+    list: Script,
+}
+
+/// Sessions in Redis or Redis Cluster: see the [module docs](crate::store::redis).
+pub struct RedisStore {
+    conn: Conn,
+    prefix: String,
+    channel: String,
+    timeout: Duration,
+    scripts: Arc<Scripts>,
+    sinks: Arc<Mutex<Vec<RevocationSink>>>,
+    subscriber: tokio::task::JoinHandle<()>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field(
+                "mode",
+                &match self.conn {
+                    Conn::Single(_) => "single",
+                    Conn::Cluster(_) => "cluster",
+                },
+            )
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.subscriber.abort();
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+impl RedisStore {
+    /// Connects with the settings of `config`: `REDIS_URL` (one URL, or several comma-separated
+    /// node URLs for a cluster), `REDIS_KEY_PREFIX` and the Redis timeout.
+    ///
+    /// # Errors
+    /// [`StoreError`] when no URL is configured, a URL is malformed, or Redis cannot be reached.
+    pub async fn from_config(config: &SessionConfig) -> Result<Self, StoreError> {
+        Self::connect(
+            &config.redis_urls,
+            &config.redis_key_prefix,
+            config.redis_timeout,
+        )
+        .await
+    }
+
+    /// Connects to one Redis (`urls` has one entry) or a Redis Cluster (several seed nodes).
+    /// Must be called inside a tokio runtime: it starts the revocation subscriber task.
+    ///
+    /// # Errors
+    /// [`StoreError`] when `urls` is empty or malformed, the prefix contains `{` or `}`, or
+    /// Redis cannot be reached within the timeout.
+    pub async fn connect(
+        urls: &[String],
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        if prefix.contains(['{', '}']) {
+            return Err(StoreError::Unavailable(
+                "REDIS_KEY_PREFIX must not contain { or }: they would change the cluster hash slot"
+                    .to_owned(),
+            ));
+        }
+        let first = urls.first().ok_or_else(|| {
+            StoreError::Unavailable("no Redis URL configured (REDIS_URL)".to_owned())
+        })?;
+        let connect = async {
+            if urls.len() == 1 {
+                let client = Client::open(first.as_str()).map_err(unavailable)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(2));
+                let manager = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(unavailable)?;
+                Ok::<_, StoreError>(Conn::Single(manager))
+            } else {
+                let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(2)
+                    .build()
+                    .map_err(unavailable)?;
+                let conn = client.get_async_connection().await.map_err(unavailable)?;
+                Ok(Conn::Cluster(conn))
+            }
+        };
+        let conn = tokio::time::timeout(timeout * 5, connect)
+            .await
+            .map_err(|_| StoreError::Timeout)??;
+        let channel = format!("{prefix}:revoked");
+        let sinks: Arc<Mutex<Vec<RevocationSink>>> = Arc::default();
+        let pubsub_client = Client::open(first.as_str()).map_err(unavailable)?;
+        let subscriber = tokio::spawn(subscribe(pubsub_client, channel.clone(), sinks.clone()));
+        let store = Self {
+            conn,
+            prefix: prefix.to_owned(),
+            channel,
+            timeout,
+            scripts: Arc::new(Scripts {
+                create: Script::new(include_str!("lua/create.lua")),
+                rotate: Script::new(include_str!("lua/rotate.lua")),
+                revoke: Script::new(include_str!("lua/revoke.lua")),
+                revoke_all: Script::new(include_str!("lua/revoke_all.lua")),
+                list: Script::new(include_str!("lua/list.lua")),
+            }),
+            sinks,
+            subscriber,
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// The hash tag shared by a user's keys: four bytes of a hash of the user id.
+    fn tag_of_user(user_id: &str) -> [u8; 4] {
+        let digest = Sha256::digest(user_id.as_bytes());
+        [digest[0], digest[1], digest[2], digest[3]]
+    }
+
+    fn tag_hex(tag: &[u8]) -> String {
+        tag.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn record_prefix(&self, tag: &[u8]) -> String {
+        format!("{}:{{{}}}:s:", self.prefix, Self::tag_hex(tag))
+    }
+
+    fn record_key(&self, sid: SessionId) -> String {
+        format!("{}{sid}", self.record_prefix(&sid.as_bytes()[..4]))
+    }
+
+    fn index_key(&self, user_id: &str) -> String {
+        let digest = Sha256::digest(user_id.as_bytes());
+        format!(
+            "{}:{{{}}}:u:{}",
+            self.prefix,
+            Self::tag_hex(&digest[..4]),
+            Self::tag_hex(&digest[..16])
+        )
+    }
+
+    async fn run<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let call = async {
+            match self.conn.clone() {
+                Conn::Single(mut c) => invocation.invoke_async(&mut c).await,
+                Conn::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+            }
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| StoreError::Timeout)?
+            .map_err(unavailable)
+    }
+
+    async fn command<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        async fn go<C: ConnectionLike, T: FromRedisValue>(
+            c: &mut C,
+            cmd: &redis::Cmd,
+        ) -> redis::RedisResult<T> {
+            cmd.query_async(c).await
+        }
+        let call = async {
+            match self.conn.clone() {
+                Conn::Single(mut c) => go(&mut c, cmd).await,
+                Conn::Cluster(mut c) => go(&mut c, cmd).await,
+            }
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| StoreError::Timeout)?
+            .map_err(unavailable)
+    }
+}
+
+/// Listens for revocations published by any instance, reconnecting with back-off.
+async fn subscribe(client: Client, channel: String, sinks: Arc<Mutex<Vec<RevocationSink>>>) {
+    let notify = |event: RevocationEvent| {
+        let sinks = sinks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for sink in sinks {
+            sink(event);
+        }
+    };
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => {
+                    delay = Duration::from_millis(100);
+                    // Anything published while we were away is unknown: start afresh.
+                    notify(RevocationEvent::Resync);
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Ok(payload) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        if let Ok(sid) = payload.parse::<SessionId>() {
+                            notify(RevocationEvent::Revoked(sid));
+                        }
+                    }
+                    tracing::warn!("revocation subscription lost; reconnecting");
+                }
+                Err(error) => tracing::warn!(%error, "revocation subscribe failed"),
+            },
+            Err(error) => tracing::debug!(%error, "revocation subscriber cannot reach Redis"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+fn parse_record(sid: SessionId, fields: &[(String, String)]) -> Result<SessionRecord, StoreError> {
+    let map: HashMap<&str, &str> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let text = |k: &str| {
+        map.get(k)
+            .copied()
+            .ok_or_else(|| corrupt(&format!("field {k} missing")))
+    };
+    let num = |k: &str| -> Result<u64, StoreError> {
+        let v = text(k)?;
+        v.parse::<u64>()
+            .or_else(|_| v.parse::<f64>().map(|f| f as u64))
+            .map_err(|_| corrupt(&format!("field {k} is not a number")))
+    };
+    let revoked = text("v")?;
+    Ok(SessionRecord {
+        session_id: sid,
+        user_id: text("u")?.to_owned(),
+        roles: serde_json::from_str(text("r")?)
+            .map_err(|_| corrupt("roles are not a JSON array"))?,
+        created_at: num("c")?,
+        last_active_at: num("a")?,
+        expires_at: num("e")?,
+        generation: num("g")?,
+        rotated_at: num("t")?,
+        refresh_expires_at: num("x")?,
+        revoked_at: if revoked.is_empty() {
+            None
+        } else {
+            Some(num("v")?)
+        },
+        purge_at: num("p")?,
+    })
+}
+
+/// Splits a flat `[field, value, …]` reply into pairs.
+fn pairs(values: &[Value]) -> Result<Vec<(String, String)>, StoreError> {
+    values
+        .chunks(2)
+        .map(|kv| match kv {
+            [k, v] => Ok((
+                String::from_redis_value(k.clone()).map_err(|_| corrupt("field name"))?,
+                String::from_redis_value(v.clone()).map_err(|_| corrupt("field value"))?,
+            )),
+            _ => Err(corrupt("odd number of hash entries")),
+        })
+        .collect()
+}
+
+fn sid_of(value: &Value) -> Result<SessionId, StoreError> {
+    String::from_redis_value(value.clone())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| corrupt("not a session id"))
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    fn new_session_id(&self, user_id: &str) -> SessionId {
+        let mut bytes: [u8; 16] = random_bytes();
+        bytes[..4].copy_from_slice(&Self::tag_of_user(user_id));
+        SessionId::from_bytes(bytes)
+    }
+
+    fn watch_revocations(&self, sink: RevocationSink) {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sink);
+    }
+
+    async fn create(
+        &self,
+        record: SessionRecord,
+        limit: SessionLimit,
+        lifetimes: &Lifetimes,
+        now: u64,
+    ) -> Result<CreateOutcome, StoreError> {
+        let sid = record.session_id;
+        if sid.as_bytes()[..4] != Self::tag_of_user(&record.user_id) {
+            return Err(corrupt(
+                "session id not made by RedisStore::new_session_id for this user",
+            ));
+        }
+        let roles = serde_json::to_string(&record.roles).map_err(|_| corrupt("roles"))?;
+        // The index outlives every record it lists: none is kept past its end plus retention.
+        let index_expiry = record.expires_at.saturating_add(lifetimes.access_retention) + 1;
+        let policy = match limit.policy {
+            SessionLimitPolicy::Deny => "deny",
+            _ => "evict",
+        };
+        let mut invocation = self.scripts.create.key(self.index_key(&record.user_id));
+        invocation
+            .key(self.record_key(sid))
+            .arg(now)
+            .arg(limit.max)
+            .arg(policy)
+            .arg(sid.to_string())
+            .arg(self.record_prefix(&sid.as_bytes()[..4]))
+            .arg(&self.channel)
+            .arg(&record.user_id)
+            .arg(roles)
+            .arg(record.created_at)
+            .arg(record.last_active_at)
+            .arg(record.expires_at)
+            .arg(record.generation)
+            .arg(record.rotated_at)
+            .arg(record.refresh_expires_at)
+            .arg(record.purge_at)
+            .arg(index_expiry);
+        let reply: Vec<Value> = self.run(&invocation).await?;
+        let status = reply
+            .first()
+            .and_then(|v| String::from_redis_value(v.clone()).ok())
+            .ok_or_else(|| corrupt("create reply"))?;
+        match status.as_str() {
+            "deny" => Ok(CreateOutcome::LimitReached),
+            "ok" => Ok(CreateOutcome::Created {
+                evicted: reply[1..].iter().map(sid_of).collect::<Result<_, _>>()?,
+            }),
+            _ => Err(corrupt("create reply")),
+        }
+    }
+
+    async fn rotate(&self, req: RotateRequest) -> Result<RotateOutcome, StoreError> {
+        let sid = req.session_id;
+        let mut invocation = self.scripts.rotate.key(self.record_key(sid));
+        invocation
+            .arg(req.now)
+            .arg(req.generation)
+            .arg(req.lifetimes.refresh_ttl)
+            .arg(req.lifetimes.reuse_interval)
+            .arg(req.lifetimes.access_retention)
+            .arg(&self.channel)
+            .arg(sid.to_string());
+        let reply: Vec<Value> = self.run(&invocation).await?;
+        let status = reply
+            .first()
+            .and_then(|v| String::from_redis_value(v.clone()).ok())
+            .ok_or_else(|| corrupt("rotate reply"))?;
+        let record = || parse_record(sid, &pairs(&reply[1..])?);
+        Ok(match status.as_str() {
+            "rotated" => RotateOutcome::Rotated(record()?),
+            "grace" => RotateOutcome::Grace(record()?),
+            "reused_retired" => RotateOutcome::Reused(record()?, ReuseKind::RetiredAfterInterval),
+            "reused_ancestor" => RotateOutcome::Reused(record()?, ReuseKind::Ancestor),
+            "revoked" => RotateOutcome::Revoked,
+            "session_expired" => RotateOutcome::SessionExpired,
+            "token_expired" => RotateOutcome::TokenExpired,
+            "not_found" => RotateOutcome::NotFound,
+            _ => return Err(corrupt("rotate reply")),
+        })
+    }
+
+    async fn get(&self, session_id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let fields: Vec<(String, String)> = self
+            .command(redis::cmd("HGETALL").arg(self.record_key(session_id)))
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        parse_record(session_id, &fields).map(Some)
+    }
+
+    async fn list(&self, user_id: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
+        let index = self.index_key(user_id);
+        let tag = Self::tag_of_user(user_id);
+        let mut invocation = self.scripts.list.key(index);
+        invocation.arg(now).arg(self.record_prefix(&tag));
+        let reply: Vec<Value> = self.run(&invocation).await?;
+        reply
+            .chunks(2)
+            .map(|pair| match pair {
+                [sid, Value::Array(fields)] => parse_record(sid_of(sid)?, &pairs(fields)?),
+                _ => Err(corrupt("list reply")),
+            })
+            .collect()
+    }
+
+    async fn revoke(&self, session_id: SessionId, now: u64) -> Result<bool, StoreError> {
+        let mut invocation = self.scripts.revoke.key(self.record_key(session_id));
+        invocation
+            .arg(now)
+            .arg(&self.channel)
+            .arg(session_id.to_string());
+        let revoked: i64 = self.run(&invocation).await?;
+        Ok(revoked == 1)
+    }
+
+    async fn revoke_all(&self, user_id: &str, now: u64) -> Result<Vec<SessionId>, StoreError> {
+        let tag = Self::tag_of_user(user_id);
+        let mut invocation = self.scripts.revoke_all.key(self.index_key(user_id));
+        invocation
+            .arg(now)
+            .arg(self.record_prefix(&tag))
+            .arg(&self.channel);
+        let reply: Vec<Value> = self.run(&invocation).await?;
+        reply.iter().map(sid_of).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let pong: String = self.command(&redis::cmd("PING")).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(corrupt("PING answered something else"))
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[cfg(test)]
+#[path = "../../tests/common/redis_server.rs"]
+pub(crate) mod redis_server;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::clock::Clock as _;
+    use crate::store::suite;
+
+    pub(super) async fn store_on(urls: &[String], name: &str) -> RedisStore {
+        RedisStore::connect(
+            urls,
+            &redis_server::unique_prefix(name),
+            Duration::from_secs(2),
+        )
+        .await
+        .expect("connect to the test Redis")
+    }
+
+    async fn single_store() -> RedisStore {
+        store_on(&redis_server::single().urls, "single").await
+    }
+
+    async fn cluster_store() -> RedisStore {
+        store_on(&redis_server::cluster().urls, "cluster").await
+    }
+
+    mod single {
+        crate::store_suite!(super::single_store().await);
+    }
+
+    mod cluster {
+        crate::store_suite!(super::cluster_store().await);
+    }
+
+    /// A revocation by one instance reaches another instance's sink through pub/sub.
+    async fn revocation_reaches_other_instances(urls: &[String]) {
+        let prefix = redis_server::unique_prefix("pubsub");
+        let one = RedisStore::connect(urls, &prefix, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let two = RedisStore::connect(urls, &prefix, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        two.watch_revocations(Arc::new(move |event| {
+            let _ = tx.send((event, Instant::now()));
+        }));
+        // The first event is the Resync of a fresh subscription; wait for it.
+        let (first, _) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, RevocationEvent::Resync);
+
+        let l = suite::lifetimes();
+        let user = format!("pubsub-{}", SessionId::random());
+        let now = crate::clock::SystemClock.now_ms();
+        let record = suite::record_for(&one, &user, now, &l);
+        one.create(record.clone(), suite::limit(10), &l, now)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        assert!(one.revoke(record.session_id, now + 1).await.unwrap());
+        let (event, at) = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(event, RevocationEvent::Revoked(record.session_id));
+        let lag = at - start;
+        eprintln!("cross-instance revocation lag: {lag:?}");
+        assert!(lag < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn revocations_are_pushed_to_other_instances_single() {
+        revocation_reaches_other_instances(&redis_server::single().urls).await;
+    }
+
+    #[tokio::test]
+    async fn revocations_are_pushed_to_other_instances_cluster() {
+        revocation_reaches_other_instances(&redis_server::cluster().urls).await;
+    }
+
+    #[tokio::test]
+    async fn keys_expire_by_themselves_and_share_a_slot() {
+        let started = redis_server::single();
+        let store = store_on(&started.urls, "ttl").await;
+        let l = suite::lifetimes();
+        let user = format!("ttl-{}", SessionId::random());
+        let record = suite::record_for(&store, &user, crate::clock::SystemClock.now_ms(), &l);
+        let now = record.created_at;
+        store
+            .create(record.clone(), suite::limit(10), &l, now)
+            .await
+            .unwrap();
+        let ttl: i64 = store
+            .command(redis::cmd("PTTL").arg(store.record_key(record.session_id)))
+            .await
+            .unwrap();
+        assert!(
+            ttl > 0 && ttl as u64 <= record.purge_at - now + 1,
+            "record PTTL {ttl}"
+        );
+        let ttl: i64 = store
+            .command(redis::cmd("PTTL").arg(store.index_key(&user)))
+            .await
+            .unwrap();
+        assert!(ttl > 0, "index PTTL {ttl}");
+        let slot = |key: String| async {
+            let s: i64 = store
+                .command(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
+                .await
+                .unwrap_or(-1);
+            s
+        };
+        if started.ports.is_empty() {
+            return; // an external server may not be a cluster; KEYSLOT works without cluster mode anyway
+        }
+        assert_eq!(
+            slot(store.record_key(record.session_id)).await,
+            slot(store.index_key(&user)).await
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hung_redis_times_out_instead_of_hanging() {
+        // A private server: DEBUG SLEEP blocks every client of it.
+        let started = redis_server::start_private();
+        let store = RedisStore::connect(&started.urls, "hung", Duration::from_millis(300))
+            .await
+            .unwrap();
+        let port = started.ports[0];
+        let sleeper = std::thread::spawn(move || redis_server::command(port, "DEBUG SLEEP 2"));
+        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        let result = store.get(SessionId::random()).await;
+        let took = start.elapsed();
+        assert!(
+            matches!(
+                result,
+                Err(StoreError::Timeout | StoreError::Unavailable(_))
+            ),
+            "{result:?}"
+        );
+        assert!(took < Duration::from_millis(1_500), "took {took:?}");
+        sleeper.join().unwrap();
+        // And it recovers by itself once Redis answers again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.ping().await.is_err() {
+            assert!(Instant::now() < deadline, "no recovery");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(store.get(SessionId::random()).await.unwrap(), None);
+        drop(started);
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_is_an_error_not_a_hang() {
+        let start = Instant::now();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let result = RedisStore::connect(
+            &[format!("redis://127.0.0.1:{port}")],
+            "x",
+            Duration::from_millis(200),
+        )
+        .await;
+        assert!(result.is_err());
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn session_ids_carry_the_users_tag() {
+        let store = single_store().await;
+        let sid = store.new_session_id("alice");
+        assert_eq!(sid.as_bytes()[..4], RedisStore::tag_of_user("alice"));
+        assert_ne!(sid, store.new_session_id("alice"));
+        assert_ne!(
+            RedisStore::tag_of_user("alice"),
+            RedisStore::tag_of_user("bob")
+        );
+        // A record whose id was not made for its user is refused, not stored in the wrong slot.
+        let l = suite::lifetimes();
+        let record = suite::record("alice", 1_000, &l);
+        assert!(
+            store
+                .create(record, suite::limit(10), &l, 1_000)
+                .await
+                .is_err()
+        );
+    }
+}
