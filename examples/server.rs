@@ -63,7 +63,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         value
     })?;
-    let manager = SessionManager::new(config)?;
+    let manager = build_manager(config).await?;
 
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p
@@ -78,6 +78,27 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// The memory store, or Redis (or Redis Cluster) when `REDIS_URL` is set.
+async fn build_manager(config: SessionConfig) -> Result<SessionManager, Box<dyn std::error::Error>> {
+    if config.redis_urls().is_empty() {
+        return Ok(SessionManager::new(config)?);
+    }
+    #[cfg(feature = "redis")]
+    {
+        let store = tower_jwt_session::store::RedisStore::from_config(&config)
+            .await
+            .map_err(|e| format!("REDIS_URL is set but Redis cannot be used: {e}"))?;
+        tracing::info!(nodes = config.redis_urls().len(), "using the Redis session store");
+        Ok(SessionManager::builder(config).store(store).build()?)
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        Err("REDIS_URL is set, but this build has no Redis support: \
+             run `cargo run --release --features redis --example server`"
+            .into())
+    }
 }
 
 fn rand_bytes<const N: usize>() -> [u8; N] {

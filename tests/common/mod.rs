@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod redis_server;
+
 pub const SECRET: &str = "e2e-test-secret-e2e-test-secret-e2e-test-secret";
 
 /// The example binary, (re)built once per test process: `cargo test --test server` alone does
@@ -29,6 +31,13 @@ fn server_binary() -> PathBuf {
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "--quiet", "--example", "server"])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // The same features as these tests, so a Redis-enabled test gets a Redis-enabled server
+        // and the build does not flip the example between two feature sets.
+        if cfg!(feature = "full") {
+            cmd.arg("--all-features");
+        } else if cfg!(feature = "redis") {
+            cmd.args(["--features", "redis"]);
+        }
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

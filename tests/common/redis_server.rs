@@ -91,7 +91,31 @@ pub fn cluster() -> &'static Started {
 
 /// A node of its own, for a test that blocks or stops it; stopped when dropped.
 pub fn start_private() -> Started {
-    start_nodes_with(1, false, &["--enable-debug-command yes"])
+    start_nodes_with(1, false, &["--enable-debug-command yes"], None)
+}
+
+impl Started {
+    /// Stops the servers now (as a crash would: nothing saved).
+    pub fn stop(&self) {
+        for port in &self.ports {
+            let _ = command(*port, "SHUTDOWN NOSAVE");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in &self.ports {
+            while TcpStream::connect(("127.0.0.1", *port)).is_ok() {
+                assert!(Instant::now() < deadline, "redis-server on {port} did not stop");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Starts a private single server again on the same port (empty, as after a crash).
+    pub fn restart(&mut self) {
+        let port = self.ports[0];
+        let fresh = start_nodes_with(1, false, &["--enable-debug-command yes"], Some(port));
+        self.dir = fresh.dir.clone();
+        std::mem::forget(fresh);
+    }
 }
 
 impl Drop for Started {
@@ -136,15 +160,15 @@ fn free_port(cluster: bool) -> u16 {
 }
 
 fn start_nodes(count: usize, cluster: bool) -> Started {
-    start_nodes_with(count, cluster, &[])
+    start_nodes_with(count, cluster, &[], None)
 }
 
-fn start_nodes_with(count: usize, cluster: bool, extra: &[&str]) -> Started {
+fn start_nodes_with(count: usize, cluster: bool, extra: &[&str], port: Option<u16>) -> Started {
     let dir = std::env::temp_dir().join(format!("tjs-redis-{}-{}", std::process::id(), nanos()));
     std::fs::create_dir_all(&dir).expect("temp dir for redis-server");
     let mut ports = Vec::new();
     for _ in 0..count {
-        let port = free_port(cluster);
+        let port = port.unwrap_or_else(|| free_port(cluster));
         let mut args = vec![
             format!("--port {port}"),
             "--bind 127.0.0.1".to_owned(),
