@@ -2,9 +2,14 @@
 //! at 10 thousand, 100 thousand and 1 million live sessions.
 //!
 //! ```text
-//! cargo bench --bench sessions            # all sizes
-//! cargo bench --bench sessions -- 100000  # one size
+//! cargo bench --bench sessions                             # memory store, all sizes
+//! cargo bench --bench sessions -- 100000                   # one size
+//! cargo bench --bench sessions --features redis -- redis   # Redis at $REDIS_URL (default
+//!                                                          # redis://127.0.0.1:6379)
 //! ```
+//!
+//! For Redis, memory per session is `MEMORY USAGE` of a session's record plus its share of the
+//! user's index.
 //!
 //! Latencies are per call through `SessionManager` (token signing included), measured with
 //! `Instant` around each call on a current-thread runtime. Memory is the growth of the process's
@@ -40,13 +45,21 @@ fn summary(mut samples: Vec<Duration>) -> String {
 }
 
 fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if std::env::args().any(|a| a == "redis") {
+        #[cfg(feature = "redis")]
+        rt.block_on(redis_bench());
+        #[cfg(not(feature = "redis"))]
+        eprintln!("build with --features redis for the Redis figures");
+        return;
+    }
     let sizes: Vec<usize> = match std::env::args().skip(1).find_map(|a| a.parse().ok()) {
         Some(n) => vec![n],
         None => vec![10_000, 100_000, 1_000_000],
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
     println!("sessions   bytes/session   create                               refresh");
     for n in sizes {
         rt.block_on(run(n));
@@ -105,4 +118,79 @@ async fn run(n: usize) {
         summary(create),
         summary(refresh)
     );
+}
+
+#[cfg(feature = "redis")]
+async fn redis_bench() {
+    use tower_jwt_session::store::RedisStore;
+
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let prefix = format!("tjs-bench-{}", std::process::id());
+    let store = RedisStore::connect(&[url.clone()], &prefix, Duration::from_secs(2))
+        .await
+        .expect("Redis at REDIS_URL");
+    let manager = SessionManager::builder(
+        SessionConfig::new("bench-secret-bench-secret-bench-secret!!").expect("secret"),
+    )
+    .store(store)
+    .build()
+    .expect("manager");
+    let roles = vec!["user".to_owned()];
+    let n = 10_000;
+    let mut create = Vec::with_capacity(n);
+    let mut pairs = Vec::with_capacity(n);
+    for i in 0..n {
+        let start = Instant::now();
+        let pair = manager
+            .create_session(&format!("user-{}", i / 5), &roles)
+            .await
+            .expect("create");
+        create.push(start.elapsed());
+        pairs.push(pair);
+    }
+    let mut refresh = Vec::with_capacity(n);
+    for pair in &pairs {
+        let start = Instant::now();
+        let next = manager.refresh(&pair.refresh_token).await.expect("refresh");
+        refresh.push(start.elapsed());
+        std::hint::black_box(next);
+    }
+    // MEMORY USAGE of the records and indexes this run wrote.
+    let client = redis::Client::open(url.as_str()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    let mut bytes = 0u64;
+    for key in &keys {
+        let used: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .arg("SAMPLES")
+            .arg(0)
+            .query_async(&mut conn)
+            .await
+            .expect("MEMORY USAGE");
+        bytes += used.unwrap_or(0);
+    }
+    println!("Redis at {url}, {n} sessions, 5 per user");
+    println!("  create    {}", summary(create));
+    println!("  refresh   {}", summary(refresh));
+    println!(
+        "  memory    {:.0} bytes per session ({} keys)",
+        bytes as f64 / n as f64,
+        keys.len()
+    );
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
+    }
 }

@@ -81,7 +81,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The memory store, or Redis (or Redis Cluster) when `REDIS_URL` is set.
-async fn build_manager(config: SessionConfig) -> Result<SessionManager, Box<dyn std::error::Error>> {
+async fn build_manager(
+    config: SessionConfig,
+) -> Result<SessionManager, Box<dyn std::error::Error>> {
     if config.redis_urls().is_empty() {
         return Ok(SessionManager::new(config)?);
     }
@@ -90,7 +92,10 @@ async fn build_manager(config: SessionConfig) -> Result<SessionManager, Box<dyn 
         let store = tower_jwt_session::store::RedisStore::from_config(&config)
             .await
             .map_err(|e| format!("REDIS_URL is set but Redis cannot be used: {e}"))?;
-        tracing::info!(nodes = config.redis_urls().len(), "using the Redis session store");
+        tracing::info!(
+            nodes = config.redis_urls().len(),
+            "using the Redis session store"
+        );
         Ok(SessionManager::builder(config).store(store).build()?)
     }
     #[cfg(not(feature = "redis"))]

@@ -87,6 +87,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | `Session` as an axum extractor (`FromRequestParts`, also `Option<Session>`) |
+//! | `redis` | no | [`store::RedisStore`]: sessions in Redis or Redis Cluster for several instances |
 //! | `full` | no | every feature |
 #![forbid(unsafe_code)]
 #![warn(
@@ -130,3 +131,13 @@ mod extract;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::MissingSessionLayer;
+
+pub mod rate_limit;
+pub mod require_role;
+#[doc(inline)]
+pub use rate_limit::{
+    AttemptConfig, AttemptTracker, Cidr, ClientIp, LockedOut, PeerAddr, RateLimitConfig,
+    RateLimitLayer,
+};
+#[doc(inline)]
+pub use require_role::{RequireRole, require_role};

@@ -19,7 +19,10 @@ fn instance(redis_url: &str, prefix: &str, extra: &[(&str, &str)]) -> Server {
 fn pair(extra: &[(&str, &str)]) -> (Server, Server) {
     let url = redis_server::single().urls[0].clone();
     let prefix = redis_server::unique_prefix("e2e");
-    (instance(&url, &prefix, extra), instance(&url, &prefix, extra))
+    (
+        instance(&url, &prefix, extra),
+        instance(&url, &prefix, extra),
+    )
 }
 
 #[tokio::test]
@@ -27,7 +30,12 @@ async fn a_session_made_on_one_instance_works_on_the_other() {
     let (a, b) = pair(&[]);
     let (status, health) = b.post("/api/token/health", json!({})).await;
     assert_eq!(status, 405, "{health}");
-    let res = b.client.get(b.url("/api/token/health")).send().await.unwrap();
+    let res = b
+        .client
+        .get(b.url("/api/token/health"))
+        .send()
+        .await
+        .unwrap();
     let (status, health) = common::read(res).await;
     assert_eq!(status, 200);
     assert_eq!(health["data"], json!({"status": "ok", "store": "redis"}));
@@ -40,14 +48,23 @@ async fn a_session_made_on_one_instance_works_on_the_other() {
 
     // Refreshed on b, used on a; and the racing-tab grace holds across instances.
     let (status, refreshed) = b
-        .post("/api/token/refresh", json!({"refreshToken": login["refreshToken"]}))
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
         .await;
     assert_eq!(status, 200, "{refreshed}");
     let (status, again) = a
-        .post("/api/token/refresh", json!({"refreshToken": login["refreshToken"]}))
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
         .await;
     assert_eq!(status, 200, "{again}");
-    assert_eq!(again["data"]["refreshToken"], refreshed["data"]["refreshToken"]);
+    assert_eq!(
+        again["data"]["refreshToken"],
+        refreshed["data"]["refreshToken"]
+    );
     let next = refreshed["data"]["accessToken"].as_str().unwrap();
     assert_eq!(a.get_auth("/api/me", next).await.0, 200);
 
@@ -75,7 +92,10 @@ async fn a_logout_on_one_instance_is_enforced_on_the_other_within_the_bound() {
                 assert_error(status, &body, 401, "token_revoked");
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(1), "b still accepts a revoked session");
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "b still accepts a revoked session"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         lags.push(start.elapsed());
@@ -97,7 +117,11 @@ async fn concurrent_refreshes_split_across_instances_agree_on_one_successor() {
     let requests = (0..32).map(|i| {
         let server = servers[i % 2];
         let token = token.clone();
-        async move { server.post("/api/token/refresh", json!({"refreshToken": token})).await }
+        async move {
+            server
+                .post("/api/token/refresh", json!({"refreshToken": token}))
+                .await
+        }
     });
     let results = futures_join_all(requests).await;
     let mut successors = std::collections::HashSet::new();
@@ -107,12 +131,16 @@ async fn concurrent_refreshes_split_across_instances_agree_on_one_successor() {
     }
     assert_eq!(successors.len(), 1, "{successors:?}");
     let successor = successors.into_iter().next().unwrap();
-    let (status, body) = b.post("/api/token/refresh", json!({"refreshToken": successor})).await;
+    let (status, body) = b
+        .post("/api/token/refresh", json!({"refreshToken": successor}))
+        .await;
     assert_eq!(status, 200, "{body}");
 }
 
 /// Runs the futures concurrently on this task (no extra dependency for `join_all`).
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
     let handles: Vec<_> = futures.map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = handles.iter().map(|_| None).collect();
     let mut pending = handles;
@@ -126,7 +154,11 @@ async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = 
                 }
             }
         }
-        if done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
     })
     .await;
     outputs.into_iter().map(|o| o.expect("completed")).collect()
@@ -142,34 +174,56 @@ async fn redis_down_means_503_and_nobody_wrongly_let_in_then_recovery() {
     let kept_token = kept["accessToken"].as_str().unwrap().to_owned();
     let revoked = s.login("alice").await;
     let revoked_token = revoked["accessToken"].as_str().unwrap().to_owned();
-    assert_eq!(s.post_auth("/api/token/logout", &revoked_token).await.0, 200);
+    assert_eq!(
+        s.post_auth("/api/token/logout", &revoked_token).await.0,
+        200
+    );
 
     redis.stop();
     // Past the cache's 1 s lifetime for "active", every answer needs Redis.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
 
     let (status, body) = s
-        .post("/api/auth/login", json!({"username": "bob", "password": "bob-password"}))
+        .post(
+            "/api/auth/login",
+            json!({"username": "bob", "password": "bob-password"}),
+        )
         .await;
     assert_error(status, &body, 503, "unavailable");
     let (status, body) = s
-        .post("/api/token/refresh", json!({"refreshToken": kept["refreshToken"]}))
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": kept["refreshToken"]}),
+        )
         .await;
     assert_error(status, &body, 503, "unavailable");
-    let res = s.client.get(s.url("/api/token/health")).send().await.unwrap();
+    let res = s
+        .client
+        .get(s.url("/api/token/health"))
+        .send()
+        .await
+        .unwrap();
     let (status, body) = common::read(res).await;
     assert_error(status, &body, 503, "unavailable");
     // Fail closed on a cache miss; the revoked session stays refused.
     let (status, body) = s.get_auth("/api/me", &kept_token).await;
     assert_error(status, &body, 503, "unavailable");
     let (status, _) = s.get_auth("/api/me", &revoked_token).await;
-    assert_ne!(status, 200, "a revoked session was let in while Redis was down");
+    assert_ne!(
+        status, 200,
+        "a revoked session was let in while Redis was down"
+    );
 
     // Redis comes back (empty, as after a crash without persistence): no restart needed.
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let res = s.client.get(s.url("/api/token/health")).send().await.unwrap();
+        let res = s
+            .client
+            .get(s.url("/api/token/health"))
+            .send()
+            .await
+            .unwrap();
         if res.status() == 200 {
             break;
         }
@@ -177,7 +231,12 @@ async fn redis_down_means_503_and_nobody_wrongly_let_in_then_recovery() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let fresh = s.login("bob").await;
-    assert_eq!(s.get_auth("/api/me", fresh["accessToken"].as_str().unwrap()).await.0, 200);
+    assert_eq!(
+        s.get_auth("/api/me", fresh["accessToken"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
     // Sessions that Redis lost are refused, never silently accepted.
     let (status, body) = s.get_auth("/api/me", &kept_token).await;
     assert_error(status, &body, 401, "token_revoked");
@@ -191,7 +250,10 @@ async fn the_cluster_serves_two_instances_too() {
     let b = instance(&urls, &prefix, &[]);
     let login = a.login("admin").await;
     let (status, refreshed) = b
-        .post("/api/token/refresh", json!({"refreshToken": login["refreshToken"]}))
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
         .await;
     assert_eq!(status, 200, "{refreshed}");
     let token = refreshed["data"]["accessToken"].as_str().unwrap();

@@ -103,7 +103,10 @@ impl Started {
         let deadline = Instant::now() + Duration::from_secs(10);
         for port in &self.ports {
             while TcpStream::connect(("127.0.0.1", *port)).is_ok() {
-                assert!(Instant::now() < deadline, "redis-server on {port} did not stop");
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server on {port} did not stop"
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
