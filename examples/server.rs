@@ -63,6 +63,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         value
     })?;
+    // Install the recorder before building the manager: the layer registers its counters then.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let manager = build_manager(config).await?;
 
     let port: u16 = match std::env::var("PORT") {
@@ -74,7 +76,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(manager))
+    axum::serve(listener, app(manager, metrics))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
@@ -112,8 +114,8 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
-/// The whole app: login, a protected route, the token routes and the demo page.
-fn app(manager: SessionManager) -> Router {
+/// The whole app: login, a protected route, the token routes, metrics and the demo page.
+fn app(manager: SessionManager, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
     let protected = Router::new()
         .route("/api/me", get(me))
         .layer(manager.layer());
@@ -124,6 +126,21 @@ fn app(manager: SessionManager) -> Router {
         )
         .merge(protected)
         .nest_service("/api/token", manager.refresh_service())
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.render();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        )
         .route(
             "/",
             get(|| {

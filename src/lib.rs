@@ -87,6 +87,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | `Session` as an axum extractor (`FromRequestParts`, also `Option<Session>`) |
+//! | `metrics` | no | counters and histograms through the `metrics` facade: see [`telemetry`] |
 //! | `redis` | no | [`store::RedisStore`]: sessions in Redis or Redis Cluster for several instances |
 //! | `full` | no | every feature |
 #![forbid(unsafe_code)]
@@ -110,6 +111,7 @@ mod revocation;
 pub mod routes;
 mod session;
 pub mod store;
+pub mod telemetry;
 
 pub use cache::{RevocationCache, RevocationFuture};
 pub use codec::{IssuedToken, MAX_TOKEN_LEN, TokenCodec};

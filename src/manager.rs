@@ -23,6 +23,7 @@ use crate::store::{
     CreateOutcome, Lifetimes, MemoryStore, ReuseKind, RotateOutcome, RotateRequest, SessionLimit,
     SessionRecord, SessionStore, StoreError, purge_at,
 };
+use crate::telemetry;
 
 /// Longest accepted user id, in bytes.
 pub const MAX_USER_ID_LEN: usize = 256;
@@ -370,6 +371,18 @@ impl SessionManager {
         self.inner.clock.now_ms()
     }
 
+    /// Runs a store operation, recording its latency.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        operation: impl std::future::Future<Output = T>,
+    ) -> T {
+        let start = std::time::Instant::now();
+        let out = operation.await;
+        telemetry::store_latency(self.inner.store.kind(), op, start.elapsed());
+        out
+    }
+
     /// Starts a session for an authenticated user (call it from your login handler) and returns
     /// its first token pair. Applies the per-user limit and its policy.
     ///
@@ -427,12 +440,15 @@ impl SessionManager {
                 }
                 bump(&inner.counters.evicted, evicted.len() as u64);
                 bump(&inner.counters.created, 1);
+                telemetry::revoked("evicted", evicted.len() as u64);
+                telemetry::created();
                 inner.cache.mark_active(record.session_id);
                 tracing::debug!(session_id = %record.session_id, user_id, "session created");
                 Ok(self.token_pair(&record))
             }
             CreateOutcome::LimitReached => {
                 bump(&inner.counters.denied, 1);
+                telemetry::denied();
                 tracing::info!(user_id, "login refused: session limit reached");
                 Err(SessionError::LimitReached)
             }
@@ -452,9 +468,13 @@ impl SessionManager {
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, SessionError> {
         let result = self.refresh_inner(refresh_token).await;
         match &result {
-            Ok(_) => bump(&self.inner.counters.refreshed, 1),
+            Ok(_) => {
+                bump(&self.inner.counters.refreshed, 1);
+                telemetry::refresh("success");
+            }
             Err(error) => {
                 bump(&self.inner.counters.refresh_failed, 1);
+                telemetry::refresh(error.code().as_str());
                 tracing::debug!(%error, "refresh refused");
             }
         }
@@ -473,7 +493,7 @@ impl SessionManager {
             now,
             lifetimes: inner.lifetimes,
         };
-        match inner.store.rotate(request).await? {
+        match self.timed("rotate", inner.store.rotate(request)).await? {
             RotateOutcome::Rotated(record) | RotateOutcome::Grace(record) => {
                 inner.cache.mark_active(record.session_id);
                 Ok(self.token_pair(&record))
@@ -484,6 +504,8 @@ impl SessionManager {
                     ReuseKind::RetiredAfterInterval => bump(&inner.counters.reuse_retired, 1),
                     _ => bump(&inner.counters.reuse_ancestor, 1),
                 }
+                telemetry::reuse(kind.as_str());
+                telemetry::revoked("reuse", 1);
                 tracing::warn!(
                     session_id = %record.session_id,
                     user_id = %record.user_id,
@@ -508,10 +530,13 @@ impl SessionManager {
     /// # Errors
     /// [`SessionError::Unavailable`] when the store cannot be reached.
     pub async fn revoke(&self, session_id: SessionId) -> Result<bool, SessionError> {
-        let live = self.inner.store.revoke(session_id, self.now_ms()).await?;
+        let live = self
+            .timed("revoke", self.inner.store.revoke(session_id, self.now_ms()))
+            .await?;
         self.inner.cache.mark_revoked(session_id);
         if live {
             bump(&self.inner.counters.revoked, 1);
+            telemetry::revoked("logout", 1);
             tracing::debug!(%session_id, "session revoked");
         }
         Ok(live)
@@ -522,7 +547,13 @@ impl SessionManager {
     /// # Errors
     /// [`SessionError::Unavailable`] when the store cannot be reached.
     pub async fn revoke_all(&self, user_id: &str) -> Result<usize, SessionError> {
-        let revoked = self.inner.store.revoke_all(user_id, self.now_ms()).await?;
+        let revoked = self
+            .timed(
+                "revoke_all",
+                self.inner.store.revoke_all(user_id, self.now_ms()),
+            )
+            .await?;
+        telemetry::revoked("logout", revoked.len() as u64);
         for sid in &revoked {
             self.inner.cache.mark_revoked(*sid);
         }
@@ -536,7 +567,9 @@ impl SessionManager {
     /// # Errors
     /// [`SessionError::Unavailable`] when the store cannot be reached.
     pub async fn sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>, SessionError> {
-        Ok(self.inner.store.list(user_id, self.now_ms()).await?)
+        Ok(self
+            .timed("list", self.inner.store.list(user_id, self.now_ms()))
+            .await?)
     }
 
     /// Checks that the store answers.
@@ -544,7 +577,7 @@ impl SessionManager {
     /// # Errors
     /// [`SessionError::Unavailable`] when it does not.
     pub async fn health(&self) -> Result<(), SessionError> {
-        Ok(self.inner.store.ping().await?)
+        Ok(self.timed("ping", self.inner.store.ping()).await?)
     }
 
     /// Verifies the bearer token of `headers` as [`SessionLayer`] does, revocation included.

@@ -551,3 +551,47 @@ async fn the_demo_page_and_client_are_served() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let s = Server::start(&[]);
+    let login = s.login("alice").await;
+    let token = login["accessToken"].as_str().unwrap();
+    assert_eq!(s.get_auth("/api/me", token).await.0, 200);
+    assert_eq!(s.get_auth("/api/me", "bogus").await.0, 401);
+    let (status, _) = s
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .post("/api/token/refresh", json!({"refreshToken": "tjs1.x"}))
+        .await;
+    assert_eq!(status, 401);
+
+    let res = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.unwrap();
+    for line in [
+        "tjs_sessions_created_total 1",
+        "tjs_token_validations_total{outcome=\"valid\"} 1",
+        "tjs_token_validations_total{outcome=\"invalid_token\"} 1",
+        "tjs_refresh_total{outcome=\"success\"} 1",
+        "tjs_refresh_total{outcome=\"invalid_token\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+    assert!(text.contains("tjs_store_operation_seconds"), "{text}");
+    assert!(text.contains("tjs_sessions_held 1"), "{text}");
+}

@@ -47,6 +47,7 @@ struct Pending<S, B, E> {
     request: Request<B>,
     session: Session,
     responder: E,
+    metrics: crate::telemetry::Metrics,
 }
 
 impl<S, ReqBody, R, E> ResponseFuture<S, ReqBody, R, E>
@@ -78,6 +79,7 @@ where
         request: Request<ReqBody>,
         session: Session,
         responder: E,
+        metrics: crate::telemetry::Metrics,
         hint: Option<u64>,
     ) -> Self {
         Self {
@@ -88,6 +90,7 @@ where
                     request,
                     session,
                     responder,
+                    metrics,
                 }),
             },
             hint,
@@ -129,14 +132,17 @@ where
                         mut request,
                         session,
                         responder,
+                        metrics,
                     } = pending.take().expect("polled after completion");
                     if status == SessionStatus::Active {
+                        metrics.validation(Ok(()));
                         request.extensions_mut().insert(session);
                         let future = service.call(request);
                         this.kind.set(Kind::Inner { future });
                     } else {
                         let error = refusal(status);
-                        tracing::debug!(session_id = %session.session_id(), %error, "request refused");
+                        metrics.validation(Err(error));
+                        tracing::debug!(user_id = session.user_id(), session_id = %session.session_id(), %error, "request refused");
                         let response = reject(&responder, error);
                         this.kind.set(Kind::Rejected {
                             response: Some(response),

@@ -11,6 +11,7 @@ use crate::revocation::{NoRevocation, RevocationCheck};
 pub(crate) struct Shared<R> {
     pub(crate) codec: TokenCodec,
     pub(crate) revocation: R,
+    pub(crate) metrics: crate::telemetry::Metrics,
 }
 
 /// Protects the services it wraps: see the [module docs](crate::layer).
@@ -55,7 +56,11 @@ impl<R: RevocationCheck> SessionLayer<R> {
     pub fn with_revocation(codec: TokenCodec, revocation: R) -> Self {
         let responder = JsonResponder::from_realm(codec.realm().clone());
         Self {
-            shared: Arc::new(Shared { codec, revocation }),
+            shared: Arc::new(Shared {
+                codec,
+                revocation,
+                metrics: crate::telemetry::Metrics::register(),
+            }),
             responder,
         }
     }

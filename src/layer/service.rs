@@ -73,9 +73,11 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let codec = &self.shared.codec;
         let now = codec.now_secs();
+        let metrics = &self.shared.metrics;
         let session = match authenticate(&self.shared, &req, now) {
             Ok(session) => session,
             Err(error) => {
+                metrics.validation(Err(error));
                 tracing::debug!(%error, "request refused");
                 return ResponseFuture::rejected(&self.responder, error);
             }
@@ -83,12 +85,15 @@ where
         let hint = refresh_hint(session.expires_at(), now, codec.refresh_threshold_secs());
         match self.shared.revocation.check(&session) {
             Checked::Ready(SessionStatus::Active) => {
+                metrics.validation(Ok(()));
+                tracing::trace!(user_id = session.user_id(), session_id = %session.session_id(), "request allowed");
                 req.extensions_mut().insert(session);
                 ResponseFuture::inner(self.inner.call(req), hint)
             }
             Checked::Ready(status) => {
                 let error = refusal(status);
-                tracing::debug!(session_id = %session.session_id(), %error, "request refused");
+                metrics.validation(Err(error));
+                tracing::debug!(user_id = session.user_id(), session_id = %session.session_id(), %error, "request refused");
                 ResponseFuture::rejected(&self.responder, error)
             }
             Checked::Pending(check) => {
@@ -96,7 +101,15 @@ where
                 // and leaves a fresh clone here (tower-http's async authorization does the same).
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(check, ready, req, session, self.responder.clone(), hint)
+                ResponseFuture::checking(
+                    check,
+                    ready,
+                    req,
+                    session,
+                    self.responder.clone(),
+                    metrics.clone(),
+                    hint,
+                )
             }
         }
     }

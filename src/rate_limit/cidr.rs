@@ -55,9 +55,7 @@ impl Cidr {
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix_len > max {
-            return Err(err(format!(
-                "the prefix length is over {max}; {EXPECTED}"
-            )));
+            return Err(err(format!("the prefix length is over {max}; {EXPECTED}")));
         }
         let masked = mask(addr, prefix_len);
         if masked != addr {
@@ -115,7 +113,9 @@ pub(crate) fn mask(ip: IpAddr, prefix_len: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let m = u32::MAX.checked_shl(32 - u32::from(prefix_len.min(32))).unwrap_or(0);
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(prefix_len.min(32)))
+                .unwrap_or(0);
             IpAddr::V4(Ipv4Addr::from(bits & m))
         }
         IpAddr::V6(v6) => {
@@ -152,10 +152,9 @@ impl FromStr for Cidr {
                     128
                 }
             }
-            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                p.parse::<u8>()
-                    .map_err(|_| err(format!("the prefix length is out of range; {EXPECTED}")))?
-            }
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse::<u8>()
+                .map_err(|_| err(format!("the prefix length is out of range; {EXPECTED}")))?,
             Some(_) => {
                 return Err(err(format!(
                     "the prefix length is not a number; {EXPECTED}"

@@ -83,13 +83,9 @@ impl RateLimitConfig {
     /// `X-Forwarded-For` entry that is not. List every proxy between the internet and this
     /// server, and nothing else: a network listed here that clients can send from directly
     /// lets them pick any address they like. Plain addresses work too (`"10.0.0.5".parse()`,
-    /// or an `IpAddr`). Only `X-Forwarded-For` is read, not `Forwarded` or `X-Real-IP`.
-    pub fn trusted_proxies<I>(mut self, proxies: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: Into<Cidr>,
-    {
-        self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+    /// or `Cidr::from(ip)`). Only `X-Forwarded-For` is read, not `Forwarded` or `X-Real-IP`.
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = Cidr>) -> Self {
+        self.trusted_proxies = proxies.into_iter().collect();
         self
     }
 
@@ -147,7 +143,7 @@ mod tests {
             .rate_limit_window(Duration::from_secs(60))
             .rate_limit_max_requests(7);
         let c = RateLimitConfig::from_session_config(&session)
-            .trusted_proxies([std::net::IpAddr::from([10, 0, 0, 1])])
+            .trusted_proxies([Cidr::from(std::net::IpAddr::from([10, 0, 0, 1]))])
             .ipv6_prefix_len(200);
         assert_eq!(c.window_value(), Duration::from_secs(60));
         assert_eq!(c.max_requests_value(), 7);

@@ -34,7 +34,12 @@ impl Bucket {
 struct WindowEnd;
 
 impl Expiry<String, Arc<Bucket>> for WindowEnd {
-    fn expire_after_create(&self, _: &String, bucket: &Arc<Bucket>, _: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        bucket: &Arc<Bucket>,
+        _: Instant,
+    ) -> Option<Duration> {
         Some(bucket.window)
     }
 
@@ -113,13 +118,22 @@ impl MemoryBackend {
 
     /// Counts a hit and decides, without waiting.
     #[inline]
-    pub(crate) fn hit_now(&self, key: &str, now_ms: u64, window: Duration, max: u32) -> RateDecision {
+    pub(crate) fn hit_now(
+        &self,
+        key: &str,
+        now_ms: u64,
+        window: Duration,
+        max: u32,
+    ) -> RateDecision {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
         let bucket = match self.cache.get(key) {
             Some(bucket) if bucket.is_current(now_ms, window_ms) => bucket,
             _ => self.start_window(key, now_ms, window, window_ms),
         };
-        let count = bucket.count.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let count = bucket
+            .count
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         let end = bucket.start_ms.saturating_add(window_ms);
         let reset_after = Duration::from_millis(end.saturating_sub(now_ms).min(window_ms));
         RateDecision::from_count(count, max, reset_after)
@@ -128,7 +142,13 @@ impl MemoryBackend {
     /// Replaces a missing or finished bucket, under moka's per-key lock so that concurrent
     /// first hits agree on one bucket.
     #[cold]
-    fn start_window(&self, key: &str, now_ms: u64, window: Duration, window_ms: u64) -> Arc<Bucket> {
+    fn start_window(
+        &self,
+        key: &str,
+        now_ms: u64,
+        window: Duration,
+        window_ms: u64,
+    ) -> Arc<Bucket> {
         let fresh = || {
             Arc::new(Bucket {
                 start_ms: now_ms,
@@ -136,10 +156,13 @@ impl MemoryBackend {
                 count: AtomicU64::new(0),
             })
         };
-        let result = self.cache.entry_by_ref(key).and_compute_with(|current| match current {
-            Some(entry) if entry.value().is_current(now_ms, window_ms) => Op::Nop,
-            _ => Op::Put(fresh()),
-        });
+        let result = self
+            .cache
+            .entry_by_ref(key)
+            .and_compute_with(|current| match current {
+                Some(entry) if entry.value().is_current(now_ms, window_ms) => Op::Nop,
+                _ => Op::Put(fresh()),
+            });
         match result.into_entry() {
             Some(entry) => entry.into_value(),
             // Not reachable: the closure either kept an entry or put one.
@@ -245,9 +268,13 @@ mod tests {
         let held = b.entry_count();
         assert!(held <= 500, "{held} entries held, bound is 500");
         assert!(held > 0);
-        // Entries go when their window has passed (moka's own clock), with no further hits.
-        std::thread::sleep(Duration::from_millis(400));
-        b.run_pending_tasks();
+        // Entries go when their window has passed (moka's own clock, whose timer wheel works
+        // in ticks of about one second), with no further hits.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b.entry_count() != 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            b.run_pending_tasks();
+        }
         assert_eq!(b.entry_count(), 0);
     }
 }

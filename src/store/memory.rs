@@ -138,6 +138,7 @@ impl SessionStore for MemoryStore {
             .or_default()
             .push(sid);
         state.sessions.insert(sid, Box::new(record));
+        crate::telemetry::sessions_held(state.sessions.len());
         Ok(CreateOutcome::Created { evicted })
     }
 

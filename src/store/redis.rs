@@ -46,6 +46,7 @@ use super::{
     CreateOutcome, Lifetimes, ReuseKind, RevocationEvent, RevocationSink, RotateOutcome,
     RotateRequest, SessionLimit, SessionRecord, SessionStore, StoreError,
 };
+use crate::clock::Clock as _;
 use crate::config::{SessionConfig, SessionLimitPolicy};
 use crate::session::{SessionId, random_bytes};
 
@@ -58,6 +59,7 @@ enum Conn {
 
 struct Scripts {
     create: Script,
+    get: Script,
     rotate: Script,
     revoke: Script,
     revoke_all: Script,
@@ -177,6 +179,7 @@ impl RedisStore {
             timeout,
             scripts: Arc::new(Scripts {
                 create: Script::new(include_str!("lua/create.lua")),
+                get: Script::new(include_str!("lua/get.lua")),
                 rotate: Script::new(include_str!("lua/rotate.lua")),
                 revoke: Script::new(include_str!("lua/revoke.lua")),
                 revoke_all: Script::new(include_str!("lua/revoke_all.lua")),
@@ -289,7 +292,14 @@ async fn subscribe(client: Client, channel: String, sinks: Arc<Mutex<Vec<Revocat
     }
 }
 
-fn parse_record(sid: SessionId, fields: &[(String, String)]) -> Result<SessionRecord, StoreError> {
+/// A record from its hash fields and its key's remaining lifetime (`PTTL`, in ms). The purge time
+/// is the key's expiry, the rotation time is the last activity, and `v` is present only once
+/// revoked: fewer fields, fewer bytes per session.
+fn parse_record(
+    sid: SessionId,
+    fields: &[(String, String)],
+    pttl: i64,
+) -> Result<SessionRecord, StoreError> {
     let map: HashMap<&str, &str> = fields
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -299,30 +309,32 @@ fn parse_record(sid: SessionId, fields: &[(String, String)]) -> Result<SessionRe
             .copied()
             .ok_or_else(|| corrupt(&format!("field {k} missing")))
     };
-    let num = |k: &str| -> Result<u64, StoreError> {
-        let v = text(k)?;
+    let parse = |k: &str, v: &str| -> Result<u64, StoreError> {
         v.parse::<u64>()
             .or_else(|_| v.parse::<f64>().map(|f| f as u64))
             .map_err(|_| corrupt(&format!("field {k} is not a number")))
     };
-    let revoked = text("v")?;
+    let num = |k: &str| parse(k, text(k)?);
+    let last_active_at = num("a")?;
+    let expires_at = num("e")?;
+    let now = crate::clock::SystemClock.now_ms();
     Ok(SessionRecord {
         session_id: sid,
         user_id: text("u")?.to_owned(),
         roles: serde_json::from_str(text("r")?)
             .map_err(|_| corrupt("roles are not a JSON array"))?,
         created_at: num("c")?,
-        last_active_at: num("a")?,
-        expires_at: num("e")?,
+        last_active_at,
+        expires_at,
         generation: num("g")?,
-        rotated_at: num("t")?,
+        rotated_at: last_active_at,
         refresh_expires_at: num("x")?,
-        revoked_at: if revoked.is_empty() {
-            None
+        revoked_at: map.get("v").map(|v| parse("v", v)).transpose()?,
+        purge_at: if pttl > 0 {
+            now + pttl as u64 - 1
         } else {
-            Some(num("v")?)
+            expires_at
         },
-        purge_at: num("p")?,
     })
 }
 
@@ -397,7 +409,6 @@ impl SessionStore for RedisStore {
             .arg(record.last_active_at)
             .arg(record.expires_at)
             .arg(record.generation)
-            .arg(record.rotated_at)
             .arg(record.refresh_expires_at)
             .arg(record.purge_at)
             .arg(index_expiry);
@@ -431,7 +442,14 @@ impl SessionStore for RedisStore {
             .first()
             .and_then(|v| String::from_redis_value(v.clone()).ok())
             .ok_or_else(|| corrupt("rotate reply"))?;
-        let record = || parse_record(sid, &pairs(&reply[1..])?);
+        let record = || match &reply[1..] {
+            [Value::Array(fields), pttl] => parse_record(
+                sid,
+                &pairs(fields)?,
+                i64::from_redis_value(pttl.clone()).map_err(|_| corrupt("pttl"))?,
+            ),
+            _ => Err(corrupt("rotate reply")),
+        };
         Ok(match status.as_str() {
             "rotated" => RotateOutcome::Rotated(record()?),
             "grace" => RotateOutcome::Grace(record()?),
@@ -446,13 +464,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn get(&self, session_id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let fields: Vec<(String, String)> = self
-            .command(redis::cmd("HGETALL").arg(self.record_key(session_id)))
-            .await?;
+        let invocation = self.scripts.get.key(self.record_key(session_id));
+        let (fields, pttl): (Vec<Value>, i64) = self.run(&invocation).await?;
         if fields.is_empty() {
             return Ok(None);
         }
-        parse_record(session_id, &fields).map(Some)
+        parse_record(session_id, &pairs(&fields)?, pttl).map(Some)
     }
 
     async fn list(&self, user_id: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
@@ -462,9 +479,13 @@ impl SessionStore for RedisStore {
         invocation.arg(now).arg(self.record_prefix(&tag));
         let reply: Vec<Value> = self.run(&invocation).await?;
         reply
-            .chunks(2)
-            .map(|pair| match pair {
-                [sid, Value::Array(fields)] => parse_record(sid_of(sid)?, &pairs(fields)?),
+            .chunks(3)
+            .map(|entry| match entry {
+                [sid, Value::Array(fields), pttl] => parse_record(
+                    sid_of(sid)?,
+                    &pairs(fields)?,
+                    i64::from_redis_value(pttl.clone()).map_err(|_| corrupt("pttl"))?,
+                ),
                 _ => Err(corrupt("list reply")),
             })
             .collect()
@@ -514,7 +535,6 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::clock::Clock as _;
     use crate::store::suite;
 
     pub(super) async fn store_on(urls: &[String], name: &str) -> RedisStore {

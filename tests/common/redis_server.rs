@@ -197,13 +197,15 @@ fn start_nodes_with(count: usize, cluster: bool, extra: &[&str], port: Option<u1
             parent = std::process::id(),
             dir = dir.display(),
         );
-        Command::new("sh")
+        let mut watchdog = Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("sh");
+        // Reap the shell when it ends (after its server stops), so it leaves no zombie.
+        std::thread::spawn(move || watchdog.wait());
         ports.push(port);
     }
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -1,8 +1,9 @@
 -- Create a session, applying the per-user limit atomically (plan_admission in store/mod.rs).
 -- KEYS[1] the user's index (zset of session ids by creation), KEYS[2] the new record.
 -- ARGV: now, max, policy, sid, record key prefix, channel,
---       user, roles, created, active, expires, generation, rotated, refresh_expires, purge,
---       index expiry
+--       user, roles, created, active, expires, generation, refresh_expires, purge, index expiry
+-- A record's key expires at its purge time, so an existing key is never past it; `v` (revoked
+-- at) is absent while the session is live; the rotation time is `a` (last active).
 local index, record = KEYS[1], KEYS[2]
 local now, max = tonumber(ARGV[1]), tonumber(ARGV[2])
 local deny = ARGV[3] == 'deny'
@@ -10,11 +11,11 @@ local sid, prefix, channel = ARGV[4], ARGV[5], ARGV[6]
 
 local live = {}
 for position, member in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-  local f = redis.call('HMGET', prefix .. member, 'v', 'e', 'p', 'a')
+  local f = redis.call('HMGET', prefix .. member, 'v', 'e', 'a')
   if not f[2] then
     redis.call('ZREM', index, member)
-  elseif f[1] == '' and now < tonumber(f[2]) and now <= tonumber(f[3]) then
-    live[#live + 1] = { member, tonumber(f[4]), position }
+  elseif not f[1] and now < tonumber(f[2]) then
+    live[#live + 1] = { member, tonumber(f[3]), position }
   end
 end
 
@@ -37,10 +38,10 @@ end
 
 redis.call('HSET', record,
   'u', ARGV[7], 'r', ARGV[8], 'c', ARGV[9], 'a', ARGV[10], 'e', ARGV[11],
-  'g', ARGV[12], 't', ARGV[13], 'x', ARGV[14], 'v', '', 'p', ARGV[15])
-redis.call('PEXPIREAT', record, tonumber(ARGV[15]) + 1)
+  'g', ARGV[12], 'x', ARGV[13])
+redis.call('PEXPIREAT', record, tonumber(ARGV[14]) + 1)
 redis.call('ZADD', index, ARGV[9], sid)
-local index_expiry = tonumber(ARGV[16])
+local index_expiry = tonumber(ARGV[15])
 local ttl = redis.call('PTTL', index)
 if ttl < 0 or now + ttl < index_expiry then
   redis.call('PEXPIREAT', index, index_expiry)

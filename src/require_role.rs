@@ -1,0 +1,490 @@
+//! [`RequireRole`]: lets through only sessions that hold a role.
+//!
+//! The layer runs behind [`SessionLayer`](crate::SessionLayer) and reads the verified
+//! [`Session`] from the request extensions:
+//!
+//! - a session with the role (or one of the roles) reaches the inner service;
+//! - a session without it is answered 403 with the JSON error body (code `forbidden`) and
+//!   `WWW-Authenticate: Bearer realm="api", error="insufficient_scope", error_description="…"`
+//!   (RFC 6750 §3.1);
+//! - a request without a session means the layers are in the wrong order (or the session layer
+//!   is missing): it is refused 401 like a request without a token, never let through, and
+//!   logged at `error`.
+//!
+//! With axum, a layer added later wraps the ones before it, so add `RequireRole` **first** and
+//! the session layer after it:
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tower_jwt_session::{SessionConfig, SessionManager, require_role};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+//! let admin: Router = Router::new()
+//!     .route("/api/admin/users", get(|| async { "the users" }))
+//!     .route_layer(require_role("admin")) // inner: runs second
+//!     .route_layer(manager.layer()); // outer: runs first, puts the Session in
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The same with tower's `ServiceBuilder`, where the first layer listed is the outermost:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_jwt_session::{SessionConfig, SessionManager, require_role};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+//! let service = ServiceBuilder::new()
+//!     .layer(manager.layer())
+//!     .layer(require_role("admin"))
+//!     .service(service_fn(|_req: Request<String>| async {
+//!         Ok::<_, Infallible>(Response::new(String::from("secret")))
+//!     }));
+//!
+//! for (user, role, status) in [
+//!     ("root", "admin", StatusCode::OK),
+//!     ("alice", "user", StatusCode::FORBIDDEN),
+//! ] {
+//!     let pair = manager.create_session(user, &[role.to_owned()]).await?;
+//!     let request = Request::builder()
+//!         .header("authorization", format!("Bearer {}", pair.access_token))
+//!         .body(String::new())?;
+//!     assert_eq!(service.clone().oneshot(request).await?.status(), status);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::{AuthError, ErrorCode, auth_error_response, json_error, sanitize_realm};
+use crate::layer::ResponseBody;
+use crate::session::Session;
+
+/// A layer that lets through only sessions holding a role: see the
+/// [module docs](mod@crate::require_role).
+///
+/// Cheap to clone.
+#[derive(Clone)]
+#[must_use]
+pub struct RequireRole {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    roles: Box<[Box<str>]>,
+    realm: Box<str>,
+    /// `error_description` and JSON message, made once.
+    description: Box<str>,
+}
+
+impl fmt::Debug for RequireRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireRole")
+            .field("roles", &self.shared.roles)
+            .field("realm", &self.shared.realm)
+            .finish()
+    }
+}
+
+/// A [`RequireRole`] layer demanding `role`. Short for [`RequireRole::new`].
+pub fn require_role(role: impl Into<String>) -> RequireRole {
+    RequireRole::new(role)
+}
+
+impl RequireRole {
+    /// Lets through sessions with `role`.
+    pub fn new(role: impl Into<String>) -> Self {
+        Self::any_of([role])
+    }
+
+    /// Lets through sessions with at least one of `roles`. An empty list lets nobody through.
+    pub fn any_of<I, R>(roles: I) -> Self
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<String>,
+    {
+        let roles: Box<[Box<str>]> = roles
+            .into_iter()
+            .map(|r| r.into().into_boxed_str())
+            .collect();
+        Self::build(roles, "api".into())
+    }
+
+    /// The `realm` of the challenges. The default is `api`, like
+    /// [`SessionConfig::realm`](crate::SessionConfig::realm); set the same value as there.
+    pub fn realm(self, realm: impl Into<String>) -> Self {
+        Self::build(self.shared.roles.clone(), sanitize_realm(&realm.into()))
+    }
+
+    fn build(roles: Box<[Box<str>]>, realm: String) -> Self {
+        let names: Vec<String> = roles.iter().map(|r| sanitize_realm(r)).collect();
+        let description = match names.as_slice() {
+            [] => "no role may use this resource".to_owned(),
+            [one] => format!("the {one} role is required"),
+            many => format!("one of the roles {} is required", many.join(", ")),
+        };
+        Self {
+            shared: Arc::new(Shared {
+                roles,
+                realm: realm.into_boxed_str(),
+                description: description.into_boxed_str(),
+            }),
+        }
+    }
+
+    /// The roles, any one of which lets a session through.
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        self.shared.roles.iter().map(|r| &**r)
+    }
+}
+
+impl Shared {
+    fn allows(&self, session: &Session) -> bool {
+        self.roles.iter().any(|r| session.has_role(r))
+    }
+
+    /// 403 `forbidden` with an `insufficient_scope` challenge (RFC 6750 §3.1).
+    fn forbidden(&self) -> Response<Bytes> {
+        let mut response = json_error(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            &self.description,
+        );
+        let challenge = format!(
+            "Bearer realm=\"{}\", error=\"insufficient_scope\", error_description=\"{}\"",
+            self.realm, self.description
+        );
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+
+    /// No session: the answer to a request without a token.
+    fn unauthenticated(&self) -> Response<Bytes> {
+        let mut response = auth_error_response(&self.realm, AuthError::MissingToken);
+        response.extensions_mut().insert(AuthError::MissingToken);
+        response
+    }
+}
+
+impl<S> Layer<S> for RequireRole {
+    type Service = RequireRoleService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireRoleService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service made by [`RequireRole`].
+pub struct RequireRoleService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> RequireRoleService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: Clone> Clone for RequireRoleService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for RequireRoleService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireRoleService")
+            .field("inner", &self.inner)
+            .field("roles", &self.shared.roles)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireRoleService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let response = match req.extensions().get::<Session>() {
+            Some(session) if self.shared.allows(session) => {
+                return ResponseFuture::inner(self.inner.call(req));
+            }
+            Some(session) => {
+                tracing::debug!(
+                    user_id = session.user_id(),
+                    session_id = %session.session_id(),
+                    required = ?self.shared.roles,
+                    "request refused: missing role"
+                );
+                self.shared.forbidden()
+            }
+            None => {
+                tracing::error!(
+                    "RequireRole found no Session in the request: it must run behind SessionLayer (with axum, add `.route_layer(require_role(..))` before `.route_layer(manager.layer())`); refusing"
+                );
+                self.shared.unauthenticated()
+            }
+        };
+        ResponseFuture::rejected(response)
+    }
+}
+
+pin_project! {
+    /// Response future of [`RequireRoleService`]: the inner future, or the refusal.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Inner { #[pin] future: F },
+        Rejected { response: Option<Response<Bytes>> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn inner(future: F) -> Self {
+        Self {
+            kind: Kind::Inner { future },
+        }
+    }
+
+    fn rejected(response: Response<Bytes>) -> Self {
+        Self {
+            kind: Kind::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.kind {
+            Kind::Inner { .. } => "Inner",
+            Kind::Rejected { .. } => "Rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => {
+                Poll::Ready(Ok(ready!(future.poll(cx))?.map(ResponseBody::inner)))
+            }
+            KindProj::Rejected { response } => {
+                let response = response.take().expect("polled after completion");
+                Poll::Ready(Ok(response.map(ResponseBody::full)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::{BodyExt, Full};
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+    use crate::session::SessionId;
+
+    fn session(roles: &[&str]) -> Session {
+        Session::new("alice", roles.iter().copied(), SessionId::random(), 1, 2)
+    }
+
+    fn request(session: Option<Session>) -> Request<Full<Bytes>> {
+        let mut req = Request::new(Full::default());
+        if let Some(s) = session {
+            req.extensions_mut().insert(s);
+        }
+        req
+    }
+
+    fn counting(
+        calls: Arc<AtomicUsize>,
+    ) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible>
+    + Clone
+    + Send
+    + Sync {
+        service_fn(move |_req: Request<Full<Bytes>>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
+        })
+    }
+
+    async fn json(res: Response<ResponseBody<Full<Bytes>>>) -> serde_json::Value {
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_session_with_the_role_is_let_through() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut svc = require_role("admin").layer(counting(calls.clone()));
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(Some(session(&["user", "admin"]))))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+
+        let mut any = RequireRole::any_of(["ops", "admin"]).layer(counting(calls.clone()));
+        let res = any
+            .ready()
+            .await
+            .unwrap()
+            .call(request(Some(session(&["admin"]))))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_session_without_the_role_gets_403_insufficient_scope() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut svc = require_role("admin").layer(counting(calls.clone()));
+        for roles in [&["user"][..], &[], &["Admin"], &["admin "]] {
+            let res = svc
+                .ready()
+                .await
+                .unwrap()
+                .call(request(Some(session(roles))))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{roles:?}");
+            assert_eq!(
+                res.headers()[header::WWW_AUTHENTICATE],
+                r#"Bearer realm="api", error="insufficient_scope", error_description="the admin role is required""#
+            );
+            assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+            let body = json(res).await;
+            assert_eq!(
+                body,
+                serde_json::json!({
+                    "success": false,
+                    "message": "the admin role is required",
+                    "error": "forbidden",
+                })
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+        // Custom realm, several roles, and quotes in names cannot break the header.
+        let layer = RequireRole::any_of(["ops", "ad\"min"]).realm("my \"app\"");
+        assert_eq!(layer.roles().collect::<Vec<_>>(), ["ops", "ad\"min"]);
+        let mut svc = layer.layer(counting(calls.clone()));
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(Some(session(&["user"]))))
+            .await
+            .unwrap();
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="my app", error="insufficient_scope", error_description="one of the roles ops, admin is required""#
+        );
+
+        // An empty list lets nobody through.
+        let mut nobody = RequireRole::any_of(Vec::<String>::new()).layer(counting(calls.clone()));
+        let res = nobody
+            .ready()
+            .await
+            .unwrap()
+            .call(request(Some(session(&["admin"]))))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn no_session_means_401_never_the_inner_service() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut svc = require_role("admin").layer(counting(calls.clone()));
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(None))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="api""#
+        );
+        assert_eq!(
+            res.extensions().get::<AuthError>(),
+            Some(&AuthError::MissingToken)
+        );
+        assert_eq!(json(res).await["error"], "invalid_token");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn the_layer_and_its_service_are_cheap_to_clone_and_send() {
+        fn assert_send_sync_clone<T: Send + Sync + Clone>(_: &T) {}
+        let layer = require_role("admin");
+        assert_send_sync_clone(&layer);
+        assert_send_sync_clone(&layer.layer(counting(Arc::default())));
+    }
+}

@@ -1,0 +1,154 @@
+//! Metrics through the `metrics` facade (feature `metrics`); without the feature every call here
+//! compiles to nothing.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `tjs_token_validations_total` | counter | `outcome`: `valid`, or the refusal's error code |
+//! | `tjs_refresh_total` | counter | `outcome`: `success`, or the error code |
+//! | `tjs_sessions_created_total` | counter | |
+//! | `tjs_sessions_revoked_total` | counter | `reason`: `logout`, `evicted`, `reuse` |
+//! | `tjs_refresh_reuse_detected_total` | counter | `kind`: `retired_after_interval`, `ancestor` |
+//! | `tjs_logins_denied_total` | counter | (the `deny` session-limit policy) |
+//! | `tjs_rate_limited_total` | counter | `scope` |
+//! | `tjs_store_operation_seconds` | histogram | `op`, `store` |
+//! | `tjs_sessions_held` | gauge | records the memory store holds (live or kept to answer `token_revoked`) |
+//!
+//! Counter handles for the layer's outcomes are registered once, when the layer is built, so
+//! the hot path only bumps an atomic: install your recorder before building the manager.
+
+#[cfg(feature = "metrics")]
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::AuthError;
+
+/// Handles for the per-request counters.
+#[derive(Clone, Default)]
+pub(crate) struct Metrics {
+    #[cfg(feature = "metrics")]
+    validations: Option<Arc<ValidationCounters>>,
+}
+
+#[cfg(feature = "metrics")]
+struct ValidationCounters {
+    valid: metrics::Counter,
+    invalid_token: metrics::Counter,
+    token_expired: metrics::Counter,
+    token_revoked: metrics::Counter,
+    invalid_request: metrics::Counter,
+    unavailable: metrics::Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Registers the layer's counters with the installed recorder.
+    pub(crate) fn register() -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            let c = |outcome: &'static str| metrics::counter!("tjs_token_validations_total", "outcome" => outcome);
+            Self {
+                validations: Some(Arc::new(ValidationCounters {
+                    valid: c("valid"),
+                    invalid_token: c("invalid_token"),
+                    token_expired: c("token_expired"),
+                    token_revoked: c("token_revoked"),
+                    invalid_request: c("invalid_request"),
+                    unavailable: c("unavailable"),
+                })),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        Self::default()
+    }
+
+    /// One layer decision.
+    #[inline]
+    pub(crate) fn validation(&self, result: Result<(), AuthError>) {
+        #[cfg(feature = "metrics")]
+        if let Some(c) = &self.validations {
+            use crate::error::ErrorCode;
+            let counter = match result {
+                Ok(()) => &c.valid,
+                Err(e) => match e.code() {
+                    ErrorCode::TokenExpired => &c.token_expired,
+                    ErrorCode::TokenRevoked => &c.token_revoked,
+                    ErrorCode::InvalidRequest => &c.invalid_request,
+                    ErrorCode::Unavailable => &c.unavailable,
+                    _ => &c.invalid_token,
+                },
+            };
+            counter.increment(1);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = result;
+    }
+}
+
+/// A refresh and how it ended.
+pub(crate) fn refresh(outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tjs_refresh_total", "outcome" => outcome).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = outcome;
+}
+
+/// Sessions created.
+pub(crate) fn created() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tjs_sessions_created_total").increment(1);
+}
+
+/// Sessions ended early.
+pub(crate) fn revoked(reason: &'static str, count: u64) {
+    #[cfg(feature = "metrics")]
+    if count > 0 {
+        metrics::counter!("tjs_sessions_revoked_total", "reason" => reason).increment(count);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (reason, count);
+}
+
+/// Refresh-token reuse detected.
+pub(crate) fn reuse(kind: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tjs_refresh_reuse_detected_total", "kind" => kind).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = kind;
+}
+
+/// A login refused by the `deny` policy.
+pub(crate) fn denied() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tjs_logins_denied_total").increment(1);
+}
+
+/// A request refused by a rate limit or lock-out.
+#[allow(dead_code)]
+pub(crate) fn rate_limited(scope: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tjs_rate_limited_total", "scope" => scope).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = scope;
+}
+
+/// How long a store operation took.
+pub(crate) fn store_latency(store: &'static str, op: &'static str, took: Duration) {
+    #[cfg(feature = "metrics")]
+    metrics::histogram!("tjs_store_operation_seconds", "op" => op, "store" => store)
+        .record(took.as_secs_f64());
+    #[cfg(not(feature = "metrics"))]
+    let _ = (store, op, took);
+}
+
+/// Records held by the memory store.
+pub(crate) fn sessions_held(count: usize) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("tjs_sessions_held").set(count as f64);
+    #[cfg(not(feature = "metrics"))]
+    let _ = count;
+}
