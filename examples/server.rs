@@ -25,9 +25,15 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tower_jwt_session::{Session, SessionConfig, SessionError, SessionManager};
+
+use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
+use tower_jwt_session::{
+    AttemptConfig, AttemptTracker, ClientIp, RateLimitConfig, RateLimitLayer, Session,
+    SessionConfig, SessionError, SessionManager,
+};
 
 /// Demo accounts: user name, password, roles.
 const USERS: &[(&str, &str, &[&str])] = &[
@@ -65,7 +71,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     // Install the recorder before building the manager: the layer registers its counters then.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    let manager = build_manager(config).await?;
+    let parts = build(config).await?;
 
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p
@@ -76,18 +82,31 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(manager, metrics))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // The rate limiter keys on the peer address: serve with connection info.
+    axum::serve(
+        listener,
+        app(parts, metrics).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     Ok(())
 }
 
-/// The memory store, or Redis (or Redis Cluster) when `REDIS_URL` is set.
-async fn build_manager(
-    config: SessionConfig,
-) -> Result<SessionManager, Box<dyn std::error::Error>> {
+/// The manager with its store, and where rate-limit and failed-attempt state live: in this
+/// process by default, in Redis (shared by every instance) when `REDIS_URL` is set.
+struct Parts {
+    manager: SessionManager,
+    rate_limit: Option<Arc<dyn RateLimitBackend>>,
+    attempts: Option<Arc<dyn AttemptBackend>>,
+}
+
+async fn build(config: SessionConfig) -> Result<Parts, Box<dyn std::error::Error>> {
     if config.redis_urls().is_empty() {
-        return Ok(SessionManager::new(config)?);
+        return Ok(Parts {
+            manager: SessionManager::new(config)?,
+            rate_limit: None,
+            attempts: None,
+        });
     }
     #[cfg(feature = "redis")]
     {
@@ -98,7 +117,13 @@ async fn build_manager(
             nodes = config.redis_urls().len(),
             "using the Redis session store"
         );
-        Ok(SessionManager::builder(config).store(store).build()?)
+        let rate_limit: Arc<dyn RateLimitBackend> = Arc::new(store.rate_limit_backend());
+        let attempts: Arc<dyn AttemptBackend> = Arc::new(store.attempt_backend());
+        Ok(Parts {
+            manager: SessionManager::builder(config).store(store).build()?,
+            rate_limit: Some(rate_limit),
+            attempts: Some(attempts),
+        })
     }
     #[cfg(not(feature = "redis"))]
     {
@@ -114,18 +139,45 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
+#[derive(Clone)]
+struct App {
+    manager: SessionManager,
+    attempts: AttemptTracker,
+}
+
 /// The whole app: login, a protected route, the token routes, metrics and the demo page.
-fn app(manager: SessionManager, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
+fn app(parts: Parts, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
+    let Parts {
+        manager,
+        rate_limit,
+        attempts,
+    } = parts;
+    let attempts = match attempts {
+        Some(backend) => AttemptTracker::with_backend(AttemptConfig::new(), backend),
+        None => AttemptTracker::default(),
+    };
+    let limits = RateLimitConfig::from_session_config(manager.config());
+    let rate_limit = match rate_limit {
+        Some(backend) => RateLimitLayer::with_backend(limits, backend),
+        None => RateLimitLayer::new(limits),
+    };
     let protected = Router::new()
         .route("/api/me", get(me))
         .layer(manager.layer());
-    Router::new()
+    // RATE_LIMIT_WINDOW_MS / RATE_LIMIT_MAX_REQUESTS per client IP on /api/auth/* and /api/token/*.
+    let rate_limited = Router::new()
         .route(
             "/api/auth/login",
             post(login).layer(DefaultBodyLimit::max(16 * 1024)),
         )
+        .nest_service(
+            "/api/token",
+            manager.refresh_service().attempt_tracker(attempts.clone()),
+        )
+        .layer(rate_limit);
+    Router::new()
+        .merge(rate_limited)
         .merge(protected)
-        .nest_service("/api/token", manager.refresh_service())
         .route(
             "/metrics",
             get(move || {
@@ -187,7 +239,7 @@ fn app(manager: SessionManager, metrics: metrics_exporter_prometheus::Prometheus
             }),
         )
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .with_state(manager)
+        .with_state(App { manager, attempts })
 }
 
 async fn static_file(content_type: &'static str, body: &'static str) -> Response {
@@ -217,7 +269,8 @@ struct Login {
 
 /// `POST /api/auth/login {username, password}`.
 async fn login(
-    State(manager): State<SessionManager>,
+    State(App { manager, attempts }): State<App>,
+    ClientIp(ip): ClientIp,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let body = match body {
@@ -244,14 +297,19 @@ async fn login(
             "send a JSON object with string fields `username` and `password`",
         );
     };
+    if let Err(locked) = attempts.check(Some(&username), ip).await {
+        return locked.into_response();
+    }
     let Some(roles) = check_password(&username, &password) else {
-        tracing::info!(user_id = %username, "login failed");
+        attempts.record_failure(Some(&username), ip).await;
+        tracing::info!(user_id = %username, %ip, "login failed");
         return json_error(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
             "wrong user name or password",
         );
     };
+    attempts.record_success(&username).await;
     match manager.create_session(&username, &roles).await {
         Ok(pair) => {
             let cookie = manager.refresh_cookie(&pair);

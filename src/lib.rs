@@ -87,7 +87,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | `Session` as an axum extractor (`FromRequestParts`, also `Option<Session>`) |
-//! | `metrics` | no | counters and histograms through the `metrics` facade: see [`telemetry`] |
+//! | `metrics` | yes | counters and histograms through the `metrics` facade: see [`telemetry`] |
 //! | `redis` | no | [`store::RedisStore`]: sessions in Redis or Redis Cluster for several instances |
 //! | `full` | no | every feature |
 #![forbid(unsafe_code)]

@@ -53,6 +53,7 @@ use tower_service::Service;
 use crate::clock::rfc3339;
 use crate::error::{AuthError, ErrorCode, auth_error_response, json_error, json_response};
 use crate::manager::{SessionError, SessionManager, TokenPair};
+use crate::rate_limit::{AttemptTracker, ClientIp};
 use crate::revocation::SessionStatus;
 
 /// Largest accepted request body on the token routes.
@@ -63,12 +64,14 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct RefreshService {
     manager: SessionManager,
     prefix: Arc<str>,
+    attempts: Option<AttemptTracker>,
 }
 
 impl fmt::Debug for RefreshService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefreshService")
             .field("prefix", &self.prefix)
+            .field("attempts", &self.attempts.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -84,7 +87,18 @@ impl RefreshService {
         Self {
             manager,
             prefix: "/api/token".into(),
+            attempts: None,
         }
+    }
+
+    /// Counts failed refreshes per client IP in `tracker`, and answers 429 `rate_limited` to an
+    /// IP that has failed too often, for the tracker's cool-down. Needs the client IP that
+    /// [`RateLimitLayer`](crate::RateLimitLayer) puts into the request; without that layer in
+    /// front, nothing is counted. The default is no tracking.
+    #[must_use]
+    pub fn attempt_tracker(mut self, tracker: AttemptTracker) -> Self {
+        self.attempts = Some(tracker);
+        self
     }
 
     /// Serves under another prefix. The default is `/api/token`. Remember to set the cookie
@@ -184,10 +198,24 @@ impl RefreshService {
         let _enter = span.enter();
         let (parts, body) = req.into_parts();
         match route {
-            Route::Refresh => match read_json::<RefreshBody, B>(&parts.headers, body).await {
-                Ok(body) => self.refresh(&parts.headers, body.refresh_token).await,
-                Err(res) => res,
-            },
+            Route::Refresh => {
+                let ip = parts.extensions.get::<ClientIp>().map(|c| c.0);
+                if let (Some(tracker), Some(ip)) = (&self.attempts, ip)
+                    && let Err(locked) = tracker.check(None, ip).await
+                {
+                    return locked.to_response();
+                }
+                let res = match read_json::<RefreshBody, B>(&parts.headers, body).await {
+                    Ok(body) => self.refresh(&parts.headers, body.refresh_token).await,
+                    Err(res) => res,
+                };
+                if let (Some(tracker), Some(ip)) = (&self.attempts, ip)
+                    && res.status() == StatusCode::UNAUTHORIZED
+                {
+                    tracker.record_failure(None, ip).await;
+                }
+                res
+            }
             Route::Validate => match read_json::<ValidateBody, B>(&parts.headers, body).await {
                 Ok(body) => self.validate(body).await,
                 Err(res) => res,

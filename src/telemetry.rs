@@ -9,7 +9,7 @@
 //! | `tjs_sessions_revoked_total` | counter | `reason`: `logout`, `evicted`, `reuse` |
 //! | `tjs_refresh_reuse_detected_total` | counter | `kind`: `retired_after_interval`, `ancestor` |
 //! | `tjs_logins_denied_total` | counter | (the `deny` session-limit policy) |
-//! | `tjs_rate_limited_total` | counter | `scope` |
+//! | `tjs_rate_limited_total` | counter | `scope`: `ip` (rate limit), `lockout` (failed attempts) |
 //! | `tjs_store_operation_seconds` | histogram | `op`, `store` |
 //! | `tjs_sessions_held` | gauge | records the memory store holds (live or kept to answer `token_revoked`) |
 //!
@@ -128,7 +128,6 @@ pub(crate) fn denied() {
 }
 
 /// A request refused by a rate limit or lock-out.
-#[allow(dead_code)]
 pub(crate) fn rate_limited(scope: &'static str) {
     #[cfg(feature = "metrics")]
     metrics::counter!("tjs_rate_limited_total", "scope" => scope).increment(1);

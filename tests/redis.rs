@@ -265,3 +265,56 @@ async fn the_cluster_serves_two_instances_too() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[tokio::test]
+async fn the_rate_limit_and_lock_outs_hold_across_instances() {
+    let (a, b) = pair(&[
+        ("RATE_LIMIT_MAX_REQUESTS", "4"),
+        ("RATE_LIMIT_WINDOW_MS", "60000"),
+    ]);
+    // Four requests split over both instances use up the one budget.
+    for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let res = server
+            .client
+            .get(server.url("/api/token/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "request {i}");
+        assert_eq!(
+            res.headers()["ratelimit-remaining"],
+            (3 - i).to_string().as_str()
+        );
+    }
+    for server in [&a, &b] {
+        let res = server
+            .client
+            .get(server.url("/api/token/health"))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = common::read(res).await;
+        assert_error(status, &body, 429, "rate_limited");
+    }
+
+    // Failed logins spread over both instances lock the account on both.
+    let (a, b) = pair(&[]);
+    for (i, server) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
+        let (status, body) = server
+            .post(
+                "/api/auth/login",
+                json!({"username": "bob", "password": format!("guess-{i}")}),
+            )
+            .await;
+        assert_error(status, &body, 401, "invalid_credentials");
+    }
+    for server in [&a, &b] {
+        let (status, body) = server
+            .post(
+                "/api/auth/login",
+                json!({"username": "bob", "password": "bob-password"}),
+            )
+            .await;
+        assert_error(status, &body, 429, "rate_limited");
+    }
+}

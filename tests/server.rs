@@ -595,3 +595,77 @@ async fn metrics_count_what_happened() {
     assert!(text.contains("tjs_store_operation_seconds"), "{text}");
     assert!(text.contains("tjs_sessions_held 1"), "{text}");
 }
+
+#[tokio::test]
+async fn auth_and_token_routes_are_rate_limited_per_ip() {
+    let s = Server::start(&[
+        ("RATE_LIMIT_MAX_REQUESTS", "3"),
+        ("RATE_LIMIT_WINDOW_MS", "60000"),
+    ]);
+    let login = s.login("alice").await;
+    let token = login["accessToken"].as_str().unwrap();
+    for remaining in ["1", "0"] {
+        let res = s
+            .client
+            .get(s.url("/api/token/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["ratelimit-limit"], "3");
+        assert_eq!(res.headers()["ratelimit-remaining"], remaining);
+    }
+    let res = s
+        .client
+        .get(s.url("/api/token/health"))
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(res.headers().contains_key("ratelimit-reset"));
+    let (status, body) = read(res).await;
+    assert_error(status, &body, 429, "rate_limited");
+    // A spoofed X-Forwarded-For from an untrusted peer does not buy a new budget.
+    let res = s
+        .client
+        .get(s.url("/api/token/health"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    // Protected application routes are not behind this limit.
+    assert_eq!(s.get_auth("/api/me", token).await.0, 200);
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_lock_the_account_out() {
+    let s = Server::start(&[]);
+    for _ in 0..5 {
+        let (status, body) = s
+            .post(
+                "/api/auth/login",
+                json!({"username": "bob", "password": "guess"}),
+            )
+            .await;
+        assert_error(status, &body, 401, "invalid_credentials");
+    }
+    // Even the right password is refused during the cool-down.
+    let res = s
+        .client
+        .post(s.url("/api/auth/login"))
+        .json(&json!({"username": "bob", "password": "bob-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    let (status, body) = read(res).await;
+    assert_error(status, &body, 429, "rate_limited");
+    // Other users are not locked out.
+    s.login("alice").await;
+}

@@ -350,6 +350,7 @@ impl LockedOut {
 
     /// The answer: 429, `Retry-After`, and the JSON error body with code `rate_limited`.
     pub fn to_response(&self) -> Response<Bytes> {
+        crate::telemetry::rate_limited("lockout");
         let mut response = json_error(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimited,

@@ -161,6 +161,7 @@ pub(crate) fn set_headers(headers: &mut HeaderMap, decision: &RateDecision) {
 
 /// The 429 answer for a request over the limit.
 pub(crate) fn too_many_requests(decision: &RateDecision) -> Response<Bytes> {
+    crate::telemetry::rate_limited("ip");
     let retry_after = decision.reset_after_secs().max(1);
     let mut response = json_error(
         StatusCode::TOO_MANY_REQUESTS,

@@ -57,6 +57,50 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// A connection and the timeout every call through it gets.
+#[derive(Clone)]
+struct Redis {
+    conn: Conn,
+    timeout: Duration,
+}
+
+impl Redis {
+    async fn run<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let call = async {
+            match self.conn.clone() {
+                Conn::Single(mut c) => invocation.invoke_async(&mut c).await,
+                Conn::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+            }
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| StoreError::Timeout)?
+            .map_err(unavailable)
+    }
+
+    async fn command<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        async fn go<C: ConnectionLike, T: FromRedisValue>(
+            c: &mut C,
+            cmd: &redis::Cmd,
+        ) -> redis::RedisResult<T> {
+            cmd.query_async(c).await
+        }
+        let call = async {
+            match self.conn.clone() {
+                Conn::Single(mut c) => go(&mut c, cmd).await,
+                Conn::Cluster(mut c) => go(&mut c, cmd).await,
+            }
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| StoreError::Timeout)?
+            .map_err(unavailable)
+    }
+}
+
 struct Scripts {
     create: Script,
     get: Script,
@@ -68,10 +112,9 @@ struct Scripts {
 
 /// Sessions in Redis or Redis Cluster: see the [module docs](crate::store::redis).
 pub struct RedisStore {
-    conn: Conn,
+    redis: Redis,
     prefix: String,
     channel: String,
-    timeout: Duration,
     scripts: Arc<Scripts>,
     sinks: Arc<Mutex<Vec<RevocationSink>>>,
     subscriber: tokio::task::JoinHandle<()>,
@@ -82,13 +125,13 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field(
                 "mode",
-                &match self.conn {
+                &match self.redis.conn {
                     Conn::Single(_) => "single",
                     Conn::Cluster(_) => "cluster",
                 },
             )
             .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.redis.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -173,10 +216,9 @@ impl RedisStore {
         let pubsub_client = Client::open(first.as_str()).map_err(unavailable)?;
         let subscriber = tokio::spawn(subscribe(pubsub_client, channel.clone(), sinks.clone()));
         let store = Self {
-            conn,
+            redis: Redis { conn, timeout },
             prefix: prefix.to_owned(),
             channel,
-            timeout,
             scripts: Arc::new(Scripts {
                 create: Script::new(include_str!("lua/create.lua")),
                 get: Script::new(include_str!("lua/get.lua")),
@@ -224,35 +266,146 @@ impl RedisStore {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let call = async {
-            match self.conn.clone() {
-                Conn::Single(mut c) => invocation.invoke_async(&mut c).await,
-                Conn::Cluster(mut c) => invocation.invoke_async(&mut c).await,
-            }
-        };
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| StoreError::Timeout)?
-            .map_err(unavailable)
+        self.redis.run(invocation).await
     }
 
     async fn command<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        async fn go<C: ConnectionLike, T: FromRedisValue>(
-            c: &mut C,
-            cmd: &redis::Cmd,
-        ) -> redis::RedisResult<T> {
-            cmd.query_async(c).await
+        self.redis.command(cmd).await
+    }
+}
+
+impl RedisStore {
+    /// A rate-limit backend on this store's connection, so the limit holds across instances:
+    /// one `INCR` script a request, keys `P:rl:{client}` expiring with their window.
+    pub fn rate_limit_backend(&self) -> RedisRateLimitBackend {
+        RedisRateLimitBackend {
+            redis: self.redis.clone(),
+            prefix: format!("{}:rl:", self.prefix),
+            script: Arc::new(Script::new(include_str!("lua/rate_hit.lua"))),
         }
-        let call = async {
-            match self.conn.clone() {
-                Conn::Single(mut c) => go(&mut c, cmd).await,
-                Conn::Cluster(mut c) => go(&mut c, cmd).await,
-            }
-        };
-        tokio::time::timeout(self.timeout, call)
+    }
+
+    /// A failed-attempt backend on this store's connection, so a lock-out holds across
+    /// instances: keys `P:at:{user or ip}` expiring with their window or lock-out.
+    pub fn attempt_backend(&self) -> RedisAttemptBackend {
+        RedisAttemptBackend {
+            redis: self.redis.clone(),
+            prefix: format!("{}:at:", self.prefix),
+            fail: Arc::new(Script::new(include_str!("lua/attempt_fail.lua"))),
+            clear: Arc::new(Script::new(include_str!("lua/attempt_clear.lua"))),
+        }
+    }
+}
+
+/// Rate-limit counters in Redis: see [`RedisStore::rate_limit_backend`].
+#[derive(Clone)]
+pub struct RedisRateLimitBackend {
+    redis: Redis,
+    prefix: String,
+    script: Arc<Script>,
+}
+
+impl fmt::Debug for RedisRateLimitBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRateLimitBackend")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl crate::rate_limit::RateLimitBackend for RedisRateLimitBackend {
+    async fn hit(
+        &self,
+        key: &str,
+        _now_ms: u64,
+        window: Duration,
+        max: u32,
+    ) -> Result<crate::rate_limit::RateDecision, crate::rate_limit::BackendError> {
+        let mut invocation = self.script.key(format!("{}{{{key}}}", self.prefix));
+        invocation.arg(window.as_millis().max(1) as u64);
+        let (count, ttl): (u64, i64) = self
+            .redis
+            .run(&invocation)
             .await
-            .map_err(|_| StoreError::Timeout)?
-            .map_err(unavailable)
+            .map_err(crate::rate_limit::BackendError::new)?;
+        Ok(crate::rate_limit::RateDecision::from_count(
+            count,
+            max,
+            Duration::from_millis(ttl.max(0) as u64),
+        ))
+    }
+}
+
+/// Failed-attempt records in Redis: see [`RedisStore::attempt_backend`].
+#[derive(Clone)]
+pub struct RedisAttemptBackend {
+    redis: Redis,
+    prefix: String,
+    fail: Arc<Script>,
+    clear: Arc<Script>,
+}
+
+impl fmt::Debug for RedisAttemptBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisAttemptBackend")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisAttemptBackend {
+    fn key(&self, key: &str) -> String {
+        format!("{}{{{key}}}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl crate::rate_limit::AttemptBackend for RedisAttemptBackend {
+    async fn locked_until(
+        &self,
+        key: &str,
+        now_ms: u64,
+    ) -> Result<Option<u64>, crate::rate_limit::BackendError> {
+        let until: Option<u64> = self
+            .redis
+            .command(redis::cmd("HGET").arg(self.key(key)).arg("l"))
+            .await
+            .map_err(crate::rate_limit::BackendError::new)?;
+        Ok(until.filter(|u| *u > now_ms))
+    }
+
+    async fn record_failure(
+        &self,
+        key: &str,
+        now_ms: u64,
+        policy: crate::rate_limit::AttemptPolicy,
+    ) -> Result<Option<u64>, crate::rate_limit::BackendError> {
+        if policy.max_failures == 0 {
+            return Ok(None);
+        }
+        let mut invocation = self.fail.key(self.key(key));
+        invocation
+            .arg(now_ms)
+            .arg(policy.max_failures)
+            .arg(policy.window.as_millis() as u64)
+            .arg(policy.lockout.as_millis() as u64);
+        let started: Option<u64> = self
+            .redis
+            .run(&invocation)
+            .await
+            .map_err(crate::rate_limit::BackendError::new)?;
+        Ok(started)
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), crate::rate_limit::BackendError> {
+        let invocation = self.clear.key(self.key(key));
+        let _: i64 = self
+            .redis
+            .run(&invocation)
+            .await
+            .map_err(crate::rate_limit::BackendError::new)?;
+        Ok(())
     }
 }
 
