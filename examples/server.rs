@@ -18,7 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
@@ -29,11 +29,14 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
 use tower_jwt_session::{
     AttemptConfig, AttemptTracker, ClientIp, RateLimitConfig, RateLimitLayer, Session,
     SessionConfig, SessionError, SessionManager,
 };
+use tower_jwt_session::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
 
 /// Demo accounts: user name, password, roles.
 const USERS: &[(&str, &str, &[&str])] = &[
@@ -175,7 +178,7 @@ fn app(parts: Parts, metrics: metrics_exporter_prometheus::PrometheusHandle) -> 
             manager.refresh_service().attempt_tracker(attempts.clone()),
         )
         .layer(rate_limit);
-    Router::new()
+    let router = Router::new()
         .merge(rate_limited)
         .merge(protected)
         .route(
@@ -239,7 +242,92 @@ fn app(parts: Parts, metrics: metrics_exporter_prometheus::PrometheusHandle) -> 
             }),
         )
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .with_state(App { manager, attempts })
+        .with_state(App {
+            manager: manager.clone(),
+            attempts,
+        })
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(10),
+        ));
+    with_production_headers(router, manager.config())
+}
+
+/// What a production deployment wants in front of it: security headers on every response (HSTS
+/// too when `BEHIND_HTTPS=true`), and CORS for `ALLOWED_ORIGINS` only, the same list that
+/// cookie-only refresh trusts. Without `ALLOWED_ORIGINS` the app is same-origin only.
+fn with_production_headers(router: Router, config: &SessionConfig) -> Router {
+    let hsts = std::env::var("BEHIND_HTTPS").is_ok_and(|v| v.trim() == "true");
+    let router = router.layer(SecurityHeaders { hsts });
+    if config.allowed_origins_value().is_empty() {
+        return router;
+    }
+    let origins: Vec<HeaderValue> = config
+        .allowed_origins_value()
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    router.layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-requested-with"),
+            ])
+            .expose_headers([
+                X_TOKEN_REFRESH,
+                X_TOKEN_EXPIRES_IN,
+                header::RETRY_AFTER,
+                HeaderName::from_static("ratelimit-limit"),
+                HeaderName::from_static("ratelimit-remaining"),
+                HeaderName::from_static("ratelimit-reset"),
+            ])
+            .allow_credentials(true)
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Security headers on every response, unless the handler set its own.
+#[derive(Clone, Copy)]
+struct SecurityHeaders {
+    hsts: bool,
+}
+
+impl<S> tower::Layer<S> for SecurityHeaders {
+    type Service = tower::util::MapResponse<S, fn(Response) -> Response>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let add: fn(Response) -> Response = if self.hsts { with_hsts } else { without_hsts };
+        tower::util::MapResponse::new(inner, add)
+    }
+}
+
+fn without_hsts(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    let mut set = |name: HeaderName, value: &'static str| {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(header::REFERRER_POLICY, "no-referrer");
+    set(header::X_FRAME_OPTIONS, "DENY");
+    set(
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    );
+    res
+}
+
+fn with_hsts(res: Response) -> Response {
+    let mut res = without_hsts(res);
+    res.headers_mut()
+        .entry(header::STRICT_TRANSPORT_SECURITY)
+        .or_insert(HeaderValue::from_static(
+            "max-age=63072000; includeSubDomains",
+        ));
+    res
 }
 
 async fn static_file(content_type: &'static str, body: &'static str) -> Response {

@@ -35,6 +35,7 @@ pub const ENV_VARS: &[&str] = &[
     "SESSION_COOKIE_SAME_SITE",
     "REDIS_URL",
     "REDIS_KEY_PREFIX",
+    "ALLOWED_ORIGINS",
 ];
 
 /// A configuration value was missing or malformed.
@@ -405,6 +406,24 @@ impl SessionConfig {
         }
         if let Some(v) = get("REDIS_KEY_PREFIX") {
             config.redis_key_prefix = v.trim().to_owned();
+        }
+        if let Some(v) = get("ALLOWED_ORIGINS") {
+            let origins: Vec<String> = v
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect();
+            if origins.iter().any(|o| {
+                !(o.starts_with("https://") || o.starts_with("http://"))
+                    || o["https://".len().min(o.len())..].contains('/')
+            }) {
+                return Err(ConfigError::Invalid {
+                    name: "ALLOWED_ORIGINS",
+                    value: v,
+                    expected: "comma-separated origins such as https://app.example.com (scheme, host and optional port, no path)",
+                });
+            }
+            config.allowed_origins = origins;
         }
         config.validate()?;
         Ok(config)
@@ -781,6 +800,12 @@ impl SessionConfig {
         &self.redis_key_prefix
     }
 
+    /// Origins trusted for cookie-only refresh and, in the example server, CORS
+    /// (`ALLOWED_ORIGINS`).
+    pub fn allowed_origins_value(&self) -> &[String] {
+        &self.allowed_origins
+    }
+
     /// The cookie `Secure`, `HttpOnly` and `SameSite` attributes.
     pub fn cookie_attributes(&self) -> (bool, bool, SameSite) {
         (
@@ -980,8 +1005,16 @@ mod tests {
             ("SESSION_COOKIE_SAME_SITE", "lax"),
             ("REDIS_URL", "redis://a:7000,redis://b:7001"),
             ("REDIS_KEY_PREFIX", "app1"),
+            (
+                "ALLOWED_ORIGINS",
+                "https://app.example.com, http://localhost:5173/",
+            ),
         ])
         .unwrap();
+        assert_eq!(
+            c.allowed_origins,
+            vec!["https://app.example.com", "http://localhost:5173"]
+        );
         assert_eq!(c.previous_secrets.len(), 2);
         assert_eq!(c.access_token_ttl, Duration::from_secs(1800));
         assert_eq!(c.refresh_token_ttl, Duration::from_secs(7 * 86400));
@@ -1062,6 +1095,8 @@ mod tests {
             ("SESSION_COOKIE_HTTP_ONLY", "2"),
             ("SESSION_COOKIE_SAME_SITE", "relaxed"),
             ("REDIS_URL", "localhost:6379"),
+            ("ALLOWED_ORIGINS", "app.example.com"),
+            ("ALLOWED_ORIGINS", "https://app.example.com/path"),
         ];
         for (name, value) in cases {
             let err = from(&[("JWT_SECRET", SECRET), (name, value)]).unwrap_err();

@@ -669,3 +669,80 @@ async fn repeated_failed_logins_lock_the_account_out() {
     // Other users are not locked out.
     s.login("alice").await;
 }
+
+#[tokio::test]
+async fn security_headers_and_cors_for_allowed_origins_only() {
+    let s = Server::start(&[("ALLOWED_ORIGINS", "https://app.example.com")]);
+    let res = s.client.get(s.url("/")).send().await.unwrap();
+    let h = res.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    assert!(
+        h.get("strict-transport-security").is_none(),
+        "HSTS only behind HTTPS"
+    );
+
+    // Preflight from the allowed origin; the refresh hints are readable by its scripts.
+    let res = s
+        .client
+        .request(reqwest::Method::OPTIONS, s.url("/api/token/refresh"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,x-requested-with",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(res.headers()["access-control-allow-credentials"], "true");
+    let login = s.login("alice").await;
+    let res = s
+        .client
+        .get(s.url("/api/me"))
+        .header("origin", "https://app.example.com")
+        .bearer_auth(login["accessToken"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let exposed = res.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-token-refresh"), "{exposed}");
+
+    // Another origin gets no CORS grant.
+    let res = s
+        .client
+        .get(s.url("/api/token/health"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+
+    // And the same list lets cookie-only refresh through by Origin.
+    let res = s
+        .client
+        .post(s.url("/api/token/refresh"))
+        .header("origin", "https://app.example.com")
+        .header(
+            "cookie",
+            format!("tjs_refresh={}", login["refreshToken"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
