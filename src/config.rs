@@ -36,6 +36,8 @@ pub const ENV_VARS: &[&str] = &[
     "REDIS_URL",
     "REDIS_KEY_PREFIX",
     "ALLOWED_ORIGINS",
+    "SESSION_ENCRYPTION_KEY",
+    "SESSION_ENCRYPTION_PREVIOUS_KEYS",
 ];
 
 /// A configuration value was missing or malformed.
@@ -207,6 +209,7 @@ pub struct SessionConfig {
     pub(crate) redis_urls: Vec<String>,
     pub(crate) redis_key_prefix: String,
     pub(crate) redis_timeout: Duration,
+    pub(crate) encryption_keys: Vec<Secret>,
     pub(crate) revocation_cache_ttl: Duration,
     pub(crate) revocation_cache_capacity: u64,
     pub(crate) fail_open: bool,
@@ -247,6 +250,7 @@ impl SessionConfig {
             redis_urls: Vec::new(),
             redis_key_prefix: "tjs".to_owned(),
             redis_timeout: Duration::from_secs(1),
+            encryption_keys: Vec::new(),
             revocation_cache_ttl: Duration::from_secs(1),
             revocation_cache_capacity: 100_000,
             fail_open: false,
@@ -406,6 +410,21 @@ impl SessionConfig {
         }
         if let Some(v) = get("REDIS_KEY_PREFIX") {
             config.redis_key_prefix = v.trim().to_owned();
+        }
+        if let Some(v) = get("SESSION_ENCRYPTION_KEY") {
+            config.encryption_keys = vec![encryption_key("SESSION_ENCRYPTION_KEY", &v)?];
+            if let Some(list) = get("SESSION_ENCRYPTION_PREVIOUS_KEYS") {
+                for old in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    config
+                        .encryption_keys
+                        .push(encryption_key("SESSION_ENCRYPTION_PREVIOUS_KEYS", old)?);
+                }
+            }
+        } else if get("SESSION_ENCRYPTION_PREVIOUS_KEYS").is_some() {
+            return Err(ConfigError::Missing {
+                name: "SESSION_ENCRYPTION_KEY",
+                hint: "SESSION_ENCRYPTION_PREVIOUS_KEYS is set, so records are sealed: set the current key too",
+            });
         }
         if let Some(v) = get("ALLOWED_ORIGINS") {
             let origins: Vec<String> = v
@@ -700,6 +719,49 @@ impl SessionConfig {
         self
     }
 
+    /// Seals session records at rest with this key (32 bytes; `SESSION_ENCRYPTION_KEY`, base64),
+    /// in stores that support it (the Redis store): XChaCha20-Poly1305 with the session id as
+    /// associated data, and user ids in key names replaced by a keyed hash. The default is no
+    /// sealing.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the key is not 32 bytes.
+    pub fn encryption_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
+        if key.len() != 32 {
+            return Err(ConfigError::Invalid {
+                name: "SESSION_ENCRYPTION_KEY",
+                value: "[redacted]".to_owned(),
+                expected: "exactly 32 bytes, e.g. `openssl rand -base64 32`",
+            });
+        }
+        self.encryption_keys.insert(0, Secret(key.into()));
+        Ok(self)
+    }
+
+    /// An older sealing key (`SESSION_ENCRYPTION_PREVIOUS_KEYS`): records sealed with it still
+    /// open, and are sealed again with the current key on their next write.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the key is not 32 bytes, [`ConfigError::Conflict`] when no
+    /// current key is set.
+    pub fn previous_encryption_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
+        if self.encryption_keys.is_empty() {
+            return Err(ConfigError::Conflict {
+                name: "previous_encryption_key",
+                reason: "set the current key with encryption_key first",
+            });
+        }
+        if key.len() != 32 {
+            return Err(ConfigError::Invalid {
+                name: "SESSION_ENCRYPTION_PREVIOUS_KEYS",
+                value: "[redacted]".to_owned(),
+                expected: "exactly 32 bytes each, base64",
+            });
+        }
+        self.encryption_keys.push(Secret(key.into()));
+        Ok(self)
+    }
+
     /// How long a "not revoked" answer may be served from the in-process cache before the
     /// store is asked again. This bounds how long a revocation made by *another* instance can
     /// go unnoticed here; revocations made by this process are seen at once. The default is
@@ -859,6 +921,24 @@ pub(crate) fn key_id(alg: Algorithm, key: &[u8]) -> String {
     h.update(key);
     let digest = h.finalize();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..9])
+}
+
+/// A 32-byte key given in base64 (standard or URL-safe, padded or not).
+fn encryption_key(name: &'static str, value: &str) -> Result<Secret, ConfigError> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let v = value.trim();
+    let bytes = STANDARD
+        .decode(v)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')))
+        .ok()
+        .filter(|b| b.len() == 32)
+        .ok_or(ConfigError::Invalid {
+            name,
+            value: "[redacted]".to_owned(),
+            expected: "32 random bytes in base64, e.g. the output of `openssl rand -base64 32`",
+        })?;
+    Ok(Secret(bytes.into()))
 }
 
 fn check_secret(name: &'static str, secret: &[u8]) -> Result<Secret, ConfigError> {
@@ -1140,6 +1220,41 @@ mod tests {
         assert!(c().access_token_ttl(Duration::ZERO).validate().is_err());
         assert!(c().max_sessions_per_user(0).validate().is_err());
         assert!(c().validate().is_ok());
+    }
+
+    #[test]
+    fn encryption_keys_are_checked_and_never_echoed() {
+        let key = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+        let c = from(&[("JWT_SECRET", SECRET), ("SESSION_ENCRYPTION_KEY", key)]).unwrap();
+        assert_eq!(c.encryption_keys.len(), 1);
+        assert!(!format!("{c:?}").contains(key));
+        for bad in ["short", "not base64 at all!!", "q83vEjRWeJCrze8SNFZ4kA=="] {
+            let err = from(&[("JWT_SECRET", SECRET), ("SESSION_ENCRYPTION_KEY", bad)]).unwrap_err();
+            assert!(err.to_string().contains("SESSION_ENCRYPTION_KEY"), "{err}");
+            assert!(!err.to_string().contains(bad), "{err}");
+        }
+        let err = from(&[
+            ("JWT_SECRET", SECRET),
+            ("SESSION_ENCRYPTION_PREVIOUS_KEYS", key),
+        ])
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Missing {
+                name: "SESSION_ENCRYPTION_KEY",
+                ..
+            }
+        ));
+        let c = from(&[
+            ("JWT_SECRET", SECRET),
+            ("SESSION_ENCRYPTION_KEY", key),
+            (
+                "SESSION_ENCRYPTION_PREVIOUS_KEYS",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.encryption_keys.len(), 2);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | `tjs_logins_denied_total` | counter | (the `deny` session-limit policy) |
 //! | `tjs_rate_limited_total` | counter | `scope`: `ip` (rate limit), `lockout` (failed attempts) |
 //! | `tjs_store_operation_seconds` | histogram | `op`, `store` |
+//! | `tjs_records_unreadable_total` | counter | sealed records that failed to open (treated as no session) |
 //! | `tjs_sessions_held` | gauge | records the memory store holds (live or kept to answer `token_revoked`) |
 //!
 //! Counter handles for the layer's outcomes are registered once, when the layer is built, so
@@ -142,6 +143,13 @@ pub(crate) fn store_latency(store: &'static str, op: &'static str, took: Duratio
         .record(took.as_secs_f64());
     #[cfg(not(feature = "metrics"))]
     let _ = (store, op, took);
+}
+
+/// A sealed record that failed to open (wrong key, swapped or tampered record).
+#[allow(dead_code)]
+pub(crate) fn unreadable_record() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tjs_records_unreadable_total").increment(1);
 }
 
 /// Records held by the memory store.

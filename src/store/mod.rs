@@ -287,6 +287,10 @@ pub enum StoreError {
     /// The backend returned data that does not decode.
     #[error("session store returned corrupt data: {0}")]
     Corrupt(String),
+    /// The store's settings do not fit what it holds (e.g. a sealing key that does not open
+    /// the records already stored). A startup error.
+    #[error("session store misconfigured: {0}")]
+    Misconfigured(String),
 }
 
 /// What a store tells the revocation cache about revocations it learns of.

@@ -35,7 +35,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::{Aead, KeyInit};
 use futures_util::StreamExt;
+use hmac::{Hmac, Mac};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -55,6 +60,112 @@ use crate::session::{SessionId, random_bytes};
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+/// Seals the data fields of records (user id and roles) and hashes user ids in key names, when
+/// an encryption key is configured.
+struct Cipher {
+    /// `(key id, cipher)`, the current key first.
+    seal: Vec<(u8, XChaCha20Poly1305)>,
+    /// Keys for hashing user ids into key names, the current key's first.
+    names: Vec<Hmac<Sha256>>,
+}
+
+/// The associated data of a sealed record: the session id, so records cannot be swapped.
+fn record_aad(sid: SessionId) -> Vec<u8> {
+    let mut aad = b"tjs-record-v1:".to_vec();
+    aad.extend_from_slice(sid.as_bytes());
+    aad
+}
+
+impl Cipher {
+    fn new(keys: &[crate::config::Secret]) -> Option<Self> {
+        if keys.is_empty() {
+            return None;
+        }
+        let derive = |key: &[u8], label: &[u8]| {
+            let mut mac = <Hmac<Sha256>>::new_from_slice(key).expect("HMAC takes any key");
+            mac.update(label);
+            mac.finalize().into_bytes()
+        };
+        Some(Self {
+            seal: keys
+                .iter()
+                .map(|k| {
+                    let id = Sha256::digest(k.expose())[0];
+                    let key = derive(k.expose(), b"tower-jwt-session seal v1");
+                    (
+                        id,
+                        XChaCha20Poly1305::new_from_slice(&key).expect("32-byte key"),
+                    )
+                })
+                .collect(),
+            names: keys
+                .iter()
+                .map(|k| {
+                    let key = derive(k.expose(), b"tower-jwt-session key names v1");
+                    <Hmac<Sha256>>::new_from_slice(&key).expect("HMAC takes any key")
+                })
+                .collect(),
+        })
+    }
+
+    /// `base64url(version | key id | nonce | ciphertext and tag)`.
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> String {
+        let (id, cipher) = &self.seal[0];
+        let nonce: [u8; 24] = random_bytes();
+        let sealed = cipher
+            .encrypt(
+                &nonce.into(),
+                chacha20poly1305::aead::Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 seals any length we write");
+        let mut out = vec![1u8, *id];
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// The plaintext, and whether it was sealed with a previous key (so it should be sealed
+    /// again with the current one).
+    fn open(&self, aad: &[u8], sealed: &str) -> Option<(Vec<u8>, bool)> {
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        if bytes.len() < 2 + 24 + 16 || bytes[0] != 1 {
+            return None;
+        }
+        let nonce: [u8; 24] = bytes[2..26].try_into().ok()?;
+        self.seal
+            .iter()
+            .enumerate()
+            .filter(|(_, (id, _))| *id == bytes[1])
+            .find_map(|(i, (_, cipher))| {
+                cipher
+                    .decrypt(
+                        &nonce.into(),
+                        chacha20poly1305::aead::Payload {
+                            msg: &bytes[26..],
+                            aad,
+                        },
+                    )
+                    .ok()
+                    .map(|plain| (plain, i > 0))
+            })
+    }
+
+    fn name_hash(&self, key: usize, user_id: &str) -> [u8; 32] {
+        let mut mac = self.names[key].clone();
+        mac.update(user_id.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedData {
+    u: String,
+    r: Vec<String>,
 }
 
 /// A connection and the timeout every call through it gets.
@@ -115,6 +226,7 @@ pub struct RedisStore {
     redis: Redis,
     prefix: String,
     channel: String,
+    cipher: Option<Arc<Cipher>>,
     scripts: Arc<Scripts>,
     sinks: Arc<Mutex<Vec<RevocationSink>>>,
     subscriber: tokio::task::JoinHandle<()>,
@@ -157,10 +269,11 @@ impl RedisStore {
     /// # Errors
     /// [`StoreError`] when no URL is configured, a URL is malformed, or Redis cannot be reached.
     pub async fn from_config(config: &SessionConfig) -> Result<Self, StoreError> {
-        Self::connect(
+        Self::open(
             &config.redis_urls,
             &config.redis_key_prefix,
             config.redis_timeout,
+            Cipher::new(&config.encryption_keys),
         )
         .await
     }
@@ -175,6 +288,15 @@ impl RedisStore {
         urls: &[String],
         prefix: &str,
         timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        Self::open(urls, prefix, timeout, None).await
+    }
+
+    async fn open(
+        urls: &[String],
+        prefix: &str,
+        timeout: Duration,
+        cipher: Option<Cipher>,
     ) -> Result<Self, StoreError> {
         if prefix.contains(['{', '}']) {
             return Err(StoreError::Unavailable(
@@ -229,15 +351,130 @@ impl RedisStore {
             }),
             sinks,
             subscriber,
+            cipher: cipher.map(Arc::new),
         };
         store.ping().await?;
+        store.check_key().await?;
         Ok(store)
     }
 
-    /// The hash tag shared by a user's keys: four bytes of a hash of the user id.
-    fn tag_of_user(user_id: &str) -> [u8; 4] {
-        let digest = Sha256::digest(user_id.as_bytes());
-        [digest[0], digest[1], digest[2], digest[3]]
+    /// Refuses to start with a sealing key that does not open what is already in Redis, or
+    /// without a key when what is there is sealed: never silent plaintext, never a silent
+    /// mismatch. A small sealed marker at `P:keycheck` records which key seals.
+    async fn check_key(&self) -> Result<(), StoreError> {
+        let key = format!("{}:keycheck", self.prefix);
+        let marker: Option<String> = self.command(redis::cmd("GET").arg(&key)).await?;
+        match (&self.cipher, marker) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(StoreError::Misconfigured(
+                "session records in Redis are sealed, but SESSION_ENCRYPTION_KEY is not set".to_owned(),
+            )),
+            (Some(cipher), Some(marker)) => match cipher.open(b"tjs-keycheck", &marker) {
+                Some((_, false)) => Ok(()),
+                Some((_, true)) => {
+                    let fresh = cipher.seal(b"tjs-keycheck", b"ok");
+                    self.command::<()>(redis::cmd("SET").arg(&key).arg(fresh)).await
+                }
+                None => Err(StoreError::Misconfigured(
+                    "SESSION_ENCRYPTION_KEY (and SESSION_ENCRYPTION_PREVIOUS_KEYS) do not open the session records already in Redis".to_owned(),
+                )),
+            },
+            (Some(cipher), None) => {
+                let fresh = cipher.seal(b"tjs-keycheck", b"ok");
+                self.command::<()>(redis::cmd("SET").arg(&key).arg(fresh)).await
+            }
+        }
+    }
+
+    /// The data fields of a record: sealed together when a key is configured.
+    fn data_fields(
+        &self,
+        record: &SessionRecord,
+    ) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let roles = || serde_json::to_string(&record.roles).map_err(|_| corrupt("roles"));
+        Ok(match &self.cipher {
+            Some(cipher) => {
+                let plain = serde_json::to_vec(&SealedData {
+                    u: record.user_id.clone(),
+                    r: record.roles.clone(),
+                })
+                .map_err(|_| corrupt("record data"))?;
+                vec![("d", cipher.seal(&record_aad(record.session_id), &plain))]
+            }
+            None => vec![("u", record.user_id.clone()), ("r", roles()?)],
+        })
+    }
+
+    /// A record from its hash fields, or `None` when its sealed data does not open (a wrong key,
+    /// a swapped or tampered record): that is no session, and it is counted. The second value
+    /// says whether the data should be sealed again with the current key.
+    fn decode(
+        &self,
+        sid: SessionId,
+        fields: &[(String, String)],
+        pttl: i64,
+    ) -> Result<Option<(SessionRecord, bool)>, StoreError> {
+        let sealed = fields
+            .iter()
+            .find(|(k, _)| k == "d")
+            .map(|(_, v)| v.as_str());
+        let (data, reseal) = match (sealed, &self.cipher) {
+            (Some(sealed), Some(cipher)) => match cipher.open(&record_aad(sid), sealed) {
+                Some((plain, old_key)) => match serde_json::from_slice::<SealedData>(&plain) {
+                    Ok(data) => (Some(data), old_key),
+                    Err(_) => (None, false),
+                },
+                None => (None, false),
+            },
+            (Some(_), None) => (None, false),
+            // A plaintext record (written before sealing was turned on) is sealed on next write.
+            (None, cipher) => (None, cipher.is_some()),
+        };
+        if sealed.is_some() && data.is_none() {
+            crate::telemetry::unreadable_record();
+            tracing::warn!(session_id = %sid, "a sealed session record failed to open: treated as no session");
+            return Ok(None);
+        }
+        parse_record(sid, fields, pttl, data).map(|r| Some((r, reseal)))
+    }
+
+    /// Seals a record's data again with the current key (after it was read with an old one).
+    async fn reseal(&self, record: &SessionRecord) {
+        let Ok(fields) = self.data_fields(record) else {
+            return;
+        };
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.record_key(record.session_id));
+        for (k, v) in &fields {
+            cmd.arg(*k).arg(v);
+        }
+        if let Err(error) = self.command::<()>(&cmd).await {
+            tracing::debug!(%error, "re-sealing a session record failed; it is retried on the next write");
+        } else if fields.len() == 1 {
+            let _ = self
+                .command::<()>(
+                    redis::cmd("HDEL")
+                        .arg(self.record_key(record.session_id))
+                        .arg("u")
+                        .arg("r"),
+                )
+                .await;
+        }
+    }
+
+    /// A hash of the user id for key names: keyed when records are sealed (so key names leak
+    /// nothing), plain SHA-256 otherwise. `key` picks among the sealing keys, current first.
+    fn user_hash(&self, key: usize, user_id: &str) -> [u8; 32] {
+        match &self.cipher {
+            Some(cipher) => cipher.name_hash(key, user_id),
+            None => Sha256::digest(user_id.as_bytes()).into(),
+        }
+    }
+
+    /// The hash tag shared by a user's keys: four bytes of the user hash.
+    fn tag_of_user(&self, user_id: &str) -> [u8; 4] {
+        let h = self.user_hash(0, user_id);
+        [h[0], h[1], h[2], h[3]]
     }
 
     fn tag_hex(tag: &[u8]) -> String {
@@ -253,13 +490,29 @@ impl RedisStore {
     }
 
     fn index_key(&self, user_id: &str) -> String {
-        let digest = Sha256::digest(user_id.as_bytes());
+        self.index_key_with(0, user_id)
+    }
+
+    fn index_key_with(&self, key: usize, user_id: &str) -> String {
+        let digest = self.user_hash(key, user_id);
         format!(
             "{}:{{{}}}:u:{}",
             self.prefix,
             Self::tag_hex(&digest[..4]),
             Self::tag_hex(&digest[..16])
         )
+    }
+
+    /// The user's index under the current key, then under each previous key: after a key
+    /// rotation, sessions made before it are listed and revoked too.
+    fn index_keys(&self, user_id: &str) -> Vec<(String, [u8; 4])> {
+        let keys = self.cipher.as_ref().map_or(1, |c| c.names.len());
+        (0..keys)
+            .map(|k| {
+                let h = self.user_hash(k, user_id);
+                (self.index_key_with(k, user_id), [h[0], h[1], h[2], h[3]])
+            })
+            .collect()
     }
 
     async fn run<T: FromRedisValue>(
@@ -452,6 +705,7 @@ fn parse_record(
     sid: SessionId,
     fields: &[(String, String)],
     pttl: i64,
+    sealed: Option<SealedData>,
 ) -> Result<SessionRecord, StoreError> {
     let map: HashMap<&str, &str> = fields
         .iter()
@@ -471,11 +725,17 @@ fn parse_record(
     let last_active_at = num("a")?;
     let expires_at = num("e")?;
     let now = crate::clock::SystemClock.now_ms();
+    let (user_id, roles) = match sealed {
+        Some(data) => (data.u, data.r),
+        None => (
+            text("u")?.to_owned(),
+            serde_json::from_str(text("r")?).map_err(|_| corrupt("roles are not a JSON array"))?,
+        ),
+    };
     Ok(SessionRecord {
         session_id: sid,
-        user_id: text("u")?.to_owned(),
-        roles: serde_json::from_str(text("r")?)
-            .map_err(|_| corrupt("roles are not a JSON array"))?,
+        user_id,
+        roles,
         created_at: num("c")?,
         last_active_at,
         expires_at,
@@ -516,7 +776,7 @@ fn sid_of(value: &Value) -> Result<SessionId, StoreError> {
 impl SessionStore for RedisStore {
     fn new_session_id(&self, user_id: &str) -> SessionId {
         let mut bytes: [u8; 16] = random_bytes();
-        bytes[..4].copy_from_slice(&Self::tag_of_user(user_id));
+        bytes[..4].copy_from_slice(&self.tag_of_user(user_id));
         SessionId::from_bytes(bytes)
     }
 
@@ -535,12 +795,12 @@ impl SessionStore for RedisStore {
         now: u64,
     ) -> Result<CreateOutcome, StoreError> {
         let sid = record.session_id;
-        if sid.as_bytes()[..4] != Self::tag_of_user(&record.user_id) {
+        if sid.as_bytes()[..4] != self.tag_of_user(&record.user_id) {
             return Err(corrupt(
                 "session id not made by RedisStore::new_session_id for this user",
             ));
         }
-        let roles = serde_json::to_string(&record.roles).map_err(|_| corrupt("roles"))?;
+        let data = self.data_fields(&record)?;
         // The index outlives every record it lists: none is kept past its end plus retention.
         let index_expiry = record.expires_at.saturating_add(lifetimes.access_retention) + 1;
         let policy = match limit.policy {
@@ -556,8 +816,6 @@ impl SessionStore for RedisStore {
             .arg(sid.to_string())
             .arg(self.record_prefix(&sid.as_bytes()[..4]))
             .arg(&self.channel)
-            .arg(&record.user_id)
-            .arg(roles)
             .arg(record.created_at)
             .arg(record.last_active_at)
             .arg(record.expires_at)
@@ -565,6 +823,9 @@ impl SessionStore for RedisStore {
             .arg(record.refresh_expires_at)
             .arg(record.purge_at)
             .arg(index_expiry);
+        for (name, value) in &data {
+            invocation.arg(*name).arg(value);
+        }
         let reply: Vec<Value> = self.run(&invocation).await?;
         let status = reply
             .first()
@@ -595,23 +856,34 @@ impl SessionStore for RedisStore {
             .first()
             .and_then(|v| String::from_redis_value(v.clone()).ok())
             .ok_or_else(|| corrupt("rotate reply"))?;
-        let record = || match &reply[1..] {
-            [Value::Array(fields), pttl] => parse_record(
+        let decoded = match &reply[1..] {
+            [Value::Array(fields), pttl] => self.decode(
                 sid,
                 &pairs(fields)?,
                 i64::from_redis_value(pttl.clone()).map_err(|_| corrupt("pttl"))?,
-            ),
-            _ => Err(corrupt("rotate reply")),
+            )?,
+            _ => None,
         };
+        // A record whose sealed data does not open is no session.
+        let Some((record, reseal)) = decoded else {
+            return Ok(match status.as_str() {
+                "revoked" => RotateOutcome::Revoked,
+                "session_expired" => RotateOutcome::SessionExpired,
+                "token_expired" => RotateOutcome::TokenExpired,
+                "not_found" | "rotated" | "grace" | "reused_retired" | "reused_ancestor" => {
+                    RotateOutcome::NotFound
+                }
+                _ => return Err(corrupt("rotate reply")),
+            });
+        };
+        if reseal {
+            self.reseal(&record).await;
+        }
         Ok(match status.as_str() {
-            "rotated" => RotateOutcome::Rotated(record()?),
-            "grace" => RotateOutcome::Grace(record()?),
-            "reused_retired" => RotateOutcome::Reused(record()?, ReuseKind::RetiredAfterInterval),
-            "reused_ancestor" => RotateOutcome::Reused(record()?, ReuseKind::Ancestor),
-            "revoked" => RotateOutcome::Revoked,
-            "session_expired" => RotateOutcome::SessionExpired,
-            "token_expired" => RotateOutcome::TokenExpired,
-            "not_found" => RotateOutcome::NotFound,
+            "rotated" => RotateOutcome::Rotated(record),
+            "grace" => RotateOutcome::Grace(record),
+            "reused_retired" => RotateOutcome::Reused(record, ReuseKind::RetiredAfterInterval),
+            "reused_ancestor" => RotateOutcome::Reused(record, ReuseKind::Ancestor),
             _ => return Err(corrupt("rotate reply")),
         })
     }
@@ -622,26 +894,29 @@ impl SessionStore for RedisStore {
         if fields.is_empty() {
             return Ok(None);
         }
-        parse_record(session_id, &pairs(&fields)?, pttl).map(Some)
+        Ok(self
+            .decode(session_id, &pairs(&fields)?, pttl)?
+            .map(|(record, _)| record))
     }
 
     async fn list(&self, user_id: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
-        let index = self.index_key(user_id);
-        let tag = Self::tag_of_user(user_id);
-        let mut invocation = self.scripts.list.key(index);
-        invocation.arg(now).arg(self.record_prefix(&tag));
-        let reply: Vec<Value> = self.run(&invocation).await?;
-        reply
-            .chunks(3)
-            .map(|entry| match entry {
-                [sid, Value::Array(fields), pttl] => parse_record(
-                    sid_of(sid)?,
-                    &pairs(fields)?,
-                    i64::from_redis_value(pttl.clone()).map_err(|_| corrupt("pttl"))?,
-                ),
-                _ => Err(corrupt("list reply")),
-            })
-            .collect()
+        let mut records = Vec::new();
+        for (index, tag) in self.index_keys(user_id) {
+            let mut invocation = self.scripts.list.key(index);
+            invocation.arg(now).arg(self.record_prefix(&tag));
+            let reply: Vec<Value> = self.run(&invocation).await?;
+            for entry in reply.chunks(3) {
+                let [sid, Value::Array(fields), pttl] = entry else {
+                    return Err(corrupt("list reply"));
+                };
+                let pttl = i64::from_redis_value(pttl.clone()).map_err(|_| corrupt("pttl"))?;
+                if let Some((record, _)) = self.decode(sid_of(sid)?, &pairs(fields)?, pttl)? {
+                    records.push(record);
+                }
+            }
+        }
+        records.sort_by_key(|r| (r.created_at, r.session_id));
+        Ok(records)
     }
 
     async fn revoke(&self, session_id: SessionId, now: u64) -> Result<bool, StoreError> {
@@ -655,14 +930,19 @@ impl SessionStore for RedisStore {
     }
 
     async fn revoke_all(&self, user_id: &str, now: u64) -> Result<Vec<SessionId>, StoreError> {
-        let tag = Self::tag_of_user(user_id);
-        let mut invocation = self.scripts.revoke_all.key(self.index_key(user_id));
-        invocation
-            .arg(now)
-            .arg(self.record_prefix(&tag))
-            .arg(&self.channel);
-        let reply: Vec<Value> = self.run(&invocation).await?;
-        reply.iter().map(sid_of).collect()
+        let mut revoked = Vec::new();
+        for (index, tag) in self.index_keys(user_id) {
+            let mut invocation = self.scripts.revoke_all.key(index);
+            invocation
+                .arg(now)
+                .arg(self.record_prefix(&tag))
+                .arg(&self.channel);
+            let reply: Vec<Value> = self.run(&invocation).await?;
+            for sid in &reply {
+                revoked.push(sid_of(sid)?);
+            }
+        }
+        Ok(revoked)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -710,6 +990,206 @@ mod tests {
 
     mod single {
         crate::store_suite!(super::single_store().await);
+    }
+
+    const KEY_1: [u8; 32] = [7; 32];
+    const KEY_2: [u8; 32] = [9; 32];
+
+    async fn sealed_store_with(prefix: &str, keys: &[[u8; 32]]) -> Result<RedisStore, StoreError> {
+        let mut config = SessionConfig::new("0123456789abcdef0123456789abcdef")
+            .unwrap()
+            .encryption_key(&keys[0])
+            .unwrap();
+        for old in &keys[1..] {
+            config = config.previous_encryption_key(old).unwrap();
+        }
+        config.redis_urls = redis_server::single().urls.clone();
+        config.redis_key_prefix = prefix.to_owned();
+        RedisStore::from_config(&config).await
+    }
+
+    async fn sealed_store() -> RedisStore {
+        sealed_store_with(&redis_server::unique_prefix("sealed"), &[KEY_1])
+            .await
+            .unwrap()
+    }
+
+    mod sealed {
+        crate::store_suite!(super::sealed_store().await);
+    }
+
+    /// Everything the store wrote for `prefix`, keys and values, as one string.
+    async fn dump(store: &RedisStore, prefix: &str) -> String {
+        let keys: Vec<String> = store
+            .command(redis::cmd("KEYS").arg(format!("{prefix}:*")))
+            .await
+            .unwrap();
+        let mut out = String::new();
+        for key in keys {
+            out.push_str(&key);
+            let kind: String = store.command(redis::cmd("TYPE").arg(&key)).await.unwrap();
+            let value: Vec<String> = match kind.as_str() {
+                "hash" => store
+                    .command(redis::cmd("HGETALL").arg(&key))
+                    .await
+                    .unwrap(),
+                "zset" => store
+                    .command(redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1))
+                    .await
+                    .unwrap(),
+                _ => vec![store.command(redis::cmd("GET").arg(&key)).await.unwrap()],
+            };
+            out.push_str(&value.join(" "));
+            out.push('\n');
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn sealed_records_and_key_names_leak_nothing() {
+        let prefix = redis_server::unique_prefix("leak");
+        let store = sealed_store_with(&prefix, &[KEY_1]).await.unwrap();
+        let l = suite::lifetimes();
+        let now = crate::clock::SystemClock.now_ms();
+        let user = "alice@example.com";
+        let mut record = suite::record_for(&store, user, now, &l);
+        record.roles = vec!["super-secret-role".to_owned()];
+        store
+            .create(record.clone(), suite::limit(10), &l, now)
+            .await
+            .unwrap();
+        let dumped = dump(&store, &prefix).await;
+        assert!(
+            !dumped.contains("alice") && !dumped.contains("super-secret-role"),
+            "{dumped}"
+        );
+        let got = store.get(record.session_id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.user_id.as_str(), got.roles.clone()),
+            (user, record.roles.clone())
+        );
+        assert_eq!(store.list(user, now).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn swapped_or_tampered_records_are_no_session() {
+        let store = sealed_store().await;
+        let l = suite::lifetimes();
+        let now = crate::clock::SystemClock.now_ms();
+        let a = suite::record_for(&store, "mallory", now, &l);
+        let b = suite::record_for(&store, "mallory", now, &l);
+        for r in [&a, &b] {
+            store
+                .create(r.clone(), suite::limit(10), &l, now)
+                .await
+                .unwrap();
+        }
+        // Copy a's sealed data into b: the session id is the associated data, so it fails.
+        let d: String = store
+            .command(
+                redis::cmd("HGET")
+                    .arg(store.record_key(a.session_id))
+                    .arg("d"),
+            )
+            .await
+            .unwrap();
+        let _: () = store
+            .command(
+                redis::cmd("HSET")
+                    .arg(store.record_key(b.session_id))
+                    .arg("d")
+                    .arg(&d),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.get(b.session_id).await.unwrap(), None);
+        let rotated = store
+            .rotate(RotateRequest {
+                session_id: b.session_id,
+                generation: 0,
+                now: now + 1,
+                lifetimes: l,
+            })
+            .await
+            .unwrap();
+        assert_eq!(rotated, RotateOutcome::NotFound);
+        assert!(store.get(a.session_id).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_wrong_or_missing_key_is_a_startup_error() {
+        let prefix = redis_server::unique_prefix("keys");
+        drop(sealed_store_with(&prefix, &[KEY_1]).await.unwrap());
+        let wrong = sealed_store_with(&prefix, &[KEY_2]).await.unwrap_err();
+        assert!(matches!(wrong, StoreError::Misconfigured(_)), "{wrong}");
+        assert!(wrong.to_string().contains("SESSION_ENCRYPTION_KEY"));
+        let missing = RedisStore::connect(
+            &redis_server::single().urls,
+            &prefix,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(missing, StoreError::Misconfigured(_)), "{missing}");
+    }
+
+    #[tokio::test]
+    async fn key_rotation_opens_old_records_and_reseals_them() {
+        let prefix = redis_server::unique_prefix("rotation");
+        let old = sealed_store_with(&prefix, &[KEY_1]).await.unwrap();
+        let l = suite::lifetimes();
+        let now = crate::clock::SystemClock.now_ms();
+        let record = suite::record_for(&old, "grace", now, &l);
+        old.create(record.clone(), suite::limit(10), &l, now)
+            .await
+            .unwrap();
+        let sealed_with = |d: String| URL_SAFE_NO_PAD.decode(d).unwrap()[1];
+        let d_old: String = old
+            .command(
+                redis::cmd("HGET")
+                    .arg(old.record_key(record.session_id))
+                    .arg("d"),
+            )
+            .await
+            .unwrap();
+
+        let new = sealed_store_with(&prefix, &[KEY_2, KEY_1]).await.unwrap();
+        assert_eq!(
+            new.get(record.session_id).await.unwrap().unwrap().user_id,
+            "grace"
+        );
+        assert_eq!(
+            new.list("grace", now).await.unwrap().len(),
+            1,
+            "found under the old index"
+        );
+        let out = new
+            .rotate(RotateRequest {
+                session_id: record.session_id,
+                generation: 0,
+                now: now + 1,
+                lifetimes: l,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+        let d_new: String = new
+            .command(
+                redis::cmd("HGET")
+                    .arg(new.record_key(record.session_id))
+                    .arg("d"),
+            )
+            .await
+            .unwrap();
+        assert_ne!(
+            sealed_with(d_old),
+            sealed_with(d_new),
+            "sealed again with the current key"
+        );
+        assert_eq!(
+            new.revoke_all("grace", now + 2).await.unwrap(),
+            vec![record.session_id]
+        );
     }
 
     mod cluster {
@@ -859,12 +1339,9 @@ mod tests {
     async fn session_ids_carry_the_users_tag() {
         let store = single_store().await;
         let sid = store.new_session_id("alice");
-        assert_eq!(sid.as_bytes()[..4], RedisStore::tag_of_user("alice"));
+        assert_eq!(sid.as_bytes()[..4], store.tag_of_user("alice"));
         assert_ne!(sid, store.new_session_id("alice"));
-        assert_ne!(
-            RedisStore::tag_of_user("alice"),
-            RedisStore::tag_of_user("bob")
-        );
+        assert_ne!(store.tag_of_user("alice"), store.tag_of_user("bob"));
         // A record whose id was not made for its user is refused, not stored in the wrong slot.
         let l = suite::lifetimes();
         let record = suite::record("alice", 1_000, &l);

@@ -1,7 +1,9 @@
 -- Create a session, applying the per-user limit atomically (plan_admission in store/mod.rs).
 -- KEYS[1] the user's index (zset of session ids by creation), KEYS[2] the new record.
 -- ARGV: now, max, policy, sid, record key prefix, channel,
---       user, roles, created, active, expires, generation, refresh_expires, purge, index expiry
+--       created, active, expires, generation, refresh_expires, purge, index expiry,
+--       then the record's data fields as name, value pairs (`u` user and `r` roles, or `d`
+--       the two sealed together).
 -- A record's key expires at its purge time, so an existing key is never past it; `v` (revoked
 -- at) is absent while the session is live; the rotation time is `a` (last active).
 local index, record = KEYS[1], KEYS[2]
@@ -37,11 +39,13 @@ if #live >= max then
 end
 
 redis.call('HSET', record,
-  'u', ARGV[7], 'r', ARGV[8], 'c', ARGV[9], 'a', ARGV[10], 'e', ARGV[11],
-  'g', ARGV[12], 'x', ARGV[13])
-redis.call('PEXPIREAT', record, tonumber(ARGV[14]) + 1)
-redis.call('ZADD', index, ARGV[9], sid)
-local index_expiry = tonumber(ARGV[15])
+  'c', ARGV[7], 'a', ARGV[8], 'e', ARGV[9], 'g', ARGV[10], 'x', ARGV[11])
+for i = 14, #ARGV, 2 do
+  redis.call('HSET', record, ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIREAT', record, tonumber(ARGV[12]) + 1)
+redis.call('ZADD', index, ARGV[7], sid)
+local index_expiry = tonumber(ARGV[13])
 local ttl = redis.call('PTTL', index)
 if ttl < 0 or now + ttl < index_expiry then
   redis.call('PEXPIREAT', index, index_expiry)
