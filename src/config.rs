@@ -38,6 +38,7 @@ pub const ENV_VARS: &[&str] = &[
     "ALLOWED_ORIGINS",
     "SESSION_ENCRYPTION_KEY",
     "SESSION_ENCRYPTION_PREVIOUS_KEYS",
+    "REDIS_CA_CERT",
 ];
 
 /// A configuration value was missing or malformed.
@@ -210,6 +211,7 @@ pub struct SessionConfig {
     pub(crate) redis_key_prefix: String,
     pub(crate) redis_timeout: Duration,
     pub(crate) encryption_keys: Vec<Secret>,
+    pub(crate) redis_ca_cert: Option<Vec<u8>>,
     pub(crate) revocation_cache_ttl: Duration,
     pub(crate) revocation_cache_capacity: u64,
     pub(crate) fail_open: bool,
@@ -251,6 +253,7 @@ impl SessionConfig {
             redis_key_prefix: "tjs".to_owned(),
             redis_timeout: Duration::from_secs(1),
             encryption_keys: Vec::new(),
+            redis_ca_cert: None,
             revocation_cache_ttl: Duration::from_secs(1),
             revocation_cache_capacity: 100_000,
             fail_open: false,
@@ -410,6 +413,21 @@ impl SessionConfig {
         }
         if let Some(v) = get("REDIS_KEY_PREFIX") {
             config.redis_key_prefix = v.trim().to_owned();
+        }
+        if let Some(path) = get("REDIS_CA_CERT") {
+            let pem = std::fs::read(path.trim()).map_err(|_| ConfigError::Invalid {
+                name: "REDIS_CA_CERT",
+                value: path.clone(),
+                expected: "the path of a readable PEM file with the CA that signed Redis's TLS certificate",
+            })?;
+            if !pem.starts_with(b"-----BEGIN") {
+                return Err(ConfigError::Invalid {
+                    name: "REDIS_CA_CERT",
+                    value: path,
+                    expected: "a PEM file (-----BEGIN CERTIFICATE-----)",
+                });
+            }
+            config.redis_ca_cert = Some(pem);
         }
         if let Some(v) = get("SESSION_ENCRYPTION_KEY") {
             config.encryption_keys = vec![encryption_key("SESSION_ENCRYPTION_KEY", &v)?];
@@ -716,6 +734,13 @@ impl SessionConfig {
     /// so a hung Redis cannot hang requests. The default is 1 second.
     pub fn redis_timeout(mut self, timeout: Duration) -> Self {
         self.redis_timeout = timeout;
+        self
+    }
+
+    /// The CA certificate (PEM) that signed Redis's TLS certificate, for `rediss://` URLs
+    /// (`REDIS_CA_CERT`, a file path). The default is the system's trust store.
+    pub fn redis_ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.redis_ca_cert = Some(pem.into());
         self
     }
 

@@ -274,6 +274,7 @@ impl RedisStore {
             &config.redis_key_prefix,
             config.redis_timeout,
             Cipher::new(&config.encryption_keys),
+            config.redis_ca_cert.as_deref(),
         )
         .await
     }
@@ -289,7 +290,7 @@ impl RedisStore {
         prefix: &str,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        Self::open(urls, prefix, timeout, None).await
+        Self::open(urls, prefix, timeout, None, None).await
     }
 
     async fn open(
@@ -297,6 +298,7 @@ impl RedisStore {
         prefix: &str,
         timeout: Duration,
         cipher: Option<Cipher>,
+        ca_cert: Option<&[u8]>,
     ) -> Result<Self, StoreError> {
         if prefix.contains(['{', '}']) {
             return Err(StoreError::Unavailable(
@@ -309,7 +311,7 @@ impl RedisStore {
         })?;
         let connect = async {
             if urls.len() == 1 {
-                let client = Client::open(first.as_str()).map_err(unavailable)?;
+                let client = client_for(first, ca_cert)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
@@ -320,12 +322,17 @@ impl RedisStore {
                     .map_err(unavailable)?;
                 Ok::<_, StoreError>(Conn::Single(manager))
             } else {
-                let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                let mut builder = ClusterClientBuilder::new(urls.iter().map(String::as_str))
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
-                    .retries(2)
-                    .build()
-                    .map_err(unavailable)?;
+                    .retries(2);
+                if let Some(pem) = ca_cert {
+                    builder = builder.certs(redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.to_vec()),
+                    });
+                }
+                let client = builder.build().map_err(unavailable)?;
                 let conn = client.get_async_connection().await.map_err(unavailable)?;
                 Ok(Conn::Cluster(conn))
             }
@@ -335,7 +342,7 @@ impl RedisStore {
             .map_err(|_| StoreError::Timeout)??;
         let channel = format!("{prefix}:revoked");
         let sinks: Arc<Mutex<Vec<RevocationSink>>> = Arc::default();
-        let pubsub_client = Client::open(first.as_str()).map_err(unavailable)?;
+        let pubsub_client = client_for(first, ca_cert)?;
         let subscriber = tokio::spawn(subscribe(pubsub_client, channel.clone(), sinks.clone()));
         let store = Self {
             redis: Redis { conn, timeout },
@@ -659,6 +666,21 @@ impl crate::rate_limit::AttemptBackend for RedisAttemptBackend {
             .await
             .map_err(crate::rate_limit::BackendError::new)?;
         Ok(())
+    }
+}
+
+/// A client for one node, trusting `ca_cert` (PEM) for `rediss://` when given.
+fn client_for(url: &str, ca_cert: Option<&[u8]>) -> Result<Client, StoreError> {
+    match ca_cert {
+        Some(pem) if url.starts_with("rediss://") => Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        )
+        .map_err(unavailable),
+        _ => Client::open(url).map_err(unavailable),
     }
 }
 
@@ -1043,6 +1065,39 @@ mod tests {
             out.push('\n');
         }
         out
+    }
+
+    #[tokio::test]
+    async fn rediss_urls_connect_over_tls_with_the_configured_ca() {
+        let (tls, ca) = redis_server::start_tls();
+        let mut config = SessionConfig::new("0123456789abcdef0123456789abcdef")
+            .unwrap()
+            .redis_ca_cert_pem(ca);
+        config.redis_urls = tls.urls.clone();
+        config.redis_key_prefix = "tls".to_owned();
+        let store = RedisStore::from_config(&config)
+            .await
+            .expect("TLS connection");
+        let l = suite::lifetimes();
+        let now = crate::clock::SystemClock.now_ms();
+        let record = suite::record_for(&store, "tls-user", now, &l);
+        store
+            .create(record.clone(), suite::limit(10), &l, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(record.session_id).await.unwrap().unwrap().user_id,
+            "tls-user"
+        );
+        // Without the CA the server's certificate is not trusted; plain redis:// gets nowhere.
+        let untrusted = RedisStore::connect(&tls.urls, "tls", Duration::from_millis(500)).await;
+        assert!(untrusted.is_err());
+        let plain = tls.urls[0].replace("rediss://", "redis://");
+        assert!(
+            RedisStore::connect(&[plain], "tls", Duration::from_millis(500))
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

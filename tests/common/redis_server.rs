@@ -21,6 +21,7 @@ pub struct Started {
     pub urls: Vec<String>,
     pub ports: Vec<u16>,
     dir: PathBuf,
+    tls_ca: Option<PathBuf>,
 }
 
 /// One Redis node for this test process (started once).
@@ -34,6 +35,7 @@ pub fn single() -> &'static Started {
                 urls: vec![url],
                 ports: vec![],
                 dir: PathBuf::new(),
+                tls_ca: None,
             };
         }
         start_nodes(1, false)
@@ -58,6 +60,7 @@ pub fn cluster() -> &'static Started {
                 urls,
                 ports: vec![],
                 dir: PathBuf::new(),
+                tls_ca: None,
             };
         }
         let started = start_nodes(3, true);
@@ -94,6 +97,103 @@ pub fn start_private() -> Started {
     start_nodes_with(1, false, &["--enable-debug-command yes"], None)
 }
 
+/// A node that speaks TLS only, with a CA and certificate made for it by `openssl`; returns the
+/// server and the CA certificate (PEM). `urls` are `rediss://` URLs.
+pub fn start_tls() -> (Started, Vec<u8>) {
+    let dir = std::env::temp_dir().join(format!("tjs-tls-{}-{}", std::process::id(), nanos()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl is needed to make the test certificates");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tjs-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let port = free_port(false);
+    let d = dir.display();
+    let tls = [
+        "--port 0".to_owned(),
+        format!("--tls-port {port}"),
+        format!("--tls-cert-file {d}/server.crt"),
+        format!("--tls-key-file {d}/server.key"),
+        format!("--tls-ca-cert-file {d}/ca.crt"),
+        "--tls-auth-clients no".to_owned(),
+    ];
+    let extra: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let mut started = start_nodes_with_ready(1, false, &extra, Some(port), &|port| {
+        Command::new("redis-cli")
+            .args([
+                "--tls",
+                "--cacert",
+                &format!("{d}/ca.crt"),
+                "-p",
+                &port.to_string(),
+                "ping",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+            .unwrap_or(false)
+    });
+    started.urls = vec![format!("rediss://127.0.0.1:{port}")];
+    started.tls_ca = Some(dir.join("ca.crt"));
+    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+    (started, ca)
+}
+
 impl Started {
     /// Stops the servers now (as a crash would: nothing saved).
     pub fn stop(&self) {
@@ -125,7 +225,24 @@ impl Drop for Started {
     fn drop(&mut self) {
         // Only servers this process started; the watchdog shell then cleans up the directory.
         for port in &self.ports {
-            let _ = command(*port, "SHUTDOWN NOSAVE");
+            match &self.tls_ca {
+                Some(ca) => {
+                    let _ = Command::new("redis-cli")
+                        .args([
+                            "--tls",
+                            "--cacert",
+                            &ca.display().to_string(),
+                            "-p",
+                            &port.to_string(),
+                            "shutdown",
+                            "nosave",
+                        ])
+                        .output();
+                }
+                None => {
+                    let _ = command(*port, "SHUTDOWN NOSAVE");
+                }
+            }
         }
     }
 }
@@ -167,6 +284,18 @@ fn start_nodes(count: usize, cluster: bool) -> Started {
 }
 
 fn start_nodes_with(count: usize, cluster: bool, extra: &[&str], port: Option<u16>) -> Started {
+    start_nodes_with_ready(count, cluster, extra, port, &|port| {
+        command(port, "PING") == "+PONG"
+    })
+}
+
+fn start_nodes_with_ready(
+    count: usize,
+    cluster: bool,
+    extra: &[&str],
+    port: Option<u16>,
+    ready: &dyn Fn(u16) -> bool,
+) -> Started {
     let dir = std::env::temp_dir().join(format!("tjs-redis-{}-{}", std::process::id(), nanos()));
     std::fs::create_dir_all(&dir).expect("temp dir for redis-server");
     let mut ports = Vec::new();
@@ -210,7 +339,7 @@ fn start_nodes_with(count: usize, cluster: bool, extra: &[&str], port: Option<u1
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     for port in &ports {
-        while command(*port, "PING") != "+PONG" {
+        while !ready(*port) {
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(dir.join(format!("redis-{port}.log")))
                     .unwrap_or_default();
@@ -229,6 +358,7 @@ fn start_nodes_with(count: usize, cluster: bool, extra: &[&str], port: Option<u1
             .collect(),
         ports,
         dir,
+        tls_ca: None,
     }
 }
 
