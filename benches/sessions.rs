@@ -122,20 +122,37 @@ async fn run(n: usize) {
 
 #[cfg(feature = "redis")]
 async fn redis_bench() {
+    // Plain records, then records sealed with SESSION_ENCRYPTION_KEY: the difference is the cost
+    // of sealing and opening.
+    redis_run(false).await;
+    redis_run(true).await;
+}
+
+#[cfg(feature = "redis")]
+async fn redis_run(sealed: bool) {
     use tower_jwt_session::store::RedisStore;
 
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     // As short as the default `tjs`, so the bytes per session are what a deployment sees.
-    let prefix = format!("b{}", std::process::id() % 100);
-    let store = RedisStore::connect(std::slice::from_ref(&url), &prefix, Duration::from_secs(2))
+    let prefix = format!("b{}{}", std::process::id() % 100, u8::from(sealed));
+    // The key is the base64 of 32 bytes of 42: a bench value, never a real one.
+    let config = SessionConfig::from_lookup(|name| match name {
+        "JWT_SECRET" => Some("bench-secret-bench-secret-bench-secret!!".to_owned()),
+        "REDIS_URL" => Some(url.clone()),
+        "REDIS_KEY_PREFIX" => Some(prefix.clone()),
+        "SESSION_ENCRYPTION_KEY" if sealed => {
+            Some("KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=".to_owned())
+        }
+        _ => None,
+    })
+    .expect("config");
+    let store = RedisStore::from_config(&config)
         .await
         .expect("Redis at REDIS_URL");
-    let manager = SessionManager::builder(
-        SessionConfig::new("bench-secret-bench-secret-bench-secret!!").expect("secret"),
-    )
-    .store(store)
-    .build()
-    .expect("manager");
+    let manager = SessionManager::builder(config)
+        .store(store)
+        .build()
+        .expect("manager");
     let roles = vec!["user".to_owned()];
     let n = 10_000;
     let mut create = Vec::with_capacity(n);
@@ -179,7 +196,14 @@ async fn redis_bench() {
             .expect("MEMORY USAGE");
         bytes += used.unwrap_or(0);
     }
-    println!("Redis at {url}, {n} sessions, 5 per user");
+    println!(
+        "Redis at {url}, {n} sessions, 5 per user, records {}",
+        if sealed {
+            "sealed (SESSION_ENCRYPTION_KEY)"
+        } else {
+            "plain"
+        }
+    );
     println!("  create    {}", summary(create));
     println!("  refresh   {}", summary(refresh));
     println!(

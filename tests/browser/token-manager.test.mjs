@@ -16,7 +16,7 @@
 // Everything server-agnostic is observed through Playwright (request counts,
 // simulated downtime through request interception). The mock's /__stats and
 // /__down hooks are used in addition when the mock is the server.
-import { test, before, after } from 'node:test';
+import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -149,9 +149,26 @@ async function serveClientFromDisk(route) {
   await route.fulfill({ status: 200, headers, body: fs.readFileSync(path.join(CLIENT_DIR, file)) });
 }
 
+// Screenshots of every tab, taken when a test closes its context, kept as CI artifacts.
+const ARTIFACTS = process.env.TJS_ARTIFACTS || path.resolve(here, '..', '..', 'target', 'browser-artifacts');
+let currentTest = 'test';
+beforeEach((t) => { currentTest = t.name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').slice(0, 80); });
+
+async function screenshotAll(context) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const pages = context.pages();
+  for (const [i, page] of pages.entries()) {
+    try {
+      await page.screenshot({ path: path.join(ARTIFACTS, `${currentTest}-tab${i + 1}.png`), fullPage: true, timeout: 5000 });
+    } catch { /* a page that already closed or crashed: nothing to keep */ }
+  }
+}
+
 /** A fresh browser context (= one profile: shared localStorage, locks, BroadcastChannel). */
 async function newContext(opts = {}) {
   const context = await browser.newContext(opts);
+  const close = context.close.bind(context);
+  context.close = async (...args) => { await screenshotAll(context); return close(...args); };
   await context.route(`${base}${TEST_PAGE}`, (route) => route.fulfill({ status: 200, contentType: 'text/html', body: TEST_HTML }));
   if (!isMock() && CLIENT_FROM_DISK) await context.route((u) => clientFileOf(u) !== null, serveClientFromDisk);
   const refreshRequests = [];
