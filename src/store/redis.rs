@@ -565,6 +565,7 @@ impl RedisStore {
     pub fn rate_limit_backend(&self) -> RedisRateLimitBackend {
         RedisRateLimitBackend {
             redis: self.redis.clone(),
+            names: self.cipher.clone(),
             prefix: format!("{}:rl:", self.prefix),
             script: Arc::new(Script::new(include_str!("lua/rate_hit.lua"))),
         }
@@ -575,6 +576,7 @@ impl RedisStore {
     pub fn attempt_backend(&self) -> RedisAttemptBackend {
         RedisAttemptBackend {
             redis: self.redis.clone(),
+            names: self.cipher.clone(),
             prefix: format!("{}:at:", self.prefix),
             fail: Arc::new(Script::new(include_str!("lua/attempt_fail.lua"))),
             clear: Arc::new(Script::new(include_str!("lua/attempt_clear.lua"))),
@@ -586,6 +588,7 @@ impl RedisStore {
 #[derive(Clone)]
 pub struct RedisRateLimitBackend {
     redis: Redis,
+    names: Option<Arc<Cipher>>,
     prefix: String,
     script: Arc<Script>,
 }
@@ -607,7 +610,9 @@ impl crate::rate_limit::RateLimitBackend for RedisRateLimitBackend {
         window: Duration,
         max: u32,
     ) -> Result<crate::rate_limit::RateDecision, crate::rate_limit::BackendError> {
-        let mut invocation = self.script.key(format!("{}{{{key}}}", self.prefix));
+        let mut invocation = self
+            .script
+            .key(hashed_key(&self.prefix, self.names.as_deref(), key));
         invocation.arg(window.as_millis().max(1) as u64);
         let (count, ttl): (u64, i64) = self
             .redis
@@ -626,6 +631,7 @@ impl crate::rate_limit::RateLimitBackend for RedisRateLimitBackend {
 #[derive(Clone)]
 pub struct RedisAttemptBackend {
     redis: Redis,
+    names: Option<Arc<Cipher>>,
     prefix: String,
     fail: Arc<Script>,
     clear: Arc<Script>,
@@ -641,7 +647,19 @@ impl fmt::Debug for RedisAttemptBackend {
 
 impl RedisAttemptBackend {
     fn key(&self, key: &str) -> String {
-        format!("{}{{{key}}}", self.prefix)
+        hashed_key(&self.prefix, self.names.as_deref(), key)
+    }
+}
+
+/// `prefix{key}`, with the key (an IP address, `user:<id>`) replaced by a keyed hash when
+/// records are sealed, so key names leak no user ids or addresses either.
+fn hashed_key(prefix: &str, names: Option<&Cipher>, key: &str) -> String {
+    match names {
+        Some(cipher) => format!(
+            "{prefix}{{{}}}",
+            RedisStore::tag_hex(&cipher.name_hash(0, key)[..16])
+        ),
+        None => format!("{prefix}{{{key}}}"),
     }
 }
 
@@ -1138,7 +1156,28 @@ mod tests {
             .create(record.clone(), suite::limit(10), &l, now)
             .await
             .unwrap();
+        // Failed logins and rate-limit counters use keyed hashes too.
+        use crate::rate_limit::{AttemptBackend, AttemptPolicy, RateLimitBackend};
+        store
+            .attempt_backend()
+            .record_failure(
+                "user:alice@example.com",
+                now,
+                AttemptPolicy {
+                    max_failures: 5,
+                    window: Duration::from_secs(60),
+                    lockout: Duration::from_secs(60),
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .rate_limit_backend()
+            .hit("203.0.113.7", now, Duration::from_secs(60), 10)
+            .await
+            .unwrap();
         let dumped = dump(&store, &prefix).await;
+        assert!(!dumped.contains("203.0.113.7"), "{dumped}");
         assert!(
             !dumped.contains("alice") && !dumped.contains("super-secret-role"),
             "{dumped}"
