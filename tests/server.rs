@@ -746,3 +746,35 @@ async fn security_headers_and_cors_for_allowed_origins_only() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    use std::io::{Read, Write};
+    let mut s = Server::start(&[]);
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let body = r#"{"username":"alice","password":"alice-password"}"#;
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /api/auth/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // Half the body is on the wire when the server is told to stop: the request is in flight.
+    stream.write_all(&body.as_bytes()[..10]).unwrap();
+    stream.flush().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("accessToken"));
+    assert!(
+        s.wait_exit(Duration::from_secs(5)),
+        "the server exits once idle"
+    );
+    // New connections are refused after shutdown.
+    assert!(std::net::TcpStream::connect(&addr).is_err());
+}
