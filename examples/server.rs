@@ -206,6 +206,15 @@ fn app(parts: Parts, metrics: metrics_exporter_prometheus::PrometheusHandle) -> 
             }),
         )
         .route(
+            "/api/token/openapi.yaml",
+            get(|| {
+                static_file(
+                    "application/yaml; charset=utf-8",
+                    include_str!("../openapi.yaml"),
+                )
+            }),
+        )
+        .route(
             "/client/token-manager.js",
             get(|| {
                 static_file(
@@ -242,6 +251,13 @@ fn app(parts: Parts, metrics: metrics_exporter_prometheus::PrometheusHandle) -> 
             }),
         )
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .with_state(App {
             manager: manager.clone(),
             attempts,
@@ -364,11 +380,15 @@ async fn login(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return json_error(
+            let mut res = json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the request body is larger than 16 KiB",
             );
+            // The rest of the body is not read: this connection cannot carry another request.
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return res;
         }
         Err(_) => {
             return json_error(
@@ -412,7 +432,15 @@ async fn login(
                     "userId": pair.user_id,
                 }
             });
-            ([(header::SET_COOKIE, cookie)], axum::Json(body)).into_response()
+            (
+                [
+                    (header::SET_COOKIE, cookie),
+                    // Tokens must never be cached (RFC 6749 §5.1).
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                axum::Json(body),
+            )
+                .into_response()
         }
         Err(error) => session_error(&error),
     }

@@ -73,6 +73,8 @@ pub(crate) type SharedClock = Arc<dyn Clock>;
 /// Formats milliseconds since the epoch as an RFC 3339 UTC timestamp with millisecond precision,
 /// e.g. `2026-11-28T18:12:59.123Z`.
 pub(crate) fn rfc3339(ms: u64) -> String {
+    // RFC 3339 ends at year 9999; later instants (a token claiming exp near u64::MAX) clamp.
+    let ms = ms.min(MAX_RFC3339_MS);
     let secs = ms / 1000;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
@@ -85,6 +87,9 @@ pub(crate) fn rfc3339(ms: u64) -> String {
         ms % 1000
     )
 }
+
+/// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write.
+pub(crate) const MAX_RFC3339_MS: u64 = 253_402_300_799_999;
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -110,6 +115,7 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(rfc3339(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -533,6 +533,11 @@ impl TokenCodec {
         let mut header_buf = [0u8; STACK_HEADER];
         let header_json = b64_decode(header_b64, &mut header_buf)
             .ok_or(AuthError::Malformed("the header is not base64url"))?;
+        // RFC 7519 §7.2 / RFC 8725 §3.7: the JSON must be UTF-8 as a whole, not only the fields
+        // serde looks at (it skips unknown ones unchecked).
+        if std::str::from_utf8(header_json).is_err() {
+            return Err(AuthError::Malformed("the header is not UTF-8"));
+        }
         let header: InHeader<'_> = serde_json::from_slice(header_json)
             .map_err(|_| AuthError::Malformed("the header is not a JSON object"))?;
         if header.jku.is_some()
@@ -590,6 +595,9 @@ impl TokenCodec {
             b64_decode(payload_b64, &mut payload_heap)
         }
         .ok_or(AuthError::Malformed("the payload is not base64url"))?;
+        if std::str::from_utf8(payload_json).is_err() {
+            return Err(AuthError::Malformed("the payload is not UTF-8"));
+        }
         let claims: InClaims<'_> = serde_json::from_slice(payload_json)
             .map_err(|_| AuthError::Malformed("the payload is not a valid claims object"))?;
         self.session_from(claims)

@@ -351,7 +351,10 @@ impl RefreshService {
         }
         let is_expired = time == Err(AuthError::Expired);
         let is_valid = time.is_ok() && status == SessionStatus::Active;
-        let left_ms = (session.expires_at() * 1000).saturating_sub(now_ms);
+        let left_ms = session
+            .expires_at()
+            .saturating_mul(1000)
+            .saturating_sub(now_ms);
         let threshold_ms = codec.refresh_threshold_secs() * 1000;
         let needs_refresh = is_expired || (is_valid && left_ms <= threshold_ms);
         success(
@@ -364,7 +367,7 @@ impl RefreshService {
                 "isValid": is_valid,
                 "isExpired": is_expired,
                 "needsRefresh": needs_refresh,
-                "expiresAt": rfc3339(session.expires_at() * 1000),
+                "expiresAt": rfc3339(session.expires_at().saturating_mul(1000)),
                 "timeUntilExpiry": left_ms,
                 "userId": session.user_id(),
             }),
@@ -383,7 +386,10 @@ impl RefreshService {
         let codec = self.manager.codec();
         if let Ok(session) = self.manager.verify_access_token(&access).await {
             let now_ms = codec.clock().now_ms();
-            let left_ms = (session.expires_at() * 1000).saturating_sub(now_ms);
+            let left_ms = session
+                .expires_at()
+                .saturating_mul(1000)
+                .saturating_sub(now_ms);
             if left_ms > codec.refresh_threshold_secs() * 1000 {
                 let mut data = json!({
                     "refreshed": false,
@@ -550,11 +556,15 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let too_large = || {
-        json_error(
+        let mut res = json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,
             "the request body is larger than 16 KiB",
-        )
+        );
+        // The rest of the body is not read, so the connection cannot carry another request.
+        res.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        res
     };
     let declared = headers
         .get(CONTENT_LENGTH)

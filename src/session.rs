@@ -192,9 +192,11 @@ impl Session {
         self.expires_at
     }
 
-    /// When the access token expires, as a `SystemTime`.
+    /// When the access token expires, as a `SystemTime` (at the latest 9999-12-31, for a token
+    /// that claims an `exp` beyond what a `SystemTime` can hold).
     pub fn expires_at_time(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.expires_at)
+        let secs = self.expires_at.min(crate::clock::MAX_RFC3339_MS / 1000);
+        UNIX_EPOCH + Duration::from_secs(secs)
     }
 }
 
