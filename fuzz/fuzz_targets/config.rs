@@ -1,0 +1,103 @@
+//! Configuration parsing: `config::parse_duration` and `SessionConfig::from_lookup`.
+//!
+//! The input is text. Its first line goes to `parse_duration`, checked against an independent
+//! reading of the documented grammar (a whole number of at most 15 digits and one of `ms`, `s`,
+//! `m`, `h`, `d`, surrounding whitespace allowed, no overflow). Each further line `NAME=VALUE`
+//! sets one of `config::ENV_VARS` for `from_lookup`; a configuration it accepts must then build
+//! a manager that logs in, verifies its own access token and refreshes once.
+
+#![no_main]
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use tower_jwt_session::clock::ManualClock;
+use tower_jwt_session::config::{ENV_VARS, parse_duration};
+use tower_jwt_session::{AuthError, SessionConfig, SessionManager};
+
+use common::*;
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(runtime);
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut lines = text.split('\n');
+    check_duration(lines.next().unwrap_or_default());
+
+    let env: HashMap<&str, &str> = lines
+        .filter_map(|line| line.split_once('='))
+        .filter(|(name, _)| ENV_VARS.contains(name))
+        .collect();
+    let Ok(config) = SessionConfig::from_lookup(|name| env.get(name).map(|v| (*v).to_owned()))
+    else {
+        return;
+    };
+    if !config.redis_urls().is_empty() {
+        // A Redis configuration needs a server; its parsing has been exercised.
+        return;
+    }
+    check_config(config);
+});
+
+/// The documented grammar, independently.
+fn expected_duration(input: &str) -> Option<Duration> {
+    let s = input.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit = match &s[digits..] {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit).map(Duration::from_millis)
+}
+
+fn check_duration(input: &str) {
+    assert_eq!(
+        parse_duration(input).ok(),
+        expected_duration(input),
+        "{input:?}"
+    );
+}
+
+fn check_config(config: SessionConfig) {
+    config
+        .validate()
+        .expect("from_lookup returns only valid configurations");
+    let ttl = config.access_token_ttl_value();
+    let leeway = config.leeway_value();
+    let manager = SessionManager::builder(config)
+        .clock(ManualClock::new(NOW_MS))
+        .build()
+        .expect("a configuration from_lookup accepts builds a manager");
+    RUNTIME.block_on(async {
+        let pair = manager
+            .create_session("alice", &["user".to_owned()])
+            .await
+            .expect("a login");
+        match manager.codec().verify(&pair.access_token) {
+            Ok(session) => assert_eq!(session.user_id(), "alice"),
+            // `exp` is whole seconds: a lifetime under a second without leeway can be over at
+            // once.
+            Err(AuthError::Expired) if ttl + leeway < Duration::from_secs(1) => {}
+            Err(error) => panic!("the manager's own access token is refused: {error:?}"),
+        }
+        manager
+            .refresh(&pair.refresh_token)
+            .await
+            .expect("a fresh refresh token refreshes");
+    });
+}
