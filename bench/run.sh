@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Reruns every benchmark of BENCHMARKS.md in one go, then rewrites its tables and the plots in
+# bench/plots/. From the repository root:
+#
+#   bash bench/run.sh
+#
+# Needs: cargo, node/npm, python3, a Redis on $REDIS_URL (default redis://127.0.0.1:6379; a
+# unique key prefix is used and deleted), redis-server (the scale run starts its own), and wrk,
+# gnuplot-nox, jq from Debian (installed here when missing), valgrind and perf. About 12 minutes
+# on 2 cores, after the builds. Everything that is compared is measured in this one invocation; all traffic is to
+# 127.0.0.1 and every run is bounded.
+#
+# Settings: TJS_DURATION, TJS_ROUNDS, TJS_CONNECTIONS, TJS_REFRESH_CONNECTIONS (bench/load.sh),
+# TJS_MEMORY_SIZES, TJS_REDIS_SIZES (bench/scale.sh), TJS_INTERLEAVED_ROUNDS (criterion).
+set -euo pipefail
+BENCH="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$BENCH")"
+export TJS_RESULTS="${TJS_RESULTS:-$BENCH/target/results}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+export TJS_DURATION="${TJS_DURATION:-3}" TJS_ROUNDS="${TJS_ROUNDS:-5}"
+export TJS_CONNECTIONS="${TJS_CONNECTIONS:-16}" TJS_REFRESH_CONNECTIONS="${TJS_REFRESH_CONNECTIONS:-4}"
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+log "tools"
+missing=()
+for tool in wrk gnuplot jq; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  pkgs=("${missing[@]/gnuplot/gnuplot-nox}")
+  apt-get update -qq && apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+for tool in cargo node npm python3 redis-cli redis-server taskset valgrind perf; do
+  command -v "$tool" >/dev/null || { echo "run.sh needs $tool" >&2; exit 1; }
+done
+redis-cli -u "$REDIS_URL" ping | grep -q PONG || { echo "no Redis at $REDIS_URL" >&2; exit 1; }
+(cd "$BENCH/node" && { [ -d node_modules ] || npm ci --no-audit --no-fund --silent; })
+
+log "builds (release): bench crate, the example server, the crate's sessions bench"
+(cd "$BENCH" && cargo build --release --bins && cargo bench --bench peers --no-run)
+(cd "$ROOT" && cargo build --release --features redis --example server)
+TJS_SESSIONS_BIN="$(cd "$ROOT" && cargo bench --features redis --bench sessions --no-run \
+  --message-format=json |
+  jq -r 'select(.reason == "compiler-artifact" and .target.name == "sessions") | .executable' |
+  tail -1)"
+export TJS_SESSIONS_BIN TJS_SKIP_BUILD=1
+
+rm -rf "$TJS_RESULTS"
+mkdir -p "$TJS_RESULTS/logs"
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml || echo ' + uncommitted changes')"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+  echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
+  echo "kernel: $(uname -r)"
+  echo "rustc: $(rustc -V)"
+  echo "node: $(node -v)"
+  echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  echo "redis: $(redis-server --version | cut -d' ' -f3)"
+  echo "duration: $TJS_DURATION"
+  echo "rounds: $TJS_ROUNDS"
+  echo "connections: $TJS_CONNECTIONS"
+  echo "refresh_connections: $TJS_REFRESH_CONNECTIONS"
+  echo "loadavg_start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$TJS_RESULTS/machine.txt"
+cat "$TJS_RESULTS/machine.txt" >&2
+
+log "1/4 criterion: the check through each layer, session operations, rate limiter"
+(cd "$BENCH" && TJS_INTERLEAVED_ROUNDS="${TJS_INTERLEAVED_ROUNDS:-40}" cargo bench --bench peers) \
+  2>&1 | tee "$TJS_RESULTS/logs/criterion.txt" | grep -E -B1 'time:|^interleaved|^  [a-z]|deleted' | grep -v '^--' >&2
+
+log "2/4 load: wrk against each server, then refresh chains"
+bash "$BENCH/load.sh"
+
+log "3/4 scale: memory per session, refresh latency against live sessions"
+bash "$BENCH/scale.sh"
+
+log "4/4 profiles: callgrind instruction counts, perf of the bare and session servers"
+bash "$BENCH/profile.sh"
+
+echo "loadavg_end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$TJS_RESULTS/machine.txt"
+
+log "report: BENCHMARKS.md and bench/plots/"
+python3 "$BENCH/report.py" "$TJS_RESULTS"
