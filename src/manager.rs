@@ -642,6 +642,11 @@ impl SessionManager {
         )
     }
 
+    /// The session a refresh token was issued for, if its MAC verifies (no store lookup).
+    pub(crate) fn refresh_token_session(&self, token: &str) -> Option<SessionId> {
+        self.parse_refresh_token(token).map(|c| c.session_id)
+    }
+
     /// Parses a refresh token and checks its MAC (constant-time) against every key.
     fn parse_refresh_token(&self, token: &str) -> Option<RefreshClaims> {
         if token.len() > 200 {

@@ -385,6 +385,10 @@ impl RefreshService {
             };
         let codec = self.manager.codec();
         if let Ok(session) = self.manager.verify_access_token(&access).await {
+            // Never echo a refresh token that is not this session's own.
+            if self.manager.refresh_token_session(refresh) != Some(session.session_id()) {
+                return session_error(&SessionError::InvalidToken);
+            }
             let now_ms = codec.clock().now_ms();
             let left_ms = session
                 .expires_at()

@@ -778,3 +778,19 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     // New connections are refused after shutdown.
     assert!(std::net::TcpStream::connect(&addr).is_err());
 }
+
+#[tokio::test]
+async fn auto_refresh_refuses_a_refresh_token_of_another_session() {
+    let s = Server::start(&[]);
+    let mine = s.login("alice").await;
+    let theirs = s.login("bob").await;
+    for refresh in [json!("garbage"), theirs["refreshToken"].clone()] {
+        let (status, body) = s
+            .post(
+                "/api/token/auto-refresh",
+                json!({"accessToken": mine["accessToken"], "refreshToken": refresh}),
+            )
+            .await;
+        assert_error(status, &body, 401, "invalid_token");
+    }
+}
