@@ -30,6 +30,7 @@ pub struct RateLimitConfig {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) max_keys: u64,
     pub(crate) ipv6_prefix_len: u8,
+    pub(crate) exempt_paths: Arc<[Box<str>]>,
 }
 
 impl Default for RateLimitConfig {
@@ -40,7 +41,8 @@ impl Default for RateLimitConfig {
 
 impl RateLimitConfig {
     /// The defaults of SPEC §2: 100 requests per client per 15 minutes, no trusted proxies,
-    /// the system clock.
+    /// the system clock, and the health route of the token routes,
+    /// [`DEFAULT_HEALTH_PATH`](Self::DEFAULT_HEALTH_PATH), exempt.
     pub fn new() -> Self {
         Self {
             window: Duration::from_secs(15 * 60),
@@ -49,8 +51,14 @@ impl RateLimitConfig {
             clock: Arc::new(SystemClock),
             max_keys: MemoryBackend::DEFAULT_MAX_KEYS,
             ipv6_prefix_len: 64,
+            exempt_paths: Arc::from([Box::from(Self::DEFAULT_HEALTH_PATH)]),
         }
     }
+
+    /// The health route of [`RefreshService`](crate::RefreshService) under its default prefix,
+    /// `/api/token/health`: exempt from the limit unless [`exempt_paths`](Self::exempt_paths)
+    /// says otherwise.
+    pub const DEFAULT_HEALTH_PATH: &'static str = "/api/token/health";
 
     /// The defaults, with the window and budget of `config` (`RATE_LIMIT_WINDOW_MS`,
     /// `RATE_LIMIT_MAX_REQUESTS` under [`SessionConfig::from_env`]).
@@ -112,6 +120,54 @@ impl RateLimitConfig {
         self
     }
 
+    /// Paths that are never limited: a request whose path is exactly one of these goes
+    /// straight to the inner service, is not counted, and gets no `RateLimit-*` headers. The
+    /// default is [`DEFAULT_HEALTH_PATH`](Self::DEFAULT_HEALTH_PATH) alone (SPEC §5: health is
+    /// never rate limited, so a load balancer probing every few seconds never marks a healthy
+    /// instance down). An empty list limits every request.
+    ///
+    /// The list replaces the default, so keep the health path in it. Paths are compared with
+    /// the request's path as this layer sees it, whatever the method and without the query:
+    /// with the layer around a router that nests the token routes (as in the
+    /// [module docs](crate::rate_limit)) that is the full path, `/api/token/health`; with the
+    /// layer applied to the nested service itself, axum has already stripped the prefix, and
+    /// the path is `/health`. Under another
+    /// [`RefreshService::prefix`](crate::RefreshService::prefix), list that prefix's
+    /// `/health`.
+    ///
+    /// Why a list of paths, not a rule inside the token routes: the layer answers before the
+    /// inner service runs, and it may sit around any router; a path is what it can see. Only
+    /// list routes that are cheap and safe to call without limit: an exempt route is open to
+    /// floods.
+    ///
+    /// ```
+    /// use tower_jwt_session::RateLimitConfig;
+    ///
+    /// let config = RateLimitConfig::new().exempt_paths(["/auth/health", "/livez"]);
+    /// assert_eq!(config.exempt_paths_value(), ["/auth/health", "/livez"]);
+    /// assert!(config.is_exempt("/livez"));
+    /// assert!(!config.is_exempt("/api/token/health"));
+    /// assert!(RateLimitConfig::new().is_exempt("/api/token/health"));
+    /// ```
+    pub fn exempt_paths(mut self, paths: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.exempt_paths = paths
+            .into_iter()
+            .map(|p| p.into().into_boxed_str())
+            .collect();
+        self
+    }
+
+    /// The paths that are never limited.
+    pub fn exempt_paths_value(&self) -> Vec<&str> {
+        self.exempt_paths.iter().map(|p| &**p).collect()
+    }
+
+    /// Whether a request to `path` (without the query) bypasses the limit.
+    #[inline]
+    pub fn is_exempt(&self, path: &str) -> bool {
+        self.exempt_paths.iter().any(|p| **p == *path)
+    }
+
     /// The window.
     pub fn window_value(&self) -> Duration {
         self.window
@@ -149,5 +205,12 @@ mod tests {
         assert_eq!(c.max_requests_value(), 7);
         assert_eq!(c.trusted_proxies_value(), &["10.0.0.1/32".parse().unwrap()]);
         assert_eq!(c.ipv6_prefix_len, 128);
+        assert_eq!(c.exempt_paths_value(), ["/api/token/health"]);
+        assert!(c.is_exempt("/api/token/health"));
+        assert!(!c.is_exempt("/api/token/health/"));
+        assert!(!c.is_exempt("/api/token/refresh"));
+        assert!(!c.is_exempt("/health"));
+        let none = c.exempt_paths(Vec::<String>::new());
+        assert!(!none.is_exempt("/api/token/health"));
     }
 }

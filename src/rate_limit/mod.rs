@@ -28,6 +28,15 @@
 //! through [`RateLimitBackend::try_hit`] without a future, so the hot path allocates nothing;
 //! only a remote backend's answer is boxed and awaited.
 //!
+//! **Health is exempt.** A request whose path is one of
+//! [`RateLimitConfig::exempt_paths`] goes straight through: not counted, never refused, no
+//! `RateLimit-*` headers. The default list holds the token routes' health check,
+//! `/api/token/health` (SPEC §5: a load balancer probing every few seconds must never get a
+//! 429 and take the instance out of rotation). The exemption lives in the layer, so every app
+//! that wraps its token routes gets it without routing health around the limiter; set the list
+//! when the token routes are served under another prefix, or when the layer sits inside the
+//! nest (see [`RateLimitConfig::exempt_paths`]).
+//!
 //! **Failure.** Rate limiting fails open: when the backend errors, the request goes through
 //! (without `RateLimit-*` headers) and the error is logged at `warn`. A limiter outage should
 //! not become an outage of login and refresh; the [`AttemptTracker`] and the sessions' own

@@ -62,6 +62,15 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &self.shared.config;
+        if config.is_exempt(req.uri().path()) {
+            // Health probes and the like: not counted, never refused. The client address is
+            // still resolved for the handler when there is one.
+            if let Some(peer) = peer_ip(req.extensions()) {
+                let client = resolve(peer, req.headers(), &config.trusted_proxies);
+                req.extensions_mut().insert(ClientIp(client));
+            }
+            return ResponseFuture::inner(self.inner.call(req), None);
+        }
         let Some(peer) = peer_ip(req.extensions()) else {
             tracing::error!(
                 "RateLimitLayer: the request carries no peer address; serve axum with `into_make_service_with_connect_info::<SocketAddr>()`, or insert `tower_jwt_session::PeerAddr` into each request"

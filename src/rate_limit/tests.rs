@@ -353,3 +353,142 @@ fn the_layer_and_its_service_are_cheap_to_clone_and_send() {
     fn assert_send<T: Send>(_: &T) {}
     assert_send(&svc.clone().oneshot(from("203.0.113.7", &[])));
 }
+
+fn to(path: &str, peer: &str) -> Request<Full<Bytes>> {
+    let mut req = from(peer, &[]);
+    *req.uri_mut() = path.parse().unwrap();
+    req
+}
+
+#[tokio::test]
+async fn health_probes_are_never_limited_nor_counted() {
+    let (layer, _) = layer(100, 60);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = layer.layer(echo(calls.clone()));
+
+    // A load balancer probing from one address, far beyond the budget.
+    for i in 0..300 {
+        let res = send(&mut svc, to("/api/token/health", "10.9.9.9")).await;
+        assert_eq!(res.status(), StatusCode::OK, "probe {i}");
+        assert!(res.headers().get(RATELIMIT_LIMIT).is_none(), "not counted");
+        assert_eq!(
+            &body(res).await[..],
+            b"10.9.9.9",
+            "the client IP is still resolved"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 300);
+
+    // The probes drew nothing from that address's budget; other routes are limited as ever.
+    for i in 0..100 {
+        let res = send(&mut svc, to("/api/token/refresh", "10.9.9.9")).await;
+        assert_eq!(res.status(), StatusCode::OK, "request {i}");
+    }
+    for path in [
+        "/api/token/refresh",
+        "/api/auth/login",
+        "/api/token/health/",
+        "/health",
+    ] {
+        let res = send(&mut svc, to(path, "10.9.9.9")).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+    }
+    let res = send(&mut svc, to("/api/token/health?deep=1", "10.9.9.9")).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the query is not part of the path"
+    );
+    // A probe without a peer address is not the wiring mistake a counted request would be.
+    let mut req = Request::new(Full::default());
+    *req.uri_mut() = "/api/token/health".parse().unwrap();
+    assert_eq!(send(&mut svc, req).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_exemption_list_is_the_users() {
+    let clock = ManualClock::new(T0);
+    let config = RateLimitConfig::new()
+        .max_requests(1)
+        .clock(Arc::new(clock))
+        .exempt_paths(["/health"]);
+    let mut svc = RateLimitLayer::new(config).layer(echo(Arc::default()));
+    for _ in 0..5 {
+        let res = send(&mut svc, to("/health", "203.0.113.7")).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = send(&mut svc, to("/api/token/health", "203.0.113.7")).await;
+    assert_eq!(res.status(), StatusCode::OK, "the first counted request");
+    let res = send(&mut svc, to("/api/token/health", "203.0.113.7")).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the list replaces the default"
+    );
+}
+
+/// The shape of the module docs and of the example: one layer around the login route and the
+/// nested token routes, the real `RefreshService` behind it.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn health_through_an_axum_router_with_the_token_routes_nested() {
+    use axum::Router;
+    use axum::routing::post;
+
+    let config = crate::SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
+    let manager = crate::SessionManager::new(config.clone()).unwrap();
+    let app = Router::new()
+        .route("/api/auth/login", post(|| async { "logged in" }))
+        .nest_service("/api/token", manager.refresh_service())
+        .layer(RateLimitLayer::new(RateLimitConfig::from_session_config(
+            &config,
+        )));
+    let request = |method: &str, path: &str| {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        req.extensions_mut()
+            .insert(PeerAddr("198.51.100.20:5555".parse().unwrap()));
+        req
+    };
+    for i in 0..300 {
+        let res = app
+            .clone()
+            .oneshot(request("GET", "/api/token/health"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "probe {i}");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["data"]["status"], "ok", "{body}");
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..101 {
+        let res = app
+            .clone()
+            .oneshot(request("POST", "/api/token/validate"))
+            .await
+            .unwrap();
+        statuses.push(res.status());
+    }
+    assert!(
+        statuses[..100]
+            .iter()
+            .all(|s| *s != StatusCode::TOO_MANY_REQUESTS)
+    );
+    assert_eq!(statuses[100], StatusCode::TOO_MANY_REQUESTS);
+    let res = app
+        .clone()
+        .oneshot(request("POST", "/api/auth/login"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let res = app
+        .oneshot(request("GET", "/api/token/health"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "still healthy when limited");
+}
