@@ -1,5 +1,4 @@
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -17,9 +16,13 @@ const PURGE_BATCH: usize = 64;
 /// The default store: sessions in this process's memory. Zero set-up, nothing survives a
 /// restart, and nothing is shared with other instances (use the Redis store for that).
 ///
-/// Memory is bounded by expiry: every record sits in a queue ordered by the time it may be
-/// forgotten, and each write reclaims the records that have come due, so a process that keeps
-/// creating sessions holds only the ones that can still be used.
+/// # What it holds
+///
+/// A session that ends (logout, logout-all, eviction by the per-user limit, reuse detection)
+/// is deleted at once; a session that expires is deleted once its purge time passes (see
+/// [`purge_at`](super::purge_at)). So a user holds at most their live sessions (the session
+/// limit) plus those that expired within the last access-token lifetime, whatever their
+/// history, and the work of a login is bounded by that number too.
 ///
 /// All operations take one mutex for a few hundred nanoseconds; each is atomic.
 #[derive(Debug, Default)]
@@ -33,10 +36,10 @@ struct State {
     /// half than a slot holding the whole record would (`cargo bench --bench sessions` at one
     /// million sessions: 475 bytes a session unboxed, 382 boxed).
     sessions: HashMap<SessionId, Box<SessionRecord>>,
+    /// Each user's records in creation order; never longer than what the user holds.
     by_user: HashMap<String, Vec<SessionId>>,
-    /// `(purge_at, session)`, one entry per record; an entry that comes due for a record whose
-    /// `purge_at` moved later is pushed again with the new time.
-    purge_queue: BinaryHeap<Reverse<(u64, SessionId)>>,
+    /// `(purge_at, session)`, exactly one entry per record, removed with it.
+    purge_queue: BTreeSet<(u64, SessionId)>,
 }
 
 impl MemoryStore {
@@ -45,7 +48,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// How many records (live or retained after revocation) the store holds.
+    /// How many records the store holds (live, or expired and not yet purged).
     pub fn len(&self) -> usize {
         self.lock().sessions.len()
     }
@@ -53,6 +56,11 @@ impl MemoryStore {
     /// Whether the store holds no records.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many records the store holds for one user.
+    pub fn len_of(&self, user_id: &str) -> usize {
+        self.lock().by_user.get(user_id).map_or(0, Vec::len)
     }
 
     /// Forgets every record whose purge time is before `now`. Writes do this a batch at a
@@ -72,27 +80,49 @@ impl State {
     /// Forgets up to `max` records whose purge time has passed.
     fn purge(&mut self, now: u64, max: usize) {
         for _ in 0..max {
-            match self.purge_queue.peek() {
-                Some(Reverse((at, _))) if *at < now => {}
+            match self.purge_queue.first() {
+                Some(&(at, sid)) if at < now => {
+                    self.remove(sid);
+                }
                 _ => return,
             }
-            let Some(Reverse((_, sid))) = self.purge_queue.pop() else {
-                return;
-            };
-            let Some(record) = self.sessions.get(&sid) else {
-                continue;
-            };
-            if record.purge_at >= now {
-                self.purge_queue.push(Reverse((record.purge_at, sid)));
-                continue;
+        }
+    }
+
+    /// Deletes a record with its index entries. Work bounded by what its user holds.
+    fn remove(&mut self, sid: SessionId) -> Option<Box<SessionRecord>> {
+        let record = self.sessions.remove(&sid)?;
+        self.purge_queue.remove(&(record.purge_at, sid));
+        if let Some(list) = self.by_user.get_mut(&record.user_id) {
+            list.retain(|s| *s != sid);
+            if list.is_empty() {
+                self.by_user.remove(&record.user_id);
             }
-            let record = self.sessions.remove(&sid).expect("present");
-            if let Some(list) = self.by_user.get_mut(&record.user_id) {
-                list.retain(|s| *s != sid);
-                if list.is_empty() {
-                    self.by_user.remove(&record.user_id);
-                }
-            }
+        }
+        Some(record)
+    }
+
+    /// A record that still exists at `now`: one past its purge time is gone (and removed), as
+    /// it would be in a store whose keys expire by themselves.
+    fn present(&mut self, sid: SessionId, now: u64) -> Option<&mut SessionRecord> {
+        if self.sessions.get(&sid).is_some_and(|r| now > r.purge_at) {
+            self.remove(sid);
+        }
+        self.sessions.get_mut(&sid).map(|r| &mut **r)
+    }
+
+    /// Deletes the user's records that are past their purge time.
+    fn prune_user(&mut self, user_id: &str, now: u64) {
+        let due: Vec<SessionId> = self
+            .by_user
+            .get(user_id)
+            .into_iter()
+            .flatten()
+            .filter(|sid| self.sessions.get(*sid).is_some_and(|r| now > r.purge_at))
+            .copied()
+            .collect();
+        for sid in due {
+            self.remove(sid);
         }
     }
 
@@ -118,6 +148,7 @@ impl SessionStore for MemoryStore {
     ) -> Result<CreateOutcome, StoreError> {
         let mut state = self.lock();
         state.purge(now, PURGE_BATCH);
+        state.prune_user(&record.user_id, now);
         let live: Vec<(SessionId, u64)> = state
             .live_of(&record.user_id, now)
             .map(|r| (r.session_id, r.last_active_at))
@@ -126,18 +157,19 @@ impl SessionStore for MemoryStore {
             return Ok(CreateOutcome::LimitReached);
         };
         for sid in &evicted {
-            if let Some(r) = state.sessions.get_mut(sid) {
-                r.revoked_at = Some(now);
-            }
+            state.remove(*sid);
         }
         let sid = record.session_id;
-        state.purge_queue.push(Reverse((record.purge_at, sid)));
+        state.purge_queue.insert((record.purge_at, sid));
         state
             .by_user
             .entry(record.user_id.clone())
             .or_default()
             .push(sid);
-        state.sessions.insert(sid, Box::new(record));
+        if let Some(old) = state.sessions.insert(sid, Box::new(record)) {
+            // A reused id (only a caller-made one could be): keep one queue entry per record.
+            state.purge_queue.remove(&(old.purge_at, sid));
+        }
         crate::telemetry::sessions_held(state.sessions.len());
         Ok(CreateOutcome::Created { evicted })
     }
@@ -145,20 +177,34 @@ impl SessionStore for MemoryStore {
     async fn rotate(&self, req: RotateRequest) -> Result<RotateOutcome, StoreError> {
         let mut state = self.lock();
         state.purge(req.now, PURGE_BATCH);
-        let Some(record) = state.sessions.get_mut(&req.session_id) else {
+        let Some(record) = state.present(req.session_id, req.now) else {
             return Ok(RotateOutcome::NotFound);
         };
+        let old_purge_at = record.purge_at;
         let decision = decide_rotation(record, &req);
         apply_rotation(record, decision, req.now);
-        Ok(match decision {
-            RotationDecision::Rotate { .. } => RotateOutcome::Rotated((**record).clone()),
-            RotationDecision::Grace => RotateOutcome::Grace((**record).clone()),
-            RotationDecision::Reuse(kind) => RotateOutcome::Reused((**record).clone(), kind),
+        let new_purge_at = record.purge_at;
+        let outcome = match decision {
+            RotationDecision::Rotate { .. } => RotateOutcome::Rotated(record.clone()),
+            RotationDecision::Grace => RotateOutcome::Grace(record.clone()),
+            RotationDecision::Reuse(kind) => RotateOutcome::Reused(record.clone(), kind),
             RotationDecision::Revoked => RotateOutcome::Revoked,
             RotationDecision::SessionExpired => RotateOutcome::SessionExpired,
             RotationDecision::TokenExpired => RotateOutcome::TokenExpired,
             RotationDecision::NotFound => RotateOutcome::NotFound,
-        })
+        };
+        match decision {
+            // An ended session is deleted at once.
+            RotationDecision::Reuse(_) | RotationDecision::Revoked => {
+                state.remove(req.session_id);
+            }
+            _ if new_purge_at != old_purge_at => {
+                state.purge_queue.remove(&(old_purge_at, req.session_id));
+                state.purge_queue.insert((new_purge_at, req.session_id));
+            }
+            _ => {}
+        }
+        Ok(outcome)
     }
 
     async fn get(&self, session_id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
@@ -175,22 +221,21 @@ impl SessionStore for MemoryStore {
     async fn revoke(&self, session_id: SessionId, now: u64) -> Result<bool, StoreError> {
         let mut state = self.lock();
         state.purge(now, PURGE_BATCH);
-        Ok(match state.sessions.get_mut(&session_id) {
-            Some(r) if r.is_live(now) => {
-                r.revoked_at = Some(now);
-                true
-            }
-            _ => false,
-        })
+        Ok(state
+            .remove(session_id)
+            .is_some_and(|record| record.is_live(now)))
     }
 
     async fn revoke_all(&self, user_id: &str, now: u64) -> Result<Vec<SessionId>, StoreError> {
         let mut state = self.lock();
         state.purge(now, PURGE_BATCH);
-        let live: Vec<SessionId> = state.live_of(user_id, now).map(|r| r.session_id).collect();
-        for sid in &live {
-            if let Some(r) = state.sessions.get_mut(sid) {
-                r.revoked_at = Some(now);
+        let all = state.by_user.get(user_id).cloned().unwrap_or_default();
+        let mut live = Vec::new();
+        for sid in all {
+            if let Some(record) = state.remove(sid)
+                && record.is_live(now)
+            {
+                live.push(sid);
             }
         }
         Ok(live)
@@ -234,5 +279,57 @@ mod tests {
         store.purge(later);
         assert_eq!(store.len(), 1);
         assert!(store.lock().by_user.len() == 1 && store.lock().purge_queue.len() == 1);
+    }
+
+    /// Defect 1 of the attacker's audit: 40,000 logins of one account left 40,040 records
+    /// behind, walked on every login. Now the account holds its limit and nothing more.
+    #[tokio::test]
+    async fn one_account_logging_in_forever_holds_only_its_limit() {
+        let store = MemoryStore::new();
+        let l = crate::store::suite::lifetimes();
+        let mut now = 1_000;
+        for i in 0..5_000u64 {
+            now += 1;
+            let r = crate::store::suite::record("alice", now, &l);
+            let sid = r.session_id;
+            store
+                .create(r, crate::store::suite::limit(10), &l, now)
+                .await
+                .unwrap();
+            if i % 3 == 0 {
+                store.revoke(sid, now).await.unwrap();
+            }
+            if i % 1_000 == 999 {
+                store.revoke_all("alice", now).await.unwrap();
+            }
+            assert!(store.len_of("alice") <= 10);
+        }
+        let state = store.lock();
+        assert!(state.sessions.len() <= 10, "{}", state.sessions.len());
+        assert_eq!(state.purge_queue.len(), state.sessions.len());
+        assert!(state.by_user.len() <= 1);
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_leave_with_their_purge_time() {
+        let store = MemoryStore::new();
+        let l = crate::store::suite::lifetimes();
+        // Ten sessions expire (refresh token 30 s, never refreshed); the next login after their
+        // purge time finds none of them.
+        for i in 0..10 {
+            let r = crate::store::suite::record("bob", i, &l);
+            store
+                .create(r, crate::store::suite::limit(10), &l, i)
+                .await
+                .unwrap();
+        }
+        let later = crate::store::suite::record("bob", 10, &l).purge_at + 1;
+        let r = crate::store::suite::record("bob", later, &l);
+        let out = store
+            .create(r, crate::store::suite::limit(10), &l, later)
+            .await
+            .unwrap();
+        assert_eq!(out, CreateOutcome::Created { evicted: vec![] });
+        assert_eq!(store.len_of("bob"), 1);
     }
 }

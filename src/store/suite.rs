@@ -166,10 +166,11 @@ pub(crate) async fn rotation_follows_the_rules<S: SessionStore + ?Sized>(store: 
     };
     assert_eq!(kind, ReuseKind::Ancestor);
     assert_eq!(revoked.revoked_at, Some(at(3_001)));
-    // The current token no longer works either.
+    // The session is gone at once: the current token no longer works either.
+    assert_eq!(store.get(sid).await.unwrap(), None);
     assert_eq!(
         store.rotate(rotate_req(sid, 2, at(3_002))).await.unwrap(),
-        RotateOutcome::Revoked
+        RotateOutcome::NotFound
     );
     assert!(store.list(&r.user_id, at(3_002)).await.unwrap().is_empty());
 }
@@ -194,10 +195,7 @@ pub(crate) async fn parent_after_the_interval_is_theft<S: SessionStore + ?Sized>
         ),
         "{out:?}"
     );
-    assert_eq!(
-        store.get(r.session_id).await.unwrap().unwrap().revoked_at,
-        Some(at(3_000))
-    );
+    assert_eq!(store.get(r.session_id).await.unwrap(), None, "deleted at once");
 }
 
 pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
@@ -255,14 +253,17 @@ pub(crate) async fn revoke_and_revoke_all<S: SessionStore + ?Sized>(store: &S) {
             .rotate(rotate_req(a.session_id, 0, at(2_002)))
             .await
             .unwrap(),
-        RotateOutcome::Revoked
+        RotateOutcome::NotFound
     );
+    assert_eq!(store.get(a.session_id).await.unwrap(), None);
     let mut all = store.revoke_all(&user, at(3_000)).await.unwrap();
     all.sort();
     let mut expected = vec![b.session_id, c.session_id];
     expected.sort();
     assert_eq!(all, expected);
     assert!(store.list(&user, at(3_000)).await.unwrap().is_empty());
+    assert_eq!(store.get(b.session_id).await.unwrap(), None);
+    assert_eq!(store.get(c.session_id).await.unwrap(), None);
     assert!(store.revoke_all(&user, at(3_001)).await.unwrap().is_empty());
 }
 
@@ -316,8 +317,63 @@ pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Si
             .rotate(rotate_req(second.session_id, 0, at(2_001)))
             .await
             .unwrap(),
-        RotateOutcome::Revoked
+        RotateOutcome::NotFound
     );
+    assert_eq!(store.get(second.session_id).await.unwrap(), None);
+}
+
+/// Every way a session ends deletes it at once, so a user with a long history holds no more
+/// than a user with a short one (SPEC §5: bounded by the limit plus a small tail).
+pub(crate) async fn ended_sessions_are_deleted_at_once<S: SessionStore + ?Sized>(store: &S) {
+    let user = unique("judy");
+    let l = lifetimes();
+    let mut ended = Vec::new();
+    let mut now = at(1_000);
+    for i in 0..60u64 {
+        now += 1;
+        let r = record_for(store, &user, now, &l);
+        let CreateOutcome::Created { evicted } = store
+            .create(r.clone(), limit(3), &l, now)
+            .await
+            .unwrap()
+        else {
+            panic!("evict policy");
+        };
+        ended.extend(evicted);
+        match i % 4 {
+            0 => {
+                assert!(store.revoke(r.session_id, now).await.unwrap());
+                ended.push(r.session_id);
+            }
+            1 => {
+                // Rotate twice, then present the grandparent: reuse ends it.
+                for generation in 0..2 {
+                    assert!(matches!(
+                        store
+                            .rotate(rotate_req(r.session_id, generation, now))
+                            .await
+                            .unwrap(),
+                        RotateOutcome::Rotated(_)
+                    ));
+                }
+                assert!(matches!(
+                    store.rotate(rotate_req(r.session_id, 0, now)).await.unwrap(),
+                    RotateOutcome::Reused(..)
+                ));
+                ended.push(r.session_id);
+            }
+            _ => {}
+        }
+        assert!(store.list(&user, now).await.unwrap().len() <= 3);
+    }
+    for sid in &ended {
+        assert_eq!(store.get(*sid).await.unwrap(), None, "ended session {sid} kept");
+    }
+    let all = store.revoke_all(&user, now).await.unwrap();
+    assert!(all.len() <= 3);
+    for sid in all {
+        assert_eq!(store.get(sid).await.unwrap(), None);
+    }
 }
 
 pub(crate) async fn limit_denies<S: SessionStore + ?Sized>(store: &S) {
@@ -411,6 +467,7 @@ macro_rules! store_suite {
             revoke_and_revoke_all,
             limit_evicts_the_least_recently_active,
             limit_denies,
+            ended_sessions_are_deleted_at_once,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
