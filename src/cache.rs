@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
+use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
 
 use crate::clock::SharedClock;
@@ -120,6 +121,39 @@ impl fmt::Debug for RevocationCache {
     }
 }
 
+impl Inner {
+    /// Writes what was learnt about a session, and returns what the cache holds afterwards.
+    ///
+    /// `Revoked` is sticky: an `Active` never replaces it. Without that, a refresh or a
+    /// revocation lookup that read the store just before a logout could write `Active` over the
+    /// logout's `Revoked`, and the logged-out session's tokens would pass until the entry
+    /// expired. Every write goes through moka's per-key compute, so writes to one session are
+    /// serialized and none is lost between the read and the write.
+    fn record(&self, sid: SessionId, seen: Entry) -> Entry {
+        let result = self.cache.entry(sid).and_compute_with(|current| {
+            match (current.map(|e| e.into_value()), seen) {
+                (Some(Entry::Revoked), _) => Op::Nop,
+                (_, seen) => Op::Put(seen),
+            }
+        });
+        match result {
+            CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
+                e.into_value()
+            }
+            _ => seen,
+        }
+    }
+}
+
+impl From<Entry> for SessionStatus {
+    fn from(entry: Entry) -> Self {
+        match entry {
+            Entry::Active => SessionStatus::Active,
+            Entry::Revoked => SessionStatus::Revoked,
+        }
+    }
+}
+
 impl RevocationCache {
     pub(crate) fn new(
         store: Arc<dyn SessionStore>,
@@ -146,14 +180,15 @@ impl RevocationCache {
         }
     }
 
-    /// Records that a session is live (it was just created or refreshed here).
+    /// Records that a session is live (it was just created or refreshed here), unless the
+    /// cache already knows it revoked: `Revoked` is sticky.
     pub(crate) fn mark_active(&self, sid: SessionId) {
-        self.inner.cache.insert(sid, Entry::Active);
+        self.inner.record(sid, Entry::Active);
     }
 
     /// Records that a session has been revoked here.
     pub(crate) fn mark_revoked(&self, sid: SessionId) {
-        self.inner.cache.insert(sid, Entry::Revoked);
+        self.inner.record(sid, Entry::Revoked);
     }
 
     /// Forgets what the cache knows about a session, so the next check asks the store.
@@ -170,24 +205,23 @@ impl RevocationCache {
                 return;
             };
             match event {
-                RevocationEvent::Revoked(sid) => inner.cache.insert(sid, Entry::Revoked),
+                RevocationEvent::Revoked(sid) => {
+                    inner.record(sid, Entry::Revoked);
+                }
                 _ => inner.cache.invalidate_all(),
             }
         })
     }
 
-    /// Asks the store and caches the answer.
+    /// Asks the store and caches the answer. The answer is the cache's after the merge: a
+    /// revocation recorded while the store was being asked wins over what the store said.
     async fn lookup(inner: Arc<Inner>, sid: SessionId) -> SessionStatus {
         let now = inner.clock.now_ms();
         match inner.store.get(sid).await {
             Ok(Some(record)) if record.revoked_at.is_none() && now < record.expires_at => {
-                inner.cache.insert(sid, Entry::Active);
-                SessionStatus::Active
+                inner.record(sid, Entry::Active).into()
             }
-            Ok(_) => {
-                inner.cache.insert(sid, Entry::Revoked);
-                SessionStatus::Revoked
-            }
+            Ok(_) => inner.record(sid, Entry::Revoked).into(),
             Err(error) => {
                 tracing::warn!(%error, session_id = %sid, fail_open = inner.fail_open, "revocation lookup failed");
                 if inner.fail_open {
@@ -220,5 +254,221 @@ impl RevocationCheck for RevocationCache {
             Some(Entry::Revoked) => Checked::Ready(SessionStatus::Revoked),
             None => Checked::Pending(Box::pin(Self::lookup(self.inner.clone(), sid))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Logout racing a refresh or a revocation lookup, with the interleaving forced: the store
+    //! call of one operation is held open while the other runs to the end, then released. No
+    //! loop that "usually" hits the race.
+
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::{
+        CreateOutcome, Lifetimes, MemoryStore, RotateOutcome, RotateRequest, SessionLimit,
+        SessionRecord, StoreError,
+    };
+    use crate::{SessionConfig, SessionError, SessionManager};
+
+    /// Which store call to hold, and the two halves of the hand-off.
+    #[derive(Default)]
+    struct Gate {
+        /// Tells the test the held call has done its store work.
+        reached: Option<oneshot::Sender<()>>,
+        /// Released by the test when the other operation has finished.
+        release: Option<oneshot::Receiver<()>>,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Held {
+        Get,
+        Rotate,
+    }
+
+    /// A memory store whose next `get` or `rotate` does its work, then waits for the test.
+    #[derive(Default)]
+    struct GatedStore {
+        inner: MemoryStore,
+        gate: Mutex<Option<(Held, Gate)>>,
+    }
+
+    impl fmt::Debug for GatedStore {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("GatedStore")
+        }
+    }
+
+    impl GatedStore {
+        /// Arms the gate for the next `held` call; returns (reached, release).
+        fn arm(&self, held: Held) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+            let (reached_tx, reached_rx) = oneshot::channel();
+            let (release_tx, release_rx) = oneshot::channel();
+            *self.gate.lock().unwrap() = Some((
+                held,
+                Gate {
+                    reached: Some(reached_tx),
+                    release: Some(release_rx),
+                },
+            ));
+            (reached_rx, release_tx)
+        }
+
+        async fn hold(&self, call: Held) {
+            let gate = {
+                let mut slot = self.gate.lock().unwrap();
+                match slot.as_ref() {
+                    Some((held, _)) if *held == call => slot.take().map(|(_, g)| g),
+                    _ => None,
+                }
+            };
+            if let Some(mut gate) = gate {
+                let _ = gate.reached.take().unwrap().send(());
+                let _ = gate.release.take().unwrap().await;
+            }
+        }
+    }
+
+    #[async_trait]
+    impl SessionStore for Arc<GatedStore> {
+        async fn create(
+            &self,
+            record: SessionRecord,
+            limit: SessionLimit,
+            lifetimes: &Lifetimes,
+            now: u64,
+        ) -> Result<CreateOutcome, StoreError> {
+            self.inner.create(record, limit, lifetimes, now).await
+        }
+
+        async fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError> {
+            let out = self.inner.rotate(request).await;
+            self.hold(Held::Rotate).await;
+            out
+        }
+
+        async fn get(&self, sid: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+            // The answer is read before the hold: it is what the store said before the logout.
+            let out = self.inner.get(sid).await;
+            self.hold(Held::Get).await;
+            out
+        }
+
+        async fn list(&self, user: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
+            self.inner.list(user, now).await
+        }
+
+        async fn revoke(&self, sid: SessionId, now: u64) -> Result<bool, StoreError> {
+            self.inner.revoke(sid, now).await
+        }
+
+        async fn revoke_all(&self, user: &str, now: u64) -> Result<Vec<SessionId>, StoreError> {
+            self.inner.revoke_all(user, now).await
+        }
+
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        fn kind(&self) -> &'static str {
+            "gated"
+        }
+    }
+
+    fn manager() -> (SessionManager, Arc<GatedStore>) {
+        let store = Arc::new(GatedStore::default());
+        let config = SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
+        let manager = SessionManager::builder(config)
+            .store(store.clone())
+            .clock(ManualClock::new(1_800_000_000_000))
+            .build()
+            .unwrap();
+        (manager, store)
+    }
+
+    /// A revocation lookup reads "active", a logout completes, then the lookup writes its
+    /// answer. Before the fix it wrote `Active` over the logout's `Revoked`.
+    #[tokio::test]
+    async fn a_lookup_that_read_active_before_a_logout_does_not_undo_it() {
+        let (manager, store) = manager();
+        let login = manager.create_session("alice", &[]).await.unwrap();
+        manager.revocation_cache().invalidate(login.session_id);
+
+        let (reached, release) = store.arm(Held::Get);
+        let check = tokio::spawn({
+            let manager = manager.clone();
+            let token = login.access_token.clone();
+            async move { manager.verify_access_token(&token).await }
+        });
+        reached.await.unwrap();
+        assert!(manager.revoke(login.session_id).await.unwrap());
+        release.send(()).unwrap();
+
+        let raced = check.await.unwrap();
+        assert!(raced.is_err(), "the lookup answered active after the logout");
+        assert!(
+            manager
+                .verify_access_token(&login.access_token)
+                .await
+                .is_err(),
+            "the logout was undone in the cache"
+        );
+    }
+
+    /// A refresh rotates in the store, a logout completes, then the refresh marks the session
+    /// active. Before the fix the fresh access token of the logged-out session was accepted.
+    #[tokio::test]
+    async fn a_refresh_finishing_after_a_logout_does_not_undo_it() {
+        let (manager, store) = manager();
+        let login = manager.create_session("alice", &[]).await.unwrap();
+
+        let (reached, release) = store.arm(Held::Rotate);
+        let refresh = tokio::spawn({
+            let manager = manager.clone();
+            let token = login.refresh_token.clone();
+            async move { manager.refresh(&token).await }
+        });
+        reached.await.unwrap();
+        assert!(manager.revoke(login.session_id).await.unwrap());
+        release.send(()).unwrap();
+
+        // The rotation happened before the logout, so the refresh itself succeeded ...
+        let pair = refresh.await.unwrap().expect("rotated before the logout");
+        // ... but the session has ended: none of its tokens pass.
+        assert!(manager.verify_access_token(&pair.access_token).await.is_err());
+        assert!(
+            manager
+                .verify_access_token(&login.access_token)
+                .await
+                .is_err()
+        );
+        assert!(matches!(
+            manager.refresh(&pair.refresh_token).await,
+            Err(SessionError::Revoked)
+        ));
+    }
+
+    /// A revocation pushed by another instance while a lookup is in flight wins too.
+    #[tokio::test]
+    async fn a_pushed_revocation_wins_over_an_in_flight_lookup() {
+        let (manager, store) = manager();
+        let login = manager.create_session("alice", &[]).await.unwrap();
+        manager.revocation_cache().invalidate(login.session_id);
+
+        let (reached, release) = store.arm(Held::Get);
+        let check = tokio::spawn({
+            let manager = manager.clone();
+            let token = login.access_token.clone();
+            async move { manager.verify_access_token(&token).await }
+        });
+        reached.await.unwrap();
+        (manager.revocation_cache().sink())(RevocationEvent::Revoked(login.session_id));
+        release.send(()).unwrap();
+        assert!(check.await.unwrap().is_err());
     }
 }
