@@ -35,7 +35,9 @@ const REFRESH_PREFIX: &str = "tjs1";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    /// The refresh token is malformed, forged, or names no session.
+    /// The refresh token is malformed or forged: it does not parse, or its MAC does not
+    /// verify under any configured secret. (A genuine token of a session that has ended is
+    /// [`Revoked`](Self::Revoked) or [`TokenExpired`](Self::TokenExpired).)
     #[error("the refresh token is invalid")]
     InvalidToken,
     /// The refresh token has passed its own expiry.
@@ -516,11 +518,13 @@ impl SessionManager {
                 );
                 Err(SessionError::TokenReused(kind))
             }
-            RotateOutcome::Revoked => Err(SessionError::Revoked),
             RotateOutcome::SessionExpired => Err(SessionError::SessionExpired),
             RotateOutcome::TokenExpired => Err(SessionError::TokenExpired),
+            // The token's MAC verified, so this server issued it and its session existed. The
+            // store deletes a session as soon as it ends (and forgets it once no token of it
+            // can be used), so "no such session" means ended, or expired.
             _ if now >= claims.expires_at => Err(SessionError::TokenExpired),
-            _ => Err(SessionError::InvalidToken),
+            _ => Err(SessionError::Revoked),
         }
     }
 
@@ -663,8 +667,13 @@ impl SessionManager {
         if prefix != REFRESH_PREFIX || parts.next().is_some() {
             return None;
         }
-        let digits =
-            |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        // Canonical decimal only (no sign, no leading zero): one spelling per token.
+        let digits = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 20
+                && s.bytes().all(|b| b.is_ascii_digit())
+                && (s == "0" || !s.starts_with('0'))
+        };
         if !digits(generation) || !digits(expires_at) {
             return None;
         }

@@ -226,6 +226,67 @@ async fn forged_and_malformed_refresh_tokens_are_invalid() {
     assert!(m.verify_access_token(t).await.is_err());
 }
 
+/// Defect 9 of the audit: `tjs1.<sid>.01.<exp>.<mac>` verified like `tjs1.<sid>.1.<exp>.<mac>`.
+/// Exactly one spelling of each token verifies.
+#[tokio::test]
+async fn only_the_canonical_spelling_of_a_refresh_token_verifies() {
+    let (m, _, _) = manager();
+    let login = m.create_session("alice", &roles()).await.unwrap();
+    let parts: Vec<String> = login.refresh_token.split('.').map(str::to_owned).collect();
+    let spell = |generation: &str, expiry: &str| {
+        format!(
+            "{}.{}.{generation}.{expiry}.{}",
+            parts[0], parts[1], parts[4]
+        )
+    };
+    for bad in [
+        spell(&format!("0{}", parts[2]), &parts[3]),
+        spell(&format!("00{}", parts[2]), &parts[3]),
+        spell(&parts[2], &format!("0{}", parts[3])),
+        spell(&format!("+{}", parts[2]), &parts[3]),
+        spell(&parts[2], &format!("{} ", parts[3])),
+    ] {
+        assert!(
+            matches!(m.refresh(&bad).await, Err(SessionError::InvalidToken)),
+            "{bad}"
+        );
+    }
+    // The genuine spelling still works (and "0" itself is canonical).
+    assert_eq!(parts[2], "0");
+    m.refresh(&login.refresh_token).await.unwrap();
+}
+
+/// A genuine refresh token of a session the store has deleted (it ended, or it was forgotten
+/// after it expired) is not "invalid": it is revoked, or expired. Only forged and malformed
+/// tokens are `InvalidToken`, which is what failed-attempt tracking counts.
+#[tokio::test]
+async fn genuine_tokens_of_deleted_sessions_are_revoked_or_expired() {
+    let (m, clock, store) = manager_with(config().max_sessions_per_user(1));
+    let first = m.create_session("alice", &roles()).await.unwrap();
+    let second = m.create_session("alice", &roles()).await.unwrap();
+    // The first was evicted: deleted at once, and its token says so.
+    assert!(store.get(first.session_id).await.unwrap().is_none());
+    assert!(matches!(
+        m.refresh(&first.refresh_token).await,
+        Err(SessionError::Revoked)
+    ));
+    m.revoke(second.session_id).await.unwrap();
+    assert!(store.is_empty());
+    assert!(matches!(
+        m.refresh(&second.refresh_token).await,
+        Err(SessionError::Revoked)
+    ));
+    // Forgotten after expiry: the token has expired too.
+    let third = m.create_session("alice", &roles()).await.unwrap();
+    clock.advance(m.config().refresh_token_ttl_value() + Duration::from_secs(3 * 3600));
+    store.purge(clock.now_ms());
+    assert!(store.is_empty());
+    assert!(matches!(
+        m.refresh(&third.refresh_token).await,
+        Err(SessionError::TokenExpired)
+    ));
+}
+
 #[tokio::test]
 async fn refresh_tokens_survive_a_jwt_secret_rotation() {
     let clock = ManualClock::new(1_800_000_000_000);
