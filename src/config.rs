@@ -180,8 +180,9 @@ impl fmt::Debug for PemKey {
 /// # Ok::<(), tower_jwt_session::ConfigError>(())
 /// ```
 ///
-/// `Debug` output never contains key material.
-#[derive(Debug, Clone)]
+/// `Debug` output never contains key material, nor a password in a Redis URL
+/// (`redis://user:[redacted]@host`); the Redis CA certificate shows as its length.
+#[derive(Clone)]
 #[must_use]
 pub struct SessionConfig {
     pub(crate) secret: Secret,
@@ -216,6 +217,102 @@ pub struct SessionConfig {
     pub(crate) revocation_cache_capacity: u64,
     pub(crate) fail_open: bool,
     pub(crate) realm: String,
+}
+
+/// Hand-written so that the output holds no secret: the keys print as `[redacted]` (their own
+/// `Debug`), Redis URLs without their password, the Redis CA certificate as its length (not
+/// secret, but long). Everything else prints as a derive would.
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// Redis URLs with their passwords hidden.
+        struct RedisUrls<'a>(&'a [String]);
+        impl fmt::Debug for RedisUrls<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list()
+                    .entries(self.0.iter().map(|u| redact_url_password(u)))
+                    .finish()
+            }
+        }
+        /// A PEM file, by its size.
+        struct Length(usize);
+        impl fmt::Debug for Length {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "[{} bytes of PEM]", self.0)
+            }
+        }
+        // Destructured, so that a new field cannot be forgotten here.
+        let Self {
+            secret,
+            previous_secrets,
+            signing_pem,
+            verification_pems,
+            algorithms,
+            access_token_ttl,
+            refresh_token_ttl,
+            session_ttl,
+            max_sessions,
+            limit_policy,
+            refresh_threshold,
+            reuse_interval,
+            issuer,
+            audience,
+            leeway,
+            rate_limit_window,
+            rate_limit_max_requests,
+            cookie_secure,
+            cookie_http_only,
+            cookie_same_site,
+            cookie_name,
+            cookie_path,
+            allowed_origins,
+            redis_urls,
+            redis_key_prefix,
+            redis_timeout,
+            encryption_keys,
+            redis_ca_cert,
+            revocation_cache_ttl,
+            revocation_cache_capacity,
+            fail_open,
+            realm,
+        } = self;
+        f.debug_struct("SessionConfig")
+            .field("secret", secret)
+            .field("previous_secrets", previous_secrets)
+            .field("signing_pem", signing_pem)
+            .field("verification_pems", verification_pems)
+            .field("algorithms", algorithms)
+            .field("access_token_ttl", access_token_ttl)
+            .field("refresh_token_ttl", refresh_token_ttl)
+            .field("session_ttl", session_ttl)
+            .field("max_sessions", max_sessions)
+            .field("limit_policy", limit_policy)
+            .field("refresh_threshold", refresh_threshold)
+            .field("reuse_interval", reuse_interval)
+            .field("issuer", issuer)
+            .field("audience", audience)
+            .field("leeway", leeway)
+            .field("rate_limit_window", rate_limit_window)
+            .field("rate_limit_max_requests", rate_limit_max_requests)
+            .field("cookie_secure", cookie_secure)
+            .field("cookie_http_only", cookie_http_only)
+            .field("cookie_same_site", cookie_same_site)
+            .field("cookie_name", cookie_name)
+            .field("cookie_path", cookie_path)
+            .field("allowed_origins", allowed_origins)
+            .field("redis_urls", &RedisUrls(redis_urls))
+            .field("redis_key_prefix", redis_key_prefix)
+            .field("redis_timeout", redis_timeout)
+            .field("encryption_keys", encryption_keys)
+            .field(
+                "redis_ca_cert",
+                &redis_ca_cert.as_ref().map(|pem| Length(pem.len())),
+            )
+            .field("revocation_cache_ttl", revocation_cache_ttl)
+            .field("revocation_cache_capacity", revocation_cache_capacity)
+            .field("fail_open", fail_open)
+            .field("realm", realm)
+            .finish()
+    }
 }
 
 impl SessionConfig {
@@ -1029,7 +1126,8 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Hides a password in `redis://user:password@host` before it goes into an error message.
+/// Hides a password in `redis://user:password@host` before it goes into an error message or
+/// `Debug` output.
 fn redact_url_password(v: &str) -> String {
     v.split(',')
         .map(|u| match (u.find("://"), u.rfind('@')) {
@@ -1209,6 +1307,52 @@ mod tests {
             assert!(text.contains(name), "{name}: {text}");
             assert!(text.contains(value), "{name}: {text}");
             assert!(text.contains("expected"), "{name}: {text}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_redis_passwords_and_keeps_the_rest() {
+        let dir = std::env::temp_dir().join(format!("tjs-debug-ca-{}", std::process::id()));
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIBnotreallyacert\n-----END CERTIFICATE-----\n";
+        std::fs::write(&dir, pem).unwrap();
+        let c = from(&[
+            ("JWT_SECRET", SECRET),
+            (
+                "REDIS_URL",
+                "redis://user:hunter2@h:6379,rediss://:s3cret@h2:6380",
+            ),
+            ("REDIS_CA_CERT", dir.to_str().unwrap()),
+            (
+                "SESSION_ENCRYPTION_KEY",
+                "c2VhbGluZy1rZXktc2VhbGluZy1rZXktc2VhbGluZy0=",
+            ),
+            ("JWT_ISSUER", "https://issuer.example"),
+        ])
+        .unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(c.redis_urls().len(), 2, "the URLs themselves are untouched");
+        assert!(c.redis_urls()[0].contains("hunter2"));
+        for text in [format!("{c:?}"), format!("{c:#?}")] {
+            for secret in ["hunter2", "s3cret", SECRET, "c2Vh", "sealing", "MIIB"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            for kept in [
+                "redis://user:[redacted]@h:6379",
+                "rediss://:[redacted]@h2:6380",
+                &format!("[{} bytes of PEM]", pem.len()),
+                "https://issuer.example",
+                "max_sessions: 10",
+                "redis_key_prefix: \"tjs\"",
+                "secret: [redacted]",
+            ] {
+                assert!(text.contains(kept), "{kept} missing in {text}");
+            }
+        }
+        let manager = crate::SessionManager::new(c).unwrap();
+        let text = format!("{manager:?}");
+        assert!(text.contains("rediss://:[redacted]@h2:6380"), "{text}");
+        for secret in ["hunter2", "s3cret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
         }
     }
 
