@@ -1,16 +1,18 @@
--- Revoke every live session of a user. KEYS[1] the user's index.
--- ARGV: now, record key prefix, channel. Returns the revoked session ids.
+-- Revoke every session of a user: delete every record of the index, and the index.
+-- KEYS[1] the user's index. ARGV: now, record key prefix, channel.
+-- Returns the ids of the sessions that were live.
 local now, prefix, channel = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local revoked = {}
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local key = prefix .. member
-  local f = redis.call('HMGET', key, 'v', 'e')
-  if not f[2] then
-    redis.call('ZREM', KEYS[1], member)
-  elseif not f[1] and now < tonumber(f[2]) then
-    redis.call('HSET', key, 'v', ARGV[1])
-    redis.call('PUBLISH', channel, member)
-    revoked[#revoked + 1] = member
+  local f = redis.call('HMGET', key, 'v', 'e', 'p')
+  if f[2] then
+    redis.call('DEL', key)
+    if not f[1] and now < tonumber(f[2]) and not (f[3] and now > tonumber(f[3])) then
+      redis.call('PUBLISH', channel, member)
+      revoked[#revoked + 1] = member
+    end
   end
 end
+redis.call('DEL', KEYS[1])
 return revoked

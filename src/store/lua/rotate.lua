@@ -1,32 +1,47 @@
 -- Rotate a refresh token: decide_rotation in store/mod.rs, applied atomically.
 -- KEYS[1] the record. ARGV: now, presented generation, refresh ttl, reuse interval,
--- access retention, channel, sid.
--- Returns { outcome, { field, value, ... }, pttl } with the record after the change.
+-- access retention, channel, sid, index key prefix (the index is that prefix .. field `i`).
+-- Returns { outcome, { field, value, ... }, pttl } with the record after the change (for a
+-- reuse: as it was when it was deleted).
 local record = KEYS[1]
 local now, presented = tonumber(ARGV[1]), tonumber(ARGV[2])
 local refresh_ttl, reuse, retention = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 
-local f = redis.call('HMGET', record, 'v', 'e', 'g', 'x', 'a')
+local f = redis.call('HMGET', record, 'v', 'e', 'g', 'x', 'a', 'i', 'p')
 if not f[2] then return { 'not_found' } end
-if f[1] then return { 'revoked' } end
 local expires, current = tonumber(f[2]), tonumber(f[3])
+
+-- Deletes the record and takes it out of its user's index: an ended session is not kept.
+local function drop()
+  redis.call('DEL', record)
+  if f[6] then redis.call('ZREM', ARGV[8] .. f[6], ARGV[7]) end
+end
+
+if f[1] then
+  drop()
+  return { 'revoked' }
+end
+if f[7] and now > tonumber(f[7]) then
+  drop()
+  return { 'not_found' }
+end
 if now >= expires then return { 'session_expired' } end
 
-local outcome
 if presented == current then
   if now >= tonumber(f[4]) then return { 'token_expired' } end
   local refresh_expires = math.min(now + refresh_ttl, expires)
-  local purge = math.min(math.max(refresh_expires, now + retention), expires + retention)
-  redis.call('HSET', record, 'g', current + 1, 'a', ARGV[1], 'x', refresh_expires)
-  redis.call('PEXPIREAT', record, purge + 1)
-  outcome = 'rotated'
+  local new_purge = math.min(math.max(refresh_expires, now + retention), expires + retention)
+  redis.call('HSET', record, 'g', current + 1, 'a', ARGV[1], 'x', refresh_expires, 'p', new_purge)
+  redis.call('PEXPIREAT', record, new_purge + 1)
+  return { 'rotated', redis.call('HGETALL', record), redis.call('PTTL', record) }
 elseif presented > current then
   return { 'not_found' }
 elseif presented + 1 == current and now < tonumber(f[5]) + reuse then
-  outcome = 'grace'
-else
-  redis.call('HSET', record, 'v', ARGV[1])
-  redis.call('PUBLISH', ARGV[6], ARGV[7])
-  if presented + 1 == current then outcome = 'reused_retired' else outcome = 'reused_ancestor' end
+  return { 'grace', redis.call('HGETALL', record), redis.call('PTTL', record) }
 end
-return { outcome, redis.call('HGETALL', record), redis.call('PTTL', record) }
+local fields, pttl = redis.call('HGETALL', record), redis.call('PTTL', record)
+drop()
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+local outcome = 'reused_ancestor'
+if presented + 1 == current then outcome = 'reused_retired' end
+return { outcome, fields, pttl }
