@@ -6,6 +6,17 @@ use http::{HeaderMap, HeaderValue};
 use crate::config::SessionConfig;
 use crate::manager::{SessionManager, TokenPair};
 
+/// Where a client wants the refresh token, from the JSON field `refreshTokenDelivery` of the
+/// login and token routes: `"body"` (the default: in the body, and in the cookie too) or
+/// `"cookie"` (in the cookie only, so no script sees it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Delivery {
+    #[default]
+    Body,
+    Cookie,
+}
+
 impl SessionManager {
     /// The `Set-Cookie` value that hands `pair`'s refresh token to the browser, with the
     /// attributes of the configuration (`SESSION_COOKIE_*`, path, name) and a `Max-Age` that

@@ -33,6 +33,9 @@ pub enum ErrorCode {
     NotFound,
     /// The route exists, but not for this method.
     MethodNotAllowed,
+    /// The body is not of a content type the route takes (415): the JSON routes take
+    /// `application/json` only.
+    UnsupportedMediaType,
 }
 
 impl ErrorCode {
@@ -52,6 +55,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
         }
     }
 }

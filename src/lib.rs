@@ -105,7 +105,10 @@ mod codec;
 pub mod config;
 mod cookie;
 mod error;
+mod escape;
+mod json_body;
 pub mod layer;
+pub mod login;
 mod manager;
 mod revocation;
 pub mod routes;
@@ -119,6 +122,8 @@ pub use config::{ConfigError, SameSite, SessionConfig, SessionLimitPolicy};
 pub use error::{AuthError, ErrorCode};
 pub use jsonwebtoken::Algorithm;
 pub use layer::{ErrorResponder, JsonResponder, SessionLayer, X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
+#[doc(inline)]
+pub use login::{Authenticated, LoginService};
 pub use manager::{
     MAX_ROLES, MAX_USER_ID_LEN, SessionCounters, SessionError, SessionManager,
     SessionManagerBuilder, TokenPair,

@@ -16,6 +16,14 @@
 //!
 //! Counter handles for the layer's outcomes are registered once, when the layer is built, so
 //! the hot path only bumps an atomic: install your recorder before building the manager.
+//!
+//! # Logs
+//!
+//! Events go through `tracing`. Every string a client chose (a user name, an `Origin`) is logged
+//! through [`Escaped`]: control characters escaped, at most 64 bytes, so it cannot forge a log
+//! line or reach a terminal as an escape sequence. Do the same in your own handlers.
+
+pub use crate::escape::Escaped;
 
 #[cfg(feature = "metrics")]
 use std::sync::Arc;

@@ -1,0 +1,134 @@
+//! Reading the JSON request bodies of the crate's routes: the content type, the 16 KiB cap
+//! (413), and the JSON itself (400). Shared by the login service and the token routes.
+
+// Early answers travel as `Err(Response)`: these routes do store I/O, so the size of that
+// variant is of no consequence.
+#![allow(clippy::result_large_err)]
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ErrorCode, json_error};
+
+/// Largest accepted request body on the token routes and the login route.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Whether the request declares a JSON body: exactly one `Content-Type` whose media type is
+/// `application/json`, parameters (`; charset=utf-8`) allowed.
+pub(crate) fn declares_json(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    value.to_str().is_ok_and(|v| {
+        v.split(';')
+            .next()
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
+/// 415 `unsupported_media_type`: the route takes JSON only.
+pub(crate) fn unsupported_media_type() -> Response<Bytes> {
+    let mut res = json_error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::UnsupportedMediaType,
+        "send the body as JSON, with Content-Type: application/json",
+    );
+    res.headers_mut().insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+pub(crate) fn bad_request(message: &str) -> Response<Bytes> {
+    json_error(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+}
+
+/// Reads a JSON object body of at most [`MAX_BODY_BYTES`]; an empty body is the default value.
+pub(crate) async fn read_json<T, B>(headers: &HeaderMap, body: B) -> Result<T, Response<Bytes>>
+where
+    T: DeserializeOwned + Default,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let too_large = || {
+        let mut res = json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than 16 KiB",
+        );
+        // The rest of the body is not read, so the connection cannot carry another request.
+        res.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        res
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<LengthLimitError>() => return Err(too_large()),
+        Err(_) => return Err(bad_request("the request body could not be read")),
+    };
+    let text = bytes.trim_ascii();
+    if text.is_empty() {
+        return Ok(T::default());
+    }
+    if text[0] != b'{' {
+        return Err(bad_request("the request body must be a JSON object"));
+    }
+    serde_json::from_slice(text).map_err(|e| {
+        bad_request(match e.classify() {
+            serde_json::error::Category::Data => {
+                "the JSON body has a field of the wrong type or a duplicate field; token fields are strings"
+            }
+            _ => "the request body is not valid JSON",
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(CONTENT_TYPE, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn only_application_json_is_json() {
+        assert!(declares_json(&with(&["application/json"])));
+        assert!(declares_json(&with(&["Application/JSON; charset=utf-8"])));
+        assert!(declares_json(&with(&[" application/json ;charset=UTF-8"])));
+        for other in [
+            "text/plain",
+            "text/plain; charset=application/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            "application/json-seq",
+            "",
+        ] {
+            assert!(!declares_json(&with(&[other])), "{other}");
+        }
+        assert!(!declares_json(&with(&[])), "no Content-Type");
+        assert!(
+            !declares_json(&with(&["application/json", "text/plain"])),
+            "two Content-Type headers"
+        );
+    }
+}

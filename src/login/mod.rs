@@ -1,0 +1,263 @@
+//! [`LoginService`]: the login route of SPEC §5, around the app's own credential check.
+//!
+//! The app says who a user is ([`CredentialCheck`]: user name and password in, user id and
+//! roles out); the service does everything else, the same way for every app:
+//!
+//! 1. `POST` only (405 otherwise), at [`LoginService::path`] (`/api/auth/login` by default).
+//! 2. **The Origin rule** (login CSRF, below): 403 `forbidden`.
+//! 3. **JSON only**: a `Content-Type` other than `application/json` (parameters such as
+//!    `; charset=utf-8` allowed) is refused with 415 `unsupported_media_type`, before the body is
+//!    read. A cross-site `<form enctype="text/plain">` cannot send `application/json`.
+//! 4. The body, `{"username": "…", "password": "…"}`, at most 16 KiB (413
+//!    `payload_too_large`); malformed JSON, a missing field or a field of the wrong type is 400
+//!    `invalid_request`.
+//! 5. **The lock-out**: the attempt is reserved in the [`AttemptTracker`] before the password
+//!    is checked (so parallel guesses cannot all slip past one check), the tracker's slowing
+//!    delay is waited out, and the outcome is recorded. A client locked out gets 429
+//!    `rate_limited` with `Retry-After`. See the tracker for what it counts and what it
+//!    protects against.
+//! 6. The app's check. `Ok(None)` is 401 `invalid_credentials`, the same answer whether the
+//!    user exists or not; `Err` is 503 `unavailable` (the app's user database is down: the
+//!    client may retry; the reserved attempt stays counted, as the tracker cannot tell an
+//!    outage from a request made to look like one).
+//! 7. A session through [`SessionManager::create_session`]: 403 `forbidden` when the user
+//!    has the maximum number of sessions under the `deny` policy, 503 `unavailable` when the
+//!    session store cannot be reached.
+//! 8. The answer: 200 `{"success": true, "message": "Login successful", "data": {accessToken,
+//!    refreshToken, expiresIn, sessionId, userId}}` (`expiresIn` in milliseconds), the refresh
+//!    cookie ([`SessionManager::refresh_cookie`]), and `Cache-Control: no-store` on every
+//!    answer.
+//!
+//! **Cookie-only delivery.** A client that keeps the refresh token only in the HttpOnly cookie
+//! (the browser `TokenManager` of `client/token-manager.js` in cookie mode) adds `"refreshTokenDelivery": "cookie"` to the login body: the answer then has
+//! no `refreshToken` field, so no script on the page ever sees the token. `"body"` (the default)
+//! puts it in the body as well as in the cookie. The token routes of
+//! [`RefreshService`](crate::RefreshService) take the same field, and leave the token out of the
+//! body anyway when it came from the cookie.
+//!
+//! # The Origin rule
+//!
+//! A login that sets a cookie is a target of login CSRF: a page on another site posts the
+//! attacker's credentials, the victim's browser is logged into the attacker's account and keeps
+//! its refresh cookie, and what the victim then types lands in the attacker's account. The
+//! service refuses (403 `forbidden`):
+//!
+//! - a request whose `Sec-Fetch-Site` is `cross-site` or `same-site`, unless its `Origin` is one
+//!   of the configured [`allowed_origins`](crate::SessionConfig::allowed_origins);
+//! - a request with an `Origin` that is neither one of the allowed origins nor the server's own:
+//!   same host and port as the `Host` header (or the request target's authority under
+//!   HTTP/2), the port defaulting by the origin's scheme. `Origin: null` (sandboxed frames,
+//!   some redirects) is never the server's own;
+//! - a request with more than one `Origin` header.
+//!
+//! A request with neither header passes: browsers send `Origin` on every cross-origin `POST`,
+//! and `curl` or a server-to-server call sends none. Behind a reverse proxy, pass the public
+//! `Host` through (nginx: `proxy_set_header Host $host;`) or list the public origin in the
+//! allowed origins, or browser logins from the app's own pages are refused.
+//!
+//! # Which client
+//!
+//! The tracker counts per user and client IP. The client IP is the [`ClientIp`] that
+//! [`RateLimitLayer`](crate::RateLimitLayer) puts into the request (it knows the trusted
+//! proxies, so put the layer in front of this service), or else the peer address: a
+//! [`PeerAddr`](crate::PeerAddr) extension, or axum's `ConnectInfo<SocketAddr>`. Behind a proxy
+//! without `RateLimitLayer`, the peer is the proxy and every client shares its counts. A request
+//! with no address at all is not counted and not locked out (the service logs that at `debug`):
+//! serve with connection info.
+//!
+//! # Unknown users and timing
+//!
+//! The answer for an unknown user must take as long as for a wrong password, or response times
+//! tell an attacker which user names exist. That is the check's job, since only it knows what
+//! its work costs: when the user is not found, verify the password against a dummy hash of the
+//! same kind and throw the result away (examples/server.rs does it with argon2). Run a slow hash
+//! on `tokio::task::spawn_blocking`, not on the async workers.
+//!
+//! # Logging
+//!
+//! A failed login is logged at `info` with the user name as sent and the client IP, a
+//! successful one at `info` with the user id and the session; user-supplied strings go through
+//! [`Escaped`](crate::telemetry::Escaped) (escaped, at most 64 bytes), so a name holding a
+//! newline or terminal escapes cannot forge a log line. Passwords are never logged, and
+//! [`Credentials`]' `Debug` hides them.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use axum::Router;
+//! use http::Request;
+//! use tower::ServiceExt;
+//! use tower_jwt_session::login::Credentials;
+//! use tower_jwt_session::{Authenticated, LoginService, SessionConfig, SessionManager};
+//!
+//! /// The app's check. A real one looks the user up and verifies a password hash, with the same
+//! /// work for unknown users: see examples/server.rs.
+//! async fn check(credentials: Credentials) -> Result<Option<Authenticated>, Infallible> {
+//!     let ok = credentials.username == "alice" && credentials.password == "alice-password";
+//!     Ok(ok.then(|| Authenticated::new("alice", ["user"])))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+//! let login = LoginService::new(manager.clone(), check);
+//! let app: Router = Router::new()
+//!     .route_service("/api/auth/login", login)
+//!     .nest_service("/api/token", manager.refresh_service());
+//!
+//! let request = Request::post("/api/auth/login")
+//!     .header("content-type", "application/json")
+//!     .body(axum::body::Body::from(
+//!         r#"{"username":"alice","password":"alice-password","refreshTokenDelivery":"cookie"}"#,
+//!     ))?;
+//! let response = app.oneshot(request).await?;
+//! assert_eq!(response.status(), 200);
+//! assert!(response.headers()["set-cookie"].to_str()?.starts_with("tjs_refresh="));
+//! assert_eq!(response.headers()["cache-control"], "no-store");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`AttemptTracker`]: crate::AttemptTracker
+//! [`ClientIp`]: crate::ClientIp
+//! [`SessionManager::create_session`]: crate::SessionManager::create_session
+//! [`SessionManager::refresh_cookie`]: crate::SessionManager::refresh_cookie
+
+mod origin;
+mod service;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+
+pub use service::{LoginFuture, LoginService};
+
+use crate::telemetry::Escaped;
+
+/// What the client sent to log in. `Debug` shows the user name (escaped) and hides the
+/// password.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Credentials {
+    /// The user name, exactly as sent. Normalise it (case, Unicode) the way your user lookup
+    /// does; the [`AttemptTracker`](crate::AttemptTracker) counts it as sent.
+    pub username: String,
+    /// The password, exactly as sent.
+    pub password: String,
+}
+
+impl Credentials {
+    /// Credentials, for calling a check in tests.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &Escaped::new(&self.username))
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Who a [`CredentialCheck`] found: the user id the session is for (the access token's `sub`)
+/// and the roles it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Authenticated {
+    /// The user id: 1 to 256 bytes without NUL
+    /// ([`MAX_USER_ID_LEN`](crate::MAX_USER_ID_LEN)).
+    pub user_id: String,
+    /// The roles: at most [`MAX_ROLES`](crate::MAX_ROLES) of at most 64 bytes each.
+    pub roles: Vec<String>,
+}
+
+impl Authenticated {
+    /// `user_id` with `roles`.
+    pub fn new(
+        user_id: impl Into<String>,
+        roles: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            user_id: user_id.into(),
+            roles: roles.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// The app's credential check, in the way of axum-login's `AuthnBackend`: user name and
+/// password in; `Ok(Some(…))` with the user id and roles when they are right, `Ok(None)` when
+/// they are wrong (unknown user or wrong password: the client is told the same), `Err` when the
+/// check could not be made (the user database is down; the client gets 503 `unavailable`).
+///
+/// Do the same work for an unknown user as for a known one (verify against a dummy hash), and
+/// run a slow password hash on `tokio::task::spawn_blocking`: see the [module docs](self).
+///
+/// Implemented for async functions and closures taking [`Credentials`]; implement it on a
+/// struct holding your database pool for anything larger. Object-safe
+/// (`Box<dyn CredentialCheck<Error = E>>`).
+///
+/// ```
+/// use tower_jwt_session::login::{Credentials, CredentialCheck};
+/// use tower_jwt_session::Authenticated;
+///
+/// #[derive(Debug)]
+/// struct DatabaseDown;
+/// impl std::fmt::Display for DatabaseDown {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("the user database is unreachable")
+///     }
+/// }
+/// impl std::error::Error for DatabaseDown {}
+///
+/// struct Users; // holds the database pool
+///
+/// #[async_trait::async_trait]
+/// impl CredentialCheck for Users {
+///     type Error = DatabaseDown;
+///
+///     async fn check(&self, credentials: Credentials) -> Result<Option<Authenticated>, DatabaseDown> {
+///         // Look the user up, verify the password hash (a dummy one for unknown users)…
+///         # let _ = credentials;
+///         Ok(None)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let check: Box<dyn CredentialCheck<Error = DatabaseDown>> = Box::new(Users);
+/// assert_eq!(check.check(Credentials::new("alice", "guess")).await.unwrap(), None);
+/// # }
+/// ```
+#[async_trait::async_trait]
+pub trait CredentialCheck: Send + Sync + 'static {
+    /// Why the check could not be made. Anything that converts into a boxed error: your error
+    /// type, `Box<dyn Error + Send + Sync>`, a `String`, or [`Infallible`](std::convert::Infallible).
+    type Error: Into<Box<dyn StdError + Send + Sync>> + Send + 'static;
+
+    /// Checks `credentials`.
+    ///
+    /// # Errors
+    /// When the check could not be made; the login is answered 503 `unavailable`.
+    async fn check(&self, credentials: Credentials) -> Result<Option<Authenticated>, Self::Error>;
+}
+
+#[async_trait::async_trait]
+impl<F, Fut, E> CredentialCheck for F
+where
+    F: Fn(Credentials) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Authenticated>, E>> + Send,
+    E: Into<Box<dyn StdError + Send + Sync>> + Send + 'static,
+{
+    type Error = E;
+
+    async fn check(&self, credentials: Credentials) -> Result<Option<Authenticated>, E> {
+        self(credentials).await
+    }
+}

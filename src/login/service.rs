@@ -1,0 +1,300 @@
+//! [`LoginService`] itself.
+
+// Early answers travel as `Err(Response)`: login does a password check and store I/O, so the
+// size of that variant is of no consequence.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{ALLOW, RETRY_AFTER, SET_COOKIE};
+use http::{Extensions, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
+use serde::Deserialize;
+use serde_json::json;
+use tower_service::Service;
+
+use super::{CredentialCheck, Credentials, origin};
+use crate::cookie::Delivery;
+use crate::error::{ErrorCode, json_error, json_response};
+use crate::json_body::{bad_request, declares_json, read_json, unsupported_media_type};
+use crate::manager::SessionManager;
+use crate::rate_limit::{AttemptTracker, ClientIp, PeerAddr};
+use crate::telemetry::Escaped;
+
+/// The login route of SPEC §5 around the app's [`CredentialCheck`]: see the
+/// [module docs](super).
+///
+/// A `tower::Service` for any request body; cheap to clone (clones share the check and the
+/// tracker). Under axum, mount it with `Router::route_service(path, service)`; nested with
+/// `nest_service`, where axum strips the path, it answers at `/` as well.
+#[must_use]
+pub struct LoginService<C> {
+    manager: SessionManager,
+    check: Arc<C>,
+    path: Arc<str>,
+    attempts: AttemptTracker,
+}
+
+impl<C> Clone for LoginService<C> {
+    fn clone(&self) -> Self {
+        Self {
+            manager: self.manager.clone(),
+            check: self.check.clone(),
+            path: self.path.clone(),
+            attempts: self.attempts.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for LoginService<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginService")
+            .field("path", &self.path)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response future of [`LoginService`]. Boxed: a login verifies a password and writes to
+/// the session store, which costs far more than the allocation.
+pub type LoginFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+impl<C: CredentialCheck> LoginService<C> {
+    /// The login route of `manager` at `/api/auth/login`, checking credentials with `check`,
+    /// and counting failures in an in-memory [`AttemptTracker`] with its default settings.
+    pub fn new(manager: SessionManager, check: C) -> Self {
+        Self {
+            manager,
+            check: Arc::new(check),
+            path: "/api/auth/login".into(),
+            attempts: AttemptTracker::default(),
+        }
+    }
+
+    /// Serves at `path`. The default is `/api/auth/login`.
+    pub fn path(mut self, path: &str) -> Self {
+        let trimmed = path.trim_end_matches('/');
+        self.path = if trimmed.is_empty() { "/" } else { trimmed }.into();
+        self
+    }
+
+    /// Counts failed logins in `tracker`: share one with the
+    /// [`RefreshService`](crate::RefreshService), or give it a shared backend so that several
+    /// instances count together. The default is an in-memory tracker with the default
+    /// settings, per service (clones share it).
+    pub fn attempt_tracker(mut self, tracker: AttemptTracker) -> Self {
+        self.attempts = tracker;
+        self
+    }
+}
+
+impl<C, B> Service<Request<B>> for LoginService<C>
+where
+    C: CredentialCheck,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = LoginFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await.map(Full::new)) })
+    }
+}
+
+/// The login body. Fields are optional here so that a missing one is a 400 with a message
+/// that names the fields.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct LoginBody {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    refresh_token_delivery: Option<Delivery>,
+}
+
+/// The client IP: [`ClientIp`] from the rate limiter, else the peer address.
+fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
+    if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
+        return Some(*ip);
+    }
+    if let Some(PeerAddr(addr)) = extensions.get::<PeerAddr>() {
+        return Some(addr.ip().to_canonical());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        return Some(info.0.ip().to_canonical());
+    }
+    None
+}
+
+impl<C: CredentialCheck> LoginService<C> {
+    async fn handle<B>(&self, req: Request<B>) -> Response<Bytes>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let path = req.uri().path();
+        if path != &*self.path && path != "/" {
+            return json_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route");
+        }
+        if req.method() != Method::POST {
+            let mut res = json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "use POST on this route",
+            );
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return res;
+        }
+        let allowed = &self.manager.config().allowed_origins;
+        if let Err(reason) = origin::check(req.headers(), req.uri(), allowed) {
+            let origin = req
+                .headers()
+                .get(http::header::ORIGIN)
+                .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned());
+            let origin = origin.as_deref().map(Escaped::new);
+            tracing::info!(
+                origin = origin.map(tracing::field::display),
+                "login refused: {reason}"
+            );
+            return json_error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, reason);
+        }
+        if !declares_json(req.headers()) {
+            return unsupported_media_type();
+        }
+        let ip = client_ip(req.extensions());
+        let (parts, body) = req.into_parts();
+        let body: LoginBody = match read_json(&parts.headers, body).await {
+            Ok(body) => body,
+            Err(res) => return res,
+        };
+        let (Some(username), Some(password)) = (body.username, body.password) else {
+            return bad_request("send a JSON object with string fields `username` and `password`");
+        };
+        let delivery = body.refresh_token_delivery.unwrap_or_default();
+        let user = Escaped::new(&username).to_string();
+        let ip_field = ip.map(tracing::field::display);
+
+        let attempt = match ip {
+            Some(ip) => match self.attempts.begin_login(&username, ip).await {
+                Ok(attempt) => Some(attempt),
+                Err(locked) => {
+                    tracing::info!(user = %user, ip = ip_field, "login refused: locked out");
+                    return locked.to_response();
+                }
+            },
+            None => {
+                tracing::debug!(
+                    user = %user,
+                    "no client address (no RateLimitLayer, PeerAddr or ConnectInfo): the attempt is not counted"
+                );
+                None
+            }
+        };
+        if let Some(attempt) = &attempt {
+            let delay = attempt.delay();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+
+        let credentials = Credentials { username, password };
+        let found = match self.check.check(credentials).await {
+            Ok(found) => found,
+            Err(error) => {
+                // Dropped, the reservation stays counted: the tracker cannot tell an outage
+                // from a request made to look like one.
+                drop(attempt);
+                let error: Box<dyn std::error::Error + Send + Sync> = error.into();
+                tracing::warn!(
+                    user = %user,
+                    error = %Escaped::with_max_len(&error.to_string(), 512),
+                    "login failed: the credential check could not be made"
+                );
+                let mut res = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "the credentials cannot be checked right now; try again shortly",
+                );
+                res.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                return res;
+            }
+        };
+        let Some(authenticated) = found else {
+            if let Some(attempt) = attempt {
+                self.attempts.login_failed(attempt).await;
+            }
+            tracing::info!(user = %user, ip = ip_field, "login failed: wrong user name or password");
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::InvalidCredentials,
+                "wrong user name or password",
+            );
+        };
+        if let Some(attempt) = attempt {
+            self.attempts.login_succeeded(attempt).await;
+        }
+
+        let pair = match self
+            .manager
+            .create_session(&authenticated.user_id, &authenticated.roles)
+            .await
+        {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::info!(
+                    user_id = %Escaped::new(&authenticated.user_id),
+                    ip = ip_field,
+                    %error,
+                    "login refused: no session"
+                );
+                return json_error(error.status(), error.code(), &error.to_string());
+            }
+        };
+        tracing::info!(
+            user_id = %Escaped::new(&pair.user_id),
+            session_id = %pair.session_id,
+            ip = ip_field,
+            "login succeeded"
+        );
+        let mut data = json!({
+            "accessToken": pair.access_token,
+            "expiresIn": u64::try_from(pair.expires_in.as_millis()).unwrap_or(u64::MAX),
+            "sessionId": pair.session_id,
+            "userId": pair.user_id,
+        });
+        if delivery == Delivery::Body {
+            data["refreshToken"] = json!(pair.refresh_token);
+        }
+        let mut res = json_response(
+            StatusCode::OK,
+            &json!({ "success": true, "message": "Login successful", "data": data }),
+        );
+        // `json_response` sets `Cache-Control: no-store`: tokens are never cached (RFC 6749 §5.1).
+        res.headers_mut()
+            .insert(SET_COOKIE, self.manager.refresh_cookie(&pair));
+        res
+    }
+}
