@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::cidr::Cidr;
 use super::memory::MemoryBackend;
 use crate::clock::{Clock, SystemClock};
-use crate::config::SessionConfig;
+use crate::config::{ConfigError, SessionConfig};
 
 /// Settings of [`RateLimitLayer`](crate::RateLimitLayer).
 ///
@@ -95,6 +95,48 @@ impl RateLimitConfig {
     pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = Cidr>) -> Self {
         self.trusted_proxies = proxies.into_iter().collect();
         self
+    }
+
+    /// [`trusted_proxies`](Self::trusted_proxies) from the environment variable
+    /// `TRUSTED_PROXIES`: comma-separated networks or plain addresses
+    /// (`10.0.0.0/8, fd00::/8, 192.0.2.7`). Unset or empty leaves the list as it is (none by
+    /// default). Read it where you build the layer, next to
+    /// [`from_session_config`](Self::from_session_config):
+    ///
+    /// ```
+    /// use tower_jwt_session::{RateLimitConfig, SessionConfig};
+    ///
+    /// let session = SessionConfig::new("0123456789abcdef0123456789abcdef")?; // from_env()
+    /// let config = RateLimitConfig::from_session_config(&session).trusted_proxies_from_env()?;
+    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// ```
+    ///
+    /// The warning of [`trusted_proxies`](Self::trusted_proxies) holds: list your proxies and
+    /// nothing else.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `TRUSTED_PROXIES` and its value when an entry is not an
+    /// address or network.
+    pub fn trusted_proxies_from_env(self) -> Result<Self, ConfigError> {
+        self.trusted_proxies_from(std::env::var("TRUSTED_PROXIES").ok())
+    }
+
+    fn trusted_proxies_from(self, value: Option<String>) -> Result<Self, ConfigError> {
+        let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+            return Ok(self);
+        };
+        let proxies = value
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(str::parse::<Cidr>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ConfigError::Invalid {
+                name: "TRUSTED_PROXIES",
+                value: value.clone(),
+                expected: "comma-separated IP addresses or CIDR networks, e.g. 10.0.0.0/8, 127.0.0.1",
+            })?;
+        Ok(self.trusted_proxies(proxies))
     }
 
     /// The clock windows are measured with. The default is the system clock; tests use
@@ -210,7 +252,32 @@ mod tests {
         assert!(!c.is_exempt("/api/token/health/"));
         assert!(!c.is_exempt("/api/token/refresh"));
         assert!(!c.is_exempt("/health"));
-        let none = c.exempt_paths(Vec::<String>::new());
+        let none = c.clone().exempt_paths(Vec::<String>::new());
         assert!(!none.is_exempt("/api/token/health"));
+    }
+
+    #[test]
+    fn trusted_proxies_from_the_environment() {
+        let read =
+            |v: Option<&str>| RateLimitConfig::new().trusted_proxies_from(v.map(String::from));
+        assert!(read(None).unwrap().trusted_proxies_value().is_empty());
+        assert!(read(Some(" ")).unwrap().trusted_proxies_value().is_empty());
+        let c = read(Some("127.0.0.1, 10.0.0.0/8,fd00::/8,")).unwrap();
+        assert_eq!(
+            c.trusted_proxies_value(),
+            &[
+                "127.0.0.1/32".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+                "fd00::/8".parse().unwrap()
+            ]
+        );
+        let err = read(Some("10.0.0.0/8, proxy.internal")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("TRUSTED_PROXIES")
+                && text.contains("proxy.internal")
+                && text.contains("CIDR"),
+            "{text}"
+        );
     }
 }
