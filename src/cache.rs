@@ -131,9 +131,9 @@ impl Inner {
     /// serialized and none is lost between the read and the write.
     fn record(&self, sid: SessionId, seen: Entry) -> Entry {
         let result = self.cache.entry(sid).and_compute_with(|current| {
-            match (current.map(|e| e.into_value()), seen) {
-                (Some(Entry::Revoked), _) => Op::Nop,
-                (_, seen) => Op::Put(seen),
+            match merge(current.map(|e| e.into_value()), seen) {
+                Some(write) => Op::Put(write),
+                None => Op::Nop,
             }
         });
         match result {
@@ -142,6 +142,15 @@ impl Inner {
             }
             _ => seen,
         }
+    }
+}
+
+/// What to write when `seen` is learnt about a session the cache holds `current` for: `None`
+/// keeps `current`. `Revoked` is never replaced.
+fn merge(current: Option<Entry>, seen: Entry) -> Option<Entry> {
+    match current {
+        Some(Entry::Revoked) => None,
+        _ => Some(seen),
     }
 }
 
@@ -470,5 +479,116 @@ mod tests {
         (manager.revocation_cache().sink())(RevocationEvent::Revoked(login.session_id));
         release.send(()).unwrap();
         assert!(check.await.unwrap().is_err());
+    }
+
+    /// The protocol of logout, refresh and revocation lookup, explored under shuttle's
+    /// schedulers. Each operation is a store step (atomic under the store's lock) followed by
+    /// a cache write (atomic per key, as moka's compute is), with the crate's own [`merge`]
+    /// deciding the write. Shuttle tries the interleavings that matter: a store step before the
+    /// logout and its cache write after it.
+    mod shuttle_model {
+        use std::sync::Arc;
+
+        use shuttle::sync::Mutex;
+        use shuttle::sync::atomic::{AtomicBool, Ordering};
+        use shuttle::thread;
+
+        use super::super::{Entry, merge};
+
+        struct World {
+            /// The store: is the session live?
+            live: Mutex<bool>,
+            /// The cache entry of that session.
+            cache: Mutex<Option<Entry>>,
+            logged_out: AtomicBool,
+        }
+
+        fn record(world: &World, seen: Entry, merge: fn(Option<Entry>, Entry) -> Option<Entry>) {
+            let mut entry = world.cache.lock().unwrap();
+            if let Some(write) = merge(*entry, seen) {
+                *entry = Some(write);
+            }
+        }
+
+        /// A status check as the layer makes it: the cache, or on a miss the store then the
+        /// cache write.
+        fn status(world: &World, merge: fn(Option<Entry>, Entry) -> Option<Entry>) -> Entry {
+            if let Some(entry) = *world.cache.lock().unwrap() {
+                return entry;
+            }
+            let seen = if *world.live.lock().unwrap() {
+                Entry::Active
+            } else {
+                Entry::Revoked
+            };
+            record(world, seen, merge);
+            world.cache.lock().unwrap().unwrap_or(seen)
+        }
+
+        fn scenario(merge: fn(Option<Entry>, Entry) -> Option<Entry>) {
+            let world = Arc::new(World {
+                live: Mutex::new(true),
+                cache: Mutex::new(None),
+                logged_out: AtomicBool::new(false),
+            });
+            let refresh = {
+                let world = world.clone();
+                thread::spawn(move || {
+                    let rotated = *world.live.lock().unwrap();
+                    if rotated {
+                        record(&world, Entry::Active, merge);
+                    }
+                })
+            };
+            let lookup = {
+                let world = world.clone();
+                thread::spawn(move || {
+                    status(&world, merge);
+                })
+            };
+            let logout = {
+                let world = world.clone();
+                thread::spawn(move || {
+                    *world.live.lock().unwrap() = false;
+                    record(&world, Entry::Revoked, merge);
+                    world.logged_out.store(true, Ordering::SeqCst);
+                })
+            };
+            // A request that arrives at any time: once the logout has returned, it must be
+            // refused, whatever the other two are doing.
+            let request = {
+                let world = world.clone();
+                thread::spawn(move || {
+                    for _ in 0..3 {
+                        if world.logged_out.load(Ordering::SeqCst) {
+                            assert_eq!(status(&world, merge), Entry::Revoked, "logout undone");
+                        }
+                        thread::yield_now();
+                    }
+                })
+            };
+            for t in [refresh, lookup, logout, request] {
+                t.join().unwrap();
+            }
+            assert_eq!(status(&world, merge), Entry::Revoked, "logout undone");
+        }
+
+        #[test]
+        fn a_logout_is_never_undone_under_any_interleaving() {
+            shuttle::check_random(|| scenario(merge), 2_000);
+            shuttle::check_pct(|| scenario(merge), 2_000, 3);
+        }
+
+        /// The model can fail: the merge of the old code (always write) is caught.
+        #[test]
+        fn the_old_unconditional_write_is_caught() {
+            fn always(_: Option<Entry>, seen: Entry) -> Option<Entry> {
+                Some(seen)
+            }
+            let caught = std::panic::catch_unwind(|| {
+                shuttle::check_random(|| scenario(always), 2_000);
+            });
+            assert!(caught.is_err(), "shuttle missed the race of the old code");
+        }
     }
 }
