@@ -92,6 +92,7 @@ impl State {
     /// Deletes a record with its index entries. Work bounded by what its user holds.
     fn remove(&mut self, sid: SessionId) -> Option<Box<SessionRecord>> {
         let record = self.sessions.remove(&sid)?;
+        crate::telemetry::sessions_held(self.sessions.len());
         self.purge_queue.remove(&(record.purge_at, sid));
         if let Some(list) = self.by_user.get_mut(&record.user_id) {
             list.retain(|s| *s != sid);
