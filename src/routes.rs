@@ -36,6 +36,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -91,10 +92,14 @@ impl RefreshService {
         }
     }
 
-    /// Counts failed refreshes per client IP in `tracker`, and answers 429 `rate_limited` to an
-    /// IP that has failed too often, for the tracker's cool-down. Needs the client IP that
-    /// [`RateLimitLayer`](crate::RateLimitLayer) puts into the request; without that layer in
-    /// front, nothing is counted. The default is no tracking.
+    /// Counts forged and malformed refresh tokens (a MAC that does not verify, a token that does
+    /// not parse) per client IP in `tracker`'s refresh bucket, on every route that takes one
+    /// (`/refresh` and `/auto-refresh`, from the body or the cookie), and answers 429
+    /// `rate_limited` on those routes to an IP that has sent too many, for the tracker's
+    /// cool-down. A well-formed token of an ended session (`token_revoked`, `token_expired`,
+    /// `session_expired`, `refresh_token_reused`) is not counted, nor is a failed login. Needs
+    /// the client IP that [`RateLimitLayer`](crate::RateLimitLayer) puts into the request;
+    /// without that layer in front, nothing is counted. The default is no tracking.
     #[must_use]
     pub fn attempt_tracker(mut self, tracker: AttemptTracker) -> Self {
         self.attempts = Some(tracker);
@@ -199,32 +204,32 @@ impl RefreshService {
         let (parts, body) = req.into_parts();
         match route {
             Route::Refresh => {
-                let ip = parts.extensions.get::<ClientIp>().map(|c| c.0);
-                if let (Some(tracker), Some(ip)) = (&self.attempts, ip)
-                    && let Err(locked) = tracker.check(None, ip).await
-                {
-                    return locked.to_response();
+                let tracked = self.refresh_tracking(&parts.extensions);
+                if let Err(res) = refresh_allowed(tracked).await {
+                    return res;
                 }
-                let res = match read_json::<RefreshBody, B>(&parts.headers, body).await {
-                    Ok(body) => self.refresh(&parts.headers, body.refresh_token).await,
+                match read_json::<RefreshBody, B>(&parts.headers, body).await {
+                    Ok(body) => {
+                        self.refresh(&parts.headers, body.refresh_token, tracked)
+                            .await
+                    }
                     Err(res) => res,
-                };
-                if let (Some(tracker), Some(ip)) = (&self.attempts, ip)
-                    && res.status() == StatusCode::UNAUTHORIZED
-                {
-                    tracker.record_failure(None, ip).await;
                 }
-                res
             }
             Route::Validate => match read_json::<ValidateBody, B>(&parts.headers, body).await {
                 Ok(body) => self.validate(body).await,
                 Err(res) => res,
             },
-            Route::AutoRefresh => match read_json::<AutoRefreshBody, B>(&parts.headers, body).await
-            {
-                Ok(body) => self.auto_refresh(&parts.headers, body).await,
-                Err(res) => res,
-            },
+            Route::AutoRefresh => {
+                let tracked = self.refresh_tracking(&parts.extensions);
+                if let Err(res) = refresh_allowed(tracked).await {
+                    return res;
+                }
+                match read_json::<AutoRefreshBody, B>(&parts.headers, body).await {
+                    Ok(body) => self.auto_refresh(&parts.headers, body, tracked).await,
+                    Err(res) => res,
+                }
+            }
             Route::SessionStats(user) => self.session_stats(&parts.headers, &user).await,
             Route::Health => self.health().await,
             Route::Logout => self.logout(&parts.headers, false).await,
@@ -291,7 +296,12 @@ impl RefreshService {
         res
     }
 
-    async fn refresh(&self, headers: &HeaderMap, body_token: Option<String>) -> Answer {
+    async fn refresh(
+        &self,
+        headers: &HeaderMap,
+        body_token: Option<String>,
+        tracked: Tracked<'_>,
+    ) -> Answer {
         let (token, from_cookie) = match self.refresh_token_from(headers, body_token.as_deref()) {
             Ok(found) => found,
             Err(res) => return res,
@@ -300,8 +310,18 @@ impl RefreshService {
             Ok(pair) => {
                 self.pair_response("Token refreshed successfully", &pair, from_cookie, None)
             }
-            Err(error) => self.refresh_failed(&error, from_cookie),
+            Err(error) => {
+                count_refresh_error(tracked, &error).await;
+                self.refresh_failed(&error, from_cookie)
+            }
         }
+    }
+
+    /// The tracker and the client IP, when failed refreshes are counted: the IP is the one
+    /// [`RateLimitLayer`](crate::RateLimitLayer) resolved.
+    fn refresh_tracking(&self, extensions: &http::Extensions) -> Tracked<'_> {
+        let ip = extensions.get::<ClientIp>()?.0;
+        Some((self.attempts.as_ref()?, ip))
     }
 
     fn refresh_failed(&self, error: &SessionError, from_cookie: bool) -> Answer {
@@ -374,7 +394,12 @@ impl RefreshService {
         )
     }
 
-    async fn auto_refresh(&self, headers: &HeaderMap, body: AutoRefreshBody) -> Answer {
+    async fn auto_refresh(
+        &self,
+        headers: &HeaderMap,
+        body: AutoRefreshBody,
+        tracked: Tracked<'_>,
+    ) -> Answer {
         let Some(access) = body.access_token.filter(|t| !t.is_empty()) else {
             return bad_request("accessToken is required");
         };
@@ -385,9 +410,16 @@ impl RefreshService {
             };
         let codec = self.manager.codec();
         if let Ok(session) = self.manager.verify_access_token(&access).await {
-            // Never echo a refresh token that is not this session's own.
-            if self.manager.refresh_token_session(refresh) != Some(session.session_id()) {
-                return session_error(&SessionError::InvalidToken);
+            // Never echo a refresh token that is not this session's own. One that is well
+            // formed (another session's) is refused but not counted: only forged or malformed
+            // ones are.
+            match self.manager.refresh_token_session(refresh) {
+                Some(sid) if sid == session.session_id() => {}
+                Some(_) => return session_error(&SessionError::InvalidToken),
+                None => {
+                    count_refresh_error(tracked, &SessionError::InvalidToken).await;
+                    return session_error(&SessionError::InvalidToken);
+                }
             }
             let now_ms = codec.clock().now_ms();
             let left_ms = session
@@ -414,7 +446,10 @@ impl RefreshService {
                 from_cookie,
                 Some(true),
             ),
-            Err(error) => self.refresh_failed(&error, from_cookie),
+            Err(error) => {
+                count_refresh_error(tracked, &error).await;
+                self.refresh_failed(&error, from_cookie)
+            }
         }
     }
 
@@ -501,6 +536,29 @@ impl RefreshService {
             }
             Err(error) => session_error(&error),
         }
+    }
+}
+
+/// The failed-refresh tracker and the client IP, when both are there.
+type Tracked<'a> = Option<(&'a AttemptTracker, IpAddr)>;
+
+/// 429 while the client is locked out of refreshing.
+async fn refresh_allowed(tracked: Tracked<'_>) -> Result<(), Answer> {
+    match tracked {
+        Some((tracker, ip)) => tracker
+            .check_refresh(ip)
+            .await
+            .map_err(|locked| locked.to_response()),
+        None => Ok(()),
+    }
+}
+
+/// Counts a refresh error against the client when the token was forged or malformed, and only
+/// then: a well-formed token of an ended session (logout, expiry, reuse) is a stale client, not
+/// a guess, and must not lock its address out.
+async fn count_refresh_error(tracked: Tracked<'_>, error: &SessionError) {
+    if let (Some((tracker, ip)), SessionError::InvalidToken) = (tracked, error) {
+        tracker.record_refresh_failure(ip).await;
     }
 }
 

@@ -9,8 +9,11 @@
 //! the one thing wrong with each token is the thing under test; a control case with nothing
 //! wrong proves the forging is right.
 //!
-//! The failed-refresh tracker locks an address out after 20 failed refreshes in 15 minutes, and
-//! every request here comes from 127.0.0.1: each test starts its own server and stays below that.
+//! The refresh bucket of the attempt tracker refuses an address's refreshes (its own bucket, not
+//! logins) after 20 forged or malformed refresh tokens in 15 minutes, on `/refresh` and
+//! `/auto-refresh` alike; well-formed tokens of ended sessions (`token_revoked`, `token_expired`,
+//! `refresh_token_reused`) do not count. Every request here comes from 127.0.0.1: each test
+//! starts its own server and sends fewer than 20 forged or malformed refresh tokens.
 
 mod common;
 
@@ -1115,7 +1118,7 @@ mod token_kind_confusion {
         validate_refuses(&cases, &s, &refresh, false).await;
 
         // An access token as a refresh token: in the body, in the cookie, in auto-refresh.
-        // (Three failed refreshes of the tracker's 20.)
+        // (Three malformed refresh tokens of the refresh bucket's 20.)
         post_json(
             &cases,
             &s,

@@ -1,8 +1,9 @@
 //! End-to-end: an axum app with `RateLimitLayer`, an `AttemptTracker` in its login handler and
-//! a `RequireRole` route, served over TCP with `ConnectInfo` and driven with reqwest.
+//! on its token routes, and a `RequireRole` route, served over TCP with `ConnectInfo` and driven
+//! with reqwest. "Another client" is a request from another loopback address (127.0.0.2).
 #![cfg(feature = "axum")]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,7 +24,7 @@ struct App {
     attempts: AttemptTracker,
 }
 
-/// The login handler shape the example server uses: check, verify, record.
+/// A login handler on the tracker: reserve, wait the delay, verify, then release or keep.
 async fn login(
     State(app): State<App>,
     ClientIp(ip): ClientIp,
@@ -31,27 +32,31 @@ async fn login(
 ) -> Response {
     let user = body["username"].as_str().unwrap_or_default();
     let password = body["password"].as_str().unwrap_or_default();
-    if let Err(locked) = app.attempts.check(Some(user), ip).await {
-        return locked.into_response();
-    }
+    let attempt = match app.attempts.begin_login(user, ip).await {
+        Ok(attempt) => attempt,
+        Err(locked) => return locked.into_response(),
+    };
+    tokio::time::sleep(attempt.delay()).await;
     let roles = match (user, password) {
         ("alice", "alice-password") => vec!["user".to_owned()],
         ("admin", "admin-password") => vec!["user".to_owned(), "admin".to_owned()],
         _ => {
-            app.attempts.record_failure(Some(user), ip).await;
+            app.attempts.login_failed(attempt).await;
             let body = json!({"success": false, "message": "wrong user name or password", "error": "invalid_credentials"});
             return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
         }
     };
-    app.attempts.record_success(user).await;
+    app.attempts.login_succeeded(attempt).await;
     let pair = app.manager.create_session(user, &roles).await.unwrap();
-    Json(json!({"success": true, "data": {"accessToken": pair.access_token, "clientIp": ip.to_string()}}))
+    Json(json!({"success": true, "data": {"accessToken": pair.access_token, "refreshToken": pair.refresh_token, "clientIp": ip.to_string()}}))
         .into_response()
 }
 
 struct Server {
     base: String,
     client: reqwest::Client,
+    /// A client on another loopback address: another client IP for the server.
+    other: reqwest::Client,
 }
 
 impl Server {
@@ -60,14 +65,18 @@ impl Server {
             .unwrap()
             .rate_limit_max_requests(max_requests);
         let manager = SessionManager::new(config.clone()).unwrap();
+        let attempts = AttemptTracker::default();
         let app_state = App {
             manager: manager.clone(),
-            attempts: AttemptTracker::default(),
+            attempts: attempts.clone(),
         };
         let limit = RateLimitLayer::new(RateLimitConfig::from_session_config(&config));
         let limited = Router::new()
             .route("/api/auth/login", post(login))
-            .nest_service("/api/token", manager.refresh_service())
+            .nest_service(
+                "/api/token",
+                manager.refresh_service().attempt_tracker(attempts),
+            )
             .layer(limit);
         let admin = Router::new()
             .route("/api/admin", get(|| async { "admin area" }))
@@ -92,12 +101,25 @@ impl Server {
         Self {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
+            other: reqwest::Client::builder()
+                .local_address(IpAddr::from([127, 0, 0, 2]))
+                .build()
+                .unwrap(),
         }
     }
 
     async fn login(&self, user: &str, password: &str, xff: Option<&str>) -> reqwest::Response {
-        let mut req = self
-            .client
+        self.login_from(&self.client, user, password, xff).await
+    }
+
+    async fn login_from(
+        &self,
+        client: &reqwest::Client,
+        user: &str,
+        password: &str,
+        xff: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = client
             .post(format!("{}/api/auth/login", self.base))
             .json(&json!({"username": user, "password": password}));
         if let Some(xff) = xff {
@@ -105,6 +127,31 @@ impl Server {
         }
         req.send().await.unwrap()
     }
+
+    /// POSTs `body` to a token route; the status and the `error` code.
+    async fn token_route(&self, route: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .client
+            .post(format!("{}/api/token/{route}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap())
+    }
+}
+
+/// Logs `user` in from 127.0.0.1: (access token, refresh token).
+async fn session(s: &Server, user: &str) -> (String, String) {
+    let res = s.login(user, &format!("{user}-password"), None).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let data = &body["data"];
+    (
+        data["accessToken"].as_str().unwrap().to_owned(),
+        data["refreshToken"].as_str().unwrap().to_owned(),
+    )
 }
 
 fn header(res: &reqwest::Response, name: &str) -> String {
@@ -139,36 +186,186 @@ async fn the_limit_holds_over_http_and_spoofed_forwarded_for_does_not_help() {
     assert_eq!(body["success"], false);
     assert_eq!(body["error"], "rate_limited");
 
-    // The token routes share the budget; routes outside the layer are not limited.
+    // The token routes share the budget (health excepted); routes outside the layer are not
+    // limited.
+    let (status, body) = s.token_route("validate", json!({"accessToken": "x"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("rate_limited"))
+    );
     let res = s
         .client
         .get(format!("{}/api/token/health", s.base))
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 429);
+    assert_eq!(res.status(), 200);
     let res = s.client.get(format!("{}/", s.base)).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("ratelimit-limit").is_none());
 }
 
 #[tokio::test]
-async fn repeated_failed_logins_lock_the_user_out() {
-    let s = Server::start(100).await;
+async fn repeated_failed_logins_lock_that_client_out_never_the_user() {
+    let s = Server::start(1000).await;
     for _ in 0..5 {
         let res = s.login("alice", "wrong", None).await;
         assert_eq!(res.status(), 401);
     }
-    // Even the right password is refused during the lock-out.
+    // The guessing client is refused for alice, even with the right password…
     let res = s.login("alice", "alice-password", None).await;
     assert_eq!(res.status(), 429);
     let retry: u64 = header(&res, "retry-after").parse().unwrap();
     assert!((899..=900).contains(&retry), "{retry}");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "rate_limited");
-    // Another user from the same address is not locked.
+    // … but alice from another client is not, however often the attacker fails.
+    for _ in 0..10 {
+        let res = s
+            .login_from(&s.other, "alice", "alice-password", None)
+            .await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["data"]["clientIp"], "127.0.0.2");
+        assert_eq!(s.login("alice", "wrong-again", None).await.status(), 429);
+    }
+    // Another user from the guessing client is not locked.
     let res = s.login("admin", "admin-password", None).await;
     assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn parallel_guesses_get_exactly_the_limit_through() {
+    let s = Server::start(1000).await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let (client, url) = (s.client.clone(), format!("{}/api/auth/login", s.base));
+        set.spawn(async move {
+            let body = json!({"username": "alice", "password": format!("guess-{i}")});
+            client.post(url).json(&body).send().await.unwrap().status()
+        });
+    }
+    let statuses = set.join_all().await;
+    let wrong = statuses.iter().filter(|s| s.as_u16() == 401).count();
+    let refused = statuses.iter().filter(|s| s.as_u16() == 429).count();
+    assert_eq!((wrong, refused), (5, 45), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn forged_refresh_tokens_are_counted_on_every_refresh_route_until_429() {
+    let s = Server::start(1000).await;
+    let (access, refresh) = session(&s, "alice").await;
+    // A valid refresh is never counted: thirty rotations.
+    let mut refresh = refresh;
+    for _ in 0..30 {
+        let (status, body) = s
+            .token_route("refresh", json!({"refreshToken": refresh}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        refresh = body["data"]["refreshToken"].as_str().unwrap().to_owned();
+    }
+    // A MAC that does not verify, and tokens that do not parse, on /refresh…
+    let forged = format!("{}AAAA", &refresh[..refresh.len() - 4]);
+    for token in [forged.as_str(), "tjs1.x", "not-a-token", access.as_str()] {
+        for _ in 0..2 {
+            let (status, body) = s
+                .token_route("refresh", json!({"refreshToken": token}))
+                .await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (401, Some("invalid_token"))
+            );
+        }
+    }
+    // … and on /auto-refresh, with a valid access token and with an invalid one (which alone
+    // is not a failed refresh).
+    for access in [access.as_str(), "not-an-access-token"] {
+        for token in [forged.as_str(), "tjs1.x", "not-a-token"] {
+            for _ in 0..2 {
+                let (status, body) = s
+                    .token_route(
+                        "auto-refresh",
+                        json!({"accessToken": access, "refreshToken": token}),
+                    )
+                    .await;
+                assert_eq!(
+                    (status, body["error"].as_str()),
+                    (401, Some("invalid_token"))
+                );
+            }
+        }
+    }
+    // 8 + 12 = 20: the address is now refused on both routes, even with a valid token…
+    for (route, body) in [
+        ("refresh", json!({"refreshToken": refresh})),
+        (
+            "auto-refresh",
+            json!({"accessToken": "x", "refreshToken": refresh}),
+        ),
+    ] {
+        let (status, body) = s.token_route(route, body).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (429, Some("rate_limited")),
+            "{route}"
+        );
+    }
+    // … but its logins are a separate bucket.
+    session(&s, "admin").await;
+}
+
+#[tokio::test]
+async fn an_invalid_access_token_on_auto_refresh_is_not_a_failed_refresh() {
+    let s = Server::start(1000).await;
+    let (_, mut refresh) = session(&s, "alice").await;
+    for _ in 0..30 {
+        let (status, body) = s
+            .token_route(
+                "auto-refresh",
+                json!({"accessToken": "not-an-access-token", "refreshToken": refresh}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["refreshed"], true);
+        refresh = body["data"]["refreshToken"].as_str().unwrap().to_owned();
+    }
+}
+
+#[tokio::test]
+async fn revoked_refresh_tokens_after_logout_do_not_lock_the_address() {
+    let s = Server::start(1000).await;
+    let (access, refresh) = session(&s, "alice").await;
+    let res = s
+        .client
+        .post(format!("{}/api/token/logout", s.base))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // A stale tab keeps trying its refresh token, on both routes.
+    for i in 0..30 {
+        let (route, body) = if i % 2 == 0 {
+            ("refresh", json!({"refreshToken": refresh}))
+        } else {
+            (
+                "auto-refresh",
+                json!({"accessToken": access, "refreshToken": refresh}),
+            )
+        };
+        let (status, body) = s.token_route(route, body).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("token_revoked")),
+            "{i}"
+        );
+    }
+    // The address may still log in and refresh.
+    let (_, refresh) = session(&s, "alice").await;
+    let (status, body) = s
+        .token_route("refresh", json!({"refreshToken": refresh}))
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]

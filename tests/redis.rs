@@ -297,7 +297,8 @@ async fn the_rate_limit_and_lock_outs_hold_across_instances() {
         assert_error(status, &body, 429, "rate_limited");
     }
 
-    // Failed logins spread over both instances lock the account on both.
+    // Failed logins spread over both instances lock the guessing client (127.0.0.1) out of
+    // bob on both, and only that client: bob's own machine (127.0.0.2) logs in on both.
     let (a, b) = pair(&[]);
     for (i, server) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
         let (status, body) = server
@@ -308,6 +309,10 @@ async fn the_rate_limit_and_lock_outs_hold_across_instances() {
             .await;
         assert_error(status, &body, 401, "invalid_credentials");
     }
+    let bobs_machine = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
     for server in [&a, &b] {
         let (status, body) = server
             .post(
@@ -316,5 +321,13 @@ async fn the_rate_limit_and_lock_outs_hold_across_instances() {
             )
             .await;
         assert_error(status, &body, 429, "rate_limited");
+        let res = bobs_machine
+            .post(server.url("/api/auth/login"))
+            .json(&json!({"username": "bob", "password": "bob-password"}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = common::read(res).await;
+        assert_eq!(status, 200, "{body}");
     }
 }

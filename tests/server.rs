@@ -644,7 +644,7 @@ async fn auth_and_token_routes_are_rate_limited_per_ip() {
 }
 
 #[tokio::test]
-async fn repeated_failed_logins_lock_the_account_out() {
+async fn repeated_failed_logins_lock_that_client_out_never_the_account() {
     let s = Server::start(&[]);
     for _ in 0..5 {
         let (status, body) = s
@@ -655,7 +655,7 @@ async fn repeated_failed_logins_lock_the_account_out() {
             .await;
         assert_error(status, &body, 401, "invalid_credentials");
     }
-    // Even the right password is refused during the cool-down.
+    // The guessing client (127.0.0.1) is refused for bob, even with the right password…
     let res = s
         .client
         .post(s.url("/api/auth/login"))
@@ -663,10 +663,30 @@ async fn repeated_failed_logins_lock_the_account_out() {
         .send()
         .await
         .unwrap();
-    assert!(res.headers().contains_key("retry-after"));
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((899..=900).contains(&retry_after), "{retry_after}");
     let (status, body) = read(res).await;
     assert_error(status, &body, 429, "rate_limited");
-    // Other users are not locked out.
+    // … but bob on his own machine (another loopback address) is not: failures from one
+    // client never refuse another client's correct password (issue 12, defect 3).
+    let bobs_machine = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let res = bobs_machine
+        .post(s.url("/api/auth/login"))
+        .json(&json!({"username": "bob", "password": "bob-password"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["userId"], "bob");
+    // Other users from the guessing client are not locked out either.
     s.login("alice").await;
 }
 

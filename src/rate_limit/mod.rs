@@ -1,5 +1,6 @@
 //! Abuse protection: [`RateLimitLayer`] (requests per client IP) and [`AttemptTracker`]
-//! (failed logins and refreshes per user and per IP, with lock-outs).
+//! (failed logins per user+client and per client, a slowing delay per user, failed refreshes
+//! per client).
 //!
 //! # Rate limiting
 //!
@@ -119,7 +120,8 @@
 //!
 //! # Failed attempts
 //!
-//! [`AttemptTracker`] is called by handlers (login, refresh): see its docs.
+//! [`AttemptTracker`] is called by handlers (login, refresh); its docs say what it counts and
+//! what that protects against.
 
 mod attempts;
 mod backend;
@@ -132,7 +134,8 @@ mod memory;
 mod service;
 
 pub use attempts::{
-    AttemptBackend, AttemptConfig, AttemptPolicy, AttemptTracker, LockedOut, MemoryAttemptBackend,
+    AttemptBackend, AttemptConfig, AttemptPolicy, AttemptState, AttemptTracker, LockedOut,
+    LoginAttempt, MemoryAttemptBackend,
 };
 pub use backend::{BackendError, RateDecision, RateLimitBackend};
 pub use cidr::{Cidr, ParseCidrError};

@@ -571,15 +571,18 @@ impl RedisStore {
         }
     }
 
-    /// A failed-attempt backend on this store's connection, so a lock-out holds across
-    /// instances: keys `P:at:{user or ip}` expiring with their window or lock-out.
+    /// A failed-attempt backend on this store's connection, so reservations and lock-outs hold
+    /// across instances: one hash per key, `P:at:{login:uc:<user>|<ip>}` and the like (a keyed
+    /// hash in the braces when records are sealed), expiring with its window or lock-out. Each
+    /// operation is one Lua script on one key, so a reservation is atomic, also on a cluster.
     pub fn attempt_backend(&self) -> RedisAttemptBackend {
         RedisAttemptBackend {
             redis: self.redis.clone(),
             names: self.cipher.clone(),
             prefix: format!("{}:at:", self.prefix),
+            reserve: Arc::new(Script::new(include_str!("lua/attempt_reserve.lua"))),
+            release: Arc::new(Script::new(include_str!("lua/attempt_release.lua"))),
             fail: Arc::new(Script::new(include_str!("lua/attempt_fail.lua"))),
-            clear: Arc::new(Script::new(include_str!("lua/attempt_clear.lua"))),
         }
     }
 }
@@ -633,8 +636,9 @@ pub struct RedisAttemptBackend {
     redis: Redis,
     names: Option<Arc<Cipher>>,
     prefix: String,
+    reserve: Arc<Script>,
+    release: Arc<Script>,
     fail: Arc<Script>,
-    clear: Arc<Script>,
 }
 
 impl fmt::Debug for RedisAttemptBackend {
@@ -651,8 +655,8 @@ impl RedisAttemptBackend {
     }
 }
 
-/// `prefix{key}`, with the key (an IP address, `user:<id>`) replaced by a keyed hash when
-/// records are sealed, so key names leak no user ids or addresses either.
+/// `prefix{key}`, with the key (an IP address, `login:uc:<id>|<ip>`) replaced by a keyed hash
+/// when records are sealed, so key names leak no user ids or addresses either.
 fn hashed_key(prefix: &str, names: Option<&Cipher>, key: &str) -> String {
     match names {
         Some(cipher) => format!(
@@ -665,17 +669,44 @@ fn hashed_key(prefix: &str, names: Option<&Cipher>, key: &str) -> String {
 
 #[async_trait]
 impl crate::rate_limit::AttemptBackend for RedisAttemptBackend {
-    async fn locked_until(
+    async fn reserve(
         &self,
         key: &str,
         now_ms: u64,
-    ) -> Result<Option<u64>, crate::rate_limit::BackendError> {
-        let until: Option<u64> = self
+        policy: crate::rate_limit::AttemptPolicy,
+    ) -> Result<Result<(), u64>, crate::rate_limit::BackendError> {
+        if policy.max_failures == 0 {
+            return Ok(Ok(()));
+        }
+        let mut invocation = self.reserve.key(self.key(key));
+        invocation
+            .arg(now_ms)
+            .arg(policy.max_failures)
+            .arg(u64::try_from(policy.window.as_millis()).unwrap_or(u64::MAX))
+            .arg(u64::try_from(policy.lockout.as_millis()).unwrap_or(u64::MAX));
+        let locked_until: u64 = self
             .redis
-            .command(redis::cmd("HGET").arg(self.key(key)).arg("l"))
+            .run(&invocation)
             .await
             .map_err(crate::rate_limit::BackendError::new)?;
-        Ok(until.filter(|u| *u > now_ms))
+        Ok(match locked_until {
+            0 => Ok(()),
+            until => Err(until),
+        })
+    }
+
+    async fn release(
+        &self,
+        key: &str,
+        _now_ms: u64,
+    ) -> Result<(), crate::rate_limit::BackendError> {
+        let invocation = self.release.key(self.key(key));
+        let _: i64 = self
+            .redis
+            .run(&invocation)
+            .await
+            .map_err(crate::rate_limit::BackendError::new)?;
+        Ok(())
     }
 
     async fn record_failure(
@@ -683,29 +714,49 @@ impl crate::rate_limit::AttemptBackend for RedisAttemptBackend {
         key: &str,
         now_ms: u64,
         policy: crate::rate_limit::AttemptPolicy,
-    ) -> Result<Option<u64>, crate::rate_limit::BackendError> {
-        if policy.max_failures == 0 {
-            return Ok(None);
-        }
+    ) -> Result<u32, crate::rate_limit::BackendError> {
         let mut invocation = self.fail.key(self.key(key));
         invocation
             .arg(now_ms)
             .arg(policy.max_failures)
-            .arg(policy.window.as_millis() as u64)
-            .arg(policy.lockout.as_millis() as u64);
-        let started: Option<u64> = self
+            .arg(u64::try_from(policy.window.as_millis()).unwrap_or(u64::MAX))
+            .arg(u64::try_from(policy.lockout.as_millis()).unwrap_or(u64::MAX));
+        let count: u64 = self
             .redis
             .run(&invocation)
             .await
             .map_err(crate::rate_limit::BackendError::new)?;
-        Ok(started)
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
-    async fn clear_failures(&self, key: &str) -> Result<(), crate::rate_limit::BackendError> {
-        let invocation = self.clear.key(self.key(key));
+    async fn state(
+        &self,
+        key: &str,
+        now_ms: u64,
+    ) -> Result<crate::rate_limit::AttemptState, crate::rate_limit::BackendError> {
+        let (window_end, count, locked_until): (Option<u64>, Option<u32>, Option<u64>) = self
+            .redis
+            .command(
+                redis::cmd("HMGET")
+                    .arg(self.key(key))
+                    .arg("e")
+                    .arg("n")
+                    .arg("l"),
+            )
+            .await
+            .map_err(crate::rate_limit::BackendError::new)?;
+        let locked_until_ms = locked_until.filter(|l| *l > now_ms);
+        let live = locked_until_ms.is_some() || window_end.is_some_and(|e| now_ms < e);
+        Ok(crate::rate_limit::AttemptState {
+            count: if live { count.unwrap_or(0) } else { 0 },
+            locked_until_ms,
+        })
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), crate::rate_limit::BackendError> {
         let _: i64 = self
             .redis
-            .run(&invocation)
+            .command(redis::cmd("DEL").arg(self.key(key)))
             .await
             .map_err(crate::rate_limit::BackendError::new)?;
         Ok(())
