@@ -16,6 +16,8 @@
 //! alone is accepted only with an `X-Requested-With` header or an `Origin` in the configured
 //! [`allowed_origins`](crate::SessionConfig::allowed_origins) (CSRF), else 403; and then the
 //! response body leaves `refreshToken` out, so an HttpOnly cookie stays out of reach of scripts.
+//! A client can also ask for that with `"refreshTokenDelivery": "cookie"` in the body of
+//! `refresh` and `auto-refresh`, as at [login](crate::login).
 //!
 //! ```
 //! use axum::{Router, routing::get};
@@ -42,23 +44,24 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_LENGTH, ORIGIN, SET_COOKIE};
+use http::header::{ALLOW, ORIGIN, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tower_service::Service;
 
 use crate::clock::rfc3339;
+use crate::cookie::Delivery;
 use crate::error::{AuthError, ErrorCode, auth_error_response, json_error, json_response};
+use crate::json_body::read_json;
 use crate::manager::{SessionError, SessionManager, TokenPair};
 use crate::rate_limit::{AttemptTracker, ClientIp};
 use crate::revocation::SessionStatus;
 
-/// Largest accepted request body on the token routes.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+#[doc(inline)]
+pub use crate::json_body::MAX_BODY_BYTES;
 
 /// The token routes of SPEC §5: see the [module docs](crate::routes).
 #[derive(Clone)]
@@ -210,7 +213,8 @@ impl RefreshService {
                 }
                 match read_json::<RefreshBody, B>(&parts.headers, body).await {
                     Ok(body) => {
-                        self.refresh(&parts.headers, body.refresh_token, tracked)
+                        let cookie_only = body.refresh_token_delivery == Some(Delivery::Cookie);
+                        self.refresh(&parts.headers, body.refresh_token, cookie_only, tracked)
                             .await
                     }
                     Err(res) => res,
@@ -300,6 +304,7 @@ impl RefreshService {
         &self,
         headers: &HeaderMap,
         body_token: Option<String>,
+        cookie_only: bool,
         tracked: Tracked<'_>,
     ) -> Answer {
         let (token, from_cookie) = match self.refresh_token_from(headers, body_token.as_deref()) {
@@ -307,9 +312,12 @@ impl RefreshService {
             Err(res) => return res,
         };
         match self.manager.refresh(token).await {
-            Ok(pair) => {
-                self.pair_response("Token refreshed successfully", &pair, from_cookie, None)
-            }
+            Ok(pair) => self.pair_response(
+                "Token refreshed successfully",
+                &pair,
+                from_cookie || cookie_only,
+                None,
+            ),
             Err(error) => {
                 count_refresh_error(tracked, &error).await;
                 self.refresh_failed(&error, from_cookie)
@@ -408,6 +416,9 @@ impl RefreshService {
                 Ok(found) => found,
                 Err(res) => return res,
             };
+        // The refresh token stays out of the body when it came from the cookie, or when the
+        // client asked for cookie-only delivery.
+        let hide_refresh = from_cookie || body.refresh_token_delivery == Some(Delivery::Cookie);
         let codec = self.manager.codec();
         if let Ok(session) = self.manager.verify_access_token(&access).await {
             // Never echo a refresh token that is not this session's own. One that is well
@@ -433,7 +444,7 @@ impl RefreshService {
                     "expiresIn": left_ms,
                     "sessionId": session.session_id(),
                 });
-                if !from_cookie {
+                if !hide_refresh {
                     data["refreshToken"] = json!(refresh);
                 }
                 return success("Token is still fresh", data);
@@ -443,7 +454,7 @@ impl RefreshService {
             Ok(pair) => self.pair_response(
                 "Token refreshed successfully",
                 &pair,
-                from_cookie,
+                hide_refresh,
                 Some(true),
             ),
             Err(error) => {
@@ -591,6 +602,8 @@ impl Route {
 struct RefreshBody {
     #[serde(default)]
     refresh_token: Option<String>,
+    #[serde(default)]
+    refresh_token_delivery: Option<Delivery>,
 }
 
 #[derive(Deserialize, Default)]
@@ -607,54 +620,8 @@ struct AutoRefreshBody {
     access_token: Option<String>,
     #[serde(default)]
     refresh_token: Option<String>,
-}
-
-/// Reads a JSON object body of at most [`MAX_BODY_BYTES`]; an empty body is the default value.
-async fn read_json<T, B>(headers: &HeaderMap, body: B) -> Result<T, Answer>
-where
-    T: DeserializeOwned + Default,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    let too_large = || {
-        let mut res = json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::PayloadTooLarge,
-            "the request body is larger than 16 KiB",
-        );
-        // The rest of the body is not read, so the connection cannot carry another request.
-        res.headers_mut()
-            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        res
-    };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<LengthLimitError>() => return Err(too_large()),
-        Err(_) => return Err(bad_request("the request body could not be read")),
-    };
-    let text = bytes.trim_ascii();
-    if text.is_empty() {
-        return Ok(T::default());
-    }
-    if text[0] != b'{' {
-        return Err(bad_request("the request body must be a JSON object"));
-    }
-    serde_json::from_slice(text).map_err(|e| {
-        bad_request(match e.classify() {
-            serde_json::error::Category::Data => {
-                "the JSON body has a field of the wrong type or a duplicate field; token fields are strings"
-            }
-            _ => "the request body is not valid JSON",
-        })
-    })
+    #[serde(default)]
+    refresh_token_delivery: Option<Delivery>,
 }
 
 /// Decodes `%XX` escapes of a path segment; `None` for a bad escape or invalid UTF-8.
