@@ -79,12 +79,47 @@ async fn login_errors() {
     let res = s
         .client
         .post(s.url("/api/auth/login"))
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
         .unwrap();
     let (status, body) = read(res).await;
     assert_error(status, &body, 400, "invalid_request");
+    // What a cross-site `<form enctype="text/plain">` sends: refused before it is read.
+    let res = s
+        .client
+        .post(s.url("/api/auth/login"))
+        .header("content-type", "text/plain")
+        .body(r#"{"username":"alice","password":"alice-password","x":"="}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_error(status, &body, 415, "unsupported_media_type");
+    // JSON from a page on another origin: refused, no cookie.
+    let res = s
+        .client
+        .post(s.url("/api/auth/login"))
+        .header("origin", "https://evil.example")
+        .json(&json!({"username": "alice", "password": "alice-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("set-cookie").is_none());
+    let (status, body) = read(res).await;
+    assert_error(status, &body, 403, "forbidden");
+    // The demo page's own origin is fine.
+    let res = s
+        .client
+        .post(s.url("/api/auth/login"))
+        .header("origin", s.base.as_str())
+        .header("sec-fetch-site", "same-origin")
+        .json(&json!({"username": "alice", "password": "alice-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]
