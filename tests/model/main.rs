@@ -1,0 +1,287 @@
+//! The session rules of SPEC §4 checked against a reference model, on every store.
+//!
+//! - `sequences`: random operation sequences (proptest, shrinking to a minimal failing
+//!   sequence) driven through the public `SessionManager` API, one instance, manual clock;
+//!   after every step every answer and every observable state must equal the model's
+//!   (`reference`), and the invariants hold: an ended session never answers active again, one
+//!   successor per refresh token, reuse always revokes, records per user within the bound.
+//! - `concurrency`: two managers (two instances) on one store run racing operations on a
+//!   multi-threaded runtime; the same invariants hold under any interleaving.
+//!
+//! Every store: memory, Redis (one node), a 3-master Redis Cluster, and Redis with sealed
+//! records. The Redis tests fail, never skip, when Redis is missing (see
+//! `tests/common/redis_server.rs`; `REDIS_URL` / `REDIS_CLUSTER_URLS` point them at running
+//! servers). `TJS_MODEL_CASES` (cases per store and policy) and `TJS_MODEL_STEPS` (longest
+//! sequence) size the run; `bench/model-long.sh` runs it long.
+
+mod concurrency;
+mod reference;
+mod sequences;
+
+#[cfg(feature = "redis")]
+#[path = "../common/redis_server.rs"]
+mod redis_server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_jwt_session::store::{MemoryStore, SessionStore};
+use tower_jwt_session::{SessionConfig, SessionLimitPolicy};
+
+use reference::{Limits, Policy};
+
+pub const SECRET: &str = "model-test-secret-model-test-secret-0123456789";
+/// Sealing key for the sealed-Redis runs.
+pub const SEALING_KEY: [u8; 32] = [7; 32];
+
+/// The stores every rule is checked on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    #[cfg(feature = "redis")]
+    Redis,
+    #[cfg(feature = "redis")]
+    Cluster,
+    #[cfg(feature = "redis")]
+    Sealed,
+}
+
+impl StoreKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            #[cfg(feature = "redis")]
+            StoreKind::Redis => "redis",
+            #[cfg(feature = "redis")]
+            StoreKind::Cluster => "cluster",
+            #[cfg(feature = "redis")]
+            StoreKind::Sealed => "sealed-redis",
+        }
+    }
+
+    /// Whether the store keeps time by itself (Redis key expiry runs on Redis's clock): the
+    /// test clock then starts at the real time, so no key is already past its expiry.
+    pub fn real_time_start(self) -> bool {
+        self != StoreKind::Memory
+    }
+}
+
+/// A store for one test, with what the test needs to count what it holds.
+pub struct Backend {
+    pub kind: StoreKind,
+    pub store: Arc<dyn SessionStore>,
+    /// The configuration the managers use (the Redis URLs and prefix included).
+    pub config: SessionConfig,
+    probe: Probe,
+}
+
+enum Probe {
+    Memory(Arc<MemoryStore>),
+    #[cfg(feature = "redis")]
+    Redis {
+        prefix: String,
+        nodes: Vec<redis::aio::MultiplexedConnection>,
+    },
+}
+
+/// What a store holds, by user: `(records, index members)` for each user key tag (Redis) or
+/// one total (memory, which does not say per user).
+#[derive(Debug, Default)]
+pub struct Held {
+    pub per_user: Vec<(String, usize, usize)>,
+    pub total_records: usize,
+}
+
+/// The configuration for `limits`: small lifetimes in milliseconds, so that clock jumps cross
+/// every boundary.
+pub fn config_for(base: SessionConfig, limits: &Limits) -> SessionConfig {
+    base.access_token_ttl(Duration::from_millis(limits.access))
+        .leeway(Duration::from_millis(limits.leeway))
+        .refresh_token_ttl(Duration::from_millis(limits.refresh))
+        .session_ttl(Duration::from_millis(limits.session))
+        .refresh_reuse_interval(Duration::from_millis(limits.reuse))
+        .refresh_threshold(Duration::ZERO)
+        .max_sessions_per_user(limits.max)
+        .session_limit_policy(match limits.policy {
+            Policy::Evict => SessionLimitPolicy::Evict,
+            Policy::Deny => SessionLimitPolicy::Deny,
+        })
+}
+
+impl Backend {
+    /// A fresh, empty store of `kind` (Redis: under a key prefix of its own).
+    pub async fn open(kind: StoreKind, limits: &Limits) -> Backend {
+        match kind {
+            StoreKind::Memory => {
+                let memory = Arc::new(MemoryStore::new());
+                Backend {
+                    kind,
+                    store: memory.clone(),
+                    config: config_for(SessionConfig::new(SECRET).unwrap(), limits),
+                    probe: Probe::Memory(memory),
+                }
+            }
+            #[cfg(feature = "redis")]
+            _ => redis_backend(kind, limits).await,
+        }
+    }
+
+    /// The store as a second instance sees it: the same `MemoryStore`, or a connection of its
+    /// own to the same Redis keys (with its own revocation subscription).
+    pub async fn second_instance(&self) -> Arc<dyn SessionStore> {
+        match &self.probe {
+            Probe::Memory(memory) => memory.clone(),
+            #[cfg(feature = "redis")]
+            Probe::Redis { .. } => Arc::new(
+                tower_jwt_session::store::RedisStore::from_config(&self.config)
+                    .await
+                    .expect("second Redis connection"),
+            ),
+        }
+    }
+
+    /// Counts what the store holds.
+    pub async fn held(&mut self) -> Held {
+        match &mut self.probe {
+            Probe::Memory(memory) => Held {
+                per_user: Vec::new(),
+                total_records: memory.len(),
+            },
+            #[cfg(feature = "redis")]
+            Probe::Redis { prefix, nodes } => redis_held(prefix, nodes).await,
+        }
+    }
+
+    /// Deletes the test's keys (Redis); the memory store goes with the test.
+    pub async fn cleanup(&mut self) {
+        #[cfg(feature = "redis")]
+        if let Probe::Redis { prefix, nodes } = &mut self.probe {
+            for node in nodes.iter_mut() {
+                for key in scan(node, prefix).await {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(node).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis_backend(kind: StoreKind, limits: &Limits) -> Backend {
+    use tower_jwt_session::store::RedisStore;
+
+    let urls = match kind {
+        StoreKind::Cluster => redis_server::cluster().urls.clone(),
+        _ => redis_server::single().urls.clone(),
+    };
+    let prefix = redis_server::unique_prefix(kind.name());
+    let url_list = urls.join(",");
+    let base = SessionConfig::from_lookup(|name| match name {
+        "JWT_SECRET" => Some(SECRET.to_owned()),
+        "REDIS_URL" => Some(url_list.clone()),
+        "REDIS_KEY_PREFIX" => Some(prefix.clone()),
+        _ => None,
+    })
+    .expect("Redis test configuration")
+    .redis_timeout(Duration::from_secs(5));
+    let base = if kind == StoreKind::Sealed {
+        base.encryption_key(&SEALING_KEY).unwrap()
+    } else {
+        base
+    };
+    let config = config_for(base, limits);
+    let store = RedisStore::from_config(&config).await.unwrap_or_else(|e| {
+        panic!(
+            "Redis at {urls:?} is needed for the {} run: {e}",
+            kind.name()
+        )
+    });
+    let mut nodes = Vec::new();
+    for url in &urls {
+        let client = redis::Client::open(url.as_str()).expect("Redis URL");
+        nodes.push(
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap_or_else(|e| panic!("probe connection to {url}: {e}")),
+        );
+    }
+    Backend {
+        kind,
+        store: Arc::new(store),
+        config,
+        probe: Probe::Redis { prefix, nodes },
+    }
+}
+
+/// Every key under `prefix` on one node.
+#[cfg(feature = "redis")]
+async fn scan(node: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(node)
+            .await
+            .expect("SCAN");
+        keys.extend(batch);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+/// Records (`P:{tag}:s:*`) and index members (`P:{tag}:u:*`) per user tag, on every node.
+/// The tag is derived from the user id (keyed when sealed), so it groups by user either way.
+#[cfg(feature = "redis")]
+async fn redis_held(prefix: &str, nodes: &mut [redis::aio::MultiplexedConnection]) -> Held {
+    use std::collections::BTreeMap;
+
+    let mut by_tag: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut total = 0;
+    for node in nodes.iter_mut() {
+        for key in scan(node, prefix).await {
+            let Some(rest) = key.strip_prefix(&format!("{prefix}:{{")) else {
+                continue;
+            };
+            let Some((tag, rest)) = rest.split_once('}') else {
+                continue;
+            };
+            let entry = by_tag.entry(tag.to_owned()).or_default();
+            if rest.starts_with(":s:") {
+                entry.0 += 1;
+                total += 1;
+            } else if rest.starts_with(":u:") {
+                let members: usize = redis::cmd("ZCARD")
+                    .arg(&key)
+                    .query_async(node)
+                    .await
+                    .expect("ZCARD");
+                entry.1 += members;
+            }
+        }
+    }
+    Held {
+        per_user: by_tag
+            .into_iter()
+            .map(|(tag, (records, members))| (tag, records, members))
+            .collect(),
+        total_records: total,
+    }
+}
+
+/// A whole number from the environment, or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a whole number, not {v:?}")),
+        Err(_) => default,
+    }
+}

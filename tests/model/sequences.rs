@@ -1,0 +1,705 @@
+//! Random operation sequences on one instance, checked step by step against the model.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use tower_jwt_session::clock::{Clock as _, ManualClock};
+use tower_jwt_session::store::ReuseKind;
+use tower_jwt_session::{AuthError, SessionError, SessionId, SessionManager};
+
+use crate::reference::{Limits, Model, Policy, Refreshed, Refusal, Verdict};
+use crate::{Backend, StoreKind, env_number};
+
+const USERS: usize = 3;
+
+thread_local! {
+    /// How often each answer came up in this thread's runs: shows the sequences reach every
+    /// rule (printed with the case count).
+    static SEEN: std::cell::RefCell<std::collections::BTreeMap<String, u64>> = Default::default();
+}
+
+fn seen(what: impl std::fmt::Display) {
+    SEEN.with(|s| *s.borrow_mut().entry(what.to_string()).or_default() += 1);
+}
+
+/// Settings a case runs under. Lifetimes are small so the clock crosses them often; each
+/// profile stresses another corner.
+const PROFILES: [Limits; 5] = [
+    // The usual shape: refresh longer than access, session longer than refresh.
+    Limits {
+        access: 2_000,
+        leeway: 1_000,
+        refresh: 6_000,
+        session: 15_000,
+        reuse: 500,
+        max: 2,
+        policy: Policy::Evict,
+    },
+    // No leeway, a larger limit.
+    Limits {
+        access: 1_000,
+        leeway: 0,
+        refresh: 3_000,
+        session: 5_000,
+        reuse: 300,
+        max: 3,
+        policy: Policy::Evict,
+    },
+    // A refresh token shorter than access plus leeway: records are kept for the access tokens.
+    Limits {
+        access: 3_000,
+        leeway: 1_000,
+        refresh: 1_500,
+        session: 10_000,
+        reuse: 400,
+        max: 2,
+        policy: Policy::Evict,
+    },
+    // No grace window, one session per user.
+    Limits {
+        access: 2_000,
+        leeway: 1_000,
+        refresh: 5_000,
+        session: 8_000,
+        reuse: 0,
+        max: 1,
+        policy: Policy::Evict,
+    },
+    // Access tokens outliving the session: records are kept past the session's end, where a
+    // refresh answers `session_expired`, and access tokens are cut at the end.
+    Limits {
+        access: 4_000,
+        leeway: 1_000,
+        refresh: 3_000,
+        session: 4_500,
+        reuse: 400,
+        max: 2,
+        policy: Policy::Evict,
+    },
+];
+
+/// One step. Session and user numbers are taken modulo what exists when the step runs, so any
+/// sequence is meaningful and shrinking keeps it so.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Login of user `n % 3` (the clock moves 1 ms first, so creation times are distinct).
+    Login(usize),
+    /// Refresh with the newest refresh token the client holds for session `n`.
+    Refresh(usize),
+    /// Present the refresh token `back` generations older than the newest (parent, ancestor).
+    Replay(usize, u64),
+    /// Logout of session `n`.
+    Logout(usize),
+    /// Logout everywhere of user `n % 3`.
+    LogoutAll(usize),
+    /// Verify the access token `back` tokens older than the newest of session `n`.
+    Verify(usize, usize),
+    /// Move the clock.
+    Wait(Wait),
+}
+
+#[derive(Debug, Clone)]
+pub enum Wait {
+    Ms(u64),
+    PastAccess,
+    PastRefresh,
+    PastSession,
+    /// To a boundary of session `n`, plus `delta` ms (-1, 0, +1).
+    Edge(usize, Edge, i64),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Edge {
+    GraceEnd,
+    RefreshExpiry,
+    SessionEnd,
+    Purge,
+    AccessExpiry,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let session = 0..64usize;
+    let wait = prop_oneof![
+        6 => (0..1_500u64).prop_map(Wait::Ms),
+        1 => Just(Wait::PastAccess),
+        1 => Just(Wait::PastRefresh),
+        1 => Just(Wait::PastSession),
+        4 => (
+            0..64usize,
+            prop_oneof![
+                Just(Edge::GraceEnd),
+                Just(Edge::RefreshExpiry),
+                Just(Edge::SessionEnd),
+                Just(Edge::Purge),
+                Just(Edge::AccessExpiry),
+            ],
+            -1..=1i64
+        )
+            .prop_map(|(s, e, d)| Wait::Edge(s, e, d)),
+    ];
+    prop_oneof![
+        5 => (0..USERS).prop_map(Op::Login),
+        6 => session.clone().prop_map(Op::Refresh),
+        3 => (session.clone(), 1..4u64).prop_map(|(s, b)| Op::Replay(s, b)),
+        2 => session.clone().prop_map(Op::Logout),
+        1 => (0..USERS).prop_map(Op::LogoutAll),
+        2 => (session, 0..3usize).prop_map(|(s, b)| Op::Verify(s, b)),
+        5 => wait.prop_map(Op::Wait),
+    ]
+}
+
+/// A generated case: settings and steps.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub profile: usize,
+    pub ops: Vec<Op>,
+}
+
+fn case(steps: usize) -> impl Strategy<Value = Case> {
+    (0..PROFILES.len(), prop::collection::vec(op(), 1..=steps))
+        .prop_map(|(profile, ops)| Case { profile, ops })
+}
+
+/// What the client holds of one session.
+struct Client {
+    sid: SessionId,
+    /// Refresh tokens by generation.
+    refresh: Vec<String>,
+    /// Access tokens and their `exp`, oldest first.
+    access: Vec<(String, u64)>,
+}
+
+fn user_name(u: usize) -> String {
+    format!("user-{u}")
+}
+
+fn refusal(e: &SessionError) -> Result<Refusal, String> {
+    Ok(match e {
+        SessionError::TokenExpired => Refusal::TokenExpired,
+        SessionError::Revoked => Refusal::Revoked,
+        SessionError::SessionExpired => Refusal::SessionExpired,
+        SessionError::TokenReused(ReuseKind::RetiredAfterInterval) => Refusal::ReusedRetired,
+        SessionError::TokenReused(ReuseKind::Ancestor) => Refusal::ReusedAncestor,
+        SessionError::LimitReached => Refusal::LimitReached,
+        other => return Err(format!("unexpected error {other:?}")),
+    })
+}
+
+/// One case against one store.
+struct Run {
+    backend: Backend,
+    manager: SessionManager,
+    clock: ManualClock,
+    start: u64,
+    model: Model,
+    clients: Vec<Client>,
+    /// Every refresh answered: presented token -> the successor handed out.
+    successors: HashMap<String, String>,
+    log: String,
+}
+
+impl Run {
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn advance_to(&mut self, target: u64) {
+        let now = self.now();
+        if target > now {
+            self.clock.advance(Duration::from_millis(target - now));
+        }
+    }
+
+    fn pick(&self, n: usize) -> Option<usize> {
+        (!self.clients.is_empty()).then(|| n % self.clients.len())
+    }
+
+    async fn step(&mut self, op: &Op) -> Result<(), String> {
+        let l = self.model.limits;
+        match *op {
+            Op::Login(u) => {
+                self.clock.advance(Duration::from_millis(1));
+                let now = self.now();
+                let expected = self.model.create(u, now);
+                let real = self
+                    .manager
+                    .create_session(&user_name(u), &["user".to_owned()])
+                    .await;
+                match (expected, real) {
+                    (Ok((i, evicted)), Ok(pair)) => {
+                        let _ = write!(self.log, " -> s{i}, evicted {evicted:?}");
+                        seen(if evicted.is_empty() {
+                            "login"
+                        } else {
+                            "login evicting"
+                        });
+                        let s = &self.model.sessions[i];
+                        if self.clients.iter().any(|c| c.sid == pair.session_id) {
+                            return Err("a session id was handed out twice".into());
+                        }
+                        check_eq(
+                            "refresh_expires_at",
+                            pair.refresh_expires_at,
+                            s.refresh_expires_at,
+                        )?;
+                        check_eq(
+                            "access_expires_at",
+                            pair.access_expires_at,
+                            self.model.access_exp(now, s.expires_at),
+                        )?;
+                        check_eq("user_id", pair.user_id.as_str(), user_name(u).as_str())?;
+                        self.clients.push(Client {
+                            sid: pair.session_id,
+                            refresh: vec![pair.refresh_token],
+                            access: vec![(pair.access_token, pair.access_expires_at)],
+                        });
+                    }
+                    (Err(e), Err(r)) if Ok(e) == refusal(&r) => {
+                        let _ = write!(self.log, " -> {e:?}");
+                        seen(format_args!("login {e:?}"));
+                    }
+                    (e, r) => {
+                        return Err(format!(
+                            "login: model {e:?}, store {:?}",
+                            r.map(|p| p.session_id)
+                        ));
+                    }
+                }
+            }
+            Op::Refresh(n) | Op::Replay(n, _) => {
+                let Some(i) = self.pick(n) else { return Ok(()) };
+                let newest = self.clients[i].refresh.len() as u64 - 1;
+                let generation = match *op {
+                    Op::Replay(_, back) => newest.saturating_sub(back),
+                    _ => newest,
+                };
+                self.refresh(i, generation).await?;
+            }
+            Op::Logout(n) => {
+                let Some(i) = self.pick(n) else { return Ok(()) };
+                let now = self.now();
+                let expected = self.model.revoke(i, now);
+                let real = self
+                    .manager
+                    .revoke(self.clients[i].sid)
+                    .await
+                    .map_err(|e| format!("logout: {e:?}"))?;
+                let _ = write!(self.log, " s{i} -> {real}");
+                check_eq("logout (was live)", real, expected)?;
+                seen(format_args!("logout live={real}"));
+            }
+            Op::LogoutAll(u) => {
+                let now = self.now();
+                let expected = self.model.revoke_all(u, now);
+                let real = self
+                    .manager
+                    .revoke_all(&user_name(u))
+                    .await
+                    .map_err(|e| format!("logout-all: {e:?}"))?;
+                let _ = write!(self.log, " -> {real}");
+                check_eq("logout-all (how many were live)", real, expected)?;
+                seen(format_args!(
+                    "logout-all {}",
+                    if real > 0 { "some" } else { "none" }
+                ));
+            }
+            Op::Verify(n, back) => {
+                let Some(i) = self.pick(n) else { return Ok(()) };
+                let tokens = &self.clients[i].access;
+                let k = tokens.len() - 1 - back.min(tokens.len() - 1);
+                self.verify(i, k).await?;
+            }
+            Op::Wait(ref wait) => {
+                let now = self.now();
+                let target = match *wait {
+                    Wait::Ms(ms) => now + ms,
+                    Wait::PastAccess => now + l.access + l.leeway + 1,
+                    Wait::PastRefresh => now + l.refresh + 1,
+                    Wait::PastSession => now + l.session + 1,
+                    Wait::Edge(n, edge, delta) => {
+                        let Some(i) = self.pick(n) else { return Ok(()) };
+                        let s = &self.model.sessions[i];
+                        let at = match edge {
+                            Edge::GraceEnd => s.rotated_at + l.reuse,
+                            Edge::RefreshExpiry => s.refresh_expires_at,
+                            Edge::SessionEnd => s.expires_at,
+                            Edge::Purge => s.purge_at(&l),
+                            Edge::AccessExpiry => {
+                                let exp = self.clients[i].access.last().expect("one at least").1;
+                                (exp + l.leeway / 1000) * 1000
+                            }
+                        };
+                        at.saturating_add_signed(delta)
+                    }
+                };
+                self.advance_to(target);
+            }
+        }
+        Ok(())
+    }
+
+    async fn refresh(&mut self, i: usize, generation: u64) -> Result<(), String> {
+        let now = self.now();
+        let token = self.clients[i].refresh[generation as usize].clone();
+        let expected = self.model.refresh(i, generation, now);
+        let real = self.manager.refresh(&token).await;
+        let _ = write!(self.log, " s{i} g{generation} -> {expected:?}");
+        seen(match &expected {
+            Ok(Refreshed::Rotated { .. }) => "refresh rotated".to_owned(),
+            Ok(Refreshed::Grace { .. }) => "refresh grace".to_owned(),
+            Err(e) => format!("refresh {e:?}"),
+        });
+        match (expected, real) {
+            (Ok(answer), Ok(pair)) => {
+                let (generation, refresh_expires_at) = match answer {
+                    Refreshed::Rotated {
+                        generation,
+                        refresh_expires_at,
+                    }
+                    | Refreshed::Grace {
+                        generation,
+                        refresh_expires_at,
+                    } => (generation, refresh_expires_at),
+                };
+                let client = &mut self.clients[i];
+                check_eq("session of the refreshed pair", pair.session_id, client.sid)?;
+                check_eq(
+                    "refresh_expires_at",
+                    pair.refresh_expires_at,
+                    refresh_expires_at,
+                )?;
+                let expires_at = self.model.sessions[i].expires_at;
+                check_eq(
+                    "access_expires_at",
+                    pair.access_expires_at,
+                    self.model.access_exp(now, expires_at),
+                )?;
+                match answer {
+                    Refreshed::Rotated { .. } => {
+                        if self
+                            .clients
+                            .iter()
+                            .any(|c| c.refresh.contains(&pair.refresh_token))
+                        {
+                            return Err("a rotation handed out a refresh token seen before".into());
+                        }
+                        let client = &mut self.clients[i];
+                        check_eq("generation", client.refresh.len() as u64, generation)?;
+                        client.refresh.push(pair.refresh_token.clone());
+                    }
+                    Refreshed::Grace { .. } => {
+                        if pair.refresh_token != client.refresh[generation as usize] {
+                            return Err(
+                                "a grace answer is not the current refresh token: two successors"
+                                    .into(),
+                            );
+                        }
+                    }
+                }
+                if let Some(before) = self.successors.insert(token, pair.refresh_token.clone())
+                    && before != pair.refresh_token
+                {
+                    return Err("one refresh token got two different successors".into());
+                }
+                self.clients[i]
+                    .access
+                    .push((pair.access_token, pair.access_expires_at));
+            }
+            (Err(e), Err(r)) if Ok(e) == refusal(&r) => {
+                if matches!(e, Refusal::ReusedRetired | Refusal::ReusedAncestor) {
+                    // Reuse always revokes: the newest refresh token and access token are
+                    // refused at once.
+                    let newest = self.clients[i]
+                        .refresh
+                        .last()
+                        .expect("one at least")
+                        .clone();
+                    match self.manager.refresh(&newest).await {
+                        Err(SessionError::Revoked | SessionError::TokenExpired) => {}
+                        other => {
+                            return Err(format!(
+                                "after reuse detection the newest refresh token answers {:?}",
+                                other.map(|p| p.session_id)
+                            ));
+                        }
+                    }
+                    let k = self.clients[i].access.len() - 1;
+                    self.verify(i, k).await?;
+                }
+            }
+            (e, r) => {
+                return Err(format!(
+                    "refresh: model {e:?}, store {:?}",
+                    r.map(|p| (p.session_id, p.refresh_expires_at))
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies access token `k` of session `i` and compares with the model.
+    async fn verify(&mut self, i: usize, k: usize) -> Result<(), String> {
+        let now = self.now();
+        let (token, exp) = self.clients[i].access[k].clone();
+        let verdict = self.model.verify(i, exp, now);
+        let real = self.manager.verify_access_token(&token).await;
+        let answer = match &real {
+            Ok(session) => {
+                check_eq(
+                    "verified session id",
+                    session.session_id(),
+                    self.clients[i].sid,
+                )?;
+                Verdict::Ok
+            }
+            Err(AuthError::Expired) => Verdict::Expired,
+            Err(AuthError::Revoked) => Verdict::Revoked,
+            Err(other) => return Err(format!("verify s{i} token {k}: unexpected {other:?}")),
+        };
+        seen(format_args!("verify {verdict:?} -> {answer:?}"));
+        if answer == Verdict::Ok && self.model.sessions[i].ended {
+            return Err(format!(
+                "ended session s{i} answered active to an access token"
+            ));
+        }
+        let fine = answer == verdict
+            || (verdict == Verdict::OkOrRevoked
+                && matches!(answer, Verdict::Ok | Verdict::Revoked));
+        if !fine {
+            return Err(format!(
+                "verify s{i} token {k} (exp {exp}s, now {now}ms): model {verdict:?}, store {answer:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// After every step: each user's sessions, each session's newest access token, the bound on
+    /// records held.
+    async fn check_state(&mut self) -> Result<(), String> {
+        let now = self.now();
+        let l = self.model.limits;
+        for u in 0..USERS {
+            let listed = self
+                .manager
+                .sessions(&user_name(u))
+                .await
+                .map_err(|e| format!("sessions: {e:?}"))?;
+            let expected = self.model.live_of(u, now);
+            let listed_ids: Vec<SessionId> = listed.iter().map(|r| r.session_id).collect();
+            let expected_ids: Vec<SessionId> =
+                expected.iter().map(|&i| self.clients[i].sid).collect();
+            if listed_ids != expected_ids {
+                let name = |sid: &SessionId| {
+                    self.clients
+                        .iter()
+                        .position(|c| c.sid == *sid)
+                        .map_or_else(|| format!("{sid}"), |i| format!("s{i}"))
+                };
+                return Err(format!(
+                    "sessions of user {u}: model {:?}, store {:?}",
+                    expected.iter().map(|i| format!("s{i}")).collect::<Vec<_>>(),
+                    listed_ids.iter().map(name).collect::<Vec<_>>()
+                ));
+            }
+            for (record, &i) in listed.iter().zip(&expected) {
+                let s = &self.model.sessions[i];
+                let what = |field: &str| format!("s{i}.{field}");
+                check_eq(
+                    &what("user_id"),
+                    record.user_id.as_str(),
+                    user_name(u).as_str(),
+                )?;
+                check_eq(&what("created_at"), record.created_at, s.created_at)?;
+                check_eq(
+                    &what("last_active_at"),
+                    record.last_active_at,
+                    s.last_active_at,
+                )?;
+                check_eq(&what("expires_at"), record.expires_at, s.expires_at)?;
+                check_eq(&what("generation"), record.generation, s.generation)?;
+                check_eq(&what("rotated_at"), record.rotated_at, s.rotated_at)?;
+                check_eq(
+                    &what("refresh_expires_at"),
+                    record.refresh_expires_at,
+                    s.refresh_expires_at,
+                )?;
+                check_eq(&what("revoked_at"), record.revoked_at, None)?;
+                if self.backend.kind == StoreKind::Memory {
+                    // Redis derives it from the key's TTL, on Redis's own clock.
+                    check_eq(&what("purge_at"), record.purge_at, s.purge_at(&l))?;
+                }
+            }
+            if listed.len() > l.max {
+                return Err(format!(
+                    "user {u} has {} live sessions, over {}",
+                    listed.len(),
+                    l.max
+                ));
+            }
+        }
+        for i in 0..self.clients.len() {
+            let k = self.clients[i].access.len() - 1;
+            self.verify(i, k).await?;
+        }
+        let bound = 2 * l.max;
+        let held = self.backend.held().await;
+        if held.total_records > USERS * bound {
+            return Err(format!(
+                "the store holds {} records for {USERS} users, over {USERS} x 2 x {} (held {:?})",
+                held.total_records, l.max, held.per_user
+            ));
+        }
+        for (tag, records, members) in &held.per_user {
+            if *records > bound || *members > bound {
+                return Err(format!(
+                    "user tag {tag} holds {records} records and {members} index members, over 2 x {}",
+                    l.max
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_eq<T: PartialEq + std::fmt::Debug>(what: &str, store: T, model: T) -> Result<(), String> {
+    if store == model {
+        Ok(())
+    } else {
+        Err(format!("{what}: store {store:?}, model {model:?}"))
+    }
+}
+
+async fn run_case(kind: StoreKind, policy: Policy, case: &Case) -> Result<(), String> {
+    let limits = Limits {
+        policy,
+        ..PROFILES[case.profile]
+    };
+    let start = if kind.real_time_start() {
+        ManualClock::starting_now().now_ms()
+    } else {
+        1_700_000_000_000
+    };
+    let clock = ManualClock::new(start);
+    let backend = Backend::open(kind, &limits).await;
+    let manager = SessionManager::builder(backend.config.clone())
+        .shared_store(backend.store.clone())
+        .clock(clock.clone())
+        .build()
+        .map_err(|e| format!("config: {e}"))?;
+    let mut run = Run {
+        backend,
+        manager,
+        clock,
+        start,
+        model: Model::new(limits),
+        clients: Vec::new(),
+        successors: HashMap::new(),
+        log: String::new(),
+    };
+    let mut result = Ok(());
+    for (n, op) in case.ops.iter().enumerate() {
+        let _ = write!(run.log, "\n  {n:>3} t+{:>6} {op:?}", run.now() - run.start);
+        let outcome = match run.step(op).await {
+            Ok(()) => run.check_state().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            result = Err(format!(
+                "{} store, {limits:?}\nstep {n} ({op:?}) at t+{} ms: {e}\ntrace:{}",
+                kind.name(),
+                run.now() - run.start,
+                run.log
+            ));
+            break;
+        }
+    }
+    run.backend.cleanup().await;
+    result
+}
+
+/// Runs the model cases for one store and policy; panics with the shrunk sequence on failure.
+pub fn run(kind: StoreKind, policy: Policy, default_cases: u64) {
+    let cases = env_number("TJS_MODEL_CASES", default_cases) as u32;
+    let steps = env_number("TJS_MODEL_STEPS", 40) as usize;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 4_096,
+        ..Config::default()
+    });
+    let started = std::time::Instant::now();
+    let ran = std::cell::Cell::new(0u64);
+    let outcome = runner.run(&case(steps), |case| {
+        ran.set(ran.get() + 1);
+        runtime
+            .block_on(run_case(kind, policy, &case))
+            .map_err(TestCaseError::fail)
+    });
+    eprintln!(
+        "model [{} store, {policy:?} policy]: {cases} cases of up to {steps} steps passed{} in {:.1?} ({ran} runs with shrinking)",
+        kind.name(),
+        if outcome.is_ok() { "" } else { " NOT all" },
+        started.elapsed(),
+        ran = ran.get()
+    );
+    SEEN.with(|s| {
+        let s = std::mem::take(&mut *s.borrow_mut());
+        let line: Vec<String> = s.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        eprintln!(
+            "  answers seen [{} {policy:?}]: {}",
+            kind.name(),
+            line.join(", ")
+        );
+    });
+    match outcome {
+        Ok(()) => {}
+        Err(TestError::Fail(reason, case)) => {
+            panic!(
+                "minimal failing case: profile {} {:#?}\n{reason}",
+                case.profile, case.ops
+            )
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn model_memory_evict() {
+    run(StoreKind::Memory, Policy::Evict, 512);
+}
+
+#[test]
+fn model_memory_deny() {
+    run(StoreKind::Memory, Policy::Deny, 128);
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn model_redis_evict() {
+    run(StoreKind::Redis, Policy::Evict, 192);
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn model_redis_deny() {
+    run(StoreKind::Redis, Policy::Deny, 64);
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn model_cluster_evict() {
+    run(StoreKind::Cluster, Policy::Evict, 128);
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn model_sealed_redis_evict() {
+    run(StoreKind::Sealed, Policy::Evict, 128);
+}
