@@ -10,40 +10,60 @@
 //! set, with a warning, so that it runs on a fresh machine.
 //!
 //! Demo users: `alice`/`alice-password`, `bob`/`bob-password` (role `user`), and
-//! `admin`/`admin-password` (roles `user`, `admin`).
+//! `admin`/`admin-password` (roles `user`, `admin`), stored as argon2id hashes. Login is the
+//! crate's `LoginService` with the app's password check (`check_password`) plugged in.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use argon2::Argon2;
+use argon2::password_hash::PasswordVerifier;
+use argon2::password_hash::phc::PasswordHash;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use base64::Engine as _;
-use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
+use tower_jwt_session::login::Credentials;
 use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
 use tower_jwt_session::{
-    AttemptConfig, AttemptTracker, ClientIp, RateLimitConfig, RateLimitLayer, Session,
-    SessionConfig, SessionError, SessionManager,
+    AttemptConfig, AttemptTracker, Authenticated, LoginService, RateLimitConfig, RateLimitLayer,
+    Session, SessionConfig, SessionManager,
 };
 use tower_jwt_session::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
 
-/// Demo accounts: user name, password, roles.
+/// Demo accounts: user name, argon2id hash of the password (`alice-password`, …), roles. A real
+/// app keeps such PHC strings in its user table; these were made once with
+/// `Argon2::default().hash_password(b"alice-password")`, salt and parameters included.
 const USERS: &[(&str, &str, &[&str])] = &[
-    ("alice", "alice-password", &["user"]),
-    ("bob", "bob-password", &["user"]),
-    ("admin", "admin-password", &["user", "admin"]),
+    (
+        "alice",
+        "$argon2id$v=19$m=19456,t=2,p=1$RblrEcZLSKGCRFuv3WEffg$fgm+iVfwh1h02J3S5Yf0AA53+qDOVdEK4LfYJ+sAMGc",
+        &["user"],
+    ),
+    (
+        "bob",
+        "$argon2id$v=19$m=19456,t=2,p=1$sNe0r2YH4dEV/pNIab1Cag$NF0+2R6jRsS37Z2NXlOpsghWlX/QlRTAPBhl6M6zWs0",
+        &["user"],
+    ),
+    (
+        "admin",
+        "$argon2id$v=19$m=19456,t=2,p=1$cdT9MiFyKWEBDfAciqdD1w$tvrnriRfnqgLpihFp+FhWggdjoKdKTVxWHpKIcP79HU",
+        &["user", "admin"],
+    ),
 ];
+
+/// What an unknown user's password is verified against (same parameters as the real hashes).
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$z9cU5hySSHCaDsMGb47jWw$1q4S+DNkYx3JBzgNq17VyKxNyFRKBVNefsesezJobxc";
+
+/// Password verifications running at once.
+static VERIFY_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 #[tokio::main]
 async fn main() {
@@ -142,12 +162,6 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
-#[derive(Clone)]
-struct App {
-    manager: SessionManager,
-    attempts: AttemptTracker,
-}
-
 /// The whole app: login, a protected route, the token routes, metrics and the demo page.
 fn app(parts: Parts, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
     let Parts {
@@ -169,9 +183,9 @@ fn app(parts: Parts, metrics: metrics_exporter_prometheus::PrometheusHandle) -> 
         .layer(manager.layer());
     // RATE_LIMIT_WINDOW_MS / RATE_LIMIT_MAX_REQUESTS per client IP on /api/auth/* and /api/token/*.
     let rate_limited = Router::new()
-        .route(
+        .route_service(
             "/api/auth/login",
-            post(login).layer(DefaultBodyLimit::max(16 * 1024)),
+            LoginService::new(manager.clone(), check_password).attempt_tracker(attempts.clone()),
         )
         .nest_service(
             "/api/token",
@@ -257,10 +271,6 @@ fn app(parts: Parts, metrics: metrics_exporter_prometheus::PrometheusHandle) -> 
                 "method_not_allowed",
                 "this route does not take that method",
             )
-        })
-        .with_state(App {
-            manager: manager.clone(),
-            attempts,
         })
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -365,104 +375,31 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct Login {
-    username: String,
-    password: String,
+/// The app's half of login, plugged into the crate's `LoginService` (which owns the content
+/// type, the Origin rule, the lock-out, logging, the session, the cookie and the answer).
+///
+/// The argon2 work runs on the blocking pool, never on the async workers, and at most
+/// [`VERIFY_PERMITS`] at a time (each takes 19 MiB), so a flood of logins queues instead of
+/// exhausting memory. An unknown user is verified against [`DUMMY_HASH`]: it takes as long as a
+/// wrong password, so response times do not tell which user names exist.
+async fn check_password(
+    credentials: Credentials,
+) -> Result<Option<Authenticated>, Box<dyn std::error::Error + Send + Sync>> {
+    let _permit = VERIFY_PERMITS.acquire().await?;
+    Ok(tokio::task::spawn_blocking(move || verify(&credentials)).await?)
 }
 
-/// `POST /api/auth/login {username, password}`.
-async fn login(
-    State(App { manager, attempts }): State<App>,
-    ClientIp(ip): ClientIp,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let mut res = json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is larger than 16 KiB",
-            );
-            // The rest of the body is not read: this connection cannot carry another request.
-            res.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return res;
-        }
-        Err(_) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "the request body could not be read",
-            );
-        }
-    };
-    let Ok(Login { username, password }) = serde_json::from_slice::<Login>(&body) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "send a JSON object with string fields `username` and `password`",
-        );
-    };
-    if let Err(locked) = attempts.check(Some(&username), ip).await {
-        return locked.into_response();
-    }
-    let Some(roles) = check_password(&username, &password) else {
-        attempts.record_failure(Some(&username), ip).await;
-        tracing::info!(user_id = %username, %ip, "login failed");
-        return json_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong user name or password",
-        );
-    };
-    attempts.record_success(&username).await;
-    match manager.create_session(&username, &roles).await {
-        Ok(pair) => {
-            let cookie = manager.refresh_cookie(&pair);
-            let body = json!({
-                "success": true,
-                "message": "Login successful",
-                "data": {
-                    "accessToken": pair.access_token,
-                    "refreshToken": pair.refresh_token,
-                    "expiresIn": pair.expires_in.as_millis() as u64,
-                    "sessionId": pair.session_id,
-                    "userId": pair.user_id,
-                }
-            });
-            (
-                [
-                    (header::SET_COOKIE, cookie),
-                    // Tokens must never be cached (RFC 6749 §5.1).
-                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-                ],
-                axum::Json(body),
-            )
-                .into_response()
-        }
-        Err(error) => session_error(&error),
-    }
-}
-
-fn session_error(error: &SessionError) -> Response {
-    json_error(error.status(), error.code().as_str(), &error.to_string())
-}
-
-/// Compares in constant time, and does the same work for unknown users.
-fn check_password(username: &str, password: &str) -> Option<Vec<String>> {
-    let presented = Sha256::digest(password.as_bytes());
-    let mut found = None;
-    for (name, secret, roles) in USERS {
-        let expected = Sha256::digest(secret.as_bytes());
-        let name_ok = name.as_bytes().ct_eq(username.as_bytes());
-        let password_ok = expected.ct_eq(&presented);
-        if bool::from(name_ok & password_ok) {
-            found = Some(roles.iter().map(|r| (*r).to_owned()).collect());
-        }
-    }
-    found
+fn verify(credentials: &Credentials) -> Option<Authenticated> {
+    let user = USERS
+        .iter()
+        .find(|(name, ..)| *name == credentials.username);
+    let phc = user.map_or(DUMMY_HASH, |(_, phc, _)| *phc);
+    let hash = PasswordHash::new(phc).expect("the demo hashes are valid PHC strings");
+    let right = Argon2::default()
+        .verify_password(credentials.password.as_bytes(), &hash)
+        .is_ok();
+    let (name, _, roles) = user?;
+    right.then(|| Authenticated::new(*name, roles.iter().copied()))
 }
 
 /// `GET /api/me`: the verified session, through the extractor.
