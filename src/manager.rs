@@ -23,7 +23,7 @@ use crate::store::{
     CreateOutcome, Lifetimes, MemoryStore, ReuseKind, RotateOutcome, RotateRequest, SessionLimit,
     SessionRecord, SessionStore, StoreError, purge_at,
 };
-use crate::telemetry;
+use crate::telemetry::{self, Escaped};
 
 /// Longest accepted user id, in bytes.
 pub const MAX_USER_ID_LEN: usize = 256;
@@ -438,20 +438,20 @@ impl SessionManager {
             CreateOutcome::Created { evicted } => {
                 for sid in &evicted {
                     inner.cache.mark_revoked(*sid);
-                    tracing::info!(session_id = %sid, user_id, "session evicted by the per-user limit");
+                    tracing::info!(session_id = %sid, user_id = %Escaped::new(user_id), "session evicted by the per-user limit");
                 }
                 bump(&inner.counters.evicted, evicted.len() as u64);
                 bump(&inner.counters.created, 1);
                 telemetry::revoked("evicted", evicted.len() as u64);
                 telemetry::created();
                 inner.cache.mark_active(record.session_id);
-                tracing::debug!(session_id = %record.session_id, user_id, "session created");
+                tracing::debug!(session_id = %record.session_id, user_id = %Escaped::new(user_id), "session created");
                 Ok(self.token_pair(&record))
             }
             CreateOutcome::LimitReached => {
                 bump(&inner.counters.denied, 1);
                 telemetry::denied();
-                tracing::info!(user_id, "login refused: session limit reached");
+                tracing::info!(user_id = %Escaped::new(user_id), "login refused: session limit reached");
                 Err(SessionError::LimitReached)
             }
         }
@@ -562,7 +562,7 @@ impl SessionManager {
             self.inner.cache.mark_revoked(*sid);
         }
         bump(&self.inner.counters.revoked, revoked.len() as u64);
-        tracing::debug!(user_id, count = revoked.len(), "all sessions revoked");
+        tracing::debug!(user_id = %Escaped::new(user_id), count = revoked.len(), "all sessions revoked");
         Ok(revoked.len())
     }
 

@@ -142,7 +142,7 @@ where
                     } else {
                         let error = refusal(status);
                         metrics.validation(Err(error));
-                        tracing::debug!(user_id = session.user_id(), session_id = %session.session_id(), %error, "request refused");
+                        tracing::debug!(user_id = %crate::telemetry::Escaped::new(session.user_id()), session_id = %session.session_id(), %error, "request refused");
                         let response = reject(&responder, error);
                         this.kind.set(Kind::Rejected {
                             response: Some(response),

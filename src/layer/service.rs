@@ -86,14 +86,14 @@ where
         match self.shared.revocation.check(&session) {
             Checked::Ready(SessionStatus::Active) => {
                 metrics.validation(Ok(()));
-                tracing::trace!(user_id = session.user_id(), session_id = %session.session_id(), "request allowed");
+                tracing::trace!(user_id = %crate::telemetry::Escaped::new(session.user_id()), session_id = %session.session_id(), "request allowed");
                 req.extensions_mut().insert(session);
                 ResponseFuture::inner(self.inner.call(req), hint)
             }
             Checked::Ready(status) => {
                 let error = refusal(status);
                 metrics.validation(Err(error));
-                tracing::debug!(user_id = session.user_id(), session_id = %session.session_id(), %error, "request refused");
+                tracing::debug!(user_id = %crate::telemetry::Escaped::new(session.user_id()), session_id = %session.session_id(), %error, "request refused");
                 ResponseFuture::rejected(&self.responder, error)
             }
             Checked::Pending(check) => {
