@@ -15,6 +15,16 @@
 //! and every rule of SPEC §4 runs as one Lua script on one node: never read-modify-write from the
 //! client. No refresh token ever reaches Redis: records hold the refresh *generation* only.
 //!
+//! # What a user costs
+//!
+//! A session that ends (logout, logout-all, eviction, reuse detection) has its record deleted
+//! and leaves its user's index in the same script: each record keeps the end of its index's
+//! name (field `i`) for that. A record also keeps its purge time (`p`); past it, it counts as
+//! gone and the next script that meets it deletes it, besides its key expiring by itself. So a
+//! user's index and keys hold their live sessions plus those that expired within the last
+//! access-token lifetime, and the scripts that walk the index (create, list, revoke-all) do
+//! work bounded by that, whatever the user's history.
+//!
 //! # Failure behaviour
 //!
 //! Every call has a timeout ([`SessionConfig::redis_timeout`](crate::SessionConfig::redis_timeout),
@@ -528,11 +538,21 @@ impl RedisStore {
     fn index_key_with(&self, key: usize, user_id: &str) -> String {
         let digest = self.user_hash(key, user_id);
         format!(
-            "{}:{{{}}}:u:{}",
-            self.prefix,
-            Self::tag_hex(&digest[..4]),
+            "{}{}",
+            self.index_prefix(&digest[..4]),
             Self::tag_hex(&digest[..16])
         )
+    }
+
+    /// `P:{tag}:u:`: what a user's index key starts with; the rest is [`Self::index_suffix`].
+    fn index_prefix(&self, tag: &[u8]) -> String {
+        format!("{}:{{{}}}:u:", self.prefix, Self::tag_hex(tag))
+    }
+
+    /// The end of a user's index key, kept in each record (field `i`) so that the scripts that
+    /// end a session by its id alone (revoke, reuse) take it out of the index at once.
+    fn index_suffix(&self, key: usize, user_id: &str) -> String {
+        Self::tag_hex(&self.user_hash(key, user_id)[..16])
     }
 
     /// The user's index under the current key, then under each previous key: after a key
@@ -859,10 +879,11 @@ fn parse_record(
         rotated_at: last_active_at,
         refresh_expires_at: num("x")?,
         revoked_at: map.get("v").map(|v| parse("v", v)).transpose()?,
-        purge_at: if pttl > 0 {
-            now + pttl as u64 - 1
-        } else {
-            expires_at
+        // Written by this version: exact. Older records: read back from the key's lifetime.
+        purge_at: match map.get("p") {
+            Some(p) => parse("p", p)?,
+            None if pttl > 0 => now + pttl as u64 - 1,
+            None => expires_at,
         },
     })
 }
@@ -938,7 +959,8 @@ impl SessionStore for RedisStore {
             .arg(record.generation)
             .arg(record.refresh_expires_at)
             .arg(record.purge_at)
-            .arg(index_expiry);
+            .arg(index_expiry)
+            .arg(self.index_suffix(0, &record.user_id));
         for (name, value) in &data {
             invocation.arg(*name).arg(value);
         }
@@ -966,7 +988,8 @@ impl SessionStore for RedisStore {
             .arg(req.lifetimes.reuse_interval)
             .arg(req.lifetimes.access_retention)
             .arg(&self.channel)
-            .arg(sid.to_string());
+            .arg(sid.to_string())
+            .arg(self.index_prefix(&sid.as_bytes()[..4]));
         let reply: Vec<Value> = self.run(&invocation).await?;
         let status = reply
             .first()
@@ -992,14 +1015,27 @@ impl SessionStore for RedisStore {
                 _ => return Err(corrupt("rotate reply")),
             });
         };
-        if reseal {
+        // A reused session's record is already deleted: sealing it again would bring it back.
+        if reseal && matches!(status.as_str(), "rotated" | "grace") {
             self.reseal(&record).await;
         }
         Ok(match status.as_str() {
             "rotated" => RotateOutcome::Rotated(record),
             "grace" => RotateOutcome::Grace(record),
-            "reused_retired" => RotateOutcome::Reused(record, ReuseKind::RetiredAfterInterval),
-            "reused_ancestor" => RotateOutcome::Reused(record, ReuseKind::Ancestor),
+            "reused_retired" => RotateOutcome::Reused(
+                SessionRecord {
+                    revoked_at: Some(req.now),
+                    ..record
+                },
+                ReuseKind::RetiredAfterInterval,
+            ),
+            "reused_ancestor" => RotateOutcome::Reused(
+                SessionRecord {
+                    revoked_at: Some(req.now),
+                    ..record
+                },
+                ReuseKind::Ancestor,
+            ),
             _ => return Err(corrupt("rotate reply")),
         })
     }
@@ -1019,7 +1055,9 @@ impl SessionStore for RedisStore {
         let mut records = Vec::new();
         for (index, tag) in self.index_keys(user_id) {
             let mut invocation = self.scripts.list.key(index);
-            invocation.arg(now).arg(self.record_prefix(&tag));
+            invocation
+                .arg(now)
+                .arg(self.record_prefix(&tag));
             let reply: Vec<Value> = self.run(&invocation).await?;
             for entry in reply.chunks(3) {
                 let [sid, Value::Array(fields), pttl] = entry else {
@@ -1040,7 +1078,8 @@ impl SessionStore for RedisStore {
         invocation
             .arg(now)
             .arg(&self.channel)
-            .arg(session_id.to_string());
+            .arg(session_id.to_string())
+            .arg(self.index_prefix(&session_id.as_bytes()[..4]));
         let revoked: i64 = self.run(&invocation).await?;
         Ok(revoked == 1)
     }
@@ -1476,6 +1515,103 @@ mod tests {
             slot(store.record_key(record.session_id)).await,
             slot(store.index_key(&user)).await
         );
+    }
+
+    /// Defect 1 of the audit on Redis: every ended session stayed in its user's index, and
+    /// the create, list and revoke-all scripts walked them all while blocking the server. Now
+    /// the index and the keys hold the live sessions only, whatever the history.
+    async fn zcard(store: &RedisStore, index: &str) -> i64 {
+        store
+            .command(redis::cmd("ZCARD").arg(index))
+            .await
+            .unwrap()
+    }
+
+    async fn one_account_holds_only_its_limit(store: RedisStore) {
+        let l = suite::lifetimes();
+        let user = format!("busy-{}", SessionId::random());
+        let index = store.index_key(&user);
+        let mut now = crate::clock::SystemClock.now_ms();
+        let mut made = Vec::new();
+        for i in 0..300u64 {
+            now += 1;
+            let record = suite::record_for(&store, &user, now, &l);
+            let sid = record.session_id;
+            store.create(record, suite::limit(10), &l, now).await.unwrap();
+            made.push(sid);
+            match i % 3 {
+                // Logout takes the session out of the index at once.
+                0 => {
+                    let before = zcard(&store, &index).await;
+                    assert!(store.revoke(sid, now).await.unwrap());
+                    assert_eq!(zcard(&store, &index).await, before - 1);
+                }
+                // So does reuse detection.
+                1 => {
+                    for generation in 0..2 {
+                        let req = RotateRequest {
+                            session_id: sid,
+                            generation,
+                            now,
+                            lifetimes: l,
+                        };
+                        assert!(matches!(
+                            store.rotate(req).await.unwrap(),
+                            RotateOutcome::Rotated(_)
+                        ));
+                    }
+                    let before = zcard(&store, &index).await;
+                    let req = RotateRequest {
+                        session_id: sid,
+                        generation: 0,
+                        now,
+                        lifetimes: l,
+                    };
+                    assert!(matches!(
+                        store.rotate(req).await.unwrap(),
+                        RotateOutcome::Reused(..)
+                    ));
+                    assert_eq!(zcard(&store, &index).await, before - 1);
+                }
+                _ => {}
+            }
+            assert!(zcard(&store, &index).await <= 10);
+        }
+        let mut held = 0;
+        for sid in &made {
+            let exists: i64 = store
+                .command(redis::cmd("EXISTS").arg(store.record_key(*sid)))
+                .await
+                .unwrap();
+            held += exists;
+        }
+        assert!(held <= 10, "{held} records held");
+        assert_eq!(held, zcard(&store, &index).await);
+        // Logout-all leaves nothing of the user behind.
+        store.revoke_all(&user, now).await.unwrap();
+        assert_eq!(zcard(&store, &index).await, 0);
+        for sid in &made {
+            let exists: i64 = store
+                .command(redis::cmd("EXISTS").arg(store.record_key(*sid)))
+                .await
+                .unwrap();
+            assert_eq!(exists, 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn one_account_holds_only_its_limit_single() {
+        one_account_holds_only_its_limit(single_store().await).await;
+    }
+
+    #[tokio::test]
+    async fn one_account_holds_only_its_limit_cluster() {
+        one_account_holds_only_its_limit(cluster_store().await).await;
+    }
+
+    #[tokio::test]
+    async fn one_account_holds_only_its_limit_sealed() {
+        one_account_holds_only_its_limit(sealed_store().await).await;
     }
 
     #[tokio::test]
