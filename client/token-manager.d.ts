@@ -17,8 +17,10 @@ export interface TokenManagerOptions {
   refreshThresholdMs?: number;
   /**
    * `true`: the refresh token lives only in the server's HttpOnly cookie and is never
-   * visible to JS; refresh sends `X-Requested-With: XMLHttpRequest` with
-   * `credentials: 'include'` and no token in the body. Default `false`
+   * visible to JS: login sends `refreshTokenDelivery: 'cookie'`, so the server leaves it out
+   * of the login body (a refresh through the cookie never echoes it), and refresh sends
+   * `X-Requested-With: XMLHttpRequest`
+   * with `credentials: 'include'` and no token in the body. Default `false`
    * (refresh token in the body, kept in `storage`).
    */
   cookieMode?: boolean;

@@ -306,13 +306,20 @@ export class TokenManager {
 
   /**
    * POST {loginPath} {username, password}. Stores the session and tells other tabs.
+   * In cookie mode the body also carries `refreshTokenDelivery: 'cookie'`, so the server
+   * leaves the refresh token out of the response body.
    * @returns {Promise<import('./token-manager').LoginResult>}
    * @throws {TokenManagerError} e.g. `invalid_credentials`, `network_error`
    */
   async login(username, password) {
     let res;
     try {
-      res = await this._request('POST', this.options.loginPath, { username, password }, {});
+      // Cookie mode asks for cookie-only delivery: the refresh token is then not even in the
+      // login body, so no script on the page ever sees it.
+      const body = this.options.cookieMode
+        ? { username, password, refreshTokenDelivery: 'cookie' }
+        : { username, password };
+      res = await this._request('POST', this.options.loginPath, body, {});
     } catch (err) {
       throw new TokenManagerError('network_error', 'Login request failed', { retryable: true, cause: err });
     }

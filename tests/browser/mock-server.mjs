@@ -227,8 +227,10 @@ export function createMockServer(options = {}) {
       const sess = createSession(user);
       const refreshToken = issueRefresh(sess);
       const access = signAccess(sess);
-      return ok(res, 'Login successful', { accessToken: access.token, refreshToken, expiresIn: access.expiresIn,
-        sessionId: sess.id, userId: user.userId }, { 'Set-Cookie': refreshCookie(refreshToken, sess.refreshExpiresAt - Date.now()) });
+      const data = { accessToken: access.token, refreshToken, expiresIn: access.expiresIn, sessionId: sess.id, userId: user.userId };
+      // Cookie-only delivery, as the real login service: no refresh token in the body.
+      if (b.json.refreshTokenDelivery === 'cookie') delete data.refreshToken;
+      return ok(res, 'Login successful', data, { 'Set-Cookie': refreshCookie(refreshToken, sess.refreshExpiresAt - Date.now()) });
     }
 
     if (p === '/api/me' && req.method === 'GET') {
@@ -281,8 +283,9 @@ export function createMockServer(options = {}) {
       sess.lastRefreshedAt = now;
       sess.lastActiveAt = now;
       const access = signAccess(sess);
-      return reply(200, null, 'Token refreshed successfully', { accessToken: access.token, refreshToken,
-        expiresIn: access.expiresIn, sessionId: sess.id }, { 'Set-Cookie': refreshCookie(refreshToken, sess.refreshExpiresAt - now) });
+      const data = { accessToken: access.token, refreshToken, expiresIn: access.expiresIn, sessionId: sess.id };
+      if (log.via === 'cookie' || b.json.refreshTokenDelivery === 'cookie') delete data.refreshToken;
+      return reply(200, null, 'Token refreshed successfully', data, { 'Set-Cookie': refreshCookie(refreshToken, sess.refreshExpiresAt - now) });
     }
 
     if (p === '/api/token/validate' && req.method === 'POST') {

@@ -537,9 +537,11 @@ test('cookie mode: refresh token never in JS-visible storage; refresh via cookie
     const page = await openTab(context, { cookieMode: true, autoRefresh: false });
     const loginResponse = page.waitForResponse((r) => r.url().endsWith('/api/auth/login'));
     await login(page);
-    // The refresh token: from the login body (SPEC §5), else the HttpOnly cookie the login set.
+    // Cookie-only delivery (SPEC §5): the login body has no refresh token, the HttpOnly cookie does.
     const loginBody = await (await loginResponse).json();
-    const rt0 = loginBody.data.refreshToken || (await context.cookies()).find((c) => c.httpOnly)?.value;
+    assert.equal(loginBody.data.refreshToken, undefined, 'no refresh token in the login body');
+    assert.ok(loginBody.data.accessToken, 'an access token in the login body');
+    const rt0 = (await context.cookies()).find((c) => c.httpOnly)?.value;
     assert.ok(rt0, 'login set a refresh token');
 
     const visible = () => page.evaluate(() => {
