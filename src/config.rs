@@ -610,6 +610,23 @@ impl SessionConfig {
                 reason: "browsers drop SameSite=None cookies that are not Secure; set SESSION_COOKIE_SECURE=true",
             });
         }
+        let prefixed = |prefix: &str| {
+            self.cookie_name
+                .get(..prefix.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        };
+        if prefixed("__Host-") && (!self.cookie_secure || self.cookie_path != "/") {
+            return Err(ConfigError::Conflict {
+                name: "cookie_name / SESSION_COOKIE_SECURE / cookie_path",
+                reason: "browsers drop a __Host- cookie unless it is Secure with Path=/; set SESSION_COOKIE_SECURE=true and cookie_path(\"/\"), or drop the prefix",
+            });
+        }
+        if prefixed("__Secure-") && !self.cookie_secure {
+            return Err(ConfigError::Conflict {
+                name: "cookie_name / SESSION_COOKIE_SECURE",
+                reason: "browsers drop a __Secure- cookie that is not Secure; set SESSION_COOKIE_SECURE=true or drop the prefix",
+            });
+        }
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::Conflict {
                 name: "allowed_algorithms",
@@ -803,6 +820,12 @@ impl SessionConfig {
     }
 
     /// Name of the refresh-token cookie. The default is `tjs_refresh`.
+    ///
+    /// `__Host-tjs_refresh` (with [`cookie_path`](Self::cookie_path) `/` and `Secure`) keeps
+    /// sibling subdomains from planting a refresh cookie of their own; it is not the default
+    /// because it sends the cookie to every route: the trade-off is written down in the
+    /// `cookie` module docs. [`validate`](Self::validate) refuses a `__Host-` or `__Secure-`
+    /// name that browsers would drop.
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         self.cookie_name = name.into();
         self

@@ -1,4 +1,24 @@
 //! The refresh-token cookie: building `Set-Cookie` and reading `Cookie`.
+//!
+//! # Cookie prefixes
+//!
+//! The default name is plain `tjs_refresh`, with `Path=/api/token`, not `__Host-tjs_refresh`.
+//! A `__Host-` cookie must be `Secure` with `Path=/` and no `Domain`, so a sibling subdomain
+//! (or a plain-HTTP page on the same host) cannot plant ("toss") a refresh cookie of its own that
+//! the browser would send instead of ours. We leave it off by default because:
+//!
+//! - `Path=/` would send the refresh token with every request to the app, where today it goes
+//!   to the token routes only;
+//! - both prefixes need `Secure`, and `SESSION_COOKIE_SECURE=false` (local plain-HTTP
+//!   development) must keep working with the same name, or dev and production differ;
+//! - a tossed cookie is what an attacker already holding a sibling subdomain could do; the
+//!   refresh cookie is `HttpOnly`, `SameSite=Strict`, and is only read with CSRF proof.
+//!
+//! Where sibling subdomains are not trusted (shared hosting, user content on `*.example.com`),
+//! opt in: `cookie_name("__Host-tjs_refresh")` with `cookie_path("/")` (and `Secure`, the
+//! default). [`SessionConfig::validate`] refuses a `__Host-` name that is not `Secure` with
+//! `Path=/`, and a `__Secure-` name that is not `Secure`, because browsers drop such cookies
+//! silently.
 
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
@@ -83,6 +103,30 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("tjs_refresh="));
         assert_eq!(read(&h, "tjs_refresh"), None);
+    }
+
+    #[test]
+    fn prefixed_names_browsers_would_drop_are_refused() {
+        let config = SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
+        let host = config.clone().cookie_name("__Host-tjs_refresh");
+        assert!(host.validate().is_err(), "Path=/api/token");
+        let host = host.cookie_path("/");
+        assert!(host.validate().is_ok());
+        assert_eq!(
+            build(&host, "v", 60),
+            "__Host-tjs_refresh=v; Path=/; Max-Age=60; HttpOnly; Secure; SameSite=Strict"
+        );
+        assert!(host.clone().cookie_secure(false).validate().is_err());
+        let lower = config.clone().cookie_name("__host-x").cookie_path("/");
+        assert!(
+            lower.cookie_secure(false).validate().is_err(),
+            "case-insensitive"
+        );
+        let secure = config.clone().cookie_name("__Secure-tjs_refresh");
+        assert!(secure.validate().is_ok());
+        assert!(secure.cookie_secure(false).validate().is_err());
+        // No prefix: plain HTTP for local development keeps working.
+        assert!(config.cookie_secure(false).validate().is_ok());
     }
 
     #[test]
