@@ -42,8 +42,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A fixed secret, a request budget schemathesis cannot exhaust, a free port.
+# A fixed secret, a request budget schemathesis cannot exhaust, a free port, no metrics
+# listener (METRICS_ADDR; /metrics is not part of the public API).
 PORT=0 \
+  METRICS_ADDR=off \
   JWT_SECRET="schemathesis-secret-schemathesis-secret-0123" \
   RATE_LIMIT_MAX_REQUESTS=10000000 \
   RUST_LOG=warn \

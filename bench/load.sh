@@ -62,7 +62,7 @@ cleanup() {
 trap cleanup EXIT
 
 # start NAME CMD...: starts a server pinned to the server CPU, waits for "listening on", and
-# sets URL.
+# sets URL (the example also prints a `metrics on` URL first: not that one).
 start() {
   local name="$1"
   shift
@@ -72,7 +72,7 @@ start() {
   PID_OF[$name]=$!
   echo "$name $!" >>"$RESULTS/logs/pids.txt"
   for _ in $(seq 200); do
-    URL="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$logf" | head -1 || true)"
+    URL="$(grep -v '^metrics on ' "$logf" | grep -o 'http://127\.0\.0\.1:[0-9]*' | head -1 || true)"
     [ -n "$URL" ] && return 0
     sleep 0.05
   done
@@ -102,6 +102,7 @@ example_env=(
   RATE_LIMIT_MAX_REQUESTS=1000000000
   RUST_LOG=warn
   PORT=0
+  METRICS_ADDR=off
 )
 start refresh-memory env "${example_env[@]}" "$EXAMPLE_BIN"
 URLS[refresh-memory]="$URL"

@@ -50,6 +50,7 @@ cleanup() {
 trap cleanup EXIT
 
 PORT=0 \
+  METRICS_ADDR=127.0.0.1:0 \
   JWT_SECRET="soak-secret-soak-secret-soak-secret-soak-secret" \
   JWT_MAX_CONCURRENT_SESSIONS=100000 \
   RATE_LIMIT_MAX_REQUESTS=1000000000 \

@@ -9,6 +9,14 @@
 //! (`SessionConfig::from_env`); only this example makes up a random `JWT_SECRET` when none is
 //! set, with a warning, so that it runs on a fresh machine.
 //!
+//! The rate limiter believes `X-Forwarded-For` only from the proxies in `TRUSTED_PROXIES`
+//! (comma-separated addresses or networks; none by default).
+//!
+//! Prometheus metrics are served at `/metrics` on a listener of their own, never on the public
+//! port: `METRICS_ADDR` (default `127.0.0.1:9090`; port 0 picks a free port; `off` serves no
+//! metrics). It prints `metrics on http://IP:PORT/metrics` before the `listening on` line, which
+//! comes last, once every listener is up.
+//!
 //! Demo users: `alice`/`alice-password`, `bob`/`bob-password` (role `user`), and
 //! `admin`/`admin-password` (roles `user`, `admin`), stored as argon2id hashes. Login is the
 //! crate's `LoginService` with the app's password check (`check_password`) plugged in.
@@ -93,7 +101,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         value
     })?;
     // Install the recorder before building the manager: the layer registers its counters then.
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let metrics_addr = metrics_addr()?;
+    let metrics = match metrics_addr {
+        Some(_) => Some(metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?),
+        None => None,
+    };
+    // RATE_LIMIT_WINDOW_MS / RATE_LIMIT_MAX_REQUESTS, and TRUSTED_PROXIES for X-Forwarded-For.
+    let limits = RateLimitConfig::from_session_config(&config).trusted_proxies_from_env()?;
     let parts = build(config).await?;
 
     let port: u16 = match std::env::var("PORT") {
@@ -104,14 +118,77 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => 3000,
     };
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    if let (Some(addr), Some(metrics)) = (metrics_addr, metrics) {
+        serve_metrics(addr, metrics).await?;
+    }
+    // Printed last: when this line is out, every listener is up.
     println!("listening on http://{}", listener.local_addr()?);
     // The rate limiter keys on the peer address: serve with connection info.
     axum::serve(
         listener,
-        app(parts, metrics).into_make_service_with_connect_info::<SocketAddr>(),
+        app(parts, limits).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    Ok(())
+}
+
+/// `METRICS_ADDR`: where `/metrics` is served, on a listener of its own so that it is never
+/// on the public port. Unset or empty: `127.0.0.1:9090`; `off`: no metrics at all; otherwise
+/// an `IP:PORT` (port 0 picks a free port, printed at startup).
+fn metrics_addr() -> Result<Option<SocketAddr>, String> {
+    let value = std::env::var("METRICS_ADDR").unwrap_or_default();
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(Some(SocketAddr::from(([127, 0, 0, 1], 9090))));
+    }
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let addr: SocketAddr = value.parse().map_err(|_| {
+        format!(
+            "METRICS_ADDR={value:?} is invalid: expected IP:PORT (e.g. 127.0.0.1:9090), or `off`"
+        )
+    })?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "METRICS_ADDR is not a loopback address: /metrics is reachable from the network; restrict it with a firewall"
+        );
+    }
+    Ok(Some(addr))
+}
+
+/// Binds `addr`, prints `metrics on http://IP:PORT/metrics` and serves the Prometheus text
+/// there in the background.
+async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("METRICS_ADDR={addr}: cannot listen there: {e}"))?;
+    println!("metrics on http://{}/metrics", listener.local_addr()?);
+    let router = Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = metrics.render();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "the metrics listener failed");
+        }
+    });
     Ok(())
 }
 
@@ -162,8 +239,9 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
-/// The whole app: login, a protected route, the token routes, metrics and the demo page.
-fn app(parts: Parts, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
+/// The whole app: login, a protected route, the token routes and the demo page. `/metrics` is
+/// not here: it is served on `METRICS_ADDR`, never on the public port.
+fn app(parts: Parts, limits: RateLimitConfig) -> Router {
     let Parts {
         manager,
         rate_limit,
@@ -173,7 +251,6 @@ fn app(parts: Parts, metrics: metrics_exporter_prometheus::PrometheusHandle) -> 
         Some(backend) => AttemptTracker::with_backend(AttemptConfig::new(), backend),
         None => AttemptTracker::default(),
     };
-    let limits = RateLimitConfig::from_session_config(manager.config());
     let rate_limit = match rate_limit {
         Some(backend) => RateLimitLayer::with_backend(limits, backend),
         None => RateLimitLayer::new(limits),
@@ -195,21 +272,6 @@ fn app(parts: Parts, metrics: metrics_exporter_prometheus::PrometheusHandle) -> 
     let router = Router::new()
         .merge(rate_limited)
         .merge(protected)
-        .route(
-            "/metrics",
-            get(move || {
-                let text = metrics.render();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        text,
-                    )
-                }
-            }),
-        )
         .route(
             "/",
             get(|| {

@@ -606,7 +606,18 @@ async fn metrics_count_what_happened() {
         .await;
     assert_eq!(status, 401);
 
+    // Never on the public port (issue 12, defect 5) ...
     let res = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    // ... but on the listener of METRICS_ADDR, a loopback address of its own.
+    let metrics = s
+        .metrics
+        .as_deref()
+        .expect("a `metrics on` line at startup");
+    assert!(metrics.starts_with("http://127.0.0.1:"), "{metrics}");
+    assert!(metrics.ends_with("/metrics"), "{metrics}");
+    assert!(!metrics.starts_with(&format!("{}/", s.base)), "{metrics}");
+    let res = s.client.get(metrics).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(
         res.headers()["content-type"]
@@ -632,6 +643,46 @@ async fn metrics_count_what_happened() {
 }
 
 #[tokio::test]
+async fn metrics_addr_off_serves_no_metrics_and_a_bad_one_is_refused() {
+    let s = Server::start(&[("METRICS_ADDR", "off")]);
+    assert_eq!(s.metrics, None);
+    let res = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(s.login("alice").await["userId"], "alice");
+
+    let out = common::run_to_exit(&[("METRICS_ADDR", "0.0.0.0")]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("METRICS_ADDR=\"0.0.0.0\"") && stderr.contains("IP:PORT"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn health_probes_are_never_rate_limited() {
+    let s = Server::start(&[("RATE_LIMIT_MAX_REQUESTS", "5")]);
+    for i in 0..300 {
+        let res = s
+            .client
+            .get(s.url("/api/token/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "probe {i}");
+        assert!(res.headers().get("ratelimit-limit").is_none());
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, _) = s
+            .post("/api/token/validate", json!({"accessToken": "x"}))
+            .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+}
+
+#[tokio::test]
 async fn auth_and_token_routes_are_rate_limited_per_ip() {
     let s = Server::start(&[
         ("RATE_LIMIT_MAX_REQUESTS", "3"),
@@ -642,7 +693,8 @@ async fn auth_and_token_routes_are_rate_limited_per_ip() {
     for remaining in ["1", "0"] {
         let res = s
             .client
-            .get(s.url("/api/token/health"))
+            .post(s.url("/api/token/validate"))
+            .json(&json!({"accessToken": "x"}))
             .send()
             .await
             .unwrap();
@@ -652,7 +704,8 @@ async fn auth_and_token_routes_are_rate_limited_per_ip() {
     }
     let res = s
         .client
-        .get(s.url("/api/token/health"))
+        .post(s.url("/api/token/validate"))
+        .json(&json!({"accessToken": "x"}))
         .send()
         .await
         .unwrap();
@@ -668,14 +721,22 @@ async fn auth_and_token_routes_are_rate_limited_per_ip() {
     // A spoofed X-Forwarded-For from an untrusted peer does not buy a new budget.
     let res = s
         .client
-        .get(s.url("/api/token/health"))
+        .post(s.url("/api/token/validate"))
+        .json(&json!({"accessToken": "x"}))
         .header("x-forwarded-for", "203.0.113.9")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 429);
-    // Protected application routes are not behind this limit.
+    // Protected application routes are not behind this limit, nor is the health check.
     assert_eq!(s.get_auth("/api/me", token).await.0, 200);
+    let res = s
+        .client
+        .get(s.url("/api/token/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]

@@ -69,6 +69,7 @@ if [ -n "${TJS_SERVER_BIN:-}" ]; then
   fi
   server_dir="$(mktemp -d)"
   PORT=0 \
+  METRICS_ADDR=off \
   JWT_SECRET="${JWT_SECRET:-browser-test-secret-browser-test-secret}" \
   JWT_ACCESS_TOKEN_EXPIRY="${JWT_ACCESS_TOKEN_EXPIRY:-4s}" \
   JWT_AUTO_REFRESH_THRESHOLD="${JWT_AUTO_REFRESH_THRESHOLD:-2s}" \
@@ -76,13 +77,11 @@ if [ -n "${TJS_SERVER_BIN:-}" ]; then
   RATE_LIMIT_MAX_REQUESTS="${RATE_LIMIT_MAX_REQUESTS:-100000}" \
     "$TJS_SERVER_BIN" >"$server_dir/stdout" 2>"$server_dir/stderr" &
   server_pid=$!
-  # The first stdout line is `listening on http://127.0.0.1:PORT`.
+  # The server prints `listening on http://127.0.0.1:PORT` once it is up.
   url=""
   for _ in $(seq 1 150); do
-    if [ "$(wc -l <"$server_dir/stdout")" -ge 1 ]; then
-      url="$(head -n 1 "$server_dir/stdout" | grep -o 'http://[^[:space:]]*' || true)"
-      break
-    fi
+    url="$(sed -n 's/^listening on //p' "$server_dir/stdout" | head -n 1)"
+    if [ -n "$url" ]; then break; fi
     if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
     sleep 0.1
   done

@@ -51,7 +51,10 @@ fn server_binary() -> PathBuf {
 /// Runs the example with `env` (on top of a valid secret) and waits for it to exit.
 pub fn run_to_exit(env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(server_binary());
-    cmd.env_clear().env("PORT", "0").env("JWT_SECRET", SECRET);
+    cmd.env_clear()
+        .env("PORT", "0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("JWT_SECRET", SECRET);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -62,6 +65,9 @@ pub fn run_to_exit(env: &[(&str, &str)]) -> std::process::Output {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The URL of `/metrics` on the example's metrics listener (`METRICS_ADDR`, a free port
+    /// here), unless the test turned it off.
+    pub metrics: Option<String>,
     pub client: reqwest::Client,
 }
 
@@ -73,12 +79,14 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// Starts the example with `JWT_SECRET` and the given extra environment.
+    /// Starts the example with `JWT_SECRET` and the given extra environment. `METRICS_ADDR` is
+    /// a free port, so that servers of tests running in parallel do not collide on the default.
     pub fn start(env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(server_binary());
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("PORT", "0")
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -91,16 +99,22 @@ impl Server {
         let mut line = String::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut reader = BufReader::new(stdout);
+        let mut metrics = None;
+        // `metrics on …` comes before `listening on …`, the last line of a start.
         while !line.starts_with("listening on ") {
             line.clear();
             let n = reader.read_line(&mut line).expect("read server output");
             assert!(n > 0, "the server exited before listening");
             assert!(Instant::now() < deadline, "the server did not start");
+            if let Some(url) = line.trim().strip_prefix("metrics on ") {
+                metrics = Some(url.to_owned());
+            }
         }
         let base = line.trim().trim_start_matches("listening on ").to_owned();
         Server {
             child,
             base,
+            metrics,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
