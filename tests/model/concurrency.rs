@@ -235,6 +235,16 @@ async fn logout_races_refresh(kind: StoreKind) {
         // Ending the session moves nothing in time: the next round's logins find room.
         it.clock.advance(Duration::from_millis(1));
     }
+    // Every session of the race was logged out: ended sessions are deleted at once.
+    let victims: Vec<String> = (0..3).map(|v| format!("victim-{v}")).collect();
+    let held = it.backend.held(&victims).await;
+    assert_eq!(
+        held.total_records,
+        0,
+        "{}: records left after every session was logged out: {:?}",
+        kind.name(),
+        held.per_user
+    );
     eprintln!(
         "race [{}]: {rounds} logout/refresh races, the refresh won {refreshed_first} (seed {seed})",
         kind.name()
@@ -293,14 +303,16 @@ async fn logins_race_at_the_limit(kind: StoreKind, policy: Policy) {
                 kind.name()
             );
         }
-        check_held(&mut it.backend, limits.max, 20).await;
+        let crowd: Vec<String> = (0..20).map(|r| format!("crowd-{r}")).collect();
+        check_held(&mut it.backend, limits.max, &crowd).await;
     }
     it.backend.cleanup().await;
 }
 
 /// The store's records within the bound: per user (Redis) and in total over `users`.
-async fn check_held(backend: &mut Backend, max: usize, users: usize) {
-    let held = backend.held().await;
+async fn check_held(backend: &mut Backend, max: usize, users: &[String]) {
+    let held = backend.held(users).await;
+    let users = users.len();
     assert!(
         held.total_records <= users * 2 * max,
         "{} records held for {users} users with limit {max}",
@@ -309,7 +321,7 @@ async fn check_held(backend: &mut Backend, max: usize, users: usize) {
     for (tag, records, members) in &held.per_user {
         assert!(
             *records <= 2 * max && *members <= 2 * max,
-            "user tag {tag}: {records} records, {members} index members, limit {max}"
+            "user {tag}: {records} records, {members} index members, limit {max}"
         );
     }
 }
@@ -550,7 +562,8 @@ async fn random_interleaving(kind: StoreKind) {
             assert!(live <= LIMITS.max, "{}: {live} live sessions", kind.name());
         }
     }
-    check_held(&mut it.backend, LIMITS.max, 3).await;
+    let users: Vec<String> = (0..3).map(|u| format!("mixed-{u}")).collect();
+    check_held(&mut it.backend, LIMITS.max, &users).await;
     let s = lock(&shared);
     eprintln!(
         "two instances [{}]: 2 x {ops} random operations in {:.1?}, {} sessions, {} refreshes answered, {} ended (seed {seed})",

@@ -84,8 +84,7 @@ enum Probe {
     },
 }
 
-/// What a store holds, by user: `(records, index members)` for each user key tag (Redis) or
-/// one total (memory, which does not say per user).
+/// What a store holds: `(user or user key tag, records, index members)`, and all records.
 #[derive(Debug, Default)]
 pub struct Held {
     pub per_user: Vec<(String, usize, usize)>,
@@ -140,11 +139,15 @@ impl Backend {
         }
     }
 
-    /// Counts what the store holds.
-    pub async fn held(&mut self) -> Held {
+    /// Counts what the store holds: per user (the memory store is asked about `users`, Redis
+    /// keys are grouped by their user tag) and in total.
+    pub async fn held(&mut self, users: &[String]) -> Held {
         match &mut self.probe {
             Probe::Memory(memory) => Held {
-                per_user: Vec::new(),
+                per_user: users
+                    .iter()
+                    .map(|u| (u.clone(), memory.len_of(u), memory.len_of(u)))
+                    .collect(),
                 total_records: memory.len(),
             },
             #[cfg(feature = "redis")]

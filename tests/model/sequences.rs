@@ -545,7 +545,8 @@ impl Run {
             self.verify(i, k).await?;
         }
         let bound = 2 * l.max;
-        let held = self.backend.held().await;
+        let users: Vec<String> = (0..USERS).map(user_name).collect();
+        let held = self.backend.held(&users).await;
         if held.total_records > USERS * bound {
             return Err(format!(
                 "the store holds {} records for {USERS} users, over {USERS} x 2 x {} (held {:?})",
@@ -555,7 +556,7 @@ impl Run {
         for (tag, records, members) in &held.per_user {
             if *records > bound || *members > bound {
                 return Err(format!(
-                    "user tag {tag} holds {records} records and {members} index members, over 2 x {}",
+                    "user {tag} holds {records} records and {members} index members, over 2 x {}",
                     l.max
                 ));
             }
