@@ -272,11 +272,13 @@ async fn the_rate_limit_and_lock_outs_hold_across_instances() {
         ("RATE_LIMIT_MAX_REQUESTS", "4"),
         ("RATE_LIMIT_WINDOW_MS", "60000"),
     ]);
-    // Four requests split over both instances use up the one budget.
+    // Four requests split over both instances use up the one budget (health probes are never
+    // limited, so validate).
     for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
         let res = server
             .client
-            .get(server.url("/api/token/health"))
+            .post(server.url("/api/token/validate"))
+            .json(&json!({"accessToken": "x"}))
             .send()
             .await
             .unwrap();
@@ -289,7 +291,8 @@ async fn the_rate_limit_and_lock_outs_hold_across_instances() {
     for server in [&a, &b] {
         let res = server
             .client
-            .get(server.url("/api/token/health"))
+            .post(server.url("/api/token/validate"))
+            .json(&json!({"accessToken": "x"}))
             .send()
             .await
             .unwrap();
