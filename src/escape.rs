@@ -15,7 +15,7 @@ use std::fmt;
 /// ```
 /// use tower_jwt_session::telemetry::Escaped;
 ///
-/// let name = "alice\n2026-01-01T00:00:00Z  INFO login succeeded user=admin\x1b[31m";
+/// let name = "alice\n2026-01-01T00:00:00Z  INFO login succeeded user=admin\x1b[31m and so on";
 /// let shown = Escaped::new(name).to_string();
 /// assert!(!shown.contains('\n') && !shown.contains('\x1b'));
 /// assert!(shown.starts_with(r"alice\n2026-01-01T00:00:00Z  INFO login succeeded user=admin"));

@@ -77,7 +77,7 @@
 //!
 //! A failed login is logged at `info` with the user name as sent and the client IP, a
 //! successful one at `info` with the user id and the session; user-supplied strings go through
-//! [`Escaped`](crate::telemetry::Escaped) (escaped, at most 64 bytes), so a name holding a
+//! [`Escaped`] (escaped, at most 64 bytes), so a name holding a
 //! newline or terminal escapes cannot forge a log line. Passwords are never logged, and
 //! [`Credentials`]' `Debug` hides them.
 //!
@@ -123,6 +123,7 @@
 //! [`ClientIp`]: crate::ClientIp
 //! [`SessionManager::create_session`]: crate::SessionManager::create_session
 //! [`SessionManager::refresh_cookie`]: crate::SessionManager::refresh_cookie
+//! [`Escaped`]: crate::telemetry::Escaped
 
 mod origin;
 mod service;
