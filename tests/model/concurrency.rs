@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tower_jwt_session::clock::{Clock as _, ManualClock};
+use tower_jwt_session::clock::ManualClock;
 use tower_jwt_session::{AuthError, SessionError, SessionId, SessionManager, TokenPair};
 
 use crate::reference::{Limits, Policy};
@@ -50,11 +50,7 @@ async fn instances(kind: StoreKind, limits: Limits) -> Instances {
         #[cfg(feature = "redis")]
         _ => (backend.config.clone(), Duration::from_secs(1)),
     };
-    let clock = ManualClock::new(if kind.real_time_start() {
-        ManualClock::starting_now().now_ms()
-    } else {
-        1_700_000_000_000
-    });
+    let clock = ManualClock::new(kind.clock_start());
     let second = backend.second_instance().await;
     let build = |store| {
         SessionManager::builder(config.clone())

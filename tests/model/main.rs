@@ -59,10 +59,20 @@ impl StoreKind {
         }
     }
 
-    /// Whether the store keeps time by itself (Redis key expiry runs on Redis's clock): the
-    /// test clock then starts at the real time, so no key is already past its expiry.
-    pub fn real_time_start(self) -> bool {
-        self != StoreKind::Memory
+    /// Where a test's manual clock starts. Redis expires keys on its own clock at the purge
+    /// time the store computed on ours, so ours must never fall behind the real time (a key
+    /// would vanish early): it starts an hour ahead, more than any run lasts. The test deletes
+    /// its keys at the end.
+    pub fn clock_start(self) -> u64 {
+        if self == StoreKind::Memory {
+            1_700_000_000_000
+        } else {
+            let real = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_millis() as u64;
+            real + 3_600_000
+        }
     }
 }
 

@@ -28,6 +28,7 @@ pub struct Limits {
 /// Why an operation was refused: one per `SessionError` variant the model can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    InvalidToken,
     TokenExpired,
     Revoked,
     SessionExpired,

@@ -91,6 +91,8 @@ pub enum Op {
     Refresh(usize),
     /// Present the refresh token `back` generations older than the newest (parent, ancestor).
     Replay(usize, u64),
+    /// Present a forged or misspelt form of the newest refresh token of session `n`.
+    Forged(usize, Forgery),
     /// Logout of session `n`.
     Logout(usize),
     /// Logout everywhere of user `n % 3`.
@@ -109,6 +111,43 @@ pub enum Wait {
     PastSession,
     /// To a boundary of session `n`, plus `delta` ms (-1, 0, +1).
     Edge(usize, Edge, i64),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Forgery {
+    /// One character of the MAC changed.
+    Mac,
+    /// The generation written with a leading zero: the same claims, another spelling.
+    LeadingZero,
+    /// The generation raised by one, MAC unchanged.
+    NextGeneration,
+    /// The last character cut off.
+    Truncated,
+}
+
+impl Forgery {
+    fn apply(self, token: &str) -> String {
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        match self {
+            Forgery::Mac => {
+                let mac = parts.last_mut().expect("parts");
+                let first = if mac.starts_with('A') { "B" } else { "A" };
+                mac.replace_range(0..1, first);
+            }
+            Forgery::LeadingZero if parts.len() > 2 => parts[2].insert(0, '0'),
+            Forgery::NextGeneration if parts.len() > 2 => {
+                parts[2] = parts[2]
+                    .parse::<u64>()
+                    .map_or_else(|_| "x".into(), |g| (g + 1).to_string());
+            }
+            _ => {
+                let mut t = token.to_owned();
+                t.pop();
+                return t;
+            }
+        }
+        parts.join(".")
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +183,16 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (0..USERS).prop_map(Op::Login),
         6 => session.clone().prop_map(Op::Refresh),
         3 => (session.clone(), 1..4u64).prop_map(|(s, b)| Op::Replay(s, b)),
+        1 => (
+            session.clone(),
+            prop_oneof![
+                Just(Forgery::Mac),
+                Just(Forgery::LeadingZero),
+                Just(Forgery::NextGeneration),
+                Just(Forgery::Truncated),
+            ]
+        )
+            .prop_map(|(s, f)| Op::Forged(s, f)),
         2 => session.clone().prop_map(Op::Logout),
         1 => (0..USERS).prop_map(Op::LogoutAll),
         2 => (session, 0..3usize).prop_map(|(s, b)| Op::Verify(s, b)),
@@ -178,6 +227,7 @@ fn user_name(u: usize) -> String {
 
 fn refusal(e: &SessionError) -> Result<Refusal, String> {
     Ok(match e {
+        SessionError::InvalidToken => Refusal::InvalidToken,
         SessionError::TokenExpired => Refusal::TokenExpired,
         SessionError::Revoked => Refusal::Revoked,
         SessionError::SessionExpired => Refusal::SessionExpired,
@@ -277,6 +327,21 @@ impl Run {
                     _ => newest,
                 };
                 self.refresh(i, generation).await?;
+            }
+            Op::Forged(n, forgery) => {
+                let Some(i) = self.pick(n) else { return Ok(()) };
+                let forged = forgery.apply(self.clients[i].refresh.last().expect("one at least"));
+                let real = self.manager.refresh(&forged).await;
+                seen(format_args!("refresh forged {forgery:?}"));
+                match real {
+                    Err(SessionError::InvalidToken) => {}
+                    other => {
+                        return Err(format!(
+                            "a forged refresh token ({forgery:?}) answered {:?}, not InvalidToken",
+                            other.map(|p| p.session_id)
+                        ));
+                    }
+                }
             }
             Op::Logout(n) => {
                 let Some(i) = self.pick(n) else { return Ok(()) };
@@ -527,10 +592,7 @@ impl Run {
                     s.refresh_expires_at,
                 )?;
                 check_eq(&what("revoked_at"), record.revoked_at, None)?;
-                if self.backend.kind == StoreKind::Memory {
-                    // Redis derives it from the key's TTL, on Redis's own clock.
-                    check_eq(&what("purge_at"), record.purge_at, s.purge_at(&l))?;
-                }
+                check_eq(&what("purge_at"), record.purge_at, s.purge_at(&l))?;
             }
             if listed.len() > l.max {
                 return Err(format!(
@@ -578,11 +640,7 @@ async fn run_case(kind: StoreKind, policy: Policy, case: &Case) -> Result<(), St
         policy,
         ..PROFILES[case.profile]
     };
-    let start = if kind.real_time_start() {
-        ManualClock::starting_now().now_ms()
-    } else {
-        1_700_000_000_000
-    };
+    let start = kind.clock_start();
     let clock = ManualClock::new(start);
     let backend = Backend::open(kind, &limits).await;
     let manager = SessionManager::builder(backend.config.clone())
