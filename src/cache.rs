@@ -419,7 +419,10 @@ mod tests {
         release.send(()).unwrap();
 
         let raced = check.await.unwrap();
-        assert!(raced.is_err(), "the lookup answered active after the logout");
+        assert!(
+            raced.is_err(),
+            "the lookup answered active after the logout"
+        );
         assert!(
             manager
                 .verify_access_token(&login.access_token)
@@ -449,7 +452,12 @@ mod tests {
         // The rotation happened before the logout, so the refresh itself succeeded ...
         let pair = refresh.await.unwrap().expect("rotated before the logout");
         // ... but the session has ended: none of its tokens pass.
-        assert!(manager.verify_access_token(&pair.access_token).await.is_err());
+        assert!(
+            manager
+                .verify_access_token(&pair.access_token)
+                .await
+                .is_err()
+        );
         assert!(
             manager
                 .verify_access_token(&login.access_token)

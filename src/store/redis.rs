@@ -1055,9 +1055,7 @@ impl SessionStore for RedisStore {
         let mut records = Vec::new();
         for (index, tag) in self.index_keys(user_id) {
             let mut invocation = self.scripts.list.key(index);
-            invocation
-                .arg(now)
-                .arg(self.record_prefix(&tag));
+            invocation.arg(now).arg(self.record_prefix(&tag));
             let reply: Vec<Value> = self.run(&invocation).await?;
             for entry in reply.chunks(3) {
                 let [sid, Value::Array(fields), pttl] = entry else {
@@ -1521,10 +1519,7 @@ mod tests {
     /// the create, list and revoke-all scripts walked them all while blocking the server. Now
     /// the index and the keys hold the live sessions only, whatever the history.
     async fn zcard(store: &RedisStore, index: &str) -> i64 {
-        store
-            .command(redis::cmd("ZCARD").arg(index))
-            .await
-            .unwrap()
+        store.command(redis::cmd("ZCARD").arg(index)).await.unwrap()
     }
 
     async fn one_account_holds_only_its_limit(store: RedisStore) {
@@ -1537,7 +1532,10 @@ mod tests {
             now += 1;
             let record = suite::record_for(&store, &user, now, &l);
             let sid = record.session_id;
-            store.create(record, suite::limit(10), &l, now).await.unwrap();
+            store
+                .create(record, suite::limit(10), &l, now)
+                .await
+                .unwrap();
             made.push(sid);
             match i % 3 {
                 // Logout takes the session out of the index at once.

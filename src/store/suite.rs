@@ -195,7 +195,11 @@ pub(crate) async fn parent_after_the_interval_is_theft<S: SessionStore + ?Sized>
         ),
         "{out:?}"
     );
-    assert_eq!(store.get(r.session_id).await.unwrap(), None, "deleted at once");
+    assert_eq!(
+        store.get(r.session_id).await.unwrap(),
+        None,
+        "deleted at once"
+    );
 }
 
 pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
@@ -332,10 +336,8 @@ pub(crate) async fn ended_sessions_are_deleted_at_once<S: SessionStore + ?Sized>
     for i in 0..60u64 {
         now += 1;
         let r = record_for(store, &user, now, &l);
-        let CreateOutcome::Created { evicted } = store
-            .create(r.clone(), limit(3), &l, now)
-            .await
-            .unwrap()
+        let CreateOutcome::Created { evicted } =
+            store.create(r.clone(), limit(3), &l, now).await.unwrap()
         else {
             panic!("evict policy");
         };
@@ -357,7 +359,10 @@ pub(crate) async fn ended_sessions_are_deleted_at_once<S: SessionStore + ?Sized>
                     ));
                 }
                 assert!(matches!(
-                    store.rotate(rotate_req(r.session_id, 0, now)).await.unwrap(),
+                    store
+                        .rotate(rotate_req(r.session_id, 0, now))
+                        .await
+                        .unwrap(),
                     RotateOutcome::Reused(..)
                 ));
                 ended.push(r.session_id);
@@ -367,7 +372,11 @@ pub(crate) async fn ended_sessions_are_deleted_at_once<S: SessionStore + ?Sized>
         assert!(store.list(&user, now).await.unwrap().len() <= 3);
     }
     for sid in &ended {
-        assert_eq!(store.get(*sid).await.unwrap(), None, "ended session {sid} kept");
+        assert_eq!(
+            store.get(*sid).await.unwrap(),
+            None,
+            "ended session {sid} kept"
+        );
     }
     let all = store.revoke_all(&user, now).await.unwrap();
     assert!(all.len() <= 3);
