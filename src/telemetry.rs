@@ -12,7 +12,7 @@
 //! | `tjs_rate_limited_total` | counter | `scope`: `ip` (rate limit), `lockout` (failed attempts) |
 //! | `tjs_store_operation_seconds` | histogram | `op`, `store` |
 //! | `tjs_records_unreadable_total` | counter | sealed records that failed to open (treated as no session) |
-//! | `tjs_sessions_held` | gauge | records the memory store holds (live or kept to answer `token_revoked`) |
+//! | `tjs_sessions_held` | gauge | records the memory store holds: live sessions, and those expired within the last access-token lifetime (ended ones are deleted at once) |
 //!
 //! Counter handles for the layer's outcomes are registered once, when the layer is built, so
 //! the hot path only bumps an atomic: install your recorder before building the manager.
