@@ -560,16 +560,15 @@ async fn random_interleaving(kind: StoreKind) {
     }
     let users: Vec<String> = (0..3).map(|u| format!("mixed-{u}")).collect();
     check_held(&mut it.backend, LIMITS.max, &users).await;
-    let s = lock(&shared);
+    let (sessions, refreshes, ended) = {
+        let s = lock(&shared);
+        (s.sessions.len(), s.successors.len(), s.ended.len())
+    };
     eprintln!(
-        "two instances [{}]: 2 x {ops} random operations in {:.1?}, {} sessions, {} refreshes answered, {} ended (seed {seed})",
+        "two instances [{}]: 2 x {ops} random operations in {:.1?}, {sessions} sessions, {refreshes} refreshes answered, {ended} ended (seed {seed})",
         kind.name(),
         started.elapsed(),
-        s.sessions.len(),
-        s.successors.len(),
-        s.ended.len()
     );
-    drop(s);
     it.backend.cleanup().await;
 }
 
