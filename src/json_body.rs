@@ -50,9 +50,53 @@ pub(crate) fn bad_request(message: &str) -> Response<Bytes> {
 }
 
 /// Reads a JSON object body of at most [`MAX_BODY_BYTES`]; an empty body is the default value.
+/// The caller has checked the content type ([`declares_json`]).
 pub(crate) async fn read_json<T, B>(headers: &HeaderMap, body: B) -> Result<T, Response<Bytes>>
 where
     T: DeserializeOwned + Default,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let bytes = read_capped(headers, body).await?;
+    parse_json(&bytes)
+}
+
+/// Reads the JSON body of a route where the body is optional (the token routes):
+///
+/// - a `Content-Type` other than `application/json` (parameters allowed) is 415, before the
+///   body is read, whatever the body;
+/// - `application/json`: as [`read_json`];
+/// - no `Content-Type` at all: a body of no bytes is the default value (a cookie-only refresh
+///   from curl or a `fetch` without a body), and any other body is 415, as at login: a body
+///   that does not say it is JSON is not read as JSON.
+pub(crate) async fn read_optional_json<T, B>(
+    headers: &HeaderMap,
+    body: B,
+) -> Result<T, Response<Bytes>>
+where
+    T: DeserializeOwned + Default,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if headers.contains_key(CONTENT_TYPE) {
+        if !declares_json(headers) {
+            return Err(unsupported_media_type());
+        }
+        return read_json(headers, body).await;
+    }
+    let bytes = read_capped(headers, body).await?;
+    if !bytes.is_empty() {
+        return Err(unsupported_media_type());
+    }
+    Ok(T::default())
+}
+
+/// The body, at most [`MAX_BODY_BYTES`] of it: 413 beyond (from `Content-Length` before
+/// reading, or while reading), 400 when it cannot be read.
+async fn read_capped<B>(headers: &HeaderMap, body: B) -> Result<Bytes, Response<Bytes>>
+where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -75,11 +119,15 @@ where
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<LengthLimitError>() => return Err(too_large()),
-        Err(_) => return Err(bad_request("the request body could not be read")),
-    };
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(bad_request("the request body could not be read")),
+    }
+}
+
+/// A JSON object, or the default value for a body of whitespace alone.
+fn parse_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, Response<Bytes>> {
     let text = bytes.trim_ascii();
     if text.is_empty() {
         return Ok(T::default());

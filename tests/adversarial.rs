@@ -1709,6 +1709,64 @@ mod json_bodies {
         still_serving(&s).await;
     }
 
+    /// SPEC §5: routes that take a JSON body refuse other content types with 415, before the
+    /// body is read; a cookie-only refresh with no body and no content type still works.
+    #[tokio::test]
+    async fn other_content_types_are_refused_with_415() {
+        let cases = Cases::new("JSON bodies (content type)");
+        let s = start(&[]);
+        let (access, refresh, _) = session(&s, "alice").await;
+        let cookie = format!("tjs_refresh={refresh}");
+        let json_body = |route: &str| match route {
+            "/api/token/refresh" => json!({"refreshToken": refresh}),
+            "/api/token/validate" => json!({"accessToken": access}),
+            "/api/token/auto-refresh" => json!({"accessToken": access, "refreshToken": refresh}),
+            _ => json!({"username": "alice", "password": "alice-password"}),
+        };
+        for (route, _) in ROUTES {
+            let json = json_body(route).to_string();
+            let form = format!("refreshToken={refresh}&accessToken={access}");
+            let multipart = format!(
+                "--x\r\ncontent-disposition: form-data; name=\"refreshToken\"\r\n\r\n{refresh}\r\n--x--\r\n"
+            );
+            for (content_type, body) in [
+                (Some("text/plain"), &json),
+                (Some("text/plain;charset=UTF-8"), &json),
+                (Some("application/x-www-form-urlencoded"), &form),
+                (Some("multipart/form-data; boundary=x"), &multipart),
+                (None, &json),
+            ] {
+                let mut request = s
+                    .client
+                    .post(s.url(route))
+                    .header(COOKIE, &cookie)
+                    .header("x-requested-with", "XMLHttpRequest")
+                    .body(body.clone());
+                if let Some(content_type) = content_type {
+                    request = request.header(CONTENT_TYPE, content_type);
+                }
+                let reply = send(&cases, request).await;
+                reply.error(415, "unsupported_media_type");
+                assert!(
+                    reply.headers.get("set-cookie").is_none(),
+                    "{route} {content_type:?}"
+                );
+            }
+        }
+        // Nothing above was read: the session's tokens still work, and a cookie-only refresh
+        // with no body and no Content-Type (curl -X POST, a bare fetch) is served.
+        me_allowed(&cases, &s, &access, "alice").await;
+        let request = s
+            .client
+            .post(s.url("/api/token/refresh"))
+            .header(COOKIE, &cookie)
+            .header("x-requested-with", "XMLHttpRequest");
+        let reply = send(&cases, request).await;
+        assert!(reply.data()["accessToken"].is_string());
+        assert!(reply.data().get("refreshToken").is_none(), "cookie mode");
+        still_serving(&s).await;
+    }
+
     #[tokio::test]
     async fn missing_null_and_empty_fields_are_bad_requests() {
         let cases = Cases::new("JSON bodies (missing fields)");
