@@ -397,6 +397,78 @@ async fn the_deny_policy_refuses_a_login_over_the_limit_with_403() {
     assert!(!reply.headers.contains_key("set-cookie"));
 }
 
+/// alice / alice-password and bob / bob-password, behind a user database that can be down.
+#[derive(Clone, Default)]
+struct FlakyUsers {
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl CredentialCheck for FlakyUsers {
+    type Error = io::Error;
+
+    async fn check(&self, c: Credentials) -> Result<Option<Authenticated>, io::Error> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(io::Error::other("user database unreachable"));
+        }
+        let ok = ["alice", "bob"].contains(&c.username.as_str())
+            && c.password == format!("{}-password", c.username);
+        Ok(ok.then(|| Authenticated::new(c.username.clone(), ["user"])))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_check_does_not_count_as_a_failed_guess() {
+    let users = FlakyUsers::default();
+    let tracker = AttemptTracker::new(
+        AttemptConfig::new().clock(Arc::new(ManualClock::new(1_800_000_000_000))),
+    );
+    let login = LoginService::new(SessionManager::new(config()).unwrap(), users.clone())
+        .attempt_tracker(tracker);
+    let client = "198.51.100.20";
+    let wrong = |user: &str| format!(r#"{{"username":"{user}","password":"guess"}}"#);
+    let good = |user: &str| format!(r#"{{"username":"{user}","password":"{user}-password"}}"#);
+    // The user database is down for 50 attempts from one client (more than the 5 per
+    // user+client and the 20 per client that lock out), at alice and at other users.
+    users.down.store(true, Ordering::SeqCst);
+    for i in 0..50 {
+        let user = if i % 2 == 0 {
+            "alice".to_owned()
+        } else {
+            format!("user{i}")
+        };
+        let reply = send(&login, from(client, &good(&user))).await;
+        reply.error(503, "unavailable");
+    }
+    // Back up: that client is not locked out, for alice or anyone.
+    users.down.store(false, Ordering::SeqCst);
+    let reply = send(&login, from(client, &good("alice"))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // Wrong passwords still count, and an outage between them clears none of them.
+    for _ in 0..4 {
+        send(&login, from(client, &wrong("bob")))
+            .await
+            .error(401, "invalid_credentials");
+    }
+    users.down.store(true, Ordering::SeqCst);
+    for _ in 0..10 {
+        send(&login, from(client, &wrong("bob")))
+            .await
+            .error(503, "unavailable");
+    }
+    users.down.store(false, Ordering::SeqCst);
+    send(&login, from(client, &wrong("bob")))
+        .await
+        .error(401, "invalid_credentials");
+    send(&login, from(client, &good("bob")))
+        .await
+        .error(429, "rate_limited");
+    // Another client is not affected.
+    let reply = send(&login, from("203.0.113.9", &good("bob"))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
 fn tracked(config: SessionConfig) -> (LoginService<Users>, Users) {
     let clock = ManualClock::new(1_800_000_000_000);
     let tracker = AttemptTracker::new(AttemptConfig::new().clock(Arc::new(clock)));

@@ -18,8 +18,10 @@
 //!    protects against.
 //! 6. The app's check. `Ok(None)` is 401 `invalid_credentials`, the same answer whether the
 //!    user exists or not; `Err` is 503 `unavailable` (the app's user database is down: the
-//!    client may retry; the reserved attempt stays counted, as the tracker cannot tell an
-//!    outage from a request made to look like one).
+//!    client may retry). An `Err` is no guess, right or wrong, so the attempt is given back
+//!    ([`AttemptTracker::login_abandoned`]): an outage does not lock the app's users out. A
+//!    check must therefore answer `Err` only when it could not decide, never for a wrong
+//!    password.
 //! 7. A session through [`SessionManager::create_session`]: 403 `forbidden` when the user
 //!    has the maximum number of sessions under the `deny` policy, 503 `unavailable` when the
 //!    session store cannot be reached.
@@ -195,7 +197,8 @@ impl Authenticated {
 /// The app's credential check, in the way of axum-login's `AuthnBackend`: user name and
 /// password in; `Ok(Some(…))` with the user id and roles when they are right, `Ok(None)` when
 /// they are wrong (unknown user or wrong password: the client is told the same), `Err` when the
-/// check could not be made (the user database is down; the client gets 503 `unavailable`).
+/// check could not be made (the user database is down; the client gets 503 `unavailable`, and
+/// the attempt is not counted against the client, so never answer `Err` for a wrong password).
 ///
 /// Do the same work for an unknown user as for a known one (verify against a dummy hash), and
 /// run a slow password hash on `tokio::task::spawn_blocking`: see the [module docs](self).
@@ -245,7 +248,8 @@ pub trait CredentialCheck: Send + Sync + 'static {
     /// Checks `credentials`.
     ///
     /// # Errors
-    /// When the check could not be made; the login is answered 503 `unavailable`.
+    /// When the check could not be made, and only then; the login is answered 503
+    /// `unavailable` and the attempt is not counted as a failure.
     async fn check(&self, credentials: Credentials) -> Result<Option<Authenticated>, Self::Error>;
 }
 

@@ -223,9 +223,12 @@ impl<C: CredentialCheck> LoginService<C> {
         let found = match self.check.check(credentials).await {
             Ok(found) => found,
             Err(error) => {
-                // Dropped, the reservation stays counted: the tracker cannot tell an outage
-                // from a request made to look like one.
-                drop(attempt);
+                // Neither right nor wrong: the reservation is given back, or an outage of the
+                // user database would lock every client out. The check answers `Err` only when
+                // it could not decide (the trait's contract), so no guess goes uncounted.
+                if let Some(attempt) = attempt {
+                    self.attempts.login_abandoned(attempt).await;
+                }
                 let error: Box<dyn std::error::Error + Send + Sync> = error.into();
                 tracing::warn!(
                     user = %user,

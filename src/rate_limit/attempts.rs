@@ -526,17 +526,20 @@ impl axum::response::IntoResponse for LockedOut {
 
 /// One login attempt reserved by [`AttemptTracker::begin_login`]. Hand it back to
 /// [`login_succeeded`](AttemptTracker::login_succeeded) or
-/// [`login_failed`](AttemptTracker::login_failed) once the password is checked.
+/// [`login_failed`](AttemptTracker::login_failed) once the password is checked, or to
+/// [`login_abandoned`](AttemptTracker::login_abandoned) when it could not be checked.
 ///
-/// Dropped without either, it stays counted as if it had failed (a handler that panics or is
-/// cancelled while checking a password must not give the guess back), but the user's delay
+/// Dropped without any of them, it stays counted as if it had failed (a handler that panics or
+/// is cancelled while checking a password must not give the guess back), but the user's delay
 /// count does not grow.
-#[must_use = "hand the attempt to login_succeeded or login_failed"]
+#[must_use = "hand the attempt to login_succeeded, login_failed or login_abandoned"]
 #[derive(Debug)]
 pub struct LoginAttempt {
     keys: LoginKeys,
-    /// Whether this attempt holds a reservation on the client key. (The user+client key is
-    /// cleared on success whether or not it was reserved.)
+    /// Whether this attempt holds a reservation on the user+client key (given back when it is
+    /// abandoned; on success that key is cleared whether or not it was reserved).
+    reserved_user_client: bool,
+    /// Whether this attempt holds a reservation on the client key.
     reserved_ip: bool,
     delay: Duration,
 }
@@ -585,12 +588,13 @@ impl LoginKeys {
 ///
 /// For a login handler: [`begin_login`](Self::begin_login) before checking the password (it
 /// reserves the attempt, or refuses it), wait [`LoginAttempt::delay`], check, then
-/// [`login_succeeded`](Self::login_succeeded) or [`login_failed`](Self::login_failed). Pass
-/// the user name as the client typed it, also when no such user exists (so the answers do not
-/// tell which users exist), normalised the way your user lookup normalises it (so `Alice` and
-/// `alice` share one count). For refresh tokens: [`check_refresh`](Self::check_refresh) before,
-/// [`record_refresh_failure`](Self::record_refresh_failure) when the token was forged or
-/// malformed ([`RefreshService`](crate::RefreshService) does both).
+/// [`login_succeeded`](Self::login_succeeded) or [`login_failed`](Self::login_failed), or
+/// [`login_abandoned`](Self::login_abandoned) when the check itself failed. Pass the user name as
+/// the client typed it, also when no such user exists (so the answers do not tell which users
+/// exist), normalised the way your user lookup normalises it (so `Alice` and `alice` share one
+/// count). For refresh tokens: [`check_refresh`](Self::check_refresh) before,
+/// [`record_refresh_failure`](Self::record_refresh_failure) when the token was forged or malformed
+/// ([`RefreshService`](crate::RefreshService) does both).
 ///
 /// Lock-outs are logged at `warn` with the user id and address; no password or token is ever
 /// seen by the tracker. When the backend fails, attempts are let through and the error is
@@ -688,6 +692,7 @@ impl AttemptTracker {
         }
         Ok(LoginAttempt {
             keys,
+            reserved_user_client,
             reserved_ip,
             delay,
         })
@@ -728,6 +733,28 @@ impl AttemptTracker {
             }
         }
         tracing::debug!(user = ?keys.logged_user, ip = %keys.addr, "failed login counted");
+    }
+
+    /// The password could not be checked (the user database is down, the credential check
+    /// returned an error): the attempt was neither right nor wrong, so it gives both its
+    /// reservations back, on the user+client key and on the client key. Unlike
+    /// [`login_succeeded`](Self::login_succeeded) it clears nothing: earlier failures of that
+    /// user from that client stay counted. The user's delay count does not grow.
+    ///
+    /// Only for an outcome that tells the client nothing about the password: a check that
+    /// answers an error *after* comparing the password, or only for wrong ones, would let an
+    /// attacker guess without being counted. Where an error may be the attacker's doing, drop
+    /// the attempt instead: it then stays counted.
+    pub async fn login_abandoned(&self, attempt: LoginAttempt) {
+        let now = self.inner.config.clock.now_ms();
+        let keys = &attempt.keys;
+        if attempt.reserved_user_client {
+            self.release(&keys.user_client, now).await;
+        }
+        if attempt.reserved_ip {
+            self.release(&keys.ip, now).await;
+        }
+        tracing::debug!(user = ?keys.logged_user, ip = %keys.addr, "login attempt abandoned: not counted");
     }
 
     /// Whether `ip` may present a refresh token now. The refresh bucket is separate from
@@ -1045,6 +1072,53 @@ mod tests {
         t.record_refresh_failure(laptop).await;
         assert!(t.check_refresh(laptop).await.is_err());
         assert!(t.check_refresh(attacker).await.is_ok());
+    }
+
+    /// An abandoned attempt (the check could not be made) gives both reservations back and
+    /// keeps the earlier failures; the user's delay count does not grow.
+    async fn an_abandoned_attempt_is_given_back_and_clears_nothing(t: AttemptTracker) {
+        let from = ip("198.51.100.20");
+        let abandon = async |user: &str| {
+            let attempt = t.begin_login(user, from).await.expect("not locked");
+            t.login_abandoned(attempt).await;
+        };
+        for _ in 0..50 {
+            abandon("alice").await;
+        }
+        for i in 0..50 {
+            abandon(&format!("user{i}")).await;
+        }
+        // Four wrong guesses, abandoned attempts between them: the fifth is still the last.
+        for _ in 0..4 {
+            fail(&t, "alice", from).await;
+            abandon("alice").await;
+        }
+        fail(&t, "alice", from).await;
+        assert!(t.begin_login("alice", from).await.is_err());
+        // The client key holds those five: fifteen more failures at others exhaust it.
+        for i in 0..15 {
+            abandon(&format!("other{i}")).await;
+            fail(&t, &format!("other{i}"), from).await;
+        }
+        assert!(t.begin_login("fresh", from).await.is_err());
+        // The delay count of a user only grows with failures.
+        let elsewhere = ip("192.0.2.1");
+        for _ in 0..20 {
+            let attempt = t.begin_login("carol", elsewhere).await.unwrap();
+            assert_eq!(attempt.delay(), Duration::ZERO);
+            t.login_abandoned(attempt).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_attempt_is_given_back_in_memory() {
+        an_abandoned_attempt_is_given_back_and_clears_nothing(tracker().0).await;
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn an_abandoned_attempt_is_given_back_on_redis() {
+        an_abandoned_attempt_is_given_back_and_clears_nothing(redis_tracker().await).await;
     }
 
     #[tokio::test]
