@@ -4,7 +4,8 @@
 //! JWT_SECRET=$(openssl rand -base64 48) cargo run --example hyper
 //! curl -s -X POST localhost:3001/login -d alice
 //! curl -s localhost:3001/hello -H "Authorization: Bearer <accessToken>"
-//! curl -s -X POST localhost:3001/api/token/refresh -d '{"refreshToken":"<refreshToken>"}'
+//! curl -s -X POST localhost:3001/api/token/refresh -H 'content-type: application/json' \
+//!      -d '{"refreshToken":"<refreshToken>"}'
 //! ```
 //!
 //! `POST /login` with a user name as the body starts a session without a password: a stand-in
