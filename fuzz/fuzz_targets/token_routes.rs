@@ -10,7 +10,8 @@
 //!
 //! Checked on every answer: no panic; status below 500 (the memory store cannot be unavailable,
 //! so not even 503); a JSON body of SPEC §5 (`success`, `message`, `data` or an `error` code of
-//! the list whose status matches the code); `Allow` on a 405.
+//! the list whose status matches the code); `Allow` on a 405; on a route that takes JSON, a 415
+//! exactly when the body is not declared JSON (another `Content-Type`, or none with a body).
 
 #![no_main]
 
@@ -22,6 +23,7 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http::{Method, Request};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -64,6 +66,7 @@ fuzz_target!(|data: &[u8]| {
     let Some(request) = parse(&data) else {
         return;
     };
+    let media = json_route_media(&request);
     let service = manager
         .refresh_service()
         .attempt_tracker(AttemptTracker::default());
@@ -75,6 +78,13 @@ fuzz_target!(|data: &[u8]| {
         .unwrap()
         .to_bytes();
     assert!(status < 500, "{status}: {body:?}");
+    match media {
+        Some(Media::Json | Media::Nothing) => assert_ne!(status, 415, "{body:?}"),
+        Some(Media::Other) => assert_eq!(status, 415, "{body:?}"),
+        // An announced length over the cap may be refused first.
+        Some(Media::Undeclared) => assert!(status == 415 || status == 413, "{status}: {body:?}"),
+        None => {}
+    }
     let json: Value = serde_json::from_slice(&body).expect("a JSON body");
     assert!(
         json["message"].as_str().is_some_and(|m| !m.is_empty()),
@@ -98,6 +108,7 @@ fuzz_target!(|data: &[u8]| {
         "not_found" => 404,
         "method_not_allowed" => 405,
         "payload_too_large" => 413,
+        "unsupported_media_type" => 415,
         "rate_limited" => 429,
         other => panic!("an error code outside SPEC §5: {other} ({status})"),
     };
@@ -106,6 +117,58 @@ fuzz_target!(|data: &[u8]| {
         assert!(allow.is_some(), "405 without Allow");
     }
 });
+
+/// What a POST to a route that takes JSON declares about its body.
+enum Media {
+    /// One `Content-Type` of media type `application/json`, parameters allowed.
+    Json,
+    /// Another `Content-Type`, or several.
+    Other,
+    /// No `Content-Type`, and a body.
+    Undeclared,
+    /// No `Content-Type`, and no body (a cookie-only refresh).
+    Nothing,
+}
+
+/// `Some` for a POST to `refresh`, `validate` or `auto-refresh` (with or without the prefix, as
+/// the service routes them).
+fn json_route_media(request: &Request<Full<Bytes>>) -> Option<Media> {
+    let path = request.uri().path();
+    let route = path
+        .strip_prefix("/api/token")
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(path);
+    if request.method() != Method::POST
+        || !matches!(route, "/refresh" | "/validate" | "/auto-refresh")
+    {
+        return None;
+    }
+    let types: Vec<_> = request
+        .headers()
+        .get_all(http::header::CONTENT_TYPE)
+        .iter()
+        .collect();
+    Some(match types[..] {
+        [] if request.body().size_hint().exact() == Some(0) => Media::Nothing,
+        [] => Media::Undeclared,
+        [one] => {
+            let essence = one
+                .as_bytes()
+                .split(|b| *b == b';')
+                .next()
+                .unwrap_or_default();
+            if essence
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"application/json")
+            {
+                Media::Json
+            } else {
+                Media::Other
+            }
+        }
+        _ => Media::Other,
+    })
+}
 
 /// Replaces each `$JWT(claims)` with a token of those claims, signed by the server's key.
 fn signed_tokens(data: &[u8]) -> Vec<u8> {
