@@ -19,9 +19,9 @@
 //! 6. The app's check. `Ok(None)` is 401 `invalid_credentials`, the same answer whether the
 //!    user exists or not; `Err` is 503 `unavailable` (the app's user database is down: the
 //!    client may retry). An `Err` is no guess, right or wrong, so the attempt is given back
-//!    ([`AttemptTracker::login_abandoned`]): an outage does not lock the app's users out. A
-//!    check must therefore answer `Err` only when it could not decide, never for a wrong
-//!    password.
+//!    ([`login_abandoned`](crate::AttemptTracker::login_abandoned)): an outage does not lock
+//!    the app's users out. A check must therefore answer `Err` only when it could not decide,
+//!    never for a wrong password.
 //! 7. A session through [`SessionManager::create_session`]: 403 `forbidden` when the user
 //!    has the maximum number of sessions under the `deny` policy, 503 `unavailable` when the
 //!    session store cannot be reached.
