@@ -567,6 +567,9 @@ async fn user_names_are_logged_escaped_and_capped() {
         .with_max_level(tracing::Level::INFO)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests on other threads run without a subscriber; a callsite they reached first
+    // may have cached "never" before this one was set. Ask every callsite again.
+    tracing::callsite::rebuild_interest_cache();
 
     let (login, _) = service(config());
     let forged = format!(
