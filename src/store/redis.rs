@@ -1526,7 +1526,8 @@ mod tests {
         let l = suite::lifetimes();
         let user = format!("busy-{}", SessionId::random());
         let index = store.index_key(&user);
-        let mut now = crate::clock::SystemClock.now_ms();
+        // An hour ahead: Redis expires keys on its own clock, and a slow run must not lose them.
+        let mut now = crate::clock::SystemClock.now_ms() + 3_600_000;
         let mut made = Vec::new();
         for i in 0..300u64 {
             now += 1;

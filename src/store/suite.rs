@@ -71,14 +71,17 @@ async fn created<S: SessionStore + ?Sized>(store: &S, user: &str, now: u64) -> S
     r
 }
 
-/// Suite times are offsets from the moment the suite first ran: real time, so that stores which
-/// hand expiry to their backend (Redis `PEXPIREAT`) keep the records for the test's duration.
+/// Suite times are offsets from one base an hour ahead of the moment the suite first ran:
+/// stores that hand expiry to their backend (Redis `PEXPIREAT`) must keep the records however
+/// late in a slow test run a test starts (a base of "now" let Redis expire a late test's
+/// records before it read them).
 fn at(offset_ms: u64) -> u64 {
     static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *BASE.get_or_init(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+            + 3_600_000
     }) + offset_ms
 }
 
