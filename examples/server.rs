@@ -70,8 +70,14 @@ const USERS: &[(&str, &str, &[&str])] = &[
 /// What an unknown user's password is verified against (same parameters as the real hashes).
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$z9cU5hySSHCaDsMGb47jWw$1q4S+DNkYx3JBzgNq17VyKxNyFRKBVNefsesezJobxc";
 
-/// Password verifications running at once.
-static VERIFY_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+/// Threads that verify passwords: at most this many argon2 computations (19 MiB each) at once.
+const HASH_THREADS: usize = 2;
+
+/// A password to verify, and where the answer goes.
+type HashJob = (
+    Credentials,
+    tokio::sync::oneshot::Sender<Option<Authenticated>>,
+);
 
 #[tokio::main]
 async fn main() {
@@ -440,15 +446,51 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
 /// The app's half of login, plugged into the crate's `LoginService` (which owns the content
 /// type, the Origin rule, the lock-out, logging, the session, the cookie and the answer).
 ///
-/// The argon2 work runs on the blocking pool, never on the async workers, and at most
-/// [`VERIFY_PERMITS`] at a time (each takes 19 MiB), so a flood of logins queues instead of
-/// exhausting memory. An unknown user is verified against [`DUMMY_HASH`]: it takes as long as a
-/// wrong password, so response times do not tell which user names exist.
+/// The argon2 work runs on [`HASH_THREADS`] threads of its own, never on the async workers,
+/// fed through a bounded queue, so a flood of logins waits in line instead of exhausting CPU
+/// or memory. Not `spawn_blocking`: its pool grows to hundreds of threads, and every thread
+/// that once held argon2's 19 MiB keeps its own allocator arena, so a login flood measured
+/// 1.7 GB RSS that way (`bench/abuse.sh`). An unknown user is verified against [`DUMMY_HASH`]:
+/// it takes as long as a wrong password, so response times do not tell which user names exist.
 async fn check_password(
     credentials: Credentials,
 ) -> Result<Option<Authenticated>, Box<dyn std::error::Error + Send + Sync>> {
-    let _permit = VERIFY_PERMITS.acquire().await?;
-    Ok(tokio::task::spawn_blocking(move || verify(&credentials)).await?)
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    hash_queue()
+        .send((credentials, reply))
+        .await
+        .map_err(|_| "the password-hashing threads have stopped")?;
+    Ok(answer.await?)
+}
+
+/// The queue of the password-hashing threads, started on first use.
+fn hash_queue() -> &'static tokio::sync::mpsc::Sender<HashJob> {
+    static QUEUE: std::sync::OnceLock<tokio::sync::mpsc::Sender<HashJob>> =
+        std::sync::OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (queue, jobs) = tokio::sync::mpsc::channel::<HashJob>(256);
+        let jobs = Arc::new(std::sync::Mutex::new(jobs));
+        for i in 0..HASH_THREADS {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        // One thread waits for the next job at a time; the others hash.
+                        let job = jobs
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .blocking_recv();
+                        let Some((credentials, reply)) = job else {
+                            return;
+                        };
+                        let _ = reply.send(verify(&credentials));
+                    }
+                })
+                .expect("the operating system refused a thread");
+        }
+        queue
+    })
 }
 
 fn verify(credentials: &Credentials) -> Option<Authenticated> {
