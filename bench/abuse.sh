@@ -584,8 +584,11 @@ if "3" in data:
 for part in sorted(data):
     for store, d in data[part].items():
         if "flood" in d:
+            rss = d["flood"]["rss"]
+            step = max(1, -(-len(rss) // 24))  # at most about 24 samples, the last one kept
+            rss = rss[::step] + ([rss[-1]] if (len(rss) - 1) % step else [])
             lines += [f"RSS during part {part} on {store} (seconds, KiB): "
-                      + ", ".join(f"{t} {kb}" for t, kb in d["flood"]["rss"]), ""]
+                      + ", ".join(f"{t} {kb}" for t, kb in rss), ""]
 text = "\n".join(lines)
 open(report, "w").write(text + "\n")
 print(text)
