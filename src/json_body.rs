@@ -24,11 +24,17 @@ pub(crate) fn declares_json(headers: &HeaderMap) -> bool {
     let (Some(value), None) = (values.next(), values.next()) else {
         return false;
     };
-    value.to_str().is_ok_and(|v| {
-        v.split(';')
-            .next()
-            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
-    })
+    // Bytes, not `to_str`: a parameter with non-ASCII bytes (`charset=\xfe…`) does not change
+    // the media type, which is all that is judged here (found by the token_routes fuzzer).
+    value
+        .as_bytes()
+        .split(|b| *b == b';')
+        .next()
+        .is_some_and(|essence| {
+            essence
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"application/json")
+        })
 }
 
 /// 415 `unsupported_media_type`: the route takes JSON only.
@@ -162,6 +168,13 @@ mod tests {
         assert!(declares_json(&with(&["application/json"])));
         assert!(declares_json(&with(&["Application/JSON; charset=utf-8"])));
         assert!(declares_json(&with(&[" application/json ;charset=UTF-8"])));
+        // Non-ASCII bytes in a parameter do not change the media type (a fuzzer's find).
+        let mut odd = HeaderMap::new();
+        odd.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_bytes(b"Application/JSON; char\xfe\xff\xff\xf4utf-8").unwrap(),
+        );
+        assert!(declares_json(&odd));
         for other in [
             "text/plain",
             "text/plain; charset=application/json",
