@@ -400,14 +400,17 @@ mod tests {
         (manager, store)
     }
 
-    /// A revocation lookup reads "active", a logout completes, then the lookup writes its
-    /// answer. Before the fix it wrote `Active` over the logout's `Revoked`.
-    #[tokio::test]
-    async fn a_lookup_that_read_active_before_a_logout_does_not_undo_it() {
+    /// A session whose next access-token check misses the cache and is held open right after
+    /// the store answered "active": the manager, the login, the check, and its release.
+    async fn lookup_held_open() -> (
+        SessionManager,
+        crate::TokenPair,
+        tokio::task::JoinHandle<Result<Session, crate::AuthError>>,
+        oneshot::Sender<()>,
+    ) {
         let (manager, store) = manager();
         let login = manager.create_session("alice", &[]).await.unwrap();
         manager.revocation_cache().invalidate(login.session_id);
-
         let (reached, release) = store.arm(Held::Get);
         let check = tokio::spawn({
             let manager = manager.clone();
@@ -415,6 +418,14 @@ mod tests {
             async move { manager.verify_access_token(&token).await }
         });
         reached.await.unwrap();
+        (manager, login, check, release)
+    }
+
+    /// A revocation lookup reads "active", a logout completes, then the lookup writes its
+    /// answer. Before the fix it wrote `Active` over the logout's `Revoked`.
+    #[tokio::test]
+    async fn a_lookup_that_read_active_before_a_logout_does_not_undo_it() {
+        let (manager, login, check, release) = lookup_held_open().await;
         assert!(manager.revoke(login.session_id).await.unwrap());
         release.send(()).unwrap();
 
@@ -473,17 +484,7 @@ mod tests {
     /// A revocation pushed by another instance while a lookup is in flight wins too.
     #[tokio::test]
     async fn a_pushed_revocation_wins_over_an_in_flight_lookup() {
-        let (manager, store) = manager();
-        let login = manager.create_session("alice", &[]).await.unwrap();
-        manager.revocation_cache().invalidate(login.session_id);
-
-        let (reached, release) = store.arm(Held::Get);
-        let check = tokio::spawn({
-            let manager = manager.clone();
-            let token = login.access_token.clone();
-            async move { manager.verify_access_token(&token).await }
-        });
-        reached.await.unwrap();
+        let (manager, login, check, release) = lookup_held_open().await;
         (manager.revocation_cache().sink())(RevocationEvent::Revoked(login.session_id));
         release.send(()).unwrap();
         assert!(check.await.unwrap().is_err());
