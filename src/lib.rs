@@ -5,7 +5,7 @@
 //!   [`RevocationCache`], puts the verified [`Session`] into the request extensions, and adds
 //!   `X-Token-Refresh` hints when the token is close to expiry. A valid token with a cache hit
 //!   costs less than a bare `jsonwebtoken::decode` of the same token, and nothing is boxed.
-//! - [`RefreshService`] serves the token routes: refresh with rotation and reuse detection,
+//! - [`TokenRoutes`] serves the token routes: refresh with rotation and reuse detection,
 //!   validate, auto-refresh, session stats, logout, logout-all, health.
 //! - [`SessionManager`] holds the session rules: 2 h access tokens, 30 d refresh tokens, a 90 d
 //!   absolute lifetime, 10 sessions per user, all configurable, on a [`store::MemoryStore`] by
@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use axum::{Json, Router, routing::{get, post}};
-//! use tower_jwt_session::{Session, SessionConfig, SessionManager};
+//! use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes};
 //!
 //! async fn me(session: Session) -> String {
 //!     format!("hello {}", session.user_id())
@@ -29,8 +29,8 @@
 //! let manager = SessionManager::new(config)?;
 //! let app: Router = Router::new()
 //!     .route("/api/me", get(me))
-//!     .layer(manager.layer())                              // everything above needs a token
-//!     .nest_service("/api/token", manager.refresh_service()); // refresh, logout, …
+//!     .route_layer(SessionLayer::from_manager(&manager))   // routes above need a token
+//!     .nest_service("/api/token", TokenRoutes::new(&manager)); // refresh, logout, …
 //! // Your login handler calls `manager.create_session(user_id, &roles).await?`
 //! // and returns the `TokenPair` (see examples/server.rs).
 //! # Ok(())
@@ -45,12 +45,12 @@
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use tower::{Layer, ServiceExt, service_fn};
-//! use tower_jwt_session::{Session, SessionConfig, SessionManager};
+//! use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-//! let service = manager.layer().layer(service_fn(|req: Request<Full<Bytes>>| async move {
+//! let service = SessionLayer::from_manager(&manager).layer(service_fn(|req: Request<Full<Bytes>>| async move {
 //!     let session = req.extensions().get::<Session>().expect("the layer put it there");
 //!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(session.user_id().to_owned()))))
 //! }));
@@ -101,9 +101,8 @@
 
 mod cache;
 pub mod clock;
-mod codec;
 pub mod config;
-mod cookie;
+pub mod cookie;
 mod error;
 mod escape;
 mod json_body;
@@ -115,9 +114,10 @@ pub mod routes;
 mod session;
 pub mod store;
 pub mod telemetry;
+mod token;
 
 pub use cache::{RevocationCache, RevocationFuture};
-pub use codec::{IssuedToken, MAX_TOKEN_LEN, TokenCodec};
+pub use token::{IssuedToken, MAX_TOKEN_LEN, TokenCodec};
 pub use config::{ConfigError, SameSite, SessionConfig, SessionLimitPolicy};
 pub use error::{AuthError, ErrorCode};
 pub use jsonwebtoken::Algorithm;
@@ -129,7 +129,7 @@ pub use manager::{
     SessionManagerBuilder, TokenPair,
 };
 pub use revocation::{Checked, NoRevocation, RevocationCheck, SessionStatus};
-pub use routes::{MAX_BODY_BYTES, RefreshService};
+pub use routes::{MAX_BODY_BYTES, TokenRoutes};
 pub use session::{ParseSessionIdError, Roles, Session, SessionId};
 
 #[cfg(feature = "axum")]

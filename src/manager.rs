@@ -5,15 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderMap;
-use sha2::Sha256;
 
 use crate::cache::RevocationCache;
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::codec::TokenCodec;
 use crate::config::{ConfigError, SessionConfig};
 use crate::error::{AuthError, ErrorCode};
 use crate::layer::SessionLayer;
@@ -24,12 +19,13 @@ use crate::store::{
     SessionRecord, SessionStore, StoreError, purge_at,
 };
 use crate::telemetry::{self, Escaped};
+use crate::token::TokenCodec;
+use crate::token::refresh::{RefreshClaims, RefreshKeys};
 
 /// Longest accepted user id, in bytes.
 pub const MAX_USER_ID_LEN: usize = 256;
 /// Most roles a session may carry.
 pub const MAX_ROLES: usize = 32;
-const REFRESH_PREFIX: &str = "tjs1";
 
 /// Why a session operation failed. Each maps to one status and error code of SPEC §5.
 #[derive(Debug, thiserror::Error)]
@@ -166,8 +162,7 @@ struct Inner {
     config: SessionConfig,
     codec: TokenCodec,
     store: Arc<dyn SessionStore>,
-    /// HMAC keys of refresh tokens: the current one first, then those of previous secrets.
-    refresh_keys: Vec<Hmac<Sha256>>,
+    refresh_keys: RefreshKeys,
     cache: RevocationCache,
     clock: SharedClock,
     lifetimes: Lifetimes,
@@ -175,7 +170,7 @@ struct Inner {
 }
 
 /// Creates, refreshes, revokes and lists sessions; hands out the [`SessionLayer`] and
-/// [`RefreshService`](crate::RefreshService) that serve them. Cheap to clone.
+/// [`TokenRoutes`](crate::TokenRoutes) that serve them. Cheap to clone.
 ///
 /// ```
 /// use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
@@ -246,10 +241,7 @@ impl SessionManagerBuilder {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let codec = TokenCodec::with_clock(&config, clock.clone())?;
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let refresh_keys = std::iter::once(&config.secret)
-            .chain(&config.previous_secrets)
-            .map(|secret| refresh_key(secret.expose()))
-            .collect();
+        let refresh_keys = RefreshKeys::from_config(&config);
         let access_retention = (config.access_token_ttl + config.leeway).as_millis() as u64;
         let cache = RevocationCache::new(
             store.clone(),
@@ -280,31 +272,6 @@ impl SessionManagerBuilder {
     }
 }
 
-/// The refresh-token MAC key for a secret: HMAC(secret, label), so it differs from the JWT key.
-fn refresh_key(secret: &[u8]) -> Hmac<Sha256> {
-    let mut derive = <Hmac<Sha256>>::new_from_slice(secret).expect("HMAC takes any key");
-    derive.update(b"tower-jwt-session refresh-token key v1");
-    let key = derive.finalize().into_bytes();
-    <Hmac<Sha256>>::new_from_slice(&key).expect("HMAC takes any key")
-}
-
-/// The parts of a refresh token: `tjs1.<sid>.<generation>.<expires_at_ms>.<mac>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RefreshClaims {
-    session_id: SessionId,
-    generation: u64,
-    expires_at: u64,
-}
-
-impl RefreshClaims {
-    fn mac_input(&self, mac: &mut Hmac<Sha256>) {
-        mac.update(REFRESH_PREFIX.as_bytes());
-        mac.update(self.session_id.as_bytes());
-        mac.update(&self.generation.to_be_bytes());
-        mac.update(&self.expires_at.to_be_bytes());
-    }
-}
-
 impl SessionManager {
     /// A manager over a new [`MemoryStore`] on the system clock.
     ///
@@ -329,8 +296,8 @@ impl SessionManager {
     }
 
     /// The service of the token routes (SPEC §5), under the default prefix `/api/token`.
-    pub fn refresh_service(&self) -> crate::RefreshService {
-        crate::RefreshService::new(self.clone())
+    pub fn refresh_service(&self) -> crate::TokenRoutes {
+        crate::TokenRoutes::new(self)
     }
 
     /// The token codec.
@@ -523,7 +490,7 @@ impl SessionManager {
             // The token's MAC verified, so this server issued it and its session existed. The
             // store deletes a session as soon as it ends (and forgets it once no token of it
             // can be used), so "no such session" means ended, or expired.
-            _ if now >= claims.expires_at => Err(SessionError::TokenExpired),
+            _ if now >= claims.expires_at_ms => Err(SessionError::TokenExpired),
             _ => Err(SessionError::Revoked),
         }
     }
@@ -620,12 +587,12 @@ impl SessionManager {
         let claims = RefreshClaims {
             session_id: record.session_id,
             generation: record.generation,
-            expires_at: record.refresh_expires_at,
+            expires_at_ms: record.refresh_expires_at,
         };
         let now_ms = self.now_ms();
         TokenPair {
             access_token: access.token,
-            refresh_token: self.mint_refresh_token(&claims),
+            refresh_token: self.inner.refresh_keys.mint(&claims),
             expires_in: Duration::from_millis((access.expires_at * 1000).saturating_sub(now_ms)),
             access_expires_at: access.expires_at,
             refresh_expires_at: record.refresh_expires_at,
@@ -634,64 +601,13 @@ impl SessionManager {
         }
     }
 
-    fn mint_refresh_token(&self, claims: &RefreshClaims) -> String {
-        let mut mac = self.inner.refresh_keys[0].clone();
-        claims.mac_input(&mut mac);
-        format!(
-            "{REFRESH_PREFIX}.{}.{}.{}.{}",
-            claims.session_id,
-            claims.generation,
-            claims.expires_at,
-            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-        )
-    }
-
     /// The session a refresh token was issued for, if its MAC verifies (no store lookup).
     pub(crate) fn refresh_token_session(&self, token: &str) -> Option<SessionId> {
         self.parse_refresh_token(token).map(|c| c.session_id)
     }
 
-    /// Parses a refresh token and checks its MAC (constant-time) against every key.
     fn parse_refresh_token(&self, token: &str) -> Option<RefreshClaims> {
-        if token.len() > 200 {
-            return None;
-        }
-        let mut parts = token.split('.');
-        let (prefix, sid, generation, expires_at, mac) = (
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-        );
-        if prefix != REFRESH_PREFIX || parts.next().is_some() {
-            return None;
-        }
-        // Canonical decimal only (no sign, no leading zero): one spelling per token.
-        let digits = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 20
-                && s.bytes().all(|b| b.is_ascii_digit())
-                && (s == "0" || !s.starts_with('0'))
-        };
-        if !digits(generation) || !digits(expires_at) {
-            return None;
-        }
-        let claims = RefreshClaims {
-            session_id: SessionId::parse(sid.as_bytes())?,
-            generation: generation.parse().ok()?,
-            expires_at: expires_at.parse().ok()?,
-        };
-        let mut tag = [0u8; 33];
-        let n = URL_SAFE_NO_PAD.decode_slice(mac, &mut tag).ok()?;
-        if n != 32 {
-            return None;
-        }
-        self.inner.refresh_keys.iter().find_map(|key| {
-            let mut mac = key.clone();
-            claims.mac_input(&mut mac);
-            mac.verify_slice(&tag[..32]).ok().map(|()| claims)
-        })
+        self.inner.refresh_keys.parse(token)
     }
 }
 

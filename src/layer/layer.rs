@@ -5,8 +5,14 @@ use tower_layer::Layer;
 
 use super::responder::{ErrorResponder, JsonResponder};
 use super::service::SessionService;
-use crate::codec::TokenCodec;
-use crate::revocation::{NoRevocation, RevocationCheck};
+use http::HeaderMap;
+
+use crate::cache::RevocationCache;
+use crate::token::TokenCodec;
+use crate::error::AuthError;
+use crate::manager::SessionManager;
+use crate::revocation::{Checked, NoRevocation, RevocationCheck, SessionStatus};
+use crate::session::Session;
 
 pub(crate) struct Shared<R> {
     pub(crate) codec: TokenCodec,
@@ -44,10 +50,26 @@ impl<R: fmt::Debug, E: fmt::Debug> fmt::Debug for SessionLayer<R, E> {
 
 impl SessionLayer {
     /// A layer that verifies tokens with `codec` and checks no revocation state. Use
-    /// [`SessionManager::layer`](crate::SessionManager::layer) for one that also refuses
-    /// revoked sessions.
+    /// [`SessionLayer::from_manager`] for one that also refuses revoked sessions.
     pub fn new(codec: TokenCodec) -> Self {
         Self::with_revocation(codec, NoRevocation)
+    }
+}
+
+impl SessionLayer<RevocationCache> {
+    /// The layer that protects routes with `manager`'s tokens and revocation state: a revoked
+    /// session is refused on the next request.
+    ///
+    /// ```
+    /// use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager};
+    ///
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let layer = SessionLayer::from_manager(&manager);
+    /// # let _ = layer;
+    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// ```
+    pub fn from_manager(manager: &SessionManager) -> Self {
+        Self::with_revocation(manager.codec().clone(), manager.revocation_cache().clone())
     }
 }
 
@@ -78,6 +100,26 @@ impl<R, E> SessionLayer<R, E> {
     /// The codec this layer verifies with.
     pub fn codec(&self) -> &TokenCodec {
         &self.shared.codec
+    }
+}
+
+impl<R: RevocationCheck, E> SessionLayer<R, E> {
+    /// Verifies the bearer token of `headers` as the layer does for a request, revocation
+    /// included, for code that is not behind the layer (a WebSocket upgrade, a custom route).
+    ///
+    /// # Errors
+    /// The [`AuthError`] the layer would refuse the request with.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Session, AuthError> {
+        let token = super::bearer_token(headers)?;
+        let session = self.shared.codec.verify_bytes(token)?;
+        let status = match self.shared.revocation.check(&session) {
+            Checked::Ready(status) => status,
+            Checked::Pending(check) => check.await,
+        };
+        match status {
+            SessionStatus::Active => Ok(session),
+            status => Err(super::refusal(status)),
+        }
     }
 }
 

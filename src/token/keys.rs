@@ -1,0 +1,191 @@
+//! Signing and verification keys: one per `kid`, each bound to one algorithm.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use sha2::{Sha256, Sha384, Sha512};
+
+use crate::config::{ConfigError, SessionConfig, key_id};
+
+use super::claims::OutHeader;
+
+#[derive(Clone)]
+pub(super) enum HmacKey {
+    S256(Hmac<Sha256>),
+    S384(Hmac<Sha384>),
+    S512(Hmac<Sha512>),
+}
+
+impl HmacKey {
+    pub(super) fn new(alg: Algorithm, secret: &[u8]) -> Self {
+        match alg {
+            Algorithm::HS384 => {
+                HmacKey::S384(Hmac::new_from_slice(secret).expect("HMAC takes any key"))
+            }
+            Algorithm::HS512 => {
+                HmacKey::S512(Hmac::new_from_slice(secret).expect("HMAC takes any key"))
+            }
+            _ => HmacKey::S256(Hmac::new_from_slice(secret).expect("HMAC takes any key")),
+        }
+    }
+
+    /// Constant-time check of `signature` over `message`.
+    pub(super) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        fn check<M: Mac + Clone>(key: &M, message: &[u8], signature: &[u8]) -> bool {
+            let mut mac = key.clone();
+            mac.update(message);
+            mac.verify_slice(signature).is_ok()
+        }
+        match self {
+            HmacKey::S256(k) => check(k, message, signature),
+            HmacKey::S384(k) => check(k, message, signature),
+            HmacKey::S512(k) => check(k, message, signature),
+        }
+    }
+
+    pub(super) fn sign(&self, message: &[u8]) -> Vec<u8> {
+        fn tag<M: Mac + Clone>(key: &M, message: &[u8]) -> Vec<u8> {
+            let mut mac = key.clone();
+            mac.update(message);
+            mac.finalize().into_bytes().to_vec()
+        }
+        match self {
+            HmacKey::S256(k) => tag(k, message),
+            HmacKey::S384(k) => tag(k, message),
+            HmacKey::S512(k) => tag(k, message),
+        }
+    }
+}
+
+// The HMAC state is the hot path and sits inline on purpose; a key set holds a handful of keys.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+pub(super) enum Verifier {
+    Hmac(HmacKey),
+    Public(DecodingKey),
+}
+
+#[derive(Clone)]
+pub(super) struct VerifyKey {
+    pub(super) kid: Box<str>,
+    pub(super) alg: Algorithm,
+    pub(super) verifier: Verifier,
+}
+
+#[allow(clippy::large_enum_variant)]
+pub(super) enum SignerKey {
+    Hmac(HmacKey),
+    Private(EncodingKey),
+}
+
+/// Exact, case-sensitive names (RFC 7518): `none`, `None`, `NONE` and friends are all refused.
+pub(super) fn parse_alg(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+pub(super) fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::EdDSA => "EdDSA",
+        _ => "unsupported",
+    }
+}
+
+/// The keys of a configuration: the signer, and every key a token may name.
+pub(super) struct KeySet {
+    /// The algorithm new tokens are signed with.
+    pub(super) alg: Algorithm,
+    /// base64url of the JSON header of new tokens, computed once.
+    pub(super) header_b64: String,
+    pub(super) signer: SignerKey,
+    pub(super) keys: Vec<VerifyKey>,
+}
+
+impl KeySet {
+    /// The current secret (or the signing PEM), then previous secrets and verification PEMs.
+    ///
+    /// # Errors
+    /// [`ConfigError::Conflict`] when the signing PEM has no private key.
+    pub(super) fn from_config(config: &SessionConfig) -> Result<Self, ConfigError> {
+        let hmac_alg = Algorithm::HS256;
+        let mut keys = vec![VerifyKey {
+            kid: key_id(hmac_alg, config.secret.expose()).into(),
+            alg: hmac_alg,
+            verifier: Verifier::Hmac(HmacKey::new(hmac_alg, config.secret.expose())),
+        }];
+        for old in &config.previous_secrets {
+            keys.push(VerifyKey {
+                kid: key_id(hmac_alg, old.expose()).into(),
+                alg: hmac_alg,
+                verifier: Verifier::Hmac(HmacKey::new(hmac_alg, old.expose())),
+            });
+        }
+        let (alg, kid, signer) = match &config.signing_pem {
+            Some(pem) => {
+                keys.insert(
+                    0,
+                    VerifyKey {
+                        kid: pem.kid.as_str().into(),
+                        alg: pem.alg,
+                        verifier: Verifier::Public(pem.decoding.clone()),
+                    },
+                );
+                let encoding = pem.encoding.clone().ok_or(ConfigError::Conflict {
+                    name: "signing_key_pem",
+                    reason: "no private key",
+                })?;
+                (pem.alg, pem.kid.clone(), SignerKey::Private(encoding))
+            }
+            None => (
+                hmac_alg,
+                keys[0].kid.to_string(),
+                SignerKey::Hmac(HmacKey::new(hmac_alg, config.secret.expose())),
+            ),
+        };
+        for pem in &config.verification_pems {
+            keys.push(VerifyKey {
+                kid: pem.kid.as_str().into(),
+                alg: pem.alg,
+                verifier: Verifier::Public(pem.decoding.clone()),
+            });
+        }
+        let header = OutHeader {
+            alg: alg_name(alg),
+            typ: "at+jwt",
+            kid: &kid,
+        };
+        let header_b64 =
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a header serializes"));
+        Ok(Self {
+            alg,
+            header_b64,
+            signer,
+            keys,
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! Issuing and verifying access tokens (RFC 9068 / RFC 8725).
+//!
+//! Tokens carry `typ: at+jwt` and a `kid`; each key is bound to one algorithm and the `alg` of a
+//! presented token must be both on the allow-list and the algorithm of the key its `kid` names,
+//! which rules out `alg: none` and algorithm confusion. `jku`, `jwk`, `x5u` and `x5c` are never
+//! followed: a token carrying them is refused.
+//!
+//! HMAC verification, the hot path, runs on pre-keyed HMAC states, decodes into stack buffers and
+//! parses the JSON with borrowed strings, so verifying a token allocates only the one buffer of
+//! the resulting [`Session`]. Asymmetric algorithms go through `jsonwebtoken`'s crypto.
+
+//!
+//! | file | holds |
+//! |---|---|
+//! | `mod.rs` | [`TokenCodec`], [`IssuedToken`], construction |
+//! | `access.rs` | issuing and verifying access tokens |
+//! | `claims.rs` | the JOSE header and claims as they are written and read |
+//! | `keys.rs` | signing and verification keys, algorithm names |
+//! | `refresh.rs` | the `tjs1.` refresh-token format |
+
+mod access;
+mod claims;
+mod keys;
+pub(crate) mod refresh;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::config::{ConfigError, SessionConfig};
+use crate::session::Session;
+
+use keys::{KeySet, SignerKey, VerifyKey};
+
+/// Longest token accepted, in bytes. Larger ones are refused before any decoding.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+struct Inner {
+    /// base64url of the JSON header, computed once.
+    header_b64: String,
+    alg: Algorithm,
+    signer: SignerKey,
+    keys: Vec<VerifyKey>,
+    allowed: Vec<Algorithm>,
+    issuer: Option<Box<str>>,
+    audience: Option<Box<str>>,
+    leeway_secs: u64,
+    access_ttl: Duration,
+    refresh_threshold_secs: u64,
+    realm: Arc<str>,
+    clock: SharedClock,
+}
+
+/// Issues and verifies access tokens. Cheap to clone.
+///
+/// ```
+/// use tower_jwt_session::{SessionConfig, SessionId, TokenCodec};
+///
+/// let codec = TokenCodec::new(&SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+/// let sid = SessionId::random();
+/// let token = codec.issue("alice", sid, &["user".to_owned()]);
+/// let session = codec.verify(&token.token).expect("a fresh token verifies");
+/// assert_eq!(session.user_id(), "alice");
+/// assert_eq!(session.session_id(), sid);
+/// # Ok::<(), tower_jwt_session::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct TokenCodec {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for TokenCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCodec")
+            .field("alg", &self.inner.alg)
+            .field(
+                "kids",
+                &self.inner.keys.iter().map(|k| &*k.kid).collect::<Vec<_>>(),
+            )
+            .field("allowed", &self.inner.allowed)
+            .field("issuer", &self.inner.issuer)
+            .field("audience", &self.inner.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A freshly issued access token.
+#[derive(Clone)]
+pub struct IssuedToken {
+    /// The compact JWS.
+    pub token: String,
+    /// `exp`, in seconds since the epoch.
+    pub expires_at: u64,
+    /// `iat`, in seconds since the epoch.
+    pub issued_at: u64,
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A token whose signature and claims were checked, except for its time window.
+pub(crate) struct Decoded {
+    pub(crate) session: Session,
+    pub(crate) not_before: Option<u64>,
+}
+
+impl TokenCodec {
+    /// A codec for the keys, issuer, audience, leeway and access-token lifetime of `config`,
+    /// on the system clock.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the configuration does not validate.
+    pub fn new(config: &SessionConfig) -> Result<Self, ConfigError> {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// As [`new`](Self::new), reading time from `clock`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_clock(config: &SessionConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let KeySet {
+            alg,
+            header_b64,
+            signer,
+            keys,
+        } = KeySet::from_config(config)?;
+        let allowed = config.algorithms.clone().unwrap_or_else(|| vec![alg]);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                header_b64,
+                alg,
+                signer,
+                keys,
+                allowed,
+                issuer: config.issuer.as_deref().map(Into::into),
+                audience: config.audience.as_deref().map(Into::into),
+                leeway_secs: config.leeway.as_secs(),
+                access_ttl: config.access_token_ttl,
+                refresh_threshold_secs: config.refresh_threshold.as_secs(),
+                realm: crate::error::sanitize_realm(&config.realm).into(),
+                clock,
+            }),
+        })
+    }
+
+    /// The clock this codec reads.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.inner.clock
+    }
+
+    /// Seconds since the epoch, on this codec's clock.
+    #[inline]
+    pub(crate) fn now_secs(&self) -> u64 {
+        self.inner.clock.now_ms() / 1000
+    }
+
+    /// Remaining lifetime, in seconds, at or under which a refresh is advised.
+    pub(crate) fn refresh_threshold_secs(&self) -> u64 {
+        self.inner.refresh_threshold_secs
+    }
+
+    /// The realm of `WWW-Authenticate` challenges.
+    pub(crate) fn realm(&self) -> &Arc<str> {
+        &self.inner.realm
+    }
+}

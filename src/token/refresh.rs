@@ -1,0 +1,115 @@
+//! The refresh-token format: `tjs1.<session>.<generation>.<expires_at_ms>.<HMAC>`.
+//!
+//! A refresh token is derived from a server key and never stored: the store keeps only the
+//! session's current generation, and the MAC proves this server issued the token.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::config::SessionConfig;
+use crate::session::SessionId;
+
+const REFRESH_PREFIX: &str = "tjs1";
+/// Longest refresh token parsed; longer ones are refused before any work.
+const MAX_REFRESH_LEN: usize = 200;
+
+/// The parts of a refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RefreshClaims {
+    pub(crate) session_id: SessionId,
+    pub(crate) generation: u64,
+    /// When the refresh token expires, in milliseconds since the epoch (the wire unit).
+    pub(crate) expires_at_ms: u64,
+}
+
+impl RefreshClaims {
+    fn mac_input(&self, mac: &mut Hmac<Sha256>) {
+        mac.update(REFRESH_PREFIX.as_bytes());
+        mac.update(self.session_id.as_bytes());
+        mac.update(&self.generation.to_be_bytes());
+        mac.update(&self.expires_at_ms.to_be_bytes());
+    }
+}
+
+/// The MAC keys of refresh tokens: the current one first, then those of previous secrets.
+#[derive(Clone)]
+pub(crate) struct RefreshKeys(Vec<Hmac<Sha256>>);
+
+impl RefreshKeys {
+    /// The keys derived from the secret and the previous secrets of `config`.
+    pub(crate) fn from_config(config: &SessionConfig) -> Self {
+        Self(
+            std::iter::once(&config.secret)
+                .chain(&config.previous_secrets)
+                .map(|secret| refresh_key(secret.expose()))
+                .collect(),
+        )
+    }
+
+    /// Writes a refresh token for `claims`, MAC'd with the current key.
+    pub(crate) fn mint(&self, claims: &RefreshClaims) -> String {
+        let mut mac = self.0[0].clone();
+        claims.mac_input(&mut mac);
+        format!(
+            "{REFRESH_PREFIX}.{}.{}.{}.{}",
+            claims.session_id,
+            claims.generation,
+            claims.expires_at_ms,
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    /// Parses a refresh token and checks its MAC (constant-time) against every key.
+    pub(crate) fn parse(&self, token: &str) -> Option<RefreshClaims> {
+        if token.len() > MAX_REFRESH_LEN {
+            return None;
+        }
+        let mut parts = token.split('.');
+        let (prefix, sid, generation, expires_at, mac) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
+        if prefix != REFRESH_PREFIX || parts.next().is_some() {
+            return None;
+        }
+        if !canonical_decimal(generation) || !canonical_decimal(expires_at) {
+            return None;
+        }
+        let claims = RefreshClaims {
+            session_id: SessionId::parse(sid.as_bytes())?,
+            generation: generation.parse().ok()?,
+            expires_at_ms: expires_at.parse().ok()?,
+        };
+        let mut tag = [0u8; 33];
+        let n = URL_SAFE_NO_PAD.decode_slice(mac, &mut tag).ok()?;
+        if n != 32 {
+            return None;
+        }
+        self.0.iter().find_map(|key| {
+            let mut mac = key.clone();
+            claims.mac_input(&mut mac);
+            mac.verify_slice(&tag[..32]).ok().map(|()| claims)
+        })
+    }
+}
+
+/// Canonical decimal only (no sign, no leading zero): one spelling per token.
+fn canonical_decimal(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 20
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'))
+}
+
+/// The refresh-token MAC key for a secret: HMAC(secret, label), so it differs from the JWT key.
+fn refresh_key(secret: &[u8]) -> Hmac<Sha256> {
+    let mut derive = <Hmac<Sha256>>::new_from_slice(secret).expect("HMAC takes any key");
+    derive.update(b"tower-jwt-session refresh-token key v1");
+    let key = derive.finalize().into_bytes();
+    <Hmac<Sha256>>::new_from_slice(&key).expect("HMAC takes any key")
+}

@@ -1,0 +1,542 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+use super::keys::HmacKey;
+use super::*;
+use crate::clock::ManualClock;
+use crate::config::{ConfigError, key_id};
+use crate::error::AuthError;
+use crate::session::SessionId;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+const OLD_SECRET: &str = "an-older-secret-that-was-rotated-out";
+const NOW_MS: u64 = 1_800_000_000_000;
+const NOW: u64 = NOW_MS / 1000;
+
+fn config() -> SessionConfig {
+    SessionConfig::new(SECRET).unwrap()
+}
+
+fn codec_with(config: SessionConfig) -> (TokenCodec, ManualClock) {
+    let clock = ManualClock::new(NOW_MS);
+    (
+        TokenCodec::with_clock(&config, Arc::new(clock.clone())).unwrap(),
+        clock,
+    )
+}
+
+fn plain() -> (TokenCodec, ManualClock) {
+    codec_with(config())
+}
+
+fn kid(secret: &str) -> String {
+    key_id(Algorithm::HS256, secret.as_bytes())
+}
+
+fn claims() -> Value {
+    json!({
+        "sub": "alice", "sid": SessionId::random().to_string(), "jti": "j1",
+        "iat": NOW, "exp": NOW + 600, "roles": ["user"],
+    })
+}
+
+/// Signs `claims` with jsonwebtoken as a foreign issuer would.
+fn sign(
+    alg: Algorithm,
+    kid: Option<String>,
+    typ: Option<&str>,
+    claims: &Value,
+    key: &[u8],
+) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid;
+    header.typ = typ.map(str::to_owned);
+    encode(&header, claims, &EncodingKey::from_secret(key).unwrap()).unwrap()
+}
+
+fn good(claims: &Value) -> String {
+    sign(
+        Algorithm::HS256,
+        Some(kid(SECRET)),
+        Some("at+jwt"),
+        claims,
+        SECRET.as_bytes(),
+    )
+}
+
+/// Builds a token from raw header and payload JSON, signed with the HS256 secret.
+fn raw(header: &str, payload: &str) -> String {
+    let mut t = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let key = HmacKey::new(Algorithm::HS256, SECRET.as_bytes());
+    let sig = URL_SAFE_NO_PAD.encode(key.sign(t.as_bytes()));
+    t.push('.');
+    t.push_str(&sig);
+    t
+}
+
+#[test]
+fn issued_tokens_verify_and_carry_the_rfc9068_header_and_claims() {
+    let (codec, _) = codec_with(config().issuer("https://iss").audience("api"));
+    let sid = SessionId::random();
+    let issued = codec.issue("alice", sid, &["user".into(), "admin".into()]);
+    assert_eq!(issued.expires_at, NOW + 7200);
+    let session = codec.verify(&issued.token).unwrap();
+    assert_eq!(session.user_id(), "alice");
+    assert_eq!(session.session_id(), sid);
+    assert_eq!(session.roles().collect::<Vec<_>>(), ["user", "admin"]);
+    assert_eq!(session.expires_at(), NOW + 7200);
+
+    let header = jsonwebtoken::decode_header(&issued.token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    assert_eq!(header.kid, Some(kid(SECRET)));
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(issued.token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    for claim in ["sub", "sid", "jti", "iat", "exp", "roles", "iss", "aud"] {
+        assert!(payload.get(claim).is_some(), "missing {claim}");
+    }
+    // Two tokens never share a jti.
+    let again = codec.issue("alice", sid, &[]);
+    let jti = |t: &str| {
+        let p: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(t.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        p["jti"].as_str().unwrap().to_owned()
+    };
+    assert_ne!(jti(&issued.token), jti(&again.token));
+}
+
+#[test]
+fn tokens_from_another_jwt_library_verify() {
+    let (codec, _) = plain();
+    assert!(codec.verify(&good(&claims())).is_ok());
+    let typ_mime = sign(
+        Algorithm::HS256,
+        Some(kid(SECRET)),
+        Some("application/at+JWT"),
+        &claims(),
+        SECRET.as_bytes(),
+    );
+    assert!(codec.verify(&typ_mime).is_ok());
+}
+
+#[test]
+fn alg_none_in_every_spelling_is_refused() {
+    let (codec, _) = plain();
+    let payload = claims().to_string();
+    for alg in ["none", "None", "NONE", "nOnE", ""] {
+        let header = format!(
+            r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{}"}}"#,
+            kid(SECRET)
+        );
+        let unsigned = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(&header),
+            URL_SAFE_NO_PAD.encode(&payload)
+        );
+        assert!(codec.verify(&unsigned).is_err(), "{alg} unsigned");
+        let signed = raw(&header, &payload);
+        assert_eq!(
+            codec.verify(&signed).unwrap_err(),
+            AuthError::UnsupportedAlgorithm,
+            "{alg}"
+        );
+    }
+}
+
+#[test]
+fn algorithms_outside_the_allow_list_are_refused() {
+    let (codec, _) = plain();
+    let hs512 = sign(
+        Algorithm::HS512,
+        Some(kid(SECRET)),
+        Some("at+jwt"),
+        &claims(),
+        SECRET.as_bytes(),
+    );
+    assert_eq!(
+        codec.verify(&hs512).unwrap_err(),
+        AuthError::UnsupportedAlgorithm
+    );
+    // Listed, but the key is bound to HS256.
+    let (wide, _) = codec_with(config().allowed_algorithms([Algorithm::HS256, Algorithm::HS512]));
+    assert_eq!(
+        wide.verify(&hs512).unwrap_err(),
+        AuthError::UnsupportedAlgorithm
+    );
+}
+
+#[test]
+fn wrong_key_and_tampering_are_refused() {
+    let (codec, _) = plain();
+    let forged = sign(
+        Algorithm::HS256,
+        Some(kid(SECRET)),
+        Some("at+jwt"),
+        &claims(),
+        b"another-secret-another-secret-!!",
+    );
+    assert_eq!(
+        codec.verify(&forged).unwrap_err(),
+        AuthError::InvalidSignature
+    );
+
+    let token = good(&claims());
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["sub"] = json!("admin");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(payload.to_string()),
+        parts[2]
+    );
+    assert_eq!(
+        codec.verify(&tampered).unwrap_err(),
+        AuthError::InvalidSignature
+    );
+
+    // Splicing the signature of one token onto another.
+    let other = good(&claims());
+    let spliced = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        other.split('.').nth(2).unwrap()
+    );
+    assert_eq!(
+        codec.verify(&spliced).unwrap_err(),
+        AuthError::InvalidSignature
+    );
+
+    // A non-canonical base64 signature (trailing bits changed) does not verify either.
+    let mut sig = parts[2].to_owned();
+    let last = sig.pop().unwrap();
+    sig.push(if last == 'A' { 'B' } else { 'A' });
+    assert!(
+        codec
+            .verify(&format!("{}.{}.{}", parts[0], parts[1], sig))
+            .is_err()
+    );
+}
+
+#[test]
+fn wrong_typ_is_refused() {
+    let (codec, _) = plain();
+    for typ in [Some("JWT"), Some("refresh+jwt"), None] {
+        let t = sign(
+            Algorithm::HS256,
+            Some(kid(SECRET)),
+            typ,
+            &claims(),
+            SECRET.as_bytes(),
+        );
+        assert_eq!(
+            codec.verify(&t).unwrap_err(),
+            AuthError::InvalidType,
+            "{typ:?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_or_missing_kid_is_refused_and_listed_previous_keys_are_accepted() {
+    let (codec, _) = plain();
+    let unknown = sign(
+        Algorithm::HS256,
+        Some("nope".into()),
+        Some("at+jwt"),
+        &claims(),
+        SECRET.as_bytes(),
+    );
+    assert_eq!(codec.verify(&unknown).unwrap_err(), AuthError::UnknownKey);
+    let missing = sign(
+        Algorithm::HS256,
+        None,
+        Some("at+jwt"),
+        &claims(),
+        SECRET.as_bytes(),
+    );
+    assert_eq!(codec.verify(&missing).unwrap_err(), AuthError::UnknownKey);
+
+    let old = sign(
+        Algorithm::HS256,
+        Some(kid(OLD_SECRET)),
+        Some("at+jwt"),
+        &claims(),
+        OLD_SECRET.as_bytes(),
+    );
+    assert_eq!(codec.verify(&old).unwrap_err(), AuthError::UnknownKey);
+    let (rotated, _) = codec_with(config().previous_secret(OLD_SECRET).unwrap());
+    assert!(rotated.verify(&old).is_ok());
+    // The previous key verifies only its own tokens.
+    let mislabelled = sign(
+        Algorithm::HS256,
+        Some(kid(OLD_SECRET)),
+        Some("at+jwt"),
+        &claims(),
+        SECRET.as_bytes(),
+    );
+    assert_eq!(
+        rotated.verify(&mislabelled).unwrap_err(),
+        AuthError::InvalidSignature
+    );
+    // New tokens are signed with the current key.
+    let fresh = rotated.issue("bob", SessionId::random(), &[]);
+    assert_eq!(
+        jsonwebtoken::decode_header(&fresh.token).unwrap().kid,
+        Some(kid(SECRET))
+    );
+}
+
+#[test]
+fn missing_and_malformed_claims_are_refused() {
+    let (codec, _) = plain();
+    for claim in ["exp", "iat", "sub", "sid", "jti"] {
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove(claim);
+        assert_eq!(
+            codec.verify(&good(&c)).unwrap_err(),
+            AuthError::MissingClaim(claim),
+            "{claim}"
+        );
+    }
+    for (claim, value) in [
+        ("exp", json!("tomorrow")),
+        ("iat", json!(-5)),
+        ("sid", json!("short")),
+        ("sub", json!("")),
+        ("roles", json!("admin")),
+        ("sub", json!(42)),
+    ] {
+        let mut c = claims();
+        c[claim] = value;
+        assert!(codec.verify(&good(&c)).is_err(), "{claim}");
+    }
+    let mut c = claims();
+    c["exp"] = json!((NOW + 600) as f64 + 0.5);
+    assert!(codec.verify(&good(&c)).is_ok(), "fractional NumericDate");
+}
+
+#[test]
+fn time_rules_apply_with_leeway() {
+    let (codec, clock) = plain();
+    let mut c = claims();
+    c["exp"] = json!(NOW + 10);
+    let t = good(&c);
+    assert!(codec.verify(&t).is_ok());
+    clock.set((NOW + 10) * 1000);
+    assert!(
+        codec.verify(&t).is_ok(),
+        "exp reached, inside the 30 s leeway"
+    );
+    clock.set((NOW + 39) * 1000);
+    assert!(codec.verify(&t).is_ok());
+    clock.set((NOW + 40) * 1000);
+    assert_eq!(codec.verify(&t).unwrap_err(), AuthError::Expired);
+
+    let (strict, clock) = codec_with(config().leeway(Duration::ZERO));
+    clock.set((NOW + 10) * 1000);
+    assert_eq!(
+        strict.verify(&t).unwrap_err(),
+        AuthError::Expired,
+        "exp exactly now"
+    );
+
+    let (codec, _) = plain();
+    let mut c = claims();
+    c["nbf"] = json!(NOW + 31);
+    assert_eq!(codec.verify(&good(&c)).unwrap_err(), AuthError::NotYetValid);
+    c["nbf"] = json!(NOW + 30);
+    assert!(codec.verify(&good(&c)).is_ok());
+}
+
+#[test]
+fn issuer_and_audience_are_required_when_configured() {
+    let (codec, _) = codec_with(config().issuer("https://iss").audience("api"));
+    let mut c = claims();
+    assert_eq!(
+        codec.verify(&good(&c)).unwrap_err(),
+        AuthError::InvalidIssuer
+    );
+    c["iss"] = json!("https://evil");
+    assert_eq!(
+        codec.verify(&good(&c)).unwrap_err(),
+        AuthError::InvalidIssuer
+    );
+    c["iss"] = json!("https://iss");
+    assert_eq!(
+        codec.verify(&good(&c)).unwrap_err(),
+        AuthError::InvalidAudience
+    );
+    c["aud"] = json!("other");
+    assert_eq!(
+        codec.verify(&good(&c)).unwrap_err(),
+        AuthError::InvalidAudience
+    );
+    c["aud"] = json!(["other", "api"]);
+    assert!(codec.verify(&good(&c)).is_ok());
+    c["aud"] = json!("api");
+    assert!(codec.verify(&good(&c)).is_ok());
+}
+
+#[test]
+fn key_references_and_crit_are_refused() {
+    let (codec, _) = plain();
+    let payload = claims().to_string();
+    for extra in [
+        r#""jku":"https://evil/jwks""#,
+        r#""jwk":{"kty":"oct","k":"AAAA"}"#,
+        r#""x5u":"https://evil/cert""#,
+        r#""x5c":["MIIB"]"#,
+        r#""crit":["exp"]"#,
+    ] {
+        let header = format!(
+            r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}",{extra}}}"#,
+            kid(SECRET)
+        );
+        assert_eq!(
+            codec.verify(&raw(&header, &payload)).unwrap_err(),
+            AuthError::ForbiddenHeader,
+            "{extra}"
+        );
+    }
+}
+
+#[test]
+fn malformed_input_never_panics() {
+    let (codec, _) = plain();
+    let long = "a".repeat(MAX_TOKEN_LEN + 1);
+    let dup = raw(
+        &format!(
+            r#"{{"alg":"HS256","alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+            kid(SECRET)
+        ),
+        &claims().to_string(),
+    );
+    let dup_claim = raw(
+        &format!(
+            r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+            kid(SECRET)
+        ),
+        r#"{"sub":"a","sub":"b"}"#,
+    );
+    let deep = raw(
+        &format!(
+            r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+            kid(SECRET)
+        ),
+        &format!("{}1{}", "[".repeat(5000), "]".repeat(5000)),
+    );
+    for bad in [
+        "",
+        ".",
+        "..",
+        "a.b.c",
+        "a.b.c.d",
+        "😀.😀.😀",
+        "eyJ.eyJ.",
+        &long,
+        &dup,
+        &dup_claim,
+        &deep,
+        "=.=.=",
+    ] {
+        assert!(codec.verify(bad).is_err(), "{bad:.40}");
+    }
+}
+
+#[test]
+fn asymmetric_algorithms_work_and_confusion_is_refused() {
+    let rsa_private = include_bytes!("../../tests/keys/rsa_private.pem");
+    let rsa_public = include_bytes!("../../tests/keys/rsa_public.pem");
+    for (alg, private, public) in [
+        (Algorithm::RS256, &rsa_private[..], &rsa_public[..]),
+        (
+            Algorithm::ES256,
+            include_bytes!("../../tests/keys/ec_private.pem"),
+            include_bytes!("../../tests/keys/ec_public.pem"),
+        ),
+        (
+            Algorithm::EdDSA,
+            include_bytes!("../../tests/keys/ed_private.pem"),
+            include_bytes!("../../tests/keys/ed_public.pem"),
+        ),
+    ] {
+        let (codec, _) = codec_with(config().signing_key_pem(alg, private, public).unwrap());
+        let issued = codec.issue("alice", SessionId::random(), &[]);
+        assert_eq!(jsonwebtoken::decode_header(&issued.token).unwrap().alg, alg);
+        assert_eq!(
+            codec.verify(&issued.token).unwrap().user_id(),
+            "alice",
+            "{alg:?}"
+        );
+        // An HMAC token is not accepted once an asymmetric key signs.
+        assert_eq!(
+            codec.verify(&good(&claims())).unwrap_err(),
+            AuthError::UnsupportedAlgorithm
+        );
+    }
+
+    // Algorithm confusion: an HS256 token keyed with the RSA public key, naming the RSA kid.
+    let (codec, _) = codec_with(
+        config()
+            .signing_key_pem(Algorithm::RS256, rsa_private, rsa_public)
+            .unwrap()
+            .allowed_algorithms([Algorithm::RS256, Algorithm::HS256]),
+    );
+    let rsa_kid = key_id(Algorithm::RS256, rsa_public);
+    let confused = sign(
+        Algorithm::HS256,
+        Some(rsa_kid),
+        Some("at+jwt"),
+        &claims(),
+        rsa_public,
+    );
+    assert_eq!(
+        codec.verify(&confused).unwrap_err(),
+        AuthError::UnsupportedAlgorithm
+    );
+
+    assert!(matches!(
+        config().signing_key_pem(Algorithm::RS256, b"not a pem", rsa_public),
+        Err(ConfigError::Key { .. })
+    ));
+    assert!(
+        config()
+            .signing_key_pem(Algorithm::HS256, rsa_private, rsa_public)
+            .is_err()
+    );
+}
+
+#[test]
+fn access_tokens_are_capped_by_the_session_end() {
+    let (codec, _) = plain();
+    let issued = codec.issue_until("alice", SessionId::random(), &[], NOW + 60);
+    assert_eq!(issued.expires_at, NOW + 60);
+}
+
+#[test]
+fn debug_output_has_no_key_material() {
+    let (codec, _) = plain();
+    let text = format!("{codec:?}");
+    assert!(!text.contains(SECRET));
+    let issued = codec.issue("alice", SessionId::random(), &[]);
+    assert!(!format!("{issued:?}").contains(&issued.token));
+}
