@@ -113,7 +113,7 @@ fn hot_path(c: &mut Criterion) {
     let inner = service_fn(|_req: Request<Empty<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
     });
-    let mut layered = manager.layer().layer(inner);
+    let mut layered = SessionLayer::from_manager(&manager).layer(inner);
     let mut bare = SessionLayer::new(codec.clone()).layer(inner);
     let request = || {
         Request::builder()

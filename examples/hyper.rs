@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_jwt_session::{Session, SessionConfig, SessionManager};
+use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes};
 
 type Body =
     http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -58,8 +58,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         );
         Ok::<_, Infallible>(Response::new(full(text)))
     });
-    let protected = manager.layer().layer(hello);
-    let tokens = manager.refresh_service();
+    let protected = SessionLayer::from_manager(&manager).layer(hello);
+    let tokens = TokenRoutes::new(&manager);
 
     loop {
         let (stream, _) = listener.accept().await?;

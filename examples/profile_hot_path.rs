@@ -24,7 +24,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Empty;
 use tower::{Layer, Service, service_fn};
-use tower_jwt_session::{SessionConfig, SessionManager};
+use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager};
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret!!";
 
@@ -68,7 +68,7 @@ fn main() {
     let inner = service_fn(|_req: Request<Empty<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
     });
-    let mut layered = manager.layer().layer(inner);
+    let mut layered = SessionLayer::from_manager(&manager).layer(inner);
     let codec = manager.codec().clone();
 
     let start = std::time::Instant::now();

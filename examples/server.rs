@@ -42,7 +42,7 @@ use tower_jwt_session::login::Credentials;
 use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
 use tower_jwt_session::{
     AttemptConfig, AttemptTracker, Authenticated, LoginService, RateLimitConfig, RateLimitLayer,
-    Session, SessionConfig, SessionManager,
+    Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
 };
 use tower_jwt_session::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
 
@@ -223,8 +223,12 @@ async fn build(config: SessionConfig) -> Result<Parts, Box<dyn std::error::Error
             nodes = config.redis_urls().len(),
             "using the Redis session store"
         );
-        let rate_limit: Arc<dyn RateLimitBackend> = Arc::new(store.rate_limit_backend());
-        let attempts: Arc<dyn AttemptBackend> = Arc::new(store.attempt_backend());
+        let rate_limit: Arc<dyn RateLimitBackend> = Arc::new(
+            tower_jwt_session::rate_limit::RedisRateLimitBackend::new(store.connection()),
+        );
+        let attempts: Arc<dyn AttemptBackend> = Arc::new(
+            tower_jwt_session::rate_limit::RedisAttemptBackend::new(store.connection()),
+        );
         Ok(Parts {
             manager: SessionManager::builder(config).store(store).build()?,
             rate_limit: Some(rate_limit),
@@ -263,16 +267,16 @@ fn app(parts: Parts, limits: RateLimitConfig) -> Router {
     };
     let protected = Router::new()
         .route("/api/me", get(me))
-        .layer(manager.layer());
+        .layer(SessionLayer::from_manager(&manager));
     // RATE_LIMIT_WINDOW_MS / RATE_LIMIT_MAX_REQUESTS per client IP on /api/auth/* and /api/token/*.
     let rate_limited = Router::new()
         .route_service(
             "/api/auth/login",
-            LoginService::new(manager.clone(), check_password).attempt_tracker(attempts.clone()),
+            LoginService::new(&manager, check_password).attempt_tracker(attempts.clone()),
         )
         .nest_service(
             "/api/token",
-            manager.refresh_service().attempt_tracker(attempts.clone()),
+            TokenRoutes::new(&manager).attempt_tracker(attempts.clone()),
         )
         .layer(rate_limit);
     let router = Router::new()

@@ -37,20 +37,35 @@ pub(crate) enum Delivery {
     Cookie,
 }
 
-impl SessionManager {
-    /// The `Set-Cookie` value that hands `pair`'s refresh token to the browser, with the
-    /// attributes of the configuration (`SESSION_COOKIE_*`, path, name) and a `Max-Age` that
-    /// ends with the refresh token.
-    pub fn refresh_cookie(&self, pair: &TokenPair) -> HeaderValue {
-        let now_ms = self.codec().clock().now_ms();
-        let max_age = pair.refresh_expires_at.saturating_sub(now_ms) / 1000;
-        build(self.config(), &pair.refresh_token, max_age)
-    }
+/// The `Set-Cookie` value that hands `pair`'s refresh token to the browser, with the
+/// attributes of `manager`'s configuration (`SESSION_COOKIE_*`, path, name) and a `Max-Age`
+/// that ends with the refresh token.
+///
+/// ```
+/// use tower_jwt_session::{SessionConfig, SessionManager, cookie};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+/// let pair = manager.create_session("alice", &[]).await?;
+/// let set_cookie = cookie::refresh_cookie(&manager, &pair);
+/// assert!(set_cookie.to_str()?.starts_with("tjs_refresh="));
+/// # Ok(())
+/// # }
+/// ```
+pub fn refresh_cookie(manager: &SessionManager, pair: &TokenPair) -> HeaderValue {
+    let now_ms = manager.codec().clock().now_ms();
+    let left = pair
+        .refresh_expires_at
+        .duration_since(crate::clock::system_time(now_ms))
+        .unwrap_or_default();
+    let max_age = left.as_secs();
+    build(manager.config(), &pair.refresh_token, max_age)
+}
 
-    /// The `Set-Cookie` value that removes the refresh-token cookie (on logout).
-    pub fn clear_refresh_cookie(&self) -> HeaderValue {
-        build(self.config(), "", 0)
-    }
+/// The `Set-Cookie` value that removes the refresh-token cookie (on logout).
+pub fn clear_refresh_cookie(manager: &SessionManager) -> HeaderValue {
+    build(manager.config(), "", 0)
 }
 
 fn build(config: &SessionConfig, value: &str, max_age: u64) -> HeaderValue {

@@ -12,7 +12,7 @@ use crate::session::Session;
 /// [`SessionLayer`](crate::SessionLayer). This is a wiring mistake, so it answers 500.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "no Session in the request extensions: this route is not behind tower_jwt_session::SessionLayer; add `.layer(manager.layer())` to the router or route"
+    "no Session in the request extensions: this route is not behind tower_jwt_session::SessionLayer; add `.route_layer(SessionLayer::from_manager(&manager))` to the router or route"
 )]
 pub struct MissingSessionLayer;
 
@@ -32,14 +32,16 @@ impl IntoResponse for MissingSessionLayer {
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use tower_jwt_session::{Session, SessionConfig, SessionManager};
+/// use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager};
 ///
 /// async fn me(session: Session) -> String {
 ///     format!("{} in session {}", session.user_id(), session.session_id())
 /// }
 ///
 /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-/// let app: Router = Router::new().route("/me", get(me)).layer(manager.layer());
+/// let app: Router = Router::new()
+///     .route("/me", get(me))
+///     .route_layer(SessionLayer::from_manager(&manager));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 impl<S: Send + Sync> FromRequestParts<S> for Session {

@@ -7,23 +7,24 @@
 //! - a session without it is answered 403 with the JSON error body (code `forbidden`) and
 //!   `WWW-Authenticate: Bearer realm="api", error="insufficient_scope", error_description="…"`
 //!   (RFC 6750 §3.1);
-//! - a request without a session means the layers are in the wrong order (or the session layer
-//!   is missing): it is refused 401 like a request without a token, never let through, and
-//!   logged at `error`.
+//! - a request without a session means the session layer is missing or runs after the role
+//!   check: a wiring mistake of the server, not of the client, so it is answered 500 with a
+//!   message that says so (never "no bearer token" to a request that sent one), never let
+//!   through, and logged at `error`.
 //!
 //! With axum, a layer added later wraps the ones before it, so add `RequireRole` **first** and
 //! the session layer after it:
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use tower_jwt_session::{SessionConfig, SessionManager, require_role};
+//! use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, require_role};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
 //! let admin: Router = Router::new()
 //!     .route("/api/admin/users", get(|| async { "the users" }))
 //!     .route_layer(require_role("admin")) // inner: runs second
-//!     .route_layer(manager.layer()); // outer: runs first, puts the Session in
+//!     .route_layer(SessionLayer::from_manager(&manager)); // outer: runs first, puts the Session in
 //! # Ok(())
 //! # }
 //! ```
@@ -34,13 +35,13 @@
 //! use std::convert::Infallible;
 //! use http::{Request, Response, StatusCode};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_jwt_session::{SessionConfig, SessionManager, require_role};
+//! use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, require_role};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
 //! let service = ServiceBuilder::new()
-//!     .layer(manager.layer())
+//!     .layer(SessionLayer::from_manager(&manager))
 //!     .layer(require_role("admin"))
 //!     .service(service_fn(|_req: Request<String>| async {
 //!         Ok::<_, Infallible>(Response::new(String::from("secret")))
@@ -72,9 +73,13 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{AuthError, ErrorCode, auth_error_response, json_error, sanitize_realm};
+use crate::error::{ErrorCode, json_error, sanitize_realm};
 use crate::layer::ResponseBody;
 use crate::session::Session;
+
+/// The message of the 500 answered when no session is in the request.
+const MISORDERED: &str =
+    "the role check found no session: the session layer is missing or runs after the role check";
 
 /// A layer that lets through only sessions holding a role: see the
 /// [module docs](mod@crate::require_role).
@@ -178,11 +183,13 @@ impl Shared {
         response
     }
 
-    /// No session: the answer to a request without a token.
-    fn unauthenticated(&self) -> Response<Bytes> {
-        let mut response = auth_error_response(&self.realm, AuthError::MissingToken);
-        response.extensions_mut().insert(AuthError::MissingToken);
-        response
+    /// No session: the session layer is missing or runs after the role check (500).
+    fn misordered(&self) -> Response<Bytes> {
+        json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unavailable,
+            MISORDERED,
+        )
     }
 }
 
@@ -257,9 +264,9 @@ where
             }
             None => {
                 tracing::error!(
-                    "RequireRole found no Session in the request: it must run behind SessionLayer (with axum, add `.route_layer(require_role(..))` before `.route_layer(manager.layer())`); refusing"
+                    "{MISORDERED}: with axum, add `.route_layer(require_role(..))` before `.route_layer(SessionLayer::from_manager(&manager))`; refusing"
                 );
-                self.shared.unauthenticated()
+                self.shared.misordered()
             }
         };
         ResponseFuture::rejected(response)
@@ -457,7 +464,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn no_session_means_401_never_the_inner_service() {
+    async fn no_session_means_500_naming_the_missing_layer_never_the_inner_service() {
         let calls = Arc::new(AtomicUsize::new(0));
         let mut svc = require_role("admin").layer(counting(calls.clone()));
         let res = svc
@@ -467,16 +474,12 @@ mod tests {
             .call(request(None))
             .await
             .unwrap();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            res.headers()[header::WWW_AUTHENTICATE],
-            r#"Bearer realm="api""#
-        );
-        assert_eq!(
-            res.extensions().get::<AuthError>(),
-            Some(&AuthError::MissingToken)
-        );
-        assert_eq!(json(res).await["error"], "invalid_token");
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
+        let body = json(res).await;
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("session layer is missing"), "{message}");
+        assert!(!message.contains("bearer"), "{message}");
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 

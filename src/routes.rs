@@ -1,4 +1,4 @@
-//! [`RefreshService`]: the token routes of SPEC §5 as one tower service.
+//! [`TokenRoutes`]: the token routes of SPEC §5 as one tower service.
 //!
 //! | route | auth | answer |
 //! |---|---|---|
@@ -31,13 +31,13 @@
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use tower_jwt_session::{SessionConfig, SessionManager};
+//! use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, TokenRoutes};
 //!
 //! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
 //! let app: Router = Router::new()
 //!     .route("/api/me", get(|| async { "protected" }))
-//!     .layer(manager.layer())
-//!     .nest_service("/api/token", manager.refresh_service());
+//!     .route_layer(SessionLayer::from_manager(&manager))
+//!     .nest_service("/api/token", TokenRoutes::new(&manager));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -62,10 +62,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_service::Service;
 
+use crate::cache::RevocationCache;
 use crate::clock::rfc3339;
 use crate::cookie::Delivery;
 use crate::error::{AuthError, ErrorCode, auth_error_response, json_error, json_response};
 use crate::json_body::read_optional_json;
+use crate::layer::SessionLayer;
 use crate::manager::{SessionError, SessionManager, TokenPair};
 use crate::rate_limit::{AttemptTracker, ClientIp};
 use crate::revocation::SessionStatus;
@@ -75,31 +77,33 @@ pub use crate::json_body::MAX_BODY_BYTES;
 
 /// The token routes of SPEC §5: see the [module docs](crate::routes).
 #[derive(Clone)]
-pub struct RefreshService {
+pub struct TokenRoutes {
     manager: SessionManager,
+    layer: SessionLayer<RevocationCache>,
     prefix: Arc<str>,
     attempts: Option<AttemptTracker>,
 }
 
-impl fmt::Debug for RefreshService {
+impl fmt::Debug for TokenRoutes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefreshService")
+        f.debug_struct("TokenRoutes")
             .field("prefix", &self.prefix)
             .field("attempts", &self.attempts.is_some())
             .finish_non_exhaustive()
     }
 }
 
-/// The response future of [`RefreshService`]. Boxed: token routes do store I/O, which costs far
+/// The response future of [`TokenRoutes`]. Boxed: token routes do store I/O, which costs far
 /// more than the allocation.
-pub type RefreshFuture =
+pub type TokenRoutesFuture =
     Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
-impl RefreshService {
+impl TokenRoutes {
     /// The token routes of `manager` under `/api/token`.
-    pub fn new(manager: SessionManager) -> Self {
+    pub fn new(manager: &SessionManager) -> Self {
         Self {
-            manager,
+            manager: manager.clone(),
+            layer: SessionLayer::from_manager(manager),
             prefix: "/api/token".into(),
             attempts: None,
         }
@@ -128,7 +132,7 @@ impl RefreshService {
     }
 }
 
-impl<B> Service<Request<B>> for RefreshService
+impl<B> Service<Request<B>> for TokenRoutes
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -136,7 +140,7 @@ where
 {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
-    type Future = RefreshFuture;
+    type Future = TokenRoutesFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -166,7 +170,7 @@ fn bad_request(message: &str) -> Answer {
     json_error(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
 }
 
-impl RefreshService {
+impl TokenRoutes {
     async fn handle<B>(&self, req: Request<B>) -> Answer
     where
         B: Body + Send + 'static,
@@ -307,8 +311,10 @@ impl RefreshService {
             data["refreshed"] = json!(refreshed);
         }
         let mut res = success(message, data);
-        res.headers_mut()
-            .insert(SET_COOKIE, self.manager.refresh_cookie(pair));
+        res.headers_mut().insert(
+            SET_COOKIE,
+            crate::cookie::refresh_cookie(&self.manager, pair),
+        );
         res
     }
 
@@ -348,8 +354,10 @@ impl RefreshService {
         let mut res = session_error(error);
         // A cookie that can never work again is removed, so the browser stops sending it.
         if from_cookie && res.status() == StatusCode::UNAUTHORIZED {
-            res.headers_mut()
-                .insert(SET_COOKIE, self.manager.clear_refresh_cookie());
+            res.headers_mut().insert(
+                SET_COOKIE,
+                crate::cookie::clear_refresh_cookie(&self.manager),
+            );
         }
         res
     }
@@ -373,7 +381,7 @@ impl RefreshService {
             }
         };
         let session = &decoded.session;
-        let time = codec.check_time(&decoded, now_ms / 1000);
+        let time = codec.check_time(&decoded, now_ms);
         let status = if time.is_ok() {
             self.manager
                 .revocation_cache()
@@ -391,12 +399,9 @@ impl RefreshService {
         }
         let is_expired = time == Err(AuthError::Expired);
         let is_valid = time.is_ok() && status == SessionStatus::Active;
-        let left_ms = session
-            .expires_at()
-            .saturating_mul(1000)
-            .saturating_sub(now_ms);
-        let threshold_ms = codec.refresh_threshold_secs() * 1000;
-        let needs_refresh = is_expired || (is_valid && left_ms <= threshold_ms);
+        let left = codec.time_left(session, now_ms);
+        let left_ms = left.millis();
+        let needs_refresh = is_expired || (is_valid && left.refresh_advised());
         success(
             if is_valid {
                 "Token is valid"
@@ -407,7 +412,7 @@ impl RefreshService {
                 "isValid": is_valid,
                 "isExpired": is_expired,
                 "needsRefresh": needs_refresh,
-                "expiresAt": rfc3339(session.expires_at().saturating_mul(1000)),
+                "expiresAt": rfc3339(session.expires_at_ms()),
                 "timeUntilExpiry": left_ms,
                 "userId": session.user_id(),
             }),
@@ -445,11 +450,9 @@ impl RefreshService {
                 }
             }
             let now_ms = codec.clock().now_ms();
-            let left_ms = session
-                .expires_at()
-                .saturating_mul(1000)
-                .saturating_sub(now_ms);
-            if left_ms > codec.refresh_threshold_secs() * 1000 {
+            let left = codec.time_left(&session, now_ms);
+            let left_ms = left.millis();
+            if !left.refresh_advised() {
                 let mut data = json!({
                     "refreshed": false,
                     "accessToken": access,
@@ -477,7 +480,7 @@ impl RefreshService {
     }
 
     async fn authenticate(&self, headers: &HeaderMap) -> Result<crate::Session, Answer> {
-        self.manager
+        self.layer
             .authenticate(headers)
             .await
             .map_err(|error| auth_error_response(self.manager.codec().realm(), error))
@@ -553,8 +556,10 @@ impl RefreshService {
         };
         match result {
             Ok(mut res) => {
-                res.headers_mut()
-                    .insert(SET_COOKIE, self.manager.clear_refresh_cookie());
+                res.headers_mut().insert(
+                    SET_COOKIE,
+                    crate::cookie::clear_refresh_cookie(&self.manager),
+                );
                 res
             }
             Err(error) => session_error(&error),
@@ -664,19 +669,19 @@ mod tests {
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
-    async fn setup() -> (RefreshService, TokenPair) {
+    async fn setup() -> (TokenRoutes, TokenPair) {
         let config = SessionConfig::new(SECRET).unwrap();
         let manager = SessionManager::new(config).unwrap();
         let pair = manager
             .create_session("alice", &["user".to_owned()])
             .await
             .unwrap();
-        (manager.refresh_service(), pair)
+        (TokenRoutes::new(&manager), pair)
     }
 
     /// `POST path` with `headers` and `body`: the status and the JSON body.
     async fn post(
-        service: &RefreshService,
+        service: &TokenRoutes,
         path: &str,
         headers: &[(&str, &str)],
         body: &str,

@@ -17,7 +17,7 @@ use tower_jwt_session::clock::ManualClock;
 use tower_jwt_session::login::{CredentialCheck, Credentials};
 use tower_jwt_session::{
     AttemptConfig, AttemptTracker, Authenticated, ClientIp, LoginService, SessionConfig,
-    SessionLimitPolicy, SessionManager,
+    SessionLimitPolicy, SessionManager, TokenRoutes,
 };
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
@@ -49,7 +49,7 @@ fn config() -> SessionConfig {
 fn service(config: SessionConfig) -> (LoginService<Users>, Users) {
     let users = Users::default();
     let manager = SessionManager::new(config).unwrap();
-    (LoginService::new(manager, users.clone()), users)
+    (LoginService::new(&manager, users.clone()), users)
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -166,7 +166,7 @@ async fn refresh_routes_honour_cookie_only_delivery() {
             .body(Full::new(Bytes::from(body.to_string())))
             .unwrap()
     };
-    let token_routes = manager.refresh_service();
+    let token_routes = TokenRoutes::new(&manager);
     let res = token_routes
         .clone()
         .oneshot(refresh(json!({
@@ -374,7 +374,7 @@ async fn other_methods_and_paths() {
 #[tokio::test]
 async fn a_failing_check_is_503_and_no_session() {
     let manager = SessionManager::new(config()).unwrap();
-    let login = LoginService::new(manager.clone(), |_c: Credentials| async {
+    let login = LoginService::new(&manager, |_c: Credentials| async {
         Err::<Option<Authenticated>, _>(io::Error::other("user database unreachable"))
     });
     let reply = send(&login, build(post(), GOOD)).await;
@@ -423,7 +423,7 @@ async fn a_failing_check_does_not_count_as_a_failed_guess() {
     let tracker = AttemptTracker::new(
         AttemptConfig::new().clock(Arc::new(ManualClock::new(1_800_000_000_000))),
     );
-    let login = LoginService::new(SessionManager::new(config()).unwrap(), users.clone())
+    let login = LoginService::new(&SessionManager::new(config()).unwrap(), users.clone())
         .attempt_tracker(tracker);
     let client = "198.51.100.20";
     let wrong = |user: &str| format!(r#"{{"username":"{user}","password":"guess"}}"#);
@@ -520,7 +520,7 @@ async fn parallel_guesses_cannot_all_slip_past_the_reservation() {
         AttemptConfig::new().clock(Arc::new(ManualClock::new(1_800_000_000_000))),
     );
     let login =
-        LoginService::new(SessionManager::new(config()).unwrap(), slow).attempt_tracker(tracker);
+        LoginService::new(&SessionManager::new(config()).unwrap(), slow).attempt_tracker(tracker);
     let wrong = r#"{"username":"alice","password":"guess"}"#;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..40 {

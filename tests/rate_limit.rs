@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tower_jwt_session::{
-    AttemptTracker, ClientIp, RateLimitConfig, RateLimitLayer, SessionConfig, SessionManager,
-    require_role,
+    AttemptTracker, ClientIp, RateLimitConfig, RateLimitLayer, SessionConfig, SessionLayer,
+    SessionManager, TokenRoutes, require_role,
 };
 
 const SECRET: &str = "rate-limit-e2e-secret-rate-limit-e2e-secret";
@@ -75,13 +75,13 @@ impl Server {
             .route("/api/auth/login", post(login))
             .nest_service(
                 "/api/token",
-                manager.refresh_service().attempt_tracker(attempts),
+                TokenRoutes::new(&manager).attempt_tracker(attempts),
             )
             .layer(limit);
         let admin = Router::new()
             .route("/api/admin", get(|| async { "admin area" }))
             .route_layer(require_role("admin"))
-            .route_layer(manager.layer());
+            .route_layer(SessionLayer::from_manager(&manager));
         let app = Router::new()
             .route("/", get(|| async { "not limited" }))
             .merge(limited)

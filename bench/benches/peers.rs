@@ -108,7 +108,7 @@ fn main() {
         Ok::<_, Infallible>(axum07::response::Response::new(axum07::body::Body::empty()))
     });
 
-    let mut session = manager.layer().layer(inner);
+    let mut session = tower_jwt_session::SessionLayer::from_manager(&manager).layer(inner);
     let authorizer = rt
         .block_on(
             jwt_authorizer::JwtAuthorizer::<Claims>::from_secret(SECRET)

@@ -71,9 +71,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let headers = request.headers().clone();
 
-    let service = state
-        .manager
-        .layer()
+    let layer = tower_jwt_session::SessionLayer::from_manager(&state.manager);
+    let service = layer
+        .clone()
         .layer(service_fn(|req: Request<Full<Bytes>>| async move {
             CALLED.store(true, Ordering::SeqCst);
             let session = req
@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
     let response = state.runtime.block_on(service.oneshot(request)).unwrap();
     let status = response.status().as_u16();
     let called = CALLED.load(Ordering::SeqCst);
-    let authenticated = state.runtime.block_on(state.manager.authenticate(&headers));
+    let authenticated = state.runtime.block_on(layer.authenticate(&headers));
 
     match authenticated {
         Ok(session) => {

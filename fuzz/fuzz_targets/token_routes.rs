@@ -1,4 +1,4 @@
-//! The token routes: `RefreshService` driven with arbitrary requests on a current-thread runtime.
+//! The token routes: `TokenRoutes` driven with arbitrary requests on a current-thread runtime.
 //!
 //! The input reads like an HTTP request: a first line `METHOD PATH`, header lines `name: value`,
 //! an empty line, and the body. Placeholders stand for live credentials of a fresh manager made
@@ -67,8 +67,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let media = json_route_media(&request);
-    let service = manager
-        .refresh_service()
+    let service = tower_jwt_session::TokenRoutes::new(&manager)
         .attempt_tracker(AttemptTracker::default());
     let response = runtime.block_on(service.oneshot(request)).unwrap();
     let status = response.status().as_u16();

@@ -27,14 +27,14 @@
 //!    session store cannot be reached.
 //! 8. The answer: 200 `{"success": true, "message": "Login successful", "data": {accessToken,
 //!    refreshToken, expiresIn, sessionId, userId}}` (`expiresIn` in milliseconds), the refresh
-//!    cookie ([`SessionManager::refresh_cookie`]), and `Cache-Control: no-store` on every
+//!    cookie ([`cookie::refresh_cookie`]), and `Cache-Control: no-store` on every
 //!    answer.
 //!
 //! **Cookie-only delivery.** A client that keeps the refresh token only in the HttpOnly cookie
 //! (the browser `TokenManager` of `client/token-manager.js` in cookie mode) adds `"refreshTokenDelivery": "cookie"` to the login body: the answer then has
 //! no `refreshToken` field, so no script on the page ever sees the token. `"body"` (the default)
 //! puts it in the body as well as in the cookie. The token routes of
-//! [`RefreshService`](crate::RefreshService) take the same field, and leave the token out of the
+//! [`TokenRoutes`](crate::TokenRoutes) take the same field, and leave the token out of the
 //! body anyway when it came from the cookie.
 //!
 //! # The Origin rule
@@ -91,7 +91,9 @@
 //! use http::Request;
 //! use tower::ServiceExt;
 //! use tower_jwt_session::login::Credentials;
-//! use tower_jwt_session::{Authenticated, LoginService, SessionConfig, SessionManager};
+//! use tower_jwt_session::{
+//!     Authenticated, LoginService, SessionConfig, SessionManager, TokenRoutes,
+//! };
 //!
 //! /// The app's check. A real one looks the user up and verifies a password hash, with the same
 //! /// work for unknown users: see examples/server.rs.
@@ -103,10 +105,10 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-//! let login = LoginService::new(manager.clone(), check);
+//! let login = LoginService::new(&manager, check);
 //! let app: Router = Router::new()
 //!     .route_service("/api/auth/login", login)
-//!     .nest_service("/api/token", manager.refresh_service());
+//!     .nest_service("/api/token", TokenRoutes::new(&manager));
 //!
 //! let request = Request::post("/api/auth/login")
 //!     .header("content-type", "application/json")
@@ -124,7 +126,7 @@
 //! [`AttemptTracker`]: crate::AttemptTracker
 //! [`ClientIp`]: crate::ClientIp
 //! [`SessionManager::create_session`]: crate::SessionManager::create_session
-//! [`SessionManager::refresh_cookie`]: crate::SessionManager::refresh_cookie
+//! [`cookie::refresh_cookie`]: crate::cookie::refresh_cookie
 //! [`Escaped`]: crate::telemetry::Escaped
 
 mod origin;

@@ -71,9 +71,9 @@ pub type LoginFuture =
 impl<C: CredentialCheck> LoginService<C> {
     /// The login route of `manager` at `/api/auth/login`, checking credentials with `check`,
     /// and counting failures in an in-memory [`AttemptTracker`] with its default settings.
-    pub fn new(manager: SessionManager, check: C) -> Self {
+    pub fn new(manager: &SessionManager, check: C) -> Self {
         Self {
-            manager,
+            manager: manager.clone(),
             check: Arc::new(check),
             path: "/api/auth/login".into(),
             attempts: AttemptTracker::default(),
@@ -88,7 +88,7 @@ impl<C: CredentialCheck> LoginService<C> {
     }
 
     /// Counts failed logins in `tracker`: share one with the
-    /// [`RefreshService`](crate::RefreshService), or give it a shared backend so that several
+    /// [`TokenRoutes`](crate::TokenRoutes), or give it a shared backend so that several
     /// instances count together. The default is an in-memory tracker with the default
     /// settings, per service (clones share it).
     pub fn attempt_tracker(mut self, tracker: AttemptTracker) -> Self {
@@ -296,8 +296,10 @@ impl<C: CredentialCheck> LoginService<C> {
             &json!({ "success": true, "message": "Login successful", "data": data }),
         );
         // `json_response` sets `Cache-Control: no-store`: tokens are never cached (RFC 6749 §5.1).
-        res.headers_mut()
-            .insert(SET_COOKIE, self.manager.refresh_cookie(&pair));
+        res.headers_mut().insert(
+            SET_COOKIE,
+            crate::cookie::refresh_cookie(&self.manager, &pair),
+        );
         res
     }
 }

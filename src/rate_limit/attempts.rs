@@ -594,7 +594,7 @@ impl LoginKeys {
 /// exist), normalised the way your user lookup normalises it (so `Alice` and `alice` share one
 /// count). For refresh tokens: [`check_refresh`](Self::check_refresh) before,
 /// [`record_refresh_failure`](Self::record_refresh_failure) when the token was forged or malformed
-/// ([`RefreshService`](crate::RefreshService) does both).
+/// ([`TokenRoutes`](crate::TokenRoutes) does both).
 ///
 /// Lock-outs are logged at `warn` with the user id and address; no password or token is ever
 /// seen by the tracker. When the backend fails, attempts are let through and the error is
@@ -1023,7 +1023,10 @@ mod tests {
         )
         .await
         .expect("connect to the test Redis");
-        AttemptTracker::with_backend(AttemptConfig::new(), Arc::new(store.attempt_backend()))
+        AttemptTracker::with_backend(
+            AttemptConfig::new(),
+            Arc::new(super::super::RedisAttemptBackend::new(store.connection())),
+        )
     }
 
     #[cfg(feature = "redis")]

@@ -55,7 +55,7 @@ impl RateLimitConfig {
         }
     }
 
-    /// The health route of [`RefreshService`](crate::RefreshService) under its default prefix,
+    /// The health route of [`TokenRoutes`](crate::TokenRoutes) under its default prefix,
     /// `/api/token/health`: exempt from the limit unless [`exempt_paths`](Self::exempt_paths)
     /// says otherwise.
     pub const DEFAULT_HEALTH_PATH: &'static str = "/api/token/health";
@@ -174,7 +174,7 @@ impl RateLimitConfig {
     /// [module docs](crate::rate_limit)) that is the full path, `/api/token/health`; with the
     /// layer applied to the nested service itself, axum has already stripped the prefix, and
     /// the path is `/health`. Under another
-    /// [`RefreshService::prefix`](crate::RefreshService::prefix), list that prefix's
+    /// [`TokenRoutes::prefix`](crate::TokenRoutes::prefix), list that prefix's
     /// `/health`.
     ///
     /// Why a list of paths, not a rule inside the token routes: the layer answers before the

@@ -49,7 +49,9 @@
 //! ```
 //! use std::net::SocketAddr;
 //! use axum::{Router, routing::{get, post}};
-//! use tower_jwt_session::{ClientIp, RateLimitConfig, RateLimitLayer, SessionConfig, SessionManager};
+//! use tower_jwt_session::{
+//!     ClientIp, RateLimitConfig, RateLimitLayer, SessionConfig, SessionManager, TokenRoutes,
+//! };
 //!
 //! async fn login(ClientIp(ip): ClientIp) -> String {
 //!     format!("hello {ip}")
@@ -64,7 +66,7 @@
 //! );
 //! let limited = Router::new()
 //!     .route("/api/auth/login", post(login))
-//!     .nest_service("/api/token", manager.refresh_service())
+//!     .nest_service("/api/token", TokenRoutes::new(&manager))
 //!     .layer(limit);
 //! let app = Router::new()
 //!     .route("/", get(|| async { "not limited" }))
@@ -131,6 +133,8 @@ mod config;
 pub mod future;
 mod layer;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod service;
 
 pub use attempts::{
@@ -147,6 +151,9 @@ pub use config::RateLimitConfig;
 pub use future::ResponseFuture;
 pub use layer::RateLimitLayer;
 pub use memory::MemoryBackend;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{RedisAttemptBackend, RedisRateLimitBackend};
 pub use service::RateLimitService;
 
 use bytes::Bytes;

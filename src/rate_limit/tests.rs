@@ -428,7 +428,7 @@ async fn the_exemption_list_is_the_users() {
 }
 
 /// The shape of the module docs and of the example: one layer around the login route and the
-/// nested token routes, the real `RefreshService` behind it.
+/// nested token routes, the real `TokenRoutes` behind it.
 #[cfg(feature = "axum")]
 #[tokio::test]
 async fn health_through_an_axum_router_with_the_token_routes_nested() {
@@ -439,7 +439,7 @@ async fn health_through_an_axum_router_with_the_token_routes_nested() {
     let manager = crate::SessionManager::new(config.clone()).unwrap();
     let app = Router::new()
         .route("/api/auth/login", post(|| async { "logged in" }))
-        .nest_service("/api/token", manager.refresh_service())
+        .nest_service("/api/token", crate::TokenRoutes::new(&manager))
         .layer(RateLimitLayer::new(RateLimitConfig::from_session_config(
             &config,
         )));

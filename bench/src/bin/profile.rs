@@ -84,7 +84,7 @@ fn main() {
             });
         }
         "session_layer" => {
-            let mut svc = manager.layer().layer(inner);
+            let mut svc = tower_jwt_session::SessionLayer::from_manager(&manager).layer(inner);
             assert_eq!(ready(svc.call(request())).unwrap().status(), 200);
             measure_loop(requests(), &mut |req| {
                 black_box(ready(svc.call(req)).unwrap());

@@ -50,7 +50,7 @@ fn main() {
             }
             "session" => {
                 use axum::{Json, Router, response::IntoResponse, routing::get};
-                use tower_jwt_session::{Session, SessionConfig, SessionManager};
+                use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager};
                 let manager = SessionManager::new(SessionConfig::new(SECRET).unwrap()).unwrap();
                 let pair = manager
                     .create_session("alice", &["user".to_owned(), "admin".to_owned()])
@@ -66,7 +66,7 @@ fn main() {
                             .into_response()
                         }),
                     )
-                    .layer(manager.layer());
+                    .layer(SessionLayer::from_manager(&manager));
                 println!("listening on http://{addr}");
                 println!("token {}", pair.access_token);
                 axum::serve(listener, app).await.unwrap();
