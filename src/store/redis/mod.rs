@@ -1,0 +1,70 @@
+//! [`RedisStore`]: sessions in Redis or Redis Cluster, shared by every instance (feature `redis`).
+//!
+//! # Layout
+//!
+//! For a key prefix `P` (`REDIS_KEY_PREFIX`, default `tjs`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:{tag}:s:<sid>` | hash | one session record; expires with it |
+//! | `P:{tag}:u:<user hash>` | sorted set | the user's session ids by creation time |
+//! | `P:revoked` | pub/sub channel | ids of revoked sessions, for every instance's cache |
+//!
+//! `tag` is derived from the user id and is also the first four bytes of every session id this
+//! store hands out, so a session's record and its user's index always share one cluster slot,
+//! and every rule of SPEC §4 runs as one Lua script on one node: never read-modify-write from the
+//! client. No refresh token ever reaches Redis: records hold the refresh *generation* only.
+//!
+//! # What a user costs
+//!
+//! A session that ends (logout, logout-all, eviction, reuse detection) has its record deleted
+//! and leaves its user's index in the same script: each record keeps the end of its index's
+//! name (field `i`) for that. A record also keeps its purge time (`p`); past it, it counts as
+//! gone and the next script that meets it deletes it, besides its key expiring by itself. So a
+//! user's index and keys hold their live sessions plus those that expired within the last
+//! access-token lifetime, and the scripts that walk the index (create, list, revoke-all) do
+//! work bounded by that, whatever the user's history.
+//!
+//! # Failure behaviour
+//!
+//! Every call has a timeout ([`SessionConfig::redis_timeout`](crate::SessionConfig::redis_timeout),
+//! 1 s by default); a call that fails or times out is a [`StoreError`](crate::store::StoreError), which the manager turns
+//! into 503 `unavailable` and the layer into a refusal on a cache miss (fail closed). The
+//! connections reconnect by themselves when Redis comes back.
+//!
+//! # Cross-instance revocation
+//!
+//! Each revocation script publishes the session id on `P:revoked`; every instance subscribes and
+//! writes the revocation into its cache at once, so other instances see it within milliseconds.
+//! If the subscription drops, the cache's short lifetime for "active" answers (1 s) still bounds
+//! the delay, and the cache is cleared when the subscription comes back.
+//!
+//! # One connection for sessions and limits
+//!
+//! [`RedisStore::connection`] hands out the store's [`RedisConnection`]; the Redis backends of
+//! the rate limiter and of the attempt tracker (`rate_limit::RedisRateLimitBackend` and
+//! `rate_limit::RedisAttemptBackend`) run on it, under the same prefix and key-name hashing.
+//! Their keys are `P:rl:{client}` and `P:at:{…}`.
+//!
+//! # Files
+//!
+//! `connection.rs` (URLs, TLS, timeouts, one node or a cluster), `keys.rs` (key names, hash
+//! tags), `sealing.rs` (record encryption), `record.rs` (a record's hash fields),
+//! `store.rs` (the [`SessionStore`](crate::store::SessionStore) impl; its rules are the Lua
+//! scripts in `lua/`).
+
+mod connection;
+mod keys;
+mod record;
+mod sealing;
+mod store;
+
+pub use connection::RedisConnection;
+pub use store::RedisStore;
+
+#[cfg(test)]
+#[path = "../../../tests/common/redis_server.rs"]
+pub(crate) mod redis_server;
+
+#[cfg(test)]
+mod tests;
