@@ -24,6 +24,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_jwt_session::response::{Success, TokenPairBody};
 use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes};
 
 type Body =
@@ -109,13 +110,8 @@ async fn login(manager: &SessionManager, req: Request<Incoming>) -> Response<Bod
     let user = String::from_utf8_lossy(&body.to_bytes()).trim().to_owned();
     match manager.create_session(&user, &["user".to_owned()]).await {
         Ok(pair) => {
-            let json = serde_json::json!({
-                "accessToken": pair.access_token,
-                "refreshToken": pair.refresh_token,
-                "expiresIn": pair.expires_in.as_millis() as u64,
-                "sessionId": pair.session_id,
-            });
-            Response::new(full(json.to_string()))
+            let body = Success::new("Login successful", TokenPairBody::from_pair(&pair));
+            Response::new(full(serde_json::to_vec(&body).expect("serializable")))
         }
         Err(error) => status(error.status(), format!("{error}\n")),
     }

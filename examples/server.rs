@@ -40,11 +40,12 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_jwt_session::login::Credentials;
 use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
+use tower_jwt_session::response::{ErrorBody, Success};
 use tower_jwt_session::{
     AttemptConfig, AttemptTracker, Authenticated, LoginService, RateLimitConfig, RateLimitLayer,
     Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
 };
-use tower_jwt_session::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
+use tower_jwt_session::{ErrorCode, X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
 
 /// Demo accounts: user name, argon2id hash of the password (`alice-password`, …), roles. A real
 /// app keeps such PHC strings in its user table; these were made once with
@@ -216,7 +217,7 @@ async fn build(config: SessionConfig) -> Result<Parts, Box<dyn std::error::Error
     }
     #[cfg(feature = "redis")]
     {
-        let store = tower_jwt_session::store::RedisStore::from_config(&config)
+        let store = tower_jwt_session::store::RedisStore::connect(config.redis())
             .await
             .map_err(|e| format!("REDIS_URL is set but Redis cannot be used: {e}"))?;
         tracing::info!(
@@ -249,6 +250,40 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
+/// The demo page, the browser client and the API description: path, content type, body.
+const STATIC_FILES: [(&str, &str, &str); 6] = [
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../client/index.html"),
+    ),
+    (
+        "/api/token/openapi.yaml",
+        "application/yaml; charset=utf-8",
+        include_str!("../openapi.yaml"),
+    ),
+    (
+        "/client/token-manager.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../client/token-manager.js"),
+    ),
+    (
+        "/client/token-manager.d.ts",
+        "text/plain; charset=utf-8",
+        include_str!("../client/token-manager.d.ts"),
+    ),
+    (
+        "/client/demo.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../client/demo.js"),
+    ),
+    (
+        "/client/demo.css",
+        "text/css; charset=utf-8",
+        include_str!("../client/demo.css"),
+    ),
+];
+
 /// The whole app: login, a protected route, the token routes and the demo page. `/metrics` is
 /// not here: it is served on `METRICS_ADDR`, never on the public port.
 fn app(parts: Parts, limits: RateLimitConfig) -> Router {
@@ -267,7 +302,7 @@ fn app(parts: Parts, limits: RateLimitConfig) -> Router {
     };
     let protected = Router::new()
         .route("/api/me", get(me))
-        .layer(SessionLayer::from_manager(&manager));
+        .route_layer(SessionLayer::from_manager(&manager));
     // RATE_LIMIT_WINDOW_MS / RATE_LIMIT_MAX_REQUESTS per client IP on /api/auth/* and /api/token/*.
     let rate_limited = Router::new()
         .route_service(
@@ -279,68 +314,18 @@ fn app(parts: Parts, limits: RateLimitConfig) -> Router {
             TokenRoutes::new(&manager).attempt_tracker(attempts.clone()),
         )
         .layer(rate_limit);
-    let router = Router::new()
-        .merge(rate_limited)
-        .merge(protected)
-        .route(
-            "/",
-            get(|| {
-                static_file(
-                    "text/html; charset=utf-8",
-                    include_str!("../client/index.html"),
-                )
-            }),
-        )
-        .route(
-            "/api/token/openapi.yaml",
-            get(|| {
-                static_file(
-                    "application/yaml; charset=utf-8",
-                    include_str!("../openapi.yaml"),
-                )
-            }),
-        )
-        .route(
-            "/client/token-manager.js",
-            get(|| {
-                static_file(
-                    "text/javascript; charset=utf-8",
-                    include_str!("../client/token-manager.js"),
-                )
-            }),
-        )
-        .route(
-            "/client/token-manager.d.ts",
-            get(|| {
-                static_file(
-                    "text/plain; charset=utf-8",
-                    include_str!("../client/token-manager.d.ts"),
-                )
-            }),
-        )
-        .route(
-            "/client/demo.js",
-            get(|| {
-                static_file(
-                    "text/javascript; charset=utf-8",
-                    include_str!("../client/demo.js"),
-                )
-            }),
-        )
-        .route(
-            "/client/demo.css",
-            get(|| {
-                static_file(
-                    "text/css; charset=utf-8",
-                    include_str!("../client/demo.css"),
-                )
-            }),
-        )
-        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+    let mut router = Router::new().merge(rate_limited).merge(protected);
+    for (path, content_type, body) in STATIC_FILES {
+        router = router.route(path, get(move || static_file(content_type, body)));
+    }
+    let router = router
+        .fallback(|| async {
+            ErrorBody::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+        })
         .method_not_allowed_fallback(|| async {
-            json_error(
+            ErrorBody::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this route does not take that method",
             )
         })
@@ -439,14 +424,6 @@ async fn static_file(content_type: &'static str, body: &'static str) -> Response
         .into_response()
 }
 
-fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({ "success": false, "message": message, "error": code })),
-    )
-        .into_response()
-}
-
 /// The app's half of login, plugged into the crate's `LoginService` (which owns the content
 /// type, the Origin rule, the lock-out, logging, the session, the cookie and the answer).
 ///
@@ -511,17 +488,13 @@ fn verify(credentials: &Credentials) -> Option<Authenticated> {
 }
 
 /// `GET /api/me`: the verified session, through the extractor.
-async fn me(session: Session) -> Response {
-    axum::Json(json!({
-        "success": true,
-        "message": "Authenticated",
-        "data": {
-            "userId": session.user_id(),
-            "sessionId": session.session_id(),
-            "roles": session.roles().collect::<Vec<_>>(),
-        }
-    }))
-    .into_response()
+async fn me(session: Session) -> Success<serde_json::Value> {
+    let data = json!({
+        "userId": session.user_id(),
+        "sessionId": session.session_id(),
+        "roles": session.roles().collect::<Vec<_>>(),
+    });
+    Success::new("Authenticated", data)
 }
 
 async fn shutdown_signal() {

@@ -47,7 +47,7 @@ pub(crate) enum Delivery {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-/// let pair = manager.create_session("alice", &[]).await?;
+/// let pair = manager.create_session("alice", &["user"]).await?;
 /// let set_cookie = cookie::refresh_cookie(&manager, &pair);
 /// assert!(set_cookie.to_str()?.starts_with("tjs_refresh="));
 /// # Ok(())
@@ -71,16 +71,19 @@ pub fn clear_refresh_cookie(manager: &SessionManager) -> HeaderValue {
 fn build(config: &SessionConfig, value: &str, max_age: u64) -> HeaderValue {
     let mut cookie = format!(
         "{}={}; Path={}; Max-Age={}",
-        config.cookie_name, value, config.cookie_path, max_age
+        config.cookies().name(),
+        value,
+        config.cookies().path(),
+        max_age
     );
-    if config.cookie_http_only {
+    if config.cookies().http_only() {
         cookie.push_str("; HttpOnly");
     }
-    if config.cookie_secure {
+    if config.cookies().secure() {
         cookie.push_str("; Secure");
     }
     cookie.push_str("; SameSite=");
-    cookie.push_str(config.cookie_same_site.as_str());
+    cookie.push_str(config.cookies().same_site().as_str());
     // Token characters, the configured name and path are all visible ASCII.
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

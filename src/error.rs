@@ -151,10 +151,77 @@ impl AuthError {
     }
 }
 
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The JSON error body of SPEC §5: `{"success": false, "message": …, "error": …}`, with the
+/// HTTP status it goes out with (not serialized).
+///
+/// Under the `axum` feature it is an `IntoResponse` (with `Cache-Control: no-store`).
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_jwt_session::ErrorCode;
+/// use tower_jwt_session::response::ErrorBody;
+///
+/// let body = ErrorBody::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route");
+/// assert_eq!(
+///     serde_json::to_string(&body)?,
+///     r#"{"success":false,"message":"no such route","error":"not_found"}"#,
+/// );
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ErrorBody<'a> {
+    #[serde(skip)]
+    status: StatusCode,
+    success: bool,
+    message: std::borrow::Cow<'a, str>,
+    error: ErrorCode,
+}
+
+impl<'a> ErrorBody<'a> {
+    /// The body of an error answered with `status`.
+    pub fn new(
+        status: StatusCode,
+        code: ErrorCode,
+        message: impl Into<std::borrow::Cow<'a, str>>,
+    ) -> Self {
+        Self {
+            status,
+            success: false,
+            message: message.into(),
+            error: code,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `error` code.
+    pub fn code(&self) -> ErrorCode {
+        self.error
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The response: this body as JSON, `Cache-Control: no-store`.
+    pub(crate) fn into_http(self) -> Response<Bytes> {
+        json_response(self.status, &self)
+    }
+}
+
 /// A JSON error response: `{"success": false, "message": …, "error": …}`.
 pub(crate) fn json_error(status: StatusCode, code: ErrorCode, message: &str) -> Response<Bytes> {
-    let body = serde_json::json!({ "success": false, "message": message, "error": code.as_str() });
-    json_response(status, &body)
+    ErrorBody::new(status, code, message).into_http()
 }
 
 /// A JSON response with the given status and body.

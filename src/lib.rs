@@ -109,6 +109,7 @@ mod json_body;
 pub mod layer;
 pub mod login;
 mod manager;
+pub mod response;
 mod revocation;
 pub mod routes;
 mod session;

@@ -59,17 +59,19 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tower_service::Service;
 
 use crate::cache::RevocationCache;
 use crate::clock::rfc3339;
 use crate::cookie::Delivery;
-use crate::error::{AuthError, ErrorCode, auth_error_response, json_error, json_response};
+use crate::error::{AuthError, ErrorCode, auth_error_response, json_error};
 use crate::json_body::read_optional_json;
 use crate::layer::SessionLayer;
 use crate::manager::{SessionError, SessionManager, TokenPair};
 use crate::rate_limit::{AttemptTracker, ClientIp};
+use crate::response::{
+    Empty, Health, Revoked, SessionInfo, SessionStats, Success, TokenPairBody, TokenStatus,
+};
 use crate::revocation::SessionStatus;
 
 #[doc(inline)]
@@ -155,11 +157,8 @@ where
 /// A route's answer before the body is wrapped.
 type Answer = Response<Bytes>;
 
-fn success(message: &str, data: Value) -> Answer {
-    json_response(
-        StatusCode::OK,
-        &json!({ "success": true, "message": message, "data": data }),
-    )
+fn success<T: serde::Serialize>(message: &'static str, data: T) -> Answer {
+    Success::new(message, data).into_http()
 }
 
 fn session_error(error: &SessionError) -> Answer {
@@ -267,7 +266,7 @@ impl TokenRoutes {
             return Ok((token, false));
         }
         let config = self.manager.config();
-        let Some(token) = crate::cookie::read(headers, &config.cookie_name) else {
+        let Some(token) = crate::cookie::read(headers, &config.cookies().name()) else {
             return Err(bad_request(
                 "refreshToken is required, in the JSON body or in the refresh cookie",
             ));
@@ -278,7 +277,8 @@ impl TokenRoutes {
             .and_then(|o| o.to_str().ok())
             .is_some_and(|origin| {
                 config
-                    .allowed_origins
+                    .cookies()
+                    .allowed_origins()
                     .iter()
                     .any(|allowed| allowed.eq_ignore_ascii_case(origin))
             });
@@ -294,22 +294,15 @@ impl TokenRoutes {
 
     fn pair_response(
         &self,
-        message: &str,
+        message: &'static str,
         pair: &TokenPair,
         from_cookie: bool,
         refreshed: Option<bool>,
     ) -> Answer {
-        let mut data = json!({
-            "accessToken": pair.access_token,
-            "expiresIn": pair.expires_in.as_millis() as u64,
-            "sessionId": pair.session_id,
-        });
-        if !from_cookie {
-            data["refreshToken"] = json!(pair.refresh_token);
-        }
-        if let Some(refreshed) = refreshed {
-            data["refreshed"] = json!(refreshed);
-        }
+        let data = TokenPairBody::from_pair(pair)
+            .without_user_id()
+            .hide_refresh_token(from_cookie)
+            .refreshed(refreshed);
         let mut res = success(message, data);
         res.headers_mut().insert(
             SET_COOKIE,
@@ -371,13 +364,7 @@ impl TokenRoutes {
         let decoded = match codec.decode(token.as_bytes()) {
             Ok(decoded) => decoded,
             Err(_) => {
-                return success(
-                    "Token is invalid",
-                    json!({
-                        "isValid": false, "isExpired": false, "needsRefresh": false,
-                        "expiresAt": null, "timeUntilExpiry": 0, "userId": null,
-                    }),
-                );
+                return success("Token is invalid", TokenStatus::undecodable());
             }
         };
         let session = &decoded.session;
@@ -408,14 +395,14 @@ impl TokenRoutes {
             } else {
                 "Token is invalid"
             },
-            json!({
-                "isValid": is_valid,
-                "isExpired": is_expired,
-                "needsRefresh": needs_refresh,
-                "expiresAt": rfc3339(session.expires_at_ms()),
-                "timeUntilExpiry": left_ms,
-                "userId": session.user_id(),
-            }),
+            TokenStatus {
+                is_valid,
+                is_expired,
+                needs_refresh,
+                expires_at: Some(rfc3339(session.expires_at_ms())),
+                time_until_expiry: left_ms,
+                user_id: Some(session.user_id().to_owned()),
+            },
         )
     }
 
@@ -453,15 +440,14 @@ impl TokenRoutes {
             let left = codec.time_left(&session, now_ms);
             let left_ms = left.millis();
             if !left.refresh_advised() {
-                let mut data = json!({
-                    "refreshed": false,
-                    "accessToken": access,
-                    "expiresIn": left_ms,
-                    "sessionId": session.session_id(),
-                });
-                if !hide_refresh {
-                    data["refreshToken"] = json!(refresh);
-                }
+                let data = TokenPairBody {
+                    access_token: access,
+                    refresh_token: (!hide_refresh).then(|| refresh.to_owned()),
+                    expires_in: left_ms,
+                    session_id: session.session_id(),
+                    user_id: None,
+                    refreshed: Some(false),
+                };
                 return success("Token is still fresh", data);
             }
         }
@@ -505,26 +491,24 @@ impl TokenRoutes {
             Ok(sessions) => sessions,
             Err(error) => return session_error(&error),
         };
-        let list: Vec<Value> = sessions
+        let list: Vec<SessionInfo> = sessions
             .iter()
-            .map(|r| {
-                json!({
-                    "sessionId": r.session_id,
-                    "createdAt": rfc3339(r.created_at),
-                    "lastRefreshedAt": rfc3339(r.last_active_at),
-                    "expiresAt": rfc3339(r.expires_at),
-                    "current": r.session_id == caller.session_id(),
-                })
+            .map(|r| SessionInfo {
+                session_id: r.session_id,
+                created_at: rfc3339(r.created_at),
+                last_refreshed_at: rfc3339(r.last_active_at),
+                expires_at: rfc3339(r.expires_at),
+                current: r.session_id == caller.session_id(),
             })
             .collect();
         success(
             "Session statistics",
-            json!({
-                "userId": user,
-                "activeSessions": list.len(),
-                "maxSessions": self.manager.config().max_sessions,
-                "sessions": list,
-            }),
+            SessionStats {
+                user_id: user,
+                active_sessions: list.len(),
+                max_sessions: self.manager.config().rules().max_sessions(),
+                sessions: list,
+            },
         )
     }
 
@@ -532,7 +516,10 @@ impl TokenRoutes {
         match self.manager.health().await {
             Ok(()) => success(
                 "ok",
-                json!({ "status": "ok", "store": self.manager.store_kind() }),
+                Health {
+                    status: "ok",
+                    store: self.manager.store_kind(),
+                },
             ),
             Err(error) => session_error(&error),
         }
@@ -547,12 +534,12 @@ impl TokenRoutes {
             self.manager
                 .revoke_all(caller.user_id())
                 .await
-                .map(|n| success("Logged out of all sessions", json!({ "revoked": n })))
+                .map(|revoked| success("Logged out of all sessions", Revoked { revoked }))
         } else {
             self.manager
                 .revoke(caller.session_id())
                 .await
-                .map(|_| success("Logged out", json!({})))
+                .map(|_| success("Logged out", Empty {}))
         };
         match result {
             Ok(mut res) => {
@@ -663,6 +650,8 @@ fn percent_decode(s: &str) -> Option<String> {
 mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
+
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::SessionConfig;

@@ -18,15 +18,15 @@ use http::{Extensions, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 use serde::Deserialize;
-use serde_json::json;
 use tower_service::Service;
 
 use super::{CredentialCheck, Credentials, origin};
 use crate::cookie::Delivery;
-use crate::error::{ErrorCode, json_error, json_response};
+use crate::error::{ErrorCode, json_error};
 use crate::json_body::{bad_request, declares_json, read_json, unsupported_media_type};
 use crate::manager::SessionManager;
 use crate::rate_limit::{AttemptTracker, ClientIp, PeerAddr};
+use crate::response::{Success, TokenPairBody};
 use crate::telemetry::Escaped;
 
 /// The login route of SPEC §5 around the app's [`CredentialCheck`]: see the
@@ -167,7 +167,7 @@ impl<C: CredentialCheck> LoginService<C> {
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return res;
         }
-        let allowed = &self.manager.config().allowed_origins;
+        let allowed = &self.manager.config().cookies().allowed_origins();
         if let Err(reason) = origin::check(req.headers(), req.uri(), allowed) {
             let origin = req
                 .headers()
@@ -282,20 +282,9 @@ impl<C: CredentialCheck> LoginService<C> {
             ip = ip_field,
             "login succeeded"
         );
-        let mut data = json!({
-            "accessToken": pair.access_token,
-            "expiresIn": u64::try_from(pair.expires_in.as_millis()).unwrap_or(u64::MAX),
-            "sessionId": pair.session_id,
-            "userId": pair.user_id,
-        });
-        if delivery == Delivery::Body {
-            data["refreshToken"] = json!(pair.refresh_token);
-        }
-        let mut res = json_response(
-            StatusCode::OK,
-            &json!({ "success": true, "message": "Login successful", "data": data }),
-        );
-        // `json_response` sets `Cache-Control: no-store`: tokens are never cached (RFC 6749 §5.1).
+        let data = TokenPairBody::from_pair(&pair).hide_refresh_token(delivery == Delivery::Cookie);
+        // `into_http` sets `Cache-Control: no-store`: tokens are never cached (RFC 6749 §5.1).
+        let mut res = Success::new("Login successful", data).into_http();
         res.headers_mut().insert(
             SET_COOKIE,
             crate::cookie::refresh_cookie(&self.manager, &pair),
