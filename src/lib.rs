@@ -121,7 +121,7 @@ pub use cache::{RevocationCache, RevocationFuture};
 pub use token::{IssuedToken, MAX_TOKEN_LEN, TokenCodec};
 pub use config::{ConfigError, SameSite, SessionConfig, SessionLimitPolicy};
 pub use error::{AuthError, ErrorCode};
-pub use jsonwebtoken::Algorithm;
+pub use config::Algorithm;
 pub use layer::{ErrorResponder, JsonResponder, SessionLayer, X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
 #[doc(inline)]
 pub use login::{Authenticated, LoginService};

@@ -1,8 +1,9 @@
 //! Configuration parsing: `config::parse_duration` and `SessionConfig::from_lookup`.
 //!
 //! The input is text. Its first line goes to `parse_duration`, checked against an independent
-//! reading of the documented grammar (a whole number of at most 15 digits and one of `ms`, `s`,
-//! `m`, `h`, `d`, surrounding whitespace allowed, no overflow). Each further line `NAME=VALUE`
+//! reading of the common forms (a whole number and one of `ms`, `s`, `m`, `h`, `d`, surrounding
+//! whitespace allowed, no overflow: always read, and read exactly) and of the one refusal
+//! beyond `humantime`'s grammar (months and years are never accepted). Each further line `NAME=VALUE`
 //! sets one of `config::ENV_VARS` for `from_lookup`; a configuration it accepts must then build
 //! a manager that logs in, verifies its own access token and refreshes once.
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use tower_jwt_session::clock::ManualClock;
-use tower_jwt_session::config::{ENV_VARS, parse_duration};
+use tower_jwt_session::config::{ENV_VARS, StoreSettings, parse_duration};
 use tower_jwt_session::{AuthError, SessionConfig, SessionManager};
 
 use common::*;
@@ -39,14 +40,14 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    if !config.redis_urls().is_empty() {
+    if !matches!(config.store(), StoreSettings::Memory) {
         // A Redis configuration needs a server; its parsing has been exercised.
         return;
     }
     check_config(config);
 });
 
-/// The documented grammar, independently.
+/// The common forms (`15m`), independently: `None` for anything else.
 fn expected_duration(input: &str) -> Option<Duration> {
     let s = input.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
@@ -66,19 +67,27 @@ fn expected_duration(input: &str) -> Option<Duration> {
 }
 
 fn check_duration(input: &str) {
-    assert_eq!(
-        parse_duration(input).ok(),
-        expected_duration(input),
-        "{input:?}"
-    );
+    let parsed = parse_duration(input);
+    if let Some(expected) = expected_duration(input) {
+        assert_eq!(parsed, Ok(expected), "{input:?}");
+    }
+    if parsed.is_ok() {
+        let calendar = input.split(|c: char| !c.is_alphabetic()).any(|unit| {
+            matches!(
+                unit,
+                "M" | "month" | "months" | "y" | "yr" | "yrs" | "year" | "years"
+            )
+        });
+        assert!(!calendar, "months or years accepted: {input:?}");
+    }
 }
 
 fn check_config(config: SessionConfig) {
     config
         .validate()
         .expect("from_lookup returns only valid configurations");
-    let ttl = config.access_token_ttl_value();
-    let leeway = config.leeway_value();
+    let ttl = config.rules().access_token_ttl();
+    let leeway = config.tokens().leeway();
     let manager = SessionManager::builder(config)
         .clock(ManualClock::new(NOW_MS))
         .build()

@@ -6,19 +6,21 @@ use std::time::Duration;
 use super::cidr::Cidr;
 use super::memory::MemoryBackend;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, SessionConfig};
+use crate::config::ConfigError;
+use crate::config::env::{Env, split_list};
 
-/// Settings of [`RateLimitLayer`](crate::RateLimitLayer).
+/// Settings of [`ClientRateLimitLayer`](crate::ClientRateLimitLayer).
+///
+/// Read it from the environment with [`from_env`](Self::from_env) (`RATE_LIMIT_WINDOW_MS`,
+/// `RATE_LIMIT_MAX_REQUESTS`, `TRUSTED_PROXIES`), or build it:
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_jwt_session::{RateLimitConfig, SessionConfig};
+/// use tower_jwt_session::RateLimitConfig;
 ///
-/// let session = SessionConfig::new("0123456789abcdef0123456789abcdef")?; // or from_env()
-/// let config = RateLimitConfig::from_session_config(&session) // RATE_LIMIT_* : 15 min, 100
+/// let config = RateLimitConfig::new() // 100 requests per 15 minutes
+///     .window(Duration::from_secs(60))
 ///     .trusted_proxies(["10.0.0.0/8".parse()?, "fd00::/8".parse()?]);
-/// assert_eq!(config.window_value(), Duration::from_secs(900));
-/// assert_eq!(config.max_requests_value(), 100);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -60,12 +62,50 @@ impl RateLimitConfig {
     /// says otherwise.
     pub const DEFAULT_HEALTH_PATH: &'static str = "/api/token/health";
 
-    /// The defaults, with the window and budget of `config` (`RATE_LIMIT_WINDOW_MS`,
-    /// `RATE_LIMIT_MAX_REQUESTS` under [`SessionConfig::from_env`]).
-    pub fn from_session_config(config: &SessionConfig) -> Self {
-        Self::new()
-            .window(config.rate_limit_window_value())
-            .max_requests(config.rate_limit_max_requests_value())
+    /// The defaults, with the variables of SPEC §2 read from the process environment:
+    /// `RATE_LIMIT_WINDOW_MS` (a number of milliseconds such as `900000`, or a duration such as
+    /// `15m`), `RATE_LIMIT_MAX_REQUESTS`, and `TRUSTED_PROXIES` (comma-separated networks or
+    /// plain addresses, `10.0.0.0/8, fd00::/8, 192.0.2.7`; see
+    /// [`trusted_proxies`](Self::trusted_proxies): list your proxies and nothing else).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the variable, its value and the expected form.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(crate::config::process_env)
+    }
+
+    /// As [`from_env`](Self::from_env), with variables looked up through `lookup`.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use tower_jwt_session::RateLimitConfig;
+    ///
+    /// let vars = HashMap::from([("RATE_LIMIT_WINDOW_MS", "15m"), ("TRUSTED_PROXIES", "10.0.0.0/8")]);
+    /// let config = RateLimitConfig::from_lookup(|k| vars.get(k).map(|v| v.to_string()))?;
+    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(&lookup);
+        let mut config = Self::new();
+        let form = "a whole number of milliseconds such as 900000, or a duration such as 15m";
+        if let Some(window) = env.duration_or_ms("RATE_LIMIT_WINDOW_MS", form)? {
+            if window.is_zero() {
+                let value = env.get("RATE_LIMIT_WINDOW_MS").unwrap_or_default();
+                return Err(crate::config::env::invalid(
+                    "RATE_LIMIT_WINDOW_MS",
+                    value,
+                    form,
+                ));
+            }
+            config.window = window;
+        }
+        if let Some(max) = env.positive("RATE_LIMIT_MAX_REQUESTS")? {
+            config.max_requests = max;
+        }
+        config.trusted_proxies_from(env.get("TRUSTED_PROXIES"))
     }
 
     /// The window over which requests are counted. The default is 15 minutes.
@@ -100,14 +140,12 @@ impl RateLimitConfig {
     /// [`trusted_proxies`](Self::trusted_proxies) from the environment variable
     /// `TRUSTED_PROXIES`: comma-separated networks or plain addresses
     /// (`10.0.0.0/8, fd00::/8, 192.0.2.7`). Unset or empty leaves the list as it is (none by
-    /// default). Read it where you build the layer, next to
-    /// [`from_session_config`](Self::from_session_config):
+    /// default). [`from_env`](Self::from_env) reads it too.
     ///
     /// ```
-    /// use tower_jwt_session::{RateLimitConfig, SessionConfig};
+    /// use tower_jwt_session::RateLimitConfig;
     ///
-    /// let session = SessionConfig::new("0123456789abcdef0123456789abcdef")?; // from_env()
-    /// let config = RateLimitConfig::from_session_config(&session).trusted_proxies_from_env()?;
+    /// let config = RateLimitConfig::new().trusted_proxies_from_env()?;
     /// # Ok::<(), tower_jwt_session::ConfigError>(())
     /// ```
     ///
@@ -125,11 +163,9 @@ impl RateLimitConfig {
         let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
             return Ok(self);
         };
-        let proxies = value
-            .split(',')
-            .map(str::trim)
-            .filter(|entry| !entry.is_empty())
-            .map(str::parse::<Cidr>)
+        let proxies = split_list(&value)
+            .iter()
+            .map(|entry| entry.parse::<Cidr>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| ConfigError::Invalid {
                 name: "TRUSTED_PROXIES",
@@ -186,7 +222,6 @@ impl RateLimitConfig {
     /// use tower_jwt_session::RateLimitConfig;
     ///
     /// let config = RateLimitConfig::new().exempt_paths(["/auth/health", "/livez"]);
-    /// assert_eq!(config.exempt_paths_value(), ["/auth/health", "/livez"]);
     /// assert!(config.is_exempt("/livez"));
     /// assert!(!config.is_exempt("/api/token/health"));
     /// assert!(RateLimitConfig::new().is_exempt("/api/token/health"));
@@ -200,7 +235,8 @@ impl RateLimitConfig {
     }
 
     /// The paths that are never limited.
-    pub fn exempt_paths_value(&self) -> Vec<&str> {
+    #[cfg(test)]
+    pub(crate) fn exempt_path_list(&self) -> Vec<&str> {
         self.exempt_paths.iter().map(|p| &**p).collect()
     }
 
@@ -209,45 +245,37 @@ impl RateLimitConfig {
     pub fn is_exempt(&self, path: &str) -> bool {
         self.exempt_paths.iter().any(|p| **p == *path)
     }
-
-    /// The window.
-    pub fn window_value(&self) -> Duration {
-        self.window
-    }
-
-    /// The request budget per window.
-    pub fn max_requests_value(&self) -> u32 {
-        self.max_requests
-    }
-
-    /// The trusted proxies.
-    pub fn trusted_proxies_value(&self) -> &[Cidr] {
-        &self.trusted_proxies
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn from(vars: &[(&str, &str)]) -> Result<RateLimitConfig, ConfigError> {
+        let map: std::collections::HashMap<&str, &str> = vars.iter().copied().collect();
+        RateLimitConfig::from_lookup(|k| map.get(k).map(|v| (*v).to_owned()))
+    }
+
     #[test]
-    fn defaults_and_session_config() {
+    fn defaults_and_variables() {
         let c = RateLimitConfig::new();
-        assert_eq!(c.window_value(), Duration::from_secs(900));
-        assert_eq!(c.max_requests_value(), 100);
-        assert!(c.trusted_proxies_value().is_empty());
-        let session = SessionConfig::new("0123456789abcdef0123456789abcdef")
-            .unwrap()
-            .rate_limit_window(Duration::from_secs(60))
-            .rate_limit_max_requests(7);
-        let c = RateLimitConfig::from_session_config(&session)
-            .trusted_proxies([Cidr::from(std::net::IpAddr::from([10, 0, 0, 1]))])
-            .ipv6_prefix_len(200);
-        assert_eq!(c.window_value(), Duration::from_secs(60));
-        assert_eq!(c.max_requests_value(), 7);
-        assert_eq!(c.trusted_proxies_value(), &["10.0.0.1/32".parse().unwrap()]);
+        assert_eq!(c.window, Duration::from_secs(900));
+        assert_eq!(c.max_requests, 100);
+        assert!(c.trusted_proxies.is_empty());
+        let c = from(&[]).unwrap();
+        assert_eq!((c.window, c.max_requests), (Duration::from_secs(900), 100));
+        let c = from(&[
+            ("RATE_LIMIT_WINDOW_MS", "60000"),
+            ("RATE_LIMIT_MAX_REQUESTS", "7"),
+        ])
+        .unwrap()
+        .trusted_proxies([Cidr::from(std::net::IpAddr::from([10, 0, 0, 1]))])
+        .ipv6_prefix_len(200);
+        assert_eq!(c.window, Duration::from_secs(60));
+        assert_eq!(c.max_requests, 7);
+        assert_eq!(&*c.trusted_proxies, &["10.0.0.1/32".parse().unwrap()]);
         assert_eq!(c.ipv6_prefix_len, 128);
-        assert_eq!(c.exempt_paths_value(), ["/api/token/health"]);
+        assert_eq!(c.exempt_path_list(), ["/api/token/health"]);
         assert!(c.is_exempt("/api/token/health"));
         assert!(!c.is_exempt("/api/token/health/"));
         assert!(!c.is_exempt("/api/token/refresh"));
@@ -260,11 +288,11 @@ mod tests {
     fn trusted_proxies_from_the_environment() {
         let read =
             |v: Option<&str>| RateLimitConfig::new().trusted_proxies_from(v.map(String::from));
-        assert!(read(None).unwrap().trusted_proxies_value().is_empty());
-        assert!(read(Some(" ")).unwrap().trusted_proxies_value().is_empty());
+        assert!(read(None).unwrap().trusted_proxies.is_empty());
+        assert!(read(Some(" ")).unwrap().trusted_proxies.is_empty());
         let c = read(Some("127.0.0.1, 10.0.0.0/8,fd00::/8,")).unwrap();
         assert_eq!(
-            c.trusted_proxies_value(),
+            &*c.trusted_proxies,
             &[
                 "127.0.0.1/32".parse().unwrap(),
                 "10.0.0.0/8".parse().unwrap(),
@@ -279,5 +307,37 @@ mod tests {
                 && text.contains("CIDR"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_window_takes_milliseconds_or_a_duration() {
+        for (value, window) in [
+            ("900000", Duration::from_secs(900)),
+            ("15m", Duration::from_secs(900)),
+            ("90s", Duration::from_secs(90)),
+            ("1", Duration::from_millis(1)),
+        ] {
+            let c = from(&[("RATE_LIMIT_WINDOW_MS", value)]).unwrap();
+            assert_eq!(c.window, window, "{value}");
+        }
+        let c = from(&[("TRUSTED_PROXIES", "10.0.0.0/8")]).unwrap();
+        assert_eq!(&*c.trusted_proxies, &["10.0.0.0/8".parse().unwrap()]);
+    }
+
+    #[test]
+    fn bad_values_name_variable_value_and_form() {
+        for (name, value) in [
+            ("RATE_LIMIT_WINDOW_MS", "15 parsecs"),
+            ("RATE_LIMIT_WINDOW_MS", "-5"),
+            ("RATE_LIMIT_WINDOW_MS", "0"),
+            ("RATE_LIMIT_MAX_REQUESTS", "-5"),
+            ("RATE_LIMIT_MAX_REQUESTS", "0"),
+            ("TRUSTED_PROXIES", "proxy.internal"),
+        ] {
+            let err = from(&[(name, value)]).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(name) && text.contains(value), "{text}");
+            assert!(text.contains("expected"), "{text}");
+        }
     }
 }

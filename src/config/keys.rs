@@ -1,0 +1,372 @@
+//! [`TokenSettings`]: the keys access tokens are signed and verified with, and the claims and
+//! tolerances of verification (issuer, audience, leeway, realm).
+
+use std::fmt;
+use std::time::Duration;
+
+use jsonwebtoken::{DecodingKey, EncodingKey};
+
+use super::env::Env;
+use super::{Algorithm, ConfigError};
+
+/// The placeholder secret of the Node guide this crate replaces; refused everywhere.
+pub(crate) const PLACEHOLDER_SECRET: &str = "your-super-secret-jwt-key-here";
+/// Shortest accepted HMAC secret, in bytes (RFC 7518 §3.2: at least the hash output size).
+pub(crate) const MIN_SECRET_LEN: usize = 32;
+
+/// Key material, never printed.
+#[derive(Clone)]
+pub(crate) struct Secret(Box<[u8]>);
+
+impl Secret {
+    pub(crate) fn new(bytes: &[u8]) -> Self {
+        Self(bytes.into())
+    }
+
+    pub(crate) fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// An asymmetric key pair (or public key) loaded from PEM.
+#[derive(Clone)]
+pub(crate) struct PemKey {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: String,
+    pub(crate) encoding: Option<EncodingKey>,
+    pub(crate) decoding: DecodingKey,
+}
+
+impl fmt::Debug for PemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PemKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .field("private_key", &self.encoding.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// How access tokens are signed and verified: the HMAC secret (`JWT_SECRET`, also the key of
+/// refresh tokens), older secrets, PEM keys, the algorithm allow-list, `iss`, `aud`, the
+/// clock-skew leeway and the `realm` of challenges.
+///
+/// `Debug` prints no key material.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_jwt_session::config::TokenSettings;
+///
+/// let tokens = TokenSettings::new("a-long-random-secret-of-at-least-32-bytes")?
+///     .with_issuer("https://auth.example.com")
+///     .with_leeway(Duration::from_secs(5));
+/// assert_eq!(tokens.issuer(), Some("https://auth.example.com"));
+/// assert_eq!(tokens.leeway(), Duration::from_secs(5));
+/// # Ok::<(), tower_jwt_session::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TokenSettings {
+    secret: Secret,
+    previous_secrets: Vec<Secret>,
+    signing_pem: Option<PemKey>,
+    verification_pems: Vec<PemKey>,
+    algorithms: Option<Vec<Algorithm>>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: Duration,
+    realm: String,
+}
+
+impl TokenSettings {
+    /// `secret` (its raw bytes) as the HMAC key, HS256, no issuer or audience, 30 s leeway,
+    /// realm `api`.
+    ///
+    /// # Errors
+    /// [`ConfigError::WeakSecret`] when the secret is under 32 bytes or is the placeholder
+    /// `your-super-secret-jwt-key-here`.
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            secret: check_secret("JWT_SECRET", secret.as_ref())?,
+            previous_secrets: Vec::new(),
+            signing_pem: None,
+            verification_pems: Vec::new(),
+            algorithms: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(30),
+            realm: "api".to_owned(),
+        })
+    }
+
+    /// Reads `JWT_SECRET` (required), `JWT_PREVIOUS_SECRETS`, `JWT_ISSUER`, `JWT_AUDIENCE` and
+    /// `JWT_LEEWAY` from the process environment.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the variable that is missing or malformed.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(super::process_env)
+    }
+
+    /// As [`from_env`](Self::from_env), through `lookup`.
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(&Env::new(&lookup))
+    }
+
+    pub(crate) fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let secret = env.raw("JWT_SECRET").ok_or(ConfigError::Missing {
+            name: "JWT_SECRET",
+            hint: "set it to a random string of at least 32 bytes, e.g. the output of `openssl rand -base64 48`",
+        })?;
+        let mut tokens = Self::new(secret.as_bytes())?;
+        for old in env.list("JWT_PREVIOUS_SECRETS").unwrap_or_default() {
+            tokens
+                .previous_secrets
+                .push(check_secret("JWT_PREVIOUS_SECRETS", old.as_bytes())?);
+        }
+        tokens.issuer = env.get("JWT_ISSUER");
+        tokens.audience = env.get("JWT_AUDIENCE");
+        if let Some(leeway) = env.duration("JWT_LEEWAY")? {
+            tokens.leeway = leeway;
+        }
+        Ok(tokens)
+    }
+
+    /// Adds an older HMAC secret accepted for verification only, so that rotating `JWT_SECRET`
+    /// logs nobody out (`JWT_PREVIOUS_SECRETS`). Tokens are always signed with the current one.
+    ///
+    /// # Errors
+    /// [`ConfigError::WeakSecret`] as for [`new`](Self::new).
+    pub fn with_previous_secret(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        self.previous_secrets
+            .push(check_secret("JWT_PREVIOUS_SECRETS", secret.as_ref())?);
+        Ok(self)
+    }
+
+    /// Signs access tokens with an asymmetric key (`RS256`, `ES256` or `EdDSA`, ...) instead of
+    /// the HMAC secret, so that other services can verify them with the public key alone. The
+    /// allow-list then becomes this algorithm alone unless
+    /// [`with_allowed_algorithms`](Self::with_allowed_algorithms) says otherwise. The HMAC
+    /// secret is still required: it keys the refresh tokens.
+    ///
+    /// # Errors
+    /// [`ConfigError::Key`] when a PEM cannot be parsed for `alg`, or `alg` is an HMAC algorithm.
+    pub fn with_signing_key_pem(
+        mut self,
+        alg: Algorithm,
+        private_pem: &[u8],
+        public_pem: &[u8],
+    ) -> Result<Self, ConfigError> {
+        let name = "signing_key_pem";
+        let decoding = decoding_from_pem(name, alg, public_pem)?;
+        let encoding = match alg {
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512 => EncodingKey::from_rsa_pem(private_pem),
+            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(private_pem),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(private_pem),
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                return Err(not_a_pem_algorithm(name, alg));
+            }
+        }
+        .map_err(|e| key_error(name, alg, &e))?;
+        self.signing_pem = Some(PemKey {
+            alg,
+            kid: key_id(alg, public_pem),
+            encoding: Some(encoding),
+            decoding,
+        });
+        Ok(self)
+    }
+
+    /// Adds a public key accepted for verification only, e.g. the previous signing key after a
+    /// rotation. Its `kid` is derived from the key itself, as for the signing key.
+    ///
+    /// # Errors
+    /// [`ConfigError::Key`] when the PEM cannot be parsed for `alg`.
+    pub fn with_verification_key_pem(
+        mut self,
+        alg: Algorithm,
+        public_pem: &[u8],
+    ) -> Result<Self, ConfigError> {
+        let decoding = decoding_from_pem("verification_key_pem", alg, public_pem)?;
+        self.verification_pems.push(PemKey {
+            alg,
+            kid: key_id(alg, public_pem),
+            encoding: None,
+            decoding,
+        });
+        Ok(self)
+    }
+
+    /// The algorithms a presented token may use (RFC 8725 §3.1). Each key is also bound to its
+    /// own algorithm, so a token whose `alg` does not match its key's is refused even when both
+    /// algorithms are listed. The default is `[HS256]`, or the signing key's algorithm. Never
+    /// add an algorithm you do not sign with.
+    pub fn with_allowed_algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algs.into_iter().collect());
+        self
+    }
+
+    /// The `iss` claim issued and required (`JWT_ISSUER`). The default is none.
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The `aud` claim issued and required (`JWT_AUDIENCE`). The default is none.
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Clock-skew allowance for `exp` and `nbf` of presented tokens (`JWT_LEEWAY`). The
+    /// default is 30 seconds; large values keep expired tokens usable for longer.
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The `realm` of `WWW-Authenticate` challenges. The default is `api`.
+    pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+
+    /// The explicit algorithm allow-list, if one was set (else: the signing key's algorithm).
+    pub fn allowed_algorithms(&self) -> Option<&[Algorithm]> {
+        self.algorithms.as_deref()
+    }
+
+    /// The issuer, if any.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// The audience, if any.
+    pub fn audience(&self) -> Option<&str> {
+        self.audience.as_deref()
+    }
+
+    /// The clock-skew leeway.
+    pub fn leeway(&self) -> Duration {
+        self.leeway
+    }
+
+    /// The `realm` of `WWW-Authenticate` challenges.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The current HMAC secret.
+    pub(crate) fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// Older HMAC secrets, for verification only.
+    pub(crate) fn previous_secrets(&self) -> &[Secret] {
+        &self.previous_secrets
+    }
+
+    /// The asymmetric signing key, if any.
+    pub(crate) fn signing_pem(&self) -> Option<&PemKey> {
+        self.signing_pem.as_ref()
+    }
+
+    /// Public keys accepted for verification only.
+    pub(crate) fn verification_pems(&self) -> &[PemKey] {
+        &self.verification_pems
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ConfigError::Conflict {
+                name: "allowed_algorithms",
+                reason: "the algorithm allow-list is empty, so no token could ever be accepted"
+                    .to_owned(),
+                fix: "list the algorithm you sign with, or leave allowed_algorithms unset"
+                    .to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn key_error(name: &'static str, alg: Algorithm, e: &jsonwebtoken::errors::Error) -> ConfigError {
+    ConfigError::Key {
+        name,
+        alg,
+        reason: e.to_string(),
+    }
+}
+
+fn not_a_pem_algorithm(name: &'static str, alg: Algorithm) -> ConfigError {
+    ConfigError::Key {
+        name,
+        alg,
+        reason: "HMAC algorithms take the secret (JWT_SECRET), not a PEM key".to_owned(),
+    }
+}
+
+fn decoding_from_pem(
+    name: &'static str,
+    alg: Algorithm,
+    pem: &[u8],
+) -> Result<DecodingKey, ConfigError> {
+    match alg {
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => DecodingKey::from_rsa_pem(pem),
+        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem),
+        Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            return Err(not_a_pem_algorithm(name, alg));
+        }
+    }
+    .map_err(|e| key_error(name, alg, &e))
+}
+
+/// A stable, non-secret key id: a short hash of the algorithm and the key bytes. For HMAC the
+/// hash input is the secret, but 64 bits of a SHA-256 reveal nothing usable about it.
+pub(crate) fn key_id(alg: Algorithm, key: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(b"tower-jwt-session kid v1\0");
+    h.update(alg.as_str().as_bytes());
+    h.update(b"\0");
+    h.update(key);
+    let digest = h.finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..9])
+}
+
+pub(crate) fn check_secret(name: &'static str, secret: &[u8]) -> Result<Secret, ConfigError> {
+    if secret == PLACEHOLDER_SECRET.as_bytes() {
+        return Err(ConfigError::WeakSecret {
+            name,
+            reason: "it is the placeholder from the documentation; set a random string of at least 32 bytes, e.g. `openssl rand -base64 48`",
+        });
+    }
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(ConfigError::WeakSecret {
+            name,
+            reason: "it is shorter than 32 bytes; set a random string of at least 32 bytes, e.g. `openssl rand -base64 48`",
+        });
+    }
+    Ok(Secret::new(secret))
+}

@@ -1,0 +1,342 @@
+//! Settings: one struct per component, composed by [`SessionConfig`].
+//!
+//! | component | holds | variables |
+//! |---|---|---|
+//! | [`TokenSettings`] | keys, algorithms, `iss`, `aud`, leeway, realm | `JWT_SECRET`, `JWT_PREVIOUS_SECRETS`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_LEEWAY` |
+//! | [`SessionRules`] | lifetimes, session limit, refresh threshold, reuse interval | `JWT_*_EXPIRY`, `JWT_MAX_CONCURRENT_SESSIONS`, `JWT_SESSION_LIMIT_POLICY`, `JWT_AUTO_REFRESH_THRESHOLD`, `JWT_REFRESH_REUSE_INTERVAL` |
+//! | [`CookieSettings`] | the refresh-token cookie, trusted origins | `SESSION_COOKIE_*`, `ALLOWED_ORIGINS` |
+//! | [`RedisSettings`] | the store's URLs, prefix, TLS CA, sealing keys | `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_*` |
+//! | [`RevocationCacheSettings`] | the revocation cache, fail-open | — |
+//!
+//! The rate limiter's settings live with it: [`RateLimitConfig`](crate::RateLimitConfig)
+//! reads `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS` itself.
+//!
+//! Every setting has a secure default (SPEC §2); only the HMAC secret has to be supplied.
+//! Durations take `500ms`, `90s`, `15m`, `2h`, `30d` ([`parse_duration`]). Bad values are
+//! refused with a [`ConfigError`] that names the setting, the value and the expected form;
+//! settings that contradict each other are refused with the values in force and the setting
+//! that fixes them. Nothing falls back silently: a `REDIS_URL` that this build cannot honour
+//! is an error.
+
+mod algorithm;
+mod cache;
+mod cookies;
+mod duration;
+pub(crate) mod env;
+mod keys;
+mod redis;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+pub use algorithm::{Algorithm, UnknownAlgorithm};
+pub use cache::RevocationCacheSettings;
+pub use cookies::{CookieSettings, SameSite};
+pub use duration::{DurationError, parse_duration};
+pub use keys::TokenSettings;
+pub(crate) use keys::{Secret, key_id};
+pub use redis::{RedisSettings, StoreSettings};
+pub use rules::{DEFAULT_REFRESH_THRESHOLD, SessionRules};
+
+use env::Env;
+
+/// Every environment variable [`SessionConfig::from_env`] reads.
+pub const ENV_VARS: &[&str] = &[
+    "JWT_SECRET",
+    "JWT_PREVIOUS_SECRETS",
+    "JWT_ACCESS_TOKEN_EXPIRY",
+    "JWT_REFRESH_TOKEN_EXPIRY",
+    "JWT_SESSION_EXPIRY",
+    "JWT_MAX_CONCURRENT_SESSIONS",
+    "JWT_SESSION_LIMIT_POLICY",
+    "JWT_AUTO_REFRESH_THRESHOLD",
+    "JWT_REFRESH_REUSE_INTERVAL",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_LEEWAY",
+    "SESSION_COOKIE_SECURE",
+    "SESSION_COOKIE_HTTP_ONLY",
+    "SESSION_COOKIE_SAME_SITE",
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
+    "ALLOWED_ORIGINS",
+    "SESSION_ENCRYPTION_KEY",
+    "SESSION_ENCRYPTION_PREVIOUS_KEYS",
+    "REDIS_CA_CERT",
+];
+
+/// A configuration value was missing or malformed, or settings contradict each other.
+///
+/// Every variant names the setting (the environment variable where there is one), and the
+/// `Display` text says what form was expected or what fixes it, so it can be shown to an
+/// operator as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required setting was not given.
+    #[error("{name} is not set: {hint}")]
+    Missing {
+        /// The setting or environment variable.
+        name: &'static str,
+        /// How to fix it.
+        hint: &'static str,
+    },
+    /// A value could not be parsed or is out of range. The value is included unless it is secret.
+    #[error("{name}={value:?} is invalid: expected {expected}")]
+    Invalid {
+        /// The setting or environment variable.
+        name: &'static str,
+        /// The offending value (`[redacted]` for secrets).
+        value: String,
+        /// The expected form.
+        expected: &'static str,
+    },
+    /// A secret was refused (too short, or the well-known placeholder). The secret itself is
+    /// never included.
+    #[error("{name} is refused: {reason}")]
+    WeakSecret {
+        /// The setting or environment variable.
+        name: &'static str,
+        /// Why, and how to fix it.
+        reason: &'static str,
+    },
+    /// A PEM key could not be loaded.
+    #[error("{name}: the {alg} key could not be read from PEM: {reason}")]
+    Key {
+        /// The builder method that was given the key.
+        name: &'static str,
+        /// The algorithm the key was given for.
+        alg: Algorithm,
+        /// What the key parser said.
+        reason: String,
+    },
+    /// Two settings contradict each other.
+    #[error("{reason}; {fix}")]
+    Conflict {
+        /// The settings involved.
+        name: &'static str,
+        /// What contradicts what, with the values in force.
+        reason: String,
+        /// The setting that fixes it (variable and builder method).
+        fix: String,
+    },
+    /// A store URL is set, but this build of the crate has no such store.
+    #[error(
+        "{name} is set, but this build of tower-jwt-session has no store for it: enable the crate's `{feature}` feature, or unset {name}"
+    )]
+    StoreNotBuilt {
+        /// The environment variable that names the store.
+        name: &'static str,
+        /// The cargo feature that brings the store.
+        feature: &'static str,
+    },
+}
+
+/// What happens when a user already has the maximum number of sessions and logs in again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SessionLimitPolicy {
+    /// End the user's least recently active session (created or refreshed) to make room.
+    #[default]
+    Evict,
+    /// Refuse the new login with 403 `forbidden`.
+    Deny,
+}
+
+/// Looks a variable up in the process environment.
+pub(crate) fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// All settings of the crate, one component each, with the defaults of SPEC §2.
+///
+/// Build one with [`SessionConfig::new`] and the setters, or read it from the environment with
+/// [`SessionConfig::from_env`]. Read a setting through its component:
+/// [`tokens`](Self::tokens), [`rules`](Self::rules), [`cookies`](Self::cookies),
+/// [`redis`](Self::redis) (and [`store`](Self::store)), [`revocation_cache`](Self::revocation_cache).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_jwt_session::SessionConfig;
+///
+/// let config = SessionConfig::new("a-long-random-secret-of-at-least-32-bytes")?
+///     .access_token_ttl(Duration::from_secs(30 * 60))
+///     .issuer("https://auth.example.com");
+/// assert_eq!(config.rules().access_token_ttl(), Duration::from_secs(1800));
+/// assert_eq!(config.tokens().issuer(), Some("https://auth.example.com"));
+/// # Ok::<(), tower_jwt_session::ConfigError>(())
+/// ```
+///
+/// `Debug` output never contains key material, nor a password in a Redis URL
+/// (`redis://user:[redacted]@host`); the Redis CA certificate shows as its length.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SessionConfig {
+    tokens: TokenSettings,
+    rules: SessionRules,
+    cookies: CookieSettings,
+    redis: RedisSettings,
+    revocation_cache: RevocationCacheSettings,
+}
+
+mod setters;
+
+impl SessionConfig {
+    /// Settings with the secure defaults of SPEC §2 and `secret` as the HMAC key (its raw bytes).
+    ///
+    /// # Errors
+    /// [`ConfigError::WeakSecret`] when the secret is under 32 bytes or is the placeholder
+    /// `your-super-secret-jwt-key-here`.
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        Ok(Self::from_tokens(TokenSettings::new(secret)?))
+    }
+
+    /// Settings with these token settings and the defaults for the rest.
+    pub fn from_tokens(tokens: TokenSettings) -> Self {
+        Self {
+            tokens,
+            rules: SessionRules::default(),
+            cookies: CookieSettings::default(),
+            redis: RedisSettings::default(),
+            revocation_cache: RevocationCacheSettings::default(),
+        }
+    }
+
+    /// Reads the variables of SPEC §2 ([`ENV_VARS`]) from the process environment, and logs
+    /// at `info` what the startup rules of [`SessionRules`] adjusted.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first variable that is missing (only `JWT_SECRET` is
+    /// required) or malformed, its value (unless secret) and the expected form; or the
+    /// settings that conflict; or [`ConfigError::StoreNotBuilt`] when `REDIS_URL` is set in a
+    /// build without the `redis` feature.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(process_env)
+    }
+
+    /// Like [`from_env`](Self::from_env), with variables looked up through `lookup` instead of
+    /// the process environment (handy in tests and for other configuration sources).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use tower_jwt_session::SessionConfig;
+    ///
+    /// let vars = HashMap::from([
+    ///     ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+    ///     ("JWT_ACCESS_TOKEN_EXPIRY", "30m"),
+    /// ]);
+    /// let config = SessionConfig::from_lookup(|k| vars.get(k).map(|v| v.to_string()))?;
+    /// assert_eq!(config.rules().access_token_ttl().as_secs(), 1800);
+    ///
+    /// let bad = HashMap::from([("JWT_SECRET", "0123456789abcdef0123456789abcdef"), ("JWT_LEEWAY", "soon")]);
+    /// let err = SessionConfig::from_lookup(|k| bad.get(k).map(|v| v.to_string())).unwrap_err();
+    /// assert!(err.to_string().contains("JWT_LEEWAY"));
+    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub fn from_lookup<F>(lookup: F) -> Result<Self, ConfigError>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        let env = Env::new(&lookup);
+        let config = Self {
+            tokens: TokenSettings::read(&env)?,
+            rules: SessionRules::read(&env)?,
+            cookies: CookieSettings::read(&env)?,
+            redis: RedisSettings::read(&env)?,
+            revocation_cache: RevocationCacheSettings::default(),
+        };
+        config.validate()?;
+        config.rules.log_adjustments();
+        Ok(config)
+    }
+
+    /// Checks that the settings fit together: non-zero lifetimes, a threshold shorter than the
+    /// access token, `SameSite=None` only with `Secure`, a cookie prefix browsers keep, a
+    /// non-empty algorithm allow-list. [`from_env`](Self::from_env) and the session manager
+    /// call it; call it yourself to fail early.
+    ///
+    /// # Errors
+    /// The first contradiction found, as [`ConfigError::Invalid`] or [`ConfigError::Conflict`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.rules.validate()?;
+        self.cookies.validate()?;
+        self.tokens.validate()
+    }
+
+    /// Keys, algorithms, issuer, audience, leeway and realm.
+    pub fn tokens(&self) -> &TokenSettings {
+        &self.tokens
+    }
+
+    /// Lifetimes, session limit, refresh threshold and reuse interval, as in force.
+    pub fn rules(&self) -> &SessionRules {
+        &self.rules
+    }
+
+    /// The refresh-token cookie and the trusted origins.
+    pub fn cookies(&self) -> &CookieSettings {
+        &self.cookies
+    }
+
+    /// The Redis settings (their URL list is empty when no Redis is configured).
+    pub fn redis(&self) -> &RedisSettings {
+        &self.redis
+    }
+
+    /// Which store the settings name: [`StoreSettings::Redis`] when Redis URLs are set,
+    /// [`StoreSettings::Memory`] otherwise.
+    ///
+    /// ```
+    /// use tower_jwt_session::SessionConfig;
+    /// use tower_jwt_session::config::StoreSettings;
+    ///
+    /// let config = SessionConfig::new("0123456789abcdef0123456789abcdef")?;
+    /// assert!(matches!(config.store(), StoreSettings::Memory));
+    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// ```
+    pub fn store(&self) -> StoreSettings<'_> {
+        if self.redis.urls().is_empty() {
+            StoreSettings::Memory
+        } else {
+            StoreSettings::Redis(&self.redis)
+        }
+    }
+
+    /// The revocation cache and fail-open setting.
+    pub fn revocation_cache(&self) -> &RevocationCacheSettings {
+        &self.revocation_cache
+    }
+
+    /// Replaces the token settings.
+    pub fn with_tokens(mut self, tokens: TokenSettings) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// Replaces the session rules.
+    pub fn with_rules(mut self, rules: SessionRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Replaces the cookie settings.
+    pub fn with_cookies(mut self, cookies: CookieSettings) -> Self {
+        self.cookies = cookies;
+        self
+    }
+
+    /// Replaces the Redis settings; with URLs, [`store`](Self::store) names Redis.
+    pub fn with_redis(mut self, redis: RedisSettings) -> Self {
+        self.redis = redis;
+        self
+    }
+
+    /// Replaces the revocation-cache settings.
+    pub fn with_revocation_cache(mut self, cache: RevocationCacheSettings) -> Self {
+        self.revocation_cache = cache;
+        self
+    }
+}

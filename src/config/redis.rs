@@ -1,0 +1,344 @@
+//! [`RedisSettings`] and [`StoreSettings`]: which store the variables name, and how to reach
+//! and seal it.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::ConfigError;
+use super::env::{Env, split_list};
+use super::keys::Secret;
+
+/// The store the settings name: what [`SessionConfig::store`](super::SessionConfig::store)
+/// answers, so that the manager is built on the store the variables ask for, never silently on
+/// another.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum StoreSettings<'a> {
+    /// No store URL is set: sessions live in this process's memory.
+    Memory,
+    /// `REDIS_URL` is set: sessions live in Redis (one node, or a cluster).
+    Redis(&'a RedisSettings),
+}
+
+impl StoreSettings<'_> {
+    /// `"memory"` or `"redis"`, as the health route reports it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis(_) => "redis",
+        }
+    }
+}
+
+/// How to reach Redis and seal what is stored there: node URLs (`REDIS_URL`), key prefix
+/// (`REDIS_KEY_PREFIX`), per-call timeout, CA certificate for `rediss://` (`REDIS_CA_CERT`),
+/// and the record-sealing keys (`SESSION_ENCRYPTION_KEY`, `SESSION_ENCRYPTION_PREVIOUS_KEYS`).
+///
+/// `Debug` output holds no password of a URL (`redis://user:[redacted]@host`), no key, and the
+/// CA certificate as its length.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_jwt_session::config::RedisSettings;
+///
+/// let redis = RedisSettings::new(["redis://10.0.0.5:6379"]).with_key_prefix("app1");
+/// assert_eq!(redis.urls(), ["redis://10.0.0.5:6379"]);
+/// assert_eq!(redis.key_prefix(), "app1");
+/// assert_eq!(redis.timeout(), Duration::from_secs(1));
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct RedisSettings {
+    urls: Vec<String>,
+    key_prefix: String,
+    timeout: Duration,
+    ca_cert: Option<Vec<u8>>,
+    encryption_keys: Vec<Secret>,
+}
+
+/// Hand-written so that the output holds no secret (see the type's docs).
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// Redis URLs with their passwords hidden.
+        struct Urls<'a>(&'a [String]);
+        impl fmt::Debug for Urls<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list()
+                    .entries(self.0.iter().map(|u| redact_url_password(u)))
+                    .finish()
+            }
+        }
+        /// A PEM file, by its size.
+        struct Length(usize);
+        impl fmt::Debug for Length {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "[{} bytes of PEM]", self.0)
+            }
+        }
+        let Self {
+            urls,
+            key_prefix,
+            timeout,
+            ca_cert,
+            encryption_keys,
+        } = self;
+        f.debug_struct("RedisSettings")
+            .field("urls", &Urls(urls))
+            .field("key_prefix", key_prefix)
+            .field("timeout", timeout)
+            .field("ca_cert", &ca_cert.as_ref().map(|pem| Length(pem.len())))
+            .field("encryption_keys", encryption_keys)
+            .finish()
+    }
+}
+
+impl Default for RedisSettings {
+    /// No URL (the memory store), prefix `tjs`, 1 s timeout, no sealing.
+    fn default() -> Self {
+        Self::new(Vec::<String>::new())
+    }
+}
+
+impl RedisSettings {
+    /// These node URLs (one, or several for a cluster), prefix `tjs`, 1 s timeout, the
+    /// system's trust store, no sealing.
+    pub fn new<I, S>(urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            urls: urls.into_iter().map(Into::into).collect(),
+            key_prefix: "tjs".to_owned(),
+            timeout: Duration::from_secs(1),
+            ca_cert: None,
+            encryption_keys: Vec::new(),
+        }
+    }
+
+    /// Reads `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_KEY` and
+    /// `SESSION_ENCRYPTION_PREVIOUS_KEYS` from the process environment. Without `REDIS_URL`
+    /// the URL list is empty.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the variable that is malformed; a URL's password and the keys
+    /// are never in it.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(super::process_env)
+    }
+
+    /// As [`from_env`](Self::from_env), through `lookup`.
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(&Env::new(&lookup))
+    }
+
+    pub(crate) fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let mut redis = Self::new(env.list("REDIS_URL").unwrap_or_default());
+        if !redis
+            .urls
+            .iter()
+            .all(|u| u.starts_with("redis://") || u.starts_with("rediss://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: "REDIS_URL",
+                value: redact_url_password(&env.get("REDIS_URL").unwrap_or_default()),
+                expected: "a redis:// or rediss:// URL, or several comma-separated for a cluster",
+            });
+        }
+        if !redis.urls.is_empty() && !cfg!(feature = "redis") {
+            return Err(ConfigError::StoreNotBuilt {
+                name: "REDIS_URL",
+                feature: "redis",
+            });
+        }
+        if let Some(prefix) = env.get("REDIS_KEY_PREFIX") {
+            redis.key_prefix = prefix;
+        }
+        if let Some(path) = env.get("REDIS_CA_CERT") {
+            redis.ca_cert = Some(read_ca_cert(path)?);
+        }
+        let previous = env.list("SESSION_ENCRYPTION_PREVIOUS_KEYS");
+        match env.get("SESSION_ENCRYPTION_KEY") {
+            Some(key) => {
+                redis.encryption_keys = vec![encryption_key("SESSION_ENCRYPTION_KEY", &key)?];
+                for old in previous.unwrap_or_default() {
+                    let key = encryption_key("SESSION_ENCRYPTION_PREVIOUS_KEYS", &old)?;
+                    redis.encryption_keys.push(key);
+                }
+            }
+            None if previous.is_some() => {
+                return Err(ConfigError::Missing {
+                    name: "SESSION_ENCRYPTION_KEY",
+                    hint: "SESSION_ENCRYPTION_PREVIOUS_KEYS is set, so records are sealed: set the current key too",
+                });
+            }
+            None => {}
+        }
+        Ok(redis)
+    }
+
+    /// The node URLs: one `redis://` or `rediss://` URL, or several for a cluster.
+    pub fn with_urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The prefix of every key (`REDIS_KEY_PREFIX`). The default is `tjs`.
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// How long one Redis call may take before it counts as a failure (503 `unavailable`),
+    /// so a hung Redis cannot hang requests. The default is 1 second.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The CA certificate (PEM) that signed Redis's TLS certificate, for `rediss://` URLs
+    /// (`REDIS_CA_CERT`, a file path). The default is the system's trust store.
+    pub fn with_ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_cert = Some(pem.into());
+        self
+    }
+
+    /// Seals session records at rest with this key (32 bytes; `SESSION_ENCRYPTION_KEY`,
+    /// base64): XChaCha20-Poly1305 with the session id as associated data, and user ids in key
+    /// names replaced by a keyed hash. The default is no sealing.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the key is not 32 bytes.
+    pub fn with_encryption_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
+        if key.len() != 32 {
+            return Err(ConfigError::Invalid {
+                name: "SESSION_ENCRYPTION_KEY",
+                value: "[redacted]".to_owned(),
+                expected: "exactly 32 bytes, e.g. `openssl rand -base64 32`",
+            });
+        }
+        self.encryption_keys.insert(0, Secret::new(key));
+        Ok(self)
+    }
+
+    /// An older sealing key (`SESSION_ENCRYPTION_PREVIOUS_KEYS`): records sealed with it still
+    /// open, and are sealed again with the current key on their next write.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the key is not 32 bytes, [`ConfigError::Conflict`] when no
+    /// current key is set.
+    pub fn with_previous_encryption_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
+        if self.encryption_keys.is_empty() {
+            return Err(ConfigError::Conflict {
+                name: "previous_encryption_key",
+                reason: "an older sealing key was given, but no current one".to_owned(),
+                fix: "set the current key with encryption_key (SESSION_ENCRYPTION_KEY) first"
+                    .to_owned(),
+            });
+        }
+        if key.len() != 32 {
+            return Err(ConfigError::Invalid {
+                name: "SESSION_ENCRYPTION_PREVIOUS_KEYS",
+                value: "[redacted]".to_owned(),
+                expected: "exactly 32 bytes each, base64",
+            });
+        }
+        self.encryption_keys.push(Secret::new(key));
+        Ok(self)
+    }
+
+    /// The node URLs (empty: no Redis).
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// The key prefix.
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The CA certificate (PEM) for `rediss://`, if one was given.
+    pub fn ca_cert_pem(&self) -> Option<&[u8]> {
+        self.ca_cert.as_deref()
+    }
+
+    /// Whether records are sealed (an encryption key is set).
+    pub fn seals_records(&self) -> bool {
+        !self.encryption_keys.is_empty()
+    }
+
+    /// The sealing keys, current first.
+    pub(crate) fn encryption_keys(&self) -> &[Secret] {
+        &self.encryption_keys
+    }
+}
+
+fn read_ca_cert(path: String) -> Result<Vec<u8>, ConfigError> {
+    let pem = std::fs::read(&path).map_err(|_| ConfigError::Invalid {
+        name: "REDIS_CA_CERT",
+        value: path.clone(),
+        expected: "the path of a readable PEM file with the CA that signed Redis's TLS certificate",
+    })?;
+    if !pem.starts_with(b"-----BEGIN") {
+        return Err(ConfigError::Invalid {
+            name: "REDIS_CA_CERT",
+            value: path,
+            expected: "a PEM file (-----BEGIN CERTIFICATE-----)",
+        });
+    }
+    Ok(pem)
+}
+
+/// A 32-byte key given in base64 (standard or URL-safe, padded or not).
+fn encryption_key(name: &'static str, value: &str) -> Result<Secret, ConfigError> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let v = value.trim();
+    let bytes = STANDARD
+        .decode(v)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')))
+        .ok()
+        .filter(|b| b.len() == 32)
+        .ok_or(ConfigError::Invalid {
+            name,
+            value: "[redacted]".to_owned(),
+            expected: "32 random bytes in base64, e.g. the output of `openssl rand -base64 32`",
+        })?;
+    Ok(Secret::new(&bytes))
+}
+
+/// Hides a password in `redis://user:password@host` before it goes into an error message or
+/// `Debug` output.
+pub(crate) fn redact_url_password(v: &str) -> String {
+    split_list(v)
+        .iter()
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let creds = &u[scheme + 3..at];
+                match creds.find(':') {
+                    Some(colon) => format!(
+                        "{}{}:[redacted]{}",
+                        &u[..scheme + 3],
+                        &creds[..colon],
+                        &u[at..]
+                    ),
+                    None => u.clone(),
+                }
+            }
+            _ => u.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,584 @@
+use super::keys::PLACEHOLDER_SECRET;
+use super::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+fn from(vars: &[(&str, &str)]) -> Result<SessionConfig, ConfigError> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    SessionConfig::from_lookup(|k| map.get(k).cloned())
+}
+
+#[test]
+fn defaults_match_the_spec() {
+    let c = from(&[("JWT_SECRET", SECRET)]).unwrap();
+    assert_eq!(c.rules().access_token_ttl(), Duration::from_secs(7200));
+    assert_eq!(
+        c.rules().refresh_token_ttl(),
+        Duration::from_secs(30 * 86400)
+    );
+    assert_eq!(c.rules().session_ttl(), Duration::from_secs(90 * 86400));
+    assert_eq!(c.rules().max_sessions(), 10);
+    assert_eq!(c.rules().limit_policy(), SessionLimitPolicy::Evict);
+    assert_eq!(c.rules().refresh_threshold(), Duration::from_secs(900));
+    assert_eq!(c.rules().reuse_interval(), Duration::from_secs(10));
+    assert_eq!(c.tokens().leeway(), Duration::from_secs(30));
+    assert!(c.cookies().secure() && c.cookies().http_only());
+    assert_eq!(c.cookies().same_site(), SameSite::Strict);
+    assert_eq!(c.redis().key_prefix(), "tjs");
+    assert!(c.redis().urls().is_empty() && c.tokens().issuer().is_none());
+    assert!(c.tokens().audience().is_none() && matches!(c.store(), StoreSettings::Memory));
+}
+
+#[test]
+fn every_variable_is_read() {
+    let c = from(&[
+        ("JWT_SECRET", SECRET),
+        (
+            "JWT_PREVIOUS_SECRETS",
+            "old-secret-old-secret-old-secret-1, old-secret-old-secret-old-secret-2",
+        ),
+        ("JWT_ACCESS_TOKEN_EXPIRY", "30m"),
+        ("JWT_REFRESH_TOKEN_EXPIRY", "7d"),
+        ("JWT_SESSION_EXPIRY", "14d"),
+        ("JWT_MAX_CONCURRENT_SESSIONS", "3"),
+        ("JWT_SESSION_LIMIT_POLICY", "deny"),
+        ("JWT_AUTO_REFRESH_THRESHOLD", "90s"),
+        ("JWT_REFRESH_REUSE_INTERVAL", "500ms"),
+        ("JWT_ISSUER", "https://issuer.example"),
+        ("JWT_AUDIENCE", "my-api"),
+        ("JWT_LEEWAY", "5s"),
+        ("SESSION_COOKIE_SECURE", "false"),
+        ("SESSION_COOKIE_HTTP_ONLY", "false"),
+        ("SESSION_COOKIE_SAME_SITE", "lax"),
+        ("REDIS_URL", "redis://a:7000,redis://b:7001"),
+        ("REDIS_KEY_PREFIX", "app1"),
+        (
+            "ALLOWED_ORIGINS",
+            "https://app.example.com, http://localhost:5173/",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.cookies().allowed_origins(),
+        vec!["https://app.example.com", "http://localhost:5173"]
+    );
+    assert_eq!(c.tokens().previous_secrets().len(), 2);
+    assert_eq!(c.rules().access_token_ttl(), Duration::from_secs(1800));
+    assert_eq!(
+        c.rules().refresh_token_ttl(),
+        Duration::from_secs(7 * 86400)
+    );
+    assert_eq!(c.rules().session_ttl(), Duration::from_secs(14 * 86400));
+    assert_eq!(c.rules().max_sessions(), 3);
+    assert_eq!(c.rules().limit_policy(), SessionLimitPolicy::Deny);
+    assert_eq!(c.rules().refresh_threshold(), Duration::from_secs(90));
+    assert_eq!(c.rules().reuse_interval(), Duration::from_millis(500));
+    assert_eq!(c.tokens().issuer(), Some("https://issuer.example"));
+    assert_eq!(c.tokens().audience(), Some("my-api"));
+    assert_eq!(c.tokens().leeway(), Duration::from_secs(5));
+    assert!(!c.cookies().secure() && !c.cookies().http_only());
+    assert_eq!(c.cookies().same_site(), SameSite::Lax);
+    assert_eq!(c.redis().urls(), vec!["redis://a:7000", "redis://b:7001"]);
+    assert_eq!(c.redis().key_prefix(), "app1");
+}
+
+#[test]
+fn missing_secret_names_the_variable_and_the_fix() {
+    let err = from(&[]).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(
+        err,
+        ConfigError::Missing {
+            name: "JWT_SECRET",
+            ..
+        }
+    ));
+    assert!(
+        text.contains("JWT_SECRET") && text.contains("32 bytes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn short_and_placeholder_secrets_are_refused_without_echoing_them() {
+    let err = from(&[("JWT_SECRET", "short-secret")]).unwrap_err();
+    assert!(matches!(
+        err,
+        ConfigError::WeakSecret {
+            name: "JWT_SECRET",
+            ..
+        }
+    ));
+    assert!(!err.to_string().contains("short-secret"));
+
+    let err = from(&[("JWT_SECRET", PLACEHOLDER_SECRET)]).unwrap_err();
+    assert!(err.to_string().contains("placeholder"), "{err}");
+    assert!(!err.to_string().contains(PLACEHOLDER_SECRET));
+
+    let err = from(&[("JWT_SECRET", SECRET), ("JWT_PREVIOUS_SECRETS", "tiny")]).unwrap_err();
+    assert!(matches!(
+        err,
+        ConfigError::WeakSecret {
+            name: "JWT_PREVIOUS_SECRETS",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn bad_values_name_variable_value_and_form() {
+    let cases = [
+        ("JWT_ACCESS_TOKEN_EXPIRY", "2 fortnights"),
+        ("JWT_REFRESH_TOKEN_EXPIRY", "-1d"),
+        ("JWT_SESSION_EXPIRY", "1,5d"),
+        ("JWT_SESSION_EXPIRY", "3M"),
+        ("JWT_AUTO_REFRESH_THRESHOLD", "15"),
+        ("JWT_REFRESH_REUSE_INTERVAL", "10x"),
+        ("JWT_LEEWAY", "99999999999999999999s"),
+        ("JWT_MAX_CONCURRENT_SESSIONS", "0"),
+        ("JWT_MAX_CONCURRENT_SESSIONS", "ten"),
+        ("JWT_SESSION_LIMIT_POLICY", "oldest"),
+        ("SESSION_COOKIE_SECURE", "maybe"),
+        ("SESSION_COOKIE_HTTP_ONLY", "2"),
+        ("SESSION_COOKIE_SAME_SITE", "relaxed"),
+        ("REDIS_URL", "localhost:6379"),
+        ("ALLOWED_ORIGINS", "app.example.com"),
+        ("ALLOWED_ORIGINS", "https://app.example.com/path"),
+    ];
+    for (name, value) in cases {
+        let err = from(&[("JWT_SECRET", SECRET), (name, value)]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(name), "{name}: {text}");
+        assert!(text.contains(value), "{name}: {text}");
+        assert!(text.contains("expected"), "{name}: {text}");
+    }
+}
+
+#[test]
+#[cfg(feature = "redis")]
+fn debug_hides_redis_passwords_and_keeps_the_rest() {
+    let dir = std::env::temp_dir().join(format!("tjs-debug-ca-{}", std::process::id()));
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBnotreallyacert\n-----END CERTIFICATE-----\n";
+    std::fs::write(&dir, pem).unwrap();
+    let c = from(&[
+        ("JWT_SECRET", SECRET),
+        (
+            "REDIS_URL",
+            "redis://user:hunter2@h:6379,rediss://:s3cret@h2:6380",
+        ),
+        ("REDIS_CA_CERT", dir.to_str().unwrap()),
+        (
+            "SESSION_ENCRYPTION_KEY",
+            "c2VhbGluZy1rZXktc2VhbGluZy1rZXktc2VhbGluZy0=",
+        ),
+        ("JWT_ISSUER", "https://issuer.example"),
+    ])
+    .unwrap();
+    std::fs::remove_file(&dir).unwrap();
+    assert_eq!(
+        c.redis().urls().len(),
+        2,
+        "the URLs themselves are untouched"
+    );
+    assert!(c.redis().urls()[0].contains("hunter2"));
+    for text in [format!("{c:?}"), format!("{c:#?}")] {
+        for secret in ["hunter2", "s3cret", SECRET, "c2Vh", "sealing", "MIIB"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        for kept in [
+            "redis://user:[redacted]@h:6379",
+            "rediss://:[redacted]@h2:6380",
+            &format!("[{} bytes of PEM]", pem.len()),
+            "https://issuer.example",
+            "max_sessions: 10",
+            "key_prefix: \"tjs\"",
+            "secret: [redacted]",
+        ] {
+            assert!(text.contains(kept), "{kept} missing in {text}");
+        }
+    }
+    let manager = crate::SessionManager::new(c).unwrap();
+    let text = format!("{manager:?}");
+    assert!(text.contains("rediss://:[redacted]@h2:6380"), "{text}");
+    for secret in ["hunter2", "s3cret"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
+
+#[test]
+fn redis_passwords_stay_out_of_errors() {
+    let err = from(&[
+        ("JWT_SECRET", SECRET),
+        ("REDIS_URL", "http://user:hunter2@host:6379"),
+    ])
+    .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
+fn contradictions_are_refused() {
+    let c = || SessionConfig::new(SECRET).unwrap();
+    assert!(
+        c().refresh_threshold(Duration::from_secs(3 * 3600))
+            .validate()
+            .is_err()
+    );
+    assert!(
+        c().cookie_same_site(SameSite::None)
+            .cookie_secure(false)
+            .validate()
+            .is_err()
+    );
+    assert!(c().allowed_algorithms([]).validate().is_err());
+    assert!(c().access_token_ttl(Duration::ZERO).validate().is_err());
+    assert!(c().max_sessions_per_user(0).validate().is_err());
+    assert!(c().validate().is_ok());
+}
+
+#[test]
+fn encryption_keys_are_checked_and_never_echoed() {
+    let key = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+    let c = from(&[("JWT_SECRET", SECRET), ("SESSION_ENCRYPTION_KEY", key)]).unwrap();
+    assert_eq!(c.redis().encryption_keys().len(), 1);
+    assert!(!format!("{c:?}").contains(key));
+    for bad in ["short", "not base64 at all!!", "q83vEjRWeJCrze8SNFZ4kA=="] {
+        let err = from(&[("JWT_SECRET", SECRET), ("SESSION_ENCRYPTION_KEY", bad)]).unwrap_err();
+        assert!(err.to_string().contains("SESSION_ENCRYPTION_KEY"), "{err}");
+        assert!(!err.to_string().contains(bad), "{err}");
+    }
+    let err = from(&[
+        ("JWT_SECRET", SECRET),
+        ("SESSION_ENCRYPTION_PREVIOUS_KEYS", key),
+    ])
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        ConfigError::Missing {
+            name: "SESSION_ENCRYPTION_KEY",
+            ..
+        }
+    ));
+    let c = from(&[
+        ("JWT_SECRET", SECRET),
+        ("SESSION_ENCRYPTION_KEY", key),
+        (
+            "SESSION_ENCRYPTION_PREVIOUS_KEYS",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(c.redis().encryption_keys().len(), 2);
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+    assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+    assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+    assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
+    assert_eq!(parse_duration(" 0s "), Ok(Duration::ZERO));
+    assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("15min"), Ok(Duration::from_secs(900)));
+    assert_eq!(parse_duration("1w"), Ok(Duration::from_secs(7 * 86400)));
+    assert_eq!(parse_duration("15M"), Err(DurationError::CalendarUnit));
+    for bad in [
+        "",
+        "s",
+        "15",
+        "-1s",
+        "15M",
+        "2 months",
+        "1y",
+        "1e3s",
+        "15 parsecs",
+        "18446744073709551615d",
+    ] {
+        assert!(parse_duration(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn debug_never_prints_secrets() {
+    let c = SessionConfig::new(SECRET)
+        .unwrap()
+        .previous_secret("previous-previous-previous-previous")
+        .unwrap();
+    let text = format!("{c:?}");
+    assert!(
+        !text.contains(SECRET) && !text.contains("previous-previous"),
+        "{text}"
+    );
+    assert!(text.contains("[redacted]"));
+    // Not even as the byte values of the secret.
+    let bytes = format!("{:?}", SECRET.as_bytes());
+    assert!(!text.contains(&bytes[1..20]));
+}
+
+#[test]
+fn kid_is_stable_and_short() {
+    let a = key_id(Algorithm::HS256, b"k1");
+    assert_eq!(a, key_id(Algorithm::HS256, b"k1"));
+    assert_ne!(a, key_id(Algorithm::HS256, b"k2"));
+    assert_ne!(a, key_id(Algorithm::HS512, b"k1"));
+    assert_eq!(a.len(), 12);
+}
+
+// --- Startup rules (issue 13) ---
+
+#[test]
+fn a_short_access_token_alone_starts_and_the_default_threshold_adapts() {
+    for (access, threshold) in [
+        ("10m", Duration::from_secs(150)),
+        ("15m", Duration::from_secs(225)),
+        ("5s", Duration::from_millis(1250)),
+    ] {
+        let c = from(&[("JWT_SECRET", SECRET), ("JWT_ACCESS_TOKEN_EXPIRY", access)])
+            .unwrap_or_else(|e| panic!("JWT_ACCESS_TOKEN_EXPIRY={access}: {e}"));
+        assert_eq!(c.rules().refresh_threshold(), threshold, "{access}");
+    }
+    // Longer access tokens keep the documented 15 minutes.
+    for access in ["16m", "2h"] {
+        let c = from(&[("JWT_SECRET", SECRET), ("JWT_ACCESS_TOKEN_EXPIRY", access)]).unwrap();
+        assert_eq!(c.rules().refresh_threshold(), DEFAULT_REFRESH_THRESHOLD);
+    }
+    // So does the builder.
+    let c = SessionConfig::new(SECRET)
+        .unwrap()
+        .access_token_ttl(Duration::from_secs(600));
+    assert!(c.validate().is_ok());
+    assert_eq!(c.rules().refresh_threshold(), Duration::from_secs(150));
+}
+
+#[test]
+fn a_threshold_that_is_set_is_kept_or_refused_with_the_values_and_the_fix() {
+    let c = from(&[
+        ("JWT_SECRET", SECRET),
+        ("JWT_ACCESS_TOKEN_EXPIRY", "10m"),
+        ("JWT_AUTO_REFRESH_THRESHOLD", "1m"),
+    ])
+    .unwrap();
+    assert_eq!(c.rules().refresh_threshold(), Duration::from_secs(60));
+    let err = from(&[
+        ("JWT_SECRET", SECRET),
+        ("JWT_ACCESS_TOKEN_EXPIRY", "10m"),
+        ("JWT_AUTO_REFRESH_THRESHOLD", "20m"),
+    ])
+    .unwrap_err();
+    assert!(matches!(err, ConfigError::Conflict { .. }), "{err:?}");
+    let text = err.to_string();
+    for part in [
+        "JWT_AUTO_REFRESH_THRESHOLD is 20m",
+        "JWT_ACCESS_TOKEN_EXPIRY is 10m",
+        "lower JWT_AUTO_REFRESH_THRESHOLD",
+        "refresh_threshold",
+        "unset it",
+    ] {
+        assert!(text.contains(part), "{part} missing in {text}");
+    }
+}
+
+#[test]
+fn a_refresh_lifetime_longer_than_the_session_is_capped() {
+    let c = from(&[
+        ("JWT_SECRET", SECRET),
+        ("JWT_REFRESH_TOKEN_EXPIRY", "30d"),
+        ("JWT_SESSION_EXPIRY", "7d"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.rules().refresh_token_ttl(),
+        Duration::from_secs(7 * 86400)
+    );
+    assert_eq!(c.rules().session_ttl(), Duration::from_secs(7 * 86400));
+    let c = SessionConfig::new(SECRET)
+        .unwrap()
+        .refresh_token_ttl(Duration::from_secs(100 * 86400));
+    assert!(c.validate().is_ok());
+    assert_eq!(
+        c.rules().refresh_token_ttl(),
+        Duration::from_secs(90 * 86400)
+    );
+}
+
+#[test]
+fn every_duration_variable_takes_the_same_forms() {
+    for name in [
+        "JWT_ACCESS_TOKEN_EXPIRY",
+        "JWT_REFRESH_TOKEN_EXPIRY",
+        "JWT_SESSION_EXPIRY",
+        "JWT_AUTO_REFRESH_THRESHOLD",
+        "JWT_REFRESH_REUSE_INTERVAL",
+        "JWT_LEEWAY",
+    ] {
+        let vars = [
+            ("JWT_SECRET", SECRET),
+            ("JWT_ACCESS_TOKEN_EXPIRY", "3h"),
+            (name, "1h 30m"),
+        ];
+        let c = from(&vars).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = match name {
+            "JWT_ACCESS_TOKEN_EXPIRY" => c.rules().access_token_ttl(),
+            "JWT_REFRESH_TOKEN_EXPIRY" => c.rules().refresh_token_ttl(),
+            "JWT_SESSION_EXPIRY" => c.rules().session_ttl(),
+            "JWT_AUTO_REFRESH_THRESHOLD" => c.rules().refresh_threshold(),
+            "JWT_REFRESH_REUSE_INTERVAL" => c.rules().reuse_interval(),
+            _ => c.tokens().leeway(),
+        };
+        assert_eq!(got, Duration::from_secs(5400), "{name}");
+    }
+}
+
+#[test]
+fn the_adjustments_are_logged_once() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        let _config = from(&[
+            ("JWT_SECRET", SECRET),
+            ("JWT_ACCESS_TOKEN_EXPIRY", "10m"),
+            ("JWT_REFRESH_TOKEN_EXPIRY", "30d"),
+            ("JWT_SESSION_EXPIRY", "7d"),
+        ])
+        .unwrap();
+    });
+    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        text.matches("JWT_AUTO_REFRESH_THRESHOLD is unset").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("JWT_REFRESH_TOKEN_EXPIRY is longer").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("threshold=2m 30s"), "{text}");
+}
+
+// --- The store the settings name ---
+
+#[test]
+#[cfg(not(feature = "redis"))]
+fn a_redis_url_without_the_redis_feature_is_refused() {
+    let err = from(&[
+        ("JWT_SECRET", SECRET),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::StoreNotBuilt {
+            name: "REDIS_URL",
+            feature: "redis"
+        }
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("REDIS_URL") && text.contains("`redis` feature"),
+        "{text}"
+    );
+}
+
+#[test]
+#[cfg(feature = "redis")]
+fn a_redis_url_names_the_redis_store() {
+    let c = from(&[
+        ("JWT_SECRET", SECRET),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("REDIS_KEY_PREFIX", "app1"),
+    ])
+    .unwrap();
+    match c.store() {
+        StoreSettings::Redis(redis) => {
+            assert_eq!(redis.urls(), ["redis://127.0.0.1:6379"]);
+            assert_eq!(redis.key_prefix(), "app1");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.store().kind(), "redis");
+}
+
+#[test]
+fn without_a_store_url_the_store_is_memory() {
+    let c = from(&[("JWT_SECRET", SECRET), ("REDIS_KEY_PREFIX", "app1")]).unwrap();
+    assert!(matches!(c.store(), StoreSettings::Memory));
+    assert_eq!(c.store().kind(), "memory");
+}
+
+#[test]
+fn components_read_their_own_variables() {
+    let vars: HashMap<&str, &str> = HashMap::from([
+        ("JWT_SECRET", SECRET),
+        ("JWT_ISSUER", "https://issuer.example"),
+        ("JWT_MAX_CONCURRENT_SESSIONS", "3"),
+        ("SESSION_COOKIE_SAME_SITE", "lax"),
+        ("REDIS_KEY_PREFIX", "app1"),
+    ]);
+    let lookup = |k: &str| vars.get(k).map(|v| (*v).to_owned());
+    assert_eq!(
+        TokenSettings::from_lookup(lookup).unwrap().issuer(),
+        Some("https://issuer.example")
+    );
+    assert_eq!(SessionRules::from_lookup(lookup).unwrap().max_sessions(), 3);
+    assert_eq!(
+        CookieSettings::from_lookup(lookup).unwrap().same_site(),
+        SameSite::Lax
+    );
+    assert_eq!(
+        RedisSettings::from_lookup(lookup).unwrap().key_prefix(),
+        "app1"
+    );
+    assert!(matches!(
+        TokenSettings::from_lookup(|_| None),
+        Err(ConfigError::Missing {
+            name: "JWT_SECRET",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn algorithms_by_name() {
+    for name in [
+        "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+        "ES384", "EdDSA",
+    ] {
+        let alg: Algorithm = name.parse().unwrap();
+        assert_eq!(alg.to_string(), name);
+        assert_eq!(
+            format!("{:?}", alg.to_jwt()),
+            name,
+            "same name in jsonwebtoken"
+        );
+    }
+    for bad in ["none", "hs256", "HS1", ""] {
+        assert!(bad.parse::<Algorithm>().is_err(), "{bad}");
+    }
+    assert!(Algorithm::HS512.is_hmac() && !Algorithm::EdDSA.is_hmac());
+}
