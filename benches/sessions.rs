@@ -146,7 +146,7 @@ async fn redis_run(sealed: bool) {
         _ => None,
     })
     .expect("config");
-    let store = RedisStore::from_config(&config)
+    let store = RedisStore::connect(config.redis())
         .await
         .expect("Redis at REDIS_URL");
     let manager = SessionManager::builder(config)

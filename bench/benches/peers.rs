@@ -309,9 +309,9 @@ fn main() {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = format!("tjsbench{}", std::process::id());
     match rt.block_on(tower_jwt_session::store::RedisStore::connect(
-        std::slice::from_ref(&url),
-        &prefix,
-        Duration::from_secs(2),
+        &tower_jwt_session::config::RedisSettings::new([url.clone()])
+            .with_key_prefix(prefix.clone())
+            .with_timeout(Duration::from_secs(2)),
     )) {
         Err(e) => eprintln!("Redis at {url} unavailable ({e}): no Redis figures"),
         Ok(store) => {

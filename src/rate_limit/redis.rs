@@ -19,17 +19,16 @@ use crate::store::redis::RedisConnection;
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use std::time::Duration;
 /// use tower_jwt_session::rate_limit::{
-///     AttemptConfig, AttemptTracker, RateLimitConfig, RateLimitLayer, RedisAttemptBackend,
+///     AttemptConfig, AttemptTracker, RateLimitConfig, ClientRateLimitLayer, RedisAttemptBackend,
 ///     RedisRateLimitBackend,
 /// };
+/// use tower_jwt_session::config::RedisSettings;
 /// use tower_jwt_session::store::RedisStore;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let urls = ["redis://127.0.0.1:6379".to_owned()];
-/// let store = RedisStore::connect(&urls, "app", Duration::from_secs(1)).await?;
-/// let limit = RateLimitLayer::with_backend(
+/// let store = RedisStore::connect(&RedisSettings::new(["redis://127.0.0.1:6379"])).await?;
+/// let limit = ClientRateLimitLayer::with_backend(
 ///     RateLimitConfig::new(),
 ///     Arc::new(RedisRateLimitBackend::new(store.connection())),
 /// );
@@ -217,7 +216,7 @@ mod tests {
 
     use super::*;
     use crate::clock::Clock as _;
-    use crate::config::SessionConfig;
+    use crate::config::RedisSettings;
     use crate::store::redis::{RedisStore, redis_server};
 
     /// Every key and value under `prefix`, as one string.
@@ -248,13 +247,11 @@ mod tests {
     #[tokio::test]
     async fn sealed_key_names_leak_no_user_or_address() {
         let prefix = redis_server::unique_prefix("rl-leak");
-        let mut config = SessionConfig::new("0123456789abcdef0123456789abcdef")
-            .unwrap()
-            .encryption_key(&[7; 32])
+        let settings = RedisSettings::new(redis_server::single().urls.clone())
+            .with_key_prefix(prefix.clone())
+            .with_encryption_key(&[7; 32])
             .unwrap();
-        config.redis_urls = redis_server::single().urls.clone();
-        config.redis_key_prefix = prefix.clone();
-        let store = RedisStore::from_config(&config).await.unwrap();
+        let store = RedisStore::connect(&settings).await.unwrap();
         let now = crate::clock::SystemClock.now_ms();
         let policy = AttemptPolicy {
             max_failures: 5,

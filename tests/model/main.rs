@@ -142,7 +142,7 @@ impl Backend {
             Probe::Memory(memory) => memory.clone(),
             #[cfg(feature = "redis")]
             Probe::Redis { .. } => Arc::new(
-                tower_jwt_session::store::RedisStore::from_config(&self.config)
+                tower_jwt_session::store::RedisStore::connect(self.config.redis())
                     .await
                     .expect("second Redis connection"),
             ),
@@ -202,7 +202,7 @@ async fn redis_backend(kind: StoreKind, limits: &Limits) -> Backend {
         base
     };
     let config = config_for(base, limits);
-    let store = RedisStore::from_config(&config).await.unwrap_or_else(|e| {
+    let store = RedisStore::connect(config.redis()).await.unwrap_or_else(|e| {
         panic!(
             "Redis at {urls:?} is needed for the {} run: {e}",
             kind.name()

@@ -42,9 +42,13 @@ async fn main() {
     let url = args.next().expect("usage: scale_redis <redis-url> <size>...");
     let sizes: Vec<usize> = args.map(|a| a.parse().expect("a size")).collect();
     let prefix = format!("tjsscale{}", std::process::id());
-    let store = RedisStore::connect(std::slice::from_ref(&url), &prefix, Duration::from_secs(5))
-        .await
-        .expect("Redis");
+    let store = RedisStore::connect(
+        &tower_jwt_session::config::RedisSettings::new([url.clone()])
+            .with_key_prefix(prefix.clone())
+            .with_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .expect("Redis");
     let manager = SessionManager::builder(SessionConfig::new(tjs_bench::SECRET).unwrap())
         .store(store)
         .build()

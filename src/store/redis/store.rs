@@ -12,7 +12,7 @@ use super::connection::{RedisConnection, client_for};
 use super::keys::KeyNames;
 use super::record::{corrupt, data_fields, decode, pairs, sid_of};
 use super::sealing::Cipher;
-use crate::config::{SessionConfig, SessionLimitPolicy};
+use crate::config::{RedisSettings, SessionLimitPolicy};
 use crate::session::{SessionId, random_bytes};
 use crate::store::{
     CreateOutcome, Lifetimes, ReuseKind, RevocationEvent, RevocationSink, RotateOutcome,
@@ -65,34 +65,35 @@ impl Drop for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects with the settings of `config`: `REDIS_URL` (one URL, or several comma-separated
-    /// node URLs for a cluster), `REDIS_KEY_PREFIX` and the Redis timeout.
+    /// Connects to the Redis that `settings` name: one node (one URL) or a Redis Cluster
+    /// (several seed node URLs), under their key prefix, with their timeout for every call,
+    /// trusting their CA certificate for `rediss://`, and sealing records when they hold an
+    /// encryption key. Must be called inside a tokio runtime: it starts the revocation
+    /// subscriber task.
+    ///
+    /// ```no_run
+    /// use tower_jwt_session::config::RedisSettings;
+    /// use tower_jwt_session::store::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::connect(&RedisSettings::from_env()?).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
-    /// [`StoreError`] when no URL is configured, a URL is malformed, or Redis cannot be reached.
-    pub async fn from_config(config: &SessionConfig) -> Result<Self, StoreError> {
+    /// [`StoreError`] when no URL is configured, a URL is malformed, the prefix contains `{`
+    /// or `}`, Redis cannot be reached within the timeout, or the encryption key does not fit
+    /// the records already stored ([`StoreError::Misconfigured`]).
+    pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
         Self::open(
-            &config.redis_urls,
-            &config.redis_key_prefix,
-            config.redis_timeout,
-            Cipher::new(&config.encryption_keys),
-            config.redis_ca_cert.as_deref(),
+            settings.urls(),
+            settings.key_prefix(),
+            settings.timeout(),
+            Cipher::new(settings.encryption_keys()),
+            settings.ca_cert_pem(),
         )
         .await
-    }
-
-    /// Connects to one Redis (`urls` has one entry) or a Redis Cluster (several seed nodes).
-    /// Must be called inside a tokio runtime: it starts the revocation subscriber task.
-    ///
-    /// # Errors
-    /// [`StoreError`] when `urls` is empty or malformed, the prefix contains `{` or `}`, or
-    /// Redis cannot be reached within the timeout.
-    pub async fn connect(
-        urls: &[String],
-        prefix: &str,
-        timeout: Duration,
-    ) -> Result<Self, StoreError> {
-        Self::open(urls, prefix, timeout, None, None).await
     }
 
     async fn open(

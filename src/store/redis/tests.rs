@@ -12,18 +12,25 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::redis_server;
 use super::*;
 use crate::clock::Clock as _;
-use crate::config::SessionConfig;
+use crate::config::RedisSettings;
 use crate::session::SessionId;
 use crate::store::{
     RevocationEvent, RotateOutcome, RotateRequest, SessionStore, StoreError, suite,
 };
 
+/// Settings for a test store on `urls`.
+pub(crate) fn settings(urls: &[String], prefix: &str, timeout: Duration) -> RedisSettings {
+    RedisSettings::new(urls.iter().cloned())
+        .with_key_prefix(prefix)
+        .with_timeout(timeout)
+}
+
 pub(super) async fn store_on(urls: &[String], name: &str) -> RedisStore {
-    RedisStore::connect(
+    RedisStore::connect(&settings(
         urls,
         &redis_server::unique_prefix(name),
         Duration::from_secs(2),
-    )
+    ))
     .await
     .expect("connect to the test Redis")
 }
@@ -44,16 +51,13 @@ const KEY_1: [u8; 32] = [7; 32];
 const KEY_2: [u8; 32] = [9; 32];
 
 async fn sealed_store_with(prefix: &str, keys: &[[u8; 32]]) -> Result<RedisStore, StoreError> {
-    let mut config = SessionConfig::new("0123456789abcdef0123456789abcdef")
-        .unwrap()
-        .encryption_key(&keys[0])
+    let mut redis = settings(&redis_server::single().urls, prefix, Duration::from_secs(2))
+        .with_encryption_key(&keys[0])
         .unwrap();
     for old in &keys[1..] {
-        config = config.previous_encryption_key(old).unwrap();
+        redis = redis.with_previous_encryption_key(old).unwrap();
     }
-    config.redis_urls = redis_server::single().urls.clone();
-    config.redis_key_prefix = prefix.to_owned();
-    RedisStore::from_config(&config).await
+    RedisStore::connect(&redis).await
 }
 
 async fn sealed_store() -> RedisStore {
@@ -96,14 +100,10 @@ async fn dump(store: &RedisStore, prefix: &str) -> String {
 #[tokio::test]
 async fn rediss_urls_connect_over_tls_with_the_configured_ca() {
     let (tls, ca) = redis_server::start_tls();
-    let mut config = SessionConfig::new("0123456789abcdef0123456789abcdef")
-        .unwrap()
-        .redis_ca_cert_pem(ca);
-    config.redis_urls = tls.urls.clone();
-    config.redis_key_prefix = "tls".to_owned();
-    let store = RedisStore::from_config(&config)
-        .await
-        .expect("TLS connection");
+    let redis = RedisSettings::new(tls.urls.clone())
+        .with_key_prefix("tls")
+        .with_ca_cert_pem(ca);
+    let store = RedisStore::connect(&redis).await.expect("TLS connection");
     let l = suite::lifetimes();
     let now = crate::clock::SystemClock.now_ms();
     let record = suite::record_for(&store, "tls-user", now, &l);
@@ -116,11 +116,12 @@ async fn rediss_urls_connect_over_tls_with_the_configured_ca() {
         "tls-user"
     );
     // Without the CA the server's certificate is not trusted; plain redis:// gets nowhere.
-    let untrusted = RedisStore::connect(&tls.urls, "tls", Duration::from_millis(500)).await;
+    let untrusted =
+        RedisStore::connect(&settings(&tls.urls, "tls", Duration::from_millis(500))).await;
     assert!(untrusted.is_err());
     let plain = tls.urls[0].replace("rediss://", "redis://");
     assert!(
-        RedisStore::connect(&[plain], "tls", Duration::from_millis(500))
+        RedisStore::connect(&settings(&[plain], "tls", Duration::from_millis(500)))
             .await
             .is_err()
     );
@@ -204,11 +205,11 @@ async fn a_wrong_or_missing_key_is_a_startup_error() {
     let wrong = sealed_store_with(&prefix, &[KEY_2]).await.unwrap_err();
     assert!(matches!(wrong, StoreError::Misconfigured(_)), "{wrong}");
     assert!(wrong.to_string().contains("SESSION_ENCRYPTION_KEY"));
-    let missing = RedisStore::connect(
+    let missing = RedisStore::connect(&settings(
         &redis_server::single().urls,
         &prefix,
         Duration::from_secs(2),
-    )
+    ))
     .await
     .unwrap_err();
     assert!(matches!(missing, StoreError::Misconfigured(_)), "{missing}");
@@ -280,10 +281,10 @@ mod cluster {
 /// A revocation by one instance reaches another instance's sink through pub/sub.
 async fn revocation_reaches_other_instances(urls: &[String]) {
     let prefix = redis_server::unique_prefix("pubsub");
-    let one = RedisStore::connect(urls, &prefix, Duration::from_secs(2))
+    let one = RedisStore::connect(&settings(urls, &prefix, Duration::from_secs(2)))
         .await
         .unwrap();
-    let two = RedisStore::connect(urls, &prefix, Duration::from_secs(2))
+    let two = RedisStore::connect(&settings(urls, &prefix, Duration::from_secs(2)))
         .await
         .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -491,7 +492,7 @@ async fn one_account_holds_only_its_limit_sealed() {
 async fn a_hung_redis_times_out_instead_of_hanging() {
     // A private server: DEBUG SLEEP blocks every client of it.
     let started = redis_server::start_private();
-    let store = RedisStore::connect(&started.urls, "hung", Duration::from_millis(300))
+    let store = RedisStore::connect(&settings(&started.urls, "hung", Duration::from_millis(300)))
         .await
         .unwrap();
     let port = started.ports[0];
@@ -526,11 +527,11 @@ async fn unreachable_redis_is_an_error_not_a_hang() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let result = RedisStore::connect(
+    let result = RedisStore::connect(&settings(
         &[format!("redis://127.0.0.1:{port}")],
         "x",
         Duration::from_millis(200),
-    )
+    ))
     .await;
     assert!(result.is_err());
     assert!(start.elapsed() < Duration::from_secs(5));
