@@ -2,9 +2,10 @@
 //!
 //! A store keeps one [`SessionRecord`] per session. It never sees a refresh token: tokens are
 //! derived from a server key and the session's refresh *generation*, so the store holds only
-//! that counter (SPEC §4). Every operation that must be atomic is one call on the store, and the
-//! decisions inside those calls come from the pure functions of this module
-//! ([`decide_rotation`], [`plan_admission`]), so every backend applies the same rules.
+//! that counter (SPEC §4). Every operation that must be atomic is one call on the store. Inside
+//! the crate the decisions of those calls come from pure functions (the in-memory store runs
+//! them, the Redis store's Lua scripts mirror them), and the shared test suite holds every
+//! backend to the same rules; [`SessionStore`] documents what a custom backend must do.
 //!
 //! Times are milliseconds since the Unix epoch and are passed in by the caller, so stores are
 //! clock-free and the rules are testable on a manual clock.
@@ -132,10 +133,11 @@ pub enum RotateOutcome {
     NotFound,
 }
 
-/// What the store does to the record, decided by [`decide_rotation`].
+/// What the store does to the record, decided by [`decide_rotation`]: the rules of
+/// [`SessionStore::rotate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum RotationDecision {
+pub(crate) enum RotationDecision {
     /// Advance to `generation + 1`.
     Rotate {
         /// The new refresh token's expiry.
@@ -159,7 +161,7 @@ pub enum RotationDecision {
 
 /// The rules of SPEC §4 for one refresh, as a pure function of the record. Every store applies
 /// this decision atomically (the Redis backend mirrors it in its script).
-pub fn decide_rotation(record: &SessionRecord, req: &RotateRequest) -> RotationDecision {
+pub(crate) fn decide_rotation(record: &SessionRecord, req: &RotateRequest) -> RotationDecision {
     let now = req.now;
     if record.revoked_at.is_some() {
         return RotationDecision::Revoked;
@@ -198,7 +200,7 @@ pub fn decide_rotation(record: &SessionRecord, req: &RotateRequest) -> RotationD
 
 /// When a record may be forgotten: once neither its refresh token nor any access token issued
 /// at its last activity can be presented, and never after the session's absolute end.
-pub fn purge_at(
+pub(crate) fn purge_at(
     expires_at: u64,
     refresh_expires_at: u64,
     last_active_at: u64,
@@ -210,7 +212,7 @@ pub fn purge_at(
 }
 
 /// Applies a decision to a record (the in-memory half of an atomic rotation).
-pub fn apply_rotation(record: &mut SessionRecord, decision: RotationDecision, now: u64) {
+pub(crate) fn apply_rotation(record: &mut SessionRecord, decision: RotationDecision, now: u64) {
     match decision {
         RotationDecision::Rotate {
             refresh_expires_at,
@@ -252,7 +254,10 @@ pub enum CreateOutcome {
 /// Which of a user's live sessions to evict before adding one more, or `None` to deny.
 /// `live` holds `(session, last_active_at)` of the user's live sessions in creation order, which
 /// breaks ties between sessions last active in the same millisecond.
-pub fn plan_admission(live: &[(SessionId, u64)], limit: SessionLimit) -> Option<Vec<SessionId>> {
+pub(crate) fn plan_admission(
+    live: &[(SessionId, u64)],
+    limit: SessionLimit,
+) -> Option<Vec<SessionId>> {
     if live.len() < limit.max {
         return Some(Vec::new());
     }
@@ -309,9 +314,10 @@ pub type RevocationSink = Arc<dyn Fn(RevocationEvent) + Send + Sync>;
 /// Session state shared by every instance that uses it.
 ///
 /// Implementations must make each method atomic with respect to the others for the same session
-/// and user; in particular [`rotate`](Self::rotate) and [`create`](Self::create) must apply
-/// [`decide_rotation`] and [`plan_admission`] without a read-modify-write race. Usable as a
-/// trait object (`Arc<dyn SessionStore>`).
+/// and user; in particular [`rotate`](Self::rotate) and [`create`](Self::create) must decide
+/// and write in one step, without a read-modify-write race. Usable as a trait object
+/// (`Arc<dyn SessionStore>`). The crate's own backends ([`MemoryStore`], and `RedisStore` with
+/// the `redis` feature) pass one shared test suite of these rules.
 #[async_trait]
 pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// A fresh session id for a session of `user_id`. The default is 128 random bits; a store
@@ -327,7 +333,11 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
         let _ = sink;
     }
 
-    /// Stores a new session for `record.user_id`, applying the per-user `limit` atomically.
+    /// Stores a new session for `record.user_id`, applying the per-user `limit` atomically:
+    /// below `limit.max` live sessions it is added; at the limit, with the evict policy, the
+    /// least recently active live sessions (ties broken by creation order) are revoked to make
+    /// room and returned in [`CreateOutcome::Created`]; with the deny policy nothing is stored
+    /// and the answer is [`CreateOutcome::LimitReached`].
     async fn create(
         &self,
         record: SessionRecord,
@@ -336,7 +346,17 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
         now: u64,
     ) -> Result<CreateOutcome, StoreError>;
 
-    /// Applies [`decide_rotation`] to the session atomically and returns the outcome.
+    /// Applies the refresh rules of SPEC §4 to the session atomically and returns the outcome,
+    /// checked in this order: a revoked session is [`RotateOutcome::Revoked`]; one at or past
+    /// its `expires_at` is [`RotateOutcome::SessionExpired`]; the current generation past its
+    /// `refresh_expires_at` is [`RotateOutcome::TokenExpired`], otherwise it advances to the
+    /// next generation ([`RotateOutcome::Rotated`]: `rotated_at` and `last_active_at` become
+    /// `now`, the refresh expiry `now + refresh_ttl` capped by `expires_at`, and the purge time
+    /// the later of that and `now + access_retention`, capped by `expires_at +
+    /// access_retention`); a generation never issued is [`RotateOutcome::NotFound`]; the
+    /// immediate parent within `reuse_interval` of the rotation is [`RotateOutcome::Grace`]
+    /// (nothing changes); the parent after it, or any older generation, revokes the session
+    /// ([`RotateOutcome::Reused`]).
     async fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError>;
 
     /// The record of a session, live or revoked, if the store still has it.
