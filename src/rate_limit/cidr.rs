@@ -1,8 +1,17 @@
 //! [`Cidr`]: an IP network, for the list of trusted proxies.
+//!
+//! The network arithmetic (prefix lengths, masking, containment, display) is the `ipnet`
+//! crate's; `Cidr` wraps it so that our public API does not follow ipnet's versions. Parsing
+//! the text stays here, in a few lines on top of `std`'s address parser, because ipnet's
+//! parser refuses a plain address, accepts host bits past the prefix (`10.0.0.1/8`, almost
+//! always a typo), and reports every mistake as "invalid IP address syntax", while a
+//! misconfigured `TRUSTED_PROXIES` should say what is wrong and how to write it.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+
+use ipnet::{IpNet, Ipv4Net};
 
 /// An IP network in CIDR notation (`10.0.0.0/8`, `fd00::/8`), or one address (`/32`, `/128`).
 ///
@@ -27,10 +36,7 @@ use std::str::FromStr;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix_len: u8,
-}
+pub struct Cidr(IpNet);
 
 /// The text is not an IP address or network; the message says why and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +47,11 @@ pub struct ParseCidrError {
 }
 
 const EXPECTED: &str = "expected an IP address or a CIDR network such as 10.0.0.0/8 or fd00::/8";
+
+/// The longest prefix of `addr`'s family: 32 or 128.
+fn max_len(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() { 32 } else { 128 }
+}
 
 impl Cidr {
     /// The network `addr/prefix_len`.
@@ -53,55 +64,45 @@ impl Cidr {
             input: format!("{addr}/{prefix_len}"),
             reason,
         };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix_len > max {
-            return Err(err(format!("the prefix length is over {max}; {EXPECTED}")));
-        }
-        let masked = mask(addr, prefix_len);
-        if masked != addr {
-            let fixed = Self {
-                addr: masked,
-                prefix_len,
-            };
+        let net = IpNet::new(addr, prefix_len).map_err(|_| {
+            let max = max_len(addr);
+            err(format!("the prefix length is over {max}; {EXPECTED}"))
+        })?;
+        if net.trunc() != net {
+            let fixed = net.trunc();
             return Err(err(format!(
                 "bits are set past the prefix; did you mean {fixed}?"
             )));
         }
-        Ok(Self { addr, prefix_len }.canonical())
+        Ok(Self(net).canonical())
     }
 
     /// The network address.
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.addr()
     }
 
     /// The prefix length in bits.
     pub fn prefix_len(&self) -> u8 {
-        self.prefix_len
+        self.0.prefix_len()
     }
 
     /// Whether `ip` is in this network. IPv4-mapped IPv6 addresses count as IPv4.
     #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        ip.is_ipv4() == self.addr.is_ipv4() && self.masked(ip) == self.addr
-    }
-
-    #[inline]
-    fn masked(&self, ip: IpAddr) -> IpAddr {
-        mask(ip, self.prefix_len)
+        self.0.contains(&ip.to_canonical())
     }
 
     /// An IPv4-mapped IPv6 network with a prefix of at least 96 bits is the IPv4 network.
     fn canonical(self) -> Self {
-        match self.addr {
-            IpAddr::V6(v6) if self.prefix_len >= 96 => match v6.to_ipv4_mapped() {
-                Some(v4) => Self {
-                    addr: IpAddr::V4(v4),
-                    prefix_len: self.prefix_len - 96,
-                },
-                None => self,
-            },
+        let IpNet::V6(v6) = self.0 else {
+            return self;
+        };
+        match v6.addr().to_ipv4_mapped() {
+            Some(v4) if v6.prefix_len() >= 96 => {
+                let net = Ipv4Net::new(v4, v6.prefix_len() - 96).expect("at most 32 bits");
+                Self(IpNet::V4(net))
+            }
             _ => self,
         }
     }
@@ -110,22 +111,9 @@ impl Cidr {
 /// Clears the bits of `ip` past `prefix_len` (clamped to the address length).
 #[inline]
 pub(crate) fn mask(ip: IpAddr, prefix_len: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let m = u32::MAX
-                .checked_shl(32 - u32::from(prefix_len.min(32)))
-                .unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(bits & m))
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let m = u128::MAX
-                .checked_shl(128 - u32::from(prefix_len.min(128)))
-                .unwrap_or(0);
-            IpAddr::V6(Ipv6Addr::from(bits & m))
-        }
-    }
+    IpNet::new(ip, prefix_len.min(max_len(ip)))
+        .expect("a prefix length within the address length")
+        .network()
 }
 
 impl FromStr for Cidr {
@@ -145,13 +133,7 @@ impl FromStr for Cidr {
             .parse()
             .map_err(|_| err(format!("the address does not parse; {EXPECTED}")))?;
         let prefix_len = match prefix {
-            None => {
-                if addr.is_ipv4() {
-                    32
-                } else {
-                    128
-                }
-            }
+            None => max_len(addr),
             Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => p
                 .parse::<u8>()
                 .map_err(|_| err(format!("the prefix length is out of range; {EXPECTED}")))?,
@@ -167,15 +149,14 @@ impl FromStr for Cidr {
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
 impl From<IpAddr> for Cidr {
     /// The network holding just this address.
     fn from(addr: IpAddr) -> Self {
-        let prefix_len = if addr.is_ipv4() { 32 } else { 128 };
-        Self { addr, prefix_len }.canonical()
+        Self(IpNet::from(addr)).canonical()
     }
 }
 
