@@ -42,8 +42,8 @@ use tower_jwt_session::login::Credentials;
 use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
 use tower_jwt_session::response::{ErrorBody, Success};
 use tower_jwt_session::{
-    AttemptConfig, AttemptTracker, Authenticated, LoginService, RateLimitConfig, RateLimitLayer,
-    Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
+    AttemptConfig, AttemptTracker, Authenticated, ClientRateLimitLayer, LoginService,
+    RateLimitConfig, Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
 };
 use tower_jwt_session::{ErrorCode, X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
 
@@ -114,7 +114,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     // RATE_LIMIT_WINDOW_MS / RATE_LIMIT_MAX_REQUESTS, and TRUSTED_PROXIES for X-Forwarded-For.
-    let limits = RateLimitConfig::from_session_config(&config).trusted_proxies_from_env()?;
+    let limits = RateLimitConfig::from_env()?;
     let parts = build(config).await?;
 
     let port: u16 = match std::env::var("PORT") {
@@ -208,7 +208,7 @@ struct Parts {
 }
 
 async fn build(config: SessionConfig) -> Result<Parts, Box<dyn std::error::Error>> {
-    if config.redis_urls().is_empty() {
+    if config.redis().urls().is_empty() {
         return Ok(Parts {
             manager: SessionManager::new(config)?,
             rate_limit: None,
@@ -221,7 +221,7 @@ async fn build(config: SessionConfig) -> Result<Parts, Box<dyn std::error::Error
             .await
             .map_err(|e| format!("REDIS_URL is set but Redis cannot be used: {e}"))?;
         tracing::info!(
-            nodes = config.redis_urls().len(),
+            nodes = config.redis().urls().len(),
             "using the Redis session store"
         );
         let rate_limit: Arc<dyn RateLimitBackend> = Arc::new(
@@ -297,8 +297,8 @@ fn app(parts: Parts, limits: RateLimitConfig) -> Router {
         None => AttemptTracker::default(),
     };
     let rate_limit = match rate_limit {
-        Some(backend) => RateLimitLayer::with_backend(limits, backend),
-        None => RateLimitLayer::new(limits),
+        Some(backend) => ClientRateLimitLayer::with_backend(limits, backend),
+        None => ClientRateLimitLayer::new(limits),
     };
     let protected = Router::new()
         .route("/api/me", get(me))
@@ -342,11 +342,12 @@ fn app(parts: Parts, limits: RateLimitConfig) -> Router {
 fn with_production_headers(router: Router, config: &SessionConfig) -> Router {
     let hsts = std::env::var("BEHIND_HTTPS").is_ok_and(|v| v.trim() == "true");
     let router = router.layer(SecurityHeaders { hsts });
-    if config.allowed_origins_value().is_empty() {
+    if config.cookies().allowed_origins().is_empty() {
         return router;
     }
     let origins: Vec<HeaderValue> = config
-        .allowed_origins_value()
+        .cookies()
+        .allowed_origins()
         .iter()
         .filter_map(|o| o.parse().ok())
         .collect();

@@ -1,4 +1,5 @@
-//! The refresh-token cookie: building `Set-Cookie` and reading `Cookie`.
+//! The refresh-token cookie: building `Set-Cookie` and reading `Cookie` (with the `cookie`
+//! crate).
 //!
 //! # Cookie prefixes
 //!
@@ -20,10 +21,11 @@
 //! `Path=/`, and a `__Secure-` name that is not `Secure`, because browsers drop such cookies
 //! silently.
 
+use ::cookie::Cookie;
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 
-use crate::config::SessionConfig;
+use crate::config::{SameSite, SessionConfig};
 use crate::manager::{SessionManager, TokenPair};
 
 /// Where a client wants the refresh token, from the JSON field `refreshTokenDelivery` of the
@@ -69,35 +71,35 @@ pub fn clear_refresh_cookie(manager: &SessionManager) -> HeaderValue {
 }
 
 fn build(config: &SessionConfig, value: &str, max_age: u64) -> HeaderValue {
-    let mut cookie = format!(
-        "{}={}; Path={}; Max-Age={}",
-        config.cookies().name(),
-        value,
-        config.cookies().path(),
-        max_age
-    );
-    if config.cookies().http_only() {
-        cookie.push_str("; HttpOnly");
-    }
-    if config.cookies().secure() {
-        cookie.push_str("; Secure");
-    }
-    cookie.push_str("; SameSite=");
-    cookie.push_str(config.cookies().same_site().as_str());
+    let cookies = config.cookies();
+    let same_site = match cookies.same_site() {
+        SameSite::Lax => ::cookie::SameSite::Lax,
+        SameSite::None => ::cookie::SameSite::None,
+        _ => ::cookie::SameSite::Strict,
+    };
+    let max_age = i64::try_from(max_age).unwrap_or(i64::MAX);
+    let cookie = Cookie::build((cookies.name(), value))
+        .path(cookies.path())
+        .max_age(::cookie::time::Duration::seconds(max_age))
+        .http_only(cookies.http_only())
+        .secure(cookies.secure())
+        .same_site(same_site);
     // Token characters, the configured name and path are all visible ASCII.
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers, if present and non-empty.
+/// The value of cookie `name` in the request's `Cookie` headers, if present and non-empty;
+/// surrounding double quotes are taken off.
 pub(crate) fn read<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .and_then(|c| c.value_raw())
+        .map(|v| v.trim_matches('"'))
         .filter(|v| !v.is_empty())
 }
 
@@ -132,7 +134,7 @@ mod tests {
         assert!(host.validate().is_ok());
         assert_eq!(
             build(&host, "v", 60),
-            "__Host-tjs_refresh=v; Path=/; Max-Age=60; HttpOnly; Secure; SameSite=Strict"
+            "__Host-tjs_refresh=v; HttpOnly; SameSite=Strict; Secure; Path=/; Max-Age=60"
         );
         assert!(host.clone().cookie_secure(false).validate().is_err());
         let lower = config.clone().cookie_name("__host-x").cookie_path("/");
@@ -152,7 +154,7 @@ mod tests {
         let config = SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
         assert_eq!(
             build(&config, "v", 60),
-            "tjs_refresh=v; Path=/api/token; Max-Age=60; HttpOnly; Secure; SameSite=Strict"
+            "tjs_refresh=v; HttpOnly; SameSite=Strict; Secure; Path=/api/token; Max-Age=60"
         );
         let config = config
             .cookie_http_only(false)
@@ -160,7 +162,7 @@ mod tests {
             .cookie_same_site(crate::SameSite::Lax);
         assert_eq!(
             build(&config, "", 0),
-            "tjs_refresh=; Path=/api/token; Max-Age=0; SameSite=Lax"
+            "tjs_refresh=; SameSite=Lax; Path=/api/token; Max-Age=0"
         );
     }
 }

@@ -106,6 +106,7 @@ pub mod cookie;
 mod error;
 mod escape;
 mod json_body;
+pub mod guard;
 pub mod layer;
 pub mod login;
 mod manager;
@@ -145,7 +146,7 @@ pub mod require_role;
 #[doc(inline)]
 pub use rate_limit::{
     AttemptConfig, AttemptTracker, Cidr, ClientIp, LockedOut, PeerAddr, RateLimitConfig,
-    RateLimitLayer,
+    ClientRateLimitLayer,
 };
 #[doc(inline)]
-pub use require_role::{RequireRole, require_role};
+pub use require_role::{RequireRoleLayer, require_role};

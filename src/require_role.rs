@@ -1,4 +1,4 @@
-//! [`RequireRole`]: lets through only sessions that hold a role.
+//! [`RequireRoleLayer`]: lets through only sessions that hold a role.
 //!
 //! The layer runs behind [`SessionLayer`](crate::SessionLayer) and reads the verified
 //! [`Session`] from the request extensions:
@@ -12,7 +12,7 @@
 //!   message that says so (never "no bearer token" to a request that sent one), never let
 //!   through, and logged at `error`.
 //!
-//! With axum, a layer added later wraps the ones before it, so add `RequireRole` **first** and
+//! With axum, a layer added later wraps the ones before it, so add `require_role` **first** and
 //! the session layer after it:
 //!
 //! ```
@@ -62,19 +62,15 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
+use std::future::Ready;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::error::{ErrorCode, json_error, sanitize_realm};
-use crate::layer::ResponseBody;
+use crate::guard::{Check, Guarded, Verdict};
 use crate::session::Session;
 
 /// The message of the 500 answered when no session is in the request.
@@ -87,7 +83,7 @@ const MISORDERED: &str =
 /// Cheap to clone.
 #[derive(Clone)]
 #[must_use]
-pub struct RequireRole {
+pub struct RequireRoleLayer {
     shared: Arc<Shared>,
 }
 
@@ -98,21 +94,21 @@ struct Shared {
     description: Box<str>,
 }
 
-impl fmt::Debug for RequireRole {
+impl fmt::Debug for RequireRoleLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireRole")
+        f.debug_struct("RequireRoleLayer")
             .field("roles", &self.shared.roles)
             .field("realm", &self.shared.realm)
             .finish()
     }
 }
 
-/// A [`RequireRole`] layer demanding `role`. Short for [`RequireRole::new`].
-pub fn require_role(role: impl Into<String>) -> RequireRole {
-    RequireRole::new(role)
+/// A [`RequireRoleLayer`] demanding `role`. Short for [`RequireRoleLayer::new`].
+pub fn require_role(role: impl Into<String>) -> RequireRoleLayer {
+    RequireRoleLayer::new(role)
 }
 
-impl RequireRole {
+impl RequireRoleLayer {
     /// Lets through sessions with `role`.
     pub fn new(role: impl Into<String>) -> Self {
         Self::any_of([role])
@@ -193,66 +189,44 @@ impl Shared {
     }
 }
 
-impl<S> Layer<S> for RequireRole {
-    type Service = RequireRoleService<S>;
+impl<S> Layer<S> for RequireRoleLayer {
+    type Service = RequireRole<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequireRoleService {
+        Guarded::new(
             inner,
-            shared: self.shared.clone(),
-        }
+            RoleCheck {
+                shared: self.shared.clone(),
+            },
+        )
     }
 }
 
-/// The service made by [`RequireRole`].
-pub struct RequireRoleService<S> {
-    inner: S,
+/// The service made by [`RequireRoleLayer`]: the inner service behind a [`RoleCheck`].
+pub type RequireRole<S> = Guarded<S, RoleCheck>;
+
+/// The check of [`RequireRoleLayer`]: answers at once, never waits.
+#[derive(Clone)]
+pub struct RoleCheck {
     shared: Arc<Shared>,
 }
 
-impl<S> RequireRoleService<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-}
-
-impl<S: Clone> Clone for RequireRoleService<S> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug> fmt::Debug for RequireRoleService<S> {
+impl fmt::Debug for RoleCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireRoleService")
-            .field("inner", &self.inner)
+        f.debug_struct("RoleCheck")
             .field("roles", &self.shared.roles)
             .finish()
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireRoleService<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+impl<B> Check<B> for RoleCheck {
+    type Stamp = ();
+    type Future = Ready<Result<(Request<B>, ()), Response<Bytes>>>;
 
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let response = match req.extensions().get::<Session>() {
-            Some(session) if self.shared.allows(session) => {
-                return ResponseFuture::inner(self.inner.call(req));
-            }
+    fn check(&self, req: Request<B>) -> Verdict<B, (), Self::Future> {
+        match req.extensions().get::<Session>() {
+            Some(session) if self.shared.allows(session) => Verdict::Allow(req, ()),
             Some(session) => {
                 tracing::debug!(
                     user_id = session.user_id(),
@@ -260,77 +234,13 @@ where
                     required = ?self.shared.roles,
                     "request refused: missing role"
                 );
-                self.shared.forbidden()
+                Verdict::Refuse(self.shared.forbidden())
             }
             None => {
                 tracing::error!(
                     "{MISORDERED}: with axum, add `.route_layer(require_role(..))` before `.route_layer(SessionLayer::from_manager(&manager))`; refusing"
                 );
-                self.shared.misordered()
-            }
-        };
-        ResponseFuture::rejected(response)
-    }
-}
-
-pin_project! {
-    /// Response future of [`RequireRoleService`]: the inner future, or the refusal.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Inner { #[pin] future: F },
-        Rejected { response: Option<Response<Bytes>> },
-    }
-}
-
-impl<F> ResponseFuture<F> {
-    fn inner(future: F) -> Self {
-        Self {
-            kind: Kind::Inner { future },
-        }
-    }
-
-    fn rejected(response: Response<Bytes>) -> Self {
-        Self {
-            kind: Kind::Rejected {
-                response: Some(response),
-            },
-        }
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.kind {
-            Kind::Inner { .. } => "Inner",
-            Kind::Rejected { .. } => "Rejected",
-        };
-        f.debug_struct("ResponseFuture")
-            .field("state", &state)
-            .finish()
-    }
-}
-
-impl<F, ResBody, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-{
-    type Output = Result<Response<ResponseBody<ResBody>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => {
-                Poll::Ready(Ok(ready!(future.poll(cx))?.map(ResponseBody::inner)))
-            }
-            KindProj::Rejected { response } => {
-                let response = response.take().expect("polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::full)))
+                Verdict::Refuse(self.shared.misordered())
             }
         }
     }
@@ -344,7 +254,10 @@ mod tests {
     use http_body_util::{BodyExt, Full};
     use tower::{ServiceExt, service_fn};
 
+    use tower_service::Service;
+
     use super::*;
+    use crate::guard::ResponseBody;
     use crate::session::SessionId;
 
     fn session(roles: &[&str]) -> Session {
@@ -392,7 +305,7 @@ mod tests {
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"ok");
 
-        let mut any = RequireRole::any_of(["ops", "admin"]).layer(counting(calls.clone()));
+        let mut any = RequireRoleLayer::any_of(["ops", "admin"]).layer(counting(calls.clone()));
         let res = any
             .ready()
             .await
@@ -435,7 +348,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 0);
 
         // Custom realm, several roles, and quotes in names cannot break the header.
-        let layer = RequireRole::any_of(["ops", "ad\"min"]).realm("my \"app\"");
+        let layer = RequireRoleLayer::any_of(["ops", "ad\"min"]).realm("my \"app\"");
         assert_eq!(layer.roles().collect::<Vec<_>>(), ["ops", "ad\"min"]);
         let mut svc = layer.layer(counting(calls.clone()));
         let res = svc
@@ -451,7 +364,8 @@ mod tests {
         );
 
         // An empty list lets nobody through.
-        let mut nobody = RequireRole::any_of(Vec::<String>::new()).layer(counting(calls.clone()));
+        let mut nobody =
+            RequireRoleLayer::any_of(Vec::<String>::new()).layer(counting(calls.clone()));
         let res = nobody
             .ready()
             .await

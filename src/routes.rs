@@ -61,12 +61,12 @@ use http_body_util::Full;
 use serde::Deserialize;
 use tower_service::Service;
 
-use crate::cache::RevocationCache;
 use crate::clock::rfc3339;
 use crate::cookie::Delivery;
 use crate::error::{AuthError, ErrorCode, auth_error_response, json_error};
 use crate::json_body::read_optional_json;
 use crate::layer::SessionLayer;
+use crate::manager::RevocationCache;
 use crate::manager::{SessionError, SessionManager, TokenPair};
 use crate::rate_limit::{AttemptTracker, ClientIp};
 use crate::response::{
@@ -117,7 +117,7 @@ impl TokenRoutes {
     /// `rate_limited` on those routes to an IP that has sent too many, for the tracker's
     /// cool-down. A well-formed token of an ended session (`token_revoked`, `token_expired`,
     /// `session_expired`, `refresh_token_reused`) is not counted, nor is a failed login. Needs
-    /// the client IP that [`RateLimitLayer`](crate::RateLimitLayer) puts into the request;
+    /// the client IP that [`ClientRateLimitLayer`](crate::ClientRateLimitLayer) puts into the request;
     /// without that layer in front, nothing is counted. The default is no tracking.
     #[must_use]
     pub fn attempt_tracker(mut self, tracker: AttemptTracker) -> Self {
@@ -266,7 +266,7 @@ impl TokenRoutes {
             return Ok((token, false));
         }
         let config = self.manager.config();
-        let Some(token) = crate::cookie::read(headers, &config.cookies().name()) else {
+        let Some(token) = crate::cookie::read(headers, config.cookies().name()) else {
             return Err(bad_request(
                 "refreshToken is required, in the JSON body or in the refresh cookie",
             ));
@@ -337,7 +337,7 @@ impl TokenRoutes {
     }
 
     /// The tracker and the client IP, when failed refreshes are counted: the IP is the one
-    /// [`RateLimitLayer`](crate::RateLimitLayer) resolved.
+    /// [`ClientRateLimitLayer`](crate::ClientRateLimitLayer) resolved.
     fn refresh_tracking(&self, extensions: &http::Extensions) -> Tracked<'_> {
         let ip = extensions.get::<ClientIp>()?.0;
         Some((self.attempts.as_ref()?, ip))
@@ -630,20 +630,17 @@ struct AutoRefreshBody {
 
 /// Decodes `%XX` escapes of a path segment; `None` for a bad escape or invalid UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    // `percent-encoding` passes a malformed escape (`%zz`, a lone `%`) through as it is; a user
+    // id with one is refused (400), so the escapes are checked first.
+    let malformed = s.match_indices('%').any(|(i, _)| {
+        !s.get(i + 1..i + 3)
+            .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if malformed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    let decoded = percent_encoding::percent_decode_str(s).decode_utf8().ok()?;
+    Some(decoded.into_owned())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! End-to-end: an axum app with `RateLimitLayer`, an `AttemptTracker` in its login handler and
-//! on its token routes, and a `RequireRole` route, served over TCP with `ConnectInfo` and driven
+//! End-to-end: an axum app with `ClientRateLimitLayer`, an `AttemptTracker` in its login handler and
+//! on its token routes, and a `require_role` route, served over TCP with `ConnectInfo` and driven
 //! with reqwest. "Another client" is a request from another loopback address (127.0.0.2).
 #![cfg(feature = "axum")]
 
@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tower_jwt_session::{
-    AttemptTracker, ClientIp, RateLimitConfig, RateLimitLayer, SessionConfig, SessionLayer,
+    AttemptTracker, ClientIp, ClientRateLimitLayer, RateLimitConfig, SessionConfig, SessionLayer,
     SessionManager, TokenRoutes, require_role,
 };
 
@@ -70,7 +70,7 @@ impl Server {
             manager: manager.clone(),
             attempts: attempts.clone(),
         };
-        let limit = RateLimitLayer::new(RateLimitConfig::from_session_config(&config));
+        let limit = ClientRateLimitLayer::new(RateLimitConfig::from_session_config(&config));
         let limited = Router::new()
             .route("/api/auth/login", post(login))
             .nest_service(

@@ -27,7 +27,7 @@ use http_body_util::Empty;
 use tower::{Layer, Service, service_fn};
 
 use tjs_bench::{AsyncJwtCheck, Claims, JwtCheck, SECRET, session_config, validate_fn};
-use tower_jwt_session::{PeerAddr, RateLimitConfig, RateLimitLayer, SessionManager};
+use tower_jwt_session::{ClientRateLimitLayer, PeerAddr, RateLimitConfig, SessionManager};
 
 /// Polls a future that is expected to be ready at once.
 fn ready<F: Future>(f: F) -> F::Output {
@@ -180,7 +180,7 @@ fn main() {
     }
 
     // ---------------------------------------------------------------- rate limiter
-    let mut limited = RateLimitLayer::new(
+    let mut limited = ClientRateLimitLayer::new(
         RateLimitConfig::new()
             .window(Duration::from_secs(3600))
             .max_requests(u32::MAX),

@@ -16,16 +16,6 @@ pub enum SameSite {
     None,
 }
 
-impl SameSite {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            SameSite::Strict => "Strict",
-            SameSite::Lax => "Lax",
-            SameSite::None => "None",
-        }
-    }
-}
-
 /// The refresh-token cookie's name and attributes, and the origins trusted to refresh through
 /// the cookie alone (SPEC §5 CSRF rule).
 ///

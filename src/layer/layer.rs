@@ -4,15 +4,16 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::responder::{ErrorResponder, JsonResponder};
-use super::service::SessionService;
+use super::service::{SessionCheck, SessionService};
+use crate::guard::Guarded;
 use http::HeaderMap;
 
-use crate::cache::RevocationCache;
-use crate::token::TokenCodec;
 use crate::error::AuthError;
+use crate::manager::RevocationCache;
 use crate::manager::SessionManager;
 use crate::revocation::{Checked, NoRevocation, RevocationCheck, SessionStatus};
 use crate::session::Session;
+use crate::token::TokenCodec;
 
 pub(crate) struct Shared<R> {
     pub(crate) codec: TokenCodec,
@@ -127,6 +128,9 @@ impl<S, R, E: Clone> Layer<S> for SessionLayer<R, E> {
     type Service = SessionService<S, R, E>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService::new(inner, self.shared.clone(), self.responder.clone())
+        Guarded::new(
+            inner,
+            SessionCheck::new(self.shared.clone(), self.responder.clone()),
+        )
     }
 }

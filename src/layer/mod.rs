@@ -45,19 +45,17 @@
 //! # }
 //! ```
 
-mod body;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod responder;
 mod service;
 
-pub use body::ResponseBody;
-pub use future::ResponseFuture;
+pub use future::RevocationWait;
 pub use layer::SessionLayer;
 pub use responder::{ErrorResponder, JsonResponder};
-pub use service::SessionService;
 pub(crate) use service::refusal;
+pub use service::{RefreshHint, SessionCheck, SessionService};
 
 use http::HeaderName;
 use http::header::{AUTHORIZATION, HeaderMap};

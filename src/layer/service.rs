@@ -1,116 +1,114 @@
+//! The session layer's [`Check`]: verify the bearer token, ask the revocation check.
+
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{Request, Response};
-use tower_service::Service;
+use http::header::HeaderMap;
+use http::{HeaderValue, Request};
 
-use super::body::ResponseBody;
-use super::future::ResponseFuture;
+use super::future::RevocationWait;
 use super::layer::Shared;
 use super::responder::ErrorResponder;
+use super::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
 use crate::error::AuthError;
+use crate::guard::{Check, Guarded, Stamp, Verdict};
 use crate::revocation::{Checked, RevocationCheck, SessionStatus};
 use crate::session::Session;
+use crate::telemetry::Escaped;
 
-/// The service made by [`SessionLayer`](crate::SessionLayer).
-pub struct SessionService<S, R, E> {
-    inner: S,
+/// The service made by [`SessionLayer`](crate::SessionLayer): the inner service behind a
+/// [`SessionCheck`].
+pub type SessionService<S, R, E> = Guarded<S, SessionCheck<R, E>>;
+
+/// The check of [`SessionLayer`](crate::SessionLayer): see the [module docs](crate::layer).
+pub struct SessionCheck<R, E> {
     shared: Arc<Shared<R>>,
     responder: E,
 }
 
-impl<S, R, E> SessionService<S, R, E> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<R>>, responder: E) -> Self {
-        Self {
-            inner,
-            shared,
-            responder,
-        }
-    }
-
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+impl<R, E> SessionCheck<R, E> {
+    pub(crate) fn new(shared: Arc<Shared<R>>, responder: E) -> Self {
+        Self { shared, responder }
     }
 }
 
-impl<S: Clone, R, E: Clone> Clone for SessionService<S, R, E> {
+impl<R, E: Clone> Clone for SessionCheck<R, E> {
     fn clone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
             shared: self.shared.clone(),
             responder: self.responder.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug, R, E: fmt::Debug> fmt::Debug for SessionService<S, R, E> {
+impl<R, E: fmt::Debug> fmt::Debug for SessionCheck<R, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionService")
-            .field("inner", &self.inner)
+        f.debug_struct("SessionCheck")
             .field("codec", &self.shared.codec)
             .field("responder", &self.responder)
             .finish()
     }
 }
 
-impl<S, R, E, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S, R, E>
+/// `X-Token-Refresh: true` and `X-Token-Expires-In: <seconds>`, on the response to a request
+/// whose token has no more than the refresh threshold left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshHint {
+    /// Whole seconds the access token has left.
+    pub left_secs: u64,
+}
+
+impl Stamp for RefreshHint {
+    #[inline]
+    fn stamp(self, headers: &mut HeaderMap) {
+        headers.insert(X_TOKEN_REFRESH, HeaderValue::from_static("true"));
+        headers.insert(X_TOKEN_EXPIRES_IN, HeaderValue::from(self.left_secs));
+    }
+}
+
+impl<B, R, E> Check<B> for SessionCheck<R, E>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     R: RevocationCheck,
     E: ErrorResponder,
 {
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody, R, E>;
+    type Stamp = Option<RefreshHint>;
+    type Future = RevocationWait<B, R, E>;
 
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn check(&self, mut req: Request<B>) -> Verdict<B, Self::Stamp, Self::Future> {
         let codec = &self.shared.codec;
-        let now = codec.now_secs();
+        let now = codec.now_ms();
         let metrics = &self.shared.metrics;
         let session = match authenticate(&self.shared, &req, now) {
             Ok(session) => session,
             Err(error) => {
                 metrics.validation(Err(error));
                 tracing::debug!(%error, "request refused");
-                return ResponseFuture::rejected(&self.responder, error);
+                return Verdict::Refuse(reject(&self.responder, error));
             }
         };
-        let hint = refresh_hint(session.expires_at(), now, codec.refresh_threshold_secs());
+        let left = codec.time_left(&session, now);
+        let hint = left.refresh_advised().then(|| RefreshHint {
+            left_secs: left.whole_secs(),
+        });
         match self.shared.revocation.check(&session) {
             Checked::Ready(SessionStatus::Active) => {
                 metrics.validation(Ok(()));
-                tracing::trace!(user_id = %crate::telemetry::Escaped::new(session.user_id()), session_id = %session.session_id(), "request allowed");
+                tracing::trace!(user_id = %Escaped::new(session.user_id()), session_id = %session.session_id(), "request allowed");
                 req.extensions_mut().insert(session);
-                ResponseFuture::inner(self.inner.call(req), hint)
+                Verdict::Allow(req, hint)
             }
             Checked::Ready(status) => {
-                let error = refusal(status);
-                metrics.validation(Err(error));
-                tracing::debug!(user_id = %crate::telemetry::Escaped::new(session.user_id()), session_id = %session.session_id(), %error, "request refused");
-                ResponseFuture::rejected(&self.responder, error)
+                Verdict::Refuse(refuse(&self.responder, metrics, &session, status))
             }
-            Checked::Pending(check) => {
-                // The inner service was made ready by `poll_ready`; the future takes that one
-                // and leaves a fresh clone here (tower-http's async authorization does the same).
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(
-                    check,
-                    ready,
-                    req,
-                    session,
-                    self.responder.clone(),
-                    metrics.clone(),
-                    hint,
-                )
-            }
+            Checked::Pending(check) => Verdict::Pending(RevocationWait::new(
+                check,
+                req,
+                session,
+                self.responder.clone(),
+                metrics.clone(),
+                hint,
+            )),
         }
     }
 }
@@ -127,11 +125,24 @@ fn authenticate<R, B>(
     Ok(decoded.session)
 }
 
-/// Seconds left when a refresh should be advised.
-#[inline]
-fn refresh_hint(expires_at: u64, now: u64, threshold: u64) -> Option<u64> {
-    let left = expires_at.saturating_sub(now);
-    (left <= threshold).then_some(left)
+/// The refusal of a verified session whose status is not active: counted, logged, answered.
+pub(super) fn refuse<E: ErrorResponder>(
+    responder: &E,
+    metrics: &crate::telemetry::Metrics,
+    session: &Session,
+    status: SessionStatus,
+) -> http::Response<bytes::Bytes> {
+    let error = refusal(status);
+    metrics.validation(Err(error));
+    tracing::debug!(user_id = %Escaped::new(session.user_id()), session_id = %session.session_id(), %error, "request refused");
+    reject(responder, error)
+}
+
+/// The responder's answer, with the error in its extensions.
+fn reject<E: ErrorResponder>(responder: &E, error: AuthError) -> http::Response<bytes::Bytes> {
+    let mut response = responder.respond(error);
+    response.extensions_mut().insert(error);
+    response
 }
 
 pub(crate) fn refusal(status: SessionStatus) -> AuthError {

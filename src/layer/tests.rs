@@ -10,6 +10,7 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::guard::ResponseBody;
 use crate::revocation::{Checked, RevocationCheck, SessionStatus};
 use crate::{Session, SessionConfig, SessionId, TokenCodec};
 

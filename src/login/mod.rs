@@ -60,10 +60,10 @@
 //! # Which client
 //!
 //! The tracker counts per user and client IP. The client IP is the [`ClientIp`] that
-//! [`RateLimitLayer`](crate::RateLimitLayer) puts into the request (it knows the trusted
+//! [`ClientRateLimitLayer`](crate::ClientRateLimitLayer) puts into the request (it knows the trusted
 //! proxies, so put the layer in front of this service), or else the peer address: a
 //! [`PeerAddr`](crate::PeerAddr) extension, or axum's `ConnectInfo<SocketAddr>`. Behind a proxy
-//! without `RateLimitLayer`, the peer is the proxy and every client shares its counts. A request
+//! without `ClientRateLimitLayer`, the peer is the proxy and every client shares its counts. A request
 //! with no address at all is not counted and not locked out (the service logs that at `debug`):
 //! serve with connection info.
 //!

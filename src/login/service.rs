@@ -167,7 +167,7 @@ impl<C: CredentialCheck> LoginService<C> {
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return res;
         }
-        let allowed = &self.manager.config().cookies().allowed_origins();
+        let allowed = self.manager.config().cookies().allowed_origins();
         if let Err(reason) = origin::check(req.headers(), req.uri(), allowed) {
             let origin = req
                 .headers()
@@ -207,7 +207,7 @@ impl<C: CredentialCheck> LoginService<C> {
             None => {
                 tracing::debug!(
                     user = %user,
-                    "no client address (no RateLimitLayer, PeerAddr or ConnectInfo): the attempt is not counted"
+                    "no client address (no ClientRateLimitLayer, PeerAddr or ConnectInfo): the attempt is not counted"
                 );
                 None
             }

@@ -16,7 +16,7 @@ const MAX_HOPS: usize = 32;
 
 /// The address of a connection's peer, for servers that do not use axum's `ConnectInfo`.
 ///
-/// [`RateLimitLayer`](crate::RateLimitLayer) needs the peer address of every request. Under
+/// [`ClientRateLimitLayer`](crate::ClientRateLimitLayer) needs the peer address of every request. Under
 /// axum, serve the router with `into_make_service_with_connect_info::<SocketAddr>()` and
 /// nothing else is needed. With bare hyper, insert a `PeerAddr` into each request's extensions
 /// from the accepted connection's address:
@@ -44,7 +44,7 @@ const MAX_HOPS: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// The client's IP address as [`RateLimitLayer`](crate::RateLimitLayer) resolved it: the peer
+/// The client's IP address as [`ClientRateLimitLayer`](crate::ClientRateLimitLayer) resolved it: the peer
 /// address, or the right-most untrusted `X-Forwarded-For` entry when the peer is a trusted
 /// proxy.
 ///
@@ -185,10 +185,10 @@ mod extract {
     use crate::error::{ErrorCode, json_error};
 
     /// The rejection of the [`ClientIp`] extractor: the route is not behind a
-    /// [`RateLimitLayer`](crate::RateLimitLayer). A wiring mistake, so it answers 500.
+    /// [`ClientRateLimitLayer`](crate::ClientRateLimitLayer). A wiring mistake, so it answers 500.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
     #[error(
-        "no ClientIp in the request extensions: this route is not behind tower_jwt_session::RateLimitLayer; add `.layer(rate_limit_layer)` to the router or route"
+        "no ClientIp in the request extensions: this route is not behind tower_jwt_session::ClientRateLimitLayer; add `.layer(rate_limit_layer)` to the router or route"
     )]
     pub struct MissingRateLimitLayer;
 
@@ -204,7 +204,7 @@ mod extract {
         }
     }
 
-    /// Extracts the client address resolved by [`RateLimitLayer`](crate::RateLimitLayer).
+    /// Extracts the client address resolved by [`ClientRateLimitLayer`](crate::ClientRateLimitLayer).
     impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         type Rejection = MissingRateLimitLayer;
 

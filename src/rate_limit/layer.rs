@@ -6,7 +6,8 @@ use tower_layer::Layer;
 use super::backend::RateLimitBackend;
 use super::config::RateLimitConfig;
 use super::memory::MemoryBackend;
-use super::service::RateLimitService;
+use super::service::{ClientRateLimit, RateLimitCheck};
+use crate::guard::Guarded;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -20,20 +21,20 @@ pub(crate) struct Shared {
 /// every route that should draw on the same budget.
 #[derive(Clone)]
 #[must_use]
-pub struct RateLimitLayer {
+pub struct ClientRateLimitLayer {
     shared: Arc<Shared>,
 }
 
-impl fmt::Debug for RateLimitLayer {
+impl fmt::Debug for ClientRateLimitLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitLayer")
+        f.debug_struct("ClientRateLimitLayer")
             .field("config", &self.shared.config)
             .field("backend", &self.shared.backend)
             .finish()
     }
 }
 
-impl RateLimitLayer {
+impl ClientRateLimitLayer {
     /// A layer counting in memory, in a [`MemoryBackend`] bounded by
     /// [`RateLimitConfig::max_tracked_clients`].
     pub fn new(config: RateLimitConfig) -> Self {
@@ -59,10 +60,10 @@ impl RateLimitLayer {
     }
 }
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimitService<S>;
+impl<S> Layer<S> for ClientRateLimitLayer {
+    type Service = ClientRateLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimitService::new(inner, self.shared.clone())
+        Guarded::new(inner, RateLimitCheck::new(self.shared.clone()))
     }
 }

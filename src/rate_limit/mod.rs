@@ -1,10 +1,10 @@
-//! Abuse protection: [`RateLimitLayer`] (requests per client IP) and [`AttemptTracker`]
+//! Abuse protection: [`ClientRateLimitLayer`] (requests per client IP) and [`AttemptTracker`]
 //! (failed logins per user+client and per client, a slowing delay per user, failed refreshes
 //! per client).
 //!
 //! # Rate limiting
 //!
-//! [`RateLimitLayer`] counts requests per client IP in a fixed window (SPEC §2
+//! [`ClientRateLimitLayer`] counts requests per client IP in a fixed window (SPEC §2
 //! `RATE_LIMIT_WINDOW_MS` / `RATE_LIMIT_MAX_REQUESTS`, 15 minutes / 100 by default) and
 //!
 //! - lets a request within the limit through, adding `RateLimit-Limit`,
@@ -50,7 +50,7 @@
 //! use std::net::SocketAddr;
 //! use axum::{Router, routing::{get, post}};
 //! use tower_jwt_session::{
-//!     ClientIp, RateLimitConfig, RateLimitLayer, SessionConfig, SessionManager, TokenRoutes,
+//!     ClientIp, RateLimitConfig, ClientRateLimitLayer, SessionConfig, SessionManager, TokenRoutes,
 //! };
 //!
 //! async fn login(ClientIp(ip): ClientIp) -> String {
@@ -61,7 +61,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = SessionConfig::new("0123456789abcdef0123456789abcdef")?; // from_env()
 //! let manager = SessionManager::new(config.clone())?;
-//! let limit = RateLimitLayer::new(
+//! let limit = ClientRateLimitLayer::new(
 //!     RateLimitConfig::from_session_config(&config).trusted_proxies(["10.0.0.0/8".parse()?]),
 //! );
 //! let limited = Router::new()
@@ -88,12 +88,12 @@
 //! use http::{Request, Response, StatusCode};
 //! use tower::{Layer, ServiceExt, service_fn};
 //! use tower_jwt_session::clock::ManualClock;
-//! use tower_jwt_session::{PeerAddr, RateLimitConfig, RateLimitLayer};
+//! use tower_jwt_session::{PeerAddr, RateLimitConfig, ClientRateLimitLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let clock = ManualClock::new(1_800_000_000_000);
-//! let layer = RateLimitLayer::new(
+//! let layer = ClientRateLimitLayer::new(
 //!     RateLimitConfig::new()
 //!         .window(Duration::from_secs(60))
 //!         .max_requests(1)
@@ -148,13 +148,13 @@ pub use cidr::{Cidr, ParseCidrError};
 pub use client_ip::MissingRateLimitLayer;
 pub use client_ip::{ClientIp, PeerAddr};
 pub use config::RateLimitConfig;
-pub use future::ResponseFuture;
-pub use layer::RateLimitLayer;
+pub use future::RateLimitWait;
+pub use layer::ClientRateLimitLayer;
 pub use memory::MemoryBackend;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisAttemptBackend, RedisRateLimitBackend};
-pub use service::RateLimitService;
+pub use service::{ClientRateLimit, RateLimitCheck};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};

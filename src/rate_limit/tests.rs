@@ -12,18 +12,18 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 use super::client_ip::X_FORWARDED_FOR;
 use super::*;
 use crate::clock::ManualClock;
-use crate::layer::ResponseBody;
+use crate::guard::ResponseBody;
 
 const T0: u64 = 1_800_000_000_000;
 
-fn layer(max: u32, window_secs: u64) -> (RateLimitLayer, ManualClock) {
+fn layer(max: u32, window_secs: u64) -> (ClientRateLimitLayer, ManualClock) {
     let clock = ManualClock::new(T0);
     let config = RateLimitConfig::new()
         .window(Duration::from_secs(window_secs))
         .max_requests(max)
         .clock(Arc::new(clock.clone()))
         .trusted_proxies(["10.0.0.0/8".parse().unwrap()]);
-    (RateLimitLayer::new(config), clock)
+    (ClientRateLimitLayer::new(config), clock)
 }
 
 /// An inner service that answers with the client address it was given, and counts its calls.
@@ -294,7 +294,8 @@ async fn an_awaited_backend_is_obeyed_and_a_failing_one_fails_open() {
         fail: false,
     });
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut svc = RateLimitLayer::with_backend(config.clone(), remote).layer(echo(calls.clone()));
+    let mut svc =
+        ClientRateLimitLayer::with_backend(config.clone(), remote).layer(echo(calls.clone()));
     let res = send(&mut svc, from("203.0.113.7", &[])).await;
     assert_eq!(
         (res.status(), headers(&res)),
@@ -308,7 +309,7 @@ async fn an_awaited_backend_is_obeyed_and_a_failing_one_fails_open() {
         inner: MemoryBackend::new(10),
         fail: true,
     });
-    let mut svc = RateLimitLayer::with_backend(config, failing).layer(echo(calls.clone()));
+    let mut svc = ClientRateLimitLayer::with_backend(config, failing).layer(echo(calls.clone()));
     for _ in 0..3 {
         let res = send(&mut svc, from("203.0.113.7", &[])).await;
         assert_eq!(res.status(), StatusCode::OK);
@@ -325,7 +326,8 @@ async fn memory_stays_bounded_with_many_distinct_clients() {
         .window(Duration::from_millis(300))
         .max_requests(5)
         .clock(Arc::new(clock));
-    let mut svc = RateLimitLayer::with_backend(config, backend.clone()).layer(echo(Arc::default()));
+    let mut svc =
+        ClientRateLimitLayer::with_backend(config, backend.clone()).layer(echo(Arc::default()));
     for i in 0..20_000u32 {
         let ip = IpAddr::from(std::net::Ipv4Addr::from(0xc633_0000 + i));
         let res = send(&mut svc, from(&ip.to_string(), &[])).await;
@@ -412,7 +414,7 @@ async fn the_exemption_list_is_the_users() {
         .max_requests(1)
         .clock(Arc::new(clock))
         .exempt_paths(["/health"]);
-    let mut svc = RateLimitLayer::new(config).layer(echo(Arc::default()));
+    let mut svc = ClientRateLimitLayer::new(config).layer(echo(Arc::default()));
     for _ in 0..5 {
         let res = send(&mut svc, to("/health", "203.0.113.7")).await;
         assert_eq!(res.status(), StatusCode::OK);
@@ -440,9 +442,9 @@ async fn health_through_an_axum_router_with_the_token_routes_nested() {
     let app = Router::new()
         .route("/api/auth/login", post(|| async { "logged in" }))
         .nest_service("/api/token", crate::TokenRoutes::new(&manager))
-        .layer(RateLimitLayer::new(RateLimitConfig::from_session_config(
-            &config,
-        )));
+        .layer(ClientRateLimitLayer::new(
+            RateLimitConfig::from_session_config(&config),
+        ));
     let request = |method: &str, path: &str| {
         let mut req = Request::builder()
             .method(method)

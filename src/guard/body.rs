@@ -6,8 +6,8 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 pin_project! {
-    /// The response body of [`SessionService`](crate::layer::SessionService): the inner
-    /// service's body, or the layer's own refusal.
+    /// The response body of every guarded service (the session layer, the rate limiter, the
+    /// role check): the inner service's body, or the guard's own refusal.
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,
