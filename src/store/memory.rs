@@ -20,7 +20,7 @@ const PURGE_BATCH: usize = 64;
 ///
 /// A session that ends (logout, logout-all, eviction by the per-user limit, reuse detection)
 /// is deleted at once; a session that expires is deleted once its purge time passes (see
-/// [`purge_at`](super::purge_at)). So a user holds at most their live sessions (the session
+/// [`SessionRecord::purge_at`](super::SessionRecord::purge_at)). So a user holds at most their live sessions (the session
 /// limit) plus those that expired within the last access-token lifetime, whatever their
 /// history, and the work of a login is bounded by that number too.
 ///

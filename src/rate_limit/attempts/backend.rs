@@ -28,14 +28,15 @@ pub struct AttemptState {
     pub locked_until_ms: Option<u64>,
 }
 
-/// Where [`AttemptTracker`] keeps its counts: [`MemoryAttemptBackend`] (the default, one
-/// process) or a shared store, so a lock-out holds across instances.
+/// Where [`AttemptTracker`](super::AttemptTracker) keeps its counts:
+/// [`MemoryAttemptBackend`](super::MemoryAttemptBackend) (the default, one process) or a shared
+/// store, so a lock-out holds across instances.
 ///
-/// Each key (see [`AttemptTracker`] for the keys) holds a count within a window and maybe
-/// a lock-out. Every operation on one key must be atomic with respect to the others on the same
-/// key: [`reserve`](Self::reserve) in particular is a check and an increment in one step, so
-/// concurrent reservations never both take the last one. Times are milliseconds since the
-/// epoch from the tracker's clock. Object-safe.
+/// Each key (see [`AttemptTracker`](super::AttemptTracker) for the keys) holds a count within a
+/// window and maybe a lock-out. Every operation on one key must be atomic with respect to the
+/// others on the same key: [`reserve`](Self::reserve) in particular is a check and an increment
+/// in one step, so concurrent reservations never both take the last one. Times are milliseconds
+/// since the epoch from the tracker's clock. Object-safe.
 #[async_trait::async_trait]
 pub trait AttemptBackend: fmt::Debug + Send + Sync + 'static {
     /// Reserves one attempt of `key` under `policy`, atomically:

@@ -9,7 +9,7 @@ use crate::clock::{Clock, SystemClock};
 /// The first step of the per-user delay; each further failure doubles it, up to the cap.
 const FIRST_USER_DELAY: Duration = Duration::from_millis(250);
 
-/// Settings of an [`AttemptTracker`].
+/// Settings of an [`AttemptTracker`](super::AttemptTracker).
 ///
 /// The defaults: 5 attempts at one user from one client, or 20 at any users from one client,
 /// within 15 minutes, and that client is refused (for that user, or for all) for 15 minutes;

@@ -27,7 +27,7 @@
 //!
 //! # Failure behaviour
 //!
-//! Every call has a timeout ([`SessionConfig::redis_timeout`](crate::SessionConfig::redis_timeout),
+//! Every call has a timeout ([`RedisSettings::timeout`](crate::config::RedisSettings::timeout),
 //! 1 s by default); a call that fails or times out is a [`StoreError`](crate::store::StoreError), which the manager turns
 //! into 503 `unavailable` and the layer into a refusal on a cache miss (fail closed). The
 //! connections reconnect by themselves when Redis comes back.
