@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod app;
 pub mod redis_server;
 
 pub const SECRET: &str = "e2e-test-secret-e2e-test-secret-e2e-test-secret";

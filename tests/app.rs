@@ -1,16 +1,18 @@
-//! End-to-end: the example server over real HTTP, every route and error code of SPEC §5
-//! (rate limiting and store outages have their own suites).
+//! In process (`oneshot` on the library's router, `tests/common/app.rs`): every route and
+//! error code of SPEC §5, the session limit, the rate limit and the lock-out. What only the
+//! example does is in `tests/example.rs`, over real HTTP.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Server, assert_error, read};
+use common::app::{App, read};
+use common::assert_error;
 use serde_json::json;
 
 #[tokio::test]
 async fn login_and_me() {
-    let s = Server::start(&[]);
+    let s = App::start(&[]);
     let res = s
         .client
         .post(s.url("/api/auth/login"))
@@ -57,7 +59,7 @@ async fn login_and_me() {
 
 #[tokio::test]
 async fn login_errors() {
-    let s = Server::start(&[]);
+    let s = App::start(&[]);
     let (status, body) = s
         .post(
             "/api/auth/login",
@@ -124,7 +126,7 @@ async fn login_errors() {
 
 #[tokio::test]
 async fn protected_route_refusals_follow_rfc6750() {
-    let s = Server::start(&[]);
+    let s = App::start(&[]);
     let res = s.client.get(s.url("/api/me")).send().await.unwrap();
     assert_eq!(res.headers()["www-authenticate"], r#"Bearer realm="api""#);
     let (status, body) = read(res).await;
@@ -174,7 +176,7 @@ async fn protected_route_refusals_follow_rfc6750() {
 
 #[tokio::test]
 async fn refresh_rotates_and_detects_reuse() {
-    let s = Server::start(&[]);
+    let s = App::start(&[]);
     let login = s.login("alice").await;
     let rt0 = login["refreshToken"].as_str().unwrap().to_owned();
 
@@ -216,7 +218,7 @@ async fn refresh_rotates_and_detects_reuse() {
 
 #[tokio::test]
 async fn refresh_errors() {
-    let s = Server::start(&[]);
+    let s = App::start(&[]);
     let (status, body) = s.post("/api/token/refresh", json!({})).await;
     assert_error(status, &body, 400, "invalid_request");
     let (status, body) = s
@@ -251,7 +253,7 @@ async fn refresh_errors() {
 
 #[tokio::test]
 async fn refresh_through_the_cookie_needs_csrf_proof() {
-    let s = Server::start(&[]);
+    let s = App::start(&[]);
     let login = s.login("alice").await;
     let cookie = format!("tjs_refresh={}", login["refreshToken"].as_str().unwrap());
 
@@ -284,7 +286,7 @@ async fn refresh_through_the_cookie_needs_csrf_proof() {
 
 #[tokio::test]
 async fn validate_and_auto_refresh() {
-    let s = Server::start(&[
+    let s = App::start(&[
         ("JWT_ACCESS_TOKEN_EXPIRY", "4s"),
         ("JWT_AUTO_REFRESH_THRESHOLD", "2s"),
         ("JWT_LEEWAY", "0s"),
@@ -372,7 +374,7 @@ async fn validate_and_auto_refresh() {
 
 #[tokio::test]
 async fn refresh_token_and_session_expiry() {
-    let s = Server::start(&[
+    let s = App::start(&[
         ("JWT_ACCESS_TOKEN_EXPIRY", "2s"),
         ("JWT_AUTO_REFRESH_THRESHOLD", "1s"),
         ("JWT_REFRESH_TOKEN_EXPIRY", "1s"),
@@ -417,7 +419,7 @@ async fn refresh_token_and_session_expiry() {
 
 #[tokio::test]
 async fn session_stats_health_and_logout() {
-    let s = Server::start(&[]);
+    let s = App::start(&[]);
     let a1 = s.login("alice").await;
     let a2 = s.login("alice").await;
     let bob = s.login("bob").await;
@@ -522,7 +524,7 @@ async fn session_stats_health_and_logout() {
 
 #[tokio::test]
 async fn session_limit_evicts_the_oldest() {
-    let s = Server::start(&[("JWT_MAX_CONCURRENT_SESSIONS", "2")]);
+    let s = App::start(&[("JWT_MAX_CONCURRENT_SESSIONS", "2")]);
     let first = s.login("alice").await;
     let _second = s.login("alice").await;
     let third = s.login("alice").await;
@@ -540,7 +542,7 @@ async fn session_limit_evicts_the_oldest() {
 
 #[tokio::test]
 async fn session_limit_can_deny() {
-    let s = Server::start(&[
+    let s = App::start(&[
         ("JWT_MAX_CONCURRENT_SESSIONS", "1"),
         ("JWT_SESSION_LIMIT_POLICY", "deny"),
     ]);
@@ -555,113 +557,8 @@ async fn session_limit_can_deny() {
 }
 
 #[tokio::test]
-async fn a_bad_configuration_stops_the_server_with_a_clear_message() {
-    let output = common::run_to_exit(&[("JWT_SECRET", "too-short")]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("JWT_SECRET") && stderr.contains("32 bytes"),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("too-short"),
-        "the secret is not echoed: {stderr}"
-    );
-}
-
-#[tokio::test]
-async fn the_demo_page_and_client_are_served() {
-    let s = Server::start(&[]);
-    for (path, kind) in [
-        ("/", "text/html"),
-        ("/client/token-manager.js", "text/javascript"),
-    ] {
-        let res = s.client.get(s.url(path)).send().await.unwrap();
-        assert_eq!(res.status(), 200, "{path}");
-        assert!(
-            res.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with(kind)
-        );
-    }
-}
-
-#[tokio::test]
-async fn metrics_count_what_happened() {
-    let s = Server::start(&[]);
-    let login = s.login("alice").await;
-    let token = login["accessToken"].as_str().unwrap();
-    assert_eq!(s.get_auth("/api/me", token).await.0, 200);
-    assert_eq!(s.get_auth("/api/me", "bogus").await.0, 401);
-    let (status, _) = s
-        .post(
-            "/api/token/refresh",
-            json!({"refreshToken": login["refreshToken"]}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = s
-        .post("/api/token/refresh", json!({"refreshToken": "tjs1.x"}))
-        .await;
-    assert_eq!(status, 401);
-
-    // Never on the public port (issue 12, defect 5) ...
-    let res = s.client.get(s.url("/metrics")).send().await.unwrap();
-    assert_eq!(res.status(), 404);
-    // ... but on the listener of METRICS_ADDR, a loopback address of its own.
-    let metrics = s
-        .metrics
-        .as_deref()
-        .expect("a `metrics on` line at startup");
-    assert!(metrics.starts_with("http://127.0.0.1:"), "{metrics}");
-    assert!(metrics.ends_with("/metrics"), "{metrics}");
-    assert!(!metrics.starts_with(&format!("{}/", s.base)), "{metrics}");
-    let res = s.client.get(metrics).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    let text = res.text().await.unwrap();
-    for line in [
-        "tjs_sessions_created_total 1",
-        "tjs_token_validations_total{outcome=\"valid\"} 1",
-        "tjs_token_validations_total{outcome=\"invalid_token\"} 1",
-        "tjs_refresh_total{outcome=\"success\"} 1",
-        "tjs_refresh_total{outcome=\"invalid_token\"} 1",
-    ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing `{line}` in:\n{text}"
-        );
-    }
-    assert!(text.contains("tjs_store_operation_seconds"), "{text}");
-    assert!(text.contains("tjs_sessions_held 1"), "{text}");
-}
-
-#[tokio::test]
-async fn metrics_addr_off_serves_no_metrics_and_a_bad_one_is_refused() {
-    let s = Server::start(&[("METRICS_ADDR", "off")]);
-    assert_eq!(s.metrics, None);
-    let res = s.client.get(s.url("/metrics")).send().await.unwrap();
-    assert_eq!(res.status(), 404);
-    assert_eq!(s.login("alice").await["userId"], "alice");
-
-    let out = common::run_to_exit(&[("METRICS_ADDR", "0.0.0.0")]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("METRICS_ADDR=\"0.0.0.0\"") && stderr.contains("IP:PORT"),
-        "{stderr}"
-    );
-}
-
-#[tokio::test]
 async fn health_probes_are_never_rate_limited() {
-    let s = Server::start(&[("RATE_LIMIT_MAX_REQUESTS", "5")]);
+    let s = App::start(&[("RATE_LIMIT_MAX_REQUESTS", "5")]);
     for i in 0..300 {
         let res = s
             .client
@@ -684,7 +581,7 @@ async fn health_probes_are_never_rate_limited() {
 
 #[tokio::test]
 async fn auth_and_token_routes_are_rate_limited_per_ip() {
-    let s = Server::start(&[
+    let s = App::start(&[
         ("RATE_LIMIT_MAX_REQUESTS", "3"),
         ("RATE_LIMIT_WINDOW_MS", "60000"),
     ]);
@@ -741,7 +638,7 @@ async fn auth_and_token_routes_are_rate_limited_per_ip() {
 
 #[tokio::test]
 async fn repeated_failed_logins_lock_that_client_out_never_the_account() {
-    let s = Server::start(&[]);
+    let s = App::start(&[]);
     for _ in 0..5 {
         let (status, body) = s
             .post(
@@ -769,10 +666,7 @@ async fn repeated_failed_logins_lock_that_client_out_never_the_account() {
     assert_error(status, &body, 429, "rate_limited");
     // … but bob on his own machine (another loopback address) is not: failures from one
     // client never refuse another client's correct password (issue 12, defect 3).
-    let bobs_machine = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
-        .build()
-        .unwrap();
+    let bobs_machine = s.client.from_address([127, 0, 0, 2]);
     let res = bobs_machine
         .post(s.url("/api/auth/login"))
         .json(&json!({"username": "bob", "password": "bob-password"}))
@@ -787,117 +681,8 @@ async fn repeated_failed_logins_lock_that_client_out_never_the_account() {
 }
 
 #[tokio::test]
-async fn security_headers_and_cors_for_allowed_origins_only() {
-    let s = Server::start(&[("ALLOWED_ORIGINS", "https://app.example.com")]);
-    let res = s.client.get(s.url("/")).send().await.unwrap();
-    let h = res.headers();
-    assert_eq!(h["x-content-type-options"], "nosniff");
-    assert_eq!(h["referrer-policy"], "no-referrer");
-    assert_eq!(h["x-frame-options"], "DENY");
-    assert!(
-        h["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("script-src 'self'")
-    );
-    assert!(
-        h.get("strict-transport-security").is_none(),
-        "HSTS only behind HTTPS"
-    );
-
-    // Preflight from the allowed origin; the refresh hints are readable by its scripts.
-    let res = s
-        .client
-        .request(reqwest::Method::OPTIONS, s.url("/api/token/refresh"))
-        .header("origin", "https://app.example.com")
-        .header("access-control-request-method", "POST")
-        .header(
-            "access-control-request-headers",
-            "content-type,x-requested-with",
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        res.headers()["access-control-allow-origin"],
-        "https://app.example.com"
-    );
-    assert_eq!(res.headers()["access-control-allow-credentials"], "true");
-    let login = s.login("alice").await;
-    let res = s
-        .client
-        .get(s.url("/api/me"))
-        .header("origin", "https://app.example.com")
-        .bearer_auth(login["accessToken"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let exposed = res.headers()["access-control-expose-headers"]
-        .to_str()
-        .unwrap()
-        .to_ascii_lowercase();
-    assert!(exposed.contains("x-token-refresh"), "{exposed}");
-
-    // Another origin gets no CORS grant.
-    let res = s
-        .client
-        .get(s.url("/api/token/health"))
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
-    assert!(res.headers().get("access-control-allow-origin").is_none());
-
-    // And the same list lets cookie-only refresh through by Origin.
-    let res = s
-        .client
-        .post(s.url("/api/token/refresh"))
-        .header("origin", "https://app.example.com")
-        .header(
-            "cookie",
-            format!("tjs_refresh={}", login["refreshToken"].as_str().unwrap()),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-}
-
-#[tokio::test]
-async fn graceful_shutdown_finishes_in_flight_requests() {
-    use std::io::{Read, Write};
-    let mut s = Server::start(&[]);
-    let addr = s.base.trim_start_matches("http://").to_owned();
-    let body = r#"{"username":"alice","password":"alice-password"}"#;
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        stream,
-        "POST /api/auth/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    // Half the body is on the wire when the server is told to stop: the request is in flight.
-    stream.write_all(&body.as_bytes()[..10]).unwrap();
-    stream.flush().unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    s.terminate();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stream.write_all(&body.as_bytes()[10..]).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("accessToken"));
-    assert!(
-        s.wait_exit(Duration::from_secs(5)),
-        "the server exits once idle"
-    );
-    // New connections are refused after shutdown.
-    assert!(std::net::TcpStream::connect(&addr).is_err());
-}
-
-#[tokio::test]
 async fn auto_refresh_refuses_a_refresh_token_of_another_session() {
-    let s = Server::start(&[]);
+    let s = App::start(&[]);
     let mine = s.login("alice").await;
     let theirs = s.login("bob").await;
     for refresh in [json!("garbage"), theirs["refreshToken"].clone()] {
