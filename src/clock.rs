@@ -22,7 +22,7 @@ impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+            .map_or(0, duration_ms)
     }
 }
 
@@ -52,7 +52,7 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+        self.0.fetch_add(duration_ms(by), Ordering::SeqCst);
     }
 
     /// Sets the clock to `now_ms`.
@@ -69,6 +69,40 @@ impl Clock for ManualClock {
 
 /// Shared handle to a clock.
 pub(crate) type SharedClock = Arc<dyn Clock>;
+
+// Units. Inside the crate every instant is milliseconds since the epoch (`u64`), the unit of
+// [`Clock`] and the store; every span a `Duration`. Seconds appear only at the wire (JWT
+// NumericDates, `X-Token-Expires-In`, cookie `Max-Age`), and the public API speaks
+// `SystemTime` / `Duration`. The conversions between them are these few functions.
+
+/// Whole seconds since the epoch (a JWT NumericDate) in milliseconds.
+#[inline]
+pub(crate) const fn secs_to_ms(secs: u64) -> u64 {
+    secs.saturating_mul(1000)
+}
+
+/// Milliseconds since the epoch in whole seconds, rounded down (a JWT NumericDate).
+#[inline]
+pub(crate) const fn ms_to_secs(ms: u64) -> u64 {
+    ms / 1000
+}
+
+/// A span in milliseconds, saturating at `u64::MAX`.
+#[inline]
+pub(crate) fn duration_ms(span: Duration) -> u64 {
+    u64::try_from(span.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Milliseconds since the epoch as a `SystemTime`, clamped to 9999-12-31 so that a token
+/// claiming an `exp` near `u64::MAX` cannot overflow it.
+pub(crate) fn system_time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.min(MAX_RFC3339_MS))
+}
+
+/// A `SystemTime` in milliseconds since the epoch (0 before the epoch).
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, duration_ms)
+}
 
 /// Formats milliseconds since the epoch as an RFC 3339 UTC timestamp with millisecond precision,
 /// e.g. `2026-11-28T18:12:59.123Z`.
@@ -116,6 +150,17 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(rfc3339(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
         assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn unit_conversions_round_trip_and_saturate() {
+        assert_eq!(secs_to_ms(1_700_000_000), 1_700_000_000_000);
+        assert_eq!(secs_to_ms(u64::MAX), u64::MAX);
+        assert_eq!(ms_to_secs(1_700_000_000_999), 1_700_000_000);
+        assert_eq!(duration_ms(Duration::MAX), u64::MAX);
+        assert_eq!(unix_ms(system_time(1_700_000_000_123)), 1_700_000_000_123);
+        assert_eq!(unix_ms(system_time(u64::MAX)), MAX_RFC3339_MS);
+        assert_eq!(unix_ms(UNIX_EPOCH - Duration::from_secs(1)), 0);
     }
 
     #[test]

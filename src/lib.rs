@@ -55,7 +55,7 @@
 //!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(session.user_id().to_owned()))))
 //! }));
 //!
-//! let pair = manager.create_session("alice", &[]).await?;
+//! let pair = manager.create_session("alice", tower_jwt_session::NO_ROLES).await?;
 //! let request = Request::builder()
 //!     .header("authorization", format!("Bearer {}", pair.access_token))
 //!     .body(Full::default())?;
@@ -99,7 +99,6 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod cache;
 pub mod clock;
 pub mod config;
 pub mod cookie;
@@ -118,21 +117,21 @@ pub mod store;
 pub mod telemetry;
 mod token;
 
-pub use cache::{RevocationCache, RevocationFuture};
-pub use token::{IssuedToken, MAX_TOKEN_LEN, TokenCodec};
+pub use manager::RevocationCache;
+pub use config::Algorithm;
 pub use config::{ConfigError, SameSite, SessionConfig, SessionLimitPolicy};
 pub use error::{AuthError, ErrorCode};
-pub use config::Algorithm;
 pub use layer::{ErrorResponder, JsonResponder, SessionLayer, X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
 #[doc(inline)]
 pub use login::{Authenticated, LoginService};
 pub use manager::{
-    MAX_ROLES, MAX_USER_ID_LEN, SessionCounters, SessionError, SessionManager,
-    SessionManagerBuilder, TokenPair,
+    MAX_ROLES, MAX_USER_ID_LEN, NO_ROLES, SessionError, SessionManager, SessionManagerBuilder,
+    StartupError, TokenPair,
 };
 pub use revocation::{Checked, NoRevocation, RevocationCheck, SessionStatus};
 pub use routes::{MAX_BODY_BYTES, TokenRoutes};
 pub use session::{ParseSessionIdError, Roles, Session, SessionId};
+pub use token::{IssuedToken, MAX_TOKEN_LEN, TokenCodec};
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -122,18 +122,21 @@ pub struct Session {
     text: Arc<str>,
     user_len: u32,
     session_id: SessionId,
-    issued_at: u64,
-    expires_at: u64,
+    /// `iat`, in milliseconds since the epoch (a whole second: the claim's unit).
+    issued_at_ms: u64,
+    /// `exp`, in milliseconds since the epoch (a whole second: the claim's unit).
+    expires_at_ms: u64,
 }
 
 impl Session {
     /// Builds a session from its parts: one allocation holds the user id and every role.
+    /// Times are milliseconds since the epoch.
     pub(crate) fn new<'r>(
         user_id: &str,
         roles: impl Iterator<Item = &'r str> + Clone,
         session_id: SessionId,
-        issued_at: u64,
-        expires_at: u64,
+        issued_at_ms: u64,
+        expires_at_ms: u64,
     ) -> Self {
         let len = user_id.len() + roles.clone().map(|r| r.len() + 1).sum::<usize>();
         let mut stack = [0u8; 256];
@@ -156,8 +159,8 @@ impl Session {
             text,
             user_len: user_id.len() as u32,
             session_id,
-            issued_at,
-            expires_at,
+            issued_at_ms,
+            expires_at_ms,
         }
     }
 
@@ -182,21 +185,21 @@ impl Session {
         self.roles().any(|r| r == role)
     }
 
-    /// When the access token was issued (`iat`), in seconds since the epoch.
-    pub fn issued_at(&self) -> u64 {
-        self.issued_at
+    /// When the access token was issued (`iat`).
+    pub fn issued_at(&self) -> SystemTime {
+        crate::clock::system_time(self.issued_at_ms)
     }
 
-    /// When the access token expires (`exp`), in seconds since the epoch.
-    pub fn expires_at(&self) -> u64 {
-        self.expires_at
+    /// When the access token expires (`exp`); at the latest 9999-12-31, for a token that
+    /// claims an `exp` beyond what a `SystemTime` can hold.
+    pub fn expires_at(&self) -> SystemTime {
+        crate::clock::system_time(self.expires_at_ms)
     }
 
-    /// When the access token expires, as a `SystemTime` (at the latest 9999-12-31, for a token
-    /// that claims an `exp` beyond what a `SystemTime` can hold).
-    pub fn expires_at_time(&self) -> SystemTime {
-        let secs = self.expires_at.min(crate::clock::MAX_RFC3339_MS / 1000);
-        UNIX_EPOCH + Duration::from_secs(secs)
+    /// `exp`, in milliseconds since the epoch (unclamped).
+    #[inline]
+    pub(crate) fn expires_at_ms(&self) -> u64 {
+        self.expires_at_ms
     }
 }
 
@@ -206,8 +209,8 @@ impl fmt::Debug for Session {
             .field("user_id", &self.user_id())
             .field("session_id", &self.session_id)
             .field("roles", &self.roles().collect::<Vec<_>>())
-            .field("issued_at", &self.issued_at)
-            .field("expires_at", &self.expires_at)
+            .field("issued_at", &crate::clock::rfc3339(self.issued_at_ms))
+            .field("expires_at", &crate::clock::rfc3339(self.expires_at_ms))
             .finish()
     }
 }

@@ -160,7 +160,10 @@ async fn cookie_only_delivery_keeps_the_refresh_token_out_of_the_body() {
 #[tokio::test]
 async fn refresh_routes_honour_cookie_only_delivery() {
     let manager = SessionManager::new(config()).unwrap();
-    let pair = manager.create_session("alice", &[]).await.unwrap();
+    let pair = manager
+        .create_session("alice", tower_jwt_session::NO_ROLES)
+        .await
+        .unwrap();
     let refresh = |body: Value| {
         Request::post("/api/token/refresh")
             .header("content-type", "application/json")

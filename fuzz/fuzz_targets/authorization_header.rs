@@ -43,7 +43,10 @@ static STATE: LazyLock<State> = LazyLock::new(|| {
             .create_session("alice", &["user".to_owned()])
             .await
             .unwrap();
-        let gone = manager.create_session("bob", &[]).await.unwrap();
+        let gone = manager
+            .create_session("bob", tower_jwt_session::NO_ROLES)
+            .await
+            .unwrap();
         manager.revoke(gone.session_id).await.unwrap();
         (live.access_token, gone.access_token)
     });

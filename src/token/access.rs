@@ -1,8 +1,11 @@
 //! Issuing and verifying access tokens.
 
+use std::time::SystemTime;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::clock::{ms_to_secs, secs_to_ms, system_time, unix_ms};
 use crate::error::AuthError;
 use crate::session::{Session, SessionId, random_bytes};
 
@@ -18,23 +21,36 @@ impl TokenCodec {
     /// Issues an access token for `user_id` in session `session_id` with `roles`, valid for the
     /// configured access-token lifetime.
     pub fn issue(&self, user_id: &str, session_id: SessionId, roles: &[String]) -> IssuedToken {
-        self.issue_until(user_id, session_id, roles, u64::MAX)
+        self.issue_capped(user_id, session_id, roles, u64::MAX)
     }
 
-    /// As [`issue`](Self::issue), with `exp` no later than `cap` (seconds since the epoch), so
-    /// an access token never outlives its session.
+    /// As [`issue`](Self::issue), with `exp` no later than `not_after`, so an access token never
+    /// outlives its session.
     pub fn issue_until(
         &self,
         user_id: &str,
         session_id: SessionId,
         roles: &[String],
-        cap: u64,
+        not_after: SystemTime,
+    ) -> IssuedToken {
+        self.issue_capped(user_id, session_id, roles, unix_ms(not_after))
+    }
+
+    /// As [`issue`](Self::issue), with `exp` no later than `cap_ms` (milliseconds since the
+    /// epoch, rounded down to the second).
+    pub(crate) fn issue_capped(
+        &self,
+        user_id: &str,
+        session_id: SessionId,
+        roles: &[String],
+        cap_ms: u64,
     ) -> IssuedToken {
         let inner = &*self.inner;
         let now_ms = inner.clock.now_ms();
-        let iat = now_ms / 1000;
-        let ttl_ms = inner.access_ttl.as_millis() as u64;
-        let exp = (now_ms.saturating_add(ttl_ms) / 1000).min(cap).max(iat);
+        let iat = ms_to_secs(now_ms);
+        let exp = ms_to_secs(now_ms.saturating_add(inner.access_ttl_ms))
+            .min(ms_to_secs(cap_ms))
+            .max(iat);
         let jti_bytes: [u8; 16] = random_bytes();
         let jti = URL_SAFE_NO_PAD.encode(jti_bytes);
         let mut sid_buf = [0u8; 22];
@@ -62,8 +78,8 @@ impl TokenCodec {
         token.push_str(&signature);
         IssuedToken {
             token,
-            expires_at: exp,
-            issued_at: iat,
+            expires_at: system_time(secs_to_ms(exp)),
+            issued_at: system_time(secs_to_ms(iat)),
         }
     }
 
@@ -77,20 +93,20 @@ impl TokenCodec {
 
     /// As [`verify`](Self::verify), on the raw bytes of a header value.
     pub(crate) fn verify_bytes(&self, token: &[u8]) -> Result<Session, AuthError> {
-        let now = self.inner.clock.now_ms() / 1000;
+        let now_ms = self.inner.clock.now_ms();
         let decoded = self.decode(token)?;
-        self.check_time(&decoded, now)?;
+        self.check_time(&decoded, now_ms)?;
         Ok(decoded.session)
     }
 
-    /// Checks the time window: `exp` (required) and `nbf`, both with the leeway.
-    pub(crate) fn check_time(&self, decoded: &Decoded, now: u64) -> Result<(), AuthError> {
-        let leeway = self.inner.leeway_secs;
-        if now >= decoded.session.expires_at().saturating_add(leeway) {
+    /// Checks the time window at `now_ms`: `exp` (required) and `nbf`, both with the leeway.
+    pub(crate) fn check_time(&self, decoded: &Decoded, now_ms: u64) -> Result<(), AuthError> {
+        let leeway = self.inner.leeway_ms;
+        if now_ms >= decoded.session.expires_at_ms().saturating_add(leeway) {
             return Err(AuthError::Expired);
         }
-        if let Some(nbf) = decoded.not_before
-            && nbf > now.saturating_add(leeway)
+        if let Some(nbf) = decoded.not_before_ms
+            && nbf > now_ms.saturating_add(leeway)
         {
             return Err(AuthError::NotYetValid);
         }
@@ -208,8 +224,8 @@ impl TokenCodec {
             return Err(AuthError::InvalidClaim("roles"));
         }
         Ok(Decoded {
-            session: Session::new(&sub, roles.iter(), sid, iat, exp),
-            not_before: claims.nbf.map(|n| n.0),
+            session: Session::new(&sub, roles.iter(), sid, secs_to_ms(iat), secs_to_ms(exp)),
+            not_before_ms: claims.nbf.map(|n| secs_to_ms(n.0)),
         })
     }
 }

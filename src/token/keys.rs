@@ -6,7 +6,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use sha2::{Sha256, Sha384, Sha512};
 
-use crate::config::{ConfigError, SessionConfig, key_id};
+use crate::config::{Algorithm as Alg, ConfigError, SessionConfig, key_id};
 
 use super::claims::OutHeader;
 
@@ -134,43 +134,48 @@ impl KeySet {
     pub(super) fn from_config(config: &SessionConfig) -> Result<Self, ConfigError> {
         let hmac_alg = Algorithm::HS256;
         let mut keys = vec![VerifyKey {
-            kid: key_id(hmac_alg, config.secret.expose()).into(),
+            kid: key_id(Alg::HS256, config.tokens().secret().expose()).into(),
             alg: hmac_alg,
-            verifier: Verifier::Hmac(HmacKey::new(hmac_alg, config.secret.expose())),
+            verifier: Verifier::Hmac(HmacKey::new(hmac_alg, config.tokens().secret().expose())),
         }];
-        for old in &config.previous_secrets {
+        for old in config.tokens().previous_secrets() {
             keys.push(VerifyKey {
-                kid: key_id(hmac_alg, old.expose()).into(),
+                kid: key_id(Alg::HS256, old.expose()).into(),
                 alg: hmac_alg,
                 verifier: Verifier::Hmac(HmacKey::new(hmac_alg, old.expose())),
             });
         }
-        let (alg, kid, signer) = match &config.signing_pem {
+        let (alg, kid, signer) = match config.tokens().signing_pem() {
             Some(pem) => {
                 keys.insert(
                     0,
                     VerifyKey {
                         kid: pem.kid.as_str().into(),
-                        alg: pem.alg,
+                        alg: pem.alg.to_jwt(),
                         verifier: Verifier::Public(pem.decoding.clone()),
                     },
                 );
                 let encoding = pem.encoding.clone().ok_or(ConfigError::Conflict {
                     name: "signing_key_pem",
-                    reason: "no private key",
+                    reason: "the signing key has no private key".to_owned(),
+                    fix: "give signing_key_pem the private key too".to_owned(),
                 })?;
-                (pem.alg, pem.kid.clone(), SignerKey::Private(encoding))
+                (
+                    pem.alg.to_jwt(),
+                    pem.kid.clone(),
+                    SignerKey::Private(encoding),
+                )
             }
             None => (
                 hmac_alg,
                 keys[0].kid.to_string(),
-                SignerKey::Hmac(HmacKey::new(hmac_alg, config.secret.expose())),
+                SignerKey::Hmac(HmacKey::new(hmac_alg, config.tokens().secret().expose())),
             ),
         };
-        for pem in &config.verification_pems {
+        for pem in config.tokens().verification_pems() {
             keys.push(VerifyKey {
                 kid: pem.kid.as_str().into(),
-                alg: pem.alg,
+                alg: pem.alg.to_jwt(),
                 verifier: Verifier::Public(pem.decoding.clone()),
             });
         }

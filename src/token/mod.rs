@@ -27,11 +27,11 @@ mod tests;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::SystemTime;
 
 use jsonwebtoken::Algorithm;
 
-use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::clock::{Clock, SharedClock, SystemClock, duration_ms, secs_to_ms};
 use crate::config::{ConfigError, SessionConfig};
 use crate::session::Session;
 
@@ -49,9 +49,11 @@ struct Inner {
     allowed: Vec<Algorithm>,
     issuer: Option<Box<str>>,
     audience: Option<Box<str>>,
-    leeway_secs: u64,
-    access_ttl: Duration,
-    refresh_threshold_secs: u64,
+    /// Whole seconds, in milliseconds: `exp` and `nbf` are whole seconds too.
+    leeway_ms: u64,
+    access_ttl_ms: u64,
+    /// Time left at or under which a refresh is advised, whole seconds in milliseconds.
+    refresh_threshold_ms: u64,
     realm: Arc<str>,
     clock: SharedClock,
 }
@@ -89,15 +91,39 @@ impl fmt::Debug for TokenCodec {
     }
 }
 
+/// What is left of an access token's lifetime at some instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeLeft {
+    left_ms: u64,
+    refresh_advised: bool,
+}
+
+impl TimeLeft {
+    /// Milliseconds left (0 once expired): `expiresIn` / `timeUntilExpiry` on the wire.
+    pub(crate) fn millis(self) -> u64 {
+        self.left_ms
+    }
+
+    /// Seconds left, rounded up: `X-Token-Expires-In` on the wire.
+    pub(crate) fn whole_secs(self) -> u64 {
+        self.left_ms.div_ceil(1000)
+    }
+
+    /// Whether the time left is at or under the refresh threshold.
+    pub(crate) fn refresh_advised(self) -> bool {
+        self.refresh_advised
+    }
+}
+
 /// A freshly issued access token.
 #[derive(Clone)]
 pub struct IssuedToken {
     /// The compact JWS.
     pub token: String,
-    /// `exp`, in seconds since the epoch.
-    pub expires_at: u64,
-    /// `iat`, in seconds since the epoch.
-    pub issued_at: u64,
+    /// When it expires (`exp`, a whole second).
+    pub expires_at: SystemTime,
+    /// When it was issued (`iat`, a whole second).
+    pub issued_at: SystemTime,
 }
 
 impl fmt::Debug for IssuedToken {
@@ -112,7 +138,8 @@ impl fmt::Debug for IssuedToken {
 /// A token whose signature and claims were checked, except for its time window.
 pub(crate) struct Decoded {
     pub(crate) session: Session,
-    pub(crate) not_before: Option<u64>,
+    /// `nbf`, in milliseconds since the epoch.
+    pub(crate) not_before_ms: Option<u64>,
 }
 
 impl TokenCodec {
@@ -137,7 +164,10 @@ impl TokenCodec {
             signer,
             keys,
         } = KeySet::from_config(config)?;
-        let allowed = config.algorithms.clone().unwrap_or_else(|| vec![alg]);
+        let allowed = config.tokens().allowed_algorithms().map_or_else(
+            || vec![alg],
+            |algs| algs.iter().map(|a| a.to_jwt()).collect(),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 header_b64,
@@ -145,12 +175,12 @@ impl TokenCodec {
                 signer,
                 keys,
                 allowed,
-                issuer: config.issuer.as_deref().map(Into::into),
-                audience: config.audience.as_deref().map(Into::into),
-                leeway_secs: config.leeway.as_secs(),
-                access_ttl: config.access_token_ttl,
-                refresh_threshold_secs: config.refresh_threshold.as_secs(),
-                realm: crate::error::sanitize_realm(&config.realm).into(),
+                issuer: config.tokens().issuer().map(Into::into),
+                audience: config.tokens().audience().map(Into::into),
+                leeway_ms: secs_to_ms(config.tokens().leeway().as_secs()),
+                access_ttl_ms: duration_ms(config.rules().access_token_ttl()),
+                refresh_threshold_ms: secs_to_ms(config.rules().refresh_threshold().as_secs()),
+                realm: crate::error::sanitize_realm(config.tokens().realm()).into(),
                 clock,
             }),
         })
@@ -161,15 +191,21 @@ impl TokenCodec {
         &*self.inner.clock
     }
 
-    /// Seconds since the epoch, on this codec's clock.
+    /// Milliseconds since the epoch, on this codec's clock.
     #[inline]
-    pub(crate) fn now_secs(&self) -> u64 {
-        self.inner.clock.now_ms() / 1000
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
     }
 
-    /// Remaining lifetime, in seconds, at or under which a refresh is advised.
-    pub(crate) fn refresh_threshold_secs(&self) -> u64 {
-        self.inner.refresh_threshold_secs
+    /// What is left of `session`'s access token at `now_ms`, and whether a refresh is advised:
+    /// the one place the layer, validate and auto-refresh compare it with the threshold.
+    #[inline]
+    pub(crate) fn time_left(&self, session: &Session, now_ms: u64) -> TimeLeft {
+        let left_ms = session.expires_at_ms().saturating_sub(now_ms);
+        TimeLeft {
+            left_ms,
+            refresh_advised: left_ms <= self.inner.refresh_threshold_ms,
+        }
     }
 
     /// The realm of `WWW-Authenticate` challenges.

@@ -41,8 +41,8 @@ impl RefreshKeys {
     /// The keys derived from the secret and the previous secrets of `config`.
     pub(crate) fn from_config(config: &SessionConfig) -> Self {
         Self(
-            std::iter::once(&config.secret)
-                .chain(&config.previous_secrets)
+            std::iter::once(config.tokens().secret())
+                .chain(config.tokens().previous_secrets())
                 .map(|secret| refresh_key(secret.expose()))
                 .collect(),
         )

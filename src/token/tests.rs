@@ -1,5 +1,5 @@
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::keys::HmacKey;
 use super::*;
 use crate::clock::ManualClock;
-use crate::config::{ConfigError, key_id};
+use crate::config::{Algorithm as Alg, ConfigError, key_id};
 use crate::error::AuthError;
 use crate::session::SessionId;
 
@@ -17,6 +17,11 @@ const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const OLD_SECRET: &str = "an-older-secret-that-was-rotated-out";
 const NOW_MS: u64 = 1_800_000_000_000;
 const NOW: u64 = NOW_MS / 1000;
+
+/// `secs` seconds after the epoch.
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
 
 fn config() -> SessionConfig {
     SessionConfig::new(SECRET).unwrap()
@@ -35,7 +40,7 @@ fn plain() -> (TokenCodec, ManualClock) {
 }
 
 fn kid(secret: &str) -> String {
-    key_id(Algorithm::HS256, secret.as_bytes())
+    key_id(Alg::HS256, secret.as_bytes())
 }
 
 fn claims() -> Value {
@@ -88,12 +93,12 @@ fn issued_tokens_verify_and_carry_the_rfc9068_header_and_claims() {
     let (codec, _) = codec_with(config().issuer("https://iss").audience("api"));
     let sid = SessionId::random();
     let issued = codec.issue("alice", sid, &["user".into(), "admin".into()]);
-    assert_eq!(issued.expires_at, NOW + 7200);
+    assert_eq!(issued.expires_at, at(NOW + 7200));
     let session = codec.verify(&issued.token).unwrap();
     assert_eq!(session.user_id(), "alice");
     assert_eq!(session.session_id(), sid);
     assert_eq!(session.roles().collect::<Vec<_>>(), ["user", "admin"]);
-    assert_eq!(session.expires_at(), NOW + 7200);
+    assert_eq!(session.expires_at(), at(NOW + 7200));
 
     let header = jsonwebtoken::decode_header(&issued.token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
@@ -174,7 +179,7 @@ fn algorithms_outside_the_allow_list_are_refused() {
         AuthError::UnsupportedAlgorithm
     );
     // Listed, but the key is bound to HS256.
-    let (wide, _) = codec_with(config().allowed_algorithms([Algorithm::HS256, Algorithm::HS512]));
+    let (wide, _) = codec_with(config().allowed_algorithms([Alg::HS256, Alg::HS512]));
     assert_eq!(
         wide.verify(&hs512).unwrap_err(),
         AuthError::UnsupportedAlgorithm
@@ -467,21 +472,24 @@ fn asymmetric_algorithms_work_and_confusion_is_refused() {
     let rsa_private = include_bytes!("../../tests/keys/rsa_private.pem");
     let rsa_public = include_bytes!("../../tests/keys/rsa_public.pem");
     for (alg, private, public) in [
-        (Algorithm::RS256, &rsa_private[..], &rsa_public[..]),
+        (Alg::RS256, &rsa_private[..], &rsa_public[..]),
         (
-            Algorithm::ES256,
+            Alg::ES256,
             include_bytes!("../../tests/keys/ec_private.pem"),
             include_bytes!("../../tests/keys/ec_public.pem"),
         ),
         (
-            Algorithm::EdDSA,
+            Alg::EdDSA,
             include_bytes!("../../tests/keys/ed_private.pem"),
             include_bytes!("../../tests/keys/ed_public.pem"),
         ),
     ] {
         let (codec, _) = codec_with(config().signing_key_pem(alg, private, public).unwrap());
         let issued = codec.issue("alice", SessionId::random(), &[]);
-        assert_eq!(jsonwebtoken::decode_header(&issued.token).unwrap().alg, alg);
+        assert_eq!(
+            jsonwebtoken::decode_header(&issued.token).unwrap().alg,
+            alg.to_jwt()
+        );
         assert_eq!(
             codec.verify(&issued.token).unwrap().user_id(),
             "alice",
@@ -497,11 +505,11 @@ fn asymmetric_algorithms_work_and_confusion_is_refused() {
     // Algorithm confusion: an HS256 token keyed with the RSA public key, naming the RSA kid.
     let (codec, _) = codec_with(
         config()
-            .signing_key_pem(Algorithm::RS256, rsa_private, rsa_public)
+            .signing_key_pem(Alg::RS256, rsa_private, rsa_public)
             .unwrap()
-            .allowed_algorithms([Algorithm::RS256, Algorithm::HS256]),
+            .allowed_algorithms([Alg::RS256, Alg::HS256]),
     );
-    let rsa_kid = key_id(Algorithm::RS256, rsa_public);
+    let rsa_kid = key_id(Alg::RS256, rsa_public);
     let confused = sign(
         Algorithm::HS256,
         Some(rsa_kid),
@@ -515,12 +523,12 @@ fn asymmetric_algorithms_work_and_confusion_is_refused() {
     );
 
     assert!(matches!(
-        config().signing_key_pem(Algorithm::RS256, b"not a pem", rsa_public),
+        config().signing_key_pem(Alg::RS256, b"not a pem", rsa_public),
         Err(ConfigError::Key { .. })
     ));
     assert!(
         config()
-            .signing_key_pem(Algorithm::HS256, rsa_private, rsa_public)
+            .signing_key_pem(Alg::HS256, rsa_private, rsa_public)
             .is_err()
     );
 }
@@ -528,8 +536,13 @@ fn asymmetric_algorithms_work_and_confusion_is_refused() {
 #[test]
 fn access_tokens_are_capped_by_the_session_end() {
     let (codec, _) = plain();
-    let issued = codec.issue_until("alice", SessionId::random(), &[], NOW + 60);
-    assert_eq!(issued.expires_at, NOW + 60);
+    let issued = codec.issue_until(
+        "alice",
+        SessionId::random(),
+        &[],
+        at(NOW + 60) + Duration::from_millis(999),
+    );
+    assert_eq!(issued.expires_at, at(NOW + 60));
 }
 
 #[test]

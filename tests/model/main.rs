@@ -23,7 +23,7 @@ mod sequences;
 mod redis_server;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tower_jwt_session::store::{MemoryStore, SessionStore};
 use tower_jwt_session::{SessionConfig, SessionLimitPolicy};
@@ -289,6 +289,16 @@ async fn redis_held(prefix: &str, nodes: &mut [redis::aio::MultiplexedConnection
 }
 
 /// A whole number from the environment, or `default`.
+/// A public time in the model's unit: milliseconds since the epoch.
+pub fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// A public time in whole seconds since the epoch (an access token's `exp`).
+pub fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
 pub fn env_number(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
         Ok(v) => v

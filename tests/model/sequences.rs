@@ -11,7 +11,7 @@ use tower_jwt_session::store::ReuseKind;
 use tower_jwt_session::{AuthError, SessionError, SessionId, SessionManager};
 
 use crate::reference::{Limits, Model, Policy, Refreshed, Refusal, Verdict};
-use crate::{Backend, StoreKind, env_number};
+use crate::{Backend, StoreKind, env_number, unix_ms, unix_secs};
 
 const USERS: usize = 3;
 
@@ -292,19 +292,19 @@ impl Run {
                         }
                         check_eq(
                             "refresh_expires_at",
-                            pair.refresh_expires_at,
+                            unix_ms(pair.refresh_expires_at),
                             s.refresh_expires_at,
                         )?;
                         check_eq(
                             "access_expires_at",
-                            pair.access_expires_at,
+                            unix_secs(pair.access_expires_at),
                             self.model.access_exp(now, s.expires_at),
                         )?;
                         check_eq("user_id", pair.user_id.as_str(), user_name(u).as_str())?;
                         self.clients.push(Client {
                             sid: pair.session_id,
                             refresh: vec![pair.refresh_token],
-                            access: vec![(pair.access_token, pair.access_expires_at)],
+                            access: vec![(pair.access_token, unix_secs(pair.access_expires_at))],
                         });
                     }
                     (Err(e), Err(r)) if Ok(e) == refusal(&r) => {
@@ -433,13 +433,13 @@ impl Run {
                 check_eq("session of the refreshed pair", pair.session_id, client.sid)?;
                 check_eq(
                     "refresh_expires_at",
-                    pair.refresh_expires_at,
+                    unix_ms(pair.refresh_expires_at),
                     refresh_expires_at,
                 )?;
                 let expires_at = self.model.sessions[i].expires_at;
                 check_eq(
                     "access_expires_at",
-                    pair.access_expires_at,
+                    unix_secs(pair.access_expires_at),
                     self.model.access_exp(now, expires_at),
                 )?;
                 match answer {
@@ -471,7 +471,7 @@ impl Run {
                 }
                 self.clients[i]
                     .access
-                    .push((pair.access_token, pair.access_expires_at));
+                    .push((pair.access_token, unix_secs(pair.access_expires_at)));
             }
             (Err(e), Err(r)) if Ok(e) == refusal(&r) => {
                 if matches!(e, Refusal::ReusedRetired | Refusal::ReusedAncestor) {
@@ -498,7 +498,7 @@ impl Run {
             (e, r) => {
                 return Err(format!(
                     "refresh: model {e:?}, store {:?}",
-                    r.map(|p| (p.session_id, p.refresh_expires_at))
+                    r.map(|p| (p.session_id, unix_ms(p.refresh_expires_at)))
                 ));
             }
         }

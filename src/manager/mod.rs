@@ -1,0 +1,415 @@
+//! [`SessionManager`]: the one place holding the session rules of SPEC §4.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+mod builder;
+pub(crate) mod cache;
+mod error;
+mod pair;
+
+pub use builder::SessionManagerBuilder;
+pub use error::{SessionError, StartupError};
+pub use pair::TokenPair;
+
+use crate::clock::{SharedClock, duration_ms, system_time};
+use crate::config::SessionConfig;
+use crate::error::AuthError;
+use crate::layer::SessionLayer;
+use crate::revocation::SessionStatus;
+use crate::session::{Session, SessionId};
+use crate::store::{
+    CreateOutcome, Lifetimes, RotateOutcome, RotateRequest, SessionLimit, SessionRecord,
+    SessionStore, purge_at,
+};
+use crate::telemetry::{self, Escaped};
+use crate::token::TokenCodec;
+use crate::token::refresh::{RefreshClaims, RefreshKeys};
+pub use cache::RevocationCache;
+
+/// Longest accepted user id, in bytes.
+pub const MAX_USER_ID_LEN: usize = 256;
+/// Most roles a session may carry.
+pub const MAX_ROLES: usize = 32;
+/// Longest accepted role name, in bytes.
+const MAX_ROLE_LEN: usize = 64;
+
+struct Inner {
+    config: SessionConfig,
+    codec: TokenCodec,
+    store: Arc<dyn SessionStore>,
+    refresh_keys: RefreshKeys,
+    cache: RevocationCache,
+    clock: SharedClock,
+    lifetimes: Lifetimes,
+}
+
+/// No roles, for [`SessionManager::create_session`]: `create_session("alice", NO_ROLES)`.
+pub const NO_ROLES: &[&str] = &[];
+
+/// Refuses a user id or role list the session rules do not take.
+fn check_input(user_id: &str, roles: &[impl AsRef<str>]) -> Result<(), SessionError> {
+    if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN || user_id.contains('\0') {
+        return Err(SessionError::InvalidInput(
+            "the user id must be 1 to 256 bytes without NUL",
+        ));
+    }
+    let bad_role = |r: &str| r.len() > MAX_ROLE_LEN || r.contains('\0');
+    if roles.len() > MAX_ROLES || roles.iter().any(|r| bad_role(r.as_ref())) {
+        return Err(SessionError::InvalidInput(
+            "at most 32 roles of at most 64 bytes each, without NUL",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates, refreshes, revokes and lists sessions; hands out the [`SessionLayer`] and
+/// [`TokenRoutes`](crate::TokenRoutes) that serve them. Cheap to clone.
+///
+/// ```
+/// use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+/// let login = manager.create_session("alice", &["user".to_owned()]).await?;
+///
+/// // The client refreshes: the old refresh token is retired, a successor issued.
+/// let refreshed = manager.refresh(&login.refresh_token).await?;
+/// assert_ne!(refreshed.refresh_token, login.refresh_token);
+///
+/// // Logout ends the session at once.
+/// manager.revoke(login.session_id).await?;
+/// assert!(matches!(manager.refresh(&refreshed.refresh_token).await, Err(SessionError::Revoked)));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("config", &self.inner.config)
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionManager {
+    /// The layer that protects routes with this manager's tokens and revocation state.
+    pub fn layer(&self) -> SessionLayer<RevocationCache> {
+        SessionLayer::with_revocation(self.inner.codec.clone(), self.inner.cache.clone())
+    }
+
+    /// The service of the token routes (SPEC §5), under the default prefix `/api/token`.
+    pub fn refresh_service(&self) -> crate::TokenRoutes {
+        crate::TokenRoutes::new(self)
+    }
+
+    /// The token codec.
+    pub fn codec(&self) -> &TokenCodec {
+        &self.inner.codec
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    /// The revocation cache used by [`layer`](Self::layer).
+    pub fn revocation_cache(&self) -> &RevocationCache {
+        &self.inner.cache
+    }
+
+    /// The store's short name (`memory`, `redis`).
+    pub fn store_kind(&self) -> &'static str {
+        self.inner.store.kind()
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Runs a store operation, recording its latency.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        operation: impl std::future::Future<Output = T>,
+    ) -> T {
+        let start = std::time::Instant::now();
+        let out = operation.await;
+        telemetry::store_latency(self.inner.store.kind(), op, start.elapsed());
+        out
+    }
+
+    /// Starts a session for an authenticated user (call it from your login handler) and returns
+    /// its first token pair. Applies the per-user limit and its policy.
+    ///
+    /// `roles` is any slice of strings: an array literal, a `Vec<String>`, or [`NO_ROLES`].
+    ///
+    /// ```
+    /// use tower_jwt_session::{NO_ROLES, SessionConfig, SessionManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// manager.create_session("alice", &["user", "admin"]).await?;
+    /// let roles: Vec<String> = vec!["user".to_owned()];
+    /// manager.create_session("bob", &roles).await?;
+    /// manager.create_session("carol", &roles[..]).await?;
+    /// manager.create_session("dave", NO_ROLES).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidInput`] for an empty or oversized user id or role list,
+    /// [`SessionError::LimitReached`] under the `deny` policy, [`SessionError::Unavailable`]
+    /// when the store cannot be reached.
+    pub async fn create_session(
+        &self,
+        user_id: &str,
+        roles: &[impl AsRef<str>],
+    ) -> Result<TokenPair, SessionError> {
+        check_input(user_id, roles)?;
+        let roles = roles.iter().map(|r| r.as_ref().to_owned()).collect();
+        self.create(user_id, roles).await
+    }
+
+    async fn create(&self, user_id: &str, roles: Vec<String>) -> Result<TokenPair, SessionError> {
+        let inner = &*self.inner;
+        let now = self.now_ms();
+        let expires_at = now.saturating_add(duration_ms(inner.config.rules().session_ttl()));
+        let refresh_expires_at = now
+            .saturating_add(inner.lifetimes.refresh_ttl)
+            .min(expires_at);
+        let record = SessionRecord {
+            session_id: inner.store.new_session_id(user_id),
+            user_id: user_id.to_owned(),
+            roles,
+            created_at: now,
+            last_active_at: now,
+            expires_at,
+            generation: 0,
+            rotated_at: now,
+            refresh_expires_at,
+            revoked_at: None,
+            purge_at: purge_at(expires_at, refresh_expires_at, now, &inner.lifetimes),
+        };
+        let limit = SessionLimit {
+            max: inner.config.rules().max_sessions(),
+            policy: inner.config.rules().limit_policy(),
+        };
+        match inner
+            .store
+            .create(record.clone(), limit, &inner.lifetimes, now)
+            .await?
+        {
+            CreateOutcome::Created { evicted } => {
+                for sid in &evicted {
+                    inner.cache.mark_revoked(*sid);
+                    tracing::info!(session_id = %sid, user_id = %Escaped::new(user_id), "session evicted by the per-user limit");
+                }
+                telemetry::revoked("evicted", evicted.len() as u64);
+                telemetry::created();
+                inner.cache.mark_active(record.session_id);
+                tracing::debug!(session_id = %record.session_id, user_id = %Escaped::new(user_id), "session created");
+                Ok(self.token_pair(&record))
+            }
+            CreateOutcome::LimitReached => {
+                telemetry::denied();
+                tracing::info!(user_id = %Escaped::new(user_id), "login refused: session limit reached");
+                Err(SessionError::LimitReached)
+            }
+        }
+    }
+
+    /// Rotates a refresh token: retires it and returns a successor with a new access token.
+    ///
+    /// Presenting the immediate parent of the current token within the reuse interval returns
+    /// the current token again (racing tabs, lost responses); anything older, or the parent
+    /// after the interval, revokes the whole session.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidToken`], [`TokenExpired`](SessionError::TokenExpired),
+    /// [`TokenReused`](SessionError::TokenReused), [`Revoked`](SessionError::Revoked),
+    /// [`SessionExpired`](SessionError::SessionExpired), [`Unavailable`](SessionError::Unavailable).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, SessionError> {
+        let result = self.refresh_inner(refresh_token).await;
+        match &result {
+            Ok(_) => {
+                telemetry::refresh("success");
+            }
+            Err(error) => {
+                telemetry::refresh(error.code().as_str());
+                tracing::debug!(%error, "refresh refused");
+            }
+        }
+        result
+    }
+
+    async fn refresh_inner(&self, refresh_token: &str) -> Result<TokenPair, SessionError> {
+        let inner = &*self.inner;
+        let claims = self
+            .parse_refresh_token(refresh_token)
+            .ok_or(SessionError::InvalidToken)?;
+        let now = self.now_ms();
+        let request = RotateRequest {
+            session_id: claims.session_id,
+            generation: claims.generation,
+            now,
+            lifetimes: inner.lifetimes,
+        };
+        match self.timed("rotate", inner.store.rotate(request)).await? {
+            RotateOutcome::Rotated(record) | RotateOutcome::Grace(record) => {
+                inner.cache.mark_active(record.session_id);
+                Ok(self.token_pair(&record))
+            }
+            RotateOutcome::Reused(record, kind) => {
+                inner.cache.mark_revoked(record.session_id);
+                telemetry::reuse(kind.as_str());
+                telemetry::revoked("reuse", 1);
+                tracing::warn!(
+                    session_id = %record.session_id,
+                    user_id = %record.user_id,
+                    kind = kind.as_str(),
+                    presented_generation = claims.generation,
+                    current_generation = record.generation,
+                    "refresh token reuse detected: session revoked"
+                );
+                Err(SessionError::TokenReused(kind))
+            }
+            RotateOutcome::SessionExpired => Err(SessionError::SessionExpired),
+            RotateOutcome::TokenExpired => Err(SessionError::TokenExpired),
+            // The token's MAC verified, so this server issued it and its session existed. The
+            // store deletes a session as soon as it ends (and forgets it once no token of it
+            // can be used), so "no such session" means ended, or expired.
+            _ if now >= claims.expires_at_ms => Err(SessionError::TokenExpired),
+            _ => Err(SessionError::Revoked),
+        }
+    }
+
+    /// Ends one session now: its access and refresh tokens stop working. Returns whether it was
+    /// live.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the store cannot be reached.
+    pub async fn revoke(&self, session_id: SessionId) -> Result<bool, SessionError> {
+        let live = self
+            .timed("revoke", self.inner.store.revoke(session_id, self.now_ms()))
+            .await?;
+        self.inner.cache.mark_revoked(session_id);
+        if live {
+            telemetry::revoked("logout", 1);
+            tracing::debug!(%session_id, "session revoked");
+        }
+        Ok(live)
+    }
+
+    /// Ends every session of a user now. Returns how many were live.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the store cannot be reached.
+    pub async fn revoke_all(&self, user_id: &str) -> Result<usize, SessionError> {
+        let revoked = self
+            .timed(
+                "revoke_all",
+                self.inner.store.revoke_all(user_id, self.now_ms()),
+            )
+            .await?;
+        telemetry::revoked("logout", revoked.len() as u64);
+        for sid in &revoked {
+            self.inner.cache.mark_revoked(*sid);
+        }
+        tracing::debug!(user_id = %Escaped::new(user_id), count = revoked.len(), "all sessions revoked");
+        Ok(revoked.len())
+    }
+
+    /// A user's live sessions, oldest first.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the store cannot be reached.
+    pub async fn sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>, SessionError> {
+        Ok(self
+            .timed("list", self.inner.store.list(user_id, self.now_ms()))
+            .await?)
+    }
+
+    /// Checks that the store answers.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when it does not.
+    pub async fn health(&self) -> Result<(), SessionError> {
+        Ok(self.timed("ping", self.inner.store.ping()).await?)
+    }
+
+    /// Verifies the bearer token of `headers` as [`SessionLayer`] does, revocation included.
+    ///
+    /// # Errors
+    /// The [`AuthError`] the layer would refuse the request with.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Session, AuthError> {
+        let token = crate::layer::bearer_token(headers)?;
+        self.check_revocation(self.inner.codec.verify_bytes(token)?)
+            .await
+    }
+
+    /// Verifies an access token completely, revocation included.
+    ///
+    /// # Errors
+    /// The [`AuthError`] the layer would refuse it with.
+    pub async fn verify_access_token(&self, token: &str) -> Result<Session, AuthError> {
+        self.check_revocation(self.inner.codec.verify(token)?).await
+    }
+
+    async fn check_revocation(&self, session: Session) -> Result<Session, AuthError> {
+        match self.inner.cache.status(session.session_id()).await {
+            SessionStatus::Active => Ok(session),
+            status => Err(crate::layer::refusal(status)),
+        }
+    }
+
+    fn token_pair(&self, record: &SessionRecord) -> TokenPair {
+        let inner = &*self.inner;
+        let access = inner.codec.issue_capped(
+            &record.user_id,
+            record.session_id,
+            &record.roles,
+            record.expires_at,
+        );
+        let claims = RefreshClaims {
+            session_id: record.session_id,
+            generation: record.generation,
+            expires_at_ms: record.refresh_expires_at,
+        };
+        let now_ms = self.now_ms();
+        TokenPair {
+            access_token: access.token,
+            refresh_token: self.inner.refresh_keys.mint(&claims),
+            expires_in: access
+                .expires_at
+                .duration_since(system_time(now_ms))
+                .unwrap_or_default(),
+            access_expires_at: access.expires_at,
+            refresh_expires_at: system_time(record.refresh_expires_at),
+            session_id: record.session_id,
+            user_id: record.user_id.clone(),
+        }
+    }
+
+    /// The session a refresh token was issued for, if its MAC verifies (no store lookup).
+    pub(crate) fn refresh_token_session(&self, token: &str) -> Option<SessionId> {
+        self.parse_refresh_token(token).map(|c| c.session_id)
+    }
+
+    fn parse_refresh_token(&self, token: &str) -> Option<RefreshClaims> {
+        self.inner.refresh_keys.parse(token)
+    }
+}
+
+#[cfg(test)]
+mod tests;
