@@ -1,0 +1,190 @@
+//! Building a [`SessionManager`]: on the store the configuration names, or on one of your own.
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, SharedClock, SystemClock, duration_ms};
+use crate::config::{ConfigError, SessionConfig, StoreSettings};
+use crate::store::{Lifetimes, MemoryStore, SessionStore};
+use crate::token::TokenCodec;
+use crate::token::refresh::RefreshKeys;
+
+use super::cache::RevocationCache;
+use super::{Inner, SessionManager, StartupError};
+
+/// Builds a [`SessionManager`] with another store or clock.
+#[derive(Debug)]
+#[must_use]
+pub struct SessionManagerBuilder {
+    config: SessionConfig,
+    store: Option<Arc<dyn SessionStore>>,
+    clock: Option<SharedClock>,
+}
+
+impl SessionManagerBuilder {
+    /// The session store. The default is a new [`MemoryStore`].
+    pub fn store(mut self, store: impl SessionStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A shared session store.
+    pub fn shared_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The clock. The default is [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Builds the manager.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the configuration does not validate, and [`ConfigError::Conflict`]
+    /// when no store was given but the configuration names a Redis store (see
+    /// [`SessionManager::connect`]).
+    pub fn build(self) -> Result<SessionManager, ConfigError> {
+        let config = self.config;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let codec = TokenCodec::with_clock(&config, clock.clone())?;
+        let store = match self.store {
+            Some(store) => store,
+            None => default_store(&config)?,
+        };
+        let refresh_keys = RefreshKeys::from_config(&config);
+        let access_retention =
+            duration_ms(config.rules().access_token_ttl() + config.tokens().leeway());
+        let cache = RevocationCache::new(
+            store.clone(),
+            clock.clone(),
+            config.revocation_cache().capacity(),
+            config.revocation_cache().ttl(),
+            config.rules().access_token_ttl() + config.tokens().leeway(),
+            config.revocation_cache().fail_open(),
+        );
+        store.watch_revocations(cache.sink());
+        let lifetimes = Lifetimes {
+            refresh_ttl: duration_ms(config.rules().refresh_token_ttl()),
+            reuse_interval: duration_ms(config.rules().reuse_interval()),
+            access_retention,
+        };
+        Ok(SessionManager {
+            inner: Arc::new(Inner {
+                config,
+                codec,
+                store,
+                refresh_keys,
+                cache,
+                clock,
+                lifetimes,
+            }),
+        })
+    }
+}
+
+impl SessionManager {
+    /// A manager over a new [`MemoryStore`] on the system clock.
+    ///
+    /// For the store the environment names (Redis when `REDIS_URL` is set), use
+    /// [`from_env`](Self::from_env) or [`connect`](Self::connect).
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the configuration does not validate, and
+    /// [`ConfigError::Conflict`] naming `REDIS_URL` when it names a Redis store: `new` never
+    /// keeps sessions in memory that the configuration asks to share.
+    pub fn new(config: SessionConfig) -> Result<Self, ConfigError> {
+        Self::builder(config).build()
+    }
+
+    /// A manager on the store the environment names, as [`SessionConfig::from_env`] reads it:
+    /// Redis when `REDIS_URL` is set, memory otherwise. Logs once which store it picked.
+    ///
+    /// ```
+    /// use tower_jwt_session::SessionManager;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // JWT_SECRET, REDIS_URL, … come from the environment.
+    /// match SessionManager::from_env().await {
+    ///     Ok(manager) => println!("sessions kept in {}", manager.store_kind()),
+    ///     Err(error) => eprintln!("cannot start: {error}"),
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StartupError::Config`] when the environment does not configure a valid manager (a
+    /// store URL this build has no feature for included), [`StartupError::Store`] when the
+    /// store it names cannot be opened.
+    pub async fn from_env() -> Result<Self, StartupError> {
+        Self::connect(SessionConfig::from_env()?).await
+    }
+
+    /// A manager on the store `config` names ([`SessionConfig::store`]): it connects to Redis
+    /// when the configuration has Redis URLs, and uses a [`MemoryStore`] otherwise. Logs once
+    /// which store it picked, passwords redacted.
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub async fn connect(config: SessionConfig) -> Result<Self, StartupError> {
+        let store = open_store(&config).await?;
+        Ok(Self::builder(config).shared_store(store).build()?)
+    }
+
+    /// A builder, to choose the store or the clock.
+    pub fn builder(config: SessionConfig) -> SessionManagerBuilder {
+        SessionManagerBuilder {
+            config,
+            store: None,
+            clock: None,
+        }
+    }
+}
+
+/// The store of a builder given none: memory, unless the configuration names another store,
+/// which only [`SessionManager::connect`] opens.
+fn default_store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, ConfigError> {
+    match config.store() {
+        StoreSettings::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreSettings::Redis(redis) => Err(ConfigError::Conflict {
+            name: "REDIS_URL",
+            reason: format!(
+                "REDIS_URL names a Redis store ({} node(s)), but SessionManager::new and \
+                 SessionManager::builder(..).build() without a store keep sessions in this \
+                 process's memory",
+                redis.urls().len()
+            ),
+            fix: "build the manager with SessionManager::from_env().await or \
+                  SessionManager::connect(config).await, or give the builder a store"
+                .to_owned(),
+        }),
+    }
+}
+
+/// Opens the store `config` names, and logs which one.
+async fn open_store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, StartupError> {
+    match config.store() {
+        StoreSettings::Memory => {
+            tracing::info!(
+                store = "memory",
+                "session store: this process's memory (set REDIS_URL to share sessions)"
+            );
+            Ok(Arc::new(MemoryStore::new()))
+        }
+        #[cfg(feature = "redis")]
+        StoreSettings::Redis(redis) => {
+            let store = crate::store::RedisStore::connect(redis).await?;
+            // The settings' `Debug` redacts URL passwords and keys.
+            tracing::info!(store = "redis", settings = ?redis, "session store: Redis");
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "redis"))]
+        StoreSettings::Redis(_) => Err(ConfigError::StoreNotBuilt {
+            name: "REDIS_URL",
+            feature: "redis",
+        }
+        .into()),
+    }
+}

@@ -1,0 +1,80 @@
+//! [`SessionError`]: why a session operation failed; [`StartupError`]: why a manager could not
+//! be built.
+
+use crate::config::ConfigError;
+use crate::error::ErrorCode;
+use crate::store::{ReuseKind, StoreError};
+
+/// Why a session operation failed. Each maps to one status and error code of SPEC §5.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The refresh token is malformed or forged: it does not parse, or its MAC does not
+    /// verify under any configured secret. (A genuine token of a session that has ended is
+    /// [`Revoked`](Self::Revoked) or [`TokenExpired`](Self::TokenExpired).)
+    #[error("the refresh token is invalid")]
+    InvalidToken,
+    /// The refresh token has passed its own expiry.
+    #[error("the refresh token has expired; log in again")]
+    TokenExpired,
+    /// A retired refresh token was presented: the session has been revoked as stolen.
+    #[error(
+        "this refresh token was already used; the session has been ended for safety, log in again"
+    )]
+    TokenReused(ReuseKind),
+    /// The session has been revoked (logout, eviction, reuse detection).
+    #[error("the session has ended; log in again")]
+    Revoked,
+    /// The session has passed its absolute lifetime.
+    #[error("the session has reached its maximum lifetime; log in again")]
+    SessionExpired,
+    /// The user has the maximum number of sessions and the policy is `deny`.
+    #[error("too many active sessions for this user; log out elsewhere first")]
+    LimitReached,
+    /// The input is not acceptable (e.g. an empty or oversized user id).
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
+    /// The session store could not be reached; nothing was changed.
+    #[error("the session store is unavailable; try again shortly")]
+    Unavailable(#[from] StoreError),
+}
+
+impl SessionError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            SessionError::LimitReached => StatusCode::FORBIDDEN,
+            SessionError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            SessionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The JSON error code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SessionError::InvalidToken => ErrorCode::InvalidToken,
+            SessionError::TokenExpired => ErrorCode::TokenExpired,
+            SessionError::TokenReused(_) => ErrorCode::RefreshTokenReused,
+            SessionError::Revoked => ErrorCode::TokenRevoked,
+            SessionError::SessionExpired => ErrorCode::SessionExpired,
+            SessionError::LimitReached => ErrorCode::Forbidden,
+            SessionError::InvalidInput(_) => ErrorCode::InvalidRequest,
+            SessionError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
+/// Why a [`SessionManager`](super::SessionManager) could not be built from a configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartupError {
+    /// The configuration does not validate, names a store this build lacks, or names a store
+    /// that [`SessionManager::new`](super::SessionManager::new) does not open.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store the configuration names could not be opened.
+    #[error("the session store could not be opened: {0}")]
+    Store(#[from] StoreError),
+}
