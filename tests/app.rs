@@ -666,7 +666,7 @@ async fn repeated_failed_logins_lock_that_client_out_never_the_account() {
     assert_error(status, &body, 429, "rate_limited");
     // … but bob on his own machine (another loopback address) is not: failures from one
     // client never refuse another client's correct password (issue 12, defect 3).
-    let bobs_machine = s.client.from_address([127, 0, 0, 2]);
+    let bobs_machine = s.client.with_address([127, 0, 0, 2]);
     let res = bobs_machine
         .post(s.url("/api/auth/login"))
         .json(&json!({"username": "bob", "password": "bob-password"}))

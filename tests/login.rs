@@ -1,6 +1,8 @@
 //! The login service in process (`oneshot`): content type, the Origin rule, the lock-out,
 //! escaped logs, cookie-only delivery, and the answers of SPEC §5.
 
+mod common;
+
 use std::convert::Infallible;
 use std::io;
 use std::net::IpAddr;
@@ -20,10 +22,9 @@ use tower_jwt_session::{
     SessionLimitPolicy, SessionManager, TokenRoutes,
 };
 
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const GOOD: &str = r#"{"username":"alice","password":"alice-password"}"#;
 
-/// alice / alice-password; counts the calls that reached it.
+/// The demo users of `common::app::check_password`; counts the calls that reached it.
 #[derive(Clone, Default)]
 struct Users {
     calls: Arc<AtomicUsize>,
@@ -35,13 +36,12 @@ impl CredentialCheck for Users {
 
     async fn check(&self, c: Credentials) -> Result<Option<Authenticated>, Infallible> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let ok = c.username == "alice" && c.password == "alice-password";
-        Ok(ok.then(|| Authenticated::new("alice", ["user"])))
+        common::app::check_password(c).await
     }
 }
 
 fn config() -> SessionConfig {
-    SessionConfig::new(SECRET)
+    SessionConfig::new(common::SECRET)
         .unwrap()
         .allowed_origins(["https://app.example.com"])
 }
@@ -78,10 +78,7 @@ struct Reply {
 
 impl Reply {
     fn error(&self, status: u16, code: &str) {
-        assert_eq!(self.status, status, "{}", self.body);
-        assert_eq!(self.body["success"], false, "{}", self.body);
-        assert_eq!(self.body["error"], code, "{}", self.body);
-        assert!(self.body["message"].is_string(), "{}", self.body);
+        common::assert_error(self.status.as_u16(), &self.body, status, code);
         assert_eq!(self.headers["cache-control"], "no-store");
     }
 }
@@ -401,7 +398,7 @@ async fn the_deny_policy_refuses_a_login_over_the_limit_with_403() {
     assert!(!reply.headers.contains_key("set-cookie"));
 }
 
-/// alice / alice-password and bob / bob-password, behind a user database that can be down.
+/// The demo users of `common::app::check_password`, behind a user database that can be down.
 #[derive(Clone, Default)]
 struct FlakyUsers {
     down: Arc<std::sync::atomic::AtomicBool>,
@@ -415,9 +412,9 @@ impl CredentialCheck for FlakyUsers {
         if self.down.load(Ordering::SeqCst) {
             return Err(io::Error::other("user database unreachable"));
         }
-        let ok = ["alice", "bob"].contains(&c.username.as_str())
-            && c.password == format!("{}-password", c.username);
-        Ok(ok.then(|| Authenticated::new(c.username.clone(), ["user"])))
+        Ok(common::app::check_password(c)
+            .await
+            .unwrap_or_else(|e| match e {}))
     }
 }
 

@@ -1,22 +1,24 @@
-//! End-to-end: an axum app with `ClientRateLimitLayer`, an `AttemptTracker` in its login handler and
-//! on its token routes, and a `require_role` route, served over TCP with `ConnectInfo` and driven
-//! with reqwest. "Another client" is a request from another loopback address (127.0.0.2).
+//! End-to-end: an axum app with `ClientRateLimitLayer`, an `AttemptTracker` in its own login
+//! handler and on its token routes, and a `require_role` route, driven in process (`oneshot`,
+//! through the client of `tests/common/app.rs`, which gives each request its peer address as
+//! `ConnectInfo`). "Another client" is a request from another loopback address (127.0.0.2).
 #![cfg(feature = "axum")]
 
-use std::net::{IpAddr, SocketAddr};
+mod common;
+
+use std::net::IpAddr;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::app::{Client, Response as Reply};
 use serde_json::{Value, json};
 use tower_jwt_session::{
     AttemptTracker, ClientIp, ClientRateLimitLayer, RateLimitConfig, SessionConfig, SessionLayer,
     SessionManager, TokenRoutes, require_role,
 };
-
-const SECRET: &str = "rate-limit-e2e-secret-rate-limit-e2e-secret";
 
 #[derive(Clone)]
 struct App {
@@ -54,23 +56,21 @@ async fn login(
 
 struct Server {
     base: String,
-    client: reqwest::Client,
+    client: Client,
     /// A client on another loopback address: another client IP for the server.
-    other: reqwest::Client,
+    other: Client,
 }
 
 impl Server {
     async fn start(max_requests: u32) -> Self {
-        let config = SessionConfig::new(SECRET)
-            .unwrap()
-            .rate_limit_max_requests(max_requests);
+        let config = SessionConfig::new(common::SECRET).unwrap();
         let manager = SessionManager::new(config.clone()).unwrap();
         let attempts = AttemptTracker::default();
         let app_state = App {
             manager: manager.clone(),
             attempts: attempts.clone(),
         };
-        let limit = ClientRateLimitLayer::new(RateLimitConfig::from_session_config(&config));
+        let limit = ClientRateLimitLayer::new(RateLimitConfig::new().max_requests(max_requests));
         let limited = Router::new()
             .route("/api/auth/login", post(login))
             .nest_service(
@@ -88,37 +88,25 @@ impl Server {
             .merge(admin)
             .with_state(app_state);
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        let client = Client::new(app);
         Self {
-            base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
-            other: reqwest::Client::builder()
-                .local_address(IpAddr::from([127, 0, 0, 2]))
-                .build()
-                .unwrap(),
+            base: "http://127.0.0.1:3000".to_owned(),
+            other: client.with_address(IpAddr::from([127, 0, 0, 2])),
+            client,
         }
     }
 
-    async fn login(&self, user: &str, password: &str, xff: Option<&str>) -> reqwest::Response {
+    async fn login(&self, user: &str, password: &str, xff: Option<&str>) -> Reply {
         self.login_from(&self.client, user, password, xff).await
     }
 
     async fn login_from(
         &self,
-        client: &reqwest::Client,
+        client: &Client,
         user: &str,
         password: &str,
         xff: Option<&str>,
-    ) -> reqwest::Response {
+    ) -> Reply {
         let mut req = client
             .post(format!("{}/api/auth/login", self.base))
             .json(&json!({"username": user, "password": password}));
@@ -154,7 +142,7 @@ async fn session(s: &Server, user: &str) -> (String, String) {
     )
 }
 
-fn header(res: &reqwest::Response, name: &str) -> String {
+fn header(res: &Reply, name: &str) -> String {
     res.headers()
         .get(name)
         .map(|v| v.to_str().unwrap().to_owned())

@@ -62,10 +62,7 @@ impl App {
         App {
             manager,
             base: BASE.to_owned(),
-            client: Client {
-                router,
-                peer: IpAddr::from([127, 0, 0, 1]),
-            },
+            client: Client::new(router),
         }
     }
 
@@ -129,8 +126,8 @@ pub fn router(manager: &SessionManager, limits: RateLimitConfig) -> Router {
 }
 
 /// alice, bob (role `user`) and admin (`user`, `admin`), each with the password
-/// `<name>-password`: the example's users, without argon2.
-async fn check_password(c: Credentials) -> Result<Option<Authenticated>, Infallible> {
+/// `<name>-password`: the example's users, without argon2. Every suite's credential check.
+pub async fn check_password(c: Credentials) -> Result<Option<Authenticated>, Infallible> {
     let roles: &[&str] = match c.username.as_str() {
         "alice" | "bob" => &["user"],
         "admin" => &["user", "admin"],
@@ -166,8 +163,16 @@ pub struct Client {
 }
 
 impl Client {
+    /// Sends to `router` from 127.0.0.1.
+    pub fn new(router: Router) -> Client {
+        Client {
+            router,
+            peer: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+
     /// The same router, seen from another client address (as reqwest's `local_address`).
-    pub fn from_address(&self, peer: impl Into<IpAddr>) -> Client {
+    pub fn with_address(&self, peer: impl Into<IpAddr>) -> Client {
         Client {
             router: self.router.clone(),
             peer: peer.into(),
@@ -280,6 +285,10 @@ impl Response {
 
     pub async fn text(self) -> Result<String, Infallible> {
         Ok(String::from_utf8_lossy(&self.body).into_owned())
+    }
+
+    pub async fn json<T: serde::de::DeserializeOwned>(self) -> serde_json::Result<T> {
+        serde_json::from_slice(&self.body)
     }
 }
 
