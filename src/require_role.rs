@@ -397,6 +397,32 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
+    #[tokio::test]
+    async fn in_the_wrong_order_a_request_with_a_token_is_told_the_layer_is_misplaced() {
+        use crate::{SessionConfig, SessionLayer, SessionManager};
+        let config = SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
+        let manager = SessionManager::new(config).unwrap();
+        let pair = manager.create_session("root", &["admin"]).await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        // The role check outside the session layer: it runs first and finds no session.
+        let svc = tower::ServiceBuilder::new()
+            .layer(require_role("admin"))
+            .layer(SessionLayer::from_manager(&manager))
+            .service(counting(calls.clone()));
+        let req = Request::builder()
+            .header("authorization", format!("Bearer {}", pair.access_token))
+            .body(Full::default())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("runs after the role check"), "{message}");
+        assert!(!message.to_lowercase().contains("bearer"), "{message}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
     #[test]
     fn the_layer_and_its_service_are_cheap_to_clone_and_send() {
         fn assert_send_sync_clone<T: Send + Sync + Clone>(_: &T) {}

@@ -20,12 +20,12 @@ use http_body_util::Full;
 use serde::Deserialize;
 use tower_service::Service;
 
-use super::{CredentialCheck, Credentials, origin};
+use super::{Authenticated, CredentialCheck, Credentials, origin};
 use crate::cookie::Delivery;
 use crate::error::{ErrorCode, json_error};
 use crate::json_body::{bad_request, declares_json, read_json, unsupported_media_type};
 use crate::manager::SessionManager;
-use crate::rate_limit::{AttemptTracker, ClientIp, PeerAddr};
+use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, PeerAddr};
 use crate::response::{Success, TokenPairBody};
 use crate::telemetry::Escaped;
 
@@ -153,35 +153,8 @@ impl<C: CredentialCheck> LoginService<C> {
         B::Data: Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let path = req.uri().path();
-        if path != &*self.path && path != "/" {
-            return json_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route");
-        }
-        if req.method() != Method::POST {
-            let mut res = json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::MethodNotAllowed,
-                "use POST on this route",
-            );
-            res.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
+        if let Err(res) = self.precheck(&req) {
             return res;
-        }
-        let allowed = self.manager.config().cookies().allowed_origins();
-        if let Err(reason) = origin::check(req.headers(), req.uri(), allowed) {
-            let origin = req
-                .headers()
-                .get(http::header::ORIGIN)
-                .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned());
-            let origin = origin.as_deref().map(Escaped::new);
-            tracing::info!(
-                origin = origin.map(tracing::field::display),
-                "login refused: {reason}"
-            );
-            return json_error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, reason);
-        }
-        if !declares_json(req.headers()) {
-            return unsupported_media_type();
         }
         let ip = client_ip(req.extensions());
         let (parts, body) = req.into_parts();
@@ -194,32 +167,98 @@ impl<C: CredentialCheck> LoginService<C> {
         };
         let delivery = body.refresh_token_delivery.unwrap_or_default();
         let user = Escaped::new(&username).to_string();
-        let ip_field = ip.map(tracing::field::display);
+        let attempt = match self.reserve(&username, ip, &user).await {
+            Ok(attempt) => attempt,
+            Err(res) => return res,
+        };
+        let credentials = Credentials { username, password };
+        match self.verify(credentials, attempt, &user, ip).await {
+            Ok(authenticated) => self.issue(&authenticated, delivery, ip).await,
+            Err(res) => res,
+        }
+    }
 
-        let attempt = match ip {
-            Some(ip) => match self.attempts.begin_login(&username, ip).await {
-                Ok(attempt) => Some(attempt),
-                Err(locked) => {
-                    tracing::info!(user = %user, ip = ip_field, "login refused: locked out");
-                    return locked.to_response();
-                }
-            },
-            None => {
-                tracing::debug!(
-                    user = %user,
-                    "no client address (no ClientRateLimitLayer, PeerAddr or ConnectInfo): the attempt is not counted"
-                );
-                None
+    /// Path, method, Origin rule and content type: the answers given before the body is read.
+    fn precheck<B>(&self, req: &Request<B>) -> Result<(), Response<Bytes>> {
+        let path = req.uri().path();
+        if path != &*self.path && path != "/" {
+            return Err(json_error(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such route",
+            ));
+        }
+        if req.method() != Method::POST {
+            let mut res = json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "use POST on this route",
+            );
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return Err(res);
+        }
+        let allowed = self.manager.config().cookies().allowed_origins();
+        if let Err(reason) = origin::check(req.headers(), req.uri(), allowed) {
+            let origin = req
+                .headers()
+                .get(http::header::ORIGIN)
+                .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned());
+            let origin = origin.as_deref().map(Escaped::new);
+            tracing::info!(
+                origin = origin.map(tracing::field::display),
+                "login refused: {reason}"
+            );
+            return Err(json_error(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                reason,
+            ));
+        }
+        if !declares_json(req.headers()) {
+            return Err(unsupported_media_type());
+        }
+        Ok(())
+    }
+
+    /// Reserves the attempt in the lock-out (429 when locked out) and waits out its slowing
+    /// delay. No client address: nothing is counted.
+    async fn reserve(
+        &self,
+        username: &str,
+        ip: Option<IpAddr>,
+        user: &str,
+    ) -> Result<Option<LoginAttempt>, Response<Bytes>> {
+        let Some(ip) = ip else {
+            tracing::debug!(
+                user = %user,
+                "no client address (no ClientRateLimitLayer, PeerAddr or ConnectInfo): the attempt is not counted"
+            );
+            return Ok(None);
+        };
+        let attempt = match self.attempts.begin_login(username, ip).await {
+            Ok(attempt) => attempt,
+            Err(locked) => {
+                tracing::info!(user = %user, %ip, "login refused: locked out");
+                return Err(locked.to_response());
             }
         };
-        if let Some(attempt) = &attempt {
-            let delay = attempt.delay();
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
+        let delay = attempt.delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
+        Ok(Some(attempt))
+    }
 
-        let credentials = Credentials { username, password };
+    /// Runs the app's check and settles the attempt: 401 for wrong credentials, 503 when the
+    /// check could not be made.
+    async fn verify(
+        &self,
+        credentials: Credentials,
+        attempt: Option<LoginAttempt>,
+        user: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Authenticated, Response<Bytes>> {
         let found = match self.check.check(credentials).await {
             Ok(found) => found,
             Err(error) => {
@@ -242,24 +281,35 @@ impl<C: CredentialCheck> LoginService<C> {
                 );
                 res.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                return res;
+                return Err(res);
             }
         };
         let Some(authenticated) = found else {
             if let Some(attempt) = attempt {
                 self.attempts.login_failed(attempt).await;
             }
-            tracing::info!(user = %user, ip = ip_field, "login failed: wrong user name or password");
-            return json_error(
+            let ip = ip.map(tracing::field::display);
+            tracing::info!(user = %user, ip, "login failed: wrong user name or password");
+            return Err(json_error(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::InvalidCredentials,
                 "wrong user name or password",
-            );
+            ));
         };
         if let Some(attempt) = attempt {
             self.attempts.login_succeeded(attempt).await;
         }
+        Ok(authenticated)
+    }
 
+    /// Creates the session and answers the SPEC §5 body with the refresh cookie.
+    async fn issue(
+        &self,
+        authenticated: &Authenticated,
+        delivery: Delivery,
+        ip: Option<IpAddr>,
+    ) -> Response<Bytes> {
+        let ip = ip.map(tracing::field::display);
         let pair = match self
             .manager
             .create_session(&authenticated.user_id, &authenticated.roles)
@@ -269,7 +319,7 @@ impl<C: CredentialCheck> LoginService<C> {
             Err(error) => {
                 tracing::info!(
                     user_id = %Escaped::new(&authenticated.user_id),
-                    ip = ip_field,
+                    ip,
                     %error,
                     "login refused: no session"
                 );
@@ -279,7 +329,7 @@ impl<C: CredentialCheck> LoginService<C> {
         tracing::info!(
             user_id = %Escaped::new(&pair.user_id),
             session_id = %pair.session_id,
-            ip = ip_field,
+            ip,
             "login succeeded"
         );
         let data = TokenPairBody::from_pair(&pair).hide_refresh_token(delivery == Delivery::Cookie);

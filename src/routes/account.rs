@@ -1,0 +1,152 @@
+//! The routes of an access token and its session: `validate`, `session-stats`, `health`,
+//! `logout`, `logout-all`.
+
+use super::*;
+
+impl TokenRoutes {
+    pub(super) async fn validate(&self, body: ValidateBody) -> Answer {
+        let Some(token) = body.access_token.filter(|t| !t.is_empty()) else {
+            return bad_request("accessToken is required");
+        };
+        let codec = self.manager.codec();
+        let now_ms = codec.clock().now_ms();
+        let decoded = match codec.decode(token.as_bytes()) {
+            Ok(decoded) => decoded,
+            Err(_) => {
+                return success("Token is invalid", TokenStatus::undecodable());
+            }
+        };
+        let session = &decoded.session;
+        let time = codec.check_time(&decoded, now_ms);
+        let status = if time.is_ok() {
+            self.manager
+                .revocation_cache()
+                .status(session.session_id())
+                .await
+        } else {
+            SessionStatus::Active
+        };
+        if status == SessionStatus::Unavailable {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                &AuthError::Unavailable.to_string(),
+            );
+        }
+        let is_expired = time == Err(AuthError::Expired);
+        let is_valid = time.is_ok() && status == SessionStatus::Active;
+        let left = codec.time_left(session, now_ms);
+        let left_ms = left.millis();
+        let needs_refresh = is_expired || (is_valid && left.refresh_advised());
+        success(
+            if is_valid {
+                "Token is valid"
+            } else {
+                "Token is invalid"
+            },
+            TokenStatus {
+                is_valid,
+                is_expired,
+                needs_refresh,
+                expires_at: Some(rfc3339(session.expires_at_ms())),
+                time_until_expiry: left_ms,
+                user_id: Some(session.user_id().to_owned()),
+            },
+        )
+    }
+
+    pub(super) async fn authenticate(&self, headers: &HeaderMap) -> Result<crate::Session, Answer> {
+        self.layer
+            .authenticate(headers)
+            .await
+            .map_err(|error| auth_error_response(self.manager.codec().realm(), error))
+    }
+
+    pub(super) async fn session_stats(&self, headers: &HeaderMap, raw_user: &str) -> Answer {
+        let caller = match self.authenticate(headers).await {
+            Ok(session) => session,
+            Err(res) => return res,
+        };
+        let Some(user) = percent_decode(raw_user) else {
+            return bad_request("the user id in the path is not valid percent-encoded UTF-8");
+        };
+        if caller.user_id() != user && !caller.has_role("admin") {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "you may only see your own sessions unless you have the admin role",
+            );
+        }
+        let sessions = match self.manager.sessions(&user).await {
+            Ok(sessions) => sessions,
+            Err(error) => return session_error(&error),
+        };
+        let list: Vec<SessionInfo> = sessions
+            .iter()
+            .map(|r| SessionInfo {
+                session_id: r.session_id,
+                created_at: rfc3339(r.created_at),
+                last_refreshed_at: rfc3339(r.last_active_at),
+                expires_at: rfc3339(r.expires_at),
+                current: r.session_id == caller.session_id(),
+            })
+            .collect();
+        success(
+            "Session statistics",
+            SessionStats {
+                user_id: user,
+                active_sessions: list.len(),
+                max_sessions: self.manager.config().rules().max_sessions(),
+                sessions: list,
+            },
+        )
+    }
+
+    pub(super) async fn health(&self) -> Answer {
+        match self.manager.health().await {
+            Ok(()) => success(
+                "ok",
+                Health {
+                    status: "ok",
+                    store: self.manager.store_kind(),
+                },
+            ),
+            Err(error) => session_error(&error),
+        }
+    }
+
+    pub(super) async fn logout(&self, headers: &HeaderMap, everywhere: bool) -> Answer {
+        let caller = match self.authenticate(headers).await {
+            Ok(session) => session,
+            Err(res) => return res,
+        };
+        let result = if everywhere {
+            self.manager
+                .revoke_all(caller.user_id())
+                .await
+                .map(|revoked| success("Logged out of all sessions", Revoked { revoked }))
+        } else {
+            self.manager
+                .revoke(caller.session_id())
+                .await
+                .map(|_| success("Logged out", Empty {}))
+        };
+        match result {
+            Ok(mut res) => {
+                res.headers_mut().insert(
+                    SET_COOKIE,
+                    crate::cookie::clear_refresh_cookie(&self.manager),
+                );
+                res
+            }
+            Err(error) => session_error(&error),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ValidateBody {
+    #[serde(default)]
+    pub(super) access_token: Option<String>,
+}

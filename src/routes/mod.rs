@@ -1,0 +1,314 @@
+//! [`TokenRoutes`]: the token routes of SPEC §5 as one tower service.
+//!
+//! | route | auth | answer |
+//! |---|---|---|
+//! | `POST {prefix}/refresh` `{refreshToken}` or the refresh cookie | — | a new token pair |
+//! | `POST {prefix}/validate` `{accessToken}` | — | what the layer would think of the token |
+//! | `POST {prefix}/auto-refresh` `{accessToken, refreshToken}` | — | refreshes only when due |
+//! | `GET {prefix}/session-stats/{userId}` | Bearer | the user's live sessions (self or `admin`) |
+//! | `GET {prefix}/health` | — | `{status, store}`, 503 when the store is down |
+//! | `POST {prefix}/logout` | Bearer | ends the caller's session |
+//! | `POST {prefix}/logout-all` | Bearer | ends all the caller's sessions |
+//!
+//! The service accepts paths with or without the prefix, so it works both nested in axum
+//! (`Router::nest_service("/api/token", …)`, which strips the prefix) and as the whole service of
+//! a bare hyper server. Bodies are capped at 16 KiB (413 beyond).
+//!
+//! The routes that take a body (`refresh`, `validate`, `auto-refresh`) take JSON only: a
+//! `Content-Type` other than `application/json` (parameters such as `; charset=utf-8`
+//! allowed) is 415 `unsupported_media_type`, before the body is read, and so is a body sent
+//! without any `Content-Type`. A request with no `Content-Type` and no body at all is read as
+//! an empty JSON object: that is how a cookie-only refresh looks from curl or a bare `fetch`,
+//! and it still has to pass the CSRF rule below. So a cross-site `<form>`, which always sends
+//! a form or `text/plain` content type, never gets its body read.
+//!
+//! Refreshing through the cookie alone is accepted only with an `X-Requested-With` header or an
+//! `Origin` in the configured [`allowed_origins`](crate::SessionConfig::allowed_origins)
+//! (CSRF), else 403; and then the response body leaves `refreshToken` out, so an HttpOnly cookie
+//! stays out of reach of scripts.
+//! A client can also ask for that with `"refreshTokenDelivery": "cookie"` in the body of
+//! `refresh` and `auto-refresh`, as at [login](crate::login).
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, TokenRoutes};
+//!
+//! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+//! let app: Router = Router::new()
+//!     .route("/api/me", get(|| async { "protected" }))
+//!     .route_layer(SessionLayer::from_manager(&manager))
+//!     .nest_service("/api/token", TokenRoutes::new(&manager));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+// Early answers travel as `Err(Response)`: these routes do store I/O, so the size of that
+// variant is of no consequence.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{ALLOW, ORIGIN, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
+use serde::Deserialize;
+use tower_service::Service;
+
+use crate::clock::rfc3339;
+use crate::cookie::Delivery;
+use crate::error::{AuthError, ErrorCode, auth_error_response, json_error};
+use crate::json_body::read_optional_json;
+use crate::layer::SessionLayer;
+use crate::manager::RevocationCache;
+use crate::manager::{SessionError, SessionManager, TokenPair};
+use crate::rate_limit::{AttemptTracker, ClientIp};
+use account::ValidateBody;
+use refresh::{AutoRefreshBody, RefreshBody, refresh_allowed};
+
+use crate::response::{
+    Empty, Health, Revoked, SessionInfo, SessionStats, Success, TokenPairBody, TokenStatus,
+};
+use crate::revocation::SessionStatus;
+
+#[doc(inline)]
+pub use crate::json_body::MAX_BODY_BYTES;
+
+/// The token routes of SPEC §5: see the [module docs](crate::routes).
+#[derive(Clone)]
+pub struct TokenRoutes {
+    manager: SessionManager,
+    layer: SessionLayer<RevocationCache>,
+    prefix: Arc<str>,
+    attempts: Option<AttemptTracker>,
+}
+
+impl fmt::Debug for TokenRoutes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRoutes")
+            .field("prefix", &self.prefix)
+            .field("attempts", &self.attempts.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response future of [`TokenRoutes`]. Boxed: token routes do store I/O, which costs far
+/// more than the allocation.
+pub type TokenRoutesFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+impl TokenRoutes {
+    /// The token routes of `manager` under `/api/token`.
+    pub fn new(manager: &SessionManager) -> Self {
+        Self {
+            manager: manager.clone(),
+            layer: SessionLayer::from_manager(manager),
+            prefix: "/api/token".into(),
+            attempts: None,
+        }
+    }
+
+    /// Counts forged and malformed refresh tokens (a MAC that does not verify, a token that does
+    /// not parse) per client IP in `tracker`'s refresh bucket, on every route that takes one
+    /// (`/refresh` and `/auto-refresh`, from the body or the cookie), and answers 429
+    /// `rate_limited` on those routes to an IP that has sent too many, for the tracker's
+    /// cool-down. A well-formed token of an ended session (`token_revoked`, `token_expired`,
+    /// `session_expired`, `refresh_token_reused`) is not counted, nor is a failed login. Needs
+    /// the client IP that [`ClientRateLimitLayer`](crate::ClientRateLimitLayer) puts into the request;
+    /// without that layer in front, nothing is counted. The default is no tracking.
+    #[must_use]
+    pub fn attempt_tracker(mut self, tracker: AttemptTracker) -> Self {
+        self.attempts = Some(tracker);
+        self
+    }
+
+    /// Serves under another prefix. The default is `/api/token`. Remember to set the cookie
+    /// path ([`SessionConfig::cookie_path`](crate::SessionConfig::cookie_path)) to match.
+    #[must_use]
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.trim_end_matches('/').into();
+        self
+    }
+}
+
+impl<B> Service<Request<B>> for TokenRoutes
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = TokenRoutesFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await.map(Full::new)) })
+    }
+}
+
+/// A route's answer before the body is wrapped.
+type Answer = Response<Bytes>;
+
+fn success<T: serde::Serialize>(message: &'static str, data: T) -> Answer {
+    Success::new(message, data).into_http()
+}
+
+fn session_error(error: &SessionError) -> Answer {
+    json_error(error.status(), error.code(), &error.to_string())
+}
+
+fn bad_request(message: &str) -> Answer {
+    json_error(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+}
+
+impl TokenRoutes {
+    /// The route a request names, or the 404 / 405 answer.
+    fn route<B>(&self, req: &Request<B>) -> Result<Route, Answer> {
+        let path = req.uri().path();
+        let route = path
+            .strip_prefix(&*self.prefix)
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(path)
+            .to_owned();
+        let method = req.method().clone();
+        let (allowed, route) = match route.as_str() {
+            "/refresh" => (Method::POST, Route::Refresh),
+            "/validate" => (Method::POST, Route::Validate),
+            "/auto-refresh" => (Method::POST, Route::AutoRefresh),
+            "/health" => (Method::GET, Route::Health),
+            "/logout" => (Method::POST, Route::Logout),
+            "/logout-all" => (Method::POST, Route::LogoutAll),
+            other => match other.strip_prefix("/session-stats/") {
+                Some(user) if !user.is_empty() && !user.contains('/') => {
+                    (Method::GET, Route::SessionStats(user.to_owned()))
+                }
+                _ => {
+                    return Err(json_error(
+                        StatusCode::NOT_FOUND,
+                        ErrorCode::NotFound,
+                        "no such token route",
+                    ));
+                }
+            },
+        };
+        if method != allowed && !(allowed == Method::GET && method == Method::HEAD) {
+            let mut res = json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                &format!("use {allowed} on this route"),
+            );
+            res.headers_mut().insert(
+                ALLOW,
+                HeaderValue::from_str(allowed.as_str()).expect("a method name"),
+            );
+            return Err(res);
+        }
+        Ok(route)
+    }
+
+    async fn handle<B>(&self, req: Request<B>) -> Answer
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let route = match self.route(&req) {
+            Ok(route) => route,
+            Err(res) => return res,
+        };
+        let span = tracing::debug_span!("token_route", route = route.name());
+        let _enter = span.enter();
+        let (parts, body) = req.into_parts();
+        match route {
+            Route::Refresh => {
+                let tracked = self.refresh_tracking(&parts.extensions);
+                if let Err(res) = refresh_allowed(tracked).await {
+                    return res;
+                }
+                match read_optional_json::<RefreshBody, B>(&parts.headers, body).await {
+                    Ok(body) => {
+                        let cookie_only = body.refresh_token_delivery == Some(Delivery::Cookie);
+                        self.refresh(&parts.headers, body.refresh_token, cookie_only, tracked)
+                            .await
+                    }
+                    Err(res) => res,
+                }
+            }
+            Route::Validate => {
+                match read_optional_json::<ValidateBody, B>(&parts.headers, body).await {
+                    Ok(body) => self.validate(body).await,
+                    Err(res) => res,
+                }
+            }
+            Route::AutoRefresh => {
+                let tracked = self.refresh_tracking(&parts.extensions);
+                if let Err(res) = refresh_allowed(tracked).await {
+                    return res;
+                }
+                match read_optional_json::<AutoRefreshBody, B>(&parts.headers, body).await {
+                    Ok(body) => self.auto_refresh(&parts.headers, body, tracked).await,
+                    Err(res) => res,
+                }
+            }
+            Route::SessionStats(user) => self.session_stats(&parts.headers, &user).await,
+            Route::Health => self.health().await,
+            Route::Logout => self.logout(&parts.headers, false).await,
+            Route::LogoutAll => self.logout(&parts.headers, true).await,
+        }
+    }
+}
+
+enum Route {
+    Refresh,
+    Validate,
+    AutoRefresh,
+    SessionStats(String),
+    Health,
+    Logout,
+    LogoutAll,
+}
+
+impl Route {
+    fn name(&self) -> &'static str {
+        match self {
+            Route::Refresh => "refresh",
+            Route::Validate => "validate",
+            Route::AutoRefresh => "auto-refresh",
+            Route::SessionStats(_) => "session-stats",
+            Route::Health => "health",
+            Route::Logout => "logout",
+            Route::LogoutAll => "logout-all",
+        }
+    }
+}
+
+/// Decodes `%XX` escapes of a path segment; `None` for a bad escape or invalid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    // `percent-encoding` passes a malformed escape (`%zz`, a lone `%`) through as it is; a user
+    // id with one is refused (400), so the escapes are checked first.
+    let malformed = s.match_indices('%').any(|(i, _)| {
+        !s.get(i + 1..i + 3)
+            .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if malformed {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(s).decode_utf8().ok()?;
+    Some(decoded.into_owned())
+}
+
+mod account;
+mod refresh;
+#[cfg(test)]
+mod tests;
