@@ -34,7 +34,7 @@ pub use cache::RevocationCacheSettings;
 pub use cookies::{CookieSettings, SameSite};
 pub use duration::{DurationError, parse_duration};
 pub use keys::TokenSettings;
-pub(crate) use keys::{Secret, key_id};
+pub(crate) use keys::{PemKey, Secret, key_id};
 pub use redis::{RedisSettings, StoreSettings};
 pub use rules::{DEFAULT_REFRESH_THRESHOLD, SessionRules};
 
