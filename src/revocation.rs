@@ -8,6 +8,7 @@
 
 use std::future::Future;
 
+use crate::error::AuthError;
 use crate::session::Session;
 
 /// Whether a verified session may be used.
@@ -20,6 +21,17 @@ pub enum SessionStatus {
     Revoked,
     /// The answer is unknown because the store cannot be reached.
     Unavailable,
+}
+
+impl SessionStatus {
+    /// Why a session that is not active is refused: the store could not answer, or the session
+    /// has ended.
+    pub(crate) fn refusal(self) -> AuthError {
+        match self {
+            SessionStatus::Unavailable => AuthError::Unavailable,
+            _ => AuthError::Revoked,
+        }
+    }
 }
 
 /// The answer of a [`RevocationCheck`]: at once, or after a future completes.

@@ -119,7 +119,7 @@ impl<R: RevocationCheck, E> SessionLayer<R, E> {
         };
         match status {
             SessionStatus::Active => Ok(session),
-            status => Err(super::refusal(status)),
+            status => Err(status.refusal()),
         }
     }
 }

@@ -54,7 +54,6 @@ mod service;
 pub use future::RevocationWait;
 pub use layer::SessionLayer;
 pub use responder::{ErrorResponder, JsonResponder};
-pub(crate) use service::refusal;
 pub use service::{RefreshHint, SessionCheck, SessionService};
 
 use http::HeaderName;

@@ -132,7 +132,7 @@ pub(super) fn refuse<E: ErrorResponder>(
     session: &Session,
     status: SessionStatus,
 ) -> http::Response<bytes::Bytes> {
-    let error = refusal(status);
+    let error = status.refusal();
     metrics.validation(Err(error));
     tracing::debug!(user_id = %Escaped::new(session.user_id()), session_id = %session.session_id(), %error, "request refused");
     reject(responder, error)
@@ -143,11 +143,4 @@ fn reject<E: ErrorResponder>(responder: &E, error: AuthError) -> http::Response<
     let mut response = responder.respond(error);
     response.extensions_mut().insert(error);
     response
-}
-
-pub(crate) fn refusal(status: SessionStatus) -> AuthError {
-    match status {
-        SessionStatus::Unavailable => AuthError::Unavailable,
-        _ => AuthError::Revoked,
-    }
 }

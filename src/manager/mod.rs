@@ -369,7 +369,7 @@ impl SessionManager {
     async fn check_revocation(&self, session: Session) -> Result<Session, AuthError> {
         match self.inner.cache.status(session.session_id()).await {
             SessionStatus::Active => Ok(session),
-            status => Err(crate::layer::refusal(status)),
+            status => Err(status.refusal()),
         }
     }
 
