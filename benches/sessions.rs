@@ -130,8 +130,6 @@ async fn redis_bench() {
 
 #[cfg(feature = "redis")]
 async fn redis_run(sealed: bool) {
-    use tower_jwt_session::store::RedisStore;
-
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     // As short as the default `tjs`, so the bytes per session are what a deployment sees.
     let prefix = format!("b{}{}", std::process::id() % 100, u8::from(sealed));
@@ -146,13 +144,10 @@ async fn redis_run(sealed: bool) {
         _ => None,
     })
     .expect("config");
-    let store = RedisStore::connect(config.redis())
+    let manager = SessionManager::connect(config)
         .await
         .expect("Redis at REDIS_URL");
-    let manager = SessionManager::builder(config)
-        .store(store)
-        .build()
-        .expect("manager");
+    assert_eq!(manager.store_kind(), "redis");
     let roles = vec!["user".to_owned()];
     let n = 10_000;
     let mut create = Vec::with_capacity(n);
@@ -173,8 +168,40 @@ async fn redis_run(sealed: bool) {
         refresh.push(start.elapsed());
         std::hint::black_box(next);
     }
-    // MEMORY USAGE of the records and indexes this run wrote.
-    let client = redis::Client::open(url.as_str()).expect("url");
+    let (client, keys, bytes) = memory_usage(&url, &prefix).await;
+    println!(
+        "Redis at {url}, {n} sessions, 5 per user, records {}",
+        if sealed {
+            "sealed (SESSION_ENCRYPTION_KEY)"
+        } else {
+            "plain"
+        }
+    );
+    println!("  create    {}", summary(create));
+    println!("  refresh   {}", summary(refresh));
+    println!(
+        "  memory    {:.0} bytes per session ({} keys)",
+        bytes as f64 / n as f64,
+        keys.len()
+    );
+    if !keys.is_empty() {
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
+    }
+}
+
+/// MEMORY USAGE of the records and indexes a run wrote under `prefix`: the client, the keys,
+/// and their bytes.
+#[cfg(feature = "redis")]
+async fn memory_usage(url: &str, prefix: &str) -> (redis::Client, Vec<String>, u64) {
+    let client = redis::Client::open(url).expect("url");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
@@ -196,26 +223,5 @@ async fn redis_run(sealed: bool) {
             .expect("MEMORY USAGE");
         bytes += used.unwrap_or(0);
     }
-    println!(
-        "Redis at {url}, {n} sessions, 5 per user, records {}",
-        if sealed {
-            "sealed (SESSION_ENCRYPTION_KEY)"
-        } else {
-            "plain"
-        }
-    );
-    println!("  create    {}", summary(create));
-    println!("  refresh   {}", summary(refresh));
-    println!(
-        "  memory    {:.0} bytes per session ({} keys)",
-        bytes as f64 / n as f64,
-        keys.len()
-    );
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .expect("DEL");
-    }
+    (client, keys, bytes)
 }

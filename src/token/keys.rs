@@ -6,7 +6,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use sha2::{Sha256, Sha384, Sha512};
 
-use crate::config::{Algorithm as Alg, ConfigError, SessionConfig, key_id};
+use crate::config::{Algorithm as Alg, ConfigError, PemKey, SessionConfig, key_id};
 
 use super::claims::OutHeader;
 
@@ -116,6 +116,26 @@ pub(super) fn alg_name(alg: Algorithm) -> &'static str {
     }
 }
 
+impl VerifyKey {
+    /// The HS256 key of a secret, named by its key id.
+    fn hmac(secret: &[u8]) -> Self {
+        Self {
+            kid: key_id(Alg::HS256, secret).into(),
+            alg: Algorithm::HS256,
+            verifier: Verifier::Hmac(HmacKey::new(Algorithm::HS256, secret)),
+        }
+    }
+
+    /// The public key of a PEM, bound to its algorithm.
+    fn public(pem: &PemKey) -> Self {
+        Self {
+            kid: pem.kid.as_str().into(),
+            alg: pem.alg.to_jwt(),
+            verifier: Verifier::Public(pem.decoding.clone()),
+        }
+    }
+}
+
 /// The keys of a configuration: the signer, and every key a token may name.
 pub(super) struct KeySet {
     /// The algorithm new tokens are signed with.
@@ -132,29 +152,10 @@ impl KeySet {
     /// # Errors
     /// [`ConfigError::Conflict`] when the signing PEM has no private key.
     pub(super) fn from_config(config: &SessionConfig) -> Result<Self, ConfigError> {
-        let hmac_alg = Algorithm::HS256;
-        let mut keys = vec![VerifyKey {
-            kid: key_id(Alg::HS256, config.tokens().secret().expose()).into(),
-            alg: hmac_alg,
-            verifier: Verifier::Hmac(HmacKey::new(hmac_alg, config.tokens().secret().expose())),
-        }];
-        for old in config.tokens().previous_secrets() {
-            keys.push(VerifyKey {
-                kid: key_id(Alg::HS256, old.expose()).into(),
-                alg: hmac_alg,
-                verifier: Verifier::Hmac(HmacKey::new(hmac_alg, old.expose())),
-            });
-        }
-        let (alg, kid, signer) = match config.tokens().signing_pem() {
+        let tokens = config.tokens();
+        let current = VerifyKey::hmac(tokens.secret().expose());
+        let (alg, kid, signer) = match tokens.signing_pem() {
             Some(pem) => {
-                keys.insert(
-                    0,
-                    VerifyKey {
-                        kid: pem.kid.as_str().into(),
-                        alg: pem.alg.to_jwt(),
-                        verifier: Verifier::Public(pem.decoding.clone()),
-                    },
-                );
                 let encoding = pem.encoding.clone().ok_or(ConfigError::Conflict {
                     name: "signing_key_pem",
                     reason: "the signing key has no private key".to_owned(),
@@ -167,18 +168,26 @@ impl KeySet {
                 )
             }
             None => (
-                hmac_alg,
-                keys[0].kid.to_string(),
-                SignerKey::Hmac(HmacKey::new(hmac_alg, config.tokens().secret().expose())),
+                current.alg,
+                current.kid.to_string(),
+                SignerKey::Hmac(HmacKey::new(current.alg, tokens.secret().expose())),
             ),
         };
-        for pem in config.tokens().verification_pems() {
-            keys.push(VerifyKey {
-                kid: pem.kid.as_str().into(),
-                alg: pem.alg.to_jwt(),
-                verifier: Verifier::Public(pem.decoding.clone()),
-            });
-        }
+        // The signing PEM's key first, then the current secret, previous secrets, and the
+        // verification PEMs.
+        let keys = tokens
+            .signing_pem()
+            .map(VerifyKey::public)
+            .into_iter()
+            .chain(std::iter::once(current))
+            .chain(
+                tokens
+                    .previous_secrets()
+                    .iter()
+                    .map(|old| VerifyKey::hmac(old.expose())),
+            )
+            .chain(tokens.verification_pems().iter().map(VerifyKey::public))
+            .collect();
         let header = OutHeader {
             alg: alg_name(alg),
             typ: "at+jwt",
