@@ -11,7 +11,7 @@ mod cross_user_session_stats {
     #[tokio::test]
     async fn a_user_sees_only_their_own_sessions_however_the_id_is_spelled() {
         let cases = Cases::new("cross-user session stats");
-        let s = start(&[]);
+        let s = start_example(&[]);
         let (alice, _, alice_claims) = session(&s, "alice").await;
         let (bob, _, _) = session(&s, "bob").await;
         let (admin, _, _) = session(&s, "admin").await;

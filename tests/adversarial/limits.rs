@@ -11,7 +11,7 @@ mod oversized_and_non_utf8 {
     #[tokio::test]
     async fn oversized_and_non_utf8_authorization_headers_are_refused() {
         let cases = Cases::new("oversized / non-UTF-8 headers");
-        let s = start(&[]);
+        let s = start_example(&[]);
         let (access, _, _) = session(&s, "alice").await;
         let values: Vec<Vec<u8>> = vec![
             format!("Bearer {}", "A".repeat(100 * 1024)).into_bytes(),
@@ -98,7 +98,7 @@ mod oversized_and_non_utf8 {
     #[tokio::test]
     async fn oversized_and_non_utf8_bodies_are_refused() {
         let cases = Cases::new("oversized / non-UTF-8 bodies");
-        let s = start(&[]);
+        let s = start_example(&[]);
         // The server closes a connection whose request body it did not read (413): a fresh
         // connection for every request, so that the next one does not land on the closed one
         // (`a_413_closes_the_connection_or_keeps_serving_it` is about that).
@@ -169,7 +169,7 @@ mod oversized_and_non_utf8 {
     /// browsers and most pools do) gets a reset instead of an answer.
     #[tokio::test]
     async fn a_413_closes_the_connection_or_keeps_serving_it() {
-        let s = start(&[]);
+        let s = start_example(&[]);
         let addr = s.base.trim_start_matches("http://").to_owned();
         let failures = tokio::task::spawn_blocking(move || {
             [

@@ -1,6 +1,8 @@
-//! Adversarial end-to-end tests: the example server over real HTTP, attacked the ways RFC 8725
-//! (JWT Best Current Practices), RFC 6750 (Bearer Token Usage), RFC 9068 (JWT access tokens) and
-//! the OWASP JWT cheat sheet describe. One module per threat, grouped in files:
+//! Adversarial end-to-end tests: the library's router in process (`tests/common/app.rs`,
+//! `oneshot`), attacked the ways RFC 8725 (JWT Best Current Practices), RFC 6750 (Bearer Token
+//! Usage), RFC 9068 (JWT access tokens) and the OWASP JWT cheat sheet describe; what needs a
+//! socket (`limits`, and the raw paths of `exposure::cross_user_session_stats`) attacks the
+//! example server over real HTTP. One module per threat, grouped in files:
 //!
 //! - `tokens`: forged and tampered tokens (`alg` none, algorithm confusion, `kid` injection,
 //!   key-reference headers, tampering);
@@ -9,7 +11,8 @@
 //! - `requests`: duplicate credentials and ambiguous JSON bodies;
 //! - `exposure`: one user's sessions seen by another, token-bearing answers and caches.
 //!
-//! `harness` starts the server and checks every answer; `forge` makes tokens by hand.
+//! `harness` starts the router (`start`) or the example (`start_example`) and checks every
+//! answer, for either; `forge` makes tokens by hand.
 //!
 //! Every case asserts the exact status and `error` code; every answer is checked to be below
 //! 500 and JSON; and every test ends by checking that the server still serves (health and a
@@ -41,11 +44,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
-use reqwest::RequestBuilder;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use common::app::App;
 use common::{SECRET, Server};
 use forge::*;
 use harness::*;

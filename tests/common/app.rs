@@ -25,9 +25,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use tower_jwt_session::login::Credentials;
+use tower_jwt_session::response::ErrorBody;
 use tower_jwt_session::{
-    AttemptTracker, Authenticated, ClientRateLimitLayer, LoginService, RateLimitConfig, Session,
-    SessionConfig, SessionLayer, SessionManager, TokenRoutes, require_role,
+    AttemptTracker, Authenticated, ClientRateLimitLayer, ErrorCode, LoginService, RateLimitConfig,
+    Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes, require_role,
 };
 
 use super::SECRET;
@@ -105,7 +106,8 @@ impl App {
     }
 }
 
-/// The router: what the example serves, less what only the example does.
+/// The router: what the example serves (with its JSON 404 and 405), less what only the example
+/// does.
 pub fn router(manager: &SessionManager, limits: RateLimitConfig) -> Router {
     let attempts = AttemptTracker::default();
     let protected = Router::new()
@@ -122,7 +124,19 @@ pub fn router(manager: &SessionManager, limits: RateLimitConfig) -> Router {
             TokenRoutes::new(manager).attempt_tracker(attempts),
         )
         .layer(ClientRateLimitLayer::new(limits));
-    Router::new().merge(rate_limited).merge(protected)
+    Router::new()
+        .merge(rate_limited)
+        .merge(protected)
+        .fallback(|| async {
+            ErrorBody::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+        })
+        .method_not_allowed_fallback(|| async {
+            ErrorBody::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "this route does not take that method",
+            )
+        })
 }
 
 /// alice, bob (role `user`) and admin (`user`, `admin`), each with the password
