@@ -37,6 +37,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_jwt_session::login::Credentials;
 use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
@@ -340,8 +341,16 @@ fn app(parts: Parts, limits: RateLimitConfig) -> Router {
 /// too when `BEHIND_HTTPS=true`), and CORS for `ALLOWED_ORIGINS` only, the same list that
 /// cookie-only refresh trusts. Without `ALLOWED_ORIGINS` the app is same-origin only.
 fn with_production_headers(router: Router, config: &SessionConfig) -> Router {
+    let mut router = router;
     let hsts = std::env::var("BEHIND_HTTPS").is_ok_and(|v| v.trim() == "true");
-    let router = router.layer(SecurityHeaders { hsts });
+    let hsts = hsts.then_some((
+        header::STRICT_TRANSPORT_SECURITY,
+        "max-age=63072000; includeSubDomains",
+    ));
+    for (name, value) in SECURITY_HEADERS.into_iter().chain(hsts) {
+        let value = HeaderValue::from_static(value);
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
     if config.cookies().allowed_origins().is_empty() {
         return router;
     }
@@ -374,45 +383,16 @@ fn with_production_headers(router: Router, config: &SessionConfig) -> Router {
 }
 
 /// Security headers on every response, unless the handler set its own.
-#[derive(Clone, Copy)]
-struct SecurityHeaders {
-    hsts: bool,
-}
-
-impl<S> tower::Layer<S> for SecurityHeaders {
-    type Service = tower::util::MapResponse<S, fn(Response) -> Response>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        let add: fn(Response) -> Response = if self.hsts { with_hsts } else { without_hsts };
-        tower::util::MapResponse::new(inner, add)
-    }
-}
-
-fn without_hsts(mut res: Response) -> Response {
-    let h = res.headers_mut();
-    let mut set = |name: HeaderName, value: &'static str| {
-        h.entry(name).or_insert(HeaderValue::from_static(value));
-    };
-    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(header::REFERRER_POLICY, "no-referrer");
-    set(header::X_FRAME_OPTIONS, "DENY");
-    set(
+const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (
         header::CONTENT_SECURITY_POLICY,
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
          connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    );
-    res
-}
-
-fn with_hsts(res: Response) -> Response {
-    let mut res = without_hsts(res);
-    res.headers_mut()
-        .entry(header::STRICT_TRANSPORT_SECURITY)
-        .or_insert(HeaderValue::from_static(
-            "max-age=63072000; includeSubDomains",
-        ));
-    res
-}
+    ),
+];
 
 async fn static_file(content_type: &'static str, body: &'static str) -> Response {
     (
