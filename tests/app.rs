@@ -463,13 +463,7 @@ async fn session_stats_health_and_logout() {
         .unwrap();
     assert_eq!(res.status(), 401);
 
-    let res = s
-        .client
-        .get(s.url("/api/token/health"))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = read(res).await;
+    let (status, body) = s.get("/api/token/health").await;
     assert_eq!(status, 200);
     assert_eq!(body["data"], json!({"status": "ok", "store": "memory"}));
 
@@ -627,13 +621,7 @@ async fn auth_and_token_routes_are_rate_limited_per_ip() {
     assert_eq!(res.status(), 429);
     // Protected application routes are not behind this limit, nor is the health check.
     assert_eq!(s.get_auth("/api/me", token).await.0, 200);
-    let res = s
-        .client
-        .get(s.url("/api/token/health"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(s.get("/api/token/health").await.0, 200);
 }
 
 #[tokio::test]

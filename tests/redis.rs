@@ -30,13 +30,7 @@ async fn a_session_made_on_one_instance_works_on_the_other() {
     let (a, b) = pair(&[]);
     let (status, health) = b.post("/api/token/health", json!({})).await;
     assert_eq!(status, 405, "{health}");
-    let res = b
-        .client
-        .get(b.url("/api/token/health"))
-        .send()
-        .await
-        .unwrap();
-    let (status, health) = common::read(res).await;
+    let (status, health) = b.get("/api/token/health").await;
     assert_eq!(status, 200);
     assert_eq!(health["data"], json!({"status": "ok", "store": "redis"}));
 
@@ -197,13 +191,7 @@ async fn redis_down_means_503_and_nobody_wrongly_let_in_then_recovery() {
         )
         .await;
     assert_error(status, &body, 503, "unavailable");
-    let res = s
-        .client
-        .get(s.url("/api/token/health"))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = common::read(res).await;
+    let (status, body) = s.get("/api/token/health").await;
     assert_error(status, &body, 503, "unavailable");
     // Fail closed on a cache miss; the revoked session stays refused.
     let (status, body) = s.get_auth("/api/me", &kept_token).await;
@@ -312,10 +300,7 @@ async fn the_rate_limit_and_lock_outs_hold_across_instances() {
             .await;
         assert_error(status, &body, 401, "invalid_credentials");
     }
-    let bobs_machine = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
-        .build()
-        .unwrap();
+    let bobs_machine = a.client_from([127, 0, 0, 2]);
     for server in [&a, &b] {
         let (status, body) = server
             .post(

@@ -83,6 +83,10 @@ impl App {
         .await
     }
 
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        read(self.client.get(self.url(path)).send().await.unwrap()).await
+    }
+
     pub async fn get_auth(&self, path: &str, token: &str) -> (u16, Value) {
         let res = self.client.get(self.url(path)).bearer_auth(token).send();
         read(res.await.unwrap()).await

@@ -159,6 +159,20 @@ impl Server {
         read(res).await
     }
 
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let res = self.client.get(self.url(path)).send().await;
+        read(res.expect("request")).await
+    }
+
+    /// A client on another loopback address: another client IP for the server.
+    pub fn client_from(&self, ip: [u8; 4]) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .expect("client")
+    }
+
     pub async fn get_auth(&self, path: &str, token: &str) -> (u16, Value) {
         let res = self
             .client
