@@ -34,6 +34,8 @@ pub use cache::RevocationCacheSettings;
 pub use cookies::{CookieSettings, SameSite};
 pub use duration::{DurationError, parse_duration};
 pub use keys::TokenSettings;
+// `Secret` is read by the Redis store's sealing only.
+#[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use keys::{PemKey, Secret, key_id};
 pub use redis::{RedisSettings, StoreSettings};
 pub use rules::{DEFAULT_REFRESH_THRESHOLD, SessionRules};

@@ -280,6 +280,7 @@ impl RedisSettings {
     }
 
     /// The sealing keys, current first.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn encryption_keys(&self) -> &[Secret] {
         &self.encryption_keys
     }
