@@ -8,7 +8,7 @@
 //! | [`RedisSettings`] | the store's URLs, prefix, TLS CA, sealing keys | `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_*` |
 //! | [`RevocationCacheSettings`] | the revocation cache, fail-open | — |
 //!
-//! The rate limiter's settings live with it: [`RateLimitConfig`](crate::RateLimitConfig)
+//! The rate limiter's settings live with it: [`RateLimitConfig`](crate::rate_limit::RateLimitConfig)
 //! reads `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS` itself.
 //!
 //! Every setting has a secure default (SPEC §2); only the HMAC secret has to be supplied.
