@@ -1,5 +1,6 @@
-//! The `Authorization` header path: arbitrary header bytes through `SessionManager::layer()`
-//! around a trivial service, and through `SessionManager::authenticate`.
+//! The `Authorization` header path: arbitrary header bytes through
+//! `SessionLayer::from_manager` around a trivial service, and through
+//! `SessionLayer::authenticate`.
 //!
 //! The input is up to four header values separated by `\n`, each sent as one `Authorization`
 //! header (values `http` refuses are skipped). `$A` stands for a live access token, `$R` for the

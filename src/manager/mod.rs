@@ -3,8 +3,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::HeaderMap;
-
 mod builder;
 pub(crate) mod cache;
 mod error;
@@ -17,7 +15,6 @@ pub use pair::TokenPair;
 use crate::clock::{SharedClock, duration_ms, system_time};
 use crate::config::SessionConfig;
 use crate::error::AuthError;
-use crate::layer::SessionLayer;
 use crate::revocation::SessionStatus;
 use crate::session::{Session, SessionId};
 use crate::store::{
@@ -65,8 +62,11 @@ fn check_input(user_id: &str, roles: &[impl AsRef<str>]) -> Result<(), SessionEr
     Ok(())
 }
 
-/// Creates, refreshes, revokes and lists sessions; hands out the [`SessionLayer`] and
-/// [`TokenRoutes`](crate::TokenRoutes) that serve them. Cheap to clone.
+/// Creates, refreshes, revokes and lists sessions: the session rules, with no HTTP in them.
+/// Cheap to clone.
+///
+/// The HTTP side builds on it: [`SessionLayer::from_manager`](crate::SessionLayer::from_manager)
+/// protects routes, [`TokenRoutes::new`](crate::TokenRoutes::new) serves the token routes.
 ///
 /// ```
 /// use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
@@ -101,16 +101,6 @@ impl fmt::Debug for SessionManager {
 }
 
 impl SessionManager {
-    /// The layer that protects routes with this manager's tokens and revocation state.
-    pub fn layer(&self) -> SessionLayer<RevocationCache> {
-        SessionLayer::with_revocation(self.inner.codec.clone(), self.inner.cache.clone())
-    }
-
-    /// The service of the token routes (SPEC §5), under the default prefix `/api/token`.
-    pub fn refresh_service(&self) -> crate::TokenRoutes {
-        crate::TokenRoutes::new(self)
-    }
-
     /// The token codec.
     pub fn codec(&self) -> &TokenCodec {
         &self.inner.codec
@@ -121,7 +111,8 @@ impl SessionManager {
         &self.inner.config
     }
 
-    /// The revocation cache used by [`layer`](Self::layer).
+    /// The revocation cache, which
+    /// [`SessionLayer::from_manager`](crate::SessionLayer::from_manager) consults.
     pub fn revocation_cache(&self) -> &RevocationCache {
         &self.inner.cache
     }
@@ -346,16 +337,6 @@ impl SessionManager {
     /// [`SessionError::Unavailable`] when it does not.
     pub async fn health(&self) -> Result<(), SessionError> {
         Ok(self.timed("ping", self.inner.store.ping()).await?)
-    }
-
-    /// Verifies the bearer token of `headers` as [`SessionLayer`] does, revocation included.
-    ///
-    /// # Errors
-    /// The [`AuthError`] the layer would refuse the request with.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Session, AuthError> {
-        let token = crate::layer::bearer_token(headers)?;
-        self.check_revocation(self.inner.codec.verify_bytes(token)?)
-            .await
     }
 
     /// Verifies an access token completely, revocation included.
