@@ -108,36 +108,12 @@ pub(crate) fn unix_ms(time: SystemTime) -> u64 {
 /// e.g. `2026-11-28T18:12:59.123Z`.
 pub(crate) fn rfc3339(ms: u64) -> String {
     // RFC 3339 ends at year 9999; later instants (a token claiming exp near u64::MAX) clamp.
-    let ms = ms.min(MAX_RFC3339_MS);
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.min(MAX_RFC3339_MS));
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write.
 pub(crate) const MAX_RFC3339_MS: u64 = 253_402_300_799_999;
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 #[cfg(test)]
 mod tests {
