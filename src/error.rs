@@ -58,11 +58,32 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
         }
     }
+
+    /// The HTTP status the crate answers this code with (SPEC §5), e.g. 401 for
+    /// `token_expired`, 503 for `unavailable`.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidCredentials
+            | ErrorCode::InvalidToken
+            | ErrorCode::TokenExpired
+            | ErrorCode::TokenRevoked
+            | ErrorCode::RefreshTokenReused
+            | ErrorCode::SessionExpired => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        }
+    }
 }
 
 /// Why a request was refused by [`SessionLayer`](crate::SessionLayer), or why a token did not
 /// verify. Inserted into the extensions of every refusal response, so a custom
-/// [`ErrorResponder`](crate::ErrorResponder) or an outer layer can read it.
+/// [`ErrorResponder`](crate::layer::ErrorResponder) or an outer layer can read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
@@ -164,7 +185,7 @@ impl serde::Serialize for ErrorCode {
 ///
 /// ```
 /// use http::StatusCode;
-/// use tower_jwt_session::ErrorCode;
+/// use tower_jwt_session::error::ErrorCode;
 /// use tower_jwt_session::response::ErrorBody;
 ///
 /// let body = ErrorBody::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route");

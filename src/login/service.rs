@@ -323,7 +323,7 @@ impl<C: CredentialCheck> LoginService<C> {
                     %error,
                     "login refused: no session"
                 );
-                return json_error(error.status(), error.code(), &error.to_string());
+                return json_error(error.code().status(), error.code(), &error.to_string());
             }
         };
         tracing::info!(

@@ -40,18 +40,7 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    /// The HTTP status for this error.
-    pub fn status(&self) -> http::StatusCode {
-        use http::StatusCode;
-        match self {
-            SessionError::LimitReached => StatusCode::FORBIDDEN,
-            SessionError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            SessionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-
-    /// The JSON error code for this error.
+    /// The JSON error code for this error; `code().status()` is its HTTP status.
     pub fn code(&self) -> ErrorCode {
         match self {
             SessionError::InvalidToken => ErrorCode::InvalidToken,

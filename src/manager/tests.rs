@@ -388,7 +388,7 @@ async fn deny_policy_refuses_the_new_login() {
     let err = m.create_session("alice", &roles()).await.unwrap_err();
     assert!(matches!(err, SessionError::LimitReached));
     assert_eq!(
-        (err.status(), err.code()),
+        (err.code().status(), err.code()),
         (http::StatusCode::FORBIDDEN, ErrorCode::Forbidden)
     );
     assert!(m.verify_access_token(&a.access_token).await.is_ok());

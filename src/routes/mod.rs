@@ -120,7 +120,7 @@ impl TokenRoutes {
     /// `rate_limited` on those routes to an IP that has sent too many, for the tracker's
     /// cool-down. A well-formed token of an ended session (`token_revoked`, `token_expired`,
     /// `session_expired`, `refresh_token_reused`) is not counted, nor is a failed login. Needs
-    /// the client IP that [`ClientRateLimitLayer`](crate::ClientRateLimitLayer) puts into the request;
+    /// the client IP that [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer) puts into the request;
     /// without that layer in front, nothing is counted. The default is no tracking.
     #[must_use]
     pub fn attempt_tracker(mut self, tracker: AttemptTracker) -> Self {
@@ -165,7 +165,7 @@ fn success<T: serde::Serialize>(message: &'static str, data: T) -> Answer {
 }
 
 fn session_error(error: &SessionError) -> Answer {
-    json_error(error.status(), error.code(), &error.to_string())
+    json_error(error.code().status(), error.code(), &error.to_string())
 }
 
 fn bad_request(message: &str) -> Answer {
