@@ -1,6 +1,7 @@
 //! In process (`oneshot` on the library's router, `tests/common/app.rs`): every route and
 //! error code of SPEC §5, the session limit, the rate limit and the lock-out. What only the
 //! example does is in `tests/example.rs`, over real HTTP.
+#![cfg(feature = "axum")]
 
 mod common;
 

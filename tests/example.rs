@@ -5,6 +5,7 @@
 //!
 //! Every route and error code of SPEC §5 is tested in process in `tests/app.rs`; store outages
 //! and several instances in `tests/redis.rs`.
+#![cfg(feature = "axum")]
 
 mod common;
 

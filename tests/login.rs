@@ -1,5 +1,6 @@
 //! The login service in process (`oneshot`): content type, the Origin rule, the lock-out,
 //! escaped logs, cookie-only delivery, and the answers of SPEC §5.
+#![cfg(feature = "axum")]
 
 mod common;
 
@@ -18,8 +19,9 @@ use tower::ServiceExt;
 use tower_jwt_session::clock::ManualClock;
 use tower_jwt_session::login::{CredentialCheck, Credentials};
 use tower_jwt_session::{
-    AttemptConfig, AttemptTracker, Authenticated, ClientIp, LoginService, SessionConfig,
-    SessionLimitPolicy, SessionManager, TokenRoutes,
+    LoginService, SessionConfig, SessionManager, TokenRoutes, config::SessionLimitPolicy,
+    login::Authenticated, rate_limit::AttemptConfig, rate_limit::AttemptTracker,
+    rate_limit::ClientIp,
 };
 
 const GOOD: &str = r#"{"username":"alice","password":"alice-password"}"#;

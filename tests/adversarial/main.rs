@@ -26,6 +26,7 @@
 //! `/auto-refresh` alike; well-formed tokens of ended sessions (`token_revoked`, `token_expired`,
 //! `refresh_token_reused`) do not count. Every request here comes from 127.0.0.1: each test
 //! starts its own server and sends fewer than 20 forged or malformed refresh tokens.
+#![cfg(feature = "axum")]
 
 #[path = "../common/mod.rs"]
 mod common;
