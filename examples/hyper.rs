@@ -113,7 +113,7 @@ async fn login(manager: &SessionManager, req: Request<Incoming>) -> Response<Bod
             let body = Success::new("Login successful", TokenPairBody::from_pair(&pair));
             Response::new(full(serde_json::to_vec(&body).expect("serializable")))
         }
-        Err(error) => status(error.status(), format!("{error}\n")),
+        Err(error) => status(error.code().status(), format!("{error}\n")),
     }
 }
 

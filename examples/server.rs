@@ -43,10 +43,11 @@ use tower_jwt_session::login::Credentials;
 use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
 use tower_jwt_session::response::{ErrorBody, Success};
 use tower_jwt_session::{
-    AttemptConfig, AttemptTracker, Authenticated, ClientRateLimitLayer, LoginService,
-    RateLimitConfig, Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
+    LoginService, Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
+    login::Authenticated, rate_limit::AttemptConfig, rate_limit::AttemptTracker,
+    rate_limit::ClientRateLimitLayer, rate_limit::RateLimitConfig,
 };
-use tower_jwt_session::{ErrorCode, X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
+use tower_jwt_session::{error::ErrorCode, layer::X_TOKEN_EXPIRES_IN, layer::X_TOKEN_REFRESH};
 
 /// Demo accounts: user name, argon2id hash of the password (`alice-password`, …), roles. A real
 /// app keeps such PHC strings in its user table; these were made once with

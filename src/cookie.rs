@@ -159,7 +159,7 @@ mod tests {
         let config = config
             .cookie_http_only(false)
             .cookie_secure(false)
-            .cookie_same_site(crate::SameSite::Lax);
+            .cookie_same_site(crate::config::SameSite::Lax);
         assert_eq!(
             build(&config, "", 0),
             "tjs_refresh=; SameSite=Lax; Path=/api/token; Max-Age=0"

@@ -1,70 +1,77 @@
 //! JWT session management for axum and hyper, as drop-in Tower middleware.
 //!
-//! - [`SessionLayer`] protects any tower service: it verifies the bearer access token
-//!   (RFC 6750, RFC 8725, RFC 9068), refuses revoked sessions through an in-process
-//!   [`RevocationCache`], puts the verified [`Session`] into the request extensions, and adds
-//!   `X-Token-Refresh` hints when the token is close to expiry. A valid token with a cache hit
-//!   costs less than a bare `jsonwebtoken::decode` of the same token, and nothing is boxed.
-//! - [`TokenRoutes`] serves the token routes: refresh with rotation and reuse detection,
-//!   validate, auto-refresh, session stats, logout, logout-all, health.
-//! - [`SessionManager`] holds the session rules: 2 h access tokens, 30 d refresh tokens, a 90 d
-//!   absolute lifetime, 10 sessions per user, all configurable, on a [`store::MemoryStore`] by
-//!   default. Refresh tokens are derived from a server key and never stored.
-//! - [`SessionConfig::from_env`] reads the environment variables of the Node guide this crate
-//!   replaces (`JWT_SECRET`, `JWT_ACCESS_TOKEN_EXPIRY=2h`, …).
+//! Three pieces, built from one [`SessionManager`]:
 //!
-//! # axum
+//! - [`SessionLayer`] protects routes: it verifies the bearer access token (RFC 6750, RFC 8725,
+//!   RFC 9068), refuses revoked sessions, puts the verified [`Session`] into the request (an axum
+//!   extractor), and adds `X-Token-Refresh` hints when the token is close to expiry. A valid
+//!   token with a revocation-cache hit costs less than a bare `jsonwebtoken::decode`.
+//! - [`TokenRoutes`] serves `/api/token/…`: refresh with rotation and reuse detection, validate,
+//!   auto-refresh, session stats, logout, logout-all, health.
+//! - [`LoginService`] serves `POST /api/auth/login` around your password check.
 //!
-//! ```
-//! use axum::{Json, Router, routing::{get, post}};
-//! use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes};
+//! The manager holds the rules (2 h access tokens, 30 d refresh tokens, a 90 d absolute
+//! lifetime, 10 sessions per user) and the store: in memory, or Redis when `REDIS_URL` is set.
+//!
+//! # Quick start (axum)
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use tower_jwt_session::login::{Authenticated, Credentials};
+//! use tower_jwt_session::{LoginService, Session, SessionLayer, SessionManager, TokenRoutes, require_role};
 //!
 //! async fn me(session: Session) -> String {
 //!     format!("hello {}", session.user_id())
 //! }
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let config = SessionConfig::new("0123456789abcdef0123456789abcdef")?;
-//! // In production: SessionConfig::from_env()?
-//! let manager = SessionManager::new(config)?;
-//! let app: Router = Router::new()
-//!     .route("/api/me", get(me))
-//!     .route_layer(SessionLayer::from_manager(&manager))   // routes above need a token
-//!     .nest_service("/api/token", TokenRoutes::new(&manager)); // refresh, logout, …
-//! // Your login handler calls `manager.create_session(user_id, &roles).await?`
-//! // and returns the `TokenPair` (see examples/server.rs).
-//! # Ok(())
-//! # }
-//! ```
+//! // Your password check: Some(user) for the right password, None otherwise.
+//! async fn check(c: Credentials) -> Result<Option<Authenticated>, std::convert::Infallible> {
+//!     Ok((c.password == "alice-password").then(|| Authenticated::new("alice", ["user"])))
+//! }
 //!
-//! # hyper, or any tower service
-//!
-//! ```
-//! use std::convert::Infallible;
-//! use bytes::Bytes;
-//! use http::{Request, Response};
-//! use http_body_util::Full;
-//! use tower::{Layer, ServiceExt, service_fn};
-//! use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
+//! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-//! let service = SessionLayer::from_manager(&manager).layer(service_fn(|req: Request<Full<Bytes>>| async move {
-//!     let session = req.extensions().get::<Session>().expect("the layer put it there");
-//!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(session.user_id().to_owned()))))
-//! }));
+//! // JWT_SECRET, JWT_ACCESS_TOKEN_EXPIRY=2h, …; REDIS_URL picks the Redis store.
+//! let manager = SessionManager::from_env().await?;
 //!
-//! let pair = manager.create_session("alice", tower_jwt_session::NO_ROLES).await?;
-//! let request = Request::builder()
-//!     .header("authorization", format!("Bearer {}", pair.access_token))
-//!     .body(Full::default())?;
-//! assert_eq!(service.oneshot(request).await?.status(), 200);
+//! let app: Router = Router::new()
+//!     .route("/api/admin", get(|| async { "admin only" }).route_layer(require_role("admin")))
+//!     .route("/api/me", get(me))
+//!     .route_layer(SessionLayer::from_manager(&manager)) // every route above needs a token
+//!     .route_service("/api/auth/login", LoginService::new(&manager, check))
+//!     .nest_service("/api/token", TokenRoutes::new(&manager));
+//! # let _ = app;
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! `examples/hyper.rs` serves this from a bare hyper 1 server.
+//! - `route_layer`, not `layer`: `layer` would also wrap axum's fallback (an unknown path
+//!   would answer 401, not 404).
+//! - `require_role` goes on the route, inside the session layer; the other way round it answers
+//!   500 and logs that the session layer is missing.
+//! - In your own handlers `?` works: [`SessionError`] and [`error::AuthError`] are
+//!   `IntoResponse`, and so is a [`TokenPair`]; the JSON bodies are in [`response`].
+//! - `examples/server.rs` is a whole server (argon2 logins, rate limits, metrics);
+//!   `examples/hyper.rs` the same layer on a bare hyper 1 server.
+//!
+//! # Modules
+//!
+//! | module | what is in it |
+//! |---|---|
+//! | [`config`] | [`SessionConfig`] and its parts (token keys, session rules, cookies, Redis, cache), the environment variables |
+//! | [`manager`] | [`SessionManager`]: create, refresh, revoke and list sessions; [`TokenPair`] |
+//! | [`session`] | [`Session`], what a verified token says: user, roles, session id, expiry |
+//! | [`layer`] | [`SessionLayer`] and how it answers refusals ([`layer::ErrorResponder`]) |
+//! | [`routes`], [`login`], [`cookie`] | the token routes, the login route, the refresh cookie |
+//! | [`mod@require_role`] | the role check ([`require_role()`]) |
+//! | [`rate_limit`] | per-client rate limits and the login lock-out, in memory or Redis |
+//! | [`store`] | the [`store::SessionStore`] trait, [`store::MemoryStore`], `RedisStore` (feature `redis`) |
+//! | [`token`] | the token codec: access tokens and the refresh-token format |
+//! | [`response`], [`error`] | typed JSON bodies, error codes |
+//! | [`guard`] | the middleware machinery the layers share, to write your own check |
+//! | [`revocation`], [`telemetry`], [`clock`] | revocation checks, metrics, the time source (for tests) |
+//!
+//! `docs/architecture.md` maps how they depend on each other and a request's path through them.
 //!
 //! # Security choices
 //!
@@ -86,9 +93,9 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `axum` | yes | `Session` as an axum extractor (`FromRequestParts`, also `Option<Session>`) |
+//! | `axum` | yes | `Session` as an axum extractor, `IntoResponse` for the crate's errors and bodies |
 //! | `metrics` | yes | counters and histograms through the `metrics` facade: see [`telemetry`] |
-//! | `redis` | no | [`store::RedisStore`]: sessions in Redis or Redis Cluster for several instances |
+//! | `redis` | no | `store::RedisStore`: sessions in Redis or Redis Cluster for several instances |
 //! | `full` | no | every feature |
 #![forbid(unsafe_code)]
 #![warn(
@@ -102,50 +109,31 @@
 pub mod clock;
 pub mod config;
 pub mod cookie;
-mod error;
+pub mod error;
 mod escape;
-mod json_body;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
 pub mod guard;
+mod json_body;
 pub mod layer;
 pub mod login;
-mod manager;
-pub mod response;
-mod revocation;
-pub mod routes;
-mod session;
-pub mod store;
-pub mod telemetry;
-mod token;
-
-pub use manager::RevocationCache;
-pub use config::Algorithm;
-pub use config::{ConfigError, SameSite, SessionConfig, SessionLimitPolicy};
-pub use error::{AuthError, ErrorCode};
-pub use layer::{ErrorResponder, JsonResponder, SessionLayer, X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
-#[doc(inline)]
-pub use login::{Authenticated, LoginService};
-pub use manager::{
-    MAX_ROLES, MAX_USER_ID_LEN, NO_ROLES, SessionError, SessionManager, SessionManagerBuilder,
-    StartupError, TokenPair,
-};
-pub use revocation::{Checked, NoRevocation, RevocationCheck, SessionStatus};
-pub use routes::{MAX_BODY_BYTES, TokenRoutes};
-pub use session::{ParseSessionIdError, Roles, Session, SessionId};
-pub use token::{IssuedToken, MAX_TOKEN_LEN, TokenCodec};
-
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-mod extract;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use extract::MissingSessionLayer;
-
+pub mod manager;
 pub mod rate_limit;
 pub mod require_role;
-#[doc(inline)]
-pub use rate_limit::{
-    AttemptConfig, AttemptTracker, Cidr, ClientIp, LockedOut, PeerAddr, RateLimitConfig,
-    ClientRateLimitLayer,
-};
-#[doc(inline)]
-pub use require_role::{RequireRoleLayer, require_role};
+pub mod response;
+pub mod revocation;
+pub mod routes;
+pub mod session;
+pub mod store;
+pub mod telemetry;
+pub mod token;
+
+// The names an application types; everything else by its module path.
+pub use config::{ConfigError, SessionConfig};
+pub use layer::SessionLayer;
+pub use login::LoginService;
+pub use manager::{NO_ROLES, SessionError, SessionManager, StartupError, TokenPair};
+pub use require_role::require_role;
+pub use routes::TokenRoutes;
+pub use session::Session;

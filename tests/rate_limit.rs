@@ -16,8 +16,9 @@ use axum::{Json, Router};
 use common::app::{Client, Response as Reply};
 use serde_json::{Value, json};
 use tower_jwt_session::{
-    AttemptTracker, ClientIp, ClientRateLimitLayer, RateLimitConfig, SessionConfig, SessionLayer,
-    SessionManager, TokenRoutes, require_role,
+    SessionConfig, SessionLayer, SessionManager, TokenRoutes, rate_limit::AttemptTracker,
+    rate_limit::ClientIp, rate_limit::ClientRateLimitLayer, rate_limit::RateLimitConfig,
+    require_role,
 };
 
 #[derive(Clone)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use tower_jwt_session::clock::ManualClock;
 use tower_jwt_session::config::{ENV_VARS, StoreSettings, parse_duration};
-use tower_jwt_session::{AuthError, SessionConfig, SessionManager};
+use tower_jwt_session::{error::AuthError, SessionConfig, SessionManager};
 
 use common::*;
 

@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tower::ServiceExt;
-use tower_jwt_session::{AttemptTracker, ClientIp};
+use tower_jwt_session::{rate_limit::AttemptTracker, rate_limit::ClientIp};
 
 use common::*;
 

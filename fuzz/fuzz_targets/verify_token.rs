@@ -22,7 +22,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tower_jwt_session::{Session, TokenCodec};
+use tower_jwt_session::{Session, token::TokenCodec};
 
 use common::*;
 

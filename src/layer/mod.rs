@@ -3,9 +3,9 @@
 //! For each request the layer
 //! 1. reads the token from the one `Authorization: Bearer` header (scheme case-insensitive; a
 //!    token in the query string is never looked at; two `Authorization` headers are refused);
-//! 2. verifies it with the [`TokenCodec`](crate::TokenCodec) (signature, `alg`, `kid`, `typ`,
+//! 2. verifies it with the [`TokenCodec`](crate::token::TokenCodec) (signature, `alg`, `kid`, `typ`,
 //!    claims, time with leeway);
-//! 3. asks the [`RevocationCheck`](crate::RevocationCheck) whether the session is still live;
+//! 3. asks the [`RevocationCheck`](crate::revocation::RevocationCheck) whether the session is still live;
 //! 4. on success puts the [`Session`](crate::Session) into the request extensions and calls the
 //!    inner service; when the token has no more than the refresh threshold left, the response
 //!    gets `X-Token-Refresh: true` and `X-Token-Expires-In: <seconds>`;
@@ -20,7 +20,7 @@
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_jwt_session::{Session, SessionConfig, SessionId, SessionLayer, TokenCodec};
+//! use tower_jwt_session::{Session, SessionConfig, session::SessionId, SessionLayer, token::TokenCodec};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -15,7 +15,7 @@ use crate::error::{AuthError, auth_error_response};
 /// ```
 /// use bytes::Bytes;
 /// use http::{Response, StatusCode};
-/// use tower_jwt_session::{AuthError, SessionConfig, SessionLayer, TokenCodec};
+/// use tower_jwt_session::{error::AuthError, SessionConfig, SessionLayer, token::TokenCodec};
 ///
 /// let codec = TokenCodec::new(&SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
 /// let layer = SessionLayer::new(codec).error_responder(|error: AuthError| {

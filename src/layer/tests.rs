@@ -12,7 +12,7 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::guard::ResponseBody;
 use crate::revocation::{Checked, RevocationCheck, SessionStatus};
-use crate::{Session, SessionConfig, SessionId, TokenCodec};
+use crate::{Session, SessionConfig, session::SessionId, token::TokenCodec};
 
 const NOW_MS: u64 = 1_800_000_000_000;
 

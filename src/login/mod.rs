@@ -19,7 +19,7 @@
 //! 6. The app's check. `Ok(None)` is 401 `invalid_credentials`, the same answer whether the
 //!    user exists or not; `Err` is 503 `unavailable` (the app's user database is down: the
 //!    client may retry). An `Err` is no guess, right or wrong, so the attempt is given back
-//!    ([`login_abandoned`](crate::AttemptTracker::login_abandoned)): an outage does not lock
+//!    ([`login_abandoned`](crate::rate_limit::AttemptTracker::login_abandoned)): an outage does not lock
 //!    the app's users out. A check must therefore answer `Err` only when it could not decide,
 //!    never for a wrong password.
 //! 7. A session through [`SessionManager::create_session`]: 403 `forbidden` when the user
@@ -60,9 +60,9 @@
 //! # Which client
 //!
 //! The tracker counts per user and client IP. The client IP is the [`ClientIp`] that
-//! [`ClientRateLimitLayer`](crate::ClientRateLimitLayer) puts into the request (it knows the trusted
+//! [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer) puts into the request (it knows the trusted
 //! proxies, so put the layer in front of this service), or else the peer address: a
-//! [`PeerAddr`](crate::PeerAddr) extension, or axum's `ConnectInfo<SocketAddr>`. Behind a proxy
+//! [`PeerAddr`](crate::rate_limit::PeerAddr) extension, or axum's `ConnectInfo<SocketAddr>`. Behind a proxy
 //! without `ClientRateLimitLayer`, the peer is the proxy and every client shares its counts. A request
 //! with no address at all is not counted and not locked out (the service logs that at `debug`):
 //! serve with connection info.
@@ -92,7 +92,7 @@
 //! use tower::ServiceExt;
 //! use tower_jwt_session::login::Credentials;
 //! use tower_jwt_session::{
-//!     Authenticated, LoginService, SessionConfig, SessionManager, TokenRoutes,
+//!     login::Authenticated, LoginService, SessionConfig, SessionManager, TokenRoutes,
 //! };
 //!
 //! /// The app's check. A real one looks the user up and verifies a password hash, with the same
@@ -123,8 +123,8 @@
 //! # }
 //! ```
 //!
-//! [`AttemptTracker`]: crate::AttemptTracker
-//! [`ClientIp`]: crate::ClientIp
+//! [`AttemptTracker`]: crate::rate_limit::AttemptTracker
+//! [`ClientIp`]: crate::rate_limit::ClientIp
 //! [`SessionManager::create_session`]: crate::SessionManager::create_session
 //! [`cookie::refresh_cookie`]: crate::cookie::refresh_cookie
 //! [`Escaped`]: crate::telemetry::Escaped
@@ -146,7 +146,7 @@ use crate::telemetry::Escaped;
 #[non_exhaustive]
 pub struct Credentials {
     /// The user name, exactly as sent. Normalise it (case, Unicode) the way your user lookup
-    /// does; the [`AttemptTracker`](crate::AttemptTracker) counts it as sent.
+    /// does; the [`AttemptTracker`](crate::rate_limit::AttemptTracker) counts it as sent.
     pub username: String,
     /// The password, exactly as sent.
     pub password: String,
@@ -177,9 +177,9 @@ impl fmt::Debug for Credentials {
 #[non_exhaustive]
 pub struct Authenticated {
     /// The user id: 1 to 256 bytes without NUL
-    /// ([`MAX_USER_ID_LEN`](crate::MAX_USER_ID_LEN)).
+    /// ([`MAX_USER_ID_LEN`](crate::manager::MAX_USER_ID_LEN)).
     pub user_id: String,
-    /// The roles: at most [`MAX_ROLES`](crate::MAX_ROLES) of at most 64 bytes each.
+    /// The roles: at most [`MAX_ROLES`](crate::manager::MAX_ROLES) of at most 64 bytes each.
     pub roles: Vec<String>,
 }
 
@@ -211,7 +211,7 @@ impl Authenticated {
 ///
 /// ```
 /// use tower_jwt_session::login::{Credentials, CredentialCheck};
-/// use tower_jwt_session::Authenticated;
+/// use tower_jwt_session::login::Authenticated;
 ///
 /// #[derive(Debug)]
 /// struct DatabaseDown;

@@ -15,13 +15,13 @@ use ipnet::{IpNet, Ipv4Net};
 
 /// An IP network in CIDR notation (`10.0.0.0/8`, `fd00::/8`), or one address (`/32`, `/128`).
 ///
-/// Used for [`RateLimitConfig::trusted_proxies`](crate::RateLimitConfig::trusted_proxies).
+/// Used for [`RateLimitConfig::trusted_proxies`](crate::rate_limit::RateLimitConfig::trusted_proxies).
 /// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, as a dual-stack socket reports IPv4 peers)
 /// are matched as the IPv4 addresses they are.
 ///
 /// ```
 /// use std::net::IpAddr;
-/// use tower_jwt_session::Cidr;
+/// use tower_jwt_session::rate_limit::Cidr;
 ///
 /// let private: Cidr = "10.0.0.0/8".parse()?;
 /// assert!(private.contains("10.1.2.3".parse::<IpAddr>()?));

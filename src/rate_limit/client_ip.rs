@@ -16,7 +16,7 @@ const MAX_HOPS: usize = 32;
 
 /// The address of a connection's peer, for servers that do not use axum's `ConnectInfo`.
 ///
-/// [`ClientRateLimitLayer`](crate::ClientRateLimitLayer) needs the peer address of every request. Under
+/// [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer) needs the peer address of every request. Under
 /// axum, serve the router with `into_make_service_with_connect_info::<SocketAddr>()` and
 /// nothing else is needed. With bare hyper, insert a `PeerAddr` into each request's extensions
 /// from the accepted connection's address:
@@ -26,7 +26,7 @@ const MAX_HOPS: usize = 32;
 /// use std::net::SocketAddr;
 /// use http::Request;
 /// use tower::{ServiceExt, service_fn};
-/// use tower_jwt_session::PeerAddr;
+/// use tower_jwt_session::rate_limit::PeerAddr;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,12 +44,12 @@ const MAX_HOPS: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// The client's IP address as [`ClientRateLimitLayer`](crate::ClientRateLimitLayer) resolved it: the peer
+/// The client's IP address as [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer) resolved it: the peer
 /// address, or the right-most untrusted `X-Forwarded-For` entry when the peer is a trusted
 /// proxy.
 ///
 /// The layer puts it into the request extensions, so handlers behind it (a login handler
-/// feeding an [`AttemptTracker`](crate::AttemptTracker)) see the same address the limiter
+/// feeding an [`AttemptTracker`](crate::rate_limit::AttemptTracker)) see the same address the limiter
 /// counted. Under the `axum` feature it is an extractor, whose rejection (500) names the
 /// missing layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -185,10 +185,10 @@ mod extract {
     use crate::error::{ErrorCode, json_error};
 
     /// The rejection of the [`ClientIp`] extractor: the route is not behind a
-    /// [`ClientRateLimitLayer`](crate::ClientRateLimitLayer). A wiring mistake, so it answers 500.
+    /// [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer). A wiring mistake, so it answers 500.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
     #[error(
-        "no ClientIp in the request extensions: this route is not behind tower_jwt_session::ClientRateLimitLayer; add `.layer(rate_limit_layer)` to the router or route"
+        "no ClientIp in the request extensions: this route is not behind tower_jwt_session::rate_limit::ClientRateLimitLayer; add `.layer(rate_limit_layer)` to the router or route"
     )]
     pub struct MissingRateLimitLayer;
 
@@ -204,7 +204,7 @@ mod extract {
         }
     }
 
-    /// Extracts the client address resolved by [`ClientRateLimitLayer`](crate::ClientRateLimitLayer).
+    /// Extracts the client address resolved by [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer).
     impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         type Rejection = MissingRateLimitLayer;
 

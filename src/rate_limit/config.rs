@@ -9,14 +9,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::ConfigError;
 use crate::config::env::{Env, split_list};
 
-/// Settings of [`ClientRateLimitLayer`](crate::ClientRateLimitLayer).
+/// Settings of [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer).
 ///
 /// Read it from the environment with [`from_env`](Self::from_env) (`RATE_LIMIT_WINDOW_MS`,
 /// `RATE_LIMIT_MAX_REQUESTS`, `TRUSTED_PROXIES`), or build it:
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_jwt_session::RateLimitConfig;
+/// use tower_jwt_session::rate_limit::RateLimitConfig;
 ///
 /// let config = RateLimitConfig::new() // 100 requests per 15 minutes
 ///     .window(Duration::from_secs(60))
@@ -78,7 +78,7 @@ impl RateLimitConfig {
     ///
     /// ```
     /// use std::collections::HashMap;
-    /// use tower_jwt_session::RateLimitConfig;
+    /// use tower_jwt_session::rate_limit::RateLimitConfig;
     ///
     /// let vars = HashMap::from([("RATE_LIMIT_WINDOW_MS", "15m"), ("TRUSTED_PROXIES", "10.0.0.0/8")]);
     /// let config = RateLimitConfig::from_lookup(|k| vars.get(k).map(|v| v.to_string()))?;
@@ -143,7 +143,7 @@ impl RateLimitConfig {
     /// default). [`from_env`](Self::from_env) reads it too.
     ///
     /// ```
-    /// use tower_jwt_session::RateLimitConfig;
+    /// use tower_jwt_session::rate_limit::RateLimitConfig;
     ///
     /// let config = RateLimitConfig::new().trusted_proxies_from_env()?;
     /// # Ok::<(), tower_jwt_session::ConfigError>(())
@@ -219,7 +219,7 @@ impl RateLimitConfig {
     /// floods.
     ///
     /// ```
-    /// use tower_jwt_session::RateLimitConfig;
+    /// use tower_jwt_session::rate_limit::RateLimitConfig;
     ///
     /// let config = RateLimitConfig::new().exempt_paths(["/auth/health", "/livez"]);
     /// assert!(config.is_exempt("/livez"));

@@ -50,7 +50,7 @@
 //! use std::net::SocketAddr;
 //! use axum::{Router, routing::{get, post}};
 //! use tower_jwt_session::{
-//!     ClientIp, RateLimitConfig, ClientRateLimitLayer, SessionConfig, SessionManager, TokenRoutes,
+//!     rate_limit::ClientIp, rate_limit::RateLimitConfig, rate_limit::ClientRateLimitLayer, SessionConfig, SessionManager, TokenRoutes,
 //! };
 //!
 //! async fn login(ClientIp(ip): ClientIp) -> String {
@@ -88,7 +88,7 @@
 //! use http::{Request, Response, StatusCode};
 //! use tower::{Layer, ServiceExt, service_fn};
 //! use tower_jwt_session::clock::ManualClock;
-//! use tower_jwt_session::{PeerAddr, RateLimitConfig, ClientRateLimitLayer};
+//! use tower_jwt_session::{rate_limit::PeerAddr, rate_limit::RateLimitConfig, rate_limit::ClientRateLimitLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -200,7 +200,7 @@ pub(crate) fn missing_peer_response() -> Response<Bytes> {
     json_error(
         StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::Unavailable,
-        "rate limiting is misconfigured: the request carries no peer address (serve axum with into_make_service_with_connect_info::<SocketAddr>(), or insert tower_jwt_session::PeerAddr into each request)",
+        "rate limiting is misconfigured: the request carries no peer address (serve axum with into_make_service_with_connect_info::<SocketAddr>(), or insert tower_jwt_session::rate_limit::PeerAddr into each request)",
     )
 }
 

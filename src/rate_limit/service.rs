@@ -12,11 +12,11 @@ use super::layer::Shared;
 use super::{missing_peer_response, too_many_requests};
 use crate::guard::{Check, Guarded, Verdict};
 
-/// The service made by [`ClientRateLimitLayer`](crate::ClientRateLimitLayer): the inner
+/// The service made by [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer): the inner
 /// service behind a [`RateLimitCheck`].
 pub type ClientRateLimit<S> = Guarded<S, RateLimitCheck>;
 
-/// The check of [`ClientRateLimitLayer`](crate::ClientRateLimitLayer).
+/// The check of [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer).
 #[derive(Clone)]
 pub struct RateLimitCheck {
     shared: Arc<Shared>,
@@ -54,7 +54,7 @@ impl<B> Check<B> for RateLimitCheck {
         }
         let Some(peer) = peer_ip(req.extensions()) else {
             tracing::error!(
-                "ClientRateLimitLayer: the request carries no peer address; serve axum with `into_make_service_with_connect_info::<SocketAddr>()`, or insert `tower_jwt_session::PeerAddr` into each request"
+                "ClientRateLimitLayer: the request carries no peer address; serve axum with `into_make_service_with_connect_info::<SocketAddr>()`, or insert `tower_jwt_session::rate_limit::PeerAddr` into each request"
             );
             return Verdict::Refuse(missing_peer_response());
         };

@@ -61,7 +61,7 @@ struct Inner {
 /// Issues and verifies access tokens. Cheap to clone.
 ///
 /// ```
-/// use tower_jwt_session::{SessionConfig, SessionId, TokenCodec};
+/// use tower_jwt_session::{SessionConfig, session::SessionId, token::TokenCodec};
 ///
 /// let codec = TokenCodec::new(&SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
 /// let sid = SessionId::random();

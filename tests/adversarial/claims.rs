@@ -375,7 +375,7 @@ mod token_kind_confusion {
 // ---------------------------------------------------------------------------------------------
 mod session_api {
     use crate::*;
-    use tower_jwt_session::{SessionConfig, SessionId, TokenCodec};
+    use tower_jwt_session::{SessionConfig, session::SessionId, token::TokenCodec};
 
     /// `Session::expires_at` on a validly signed token with a far `exp` must not panic:
     /// `UNIX_EPOCH + Duration::from_secs(u64::MAX)` overflows `SystemTime`.

@@ -58,7 +58,8 @@ mod algorithm_confusion {
     use http_body_util::Full;
     use tower::{Layer, ServiceExt, service_fn};
     use tower_jwt_session::{
-        Algorithm, AuthError, SessionConfig, SessionId, SessionManager, TokenCodec,
+        SessionConfig, SessionManager, config::Algorithm, error::AuthError, session::SessionId,
+        token::TokenCodec,
     };
 
     #[tokio::test]

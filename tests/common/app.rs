@@ -27,8 +27,9 @@ use tower::ServiceExt;
 use tower_jwt_session::login::Credentials;
 use tower_jwt_session::response::ErrorBody;
 use tower_jwt_session::{
-    AttemptTracker, Authenticated, ClientRateLimitLayer, ErrorCode, LoginService, RateLimitConfig,
-    Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes, require_role,
+    LoginService, Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
+    error::ErrorCode, login::Authenticated, rate_limit::AttemptTracker,
+    rate_limit::ClientRateLimitLayer, rate_limit::RateLimitConfig, require_role,
 };
 
 use super::SECRET;

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tower_jwt_session::clock::ManualClock;
-use tower_jwt_session::{AuthError, SessionError, SessionId, SessionManager, TokenPair};
+use tower_jwt_session::{
+    SessionError, SessionManager, TokenPair, error::AuthError, session::SessionId,
+};
 
 use crate::reference::{Limits, Policy};
 use crate::{Backend, StoreKind, env_number};

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tower_jwt_session::store::{MemoryStore, SessionStore};
-use tower_jwt_session::{SessionConfig, SessionLimitPolicy};
+use tower_jwt_session::{SessionConfig, config::SessionLimitPolicy};
 
 use reference::{Limits, Policy};
 
@@ -202,12 +202,14 @@ async fn redis_backend(kind: StoreKind, limits: &Limits) -> Backend {
         base
     };
     let config = config_for(base, limits);
-    let store = RedisStore::connect(config.redis()).await.unwrap_or_else(|e| {
-        panic!(
-            "Redis at {urls:?} is needed for the {} run: {e}",
-            kind.name()
-        )
-    });
+    let store = RedisStore::connect(config.redis())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Redis at {urls:?} is needed for the {} run: {e}",
+                kind.name()
+            )
+        });
     let mut nodes = Vec::new();
     for url in &urls {
         let client = redis::Client::open(url.as_str()).expect("Redis URL");

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use tower_jwt_session::clock::{Clock as _, ManualClock};
 use tower_jwt_session::store::ReuseKind;
-use tower_jwt_session::{AuthError, SessionError, SessionId, SessionManager};
+use tower_jwt_session::{SessionError, SessionManager, error::AuthError, session::SessionId};
 
 use crate::reference::{Limits, Model, Policy, Refreshed, Refusal, Verdict};
 use crate::{Backend, StoreKind, env_number, unix_ms, unix_secs};

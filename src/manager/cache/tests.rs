@@ -135,7 +135,7 @@ fn manager() -> (SessionManager, Arc<GatedStore>) {
 async fn lookup_held_open() -> (
     SessionManager,
     crate::TokenPair,
-    tokio::task::JoinHandle<Result<Session, crate::AuthError>>,
+    tokio::task::JoinHandle<Result<Session, crate::error::AuthError>>,
     oneshot::Sender<()>,
 ) {
     let (manager, store) = manager();
