@@ -128,6 +128,8 @@ async fn redis_bench() {
     redis_run(true).await;
 }
 
+// One scripted run (connect, fill, measure, read memory, clean up): its steps share the
+// connection and the figures they print.
 #[cfg(feature = "redis")]
 async fn redis_run(sealed: bool) {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());

@@ -10,6 +10,9 @@
  *   await tm.login('alice', 'alice-password');
  *   const res = await tm.makeAuthenticatedRequest('/api/me');
  *
+ * One file on purpose (about 1,000 lines): a page serves or copies it as it is, with no
+ * bundler; its parts (public API, internals: state, storage, tabs, timers) are sections below.
+ *
  * Token values are never logged. The `exp` claim of the access token is read
  * only to schedule refreshes; it is never trusted for anything else.
  *

@@ -25,7 +25,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_jwt_session::response::{Success, TokenPairBody};
-use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes};
+use tower_jwt_session::{Session, SessionLayer, SessionManager, TokenRoutes};
 
 type Body =
     http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -37,8 +37,9 @@ fn full(text: impl Into<Bytes>) -> Body {
 }
 
 #[tokio::main]
+// One function from the environment to the accept loop, so it reads top to bottom as a recipe.
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let manager = SessionManager::new(SessionConfig::from_env()?)?;
+    let manager = SessionManager::from_env().await?; // REDIS_URL picks the Redis store
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
