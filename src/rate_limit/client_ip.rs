@@ -91,17 +91,16 @@ pub(crate) fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> Ip
     let mut nearest = peer;
     let mut hops = 0;
     // Several X-Forwarded-For lines form one list, in order (RFC 9110 §5.3).
+    // Each entry is read from the raw bytes on its own: bytes that are not ASCII in an entry
+    // left of the client (written by the client) must not spoil the entries the proxies wrote.
     for value in headers.get_all(X_FORWARDED_FOR).iter().rev() {
-        let Ok(text) = value.to_str() else {
-            return nearest;
-        };
-        for entry in text.rsplit(',') {
-            let entry = entry.trim();
+        for entry in value.as_bytes().rsplit(|&b| b == b',') {
+            let entry = entry.trim_ascii();
             if entry.is_empty() {
                 continue;
             }
             hops += 1;
-            let Some(ip) = parse_hop(entry) else {
+            let Some(ip) = std::str::from_utf8(entry).ok().and_then(parse_hop) else {
                 tracing::debug!(proxy = %nearest, "unparseable X-Forwarded-For entry; keying on the proxy");
                 return nearest;
             };
@@ -284,6 +283,30 @@ mod tests {
         let long = vec!["10.0.0.1"; 1000].join(",");
         let h = xff(&[&format!("6.6.6.6,{long}")]);
         assert_eq!(resolve(ip("10.0.0.7"), &h, &t), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn bytes_that_are_not_ascii_left_of_the_client_do_not_move_it_into_the_proxys_bucket() {
+        let t = trusted();
+        let mut h = HeaderMap::new();
+        h.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"\xff\xfe caf\xc3\xa9, 198.51.100.4, 10.1.1.1").unwrap(),
+        );
+        assert_eq!(resolve(ip("10.2.2.2"), &h, &t), ip("198.51.100.4"));
+        // On a line of its own, left of the proxies' lines: never read either.
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_bytes(b"\xff").unwrap());
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.4"));
+        assert_eq!(resolve(ip("10.2.2.2"), &h, &t), ip("198.51.100.4"));
+        // Right of the client, written by a trusted hop: the nearest trusted hop, as for any
+        // entry that does not parse.
+        let mut h = HeaderMap::new();
+        h.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"198.51.100.4, \xff, 10.8.8.8").unwrap(),
+        );
+        assert_eq!(resolve(ip("10.0.0.7"), &h, &t), ip("10.8.8.8"));
     }
 
     #[test]
