@@ -30,6 +30,9 @@ const SESSION_ENDING_CODES = new Set([
   'token_revoked',
 ]);
 
+/** The longest Retry-After honoured (a day); a longer one counts as a day. */
+const MAX_RETRY_AFTER_MS = 24 * 60 * 60 * 1000;
+
 const DEFAULTS = Object.freeze({
   baseUrl: '',
   loginPath: '/api/auth/login',
@@ -840,7 +843,9 @@ export class TokenManager {
     const { backoffBaseMs, backoffMaxMs } = this.options;
     const cap = Math.min(backoffMaxMs, backoffBaseMs * 2 ** attempt);
     let delay = Math.floor(this._random() * cap); // full jitter
-    if (retryAfter != null) delay = Math.max(delay, Math.min(retryAfter, backoffMaxMs));
+    // The server's Retry-After wins over the backoff cap: retrying a 429 sooner only earns
+    // another 429. A day at most, against a nonsensical header.
+    if (retryAfter != null) delay = Math.max(delay, Math.min(retryAfter, MAX_RETRY_AFTER_MS));
     return delay;
   }
 

@@ -440,6 +440,30 @@ test('server down for a while: bounded backoff, session survives', async (t) => 
   }
 });
 
+test('Retry-After longer than backoffMaxMs is honoured, not cut to the cap', async () => {
+  const { context, refreshRequests } = await newContext();
+  try {
+    const page = await openTab(context, { autoRefresh: false, maxRetries: 3, backoffBaseMs: 100, backoffMaxMs: 1000, jitter: 0.5 });
+    await login(page);
+    const matcher = (u) => new URL(u).pathname.endsWith('/token/refresh');
+    await context.route(matcher, (route) => route.fulfill({
+      status: 429,
+      contentType: 'application/json',
+      headers: { 'Retry-After': '900' },
+      body: JSON.stringify({ success: false, message: 'Too many requests', error: 'rate_limited' }),
+    }));
+    const before = refreshRequests.length;
+    page.evaluate(() => { window.tm.refreshAccessToken(); }).catch(() => {});
+    await page.waitForFunction(() => window.events.some((e) => e.type === 'retry'));
+    const delay = await page.evaluate(() => window.events.find((e) => e.type === 'retry').delayMs);
+    assert.equal(delay, 900000, 'the retry waits the 900 s the server asked for');
+    await sleep(2500); // longer than backoffMaxMs: the old client retried here
+    assert.equal(refreshRequests.length - before, 1, 'no second request before Retry-After');
+  } finally {
+    await context.close();
+  }
+});
+
 test('a 401 on a request triggers one refresh and one retry', async () => {
   const { context, refreshRequests } = await newContext();
   try {
