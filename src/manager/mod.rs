@@ -31,7 +31,7 @@ pub const MAX_USER_ID_LEN: usize = 256;
 /// Most roles a session may carry.
 pub const MAX_ROLES: usize = 32;
 /// Longest accepted role name, in bytes.
-const MAX_ROLE_LEN: usize = 64;
+pub(crate) const MAX_ROLE_LEN: usize = 64;
 
 struct Inner {
     config: SessionConfig,

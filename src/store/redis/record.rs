@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use redis::{FromRedisValue, Value};
 
-use super::sealing::{Cipher, SEALED_PARTS, SealedData, record_aad};
+use super::sealing::{Cipher, SealedData, record_aad, sealed_part_name};
 use crate::clock::Clock as _;
 use crate::session::SessionId;
 use crate::store::{SessionRecord, StoreError};
@@ -18,10 +18,13 @@ pub(super) fn corrupt(what: &str) -> StoreError {
 pub(super) fn data_fields(
     cipher: Option<&Cipher>,
     record: &SessionRecord,
-) -> Result<Vec<(&'static str, String)>, StoreError> {
+) -> Result<Vec<(String, String)>, StoreError> {
     let Some(cipher) = cipher else {
         let roles = serde_json::to_string(&record.roles).map_err(|_| corrupt("roles"))?;
-        return Ok(vec![("u", record.user_id.clone()), ("r", roles)]);
+        return Ok(vec![
+            ("u".to_owned(), record.user_id.clone()),
+            ("r".to_owned(), roles),
+        ]);
     };
     let plain = serde_json::to_vec(&SealedData {
         u: record.user_id.clone(),
@@ -31,12 +34,15 @@ pub(super) fn data_fields(
     let sealed = cipher.seal(&record_aad(record.session_id), &plain);
     // In parts of at most 64 bytes: a longer value would make Redis give up its compact
     // encoding for the whole hash (hash-max-listpack-value), which costs hundreds of bytes a
-    // session.
+    // session. Base64 is ASCII: every cut falls between characters.
     Ok(sealed
         .as_bytes()
         .chunks(64)
-        .zip(SEALED_PARTS)
-        .map(|(part, name)| (*name, String::from_utf8_lossy(part).into_owned()))
+        .enumerate()
+        .map(|(index, part)| {
+            let part = String::from_utf8_lossy(part).into_owned();
+            (sealed_part_name(index), part)
+        })
         .collect())
 }
 
@@ -50,8 +56,8 @@ fn sealed_value(fields: &[(String, String)]) -> Option<String> {
     };
     part("d").map(|first| {
         let mut all = first.to_owned();
-        for name in &SEALED_PARTS[1..] {
-            match part(name) {
+        for index in 1..fields.len() {
+            match part(&sealed_part_name(index)) {
                 Some(more) => all.push_str(more),
                 None => break,
             }

@@ -11,8 +11,15 @@ use sha2::{Digest, Sha256};
 use crate::config::Secret;
 use crate::session::{SessionId, random_bytes};
 
-/// Field names of the parts of a sealed value, in order.
-pub(super) const SEALED_PARTS: &[&str] = &["d", "d1", "d2", "d3", "d4", "d5", "d6", "d7"];
+/// The field name of part `index` of a sealed value: `d`, `d1`, `d2`, … As many parts as the
+/// value needs: a record the manager accepts is never cut short.
+pub(super) fn sealed_part_name(index: usize) -> String {
+    if index == 0 {
+        "d".to_owned()
+    } else {
+        format!("d{index}")
+    }
+}
 
 /// What a sealed record holds.
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -170,11 +170,11 @@ impl RedisStore {
         let mut cmd = redis::cmd("HSET");
         cmd.arg(&key);
         for (k, v) in &fields {
-            cmd.arg(*k).arg(v);
+            cmd.arg(k).arg(v);
         }
         if let Err(error) = self.command::<()>(&cmd).await {
             tracing::debug!(%error, "re-sealing a session record failed; it is retried on the next write");
-        } else if fields.first().is_some_and(|(k, _)| *k == "d") {
+        } else if fields.first().is_some_and(|(k, _)| k == "d") {
             let _ = self
                 .command::<()>(redis::cmd("HDEL").arg(&key).arg("u").arg("r"))
                 .await;
@@ -288,7 +288,7 @@ impl SessionStore for RedisStore {
             .arg(index_expiry)
             .arg(self.names().index_suffix(0, &record.user_id));
         for (name, value) in &data {
-            invocation.arg(*name).arg(value);
+            invocation.arg(name).arg(value);
         }
         let reply: Vec<Value> = self.run(&invocation).await?;
         let status = reply

@@ -153,6 +153,42 @@ async fn sealed_records_and_key_names_leak_nothing() {
     assert_eq!(store.list(user, now).await.unwrap().len(), 1);
 }
 
+/// Every record the manager accepts round-trips sealed: eight parts once held at most 342 bytes
+/// of JSON, and a longer record was cut short and never opened again.
+#[tokio::test]
+async fn sealed_records_at_the_managers_limits_round_trip() {
+    use crate::manager::{MAX_ROLE_LEN, MAX_ROLES, MAX_USER_ID_LEN};
+    let store = sealed_store().await;
+    let l = suite::lifetimes();
+    let now = crate::clock::SystemClock.now_ms();
+    // A UUID user with eight 40-character roles (the case that broke), then the limits with
+    // characters JSON escapes six times over.
+    let cases = [
+        (
+            "6f1c2e0a-3b4d-4c5e-8f60-718293a4b5c6".to_owned(),
+            vec!["r".repeat(40); 8],
+        ),
+        (
+            "\u{1}".repeat(MAX_USER_ID_LEN),
+            vec!["\u{1}".repeat(MAX_ROLE_LEN); MAX_ROLES],
+        ),
+    ];
+    for (user, roles) in cases {
+        let mut record = suite::record_for(&store, &user, now, &l);
+        record.roles = roles.clone();
+        store
+            .create(record.clone(), suite::limit(10), &l, now)
+            .await
+            .unwrap();
+        let got = store.get(record.session_id).await.unwrap();
+        let got = got.expect("the record opens again");
+        assert_eq!((got.user_id, got.roles), (user.clone(), roles.clone()));
+        let listed = store.list(&user, now).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].roles, roles);
+    }
+}
+
 #[tokio::test]
 async fn swapped_or_tampered_records_are_no_session() {
     let store = sealed_store().await;
