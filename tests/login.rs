@@ -602,3 +602,61 @@ async fn user_names_are_logged_escaped_and_capped() {
     assert!(!out.contains(&"x".repeat(100)), "capped at 64 bytes: {out}");
     assert!(!out.contains("guess"), "no password in the log: {out}");
 }
+
+/// A hung Redis (DEBUG SLEEP on a private redis-server) must not turn login into a password
+/// oracle: a right and a wrong password get the same answer. With the attempts counted in that
+/// Redis, no password is even checked (fail closed); with them in memory, the check runs but a
+/// wrong password waits on the store as a right one does.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_hung_store_answers_right_and_wrong_passwords_alike() {
+    use tower_jwt_session::config::RedisSettings;
+    use tower_jwt_session::rate_limit::RedisAttemptBackend;
+    use tower_jwt_session::store::RedisStore;
+
+    const WRONG: &str = r#"{"username":"alice","password":"not-her-password"}"#;
+    let started = common::redis_server::start_private();
+    let settings = RedisSettings::new(started.urls.clone())
+        .with_key_prefix(common::redis_server::unique_prefix("hung-login"))
+        .with_timeout(Duration::from_millis(300));
+    let store = RedisStore::connect(&settings).await.unwrap();
+    let counted_in_redis = AttemptTracker::with_backend(
+        AttemptConfig::new(),
+        Arc::new(RedisAttemptBackend::new(store.connection())),
+    );
+    let manager = SessionManager::builder(config())
+        .store(store)
+        .build()
+        .unwrap();
+    let users = Users::default();
+    let in_redis = LoginService::new(&manager, users.clone()).attempt_tracker(counted_in_redis);
+    let in_memory = LoginService::new(&manager, users.clone());
+    assert_eq!(send(&in_redis, build(post(), GOOD)).await.status, 200);
+    assert_eq!(send(&in_redis, build(post(), WRONG)).await.status, 401);
+
+    let port = started.ports[0];
+    let sleeper = std::thread::spawn(move || common::redis_server::command(port, "DEBUG SLEEP 4"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let checked = users.calls.load(Ordering::SeqCst);
+    let right = send(&in_redis, build(post(), GOOD)).await;
+    let wrong = send(&in_redis, build(post(), WRONG)).await;
+    right.error(503, "unavailable");
+    assert_eq!((right.status, &right.body), (wrong.status, &wrong.body));
+    assert_eq!(
+        right.headers.get("retry-after"),
+        wrong.headers.get("retry-after")
+    );
+    assert_eq!(
+        users.calls.load(Ordering::SeqCst),
+        checked,
+        "no password is checked while attempts cannot be counted"
+    );
+
+    let right = send(&in_memory, build(post(), GOOD)).await;
+    let wrong = send(&in_memory, build(post(), WRONG)).await;
+    right.error(503, "unavailable");
+    assert_eq!((right.status, &right.body), (wrong.status, &wrong.body));
+    assert_eq!(users.calls.load(Ordering::SeqCst), checked + 2);
+    sleeper.join().unwrap();
+}

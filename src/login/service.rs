@@ -24,8 +24,8 @@ use super::{Authenticated, CredentialCheck, Credentials, origin};
 use crate::cookie::Delivery;
 use crate::error::{ErrorCode, json_error};
 use crate::json_body::{bad_request, declares_json, read_json, unsupported_media_type};
-use crate::manager::SessionManager;
-use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, PeerAddr};
+use crate::manager::{SessionError, SessionManager};
+use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, LoginRefused, PeerAddr};
 use crate::response::{Success, TokenPairBody};
 use crate::telemetry::Escaped;
 
@@ -173,7 +173,7 @@ impl<C: CredentialCheck> LoginService<C> {
         };
         let credentials = Credentials { username, password };
         match self.verify(credentials, attempt, &user, ip).await {
-            Ok(authenticated) => self.issue(&authenticated, delivery, ip).await,
+            Ok((authenticated, attempt)) => self.issue(&authenticated, attempt, delivery, ip).await,
             Err(res) => res,
         }
     }
@@ -238,9 +238,13 @@ impl<C: CredentialCheck> LoginService<C> {
         };
         let attempt = match self.attempts.begin_login(username, ip).await {
             Ok(attempt) => attempt,
-            Err(locked) => {
+            Err(refused @ LoginRefused::LockedOut(_)) => {
                 tracing::info!(user = %user, %ip, "login refused: locked out");
-                return Err(locked.to_response());
+                return Err(refused.to_response());
+            }
+            Err(refused) => {
+                tracing::warn!(user = %user, %ip, "login refused: attempts cannot be counted (fail closed)");
+                return Err(refused.to_response());
             }
         };
         let delay = attempt.delay();
@@ -250,15 +254,16 @@ impl<C: CredentialCheck> LoginService<C> {
         Ok(Some(attempt))
     }
 
-    /// Runs the app's check and settles the attempt: 401 for wrong credentials, 503 when the
-    /// check could not be made.
+    /// Runs the app's check: 401 for wrong credentials, 503 when the check could not be made
+    /// or the session store is down. A right password's attempt is settled once its session
+    /// is (or is not) created.
     async fn verify(
         &self,
         credentials: Credentials,
         attempt: Option<LoginAttempt>,
         user: &str,
         ip: Option<IpAddr>,
-    ) -> Result<Authenticated, Response<Bytes>> {
+    ) -> Result<(Authenticated, Option<LoginAttempt>), Response<Bytes>> {
         let found = match self.check.check(credentials).await {
             Ok(found) => found,
             Err(error) => {
@@ -285,8 +290,16 @@ impl<C: CredentialCheck> LoginService<C> {
             }
         };
         let Some(authenticated) = found else {
+            // While the store is down a right password gets 503 (no session can be made); a
+            // wrong one must get the same answer, after the same wait, or an outage turns login
+            // into a password oracle. Only failed logins pay for the probe.
+            let store = self.manager.health().await;
             if let Some(attempt) = attempt {
                 self.attempts.login_failed(attempt).await;
+            }
+            if let Err(error) = store {
+                tracing::info!(user = %user, %error, "login refused: no session store");
+                return Err(session_error(&error));
             }
             let ip = ip.map(tracing::field::display);
             tracing::info!(user = %user, ip, "login failed: wrong user name or password");
@@ -296,25 +309,31 @@ impl<C: CredentialCheck> LoginService<C> {
                 "wrong user name or password",
             ));
         };
-        if let Some(attempt) = attempt {
-            self.attempts.login_succeeded(attempt).await;
-        }
-        Ok(authenticated)
+        Ok((authenticated, attempt))
     }
 
     /// Creates the session and answers the SPEC §5 body with the refresh cookie.
     async fn issue(
         &self,
         authenticated: &Authenticated,
+        attempt: Option<LoginAttempt>,
         delivery: Delivery,
         ip: Option<IpAddr>,
     ) -> Response<Bytes> {
         let ip = ip.map(tracing::field::display);
-        let pair = match self
+        let created = self
             .manager
             .create_session(&authenticated.user_id, &authenticated.roles)
-            .await
-        {
+            .await;
+        if let Some(attempt) = attempt {
+            match &created {
+                // Settled as a wrong password is while the store is down: the lock-out must
+                // not tell the two apart either.
+                Err(SessionError::Unavailable(_)) => self.attempts.login_failed(attempt).await,
+                _ => self.attempts.login_succeeded(attempt).await,
+            }
+        }
+        let pair = match created {
             Ok(pair) => pair,
             Err(error) => {
                 tracing::info!(
@@ -323,7 +342,7 @@ impl<C: CredentialCheck> LoginService<C> {
                     %error,
                     "login refused: no session"
                 );
-                return json_error(error.code().status(), error.code(), &error.to_string());
+                return session_error(&error);
             }
         };
         tracing::info!(
@@ -341,4 +360,9 @@ impl<C: CredentialCheck> LoginService<C> {
         );
         res
     }
+}
+
+/// The answer to a session error: its status, code and message.
+fn session_error(error: &SessionError) -> Response<Bytes> {
+    json_error(error.code().status(), error.code(), &error.to_string())
 }

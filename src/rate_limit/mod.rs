@@ -139,7 +139,7 @@ mod service;
 
 pub use attempts::{
     AttemptBackend, AttemptConfig, AttemptPolicy, AttemptState, AttemptTracker, LockedOut,
-    LoginAttempt, MemoryAttemptBackend,
+    LoginAttempt, LoginRefused, MemoryAttemptBackend,
 };
 pub use backend::{BackendError, RateDecision, RateLimitBackend};
 pub use cidr::{Cidr, ParseCidrError};

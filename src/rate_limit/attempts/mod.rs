@@ -74,6 +74,59 @@ impl axum::response::IntoResponse for LockedOut {
     }
 }
 
+/// Why [`AttemptTracker::begin_login`] refused an attempt before the password was checked.
+///
+/// Renders through [`LoginRefused::to_response`] or, under the `axum` feature, `IntoResponse`:
+/// 429 for a lock-out, 503 when attempts cannot be counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginRefused {
+    /// The user+client or the client is locked out, or this attempt started the lock-out.
+    #[error(transparent)]
+    LockedOut(#[from] LockedOut),
+    /// The attempt backend cannot count attempts right now (its store is down or hung). Login
+    /// fails closed: the password is not checked, so that an outage answers right and wrong
+    /// passwords alike and never becomes an unthrottled password oracle.
+    #[error("login attempts cannot be counted right now; try again shortly")]
+    Unavailable,
+}
+
+impl LoginRefused {
+    /// The lock-out, if that is why.
+    pub fn locked_out(&self) -> Option<&LockedOut> {
+        match self {
+            LoginRefused::LockedOut(locked) => Some(locked),
+            LoginRefused::Unavailable => None,
+        }
+    }
+
+    /// The answer: [`LockedOut::to_response`], or 503 `unavailable` with `Retry-After: 1`.
+    pub fn to_response(&self) -> Response<Bytes> {
+        match self {
+            LoginRefused::LockedOut(locked) => locked.to_response(),
+            LoginRefused::Unavailable => {
+                let mut response = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    &self.to_string(),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl axum::response::IntoResponse for LoginRefused {
+    fn into_response(self) -> axum::response::Response {
+        self.to_response().map(axum::body::Body::from)
+    }
+}
+
 /// One login attempt reserved by [`AttemptTracker::begin_login`]. Hand it back to
 /// [`login_succeeded`](AttemptTracker::login_succeeded) or
 /// [`login_failed`](AttemptTracker::login_failed) once the password is checked, or to
@@ -147,13 +200,22 @@ impl LoginKeys {
 /// ([`TokenRoutes`](crate::TokenRoutes) does both).
 ///
 /// Lock-outs are logged at `warn` with the user id and address; no password or token is ever
-/// seen by the tracker. When the backend fails, attempts are let through and the error is
-/// logged (fail open). Cheap to clone; clones share the counts.
+/// seen by the tracker. When the backend fails, a login is refused before its password is
+/// checked ([`LoginRefused::Unavailable`], fail closed), while the refresh tracking lets
+/// requests through (fail open); the error is logged. Cheap to clone; clones share the counts.
 ///
 #[doc = include_str!("attempts.md")]
 #[derive(Clone)]
 pub struct AttemptTracker {
     inner: Arc<Inner>,
+}
+
+/// Why a reservation was not made.
+enum Reservation {
+    /// Locked out until this instant (ms).
+    Locked(u64),
+    /// The backend did not answer.
+    Unavailable,
 }
 
 struct Inner {
@@ -201,9 +263,11 @@ impl AttemptTracker {
     /// failures from other clients slow this one down, but never refuse it.
     ///
     /// # Errors
-    /// [`LockedOut`] when the user+client or the client is locked out, or this attempt is one
-    /// too many and starts the lock-out; with the time left. Nothing is reserved then.
-    pub async fn begin_login(&self, user: &str, ip: IpAddr) -> Result<LoginAttempt, LockedOut> {
+    /// [`LoginRefused::LockedOut`] when the user+client or the client is locked out, or this
+    /// attempt is one too many and starts the lock-out; with the time left.
+    /// [`LoginRefused::Unavailable`] when the backend cannot answer: login fails closed (the
+    /// other limits, and the refresh tracking, fail open). Nothing is reserved then.
+    pub async fn begin_login(&self, user: &str, ip: IpAddr) -> Result<LoginAttempt, LoginRefused> {
         let config = &self.inner.config;
         let backend = &self.inner.backend;
         let now = config.clock.now_ms();
@@ -214,15 +278,21 @@ impl AttemptTracker {
             .await
         {
             Ok(reserved) => reserved,
-            Err(until) => return Err(self.refused(&keys, "user+client", now, until)),
+            Err(Reservation::Locked(until)) => {
+                return Err(self.refused(&keys, "user+client", now, until).into());
+            }
+            Err(Reservation::Unavailable) => return Err(LoginRefused::Unavailable),
         };
         let reserved_ip = match self.reserve(&keys.ip, now, config.max_per_ip).await {
             Ok(reserved) => reserved,
-            Err(until) => {
+            Err(refusal) => {
                 if reserved_user_client {
                     self.release(&keys.user_client, now).await;
                 }
-                return Err(self.refused(&keys, "client", now, until));
+                return Err(match refusal {
+                    Reservation::Locked(until) => self.refused(&keys, "client", now, until).into(),
+                    Reservation::Unavailable => LoginRefused::Unavailable,
+                });
             }
         };
         let failures = if config.user_delay_after == 0 || config.max_user_delay.is_zero() {
@@ -231,8 +301,16 @@ impl AttemptTracker {
             match backend.state(&keys.user, now).await {
                 Ok(state) => state.count,
                 Err(error) => {
-                    tracing::warn!(%error, "attempt backend failed; no delay (fail open)");
-                    0
+                    tracing::warn!(%error, "attempt backend failed; login refused (fail closed)");
+                    for (reserved, key) in [
+                        (reserved_user_client, &keys.user_client),
+                        (reserved_ip, &keys.ip),
+                    ] {
+                        if reserved {
+                            self.release(key, now).await;
+                        }
+                    }
+                    return Err(LoginRefused::Unavailable);
                 }
             }
         };
@@ -368,17 +446,17 @@ impl AttemptTracker {
 
     /// Reserves on `key`: `Ok(true)` reserved, `Ok(false)` not counted (no limit, or the
     /// backend failed: fail open), `Err(until)` refused.
-    async fn reserve(&self, key: &str, now: u64, max: u32) -> Result<bool, u64> {
+    async fn reserve(&self, key: &str, now: u64, max: u32) -> Result<bool, Reservation> {
         if max == 0 {
             return Ok(false);
         }
         let policy = self.inner.config.policy(max);
         match self.inner.backend.reserve(key, now, policy).await {
             Ok(Ok(())) => Ok(true),
-            Ok(Err(until)) => Err(until.max(now + 1)),
+            Ok(Err(until)) => Err(Reservation::Locked(until.max(now + 1))),
             Err(error) => {
-                tracing::warn!(%error, "attempt backend failed; attempt not counted (fail open)");
-                Ok(false)
+                tracing::warn!(%error, "attempt backend failed; login refused (fail closed)");
+                Err(Reservation::Unavailable)
             }
         }
     }

@@ -44,7 +44,13 @@ async fn a_lock_out_aimed_at_a_victim_does_not_refuse_her_other_client() {
         for _ in 0..5 {
             fail(&t, "alice", attacker).await;
         }
-        let locked = t.begin_login("alice", attacker).await.unwrap_err();
+        let locked = t
+            .begin_login("alice", attacker)
+            .await
+            .unwrap_err()
+            .locked_out()
+            .copied()
+            .expect("locked out");
         assert_eq!(
             locked.retry_after,
             Duration::from_secs(900),
@@ -74,11 +80,20 @@ async fn a_client_is_refused_for_everyone_after_twenty_failures_across_users() {
     let locked = t
         .begin_login("fresh", ip("2001:db8:1:2::ffff"))
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .locked_out()
+        .copied()
+        .expect("locked out");
     assert_eq!(locked.retry_after_secs(), 900);
     clock.advance(MINUTE);
     assert_eq!(
-        t.begin_login("fresh", from).await.unwrap_err().retry_after,
+        t.begin_login("fresh", from)
+            .await
+            .unwrap_err()
+            .locked_out()
+            .copied()
+            .expect("locked out")
+            .retry_after,
         Duration::from_secs(840)
     );
     // Another /64 is another client.
@@ -154,7 +169,13 @@ async fn the_redis_backend_follows_the_same_rules() {
     for _ in 0..5 {
         fail(&t, "alice", attacker).await;
     }
-    let locked = t.begin_login("alice", attacker).await.unwrap_err();
+    let locked = t
+        .begin_login("alice", attacker)
+        .await
+        .unwrap_err()
+        .locked_out()
+        .copied()
+        .expect("locked out");
     assert!((899..=900).contains(&locked.retry_after_secs()));
     // Success clears the user+client count and releases the client's reservation.
     for _ in 0..30 {
@@ -329,12 +350,24 @@ async fn windows_and_lock_outs_expire_on_the_clock() {
     }
     // The sixth starts a lock-out of 15 minutes, which further attempts do not extend.
     assert_eq!(
-        t.begin_login("alice", from).await.unwrap_err().retry_after,
+        t.begin_login("alice", from)
+            .await
+            .unwrap_err()
+            .locked_out()
+            .copied()
+            .expect("locked out")
+            .retry_after,
         Duration::from_secs(900)
     );
     clock.advance(Duration::from_secs(899));
     assert_eq!(
-        t.begin_login("alice", from).await.unwrap_err().retry_after,
+        t.begin_login("alice", from)
+            .await
+            .unwrap_err()
+            .locked_out()
+            .copied()
+            .expect("locked out")
+            .retry_after,
         Duration::from_secs(1)
     );
     clock.advance(Duration::from_secs(1));
