@@ -47,29 +47,36 @@ fuzz_target!(|data: &[u8]| {
     check_config(config);
 });
 
-/// The common forms (`15m`), independently: `None` for anything else.
-fn expected_duration(input: &str) -> Option<Duration> {
+/// The common forms (`15m`), independently: `Some(None)` past what the parser can hold (it
+/// counts a span in `u64` seconds, or in `u64` nanoseconds for milliseconds, and refuses an
+/// overflow), `None` for anything else.
+fn expected_duration(input: &str) -> Option<Option<Duration>> {
     let s = input.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 || digits > 15 {
         return None;
     }
     let n: u64 = s[..digits].parse().ok()?;
-    let unit = match &s[digits..] {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
+    let secs = match &s[digits..] {
+        "ms" => {
+            let fits = n.checked_mul(1_000_000).is_some();
+            return Some(fits.then(|| Duration::from_millis(n)));
+        }
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
         _ => return None,
     };
-    n.checked_mul(unit).map(Duration::from_millis)
+    Some(n.checked_mul(secs).map(Duration::from_secs))
 }
 
 fn check_duration(input: &str) {
     let parsed = parse_duration(input);
-    if let Some(expected) = expected_duration(input) {
-        assert_eq!(parsed, Ok(expected), "{input:?}");
+    match expected_duration(input) {
+        Some(Some(expected)) => assert_eq!(parsed, Ok(expected), "{input:?}"),
+        Some(None) => assert!(parsed.is_err(), "{input:?} is past any duration: {parsed:?}"),
+        None => {}
     }
     if parsed.is_ok() {
         let calendar = input.split(|c: char| !c.is_alphabetic()).any(|unit| {
