@@ -27,7 +27,10 @@ use http_body_util::Empty;
 use tower::{Layer, Service, service_fn};
 
 use tjs_bench::{AsyncJwtCheck, Claims, JwtCheck, SECRET, session_config, validate_fn};
-use tower_jwt_session::{rate_limit::ClientRateLimitLayer, rate_limit::PeerAddr, rate_limit::RateLimitConfig, SessionManager};
+use tower_jwt_session::{
+    SessionManager, rate_limit::ClientRateLimitLayer, rate_limit::PeerAddr,
+    rate_limit::RateLimitConfig,
+};
 
 /// Polls a future that is expected to be ready at once.
 fn ready<F: Future>(f: F) -> F::Output {
@@ -99,9 +102,8 @@ fn main() {
     }
 
     // ---------------------------------------------------------------- the layers
-    let inner = service_fn(|_req: Req| async {
-        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
-    });
+    let inner =
+        service_fn(|_req: Req| async { Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new())) });
     // jwt-authorizer answers refusals with axum 0.7's response type, so its inner service
     // returns that (an empty body: no allocation).
     let inner07 = service_fn(|_req: Req| async {
@@ -122,22 +124,45 @@ fn main() {
     let mut async_require =
         tower_http::auth::AsyncRequireAuthorizationLayer::new(AsyncJwtCheck::<Empty<Bytes>>::new())
             .layer(inner);
-    let mut validate_header = tower_http::validate_request::ValidateRequestHeaderLayer::custom(
-        validate_fn::<Empty<Bytes>, Empty<Bytes>>(JwtCheck::new()),
-    )
-    .layer(inner);
+    let mut validate_header =
+        tower_http::validate_request::ValidateRequestHeaderLayer::custom(validate_fn::<
+            Empty<Bytes>,
+            Empty<Bytes>,
+        >(JwtCheck::new()))
+        .layer(inner);
     let mut bare_inner = inner;
 
     // Each one accepts the token (and the session layer's cache is warm).
     assert_eq!(ready(session.call(request(&bearer))).unwrap().status(), 200);
-    assert_eq!(ready(jwt_auth.call(request(&bearer))).unwrap().status(), 200);
-    assert_eq!(ready(async_require.call(request(&bearer))).unwrap().status(), 200);
-    assert_eq!(ready(validate_header.call(request(&bearer))).unwrap().status(), 200);
+    assert_eq!(
+        ready(jwt_auth.call(request(&bearer))).unwrap().status(),
+        200
+    );
+    assert_eq!(
+        ready(async_require.call(request(&bearer)))
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        ready(validate_header.call(request(&bearer)))
+            .unwrap()
+            .status(),
+        200
+    );
     // … and refuses a forged one.
     let forged = format!("Bearer {}x", &token[..token.len() - 1]);
     assert_eq!(ready(session.call(request(&forged))).unwrap().status(), 401);
-    assert_eq!(ready(jwt_auth.call(request(&forged))).unwrap().status(), 401);
-    assert_eq!(ready(async_require.call(request(&forged))).unwrap().status(), 401);
+    assert_eq!(
+        ready(jwt_auth.call(request(&forged))).unwrap().status(),
+        401
+    );
+    assert_eq!(
+        ready(async_require.call(request(&forged)))
+            .unwrap()
+            .status(),
+        401
+    );
 
     {
         let mut g = c.benchmark_group("layer");

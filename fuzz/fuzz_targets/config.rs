@@ -19,7 +19,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use tower_jwt_session::clock::ManualClock;
 use tower_jwt_session::config::{ENV_VARS, StoreSettings, parse_duration};
-use tower_jwt_session::{error::AuthError, SessionConfig, SessionManager};
+use tower_jwt_session::{SessionConfig, SessionManager, error::AuthError};
 
 use common::*;
 
@@ -75,7 +75,10 @@ fn check_duration(input: &str) {
     let parsed = parse_duration(input);
     match expected_duration(input) {
         Some(Some(expected)) => assert_eq!(parsed, Ok(expected), "{input:?}"),
-        Some(None) => assert!(parsed.is_err(), "{input:?} is past any duration: {parsed:?}"),
+        Some(None) => assert!(
+            parsed.is_err(),
+            "{input:?} is past any duration: {parsed:?}"
+        ),
         None => {}
     }
     if parsed.is_ok() {

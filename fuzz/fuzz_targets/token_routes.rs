@@ -67,8 +67,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let media = json_route_media(&request);
-    let service = tower_jwt_session::TokenRoutes::new(&manager)
-        .attempt_tracker(AttemptTracker::default());
+    let service =
+        tower_jwt_session::TokenRoutes::new(&manager).attempt_tracker(AttemptTracker::default());
     let response = runtime.block_on(service.oneshot(request)).unwrap();
     let status = response.status().as_u16();
     let allow = response.headers().get(http::header::ALLOW).cloned();

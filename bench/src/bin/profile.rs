@@ -58,23 +58,26 @@ fn main() {
             .unwrap()
     };
     let requests = || (0..n).map(|_| request()).collect::<Vec<_>>();
-    let inner = service_fn(|_req: Req| async {
-        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
-    });
+    let inner =
+        service_fn(|_req: Req| async { Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new())) });
 
     match what.as_str() {
         "decode12" => {
             let key = jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()).unwrap();
             let validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
             measure_loop(vec![(); n], &mut |()| {
-                black_box(jsonwebtoken::decode::<Claims>(black_box(&token), &key, &validation).unwrap());
+                black_box(
+                    jsonwebtoken::decode::<Claims>(black_box(&token), &key, &validation).unwrap(),
+                );
             });
         }
         "decode9" => {
             let key = jsonwebtoken9::DecodingKey::from_secret(SECRET.as_bytes());
             let validation = jsonwebtoken9::Validation::new(jsonwebtoken9::Algorithm::HS256);
             measure_loop(vec![(); n], &mut |()| {
-                black_box(jsonwebtoken9::decode::<Claims>(black_box(&token), &key, &validation).unwrap());
+                black_box(
+                    jsonwebtoken9::decode::<Claims>(black_box(&token), &key, &validation).unwrap(),
+                );
             });
         }
         "inner_only" => {
@@ -91,9 +94,10 @@ fn main() {
             });
         }
         "tower_http" => {
-            let mut svc = tower_http::auth::AsyncRequireAuthorizationLayer::new(
-                AsyncJwtCheck::<Empty<Bytes>>::new(),
-            )
+            let mut svc = tower_http::auth::AsyncRequireAuthorizationLayer::new(AsyncJwtCheck::<
+                Empty<Bytes>,
+            >::new(
+            ))
             .layer(inner);
             measure_loop(requests(), &mut |req| {
                 black_box(ready(svc.call(req)).unwrap());

@@ -75,7 +75,10 @@ fn main() {
                 .expect("create");
             if i % keep_every == 0 && kept < slots {
                 let token = pair.refresh_token.as_bytes();
-                assert!(token.len() <= TOKEN_SLOT, "refresh token longer than its slot");
+                assert!(
+                    token.len() <= TOKEN_SLOT,
+                    "refresh token longer than its slot"
+                );
                 buffer[kept * TOKEN_SLOT..kept * TOKEN_SLOT + token.len()].copy_from_slice(token);
                 lens[kept] = token.len();
                 kept += 1;

@@ -39,7 +39,9 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let url = args.next().expect("usage: scale_redis <redis-url> <size>...");
+    let url = args
+        .next()
+        .expect("usage: scale_redis <redis-url> <size>...");
     let sizes: Vec<usize> = args.map(|a| a.parse().expect("a size")).collect();
     let prefix = format!("tjsscale{}", std::process::id());
     let store = RedisStore::connect(

@@ -41,10 +41,8 @@ fn main() {
         match variant.as_str() {
             "bare" => {
                 use axum::{Json, Router, routing::get};
-                let app = Router::new().route(
-                    "/api/me",
-                    get(|| async { Json(Me { user_id: "alice" }) }),
-                );
+                let app =
+                    Router::new().route("/api/me", get(|| async { Json(Me { user_id: "alice" }) }));
                 println!("listening on http://{addr}");
                 axum::serve(listener, app).await.unwrap();
             }
@@ -113,10 +111,8 @@ fn main() {
             }
             "bare07" => {
                 use axum07::{Json, Router, routing::get};
-                let app = Router::new().route(
-                    "/api/me",
-                    get(|| async { Json(Me { user_id: "alice" }) }),
-                );
+                let app =
+                    Router::new().route("/api/me", get(|| async { Json(Me { user_id: "alice" }) }));
                 println!("listening on http://{addr}");
                 axum07::serve(listener, app).await.unwrap();
             }
