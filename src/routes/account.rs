@@ -115,9 +115,20 @@ impl TokenRoutes {
         }
     }
 
-    pub(super) async fn logout(&self, headers: &HeaderMap, everywhere: bool) -> Answer {
+    pub(super) async fn logout(
+        &self,
+        headers: &HeaderMap,
+        everywhere: bool,
+        tracked: Tracked<'_>,
+    ) -> Answer {
         let caller = match self.authenticate(headers).await {
             Ok(session) => session,
+            // Without a bearer token the layer accepts, `/logout` still ends the session the
+            // refresh cookie names: a browser in cookie mode whose access token has expired
+            // must not be left logged out on the page while the cookie keeps refreshing.
+            Err(refused) if !everywhere && refused.status() == StatusCode::UNAUTHORIZED => {
+                return self.logout_with_cookie(headers, refused, tracked).await;
+            }
             Err(res) => return res,
         };
         let result = if everywhere {
@@ -141,6 +152,43 @@ impl TokenRoutes {
             }
             Err(error) => session_error(&error),
         }
+    }
+
+    /// `/logout` without a usable bearer token: the session of the refresh cookie, taken under
+    /// the same CSRF rule as a cookie refresh (else 403). With no cookie, the bearer refusal
+    /// stands (401). A forged or malformed cookie is counted like a failed refresh and
+    /// answered with the bearer refusal; a cookie of a session that has already ended is
+    /// answered 200, as there is nothing left to end. Both clear the cookie.
+    async fn logout_with_cookie(
+        &self,
+        headers: &HeaderMap,
+        refused: Answer,
+        tracked: Tracked<'_>,
+    ) -> Answer {
+        let token = match self.refresh_cookie(headers) {
+            Ok(Some(token)) => token,
+            Ok(None) => return refused,
+            Err(forbidden) => return forbidden,
+        };
+        if let Err(locked) = refresh_allowed(tracked).await {
+            return locked;
+        }
+        let mut res = match self.manager.refresh_token_session(token) {
+            None => {
+                count_refresh_error(tracked, &SessionError::InvalidToken).await;
+                refused
+            }
+            Some(session_id) => match self.manager.revoke(session_id).await {
+                Ok(true) => success("Logged out", Empty {}),
+                Ok(false) => success("Already logged out", Empty {}),
+                Err(error) => return session_error(&error),
+            },
+        };
+        res.headers_mut().insert(
+            SET_COOKIE,
+            crate::cookie::clear_refresh_cookie(&self.manager),
+        );
+        res
     }
 }
 

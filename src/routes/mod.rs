@@ -7,7 +7,7 @@
 //! | `POST {prefix}/auto-refresh` `{accessToken, refreshToken}` | — | refreshes only when due |
 //! | `GET {prefix}/session-stats/{userId}` | Bearer | the user's live sessions (self or `admin`) |
 //! | `GET {prefix}/health` | — | `{status, store}`, 503 when the store is down |
-//! | `POST {prefix}/logout` | Bearer | ends the caller's session |
+//! | `POST {prefix}/logout` | Bearer, or the refresh cookie | ends the caller's session |
 //! | `POST {prefix}/logout-all` | Bearer | ends all the caller's sessions |
 //!
 //! The service accepts paths with or without the prefix, so it works both nested in axum
@@ -28,6 +28,11 @@
 //! stays out of reach of scripts.
 //! A client can also ask for that with `"refreshTokenDelivery": "cookie"` in the body of
 //! `refresh` and `auto-refresh`, as at [login](crate::login).
+//!
+//! `logout` ends the session of the bearer token; without one the layer accepts (an expired
+//! access token, say), it ends the session the refresh cookie names, under the same CSRF rule
+//! (403 without the proof). A cookie of a session already ended is answered 200; a forged one
+//! gets the bearer refusal (401) and is counted as a failed refresh. Both clear the cookie.
 //!
 //! ```
 //! use axum::{Router, routing::get};
@@ -70,7 +75,7 @@ use crate::manager::RevocationCache;
 use crate::manager::{SessionError, SessionManager, TokenPair};
 use crate::rate_limit::{AttemptTracker, ClientIp};
 use account::ValidateBody;
-use refresh::{AutoRefreshBody, RefreshBody, refresh_allowed};
+use refresh::{AutoRefreshBody, RefreshBody, Tracked, count_refresh_error, refresh_allowed};
 
 use crate::response::{
     Empty, Health, Revoked, SessionInfo, SessionStats, Success, TokenPairBody, TokenStatus,
@@ -263,8 +268,11 @@ impl TokenRoutes {
             }
             Route::SessionStats(user) => self.session_stats(&parts.headers, &user).await,
             Route::Health => self.health().await,
-            Route::Logout => self.logout(&parts.headers, false).await,
-            Route::LogoutAll => self.logout(&parts.headers, true).await,
+            Route::Logout => {
+                let tracked = self.refresh_tracking(&parts.extensions);
+                self.logout(&parts.headers, false, tracked).await
+            }
+            Route::LogoutAll => self.logout(&parts.headers, true, None).await,
         }
     }
 }

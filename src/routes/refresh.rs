@@ -12,11 +12,25 @@ impl TokenRoutes {
         if let Some(token) = body_token.filter(|t| !t.is_empty()) {
             return Ok((token, false));
         }
+        match self.refresh_cookie(headers)? {
+            Some(token) => Ok((token, true)),
+            None => Err(bad_request(
+                "refreshToken is required, in the JSON body or in the refresh cookie",
+            )),
+        }
+    }
+
+    /// The refresh cookie, if the request carries one, under the CSRF rule: a cookie is taken
+    /// only with an `X-Requested-With` header or an `Origin` in the allowed origins, else 403.
+    /// Every route that acts on the cookie alone (refresh, auto-refresh, logout) goes through
+    /// here.
+    pub(super) fn refresh_cookie<'a>(
+        &self,
+        headers: &'a HeaderMap,
+    ) -> Result<Option<&'a str>, Answer> {
         let config = self.manager.config();
         let Some(token) = crate::cookie::read(headers, config.cookies().name()) else {
-            return Err(bad_request(
-                "refreshToken is required, in the JSON body or in the refresh cookie",
-            ));
+            return Ok(None);
         };
         let requested_with = headers.contains_key("x-requested-with");
         let trusted_origin = headers
@@ -33,10 +47,10 @@ impl TokenRoutes {
             return Err(json_error(
                 StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
-                "refreshing with the cookie alone needs an X-Requested-With header or an allowed Origin",
+                "acting with the refresh cookie alone needs an X-Requested-With header or an allowed Origin",
             ));
         }
-        Ok((token, true))
+        Ok(Some(token))
     }
 
     pub(super) fn pair_response(

@@ -131,3 +131,129 @@ fn percent_decoding() {
     assert_eq!(percent_decode("%zz"), None);
     assert_eq!(percent_decode("%ff"), None);
 }
+
+/// `/logout` with the refresh cookie (issue 18, item 8): a browser in cookie mode whose access
+/// token has expired still ends its session, under the CSRF rule of a cookie refresh.
+mod cookie_logout {
+    use super::*;
+
+    fn cleared(headers: &HeaderMap) -> bool {
+        headers
+            .get(SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("tjs_refresh=;") && v.contains("Max-Age=0"))
+    }
+
+    async fn refresh_status(service: &TokenRoutes, refresh_token: &str) -> (StatusCode, Value) {
+        let body = json!({ "refreshToken": refresh_token }).to_string();
+        let headers = [("content-type", "application/json")];
+        let (status, _, body) = post(service, "/api/token/refresh", &headers, &body).await;
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn ends_the_session_the_cookie_names_when_the_bearer_is_missing_or_refused() {
+        for bearer in [None, Some("Bearer not-a-jwt")] {
+            let (service, pair) = setup().await;
+            let cookie = format!("tjs_refresh={}", pair.refresh_token);
+            let mut headers = vec![("cookie", cookie.as_str()), ("x-requested-with", "x")];
+            headers.extend(bearer.map(|b| ("authorization", b)));
+            let (status, res_headers, body) =
+                post(&service, "/api/token/logout", &headers, "").await;
+            assert_eq!(status, 200, "{bearer:?}: {body}");
+            assert_eq!(body["success"], true);
+            assert!(cleared(&res_headers), "{bearer:?}: {res_headers:?}");
+            // The cookie no longer refreshes, nor does the access token work.
+            let (status, body) = refresh_status(&service, &pair.refresh_token).await;
+            assert_eq!(status, 401, "{bearer:?}: {body}");
+            assert_eq!(body["error"], "token_revoked");
+            let auth = format!("Bearer {}", pair.access_token);
+            let (status, _, _) = post(
+                &service,
+                "/api/token/logout",
+                &[("authorization", auth.as_str())],
+                "",
+            )
+            .await;
+            assert_eq!(status, 401);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_allowed_origin_is_csrf_proof_too() {
+        let config = SessionConfig::new(SECRET)
+            .unwrap()
+            .allowed_origins(["https://app.example"]);
+        let manager = SessionManager::new(config).unwrap();
+        let pair = manager
+            .create_session("alice", &[] as &[String])
+            .await
+            .unwrap();
+        let service = TokenRoutes::new(&manager);
+        let cookie = format!("tjs_refresh={}", pair.refresh_token);
+        let headers = [
+            ("cookie", cookie.as_str()),
+            ("origin", "https://app.example"),
+        ];
+        let (status, res_headers, body) = post(&service, "/api/token/logout", &headers, "").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(cleared(&res_headers));
+        let (status, _) = refresh_status(&service, &pair.refresh_token).await;
+        assert_eq!(status, 401);
+    }
+
+    #[tokio::test]
+    async fn a_cookie_without_csrf_proof_is_refused_and_the_session_lives_on() {
+        let (service, pair) = setup().await;
+        let cookie = format!("tjs_refresh={}", pair.refresh_token);
+        for extra in [None, Some(("origin", "https://evil.example"))] {
+            let mut headers = vec![("cookie", cookie.as_str())];
+            headers.extend(extra);
+            let (status, res_headers, body) =
+                post(&service, "/api/token/logout", &headers, "").await;
+            assert_eq!(status, 403, "{extra:?}: {body}");
+            assert_eq!(body["error"], "forbidden");
+            assert!(res_headers.get(SET_COOKIE).is_none());
+        }
+        let (status, body) = refresh_status(&service, &pair.refresh_token).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_stale_cookie_is_cleared_and_a_forged_one_refused() {
+        let (service, pair) = setup().await;
+        let cookie = format!("tjs_refresh={}", pair.refresh_token);
+        let headers = [("cookie", cookie.as_str()), ("x-requested-with", "x")];
+        let (status, _, _) = post(&service, "/api/token/logout", &headers, "").await;
+        assert_eq!(status, 200);
+        // The session has ended already: nothing to end, and the cookie goes.
+        let (status, res_headers, body) = post(&service, "/api/token/logout", &headers, "").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(cleared(&res_headers));
+        // A cookie that names no session: the bearer refusal, a challenge, the cookie cleared.
+        for forged in ["tjs_refresh=garbage", "tjs_refresh=a.b.c"] {
+            let headers = [("cookie", forged), ("x-requested-with", "x")];
+            let (status, res_headers, body) =
+                post(&service, "/api/token/logout", &headers, "").await;
+            assert_eq!(status, 401, "{forged}: {body}");
+            assert_eq!(body["success"], false);
+            assert!(res_headers.contains_key(http::header::WWW_AUTHENTICATE));
+            assert!(cleared(&res_headers), "{forged}");
+        }
+        // No bearer and no cookie: 401 as before.
+        let (status, res_headers, _) = post(&service, "/api/token/logout", &[], "").await;
+        assert_eq!(status, 401);
+        assert!(res_headers.get(SET_COOKIE).is_none());
+    }
+
+    #[tokio::test]
+    async fn logout_all_still_needs_a_bearer_token() {
+        let (service, pair) = setup().await;
+        let cookie = format!("tjs_refresh={}", pair.refresh_token);
+        let headers = [("cookie", cookie.as_str()), ("x-requested-with", "x")];
+        let (status, _, _) = post(&service, "/api/token/logout-all", &headers, "").await;
+        assert_eq!(status, 401);
+        let (status, _) = refresh_status(&service, &pair.refresh_token).await;
+        assert_eq!(status, 200);
+    }
+}
