@@ -211,14 +211,19 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
-/// The `data` of `GET /health`: `{status: "ok", store}`.
+/// The `data` of `GET /health`: `{status, store, warnings?}`.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct Health {
-    /// `ok`.
+    /// `ok`, or `degraded` when the store answers but its setup can lose sessions or logouts
+    /// without an error (see `warnings`).
     pub status: &'static str,
     /// The kind of session store (`memory`, `redis`).
     pub store: &'static str,
+    /// What in the store's setup can lose sessions or logouts, for an operator; left out when
+    /// nothing can.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The `data` of `POST /logout-all`: how many sessions were ended.

@@ -54,6 +54,7 @@ pub struct RedisSettings {
     timeout: Duration,
     ca_cert: Option<Vec<u8>>,
     encryption_keys: Vec<Secret>,
+    accept_unsealed: bool,
 }
 
 /// Hand-written so that the output holds no secret (see the type's docs).
@@ -81,6 +82,7 @@ impl fmt::Debug for RedisSettings {
             timeout,
             ca_cert,
             encryption_keys,
+            accept_unsealed,
         } = self;
         f.debug_struct("RedisSettings")
             .field("urls", &Urls(urls))
@@ -88,6 +90,7 @@ impl fmt::Debug for RedisSettings {
             .field("timeout", timeout)
             .field("ca_cert", &ca_cert.as_ref().map(|pem| Length(pem.len())))
             .field("encryption_keys", encryption_keys)
+            .field("accept_unsealed", accept_unsealed)
             .finish()
     }
 }
@@ -113,6 +116,7 @@ impl RedisSettings {
             timeout: Duration::from_secs(1),
             ca_cert: None,
             encryption_keys: Vec::new(),
+            accept_unsealed: false,
         }
     }
 
@@ -176,6 +180,15 @@ impl RedisSettings {
                 });
             }
             None => {}
+        }
+        if let Some(accept) = env.flag("SESSION_ENCRYPTION_ACCEPT_UNSEALED")? {
+            if accept && redis.encryption_keys.is_empty() {
+                return Err(ConfigError::Missing {
+                    name: "SESSION_ENCRYPTION_KEY",
+                    hint: "SESSION_ENCRYPTION_ACCEPT_UNSEALED migrates records to sealing: set the key they are sealed with",
+                });
+            }
+            redis.accept_unsealed = accept;
         }
         Ok(redis)
     }
@@ -272,6 +285,35 @@ impl RedisSettings {
     /// The CA certificate (PEM) for `rediss://`, if one was given.
     pub fn ca_cert_pem(&self) -> Option<&[u8]> {
         self.ca_cert.as_deref()
+    }
+
+    /// Accepts, for one migration, records that carry no integrity seal: plaintext records
+    /// written before [`with_encryption_key`](Self::with_encryption_key) was set, and records
+    /// sealed by earlier releases of this crate (which sealed the user id and roles but not the
+    /// record's times and generation). Each is sealed whole on its next refresh. Off by default: with a
+    /// key, a record without a whole seal is refused as tampered
+    /// (`SESSION_ENCRYPTION_ACCEPT_UNSEALED=true`). Turn it on for one refresh-token lifetime
+    /// while turning sealing on or upgrading, then off again: while it is on, anyone who can
+    /// write to Redis can write a plaintext session.
+    ///
+    /// ```
+    /// use tower_jwt_session::config::RedisSettings;
+    ///
+    /// let redis = RedisSettings::new(["redis://127.0.0.1:6379"])
+    ///     .with_encryption_key(&[7; 32])?
+    ///     .with_unsealed_records_accepted(true);
+    /// assert!(redis.accepts_unsealed_records());
+    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// ```
+    pub fn with_unsealed_records_accepted(mut self, accept: bool) -> Self {
+        self.accept_unsealed = accept;
+        self
+    }
+
+    /// Whether records without a whole seal are accepted (see
+    /// [`with_unsealed_records_accepted`](Self::with_unsealed_records_accepted)).
+    pub fn accepts_unsealed_records(&self) -> bool {
+        self.accept_unsealed && !self.encryption_keys.is_empty()
     }
 
     /// Whether records are sealed (an encryption key is set).

@@ -205,6 +205,14 @@ impl SessionConfig {
         Ok(self)
     }
 
+    /// Accepts records without a whole seal for one migration
+    /// (`SESSION_ENCRYPTION_ACCEPT_UNSEALED`); see
+    /// [`RedisSettings::with_unsealed_records_accepted`](super::RedisSettings::with_unsealed_records_accepted).
+    pub fn unsealed_records_accepted(mut self, accept: bool) -> Self {
+        self.redis = self.redis.with_unsealed_records_accepted(accept);
+        self
+    }
+
     /// How long a "not revoked" answer is served from the in-process cache. The default is 1
     /// second.
     pub fn revocation_cache_ttl(mut self, ttl: Duration) -> Self {

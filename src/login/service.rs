@@ -293,7 +293,7 @@ impl<C: CredentialCheck> LoginService<C> {
             // While the store is down a right password gets 503 (no session can be made); a
             // wrong one must get the same answer, after the same wait, or an outage turns login
             // into a password oracle. Only failed logins pay for the probe.
-            let store = self.manager.health().await;
+            let store = self.manager.ping().await;
             if let Some(attempt) = attempt {
                 self.attempts.login_failed(attempt).await;
             }

@@ -331,11 +331,19 @@ impl SessionManager {
             .await?)
     }
 
-    /// Checks that the store answers.
+    /// Checks that the store answers, and returns what in its setup can lose sessions or
+    /// logouts without an error (a Redis that evicts keys when full), each said for an
+    /// operator; empty when nothing can.
     ///
     /// # Errors
-    /// [`SessionError::Unavailable`] when it does not.
-    pub async fn health(&self) -> Result<(), SessionError> {
+    /// [`SessionError::Unavailable`] when the store does not answer.
+    pub async fn health(&self) -> Result<Vec<String>, SessionError> {
+        self.ping().await?;
+        Ok(self.timed("warnings", self.inner.store.warnings()).await?)
+    }
+
+    /// Checks that the store answers, in one round trip.
+    pub(crate) async fn ping(&self) -> Result<(), SessionError> {
         Ok(self.timed("ping", self.inner.store.ping()).await?)
     }
 

@@ -6,7 +6,7 @@ use crate::clock::{Clock as _, ManualClock};
 use crate::config::SessionLimitPolicy;
 use crate::config::{ConfigError, RedisSettings};
 use crate::error::ErrorCode;
-use crate::store::{MemoryStore, ReuseKind};
+use crate::store::{MemoryStore, ReuseKind, StoreError};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -550,4 +550,52 @@ async fn connect_picks_the_store_the_configuration_names() {
         let pair = redis.create_session("alice", &["user"]).await.unwrap();
         assert!(redis.refresh(&pair.refresh_token).await.is_ok());
     }
+}
+
+/// Two applications signing with different keys on one Redis prefix would evict, list and
+/// revoke each other's sessions: the second to start is refused, naming the prefix. Restarts,
+/// a key rotation (the old key listed as previous) and a rollback from it are the same
+/// application.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_second_application_on_one_redis_prefix_is_refused() {
+    use crate::store::redis::redis_server;
+    let url = redis_server::single().urls[0].clone();
+    let prefix = redis_server::unique_prefix("owners");
+    let app = |secret: &str, previous: Option<&str>| {
+        let mut config = SessionConfig::new(secret)
+            .unwrap()
+            .with_redis(RedisSettings::new([url.clone()]).with_key_prefix(&prefix));
+        if let Some(previous) = previous {
+            config = config.previous_secret(previous).unwrap();
+        }
+        SessionManager::connect(config)
+    };
+    let (a, b, c) = (SECRET, "b".repeat(32), "c".repeat(32));
+    let first = app(a, None).await.unwrap();
+    let pair = first.create_session("alice", &["user"]).await.unwrap();
+    assert!(app(a, None).await.is_ok(), "a restart");
+
+    match app(&b, None).await {
+        Err(StartupError::Store(StoreError::Misconfigured(message))) => {
+            assert!(message.contains(&format!("`{prefix}`")), "{message}");
+            assert!(message.contains("REDIS_KEY_PREFIX"), "{message}");
+            assert!(!message.contains(&b) && !message.contains(a), "{message}");
+        }
+        other => panic!("a second application started: {other:?}"),
+    }
+    assert!(
+        first.refresh(&pair.refresh_token).await.is_ok(),
+        "untouched"
+    );
+
+    assert!(app(&b, Some(a)).await.is_ok(), "a key rotation");
+    assert!(app(a, None).await.is_ok(), "a rollback of the rotation");
+    assert!(
+        matches!(
+            app(&c, None).await,
+            Err(StartupError::Store(StoreError::Misconfigured(_)))
+        ),
+        "a third application"
+    );
 }

@@ -104,11 +104,16 @@ impl TokenRoutes {
 
     pub(super) async fn health(&self) -> Answer {
         match self.manager.health().await {
-            Ok(()) => success(
+            Ok(warnings) => success(
                 "ok",
                 Health {
-                    status: "ok",
+                    status: if warnings.is_empty() {
+                        "ok"
+                    } else {
+                        "degraded"
+                    },
                     store: self.manager.store_kind(),
+                    warnings,
                 },
             ),
             Err(error) => session_error(&error),

@@ -374,6 +374,13 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// What in the store's own setup can lose sessions or logouts without an error, each said
+    /// for an operator (a Redis that evicts keys under memory pressure, say): health reports
+    /// show them. None by default.
+    async fn warnings(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// A short name for health reports: `memory`, `redis`.
     fn kind(&self) -> &'static str;
 }

@@ -48,6 +48,20 @@ impl RefreshKeys {
         )
     }
 
+    /// Fingerprints of the keys, current first (hex, 128 bits each): what a shared store
+    /// remembers of the application that uses it, telling nothing of the keys themselves.
+    pub(crate) fn owner_fingerprints(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|key| {
+                let mut mac = key.clone();
+                mac.update(b"tower-jwt-session store owner v1");
+                let digest = mac.finalize().into_bytes();
+                digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+            })
+            .collect()
+    }
+
     /// Writes a refresh token for `claims`, MAC'd with the current key.
     pub(crate) fn mint(&self, claims: &RefreshClaims) -> String {
         let mut mac = self.0[0].clone();

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use redis::{FromRedisValue, Value};
 
-use super::sealing::{Cipher, SealedData, record_aad, sealed_part_name};
+use super::sealing::{
+    Cipher, SEAL_VERSION, SealedData, SealedDataV1, record_aad, sealed_part_name,
+};
 use crate::clock::Clock as _;
 use crate::session::SessionId;
 use crate::store::{SessionRecord, StoreError};
@@ -14,7 +16,8 @@ pub(super) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
-/// The data fields of a record: sealed together when a key is configured.
+/// The data fields of a record: its user id and roles in clear without a key; with a key,
+/// the whole record (data, times, generation) sealed together, in parts.
 pub(super) fn data_fields(
     cipher: Option<&Cipher>,
     record: &SessionRecord,
@@ -29,9 +32,15 @@ pub(super) fn data_fields(
     let plain = serde_json::to_vec(&SealedData {
         u: record.user_id.clone(),
         r: record.roles.clone(),
+        c: record.created_at,
+        a: record.last_active_at,
+        e: record.expires_at,
+        g: record.generation,
+        x: record.refresh_expires_at,
+        p: record.purge_at,
     })
     .map_err(|_| corrupt("record data"))?;
-    let sealed = cipher.seal(&record_aad(record.session_id), &plain);
+    let sealed = cipher.seal(&record_aad(SEAL_VERSION, record.session_id), &plain);
     // In parts of at most 64 bytes: a longer value would make Redis give up its compact
     // encoding for the whole hash (hash-max-listpack-value), which costs hundreds of bytes a
     // session. Base64 is ASCII: every cut falls between characters.
@@ -46,8 +55,21 @@ pub(super) fn data_fields(
         .collect())
 }
 
+/// The fields the Lua scripts read, in clear: creation, last activity, end, generation,
+/// refresh-token end, purge time.
+pub(super) fn time_fields(record: &SessionRecord) -> [(&'static str, u64); 6] {
+    [
+        ("c", record.created_at),
+        ("a", record.last_active_at),
+        ("e", record.expires_at),
+        ("g", record.generation),
+        ("x", record.refresh_expires_at),
+        ("p", record.purge_at),
+    ]
+}
+
 /// The sealed value of a record, joined from its parts, if it has one.
-fn sealed_value(fields: &[(String, String)]) -> Option<String> {
+pub(super) fn sealed_value(fields: &[(String, String)]) -> Option<String> {
     let part = |name: &str| {
         fields
             .iter()
@@ -66,44 +88,111 @@ fn sealed_value(fields: &[(String, String)]) -> Option<String> {
     })
 }
 
-/// A record from its hash fields, or `None` when its sealed data does not open (a wrong key,
-/// a swapped or tampered record): that is no session, and it is counted. The second value
-/// says whether the data should be sealed again with the current key.
+/// No session: a record that is not what this crate wrote. Counted and logged, never trusted.
+fn refused(sid: SessionId, why: &str) -> Option<(SessionRecord, bool)> {
+    crate::telemetry::unreadable_record();
+    tracing::warn!(session_id = %sid, why, "a session record failed its integrity check: treated as no session");
+    None
+}
+
+/// A record from its hash fields, or `None` when it is not what this crate wrote: with a key,
+/// a seal that does not open (a wrong key, a swapped record), clear fields that disagree with
+/// the seal, or no whole seal at all (unless unsealed records are accepted for a migration).
+/// That is no session, and it is counted. The second value says whether the record should be
+/// sealed again (with the current key, or whole).
 pub(super) fn decode(
     cipher: Option<&Cipher>,
     sid: SessionId,
     fields: &[(String, String)],
     pttl: i64,
 ) -> Result<Option<(SessionRecord, bool)>, StoreError> {
-    let sealed = sealed_value(fields);
-    let (data, reseal) = match (sealed.as_deref(), cipher) {
-        (Some(sealed), Some(cipher)) => match cipher.open(&record_aad(sid), sealed) {
-            Some((plain, old_key)) => match serde_json::from_slice::<SealedData>(&plain) {
-                Ok(data) => (Some(data), old_key),
-                Err(_) => (None, false),
-            },
-            None => (None, false),
-        },
-        (Some(_), None) => (None, false),
-        // A plaintext record (written before sealing was turned on) is sealed on next write.
-        (None, cipher) => (None, cipher.is_some()),
+    let Some(cipher) = cipher else {
+        if sealed_value(fields).is_some() {
+            return Ok(refused(
+                sid,
+                "the record is sealed but no key is configured",
+            ));
+        }
+        return parse_record(sid, fields, pttl, None).map(|r| Some((r, false)));
     };
-    if sealed.is_some() && data.is_none() {
-        crate::telemetry::unreadable_record();
-        tracing::warn!(session_id = %sid, "a sealed session record failed to open: treated as no session");
-        return Ok(None);
+    let Some(sealed) = sealed_value(fields) else {
+        if cipher.accepts_unsealed() {
+            return parse_record(sid, fields, pttl, None).map(|r| Some((r, true)));
+        }
+        return Ok(refused(sid, "the record has no seal"));
+    };
+    let Some(opened) = cipher.open(|version| record_aad(version, sid), &sealed) else {
+        return Ok(refused(sid, "the seal does not open"));
+    };
+    if opened.version == 1 {
+        if !cipher.accepts_unsealed() {
+            return Ok(refused(
+                sid,
+                "the record was sealed without its times by an earlier release",
+            ));
+        }
+        let Ok(data) = serde_json::from_slice::<SealedDataV1>(&opened.plain) else {
+            return Ok(refused(sid, "the seal holds no record data"));
+        };
+        return parse_record(sid, fields, pttl, Some((data.u, data.r))).map(|r| Some((r, true)));
     }
-    parse_record(sid, fields, pttl, data).map(|r| Some((r, reseal)))
+    let Ok(data) = serde_json::from_slice::<SealedData>(&opened.plain) else {
+        return Ok(refused(sid, "the seal holds no record data"));
+    };
+    Ok(sealed_record(sid, fields, data).map(|r| (r, opened.old_key)))
 }
 
-/// A record from its hash fields and its key's remaining lifetime (`PTTL`, in ms). The purge time
-/// is the key's expiry, the rotation time is the last activity, and `v` is present only once
-/// revoked: fewer fields, fewer bytes per session.
+/// A whole-sealed record, if its clear fields agree with its seal.
+fn sealed_record(
+    sid: SessionId,
+    fields: &[(String, String)],
+    data: SealedData,
+) -> Option<SessionRecord> {
+    let record = SessionRecord {
+        session_id: sid,
+        user_id: data.u,
+        roles: data.r,
+        created_at: data.c,
+        last_active_at: data.a,
+        expires_at: data.e,
+        generation: data.g,
+        rotated_at: data.a,
+        refresh_expires_at: data.x,
+        revoked_at: None,
+        purge_at: data.p,
+    };
+    let clear = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| parse_number(v))
+    };
+    let agrees = time_fields(&record)
+        .iter()
+        .all(|(name, value)| clear(name) == Some(*value));
+    // This crate deletes an ended session's record; it never marks a sealed one `v`.
+    if !agrees || fields.iter().any(|(k, _)| k == "v") {
+        return refused(sid, "the clear fields disagree with the seal").map(|(r, _)| r);
+    }
+    Some(record)
+}
+
+/// A number as Redis hands it back: an integer, or a float a Lua script wrote.
+fn parse_number(v: &str) -> Option<u64> {
+    v.parse::<u64>()
+        .ok()
+        .or_else(|| v.parse::<f64>().ok().map(|f| f as u64))
+}
+
+/// A record from its clear hash fields and its key's remaining lifetime (`PTTL`, in ms), with
+/// its user id and roles from `data` when a version-1 seal held them. The purge time is the
+/// key's expiry, the rotation time is the last activity, and `v` is present only once revoked
+/// (by older versions): fewer fields, fewer bytes per session.
 fn parse_record(
     sid: SessionId,
     fields: &[(String, String)],
     pttl: i64,
-    sealed: Option<SealedData>,
+    data: Option<(String, Vec<String>)>,
 ) -> Result<SessionRecord, StoreError> {
     let map: HashMap<&str, &str> = fields
         .iter()
@@ -115,16 +204,14 @@ fn parse_record(
             .ok_or_else(|| corrupt(&format!("field {k} missing")))
     };
     let parse = |k: &str, v: &str| -> Result<u64, StoreError> {
-        v.parse::<u64>()
-            .or_else(|_| v.parse::<f64>().map(|f| f as u64))
-            .map_err(|_| corrupt(&format!("field {k} is not a number")))
+        parse_number(v).ok_or_else(|| corrupt(&format!("field {k} is not a number")))
     };
     let num = |k: &str| parse(k, text(k)?);
     let last_active_at = num("a")?;
     let expires_at = num("e")?;
     let now = crate::clock::SystemClock.now_ms();
-    let (user_id, roles) = match sealed {
-        Some(data) => (data.u, data.r),
+    let (user_id, roles) = match data {
+        Some(data) => data,
         None => (
             text("u")?.to_owned(),
             serde_json::from_str(text("r")?).map_err(|_| corrupt("roles are not a JSON array"))?,

@@ -21,11 +21,37 @@ pub(super) fn sealed_part_name(index: usize) -> String {
     }
 }
 
-/// What a sealed record holds.
-#[derive(serde::Serialize, serde::Deserialize)]
+/// The seal's format: 2 seals the whole record (data, times and generation); 1, written by
+/// earlier releases, sealed the user id and roles only.
+pub(super) const SEAL_VERSION: u8 = 2;
+
+/// What a sealed record holds: everything a rule reads. The hash also keeps the times in clear
+/// for the Lua scripts that sort and sweep a user's sessions; a record whose clear fields
+/// disagree with its seal is tampered with.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
 pub(super) struct SealedData {
     pub(super) u: String,
     pub(super) r: Vec<String>,
+    pub(super) c: u64,
+    pub(super) a: u64,
+    pub(super) e: u64,
+    pub(super) g: u64,
+    pub(super) x: u64,
+    pub(super) p: u64,
+}
+
+/// What a version-1 seal holds.
+#[derive(serde::Deserialize)]
+pub(super) struct SealedDataV1 {
+    pub(super) u: String,
+    pub(super) r: Vec<String>,
+}
+
+/// A sealed value opened: its plaintext, its format, and whether a previous key sealed it.
+pub(super) struct Opened {
+    pub(super) plain: Vec<u8>,
+    pub(super) version: u8,
+    pub(super) old_key: bool,
 }
 
 /// Seals the data fields of records (user id and roles) and hashes user ids in key names.
@@ -34,11 +60,14 @@ pub(crate) struct Cipher {
     seal: Vec<(u8, XChaCha20Poly1305)>,
     /// Keys for hashing user ids into key names, the current key's first.
     names: Vec<Hmac<Sha256>>,
+    /// Records without a whole seal are accepted (one migration), not refused.
+    accept_unsealed: bool,
 }
 
-/// The associated data of a sealed record: the session id, so records cannot be swapped.
-pub(super) fn record_aad(sid: SessionId) -> Vec<u8> {
-    let mut aad = b"tjs-record-v1:".to_vec();
+/// The associated data of a sealed record of format `version`: the session id, so records
+/// cannot be swapped.
+pub(super) fn record_aad(version: u8, sid: SessionId) -> Vec<u8> {
+    let mut aad = format!("tjs-record-v{version}:").into_bytes();
     aad.extend_from_slice(sid.as_bytes());
     aad
 }
@@ -51,7 +80,8 @@ fn derive(key: &[u8], label: &[u8]) -> impl AsRef<[u8]> {
 
 impl Cipher {
     /// The cipher for `keys` (current first), or `None` without keys: records stay plaintext.
-    pub(crate) fn new(keys: &[Secret]) -> Option<Self> {
+    /// `accept_unsealed` accepts records without a whole seal, for one migration.
+    pub(crate) fn new(keys: &[Secret], accept_unsealed: bool) -> Option<Self> {
         if keys.is_empty() {
             return None;
         }
@@ -73,11 +103,22 @@ impl Cipher {
                     <Hmac<Sha256>>::new_from_slice(key.as_ref()).expect("HMAC takes any key")
                 })
                 .collect(),
+            accept_unsealed,
         })
     }
 
-    /// `base64url(version | key id | nonce | ciphertext and tag)`.
+    /// Whether records without a whole seal are accepted (one migration).
+    pub(super) fn accepts_unsealed(&self) -> bool {
+        self.accept_unsealed
+    }
+
+    /// `base64url(version | key id | nonce | ciphertext and tag)`, in the current format.
     pub(super) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> String {
+        self.seal_as(SEAL_VERSION, aad, plaintext)
+    }
+
+    /// [`seal`](Self::seal) in format `version` (tests write the formats of earlier releases).
+    pub(super) fn seal_as(&self, version: u8, aad: &[u8], plaintext: &[u8]) -> String {
         let (id, cipher) = &self.seal[0];
         let nonce: [u8; 24] = random_bytes();
         let sealed = cipher
@@ -89,19 +130,21 @@ impl Cipher {
                 },
             )
             .expect("XChaCha20-Poly1305 seals any length we write");
-        let mut out = vec![1u8, *id];
+        let mut out = vec![version, *id];
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
         URL_SAFE_NO_PAD.encode(out)
     }
 
-    /// The plaintext, and whether it was sealed with a previous key (so it should be sealed
-    /// again with the current one).
-    pub(super) fn open(&self, aad: &[u8], sealed: &str) -> Option<(Vec<u8>, bool)> {
+    /// The plaintext of a value sealed in format 1 or 2, with the associated data `aad` gives
+    /// for its format; `None` when no key opens it (wrong key, tampered, unknown format).
+    pub(super) fn open(&self, aad: impl Fn(u8) -> Vec<u8>, sealed: &str) -> Option<Opened> {
         let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
-        if bytes.len() < 2 + 24 + 16 || bytes[0] != 1 {
+        let version = *bytes.first()?;
+        if bytes.len() < 2 + 24 + 16 || !(1..=SEAL_VERSION).contains(&version) {
             return None;
         }
+        let aad = aad(version);
         let nonce: [u8; 24] = bytes[2..26].try_into().ok()?;
         self.seal
             .iter()
@@ -110,12 +153,16 @@ impl Cipher {
             .find_map(|(i, (_, cipher))| {
                 let payload = Payload {
                     msg: &bytes[26..],
-                    aad,
+                    aad: &aad,
                 };
                 cipher
                     .decrypt(&nonce.into(), payload)
                     .ok()
-                    .map(|plain| (plain, i > 0))
+                    .map(|plain| Opened {
+                        plain,
+                        version,
+                        old_key: i > 0,
+                    })
             })
     }
 

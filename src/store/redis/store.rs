@@ -10,13 +10,14 @@ use redis::{Client, FromRedisValue, Script, ScriptInvocation, Value};
 
 use super::connection::{RedisConnection, client_for};
 use super::keys::KeyNames;
-use super::record::{corrupt, data_fields, decode, pairs, sid_of};
+use super::record::{corrupt, data_fields, decode, pairs, sid_of, time_fields};
 use super::sealing::Cipher;
 use crate::config::{RedisSettings, SessionLimitPolicy};
 use crate::session::{SessionId, random_bytes};
 use crate::store::{
     CreateOutcome, Lifetimes, ReuseKind, RevocationEvent, RevocationSink, RotateOutcome,
-    RotateRequest, SessionLimit, SessionRecord, SessionStore, StoreError,
+    RotateRequest, RotationDecision, SessionLimit, SessionRecord, SessionStore, StoreError,
+    apply_rotation, decide_rotation,
 };
 
 struct Scripts {
@@ -26,6 +27,8 @@ struct Scripts {
     revoke: Script,
     revoke_all: Script,
     list: Script,
+    apply: Script,
+    claim: Script,
 }
 
 impl Scripts {
@@ -37,6 +40,8 @@ impl Scripts {
             revoke: Script::new(include_str!("lua/revoke.lua")),
             revoke_all: Script::new(include_str!("lua/revoke_all.lua")),
             list: Script::new(include_str!("lua/list.lua")),
+            apply: Script::new(include_str!("lua/apply.lua")),
+            claim: Script::new(include_str!("lua/claim.lua")),
         }
     }
 }
@@ -90,7 +95,10 @@ impl RedisStore {
             settings.urls(),
             settings.key_prefix(),
             settings.timeout(),
-            Cipher::new(settings.encryption_keys()),
+            Cipher::new(
+                settings.encryption_keys(),
+                settings.accepts_unsealed_records(),
+            ),
             settings.ca_cert_pem(),
         )
         .await
@@ -133,7 +141,7 @@ impl RedisStore {
         self.redis.names()
     }
 
-    fn cipher(&self) -> Option<&Cipher> {
+    pub(super) fn cipher(&self) -> Option<&Cipher> {
         self.names().cipher()
     }
 
@@ -148,9 +156,9 @@ impl RedisStore {
             (None, Some(_)) => return Err(StoreError::Misconfigured(
                 "session records in Redis are sealed, but SESSION_ENCRYPTION_KEY is not set".to_owned(),
             )),
-            (Some(cipher), Some(marker)) => match cipher.open(b"tjs-keycheck", &marker) {
-                Some((_, false)) => return Ok(()),
-                Some((_, true)) => cipher.seal(b"tjs-keycheck", b"ok"),
+            (Some(cipher), Some(marker)) => match cipher.open(|_| b"tjs-keycheck".to_vec(), &marker) {
+                Some(opened) if !opened.old_key => return Ok(()),
+                Some(_) => cipher.seal(b"tjs-keycheck", b"ok"),
                 None => return Err(StoreError::Misconfigured(
                     "SESSION_ENCRYPTION_KEY (and SESSION_ENCRYPTION_PREVIOUS_KEYS) do not open the session records already in Redis".to_owned(),
                 )),
@@ -161,24 +169,135 @@ impl RedisStore {
             .await
     }
 
-    /// Seals a record's data again with the current key (after it was read with an old one).
-    async fn reseal(&self, record: &SessionRecord) {
-        let Ok(fields) = data_fields(self.cipher(), record) else {
-            return;
+    /// Claims this store's key prefix for the application whose signing keys have the
+    /// fingerprints `owner` (the current key's first, then previous keys'), as
+    /// [`SessionManager::connect`](crate::SessionManager::connect) does at startup. Two
+    /// applications with different keys on one prefix would evict, list and revoke each other's
+    /// sessions; the second one to start is refused instead. A fingerprint not seen for
+    /// `retention` (the longest a session lives) is forgotten. Call it yourself when you build a
+    /// manager on a store you connected.
+    ///
+    /// # Errors
+    /// [`StoreError::Misconfigured`] naming the prefix when an application with none of these
+    /// keys has used it within `retention`; [`StoreError`] when Redis cannot be reached.
+    pub async fn claim(
+        &self,
+        owner: &[String],
+        now: std::time::SystemTime,
+        retention: Duration,
+    ) -> Result<(), StoreError> {
+        let Some(first) = owner.first() else {
+            return Ok(());
         };
-        let key = self.names().record_key(record.session_id);
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(&key);
-        for (k, v) in &fields {
-            cmd.arg(k).arg(v);
+        let now = crate::clock::unix_ms(now);
+        let mut invocation = self.scripts.claim.key(self.names().plain("owners"));
+        invocation
+            .arg(now)
+            .arg(now.saturating_sub(crate::clock::duration_ms(retention)))
+            .arg(first);
+        for previous in &owner[1..] {
+            invocation.arg(previous);
         }
-        if let Err(error) = self.command::<()>(&cmd).await {
-            tracing::debug!(%error, "re-sealing a session record failed; it is retried on the next write");
-        } else if fields.first().is_some_and(|(k, _)| k == "d") {
-            let _ = self
-                .command::<()>(redis::cmd("HDEL").arg(&key).arg("u").arg("r"))
-                .await;
+        let claimed: i64 = self.run(&invocation).await?;
+        if claimed == 1 {
+            return Ok(());
         }
+        let prefix = self.names().prefix();
+        Err(StoreError::Misconfigured(format!(
+            "REDIS_KEY_PREFIX `{prefix}` holds the sessions of an application signing with \
+             another key: two applications on one prefix would evict, list and revoke each \
+             other's sessions. Give each application its own REDIS_KEY_PREFIX. If you replaced \
+             JWT_SECRET, list the old one in JWT_PREVIOUS_SECRETS, or delete the key \
+             `{prefix}:owners` to let every session of the old key go"
+        )))
+    }
+
+    /// Runs `action` on the record of `sid` if it is still as `read` (its first sealed part
+    /// and its generation `generation`): `false` when it changed or went away meanwhile.
+    async fn apply(
+        &self,
+        sid: SessionId,
+        read: &[(String, String)],
+        generation: u64,
+        action: Action<'_>,
+    ) -> Result<bool, StoreError> {
+        let expected = read
+            .iter()
+            .find(|(k, _)| k == "d")
+            .map_or("", |(_, v)| v.as_str());
+        let mut invocation = self.scripts.apply.key(self.names().record_key(sid));
+        invocation
+            .arg(expected)
+            .arg(generation)
+            .arg(match action {
+                Action::Write(_) => "write",
+                Action::Drop => "drop",
+            })
+            .arg(&self.channel)
+            .arg(sid.to_string())
+            .arg(self.names().index_prefix(&sid.as_bytes()[..4]));
+        if let Action::Write(record) = action {
+            invocation.arg(record.purge_at);
+            for (name, value) in time_fields(record) {
+                invocation.arg(name).arg(value);
+            }
+            for (name, value) in data_fields(self.cipher(), record)? {
+                invocation.arg(name).arg(value);
+            }
+        }
+        let applied: i64 = self.run(&invocation).await?;
+        Ok(applied == 1)
+    }
+
+    /// [`SessionStore::rotate`] on sealed records: a script cannot open a seal, so the rule is
+    /// decided here on the opened record ([`decide_rotation`]) and applied by a
+    /// compare-and-set script; a record that changed in between is read again.
+    async fn rotate_sealed(&self, req: RotateRequest) -> Result<RotateOutcome, StoreError> {
+        let sid = req.session_id;
+        for _ in 0..MAX_SEALED_ATTEMPTS {
+            let invocation = self.scripts.get.key(self.names().record_key(sid));
+            let (fields, pttl): (Vec<Value>, i64) = self.run(&invocation).await?;
+            if fields.is_empty() {
+                return Ok(RotateOutcome::NotFound);
+            }
+            let fields = pairs(&fields)?;
+            let Some((record, _)) = decode(self.cipher(), sid, &fields, pttl)? else {
+                return Ok(RotateOutcome::NotFound);
+            };
+            let drop = |outcome| (Some(Action::Drop), outcome);
+            let decision = decide_rotation(&record, &req);
+            let mut next = record.clone();
+            apply_rotation(&mut next, decision, req.now);
+            let (action, outcome) = if req.now > record.purge_at {
+                drop(RotateOutcome::NotFound)
+            } else {
+                match decision {
+                    RotationDecision::Revoked => drop(RotateOutcome::Revoked),
+                    RotationDecision::Reuse(kind) => {
+                        drop(RotateOutcome::Reused(next.clone(), kind))
+                    }
+                    RotationDecision::Rotate { .. } => (
+                        Some(Action::Write(&next)),
+                        RotateOutcome::Rotated(next.clone()),
+                    ),
+                    RotationDecision::Grace => (None, RotateOutcome::Grace(record.clone())),
+                    RotationDecision::SessionExpired => (None, RotateOutcome::SessionExpired),
+                    RotationDecision::TokenExpired => (None, RotateOutcome::TokenExpired),
+                    RotationDecision::NotFound => (None, RotateOutcome::NotFound),
+                }
+            };
+            match action {
+                None => return Ok(outcome),
+                Some(action) => {
+                    if self.apply(sid, &fields, record.generation, action).await? {
+                        return Ok(outcome);
+                    }
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the session changed under every attempt to rotate it".to_owned(),
+        ))
     }
 
     async fn run<T: FromRedisValue>(
@@ -305,6 +424,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn rotate(&self, req: RotateRequest) -> Result<RotateOutcome, StoreError> {
+        if self.cipher().is_some() {
+            return self.rotate_sealed(req).await;
+        }
         let sid = req.session_id;
         let mut invocation = self.scripts.rotate.key(self.names().record_key(sid));
         invocation
@@ -331,7 +453,7 @@ impl SessionStore for RedisStore {
             _ => None,
         };
         // A record whose sealed data does not open is no session.
-        let Some((record, reseal)) = decoded else {
+        let Some((record, _)) = decoded else {
             return Ok(match status.as_str() {
                 "revoked" => RotateOutcome::Revoked,
                 "session_expired" => RotateOutcome::SessionExpired,
@@ -342,10 +464,6 @@ impl SessionStore for RedisStore {
                 _ => return Err(corrupt("rotate reply")),
             });
         };
-        // A reused session's record is already deleted: sealing it again would bring it back.
-        if reseal && matches!(status.as_str(), "rotated" | "grace") {
-            self.reseal(&record).await;
-        }
         rotate_outcome(&status, record, req.now)
     }
 
@@ -416,10 +534,52 @@ impl SessionStore for RedisStore {
         }
     }
 
+    /// A Redis with a memory limit and any eviction policy but `noeviction` deletes keys when
+    /// full, and every key here has a lifetime, so even the `volatile-*` policies pick them: a
+    /// logout, a user's index or a whole session can vanish without an error. Asked of every
+    /// node of a cluster's connection (`INFO memory`, which managed services allow where they
+    /// rename `CONFIG`).
+    async fn warnings(&self) -> Result<Vec<String>, StoreError> {
+        let info: String = self.command(redis::cmd("INFO").arg("memory")).await?;
+        Ok(eviction_warning(&info).into_iter().collect())
+    }
+
     fn kind(&self) -> &'static str {
         "redis"
     }
 }
+
+/// The warning for a Redis whose `INFO memory` says it evicts keys when full.
+pub(super) fn eviction_warning(info: &str) -> Option<String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let limit = field("maxmemory")?.parse::<u64>().ok()?;
+    let policy = field("maxmemory_policy")?;
+    (limit > 0 && policy != "noeviction").then(|| {
+        format!(
+            "Redis evicts keys when it reaches maxmemory ({limit} bytes, maxmemory-policy \
+             {policy}): sessions, user indexes and logouts can vanish without an error; set \
+             maxmemory-policy noeviction (docs/deployment.md)"
+        )
+    })
+}
+
+/// What [`RedisStore::apply`] does to a sealed record.
+#[derive(Clone, Copy)]
+enum Action<'a> {
+    /// Write this record, sealed anew.
+    Write(&'a SessionRecord),
+    /// Delete it, take it out of its user's index, and publish its revocation.
+    Drop,
+}
+
+/// How often a sealed rotation reads again after the record changed under it. Each retry
+/// means another writer won (and a rule that writes moves the generation on), so the next read
+/// almost always decides without a write: a few attempts are plenty.
+const MAX_SEALED_ATTEMPTS: usize = 8;
 
 /// The outcome of the rotate script's `status` for a record it returned.
 fn rotate_outcome(

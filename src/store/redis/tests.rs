@@ -593,3 +593,252 @@ async fn session_ids_carry_the_users_tag() {
             .is_err()
     );
 }
+
+/// `HSET`/`HDEL` on a record from outside the crate, as an attacker with write access to Redis
+/// would.
+async fn tamper(store: &RedisStore, sid: SessionId, command: &str, args: &[&str]) {
+    let mut cmd = redis::cmd(command);
+    cmd.arg(store.names().record_key(sid));
+    for arg in args {
+        cmd.arg(*arg);
+    }
+    let _: i64 = store.command(&cmd).await.unwrap();
+}
+
+/// The names of a record's sealed parts.
+async fn sealed_parts(store: &RedisStore, sid: SessionId) -> Vec<String> {
+    let names: Vec<String> = store
+        .command(redis::cmd("HKEYS").arg(store.names().record_key(sid)))
+        .await
+        .unwrap();
+    names.into_iter().filter(|n| n.starts_with('d')).collect()
+}
+
+fn rotation(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
+    RotateRequest {
+        session_id: sid,
+        generation,
+        now,
+        lifetimes: suite::lifetimes(),
+    }
+}
+
+/// With a key, a record whose fields were removed, replaced or changed outside the crate is no
+/// session: not read, not listed, not refreshed. Before, the clear `u`/`r` of a record without
+/// a seal were trusted (a forged admin), and the times and generation were not sealed at all.
+#[tokio::test]
+async fn a_sealed_record_changed_outside_the_crate_is_no_session() {
+    let store = sealed_store().await;
+    let l = suite::lifetimes();
+    let now = crate::clock::SystemClock.now_ms();
+    let later = (now + 10 * 86_400_000).to_string();
+    type Tampering = (&'static str, u64, Vec<(&'static str, Vec<String>)>);
+    let cases: Vec<Tampering> = vec![
+        // No seal, forged clear data: the attack that minted an admin token.
+        (
+            "forged clear data",
+            0,
+            vec![
+                (
+                    "HDEL",
+                    vec!["d".into(), "d1".into(), "d2".into(), "d3".into()],
+                ),
+                ("HSET", vec!["u".into(), "admin".into()]),
+                ("HSET", vec!["r".into(), r#"["user","admin"]"#.into()]),
+            ],
+        ),
+        (
+            "a later end",
+            0,
+            vec![("HSET", vec!["e".into(), later.clone()])],
+        ),
+        (
+            "a later refresh end",
+            0,
+            vec![("HSET", vec!["x".into(), later.clone()])],
+        ),
+        (
+            "a later purge",
+            0,
+            vec![("HSET", vec!["p".into(), later.clone()])],
+        ),
+        // An old refresh token made current again: generation 1 → 0.
+        (
+            "a rewound generation",
+            0,
+            vec![("HSET", vec!["g".into(), "0".into()])],
+        ),
+        ("a part missing", 1, vec![("HDEL", vec!["d1".into()])]),
+        (
+            "a revocation mark",
+            1,
+            vec![("HSET", vec!["v".into(), now.to_string()])],
+        ),
+    ];
+    for (what, generation, steps) in cases {
+        let user = format!("tampered-{}", what.replace(' ', "-"));
+        let record = suite::record_for(&store, &user, now, &l);
+        let sid = record.session_id;
+        store
+            .create(record, suite::limit(10), &l, now)
+            .await
+            .unwrap();
+        // Rotate once, so that generation 0 is an old refresh token.
+        let rotated = store.rotate(rotation(sid, 0, now + 1)).await.unwrap();
+        assert!(
+            matches!(rotated, RotateOutcome::Rotated(_)),
+            "{what}: {rotated:?}"
+        );
+        assert!(sealed_parts(&store, sid).await.len() >= 2, "{what}");
+        for (command, args) in &steps {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            tamper(&store, sid, command, &args).await;
+        }
+        assert_eq!(store.get(sid).await.unwrap(), None, "{what}: read");
+        assert!(
+            store.list(&user, now + 2).await.unwrap().is_empty(),
+            "{what}: listed"
+        );
+        let refreshed = store
+            .rotate(rotation(sid, generation, now + 2))
+            .await
+            .unwrap();
+        assert_eq!(refreshed, RotateOutcome::NotFound, "{what}: refreshed");
+    }
+}
+
+/// Plaintext records (sealing turned on) and records sealed by earlier releases (data only)
+/// are refused with a key, unless unsealed records are accepted for one migration; then they
+/// are sealed whole on their next refresh.
+#[tokio::test]
+async fn unsealed_records_are_accepted_only_for_a_migration() {
+    let prefix = redis_server::unique_prefix("migrate");
+    let urls = &redis_server::single().urls;
+    let l = suite::lifetimes();
+    let now = crate::clock::SystemClock.now_ms();
+    let plain = RedisStore::connect(&settings(urls, &prefix, Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let before = suite::record_for(&plain, "plain-user", now, &l);
+    plain
+        .create(before.clone(), suite::limit(10), &l, now)
+        .await
+        .unwrap();
+    drop(plain);
+
+    let strict = sealed_store_with(&prefix, &[KEY_1]).await.unwrap();
+    assert_eq!(strict.get(before.session_id).await.unwrap(), None);
+    // A record in the format of earlier releases: user id and roles sealed, times in clear.
+    let old_format = suite::record_for(&strict, "old-format", now, &l);
+    strict
+        .create(old_format.clone(), suite::limit(10), &l, now)
+        .await
+        .unwrap();
+    let cipher = strict.cipher().unwrap();
+    let v1 = cipher.seal_as(
+        1,
+        &super::sealing::record_aad(1, old_format.session_id),
+        br#"{"u":"old-format","r":["user"]}"#,
+    );
+    for part in sealed_parts(&strict, old_format.session_id).await {
+        tamper(&strict, old_format.session_id, "HDEL", &[&part]).await;
+    }
+    tamper(&strict, old_format.session_id, "HSET", &["d", &v1]).await;
+    assert_eq!(strict.get(old_format.session_id).await.unwrap(), None);
+
+    let redis = settings(urls, &prefix, Duration::from_secs(2))
+        .with_encryption_key(&KEY_1)
+        .unwrap()
+        .with_unsealed_records_accepted(true);
+    let migrating = RedisStore::connect(&redis).await.unwrap();
+    for (sid, user) in [
+        (before.session_id, "plain-user"),
+        (old_format.session_id, "old-format"),
+    ] {
+        assert_eq!(migrating.get(sid).await.unwrap().unwrap().user_id, user);
+        let out = migrating.rotate(rotation(sid, 0, now + 1)).await.unwrap();
+        assert!(matches!(out, RotateOutcome::Rotated(_)), "{user}: {out:?}");
+        let fields: Vec<String> = migrating
+            .command(redis::cmd("HKEYS").arg(migrating.names().record_key(sid)))
+            .await
+            .unwrap();
+        assert!(!fields.iter().any(|f| f == "u" || f == "r"), "{fields:?}");
+        // Sealed whole now: the strict store reads it.
+        let got = strict.get(sid).await.unwrap().expect("sealed whole");
+        assert_eq!((got.user_id.as_str(), got.generation), (user, 1));
+    }
+}
+
+/// Concurrent refreshes of one sealed session agree on one successor: the rule is decided
+/// outside Redis and applied by compare-and-set, so exactly one rotates and the others see the
+/// grace answer.
+#[tokio::test]
+async fn concurrent_sealed_rotations_agree_on_one_successor() {
+    let store = Arc::new(sealed_store().await);
+    let l = suite::lifetimes();
+    let now = crate::clock::SystemClock.now_ms();
+    let record = suite::record_for(&*store, "racer", now, &l);
+    let sid = record.session_id;
+    store
+        .create(record, suite::limit(10), &l, now)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.rotate(rotation(sid, 0, now + 1)).await })
+        })
+        .collect();
+    let mut rotated = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            RotateOutcome::Rotated(r) => {
+                rotated += 1;
+                assert_eq!(r.generation, 1);
+            }
+            RotateOutcome::Grace(r) => assert_eq!(r.generation, 1),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(rotated, 1);
+    assert_eq!(store.get(sid).await.unwrap().unwrap().generation, 1);
+}
+
+/// A Redis that would evict keys is reported; one that would not, or has no memory limit, is
+/// not.
+#[test]
+fn an_evicting_redis_is_reported() {
+    let info = |limit: u64, policy: &str| {
+        format!(
+            "# Memory\r\nused_memory:1000\r\nmaxmemory:{limit}\r\nmaxmemory_human:x\r\nmaxmemory_policy:{policy}\r\n"
+        )
+    };
+    let warning = super::store::eviction_warning(&info(1 << 20, "allkeys-lru")).unwrap();
+    assert!(
+        warning.contains("allkeys-lru") && warning.contains("noeviction"),
+        "{warning}"
+    );
+    assert!(super::store::eviction_warning(&info(1 << 20, "volatile-ttl")).is_some());
+    assert_eq!(
+        super::store::eviction_warning(&info(1 << 20, "noeviction")),
+        None
+    );
+    assert_eq!(
+        super::store::eviction_warning(&info(0, "allkeys-lru")),
+        None
+    );
+}
+
+/// Against a real Redis set to evict (its own, so the shared one keeps its settings).
+#[tokio::test]
+async fn health_warns_of_a_redis_that_would_evict() {
+    let server = redis_server::start_private();
+    let store = store_on(&server.urls, "evicting").await;
+    assert!(store.warnings().await.unwrap().is_empty());
+    let port = server.ports[0];
+    redis_server::command(port, "CONFIG SET maxmemory 100mb");
+    redis_server::command(port, "CONFIG SET maxmemory-policy volatile-lru");
+    let warnings = store.warnings().await.unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("volatile-lru"), "{warnings:?}");
+}
