@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -21,7 +22,12 @@ pub(crate) type RevocationFuture = Pin<Box<dyn Future<Output = SessionStatus> + 
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Entry {
-    Active,
+    /// Live, as a store read that started at `read_at` said (or a login or refresh made then).
+    /// The entry's lifetime counts from `read_at`, not from the write: a slow read does not
+    /// stretch how long its answer is served.
+    Active {
+        read_at: Instant,
+    },
     Revoked,
 }
 
@@ -32,34 +38,84 @@ struct Lifetimes {
 }
 
 impl Expiry<SessionId, Entry> for Lifetimes {
-    fn expire_after_create(&self, _: &SessionId, value: &Entry, _: Instant) -> Option<Duration> {
-        Some(self.ttl(*value))
+    fn expire_after_create(&self, _: &SessionId, value: &Entry, now: Instant) -> Option<Duration> {
+        Some(self.ttl(*value, now))
     }
 
     fn expire_after_update(
         &self,
         _: &SessionId,
         value: &Entry,
-        _: Instant,
+        now: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.ttl(*value))
+        Some(self.ttl(*value, now))
     }
 }
 
 impl Lifetimes {
-    fn ttl(&self, entry: Entry) -> Duration {
+    /// How much longer `entry`, written at `now`, may be served.
+    fn ttl(&self, entry: Entry, now: Instant) -> Duration {
         match entry {
-            Entry::Active => self.active,
+            Entry::Active { read_at } => self
+                .active
+                .saturating_sub(now.saturating_duration_since(read_at)),
             Entry::Revoked => self.revoked,
         }
     }
+}
+
+/// How many revocation counters the session ids are spread over. A lookup is kept out of the
+/// cache by a revocation in its own shard only, so a fleet revoking other sessions does not
+/// turn most misses into two store reads.
+const SHARDS: usize = 64;
+
+/// Counts the revocations this cache has been told of, per shard of session ids.
+///
+/// A store read takes its shard's count when it starts; if the count moved by the time its
+/// answer is written, a revocation may have overtaken the read, and its "active" is not
+/// cached. A revocation bumps the count *before* it writes the cache (or, for a resync, clears
+/// it), so a lookup that does not see the bump writes first and is overwritten or cleared.
+struct Epochs([AtomicU64; SHARDS]);
+
+impl Epochs {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+
+    fn shard(&self, sid: SessionId) -> &AtomicU64 {
+        // The last byte: the Redis store puts the user's hash tag into the first four.
+        &self.0[usize::from(sid.as_bytes()[15]) % SHARDS]
+    }
+
+    fn current(&self, sid: SessionId) -> u64 {
+        self.shard(sid).load(Ordering::SeqCst)
+    }
+
+    fn bump(&self, sid: SessionId) {
+        self.shard(sid).fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn bump_all(&self) {
+        for shard in &self.0 {
+            shard.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// When a store read about a session started, and its shard's revocation count then.
+#[derive(Debug, Clone, Copy)]
+struct ReadStart {
+    at: Instant,
+    epoch: u64,
 }
 
 struct Inner {
     // Session ids are 128 random bits minted by this server, looked up only after the token
     // naming them verified: Fx (one multiply) rather than SipHash on the hot path.
     cache: Cache<SessionId, Entry, FxBuildHasher>,
+    epochs: Epochs,
+    active_ttl: Duration,
     store: Arc<dyn SessionStore>,
     clock: SharedClock,
     fail_open: bool,
@@ -68,8 +124,12 @@ struct Inner {
 /// Answers "is this session revoked?" from memory when it can, from the store when it must.
 ///
 /// - A "not revoked" answer is kept for the configured
-///   [`revocation_cache_ttl`](crate::SessionConfig::revocation_cache_ttl) (1 s by default): that
-///   is the longest a revocation made by *another* instance can go unnoticed here.
+///   [`revocation_cache_ttl`](crate::SessionConfig::revocation_cache_ttl) (1 s by default),
+///   counted from when the store read started: that is the longest a revocation made by
+///   *another* instance can go unnoticed here.
+/// - A revocation wins. Once one is delivered (pushed by the store, or a resync after pushes
+///   may have been lost), no store read that started before it is cached, even when the
+///   revocation itself has already left the cache again.
 /// - Revocations made through this process's [`SessionManager`](crate::SessionManager) are
 ///   written into the cache at once, so they are refused on the very next request.
 /// - A "revoked" answer is kept for the access-token lifetime plus leeway, after which no token
@@ -92,16 +152,54 @@ impl fmt::Debug for RevocationCache {
 }
 
 impl Inner {
+    /// Marks the start of a store read (or of a local operation) about `sid`.
+    fn begin(&self, sid: SessionId) -> ReadStart {
+        let epoch = self.epochs.current(sid);
+        ReadStart {
+            at: Instant::now(),
+            epoch,
+        }
+    }
+
+    /// Records that a read started at `start` found `sid` live, unless a revocation may have
+    /// overtaken it or its answer is already older than the TTL. Returns the answer for the
+    /// request that made the read: what the cache holds afterwards, or "active" if nothing.
+    fn record_active(&self, sid: SessionId, start: ReadStart) -> Entry {
+        let seen = Entry::Active { read_at: start.at };
+        self.record(sid, seen, || {
+            self.epochs.current(sid) != start.epoch || start.at.elapsed() >= self.active_ttl
+        })
+    }
+
+    /// Records a revocation of `sid` this cache has been told of. The epoch moves first: see
+    /// [`Epochs`].
+    fn revoke(&self, sid: SessionId) {
+        self.epochs.bump(sid);
+        self.record(sid, Entry::Revoked, || false);
+    }
+
+    /// Records that a session was found revoked or gone by a store read.
+    fn record_revoked(&self, sid: SessionId) -> Entry {
+        self.record(sid, Entry::Revoked, || false)
+    }
+
+    /// Events may have been lost: forget everything, and keep every read in flight out.
+    fn resync(&self) {
+        self.epochs.bump_all();
+        self.cache.invalidate_all();
+    }
+
     /// Writes what was learnt about a session, and returns what the cache holds afterwards.
     ///
     /// `Revoked` is sticky: an `Active` never replaces it. Without that, a refresh or a
     /// revocation lookup that read the store just before a logout could write `Active` over the
     /// logout's `Revoked`, and the logged-out session's tokens would pass until the entry
-    /// expired. Every write goes through moka's per-key compute, so writes to one session are
-    /// serialized and none is lost between the read and the write.
-    fn record(&self, sid: SessionId, seen: Entry) -> Entry {
+    /// expired. `stale` says whether an `Active` comes too late to be cached; it is asked under
+    /// the key's lock. Every write goes through moka's per-key compute, so writes to one
+    /// session are serialized and none is lost between the read and the write.
+    fn record(&self, sid: SessionId, seen: Entry, stale: impl FnOnce() -> bool) -> Entry {
         let result = self.cache.entry(sid).and_compute_with(|current| {
-            match merge(current.map(|e| e.into_value()), seen) {
+            match merge(current.map(|e| e.into_value()), seen, stale) {
                 Some(write) => Op::Put(write),
                 None => Op::Nop,
             }
@@ -116,10 +214,13 @@ impl Inner {
 }
 
 /// What to write when `seen` is learnt about a session the cache holds `current` for: `None`
-/// keeps `current`. `Revoked` is never replaced.
-fn merge(current: Option<Entry>, seen: Entry) -> Option<Entry> {
-    match current {
-        Some(Entry::Revoked) => None,
+/// keeps `current`. A revocation wins: `Revoked` is never replaced, and an `Active` that is
+/// `stale` (a revocation may have overtaken its read, or it is older than the TTL) is not
+/// written.
+fn merge(current: Option<Entry>, seen: Entry, stale: impl FnOnce() -> bool) -> Option<Entry> {
+    match (current, seen) {
+        (Some(Entry::Revoked), _) => None,
+        (_, Entry::Active { .. }) if stale() => None,
         _ => Some(seen),
     }
 }
@@ -127,7 +228,7 @@ fn merge(current: Option<Entry>, seen: Entry) -> Option<Entry> {
 impl From<Entry> for SessionStatus {
     fn from(entry: Entry) -> Self {
         match entry {
-            Entry::Active => SessionStatus::Active,
+            Entry::Active { .. } => SessionStatus::Active,
             Entry::Revoked => SessionStatus::Revoked,
         }
     }
@@ -152,6 +253,8 @@ impl RevocationCache {
         Self {
             inner: Arc::new(Inner {
                 cache,
+                epochs: Epochs::new(),
+                active_ttl,
                 store,
                 clock,
                 fail_open,
@@ -162,16 +265,18 @@ impl RevocationCache {
     /// Records that a session is live (it was just created or refreshed here), unless the
     /// cache already knows it revoked: `Revoked` is sticky.
     pub(crate) fn mark_active(&self, sid: SessionId) {
-        self.inner.record(sid, Entry::Active);
+        self.inner.record_active(sid, self.inner.begin(sid));
     }
 
     /// Records that a session has been revoked here.
     pub(crate) fn mark_revoked(&self, sid: SessionId) {
-        self.inner.record(sid, Entry::Revoked);
+        self.inner.revoke(sid);
     }
 
-    /// Forgets what the cache knows about a session, so the next check asks the store.
+    /// Forgets what the cache knows about a session, so the next check asks the store. A
+    /// lookup of the session already in flight does not cache its answer.
     pub fn invalidate(&self, sid: SessionId) {
+        self.inner.epochs.bump(sid);
         self.inner.cache.invalidate(&sid);
     }
 
@@ -184,23 +289,23 @@ impl RevocationCache {
                 return;
             };
             match event {
-                RevocationEvent::Revoked(sid) => {
-                    inner.record(sid, Entry::Revoked);
-                }
-                _ => inner.cache.invalidate_all(),
+                RevocationEvent::Revoked(sid) => inner.revoke(sid),
+                RevocationEvent::Resync => inner.resync(),
             }
         })
     }
 
     /// Asks the store and caches the answer. The answer is the cache's after the merge: a
-    /// revocation recorded while the store was being asked wins over what the store said.
+    /// revocation recorded while the store was being asked wins over what the store said, and
+    /// one delivered while it was being asked keeps "active" out of the cache.
     async fn lookup(inner: Arc<Inner>, sid: SessionId) -> SessionStatus {
+        let start = inner.begin(sid);
         let now = inner.clock.now_ms();
         match inner.store.get(sid).await {
             Ok(Some(record)) if record.revoked_at.is_none() && now < record.expires_at => {
-                inner.record(sid, Entry::Active).into()
+                inner.record_active(sid, start).into()
             }
-            Ok(_) => inner.record(sid, Entry::Revoked).into(),
+            Ok(_) => inner.record_revoked(sid).into(),
             Err(error) => {
                 tracing::warn!(%error, session_id = %sid, fail_open = inner.fail_open, "revocation lookup failed");
                 if inner.fail_open {
@@ -215,7 +320,7 @@ impl RevocationCache {
     /// The status of a session: from the cache, or from the store on a miss.
     pub async fn status(&self, sid: SessionId) -> SessionStatus {
         match self.inner.cache.get(&sid) {
-            Some(Entry::Active) => SessionStatus::Active,
+            Some(Entry::Active { .. }) => SessionStatus::Active,
             Some(Entry::Revoked) => SessionStatus::Revoked,
             None => Self::lookup(self.inner.clone(), sid).await,
         }
@@ -229,7 +334,7 @@ impl RevocationCheck for RevocationCache {
     fn check(&self, session: &Session) -> Checked<Self::Future> {
         let sid = session.session_id();
         match self.inner.cache.get(&sid) {
-            Some(Entry::Active) => Checked::Ready(SessionStatus::Active),
+            Some(Entry::Active { .. }) => Checked::Ready(SessionStatus::Active),
             Some(Entry::Revoked) => Checked::Ready(SessionStatus::Revoked),
             None => Checked::Pending(Box::pin(Self::lookup(self.inner.clone(), sid))),
         }

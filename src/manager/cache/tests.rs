@@ -3,6 +3,7 @@
 //! loop that "usually" hits the race.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::oneshot;
@@ -35,6 +36,8 @@ enum Held {
 struct GatedStore {
     inner: MemoryStore,
     gate: Mutex<Option<(Held, Gate)>>,
+    /// How many `get`s reached the store: the cache's misses.
+    gets: AtomicUsize,
 }
 
 impl fmt::Debug for GatedStore {
@@ -56,6 +59,10 @@ impl GatedStore {
             },
         ));
         (reached_rx, release_tx)
+    }
+
+    fn gets(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
     }
 
     async fn hold(&self, call: Held) {
@@ -92,6 +99,7 @@ impl SessionStore for Arc<GatedStore> {
     }
 
     async fn get(&self, sid: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         // The answer is read before the hold: it is what the store said before the logout.
         let out = self.inner.get(sid).await;
         self.hold(Held::Get).await;
@@ -119,26 +127,63 @@ impl SessionStore for Arc<GatedStore> {
     }
 }
 
+/// The manager's clock, in milliseconds since the epoch.
+const NOW: u64 = 1_800_000_000_000;
+
+fn config() -> SessionConfig {
+    SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap()
+}
+
 fn manager() -> (SessionManager, Arc<GatedStore>) {
+    manager_with(config())
+}
+
+fn manager_with(config: SessionConfig) -> (SessionManager, Arc<GatedStore>) {
     let store = Arc::new(GatedStore::default());
-    let config = SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
     let manager = SessionManager::builder(config)
         .store(store.clone())
-        .clock(ManualClock::new(1_800_000_000_000))
+        .clock(ManualClock::new(NOW))
         .build()
         .unwrap();
     (manager, store)
 }
 
 /// A session whose next access-token check misses the cache and is held open right after
-/// the store answered "active": the manager, the login, the check, and its release.
-async fn lookup_held_open() -> (
-    SessionManager,
-    crate::TokenPair,
-    tokio::task::JoinHandle<Result<Session, crate::error::AuthError>>,
-    oneshot::Sender<()>,
-) {
-    let (manager, store) = manager();
+/// the store answered "active".
+struct HeldLookup {
+    manager: SessionManager,
+    store: Arc<GatedStore>,
+    login: crate::TokenPair,
+    check: tokio::task::JoinHandle<Result<Session, crate::error::AuthError>>,
+    release: oneshot::Sender<()>,
+}
+
+impl HeldLookup {
+    /// Lets the held lookup write its answer; returns what it answered its own request.
+    async fn finish(self) -> (SessionManager, Arc<GatedStore>, crate::TokenPair, bool) {
+        self.release.send(()).unwrap();
+        let answered_active = self.check.await.unwrap().is_ok();
+        (self.manager, self.store, self.login, answered_active)
+    }
+
+    /// Revokes the session in the store, as another instance does.
+    async fn revoke_elsewhere(&self) {
+        assert!(
+            self.store
+                .inner
+                .revoke(self.login.session_id, NOW)
+                .await
+                .unwrap()
+        );
+    }
+}
+
+async fn lookup_held_open() -> HeldLookup {
+    lookup_held_open_with(config()).await
+}
+
+async fn lookup_held_open_with(config: SessionConfig) -> HeldLookup {
+    let (manager, store) = manager_with(config);
     let login = manager.create_session("alice", NO_ROLES).await.unwrap();
     manager.revocation_cache().invalidate(login.session_id);
     let (reached, release) = store.arm(Held::Get);
@@ -148,20 +193,24 @@ async fn lookup_held_open() -> (
         async move { manager.verify_access_token(&token).await }
     });
     reached.await.unwrap();
-    (manager, login, check, release)
+    HeldLookup {
+        manager,
+        store,
+        login,
+        check,
+        release,
+    }
 }
 
 /// A revocation lookup reads "active", a logout completes, then the lookup writes its
 /// answer. Before the fix it wrote `Active` over the logout's `Revoked`.
 #[tokio::test]
 async fn a_lookup_that_read_active_before_a_logout_does_not_undo_it() {
-    let (manager, login, check, release) = lookup_held_open().await;
-    assert!(manager.revoke(login.session_id).await.unwrap());
-    release.send(()).unwrap();
-
-    let raced = check.await.unwrap();
+    let held = lookup_held_open().await;
+    assert!(held.manager.revoke(held.login.session_id).await.unwrap());
+    let (manager, _, login, answered_active) = held.finish().await;
     assert!(
-        raced.is_err(),
+        !answered_active,
         "the lookup answered active after the logout"
     );
     assert!(
@@ -214,10 +263,144 @@ async fn a_refresh_finishing_after_a_logout_does_not_undo_it() {
 /// A revocation pushed by another instance while a lookup is in flight wins too.
 #[tokio::test]
 async fn a_pushed_revocation_wins_over_an_in_flight_lookup() {
-    let (manager, login, check, release) = lookup_held_open().await;
-    (manager.revocation_cache().sink())(RevocationEvent::Revoked(login.session_id));
-    release.send(()).unwrap();
-    assert!(check.await.unwrap().is_err());
+    let held = lookup_held_open().await;
+    held.revoke_elsewhere().await;
+    (held.manager.revocation_cache().sink())(RevocationEvent::Revoked(held.login.session_id));
+    let (_, _, _, answered_active) = held.finish().await;
+    assert!(!answered_active);
+}
+
+/// After a revocation is delivered, the next request is refused: the cache serves no
+/// "active" that a store read made before the revocation.
+async fn assert_refused_after(manager: &SessionManager, login: &crate::TokenPair, what: &str) {
+    assert!(
+        manager
+            .verify_access_token(&login.access_token)
+            .await
+            .is_err(),
+        "{what}: the cache answered active from a read made before the revocation"
+    );
+}
+
+/// Issue 18, item 6 (a). The subscription reconnects (`Resync`: revocations published while it
+/// was down are lost) while a lookup that read "active" before one of them is in flight. The
+/// lookup may answer its own request, which began before the resync, but must not cache it:
+/// `invalidate_all` ran before the write, so the stale answer would be served for a full TTL.
+#[tokio::test]
+async fn a_resync_during_a_lookup_does_not_cache_the_read_it_made_before() {
+    let held = lookup_held_open().await;
+    // Another instance revokes; its push is lost with the subscription, which then reconnects.
+    held.revoke_elsewhere().await;
+    (held.manager.revocation_cache().sink())(RevocationEvent::Resync);
+    let (manager, _, login, _) = held.finish().await;
+    assert_refused_after(&manager, &login, "resync").await;
+}
+
+/// Issue 18, item 6 (b). A pushed revocation is in the cache while a lookup that read "active"
+/// before it is in flight, but leaves the cache (evicted, or refused by the admission policy of
+/// a full cache) before the lookup writes. The sticky `Revoked` is gone, so nothing stopped the
+/// lookup from writing `Active`.
+#[tokio::test]
+async fn a_pushed_revocation_that_left_a_full_cache_still_wins_over_an_in_flight_lookup() {
+    let held = lookup_held_open_with(config().revocation_cache_capacity(16)).await;
+    let cache = held.manager.revocation_cache().clone();
+    // A busy cache: full of other sessions, in use. Its admission policy keeps them over a
+    // session seen once.
+    for _ in 0..64 {
+        cache.mark_revoked(SessionId::random());
+    }
+    cache.inner.cache.run_pending_tasks();
+    let hot: Vec<SessionId> = cache.inner.cache.iter().map(|(sid, _)| *sid).collect();
+    for _ in 0..4 {
+        for sid in &hot {
+            cache.inner.cache.get(sid);
+        }
+    }
+    cache.inner.cache.run_pending_tasks();
+    held.revoke_elsewhere().await;
+    (cache.sink())(RevocationEvent::Revoked(held.login.session_id));
+    cache.inner.cache.run_pending_tasks();
+    assert!(
+        !cache.inner.cache.contains_key(&held.login.session_id),
+        "the set-up failed: the revocation is still cached"
+    );
+    let (manager, _, login, _) = held.finish().await;
+    assert_refused_after(&manager, &login, "evicted revocation").await;
+}
+
+/// [`RevocationCache::invalidate`] promises that the next check asks the store; a lookup in
+/// flight, whose read started before the call, used to write its answer after it.
+#[tokio::test]
+async fn an_invalidate_during_a_lookup_makes_the_next_check_ask_the_store() {
+    let held = lookup_held_open().await;
+    held.revoke_elsewhere().await;
+    held.manager
+        .revocation_cache()
+        .invalidate(held.login.session_id);
+    let (manager, _, login, _) = held.finish().await;
+    assert_refused_after(&manager, &login, "invalidate").await;
+}
+
+/// Issue 18, item 6 (c). An "active" answer is served for at most the TTL counted from when
+/// the store read started: a read slower than the TTL is not cached at all. Before the fix the
+/// TTL counted from the write, so a slow read stretched staleness to read time plus TTL.
+#[tokio::test]
+async fn an_active_answer_lives_from_the_start_of_its_read_not_from_its_write() {
+    let ttl = Duration::from_millis(250);
+    let held = lookup_held_open_with(config().revocation_cache_ttl(ttl)).await;
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let (manager, store, login, answered_active) = held.finish().await;
+    assert!(answered_active, "the read itself said active");
+    let misses = store.gets();
+    manager
+        .verify_access_token(&login.access_token)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.gets(),
+        misses + 1,
+        "a read that started more than the TTL ago was served from the cache"
+    );
+}
+
+/// The revocation count is kept per shard of session ids: a revocation of a session in
+/// another shard does not keep an in-flight lookup's answer out of the cache.
+#[tokio::test]
+async fn a_revocation_of_a_session_in_another_shard_leaves_a_lookup_cached() {
+    let held = lookup_held_open().await;
+    let mut other = *held.login.session_id.as_bytes();
+    other[15] ^= 1;
+    (held.manager.revocation_cache().sink())(RevocationEvent::Revoked(SessionId::from_bytes(
+        other,
+    )));
+    let (manager, store, login, answered_active) = held.finish().await;
+    assert!(answered_active);
+    let misses = store.gets();
+    manager
+        .verify_access_token(&login.access_token)
+        .await
+        .unwrap();
+    assert_eq!(store.gets(), misses, "the lookup's answer was not cached");
+}
+
+/// An "active" entry is served for what is left of the TTL counted from its read's start.
+#[test]
+fn an_active_entry_lives_for_the_ttl_left_since_its_read_started() {
+    let lifetimes = super::Lifetimes {
+        active: Duration::from_millis(1_000),
+        revoked: Duration::from_secs(900),
+    };
+    let read_at = Instant::now();
+    let active = Entry::Active { read_at };
+    let ttl = |written: Duration| lifetimes.ttl(active, read_at + written);
+    assert_eq!(ttl(Duration::ZERO), Duration::from_millis(1_000));
+    assert_eq!(ttl(Duration::from_millis(300)), Duration::from_millis(700));
+    assert_eq!(ttl(Duration::from_millis(1_000)), Duration::ZERO);
+    assert_eq!(ttl(Duration::from_secs(5)), Duration::ZERO);
+    assert_eq!(
+        lifetimes.ttl(Entry::Revoked, read_at + Duration::from_secs(5)),
+        Duration::from_secs(900)
+    );
 }
 
 /// The protocol of logout, refresh and revocation lookup, explored under shuttle's
@@ -227,12 +410,28 @@ async fn a_pushed_revocation_wins_over_an_in_flight_lookup() {
 /// logout and its cache write after it.
 mod shuttle_model {
     use std::sync::Arc;
+    use std::time::Instant;
 
     use shuttle::sync::Mutex;
-    use shuttle::sync::atomic::{AtomicBool, Ordering};
+    use shuttle::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use shuttle::thread;
 
     use super::super::{Entry, merge};
+
+    /// How a write decides, given what the cache holds, what was learnt, and whether a
+    /// revocation may have overtaken the read (`stale`).
+    type Merge = fn(Option<Entry>, Entry, bool) -> Option<Entry>;
+
+    /// The crate's rule.
+    fn crate_merge(current: Option<Entry>, seen: Entry, stale: bool) -> Option<Entry> {
+        merge(current, seen, || stale)
+    }
+
+    fn active() -> Entry {
+        Entry::Active {
+            read_at: Instant::now(),
+        }
+    }
 
     struct World {
         /// The store: is the session live?
@@ -242,21 +441,21 @@ mod shuttle_model {
         logged_out: AtomicBool,
     }
 
-    fn record(world: &World, seen: Entry, merge: fn(Option<Entry>, Entry) -> Option<Entry>) {
+    fn record(world: &World, seen: Entry, merge: Merge) {
         let mut entry = world.cache.lock().unwrap();
-        if let Some(write) = merge(*entry, seen) {
+        if let Some(write) = merge(*entry, seen, false) {
             *entry = Some(write);
         }
     }
 
     /// A status check as the layer makes it: the cache, or on a miss the store then the
     /// cache write.
-    fn status(world: &World, merge: fn(Option<Entry>, Entry) -> Option<Entry>) -> Entry {
+    fn status(world: &World, merge: Merge) -> Entry {
         if let Some(entry) = *world.cache.lock().unwrap() {
             return entry;
         }
         let seen = if *world.live.lock().unwrap() {
-            Entry::Active
+            active()
         } else {
             Entry::Revoked
         };
@@ -264,7 +463,7 @@ mod shuttle_model {
         world.cache.lock().unwrap().unwrap_or(seen)
     }
 
-    fn scenario(merge: fn(Option<Entry>, Entry) -> Option<Entry>) {
+    fn scenario(merge: Merge) {
         let world = Arc::new(World {
             live: Mutex::new(true),
             cache: Mutex::new(None),
@@ -275,7 +474,7 @@ mod shuttle_model {
             thread::spawn(move || {
                 let rotated = *world.live.lock().unwrap();
                 if rotated {
-                    record(&world, Entry::Active, merge);
+                    record(&world, active(), merge);
                 }
             })
         };
@@ -314,19 +513,200 @@ mod shuttle_model {
 
     #[test]
     fn a_logout_is_never_undone_under_any_interleaving() {
-        shuttle::check_random(|| scenario(merge), 2_000);
-        shuttle::check_pct(|| scenario(merge), 2_000, 3);
+        shuttle::check_random(|| scenario(crate_merge), 2_000);
+        shuttle::check_pct(|| scenario(crate_merge), 2_000, 3);
     }
 
     /// The model can fail: the merge of the old code (always write) is caught.
     #[test]
     fn the_old_unconditional_write_is_caught() {
-        fn always(_: Option<Entry>, seen: Entry) -> Option<Entry> {
+        fn always(_: Option<Entry>, seen: Entry, _: bool) -> Option<Entry> {
             Some(seen)
         }
         let caught = std::panic::catch_unwind(|| {
             shuttle::check_random(|| scenario(always), 2_000);
         });
         assert!(caught.is_err(), "shuttle missed the race of the old code");
+    }
+
+    /// Issue 18, item 6: revocations made by another instance and delivered to this cache,
+    /// racing lookups whose store reads may predate them, with the revocation's entry leaving
+    /// the cache at any moment (capacity eviction, expiry). The epoch and its order follow
+    /// `Epochs`: a lookup takes the count before its read and compares it under the key's lock;
+    /// a delivery moves it, then writes `Revoked` (a push) or clears the cache (a resync).
+    mod delivered {
+        use super::*;
+
+        #[derive(Debug, Clone, Copy)]
+        pub(super) enum Delivery {
+            /// The revocation is pushed.
+            Push,
+            /// Its push was lost; the subscription comes back and says so.
+            Resync,
+        }
+
+        #[derive(Debug, Clone, Copy)]
+        pub(super) struct Protocol {
+            pub(super) merge: Merge,
+            /// Whether a delivery moves the epoch before it touches the cache.
+            pub(super) bump_first: bool,
+        }
+
+        pub(super) const CRATE: Protocol = Protocol {
+            merge: crate_merge,
+            bump_first: true,
+        };
+
+        struct World {
+            /// The store: is the session live?
+            live: Mutex<bool>,
+            /// The cache entry of that session.
+            cache: Mutex<Option<Entry>>,
+            /// The session's shard of the revocation count.
+            epoch: AtomicU64,
+            /// The revocation has been delivered to this cache.
+            delivered: AtomicBool,
+        }
+
+        /// A lookup after a miss: the count, the store read, then the write under the lock.
+        fn lookup(world: &World, protocol: Protocol) {
+            let start = world.epoch.load(Ordering::SeqCst);
+            let seen = if *world.live.lock().unwrap() {
+                active()
+            } else {
+                Entry::Revoked
+            };
+            let mut entry = world.cache.lock().unwrap();
+            let stale = world.epoch.load(Ordering::SeqCst) != start;
+            if let Some(write) = (protocol.merge)(*entry, seen, stale) {
+                *entry = Some(write);
+            }
+        }
+
+        fn deliver(world: &World, protocol: Protocol, delivery: Delivery) {
+            if protocol.bump_first {
+                world.epoch.fetch_add(1, Ordering::SeqCst);
+            }
+            {
+                let mut entry = world.cache.lock().unwrap();
+                match delivery {
+                    Delivery::Push => {
+                        if let Some(write) = (protocol.merge)(*entry, Entry::Revoked, false) {
+                            *entry = Some(write);
+                        }
+                    }
+                    Delivery::Resync => *entry = None,
+                }
+            }
+            if !protocol.bump_first {
+                world.epoch.fetch_add(1, Ordering::SeqCst);
+            }
+            world.delivered.store(true, Ordering::SeqCst);
+        }
+
+        fn served_active(world: &World) -> bool {
+            matches!(*world.cache.lock().unwrap(), Some(Entry::Active { .. }))
+        }
+
+        pub(super) fn scenario(protocol: Protocol, delivery: Delivery) {
+            let world = Arc::new(World {
+                live: Mutex::new(true),
+                cache: Mutex::new(None),
+                epoch: AtomicU64::new(0),
+                delivered: AtomicBool::new(false),
+            });
+            let spawn = |f: fn(&World, Protocol, Delivery)| {
+                let world = world.clone();
+                thread::spawn(move || f(&world, protocol, delivery))
+            };
+            let threads = [
+                // Two lookups, each of which may read before or after the revocation.
+                spawn(|w, p, _| lookup(w, p)),
+                spawn(|w, p, _| lookup(w, p)),
+                // Another instance revokes in the store, and this cache is told.
+                spawn(|w, p, d| {
+                    *w.live.lock().unwrap() = false;
+                    deliver(w, p, d);
+                }),
+                // The entry leaves the cache at some moment.
+                spawn(|w, _, _| {
+                    thread::yield_now();
+                    *w.cache.lock().unwrap() = None;
+                }),
+                // Requests at any time: once the revocation is delivered, the cache never
+                // answers "active" (a read that starts later finds the store revoked).
+                spawn(|w, _, _| {
+                    for _ in 0..3 {
+                        if w.delivered.load(Ordering::SeqCst) {
+                            assert!(!served_active(w), "active served after the revocation");
+                        }
+                        thread::yield_now();
+                    }
+                }),
+            ];
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert!(!served_active(&world), "active served after the revocation");
+        }
+
+        /// Whether shuttle finds a schedule that breaks `protocol`.
+        pub(super) fn broken(protocol: Protocol, delivery: Delivery) -> bool {
+            std::panic::catch_unwind(|| {
+                shuttle::check_random(move || scenario(protocol, delivery), 2_000);
+                shuttle::check_pct(move || scenario(protocol, delivery), 2_000, 3);
+            })
+            .is_err()
+        }
+    }
+
+    #[test]
+    fn a_delivered_revocation_wins_under_any_interleaving() {
+        for delivery in [delivered::Delivery::Push, delivered::Delivery::Resync] {
+            shuttle::check_random(
+                move || delivered::scenario(delivered::CRATE, delivery),
+                2_000,
+            );
+            shuttle::check_pct(
+                move || delivered::scenario(delivered::CRATE, delivery),
+                2_000,
+                3,
+            );
+        }
+    }
+
+    /// The model can fail: the rule before issue 18 (only a `Revoked` still in the cache
+    /// stops an `Active`) is caught, for a push whose entry left and for a resync.
+    #[test]
+    fn the_rule_without_the_revocation_count_is_caught() {
+        fn sticky_only(current: Option<Entry>, seen: Entry, _: bool) -> Option<Entry> {
+            merge(current, seen, || false)
+        }
+        let old = delivered::Protocol {
+            merge: sticky_only,
+            bump_first: true,
+        };
+        for delivery in [delivered::Delivery::Push, delivered::Delivery::Resync] {
+            assert!(
+                delivered::broken(old, delivery),
+                "shuttle missed the race of the old rule ({delivery:?})"
+            );
+        }
+    }
+
+    /// The order matters: a delivery that moves the count after touching the cache lets a
+    /// lookup write in between.
+    #[test]
+    fn moving_the_count_after_the_cache_write_is_caught() {
+        let late = delivered::Protocol {
+            bump_first: false,
+            ..delivered::CRATE
+        };
+        for delivery in [delivered::Delivery::Push, delivered::Delivery::Resync] {
+            assert!(
+                delivered::broken(late, delivery),
+                "shuttle missed the late count ({delivery:?})"
+            );
+        }
     }
 }
