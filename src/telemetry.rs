@@ -11,7 +11,8 @@
 //! | `tjs_logins_denied_total` | counter | (the `deny` session-limit policy) |
 //! | `tjs_rate_limited_total` | counter | `scope`: `ip` (rate limit), `lockout` (failed attempts) |
 //! | `tjs_store_operation_seconds` | histogram | `op`, `store` |
-//! | `tjs_records_unreadable_total` | counter | sealed records that failed to open (treated as no session) |
+//! | `tjs_records_unreadable_total` | counter | records that failed their integrity check: a seal that does not open, clear fields that disagree with it, or no seal where one is required (each treated as no session) |
+//! | `tjs_store_inconsistent_total` | counter | logout-all calls that found the store's index of a user missing a live session (an evicting or restored Redis) |
 //! | `tjs_sessions_held` | gauge | records the memory store holds: live sessions, and those expired within the last access-token lifetime (ended ones are deleted at once) |
 //!
 //! Counter handles for the layer's outcomes are registered once, when the layer is built, so
@@ -158,6 +159,12 @@ pub(crate) fn store_latency(store: &'static str, op: &'static str, took: Duratio
 pub(crate) fn unreadable_record() {
     #[cfg(feature = "metrics")]
     metrics::counter!("tjs_records_unreadable_total").increment(1);
+}
+
+/// Logout-all found the store's index of a user missing a live session.
+pub(crate) fn store_inconsistent() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tjs_store_inconsistent_total").increment(1);
 }
 
 /// Records held by the memory store.

@@ -103,6 +103,10 @@ impl Epochs {
     }
 }
 
+/// When a store operation that may find a session live began: see [`RevocationCache::begin`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActiveSince(ReadStart);
+
 /// When a store read about a session started, and its shard's revocation count then.
 #[derive(Debug, Clone, Copy)]
 struct ReadStart {
@@ -262,10 +266,18 @@ impl RevocationCache {
         }
     }
 
-    /// Records that a session is live (it was just created or refreshed here), unless the
-    /// cache already knows it revoked: `Revoked` is sticky.
-    pub(crate) fn mark_active(&self, sid: SessionId) {
-        self.inner.record_active(sid, self.inner.begin(sid));
+    /// The start of a store operation that may find `sid` live (a login, a refresh): take it
+    /// before the store is asked, and hand it to [`mark_active_since`](Self::mark_active_since)
+    /// after, so that a revocation delivered in between wins.
+    pub(crate) fn begin(&self, sid: SessionId) -> ActiveSince {
+        ActiveSince(self.inner.begin(sid))
+    }
+
+    /// Records that a session is live (it was just created or refreshed here by an operation
+    /// that began at `since`), unless a revocation may have overtaken it: `Revoked` is sticky,
+    /// and a revocation delivered since `since` wins even when it left the cache.
+    pub(crate) fn mark_active_since(&self, sid: SessionId, since: ActiveSince) {
+        self.inner.record_active(sid, since.0);
     }
 
     /// Records that a session has been revoked here.

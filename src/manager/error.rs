@@ -34,6 +34,13 @@ pub enum SessionError {
     /// The input is not acceptable (e.g. an empty or oversized user id).
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
+    /// The store's list of a user's sessions missed a live one (a Redis that evicted or lost
+    /// keys, see `docs/deployment.md`): logout-all ended what it could find, and other sessions
+    /// may still be live. An operator must look; retrying does not help.
+    #[error(
+        "the session store lost track of some of this user's sessions, which may still be active; an operator must check the store"
+    )]
+    Inconsistent,
     /// The session store could not be reached; nothing was changed.
     #[error("the session store is unavailable; try again shortly")]
     Unavailable(#[from] StoreError),
@@ -50,7 +57,7 @@ impl SessionError {
             SessionError::SessionExpired => ErrorCode::SessionExpired,
             SessionError::LimitReached => ErrorCode::Forbidden,
             SessionError::InvalidInput(_) => ErrorCode::InvalidRequest,
-            SessionError::Unavailable(_) => ErrorCode::Unavailable,
+            SessionError::Unavailable(_) | SessionError::Inconsistent => ErrorCode::Unavailable,
         }
     }
 }

@@ -196,6 +196,7 @@ impl SessionManager {
             max: inner.config.rules().max_sessions(),
             policy: inner.config.rules().limit_policy(),
         };
+        let since = inner.cache.begin(record.session_id);
         match inner
             .store
             .create(record.clone(), limit, &inner.lifetimes, now)
@@ -208,7 +209,7 @@ impl SessionManager {
                 }
                 telemetry::revoked("evicted", evicted.len() as u64);
                 telemetry::created();
-                inner.cache.mark_active(record.session_id);
+                inner.cache.mark_active_since(record.session_id, since);
                 tracing::debug!(session_id = %record.session_id, user_id = %Escaped::new(user_id), "session created");
                 Ok(self.token_pair(&record))
             }
@@ -256,9 +257,11 @@ impl SessionManager {
             now,
             lifetimes: inner.lifetimes,
         };
+        // Taken before the store is asked: a revocation delivered while it answers wins.
+        let since = inner.cache.begin(claims.session_id);
         match self.timed("rotate", inner.store.rotate(request)).await? {
             RotateOutcome::Rotated(record) | RotateOutcome::Grace(record) => {
-                inner.cache.mark_active(record.session_id);
+                inner.cache.mark_active_since(record.session_id, since);
                 Ok(self.token_pair(&record))
             }
             RotateOutcome::Reused(record, kind) => {
@@ -307,6 +310,10 @@ impl SessionManager {
     /// # Errors
     /// [`SessionError::Unavailable`] when the store cannot be reached.
     pub async fn revoke_all(&self, user_id: &str) -> Result<usize, SessionError> {
+        Ok(self.revoke_all_ids(user_id).await?.len())
+    }
+
+    async fn revoke_all_ids(&self, user_id: &str) -> Result<Vec<SessionId>, SessionError> {
         let revoked = self
             .timed(
                 "revoke_all",
@@ -318,7 +325,32 @@ impl SessionManager {
             self.inner.cache.mark_revoked(*sid);
         }
         tracing::debug!(user_id = %Escaped::new(user_id), count = revoked.len(), "all sessions revoked");
-        Ok(revoked.len())
+        Ok(revoked)
+    }
+
+    /// Ends every session of the caller's user (logout everywhere), checking that the store
+    /// missed none: the caller's own session was live when it was verified, so a store whose
+    /// list of the user's sessions lacks it has lost entries (an evicting or restored Redis),
+    /// and other sessions may be missing too. Then the caller's session is ended by its id and
+    /// the call fails loudly instead of answering a count that looks complete. Returns how many
+    /// sessions were live.
+    ///
+    /// # Errors
+    /// [`SessionError::Inconsistent`] as above, [`SessionError::Unavailable`] when the store
+    /// cannot be reached.
+    pub async fn revoke_all_for(&self, caller: &Session) -> Result<usize, SessionError> {
+        let revoked = self.revoke_all_ids(caller.user_id()).await?;
+        let sid = caller.session_id();
+        if revoked.contains(&sid) || !self.revoke(sid).await? {
+            // Listed, or ended meanwhile by someone else (a logout racing this one).
+            return Ok(revoked.len());
+        }
+        telemetry::store_inconsistent();
+        tracing::error!(
+            session_id = %sid,
+            "logout-all: the store's index of the user's sessions missed a live session; other sessions may still be live (is Redis evicting keys? see docs/deployment.md)"
+        );
+        Err(SessionError::Inconsistent)
     }
 
     /// A user's live sessions, oldest first.

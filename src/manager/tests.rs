@@ -599,3 +599,56 @@ async fn a_second_application_on_one_redis_prefix_is_refused() {
         "a third application"
     );
 }
+
+/// Logout-all on a Redis that lost the user's index (as `maxmemory` eviction does) used to
+/// answer `{"revoked": 0}` and leave every session working. Now it ends the caller's session by
+/// its id and fails loudly; on a store that lost nothing it counts as before.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn logout_all_fails_loudly_when_the_store_lost_the_users_index() {
+    use crate::store::redis::redis_server;
+    let server = redis_server::single();
+    let prefix = redis_server::unique_prefix("lost-index");
+    let config =
+        config().with_redis(RedisSettings::new(server.urls.clone()).with_key_prefix(&prefix));
+    let m = SessionManager::connect(config).await.unwrap();
+    let caller = m.create_session("alice", &["user"]).await.unwrap();
+    let other = m.create_session("alice", &["user"]).await.unwrap();
+    let session = m.verify_access_token(&caller.access_token).await.unwrap();
+
+    let port = server.ports[0];
+    let indexes = redis_server::command(port, &format!("KEYS {prefix}:*:u:*"));
+    let index = indexes
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no index in {indexes:?}"))
+        .to_owned();
+    redis_server::command(port, &format!("DEL {index}"));
+
+    let err = m.revoke_all_for(&session).await.unwrap_err();
+    assert!(matches!(err, SessionError::Inconsistent), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::Unavailable);
+    m.inner.cache.invalidate(session.session_id());
+    assert!(m.verify_access_token(&caller.access_token).await.is_err());
+    // The other session is what the operator is warned about: the index no longer names it.
+    assert!(m.verify_access_token(&other.access_token).await.is_ok());
+
+    // A store that lost nothing: the count, caller included.
+    let third = m.create_session("bob", &["user"]).await.unwrap();
+    let _fourth = m.create_session("bob", &["user"]).await.unwrap();
+    let bob = m.verify_access_token(&third.access_token).await.unwrap();
+    assert_eq!(m.revoke_all_for(&bob).await.unwrap(), 2);
+}
+
+/// A logout racing logout-all (the caller's session ended by someone else in between) is not
+/// an inconsistency.
+#[tokio::test]
+async fn logout_all_after_the_callers_own_logout_is_no_error() {
+    let (m, _, _) = manager();
+    let pair = m.create_session("alice", NO_ROLES).await.unwrap();
+    let other = m.create_session("alice", NO_ROLES).await.unwrap();
+    let session = m.verify_access_token(&pair.access_token).await.unwrap();
+    m.revoke(session.session_id()).await.unwrap();
+    assert_eq!(m.revoke_all_for(&session).await.unwrap(), 1);
+    assert!(m.verify_access_token(&other.access_token).await.is_err());
+}

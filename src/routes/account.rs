@@ -138,7 +138,7 @@ impl TokenRoutes {
         };
         let result = if everywhere {
             self.manager
-                .revoke_all(caller.user_id())
+                .revoke_all_for(&caller)
                 .await
                 .map(|revoked| success("Logged out of all sessions", Revoked { revoked }))
         } else {
