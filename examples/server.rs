@@ -222,6 +222,7 @@ async fn build(config: SessionConfig) -> Result<Parts, Box<dyn std::error::Error
         let store = tower_jwt_session::store::RedisStore::connect(config.redis())
             .await
             .map_err(|e| format!("REDIS_URL is set but Redis cannot be used: {e}"))?;
+        store.claim(&config).await?;
         tracing::info!(
             nodes = config.redis().urls().len(),
             "using the Redis session store"

@@ -176,14 +176,7 @@ async fn open_store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, Sta
         #[cfg(feature = "redis")]
         StoreSettings::Redis(redis) => {
             let store = crate::store::RedisStore::connect(redis).await?;
-            let rules = config.rules();
-            store
-                .claim(
-                    &RefreshKeys::from_config(config).owner_fingerprints(),
-                    std::time::SystemTime::now(),
-                    rules.session_ttl() + rules.access_token_ttl(),
-                )
-                .await?;
+            store.claim(config).await?;
             // The settings' `Debug` redacts URL passwords and keys.
             tracing::info!(store = "redis", settings = ?redis, "session store: Redis");
             Ok(Arc::new(store))

@@ -9,6 +9,8 @@
 //! | `P:{tag}:s:<sid>` | hash | one session record; expires with it |
 //! | `P:{tag}:u:<user hash>` | sorted set | the user's session ids by creation time |
 //! | `P:revoked` | pub/sub channel | ids of revoked sessions, for every instance's cache |
+//! | `P:keycheck` | string | a sealed marker: which sealing key seals (a wrong key is a startup error) |
+//! | `P:owners` | sorted set | fingerprints of the signing keys of the application using the prefix ([`RedisStore::claim`]) |
 //!
 //! `tag` is derived from the user id and is also the first four bytes of every session id this
 //! store hands out, so a session's record and its user's index always share one cluster slot,
@@ -24,6 +26,17 @@
 //! user's index and keys hold their live sessions plus those that expired within the last
 //! access-token lifetime, and the scripts that walk the index (create, list, revoke-all) do
 //! work bounded by that, whatever the user's history.
+//!
+//! # Sealed records
+//!
+//! With an encryption key, a record's user id, roles, times and refresh generation are sealed
+//! together (XChaCha20-Poly1305, the session id as associated data) in fields `d`, `d1`, …; the
+//! times stay in clear too, for the scripts that sort and sweep a user's sessions, and must
+//! agree with the seal. A record that is not what this crate wrote is no session. Since a script
+//! cannot open a seal, rotation of a sealed record is decided in Rust on the opened record and
+//! applied by a compare-and-set script (`lua/apply.lua`); the other rules only read clear times
+//! or delete. What this promises, and what it does not (rollback of a whole record), is in
+//! `docs/deployment.md`.
 //!
 //! # Failure behaviour
 //!

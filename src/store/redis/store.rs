@@ -169,31 +169,58 @@ impl RedisStore {
             .await
     }
 
-    /// Claims this store's key prefix for the application whose signing keys have the
-    /// fingerprints `owner` (the current key's first, then previous keys'), as
-    /// [`SessionManager::connect`](crate::SessionManager::connect) does at startup. Two
-    /// applications with different keys on one prefix would evict, list and revoke each other's
-    /// sessions; the second one to start is refused instead. A fingerprint not seen for
-    /// `retention` (the longest a session lives) is forgotten. Call it yourself when you build a
-    /// manager on a store you connected.
+    /// Claims this store's key prefix for the application `config` configures, as
+    /// [`SessionManager::connect`](crate::SessionManager::connect) does at startup: two
+    /// applications with different signing keys on one prefix would evict, list and revoke each
+    /// other's sessions, so the second one to start is refused instead. The prefix remembers a
+    /// fingerprint of each signing key (`P:owners`, an HMAC that tells nothing of the key); an
+    /// application sharing any key with it (a restart, a rotation with the old secret in
+    /// `JWT_PREVIOUS_SECRETS`, its rollback) is the same one, and fingerprints unused for the
+    /// session lifetime are forgotten. Call it when you build a manager on a store you
+    /// connected yourself.
+    ///
+    /// ```no_run
+    /// use tower_jwt_session::store::RedisStore;
+    /// use tower_jwt_session::{SessionConfig, SessionManager};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = SessionConfig::from_env()?;
+    /// let store = RedisStore::connect(config.redis()).await?;
+    /// store.claim(&config).await?;
+    /// let manager = SessionManager::builder(config).store(store).build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`StoreError::Misconfigured`] naming the prefix when an application with none of these
-    /// keys has used it within `retention`; [`StoreError`] when Redis cannot be reached.
-    pub async fn claim(
+    /// keys has used it within the session lifetime; [`StoreError`] when Redis cannot be
+    /// reached.
+    pub async fn claim(&self, config: &crate::SessionConfig) -> Result<(), StoreError> {
+        let rules = config.rules();
+        self.claim_with(
+            &crate::token::refresh::RefreshKeys::from_config(config).owner_fingerprints(),
+            crate::clock::unix_ms(std::time::SystemTime::now()),
+            crate::clock::duration_ms(rules.session_ttl() + rules.access_token_ttl()),
+        )
+        .await
+    }
+
+    /// [`claim`](Self::claim) for these fingerprints (current key first), at `now`, forgetting
+    /// those unused for `retention` (both in ms).
+    async fn claim_with(
         &self,
         owner: &[String],
-        now: std::time::SystemTime,
-        retention: Duration,
+        now: u64,
+        retention: u64,
     ) -> Result<(), StoreError> {
         let Some(first) = owner.first() else {
             return Ok(());
         };
-        let now = crate::clock::unix_ms(now);
         let mut invocation = self.scripts.claim.key(self.names().plain("owners"));
         invocation
             .arg(now)
-            .arg(now.saturating_sub(crate::clock::duration_ms(retention)))
+            .arg(now.saturating_sub(retention))
             .arg(first);
         for previous in &owner[1..] {
             invocation.arg(previous);
