@@ -11,8 +11,8 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::clock::ManualClock;
 use crate::store::{
-    CreateOutcome, Lifetimes, MemoryStore, RotateOutcome, RotateRequest, SessionLimit,
-    SessionRecord, StoreError,
+    CreateOutcome, Lifetimes, MemoryStore, RevocationSink, RotateOutcome, RotateRequest,
+    SessionLimit, SessionRecord, StoreError,
 };
 use crate::{NO_ROLES, SessionConfig, SessionError, SessionManager};
 
@@ -29,15 +29,21 @@ struct Gate {
 enum Held {
     Get,
     Rotate,
+    Create,
 }
 
-/// A memory store whose next `get` or `rotate` does its work, then waits for the test.
+/// A memory store whose next `get`, `rotate` or `create` does its work, then waits for the
+/// test.
 #[derive(Default)]
 struct GatedStore {
     inner: MemoryStore,
     gate: Mutex<Option<(Held, Gate)>>,
     /// How many `get`s reached the store: the cache's misses.
     gets: AtomicUsize,
+    /// The session the last `create` stored.
+    created: Mutex<Option<SessionId>>,
+    /// The sink the manager registered: pushes revocations as a shared store does.
+    sink: Mutex<Option<RevocationSink>>,
 }
 
 impl fmt::Debug for GatedStore {
@@ -65,6 +71,19 @@ impl GatedStore {
         self.gets.load(Ordering::SeqCst)
     }
 
+    /// Revokes `sid` in the store, as another instance does, and pushes the revocation to the
+    /// sink the manager registered, as the store's subscription does.
+    async fn revoke_elsewhere_and_push(&self, sid: SessionId) {
+        assert!(self.inner.revoke(sid, NOW).await.unwrap());
+        let sink = self
+            .sink
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("no sink registered");
+        sink(RevocationEvent::Revoked(sid));
+    }
+
     async fn hold(&self, call: Held) {
         let gate = {
             let mut slot = self.gate.lock().unwrap();
@@ -89,7 +108,11 @@ impl SessionStore for Arc<GatedStore> {
         lifetimes: &Lifetimes,
         now: u64,
     ) -> Result<CreateOutcome, StoreError> {
-        self.inner.create(record, limit, lifetimes, now).await
+        let sid = record.session_id;
+        let out = self.inner.create(record, limit, lifetimes, now).await;
+        *self.created.lock().unwrap() = Some(sid);
+        self.hold(Held::Create).await;
+        out
     }
 
     async fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError> {
@@ -120,6 +143,10 @@ impl SessionStore for Arc<GatedStore> {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn watch_revocations(&self, sink: RevocationSink) {
+        *self.sink.lock().unwrap() = Some(sink);
     }
 
     fn kind(&self) -> &'static str {
@@ -258,6 +285,68 @@ async fn a_refresh_finishing_after_a_logout_does_not_undo_it() {
         manager.refresh(&pair.refresh_token).await,
         Err(SessionError::Revoked)
     ));
+}
+
+/// A refresh's rotate is in flight when another instance revokes the session; the pushed
+/// revocation reaches the cache and leaves it again (evicted, or [`RevocationCache::invalidate`])
+/// before the rotate answers. The refresh's "active" must not be cached: before the fix its
+/// start was taken after the store answered, so it wrote `Active` and the revoked session's
+/// access token passed for up to a TTL.
+#[tokio::test]
+async fn a_revocation_pushed_and_gone_during_a_refresh_is_not_undone_by_it() {
+    let (manager, store) = manager();
+    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    let sid = login.session_id;
+
+    let (reached, release) = store.arm(Held::Rotate);
+    let refresh = tokio::spawn({
+        let manager = manager.clone();
+        let token = login.refresh_token.clone();
+        async move { manager.refresh(&token).await }
+    });
+    reached.await.unwrap();
+    store.revoke_elsewhere_and_push(sid).await;
+    let cache = manager.revocation_cache();
+    assert_eq!(cache.inner.cache.get(&sid), Some(Entry::Revoked));
+    cache.invalidate(sid);
+    release.send(()).unwrap();
+
+    // The rotation happened before the revocation, so the refresh itself succeeded ...
+    let pair = refresh
+        .await
+        .unwrap()
+        .expect("rotated before the revocation");
+    let misses = store.gets();
+    // ... but its "active" was not cached: the check asks the store, which says revoked.
+    assert!(
+        manager
+            .verify_access_token(&pair.access_token)
+            .await
+            .is_err(),
+        "the refresh cached active over a revocation delivered while it rotated"
+    );
+    assert_eq!(store.gets(), misses + 1, "the check did not ask the store");
+}
+
+/// The same for a login: a session revoked elsewhere (logout everywhere) while its creation
+/// is in flight, with the revocation pushed and gone before the store answers.
+#[tokio::test]
+async fn a_revocation_pushed_and_gone_during_a_login_is_not_undone_by_it() {
+    let (manager, store) = manager();
+    let (reached, release) = store.arm(Held::Create);
+    let login = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.create_session("alice", NO_ROLES).await }
+    });
+    reached.await.unwrap();
+    let sid = store.created.lock().unwrap().expect("created");
+    store.revoke_elsewhere_and_push(sid).await;
+    manager.revocation_cache().invalidate(sid);
+    release.send(()).unwrap();
+
+    let pair = login.await.unwrap().expect("created before the revocation");
+    assert_eq!(pair.session_id, sid);
+    assert_refused_after(&manager, &pair, "login").await;
 }
 
 /// A revocation pushed by another instance while a lookup is in flight wins too.
