@@ -129,7 +129,16 @@ $('sessions-button').addEventListener('click', () => busy($('sessions-button'), 
 }));
 
 $('logout-button').addEventListener('click', () => busy($('logout-button'), async () => {
-  await tm.logout();
+  const ok = await tm.logout();
+  // The page is logged out either way; a session the server did not end may still work
+  // (a refresh cookie, a copied token) until it expires, and the user must know.
+  if (!ok) {
+    const why = tm.getTokenInfo().lastError;
+    showStatus(`Logged out on this page, but the server did not confirm the logout${why ? ` (${why.code})` : ''}: `
+      + 'the session may still be active until it expires. Log in again and use "Log out everywhere" to end it.');
+  } else {
+    showStatus('Logged out.', 'info');
+  }
 }));
 
 $('logout-all-button').addEventListener('click', () => busy($('logout-all-button'), async () => {
@@ -142,6 +151,7 @@ tm.onChange((e) => {
   if (e.reason) parts.push(`(${e.reason})`);
   if (e.source) parts.push(`from ${e.source.replace('_', ' ')}`);
   if (e.type === 'retry') parts.push(`attempt ${e.attempt}, next in ${e.delayMs} ms`);
+  if (e.type === 'logout-error') parts.push('— the server did not confirm; the session may still be active');
   if (e.type === 'refresh' || e.type === 'login') lifetimeMs = null;
   if (e.type === 'logout') {
     $('whoami-output').textContent = '(not asked yet)';

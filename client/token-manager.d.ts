@@ -24,7 +24,7 @@ export interface TokenManagerOptions {
    * (refresh token in the body, kept in `storage`).
    */
   cookieMode?: boolean;
-  /** Prefix of the storage keys (`<prefix>session`, `<prefix>refresh-lease`) and of the BroadcastChannel. Default `'tjs.'`. */
+  /** Prefix of the storage keys (`<prefix>session`, `<prefix>refresh-lease`, `<prefix>refresh-backoff`) and of the BroadcastChannel. Default `'tjs.'`. */
   storageKey?: string;
   /** Retries of a refresh after a network error, 5xx, 408 or 429 (attempts = maxRetries + 1). Default `5`. */
   maxRetries?: number;
@@ -104,7 +104,7 @@ export interface LoginResult {
   expiresAt: string | null;
 }
 
-export type TokenManagerEventType = 'login' | 'refresh' | 'sync' | 'logout' | 'retry' | 'refresh-error';
+export type TokenManagerEventType = 'login' | 'refresh' | 'sync' | 'logout' | 'logout-error' | 'retry' | 'refresh-error';
 
 /**
  * - `login`: a session started (here, or in another tab: `source: 'other_tab'`).
@@ -112,6 +112,10 @@ export type TokenManagerEventType = 'login' | 'refresh' | 'sync' | 'logout' | 'r
  * - `sync`: a token refreshed by another tab was adopted.
  * - `logout`: the session ended here; `reason` is `'logout'`, `'logout_all'`, `'other_tab'`,
  *   or the server's refresh error code (`'refresh_token_reused'`, `'token_revoked'`, …).
+ * - `logout-error`: after `logout()` / `logoutEverywhere()` the server did not confirm that the
+ *   session ended (`reason`: its error code or `'network_error'`, `status`: the HTTP status or
+ *   null, `endpoint`: `'logout'` or `'logout-all'`). The page is logged out, but the session may
+ *   still work on the server until it expires; show it to the user.
  * - `retry`: a refresh attempt failed and will be retried after `delayMs`.
  * - `refresh-error`: a refresh gave up (retries exhausted, or a non-retryable answer); the session is kept.
  */
@@ -123,6 +127,10 @@ export interface TokenManagerEvent {
   attempts?: number;
   delayMs?: number;
   retryable?: boolean;
+  /** `logout-error`: the HTTP status of the answer, null without one. */
+  status?: number | null;
+  /** `logout-error`: which route did not confirm. */
+  endpoint?: 'logout' | 'logout-all';
   info: TokenInfo;
 }
 
@@ -134,7 +142,8 @@ export class TokenManagerError extends Error {
   readonly name: 'TokenManagerError';
   /**
    * The server's error code (`invalid_credentials`, `forbidden`, `rate_limited`, …), `http_<status>`
-   * when the body had none, or a client code: `not_authenticated`, `network_error`, `refresh_failed`, `logged_out`.
+   * when the body had none, or a client code: `not_authenticated`, `network_error`, `refresh_failed`, `logged_out`,
+   * `backing_off` (a refresh allowed no retries found another tab backing off from a failed refresh).
    */
   code: string;
   /** HTTP status, when there was a response. */
@@ -183,9 +192,14 @@ export class TokenManager {
   getSessionStats(): Promise<SessionStats>;
   /** Rejects with a `TokenManagerError` (`invalid_credentials`, `network_error`, …). */
   login(username: string, password: string): Promise<LoginResult>;
-  /** Logs out every tab at once, then revokes the session on the server; resolves whether it confirmed. */
+  /**
+   * Logs out every tab at once, then revokes the session on the server; resolves whether it
+   * confirmed. A refresh request under way is waited for first (at most `requestTimeoutMs`) and
+   * its access token used; in cookie mode the refresh cookie also names the session. When the
+   * server did not confirm, a `logout-error` event is emitted and `getTokenInfo().lastError` says why.
+   */
   logout(): Promise<boolean>;
-  /** Revokes all the user's sessions; resolves the server's `revoked` count, or `null` if unconfirmed. */
+  /** Revokes all the user's sessions; resolves the server's `revoked` count, or `null` if unconfirmed (then also a `logout-error` event). */
   logoutEverywhere(): Promise<number | null>;
   /** Listener for every event. */
   onChange(listener: (event: TokenManagerEvent) => void): Unsubscribe;

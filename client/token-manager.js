@@ -146,9 +146,12 @@ export class TokenManager {
     this._random = o.random || Math.random;
     this._key = o.storageKey + 'session';
     this._leaseKey = o.storageKey + 'refresh-lease';
+    this._backoffKey = o.storageKey + 'refresh-backoff';
     this._tabId = randomId();
     this._state = null;
     this._inflight = null;
+    this._attempt = null; // the refresh attempt under way (lock wait and request), for logout()
+    this._onlineEpoch = 0;
     this._listeners = new Map(); // type ('*' = all) -> Set<fn>
     this._wakers = new Set();
     this._hinted = null;
@@ -335,6 +338,7 @@ export class TokenManager {
     }
     const state = this._stateFrom(body.data, null);
     this._hinted = null;
+    this._clearSharedBackoff();
     this._setState(state, 'login');
     return {
       userId: state.userId,
@@ -346,7 +350,12 @@ export class TokenManager {
 
   /**
    * Ends the session in this and every other tab at once, then asks the server
-   * to revoke it (POST {tokenPrefix}/logout). Resolves to whether the server confirmed.
+   * to revoke it (POST {tokenPrefix}/logout). A refresh request already under way is
+   * waited for first (at most `requestTimeoutMs`), so that its new access token is
+   * the one sent and its cookie is not set after the logout; in cookie mode the
+   * refresh cookie goes along too, and the server ends the session it names when
+   * no access token is usable. Resolves to whether the server confirmed; when it
+   * did not, a `logout-error` event is emitted and `getTokenInfo().lastError` says why.
    * @returns {Promise<boolean>}
    */
   async logout() {
@@ -371,7 +380,7 @@ export class TokenManager {
 
   /**
    * Subscribes to one event type ('login' | 'refresh' | 'sync' | 'logout' |
-   * 'retry' | 'refresh-error'), or '*' for all. Returns an unsubscribe function.
+   * 'logout-error' | 'retry' | 'refresh-error'), or '*' for all. Returns an unsubscribe function.
    */
   on(type, listener) {
     if (!this._listeners.has(type)) this._listeners.set(type, new Set());
@@ -442,23 +451,61 @@ export class TokenManager {
     for (let attempt = 0; ; attempt++) {
       if (this._destroyed) return false;
       let out;
+      const pending = this._withLock((lock) => this._refreshAttempt(held, force, lock));
+      this._attempt = pending;
       try {
-        out = await this._withLock((lock) => this._refreshAttempt(held, force, lock));
+        out = await pending;
       } catch (err) {
         out = { kind: 'retry', error: toError(err) };
+      } finally {
+        if (this._attempt === pending) this._attempt = null;
       }
-      if (out.kind === 'ok') { this._lastError = null; return true; }
+      if (out.kind === 'ok') { this._lastError = null; this._clearSharedBackoff(); return true; }
       if (out.kind === 'fatal') { if (out.error) this._lastError = out.error; return false; }
+      if (out.kind === 'defer') {
+        // Another tab is backing off: wait with it, without spending an attempt of ours;
+        // a flow allowed no retries (logout's own refresh) gives up instead of waiting.
+        if (retries <= 0) {
+          this._lastError = new TokenManagerError('backing_off', 'Another tab is backing off from a failed refresh', { retryable: true });
+          return false;
+        }
+        this._log('another tab is backing off; waiting', out.delayMs, 'ms');
+        attempt -= 1;
+        await this._backoffSleep(this._now() + out.delayMs, held, false);
+        continue;
+      }
       this._lastError = out.error || new TokenManagerError('network_error', 'Refresh failed', { retryable: true });
+      const delayMs = this._backoff(attempt, out.retryAfterMs);
+      // Every tab keeps to this backoff, not only this one (see _sharedBackoffLeft).
+      this._writeSharedBackoff(held, delayMs);
       if (attempt >= retries) {
         this._log('refresh gave up after', attempt + 1, 'attempts; session kept');
         this._emit('refresh-error', { reason: this._lastError.code, attempts: attempt + 1, retryable: true });
         return false;
       }
-      const delayMs = this._backoff(attempt, out.retryAfterMs);
       this._log('refresh attempt', attempt + 1, 'failed:', this._lastError.code, '- retrying in', delayMs, 'ms');
       this._emit('retry', { reason: this._lastError.code, attempt: attempt + 1, delayMs });
-      await this._sleep(delayMs);
+      await this._backoffSleep(this._now() + delayMs, held, out.retryAfterMs == null && this._lastError.code === 'network_error');
+    }
+  }
+
+  /**
+   * Sleeps until `until`. Wake-ups (lease writes and releases of other tabs, storage
+   * events) do not cut it short: only a change that settles the refresh does, as the
+   * session in storage being replaced or removed, or, after a network error, the
+   * browser coming back online. Without Web Locks every lease write wakes every tab,
+   * and a backoff that ended on any wake-up was no backoff at all.
+   */
+  async _backoffSleep(until, held, onlineEnds) {
+    const epoch = this._onlineEpoch;
+    while (!this._destroyed) {
+      const left = until - this._now();
+      if (left <= 0) return;
+      await this._sleep(left);
+      if (onlineEnds && this._onlineEpoch !== epoch) return;
+      const read = this._readStored();
+      if (read.ok && held && (!read.value || read.value.sessionId !== held.sessionId
+          || read.value.accessToken !== held.accessToken)) return;
     }
   }
 
@@ -504,6 +551,8 @@ export class TokenManager {
     }
     const read = this._readStored();
     const cur = (read.ok && read.value) || this._state;
+    const wait = this._sharedBackoffLeft(cur);
+    if (wait > 0) return { kind: 'defer', delayMs: wait };
     if (!o.cookieMode && !(cur && cur.refreshToken)) {
       return { kind: 'fatal', error: new TokenManagerError('not_authenticated', 'No refresh token held') };
     }
@@ -559,9 +608,15 @@ export class TokenManager {
   }
 
   async _logout(path, reason) {
-    // A token the server still accepts is needed to revoke the session; refresh
-    // once for it only when it has expired and no refresh is already running
-    // (logout must not wait out a backoff).
+    // A refresh request under way is waited for (bounded): its access token is the one
+    // to send, and in cookie mode its answer would otherwise set a fresh refresh cookie
+    // after the logout cleared it. A backoff is not waited out.
+    if (this._attempt) {
+      await Promise.race([this._attempt.catch(() => null), delay(this.options.requestTimeoutMs + 1000)]);
+    }
+    // A token the server still accepts is the surest way to revoke the session; refresh
+    // once for it only when it has expired and no refresh is already running. In cookie
+    // mode the refresh cookie goes along anyway, and names the session when no token does.
     let token = null;
     const s = this._state;
     if (s && s.accessToken && !this._isExpired(s)) token = s.accessToken;
@@ -570,15 +625,22 @@ export class TokenManager {
     }
     this._clearSession(reason);
     let res;
+    let error = null;
     try {
       const headers = {};
       if (token) headers.Authorization = `Bearer ${token}`;
       res = await this._request('POST', `${this.options.tokenPrefix}${path}`, {}, { headers, csrf: this.options.cookieMode });
-    } catch {
-      return path === '/logout' ? false : null;
+    } catch (err) {
+      error = new TokenManagerError('network_error', 'Logout request failed', { retryable: true, cause: err });
     }
-    const body = await readJson(res);
-    const ok = res.ok && !!body && body.success !== false;
+    const body = res ? await readJson(res) : null;
+    const ok = !!res && res.ok && !!body && body.success !== false;
+    if (!ok) {
+      // The page is logged out, but the server may still hold the session: say so.
+      this._lastError = error || errorFrom(res, body, 'Logout failed');
+      this._log('server did not confirm the logout:', this._lastError.code);
+      this._emit('logout-error', { reason: this._lastError.code, status: this._lastError.status, endpoint: path.slice(1) });
+    }
     if (path === '/logout') return ok;
     return ok && body.data && typeof body.data.revoked === 'number' ? body.data.revoked : ok ? 0 : null;
   }
@@ -753,6 +815,7 @@ export class TokenManager {
   /** Forgets the session here and in every tab. */
   _clearSession(reason) {
     const sid = this._state ? this._state.sessionId : null;
+    this._clearSharedBackoff();
     this._write(null);
     this._post({ type: 'logout', reason, sessionId: sid });
     this._clearLocal(reason);
@@ -771,7 +834,7 @@ export class TokenManager {
         this._check();
       }
     };
-    const onOnline = () => { this._wake(); this._check(); };
+    const onOnline = () => { this._onlineEpoch += 1; this._wake(); this._check(); };
     window.addEventListener('storage', onStorage);
     window.addEventListener('online', onOnline);
     window.addEventListener('pageshow', onVisible);
@@ -976,6 +1039,49 @@ export class TokenManager {
 
   _writeLease(v) {
     try { this._storage.setItem(this._leaseKey, JSON.stringify(v)); } catch { /* ignore */ }
+  }
+
+  /**
+   * The backoff of a failed refresh, kept in storage beside the lease so that every tab
+   * keeps to it: a tab that takes the lock (or lease) while another is backing off waits
+   * too, instead of sending the request the server just asked to hold back. Tied to the
+   * session; the tab that wrote it serves it with its own sleep. A later deadline is never
+   * shortened by an earlier one.
+   */
+  _writeSharedBackoff(held, delayMs) {
+    const now = this._now();
+    const until = now + delayMs;
+    const sessionId = held ? held.sessionId ?? null : null;
+    const cur = this._readSharedBackoff();
+    if (cur && cur.sessionId === sessionId && cur.until > until) return;
+    try {
+      this._storage.setItem(this._backoffKey, JSON.stringify({ owner: this._tabId, until, sessionId }));
+    } catch { /* ignore: each tab then keeps to its own backoff */ }
+  }
+
+  /** Ms left of another tab's backoff for this session, else 0. */
+  _sharedBackoffLeft(cur) {
+    const b = this._readSharedBackoff();
+    if (!b || b.owner === this._tabId) return 0;
+    if ((b.sessionId ?? null) !== ((cur && cur.sessionId) ?? null)) return 0;
+    const left = b.until - this._now();
+    return left > 0 ? Math.min(left, MAX_RETRY_AFTER_MS) : 0;
+  }
+
+  _readSharedBackoff() {
+    try {
+      const raw = this._storage.getItem(this._backoffKey);
+      const v = raw ? JSON.parse(raw) : null;
+      return v && typeof v.owner === 'string' && typeof v.until === 'number' ? v : null;
+    } catch {
+      return null;
+    }
+  }
+
+  _clearSharedBackoff() {
+    try {
+      if (this._storage.getItem(this._backoffKey) !== null) this._storage.removeItem(this._backoffKey);
+    } catch { /* ignore */ }
   }
 
   // ---- events and logging

@@ -321,6 +321,19 @@ export function createMockServer(options = {}) {
       const all = p.endsWith('-all');
       count(all ? 'logoutAll' : 'logout');
       const v = verifyAccess(req);
+      if (!v.claims && !all) {
+        // As the real server: without a usable bearer token, /logout ends the session the refresh
+        // cookie names, under the CSRF rule of a cookie refresh.
+        const token = cookies(req).tjs_refresh || null;
+        if (!token) return unauthorized(res, v);
+        if (!req.headers['x-requested-with']) return fail(res, 403, 'forbidden', 'Cookie logout needs X-Requested-With');
+        const entry = refreshIndex.get(sha256(token));
+        if (!entry) return unauthorized(res, v);
+        const sess = sessions.get(entry.sid);
+        const live = !!sess && !sess.revoked;
+        if (live) sess.revoked = true;
+        return ok(res, live ? 'Logged out' : 'Already logged out', {}, { 'Set-Cookie': clearCookie });
+      }
       if (!v.claims) return unauthorized(res, v);
       let revoked = 0;
       for (const s of sessions.values()) {

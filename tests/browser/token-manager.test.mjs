@@ -701,3 +701,136 @@ test('demo page works under a strict CSP', async (t) => {
     await context.close();
   }
 });
+
+test('cookie mode: logout with an expired access token and a refresh in flight ends the session; the cookie refreshes no more', async (t) => {
+  const { context } = await newContext();
+  try {
+    const page = await openTab(context, { cookieMode: true, autoRefresh: false });
+    await login(page);
+    const life = await lifetime(page);
+    if (skipUnlessShortLived(t, life)) return;
+    await sleep(life + 300);
+    assert.equal(await page.evaluate(() => window.tm.getTokenInfo().isExpired), true);
+    const expired = await page.evaluate(() => window.tm.getAccessToken());
+    // The refresh reaches the server (the session rotates) but its answer is held back, so
+    // that it is in flight when logout() runs.
+    const matcher = (u) => new URL(u).pathname.endsWith('/token/refresh');
+    const handler = async (route) => {
+      const response = await route.fetch();
+      await sleep(800);
+      await route.fulfill({ response }).catch(() => {});
+    };
+    await context.route(matcher, handler);
+    const logoutRequest = page.waitForRequest((req) => req.url().endsWith('/api/token/logout'));
+    const r = await page.evaluate(async () => {
+      const refresh = window.tm.refreshAccessToken();
+      await new Promise((res) => setTimeout(res, 150));
+      const inflight = window.tm.getTokenInfo().refreshing;
+      const loggedOut = await window.tm.logout();
+      await refresh;
+      return { inflight, loggedOut, auth: window.tm.isAuthenticated(),
+        errors: window.events.filter((e) => e.type === 'logout-error').length };
+    });
+    await context.unroute(matcher, handler);
+    assert.equal(r.inflight, true, 'a refresh was in flight when logout() was called');
+    // logout() waited for the refresh and sent its new access token.
+    const bearer = (await logoutRequest).headers().authorization;
+    assert.ok(bearer && bearer.startsWith('Bearer ') && bearer !== `Bearer ${expired}`, `logout sent ${bearer ? 'the expired token' : 'no token'}`);
+    assert.equal(r.loggedOut, true, 'the server confirmed the logout');
+    assert.equal(r.errors, 0);
+    assert.equal(r.auth, false);
+    // Whatever refresh cookie the browser still holds, it refreshes no more.
+    const status = await page.evaluate(() => fetch('/api/token/refresh', {
+      method: 'POST', credentials: 'include', headers: { 'X-Requested-With': 'XMLHttpRequest' },
+    }).then((res) => res.status));
+    assert.notEqual(status, 200, 'the refresh cookie still refreshes after logout');
+  } finally {
+    await context.close();
+  }
+});
+
+test('cookie mode: logout with an expired access token and no refresh possible still ends the session through the cookie', async (t) => {
+  const { context } = await newContext();
+  try {
+    const page = await openTab(context, { cookieMode: true, autoRefresh: false, maxRetries: 0 });
+    await login(page);
+    const life = await lifetime(page);
+    if (skipUnlessShortLived(t, life)) return;
+    await sleep(life + 300);
+    // The refresh that logout() tries first fails (503): the logout goes out without a bearer token.
+    const matcher = (u) => new URL(u).pathname.endsWith('/token/refresh');
+    const handler = (route) => route.fulfill({ status: 503, contentType: 'application/json',
+      body: JSON.stringify({ success: false, message: 'Store unavailable', error: 'unavailable' }) });
+    await context.route(matcher, handler);
+    const logoutRequest = page.waitForRequest((req) => req.url().endsWith('/api/token/logout'));
+    assert.equal(await page.evaluate(() => window.tm.logout()), true, 'the server ended the session the cookie names');
+    assert.equal((await logoutRequest).headers().authorization, undefined);
+    await context.unroute(matcher, handler);
+    const status = await page.evaluate(() => fetch('/api/token/refresh', {
+      method: 'POST', credentials: 'include', headers: { 'X-Requested-With': 'XMLHttpRequest' },
+    }).then((res) => res.status));
+    assert.notEqual(status, 200);
+  } finally {
+    await context.close();
+  }
+});
+
+test('a logout the server does not confirm is reported: logout() false, a logout-error event, the demo page says so', async () => {
+  const { context } = await newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${base}/`);
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'alice-password');
+    await page.click('#login-button');
+    await page.waitForSelector('#session-panel:not([hidden])', { timeout: 5000 });
+    await page.evaluate(() => {
+      window.logoutErrors = [];
+      window.tokenManager.on('logout-error', (e) => window.logoutErrors.push({ reason: e.reason, status: e.status }));
+    });
+    const matcher = (u) => new URL(u).pathname === '/api/token/logout';
+    await context.route(matcher, (route) => route.fulfill({ status: 503, contentType: 'application/json',
+      headers: { 'Retry-After': '1' },
+      body: JSON.stringify({ success: false, message: 'Store unavailable', error: 'unavailable' }) }));
+    await page.click('#logout-button');
+    await page.waitForSelector('#login-panel:not([hidden])', { timeout: 5000 });
+    await page.waitForSelector('#status:not([hidden])', { timeout: 3000 });
+    const text = await page.textContent('#status');
+    assert.match(text, /not confirm/i, `status: ${text}`);
+    assert.deepEqual(await page.evaluate(() => window.logoutErrors), [{ reason: 'unavailable', status: 503 }]);
+    assert.deepEqual(await page.evaluate(() => window.tokenManager.getTokenInfo().lastError?.code), 'unavailable');
+  } finally {
+    await context.close();
+  }
+});
+
+test('without Web Locks, two tabs keep to the Retry-After of a 503: wake-ups do not cut the backoff short', async () => {
+  const { context, refreshRequests } = await newContext();
+  try {
+    // What plain-http origins get: no navigator.locks, so the storage lease fallback.
+    await context.addInitScript(() => {
+      Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined, configurable: true });
+    });
+    const opts = { autoRefresh: false, maxRetries: 5, backoffBaseMs: 100, backoffMaxMs: 500, jitter: 0.5 };
+    const a = await openTab(context, opts);
+    const b = await openTab(context, opts);
+    assert.equal(await a.evaluate(() => navigator.locks === undefined), true);
+    await login(a);
+    await b.waitForFunction(() => window.tm.isAuthenticated(), null, { timeout: 3000 });
+    const matcher = (u) => new URL(u).pathname.endsWith('/token/refresh');
+    await context.route(matcher, (route) => route.fulfill({ status: 503, contentType: 'application/json',
+      headers: { 'Retry-After': '2' },
+      body: JSON.stringify({ success: false, message: 'Store unavailable', error: 'unavailable' }) }));
+    const before = refreshRequests.length;
+    for (const page of [a, b]) page.evaluate(() => { window.tm.refreshAccessToken(); }).catch(() => {});
+    await sleep(4500);
+    const seen = refreshRequests.slice(before).map((x) => x.at);
+    const gaps = seen.slice(1).map((at, i) => at - seen[i]);
+    // Retry-After: 2 → one request at about 0, 2 and 4 s, whichever tab sends it.
+    assert.ok(seen.length >= 2 && seen.length <= 3, `${seen.length} refresh requests in 4.5 s (gaps ${gaps} ms)`);
+    assert.ok(gaps.every((g) => g >= 1800), `a request came before Retry-After: gaps ${gaps} ms`);
+    for (const page of [a, b]) assert.equal(await page.evaluate(() => window.tm.isAuthenticated()), true);
+  } finally {
+    await context.close();
+  }
+});
