@@ -247,6 +247,34 @@ mod cookie_logout {
     }
 
     #[tokio::test]
+    async fn a_forged_cookie_counts_as_a_failed_refresh() {
+        use crate::rate_limit::{AttemptConfig, AttemptTracker};
+        let (service, pair) = setup().await;
+        let tracker = AttemptTracker::new(AttemptConfig::new().max_refresh_failures_per_ip(3));
+        let service = service.attempt_tracker(tracker);
+        let send = |cookie: String| {
+            let mut service = service.clone();
+            async move {
+                let mut req = Request::post("/api/token/logout")
+                    .header("cookie", cookie)
+                    .header("x-requested-with", "x")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                req.extensions_mut()
+                    .insert(ClientIp("203.0.113.7".parse().unwrap()));
+                let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut service);
+                ready.await.unwrap().call(req).await.unwrap().status()
+            }
+        };
+        for _ in 0..3 {
+            assert_eq!(send("tjs_refresh=forged".to_owned()).await, 401);
+        }
+        // The address is locked out of acting with a refresh token, a real one included.
+        let real = format!("tjs_refresh={}", pair.refresh_token);
+        assert_eq!(send(real).await, 429);
+    }
+
+    #[tokio::test]
     async fn logout_all_still_needs_a_bearer_token() {
         let (service, pair) = setup().await;
         let cookie = format!("tjs_refresh={}", pair.refresh_token);
