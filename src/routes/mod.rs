@@ -121,9 +121,9 @@ impl TokenRoutes {
 
     /// Counts forged and malformed refresh tokens (a MAC that does not verify, a token that does
     /// not parse) per client IP in `tracker`'s refresh bucket, on every route that takes one
-    /// (`/refresh` and `/auto-refresh`, from the body or the cookie), and answers 429
-    /// `rate_limited` on those routes to an IP that has sent too many, for the tracker's
-    /// cool-down. A well-formed token of an ended session (`token_revoked`, `token_expired`,
+    /// (`/refresh` and `/auto-refresh`, from the body or the cookie, and `/logout` through the
+    /// cookie), and answers 429 `rate_limited` there to an IP that has sent too many, for the
+    /// tracker's cool-down. A well-formed token of an ended session (`token_revoked`, `token_expired`,
     /// `session_expired`, `refresh_token_reused`) is not counted, nor is a failed login. Needs
     /// the client IP that [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer) puts into the request;
     /// without that layer in front, nothing is counted. The default is no tracking.
