@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
+use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use sha2::{Sha256, Sha384, Sha512};
 
@@ -126,14 +127,30 @@ impl VerifyKey {
         }
     }
 
-    /// The public key of a PEM, bound to its algorithm.
-    fn public(pem: &PemKey) -> Self {
-        Self {
-            kid: pem.kid.as_str().into(),
+    /// The public key of a PEM, bound to its algorithm and named by its JWK thumbprint.
+    ///
+    /// # Errors
+    /// [`ConfigError::Key`] when the key has no JWK form (a malformed RSA key).
+    fn public(pem: &PemKey, name: &'static str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            kid: thumbprint(pem, name)?.into(),
             alg: pem.alg.to_jwt(),
             verifier: Verifier::Public(pem.decoding.clone()),
-        }
+        })
     }
+}
+
+/// A public key's `kid`: its RFC 7638 JWK thumbprint (SHA-256 over the canonical JSON of the
+/// required members, base64url), the name a JWKS consumer computes for itself. It depends on
+/// the key alone, not on the PEM's wrapping or on how another crate prints an algorithm.
+fn thumbprint(pem: &PemKey, name: &'static str) -> Result<String, ConfigError> {
+    Jwk::from_decoding_key(&pem.decoding, Some(pem.alg.to_jwt()))
+        .and_then(|jwk| jwk.thumbprint(ThumbprintHash::SHA256))
+        .map_err(|e| ConfigError::Key {
+            name,
+            alg: pem.alg,
+            reason: e.to_string(),
+        })
 }
 
 /// The keys of a configuration: the signer, and every key a token may name.
@@ -154,18 +171,18 @@ impl KeySet {
     pub(super) fn from_config(config: &SessionConfig) -> Result<Self, ConfigError> {
         let tokens = config.tokens();
         let current = VerifyKey::hmac(tokens.secret().expose());
-        let (alg, kid, signer) = match tokens.signing_pem() {
-            Some(pem) => {
+        let signing = tokens
+            .signing_pem()
+            .map(|pem| VerifyKey::public(pem, "signing_key_pem"))
+            .transpose()?;
+        let (alg, kid, signer) = match tokens.signing_pem().zip(signing.as_ref()) {
+            Some((pem, key)) => {
                 let encoding = pem.encoding.clone().ok_or(ConfigError::Conflict {
                     name: "signing_key_pem",
                     reason: "the signing key has no private key".to_owned(),
                     fix: "give signing_key_pem the private key too".to_owned(),
                 })?;
-                (
-                    pem.alg.to_jwt(),
-                    pem.kid.clone(),
-                    SignerKey::Private(encoding),
-                )
+                (key.alg, key.kid.to_string(), SignerKey::Private(encoding))
             }
             None => (
                 current.alg,
@@ -175,19 +192,17 @@ impl KeySet {
         };
         // The signing PEM's key first, then the current secret, previous secrets, and the
         // verification PEMs.
-        let keys = tokens
-            .signing_pem()
-            .map(VerifyKey::public)
-            .into_iter()
-            .chain(std::iter::once(current))
-            .chain(
-                tokens
-                    .previous_secrets()
-                    .iter()
-                    .map(|old| VerifyKey::hmac(old.expose())),
-            )
-            .chain(tokens.verification_pems().iter().map(VerifyKey::public))
-            .collect();
+        let mut keys: Vec<VerifyKey> = signing.into_iter().collect();
+        keys.push(current);
+        keys.extend(
+            tokens
+                .previous_secrets()
+                .iter()
+                .map(|old| VerifyKey::hmac(old.expose())),
+        );
+        for pem in tokens.verification_pems() {
+            keys.push(VerifyKey::public(pem, "verification_key_pem")?);
+        }
         let header = OutHeader {
             alg: alg_name(alg),
             typ: "at+jwt",

@@ -509,10 +509,13 @@ fn asymmetric_algorithms_work_and_confusion_is_refused() {
             .unwrap()
             .allowed_algorithms([Alg::RS256, Alg::HS256]),
     );
-    let rsa_kid = key_id(Alg::RS256, rsa_public);
+    let rsa_kid =
+        jsonwebtoken::decode_header(&codec.issue("alice", SessionId::random(), &[]).token)
+            .unwrap()
+            .kid;
     let confused = sign(
         Algorithm::HS256,
-        Some(rsa_kid),
+        rsa_kid,
         Some("at+jwt"),
         &claims(),
         rsa_public,
@@ -552,4 +555,166 @@ fn debug_output_has_no_key_material() {
     assert!(!text.contains(SECRET));
     let issued = codec.issue("alice", SessionId::random(), &[]);
     assert!(!format!("{issued:?}").contains(&issued.token));
+}
+
+/// Inputs a lenient JWT library reads one way and this codec must refuse: duplicate members
+/// (first-wins and last-wins parsers disagree), an `iss` array, key references hidden behind
+/// `crit: ["b64"]`, a mistyped `aud` nobody asked for, and JSON that is not UTF-8 in members no
+/// one reads.
+#[test]
+fn parser_differentials_are_refused() {
+    let (codec, _) = plain();
+    let k = kid(SECRET);
+    let payload = claims().to_string();
+    let header = format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{k}"}}"#);
+    assert!(codec.verify(&raw(&header, &payload)).is_ok(), "control");
+
+    let headers = [
+        format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"nope","kid":"{k}"}}"#),
+        format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{k}","kid":"nope"}}"#),
+        format!(r#"{{"alg":"HS256","typ":"JWT","typ":"at+jwt","kid":"{k}"}}"#),
+        format!(r#"{{"alg":"none","alg":"HS256","typ":"at+jwt","kid":"{k}"}}"#),
+        format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{k}","crit":["b64"],"b64":true}}"#),
+        format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{k}","x5c":[]}}"#),
+    ];
+    for h in &headers {
+        assert!(codec.verify(&raw(h, &payload)).is_err(), "{h}");
+    }
+
+    let body = |extra: &str| payload.replacen('{', &format!("{{{extra},"), 1);
+    for p in [
+        body(&format!(r#""exp":{}"#, NOW - 3600)),
+        body(r#""sub":"admin""#),
+        body(r#""roles":["admin"]"#),
+        body(&format!(r#""exp":"{}""#, NOW + 600)),
+        body(r#""aud":5"#),
+        body(r#""aud":{"api":true}"#),
+        body(r#""iss":["a","b"]"#),
+    ] {
+        assert!(codec.verify(&raw(&header, &p)).is_err(), "{p}");
+    }
+    let (with_iss, _) = codec_with(config().issuer("https://iss"));
+    let p = body(r#""iss":["https://iss","https://evil"]"#);
+    assert!(with_iss.verify(&raw(&header, &p)).is_err(), "{p}");
+
+    // Not UTF-8, in a member no one reads.
+    let signed = |h: &[u8], p: &[u8]| {
+        let mut t = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(h),
+            URL_SAFE_NO_PAD.encode(p)
+        );
+        let sig = URL_SAFE_NO_PAD
+            .encode(HmacKey::new(Algorithm::HS256, SECRET.as_bytes()).sign(t.as_bytes()));
+        t.push('.');
+        t.push_str(&sig);
+        t
+    };
+    let bad_payload = [b"{\"x\":\"\xff\",".as_slice(), &payload.as_bytes()[1..]].concat();
+    let bad_header = [b"{\"x\":\"\xfe\",".as_slice(), &header.as_bytes()[1..]].concat();
+    assert!(
+        codec
+            .verify(&signed(header.as_bytes(), &bad_payload))
+            .is_err()
+    );
+    assert!(
+        codec
+            .verify(&signed(&bad_header, payload.as_bytes()))
+            .is_err()
+    );
+}
+
+/// What a strict reading still accepts: `typ` in any case, a NumericDate in exponent or
+/// fractional form, an `exp` as large as a u64, `aud` unchecked when none is configured.
+#[test]
+fn lenient_but_valid_forms_are_accepted() {
+    let (codec, _) = plain();
+    let k = kid(SECRET);
+    for typ in ["AT+JWT", "Application/At+Jwt"] {
+        let h = format!(r#"{{"alg":"HS256","typ":"{typ}","kid":"{k}"}}"#);
+        assert!(
+            codec.verify(&raw(&h, &claims().to_string())).is_ok(),
+            "{typ}"
+        );
+    }
+    for exp in [json!(1.8000006e9), json!(u64::MAX), json!(1.8e19)] {
+        let mut c = claims();
+        c["exp"] = exp.clone();
+        assert!(codec.verify(&good(&c)).is_ok(), "{exp}");
+    }
+    let mut c = claims();
+    c["aud"] = json!(["someone-else"]);
+    c["nbf"] = json!(NOW as f64 - 0.5);
+    assert!(codec.verify(&good(&c)).is_ok());
+}
+
+/// `decode` reads no clock, so a verdict cached from it holds at any time; `check_time` applies
+/// `exp` and `nbf` with the leeway on every call.
+#[test]
+fn decode_leaves_the_time_window_to_check_time() {
+    let (codec, clock) = plain();
+    let mut c = claims();
+    c["exp"] = json!(NOW - 3600);
+    c["nbf"] = json!(NOW + 3600);
+    let t = good(&c);
+    let decoded = codec.decode(t.as_bytes()).expect("decode ignores time");
+    assert_eq!(decoded.not_before_ms, Some((NOW + 3600) * 1000));
+    assert_eq!(
+        codec.check_time(&decoded, NOW_MS).unwrap_err(),
+        AuthError::Expired
+    );
+    let mut c = claims();
+    c["nbf"] = json!(NOW + 3600);
+    c["exp"] = json!(NOW + 7200);
+    let decoded = codec.decode(good(&c).as_bytes()).unwrap();
+    assert_eq!(
+        codec.check_time(&decoded, NOW_MS).unwrap_err(),
+        AuthError::NotYetValid
+    );
+    clock.set((NOW + 3570) * 1000);
+    assert!(codec.check_time(&decoded, clock.now_ms()).is_ok());
+}
+
+/// A public key's `kid` is its RFC 7638 JWK thumbprint (SHA-256, base64url), the same whatever
+/// the PEM's line breaks; the values were computed independently (Python `cryptography`).
+#[test]
+fn public_key_kids_are_rfc7638_thumbprints() {
+    for (alg, private, public, thumbprint) in [
+        (
+            Alg::RS256,
+            &include_bytes!("../../tests/keys/rsa_private.pem")[..],
+            &include_bytes!("../../tests/keys/rsa_public.pem")[..],
+            "5vcHV-bd4uk0wisdo4FuHwbZg6of2AYEVX7V4S3Urkk",
+        ),
+        (
+            Alg::ES256,
+            include_bytes!("../../tests/keys/ec_private.pem"),
+            include_bytes!("../../tests/keys/ec_public.pem"),
+            "oRyMdDVk33yEBhSh9N527lcskc-8b076KCu7g24pznA",
+        ),
+        (
+            Alg::EdDSA,
+            include_bytes!("../../tests/keys/ed_private.pem"),
+            include_bytes!("../../tests/keys/ed_public.pem"),
+            "x10CxuCFTPcM4ObjX1wbYDbk3PKSz2kD6ORlccs94kg",
+        ),
+    ] {
+        let (codec, _) = codec_with(config().signing_key_pem(alg, private, public).unwrap());
+        let issued = codec.issue("alice", SessionId::random(), &[]);
+        let header = jsonwebtoken::decode_header(&issued.token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(thumbprint), "{alg:?}");
+        // The same key as a verification key, its PEM re-wrapped: the same kid.
+        let rewrapped = std::str::from_utf8(public).unwrap().replace('\n', "\r\n");
+        let (verifier, _) = codec_with(
+            config()
+                .verification_key_pem(alg, rewrapped.as_bytes())
+                .unwrap()
+                .allowed_algorithms([alg]),
+        );
+        assert_eq!(
+            verifier.verify(&issued.token).unwrap().user_id(),
+            "alice",
+            "{alg:?}"
+        );
+    }
 }

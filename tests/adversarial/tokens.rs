@@ -458,3 +458,69 @@ mod tampering {
         still_serving(&s).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// RFC 8725 §3.x, parser differentials: a JWT library that reads a member one way while the
+// verifier's checks read it another. Duplicate members (first-wins against last-wins), an
+// `iss` array holding the configured issuer, `crit: ["b64"]` (which some libraries accept), and
+// a registered claim of the wrong type nobody configured a check for.
+// ---------------------------------------------------------------------------------------------
+mod parser_differentials {
+    use crate::*;
+
+    #[tokio::test]
+    async fn duplicate_members_and_lenient_forms_are_refused() {
+        let cases = Cases::new("parser differentials");
+        let s = start(&[("JWT_ISSUER", "https://issuer.example")]);
+        let (_, _, claims) = session(&s, "alice").await;
+        me_allowed(&cases, &s, &forge(&good_header(), &claims), "alice").await;
+        let k = kid(SECRET);
+        let payload = claims.to_string();
+        for header in [
+            format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"unknown","kid":"{k}"}}"#),
+            format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{k}","kid":"unknown"}}"#),
+            format!(r#"{{"alg":"HS256","typ":"JWT","typ":"at+jwt","kid":"{k}"}}"#),
+            format!(r#"{{"alg":"HS256","typ":"at+jwt","typ":"JWT","kid":"{k}"}}"#),
+            format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{k}","crit":["b64"],"b64":true}}"#),
+        ] {
+            let token = jws_raw(&header, &payload, SECRET.as_bytes());
+            me_refused(&cases, &s, &token, "invalid_token").await;
+            validate_refuses(&cases, &s, &token, false).await;
+        }
+        let t = now();
+        let member = |m: &str| payload.replacen('{', &format!("{{{m},"), 1);
+        for p in [
+            // A past exp before the real one, and a far one before a past one.
+            member(&format!(r#""exp":{}"#, t - 3600)),
+            member(r#""sub":"admin""#),
+            member(r#""roles":["admin"]"#),
+            member(r#""sid":"AAAAAAAAAAAAAAAAAAAAAA""#),
+            member(r#""iss":"https://evil.example""#),
+            // The configured issuer inside an array: `iss` is one StringOrURI (RFC 7519 §4.1.1).
+            with(
+                claims.clone(),
+                "iss",
+                json!(["https://issuer.example", "https://evil.example"]),
+            )
+            .to_string(),
+            // `aud` mistyped, with no audience configured.
+            with(claims.clone(), "aud", json!(5)).to_string(),
+            with(claims.clone(), "aud", json!({"api": true})).to_string(),
+            // A NumericDate written as a string.
+            with(claims.clone(), "exp", json!((t + 600).to_string())).to_string(),
+        ] {
+            let token = jws_raw(&good_header().to_string(), &p, SECRET.as_bytes());
+            me_refused(&cases, &s, &token, "invalid_token").await;
+        }
+        let far_then_past = with(claims.clone(), "exp", json!(t - 3600))
+            .to_string()
+            .replacen('{', &format!(r#"{{"exp":{},"#, t + 86_400), 1);
+        let token = jws_raw(
+            &good_header().to_string(),
+            &far_then_past,
+            SECRET.as_bytes(),
+        );
+        me_refused(&cases, &s, &token, "invalid_token").await;
+        still_serving(&s).await;
+    }
+}
