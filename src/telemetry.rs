@@ -13,6 +13,8 @@
 //! | `tjs_store_operation_seconds` | histogram | `op`, `store` |
 //! | `tjs_records_unreadable_total` | counter | records that failed their integrity check: a seal that does not open, clear fields that disagree with it, or no seal where one is required (each treated as no session) |
 //! | `tjs_store_inconsistent_total` | counter | logout-all calls that found the store's index of a user missing a live session (an evicting or restored Redis) |
+//! | `tjs_verified_cache_lookups_total` | counter | `outcome`: `hit` (a token verified before, served from memory), `miss` (verified in full) |
+//! | `tjs_verified_cache_evictions_total` | counter | `cause`: `size` (pushed out by the capacity), `expired` (its token's `exp` plus leeway passed) |
 //! | `tjs_sessions_held` | gauge | records the memory store holds: live sessions, and those expired within the last access-token lifetime (ended ones are deleted at once) |
 //!
 //! Counter handles for the layer's outcomes are registered once, when the layer is built, so
@@ -96,6 +98,88 @@ impl Metrics {
         }
         #[cfg(not(feature = "metrics"))]
         let _ = result;
+    }
+}
+
+/// Handles for the counters of the cache of verified tokens, registered when the codec is built.
+#[derive(Clone, Default)]
+pub(crate) struct TokenCacheMetrics {
+    #[cfg(feature = "metrics")]
+    counters: Option<Arc<TokenCacheCounters>>,
+}
+
+#[cfg(feature = "metrics")]
+struct TokenCacheCounters {
+    hit: metrics::Counter,
+    miss: metrics::Counter,
+    evicted_size: metrics::Counter,
+    evicted_expired: metrics::Counter,
+}
+
+impl std::fmt::Debug for TokenCacheMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCacheMetrics")
+    }
+}
+
+/// Why an entry left the cache of verified tokens, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Eviction {
+    /// Pushed out by the capacity.
+    Size,
+    /// Its token's `exp` (plus leeway) passed.
+    Expired,
+}
+
+impl TokenCacheMetrics {
+    /// Registers the counters with the installed recorder.
+    pub(crate) fn register() -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            let lookup = |outcome: &'static str| metrics::counter!("tjs_verified_cache_lookups_total", "outcome" => outcome);
+            let evicted = |cause: &'static str| metrics::counter!("tjs_verified_cache_evictions_total", "cause" => cause);
+            Self {
+                counters: Some(Arc::new(TokenCacheCounters {
+                    hit: lookup("hit"),
+                    miss: lookup("miss"),
+                    evicted_size: evicted("size"),
+                    evicted_expired: evicted("expired"),
+                })),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        Self::default()
+    }
+
+    /// A token found in the cache.
+    #[inline]
+    pub(crate) fn hit(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(c) = &self.counters {
+            c.hit.increment(1);
+        }
+    }
+
+    /// A token verified in full.
+    #[inline]
+    pub(crate) fn miss(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(c) = &self.counters {
+            c.miss.increment(1);
+        }
+    }
+
+    /// An entry evicted.
+    pub(crate) fn evicted(&self, cause: Eviction) {
+        #[cfg(feature = "metrics")]
+        if let Some(c) = &self.counters {
+            match cause {
+                Eviction::Size => c.evicted_size.increment(1),
+                Eviction::Expired => c.evicted_expired.increment(1),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = cause;
     }
 }
 

@@ -74,6 +74,16 @@ impl<'a> Env<'a> {
             .transpose()
     }
 
+    /// A whole number, 0 included.
+    pub(crate) fn count<T: FromStr>(&self, name: &'static str) -> Result<Option<T>, ConfigError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|_| invalid(name, v, "a whole number (0 or more)"))
+            })
+            .transpose()
+    }
+
     /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
     pub(crate) fn flag(&self, name: &'static str) -> Result<Option<bool>, ConfigError> {
         self.get(name)

@@ -7,6 +7,7 @@
 //! | [`CookieSettings`] | the refresh-token cookie, trusted origins | `SESSION_COOKIE_*`, `ALLOWED_ORIGINS` |
 //! | [`RedisSettings`] | the store's URLs, prefix, TLS CA, sealing keys | `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_*` |
 //! | [`RevocationCacheSettings`] | the revocation cache, fail-open | — |
+//! | [`TokenCacheSettings`] | the cache of verified access tokens | `JWT_VERIFIED_CACHE_CAPACITY` |
 //!
 //! The rate limiter's settings live with it: [`RateLimitConfig`](crate::rate_limit::RateLimitConfig)
 //! reads `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS` itself.
@@ -28,6 +29,7 @@ mod redis;
 mod rules;
 #[cfg(test)]
 mod tests;
+mod token_cache;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use cache::RevocationCacheSettings;
@@ -39,6 +41,7 @@ pub use keys::TokenSettings;
 pub(crate) use keys::{PemKey, Secret, key_id};
 pub use redis::{RedisSettings, StoreSettings};
 pub use rules::{DEFAULT_REFRESH_THRESHOLD, SessionRules};
+pub use token_cache::TokenCacheSettings;
 
 use env::Env;
 
@@ -66,6 +69,7 @@ pub const ENV_VARS: &[&str] = &[
     "SESSION_ENCRYPTION_PREVIOUS_KEYS",
     "SESSION_ENCRYPTION_ACCEPT_UNSEALED",
     "REDIS_CA_CERT",
+    "JWT_VERIFIED_CACHE_CAPACITY",
 ];
 
 /// A configuration value was missing or malformed, or settings contradict each other.
@@ -156,7 +160,8 @@ pub(crate) fn process_env(name: &str) -> Option<String> {
 /// Build one with [`SessionConfig::new`] and the setters, or read it from the environment with
 /// [`SessionConfig::from_env`]. Read a setting through its component:
 /// [`tokens`](Self::tokens), [`rules`](Self::rules), [`cookies`](Self::cookies),
-/// [`redis`](Self::redis) (and [`store`](Self::store)), [`revocation_cache`](Self::revocation_cache).
+/// [`redis`](Self::redis) (and [`store`](Self::store)), [`revocation_cache`](Self::revocation_cache),
+/// [`token_cache`](Self::token_cache).
 ///
 /// ```
 /// use std::time::Duration;
@@ -180,6 +185,7 @@ pub struct SessionConfig {
     cookies: CookieSettings,
     redis: RedisSettings,
     revocation_cache: RevocationCacheSettings,
+    token_cache: TokenCacheSettings,
 }
 
 mod setters;
@@ -202,6 +208,7 @@ impl SessionConfig {
             cookies: CookieSettings::default(),
             redis: RedisSettings::default(),
             revocation_cache: RevocationCacheSettings::default(),
+            token_cache: TokenCacheSettings::default(),
         }
     }
 
@@ -250,6 +257,7 @@ impl SessionConfig {
             cookies: CookieSettings::read(&env)?,
             redis: RedisSettings::read(&env)?,
             revocation_cache: RevocationCacheSettings::default(),
+            token_cache: TokenCacheSettings::read(&env)?,
         };
         config.validate()?;
         config.rules.log_adjustments();
@@ -313,6 +321,11 @@ impl SessionConfig {
         &self.revocation_cache
     }
 
+    /// The cache of verified access tokens.
+    pub fn token_cache(&self) -> &TokenCacheSettings {
+        &self.token_cache
+    }
+
     /// Replaces the token settings.
     pub fn with_tokens(mut self, tokens: TokenSettings) -> Self {
         self.tokens = tokens;
@@ -340,6 +353,12 @@ impl SessionConfig {
     /// Replaces the revocation-cache settings.
     pub fn with_revocation_cache(mut self, cache: RevocationCacheSettings) -> Self {
         self.revocation_cache = cache;
+        self
+    }
+
+    /// Replaces the settings of the cache of verified access tokens.
+    pub fn with_token_cache(mut self, cache: TokenCacheSettings) -> Self {
+        self.token_cache = cache;
         self
     }
 }

@@ -233,4 +233,12 @@ impl SessionConfig {
         self.revocation_cache = self.revocation_cache.with_fail_open(fail_open);
         self
     }
+
+    /// How many verified access tokens are kept in memory (`JWT_VERIFIED_CACHE_CAPACITY`);
+    /// `0` turns the cache off. The default is 10 000; see
+    /// [`TokenCacheSettings`](super::TokenCacheSettings).
+    pub fn verified_cache_capacity(mut self, capacity: u64) -> Self {
+        self.token_cache = self.token_cache.with_capacity(capacity);
+        self
+    }
 }

@@ -591,3 +591,39 @@ fn algorithms_by_name() {
     }
     assert!(Algorithm::HS512.is_hmac() && !Algorithm::EdDSA.is_hmac());
 }
+
+#[test]
+fn the_verified_token_cache_is_on_by_default_and_read_from_the_environment() {
+    let c = from(&[("JWT_SECRET", SECRET)]).unwrap();
+    assert_eq!(c.token_cache(), &TokenCacheSettings::default());
+    assert_eq!(c.token_cache().capacity(), 10_000);
+    assert!(c.token_cache().is_enabled());
+
+    let c = from(&[
+        ("JWT_SECRET", SECRET),
+        ("JWT_VERIFIED_CACHE_CAPACITY", " 250 "),
+    ])
+    .unwrap();
+    assert_eq!(c.token_cache().capacity(), 250);
+
+    let c = from(&[("JWT_SECRET", SECRET), ("JWT_VERIFIED_CACHE_CAPACITY", "0")]).unwrap();
+    assert!(!c.token_cache().is_enabled());
+
+    for bad in ["-1", "lots", "1e4", "10k"] {
+        let err =
+            from(&[("JWT_SECRET", SECRET), ("JWT_VERIFIED_CACHE_CAPACITY", bad)]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { name: "JWT_VERIFIED_CACHE_CAPACITY", value, .. } if value == bad),
+            "{err}"
+        );
+        assert!(err.to_string().contains("whole number"), "{err}");
+    }
+    assert!(ENV_VARS.contains(&"JWT_VERIFIED_CACHE_CAPACITY"));
+
+    let c = SessionConfig::new(SECRET)
+        .unwrap()
+        .verified_cache_capacity(0);
+    assert_eq!(c.token_cache(), &TokenCacheSettings::off());
+    let c = c.with_token_cache(TokenCacheSettings::default().with_capacity(7));
+    assert_eq!(c.token_cache().capacity(), 7);
+}

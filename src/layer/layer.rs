@@ -112,7 +112,8 @@ impl<R: RevocationCheck, E> SessionLayer<R, E> {
     /// The [`AuthError`] the layer would refuse the request with.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Session, AuthError> {
         let token = super::bearer_token(headers)?;
-        let session = self.shared.codec.verify_bytes(token)?;
+        let codec = &self.shared.codec;
+        let session = codec.verify_cached(token, codec.now_ms())?;
         let status = match self.shared.revocation.check(&session) {
             Checked::Ready(status) => status,
             Checked::Pending(check) => check.await,

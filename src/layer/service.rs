@@ -120,9 +120,7 @@ fn authenticate<R, B>(
     now: u64,
 ) -> Result<Session, AuthError> {
     let token = super::bearer_token(req.headers())?;
-    let decoded = shared.codec.decode(token)?;
-    shared.codec.check_time(&decoded, now)?;
-    Ok(decoded.session)
+    shared.codec.verify_cached(token, now)
 }
 
 /// The refusal of a verified session whose status is not active: counted, logged, answered.

@@ -331,3 +331,87 @@ fn the_layer_and_its_service_are_cheap_to_clone_and_send() {
     let svc = layer.layer(echo(Arc::default()));
     assert_send_sync_clone(&svc);
 }
+
+#[tokio::test]
+async fn a_revoked_session_is_refused_on_a_cache_hit() {
+    let manager =
+        crate::SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap())
+            .unwrap();
+    let pair = manager
+        .create_session("alice", &[] as &[&str])
+        .await
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = SessionLayer::from_manager(&manager);
+    let mut svc = layer.clone().layer(echo(calls.clone()));
+    let auth = format!("Bearer {}", pair.access_token);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&auth).unwrap());
+
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(&[&auth]))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(layer.authenticate(&headers).await.is_ok());
+    assert!(
+        manager
+            .verify_access_token(&pair.access_token)
+            .await
+            .is_ok()
+    );
+    assert_eq!(layer.codec().cached_tokens(), 1);
+
+    assert!(manager.revoke(pair.session_id).await.unwrap());
+    // The token is still cached: each path below answers from the cache, and still refuses.
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(&[&auth]))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(body_json(res).await["error"], "token_revoked");
+    assert_eq!(
+        layer.authenticate(&headers).await.err(),
+        Some(AuthError::Revoked)
+    );
+    assert_eq!(
+        manager.verify_access_token(&pair.access_token).await.err(),
+        Some(AuthError::Revoked)
+    );
+    assert_eq!(layer.codec().cached_tokens(), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_layer_caches_valid_tokens_only() {
+    let (codec, _) = codec();
+    let token = codec.issue("alice", SessionId::random(), &[]).token;
+    let layer = SessionLayer::new(codec.clone());
+    let mut svc = layer.layer(echo(Arc::new(AtomicUsize::new(0))));
+    for _ in 0..3 {
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(&[&format!("Bearer {token}")]))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    // Invalid ones are refused as before and never cached.
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(&[&format!("Bearer {token}x")]))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(codec.cached_tokens(), 1);
+}

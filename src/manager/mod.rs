@@ -384,7 +384,9 @@ impl SessionManager {
     /// # Errors
     /// The [`AuthError`] the layer would refuse it with.
     pub async fn verify_access_token(&self, token: &str) -> Result<Session, AuthError> {
-        self.check_revocation(self.inner.codec.verify(token)?).await
+        let codec = &self.inner.codec;
+        let session = codec.verify_cached(token.as_bytes(), codec.now_ms())?;
+        self.check_revocation(session).await
     }
 
     async fn check_revocation(&self, session: Session) -> Result<Session, AuthError> {

@@ -22,6 +22,7 @@ mod access;
 mod claims;
 mod keys;
 pub(crate) mod refresh;
+mod verified;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +56,8 @@ struct Inner {
     /// Time left at or under which a refresh is advised, whole seconds in milliseconds.
     refresh_threshold_ms: u64,
     realm: Arc<str>,
+    /// Tokens that verified, so a token seen again is not verified again.
+    verified: verified::VerifiedCache,
     clock: SharedClock,
 }
 
@@ -181,6 +184,7 @@ impl TokenCodec {
                 access_ttl_ms: duration_ms(config.rules().access_token_ttl()),
                 refresh_threshold_ms: secs_to_ms(config.rules().refresh_threshold().as_secs()),
                 realm: crate::error::sanitize_realm(config.tokens().realm()).into(),
+                verified: verified::VerifiedCache::new(config, &clock),
                 clock,
             }),
         })
