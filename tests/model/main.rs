@@ -178,6 +178,84 @@ impl Backend {
     }
 }
 
+/// A record read straight from Redis, for the sealed runs that tamper with records.
+#[cfg(feature = "redis")]
+pub struct RawRecord {
+    node: usize,
+    pub key: String,
+    pub fields: Vec<(String, String)>,
+}
+
+#[cfg(feature = "redis")]
+impl RawRecord {
+    /// Field `name` as a number.
+    pub fn number(&self, name: &str) -> Option<u64> {
+        let value = &self.fields.iter().find(|(k, _)| k == name)?.1;
+        value
+            .parse()
+            .ok()
+            .or_else(|| value.parse::<f64>().ok().map(|f| f as u64))
+    }
+
+    /// The sealed parts (`d`, `d1`, …), in order.
+    pub fn sealed_parts(&self) -> Vec<(String, String)> {
+        let index = |name: &str| match name.strip_prefix('d')? {
+            "" => Some(0),
+            rest => rest.parse::<usize>().ok(),
+        };
+        let mut parts: Vec<(usize, (String, String))> = self
+            .fields
+            .iter()
+            .filter_map(|(k, v)| index(k).map(|n| (n, (k.clone(), v.clone()))))
+            .collect();
+        parts.sort_by_key(|(n, _)| *n);
+        parts.into_iter().map(|(_, part)| part).collect()
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Backend {
+    /// The record of `sid` as Redis holds it, outside the store: found by the end of its key
+    /// (`P:…:s:<sid>`, see `src/store/redis/mod.rs`) under this test's prefix. `None` when no
+    /// node holds it or the store is not Redis.
+    pub async fn raw_record(
+        &mut self,
+        sid: tower_jwt_session::session::SessionId,
+    ) -> Option<RawRecord> {
+        let Probe::Redis { prefix, nodes } = &mut self.probe else {
+            return None;
+        };
+        for (n, node) in nodes.iter_mut().enumerate() {
+            let keys = scan_matching(node, &format!("{prefix}:*:s:{sid}")).await;
+            if let [key] = keys.as_slice() {
+                let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+                    .arg(key)
+                    .query_async(node)
+                    .await
+                    .expect("HGETALL");
+                return Some(RawRecord {
+                    node: n,
+                    key: key.clone(),
+                    fields,
+                });
+            }
+            assert!(keys.is_empty(), "two records for {sid}: {keys:?}");
+        }
+        None
+    }
+
+    /// Runs `cmd` on the node that holds `record`, as anyone with access to Redis could.
+    pub async fn raw_command(&mut self, record: &RawRecord, cmd: &redis::Cmd) {
+        let Probe::Redis { nodes, .. } = &mut self.probe else {
+            panic!("raw commands need Redis");
+        };
+        let _: redis::Value = cmd
+            .query_async(&mut nodes[record.node])
+            .await
+            .unwrap_or_else(|e| panic!("raw command on {}: {e}", record.key));
+    }
+}
+
 #[cfg(feature = "redis")]
 async fn redis_backend(kind: StoreKind, limits: &Limits) -> Backend {
     use tower_jwt_session::store::RedisStore;
@@ -231,13 +309,19 @@ async fn redis_backend(kind: StoreKind, limits: &Limits) -> Backend {
 /// Every key under `prefix` on one node.
 #[cfg(feature = "redis")]
 async fn scan(node: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
+    scan_matching(node, &format!("{prefix}:*")).await
+}
+
+/// Every key matching the glob `pattern` on one node.
+#[cfg(feature = "redis")]
+async fn scan_matching(node: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;
     loop {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(format!("{prefix}:*"))
+            .arg(pattern)
             .arg("COUNT")
             .arg(10_000)
             .query_async(node)

@@ -4,6 +4,14 @@
 //! `purge_at`): a model that shared the code under test would agree with every bug in it.
 //! Times are milliseconds on the test's manual clock. Sessions are numbered in creation order
 //! (the harness maps each number to the real session id).
+//!
+//! Sealed runs also change records behind the crate's back ([`Model::tamper`]). A tampered
+//! record is no session to every reader that opens its seal (lookup, listing, refresh): it is
+//! `deleted` here, though never revoked here, so this instance's cache may still answer
+//! "active" from before, as for a session ended by another instance. The scripts that walk a
+//! user's index (admission, logout, logout-all) cannot open a seal: they read the clear times,
+//! so there the record counts by what its clear fields say ([`Tampered`]) until one of them
+//! deletes it.
 
 /// What a login beyond the per-user limit does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,8 +85,21 @@ pub struct Session {
     pub token_expiry: Vec<u64>,
     /// Ended by logout, logout-all, eviction or reuse detection.
     pub ended: bool,
-    /// Deleted from the store (every ended session, and an expired one that was logged out).
+    /// Deleted from the store (every ended session, and an expired one that was logged out),
+    /// or tampered with: no session to any reader that opens the seal.
     pub deleted: bool,
+    /// Changed outside the crate (sealed runs), and what the index scripts still see of it.
+    pub tampered: Option<Tampered>,
+}
+
+/// A record changed outside the crate: the clear times the index scripts read (they cannot
+/// check them against the seal), and whether a script has deleted it yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Tampered {
+    pub clear_expires_at: u64,
+    pub clear_purge_at: u64,
+    /// Not deleted by an eviction, logout or logout-all yet.
+    pub in_store: bool,
 }
 
 impl Session {
@@ -136,15 +157,67 @@ impl Model {
             .collect()
     }
 
+    /// Whether the scripts that walk a user's index count session `i` as live: by the model's
+    /// times, or for a tampered record by its clear times.
+    fn counted(&self, i: usize, now: u64) -> bool {
+        let s = &self.sessions[i];
+        match s.tampered {
+            None => s.live(now, &self.limits),
+            Some(t) => t.in_store && now < t.clear_expires_at && now <= t.clear_purge_at,
+        }
+    }
+
+    /// The sessions of `user` the index scripts count as live, in creation order.
+    fn counted_of(&self, user: usize, now: u64) -> Vec<usize> {
+        (0..self.sessions.len())
+            .filter(|&i| self.sessions[i].user == user && self.counted(i, now))
+            .collect()
+    }
+
+    /// Deletes the record of session `i`, tampered with or not.
+    fn forget(&mut self, i: usize) {
+        let s = &mut self.sessions[i];
+        s.deleted = true;
+        if let Some(t) = &mut s.tampered {
+            t.in_store = false;
+        }
+    }
+
     fn end(&mut self, i: usize) {
         self.sessions[i].ended = true;
-        self.sessions[i].deleted = true;
+        self.forget(i);
         self.revoked_here[i] = true;
+    }
+
+    /// Session `i`'s record was changed outside the crate (it was live): from now on it is no
+    /// session to every reader that opens the seal, and this instance was told nothing. The
+    /// index scripts see `clear_expires_at` and `clear_purge_at`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub fn tamper(&mut self, i: usize, clear_expires_at: u64, clear_purge_at: u64) {
+        let s = &mut self.sessions[i];
+        assert!(
+            !s.deleted && s.tampered.is_none(),
+            "only a live record is tampered with"
+        );
+        s.deleted = true;
+        s.tampered = Some(Tampered {
+            clear_expires_at,
+            clear_purge_at,
+            in_store: true,
+        });
+    }
+
+    /// The sessions whose tampered records are still in the store.
+    pub fn tampered_held(&self) -> usize {
+        self.sessions
+            .iter()
+            .filter(|s| s.tampered.is_some_and(|t| t.in_store))
+            .count()
     }
 
     /// Login. On success the new session's number and the sessions evicted for it.
     pub fn create(&mut self, user: usize, now: u64) -> Result<(usize, Vec<usize>), Refusal> {
-        let mut live = self.live_of(user, now);
+        let mut live = self.counted_of(user, now);
         let mut evicted = Vec::new();
         if live.len() >= self.limits.max {
             if self.limits.policy == Policy::Deny {
@@ -176,6 +249,7 @@ impl Model {
             token_expiry: vec![refresh_expires_at],
             ended: false,
             deleted: false,
+            tampered: None,
         });
         self.revoked_here.push(false);
         Ok((self.sessions.len() - 1, evicted))
@@ -232,23 +306,25 @@ impl Model {
 
     /// Logout of one session: whether it was live. The manager tells its cache in any case.
     pub fn revoke(&mut self, i: usize, now: u64) -> bool {
-        let live = self.sessions[i].live(now, &self.limits);
+        let live = self.counted(i, now);
         if live {
             self.end(i);
         }
-        self.sessions[i].deleted = true;
+        self.forget(i);
         self.revoked_here[i] = true;
         live
     }
 
     /// Logout everywhere: how many sessions were live. Every record of the user goes.
     pub fn revoke_all(&mut self, user: usize, now: u64) -> usize {
-        let live = self.live_of(user, now);
+        let live = self.counted_of(user, now);
         for &i in &live {
             self.end(i);
         }
-        for s in self.sessions.iter_mut().filter(|s| s.user == user) {
-            s.deleted = true;
+        for i in 0..self.sessions.len() {
+            if self.sessions[i].user == user {
+                self.forget(i);
+            }
         }
         live.len()
     }

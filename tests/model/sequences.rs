@@ -1,4 +1,9 @@
 //! Random operation sequences on one instance, checked step by step against the model.
+//!
+//! On sealed Redis the steps also tamper with live records straight in Redis ([`Tampering`]):
+//! each tampered session must be no session from then on (a fresh instance refuses its access
+//! token, refresh refuses it, listings skip it), no answer may carry forged data, and every
+//! other session goes on as the model says.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -101,6 +106,45 @@ pub enum Op {
     Verify(usize, usize),
     /// Move the clock.
     Wait(Wait),
+    /// Change the record of live session `n` in Redis, outside the crate (sealed runs only).
+    #[cfg(feature = "redis")]
+    Tamper(usize, Tampering),
+}
+
+/// How a record is changed behind the crate's back: what an attacker (or an operator) with
+/// write access to Redis can do without the sealing key.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone, Copy)]
+pub enum Tampering {
+    /// `e`, the session's end, moved later.
+    LaterEnd,
+    /// `x`, the refresh token's end, moved later.
+    LaterRefreshEnd,
+    /// `p`, the purge time, moved later.
+    LaterPurge,
+    /// `g` set to another generation: one back (1 from 0).
+    OtherGeneration,
+    /// The seal deleted and a user id (another user's) and roles (`admin`) written in clear.
+    ForgedUser,
+    /// One sealed part (`n` modulo their number) deleted.
+    DropPart(usize),
+    /// The sealed parts of another live session (`n` modulo their number) copied over.
+    SwapSeal(usize),
+}
+
+#[cfg(feature = "redis")]
+impl Tampering {
+    fn name(self) -> &'static str {
+        match self {
+            Tampering::LaterEnd => "later e",
+            Tampering::LaterRefreshEnd => "later x",
+            Tampering::LaterPurge => "later p",
+            Tampering::OtherGeneration => "other g",
+            Tampering::ForgedUser => "forged u/r",
+            Tampering::DropPart(_) => "part dropped",
+            Tampering::SwapSeal(_) => "seal swapped",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +244,29 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The steps of a run on `kind`: tampering too on sealed Redis.
+fn steps_on(kind: StoreKind) -> BoxedStrategy<Op> {
+    #[cfg(feature = "redis")]
+    if kind == StoreKind::Sealed {
+        let tampering = prop_oneof![
+            Just(Tampering::LaterEnd),
+            Just(Tampering::LaterRefreshEnd),
+            Just(Tampering::LaterPurge),
+            Just(Tampering::OtherGeneration),
+            Just(Tampering::ForgedUser),
+            (0..8usize).prop_map(Tampering::DropPart),
+            (0..64usize).prop_map(Tampering::SwapSeal),
+        ];
+        return prop_oneof![
+            25 => op(),
+            3 => (0..64usize, tampering).prop_map(|(n, t)| Op::Tamper(n, t)),
+        ]
+        .boxed();
+    }
+    let _ = kind;
+    op().boxed()
+}
+
 /// A generated case: settings and steps.
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -207,8 +274,11 @@ pub struct Case {
     pub ops: Vec<Op>,
 }
 
-fn case(steps: usize) -> impl Strategy<Value = Case> {
-    (0..PROFILES.len(), prop::collection::vec(op(), 1..=steps))
+fn case(kind: StoreKind, steps: usize) -> impl Strategy<Value = Case> {
+    (
+        0..PROFILES.len(),
+        prop::collection::vec(steps_on(kind), 1..=steps),
+    )
         .prop_map(|(profile, ops)| Case { profile, ops })
 }
 
@@ -248,6 +318,10 @@ struct Run {
     clients: Vec<Client>,
     /// Every refresh answered: presented token -> the successor handed out.
     successors: HashMap<String, String>,
+    /// A second instance on the same store, made at the first tampering: its cache holds no
+    /// answer from before, so it must refuse a tampered session at once.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    observer: Option<SessionManager>,
     log: String,
 }
 
@@ -402,8 +476,163 @@ impl Run {
                 };
                 self.advance_to(target);
             }
+            #[cfg(feature = "redis")]
+            Op::Tamper(n, how) => self.tamper(n, how).await?,
         }
         Ok(())
+    }
+
+    /// Changes the record of a live session in Redis as `how` says, then checks it is no
+    /// session.
+    #[cfg(feature = "redis")]
+    async fn tamper(&mut self, n: usize, how: Tampering) -> Result<(), String> {
+        let now = self.now();
+        let l = self.model.limits;
+        let live: Vec<usize> = (0..self.clients.len())
+            .filter(|&i| self.model.sessions[i].live(now, &l))
+            .collect();
+        if live.is_empty() {
+            let _ = write!(self.log, " -> no live session");
+            return Ok(());
+        }
+        let i = live[n % live.len()];
+        let record = self
+            .backend
+            .raw_record(self.clients[i].sid)
+            .await
+            .ok_or_else(|| format!("live s{i} has no record in Redis"))?;
+        let clear = |name: &str| {
+            record
+                .number(name)
+                .ok_or_else(|| format!("s{i}: clear field {name} missing"))
+        };
+        let (e, p, g, x) = (clear("e")?, clear("p")?, clear("g")?, clear("x")?);
+        let s = &self.model.sessions[i];
+        check_eq(&format!("s{i} clear e"), e, s.expires_at)?;
+        check_eq(&format!("s{i} clear p"), p, s.purge_at(&l))?;
+        let other_user = user_name((s.user + 1) % USERS);
+        let parts = record.sealed_parts();
+        if parts.is_empty() {
+            return Err(format!("s{i}: a sealed record without sealed parts"));
+        }
+        let hset = |fields: &[(String, String)]| {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&record.key);
+            for (k, v) in fields {
+                cmd.arg(k).arg(v);
+            }
+            cmd
+        };
+        let hdel = |fields: &[(String, String)]| {
+            let mut cmd = redis::cmd("HDEL");
+            cmd.arg(&record.key);
+            for (k, _) in fields {
+                cmd.arg(k);
+            }
+            cmd
+        };
+        let field = |k: &str, v: u64| [(k.to_owned(), v.to_string())];
+        let later = l.session;
+        let (mut clear_e, mut clear_p) = (e, p);
+        let commands = match how {
+            Tampering::LaterEnd => {
+                clear_e = e + later;
+                vec![hset(&field("e", clear_e))]
+            }
+            Tampering::LaterRefreshEnd => vec![hset(&field("x", x + later))],
+            Tampering::LaterPurge => {
+                clear_p = p + later;
+                vec![hset(&field("p", clear_p))]
+            }
+            Tampering::OtherGeneration => {
+                vec![hset(&field("g", if g > 0 { g - 1 } else { 1 }))]
+            }
+            Tampering::ForgedUser => vec![
+                hdel(&parts),
+                hset(&[
+                    ("u".to_owned(), other_user),
+                    ("r".to_owned(), r#"["admin"]"#.to_owned()),
+                ]),
+            ],
+            Tampering::DropPart(k) => vec![hdel(&parts[k % parts.len()..][..1])],
+            Tampering::SwapSeal(m) => {
+                let others: Vec<usize> = live.iter().copied().filter(|&j| j != i).collect();
+                if others.is_empty() {
+                    let _ = write!(self.log, " -> no other live session");
+                    return Ok(());
+                }
+                let j = others[m % others.len()];
+                let source = self
+                    .backend
+                    .raw_record(self.clients[j].sid)
+                    .await
+                    .ok_or_else(|| format!("live s{j} has no record in Redis"))?;
+                let _ = write!(self.log, " (seal of s{j})");
+                vec![hdel(&parts), hset(&source.sealed_parts())]
+            }
+        };
+        for command in &commands {
+            self.backend.raw_command(&record, command).await;
+        }
+        let _ = write!(self.log, " s{i} -> tampered");
+        seen(format_args!("tamper {}", how.name()));
+        self.model.tamper(i, clear_e, clear_p);
+        self.check_tampered(i).await
+    }
+
+    /// A tampered session is no session: a fresh instance refuses its newest access token at
+    /// once (this instance may answer from its cache until the entry's lifetime ends, as after
+    /// a revocation elsewhere), and its newest refresh token is refused, never answered with a
+    /// pair for anyone.
+    #[cfg(feature = "redis")]
+    async fn check_tampered(&mut self, i: usize) -> Result<(), String> {
+        let now = self.now();
+        if self.observer.is_none() {
+            let store = self.backend.second_instance().await;
+            self.observer = Some(
+                SessionManager::builder(self.backend.config.clone())
+                    .shared_store(store)
+                    .clock(self.clock.clone())
+                    .build()
+                    .map_err(|e| format!("config: {e}"))?,
+            );
+        }
+        let observer = self.observer.as_ref().expect("just made");
+        let (token, exp) = self.clients[i].access.last().expect("one at least").clone();
+        let expected = match self.model.verify(i, exp, now) {
+            Verdict::Expired => Verdict::Expired,
+            _ => Verdict::Revoked,
+        };
+        let answer = match observer.verify_access_token(&token).await {
+            Ok(session) => {
+                return Err(format!(
+                    "tampered s{i}: a fresh instance accepted its access token (user {})",
+                    session.user_id()
+                ));
+            }
+            Err(AuthError::Expired) => Verdict::Expired,
+            Err(AuthError::Revoked) => Verdict::Revoked,
+            Err(other) => return Err(format!("tampered s{i}: verify answered {other:?}")),
+        };
+        seen(format_args!("tampered verify {answer:?}"));
+        check_eq(
+            &format!("tampered s{i}: a fresh instance's verify"),
+            answer,
+            expected,
+        )?;
+        let generation = self.clients[i].refresh.len() as u64 - 1;
+        let expected = self.model.refresh(i, generation, now);
+        let token = self.clients[i].refresh[generation as usize].clone();
+        match (expected, self.manager.refresh(&token).await) {
+            (Err(e), Err(r)) if Ok(e) == refusal(&r) => {
+                seen(format_args!("tampered refresh {e:?}"));
+                Ok(())
+            }
+            (e, r) => Err(format!(
+                "tampered s{i}: refresh: model {e:?}, store {:?}",
+                r.map(|p| (p.session_id, p.user_id))
+            )),
+        }
     }
 
     async fn refresh(&mut self, i: usize, generation: u64) -> Result<(), String> {
@@ -429,6 +658,11 @@ impl Run {
                         refresh_expires_at,
                     } => (generation, refresh_expires_at),
                 };
+                check_eq(
+                    "user of the refreshed pair",
+                    pair.user_id.as_str(),
+                    user_name(self.model.sessions[i].user).as_str(),
+                )?;
                 let client = &mut self.clients[i];
                 check_eq("session of the refreshed pair", pair.session_id, client.sid)?;
                 check_eq(
@@ -518,6 +752,11 @@ impl Run {
                     session.session_id(),
                     self.clients[i].sid,
                 )?;
+                check_eq(
+                    "verified user",
+                    session.user_id(),
+                    user_name(self.model.sessions[i].user).as_str(),
+                )?;
                 Verdict::Ok
             }
             Err(AuthError::Expired) => Verdict::Expired,
@@ -605,20 +844,26 @@ impl Run {
         for i in 0..self.clients.len() {
             let k = self.clients[i].access.len() - 1;
             self.verify(i, k).await?;
+            #[cfg(feature = "redis")]
+            if self.model.sessions[i].tampered.is_some() {
+                self.check_tampered(i).await?;
+            }
         }
-        let bound = 2 * l.max;
+        // Tampered records stay until a script deletes them or their (clear) purge time.
+        let slack = self.model.tampered_held();
+        let bound = 2 * l.max + slack;
         let users: Vec<String> = (0..USERS).map(user_name).collect();
         let held = self.backend.held(&users).await;
-        if held.total_records > USERS * bound {
+        if held.total_records > USERS * 2 * l.max + slack {
             return Err(format!(
-                "the store holds {} records for {USERS} users, over {USERS} x 2 x {} (held {:?})",
+                "the store holds {} records for {USERS} users, over {USERS} x 2 x {} + {slack} tampered (held {:?})",
                 held.total_records, l.max, held.per_user
             ));
         }
         for (tag, records, members) in &held.per_user {
             if *records > bound || *members > bound {
                 return Err(format!(
-                    "user {tag} holds {records} records and {members} index members, over 2 x {}",
+                    "user {tag} holds {records} records and {members} index members, over 2 x {} + {slack} tampered",
                     l.max
                 ));
             }
@@ -656,6 +901,7 @@ async fn run_case(kind: StoreKind, policy: Policy, case: &Case) -> Result<(), St
         model: Model::new(limits),
         clients: Vec::new(),
         successors: HashMap::new(),
+        observer: None,
         log: String::new(),
     };
     let mut result = Ok(());
@@ -695,7 +941,7 @@ pub fn run(kind: StoreKind, policy: Policy, default_cases: u64) {
     });
     let started = std::time::Instant::now();
     let ran = std::cell::Cell::new(0u64);
-    let outcome = runner.run(&case(steps), |case| {
+    let outcome = runner.run(&case(kind, steps), |case| {
         ran.set(ran.get() + 1);
         runtime
             .block_on(run_case(kind, policy, &case))
@@ -761,4 +1007,12 @@ fn model_cluster_evict() {
 #[test]
 fn model_sealed_redis_evict() {
     run(StoreKind::Sealed, Policy::Evict, 128);
+}
+
+/// Tampered records still count towards the limit by their clear times where a script decides
+/// (admission): under `deny` that decides whether a login is refused.
+#[cfg(feature = "redis")]
+#[test]
+fn model_sealed_redis_deny() {
+    run(StoreKind::Sealed, Policy::Deny, 32);
 }
