@@ -9,13 +9,15 @@ use crate::clock::{ms_to_secs, secs_to_ms, system_time, unix_ms};
 use crate::error::AuthError;
 use crate::session::{Session, SessionId, random_bytes};
 
-use super::claims::{Audience, InClaims, InHeader, OutClaims};
-use super::keys::{SignerKey, Verifier, VerifyKey, parse_alg};
+use jsonwebtoken::Header;
+use jsonwebtoken::errors::ErrorKind;
+
+use super::claims::{InClaims, OutClaims, numeric_date};
+use super::keys::VerifyKey;
 use super::{Decoded, IssuedToken, MAX_TOKEN_LEN, TokenCodec};
 
-const STACK_HEADER: usize = 512;
+/// Payloads up to this many decoded bytes are checked for UTF-8 on the stack.
 const STACK_PAYLOAD: usize = 1536;
-const MAX_SIGNATURE: usize = 512;
 
 impl TokenCodec {
     /// Issues an access token for `user_id` in session `session_id` with `roles`, valid for the
@@ -69,11 +71,8 @@ impl TokenCodec {
         token.push_str(&inner.header_b64);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-        let signature = match &inner.signer {
-            SignerKey::Hmac(key) => URL_SAFE_NO_PAD.encode(key.sign(token.as_bytes())),
-            SignerKey::Private(key) => jsonwebtoken::crypto::sign(token.as_bytes(), key, inner.alg)
-                .expect("a key loaded for its algorithm signs"),
-        };
+        let signature = jsonwebtoken::crypto::sign(token.as_bytes(), &inner.signer, inner.alg)
+            .expect("a key loaded for its algorithm signs");
         token.push('.');
         token.push_str(&signature);
         IssuedToken {
@@ -113,54 +112,35 @@ impl TokenCodec {
         Ok(())
     }
 
-    /// Verifies everything but the time window.
+    /// Verifies everything but the time window, reading no clock: a verdict cached from it
+    /// holds at any instant, and [`check_time`](Self::check_time) applies the window.
+    ///
+    /// The header goes through `jsonwebtoken::decode_header` for the rules of this codec
+    /// (`typ`, `kid`, the allow-list, no key references), then the whole token through
+    /// `jsonwebtoken::decode` with the named key's `Validation`. What remains here is what
+    /// jsonwebtoken does not check: the claims of RFC 9068 and the session id, and that the
+    /// claims set is UTF-8 in members no one reads (RFC 8725 §3.7).
     pub(crate) fn decode(&self, bytes: &[u8]) -> Result<Decoded, AuthError> {
         if bytes.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Malformed("longer than 8 KiB"));
         }
-        let (header_b64, rest) =
-            split_dot(bytes).ok_or(AuthError::Malformed("not three dot-separated parts"))?;
-        let (payload_b64, signature_b64) =
-            split_dot(rest).ok_or(AuthError::Malformed("not three dot-separated parts"))?;
-        if signature_b64.contains(&b'.') {
+        let mut dots = bytes.iter().enumerate().filter(|(_, b)| **b == b'.');
+        let (Some(_), Some((second_dot, _)), None) = (dots.next(), dots.next(), dots.next()) else {
             return Err(AuthError::Malformed("not three dot-separated parts"));
-        }
-        let key = self.header_key(header_b64)?;
-        let signed = &bytes[..header_b64.len() + 1 + payload_b64.len()];
-        if !verify_signature(key, signed, signature_b64)? {
-            return Err(AuthError::InvalidSignature);
-        }
-
-        let mut payload_stack = [0u8; STACK_PAYLOAD];
-        let mut payload_heap = Vec::new();
-        let payload_json = if payload_b64.len() / 4 * 3 + 3 <= STACK_PAYLOAD {
-            b64_decode(payload_b64, &mut payload_stack)
-        } else {
-            payload_heap.resize(payload_b64.len() / 4 * 3 + 3, 0);
-            b64_decode(payload_b64, &mut payload_heap)
-        }
-        .ok_or(AuthError::Malformed("the payload is not base64url"))?;
-        if std::str::from_utf8(payload_json).is_err() {
-            return Err(AuthError::Malformed("the payload is not UTF-8"));
-        }
-        let claims: InClaims<'_> = serde_json::from_slice(payload_json)
-            .map_err(|_| AuthError::Malformed("the payload is not a valid claims object"))?;
+        };
+        let header = jsonwebtoken::decode_header(bytes).map_err(header_error)?;
+        let key = self.header_key(&header)?;
+        let claims = jsonwebtoken::decode::<InClaims>(bytes, &key.decoding, &key.validation)
+            .map_err(decode_error)?
+            .claims;
+        payload_is_utf8(&bytes[..second_dot])?;
         self.session_from(claims)
     }
 
-    /// Reads the header and returns the key it names, bound to the algorithm it names.
-    fn header_key(&self, header_b64: &[u8]) -> Result<&VerifyKey, AuthError> {
+    /// The key the header names, bound to the algorithm it names, once the header passed the
+    /// rules of RFC 8725 and RFC 9068.
+    fn header_key(&self, header: &Header) -> Result<&VerifyKey, AuthError> {
         let inner = &*self.inner;
-        let mut header_buf = [0u8; STACK_HEADER];
-        let header_json = b64_decode(header_b64, &mut header_buf)
-            .ok_or(AuthError::Malformed("the header is not base64url"))?;
-        // RFC 7519 §7.2 / RFC 8725 §3.7: the JSON must be UTF-8 as a whole, not only the fields
-        // serde looks at (it skips unknown ones unchecked).
-        if std::str::from_utf8(header_json).is_err() {
-            return Err(AuthError::Malformed("the header is not UTF-8"));
-        }
-        let header: InHeader<'_> = serde_json::from_slice(header_json)
-            .map_err(|_| AuthError::Malformed("the header is not a JSON object"))?;
         if header.jku.is_some()
             || header.jwk.is_some()
             || header.x5u.is_some()
@@ -169,8 +149,7 @@ impl TokenCodec {
         {
             return Err(AuthError::ForbiddenHeader);
         }
-        let alg = parse_alg(&header.alg).ok_or(AuthError::UnsupportedAlgorithm)?;
-        if !inner.allowed.contains(&alg) {
+        if !inner.allowed.contains(&header.alg) {
             return Err(AuthError::UnsupportedAlgorithm);
         }
         match header.typ.as_deref() {
@@ -185,16 +164,25 @@ impl TokenCodec {
             .iter()
             .find(|k| &*k.kid == kid)
             .ok_or(AuthError::UnknownKey)?;
-        if key.alg != alg {
+        if key.alg != header.alg {
             return Err(AuthError::UnsupportedAlgorithm);
         }
         Ok(key)
     }
 
-    fn session_from(&self, claims: InClaims<'_>) -> Result<Decoded, AuthError> {
+    /// The claims jsonwebtoken leaves to the caller: `iat`, `sub`, `sid`, `jti`, the presence of
+    /// a configured `iss` and `aud` (their values are jsonwebtoken's check), `roles`, `nbf`.
+    fn session_from(&self, claims: InClaims) -> Result<Decoded, AuthError> {
         let inner = &*self.inner;
-        let exp = claims.exp.ok_or(AuthError::MissingClaim("exp"))?.0;
-        let iat = claims.iat.ok_or(AuthError::MissingClaim("iat"))?.0;
+        let date = |n: Option<serde_json::Number>, name| match n {
+            None => Ok(None),
+            Some(n) => numeric_date(&n)
+                .map(Some)
+                .ok_or(AuthError::InvalidClaim(name)),
+        };
+        let exp = date(claims.exp, "exp")?.ok_or(AuthError::MissingClaim("exp"))?;
+        let iat = date(claims.iat, "iat")?.ok_or(AuthError::MissingClaim("iat"))?;
+        let nbf = date(claims.nbf, "nbf")?;
         let sub = claims.sub.ok_or(AuthError::MissingClaim("sub"))?;
         if sub.is_empty() {
             return Err(AuthError::InvalidClaim("sub"));
@@ -204,62 +192,92 @@ impl TokenCodec {
         if claims.jti.as_deref().is_none_or(str::is_empty) {
             return Err(AuthError::MissingClaim("jti"));
         }
-        if let Some(expected) = inner.issuer.as_deref()
-            && claims.iss.as_deref() != Some(expected)
-        {
+        if inner.issuer.is_some() && claims.iss.is_none() {
             return Err(AuthError::InvalidIssuer);
         }
-        if let Some(expected) = inner.audience.as_deref() {
-            let ok = match &claims.aud {
-                Some(Audience::One(a)) => a == expected,
-                Some(Audience::Many(list)) => list.iter().any(|a| a == expected),
-                None => false,
-            };
-            if !ok {
-                return Err(AuthError::InvalidAudience);
-            }
+        if inner.audience.is_some() && claims.aud.is_none() {
+            return Err(AuthError::InvalidAudience);
         }
         let roles = claims.roles.unwrap_or_default();
         if roles.iter().any(|r| r.contains('\0')) {
             return Err(AuthError::InvalidClaim("roles"));
         }
         Ok(Decoded {
-            session: Session::new(&sub, roles.iter(), sid, secs_to_ms(iat), secs_to_ms(exp)),
-            not_before_ms: claims.nbf.map(|n| secs_to_ms(n.0)),
+            session: Session::new(
+                &sub,
+                roles.iter().map(String::as_str),
+                sid,
+                secs_to_ms(iat),
+                secs_to_ms(exp),
+            ),
+            not_before_ms: nbf.map(secs_to_ms),
         })
     }
 }
 
-/// Checks the signature over `signed` with `key` (constant time for HMAC).
-fn verify_signature(
-    key: &VerifyKey,
-    signed: &[u8],
-    signature_b64: &[u8],
-) -> Result<bool, AuthError> {
-    Ok(match &key.verifier {
-        Verifier::Hmac(hmac) => {
-            let mut sig_buf = [0u8; MAX_SIGNATURE];
-            let signature = b64_decode(signature_b64, &mut sig_buf)
-                .ok_or(AuthError::Malformed("the signature is not base64url"))?;
-            hmac.verify(signed, signature)
-        }
-        Verifier::Public(decoding) => {
-            let signature = std::str::from_utf8(signature_b64)
-                .map_err(|_| AuthError::Malformed("the signature is not base64url"))?;
-            jsonwebtoken::crypto::verify(signature, signed, decoding, key.alg).unwrap_or(false)
-        }
-    })
+/// RFC 7519 §7.2 / RFC 8725 §3.7: the claims set is UTF-8 as a whole, not only in the members
+/// serde reads; serde_json skips unknown members unchecked. (The header needs no such check:
+/// jsonwebtoken's `Header` keeps unknown members as JSON values, which are read.) Runs on tokens
+/// whose signature verified, so it costs forged tokens nothing.
+fn payload_is_utf8(signed: &[u8]) -> Result<(), AuthError> {
+    let payload_b64 = signed
+        .rsplit(|b| *b == b'.')
+        .next()
+        .expect("rsplit yields at least one part");
+    let mut stack = [0u8; STACK_PAYLOAD];
+    let mut heap = Vec::new();
+    let buf = if payload_b64.len().div_ceil(4) * 3 <= STACK_PAYLOAD {
+        &mut stack[..]
+    } else {
+        heap.resize(payload_b64.len().div_ceil(4) * 3, 0);
+        &mut heap[..]
+    };
+    let n = URL_SAFE_NO_PAD
+        .decode_slice(payload_b64, buf)
+        .map_err(|_| AuthError::Malformed("the payload is not base64url"))?;
+    std::str::from_utf8(&buf[..n])
+        .map(drop)
+        .map_err(|_| AuthError::Malformed("the payload is not UTF-8"))
 }
 
-fn split_dot(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let i = bytes.iter().position(|b| *b == b'.')?;
-    Some((&bytes[..i], &bytes[i + 1..]))
-}
-
-fn b64_decode<'b>(input: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
-    if input.is_empty() || input.len().div_ceil(4) * 3 > buf.len() {
-        return None;
+/// Why `jsonwebtoken::decode_header` refused the header.
+fn header_error(e: jsonwebtoken::errors::Error) -> AuthError {
+    match e.kind() {
+        ErrorKind::Base64(_) => AuthError::Malformed("the header is not base64url"),
+        ErrorKind::Utf8(_) => AuthError::Malformed("the header is not UTF-8"),
+        // `alg` is read into jsonwebtoken's closed enum, so `none`, `None`, `HS256 ` and other
+        // names outside it fail as serde's unknown variant. (Pinned by the `alg_none` tests.)
+        ErrorKind::Json(json) if json.to_string().starts_with("unknown variant") => {
+            AuthError::UnsupportedAlgorithm
+        }
+        _ => AuthError::Malformed("the header is not a JOSE header"),
     }
-    let n = URL_SAFE_NO_PAD.decode_slice(input, buf).ok()?;
-    Some(&buf[..n])
+}
+
+/// Why `jsonwebtoken::decode` refused a token whose header passed `header_key`.
+fn decode_error(e: jsonwebtoken::errors::Error) -> AuthError {
+    match e.into_kind() {
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            AuthError::UnsupportedAlgorithm
+        }
+        ErrorKind::Base64(_) => {
+            AuthError::Malformed("the signature or the payload is not base64url")
+        }
+        ErrorKind::Json(_) => AuthError::Malformed("the payload is not a valid claims object"),
+        ErrorKind::Utf8(_) => AuthError::Malformed("the payload is not UTF-8"),
+        // `b64: false` (RFC 7797): an unencoded payload is not an access token.
+        ErrorKind::InvalidToken => AuthError::Malformed("the header is not a JOSE header"),
+        ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim("exp"),
+        ErrorKind::InvalidIssuer => AuthError::InvalidIssuer,
+        ErrorKind::InvalidAudience => AuthError::InvalidAudience,
+        ErrorKind::InvalidClaimFormat(claim) => AuthError::InvalidClaim(match claim.as_str() {
+            "iss" => "iss",
+            "aud" => "aud",
+            "sub" => "sub",
+            "nbf" => "nbf",
+            _ => "exp",
+        }),
+        // The signature did not verify, or could not be read as one for this key.
+        _ => AuthError::InvalidSignature,
+    }
 }

@@ -1,13 +1,12 @@
 //! The JOSE header and the claims of an access token, as they are written and read.
 //!
-//! Reading borrows from the decoded JSON and keeps up to eight roles inline, so a verification
-//! allocates nothing here.
+//! Reading goes through `jsonwebtoken::decode`, which wants owned claims. Each member is typed
+//! strictly, so a registered claim of the wrong type refuses the token even where no check of
+//! jsonwebtoken's would look at it (an `iss` array, an `aud` number with no audience configured,
+//! a NumericDate written as a string); a duplicate member is refused by serde.
 
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use serde_json::Number;
 
 #[derive(Serialize)]
 pub(super) struct OutHeader<'a> {
@@ -30,133 +29,36 @@ pub(super) struct OutClaims<'a> {
     pub(super) roles: &'a [String],
 }
 
+/// The claims verification reads. A member that is absent or `null` is `None`.
 #[derive(Deserialize)]
-pub(super) struct InHeader<'a> {
-    #[serde(borrow)]
-    pub(super) alg: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub(super) typ: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(super) kid: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub(super) jku: Option<IgnoredAny>,
-    #[serde(default)]
-    pub(super) jwk: Option<IgnoredAny>,
-    #[serde(default)]
-    pub(super) x5u: Option<IgnoredAny>,
-    #[serde(default)]
-    pub(super) x5c: Option<IgnoredAny>,
-    #[serde(default)]
-    pub(super) crit: Option<IgnoredAny>,
+pub(super) struct InClaims {
+    pub(super) sub: Option<String>,
+    pub(super) sid: Option<String>,
+    pub(super) jti: Option<String>,
+    pub(super) iat: Option<Number>,
+    pub(super) exp: Option<Number>,
+    pub(super) nbf: Option<Number>,
+    /// One StringOrURI (RFC 7519 §4.1.1), never an array; its value is jsonwebtoken's check.
+    pub(super) iss: Option<String>,
+    /// Its value is jsonwebtoken's check; read here for its presence and its type.
+    pub(super) aud: Option<Audience>,
+    pub(super) roles: Option<Vec<String>>,
 }
 
-/// A JSON NumericDate: an integer or a fraction, seconds since the epoch.
-#[derive(Clone, Copy)]
-pub(super) struct NumericDate(pub(super) u64);
-
-impl<'de> Deserialize<'de> for NumericDate {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = NumericDate;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a NumericDate")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<NumericDate, E> {
-                u64::try_from(v)
-                    .map(NumericDate)
-                    .map_err(|_| E::custom("negative"))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() && v >= 0.0 && v < u64::MAX as f64 {
-                    Ok(NumericDate(v as u64))
-                } else {
-                    Err(E::custom("out of range"))
-                }
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// `aud`: a string or an array of strings (RFC 7519 §4.1.3).
+/// `aud`: a string or an array of strings (RFC 7519 §4.1.3). Read for its type only.
 #[derive(Deserialize)]
 #[serde(untagged)]
-pub(super) enum Audience<'a> {
-    #[serde(borrow)]
-    One(Cow<'a, str>),
-    #[serde(borrow)]
-    Many(Vec<Cow<'a, str>>),
+pub(super) enum Audience {
+    One(#[allow(dead_code)] String),
+    Many(#[allow(dead_code)] Vec<String>),
 }
 
-#[derive(Deserialize)]
-pub(super) struct InClaims<'a> {
-    #[serde(borrow, default)]
-    pub(super) sub: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(super) sid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(super) jti: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub(super) iat: Option<NumericDate>,
-    #[serde(default)]
-    pub(super) exp: Option<NumericDate>,
-    #[serde(default)]
-    pub(super) nbf: Option<NumericDate>,
-    #[serde(borrow, default)]
-    pub(super) iss: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(super) aud: Option<Audience<'a>>,
-    #[serde(borrow, default)]
-    pub(super) roles: Option<RoleList<'a>>,
-}
-
-/// Roles parsed without allocating: up to eight inline, more spill to the heap.
-#[derive(Default)]
-pub(super) struct RoleList<'a> {
-    inline: [Cow<'a, str>; 8],
-    len: usize,
-    spill: Vec<Cow<'a, str>>,
-}
-
-impl<'a> RoleList<'a> {
-    pub(super) fn iter(&self) -> impl Iterator<Item = &str> + Clone {
-        self.inline[..self.len.min(8)]
-            .iter()
-            .chain(self.spill.iter())
-            .map(|r| &**r)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RoleList<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = RoleList<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of role names")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<RoleList<'a>, A::Error> {
-                #[derive(Deserialize)]
-                struct Role<'a>(#[serde(borrow)] Cow<'a, str>);
-                let mut list = RoleList::default();
-                while let Some(Role(role)) = seq.next_element()? {
-                    if list.len < 8 {
-                        list.inline[list.len] = role;
-                    } else {
-                        list.spill.push(role);
-                    }
-                    list.len += 1;
-                }
-                Ok(list)
-            }
-        }
-        d.deserialize_seq(V(std::marker::PhantomData))
-    }
+/// A NumericDate (RFC 7519 §2) in whole seconds: an integer up to `u64::MAX`, or a fraction
+/// rounded down; `None` when negative or past `u64::MAX`.
+pub(super) fn numeric_date(n: &Number) -> Option<u64> {
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|s| *s >= 0.0 && *s < u64::MAX as f64)
+            .map(|s| s as u64)
+    })
 }

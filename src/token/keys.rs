@@ -1,129 +1,34 @@
-//! Signing and verification keys: one per `kid`, each bound to one algorithm.
+//! Signing and verification keys: one per `kid`, each bound to one algorithm and carrying the
+//! `jsonwebtoken::Validation` its tokens are checked with, built once here.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-use sha2::{Sha256, Sha384, Sha512};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 
-use crate::config::{Algorithm as Alg, ConfigError, PemKey, SessionConfig, key_id};
+use crate::config::{Algorithm as Alg, ConfigError, PemKey, SessionConfig, TokenSettings, key_id};
 
 use super::claims::OutHeader;
 
-#[derive(Clone)]
-pub(super) enum HmacKey {
-    S256(Hmac<Sha256>),
-    S384(Hmac<Sha384>),
-    S512(Hmac<Sha512>),
-}
+/// The key new tokens are signed with: the HMAC secret, or the signing PEM's private key.
+pub(super) type SignerKey = EncodingKey;
 
-impl HmacKey {
-    pub(super) fn new(alg: Algorithm, secret: &[u8]) -> Self {
-        match alg {
-            Algorithm::HS384 => {
-                HmacKey::S384(Hmac::new_from_slice(secret).expect("HMAC takes any key"))
-            }
-            Algorithm::HS512 => {
-                HmacKey::S512(Hmac::new_from_slice(secret).expect("HMAC takes any key"))
-            }
-            _ => HmacKey::S256(Hmac::new_from_slice(secret).expect("HMAC takes any key")),
-        }
-    }
-
-    /// Constant-time check of `signature` over `message`.
-    pub(super) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        fn check<M: Mac + Clone>(key: &M, message: &[u8], signature: &[u8]) -> bool {
-            let mut mac = key.clone();
-            mac.update(message);
-            mac.verify_slice(signature).is_ok()
-        }
-        match self {
-            HmacKey::S256(k) => check(k, message, signature),
-            HmacKey::S384(k) => check(k, message, signature),
-            HmacKey::S512(k) => check(k, message, signature),
-        }
-    }
-
-    pub(super) fn sign(&self, message: &[u8]) -> Vec<u8> {
-        fn tag<M: Mac + Clone>(key: &M, message: &[u8]) -> Vec<u8> {
-            let mut mac = key.clone();
-            mac.update(message);
-            mac.finalize().into_bytes().to_vec()
-        }
-        match self {
-            HmacKey::S256(k) => tag(k, message),
-            HmacKey::S384(k) => tag(k, message),
-            HmacKey::S512(k) => tag(k, message),
-        }
-    }
-}
-
-// The HMAC state is the hot path and sits inline on purpose; a key set holds a handful of keys.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone)]
-pub(super) enum Verifier {
-    Hmac(HmacKey),
-    Public(DecodingKey),
-}
-
-#[derive(Clone)]
+/// A key a token may name by its `kid`.
 pub(super) struct VerifyKey {
     pub(super) kid: Box<str>,
     pub(super) alg: Algorithm,
-    pub(super) verifier: Verifier,
-}
-
-#[allow(clippy::large_enum_variant)]
-pub(super) enum SignerKey {
-    Hmac(HmacKey),
-    Private(EncodingKey),
-}
-
-/// Exact, case-sensitive names (RFC 7518): `none`, `None`, `NONE` and friends are all refused.
-pub(super) fn parse_alg(name: &str) -> Option<Algorithm> {
-    Some(match name {
-        "HS256" => Algorithm::HS256,
-        "HS384" => Algorithm::HS384,
-        "HS512" => Algorithm::HS512,
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "EdDSA" => Algorithm::EdDSA,
-        _ => return None,
-    })
-}
-
-pub(super) fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::EdDSA => "EdDSA",
-        _ => "unsupported",
-    }
+    pub(super) decoding: DecodingKey,
+    pub(super) validation: Validation,
 }
 
 impl VerifyKey {
     /// The HS256 key of a secret, named by its key id.
-    fn hmac(secret: &[u8]) -> Self {
+    fn hmac(secret: &[u8], tokens: &TokenSettings) -> Self {
         Self {
             kid: key_id(Alg::HS256, secret).into(),
             alg: Algorithm::HS256,
-            verifier: Verifier::Hmac(HmacKey::new(Algorithm::HS256, secret)),
+            decoding: DecodingKey::from_secret(secret).expect("a secret is at least 32 bytes"),
+            validation: validation(Algorithm::HS256, tokens),
         }
     }
 
@@ -131,13 +36,44 @@ impl VerifyKey {
     ///
     /// # Errors
     /// [`ConfigError::Key`] when the key has no JWK form (a malformed RSA key).
-    fn public(pem: &PemKey, name: &'static str) -> Result<Self, ConfigError> {
+    fn public(
+        pem: &PemKey,
+        name: &'static str,
+        tokens: &TokenSettings,
+    ) -> Result<Self, ConfigError> {
+        let alg = pem.alg.to_jwt();
         Ok(Self {
             kid: thumbprint(pem, name)?.into(),
-            alg: pem.alg.to_jwt(),
-            verifier: Verifier::Public(pem.decoding.clone()),
+            alg,
+            decoding: pem.decoding.clone(),
+            validation: validation(alg, tokens),
         })
     }
+}
+
+/// What jsonwebtoken checks for a key: its one algorithm, `exp` present, and `iss` / `aud`
+/// when configured.
+///
+/// The time window is left to `TokenCodec::check_time`, which reads the codec's clock and runs
+/// on every cache hit too; jsonwebtoken would read the system clock, and a verdict cached from
+/// a decode that read a clock would hold only at that instant. A configured `iss` or `aud` that
+/// is absent is refused by `session_from` rather than through `required_spec_claims`: that set
+/// is a `HashSet`, so with both absent the error it names would vary from run to run.
+fn validation(alg: Algorithm, tokens: &TokenSettings) -> Validation {
+    let mut v = Validation::new(alg);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.leeway = tokens.leeway().as_secs();
+    v.set_required_spec_claims(&["exp"]);
+    if let Some(iss) = tokens.issuer() {
+        v.set_issuer(&[iss]);
+    }
+    match tokens.audience() {
+        Some(aud) => v.set_audience(&[aud]),
+        // jsonwebtoken refuses any `aud` when none is expected; this codec has ignored it.
+        None => v.validate_aud = false,
+    }
+    v
 }
 
 /// A public key's `kid`: its RFC 7638 JWK thumbprint (SHA-256 over the canonical JSON of the
@@ -167,13 +103,14 @@ impl KeySet {
     /// The current secret (or the signing PEM), then previous secrets and verification PEMs.
     ///
     /// # Errors
-    /// [`ConfigError::Conflict`] when the signing PEM has no private key.
+    /// [`ConfigError::Conflict`] when the signing PEM has no private key, [`ConfigError::Key`]
+    /// when a public key has no JWK form.
     pub(super) fn from_config(config: &SessionConfig) -> Result<Self, ConfigError> {
         let tokens = config.tokens();
-        let current = VerifyKey::hmac(tokens.secret().expose());
+        let current = VerifyKey::hmac(tokens.secret().expose(), tokens);
         let signing = tokens
             .signing_pem()
-            .map(|pem| VerifyKey::public(pem, "signing_key_pem"))
+            .map(|pem| VerifyKey::public(pem, "signing_key_pem", tokens))
             .transpose()?;
         let (alg, kid, signer) = match tokens.signing_pem().zip(signing.as_ref()) {
             Some((pem, key)) => {
@@ -182,12 +119,13 @@ impl KeySet {
                     reason: "the signing key has no private key".to_owned(),
                     fix: "give signing_key_pem the private key too".to_owned(),
                 })?;
-                (key.alg, key.kid.to_string(), SignerKey::Private(encoding))
+                (pem.alg, key.kid.to_string(), encoding)
             }
             None => (
-                current.alg,
+                Alg::HS256,
                 current.kid.to_string(),
-                SignerKey::Hmac(HmacKey::new(current.alg, tokens.secret().expose())),
+                EncodingKey::from_secret(tokens.secret().expose())
+                    .expect("a secret is at least 32 bytes"),
             ),
         };
         // The signing PEM's key first, then the current secret, previous secrets, and the
@@ -198,20 +136,20 @@ impl KeySet {
             tokens
                 .previous_secrets()
                 .iter()
-                .map(|old| VerifyKey::hmac(old.expose())),
+                .map(|old| VerifyKey::hmac(old.expose(), tokens)),
         );
         for pem in tokens.verification_pems() {
-            keys.push(VerifyKey::public(pem, "verification_key_pem")?);
+            keys.push(VerifyKey::public(pem, "verification_key_pem", tokens)?);
         }
         let header = OutHeader {
-            alg: alg_name(alg),
+            alg: alg.as_str(),
             typ: "at+jwt",
             kid: &kid,
         };
         let header_b64 =
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a header serializes"));
         Ok(Self {
-            alg,
+            alg: alg.to_jwt(),
             header_b64,
             signer,
             keys,

@@ -3,19 +3,23 @@
 //! Tokens carry `typ: at+jwt` and a `kid`; each key is bound to one algorithm and the `alg` of a
 //! presented token must be both on the allow-list and the algorithm of the key its `kid` names,
 //! which rules out `alg: none` and algorithm confusion. `jku`, `jwk`, `x5u` and `x5c` are never
-//! followed: a token carrying them is refused.
+//! followed: a token carrying them is refused, as is `crit`.
 //!
-//! HMAC verification, the hot path, runs on pre-keyed HMAC states, decodes into stack buffers and
-//! parses the JSON with borrowed strings, so verifying a token allocates only the one buffer of
-//! the resulting [`Session`]. Asymmetric algorithms go through `jsonwebtoken`'s crypto.
+//! Verification goes through `jsonwebtoken`: `decode_header` for the rules above, then `decode`
+//! with the `Validation` each key carries, built once at construction. No JWT parsing is written
+//! here; what this module adds is what jsonwebtoken leaves to its caller: the claims of RFC 9068
+//! and the session id, strict types for the registered claims, and UTF-8 for the whole claims
+//! set. `decode` reads no clock: the time window is `check_time`'s, on every request, so the
+//! cache of verified tokens in front of it (`verified.rs`) keeps a verdict that holds at any
+//! time. A public key's `kid` is its RFC 7638 JWK thumbprint.
 
 //!
 //! | file | holds |
 //! |---|---|
 //! | `mod.rs` | [`TokenCodec`], [`IssuedToken`], construction |
 //! | `access.rs` | issuing and verifying access tokens |
-//! | `claims.rs` | the JOSE header and claims as they are written and read |
-//! | `keys.rs` | signing and verification keys, algorithm names |
+//! | `claims.rs` | the JOSE header and claims as they are written, the claims as they are read |
+//! | `keys.rs` | signing and verification keys, each with its `kid` and `Validation` |
 //! | `refresh.rs` | the `tjs1.` refresh-token format |
 
 mod access;
