@@ -1,5 +1,7 @@
 //! The hot path: a valid HS256 token, revocation-cache hit, through `SessionLayer`, beside a bare
-//! `jsonwebtoken::decode` of the same token in the same run.
+//! `jsonwebtoken::decode` of the same token in the same run. The layer answers a token it has
+//! seen from its cache of verified tokens (`*_cache_hit`); `*_cache_off` is every request paying
+//! full verification, as a token's first request does.
 //!
 //! ```text
 //! cargo bench --bench layer
@@ -141,6 +143,31 @@ fn hot_path(c: &mut Criterion) {
         b.iter_batched(
             request,
             |req| ready(bare.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+
+    // The cache of verified tokens: a hit against a codec that verifies every time, the same
+    // token and the same public entry point.
+    let cached = SessionLayer::new(codec.clone());
+    let uncached_config = SessionConfig::new(SECRET)
+        .unwrap()
+        .verified_cache_capacity(0);
+    let uncached_codec = tower_jwt_session::token::TokenCodec::new(&uncached_config).unwrap();
+    let uncached = SessionLayer::new(uncached_codec.clone());
+    let headers = request().headers().clone();
+    assert!(ready(cached.authenticate(&headers)).is_ok());
+    group.bench_function("authenticate_cache_hit", |b| {
+        b.iter(|| ready(cached.authenticate(black_box(&headers))).unwrap())
+    });
+    group.bench_function("authenticate_cache_off", |b| {
+        b.iter(|| ready(uncached.authenticate(black_box(&headers))).unwrap())
+    });
+    let mut bare_uncached = SessionLayer::new(uncached_codec).layer(inner);
+    group.bench_function("layer_without_revocation_cache_off", |b| {
+        b.iter_batched(
+            request,
+            |req| ready(bare_uncached.call(req)).unwrap(),
             BatchSize::SmallInput,
         )
     });
