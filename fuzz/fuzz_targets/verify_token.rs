@@ -10,24 +10,42 @@
 //! RFC 9068 / RFC 8725 with `serde_json::Value`: HS256, `typ` at+jwt, the server's `kid`, no key
 //! references or `crit`, every required claim of the right type, `exp` within the leeway, `nbf`
 //! not in the future, and a signature that really is the secret's.
+//!
+//! Every input is also verified through the cache of verified tokens (the path of the layer,
+//! `SessionLayer::authenticate`), twice, so the second answer can come from the cache: both must
+//! equal the verdict of a codec without a cache, session field for session field, refusal for
+//! refusal. Many inputs share one process, so the cache fills with what the fuzzer signed.
 
 #![no_main]
 
 #[path = "common/mod.rs"]
 mod common;
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::LazyLock;
+use std::task::{Context, Poll, Waker};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{HeaderMap, HeaderValue, header};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tower_jwt_session::{Session, token::TokenCodec};
+use tower_jwt_session::{Session, SessionLayer, error::AuthError, token::TokenCodec};
 
 use common::*;
 
 static CODEC: LazyLock<TokenCodec> =
     LazyLock::new(|| TokenCodec::with_clock(&config(), clock()).expect("a codec"));
+/// The cache of verified tokens off: the fresh verdict.
+static UNCACHED: LazyLock<TokenCodec> = LazyLock::new(|| {
+    TokenCodec::with_clock(&config().verified_cache_capacity(0), clock()).expect("a codec")
+});
+/// The layer's path, through a small cache of verified tokens (the fuzzer reaches eviction too).
+static LAYER: LazyLock<SessionLayer> = LazyLock::new(|| {
+    let codec = TokenCodec::with_clock(&config().verified_cache_capacity(64), clock());
+    SessionLayer::new(codec.expect("a codec"))
+});
 static KID: LazyLock<String> = LazyLock::new(|| kid(SECRET));
 
 fuzz_target!(|data: &[u8]| {
@@ -49,14 +67,62 @@ fuzz_target!(|data: &[u8]| {
             sign(header.as_bytes(), rest)
         }
     };
-    match CODEC.verify(&token) {
-        Ok(session) => check_accepted(&token, &session),
+    let verdict = CODEC.verify(&token);
+    match &verdict {
+        Ok(session) => check_accepted(&token, session),
         Err(error) => {
             let status = error.status().as_u16();
             assert!(status == 401 || status == 400, "{error:?} -> {status}");
         }
     }
+    check_cached(&token, &verdict);
 });
+
+/// The cached path answers as a fresh verification does, on first sight and again.
+fn check_cached(token: &str, verdict: &Result<Session, AuthError>) {
+    let fresh = UNCACHED.verify(token);
+    assert_eq!(summary(&fresh), summary(verdict), "two codecs disagree");
+    // The layer trims the header value and takes the token after `Bearer `: compare only tokens
+    // it reads as they are.
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return;
+    }
+    let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::AUTHORIZATION, value);
+    for round in ["first", "second"] {
+        let cached = ready(LAYER.authenticate(&headers));
+        assert_eq!(
+            summary(&cached),
+            summary(&fresh),
+            "the {round} cached verdict differs from a fresh one"
+        );
+    }
+}
+
+/// Everything a verdict says, comparable.
+fn summary(verdict: &Result<Session, AuthError>) -> Result<String, AuthError> {
+    verdict.as_ref().map_err(|e| *e).map(|s| {
+        format!(
+            "{:?} {} {:?} {:?} {:?}",
+            s.user_id(),
+            s.session_id(),
+            s.roles().collect::<Vec<_>>(),
+            s.issued_at(),
+            s.expires_at()
+        )
+    })
+}
+
+/// Polls a future that is ready at once (no revocation check waits).
+fn ready<F: Future>(f: F) -> F::Output {
+    match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("verification without revocation never waits"),
+    }
+}
 
 fn part(token: &str, i: usize) -> Value {
     let segment = token.split('.').nth(i).expect("three parts");
