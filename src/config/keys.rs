@@ -38,7 +38,6 @@ impl fmt::Debug for Secret {
 #[derive(Clone)]
 pub(crate) struct PemKey {
     pub(crate) alg: Algorithm,
-    pub(crate) kid: String,
     pub(crate) encoding: Option<EncodingKey>,
     pub(crate) decoding: DecodingKey,
 }
@@ -47,7 +46,6 @@ impl fmt::Debug for PemKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PemKey")
             .field("alg", &self.alg)
-            .field("kid", &self.kid)
             .field("private_key", &self.encoding.as_ref().map(|_| "[redacted]"))
             .finish()
     }
@@ -184,7 +182,6 @@ impl TokenSettings {
         .map_err(|e| key_error(name, alg, &e))?;
         self.signing_pem = Some(PemKey {
             alg,
-            kid: key_id(alg, public_pem),
             encoding: Some(encoding),
             decoding,
         });
@@ -192,7 +189,7 @@ impl TokenSettings {
     }
 
     /// Adds a public key accepted for verification only, e.g. the previous signing key after a
-    /// rotation. Its `kid` is derived from the key itself, as for the signing key.
+    /// rotation. Its `kid` is the key's RFC 7638 JWK thumbprint, as for the signing key.
     ///
     /// # Errors
     /// [`ConfigError::Key`] when the PEM cannot be parsed for `alg`.
@@ -204,7 +201,6 @@ impl TokenSettings {
         let decoding = decoding_from_pem("verification_key_pem", alg, public_pem)?;
         self.verification_pems.push(PemKey {
             alg,
-            kid: key_id(alg, public_pem),
             encoding: None,
             decoding,
         });

@@ -4,7 +4,9 @@
 //! 1. reads the token from the one `Authorization: Bearer` header (scheme case-insensitive; a
 //!    token in the query string is never looked at; two `Authorization` headers are refused);
 //! 2. verifies it with the [`TokenCodec`](crate::token::TokenCodec) (signature, `alg`, `kid`, `typ`,
-//!    claims, time with leeway);
+//!    claims, time with leeway), or finds it in the codec's cache of verified tokens (then only
+//!    the time window is checked again; see
+//!    [`TokenCacheSettings`](crate::config::TokenCacheSettings));
 //! 3. asks the [`RevocationCheck`](crate::revocation::RevocationCheck) whether the session is still live;
 //! 4. on success puts the [`Session`](crate::Session) into the request extensions and calls the
 //!    inner service; when the token has no more than the refresh threshold left, the response

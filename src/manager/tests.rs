@@ -6,7 +6,7 @@ use crate::clock::{Clock as _, ManualClock};
 use crate::config::SessionLimitPolicy;
 use crate::config::{ConfigError, RedisSettings};
 use crate::error::ErrorCode;
-use crate::store::{MemoryStore, ReuseKind, StoreError};
+use crate::store::{MemoryStore, ReuseKind};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -559,6 +559,7 @@ async fn connect_picks_the_store_the_configuration_names() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn a_second_application_on_one_redis_prefix_is_refused() {
+    use crate::store::StoreError;
     use crate::store::redis::redis_server;
     let url = redis_server::single().urls[0].clone();
     let prefix = redis_server::unique_prefix("owners");

@@ -82,7 +82,9 @@ impl TokenCodec {
         }
     }
 
-    /// Verifies `token` completely: structure, header, key, signature, claims and time.
+    /// Verifies `token` completely: structure, header, key, signature, claims and time. A
+    /// token verified before is answered from the cache of verified tokens (its time window
+    /// still checked): see [`TokenCacheSettings`](crate::config::TokenCacheSettings).
     ///
     /// # Errors
     /// The [`AuthError`] naming the first check that failed.
@@ -90,12 +92,10 @@ impl TokenCodec {
         self.verify_bytes(token.as_bytes())
     }
 
-    /// As [`verify`](Self::verify), on the raw bytes of a header value.
+    /// As [`verify`](Self::verify), on the raw bytes of a header value: through the cache of
+    /// verified tokens, as every verification path is.
     pub(crate) fn verify_bytes(&self, token: &[u8]) -> Result<Session, AuthError> {
-        let now_ms = self.inner.clock.now_ms();
-        let decoded = self.decode(token)?;
-        self.check_time(&decoded, now_ms)?;
-        Ok(decoded.session)
+        self.verify_cached(token, self.inner.clock.now_ms())
     }
 
     /// Checks the time window at `now_ms`: `exp` (required) and `nbf`, both with the leeway.

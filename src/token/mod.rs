@@ -21,14 +21,15 @@
 //! | `claims.rs` | the JOSE header and claims as they are written, the claims as they are read |
 //! | `keys.rs` | signing and verification keys, each with its `kid` and `Validation` |
 //! | `refresh.rs` | the `tjs1.` refresh-token format |
+//! | `verified.rs` | the cache of verified tokens in front of verification |
 
 mod access;
 mod claims;
 mod keys;
 pub(crate) mod refresh;
-mod verified;
 #[cfg(test)]
 mod tests;
+mod verified;
 
 use std::fmt;
 use std::sync::Arc;
