@@ -87,7 +87,7 @@ URLS[session]="$URL"
 for _ in $(seq 50); do grep -q '^token ' "$RESULTS/logs/session.log" && break; sleep 0.05; done
 TOKEN="$(sed -n 's/^token //p' "$RESULTS/logs/session.log")"
 [ -n "$TOKEN" ] || { log "no token from the session server"; exit 1; }
-for v in bare tower-http jwt-authorizer bare07; do
+for v in bare session-nocache tower-http jwt-authorizer bare07; do
   start "$v" "$SERVER_BIN" "$v" 0
   URLS[$v]="$URL"
 done
@@ -111,7 +111,7 @@ start refresh-redis env "${example_env[@]}" REDIS_URL="$REDIS_URL" REDIS_KEY_PRE
 URLS[refresh-redis]="$URL"
 
 # ------------------------------------------------------------------ sanity: each check is on
-ROUTE_CONTENDERS=(bare session tower-http jwt-authorizer bare07 express express-keyobject)
+ROUTE_CONTENDERS=(bare session session-nocache tower-http jwt-authorizer bare07 express express-keyobject)
 for v in "${ROUTE_CONTENDERS[@]}"; do
   body="$(curl -sf "${URLS[$v]}/api/me" -H "Authorization: Bearer $TOKEN")" ||
     { log "$v refused the token"; exit 1; }

@@ -140,7 +140,7 @@ def main():
     load = {
         name: wrk_median(name)
         for name in [
-            "bare", "session", "tower-http", "jwt-authorizer", "bare07", "express",
+            "bare", "session", "session-nocache", "tower-http", "jwt-authorizer", "bare07", "express",
             "express-keyobject", "refresh-memory", "refresh-redis", "refresh-memory-c1",
             "refresh-redis-c1", "bare-c1",
         ]
@@ -345,6 +345,7 @@ def main():
     names = {
         "bare": "axum 0.8, no check",
         "session": "**axum 0.8 + tower-jwt-session `SessionLayer`**",
+        "session-nocache": "axum 0.8 + `SessionLayer`, cache of verified tokens off",
         "tower-http": "axum 0.8 + tower-http `AsyncRequireAuthorizationLayer` (hand-written check)",
         "jwt-authorizer": "axum 0.7 + jwt-authorizer 0.15",
         "bare07": "axum 0.7, no check",
@@ -428,6 +429,20 @@ def main():
         for r in scale_redis:
             out.append(f"| {int(r['sessions']):,} | {r['refresh_p50_us']:.0f} µs | {r['refresh_p99_us']:.0f} µs "
                        f"| {r['bytes_per_session']:.0f} |")
+        out.append("")
+    flood = RESULTS / "token_flood.tsv"
+    if flood.exists():
+        lines = flood.read_text().splitlines()
+        note = next((l[2:] for l in lines if l.startswith("# ")), "")
+        rows = [l.split("\t") for l in lines if l and l[0].isdigit()]
+        out.append("Cache of verified tokens under a flood of distinct valid tokens "
+                   "(`bench/src/bin/token_flood.rs`: one new session per token, each verified "
+                   f"once through `TokenCodec::verify`; {note}; time per verification is a miss):")
+        out.append("")
+        out.append("| tokens verified | resident set | verification (miss) |")
+        out.append("|---|---|---|")
+        for n, rss, us_ in rows:
+            out.append(f"| {int(n):,} | {float(rss):.1f} MiB | {float(us_):.2f} µs |")
         out.append("")
     out.append("![refresh latency against live sessions](bench/plots/refresh_scale.svg)")
     out.append("")

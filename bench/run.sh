@@ -73,6 +73,8 @@ bash "$BENCH/load.sh"
 
 log "3/4 scale: memory per session, refresh latency against live sessions"
 bash "$BENCH/scale.sh"
+(cd "$BENCH" && cargo build --release --bin token_flood)
+"$BENCH/target/release/token_flood" "${TJS_FLOOD_TOKENS:-1000000}" >"$TJS_RESULTS/token_flood.tsv"
 
 log "4/4 profiles: callgrind instruction counts, perf of the bare and session servers"
 bash "$BENCH/profile.sh"

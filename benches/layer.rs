@@ -163,6 +163,11 @@ fn hot_path(c: &mut Criterion) {
     group.bench_function("authenticate_cache_off", |b| {
         b.iter(|| ready(uncached.authenticate(black_box(&headers))).unwrap())
     });
+    // First sight of a token (a miss), through the public entry point: what `codec_verify`
+    // cost before the cache, for the price of verifying through jsonwebtoken.
+    group.bench_function("codec_verify_cache_off", |b| {
+        b.iter(|| uncached_codec.verify(black_box(&token)).unwrap())
+    });
     let mut bare_uncached = SessionLayer::new(uncached_codec).layer(inner);
     group.bench_function("layer_without_revocation_cache_off", |b| {
         b.iter_batched(

@@ -1,5 +1,5 @@
-//! What the criterion bench and the load-test servers share: the key, the claims, and the
-//! hand-written jsonwebtoken checks the tower-http contenders run.
+//! What the criterion bench, the load-test servers and the scale runs share: the key, the
+//! claims, the hand-written jsonwebtoken checks the tower-http contenders run, the resident set.
 
 use std::future::{Ready, ready};
 use std::marker::PhantomData;
@@ -11,6 +11,17 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::{Deserialize, Serialize};
 use tower_http::auth::AsyncAuthorizeRequest;
 use tower_jwt_session::SessionConfig;
+
+/// The resident set of this process, in bytes (Linux, `/proc/self/statm`).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
 
 /// The HMAC key every contender verifies with.
 pub const SECRET: &str = "bench-secret-bench-secret-bench-secret!!";

@@ -57,6 +57,15 @@ fn request(auth: &[&str]) -> Request<Full<Bytes>> {
     req
 }
 
+/// Sends `req` through `svc` once it is ready.
+async fn send<S, B>(svc: &mut S, req: Request<B>) -> S::Response
+where
+    S: Service<Request<B>>,
+    S::Error: std::fmt::Debug,
+{
+    svc.ready().await.unwrap().call(req).await.unwrap()
+}
+
 async fn body_json(res: Response<ResponseBody<Full<Bytes>>>) -> serde_json::Value {
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     serde_json::from_slice(&bytes).unwrap()
@@ -69,13 +78,7 @@ async fn a_valid_token_reaches_the_inner_service_with_its_session() {
     let calls = Arc::new(AtomicUsize::new(0));
     let mut svc = SessionLayer::new(codec).layer(echo(calls.clone()));
     for scheme in ["Bearer", "bearer", "BEARER"] {
-        let res = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(request(&[&format!("{scheme} {token}")]))
-            .await
-            .unwrap();
+        let res = send(&mut svc, request(&[&format!("{scheme} {token}")])).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert!(res.headers().get(X_TOKEN_REFRESH).is_none());
         let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -108,23 +111,11 @@ async fn refusals_carry_a_challenge_and_json_and_skip_the_inner_service() {
     assert!(body["message"].as_str().unwrap().contains("Bearer"));
 
     // Another scheme counts as no bearer token.
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(&["Basic YWxpY2U6cHc="]))
-        .await
-        .unwrap();
+    let res = send(&mut svc, request(&["Basic YWxpY2U6cHc="])).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
     // A bad token: invalid_token with a description.
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(&["Bearer abc.def.ghi"]))
-        .await
-        .unwrap();
+    let res = send(&mut svc, request(&["Bearer abc.def.ghi"])).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let challenge = res.headers()[header::WWW_AUTHENTICATE]
         .to_str()
@@ -137,25 +128,13 @@ async fn refusals_carry_a_challenge_and_json_and_skip_the_inner_service() {
 
     // Empty credentials and embedded spaces.
     for bad in ["Bearer", "Bearer    ", &format!("Bearer {token} extra")] {
-        let res = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(request(&[bad]))
-            .await
-            .unwrap();
+        let res = send(&mut svc, request(&[bad])).await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{bad}");
     }
 
     // Two Authorization headers: 400 invalid_request, even when both are valid.
     let both = format!("Bearer {token}");
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(&[&both, &both]))
-        .await
-        .unwrap();
+    let res = send(&mut svc, request(&[&both, &both])).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(
         res.headers()[header::WWW_AUTHENTICATE]
@@ -182,13 +161,7 @@ async fn expired_tokens_get_token_expired() {
     let token = codec.issue("alice", SessionId::random(), &[]).token;
     let mut svc = SessionLayer::new(codec).layer(echo(Arc::default()));
     clock.advance(Duration::from_secs(3600 + 30));
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(&[&format!("Bearer {token}")]))
-        .await
-        .unwrap();
+    let res = send(&mut svc, request(&[&format!("Bearer {token}")])).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(body_json(res).await["error"], "token_expired");
 }
@@ -201,37 +174,19 @@ async fn refresh_hints_appear_within_the_threshold() {
     let auth = format!("Bearer {token}");
 
     clock.advance(Duration::from_secs(3600 - 901));
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(&[&auth]))
-        .await
-        .unwrap();
+    let res = send(&mut svc, request(&[&auth])).await;
     assert!(
         res.headers().get(X_TOKEN_REFRESH).is_none(),
         "901 s left is above the threshold"
     );
 
     clock.advance(Duration::from_secs(1));
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(&[&auth]))
-        .await
-        .unwrap();
+    let res = send(&mut svc, request(&[&auth])).await;
     assert_eq!(res.headers()[X_TOKEN_REFRESH], "true");
     assert_eq!(res.headers()[X_TOKEN_EXPIRES_IN], "900");
 
     clock.advance(Duration::from_secs(900 + 10));
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(&[&auth]))
-        .await
-        .unwrap();
+    let res = send(&mut svc, request(&[&auth])).await;
     assert_eq!(res.status(), StatusCode::OK, "inside the leeway");
     assert_eq!(res.headers()[X_TOKEN_EXPIRES_IN], "0");
 }
@@ -280,13 +235,7 @@ async fn revocation_answers_are_obeyed_ready_or_pending() {
             let calls = Arc::new(AtomicUsize::new(0));
             let layer = SessionLayer::with_revocation(codec.clone(), Fixed { status, pending });
             let mut svc = layer.layer(echo(calls.clone()));
-            let res = svc
-                .ready()
-                .await
-                .unwrap()
-                .call(request(&[&auth]))
-                .await
-                .unwrap();
+            let res = send(&mut svc, request(&[&auth])).await;
             assert_eq!(res.status(), expected, "{status:?} pending={pending}");
             assert_eq!(calls.load(Ordering::SeqCst), usize::from(code.is_none()));
             if let Some(code) = code {
@@ -348,13 +297,7 @@ async fn a_revoked_session_is_refused_on_a_cache_hit() {
     let mut headers = http::HeaderMap::new();
     headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&auth).unwrap());
 
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(&[&auth]))
-        .await
-        .unwrap();
+    let res = send(&mut svc, request(&[&auth])).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(layer.authenticate(&headers).await.is_ok());
     assert!(
@@ -367,13 +310,7 @@ async fn a_revoked_session_is_refused_on_a_cache_hit() {
 
     assert!(manager.revoke(pair.session_id).await.unwrap());
     // The token is still cached: each path below answers from the cache, and still refuses.
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(&[&auth]))
-        .await
-        .unwrap();
+    let res = send(&mut svc, request(&[&auth])).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(body_json(res).await["error"], "token_revoked");
     assert_eq!(
@@ -395,23 +332,11 @@ async fn the_layer_caches_valid_tokens_only() {
     let layer = SessionLayer::new(codec.clone());
     let mut svc = layer.layer(echo(Arc::new(AtomicUsize::new(0))));
     for _ in 0..3 {
-        let res = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(request(&[&format!("Bearer {token}")]))
-            .await
-            .unwrap();
+        let res = send(&mut svc, request(&[&format!("Bearer {token}")])).await;
         assert_eq!(res.status(), StatusCode::OK);
     }
     // Invalid ones are refused as before and never cached.
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(&[&format!("Bearer {token}x")]))
-        .await
-        .unwrap();
+    let res = send(&mut svc, request(&[&format!("Bearer {token}x")])).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(codec.cached_tokens(), 1);
 }

@@ -442,40 +442,20 @@ mod tests {
         let (codec, clock) = codec();
         COLLIDE.set(false);
         let now = clock.now_ms();
+        let user_of = |token: &str| {
+            let session = codec.verify_cached(token.as_bytes(), now).unwrap();
+            session.user_id().to_owned()
+        };
         // Same length, same hash: only the comparison of the whole token tells them apart.
         let alice = codec.issue("alice", SessionId::random(), &[]).token;
         let bobby = codec.issue("bobby", SessionId::random(), &[]).token;
         assert_eq!(alice.len(), bobby.len());
-        assert_eq!(
-            codec
-                .verify_cached(alice.as_bytes(), now)
-                .unwrap()
-                .user_id(),
-            "alice"
-        );
-        assert_eq!(
-            codec
-                .verify_cached(bobby.as_bytes(), now)
-                .unwrap()
-                .user_id(),
-            "bobby"
-        );
+        assert_eq!(user_of(&alice), "alice");
+        assert_eq!(user_of(&bobby), "bobby");
         assert_eq!(codec.cached_tokens(), 2);
         for _ in 0..3 {
-            assert_eq!(
-                codec
-                    .verify_cached(alice.as_bytes(), now)
-                    .unwrap()
-                    .user_id(),
-                "alice"
-            );
-            assert_eq!(
-                codec
-                    .verify_cached(bobby.as_bytes(), now)
-                    .unwrap()
-                    .user_id(),
-                "bobby"
-            );
+            assert_eq!(user_of(&alice), "alice");
+            assert_eq!(user_of(&bobby), "bobby");
         }
         // Alice's claims under Bob's signature: same hash as both, equal to neither.
         let (alice_signed, _) = alice.rsplit_once('.').unwrap();

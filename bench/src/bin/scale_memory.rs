@@ -24,16 +24,6 @@ use tower_jwt_session::{SessionConfig, SessionManager};
 const SAMPLE: usize = 10_000;
 const TOKEN_SLOT: usize = 256;
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6
 }
@@ -67,7 +57,7 @@ fn main() {
         let mut lens = vec![0usize; slots];
         let mut kept = 0;
 
-        let before = rss_bytes();
+        let before = tjs_bench::rss_bytes();
         for i in 0..n {
             let pair = manager
                 .create_session(&user_ids[i / 5], &roles)
@@ -84,7 +74,7 @@ fn main() {
                 kept += 1;
             }
         }
-        let per_session = rss_bytes().saturating_sub(before) as f64 / n as f64;
+        let per_session = tjs_bench::rss_bytes().saturating_sub(before) as f64 / n as f64;
         assert_eq!(store.len(), n);
 
         // Creation latency at this size (new users: no eviction).

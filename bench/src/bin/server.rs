@@ -5,13 +5,15 @@
 //! ```text
 //! server <variant> <port>
 //!   bare            axum 0.8, no check (the ceiling)
-//!   session         axum 0.8 + tower-jwt-session's SessionLayer (MemoryStore, default config)
+//!   session         axum 0.8 + tower-jwt-session's SessionLayer (MemoryStore, default config:
+//!                   the cache of verified tokens on)
+//!   session-nocache the same with the cache of verified tokens off (every request verifies)
 //!   tower-http      axum 0.8 + tower-http AsyncRequireAuthorizationLayer, hand-written check
 //!   jwt-authorizer  axum 0.7 + jwt-authorizer 0.15 (it is built on axum 0.7)
 //!   bare07          axum 0.7, no check (jwt-authorizer's own ceiling)
 //! ```
 //!
-//! Prints `listening on http://127.0.0.1:PORT`; the `session` variant also creates a session
+//! Prints `listening on http://127.0.0.1:PORT`; the `session` variants also create a session
 //! for `alice` and prints `token <access token>` (HS256 with the shared secret, so every
 //! variant accepts it).
 
@@ -46,10 +48,14 @@ fn main() {
                 println!("listening on http://{addr}");
                 axum::serve(listener, app).await.unwrap();
             }
-            "session" => {
+            "session" | "session-nocache" => {
                 use axum::{Json, Router, response::IntoResponse, routing::get};
                 use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager};
-                let manager = SessionManager::new(SessionConfig::new(SECRET).unwrap()).unwrap();
+                let mut config = SessionConfig::new(SECRET).unwrap();
+                if variant == "session-nocache" {
+                    config = config.verified_cache_capacity(0);
+                }
+                let manager = SessionManager::new(config).unwrap();
                 let pair = manager
                     .create_session("alice", &["user".to_owned(), "admin".to_owned()])
                     .await
