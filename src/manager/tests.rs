@@ -617,14 +617,21 @@ async fn logout_all_fails_loudly_when_the_store_lost_the_users_index() {
     let other = m.create_session("alice", &["user"]).await.unwrap();
     let session = m.verify_access_token(&caller.access_token).await.unwrap();
 
-    let port = server.ports[0];
-    let indexes = redis_server::command(port, &format!("KEYS {prefix}:*:u:*"));
-    let index = indexes
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no index in {indexes:?}"))
-        .to_owned();
-    redis_server::command(port, &format!("DEL {index}"));
+    // The index goes as `maxmemory` eviction would take it: the server may be the one
+    // REDIS_URL names, so through a client, not a port of our own.
+    let client = redis::Client::open(server.urls[0].as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let indexes: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*:u:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&indexes[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 
     let err = m.revoke_all_for(&session).await.unwrap_err();
     assert!(matches!(err, SessionError::Inconsistent), "{err:?}");
