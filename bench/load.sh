@@ -104,7 +104,7 @@ example_env=(
   PORT=0
   METRICS_ADDR=off
 )
-start refresh-memory env "${example_env[@]}" "$EXAMPLE_BIN"
+start refresh-memory env -u REDIS_URL "${example_env[@]}" "$EXAMPLE_BIN"
 URLS[refresh-memory]="$URL"
 start refresh-redis env "${example_env[@]}" REDIS_URL="$REDIS_URL" REDIS_KEY_PREFIX="$REDIS_PREFIX" \
   "$EXAMPLE_BIN"

@@ -545,7 +545,11 @@ async fn connect_picks_the_store_the_configuration_names() {
 
     #[cfg(feature = "redis")]
     if let Ok(url) = std::env::var("REDIS_URL") {
-        let redis = SessionManager::connect(redis_config(&url)).await.unwrap();
+        // A prefix of its own: the default one on a shared Redis would be claimed for the
+        // test's key, and an app started on it next with another key refused.
+        let prefix = crate::store::redis::redis_server::unique_prefix("connect");
+        let config = config().with_redis(RedisSettings::new([url]).with_key_prefix(&prefix));
+        let redis = SessionManager::connect(config).await.unwrap();
         assert_eq!(redis.store_kind(), "redis");
         let pair = redis.create_session("alice", &["user"]).await.unwrap();
         assert!(redis.refresh(&pair.refresh_token).await.is_ok());
