@@ -91,6 +91,11 @@ for v in bare session-nocache tower-http jwt-authorizer bare07; do
   start "$v" "$SERVER_BIN" "$v" 0
   URLS[$v]="$URL"
 done
+# The cache-off server keeps its sessions in its own memory: it is sent a token of its own
+# (the same claims, the same secret).
+for _ in $(seq 50); do grep -q '^token ' "$RESULTS/logs/session-nocache.log" && break; sleep 0.05; done
+declare -A TOKEN_OF
+TOKEN_OF[session-nocache]="$(sed -n 's/^token //p' "$RESULTS/logs/session-nocache.log")"
 start express node "$BENCH/node/server.js" 0
 URLS[express]="$URL"
 start express-keyobject node "$BENCH/node/server.js" 0 keyobject
@@ -113,12 +118,13 @@ URLS[refresh-redis]="$URL"
 # ------------------------------------------------------------------ sanity: each check is on
 ROUTE_CONTENDERS=(bare session session-nocache tower-http jwt-authorizer bare07 express express-keyobject)
 for v in "${ROUTE_CONTENDERS[@]}"; do
-  body="$(curl -sf "${URLS[$v]}/api/me" -H "Authorization: Bearer $TOKEN")" ||
+  token="${TOKEN_OF[$v]:-$TOKEN}"
+  body="$(curl -sf "${URLS[$v]}/api/me" -H "Authorization: Bearer $token")" ||
     { log "$v refused the token"; exit 1; }
   case "$body" in *'"userId":"alice"'*) ;; *) log "$v answered $body"; exit 1 ;; esac
   if [ "$v" != bare ] && [ "$v" != bare07 ]; then
     code="$(curl -s -o /dev/null -w '%{http_code}' "${URLS[$v]}/api/me" \
-      -H "Authorization: Bearer ${TOKEN%?}x")"
+      -H "Authorization: Bearer ${token%?}x")"
     [ "$code" = 401 ] || { log "$v answered $code to a forged token"; exit 1; }
   fi
   log "$v on ${URLS[$v]}: ok"
@@ -148,7 +154,7 @@ run() {
   local server="$1" script="$2" conns="$3" secs="$4" out="$5"
   local pid="${PID_OF[$server]}" before after
   before="$(cpu_ns "$pid")"
-  TJS_TOKEN="$TOKEN" TJS_WRK_OUT="$out" taskset -c "$CLIENT_CPU" \
+  TJS_TOKEN="${TOKEN_OF[$server]:-$TOKEN}" TJS_WRK_OUT="$out" taskset -c "$CLIENT_CPU" \
     wrk -t1 -c"$conns" -d"${secs}s" --timeout 5s -s "$BENCH/wrk/$script" "${URLS[$server]}/api/me" \
     >"$out.txt" 2>&1
   after="$(cpu_ns "$pid")"
