@@ -34,6 +34,16 @@ async fn succeed(t: &AttemptTracker, user: &str, from: IpAddr) -> Duration {
     delay
 }
 
+/// The lock-out a login of `user` from `from` is refused with; panics when it is not refused.
+async fn locked_out(t: &AttemptTracker, user: &str, from: IpAddr) -> LockedOut {
+    t.begin_login(user, from)
+        .await
+        .unwrap_err()
+        .locked_out()
+        .copied()
+        .expect("locked out")
+}
+
 #[tokio::test]
 async fn a_lock_out_aimed_at_a_victim_does_not_refuse_her_other_client() {
     let (t, clock) = tracker();
@@ -44,13 +54,7 @@ async fn a_lock_out_aimed_at_a_victim_does_not_refuse_her_other_client() {
         for _ in 0..5 {
             fail(&t, "alice", attacker).await;
         }
-        let locked = t
-            .begin_login("alice", attacker)
-            .await
-            .unwrap_err()
-            .locked_out()
-            .copied()
-            .expect("locked out");
+        let locked = locked_out(&t, "alice", attacker).await;
         assert_eq!(
             locked.retry_after,
             Duration::from_secs(900),
@@ -87,13 +91,7 @@ async fn a_client_is_refused_for_everyone_after_twenty_failures_across_users() {
     assert_eq!(locked.retry_after_secs(), 900);
     clock.advance(MINUTE);
     assert_eq!(
-        t.begin_login("fresh", from)
-            .await
-            .unwrap_err()
-            .locked_out()
-            .copied()
-            .expect("locked out")
-            .retry_after,
+        locked_out(&t, "fresh", from).await.retry_after,
         Duration::from_secs(840)
     );
     // Another /64 is another client.
@@ -169,13 +167,7 @@ async fn the_redis_backend_follows_the_same_rules() {
     for _ in 0..5 {
         fail(&t, "alice", attacker).await;
     }
-    let locked = t
-        .begin_login("alice", attacker)
-        .await
-        .unwrap_err()
-        .locked_out()
-        .copied()
-        .expect("locked out");
+    let locked = locked_out(&t, "alice", attacker).await;
     assert!((899..=900).contains(&locked.retry_after_secs()));
     // Success clears the user+client count and releases the client's reservation.
     for _ in 0..30 {
@@ -350,24 +342,12 @@ async fn windows_and_lock_outs_expire_on_the_clock() {
     }
     // The sixth starts a lock-out of 15 minutes, which further attempts do not extend.
     assert_eq!(
-        t.begin_login("alice", from)
-            .await
-            .unwrap_err()
-            .locked_out()
-            .copied()
-            .expect("locked out")
-            .retry_after,
+        locked_out(&t, "alice", from).await.retry_after,
         Duration::from_secs(900)
     );
     clock.advance(Duration::from_secs(899));
     assert_eq!(
-        t.begin_login("alice", from)
-            .await
-            .unwrap_err()
-            .locked_out()
-            .copied()
-            .expect("locked out")
-            .retry_after,
+        locked_out(&t, "alice", from).await.retry_after,
         Duration::from_secs(1)
     );
     clock.advance(Duration::from_secs(1));
