@@ -664,3 +664,23 @@ async fn logout_all_after_the_callers_own_logout_is_no_error() {
     assert_eq!(m.revoke_all_for(&session).await.unwrap(), 1);
     assert!(m.verify_access_token(&other.access_token).await.is_err());
 }
+
+/// Two applications starting at the same moment on a fresh prefix: the claim is one script,
+/// so exactly one of them gets it, whatever the interleaving.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn two_applications_starting_at_once_on_a_fresh_prefix_get_it_once() {
+    use crate::store::redis::redis_server;
+    let url = redis_server::single().urls[0].clone();
+    for round in 0..8 {
+        let prefix = redis_server::unique_prefix(&format!("owners-race-{round}"));
+        let app = |secret: String| {
+            let config = SessionConfig::new(secret)
+                .unwrap()
+                .with_redis(RedisSettings::new([url.clone()]).with_key_prefix(&prefix));
+            SessionManager::connect(config)
+        };
+        let (a, b) = tokio::join!(app("a".repeat(32)), app("b".repeat(32)));
+        assert!(a.is_ok() != b.is_ok(), "round {round}: {a:?} / {b:?}");
+    }
+}
