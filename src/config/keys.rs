@@ -7,6 +7,7 @@ use std::time::Duration;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 
 use super::env::Env;
+use super::pem_keys;
 use super::{Algorithm, ConfigError};
 
 /// The placeholder secret of the Node guide this crate replaces; refused everywhere.
@@ -103,8 +104,19 @@ impl TokenSettings {
         })
     }
 
-    /// Reads `JWT_SECRET` (required), `JWT_PREVIOUS_SECRETS`, `JWT_ISSUER`, `JWT_AUDIENCE` and
-    /// `JWT_LEEWAY` from the process environment.
+    /// Reads `JWT_SECRET` (required), `JWT_PREVIOUS_SECRETS`, `JWT_ALGORITHM`,
+    /// `JWT_PRIVATE_KEY` / `JWT_PRIVATE_KEY_FILE`, `JWT_PREVIOUS_PUBLIC_KEYS` /
+    /// `JWT_PREVIOUS_PUBLIC_KEYS_FILE`, `JWT_NEXT_PUBLIC_KEYS` / `JWT_NEXT_PUBLIC_KEYS_FILE`,
+    /// `JWT_ISSUER`, `JWT_AUDIENCE` and `JWT_LEEWAY` from the process environment.
+    ///
+    /// `JWT_ALGORITHM` (default `HS256`, keyed by `JWT_SECRET`) may name an asymmetric
+    /// algorithm (`EdDSA`, `ES256`, `RS256`, ...); then the private key (a PKCS#8 PEM, inline or
+    /// in a file; an inline value may write line breaks as `\n`) signs access tokens. The
+    /// previous and next public keys (one or more `PUBLIC KEY` PEM blocks each) are accepted
+    /// and published in the JWKS: the next key before it signs, the previous one until the
+    /// tokens it signed have expired (the rotation runbook of `docs/deployment.md`). Each
+    /// public key verifies its own algorithm: Ed25519 `EdDSA`, P-256 `ES256`, P-384 `ES384`,
+    /// RSA the signing algorithm when that is an RSA one, else `RS256`.
     ///
     /// # Errors
     /// A [`ConfigError`] naming the variable that is missing or malformed.
@@ -131,6 +143,9 @@ impl TokenSettings {
                 .previous_secrets
                 .push(check_secret("JWT_PREVIOUS_SECRETS", old.as_bytes())?);
         }
+        let keys = pem_keys::read_env_keys(env)?;
+        tokens.signing_pem = keys.signing;
+        tokens.verification_pems = keys.published;
         tokens.issuer = env.get("JWT_ISSUER");
         tokens.audience = env.get("JWT_AUDIENCE");
         if let Some(leeway) = env.duration("JWT_LEEWAY")? {
@@ -152,12 +167,15 @@ impl TokenSettings {
 
     /// Signs access tokens with an asymmetric key (`RS256`, `ES256` or `EdDSA`, ...) instead of
     /// the HMAC secret, so that other services can verify them with the public key alone. The
-    /// allow-list then becomes this algorithm alone unless
+    /// allow-list then becomes this algorithm (and those of the
+    /// [verification keys](Self::with_verification_key_pem)) unless
     /// [`with_allowed_algorithms`](Self::with_allowed_algorithms) says otherwise. The HMAC
     /// secret is still required: it keys the refresh tokens.
     ///
     /// # Errors
-    /// [`ConfigError::Key`] when a PEM cannot be parsed for `alg`, or `alg` is an HMAC algorithm.
+    /// [`ConfigError::Key`] when a PEM cannot be parsed for `alg`, or `alg` is an HMAC algorithm;
+    /// [`ConfigError::KeyRefused`] when a key is of another type or curve than `alg` needs, an
+    /// RSA key has under 2048 bits, or the public key is not the private key's.
     pub fn with_signing_key_pem(
         mut self,
         alg: Algorithm,
@@ -165,45 +183,60 @@ impl TokenSettings {
         public_pem: &[u8],
     ) -> Result<Self, ConfigError> {
         let name = "signing_key_pem";
-        let decoding = decoding_from_pem(name, alg, public_pem)?;
-        let encoding = match alg {
-            Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512 => EncodingKey::from_rsa_pem(private_pem),
-            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(private_pem),
-            Algorithm::EdDSA => EncodingKey::from_ed_pem(private_pem),
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                return Err(not_a_pem_algorithm(name, alg));
-            }
-        }
-        .map_err(|e| key_error(name, alg, &e))?;
-        self.signing_pem = Some(PemKey {
-            alg,
-            encoding: Some(encoding),
-            decoding,
-        });
+        let private = pem_keys::load_private(name, alg, private_pem)?;
+        let public = pem_keys::load_public(name, alg, public_pem)?;
+        pem_keys::check_pair(name, &private, &public)?;
+        self.signing_pem = Some(private);
         Ok(self)
     }
 
-    /// Adds a public key accepted for verification only, e.g. the previous signing key after a
-    /// rotation. Its `kid` is the key's RFC 7638 JWK thumbprint, as for the signing key.
+    /// As [`with_signing_key_pem`](Self::with_signing_key_pem), with the public key derived
+    /// from the private one (`JWT_PRIVATE_KEY`): a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`;
+    /// RSA keys also as PKCS#1).
+    ///
+    /// ```
+    /// use tower_jwt_session::config::{Algorithm, TokenSettings};
+    ///
+    /// let pem = b"-----BEGIN PRIVATE KEY-----
+    /// MC4CAQAwBQYDK2VwBCIEIJXAiS6KjV+utZioVnAvWREv3l8Am2IEIveQr7ixe8Om
+    /// -----END PRIVATE KEY-----";
+    /// let tokens = TokenSettings::new("a-long-random-secret-of-at-least-32-bytes")?
+    ///     .with_private_key_pem(Algorithm::EdDSA, pem)?;
+    /// // An Ed25519 key does not sign ES256.
+    /// assert!(TokenSettings::new("a-long-random-secret-of-at-least-32-bytes")?
+    ///     .with_private_key_pem(Algorithm::ES256, pem)
+    ///     .is_err());
+    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// ```
     ///
     /// # Errors
-    /// [`ConfigError::Key`] when the PEM cannot be parsed for `alg`.
+    /// As [`with_signing_key_pem`](Self::with_signing_key_pem).
+    pub fn with_private_key_pem(
+        mut self,
+        alg: Algorithm,
+        private_pem: &[u8],
+    ) -> Result<Self, ConfigError> {
+        self.signing_pem = Some(pem_keys::load_private("private_key_pem", alg, private_pem)?);
+        Ok(self)
+    }
+
+    /// Adds a public key accepted for verification and published in the JWKS, e.g. the
+    /// previous signing key after a rotation, or the next one before it signs. Its `kid` is
+    /// the key's RFC 7638 JWK thumbprint, as for the signing key.
+    ///
+    /// # Errors
+    /// [`ConfigError::Key`] when the PEM cannot be parsed for `alg`;
+    /// [`ConfigError::KeyRefused`] as for [`with_signing_key_pem`](Self::with_signing_key_pem).
     pub fn with_verification_key_pem(
         mut self,
         alg: Algorithm,
         public_pem: &[u8],
     ) -> Result<Self, ConfigError> {
-        let decoding = decoding_from_pem("verification_key_pem", alg, public_pem)?;
-        self.verification_pems.push(PemKey {
+        self.verification_pems.push(pem_keys::load_public(
+            "verification_key_pem",
             alg,
-            encoding: None,
-            decoding,
-        });
+            public_pem,
+        )?);
         Ok(self)
     }
 
@@ -298,43 +331,6 @@ impl TokenSettings {
         }
         Ok(())
     }
-}
-
-fn key_error(name: &'static str, alg: Algorithm, e: &jsonwebtoken::errors::Error) -> ConfigError {
-    ConfigError::Key {
-        name,
-        alg,
-        reason: e.to_string(),
-    }
-}
-
-fn not_a_pem_algorithm(name: &'static str, alg: Algorithm) -> ConfigError {
-    ConfigError::Key {
-        name,
-        alg,
-        reason: "HMAC algorithms take the secret (JWT_SECRET), not a PEM key".to_owned(),
-    }
-}
-
-fn decoding_from_pem(
-    name: &'static str,
-    alg: Algorithm,
-    pem: &[u8],
-) -> Result<DecodingKey, ConfigError> {
-    match alg {
-        Algorithm::RS256
-        | Algorithm::RS384
-        | Algorithm::RS512
-        | Algorithm::PS256
-        | Algorithm::PS384
-        | Algorithm::PS512 => DecodingKey::from_rsa_pem(pem),
-        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem),
-        Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-            return Err(not_a_pem_algorithm(name, alg));
-        }
-    }
-    .map_err(|e| key_error(name, alg, &e))
 }
 
 /// A stable, non-secret key id: a short hash of the algorithm and the key bytes. For HMAC the

@@ -2,7 +2,7 @@
 //!
 //! | component | holds | variables |
 //! |---|---|---|
-//! | [`TokenSettings`] | keys, algorithms, `iss`, `aud`, leeway, realm | `JWT_SECRET`, `JWT_PREVIOUS_SECRETS`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_LEEWAY` |
+//! | [`TokenSettings`] | keys, algorithms, `iss`, `aud`, leeway, realm | `JWT_SECRET`, `JWT_PREVIOUS_SECRETS`, `JWT_ALGORITHM`, `JWT_PRIVATE_KEY[_FILE]`, `JWT_PREVIOUS_PUBLIC_KEYS[_FILE]`, `JWT_NEXT_PUBLIC_KEYS[_FILE]`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_LEEWAY` |
 //! | [`SessionRules`] | lifetimes, session limit, refresh threshold, reuse interval | `JWT_*_EXPIRY`, `JWT_MAX_CONCURRENT_SESSIONS`, `JWT_SESSION_LIMIT_POLICY`, `JWT_AUTO_REFRESH_THRESHOLD`, `JWT_REFRESH_REUSE_INTERVAL` |
 //! | [`CookieSettings`] | the refresh-token cookie, trusted origins | `SESSION_COOKIE_*`, `ALLOWED_ORIGINS` |
 //! | [`RedisSettings`] | the store's URLs, prefix, TLS CA, sealing keys | `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_*` |
@@ -25,6 +25,9 @@ mod cookies;
 mod duration;
 pub(crate) mod env;
 mod keys;
+mod pem_keys;
+#[cfg(test)]
+mod pem_keys_tests;
 mod redis;
 mod rules;
 #[cfg(test)]
@@ -70,6 +73,13 @@ pub const ENV_VARS: &[&str] = &[
     "SESSION_ENCRYPTION_ACCEPT_UNSEALED",
     "REDIS_CA_CERT",
     "JWT_VERIFIED_CACHE_CAPACITY",
+    "JWT_ALGORITHM",
+    "JWT_PRIVATE_KEY",
+    "JWT_PRIVATE_KEY_FILE",
+    "JWT_PREVIOUS_PUBLIC_KEYS",
+    "JWT_PREVIOUS_PUBLIC_KEYS_FILE",
+    "JWT_NEXT_PUBLIC_KEYS",
+    "JWT_NEXT_PUBLIC_KEYS_FILE",
 ];
 
 /// A configuration value was missing or malformed, or settings contradict each other.
@@ -115,6 +125,28 @@ pub enum ConfigError {
         /// The algorithm the key was given for.
         alg: Algorithm,
         /// What the key parser said.
+        reason: String,
+    },
+    /// A key was read, but it does not fit: another key type or curve than the algorithm
+    /// needs, an RSA key under 2048 bits, a private key where public keys belong, or a public
+    /// key that is not the private key's.
+    #[error("{name} is refused for {alg}: {reason}")]
+    KeyRefused {
+        /// The environment variable or builder method that was given the key.
+        name: &'static str,
+        /// The algorithm the key was given for.
+        alg: Algorithm,
+        /// Why, and how to fix it.
+        reason: String,
+    },
+    /// A key file could not be read.
+    #[error("{name}={path:?} cannot be read: {reason}")]
+    KeyFile {
+        /// The environment variable that names the file.
+        name: &'static str,
+        /// The path it names.
+        path: String,
+        /// What the operating system said.
         reason: String,
     },
     /// Two settings contradict each other.

@@ -21,7 +21,9 @@ impl SessionConfig {
     /// [`TokenSettings::with_signing_key_pem`](super::TokenSettings::with_signing_key_pem).
     ///
     /// # Errors
-    /// [`ConfigError::Key`] when a PEM cannot be parsed for `alg`, or `alg` is an HMAC algorithm.
+    /// [`ConfigError::Key`] when a PEM cannot be parsed for `alg`, or `alg` is an HMAC algorithm;
+    /// [`ConfigError::KeyRefused`] when a key does not fit `alg`, is a weak RSA key, or the
+    /// public key is not the private key's.
     pub fn signing_key_pem(
         mut self,
         alg: Algorithm,
@@ -34,7 +36,21 @@ impl SessionConfig {
         Ok(self)
     }
 
-    /// Adds a public key accepted for verification only; see
+    /// Signs access tokens with an asymmetric private key, its public half derived from it; see
+    /// [`TokenSettings::with_private_key_pem`](super::TokenSettings::with_private_key_pem).
+    ///
+    /// # Errors
+    /// As [`signing_key_pem`](Self::signing_key_pem).
+    pub fn private_key_pem(
+        mut self,
+        alg: Algorithm,
+        private_pem: &[u8],
+    ) -> Result<Self, ConfigError> {
+        self.tokens = self.tokens.with_private_key_pem(alg, private_pem)?;
+        Ok(self)
+    }
+
+    /// Adds a public key accepted for verification and published in the JWKS; see
     /// [`TokenSettings::with_verification_key_pem`](super::TokenSettings::with_verification_key_pem).
     ///
     /// # Errors

@@ -9,6 +9,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use crate::config::{Algorithm as Alg, ConfigError, PemKey, SessionConfig, TokenSettings, key_id};
 
 use super::claims::OutHeader;
+use super::jwks::Jwks;
 
 /// The key new tokens are signed with: the HMAC secret, or the signing PEM's private key.
 pub(super) type SignerKey = EncodingKey;
@@ -97,6 +98,11 @@ pub(super) struct KeySet {
     pub(super) header_b64: String,
     pub(super) signer: SignerKey,
     pub(super) keys: Vec<VerifyKey>,
+    /// The allow-list when none is configured: the signing algorithm, then those of the
+    /// verification keys.
+    pub(super) default_allowed: Vec<Algorithm>,
+    /// The public keys as a JWKS document, when there is any public key.
+    pub(super) jwks: Option<Jwks>,
 }
 
 impl KeySet {
@@ -138,9 +144,28 @@ impl KeySet {
                 .iter()
                 .map(|old| VerifyKey::hmac(old.expose(), tokens)),
         );
+        // Public keys, for the JWKS: the signing key's first.
+        let mut public: Vec<(&PemKey, Box<str>)> = tokens
+            .signing_pem()
+            .zip(keys.first())
+            .map(|(pem, key)| (pem, key.kid.clone()))
+            .into_iter()
+            .collect();
+        let mut default_allowed = vec![alg.to_jwt()];
         for pem in tokens.verification_pems() {
-            keys.push(VerifyKey::public(pem, "verification_key_pem", tokens)?);
+            let key = VerifyKey::public(pem, "verification_key_pem", tokens)?;
+            // The same key named twice (a next key that now signs, still listed as next) is
+            // one key.
+            if keys.iter().any(|k| k.kid == key.kid) {
+                continue;
+            }
+            if !default_allowed.contains(&key.alg) {
+                default_allowed.push(key.alg);
+            }
+            public.push((pem, key.kid.clone()));
+            keys.push(key);
         }
+        let jwks = Jwks::build(&public)?;
         let header = OutHeader {
             alg: alg.as_str(),
             typ: "at+jwt",
@@ -153,6 +178,8 @@ impl KeySet {
             header_b64,
             signer,
             keys,
+            default_allowed,
+            jwks,
         })
     }
 }

@@ -25,6 +25,7 @@
 
 mod access;
 mod claims;
+mod jwks;
 mod keys;
 pub(crate) mod refresh;
 #[cfg(test)]
@@ -41,6 +42,7 @@ use crate::clock::{Clock, SharedClock, SystemClock, duration_ms, secs_to_ms};
 use crate::config::{ConfigError, SessionConfig};
 use crate::session::Session;
 
+pub use jwks::Jwks;
 use keys::{KeySet, SignerKey, VerifyKey};
 
 /// Longest token accepted, in bytes. Larger ones are refused before any decoding.
@@ -52,6 +54,8 @@ struct Inner {
     alg: Algorithm,
     signer: SignerKey,
     keys: Vec<VerifyKey>,
+    /// The public keys as a JWKS, built once.
+    jwks: Option<Jwks>,
     allowed: Vec<Algorithm>,
     issuer: Option<Box<str>>,
     audience: Option<Box<str>>,
@@ -171,9 +175,11 @@ impl TokenCodec {
             header_b64,
             signer,
             keys,
+            default_allowed,
+            jwks,
         } = KeySet::from_config(config)?;
         let allowed = config.tokens().allowed_algorithms().map_or_else(
-            || vec![alg],
+            || default_allowed,
             |algs| algs.iter().map(|a| a.to_jwt()).collect(),
         );
         Ok(Self {
@@ -182,6 +188,7 @@ impl TokenCodec {
                 alg,
                 signer,
                 keys,
+                jwks,
                 allowed,
                 issuer: config.tokens().issuer().map(Into::into),
                 audience: config.tokens().audience().map(Into::into),
@@ -215,6 +222,33 @@ impl TokenCodec {
             left_ms,
             refresh_advised: left_ms <= self.inner.refresh_threshold_ms,
         }
+    }
+
+    /// The public keys tokens may be verified with, as a JWKS document (RFC 7517 §5): the
+    /// signing key's and those of the verification keys (previous and next ones), never an
+    /// HMAC secret nor a private part. `None` when no key is public (HMAC signing alone).
+    /// Built once, when the codec is.
+    ///
+    /// ```
+    /// use tower_jwt_session::{SessionConfig, token::TokenCodec};
+    ///
+    /// let hmac = TokenCodec::new(&SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// assert!(hmac.jwks().is_none());
+    ///
+    /// let pem = b"-----BEGIN PRIVATE KEY-----
+    /// MC4CAQAwBQYDK2VwBCIEIJXAiS6KjV+utZioVnAvWREv3l8Am2IEIveQr7ixe8Om
+    /// -----END PRIVATE KEY-----";
+    /// let config = SessionConfig::new("0123456789abcdef0123456789abcdef")?
+    ///     .private_key_pem(tower_jwt_session::config::Algorithm::EdDSA, pem)?;
+    /// let jwks = TokenCodec::new(&config)?.jwks().expect("a public key").clone();
+    /// let doc: serde_json::Value = serde_json::from_slice(jwks.json())?;
+    /// assert_eq!(doc["keys"][0]["kty"], "OKP");
+    /// assert_eq!(doc["keys"][0]["use"], "sig");
+    /// assert!(doc["keys"][0].get("d").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn jwks(&self) -> Option<&Jwks> {
+        self.inner.jwks.as_ref()
     }
 
     /// The realm of `WWW-Authenticate` challenges.
