@@ -9,6 +9,11 @@
 //! (`SessionConfig::from_env`); only this example makes up a random `JWT_SECRET` when none is
 //! set, with a warning, so that it runs on a fresh machine.
 //!
+//! Asymmetric signing comes from the environment as well: `JWT_ALGORITHM=EdDSA` (or `ES256`,
+//! `RS256`, ...) with `JWT_PRIVATE_KEY_FILE=key.pem`, and during a key rotation
+//! `JWT_NEXT_PUBLIC_KEYS_FILE` / `JWT_PREVIOUS_PUBLIC_KEYS_FILE`; the public keys are then
+//! served at `/.well-known/jwks.json`.
+//!
 //! The rate limiter believes `X-Forwarded-For` only from the proxies in `TRUSTED_PROXIES`
 //! (comma-separated addresses or networks; none by default).
 //!
@@ -317,7 +322,16 @@ fn app(parts: Parts, limits: RateLimitConfig) -> Router {
             TokenRoutes::new(&manager).attempt_tracker(attempts.clone()),
         )
         .layer(rate_limit);
-    let mut router = Router::new().merge(rate_limited).merge(protected);
+    // The public keys (404 with HMAC signing), at the root and outside the rate limit: every
+    // verifier of our tokens fetches them, and the answer is built once at startup.
+    let jwks = Router::new().route_service(
+        tower_jwt_session::routes::JWKS_PATH,
+        TokenRoutes::new(&manager),
+    );
+    let mut router = Router::new()
+        .merge(rate_limited)
+        .merge(protected)
+        .merge(jwks);
     for (path, content_type, body) in STATIC_FILES {
         router = router.route(path, get(move || static_file(content_type, body)));
     }

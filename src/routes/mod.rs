@@ -9,10 +9,19 @@
 //! | `GET {prefix}/health` | — | `{status, store}`, 503 when the store is down |
 //! | `POST {prefix}/logout` | Bearer, or the refresh cookie | ends the caller's session |
 //! | `POST {prefix}/logout-all` | Bearer | ends all the caller's sessions |
+//! | `GET /.well-known/jwks.json` | — | the public keys (JWKS); 404 with HMAC signing alone |
 //!
 //! The service accepts paths with or without the prefix, so it works both nested in axum
 //! (`Router::nest_service("/api/token", …)`, which strips the prefix) and as the whole service of
 //! a bare hyper server. Bodies are capped at 16 KiB (413 beyond).
+//!
+//! The JWKS lives at the root by convention: mount the same service there too
+//! (`Router::route_service("/.well-known/jwks.json", routes.clone())`), as in the example
+//! below. Its answer is built once at startup and carries `Cache-Control: public, max-age=300`
+//! ([`jwks_max_age`](TokenRoutes::jwks_max_age)) and a strong `ETag`; `If-None-Match` gets
+//! 304. With HMAC signing alone there is no public key to publish, and it answers 404
+//! `not_found`: an empty key set would tell a verifier that it can check our tokens, and each
+//! token would then fail there with an unknown `kid`, which is harder to diagnose than a 404.
 //!
 //! The routes that take a body (`refresh`, `validate`, `auto-refresh`) take JSON only: a
 //! `Content-Type` other than `application/json` (parameters such as `; charset=utf-8`
@@ -39,10 +48,12 @@
 //! use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, TokenRoutes};
 //!
 //! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+//! let routes = TokenRoutes::new(&manager);
 //! let app: Router = Router::new()
 //!     .route("/api/me", get(|| async { "protected" }))
 //!     .route_layer(SessionLayer::from_manager(&manager))
-//!     .nest_service("/api/token", TokenRoutes::new(&manager));
+//!     .route_service(tower_jwt_session::routes::JWKS_PATH, routes.clone())
+//!     .nest_service("/api/token", routes);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -57,6 +68,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ALLOW, ORIGIN, SET_COOKIE};
@@ -84,6 +96,7 @@ use crate::revocation::SessionStatus;
 
 #[doc(inline)]
 pub use crate::json_body::MAX_BODY_BYTES;
+pub use jwks::{DEFAULT_JWKS_MAX_AGE, JWKS_PATH};
 
 /// The token routes of SPEC §5: see the [module docs](crate::routes).
 #[derive(Clone)]
@@ -92,6 +105,7 @@ pub struct TokenRoutes {
     layer: SessionLayer<RevocationCache>,
     prefix: Arc<str>,
     attempts: Option<AttemptTracker>,
+    jwks_max_age: Duration,
 }
 
 impl fmt::Debug for TokenRoutes {
@@ -116,7 +130,18 @@ impl TokenRoutes {
             layer: SessionLayer::from_manager(manager),
             prefix: "/api/token".into(),
             attempts: None,
+            jwks_max_age: DEFAULT_JWKS_MAX_AGE,
         }
+    }
+
+    /// The `max-age` of the JWKS answer. The default is five minutes
+    /// ([`DEFAULT_JWKS_MAX_AGE`]). A verifier may hold the keys that long, so in a key rotation
+    /// publish the next key at least this long before it signs (most verifiers also fetch
+    /// again when a token names a `kid` they do not know).
+    #[must_use]
+    pub fn jwks_max_age(mut self, max_age: Duration) -> Self {
+        self.jwks_max_age = max_age;
+        self
     }
 
     /// Counts forged and malformed refresh tokens (a MAC that does not verify, a token that does
@@ -194,6 +219,7 @@ impl TokenRoutes {
             "/health" => (Method::GET, Route::Health),
             "/logout" => (Method::POST, Route::Logout),
             "/logout-all" => (Method::POST, Route::LogoutAll),
+            JWKS_PATH => (Method::GET, Route::Jwks),
             other => match other.strip_prefix("/session-stats/") {
                 Some(user) if !user.is_empty() && !user.contains('/') => {
                     (Method::GET, Route::SessionStats(user.to_owned()))
@@ -273,6 +299,7 @@ impl TokenRoutes {
                 self.logout(&parts.headers, false, tracked).await
             }
             Route::LogoutAll => self.logout(&parts.headers, true, None).await,
+            Route::Jwks => self.jwks(&parts.headers),
         }
     }
 }
@@ -285,6 +312,7 @@ enum Route {
     Health,
     Logout,
     LogoutAll,
+    Jwks,
 }
 
 impl Route {
@@ -297,6 +325,7 @@ impl Route {
             Route::Health => "health",
             Route::Logout => "logout",
             Route::LogoutAll => "logout-all",
+            Route::Jwks => "jwks",
         }
     }
 }
@@ -317,6 +346,7 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 mod account;
+mod jwks;
 mod refresh;
 #[cfg(test)]
 mod tests;
