@@ -2,17 +2,30 @@
 //! secret), EdDSA (Ed25519), ES256 (P-256) and RS256 (RSA 2048), through `TokenCodec` with the
 //! cache of verified tokens off, so every verification checks the signature.
 //!
+//! `eddsa_hot_path` is the layer's hot path (valid token, revocation-cache hit) with an EdDSA
+//! key: with the cache of verified tokens on (a token seen before skips the signature check)
+//! and off (every request verifies Ed25519), beside `benches/layer.rs`'s HS256 figures.
+//!
 //! ```text
 //! cargo bench --bench signing
 //! cargo bench --bench signing -- --warm-up-time 1 --measurement-time 3   # a short run
 //! ```
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::Empty;
+use tower::{Layer, Service, service_fn};
 use tower_jwt_session::config::{Algorithm, TokenCacheSettings};
 use tower_jwt_session::session::SessionId;
 use tower_jwt_session::{SessionConfig, token::TokenCodec};
+use tower_jwt_session::{SessionLayer, SessionManager};
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret!!";
 
@@ -67,5 +80,58 @@ fn per_token(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, per_token);
+/// Polls a future that is expected to be ready at once (no runtime on the hot path).
+fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("the hot path should not wait"),
+    }
+}
+
+fn eddsa_hot_path(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ed = &include_bytes!("../tests/keys/ed_private.pem")[..];
+    let mut group = c.benchmark_group("eddsa_hot_path");
+    for (name, capacity) in [("layer_cache_hit", None), ("layer_cache_off", Some(0))] {
+        let mut config = SessionConfig::new(SECRET)
+            .unwrap()
+            .private_key_pem(Algorithm::EdDSA, ed)
+            .unwrap()
+            // Every revocation check a hit, as in benches/layer.rs.
+            .revocation_cache_ttl(std::time::Duration::from_secs(3600));
+        if let Some(capacity) = capacity {
+            config = config.verified_cache_capacity(capacity);
+        }
+        let manager = SessionManager::new(config).unwrap();
+        let pair = rt
+            .block_on(manager.create_session("alice", &["user".to_owned()]))
+            .unwrap();
+        let bearer = format!("Bearer {}", pair.access_token);
+        let inner = service_fn(|_req: Request<Empty<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+        });
+        let mut layered = SessionLayer::from_manager(&manager).layer(inner);
+        let request = || {
+            Request::builder()
+                .uri("/api/me")
+                .header("authorization", &bearer)
+                .body(Empty::<Bytes>::new())
+                .unwrap()
+        };
+        assert_eq!(ready(layered.call(request())).unwrap().status(), 200);
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                request,
+                |req| ready(layered.call(req)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, per_token, eddsa_hot_path);
 criterion_main!(benches);
