@@ -20,6 +20,7 @@
 //! | `access.rs` | issuing and verifying access tokens |
 //! | `claims.rs` | the JOSE header and claims as they are written, the claims as they are read |
 //! | `keys.rs` | signing and verification keys, each with its `kid` and `Validation` |
+//! | `jwks.rs` | [`Jwks`]: the public keys as a JWKS document, built once |
 //! | `refresh.rs` | the `tjs1.` refresh-token format |
 //! | `verified.rs` | the cache of verified tokens in front of verification |
 
