@@ -120,7 +120,7 @@ pub enum ConfigError {
     /// A PEM key could not be loaded.
     #[error("{name}: the {alg} key could not be read from PEM: {reason}")]
     Key {
-        /// The builder method that was given the key.
+        /// The environment variable or builder method that was given the key.
         name: &'static str,
         /// The algorithm the key was given for.
         alg: Algorithm,
