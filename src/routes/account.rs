@@ -87,6 +87,9 @@ impl TokenRoutes {
                 session_id: r.session_id,
                 created_at: rfc3339(r.created_at),
                 last_refreshed_at: rfc3339(r.last_active_at),
+                last_active_at: rfc3339(r.last_active_at),
+                device: r.device.label().to_owned(),
+                ip: r.device.ip().map(str::to_owned),
                 expires_at: rfc3339(r.expires_at),
                 current: r.session_id == caller.session_id(),
             })

@@ -10,6 +10,7 @@
 //! Times are milliseconds since the Unix epoch and are passed in by the caller, so stores are
 //! clock-free and the rules are testable on a manual clock.
 
+mod device;
 mod memory;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -17,6 +18,7 @@ pub mod redis;
 #[cfg(test)]
 pub(crate) mod suite;
 
+pub use device::{DeviceInfo, MAX_DEVICE_LABEL_LEN};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -56,6 +58,9 @@ pub struct SessionRecord {
     /// The last instant the store must remember it: after this no token of the session can be
     /// used, and the store may forget it.
     pub purge_at: u64,
+    /// The device it was started from, for the devices list (display only). Stores keep it
+    /// as it was given at creation; records written before it existed read as the default.
+    pub device: DeviceInfo,
 }
 
 impl SessionRecord {

@@ -37,6 +37,7 @@ pub(crate) fn record(user: &str, now: u64, l: &Lifetimes) -> SessionRecord {
         refresh_expires_at,
         revoked_at: None,
         purge_at: purge_at(expires_at, refresh_expires_at, now, l),
+        device: DeviceInfo::new("Firefox on Linux", Some("203.0.113.0/24")),
     }
 }
 
@@ -274,6 +275,46 @@ pub(crate) async fn revoke_and_revoke_all<S: SessionStore + ?Sized>(store: &S) {
     assert!(store.revoke_all(&user, at(3_001)).await.unwrap().is_empty());
 }
 
+/// The device metadata is kept as created through rotation, reads and listing; a record
+/// without any reads back as no device.
+pub(crate) async fn device_metadata_round_trips<S: SessionStore + ?Sized>(store: &S) {
+    let user = unique("dora");
+    let r = created(store, &user, at(1_000)).await;
+    assert_eq!(r.device.label(), "Firefox on Linux");
+    let Ok(RotateOutcome::Rotated(after)) =
+        store.rotate(rotate_req(r.session_id, 0, at(1_500))).await
+    else {
+        panic!("rotation refused");
+    };
+    assert_eq!(after.device, r.device);
+    assert_eq!(
+        after.last_active_at,
+        at(1_500),
+        "a refresh stamps the last activity"
+    );
+    let stored = store.get(r.session_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.device, stored.last_active_at),
+        (r.device.clone(), at(1_500))
+    );
+    let mut bare = record_for(store, &user, at(1_600), &lifetimes());
+    bare.device = DeviceInfo::default();
+    store
+        .create(bare.clone(), limit(10), &lifetimes(), at(1_600))
+        .await
+        .unwrap();
+    let long = DeviceInfo::new(&"é".repeat(40), Some("2001:db8:abcd::/48"));
+    let mut wide = record_for(store, &user, at(1_700), &lifetimes());
+    wide.device = long.clone();
+    store
+        .create(wide.clone(), limit(10), &lifetimes(), at(1_700))
+        .await
+        .unwrap();
+    let list = store.list(&user, at(1_800)).await.unwrap();
+    let devices: Vec<&DeviceInfo> = list.iter().map(|r| &r.device).collect();
+    assert_eq!(devices, [&r.device, &DeviceInfo::default(), &long]);
+}
+
 pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("grace");
     let l = lifetimes();
@@ -480,6 +521,7 @@ macro_rules! store_suite {
             limit_evicts_the_least_recently_active,
             limit_denies,
             ended_sessions_are_deleted_at_once,
+            device_metadata_round_trips,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
