@@ -346,6 +346,71 @@ impl SessionManager {
         Ok(live)
     }
 
+    /// Ends one session of `user_id` now ("sign out this device"), on every instance at once
+    /// as [`revoke`](Self::revoke) does. A session that is not live, or is another user's, is
+    /// left alone and answered [`SessionError::NotFound`], the same answer for both, so a
+    /// caller cannot learn which ids exist. (An administrator ending anyone's session calls
+    /// [`revoke`](Self::revoke).)
+    ///
+    /// ```
+    /// use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let laptop = manager.create_session("alice", &["user"]).await?;
+    /// let theirs = manager.create_session("bob", &["user"]).await?;
+    /// assert!(matches!(
+    ///     manager.revoke_of("alice", theirs.session_id).await,
+    ///     Err(SessionError::NotFound)
+    /// ));
+    /// manager.revoke_of("alice", laptop.session_id).await?;
+    /// assert!(manager.sessions("alice").await?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SessionError::NotFound`] as above, [`SessionError::Unavailable`] when the store cannot
+    /// be reached.
+    pub async fn revoke_of(
+        &self,
+        user_id: &str,
+        session_id: SessionId,
+    ) -> Result<(), SessionError> {
+        let now = self.now_ms();
+        let record = self.timed("get", self.inner.store.get(session_id)).await?;
+        if !record.is_some_and(|r| r.user_id == user_id && r.is_live(now)) {
+            return Err(SessionError::NotFound);
+        }
+        // Ended by someone else since it was read: ended all the same.
+        self.revoke(session_id).await?;
+        Ok(())
+    }
+
+    /// Ends every session of the caller's user but the caller's own ("sign out all other
+    /// devices"), on every instance at once. Returns how many were live.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the store cannot be reached.
+    pub async fn revoke_others_for(&self, caller: &Session) -> Result<usize, SessionError> {
+        let user_id = caller.user_id();
+        let revoked = self
+            .timed(
+                "revoke_all_except",
+                self.inner
+                    .store
+                    .revoke_all_except(user_id, caller.session_id(), self.now_ms()),
+            )
+            .await?;
+        telemetry::revoked("logout", revoked.len() as u64);
+        for sid in &revoked {
+            self.inner.cache.mark_revoked(*sid);
+        }
+        tracing::debug!(user_id = %Escaped::new(user_id), count = revoked.len(), "other sessions revoked");
+        Ok(revoked.len())
+    }
+
     /// Ends every session of a user now. Returns how many were live.
     ///
     /// # Errors

@@ -9,6 +9,8 @@
 //! | `GET {prefix}/health` | — | `{status, store}`, 503 when the store is down |
 //! | `POST {prefix}/logout` | Bearer, or the refresh cookie | ends the caller's session |
 //! | `POST {prefix}/logout-all` | Bearer | ends all the caller's sessions |
+//! | `POST {prefix}/logout-others` | Bearer | ends all the caller's sessions but this one |
+//! | `DELETE {prefix}/sessions/{sessionId}` | Bearer | ends one session of the caller (any, for `admin`); 404 for any other id |
 //!
 //! The service accepts paths with or without the prefix, so it works both nested in axum
 //! (`Router::nest_service("/api/token", …)`, which strips the prefix) and as the whole service of
@@ -194,9 +196,13 @@ impl TokenRoutes {
             "/health" => (Method::GET, Route::Health),
             "/logout" => (Method::POST, Route::Logout),
             "/logout-all" => (Method::POST, Route::LogoutAll),
+            "/logout-others" => (Method::POST, Route::LogoutOthers),
             other => match other.strip_prefix("/session-stats/") {
                 Some(user) if !user.is_empty() && !user.contains('/') => {
                     (Method::GET, Route::SessionStats(user.to_owned()))
+                }
+                _ if other.starts_with("/sessions/") && !other[10..].contains('/') => {
+                    (Method::DELETE, Route::EndSession(other[10..].to_owned()))
                 }
                 _ => {
                     return Err(json_error(
@@ -273,6 +279,8 @@ impl TokenRoutes {
                 self.logout(&parts.headers, false, tracked).await
             }
             Route::LogoutAll => self.logout(&parts.headers, true, None).await,
+            Route::LogoutOthers => self.logout_others(&parts.headers).await,
+            Route::EndSession(id) => self.end_session(&parts.headers, &id).await,
         }
     }
 }
@@ -285,6 +293,8 @@ enum Route {
     Health,
     Logout,
     LogoutAll,
+    LogoutOthers,
+    EndSession(String),
 }
 
 impl Route {
@@ -297,6 +307,8 @@ impl Route {
             Route::Health => "health",
             Route::Logout => "logout",
             Route::LogoutAll => "logout-all",
+            Route::LogoutOthers => "logout-others",
+            Route::EndSession(_) => "end-session",
         }
     }
 }
@@ -317,6 +329,8 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 mod account;
+#[cfg(test)]
+mod device_tests;
 mod refresh;
 #[cfg(test)]
 mod tests;
