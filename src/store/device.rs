@@ -8,6 +8,7 @@
 //! [`DeviceIp`] says. Neither is ever an input to an authorization decision: a client chooses
 //! its own `User-Agent`.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::DeviceIp;
@@ -33,47 +34,100 @@ const MAX_IP_LEN: usize = 64;
 /// assert_eq!(device.ip(), Some("203.0.113.0/24"));
 /// # Ok::<(), std::net::AddrParseError>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+///
+/// Compact: one allocation for both texts, none when nothing is known, 16 bytes in the record
+/// (every live session carries one). Serialized as `{"l": label, "ip": address}`, each left
+/// out when empty.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct DeviceInfo {
-    /// Browser and platform, or the cleaned-up `User-Agent`; empty when unknown.
-    #[serde(default, rename = "l", skip_serializing_if = "String::is_empty")]
-    label: String,
-    /// The client's address (or network), as stored.
-    #[serde(default, rename = "ip", skip_serializing_if = "Option::is_none")]
-    ip: Option<String>,
+    /// The label, then [`SEPARATOR`] and the address when there is one; `None` when both are
+    /// unknown. Neither text can hold the separator: [`clean`] drops control characters.
+    text: Option<Box<str>>,
 }
+
+/// Between the label and the address in [`DeviceInfo::text`].
+const SEPARATOR: char = '\u{1}';
 
 impl DeviceInfo {
     /// Device metadata from its parts, as given (an application that knows its devices better
     /// than a `User-Agent` does). Control characters are dropped and the label is cut to
     /// [`MAX_DEVICE_LABEL_LEN`] bytes, the address to 64.
     pub fn new(label: &str, ip: Option<&str>) -> Self {
-        Self {
-            label: clean(label, MAX_DEVICE_LABEL_LEN),
-            ip: ip
-                .map(|ip| clean(ip, MAX_IP_LEN))
-                .filter(|ip| !ip.is_empty()),
-        }
+        Self::from_clean(
+            clean(label, MAX_DEVICE_LABEL_LEN),
+            ip.map(|ip| clean(ip, MAX_IP_LEN)),
+        )
     }
 
     /// What the login service records: the label from `user_agent`, and `ip` kept as `policy`
     /// says.
     pub fn capture(user_agent: Option<&str>, ip: Option<IpAddr>, policy: DeviceIp) -> Self {
+        Self::from_clean(
+            user_agent.map(label_of).unwrap_or_default(),
+            ip.and_then(|ip| stored_ip(ip, policy)),
+        )
+    }
+
+    fn from_clean(mut label: String, ip: Option<String>) -> Self {
+        if let Some(ip) = ip.filter(|ip| !ip.is_empty()) {
+            label.push(SEPARATOR);
+            label.push_str(&ip);
+        }
         Self {
-            label: user_agent.map(label_of).unwrap_or_default(),
-            ip: ip.and_then(|ip| stored_ip(ip, policy)),
+            text: (!label.is_empty()).then(|| label.into_boxed_str()),
         }
     }
 
     /// The label: browser and platform (`Chrome on Android`), or the cleaned-up `User-Agent`
     /// when it is of no family known here; empty when none was sent.
     pub fn label(&self) -> &str {
-        &self.label
+        let text = self.text.as_deref().unwrap_or_default();
+        text.split_once(SEPARATOR).map_or(text, |(label, _)| label)
     }
 
     /// The address as stored: whole, or its network as a CIDR block, or `None` when not kept.
     pub fn ip(&self) -> Option<&str> {
-        self.ip.as_deref()
+        self.text
+            .as_deref()?
+            .split_once(SEPARATOR)
+            .map(|(_, ip)| ip)
+    }
+}
+
+impl fmt::Debug for DeviceInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceInfo")
+            .field("label", &self.label())
+            .field("ip", &self.ip())
+            .finish()
+    }
+}
+
+/// The serialized form, `{"l": label, "ip": address}`, each left out when empty or absent.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Wire<'a> {
+    #[serde(default, rename = "l", skip_serializing_if = "str::is_empty", borrow)]
+    label: std::borrow::Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    ip: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl serde::Serialize for DeviceInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Wire {
+            label: self.label().into(),
+            ip: self.ip().map(Into::into),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceInfo {
+    /// Cleaned and capped as [`DeviceInfo::new`]: what a store hands back is held to the same
+    /// bounds as what a login captures.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let wire = Wire::deserialize(d)?;
+        Ok(Self::new(&wire.label, wire.ip.as_deref()))
     }
 }
 
@@ -231,7 +285,11 @@ mod tests {
         let v4: IpAddr = "203.0.113.77".parse().unwrap();
         let v6: IpAddr = "2001:db8:abcd:12:1:2:3:4".parse().unwrap();
         let mapped: IpAddr = "::ffff:198.51.100.9".parse().unwrap();
-        let ip = |addr, policy| DeviceInfo::capture(None, Some(addr), policy).ip;
+        let ip = |addr, policy| {
+            DeviceInfo::capture(None, Some(addr), policy)
+                .ip()
+                .map(str::to_owned)
+        };
         assert_eq!(
             ip(v4, DeviceIp::Truncated).as_deref(),
             Some("203.0.113.0/24")
@@ -264,5 +322,32 @@ mod tests {
             serde_json::from_str::<DeviceInfo>("{}").unwrap(),
             DeviceInfo::default()
         );
+        let label_only = DeviceInfo::new("curl", None);
+        assert_eq!((label_only.label(), label_only.ip()), ("curl", None));
+        assert_eq!(
+            serde_json::to_string(&label_only).unwrap(),
+            r#"{"l":"curl"}"#
+        );
+        let ip_only = DeviceInfo::new("", Some("::/48"));
+        assert_eq!((ip_only.label(), ip_only.ip()), ("", Some("::/48")));
+        assert_eq!(
+            serde_json::to_string(&ip_only).unwrap(),
+            r#"{"ip":"::/48"}"#
+        );
+        // What a store hands back is held to the same bounds (and an escaped JSON string works).
+        let odd: DeviceInfo = serde_json::from_str(&format!(
+            r#"{{"l":"a\u0001b{}","ip":"x"}}"#,
+            "z".repeat(100)
+        ))
+        .unwrap();
+        assert_eq!(odd.label().len(), MAX_DEVICE_LABEL_LEN);
+        assert!(odd.label().starts_with("abzz"));
+        assert_eq!(odd.ip(), Some("x"));
+        assert_eq!(
+            format!("{ip_only:?}"),
+            r#"DeviceInfo { label: "", ip: Some("::/48") }"#
+        );
+        // Every live session carries one: it stays two words.
+        assert_eq!(std::mem::size_of::<DeviceInfo>(), 16);
     }
 }
