@@ -79,7 +79,8 @@ PY
 }
 
 # Two runs, so that logging out does not take the token away from the other routes: first every
-# route but logout and logout-all, then those two with a token of their own.
+# route but logout, logout-all and logout-others (which would end the second token's session),
+# then those three with a token of their own.
 # Both tokens are taken before the first run: its failed logins lock the address out of login.
 token_a="$(login)"
 token_b="$(login)"
@@ -103,8 +104,10 @@ run() {
     "$@")
 }
 status=0
-run "$token_a" --exclude-operation-id logout --exclude-operation-id logoutAll || status=1
-run "$token_b" --include-operation-id logout --include-operation-id logoutAll || status=1
+run "$token_a" --exclude-operation-id logout --exclude-operation-id logoutAll \
+  --exclude-operation-id logoutOthers || status=1
+run "$token_b" --include-operation-id logout --include-operation-id logoutAll \
+  --include-operation-id logoutOthers || status=1
 
 if grep -q "panicked" "$work/stderr"; then
   echo "the example server panicked during the run:" >&2

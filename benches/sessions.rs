@@ -9,7 +9,8 @@
 //! ```
 //!
 //! For Redis, memory per session is `MEMORY USAGE` of a session's record plus its share of the
-//! user's index.
+//! user's index; each run plain and sealed, without and with the device metadata a login
+//! records.
 //!
 //! Latencies are per call through `SessionManager` (token signing included), measured with
 //! `Instant` around each call on a current-thread runtime. Memory is the growth of the process's
@@ -123,18 +124,39 @@ async fn run(n: usize) {
 #[cfg(feature = "redis")]
 async fn redis_bench() {
     // Plain records, then records sealed with SESSION_ENCRYPTION_KEY: the difference is the cost
-    // of sealing and opening.
-    redis_run(false).await;
-    redis_run(true).await;
+    // of sealing and opening. Each without and with the device metadata a login records.
+    for sealed in [false, true] {
+        for device in [false, true] {
+            redis_run(sealed, device).await;
+        }
+    }
+}
+
+/// What a login from a desktop Chrome records by default: `Chrome on Windows`, its /24.
+#[cfg(feature = "redis")]
+fn login_device() -> tower_jwt_session::store::DeviceInfo {
+    tower_jwt_session::store::DeviceInfo::capture(
+        Some(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/131.0.0.0 Safari/537.36",
+        ),
+        Some(std::net::IpAddr::from([203, 0, 113, 77])),
+        tower_jwt_session::config::DeviceIp::Truncated,
+    )
 }
 
 // One scripted run (connect, fill, measure, read memory, clean up): its steps share the
 // connection and the figures they print.
 #[cfg(feature = "redis")]
-async fn redis_run(sealed: bool) {
+async fn redis_run(sealed: bool, device: bool) {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     // As short as the default `tjs`, so the bytes per session are what a deployment sees.
-    let prefix = format!("b{}{}", std::process::id() % 100, u8::from(sealed));
+    let prefix = format!(
+        "b{}{}{}",
+        std::process::id() % 100,
+        u8::from(sealed),
+        u8::from(device)
+    );
     // The key is the base64 of 32 bytes of 42: a bench value, never a real one.
     let config = SessionConfig::from_lookup(|name| match name {
         "JWT_SECRET" => Some("bench-secret-bench-secret-bench-secret!!".to_owned()),
@@ -151,13 +173,18 @@ async fn redis_run(sealed: bool) {
         .expect("Redis at REDIS_URL");
     assert_eq!(manager.store_kind(), "redis");
     let roles = vec!["user".to_owned()];
+    let metadata = if device {
+        login_device()
+    } else {
+        tower_jwt_session::store::DeviceInfo::default()
+    };
     let n = 10_000;
     let mut create = Vec::with_capacity(n);
     let mut pairs = Vec::with_capacity(n);
     for i in 0..n {
         let start = Instant::now();
         let pair = manager
-            .create_session(&format!("user-{}", i / 5), &roles)
+            .create_session_with_device(&format!("user-{}", i / 5), &roles, metadata.clone())
             .await
             .expect("create");
         create.push(start.elapsed());
@@ -172,11 +199,16 @@ async fn redis_run(sealed: bool) {
     }
     let (client, keys, bytes) = memory_usage(&url, &prefix).await;
     println!(
-        "Redis at {url}, {n} sessions, 5 per user, records {}",
+        "Redis at {url}, {n} sessions, 5 per user, records {}, {}",
         if sealed {
             "sealed (SESSION_ENCRYPTION_KEY)"
         } else {
             "plain"
+        },
+        if device {
+            "with device metadata (Chrome on Windows, 203.0.113.0/24)"
+        } else {
+            "without device metadata"
         }
     );
     println!("  create    {}", summary(create));

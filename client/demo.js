@@ -77,7 +77,8 @@ async function busy(button, fn) {
     showStatus('');
     await fn();
   } catch (err) {
-    showStatus(describe(err));
+    // A session ended elsewhere has already said why (the logout event): keep that message.
+    if (tm.isAuthenticated() || $('status').hidden) showStatus(describe(err));
   } finally {
     button.disabled = false;
   }
@@ -104,28 +105,57 @@ $('refresh-button').addEventListener('click', () => busy($('refresh-button'), as
   if (!ok) showStatus('Refresh failed; see the event log.');
 }));
 
-$('sessions-button').addEventListener('click', () => busy($('sessions-button'), async () => {
+// The devices list: one row per live session, this tab's marked, each with its own
+// "Sign out" button. Text only (textContent): the device label comes from a User-Agent.
+async function showDevices() {
   const stats = await tm.getSessionStats();
   $('sessions-summary').textContent = `(${stats.activeSessions} of at most ${stats.maxSessions})`;
   const tbody = $('sessions-table').tBodies[0];
   tbody.replaceChildren();
   for (const s of stats.sessions) {
     const tr = document.createElement('tr');
-    const cells = [s.sessionId, fmtTime(s.createdAt), fmtTime(s.lastRefreshedAt), fmtTime(s.expiresAt), s.current ? 'this one' : ''];
-    cells.forEach((text, i) => {
+    tr.dataset.sessionId = s.sessionId;
+    if (s.current) tr.className = 'current';
+    const device = document.createElement('td');
+    device.textContent = s.device || 'Unknown device';
+    if (s.current) {
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.textContent = 'this tab';
+      device.append(' ', badge);
+    }
+    const code = document.createElement('code');
+    code.textContent = s.sessionId.slice(0, 8) + '…';
+    code.title = s.sessionId;
+    const sessionCell = document.createElement('td');
+    sessionCell.append(code);
+    const cells = [s.ip ?? '–', fmtTime(s.lastActiveAt), fmtTime(s.createdAt)].map((text) => {
       const td = document.createElement('td');
-      if (i === 0) {
-        const code = document.createElement('code');
-        code.textContent = text;
-        td.append(code);
-      } else {
-        td.textContent = text;
-      }
-      if (i === 4 && s.current) td.className = 'current';
-      tr.append(td);
+      td.textContent = text;
+      return td;
     });
+    const action = document.createElement('td');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'end-session secondary';
+    button.textContent = s.current ? 'Sign out this tab' : 'Sign out';
+    button.addEventListener('click', () => busy(button, async () => {
+      await tm.endSession(s.sessionId);
+      logEvent(`ended session ${s.sessionId.slice(0, 8)}… (${s.device || 'unknown device'})`);
+      if (!s.current) await showDevices();
+    }));
+    action.append(button);
+    tr.append(device, ...cells, sessionCell, action);
     tbody.append(tr);
   }
+}
+
+$('sessions-button').addEventListener('click', () => busy($('sessions-button'), showDevices));
+
+$('logout-others-button').addEventListener('click', () => busy($('logout-others-button'), async () => {
+  const n = await tm.logoutOthers();
+  showStatus(`Signed out ${n} other device(s).`, 'info');
+  await showDevices();
 }));
 
 $('logout-button').addEventListener('click', () => busy($('logout-button'), async () => {
@@ -154,6 +184,14 @@ tm.onChange((e) => {
   if (e.type === 'logout-error') parts.push('— the server did not confirm; the session may still be active');
   if (e.type === 'refresh' || e.type === 'login') lifetimeMs = null;
   if (e.type === 'logout') {
+    // Say why when the server ended the session, not this tab.
+    const why = {
+      token_revoked: 'This session was ended elsewhere (signed out from another device, by an administrator, or by the session limit). Log in again.',
+      refresh_token_reused: 'This session was ended because its refresh token was used twice (possible theft). Log in again.',
+      session_expired: 'This session reached its maximum lifetime. Log in again.',
+      token_expired: 'This session expired. Log in again.',
+    }[e.reason];
+    if (why) showStatus(why);
     $('whoami-output').textContent = '(not asked yet)';
     $('sessions-table').tBodies[0].replaceChildren();
     $('sessions-summary').textContent = '';

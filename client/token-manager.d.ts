@@ -83,7 +83,14 @@ export interface SessionSummary {
   sessionId: string;
   createdAt: string;
   lastRefreshedAt: string | null;
+  /** When the session was last active: created or refreshed (RFC 3339). */
+  lastActiveAt: string;
+  /** Browser and platform captured at login (`Firefox on Linux`); empty when unknown. */
+  device: string;
+  /** The client address captured at login, as the server keeps it (`203.0.113.0/24` by default); null when not kept. */
+  ip: string | null;
   expiresAt: string;
+  /** Whether this is this tab's own session. */
   current: boolean;
 }
 
@@ -112,6 +119,8 @@ export type TokenManagerEventType = 'login' | 'refresh' | 'sync' | 'logout' | 'l
  * - `sync`: a token refreshed by another tab was adopted.
  * - `logout`: the session ended here; `reason` is `'logout'`, `'logout_all'`, `'other_tab'`,
  *   or the server's refresh error code (`'refresh_token_reused'`, `'token_revoked'`, …).
+ *   `'token_revoked'` means the session was ended elsewhere: signed out from another device
+ *   (`endSession`, `logoutOthers`), by an administrator, by logout-all, or by the session limit.
  * - `logout-error`: after `logout()` / `logoutEverywhere()` the server did not confirm that the
  *   session ended (`reason`: its error code or `'network_error'`, `status`: the HTTP status or
  *   null, `endpoint`: `'logout'` or `'logout-all'`). The page is logged out, but the session may
@@ -201,6 +210,16 @@ export class TokenManager {
   logout(): Promise<boolean>;
   /** Revokes all the user's sessions; resolves the server's `revoked` count, or `null` if unconfirmed (then also a `logout-error` event). */
   logoutEverywhere(): Promise<number | null>;
+  /** The user's live sessions (the devices list); the row of this tab's session has `current: true`. */
+  listSessions(): Promise<SessionSummary[]>;
+  /**
+   * Ends one of the user's sessions ("sign out this device"), on every server at once. Rejects
+   * with `not_found` for a session that is not the user's or has ended. Ending this tab's own
+   * session logs out every tab here.
+   */
+  endSession(sessionId: string): Promise<void>;
+  /** Ends every session of the user but this one ("sign out all other devices"); resolves how many ended. */
+  logoutOthers(): Promise<number>;
   /** Listener for every event. */
   onChange(listener: (event: TokenManagerEvent) => void): Unsubscribe;
   on(type: TokenManagerEventType | '*', listener: (event: TokenManagerEvent) => void): Unsubscribe;

@@ -373,6 +373,54 @@ export class TokenManager {
   }
 
   /**
+   * The user's live sessions, the devices list: each with `device` (browser and platform),
+   * `ip` (as the server keeps it, possibly truncated or null), `lastActiveAt`, and `current`
+   * for this tab's own session.
+   * @returns {Promise<import('./token-manager').SessionSummary[]>}
+   * @throws {TokenManagerError} `not_authenticated`, or the server's error code
+   */
+  async listSessions() {
+    const stats = await this.getSessionStats();
+    return Array.isArray(stats.sessions) ? stats.sessions : [];
+  }
+
+  /**
+   * Ends one of the user's sessions ("sign out this device"): DELETE
+   * {tokenPrefix}/sessions/:sessionId. It stops working on every server at once; that
+   * device's tabs log out on their next request or refresh (a `logout` event with reason
+   * `token_revoked`). Ending this tab's own session logs out every tab here, as `logout()`.
+   * @param {string} sessionId
+   * @returns {Promise<void>}
+   * @throws {TokenManagerError} `not_found` for a session that is not the user's (or has
+   *   already ended), `not_authenticated`, or the server's error code
+   */
+  async endSession(sessionId) {
+    if (typeof sessionId !== 'string' || !sessionId) {
+      throw new TokenManagerError('invalid_request', 'endSession needs a session id');
+    }
+    const path = `${this.options.tokenPrefix}/sessions/${encodeURIComponent(sessionId)}`;
+    const res = await this.makeAuthenticatedRequest(path, { method: 'DELETE', headers: { Accept: 'application/json' } });
+    const body = await readJson(res);
+    if (!res.ok || !body || body.success === false) throw errorFrom(res, body, 'Ending the session failed');
+    if (this._state && this._state.sessionId === sessionId) this._clearSession('logout');
+  }
+
+  /**
+   * Ends every session of the user but this one ("sign out all other devices"): POST
+   * {tokenPrefix}/logout-others. This tab (and its sibling tabs, which share the session)
+   * stays signed in.
+   * @returns {Promise<number>} how many sessions were ended
+   * @throws {TokenManagerError} `not_authenticated`, or the server's error code
+   */
+  async logoutOthers() {
+    const path = `${this.options.tokenPrefix}/logout-others`;
+    const res = await this.makeAuthenticatedRequest(path, { method: 'POST', headers: { Accept: 'application/json' } });
+    const body = await readJson(res);
+    if (!res.ok || !body || body.success === false) throw errorFrom(res, body, 'Signing out the other sessions failed');
+    return body.data && typeof body.data.revoked === 'number' ? body.data.revoked : 0;
+  }
+
+  /**
    * Subscribes to every event. Returns an unsubscribe function.
    * @param {(event: import('./token-manager').TokenManagerEvent) => void} listener
    */

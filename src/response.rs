@@ -205,6 +205,14 @@ pub struct SessionInfo {
     pub created_at: String,
     /// When it was last refreshed (RFC 3339).
     pub last_refreshed_at: String,
+    /// When it was last active: created or refreshed (RFC 3339). Requests that only present
+    /// an access token do not count: the store is not written per request.
+    pub last_active_at: String,
+    /// The device label captured at login (`Firefox on Linux`); empty when unknown.
+    pub device: String,
+    /// The client's address captured at login, as stored (`SESSION_DEVICE_IP`); `null` when
+    /// not kept.
+    pub ip: Option<String>,
     /// When it ends at the latest (RFC 3339).
     pub expires_at: String,
     /// Whether it is the caller's own session.

@@ -660,3 +660,41 @@ async fn a_hung_store_answers_right_and_wrong_passwords_alike() {
     assert_eq!(users.calls.load(Ordering::SeqCst), checked + 2);
     sleeper.join().unwrap();
 }
+
+/// A login records the device: the label from the `User-Agent`, the address the rate limiter
+/// resolved (else the peer's), kept as `SESSION_DEVICE_IP` says.
+#[tokio::test]
+async fn a_login_records_the_device_as_configured() {
+    use tower_jwt_session::config::{DeviceIp, DeviceSettings};
+    use tower_jwt_session::rate_limit::PeerAddr;
+    const UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15";
+    for (policy, want_ip) in [
+        (None, Some("203.0.113.0/24")),
+        (Some(DeviceIp::Full), Some("203.0.113.7")),
+        (Some(DeviceIp::Off), None),
+    ] {
+        let mut config = config();
+        if let Some(policy) = policy {
+            config = config.with_device(DeviceSettings::default().with_ip(policy));
+        }
+        let manager = SessionManager::new(config).unwrap();
+        let login = LoginService::new(&manager, Users::default());
+        let reply = send(&login, build(post().header("user-agent", UA), GOOD)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let sessions = manager.sessions("alice").await.unwrap();
+        assert_eq!(sessions[0].device.label(), "Safari on macOS");
+        assert_eq!(sessions[0].device.ip(), want_ip, "{policy:?}");
+    }
+    // Without the rate limiter in front: the peer address; without a User-Agent: no label.
+    let manager = SessionManager::new(config()).unwrap();
+    let login = LoginService::new(&manager, Users::default());
+    let req = Request::post("/api/auth/login")
+        .header("host", "api.example.com")
+        .header("content-type", "application/json")
+        .extension(PeerAddr("[2001:db8:1:2::9]:4000".parse().unwrap()));
+    let reply = send(&login, build(req, GOOD)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let sessions = manager.sessions("alice").await.unwrap();
+    assert_eq!(sessions[0].device.label(), "");
+    assert_eq!(sessions[0].device.ip(), Some("2001:db8:1::/48"));
+}

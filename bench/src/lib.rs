@@ -23,6 +23,27 @@ pub fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// The device metadata the scale runs give each session they create: with `TJS_BENCH_DEVICE=1`,
+/// what a login from a desktop Chrome stores by default (`Chrome on Windows`, its /24), so the
+/// bytes per session and the refresh latency can be compared with and without it; otherwise
+/// none (as `create_session` stores).
+pub fn bench_device() -> tower_jwt_session::store::DeviceInfo {
+    use tower_jwt_session::config::DeviceIp;
+    use tower_jwt_session::store::DeviceInfo;
+    if std::env::var("TJS_BENCH_DEVICE").is_ok_and(|v| v == "1") {
+        DeviceInfo::capture(
+            Some(
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like \
+                 Gecko) Chrome/131.0.0.0 Safari/537.36",
+            ),
+            Some(std::net::IpAddr::from([203, 0, 113, 77])),
+            DeviceIp::Truncated,
+        )
+    } else {
+        DeviceInfo::default()
+    }
+}
+
 /// The HMAC key every contender verifies with.
 pub const SECRET: &str = "bench-secret-bench-secret-bench-secret!!";
 

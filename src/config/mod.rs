@@ -8,6 +8,7 @@
 //! | [`RedisSettings`] | the store's URLs, prefix, TLS CA, sealing keys | `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_*` |
 //! | [`RevocationCacheSettings`] | the revocation cache, fail-open | — |
 //! | [`TokenCacheSettings`] | the cache of verified access tokens | `JWT_VERIFIED_CACHE_CAPACITY` |
+//! | [`DeviceSettings`] | what a session's device metadata keeps of the client's address | `SESSION_DEVICE_IP` |
 //!
 //! The rate limiter's settings live with it: [`RateLimitConfig`](crate::rate_limit::RateLimitConfig)
 //! reads `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS` itself.
@@ -22,6 +23,7 @@
 mod algorithm;
 mod cache;
 mod cookies;
+mod device;
 mod duration;
 pub(crate) mod env;
 mod keys;
@@ -37,6 +39,7 @@ mod token_cache;
 pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use cache::RevocationCacheSettings;
 pub use cookies::{CookieSettings, SameSite};
+pub use device::{DeviceIp, DeviceSettings};
 pub use duration::{DurationError, parse_duration};
 pub use keys::TokenSettings;
 // `Secret` is read by the Redis store's sealing only.
@@ -80,6 +83,7 @@ pub const ENV_VARS: &[&str] = &[
     "JWT_PREVIOUS_PUBLIC_KEYS_FILE",
     "JWT_NEXT_PUBLIC_KEYS",
     "JWT_NEXT_PUBLIC_KEYS_FILE",
+    "SESSION_DEVICE_IP",
 ];
 
 /// A configuration value was missing or malformed, or settings contradict each other.
@@ -218,6 +222,7 @@ pub struct SessionConfig {
     redis: RedisSettings,
     revocation_cache: RevocationCacheSettings,
     token_cache: TokenCacheSettings,
+    device: DeviceSettings,
 }
 
 mod setters;
@@ -241,6 +246,7 @@ impl SessionConfig {
             redis: RedisSettings::default(),
             revocation_cache: RevocationCacheSettings::default(),
             token_cache: TokenCacheSettings::default(),
+            device: DeviceSettings::default(),
         }
     }
 
@@ -290,6 +296,7 @@ impl SessionConfig {
             redis: RedisSettings::read(&env)?,
             revocation_cache: RevocationCacheSettings::default(),
             token_cache: TokenCacheSettings::read(&env)?,
+            device: DeviceSettings::read(&env)?,
         };
         config.validate()?;
         config.rules.log_adjustments();
@@ -391,6 +398,17 @@ impl SessionConfig {
     /// Replaces the settings of the cache of verified access tokens.
     pub fn with_token_cache(mut self, cache: TokenCacheSettings) -> Self {
         self.token_cache = cache;
+        self
+    }
+
+    /// What a session's device metadata keeps of the client's address.
+    pub fn device(&self) -> &DeviceSettings {
+        &self.device
+    }
+
+    /// Replaces the device-metadata settings.
+    pub fn with_device(mut self, device: DeviceSettings) -> Self {
+        self.device = device;
         self
     }
 }

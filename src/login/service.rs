@@ -27,6 +27,7 @@ use crate::json_body::{bad_request, declares_json, read_json, unsupported_media_
 use crate::manager::{SessionError, SessionManager};
 use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, LoginRefused, PeerAddr};
 use crate::response::{Success, TokenPairBody};
+use crate::store::DeviceInfo;
 use crate::telemetry::Escaped;
 
 /// The login route of SPEC §5 around the app's [`CredentialCheck`]: see the
@@ -157,6 +158,15 @@ impl<C: CredentialCheck> LoginService<C> {
             return res;
         }
         let ip = client_ip(req.extensions());
+        let user_agent = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .map(|ua| String::from_utf8_lossy(ua.as_bytes()));
+        let device = DeviceInfo::capture(
+            user_agent.as_deref(),
+            ip,
+            self.manager.config().device().ip(),
+        );
         let (parts, body) = req.into_parts();
         let body: LoginBody = match read_json(&parts.headers, body).await {
             Ok(body) => body,
@@ -173,7 +183,10 @@ impl<C: CredentialCheck> LoginService<C> {
         };
         let credentials = Credentials { username, password };
         match self.verify(credentials, attempt, &user, ip).await {
-            Ok((authenticated, attempt)) => self.issue(&authenticated, attempt, delivery, ip).await,
+            Ok((authenticated, attempt)) => {
+                self.issue(&authenticated, attempt, delivery, ip, device)
+                    .await
+            }
             Err(res) => res,
         }
     }
@@ -319,11 +332,12 @@ impl<C: CredentialCheck> LoginService<C> {
         attempt: Option<LoginAttempt>,
         delivery: Delivery,
         ip: Option<IpAddr>,
+        device: DeviceInfo,
     ) -> Response<Bytes> {
         let ip = ip.map(tracing::field::display);
         let created = self
             .manager
-            .create_session(&authenticated.user_id, &authenticated.roles)
+            .create_session_with_device(&authenticated.user_id, &authenticated.roles, device)
             .await;
         if let Some(attempt) = attempt {
             match &created {

@@ -41,6 +41,10 @@ pub enum SessionError {
         "the session store lost track of some of this user's sessions, which may still be active; an operator must check the store"
     )]
     Inconsistent,
+    /// No such session among those the caller may end: it does not exist, has ended, or
+    /// belongs to another user (the answer is the same, so session ids cannot be probed).
+    #[error("no such session")]
+    NotFound,
     /// The session store could not be reached; nothing was changed.
     #[error("the session store is unavailable; try again shortly")]
     Unavailable(#[from] StoreError),
@@ -57,6 +61,7 @@ impl SessionError {
             SessionError::SessionExpired => ErrorCode::SessionExpired,
             SessionError::LimitReached => ErrorCode::Forbidden,
             SessionError::InvalidInput(_) => ErrorCode::InvalidRequest,
+            SessionError::NotFound => ErrorCode::NotFound,
             SessionError::Unavailable(_) | SessionError::Inconsistent => ErrorCode::Unavailable,
         }
     }

@@ -18,8 +18,8 @@ use crate::error::AuthError;
 use crate::revocation::SessionStatus;
 use crate::session::{Session, SessionId};
 use crate::store::{
-    CreateOutcome, Lifetimes, RotateOutcome, RotateRequest, SessionLimit, SessionRecord,
-    SessionStore, purge_at,
+    CreateOutcome, DeviceInfo, Lifetimes, RotateOutcome, RotateRequest, SessionLimit,
+    SessionRecord, SessionStore, purge_at,
 };
 use crate::telemetry::{self, Escaped};
 use crate::token::TokenCodec;
@@ -167,12 +167,52 @@ impl SessionManager {
         user_id: &str,
         roles: &[impl AsRef<str>],
     ) -> Result<TokenPair, SessionError> {
-        check_input(user_id, roles)?;
-        let roles = roles.iter().map(|r| r.as_ref().to_owned()).collect();
-        self.create(user_id, roles).await
+        self.create_session_with_device(user_id, roles, DeviceInfo::default())
+            .await
     }
 
-    async fn create(&self, user_id: &str, roles: Vec<String>) -> Result<TokenPair, SessionError> {
+    /// [`create_session`](Self::create_session), remembering the device the user logged in
+    /// from for the devices list (session stats). [`LoginService`](crate::LoginService) calls
+    /// it with what the request tells ([`DeviceInfo::capture`]); the metadata is for display
+    /// only and never decides anything.
+    ///
+    /// ```
+    /// use tower_jwt_session::config::DeviceIp;
+    /// use tower_jwt_session::store::DeviceInfo;
+    /// use tower_jwt_session::{SessionConfig, SessionManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    /// let device = DeviceInfo::capture(Some(ua), Some("198.51.100.23".parse()?), DeviceIp::Truncated);
+    /// manager.create_session_with_device("alice", &["user"], device).await?;
+    /// let sessions = manager.sessions("alice").await?;
+    /// assert_eq!(sessions[0].device.label(), "Firefox on Linux");
+    /// assert_eq!(sessions[0].device.ip(), Some("198.51.100.0/24"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create_session`](Self::create_session).
+    pub async fn create_session_with_device(
+        &self,
+        user_id: &str,
+        roles: &[impl AsRef<str>],
+        device: DeviceInfo,
+    ) -> Result<TokenPair, SessionError> {
+        check_input(user_id, roles)?;
+        let roles = roles.iter().map(|r| r.as_ref().to_owned()).collect();
+        self.create(user_id, roles, device).await
+    }
+
+    async fn create(
+        &self,
+        user_id: &str,
+        roles: Vec<String>,
+        device: DeviceInfo,
+    ) -> Result<TokenPair, SessionError> {
         let inner = &*self.inner;
         let now = self.now_ms();
         let expires_at = now.saturating_add(duration_ms(inner.config.rules().session_ttl()));
@@ -191,6 +231,7 @@ impl SessionManager {
             refresh_expires_at,
             revoked_at: None,
             purge_at: purge_at(expires_at, refresh_expires_at, now, &inner.lifetimes),
+            device,
         };
         let limit = SessionLimit {
             max: inner.config.rules().max_sessions(),
@@ -303,6 +344,71 @@ impl SessionManager {
             tracing::debug!(%session_id, "session revoked");
         }
         Ok(live)
+    }
+
+    /// Ends one session of `user_id` now ("sign out this device"), on every instance at once
+    /// as [`revoke`](Self::revoke) does. A session that is not live, or is another user's, is
+    /// left alone and answered [`SessionError::NotFound`], the same answer for both, so a
+    /// caller cannot learn which ids exist. (An administrator ending anyone's session calls
+    /// [`revoke`](Self::revoke).)
+    ///
+    /// ```
+    /// use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let laptop = manager.create_session("alice", &["user"]).await?;
+    /// let theirs = manager.create_session("bob", &["user"]).await?;
+    /// assert!(matches!(
+    ///     manager.revoke_of("alice", theirs.session_id).await,
+    ///     Err(SessionError::NotFound)
+    /// ));
+    /// manager.revoke_of("alice", laptop.session_id).await?;
+    /// assert!(manager.sessions("alice").await?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SessionError::NotFound`] as above, [`SessionError::Unavailable`] when the store cannot
+    /// be reached.
+    pub async fn revoke_of(
+        &self,
+        user_id: &str,
+        session_id: SessionId,
+    ) -> Result<(), SessionError> {
+        let now = self.now_ms();
+        let record = self.timed("get", self.inner.store.get(session_id)).await?;
+        if !record.is_some_and(|r| r.user_id == user_id && r.is_live(now)) {
+            return Err(SessionError::NotFound);
+        }
+        // Ended by someone else since it was read: ended all the same.
+        self.revoke(session_id).await?;
+        Ok(())
+    }
+
+    /// Ends every session of the caller's user but the caller's own ("sign out all other
+    /// devices"), on every instance at once. Returns how many were live.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the store cannot be reached.
+    pub async fn revoke_others_for(&self, caller: &Session) -> Result<usize, SessionError> {
+        let user_id = caller.user_id();
+        let revoked = self
+            .timed(
+                "revoke_all_except",
+                self.inner
+                    .store
+                    .revoke_all_except(user_id, caller.session_id(), self.now_ms()),
+            )
+            .await?;
+        telemetry::revoked("logout", revoked.len() as u64);
+        for sid in &revoked {
+            self.inner.cache.mark_revoked(*sid);
+        }
+        tracing::debug!(user_id = %Escaped::new(user_id), count = revoked.len(), "other sessions revoked");
+        Ok(revoked.len())
     }
 
     /// Ends every session of a user now. Returns how many were live.

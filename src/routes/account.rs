@@ -1,5 +1,5 @@
 //! The routes of an access token and its session: `validate`, `session-stats`, `health`,
-//! `logout`, `logout-all`.
+//! `logout`, `logout-all`, `logout-others`, `DELETE sessions/{sessionId}`.
 
 use super::*;
 
@@ -87,6 +87,9 @@ impl TokenRoutes {
                 session_id: r.session_id,
                 created_at: rfc3339(r.created_at),
                 last_refreshed_at: rfc3339(r.last_active_at),
+                last_active_at: rfc3339(r.last_active_at),
+                device: r.device.label().to_owned(),
+                ip: r.device.ip().map(str::to_owned),
                 expires_at: rfc3339(r.expires_at),
                 current: r.session_id == caller.session_id(),
             })
@@ -155,6 +158,54 @@ impl TokenRoutes {
                 );
                 res
             }
+            Err(error) => session_error(&error),
+        }
+    }
+
+    /// `DELETE /sessions/{sessionId}`: ends one session of the caller's user, or anyone's for
+    /// the `admin` role. 404 alike for an id that is malformed, unknown, ended or another
+    /// user's, so ids cannot be probed.
+    pub(super) async fn end_session(&self, headers: &HeaderMap, raw_id: &str) -> Answer {
+        let caller = match self.authenticate(headers).await {
+            Ok(session) => session,
+            Err(res) => return res,
+        };
+        let not_found = || session_error(&SessionError::NotFound);
+        let Ok(session_id) = raw_id.parse::<crate::session::SessionId>() else {
+            return not_found();
+        };
+        let result = if caller.has_role("admin") {
+            match self.manager.revoke(session_id).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(SessionError::NotFound),
+                Err(error) => Err(error),
+            }
+        } else {
+            self.manager.revoke_of(caller.user_id(), session_id).await
+        };
+        match result {
+            Ok(()) => {
+                let mut res = success("Session ended", Empty {});
+                if session_id == caller.session_id() {
+                    res.headers_mut().insert(
+                        SET_COOKIE,
+                        crate::cookie::clear_refresh_cookie(&self.manager),
+                    );
+                }
+                res
+            }
+            Err(error) => session_error(&error),
+        }
+    }
+
+    /// `POST /logout-others`: ends every session of the caller's user but the caller's own.
+    pub(super) async fn logout_others(&self, headers: &HeaderMap) -> Answer {
+        let caller = match self.authenticate(headers).await {
+            Ok(session) => session,
+            Err(res) => return res,
+        };
+        match self.manager.revoke_others_for(&caller).await {
+            Ok(revoked) => success("Logged out of all other sessions", Revoked { revoked }),
             Err(error) => session_error(&error),
         }
     }

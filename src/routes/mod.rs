@@ -10,6 +10,8 @@
 //! | `POST {prefix}/logout` | Bearer, or the refresh cookie | ends the caller's session |
 //! | `POST {prefix}/logout-all` | Bearer | ends all the caller's sessions |
 //! | `GET /.well-known/jwks.json` | — | the public keys (JWKS); 404 with HMAC signing alone |
+//! | `POST {prefix}/logout-others` | Bearer | ends all the caller's sessions but this one |
+//! | `DELETE {prefix}/sessions/{sessionId}` | Bearer | ends one session of the caller (any, for `admin`); 404 for any other id |
 //!
 //! The service accepts paths with or without the prefix, so it works both nested in axum
 //! (`Router::nest_service("/api/token", …)`, which strips the prefix) and as the whole service of
@@ -220,9 +222,13 @@ impl TokenRoutes {
             "/logout" => (Method::POST, Route::Logout),
             "/logout-all" => (Method::POST, Route::LogoutAll),
             JWKS_PATH => (Method::GET, Route::Jwks),
+            "/logout-others" => (Method::POST, Route::LogoutOthers),
             other => match other.strip_prefix("/session-stats/") {
                 Some(user) if !user.is_empty() && !user.contains('/') => {
                     (Method::GET, Route::SessionStats(user.to_owned()))
+                }
+                _ if other.starts_with("/sessions/") && !other[10..].contains('/') => {
+                    (Method::DELETE, Route::EndSession(other[10..].to_owned()))
                 }
                 _ => {
                     return Err(json_error(
@@ -300,6 +306,8 @@ impl TokenRoutes {
             }
             Route::LogoutAll => self.logout(&parts.headers, true, None).await,
             Route::Jwks => self.jwks(&parts.headers),
+            Route::LogoutOthers => self.logout_others(&parts.headers).await,
+            Route::EndSession(id) => self.end_session(&parts.headers, &id).await,
         }
     }
 }
@@ -313,6 +321,8 @@ enum Route {
     Logout,
     LogoutAll,
     Jwks,
+    LogoutOthers,
+    EndSession(String),
 }
 
 impl Route {
@@ -326,6 +336,8 @@ impl Route {
             Route::Logout => "logout",
             Route::LogoutAll => "logout-all",
             Route::Jwks => "jwks",
+            Route::LogoutOthers => "logout-others",
+            Route::EndSession(_) => "end-session",
         }
     }
 }
@@ -347,6 +359,8 @@ fn percent_decode(s: &str) -> Option<String> {
 
 mod account;
 mod jwks;
+#[cfg(test)]
+mod device_tests;
 mod refresh;
 #[cfg(test)]
 mod tests;

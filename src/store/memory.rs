@@ -242,6 +242,26 @@ impl SessionStore for MemoryStore {
         Ok(live)
     }
 
+    async fn revoke_all_except(
+        &self,
+        user_id: &str,
+        keep: SessionId,
+        now: u64,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut state = self.lock();
+        state.purge(now, PURGE_BATCH);
+        let all = state.by_user.get(user_id).cloned().unwrap_or_default();
+        let mut live = Vec::new();
+        for sid in all.into_iter().filter(|sid| *sid != keep) {
+            if let Some(record) = state.remove(sid)
+                && record.is_live(now)
+            {
+                live.push(sid);
+            }
+        }
+        Ok(live)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

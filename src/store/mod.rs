@@ -10,6 +10,7 @@
 //! Times are milliseconds since the Unix epoch and are passed in by the caller, so stores are
 //! clock-free and the rules are testable on a manual clock.
 
+mod device;
 mod memory;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -17,6 +18,7 @@ pub mod redis;
 #[cfg(test)]
 pub(crate) mod suite;
 
+pub use device::{DeviceInfo, MAX_DEVICE_LABEL_LEN};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -56,6 +58,9 @@ pub struct SessionRecord {
     /// The last instant the store must remember it: after this no token of the session can be
     /// used, and the store may forget it.
     pub purge_at: u64,
+    /// The device it was started from, for the devices list (display only). Stores keep it
+    /// as it was given at creation; records written before it existed read as the default.
+    pub device: DeviceInfo,
 }
 
 impl SessionRecord {
@@ -370,6 +375,27 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
 
     /// Revokes every live session of a user and returns their ids.
     async fn revoke_all(&self, user_id: &str, now: u64) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Revokes every live session of a user but `keep` and returns their ids ("sign out all
+    /// other devices"). `keep` is left as it is, live or not, even when it is another user's.
+    ///
+    /// The default lists the user's sessions and revokes them one by one: each revocation is
+    /// atomic, the whole is not (a session created meanwhile may survive, as it would if it had
+    /// been created just after). The crate's own stores do it in one step.
+    async fn revoke_all_except(
+        &self,
+        user_id: &str,
+        keep: SessionId,
+        now: u64,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut revoked = Vec::new();
+        for record in self.list(user_id, now).await? {
+            if record.session_id != keep && self.revoke(record.session_id, now).await? {
+                revoked.push(record.session_id);
+            }
+        }
+        Ok(revoked)
+    }
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -37,6 +37,7 @@ pub(crate) fn record(user: &str, now: u64, l: &Lifetimes) -> SessionRecord {
         refresh_expires_at,
         revoked_at: None,
         purge_at: purge_at(expires_at, refresh_expires_at, now, l),
+        device: DeviceInfo::new("Firefox on Linux", Some("203.0.113.0/24")),
     }
 }
 
@@ -274,6 +275,93 @@ pub(crate) async fn revoke_and_revoke_all<S: SessionStore + ?Sized>(store: &S) {
     assert!(store.revoke_all(&user, at(3_001)).await.unwrap().is_empty());
 }
 
+/// The device metadata is kept as created through rotation, reads and listing; a record
+/// without any reads back as no device.
+pub(crate) async fn device_metadata_round_trips<S: SessionStore + ?Sized>(store: &S) {
+    let user = unique("dora");
+    let r = created(store, &user, at(1_000)).await;
+    assert_eq!(r.device.label(), "Firefox on Linux");
+    let Ok(RotateOutcome::Rotated(after)) =
+        store.rotate(rotate_req(r.session_id, 0, at(1_500))).await
+    else {
+        panic!("rotation refused");
+    };
+    assert_eq!(after.device, r.device);
+    assert_eq!(
+        after.last_active_at,
+        at(1_500),
+        "a refresh stamps the last activity"
+    );
+    let stored = store.get(r.session_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.device, stored.last_active_at),
+        (r.device.clone(), at(1_500))
+    );
+    let mut bare = record_for(store, &user, at(1_600), &lifetimes());
+    bare.device = DeviceInfo::default();
+    store
+        .create(bare.clone(), limit(10), &lifetimes(), at(1_600))
+        .await
+        .unwrap();
+    let long = DeviceInfo::new(&"é".repeat(40), Some("2001:db8:abcd::/48"));
+    let mut wide = record_for(store, &user, at(1_700), &lifetimes());
+    wide.device = long.clone();
+    store
+        .create(wide.clone(), limit(10), &lifetimes(), at(1_700))
+        .await
+        .unwrap();
+    let list = store.list(&user, at(1_800)).await.unwrap();
+    let devices: Vec<&DeviceInfo> = list.iter().map(|r| &r.device).collect();
+    assert_eq!(devices, [&r.device, &DeviceInfo::default(), &long]);
+}
+
+/// Revoking all of a user's sessions but one leaves that one, and other users', alone.
+pub(crate) async fn revoke_all_except_keeps_one<S: SessionStore + ?Sized>(store: &S) {
+    let user = unique("olga");
+    let a = created(store, &user, at(1_000)).await;
+    let b = created(store, &user, at(1_100)).await;
+    let c = created(store, &user, at(1_200)).await;
+    let other = created(store, &unique("petra"), at(1_300)).await;
+    let mut revoked = store
+        .revoke_all_except(&user, b.session_id, at(2_000))
+        .await
+        .unwrap();
+    revoked.sort();
+    let mut expected = vec![a.session_id, c.session_id];
+    expected.sort();
+    assert_eq!(revoked, expected);
+    let list = store.list(&user, at(2_001)).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].session_id, b.session_id);
+    assert!(matches!(
+        store
+            .rotate(rotate_req(b.session_id, 0, at(2_002)))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    for ended in [a.session_id, c.session_id] {
+        assert_eq!(store.get(ended).await.unwrap(), None);
+        assert_eq!(
+            store.rotate(rotate_req(ended, 0, at(2_003))).await.unwrap(),
+            RotateOutcome::NotFound
+        );
+    }
+    assert!(store.get(other.session_id).await.unwrap().is_some());
+    assert!(
+        store
+            .revoke_all_except(&user, b.session_id, at(2_004))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The kept session is still indexed: logout-all finds it.
+    assert_eq!(
+        store.revoke_all(&user, at(2_005)).await.unwrap(),
+        vec![b.session_id]
+    );
+}
+
 pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("grace");
     let l = lifetimes();
@@ -465,6 +553,54 @@ pub(crate) async fn concurrent_rotations_agree<S: SessionStore + ?Sized>(store: 
     assert_eq!((after.generation, after.revoked_at), (1, None));
 }
 
+/// A revocation racing a refresh of the same session: whichever runs first, the session ends
+/// and stays ended (the refresh never brings it back).
+pub(crate) async fn revoke_racing_rotation_never_resurrects<S: SessionStore + ?Sized>(
+    store: Arc<S>,
+) {
+    let user = unique("rita");
+    for round in 0..16u64 {
+        let r = created(&*store, &user, at(1_000 + round)).await;
+        let sid = r.session_id;
+        let rotating = {
+            let store = store.clone();
+            tokio::spawn(async move { store.rotate(rotate_req(sid, 0, at(1_500))).await })
+        };
+        // Even rounds end it alone (DELETE sessions/{id}), odd ones with the user's others.
+        let revoking = {
+            let (store, user) = (store.clone(), user.clone());
+            tokio::spawn(async move {
+                if round % 2 == 0 {
+                    let live = store.revoke(sid, at(1_500)).await?;
+                    Ok(if live { vec![sid] } else { vec![] })
+                } else {
+                    store
+                        .revoke_all_except(&user, SessionId::random(), at(1_500))
+                        .await
+                }
+            })
+        };
+        let (rotated, revoked) = (rotating.await.unwrap().unwrap(), revoking.await.unwrap());
+        let revoked = revoked.unwrap();
+        assert!(
+            matches!(rotated, RotateOutcome::Rotated(_) | RotateOutcome::NotFound),
+            "{rotated:?}"
+        );
+        assert!(revoked.is_empty() || revoked == [sid], "{revoked:?}");
+        assert_eq!(store.get(sid).await.unwrap(), None, "round {round}");
+        for generation in [0, 1] {
+            assert_eq!(
+                store
+                    .rotate(rotate_req(sid, generation, at(1_600)))
+                    .await
+                    .unwrap(),
+                RotateOutcome::NotFound
+            );
+        }
+        assert!(store.list(&user, at(1_600)).await.unwrap().is_empty());
+    }
+}
+
 /// Runs the whole store suite against the store made by `$make` (an expression evaluated in an
 /// async context, so it may `.await`).
 #[macro_export]
@@ -480,7 +616,15 @@ macro_rules! store_suite {
             limit_evicts_the_least_recently_active,
             limit_denies,
             ended_sessions_are_deleted_at_once,
+            device_metadata_round_trips,
+            revoke_all_except_keeps_one,
         );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn revoke_racing_rotation_never_resurrects() {
+            let store = ::std::sync::Arc::new($make);
+            $crate::store::suite::revoke_racing_rotation_never_resurrects(store).await;
+        }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_rotations_agree() {

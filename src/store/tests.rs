@@ -23,6 +23,7 @@ fn record() -> SessionRecord {
         refresh_expires_at: 3_000,
         revoked_at: None,
         purge_at: 3_000,
+        device: DeviceInfo::default(),
     }
 }
 

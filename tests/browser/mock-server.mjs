@@ -312,10 +312,35 @@ export function createMockServer(options = {}) {
       const list = [...sessions.values()].filter((s) => s.userId === userId && !s.revoked && s.expiresAt > now);
       return ok(res, 'OK', { userId, activeSessions: list.length, maxSessions: cfg.maxSessions,
         sessions: list.map((s) => ({ sessionId: s.id, createdAt: iso(s.createdAt), lastRefreshedAt: s.lastRefreshedAt ? iso(s.lastRefreshedAt) : null,
+          lastActiveAt: iso(s.lastActiveAt), device: '', ip: null,
           expiresAt: iso(s.expiresAt), current: s.id === v.claims.sid })) }, hintHeaders(v.claims));
     }
 
     if (p === '/api/token/health' && req.method === 'GET') return ok(res, 'OK', { status: 'ok', store: 'memory' });
+
+    // The devices routes, as the real server: one session of the caller (404 for any other id),
+    // or every session of the caller but this one.
+    const endMatch = /^\/api\/token\/sessions\/([^/]+)$/.exec(p);
+    if (endMatch && req.method === 'DELETE') {
+      count('endSession');
+      const v = verifyAccess(req);
+      if (!v.claims) return unauthorized(res, v);
+      const sess = sessions.get(decodeURIComponent(endMatch[1]));
+      const admin = (v.claims.roles || []).includes('admin');
+      if (!sess || sess.revoked || (sess.userId !== v.claims.sub && !admin)) return fail(res, 404, 'not_found', 'no such session');
+      sess.revoked = true;
+      return ok(res, 'Session ended', {}, sess.id === v.claims.sid ? { 'Set-Cookie': clearCookie } : {});
+    }
+    if (p === '/api/token/logout-others' && req.method === 'POST') {
+      count('logoutOthers');
+      const v = verifyAccess(req);
+      if (!v.claims) return unauthorized(res, v);
+      let revoked = 0;
+      for (const s of sessions.values()) {
+        if (!s.revoked && s.userId === v.claims.sub && s.id !== v.claims.sid) { s.revoked = true; revoked += 1; }
+      }
+      return ok(res, 'Logged out of all other sessions', { revoked });
+    }
 
     if ((p === '/api/token/logout' || p === '/api/token/logout-all') && req.method === 'POST') {
       const all = p.endsWith('-all');

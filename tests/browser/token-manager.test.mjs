@@ -834,3 +834,85 @@ test('without Web Locks, two tabs keep to the Retry-After of a 503: wake-ups do 
     await context.close();
   }
 });
+
+test('devices list: one browser signs the other out; that browser logs out on its next request and says why', async (t) => {
+  if (isMock()) {
+    t.skip('needs the real server (device metadata, DELETE sessions/:id, logout-others)');
+    return;
+  }
+  // Two profiles = two devices logged in as the same user; the second one is a phone.
+  const { context: laptop } = await newContext();
+  const { context: phone } = await newContext({
+    userAgent: 'Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1',
+  });
+  const demoLogin = async (page) => {
+    await page.goto(`${base}/`);
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'alice-password');
+    await page.click('#login-button');
+    await page.waitForSelector('#session-panel:not([hidden])', { timeout: 5000 });
+    await page.evaluate(() => {
+      window.logoutReasons = [];
+      window.tokenManager.on('logout', (e) => window.logoutReasons.push(e.reason));
+    });
+    return page.evaluate(() => window.tokenManager.getTokenInfo().sessionId);
+  };
+  const rowOf = (sid) => `#sessions-table tbody tr[data-session-id="${sid}"]`;
+  try {
+    const a = await laptop.newPage();
+    const b = await phone.newPage();
+    const problems = [];
+    for (const page of [a, b]) page.on('pageerror', (e) => problems.push(e.message));
+    const sidA = await demoLogin(a);
+    // Other tests leave alice signed in elsewhere: start from this one session.
+    await a.click('#logout-others-button');
+    await a.waitForFunction(() => /Signed out \d+ other/.test(document.querySelector('#status').textContent));
+    const sidB = await demoLogin(b);
+    assert.notEqual(sidA, sidB);
+
+    await a.click('#sessions-button');
+    await a.waitForSelector(rowOf(sidB));
+    assert.equal(await a.locator('#sessions-table tbody tr').count(), 2);
+    const own = a.locator(rowOf(sidA));
+    assert.equal(await own.getAttribute('class'), 'current');
+    assert.match(await own.textContent(), /Chrome on Linux this tab/);
+    assert.match(await own.textContent(), /127\.0\.0\.0\/24/);
+    const other = a.locator(rowOf(sidB));
+    assert.equal(await other.getAttribute('class'), null);
+    assert.match(await other.textContent(), /Safari on iOS/);
+    assert.doesNotMatch(await other.textContent(), /this tab/);
+    const shot = path.join(ARTIFACTS, 'devices-list.png');
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await a.screenshot({ path: shot, fullPage: true });
+    t.diagnostic(`devices list screenshot: ${shot}`);
+
+    // The laptop signs the phone out from its row.
+    await other.locator('button.end-session').click();
+    await a.waitForSelector(rowOf(sidB), { state: 'detached', timeout: 5000 });
+    assert.equal(await a.locator('#sessions-table tbody tr').count(), 1);
+
+    // The phone learns it on its next request: logged out, with the reason, and the page says why.
+    await b.click('#whoami-button');
+    await b.waitForSelector('#login-panel:not([hidden])', { timeout: 5000 });
+    assert.deepEqual(await b.evaluate(() => window.logoutReasons), ['token_revoked']);
+    assert.match(await b.textContent('#status'), /ended elsewhere/);
+    // The laptop is still signed in.
+    await a.click('#whoami-button');
+    await a.waitForFunction(() => /^200\n/.test(document.querySelector('#whoami-output').textContent));
+
+    // "Sign out all other devices": the phone signs in again and is ended on its next refresh.
+    const sidB2 = await demoLogin(b);
+    await a.click('#logout-others-button');
+    await a.waitForFunction(() => /Signed out 1 other device/.test(document.querySelector('#status').textContent));
+    await a.waitForSelector(rowOf(sidB2), { state: 'detached', timeout: 5000 });
+    assert.equal(await b.evaluate(() => window.tokenManager.refreshAccessToken()), false);
+    assert.deepEqual(await b.evaluate(() => window.logoutReasons), ['token_revoked']);
+    await b.waitForSelector('#login-panel:not([hidden])', { timeout: 5000 });
+    assert.deepEqual(await a.evaluate(() => window.tokenManager.listSessions().then((l) => l.map((s) => [s.sessionId, s.current]))),
+      [[sidA, true]]);
+    assert.deepEqual(problems, []);
+  } finally {
+    await laptop.close();
+    await phone.close();
+  }
+});

@@ -13,7 +13,8 @@
 //! is a pair per session inside the figure).
 //!
 //! Prints `sessions bytes_per_session create_p50_us create_p99_us refresh_p50_us refresh_p99_us`
-//! (tab-separated).
+//! (tab-separated). `TJS_BENCH_DEVICE=1` gives every session a login's device metadata
+//! ([`tjs_bench::bench_device`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +49,7 @@ fn main() {
         .build()
         .unwrap();
         let roles = vec!["user".to_owned()];
+        let device = tjs_bench::bench_device();
         let user_ids: Vec<String> = (0..n.div_ceil(5)).map(|u| format!("user-{u}")).collect();
 
         // The sample's storage, allocated and touched before the first reading.
@@ -60,7 +62,7 @@ fn main() {
         let before = tjs_bench::rss_bytes();
         for i in 0..n {
             let pair = manager
-                .create_session(&user_ids[i / 5], &roles)
+                .create_session_with_device(&user_ids[i / 5], &roles, device.clone())
                 .await
                 .expect("create");
             if i % keep_every == 0 && kept < slots {
@@ -82,7 +84,10 @@ fn main() {
         for i in 0..10_000 {
             let user = format!("fresh-{i}");
             let start = Instant::now();
-            let pair = manager.create_session(&user, &roles).await.expect("create");
+            let pair = manager
+                .create_session_with_device(&user, &roles, device.clone())
+                .await
+                .expect("create");
             create.push(start.elapsed());
             std::hint::black_box(pair);
         }

@@ -9,7 +9,8 @@
 //! timing each call through `SessionManager::refresh`. Prints one line per size:
 //! `sessions  p50_us  p99_us  bytes_per_session` (the growth of Redis's `used_memory` since the
 //! start, divided by the sessions: meant for a Redis of its own, as bench/scale.sh starts). Deletes
-//! its keys at the end.
+//! its keys at the end. `TJS_BENCH_DEVICE=1` gives every session a login's device metadata
+//! ([`tjs_bench::bench_device`]); `TJS_BENCH_SEAL=1` seals the records (a fixed test key).
 
 use std::time::{Duration, Instant};
 
@@ -44,13 +45,16 @@ async fn main() {
         .expect("usage: scale_redis <redis-url> <size>...");
     let sizes: Vec<usize> = args.map(|a| a.parse().expect("a size")).collect();
     let prefix = format!("tjsscale{}", std::process::id());
-    let store = RedisStore::connect(
-        &tower_jwt_session::config::RedisSettings::new([url.clone()])
-            .with_key_prefix(prefix.clone())
-            .with_timeout(Duration::from_secs(5)),
-    )
-    .await
-    .expect("Redis");
+    let mut settings = tower_jwt_session::config::RedisSettings::new([url.clone()])
+        .with_key_prefix(prefix.clone())
+        .with_timeout(Duration::from_secs(5));
+    if std::env::var("TJS_BENCH_SEAL").is_ok_and(|v| v == "1") {
+        settings = settings
+            .with_encryption_key(&[0x5e; 32])
+            .expect("a 32-byte key");
+    }
+    let store = RedisStore::connect(&settings).await.expect("Redis");
+    let device = tjs_bench::bench_device();
     let manager = SessionManager::builder(SessionConfig::new(tjs_bench::SECRET).unwrap())
         .store(store)
         .build()
@@ -70,10 +74,11 @@ async fn main() {
             while next < n && tasks.len() < IN_FLIGHT {
                 let manager = manager.clone();
                 let roles = roles.clone();
+                let device = device.clone();
                 let i = next;
                 tasks.spawn(async move {
                     let pair = manager
-                        .create_session(&format!("user-{}", i / 5), &roles)
+                        .create_session_with_device(&format!("user-{}", i / 5), &roles, device)
                         .await
                         .expect("create");
                     (i, pair.refresh_token)

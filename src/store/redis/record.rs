@@ -10,7 +10,34 @@ use super::sealing::{
 };
 use crate::clock::Clock as _;
 use crate::session::SessionId;
-use crate::store::{SessionRecord, StoreError};
+use crate::store::{DeviceInfo, SessionRecord, StoreError};
+
+/// What a version-2 seal holds, with the device metadata beside the record data: a seal
+/// written before the metadata existed opens as no device, and one written with it opens in
+/// an older release (it ignores the field). Borrowed when sealing.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "D: serde::Serialize + std::borrow::Borrow<DeviceInfo>",
+    deserialize = "D: serde::Deserialize<'de> + Default"
+))]
+struct SealedWithDevice<D> {
+    #[serde(flatten)]
+    data: SealedData,
+    #[serde(default, skip_serializing_if = "is_unknown")]
+    dv: D,
+}
+
+fn is_unknown<D: std::borrow::Borrow<DeviceInfo>>(device: &D) -> bool {
+    *device.borrow() == DeviceInfo::default()
+}
+
+/// The clear fields of the device metadata, when records are not sealed: each is one short
+/// value (at most 64 bytes), so the hash keeps its compact encoding.
+fn device_fields(device: &DeviceInfo) -> impl Iterator<Item = (String, String)> + '_ {
+    let label = (!device.label().is_empty()).then(|| ("l".to_owned(), device.label().to_owned()));
+    let ip = device.ip().map(|ip| ("ip".to_owned(), ip.to_owned()));
+    label.into_iter().chain(ip)
+}
 
 pub(super) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
@@ -24,20 +51,25 @@ pub(super) fn data_fields(
 ) -> Result<Vec<(String, String)>, StoreError> {
     let Some(cipher) = cipher else {
         let roles = serde_json::to_string(&record.roles).map_err(|_| corrupt("roles"))?;
-        return Ok(vec![
+        let mut fields = vec![
             ("u".to_owned(), record.user_id.clone()),
             ("r".to_owned(), roles),
-        ]);
+        ];
+        fields.extend(device_fields(&record.device));
+        return Ok(fields);
     };
-    let plain = serde_json::to_vec(&SealedData {
-        u: record.user_id.clone(),
-        r: record.roles.clone(),
-        c: record.created_at,
-        a: record.last_active_at,
-        e: record.expires_at,
-        g: record.generation,
-        x: record.refresh_expires_at,
-        p: record.purge_at,
+    let plain = serde_json::to_vec(&SealedWithDevice {
+        data: SealedData {
+            u: record.user_id.clone(),
+            r: record.roles.clone(),
+            c: record.created_at,
+            a: record.last_active_at,
+            e: record.expires_at,
+            g: record.generation,
+            x: record.refresh_expires_at,
+            p: record.purge_at,
+        },
+        dv: &record.device,
     })
     .map_err(|_| corrupt("record data"))?;
     let sealed = cipher.seal(&record_aad(SEAL_VERSION, record.session_id), &plain);
@@ -136,10 +168,10 @@ pub(super) fn decode(
         };
         return parse_record(sid, fields, pttl, Some((data.u, data.r))).map(|r| Some((r, true)));
     }
-    let Ok(data) = serde_json::from_slice::<SealedData>(&opened.plain) else {
+    let Ok(sealed) = serde_json::from_slice::<SealedWithDevice<DeviceInfo>>(&opened.plain) else {
         return Ok(refused(sid, "the seal holds no record data"));
     };
-    Ok(sealed_record(sid, fields, data).map(|r| (r, opened.old_key)))
+    Ok(sealed_record(sid, fields, sealed.data, sealed.dv).map(|r| (r, opened.old_key)))
 }
 
 /// A whole-sealed record, if its clear fields agree with its seal.
@@ -147,6 +179,7 @@ fn sealed_record(
     sid: SessionId,
     fields: &[(String, String)],
     data: SealedData,
+    device: DeviceInfo,
 ) -> Option<SessionRecord> {
     let record = SessionRecord {
         session_id: sid,
@@ -160,6 +193,7 @@ fn sealed_record(
         refresh_expires_at: data.x,
         revoked_at: None,
         purge_at: data.p,
+        device,
     };
     let clear = |name: &str| {
         fields
@@ -234,6 +268,11 @@ fn parse_record(
             None if pttl > 0 => now + pttl as u64 - 1,
             None => expires_at,
         },
+        // Records written before the metadata existed have neither field.
+        device: DeviceInfo::new(
+            map.get("l").copied().unwrap_or_default(),
+            map.get("ip").copied(),
+        ),
     })
 }
 

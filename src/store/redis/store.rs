@@ -327,6 +327,31 @@ impl RedisStore {
         ))
     }
 
+    /// Revokes every session of a user but `keep`, index by index, each in one script.
+    async fn revoke_all_but(
+        &self,
+        user_id: &str,
+        keep: Option<SessionId>,
+        now: u64,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut revoked = Vec::new();
+        for (index, tag) in self.names().index_keys(user_id) {
+            let mut invocation = self.scripts.revoke_all.key(index);
+            invocation
+                .arg(now)
+                .arg(self.names().record_prefix(&tag))
+                .arg(&self.channel);
+            if let Some(keep) = keep {
+                invocation.arg(keep.to_string());
+            }
+            let reply: Vec<Value> = self.run(&invocation).await?;
+            for sid in &reply {
+                revoked.push(sid_of(sid)?);
+            }
+        }
+        Ok(revoked)
+    }
+
     async fn run<T: FromRedisValue>(
         &self,
         invocation: &ScriptInvocation<'_>,
@@ -537,19 +562,17 @@ impl SessionStore for RedisStore {
     }
 
     async fn revoke_all(&self, user_id: &str, now: u64) -> Result<Vec<SessionId>, StoreError> {
-        let mut revoked = Vec::new();
-        for (index, tag) in self.names().index_keys(user_id) {
-            let mut invocation = self.scripts.revoke_all.key(index);
-            invocation
-                .arg(now)
-                .arg(self.names().record_prefix(&tag))
-                .arg(&self.channel);
-            let reply: Vec<Value> = self.run(&invocation).await?;
-            for sid in &reply {
-                revoked.push(sid_of(sid)?);
-            }
-        }
-        Ok(revoked)
+        self.revoke_all_but(user_id, None, now).await
+    }
+
+    /// One script per index, as `revoke_all`, told which session to keep.
+    async fn revoke_all_except(
+        &self,
+        user_id: &str,
+        keep: SessionId,
+        now: u64,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        self.revoke_all_but(user_id, Some(keep), now).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -751,9 +751,14 @@ async fn unsealed_records_are_accepted_only_for_a_migration() {
         .unwrap()
         .with_unsealed_records_accepted(true);
     let migrating = RedisStore::connect(&redis).await.unwrap();
-    for (sid, user) in [
-        (before.session_id, "plain-user"),
-        (old_format.session_id, "old-format"),
+    // The plain record's device sat in clear fields; the version-1 seal never held one.
+    for (sid, user, device) in [
+        (before.session_id, "plain-user", before.device.clone()),
+        (
+            old_format.session_id,
+            "old-format",
+            crate::store::DeviceInfo::default(),
+        ),
     ] {
         assert_eq!(migrating.get(sid).await.unwrap().unwrap().user_id, user);
         let out = migrating.rotate(rotation(sid, 0, now + 1)).await.unwrap();
@@ -762,10 +767,16 @@ async fn unsealed_records_are_accepted_only_for_a_migration() {
             .command(redis::cmd("HKEYS").arg(migrating.names().record_key(sid)))
             .await
             .unwrap();
-        assert!(!fields.iter().any(|f| f == "u" || f == "r"), "{fields:?}");
+        assert!(
+            !fields
+                .iter()
+                .any(|f| ["u", "r", "l", "ip"].contains(&f.as_str())),
+            "{fields:?}"
+        );
         // Sealed whole now: the strict store reads it.
         let got = strict.get(sid).await.unwrap().expect("sealed whole");
         assert_eq!((got.user_id.as_str(), got.generation), (user, 1));
+        assert_eq!(got.device, device, "{user}");
     }
 }
 

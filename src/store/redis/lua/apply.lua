@@ -16,9 +16,10 @@ if ARGV[3] == 'drop' then
   redis.call('PUBLISH', ARGV[4], ARGV[5])
   return 1
 end
--- The old seal's parts (a new seal may take fewer) and clear data of an unsealed record go.
+-- The old seal's parts (a new seal may take fewer) and clear data of an unsealed record (user,
+-- roles, device label `l` and address `ip`) go.
 for _, name in ipairs(redis.call('HKEYS', record)) do
-  if name == 'u' or name == 'r' or string.match(name, '^d%d*$') then
+  if name == 'u' or name == 'r' or name == 'l' or name == 'ip' or string.match(name, '^d%d*$') then
     redis.call('HDEL', record, name)
   end
 end

@@ -3,8 +3,8 @@
 -- ARGV: now, max, policy, sid, record key prefix, channel,
 --       created, active, expires, generation, refresh_expires, purge, index expiry,
 --       the index's name suffix (`i`: how the record finds its index),
---       then the record's data fields as name, value pairs (`u` user and `r` roles, or `d`
---       the two sealed together).
+--       then the record's data fields as name, value pairs (`u` user, `r` roles and the
+--       device's `l` label and `ip` address when known, or `d` the whole record sealed).
 -- Ended sessions are deleted at once, and a record past its purge time `p` counts as gone (it is
 -- deleted here too), so the index holds the user's live sessions plus those that expired
 -- within the last access-token lifetime: the loop below is bounded by that, whatever the
