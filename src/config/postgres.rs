@@ -66,10 +66,12 @@ pub(crate) fn read_store_choice(env: &Env<'_>) -> Result<Option<StoreChoice>, Co
 ///
 /// let pg = PostgresSettings::new("postgres://app:secret@10.0.0.5/app")
 ///     .with_max_connections(20)
-///     .with_table_prefix("auth");
+///     .with_table_prefix("auth")?;
 /// assert_eq!(pg.max_connections(), 20);
+/// assert_eq!(pg.table_prefix(), "auth");
 /// assert_eq!(pg.timeout(), Duration::from_secs(1));
 /// assert!(!format!("{pg:?}").contains("secret"));
+/// # Ok::<(), tower_jwt_session::ConfigError>(())
 /// ```
 #[derive(Clone)]
 #[must_use]
