@@ -263,6 +263,7 @@ async fn build_postgres(
     let store = tower_jwt_session::store::PostgresStore::connect(&pg)
         .await
         .map_err(|e| format!("DATABASE_URL is set but PostgreSQL cannot be used: {e}"))?;
+    store.claim(&config).await?;
     tracing::info!(
         "using the PostgreSQL session store; rate limits and lock-outs are per instance"
     );

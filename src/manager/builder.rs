@@ -203,6 +203,7 @@ async fn open_store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, Sta
         #[cfg(feature = "postgres")]
         StoreSettings::Postgres(pg) => {
             let store = crate::store::PostgresStore::connect(pg).await?;
+            store.claim(config).await?;
             // The settings' `Debug` redacts the URL's password and the keys.
             tracing::info!(store = "postgres", settings = ?pg, "session store: PostgreSQL");
             Ok(Arc::new(store))

@@ -13,7 +13,7 @@
 //! | table `P_sessions` | one row per session: id (primary key), user key, the times and refresh generation the rules read, and `data` (user id and roles) |
 //! | index `P_sessions_user` | `(user_key, created_at, session_id)`: a user's sessions in creation order |
 //! | index `P_sessions_purge` | `purge_at`: rows whose tokens can no longer be presented, for deletion |
-//! | table `P_meta` | the schema version and a sealed marker of the sealing key |
+//! | table `P_meta` | the schema version, a sealed marker of the sealing key, and fingerprints of the signing keys of the application using the prefix ([`PostgresStore::claim`]) |
 //! | channel `P_revoked` | `NOTIFY` of revoked session ids, for every instance's cache |
 //!
 //! The tables are created (and later upgraded) by migrations embedded in the crate, run by

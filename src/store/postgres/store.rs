@@ -207,6 +207,109 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// Claims this store's table prefix for the application `config` configures, as
+    /// [`SessionManager::connect`](crate::SessionManager::connect) does at startup: two
+    /// applications with different signing keys on one prefix would evict, list and revoke each
+    /// other's sessions, so the second one to start is refused instead. The meta table remembers
+    /// a fingerprint of each signing key (an HMAC that tells nothing of the key); an application
+    /// sharing any key with it (a restart, a rotation with the old secret in
+    /// `JWT_PREVIOUS_SECRETS`) is the same one, and fingerprints unused for the session lifetime
+    /// are forgotten. Call it when you build a manager on a store you connected yourself.
+    ///
+    /// ```no_run
+    /// use tower_jwt_session::store::PostgresStore;
+    /// use tower_jwt_session::{SessionConfig, SessionManager};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = SessionConfig::from_env()?;
+    /// let store = PostgresStore::connect(config.postgres()).await?;
+    /// store.claim(&config).await?;
+    /// let manager = SessionManager::builder(config).store(store).build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Misconfigured`] naming the prefix when an application with none of these
+    /// keys has used it within the session lifetime; [`StoreError`] when PostgreSQL cannot be
+    /// reached.
+    pub async fn claim(&self, config: &crate::SessionConfig) -> Result<(), StoreError> {
+        let rules = config.rules();
+        self.claim_with(
+            &crate::token::refresh::RefreshKeys::from_config(config).owner_fingerprints(),
+            crate::clock::unix_ms(std::time::SystemTime::now()),
+            crate::clock::duration_ms(rules.session_ttl() + rules.access_token_ttl()),
+        )
+        .await
+    }
+
+    /// [`claim`](Self::claim) for these fingerprints (current key first), at `now`, forgetting
+    /// those unused for `retention` (both in ms).
+    pub(super) async fn claim_with(
+        &self,
+        owner: &[String],
+        now: u64,
+        retention: u64,
+    ) -> Result<(), StoreError> {
+        let Some(first) = owner.first() else {
+            return Ok(());
+        };
+        let names: Vec<String> = owner.iter().map(|f| format!("owner:{f}")).collect();
+        let meta = &self.tables.meta;
+        let claim: std::pin::Pin<Box<dyn Future<Output = Result<bool, StoreError>> + Send + '_>> =
+            Box::pin(async {
+                let mut tx = self.pool.begin().await.map_err(db_error)?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(lock_key(
+                        format!("tower-jwt-session claim {}", self.tables.prefix).as_bytes(),
+                    ))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                sqlx::query(&format!(
+                    "DELETE FROM {meta} WHERE name LIKE 'owner:%' AND value::bigint < $1"
+                ))
+                .bind(to_i64(now.saturating_sub(retention)))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                let (all, ours): (i64, i64) = sqlx::query_as(&format!(
+                    "SELECT count(*), count(*) FILTER (WHERE name = ANY($1)) FROM {meta} \
+                     WHERE name LIKE 'owner:%'"
+                ))
+                .bind(&names)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if all > 0 && ours == 0 {
+                    tx.rollback().await.map_err(db_error)?;
+                    return Ok(false);
+                }
+                sqlx::query(&format!(
+                    "INSERT INTO {meta} (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
+                ))
+                .bind(format!("owner:{first}"))
+                .bind(now.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(true)
+            });
+        if self.timed(claim).await? {
+            return Ok(());
+        }
+        let prefix = &self.tables.prefix;
+        Err(StoreError::Misconfigured(format!(
+            "DATABASE_TABLE_PREFIX `{prefix}` holds the sessions of an application signing with \
+             another key: two applications on one prefix would evict, list and revoke each \
+             other's sessions. Give each application its own DATABASE_TABLE_PREFIX. If you \
+             replaced JWT_SECRET, list the old one in JWT_PREVIOUS_SECRETS, or delete the rows \
+             `owner:%` of `{prefix}_meta` to let every session of the old key go"
+        )))
+    }
+
     /// Deletes every row past its purge time at `now` (writes delete a bounded batch each on
     /// their own; call this from a periodic job to reclaim everything at once). Returns how
     /// many rows went.

@@ -635,3 +635,35 @@ fn notification_payloads_round_trip() {
     assert_eq!(super::record::sid_from_hex("zz"), None);
     assert_eq!(super::record::sid_from_hex(&"é".repeat(16)), None);
 }
+
+/// Two applications signing with different keys on one prefix would evict, list and revoke
+/// each other's sessions: the second to start is refused, naming the prefix. Restarts and a
+/// rotation with the old secret listed are the same application; another prefix is another
+/// store.
+#[tokio::test]
+async fn a_prefix_belongs_to_one_application() {
+    let db = TestDb::create().await;
+    let store = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let app = crate::SessionConfig::new("first-application-secret-0123456789abcdef").unwrap();
+    let other = crate::SessionConfig::new("other-application-secret-0123456789abcdef").unwrap();
+    store.claim(&app).await.unwrap();
+    store.claim(&app).await.unwrap();
+    let err = store.claim(&other).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Misconfigured(m) if m.contains("DATABASE_TABLE_PREFIX `tjs`")),
+        "{err:?}"
+    );
+    let rotated = crate::SessionConfig::new("rotated-application-secret-0123456789abcd")
+        .unwrap()
+        .previous_secret("first-application-secret-0123456789abcdef")
+        .unwrap();
+    store.claim(&rotated).await.unwrap();
+    let elsewhere = PostgresStore::connect(&settings(&db).with_table_prefix("other").unwrap())
+        .await
+        .unwrap();
+    elsewhere.claim(&other).await.unwrap();
+    // Fingerprints unused for the session lifetime are forgotten.
+    let later = crate::clock::unix_ms(std::time::SystemTime::now()) + 10_000_000_000;
+    let fingerprints = crate::token::refresh::RefreshKeys::from_config(&other).owner_fingerprints();
+    store.claim_with(&fingerprints, later, 1_000).await.unwrap();
+}
