@@ -106,6 +106,12 @@ async fn run(db: &pg_server::TestDb, n: usize, sealed: bool) {
     let fill = started.elapsed();
 
     let mut conn = db.connect().await;
+    // Measure in a steady state, not during the checkpoint and autovacuum the fill set off.
+    for settle in ["CHECKPOINT", "VACUUM ANALYZE tjs_sessions"] {
+        if let Err(error) = sqlx::query(settle).execute(&mut conn).await {
+            eprintln!("{settle}: {error} (measuring anyway)");
+        }
+    }
     let (bytes, rows): (i64, i64) = sqlx::query_as(
         "SELECT pg_total_relation_size('tjs_sessions'), (SELECT count(*) FROM tjs_sessions)",
     )
