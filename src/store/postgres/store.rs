@@ -74,7 +74,7 @@ impl Sql {
             select: format!("SELECT {COLUMNS} FROM {s} WHERE session_id = $1"),
             update: format!(
                 "UPDATE {s} SET last_active_at = $2, generation = $3, refresh_expires_at = $4, \
-                 purge_at = $5, data = $6 WHERE session_id = $1"
+                 purge_at = $5, data = $6, user_key = $7 WHERE session_id = $1"
             ),
             delete: format!("DELETE FROM {s} WHERE session_id = $1"),
             list: format!(
@@ -558,7 +558,9 @@ impl PostgresStore {
         Ok(outcome)
     }
 
-    /// Writes what a rotation changes (and the data, sealed anew) in `tx`.
+    /// Writes what a rotation changes in `tx`: the times, the data sealed anew, and the user key
+    /// under the current key (a row from before a key rotation, or from before sealing, is
+    /// found under the current key from then on).
     async fn write(
         &self,
         tx: &mut Transaction<'_, Postgres>,
@@ -571,6 +573,7 @@ impl PostgresStore {
             .bind(to_i64(record.refresh_expires_at))
             .bind(to_i64(record.purge_at))
             .bind(encode_data(self.cipher.as_ref(), record)?)
+            .bind(&user_keys(self.cipher.as_ref(), &record.user_id)[0])
             .execute(&mut **tx)
             .await
             .map_err(db_error)?;

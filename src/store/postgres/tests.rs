@@ -306,7 +306,7 @@ async fn sealing_keys_must_fit_what_is_stored() {
             .unwrap(),
         RotateOutcome::Rotated(_)
     ));
-    // Sealed with the new key now: the new key alone opens it.
+    // Sealed with the new key now, and indexed under it: the new key alone finds it.
     drop(store);
     let only_new = settings(&db).with_encryption_key(&KEY_2).unwrap();
     let store = PostgresStore::connect(&only_new).await.unwrap();
@@ -314,6 +314,7 @@ async fn sealing_keys_must_fit_what_is_stored() {
         store.get(r.session_id).await.unwrap().unwrap().generation,
         1
     );
+    assert_eq!(store.list("alice", 2_000).await.unwrap().len(), 1);
 }
 
 /// Collects what a store's listener reports.
@@ -666,4 +667,45 @@ async fn a_prefix_belongs_to_one_application() {
     let later = crate::clock::unix_ms(std::time::SystemTime::now()) + 10_000_000_000;
     let fingerprints = crate::token::refresh::RefreshKeys::from_config(&other).owner_fingerprints();
     store.claim_with(&fingerprints, later, 1_000).await.unwrap();
+}
+
+/// Turning sealing on: rows written without a key are refused with a key, unless unsealed
+/// rows are accepted for the migration; then each is sealed on its next refresh, after which
+/// it opens without the migration setting too.
+#[tokio::test]
+async fn unsealed_rows_migrate_to_sealed_ones() {
+    let db = TestDb::create().await;
+    let plain = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let r = create(&plain, "alice", 1_000).await;
+    drop(plain);
+    let sealed = settings(&db).with_encryption_key(&KEY_1).unwrap();
+    let strict = PostgresStore::connect(&sealed).await.unwrap();
+    assert_eq!(strict.get(r.session_id).await.unwrap(), None);
+    drop(strict);
+    let migrating = PostgresStore::connect(&sealed.clone().with_unsealed_records_accepted(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        migrating.get(r.session_id).await.unwrap().unwrap().user_id,
+        "alice"
+    );
+    assert!(matches!(
+        migrating
+            .rotate(rotate_req(r.session_id, 0, 2_000))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    drop(migrating);
+    assert!(!table_text(&db).await.contains("alice"));
+    let strict = PostgresStore::connect(&sealed).await.unwrap();
+    assert_eq!(
+        strict.get(r.session_id).await.unwrap().unwrap().generation,
+        1
+    ); // Found under the keyed hash now, as the rows written with the key are.
+    assert_eq!(strict.list("alice", 2_000).await.unwrap().len(), 1);
+    assert_eq!(
+        strict.revoke_all("alice", 2_000).await.unwrap(),
+        vec![r.session_id]
+    );
 }
