@@ -44,6 +44,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
+use tower_jwt_session::config::StoreSettings;
 use tower_jwt_session::login::Credentials;
 use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
 use tower_jwt_session::response::{ErrorBody, Success};
@@ -207,7 +208,8 @@ async fn serve_metrics(
 }
 
 /// The manager with its store, and where rate-limit and failed-attempt state live: in this
-/// process by default, in Redis (shared by every instance) when `REDIS_URL` is set.
+/// process by default, in Redis (shared by every instance) when `REDIS_URL` is set; sessions
+/// in PostgreSQL when `DATABASE_URL` is (limits per instance).
 struct Parts {
     manager: SessionManager,
     rate_limit: Option<Arc<dyn RateLimitBackend>>,
@@ -215,7 +217,10 @@ struct Parts {
 }
 
 async fn build(config: SessionConfig) -> Result<Parts, Box<dyn std::error::Error>> {
-    if config.redis().urls().is_empty() {
+    if let StoreSettings::Postgres(pg) = config.store() {
+        return build_postgres(pg.clone(), config).await;
+    }
+    if matches!(config.store(), StoreSettings::Memory) {
         return Ok(Parts {
             manager: SessionManager::new(config)?,
             rate_limit: None,
@@ -250,6 +255,41 @@ async fn build(config: SessionConfig) -> Result<Parts, Box<dyn std::error::Error
              run `cargo run --release --features redis --example server`"
             .into())
     }
+}
+
+/// Sessions in PostgreSQL (`DATABASE_URL`, or `SESSION_STORE=postgres`). The rate limit and
+/// the failed-attempt counters stay per instance: they have no PostgreSQL backend (see
+/// docs/deployment.md).
+#[cfg(feature = "postgres")]
+async fn build_postgres(
+    pg: tower_jwt_session::config::PostgresSettings,
+    config: SessionConfig,
+) -> Result<Parts, Box<dyn std::error::Error>> {
+    let store = tower_jwt_session::store::PostgresStore::connect(&pg)
+        .await
+        .map_err(|e| format!("DATABASE_URL is set but PostgreSQL cannot be used: {e}"))?;
+    store.claim(&config).await?;
+    tracing::info!(
+        "using the PostgreSQL session store; rate limits and lock-outs are per instance"
+    );
+    Ok(Parts {
+        manager: SessionManager::builder(config).store(store).build()?,
+        rate_limit: None,
+        attempts: None,
+    })
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn build_postgres(
+    _pg: tower_jwt_session::config::PostgresSettings,
+    _config: SessionConfig,
+) -> Result<Parts, Box<dyn std::error::Error>> {
+    Err(
+        "DATABASE_URL is set, but this build has no PostgreSQL support: \
+         run `cargo run --release --features postgres --example server`, or set \
+         SESSION_STORE=memory if DATABASE_URL is for something else"
+            .into(),
+    )
 }
 
 fn rand_bytes<const N: usize>() -> [u8; N] {

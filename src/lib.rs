@@ -96,6 +96,7 @@
 //! | `axum` | yes | `Session` as an axum extractor, `IntoResponse` for the crate's errors and bodies |
 //! | `metrics` | yes | counters and histograms through the `metrics` facade: see [`telemetry`] |
 //! | `redis` | no | `store::RedisStore`: sessions in Redis or Redis Cluster for several instances |
+//! | `postgres` | no | `store::PostgresStore`: sessions in PostgreSQL (sqlx) for several instances |
 //! | `full` | no | every feature |
 #![forbid(unsafe_code)]
 #![warn(

@@ -6,6 +6,8 @@
 //! | [`SessionRules`] | lifetimes, session limit, refresh threshold, reuse interval | `JWT_*_EXPIRY`, `JWT_MAX_CONCURRENT_SESSIONS`, `JWT_SESSION_LIMIT_POLICY`, `JWT_AUTO_REFRESH_THRESHOLD`, `JWT_REFRESH_REUSE_INTERVAL` |
 //! | [`CookieSettings`] | the refresh-token cookie, trusted origins | `SESSION_COOKIE_*`, `ALLOWED_ORIGINS` |
 //! | [`RedisSettings`] | the store's URLs, prefix, TLS CA, sealing keys | `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_*` |
+//! | [`PostgresSettings`] | the database URL, pool size, timeout, table prefix, sealing keys | `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `DATABASE_STATEMENT_TIMEOUT`, `DATABASE_TABLE_PREFIX`, `SESSION_ENCRYPTION_*` |
+//! | [`StoreChoice`] | which store holds the sessions when several URLs are set | `SESSION_STORE` |
 //! | [`RevocationCacheSettings`] | the revocation cache, fail-open | — |
 //! | [`TokenCacheSettings`] | the cache of verified access tokens | `JWT_VERIFIED_CACHE_CAPACITY` |
 //! | [`DeviceSettings`] | what a session's device metadata keeps of the client's address | `SESSION_DEVICE_IP` |
@@ -19,6 +21,16 @@
 //! settings that contradict each other are refused with the values in force and the setting
 //! that fixes them. Nothing falls back silently: a `REDIS_URL` that this build cannot honour
 //! is an error.
+//!
+//! # Which store
+//!
+//! `SESSION_STORE` (`memory`, `redis` or `postgres`) names the store when it is set. When it
+//! is not, `DATABASE_URL` selects PostgreSQL and `REDIS_URL` selects Redis; both set is a
+//! startup error ([`ConfigError::Conflict`]) rather than a guess, and a URL whose store this
+//! build lacks (no `postgres` or `redis` feature) is [`ConfigError::StoreNotBuilt`], never a
+//! silent fall-back to memory. Applications that set `DATABASE_URL` or `REDIS_URL` for their
+//! own data and keep sessions elsewhere say so with `SESSION_STORE`; the other URL is then not
+//! read for sessions at all.
 
 mod algorithm;
 mod cache;
@@ -30,6 +42,7 @@ mod keys;
 mod pem_keys;
 #[cfg(test)]
 mod pem_keys_tests;
+mod postgres;
 mod redis;
 mod rules;
 #[cfg(test)]
@@ -42,9 +55,13 @@ pub use cookies::{CookieSettings, SameSite};
 pub use device::{DeviceIp, DeviceSettings};
 pub use duration::{DurationError, parse_duration};
 pub use keys::TokenSettings;
-// `Secret` is read by the Redis store's sealing only.
-#[cfg_attr(not(feature = "redis"), allow(unused_imports))]
+// `Secret` is read by the stores' sealing only.
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres")),
+    allow(unused_imports)
+)]
 pub(crate) use keys::{PemKey, Secret, key_id};
+pub use postgres::{PostgresSettings, StoreChoice};
 pub use redis::{RedisSettings, StoreSettings};
 pub use rules::{DEFAULT_REFRESH_THRESHOLD, SessionRules};
 pub use token_cache::TokenCacheSettings;
@@ -84,6 +101,11 @@ pub const ENV_VARS: &[&str] = &[
     "JWT_NEXT_PUBLIC_KEYS",
     "JWT_NEXT_PUBLIC_KEYS_FILE",
     "SESSION_DEVICE_IP",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_STATEMENT_TIMEOUT",
+    "DATABASE_TABLE_PREFIX",
+    "SESSION_STORE",
 ];
 
 /// A configuration value was missing or malformed, or settings contradict each other.
@@ -165,7 +187,7 @@ pub enum ConfigError {
     },
     /// A store URL is set, but this build of the crate has no such store.
     #[error(
-        "{name} is set, but this build of tower-jwt-session has no store for it: enable the crate's `{feature}` feature, or unset {name}"
+        "{name} is set, but this build of tower-jwt-session has no store for it: enable the crate's `{feature}` feature, unset {name}, or name the store that holds the sessions in SESSION_STORE (memory, redis or postgres)"
     )]
     StoreNotBuilt {
         /// The environment variable that names the store.
@@ -220,6 +242,8 @@ pub struct SessionConfig {
     rules: SessionRules,
     cookies: CookieSettings,
     redis: RedisSettings,
+    postgres: PostgresSettings,
+    store_choice: Option<StoreChoice>,
     revocation_cache: RevocationCacheSettings,
     token_cache: TokenCacheSettings,
     device: DeviceSettings,
@@ -244,6 +268,8 @@ impl SessionConfig {
             rules: SessionRules::default(),
             cookies: CookieSettings::default(),
             redis: RedisSettings::default(),
+            postgres: PostgresSettings::default(),
+            store_choice: None,
             revocation_cache: RevocationCacheSettings::default(),
             token_cache: TokenCacheSettings::default(),
             device: DeviceSettings::default(),
@@ -294,11 +320,19 @@ impl SessionConfig {
             rules: SessionRules::read(&env)?,
             cookies: CookieSettings::read(&env)?,
             redis: RedisSettings::read(&env)?,
+            postgres: PostgresSettings::read(&env)?,
+            store_choice: postgres::read_store_choice(&env)?,
             revocation_cache: RevocationCacheSettings::default(),
             token_cache: TokenCacheSettings::read(&env)?,
             device: DeviceSettings::read(&env)?,
         };
         config.validate()?;
+        if matches!(config.store(), StoreSettings::Postgres(_)) && !cfg!(feature = "postgres") {
+            return Err(ConfigError::StoreNotBuilt {
+                name: "DATABASE_URL",
+                feature: "postgres",
+            });
+        }
         config.rules.log_adjustments();
         Ok(config)
     }
@@ -313,6 +347,7 @@ impl SessionConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.rules.validate()?;
         self.cookies.validate()?;
+        self.validate_store()?;
         self.tokens.validate()
     }
 
@@ -336,8 +371,10 @@ impl SessionConfig {
         &self.redis
     }
 
-    /// Which store the settings name: [`StoreSettings::Redis`] when Redis URLs are set,
-    /// [`StoreSettings::Memory`] otherwise.
+    /// Which store the settings name: the one [`StoreChoice`] (`SESSION_STORE`) names when it
+    /// is set; otherwise [`StoreSettings::Postgres`] when a database URL is set,
+    /// [`StoreSettings::Redis`] when Redis URLs are set, [`StoreSettings::Memory`] when neither
+    /// is ([`validate`](Self::validate) refuses both without a choice).
     ///
     /// ```
     /// use tower_jwt_session::SessionConfig;
@@ -348,10 +385,62 @@ impl SessionConfig {
     /// # Ok::<(), tower_jwt_session::ConfigError>(())
     /// ```
     pub fn store(&self) -> StoreSettings<'_> {
-        if self.redis.urls().is_empty() {
-            StoreSettings::Memory
-        } else {
-            StoreSettings::Redis(&self.redis)
+        match self.store_choice {
+            Some(StoreChoice::Memory) => StoreSettings::Memory,
+            Some(StoreChoice::Redis) => StoreSettings::Redis(&self.redis),
+            Some(StoreChoice::Postgres) => StoreSettings::Postgres(&self.postgres),
+            None if self.postgres.url().is_some() => StoreSettings::Postgres(&self.postgres),
+            None if !self.redis.urls().is_empty() => StoreSettings::Redis(&self.redis),
+            None => StoreSettings::Memory,
+        }
+    }
+
+    /// The PostgreSQL settings (no URL when no database is configured).
+    pub fn postgres(&self) -> &PostgresSettings {
+        &self.postgres
+    }
+
+    /// Replaces the PostgreSQL settings; with a URL, [`store`](Self::store) names PostgreSQL
+    /// (unless a [`StoreChoice`] says otherwise).
+    pub fn with_postgres(mut self, postgres: PostgresSettings) -> Self {
+        self.postgres = postgres;
+        self
+    }
+
+    /// Names the store that holds the sessions (`SESSION_STORE`), whatever URLs are set. The
+    /// default is none: the set URL decides.
+    pub fn with_store_choice(mut self, choice: StoreChoice) -> Self {
+        self.store_choice = Some(choice);
+        self
+    }
+
+    /// The store choice (`SESSION_STORE`), if one was made.
+    pub fn store_choice(&self) -> Option<StoreChoice> {
+        self.store_choice
+    }
+
+    /// Both URLs without a choice, or a choice without its URL.
+    fn validate_store(&self) -> Result<(), ConfigError> {
+        let (redis, pg) = (!self.redis.urls().is_empty(), self.postgres.url().is_some());
+        match self.store_choice {
+            None if redis && pg => Err(ConfigError::Conflict {
+                name: "SESSION_STORE",
+                reason: "both REDIS_URL and DATABASE_URL are set, and either could hold the \
+                         sessions"
+                    .to_owned(),
+                fix: "set SESSION_STORE to redis or postgres (with_store_choice), or unset one \
+                      of the URLs"
+                    .to_owned(),
+            }),
+            Some(StoreChoice::Redis) if !redis => Err(ConfigError::Missing {
+                name: "REDIS_URL",
+                hint: "SESSION_STORE=redis keeps sessions in Redis: set its URL",
+            }),
+            Some(StoreChoice::Postgres) if !pg => Err(ConfigError::Missing {
+                name: "DATABASE_URL",
+                hint: "SESSION_STORE=postgres keeps sessions in PostgreSQL: set its URL",
+            }),
+            _ => Ok(()),
         }
     }
 

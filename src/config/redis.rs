@@ -18,14 +18,17 @@ pub enum StoreSettings<'a> {
     Memory,
     /// `REDIS_URL` is set: sessions live in Redis (one node, or a cluster).
     Redis(&'a RedisSettings),
+    /// `DATABASE_URL` is set (or `SESSION_STORE=postgres`): sessions live in PostgreSQL.
+    Postgres(&'a super::PostgresSettings),
 }
 
 impl StoreSettings<'_> {
-    /// `"memory"` or `"redis"`, as the health route reports it.
+    /// `"memory"`, `"redis"` or `"postgres"`, as the health route reports it.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Memory => "memory",
             Self::Redis(_) => "redis",
+            Self::Postgres(_) => "postgres",
         }
     }
 }
@@ -152,7 +155,12 @@ impl RedisSettings {
                 expected: "a redis:// or rediss:// URL, or several comma-separated for a cluster",
             });
         }
-        if !redis.urls.is_empty() && !cfg!(feature = "redis") {
+        // `SESSION_STORE` naming another store leaves REDIS_URL to the application.
+        let elsewhere = matches!(
+            super::postgres::read_store_choice(env)?,
+            Some(choice) if choice != super::StoreChoice::Redis
+        );
+        if !redis.urls.is_empty() && !cfg!(feature = "redis") && !elsewhere {
             return Err(ConfigError::StoreNotBuilt {
                 name: "REDIS_URL",
                 feature: "redis",
@@ -164,32 +172,7 @@ impl RedisSettings {
         if let Some(path) = env.get("REDIS_CA_CERT") {
             redis.ca_cert = Some(read_ca_cert(path)?);
         }
-        let previous = env.list("SESSION_ENCRYPTION_PREVIOUS_KEYS");
-        match env.get("SESSION_ENCRYPTION_KEY") {
-            Some(key) => {
-                redis.encryption_keys = vec![encryption_key("SESSION_ENCRYPTION_KEY", &key)?];
-                for old in previous.unwrap_or_default() {
-                    let key = encryption_key("SESSION_ENCRYPTION_PREVIOUS_KEYS", &old)?;
-                    redis.encryption_keys.push(key);
-                }
-            }
-            None if previous.is_some() => {
-                return Err(ConfigError::Missing {
-                    name: "SESSION_ENCRYPTION_KEY",
-                    hint: "SESSION_ENCRYPTION_PREVIOUS_KEYS is set, so records are sealed: set the current key too",
-                });
-            }
-            None => {}
-        }
-        if let Some(accept) = env.flag("SESSION_ENCRYPTION_ACCEPT_UNSEALED")? {
-            if accept && redis.encryption_keys.is_empty() {
-                return Err(ConfigError::Missing {
-                    name: "SESSION_ENCRYPTION_KEY",
-                    hint: "SESSION_ENCRYPTION_ACCEPT_UNSEALED migrates records to sealing: set the key they are sealed with",
-                });
-            }
-            redis.accept_unsealed = accept;
-        }
+        (redis.encryption_keys, redis.accept_unsealed) = read_sealing_keys(env)?;
         Ok(redis)
     }
 
@@ -326,6 +309,40 @@ impl RedisSettings {
     pub(crate) fn encryption_keys(&self) -> &[Secret] {
         &self.encryption_keys
     }
+}
+
+/// `SESSION_ENCRYPTION_KEY`, `SESSION_ENCRYPTION_PREVIOUS_KEYS` (current key first) and
+/// `SESSION_ENCRYPTION_ACCEPT_UNSEALED`: the sealing of whichever store is used.
+pub(super) fn read_sealing_keys(env: &Env<'_>) -> Result<(Vec<Secret>, bool), ConfigError> {
+    let mut keys = Vec::new();
+    let mut accept_unsealed = false;
+    let previous = env.list("SESSION_ENCRYPTION_PREVIOUS_KEYS");
+    match env.get("SESSION_ENCRYPTION_KEY") {
+        Some(key) => {
+            keys = vec![encryption_key("SESSION_ENCRYPTION_KEY", &key)?];
+            for old in previous.unwrap_or_default() {
+                let key = encryption_key("SESSION_ENCRYPTION_PREVIOUS_KEYS", &old)?;
+                keys.push(key);
+            }
+        }
+        None if previous.is_some() => {
+            return Err(ConfigError::Missing {
+                name: "SESSION_ENCRYPTION_KEY",
+                hint: "SESSION_ENCRYPTION_PREVIOUS_KEYS is set, so records are sealed: set the current key too",
+            });
+        }
+        None => {}
+    }
+    if let Some(accept) = env.flag("SESSION_ENCRYPTION_ACCEPT_UNSEALED")? {
+        if accept && keys.is_empty() {
+            return Err(ConfigError::Missing {
+                name: "SESSION_ENCRYPTION_KEY",
+                hint: "SESSION_ENCRYPTION_ACCEPT_UNSEALED migrates records to sealing: set the key they are sealed with",
+            });
+        }
+        accept_unsealed = accept;
+    }
+    Ok((keys, accept_unsealed))
 }
 
 fn read_ca_cert(path: String) -> Result<Vec<u8>, ConfigError> {

@@ -208,6 +208,7 @@ impl SessionConfig {
     /// [`ConfigError::Invalid`] when the key is not 32 bytes.
     pub fn encryption_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
         self.redis = self.redis.with_encryption_key(key)?;
+        self.postgres = self.postgres.with_encryption_key(key)?;
         Ok(self)
     }
 
@@ -218,6 +219,7 @@ impl SessionConfig {
     /// current key is set.
     pub fn previous_encryption_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
         self.redis = self.redis.with_previous_encryption_key(key)?;
+        self.postgres = self.postgres.with_previous_encryption_key(key)?;
         Ok(self)
     }
 
@@ -226,6 +228,7 @@ impl SessionConfig {
     /// [`RedisSettings::with_unsealed_records_accepted`](super::RedisSettings::with_unsealed_records_accepted).
     pub fn unsealed_records_accepted(mut self, accept: bool) -> Self {
         self.redis = self.redis.with_unsealed_records_accepted(accept);
+        self.postgres = self.postgres.with_unsealed_records_accepted(accept);
         self
     }
 

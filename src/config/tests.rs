@@ -627,3 +627,198 @@ fn the_verified_token_cache_is_on_by_default_and_read_from_the_environment() {
     let c = c.with_token_cache(TokenCacheSettings::default().with_capacity(7));
     assert_eq!(c.token_cache().capacity(), 7);
 }
+
+const PG_URL: &str = "postgres://app:hunter2@127.0.0.1:5432/app";
+
+#[test]
+#[cfg(feature = "postgres")]
+fn a_database_url_names_the_postgres_store() {
+    let c = from(&[
+        ("JWT_SECRET", SECRET),
+        ("DATABASE_URL", PG_URL),
+        ("DATABASE_MAX_CONNECTIONS", "25"),
+        ("DATABASE_STATEMENT_TIMEOUT", "250ms"),
+        ("DATABASE_TABLE_PREFIX", "auth_1"),
+    ])
+    .unwrap();
+    match c.store() {
+        StoreSettings::Postgres(pg) => {
+            assert_eq!(pg.url(), Some(PG_URL));
+            assert_eq!(pg.max_connections(), 25);
+            assert_eq!(pg.timeout(), Duration::from_millis(250));
+            assert_eq!(pg.table_prefix(), "auth_1");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.store().kind(), "postgres");
+    let defaults = from(&[("JWT_SECRET", SECRET), ("DATABASE_URL", PG_URL)]).unwrap();
+    assert_eq!(defaults.postgres().max_connections(), 10);
+    assert_eq!(defaults.postgres().timeout(), Duration::from_secs(1));
+    assert_eq!(defaults.postgres().table_prefix(), "tjs");
+}
+
+/// A build without the `postgres` feature never keeps sessions in memory when DATABASE_URL
+/// asks for PostgreSQL, and says how to keep the URL for the application's own data.
+#[test]
+#[cfg(not(feature = "postgres"))]
+fn a_database_url_without_the_postgres_feature_is_refused() {
+    let err = from(&[("JWT_SECRET", SECRET), ("DATABASE_URL", PG_URL)]).unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::StoreNotBuilt {
+            name: "DATABASE_URL",
+            feature: "postgres"
+        }
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("`postgres` feature") && text.contains("SESSION_STORE"),
+        "{text}"
+    );
+}
+
+/// An application that sets DATABASE_URL (or REDIS_URL) for its own data keeps sessions in
+/// memory with SESSION_STORE=memory, in any build.
+#[test]
+fn session_store_memory_leaves_the_urls_to_the_application() {
+    let c = from(&[
+        ("JWT_SECRET", SECRET),
+        ("DATABASE_URL", PG_URL),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("SESSION_STORE", "memory"),
+    ])
+    .unwrap();
+    assert!(matches!(c.store(), StoreSettings::Memory));
+    assert_eq!(c.store_choice(), Some(StoreChoice::Memory));
+}
+
+#[test]
+#[cfg(feature = "redis")]
+fn both_store_urls_without_a_choice_are_a_conflict() {
+    let err = from(&[
+        ("JWT_SECRET", SECRET),
+        ("DATABASE_URL", PG_URL),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ])
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ConfigError::Conflict {
+                name: "SESSION_STORE",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("REDIS_URL") && text.contains("DATABASE_URL"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    let redis = from(&[
+        ("JWT_SECRET", SECRET),
+        ("DATABASE_URL", PG_URL),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("SESSION_STORE", "redis"),
+    ])
+    .unwrap();
+    assert_eq!(redis.store().kind(), "redis");
+    // The same conflict through the builders.
+    let built = SessionConfig::new(SECRET)
+        .unwrap()
+        .with_redis(RedisSettings::new(["redis://127.0.0.1:6379"]))
+        .with_postgres(PostgresSettings::new(PG_URL));
+    assert!(built.validate().is_err());
+    assert!(
+        built
+            .with_store_choice(StoreChoice::Postgres)
+            .validate()
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_store_choice_needs_its_url() {
+    let err = from(&[("JWT_SECRET", SECRET), ("SESSION_STORE", "postgres")]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Missing {
+                name: "DATABASE_URL",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = from(&[("JWT_SECRET", SECRET), ("SESSION_STORE", "redis")]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Missing {
+                name: "REDIS_URL",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn bad_database_settings_are_named() {
+    for (name, value) in [
+        ("DATABASE_URL", "mysql://app:hunter2@db/app"),
+        ("DATABASE_MAX_CONNECTIONS", "0"),
+        ("DATABASE_MAX_CONNECTIONS", "many"),
+        ("DATABASE_STATEMENT_TIMEOUT", "soon"),
+        ("DATABASE_STATEMENT_TIMEOUT", "0s"),
+        ("DATABASE_TABLE_PREFIX", "Bad-Prefix"),
+        ("DATABASE_TABLE_PREFIX", "1abc"),
+        ("SESSION_STORE", "mongo"),
+    ] {
+        let err = from(&[("JWT_SECRET", SECRET), (name, value)]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(&err, ConfigError::Invalid { name: n, .. } if *n == name),
+            "{name}={value}: {err:?}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}
+
+#[test]
+fn database_passwords_stay_out_of_debug_output() {
+    for url in [
+        PG_URL,
+        "postgres://app@127.0.0.1/app?sslmode=require&password=hunter2",
+    ] {
+        let text = format!("{:?}", PostgresSettings::new(url));
+        assert!(
+            !text.contains("hunter2") && text.contains("[redacted]"),
+            "{text}"
+        );
+        let config = SessionConfig::new(SECRET)
+            .unwrap()
+            .with_postgres(PostgresSettings::new(url));
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}
+
+#[test]
+fn the_sealing_key_seals_postgres_records_too() {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let c = from(&[
+        ("JWT_SECRET", SECRET),
+        ("SESSION_ENCRYPTION_KEY", &key),
+        ("SESSION_STORE", "memory"),
+    ])
+    .unwrap();
+    assert!(c.postgres().seals_records() && c.redis().seals_records());
+    let built = SessionConfig::new(SECRET)
+        .unwrap()
+        .encryption_key(&[7; 32])
+        .unwrap();
+    assert!(built.postgres().seals_records());
+}

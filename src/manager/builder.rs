@@ -99,7 +99,8 @@ impl SessionManager {
     }
 
     /// A manager on the store the environment names, as [`SessionConfig::from_env`] reads it:
-    /// Redis when `REDIS_URL` is set, memory otherwise. Logs once which store it picked.
+    /// Redis when `REDIS_URL` is set, PostgreSQL when `DATABASE_URL` is, the one
+    /// `SESSION_STORE` names when it is set, memory otherwise. Logs once which store it picked.
     ///
     /// ```
     /// use tower_jwt_session::SessionManager;
@@ -123,7 +124,8 @@ impl SessionManager {
     }
 
     /// A manager on the store `config` names ([`SessionConfig::store`]): it connects to Redis
-    /// when the configuration has Redis URLs, and uses a [`MemoryStore`] otherwise. Logs once
+    /// or PostgreSQL when the configuration names one (`REDIS_URL`, `DATABASE_URL`,
+    /// `SESSION_STORE`), and uses a [`MemoryStore`] otherwise. Logs once
     /// which store it picked, passwords redacted.
     ///
     /// # Errors
@@ -160,6 +162,17 @@ fn default_store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, Config
                   SessionManager::connect(config).await, or give the builder a store"
                 .to_owned(),
         }),
+        StoreSettings::Postgres(_) => Err(ConfigError::Conflict {
+            name: "DATABASE_URL",
+            reason: "the configuration names a PostgreSQL store, but SessionManager::new and \
+                     SessionManager::builder(..).build() without a store keep sessions in this \
+                     process's memory"
+                .to_owned(),
+            fix: "build the manager with SessionManager::from_env().await or \
+                  SessionManager::connect(config).await, give the builder a store, or set \
+                  SESSION_STORE=memory if DATABASE_URL is for your own data"
+                .to_owned(),
+        }),
     }
 }
 
@@ -185,6 +198,20 @@ async fn open_store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, Sta
         StoreSettings::Redis(_) => Err(ConfigError::StoreNotBuilt {
             name: "REDIS_URL",
             feature: "redis",
+        }
+        .into()),
+        #[cfg(feature = "postgres")]
+        StoreSettings::Postgres(pg) => {
+            let store = crate::store::PostgresStore::connect(pg).await?;
+            store.claim(config).await?;
+            // The settings' `Debug` redacts the URL's password and the keys.
+            tracing::info!(store = "postgres", settings = ?pg, "session store: PostgreSQL");
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "postgres"))]
+        StoreSettings::Postgres(_) => Err(ConfigError::StoreNotBuilt {
+            name: "DATABASE_URL",
+            feature: "postgres",
         }
         .into()),
     }

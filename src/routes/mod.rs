@@ -358,9 +358,9 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 mod account;
-mod jwks;
 #[cfg(test)]
 mod device_tests;
+mod jwks;
 mod refresh;
 #[cfg(test)]
 mod tests;

@@ -12,14 +12,24 @@
 
 mod device;
 mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+// The Redis record formats in it (sealed parts, version-1 seals) are unused without Redis.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) mod sealing;
 #[cfg(test)]
 pub(crate) mod suite;
 
 pub use device::{DeviceInfo, MAX_DEVICE_LABEL_LEN};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;

@@ -50,7 +50,7 @@ impl RefreshKeys {
 
     /// Fingerprints of the keys, current first (hex, 128 bits each): what a shared store
     /// remembers of the application that uses it, telling nothing of the keys themselves.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     pub(crate) fn owner_fingerprints(&self) -> Vec<String> {
         self.0
             .iter()

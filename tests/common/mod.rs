@@ -37,8 +37,17 @@ fn server_binary() -> PathBuf {
         // and the build does not flip the example between two feature sets.
         if cfg!(feature = "full") {
             cmd.arg("--all-features");
-        } else if cfg!(feature = "redis") {
-            cmd.args(["--features", "redis"]);
+        } else {
+            let features: Vec<&str> = [
+                ("redis", cfg!(feature = "redis")),
+                ("postgres", cfg!(feature = "postgres")),
+            ]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+            if !features.is_empty() {
+                cmd.args(["--features", &features.join(",")]);
+            }
         }
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");

@@ -49,7 +49,7 @@ async fn instances(kind: StoreKind, limits: Limits) -> Instances {
                 .revocation_cache_ttl(Duration::from_millis(100)),
             Duration::from_millis(100 + 400),
         ),
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         _ => (backend.config.clone(), Duration::from_secs(1)),
     };
     let clock = ManualClock::new(kind.clock_start());
@@ -577,6 +577,9 @@ async fn random_interleaving(kind: StoreKind) {
 /// Every two-instance check, on one store.
 fn all(kind: StoreKind) {
     let rt = runtime();
+    #[cfg(feature = "postgres")]
+    let _db = matches!(kind, StoreKind::Postgres | StoreKind::SealedPostgres)
+        .then(|| crate::PgRun::start(&rt));
     rt.block_on(refreshes_agree(kind));
     rt.block_on(logout_races_refresh(kind));
     rt.block_on(logins_race_at_the_limit(kind, Policy::Evict));
@@ -605,4 +608,10 @@ fn two_instances_cluster() {
 #[test]
 fn two_instances_sealed_redis() {
     all(StoreKind::Sealed);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn two_instances_postgres() {
+    all(StoreKind::Postgres);
 }

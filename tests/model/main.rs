@@ -8,8 +8,9 @@
 //! - `concurrency`: two managers (two instances) on one store run racing operations on a
 //!   multi-threaded runtime; the same invariants hold under any interleaving.
 //!
-//! Every store: memory, Redis (one node), a 3-master Redis Cluster, and Redis with sealed
-//! records. The Redis tests fail, never skip, when Redis is missing (see
+//! Every store: memory, Redis (one node), a 3-master Redis Cluster, Redis with sealed
+//! records, and PostgreSQL (plain and sealed; each test on a database of its own, each case
+//! under a table prefix of its own, see `tests/common/pg_server.rs`). The Redis tests fail, never skip, when Redis is missing (see
 //! `tests/common/redis_server.rs`; `REDIS_URL` / `REDIS_CLUSTER_URLS` point them at running
 //! servers). `TJS_MODEL_CASES` (cases per store and policy) and `TJS_MODEL_STEPS` (longest
 //! sequence) size the run; `bench/model-long.sh` runs it long.
@@ -21,6 +22,10 @@ mod sequences;
 #[cfg(feature = "redis")]
 #[path = "../common/redis_server.rs"]
 mod redis_server;
+
+#[cfg(feature = "postgres")]
+#[path = "../common/pg_server.rs"]
+mod pg_server;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -44,6 +49,10 @@ pub enum StoreKind {
     Cluster,
     #[cfg(feature = "redis")]
     Sealed,
+    #[cfg(feature = "postgres")]
+    Postgres,
+    #[cfg(feature = "postgres")]
+    SealedPostgres,
 }
 
 impl StoreKind {
@@ -56,6 +65,10 @@ impl StoreKind {
             StoreKind::Cluster => "cluster",
             #[cfg(feature = "redis")]
             StoreKind::Sealed => "sealed-redis",
+            #[cfg(feature = "postgres")]
+            StoreKind::Postgres => "postgres",
+            #[cfg(feature = "postgres")]
+            StoreKind::SealedPostgres => "sealed-postgres",
         }
     }
 
@@ -91,6 +104,13 @@ enum Probe {
     Redis {
         prefix: String,
         nodes: Vec<redis::aio::MultiplexedConnection>,
+    },
+    #[cfg(feature = "postgres")]
+    Postgres {
+        /// Keeps the database alive while the store uses it.
+        _db: Arc<pg_server::TestDb>,
+        prefix: String,
+        conn: sqlx::PgConnection,
     },
 }
 
@@ -130,6 +150,8 @@ impl Backend {
                     probe: Probe::Memory(memory),
                 }
             }
+            #[cfg(feature = "postgres")]
+            StoreKind::Postgres | StoreKind::SealedPostgres => pg_backend(kind, limits).await,
             #[cfg(feature = "redis")]
             _ => redis_backend(kind, limits).await,
         }
@@ -145,6 +167,12 @@ impl Backend {
                 tower_jwt_session::store::RedisStore::connect(self.config.redis())
                     .await
                     .expect("second Redis connection"),
+            ),
+            #[cfg(feature = "postgres")]
+            Probe::Postgres { .. } => Arc::new(
+                tower_jwt_session::store::PostgresStore::connect(self.config.postgres())
+                    .await
+                    .expect("second PostgreSQL pool"),
             ),
         }
     }
@@ -162,11 +190,22 @@ impl Backend {
             },
             #[cfg(feature = "redis")]
             Probe::Redis { prefix, nodes } => redis_held(prefix, nodes).await,
+            #[cfg(feature = "postgres")]
+            Probe::Postgres { prefix, conn, .. } => pg_held(prefix, conn).await,
         }
     }
 
-    /// Deletes the test's keys (Redis); the memory store goes with the test.
+    /// Deletes the test's keys (Redis) or tables (PostgreSQL); the memory store goes with the
+    /// test.
     pub async fn cleanup(&mut self) {
+        #[cfg(feature = "postgres")]
+        if let Probe::Postgres { prefix, conn, .. } = &mut self.probe {
+            let drop = format!("DROP TABLE IF EXISTS {prefix}_sessions, {prefix}_meta");
+            sqlx::query(&drop)
+                .execute(&mut *conn)
+                .await
+                .expect("drop the case's tables");
+        }
         #[cfg(feature = "redis")]
         if let Probe::Redis { prefix, nodes } = &mut self.probe {
             for node in nodes.iter_mut() {
@@ -392,5 +431,100 @@ pub fn env_number(name: &str, default: u64) -> u64 {
             .parse()
             .unwrap_or_else(|_| panic!("{name} must be a whole number, not {v:?}")),
         Err(_) => default,
+    }
+}
+
+#[cfg(feature = "postgres")]
+thread_local! {
+    /// The database of the PostgreSQL model test running on this thread, shared by its cases
+    /// (each under a table prefix of its own); see [`PgRun`].
+    static PG_DB: std::cell::RefCell<Option<Arc<pg_server::TestDb>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// One database for the cases of one PostgreSQL model test: made when the test starts, dropped
+/// when it ends (this value goes), so a run of many cases does not make a database per case.
+#[cfg(feature = "postgres")]
+pub struct PgRun;
+
+#[cfg(feature = "postgres")]
+impl PgRun {
+    pub fn start(runtime: &tokio::runtime::Runtime) -> PgRun {
+        let db = runtime.block_on(pg_server::TestDb::create());
+        PG_DB.with(|slot| *slot.borrow_mut() = Some(Arc::new(db)));
+        PgRun
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for PgRun {
+    fn drop(&mut self) {
+        PG_DB.with(|slot| slot.borrow_mut().take());
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn pg_backend(kind: StoreKind, limits: &Limits) -> Backend {
+    use tower_jwt_session::config::PostgresSettings;
+    use tower_jwt_session::store::PostgresStore;
+
+    static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let db = match PG_DB.with(|slot| slot.borrow().clone()) {
+        Some(db) => db,
+        None => Arc::new(pg_server::TestDb::create().await),
+    };
+    let prefix = format!(
+        "model_{}",
+        CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let pg = PostgresSettings::new(&db.url)
+        .with_table_prefix(&prefix)
+        .expect("prefix")
+        .with_timeout(Duration::from_secs(5));
+    let base = SessionConfig::new(SECRET).unwrap().with_postgres(pg);
+    let base = if kind == StoreKind::SealedPostgres {
+        base.encryption_key(&SEALING_KEY).unwrap()
+    } else {
+        base
+    };
+    let config = config_for(base, limits);
+    let store = PostgresStore::connect(config.postgres())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {} is needed for the {} run: {e}",
+                db.name,
+                kind.name()
+            )
+        });
+    let conn = db.connect().await;
+    Backend {
+        kind,
+        store: Arc::new(store),
+        config,
+        probe: Probe::Postgres {
+            _db: db,
+            prefix,
+            conn,
+        },
+    }
+}
+
+/// Rows per user key, and all rows.
+#[cfg(feature = "postgres")]
+async fn pg_held(prefix: &str, conn: &mut sqlx::PgConnection) -> Held {
+    let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT encode(user_key, 'hex'), count(*) FROM {prefix}_sessions GROUP BY 1 ORDER BY 1"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .expect("count rows");
+    let per_user: Vec<(String, usize, usize)> = rows
+        .into_iter()
+        .map(|(key, n)| (key, n as usize, n as usize))
+        .collect();
+    Held {
+        total_records: per_user.iter().map(|(_, n, _)| n).sum(),
+        per_user,
     }
 }

@@ -933,6 +933,10 @@ pub fn run(kind: StoreKind, policy: Policy, default_cases: u64) {
         .enable_all()
         .build()
         .expect("runtime");
+    // One database for all the cases of a PostgreSQL run, dropped when the run ends.
+    #[cfg(feature = "postgres")]
+    let _db = matches!(kind, StoreKind::Postgres | StoreKind::SealedPostgres)
+        .then(|| crate::PgRun::start(&runtime));
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -1015,4 +1019,22 @@ fn model_sealed_redis_evict() {
 #[test]
 fn model_sealed_redis_deny() {
     run(StoreKind::Sealed, Policy::Deny, 32);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn model_postgres_evict() {
+    run(StoreKind::Postgres, Policy::Evict, 64);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn model_postgres_deny() {
+    run(StoreKind::Postgres, Policy::Deny, 32);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn model_sealed_postgres_evict() {
+    run(StoreKind::SealedPostgres, Policy::Evict, 32);
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::sealing::Cipher;
 use crate::session::SessionId;
 use crate::store::StoreError;
+use crate::store::sealing::Cipher;
 
 /// How keys are named under one prefix.
 pub(crate) struct KeyNames {

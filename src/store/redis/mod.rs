@@ -62,14 +62,13 @@
 //! # Files
 //!
 //! `connection.rs` (URLs, TLS, timeouts, one node or a cluster), `keys.rs` (key names, hash
-//! tags), `sealing.rs` (record encryption), `record.rs` (a record's hash fields),
+//! tags), `../sealing.rs` (record encryption, shared with the PostgreSQL store), `record.rs` (a record's hash fields),
 //! `store.rs` (the [`SessionStore`](crate::store::SessionStore) impl; its rules are the Lua
 //! scripts in `lua/`).
 
 mod connection;
 mod keys;
 mod record;
-mod sealing;
 mod store;
 
 pub use connection::RedisConnection;

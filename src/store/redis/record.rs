@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use redis::{FromRedisValue, Value};
 
-use super::sealing::{
-    Cipher, SEAL_VERSION, SealedData, SealedDataV1, record_aad, sealed_part_name,
-};
 use crate::clock::Clock as _;
 use crate::session::SessionId;
+use crate::store::sealing::{
+    Cipher, SEAL_VERSION, SealedData, SealedDataV1, record_aad, sealed_part_name,
+};
 use crate::store::{DeviceInfo, SessionRecord, StoreError};
 
 /// What a version-2 seal holds, with the device metadata beside the record data: a seal

@@ -11,9 +11,9 @@ use redis::{Client, FromRedisValue, Script, ScriptInvocation, Value};
 use super::connection::{RedisConnection, client_for};
 use super::keys::KeyNames;
 use super::record::{corrupt, data_fields, decode, pairs, sid_of, time_fields};
-use super::sealing::Cipher;
 use crate::config::{RedisSettings, SessionLimitPolicy};
 use crate::session::{SessionId, random_bytes};
+use crate::store::sealing::Cipher;
 use crate::store::{
     CreateOutcome, Lifetimes, ReuseKind, RevocationEvent, RevocationSink, RotateOutcome,
     RotateRequest, RotationDecision, SessionLimit, SessionRecord, SessionStore, StoreError,

@@ -737,7 +737,7 @@ async fn unsealed_records_are_accepted_only_for_a_migration() {
     let cipher = strict.cipher().unwrap();
     let v1 = cipher.seal_as(
         1,
-        &super::sealing::record_aad(1, old_format.session_id),
+        &crate::store::sealing::record_aad(1, old_format.session_id),
         br#"{"u":"old-format","r":["user"]}"#,
     );
     for part in sealed_parts(&strict, old_format.session_id).await {

@@ -13,7 +13,7 @@ use crate::session::{SessionId, random_bytes};
 
 /// The field name of part `index` of a sealed value: `d`, `d1`, `d2`, … As many parts as the
 /// value needs: a record the manager accepts is never cut short.
-pub(super) fn sealed_part_name(index: usize) -> String {
+pub(crate) fn sealed_part_name(index: usize) -> String {
     if index == 0 {
         "d".to_owned()
     } else {
@@ -23,35 +23,35 @@ pub(super) fn sealed_part_name(index: usize) -> String {
 
 /// The seal's format: 2 seals the whole record (data, times and generation); 1, written by
 /// earlier releases, sealed the user id and roles only.
-pub(super) const SEAL_VERSION: u8 = 2;
+pub(crate) const SEAL_VERSION: u8 = 2;
 
 /// What a sealed record holds: everything a rule reads. The hash also keeps the times in clear
 /// for the Lua scripts that sort and sweep a user's sessions; a record whose clear fields
 /// disagree with its seal is tampered with.
 #[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
-pub(super) struct SealedData {
-    pub(super) u: String,
-    pub(super) r: Vec<String>,
-    pub(super) c: u64,
-    pub(super) a: u64,
-    pub(super) e: u64,
-    pub(super) g: u64,
-    pub(super) x: u64,
-    pub(super) p: u64,
+pub(crate) struct SealedData {
+    pub(crate) u: String,
+    pub(crate) r: Vec<String>,
+    pub(crate) c: u64,
+    pub(crate) a: u64,
+    pub(crate) e: u64,
+    pub(crate) g: u64,
+    pub(crate) x: u64,
+    pub(crate) p: u64,
 }
 
 /// What a version-1 seal holds.
 #[derive(serde::Deserialize)]
-pub(super) struct SealedDataV1 {
-    pub(super) u: String,
-    pub(super) r: Vec<String>,
+pub(crate) struct SealedDataV1 {
+    pub(crate) u: String,
+    pub(crate) r: Vec<String>,
 }
 
 /// A sealed value opened: its plaintext, its format, and whether a previous key sealed it.
-pub(super) struct Opened {
-    pub(super) plain: Vec<u8>,
-    pub(super) version: u8,
-    pub(super) old_key: bool,
+pub(crate) struct Opened {
+    pub(crate) plain: Vec<u8>,
+    pub(crate) version: u8,
+    pub(crate) old_key: bool,
 }
 
 /// Seals the data fields of records (user id and roles) and hashes user ids in key names.
@@ -66,7 +66,7 @@ pub(crate) struct Cipher {
 
 /// The associated data of a sealed record of format `version`: the session id, so records
 /// cannot be swapped.
-pub(super) fn record_aad(version: u8, sid: SessionId) -> Vec<u8> {
+pub(crate) fn record_aad(version: u8, sid: SessionId) -> Vec<u8> {
     let mut aad = format!("tjs-record-v{version}:").into_bytes();
     aad.extend_from_slice(sid.as_bytes());
     aad
@@ -108,17 +108,17 @@ impl Cipher {
     }
 
     /// Whether records without a whole seal are accepted (one migration).
-    pub(super) fn accepts_unsealed(&self) -> bool {
+    pub(crate) fn accepts_unsealed(&self) -> bool {
         self.accept_unsealed
     }
 
     /// `base64url(version | key id | nonce | ciphertext and tag)`, in the current format.
-    pub(super) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> String {
+    pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> String {
         self.seal_as(SEAL_VERSION, aad, plaintext)
     }
 
     /// [`seal`](Self::seal) in format `version` (tests write the formats of earlier releases).
-    pub(super) fn seal_as(&self, version: u8, aad: &[u8], plaintext: &[u8]) -> String {
+    pub(crate) fn seal_as(&self, version: u8, aad: &[u8], plaintext: &[u8]) -> String {
         let (id, cipher) = &self.seal[0];
         let nonce: [u8; 24] = random_bytes();
         let sealed = cipher
@@ -138,7 +138,7 @@ impl Cipher {
 
     /// The plaintext of a value sealed in format 1 or 2, with the associated data `aad` gives
     /// for its format; `None` when no key opens it (wrong key, tampered, unknown format).
-    pub(super) fn open(&self, aad: impl Fn(u8) -> Vec<u8>, sealed: &str) -> Option<Opened> {
+    pub(crate) fn open(&self, aad: impl Fn(u8) -> Vec<u8>, sealed: &str) -> Option<Opened> {
         let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
         let version = *bytes.first()?;
         if bytes.len() < 2 + 24 + 16 || !(1..=SEAL_VERSION).contains(&version) {
@@ -167,12 +167,12 @@ impl Cipher {
     }
 
     /// How many keys hash names: the current one and each previous one.
-    pub(super) fn name_keys(&self) -> usize {
+    pub(crate) fn name_keys(&self) -> usize {
         self.names.len()
     }
 
     /// The keyed hash of `name` under name key `key` (0 is the current key).
-    pub(super) fn name_hash(&self, key: usize, name: &str) -> [u8; 32] {
+    pub(crate) fn name_hash(&self, key: usize, name: &str) -> [u8; 32] {
         let mut mac = self.names[key].clone();
         mac.update(name.as_bytes());
         mac.finalize().into_bytes().into()

@@ -1,0 +1,86 @@
+//! [`PostgresStore`]: sessions in PostgreSQL, shared by every instance (feature `postgres`).
+//!
+//! For applications that already run PostgreSQL and no Redis. The store runs on a `sqlx`
+//! connection pool; its queries are plain SQL with bound parameters (nothing needs a database
+//! at compile time).
+//!
+//! # Layout
+//!
+//! For a table prefix `P` (`DATABASE_TABLE_PREFIX`, default `tjs`):
+//!
+//! | object | holds |
+//! |---|---|
+//! | table `P_sessions` | one row per session: id (primary key), user key, the times and refresh generation the rules read, and `data` (user id and roles) |
+//! | index `P_sessions_user` | `(user_key, created_at, session_id)`: a user's sessions in creation order |
+//! | index `P_sessions_purge` | `purge_at`: rows whose tokens can no longer be presented, for deletion |
+//! | table `P_meta` | the schema version, a sealed marker of the sealing key, and fingerprints of the signing keys of the application using the prefix ([`PostgresStore::claim`]) |
+//! | channel `P_revoked` | `NOTIFY` of revoked session ids, for every instance's cache |
+//!
+//! The tables are created (and later upgraded) by migrations embedded in the crate, run by
+//! [`PostgresStore::connect`] in one transaction under an advisory lock of the prefix, with
+//! `CREATE … IF NOT EXISTS`: idempotent, and safe when several instances start at once. The
+//! database user needs `CREATE` on the schema the first time, and `SELECT`, `INSERT`,
+//! `UPDATE`, `DELETE` afterwards.
+//!
+//! What is stored is what the Redis store stores: no refresh token ever (records hold the
+//! refresh *generation* only); the user key is SHA-256 of the user id, or a keyed hash (HMAC
+//! under a key derived from the sealing key) when records are sealed; and with
+//! `SESSION_ENCRYPTION_KEY` the user id, roles and times are sealed together
+//! (XChaCha20-Poly1305, the session id as associated data), so the table holds no user id or
+//! role in clear, and a row whose clear times were edited behind the store's back is no
+//! session.
+//!
+//! # The rules, atomically
+//!
+//! - **create**: one transaction takes a per-user advisory lock (logins and logout-all of one
+//!   user run one at a time, so two logins cannot both take the last place), reads the user's
+//!   rows `FOR UPDATE` (a racing refresh's new activity time is seen), decides with the same
+//!   function as the other stores, deletes what it evicts and inserts the new row.
+//! - **rotate**: one transaction reads the session's row `SELECT … FOR UPDATE`, decides in
+//!   Rust with the same function as the other stores, and writes or deletes: any number of
+//!   concurrent refreshes of one token, on any number of instances, queue on the row lock and
+//!   agree on one successor.
+//! - **revoke**, **revoke-all**: one `DELETE … RETURNING` each (revoke-all under the user's
+//!   lock), with `pg_notify` of each id in the same statement.
+//!
+//! A session that ends (logout, logout-all, eviction, reuse detection) has its row deleted at
+//! once. A row past its purge time counts as gone; each login deletes up to 64 of them (any
+//! user's, `SKIP LOCKED`) and its own user's, so the table holds the live sessions plus those
+//! that expired within the last access-token lifetime. [`PostgresStore::purge`] deletes them
+//! all at once, for a periodic job.
+//!
+//! # Failure behaviour
+//!
+//! Every call has a timeout ([`PostgresSettings::timeout`](crate::config::PostgresSettings::timeout),
+//! 1 s by default): the wait for a pooled connection, the server's `statement_timeout` (lock
+//! waits included), and the call as a whole. A call that fails or times out is a
+//! [`StoreError`](crate::store::StoreError), which the manager turns into 503 `unavailable`
+//! and the layer into a refusal on a cache miss (fail closed). A connection that died (a
+//! restarted database, `pg_terminate_backend`) is noticed when the pool hands it out and
+//! replaced; nothing has to be restarted.
+//!
+//! # Cross-instance revocation
+//!
+//! Every revocation notifies `P_revoked` with the session id in the transaction that deletes
+//! the row (delivered at commit). Each instance `LISTEN`s on a connection of its own and writes
+//! the revocation into its cache at once. Whenever that connection is (re-)established the
+//! cache is cleared, since what was notified meanwhile is unknown; meanwhile the cache's short
+//! lifetime for "active" answers (1 s) bounds the delay.
+//!
+//! # Files
+//!
+//! `schema.rs` and `sql/` (migrations), `record.rs` (a row's columns and its `data`, sealing),
+//! `store.rs` (the [`SessionStore`](crate::store::SessionStore) impl and the listener).
+
+mod record;
+mod schema;
+mod store;
+
+pub use store::PostgresStore;
+
+#[cfg(test)]
+#[path = "../../../tests/common/pg_server.rs"]
+pub(crate) mod pg_server;
+
+#[cfg(test)]
+mod tests;

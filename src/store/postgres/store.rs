@@ -1,0 +1,777 @@
+//! [`PostgresStore`]: the [`SessionStore`] on PostgreSQL, each rule one transaction or one
+//! statement.
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Row as _, Transaction};
+
+use super::record::{
+    COLUMNS, corrupt, decode_row, encode_data, sid_from, sid_from_hex, to_i64, to_u64, user_keys,
+};
+use super::schema::{Tables, lock_key, migrate};
+use crate::config::PostgresSettings;
+use crate::session::SessionId;
+use crate::store::sealing::Cipher;
+use crate::store::{
+    CreateOutcome, Lifetimes, RevocationEvent, RevocationSink, RotateOutcome, RotateRequest,
+    RotationDecision, SessionLimit, SessionRecord, SessionStore, StoreError, apply_rotation,
+    decide_rotation, plan_admission,
+};
+
+/// How many due rows (of any user) one login deletes at most, to bound its work.
+pub(super) const PURGE_BATCH: i64 = 64;
+
+/// The statements, made once per store (their text is the key of each connection's cache of
+/// prepared statements).
+struct Sql {
+    purge_due: String,
+    lock_user: &'static str,
+    user_rows: String,
+    delete_notify: String,
+    insert: String,
+    select_for_update: String,
+    select: String,
+    update: String,
+    delete: String,
+    list: String,
+    revoke_all: String,
+}
+
+impl Sql {
+    fn new(t: &Tables) -> Self {
+        let s = &t.sessions;
+        Self {
+            purge_due: format!(
+                "DELETE FROM {s} WHERE session_id IN (SELECT session_id FROM {s} \
+                 WHERE purge_at < $1 ORDER BY purge_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            ),
+            lock_user: "SELECT pg_advisory_xact_lock($1)",
+            user_rows: format!(
+                "SELECT session_id, last_active_at, expires_at, purge_at FROM {s} \
+                 WHERE user_key = ANY($1) ORDER BY created_at, session_id FOR UPDATE"
+            ),
+            // Deletes the sessions `$1` and tells every instance (delivered at commit).
+            delete_notify: format!(
+                "WITH gone AS (DELETE FROM {s} WHERE session_id = ANY($1) \
+                 RETURNING session_id, expires_at, purge_at) \
+                 SELECT g.session_id, g.expires_at, g.purge_at FROM gone g \
+                 CROSS JOIN LATERAL (SELECT pg_notify($2, encode(g.session_id, 'hex'))) n"
+            ),
+            insert: format!(
+                "INSERT INTO {s} (session_id, user_key, created_at, last_active_at, expires_at, \
+                 generation, refresh_expires_at, purge_at, data) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ),
+            select_for_update: format!(
+                "SELECT {COLUMNS} FROM {s} WHERE session_id = $1 FOR UPDATE"
+            ),
+            select: format!("SELECT {COLUMNS} FROM {s} WHERE session_id = $1"),
+            update: format!(
+                "UPDATE {s} SET last_active_at = $2, generation = $3, refresh_expires_at = $4, \
+                 purge_at = $5, data = $6, user_key = $7 WHERE session_id = $1"
+            ),
+            delete: format!("DELETE FROM {s} WHERE session_id = $1"),
+            list: format!(
+                "SELECT {COLUMNS} FROM {s} WHERE user_key = ANY($1) \
+                 AND expires_at > $2 AND purge_at >= $2 ORDER BY created_at, session_id"
+            ),
+            revoke_all: format!(
+                "WITH gone AS (DELETE FROM {s} WHERE user_key = ANY($1) \
+                 RETURNING session_id, expires_at, purge_at) \
+                 SELECT g.session_id, g.expires_at, g.purge_at FROM gone g \
+                 CROSS JOIN LATERAL (SELECT pg_notify($2, encode(g.session_id, 'hex'))) n"
+            ),
+        }
+    }
+}
+
+/// Sessions in PostgreSQL: see the [module docs](crate::store::postgres).
+pub struct PostgresStore {
+    pool: PgPool,
+    tables: Tables,
+    sql: Arc<Sql>,
+    cipher: Option<Cipher>,
+    timeout: Duration,
+    sinks: Arc<Mutex<Vec<RevocationSink>>>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("tables", &self.tables.sessions)
+            .field("sealed", &self.cipher.is_some())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// A database error as a [`StoreError`]: a timeout (the pool's, or the server's
+/// `statement_timeout`) as [`StoreError::Timeout`], anything else as unavailable.
+pub(super) fn db_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::PoolTimedOut => StoreError::Timeout,
+        // query_canceled: the statement_timeout (or a lock wait) ran out.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => StoreError::Timeout,
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Corrupt(error.to_string())
+        }
+        _ => StoreError::Unavailable(format!("PostgreSQL: {error}")),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the PostgreSQL that `settings` name, with a pool of their size, their
+    /// timeout for every call, and sealing when they hold an encryption key; creates or
+    /// upgrades the store's tables (safe when several instances start at once). Must be called
+    /// inside a tokio runtime: it starts the revocation listener task, which holds one more
+    /// connection of its own.
+    ///
+    /// ```no_run
+    /// use tower_jwt_session::config::PostgresSettings;
+    /// use tower_jwt_session::store::PostgresStore;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = PostgresStore::connect(&PostgresSettings::from_env()?).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError`] when no URL is configured, the URL is malformed, PostgreSQL cannot be
+    /// reached within the timeout, the tables were made by a newer release, or the encryption
+    /// key does not fit the records already stored ([`StoreError::Misconfigured`]).
+    pub async fn connect(settings: &PostgresSettings) -> Result<Self, StoreError> {
+        let url = settings.url().ok_or_else(|| {
+            StoreError::Misconfigured("no PostgreSQL URL is configured (DATABASE_URL)".to_owned())
+        })?;
+        let timeout = settings.timeout();
+        let ms = timeout.as_millis().max(1);
+        // A client that dies mid-transaction must not hold row locks for long.
+        let idle_ms = (ms * 10).max(10_000);
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| {
+                StoreError::Misconfigured(format!("DATABASE_URL is not a PostgreSQL URL: {e}"))
+            })?
+            .application_name("tower-jwt-session")
+            .options([
+                ("statement_timeout", ms.to_string()),
+                ("idle_in_transaction_session_timeout", idle_ms.to_string()),
+            ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections())
+            .acquire_timeout(timeout)
+            .connect_lazy_with(options.clone());
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(timeout.max(Duration::from_secs(1)))
+            .connect_lazy_with(options);
+        let tables = Tables::new(settings.table_prefix());
+        let sinks: Arc<Mutex<Vec<RevocationSink>>> = Arc::default();
+        let listener = tokio::spawn(listen(listener_pool, tables.channel.clone(), sinks.clone()));
+        let store = Self {
+            sql: Arc::new(Sql::new(&tables)),
+            pool,
+            tables,
+            cipher: Cipher::new(
+                settings.encryption_keys(),
+                settings.accepts_unsealed_records(),
+            ),
+            timeout,
+            sinks,
+            listener,
+        };
+        // Creating tables may wait for another instance doing the same: a longer budget.
+        // Boxed as `Send` here, where every lifetime is known: left to the caller's future,
+        // the compiler cannot prove sqlx's executor futures `Send` for all lifetimes.
+        let setup: std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + '_>> =
+            Box::pin(async {
+                migrate(&store.pool, &store.tables).await?;
+                store.check_key().await
+            });
+        tokio::time::timeout(timeout.max(Duration::from_secs(10)), setup)
+            .await
+            .map_err(|_| StoreError::Timeout)??;
+        Ok(store)
+    }
+
+    /// Claims this store's table prefix for the application `config` configures, as
+    /// [`SessionManager::connect`](crate::SessionManager::connect) does at startup: two
+    /// applications with different signing keys on one prefix would evict, list and revoke each
+    /// other's sessions, so the second one to start is refused instead. The meta table remembers
+    /// a fingerprint of each signing key (an HMAC that tells nothing of the key); an application
+    /// sharing any key with it (a restart, a rotation with the old secret in
+    /// `JWT_PREVIOUS_SECRETS`) is the same one, and fingerprints unused for the session lifetime
+    /// are forgotten. Call it when you build a manager on a store you connected yourself.
+    ///
+    /// ```no_run
+    /// use tower_jwt_session::store::PostgresStore;
+    /// use tower_jwt_session::{SessionConfig, SessionManager};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = SessionConfig::from_env()?;
+    /// let store = PostgresStore::connect(config.postgres()).await?;
+    /// store.claim(&config).await?;
+    /// let manager = SessionManager::builder(config).store(store).build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Misconfigured`] naming the prefix when an application with none of these
+    /// keys has used it within the session lifetime; [`StoreError`] when PostgreSQL cannot be
+    /// reached.
+    pub async fn claim(&self, config: &crate::SessionConfig) -> Result<(), StoreError> {
+        let rules = config.rules();
+        self.claim_with(
+            &crate::token::refresh::RefreshKeys::from_config(config).owner_fingerprints(),
+            crate::clock::unix_ms(std::time::SystemTime::now()),
+            crate::clock::duration_ms(rules.session_ttl() + rules.access_token_ttl()),
+        )
+        .await
+    }
+
+    /// [`claim`](Self::claim) for these fingerprints (current key first), at `now`, forgetting
+    /// those unused for `retention` (both in ms).
+    pub(super) async fn claim_with(
+        &self,
+        owner: &[String],
+        now: u64,
+        retention: u64,
+    ) -> Result<(), StoreError> {
+        let Some(first) = owner.first() else {
+            return Ok(());
+        };
+        let names: Vec<String> = owner.iter().map(|f| format!("owner:{f}")).collect();
+        let meta = &self.tables.meta;
+        let claim: std::pin::Pin<Box<dyn Future<Output = Result<bool, StoreError>> + Send + '_>> =
+            Box::pin(async {
+                let mut tx = self.pool.begin().await.map_err(db_error)?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(lock_key(
+                        format!("tower-jwt-session claim {}", self.tables.prefix).as_bytes(),
+                    ))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                sqlx::query(&format!(
+                    "DELETE FROM {meta} WHERE name LIKE 'owner:%' AND value::bigint < $1"
+                ))
+                .bind(to_i64(now.saturating_sub(retention)))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                let (all, ours): (i64, i64) = sqlx::query_as(&format!(
+                    "SELECT count(*), count(*) FILTER (WHERE name = ANY($1)) FROM {meta} \
+                     WHERE name LIKE 'owner:%'"
+                ))
+                .bind(&names)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if all > 0 && ours == 0 {
+                    tx.rollback().await.map_err(db_error)?;
+                    return Ok(false);
+                }
+                sqlx::query(&format!(
+                    "INSERT INTO {meta} (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
+                ))
+                .bind(format!("owner:{first}"))
+                .bind(now.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(true)
+            });
+        if self.timed(claim).await? {
+            return Ok(());
+        }
+        let prefix = &self.tables.prefix;
+        Err(StoreError::Misconfigured(format!(
+            "DATABASE_TABLE_PREFIX `{prefix}` holds the sessions of an application signing with \
+             another key: two applications on one prefix would evict, list and revoke each \
+             other's sessions. Give each application its own DATABASE_TABLE_PREFIX. If you \
+             replaced JWT_SECRET, list the old one in JWT_PREVIOUS_SECRETS, or delete the rows \
+             `owner:%` of `{prefix}_meta` to let every session of the old key go"
+        )))
+    }
+
+    /// Deletes every row past its purge time at `now` (writes delete a bounded batch each on
+    /// their own; call this from a periodic job to reclaim everything at once). Returns how
+    /// many rows went.
+    ///
+    /// # Errors
+    /// [`StoreError`] when PostgreSQL cannot be reached or times out.
+    pub async fn purge(&self, now: u64) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let gone = self.purge_batch(now, 10_000).await?;
+            total += gone;
+            if gone < 10_000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn purge_batch(&self, now: u64, max: i64) -> Result<u64, StoreError> {
+        self.timed(async {
+            let done = sqlx::query(&self.sql.purge_due)
+                .bind(to_i64(now))
+                .bind(max)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    /// Refuses to start with a sealing key that does not open what is already stored, or
+    /// without a key when what is stored is sealed: a sealed marker row in the meta table
+    /// records which key seals.
+    async fn check_key(&self) -> Result<(), StoreError> {
+        let marker: Option<String> = sqlx::query(&format!(
+            "SELECT value FROM {} WHERE name = 'keycheck'",
+            self.tables.meta
+        ))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(|row| row.try_get(0))
+        .transpose()
+        .map_err(db_error)?;
+        let fresh = match (&self.cipher, marker) {
+            (None, None) => return Ok(()),
+            (None, Some(_)) => {
+                return Err(StoreError::Misconfigured(
+                    "session records in PostgreSQL are sealed, but SESSION_ENCRYPTION_KEY is not set"
+                        .to_owned(),
+                ));
+            }
+            (Some(cipher), Some(marker)) => {
+                match cipher.open(|_| b"tjs-keycheck".to_vec(), &marker) {
+                    Some(opened) if !opened.old_key => return Ok(()),
+                    Some(_) => cipher.seal(b"tjs-keycheck", b"ok"),
+                    None => {
+                        return Err(StoreError::Misconfigured(
+                            "SESSION_ENCRYPTION_KEY (and SESSION_ENCRYPTION_PREVIOUS_KEYS) do not \
+                             open the session records already in PostgreSQL"
+                                .to_owned(),
+                        ));
+                    }
+                }
+            }
+            (Some(cipher), None) => cipher.seal(b"tjs-keycheck", b"ok"),
+        };
+        sqlx::query(&format!(
+            "INSERT INTO {} (name, value) VALUES ('keycheck', $1) \
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            self.tables.meta
+        ))
+        .bind(fresh)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Runs `fut` within the store's timeout.
+    async fn timed<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| StoreError::Timeout)?
+    }
+
+    /// Takes the per-user lock of `user_key` for the rest of `tx`: logins and logout-all of
+    /// one user run one at a time (a login must see every session it counts against the
+    /// limit, including one another login is adding).
+    async fn lock_user(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        user_key: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut label = format!("tower-jwt-session user {} ", self.tables.prefix).into_bytes();
+        label.extend_from_slice(user_key);
+        sqlx::query(self.sql.lock_user)
+            .bind(lock_key(&label))
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Deletes `sids` in `tx` and notifies every instance; returns `(session, live at now)`.
+    async fn delete_notify(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        sids: &[SessionId],
+        now: u64,
+    ) -> Result<Vec<(SessionId, bool)>, StoreError> {
+        let ids: Vec<Vec<u8>> = sids.iter().map(|s| s.as_bytes().to_vec()).collect();
+        let rows = sqlx::query(&self.sql.delete_notify)
+            .bind(ids)
+            .bind(&self.tables.channel)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(|row| gone_row(row, now)).collect()
+    }
+
+    async fn create_tx(
+        &self,
+        record: &SessionRecord,
+        limit: SessionLimit,
+        now: u64,
+    ) -> Result<CreateOutcome, StoreError> {
+        let keys = user_keys(self.cipher.as_ref(), &record.user_id);
+        let data = encode_data(self.cipher.as_ref(), record)?;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        self.lock_user(&mut tx, &keys[0]).await?;
+        let rows = sqlx::query(&self.sql.user_rows)
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let mut live = Vec::new();
+        let mut due = Vec::new();
+        for row in &rows {
+            let sid = sid_from(row.try_get("session_id").map_err(db_error)?)?;
+            let number = |name: &str| -> Result<u64, StoreError> {
+                to_u64(row.try_get::<i64, _>(name).map_err(db_error)?)
+            };
+            let (last_active_at, expires_at, purge_at) = (
+                number("last_active_at")?,
+                number("expires_at")?,
+                number("purge_at")?,
+            );
+            if now > purge_at {
+                due.push(sid);
+            } else if now < expires_at {
+                live.push((sid, last_active_at));
+            }
+        }
+        let Some(evicted) = plan_admission(&live, limit) else {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(CreateOutcome::LimitReached);
+        };
+        if !due.is_empty() {
+            let ids: Vec<Vec<u8>> = due.iter().map(|s| s.as_bytes().to_vec()).collect();
+            sqlx::query(&format!(
+                "DELETE FROM {} WHERE session_id = ANY($1)",
+                self.tables.sessions
+            ))
+            .bind(ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        if !evicted.is_empty() {
+            self.delete_notify(&mut tx, &evicted, now).await?;
+        }
+        sqlx::query(&self.sql.insert)
+            .bind(record.session_id.as_bytes().as_slice())
+            .bind(&keys[0])
+            .bind(to_i64(record.created_at))
+            .bind(to_i64(record.last_active_at))
+            .bind(to_i64(record.expires_at))
+            .bind(to_i64(record.generation))
+            .bind(to_i64(record.refresh_expires_at))
+            .bind(to_i64(record.purge_at))
+            .bind(data)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(CreateOutcome::Created { evicted })
+    }
+
+    async fn rotate_tx(&self, req: &RotateRequest) -> Result<RotateOutcome, StoreError> {
+        let sid = req.session_id;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let row = sqlx::query(&self.sql.select_for_update)
+            .bind(sid.as_bytes().as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        // A row that is not what this crate wrote is no session (and is left for an operator).
+        let Some((record, reseal)) = row
+            .as_ref()
+            .map(|row| decode_row(self.cipher.as_ref(), row))
+            .transpose()?
+            .flatten()
+        else {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(RotateOutcome::NotFound);
+        };
+        if req.now > record.purge_at {
+            sqlx::query(&self.sql.delete)
+                .bind(sid.as_bytes().as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            return Ok(RotateOutcome::NotFound);
+        }
+        let decision = decide_rotation(&record, req);
+        let mut next = record.clone();
+        apply_rotation(&mut next, decision, req.now);
+        let outcome = match decision {
+            RotationDecision::Rotate { .. } => RotateOutcome::Rotated(next.clone()),
+            RotationDecision::Grace => RotateOutcome::Grace(next.clone()),
+            RotationDecision::Reuse(kind) => RotateOutcome::Reused(next.clone(), kind),
+            RotationDecision::Revoked => RotateOutcome::Revoked,
+            RotationDecision::SessionExpired => RotateOutcome::SessionExpired,
+            RotationDecision::TokenExpired => RotateOutcome::TokenExpired,
+            RotationDecision::NotFound => RotateOutcome::NotFound,
+        };
+        match decision {
+            // An ended session is deleted at once, and every instance told.
+            RotationDecision::Reuse(_) | RotationDecision::Revoked => {
+                self.delete_notify(&mut tx, &[sid], req.now).await?;
+            }
+            RotationDecision::Rotate { .. } => self.write(&mut tx, &next).await?,
+            // Sealed with an old key (or not at all, during a migration): seal it anew.
+            _ if reseal => self.write(&mut tx, &next).await?,
+            _ => {
+                tx.rollback().await.map_err(db_error)?;
+                return Ok(outcome);
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcome)
+    }
+
+    /// Writes what a rotation changes in `tx`: the times, the data sealed anew, and the user key
+    /// under the current key (a row from before a key rotation, or from before sealing, is
+    /// found under the current key from then on).
+    async fn write(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.update)
+            .bind(record.session_id.as_bytes().as_slice())
+            .bind(to_i64(record.last_active_at))
+            .bind(to_i64(record.generation))
+            .bind(to_i64(record.refresh_expires_at))
+            .bind(to_i64(record.purge_at))
+            .bind(encode_data(self.cipher.as_ref(), record)?)
+            .bind(&user_keys(self.cipher.as_ref(), &record.user_id)[0])
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn revoke_all_tx(
+        &self,
+        user_id: &str,
+        now: u64,
+    ) -> Result<Vec<(SessionId, bool)>, StoreError> {
+        let keys = user_keys(self.cipher.as_ref(), user_id);
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        self.lock_user(&mut tx, &keys[0]).await?;
+        let rows = sqlx::query(&self.sql.revoke_all)
+            .bind(&keys)
+            .bind(&self.tables.channel)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        rows.iter().map(|row| gone_row(row, now)).collect()
+    }
+}
+
+/// `(session, live at now)` from a row of a deleting statement.
+fn gone_row(row: &sqlx::postgres::PgRow, now: u64) -> Result<(SessionId, bool), StoreError> {
+    let sid = sid_from(row.try_get("session_id").map_err(db_error)?)?;
+    let expires_at = to_u64(row.try_get("expires_at").map_err(db_error)?)?;
+    let purge_at = to_u64(row.try_get("purge_at").map_err(db_error)?)?;
+    Ok((sid, now < expires_at && now <= purge_at))
+}
+
+/// Listens for revocations notified by any instance, reconnecting with back-off. Whenever the
+/// listening connection is (re-)established, the sinks are told to forget everything: what was
+/// notified meanwhile is unknown.
+async fn listen(pool: PgPool, channel: String, sinks: Arc<Mutex<Vec<RevocationSink>>>) {
+    let notify = |event: RevocationEvent| {
+        let sinks = sinks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for sink in sinks {
+            sink(event);
+        }
+    };
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::debug!(%error, "revocation listener cannot reach PostgreSQL");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(&channel).await {
+            tracing::warn!(%error, "revocation LISTEN failed");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            continue;
+        }
+        delay = Duration::from_millis(100);
+        notify(RevocationEvent::Resync);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(message)) => {
+                    if let Some(sid) = sid_from_hex(message.payload()) {
+                        notify(RevocationEvent::Revoked(sid));
+                    }
+                }
+                // The connection was lost and has been re-established (LISTEN again):
+                // anything notified in between is unknown.
+                Ok(None) => {
+                    tracing::warn!("revocation listener reconnected");
+                    notify(RevocationEvent::Resync);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "revocation listener lost; reconnecting");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    fn watch_revocations(&self, sink: RevocationSink) {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sink);
+    }
+
+    async fn create(
+        &self,
+        record: SessionRecord,
+        limit: SessionLimit,
+        _lifetimes: &Lifetimes,
+        now: u64,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.timed(async {
+            // Bounded work for the table as a whole: a batch of anyone's due rows, skipping
+            // rows another transaction holds.
+            sqlx::query(&self.sql.purge_due)
+                .bind(to_i64(now))
+                .bind(PURGE_BATCH)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+            self.create_tx(&record, limit, now).await
+        })
+        .await
+    }
+
+    async fn rotate(&self, req: RotateRequest) -> Result<RotateOutcome, StoreError> {
+        self.timed(self.rotate_tx(&req)).await
+    }
+
+    async fn get(&self, session_id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.timed(async {
+            let row = sqlx::query(&self.sql.select)
+                .bind(session_id.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+            Ok(row
+                .as_ref()
+                .map(|row| decode_row(self.cipher.as_ref(), row))
+                .transpose()?
+                .flatten()
+                .map(|(record, _)| record))
+        })
+        .await
+    }
+
+    async fn list(&self, user_id: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
+        self.timed(async {
+            let rows = sqlx::query(&self.sql.list)
+                .bind(user_keys(self.cipher.as_ref(), user_id))
+                .bind(to_i64(now))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+            let mut records = Vec::with_capacity(rows.len());
+            for row in &rows {
+                if let Some((record, _)) = decode_row(self.cipher.as_ref(), row)?
+                    && record.user_id == user_id
+                    && record.is_live(now)
+                {
+                    records.push(record);
+                }
+            }
+            Ok(records)
+        })
+        .await
+    }
+
+    async fn revoke(&self, session_id: SessionId, now: u64) -> Result<bool, StoreError> {
+        self.timed(async {
+            let row = sqlx::query(&self.sql.delete_notify)
+                .bind(vec![session_id.as_bytes().to_vec()])
+                .bind(&self.tables.channel)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+            Ok(match row {
+                Some(row) => gone_row(&row, now)?.1,
+                None => false,
+            })
+        })
+        .await
+    }
+
+    async fn revoke_all(&self, user_id: &str, now: u64) -> Result<Vec<SessionId>, StoreError> {
+        let gone = self.timed(self.revoke_all_tx(user_id, now)).await?;
+        Ok(gone
+            .into_iter()
+            .filter_map(|(sid, live)| live.then_some(sid))
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.timed(async {
+            let one: i32 = sqlx::query_scalar("SELECT 1")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_error)?;
+            if one == 1 {
+                Ok(())
+            } else {
+                Err(corrupt("SELECT 1 answered something else"))
+            }
+        })
+        .await
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+}

@@ -1,0 +1,711 @@
+//! Tests of the PostgreSQL store on the real server: the shared suite (plain and sealed), and
+//! what only this store has (migrations, what the table holds, LISTEN/NOTIFY, purging,
+//! time-outs, connections killed under it). Each test makes and drops a database of its own.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::pg_server::TestDb;
+use super::*;
+use crate::config::{PostgresSettings, SessionLimitPolicy};
+use crate::session::SessionId;
+use crate::store::{
+    CreateOutcome, Lifetimes, RevocationEvent, RotateOutcome, RotateRequest, SessionLimit,
+    SessionRecord, SessionStore, StoreError, suite,
+};
+
+const KEY_1: [u8; 32] = [7; 32];
+const KEY_2: [u8; 32] = [9; 32];
+
+fn settings(db: &TestDb) -> PostgresSettings {
+    PostgresSettings::new(&db.url).with_timeout(Duration::from_secs(5))
+}
+
+/// A store on a database of its own, which goes when the store does.
+#[derive(Debug)]
+pub(super) struct TestStore {
+    store: PostgresStore,
+    db: Arc<TestDb>,
+}
+
+async fn test_store(sealed: bool) -> TestStore {
+    let db = TestDb::create().await;
+    let mut s = settings(&db);
+    if sealed {
+        s = s.with_encryption_key(&KEY_1).unwrap();
+    }
+    TestStore {
+        store: PostgresStore::connect(&s).await.expect("connect"),
+        db: Arc::new(db),
+    }
+}
+
+#[async_trait]
+impl SessionStore for TestStore {
+    fn watch_revocations(&self, sink: crate::store::RevocationSink) {
+        self.store.watch_revocations(sink);
+    }
+    async fn create(
+        &self,
+        record: SessionRecord,
+        limit: SessionLimit,
+        lifetimes: &Lifetimes,
+        now: u64,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.store.create(record, limit, lifetimes, now).await
+    }
+    async fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError> {
+        self.store.rotate(request).await
+    }
+    async fn get(&self, session_id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.store.get(session_id).await
+    }
+    async fn list(&self, user_id: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
+        self.store.list(user_id, now).await
+    }
+    async fn revoke(&self, session_id: SessionId, now: u64) -> Result<bool, StoreError> {
+        self.store.revoke(session_id, now).await
+    }
+    async fn revoke_all(&self, user_id: &str, now: u64) -> Result<Vec<SessionId>, StoreError> {
+        self.store.revoke_all(user_id, now).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+    fn kind(&self) -> &'static str {
+        self.store.kind()
+    }
+}
+
+mod plain {
+    crate::store_suite!(super::test_store(false).await);
+}
+
+mod sealed {
+    crate::store_suite!(super::test_store(true).await);
+}
+
+fn l() -> Lifetimes {
+    suite::lifetimes()
+}
+
+async fn create(store: &PostgresStore, user: &str, now: u64) -> SessionRecord {
+    let r = suite::record(user, now, &l());
+    let out = store
+        .create(r.clone(), suite::limit(10), &l(), now)
+        .await
+        .unwrap();
+    assert_eq!(out, CreateOutcome::Created { evicted: vec![] });
+    r
+}
+
+fn rotate_req(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
+    RotateRequest {
+        session_id: sid,
+        generation,
+        now,
+        lifetimes: l(),
+    }
+}
+
+#[test]
+fn the_kind_is_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime.block_on(test_store(false));
+    assert_eq!(store.kind(), "postgres");
+    runtime.block_on(async { drop(store) });
+}
+
+/// Eight instances starting at once on an empty database all come up, and the tables exist
+/// once; starting again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_are_idempotent_and_safe_from_several_instances() {
+    let db = TestDb::create().await;
+    let mut starts = Vec::new();
+    for _ in 0..8 {
+        let s = settings(&db);
+        starts.push(tokio::spawn(
+            async move { PostgresStore::connect(&s).await },
+        ));
+    }
+    let mut stores = Vec::new();
+    for start in starts {
+        stores.push(start.await.unwrap().expect("every instance starts"));
+    }
+    let again = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let mut conn = db.connect().await;
+    let version: String =
+        sqlx::query_scalar("SELECT value FROM tjs_meta WHERE name = 'schema_version'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(version, "1");
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE tablename = 'tjs_sessions' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "tjs_sessions_pkey",
+            "tjs_sessions_purge",
+            "tjs_sessions_user"
+        ]
+    );
+    let r = create(&again, "alice", 1_000).await;
+    assert!(stores[0].get(r.session_id).await.unwrap().is_some());
+}
+
+/// Tables from a newer release are refused, not written over.
+#[tokio::test]
+async fn tables_of_a_newer_release_are_refused() {
+    let db = TestDb::create().await;
+    drop(PostgresStore::connect(&settings(&db)).await.unwrap());
+    let mut conn = db.connect().await;
+    sqlx::query("UPDATE tjs_meta SET value = '99' WHERE name = 'schema_version'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err = PostgresStore::connect(&settings(&db)).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Misconfigured(m) if m.contains("newer release")),
+        "{err:?}"
+    );
+}
+
+/// Two prefixes on one database are two stores.
+#[tokio::test]
+async fn table_prefixes_keep_stores_apart() {
+    let db = TestDb::create().await;
+    let a = PostgresStore::connect(&settings(&db).with_table_prefix("app_a").unwrap())
+        .await
+        .unwrap();
+    let b = PostgresStore::connect(&settings(&db).with_table_prefix("app_b").unwrap())
+        .await
+        .unwrap();
+    let r = create(&a, "alice", 1_000).await;
+    assert!(a.get(r.session_id).await.unwrap().is_some());
+    assert!(b.get(r.session_id).await.unwrap().is_none());
+    assert!(b.list("alice", 1_000).await.unwrap().is_empty());
+}
+
+/// All the table's text, every row and column.
+async fn table_text(db: &TestDb) -> String {
+    let mut conn = db.connect().await;
+    let rows: Vec<String> = sqlx::query_scalar("SELECT t::text FROM tjs_sessions t")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    rows.join("\n")
+}
+
+/// With a key, no user id or role is in the table in any form a reader could match; without
+/// one the user id is only in `data`, never in the index column.
+#[tokio::test]
+async fn sealed_rows_hold_no_user_id_or_role_in_clear() {
+    let plain = test_store(false).await;
+    let sealed = test_store(true).await;
+    for store in [&plain, &sealed] {
+        let mut r = suite::record("alice@example.com", 1_000, &l());
+        r.roles = vec!["auditor-role".to_owned()];
+        store
+            .create(r, suite::limit(10), &l(), 1_000)
+            .await
+            .unwrap();
+    }
+    let hex = |s: &str| super::record::hex(s.as_bytes());
+    let sealed_text = table_text(&sealed.db).await;
+    for needle in [
+        "alice@example.com".to_owned(),
+        "auditor-role".to_owned(),
+        hex("alice@example.com"),
+    ] {
+        assert!(!sealed_text.contains(&needle), "{needle} in {sealed_text}");
+    }
+    let plain_text = table_text(&plain.db).await;
+    assert!(plain_text.contains("alice@example.com"));
+    assert!(!plain_text.contains(&hex("alice@example.com")));
+    // The user key is a keyed hash when sealed, so it differs from the plain SHA-256.
+    let key = |db: &Arc<TestDb>| {
+        let db = db.clone();
+        async move {
+            let mut conn = db.connect().await;
+            sqlx::query_scalar::<_, Vec<u8>>("SELECT user_key FROM tjs_sessions")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    assert_ne!(key(&plain.db).await, key(&sealed.db).await);
+}
+
+/// A sealed row whose clear times were changed behind the store's back (a longer life, an
+/// older generation) is no session; so is a row moved to another session id.
+#[tokio::test]
+async fn tampered_sealed_rows_are_no_session() {
+    let store = test_store(true).await;
+    let a = create(&store.store, "alice", 1_000).await;
+    let b = create(&store.store, "bob", 1_000).await;
+    let mut conn = store.db.connect().await;
+    sqlx::query("UPDATE tjs_sessions SET expires_at = expires_at + 1000000 WHERE session_id = $1")
+        .bind(a.session_id.as_bytes().as_slice())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.get(a.session_id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .rotate(rotate_req(a.session_id, 0, 2_000))
+            .await
+            .unwrap(),
+        RotateOutcome::NotFound
+    );
+    let other = SessionId::random();
+    sqlx::query("UPDATE tjs_sessions SET session_id = $2 WHERE session_id = $1")
+        .bind(b.session_id.as_bytes().as_slice())
+        .bind(other.as_bytes().as_slice())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.get(other).await.unwrap(), None);
+}
+
+/// A key that does not open what is stored, or no key over sealed rows, is a startup error;
+/// the old key as a previous key opens them, and rows are sealed anew on their next refresh.
+#[tokio::test]
+async fn sealing_keys_must_fit_what_is_stored() {
+    let db = TestDb::create().await;
+    let sealed = settings(&db).with_encryption_key(&KEY_1).unwrap();
+    let first = PostgresStore::connect(&sealed).await.unwrap();
+    let r = create(&first, "alice", 1_000).await;
+    drop(first);
+    let wrong = settings(&db).with_encryption_key(&KEY_2).unwrap();
+    assert!(matches!(
+        PostgresStore::connect(&wrong).await,
+        Err(StoreError::Misconfigured(_))
+    ));
+    assert!(matches!(
+        PostgresStore::connect(&settings(&db)).await,
+        Err(StoreError::Misconfigured(_))
+    ));
+    let rotated = wrong.with_previous_encryption_key(&KEY_1).unwrap();
+    let store = PostgresStore::connect(&rotated).await.unwrap();
+    assert_eq!(
+        store.get(r.session_id).await.unwrap().unwrap().user_id,
+        "alice"
+    );
+    assert_eq!(store.list("alice", 1_000).await.unwrap().len(), 1);
+    assert!(matches!(
+        store
+            .rotate(rotate_req(r.session_id, 0, 2_000))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    // Sealed with the new key now, and indexed under it: the new key alone finds it.
+    drop(store);
+    let only_new = settings(&db).with_encryption_key(&KEY_2).unwrap();
+    let store = PostgresStore::connect(&only_new).await.unwrap();
+    assert_eq!(
+        store.get(r.session_id).await.unwrap().unwrap().generation,
+        1
+    );
+    assert_eq!(store.list("alice", 2_000).await.unwrap().len(), 1);
+}
+
+/// Collects what a store's listener reports.
+fn collector(store: &dyn SessionStore) -> Arc<Mutex<Vec<RevocationEvent>>> {
+    let seen: Arc<Mutex<Vec<RevocationEvent>>> = Arc::default();
+    let sink = seen.clone();
+    store.watch_revocations(Arc::new(move |event| sink.lock().unwrap().push(event)));
+    seen
+}
+
+/// Waits until `listener`'s revocation listener hears what `writer` notifies: probe sessions
+/// are revoked until one arrives.
+async fn listening(writer: &PostgresStore, seen: &Arc<Mutex<Vec<RevocationEvent>>>) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        let probe = create(writer, "probe", 1_000).await;
+        writer.revoke(probe.session_id, 1_000).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if seen
+            .lock()
+            .unwrap()
+            .contains(&RevocationEvent::Revoked(probe.session_id))
+        {
+            return;
+        }
+    }
+    panic!("the listener did not start within 5 s");
+}
+
+async fn wait_for(
+    seen: &Arc<Mutex<Vec<RevocationEvent>>>,
+    what: impl Fn(&[RevocationEvent]) -> bool,
+) -> Duration {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if what(&seen.lock().unwrap()) {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("not seen within 5 s: {:?}", seen.lock().unwrap());
+}
+
+/// Every way one instance ends a session (logout, logout-all, eviction, reuse) reaches the
+/// other instance's cache through LISTEN/NOTIFY, well within SPEC §3's second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_the_other_instance() {
+    let db = TestDb::create().await;
+    let a = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let b = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let seen = collector(&b);
+    listening(&a, &seen).await;
+
+    let logout = create(&a, "alice", 1_000).await;
+    assert!(a.revoke(logout.session_id, 1_001).await.unwrap());
+    let lag = wait_for(&seen, |e| {
+        e.contains(&RevocationEvent::Revoked(logout.session_id))
+    })
+    .await;
+    assert!(lag < Duration::from_secs(1), "{lag:?}");
+
+    let all: Vec<SessionId> = [
+        create(&a, "bob", 1_000).await,
+        create(&a, "bob", 1_001).await,
+    ]
+    .iter()
+    .map(|r| r.session_id)
+    .collect();
+    a.revoke_all("bob", 1_002).await.unwrap();
+    wait_for(&seen, |e| {
+        all.iter()
+            .all(|sid| e.contains(&RevocationEvent::Revoked(*sid)))
+    })
+    .await;
+
+    let first = create(&a, "carol", 1_000).await;
+    let evict = SessionLimit {
+        max: 1,
+        policy: SessionLimitPolicy::Evict,
+    };
+    let out = a
+        .create(suite::record("carol", 1_100, &l()), evict, &l(), 1_100)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        CreateOutcome::Created {
+            evicted: vec![first.session_id]
+        }
+    );
+    wait_for(&seen, |e| {
+        e.contains(&RevocationEvent::Revoked(first.session_id))
+    })
+    .await;
+
+    let stolen = create(&a, "dave", 1_000).await;
+    for generation in 0..2 {
+        a.rotate(rotate_req(stolen.session_id, generation, 1_100))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        a.rotate(rotate_req(stolen.session_id, 0, 1_200))
+            .await
+            .unwrap(),
+        RotateOutcome::Reused(..)
+    ));
+    wait_for(&seen, |e| {
+        e.contains(&RevocationEvent::Revoked(stolen.session_id))
+    })
+    .await;
+}
+
+/// Every connection of the database killed (as a restart does): the next calls succeed on new
+/// connections, and the listener comes back and clears the cache (events may have been missed),
+/// then delivers revocations again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_connections_are_survived() {
+    let db = TestDb::create().await;
+    let a = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let b = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let seen = collector(&b);
+    listening(&a, &seen).await;
+    let r = create(&a, "alice", 1_000).await;
+    seen.lock().unwrap().clear();
+
+    let ended = db.terminate_connections(None).await;
+    assert!(
+        ended >= 3,
+        "the pools' and the listeners' connections: {ended}"
+    );
+    // The pool replaces dead connections as it hands them out: no call fails.
+    assert!(a.get(r.session_id).await.unwrap().is_some());
+    assert!(matches!(
+        a.rotate(rotate_req(r.session_id, 0, 1_100)).await.unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    b.ping().await.unwrap();
+    wait_for(&seen, |e| e.contains(&RevocationEvent::Resync)).await;
+    assert!(a.revoke(r.session_id, 1_200).await.unwrap());
+    wait_for(&seen, |e| {
+        e.contains(&RevocationEvent::Revoked(r.session_id))
+    })
+    .await;
+}
+
+/// A row held locked by someone else (a stuck transaction) makes a refresh fail within the
+/// timeout, as `Timeout`: never a hang, never a success.
+#[tokio::test]
+async fn a_locked_row_times_out_and_fails_closed() {
+    let db = TestDb::create().await;
+    let store = PostgresStore::connect(&settings(&db).with_timeout(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    let r = create(&store, "alice", 1_000).await;
+    let mut conn = db.connect().await;
+    let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
+    sqlx::query("SELECT 1 FROM tjs_sessions WHERE session_id = $1 FOR UPDATE")
+        .bind(r.session_id.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    let err = store
+        .rotate(rotate_req(r.session_id, 0, 1_100))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Timeout), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    tx.rollback().await.unwrap();
+    // Nothing half-written: the session is as it was, and rotates now.
+    assert_eq!(
+        store.get(r.session_id).await.unwrap().unwrap().generation,
+        0
+    );
+    assert!(matches!(
+        store
+            .rotate(rotate_req(r.session_id, 0, 1_200))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+}
+
+/// Nothing answers: connecting fails with a store error, within the timeout.
+#[tokio::test]
+async fn an_unreachable_database_is_an_error() {
+    let s = PostgresSettings::new("postgres://postgres@127.0.0.1:1/none")
+        .with_timeout(Duration::from_millis(500));
+    let start = std::time::Instant::now();
+    let err = PostgresStore::connect(&s).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Timeout | StoreError::Unavailable(_)),
+        "{err:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(11));
+}
+
+async fn rows(db: &TestDb) -> i64 {
+    let mut conn = db.connect().await;
+    sqlx::query_scalar("SELECT count(*) FROM tjs_sessions")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Rows past their purge time go: a bounded batch per login, all of them through `purge`.
+#[tokio::test]
+async fn expired_rows_are_deleted() {
+    let store = test_store(false).await;
+    for i in 0..200 {
+        create(&store.store, &format!("user{i}"), 1_000).await;
+    }
+    assert_eq!(rows(&store.db).await, 200);
+    let later = suite::record("x", 1_000, &l()).purge_at + 1;
+    create(&store.store, "late", later).await;
+    assert_eq!(rows(&store.db).await, 201 - store::PURGE_BATCH);
+    assert_eq!(
+        store.store.purge(later).await.unwrap() as i64,
+        200 - store::PURGE_BATCH
+    );
+    assert_eq!(rows(&store.db).await, 1);
+}
+
+/// 32 logins of one user racing on two instances: with `deny` exactly the limit get in; with
+/// `evict` the user ends with the limit, and every other session was evicted by someone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_racing_at_the_limit_keep_it() {
+    for policy in [SessionLimitPolicy::Deny, SessionLimitPolicy::Evict] {
+        let db = TestDb::create().await;
+        let stores = [
+            Arc::new(PostgresStore::connect(&settings(&db)).await.unwrap()),
+            Arc::new(PostgresStore::connect(&settings(&db)).await.unwrap()),
+        ];
+        let limit = SessionLimit { max: 3, policy };
+        let mut tasks = Vec::new();
+        for i in 0..32u64 {
+            let store = stores[i as usize % 2].clone();
+            tasks.push(tokio::spawn(async move {
+                let r = suite::record("alice", 1_000 + i, &l());
+                (
+                    r.session_id,
+                    store.create(r, limit, &l(), 1_000 + i).await.unwrap(),
+                )
+            }));
+        }
+        let mut created = Vec::new();
+        let mut evicted = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                (sid, CreateOutcome::Created { evicted: e }) => {
+                    created.push(sid);
+                    evicted.extend(e);
+                }
+                (_, CreateOutcome::LimitReached) => {}
+            }
+        }
+        let live = stores[0].list("alice", 2_000).await.unwrap();
+        assert_eq!(live.len(), 3, "{policy:?}");
+        assert_eq!(rows(&db).await, 3, "{policy:?}");
+        match policy {
+            SessionLimitPolicy::Deny => assert_eq!(created.len(), 3),
+            _ => {
+                assert_eq!(created.len(), 32);
+                evicted.sort();
+                evicted.dedup();
+                assert_eq!(evicted.len(), 29, "each evicted once");
+            }
+        }
+    }
+}
+
+/// 64 refreshes of one token, half on each of two instances with pools of their own, agree on
+/// one successor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_rotations_on_two_instances_agree() {
+    let db = TestDb::create().await;
+    let stores = [
+        Arc::new(PostgresStore::connect(&settings(&db)).await.unwrap()),
+        Arc::new(PostgresStore::connect(&settings(&db)).await.unwrap()),
+    ];
+    let r = create(&stores[0], "ivan", 1_000).await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = stores[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .rotate(rotate_req(r.session_id, 0, 1_500))
+                .await
+                .unwrap()
+        }));
+    }
+    let (mut rotated, mut grace) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            RotateOutcome::Rotated(after) => {
+                rotated += 1;
+                assert_eq!(after.generation, 1);
+            }
+            RotateOutcome::Grace(after) => {
+                grace += 1;
+                assert_eq!(after.generation, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((rotated, grace), (1, 63));
+}
+
+#[test]
+fn notification_payloads_round_trip() {
+    let sid = SessionId::random();
+    let text = super::record::hex(sid.as_bytes());
+    assert_eq!(super::record::sid_from_hex(&text), Some(sid));
+    assert_eq!(super::record::sid_from_hex("zz"), None);
+    assert_eq!(super::record::sid_from_hex(&"é".repeat(16)), None);
+}
+
+/// Two applications signing with different keys on one prefix would evict, list and revoke
+/// each other's sessions: the second to start is refused, naming the prefix. Restarts and a
+/// rotation with the old secret listed are the same application; another prefix is another
+/// store.
+#[tokio::test]
+async fn a_prefix_belongs_to_one_application() {
+    let db = TestDb::create().await;
+    let store = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let app = crate::SessionConfig::new("first-application-secret-0123456789abcdef").unwrap();
+    let other = crate::SessionConfig::new("other-application-secret-0123456789abcdef").unwrap();
+    store.claim(&app).await.unwrap();
+    store.claim(&app).await.unwrap();
+    let err = store.claim(&other).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Misconfigured(m) if m.contains("DATABASE_TABLE_PREFIX `tjs`")),
+        "{err:?}"
+    );
+    let rotated = crate::SessionConfig::new("rotated-application-secret-0123456789abcd")
+        .unwrap()
+        .previous_secret("first-application-secret-0123456789abcdef")
+        .unwrap();
+    store.claim(&rotated).await.unwrap();
+    let elsewhere = PostgresStore::connect(&settings(&db).with_table_prefix("other").unwrap())
+        .await
+        .unwrap();
+    elsewhere.claim(&other).await.unwrap();
+    // Fingerprints unused for the session lifetime are forgotten.
+    let later = crate::clock::unix_ms(std::time::SystemTime::now()) + 10_000_000_000;
+    let fingerprints = crate::token::refresh::RefreshKeys::from_config(&other).owner_fingerprints();
+    store.claim_with(&fingerprints, later, 1_000).await.unwrap();
+}
+
+/// Turning sealing on: rows written without a key are refused with a key, unless unsealed
+/// rows are accepted for the migration; then each is sealed on its next refresh, after which
+/// it opens without the migration setting too.
+#[tokio::test]
+async fn unsealed_rows_migrate_to_sealed_ones() {
+    let db = TestDb::create().await;
+    let plain = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let r = create(&plain, "alice", 1_000).await;
+    drop(plain);
+    let sealed = settings(&db).with_encryption_key(&KEY_1).unwrap();
+    let strict = PostgresStore::connect(&sealed).await.unwrap();
+    assert_eq!(strict.get(r.session_id).await.unwrap(), None);
+    drop(strict);
+    let migrating = PostgresStore::connect(&sealed.clone().with_unsealed_records_accepted(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        migrating.get(r.session_id).await.unwrap().unwrap().user_id,
+        "alice"
+    );
+    assert!(matches!(
+        migrating
+            .rotate(rotate_req(r.session_id, 0, 2_000))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    drop(migrating);
+    assert!(!table_text(&db).await.contains("alice"));
+    let strict = PostgresStore::connect(&sealed).await.unwrap();
+    assert_eq!(
+        strict.get(r.session_id).await.unwrap().unwrap().generation,
+        1
+    ); // Found under the keyed hash now, as the rows written with the key are.
+    assert_eq!(strict.list("alice", 2_000).await.unwrap().len(), 1);
+    assert_eq!(
+        strict.revoke_all("alice", 2_000).await.unwrap(),
+        vec![r.session_id]
+    );
+}

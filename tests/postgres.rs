@@ -1,0 +1,211 @@
+//! Several example-server instances on one PostgreSQL database, as behind a load balancer
+//! without sticky sessions; two managers of the library on one database; and what happens when
+//! the database drops every connection. Each test makes and drops a database of its own
+//! (`tests/common/pg_server.rs`).
+#![cfg(feature = "postgres")]
+
+mod common;
+
+#[path = "common/pg_server.rs"]
+mod pg_server;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, assert_error};
+use pg_server::TestDb;
+use serde_json::json;
+use tower_jwt_session::config::PostgresSettings;
+use tower_jwt_session::store::PostgresStore;
+use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
+
+const SECRET: &str = "postgres-test-secret-postgres-test-secret-0123";
+
+fn instance(db: &TestDb) -> Server {
+    Server::start(&[("DATABASE_URL", db.url.as_str())])
+}
+
+#[tokio::test]
+async fn a_session_made_on_one_instance_works_on_the_other() {
+    let db = TestDb::create().await;
+    let (a, b) = (instance(&db), instance(&db));
+    let (status, health) = b.get("/api/token/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["data"], json!({"status": "ok", "store": "postgres"}));
+
+    let login = a.login("alice").await;
+    let token = login["accessToken"].as_str().unwrap();
+    let (status, me) = b.get_auth("/api/me", token).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["data"]["sessionId"], login["sessionId"]);
+
+    let (status, refreshed) = b
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let (status, again) = a
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        again["data"]["refreshToken"],
+        refreshed["data"]["refreshToken"]
+    );
+    let (status, stats) = a.get_auth("/api/token/session-stats/alice", token).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["data"]["activeSessions"], 1);
+}
+
+/// SPEC §3: a logout on one instance is refused by the other within one second (LISTEN/NOTIFY
+/// into its revocation cache).
+#[tokio::test]
+async fn a_logout_on_one_instance_is_enforced_on_the_other_within_the_bound() {
+    let db = TestDb::create().await;
+    let (a, b) = (instance(&db), instance(&db));
+    let mut lags = Vec::new();
+    for _ in 0..20 {
+        let login = a.login("bob").await;
+        let token = login["accessToken"].as_str().unwrap().to_owned();
+        assert_eq!(b.get_auth("/api/me", &token).await.0, 200);
+        let start = Instant::now();
+        assert_eq!(a.post_auth("/api/token/logout", &token).await.0, 200);
+        loop {
+            let (status, body) = b.get_auth("/api/me", &token).await;
+            if status == 401 {
+                assert_error(status, &body, 401, "token_revoked");
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "b still accepts a revoked session"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        lags.push(start.elapsed());
+    }
+    lags.sort();
+    eprintln!(
+        "postgres cross-instance logout lag over 20 runs: median {:?}, max {:?}",
+        lags[lags.len() / 2],
+        lags[lags.len() - 1]
+    );
+}
+
+/// Two managers (two instances) on one database: 64 concurrent refreshes of one refresh
+/// token, half on each, all succeed with one and the same successor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_refreshes_on_two_managers_agree_on_one_successor() {
+    let db = TestDb::create().await;
+    let config = SessionConfig::new(SECRET).unwrap();
+    let mut managers = Vec::new();
+    for _ in 0..2 {
+        let store = PostgresStore::connect(&PostgresSettings::new(&db.url))
+            .await
+            .unwrap();
+        managers.push(
+            SessionManager::builder(config.clone())
+                .store(store)
+                .build()
+                .unwrap(),
+        );
+    }
+    let pair = managers[0]
+        .create_session("alice", &["user"])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let manager = managers[i % 2].clone();
+        let token = pair.refresh_token.clone();
+        tasks.push(tokio::spawn(async move { manager.refresh(&token).await }));
+    }
+    let mut successors = std::collections::HashSet::new();
+    for task in tasks {
+        let next = task.await.unwrap().expect("every refresh succeeds");
+        successors.insert(next.refresh_token);
+    }
+    assert_eq!(successors.len(), 1, "{successors:?}");
+    let successor = successors.into_iter().next().unwrap();
+    assert!(managers[1].refresh(&successor).await.is_ok());
+}
+
+/// The database drops every connection (as a restart does) in the middle of a run: the app
+/// goes on without a restart, and what it answers meanwhile is never a wrong success.
+#[tokio::test]
+async fn every_connection_killed_is_survived_without_a_restart() {
+    let db = TestDb::create().await;
+    let a = instance(&db);
+    let login = a.login("alice").await;
+    let mut token = login["refreshToken"].as_str().unwrap().to_owned();
+    for round in 0..3 {
+        let ended = db.terminate_connections(None).await;
+        assert!(ended >= 1, "round {round}: nothing to end");
+        let (status, body) = a
+            .post("/api/token/refresh", json!({"refreshToken": token}))
+            .await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        token = body["data"]["refreshToken"].as_str().unwrap().to_owned();
+        let (status, health) = a.get("/api/token/health").await;
+        assert_eq!(status, 200, "{health}");
+    }
+}
+
+/// A session row locked by a stuck transaction: the refresh fails closed with 503 within the
+/// timeout, then works once the lock is gone.
+#[tokio::test]
+async fn a_stuck_database_means_503_never_a_success() {
+    let db = TestDb::create().await;
+    let store = PostgresStore::connect(
+        &PostgresSettings::new(&db.url).with_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let manager = SessionManager::builder(SessionConfig::new(SECRET).unwrap())
+        .store(store)
+        .build()
+        .unwrap();
+    let pair = manager.create_session("alice", &["user"]).await.unwrap();
+    let mut conn = db.connect().await;
+    let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
+    sqlx::query("SELECT 1 FROM tjs_sessions FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let err = manager.refresh(&pair.refresh_token).await.unwrap_err();
+    assert!(matches!(err, SessionError::Unavailable(_)), "{err:?}");
+    tx.rollback().await.unwrap();
+    assert!(manager.refresh(&pair.refresh_token).await.is_ok());
+}
+
+/// DATABASE_URL picks PostgreSQL in `SessionManager::connect`; SESSION_STORE=memory leaves it
+/// to the application.
+#[tokio::test]
+async fn database_url_selects_the_store_unless_session_store_says_otherwise() {
+    let db = TestDb::create().await;
+    let url = db.url.clone();
+    let lookup = |choice: Option<&'static str>| {
+        let url = url.clone();
+        move |name: &str| match name {
+            "JWT_SECRET" => Some(SECRET.to_owned()),
+            "DATABASE_URL" => Some(url.clone()),
+            "SESSION_STORE" => choice.map(str::to_owned),
+            _ => None,
+        }
+    };
+    let pg = SessionManager::connect(SessionConfig::from_lookup(lookup(None)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(pg.store_kind(), "postgres");
+    let memory =
+        SessionManager::connect(SessionConfig::from_lookup(lookup(Some("memory"))).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(memory.store_kind(), "memory");
+    // `new` never keeps in memory what the configuration asks to keep in PostgreSQL.
+    assert!(SessionManager::new(SessionConfig::from_lookup(lookup(None)).unwrap()).is_err());
+}
