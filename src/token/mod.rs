@@ -51,6 +51,8 @@ struct Inner {
     header_b64: String,
     alg: Algorithm,
     signer: SignerKey,
+    /// Length of a signature in its base64url form (fixed for each key).
+    signature_len: usize,
     keys: Vec<VerifyKey>,
     allowed: Vec<Algorithm>,
     issuer: Option<Box<str>>,
@@ -176,11 +178,15 @@ impl TokenCodec {
             || vec![alg],
             |algs| algs.iter().map(|a| a.to_jwt()).collect(),
         );
+        let signature_len = jsonwebtoken::crypto::sign(b"length", &signer, alg)
+            .expect("a key loaded for its algorithm signs")
+            .len();
         Ok(Self {
             inner: Arc::new(Inner {
                 header_b64,
                 alg,
                 signer,
+                signature_len,
                 keys,
                 allowed,
                 issuer: config.tokens().issuer().map(Into::into),

@@ -227,6 +227,7 @@ async fn swapped_or_tampered_records_are_no_session() {
             generation: 0,
             now: now + 1,
             lifetimes: l,
+            update: None,
         })
         .await
         .unwrap();
@@ -287,6 +288,7 @@ async fn key_rotation_opens_old_records_and_reseals_them() {
             generation: 0,
             now: now + 1,
             lifetimes: l,
+            update: None,
         })
         .await
         .unwrap();
@@ -464,6 +466,7 @@ async fn one_account_holds_only_its_limit(store: RedisStore) {
                         generation,
                         now,
                         lifetimes: l,
+                        update: None,
                     };
                     assert!(matches!(
                         store.rotate(req).await.unwrap(),
@@ -476,6 +479,7 @@ async fn one_account_holds_only_its_limit(store: RedisStore) {
                     generation: 0,
                     now,
                     lifetimes: l,
+                    update: None,
                 };
                 assert!(matches!(
                     store.rotate(req).await.unwrap(),
@@ -620,6 +624,7 @@ fn rotation(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
         generation,
         now,
         lifetimes: suite::lifetimes(),
+        update: None,
     }
 }
 
