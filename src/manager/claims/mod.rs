@@ -205,3 +205,6 @@ pub enum HookFailure {
     #[error("the refresh hook did not answer within {0:?}")]
     TimedOut(Duration),
 }
+
+#[cfg(test)]
+mod tests;
