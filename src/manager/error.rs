@@ -82,6 +82,20 @@ impl SessionError {
     }
 }
 
+impl SessionError {
+    /// The message an HTTP client is told: the error's own, except for the app's bugs
+    /// ([`InvalidClaims`](Self::InvalidClaims)), whose details are logged, not sent.
+    pub(crate) fn client_message(&self) -> String {
+        match self {
+            SessionError::InvalidClaims(_) => {
+                "the server could not issue a token for this session; the cause is in its log"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Why a [`SessionManager`](super::SessionManager) could not be built from a configuration.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -66,6 +66,15 @@ impl NewSession {
         self.claims = Ok(claims);
         self
     }
+
+    /// Claims as a credential check made them, refused or not.
+    pub(crate) fn custom_claims_result(
+        mut self,
+        claims: Result<CustomClaims, ClaimsError>,
+    ) -> Self {
+        self.claims = claims;
+        self
+    }
 }
 
 /// The session a [`RefreshHook`] is asked about: as the store holds it when the refresh token
