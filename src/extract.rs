@@ -208,7 +208,11 @@ mod tests {
             plan: Option<String>,
         }
         let none = extract::<Plan>(Some(session(serde_json::json!({})))).await;
-        assert_eq!(none.unwrap().0.plan, None, "optional fields fit a token without claims");
+        assert_eq!(
+            none.unwrap().0.plan,
+            None,
+            "optional fields fit a token without claims"
+        );
     }
 
     #[tokio::test]
