@@ -91,6 +91,9 @@ async fn claims_the_rules_refuse_are_a_500_and_start_nothing() {
     }
 }
 
+/// What a hook was asked: the roles and claims it was shown.
+type Seen = Arc<std::sync::Mutex<Vec<(Vec<String>, Value)>>>;
+
 /// A hook whose answer is the tenant it holds, counting its calls and failing on demand.
 #[derive(Clone, Default)]
 struct Plans {
@@ -98,7 +101,7 @@ struct Plans {
     calls: Arc<AtomicUsize>,
     fail: Arc<AtomicBool>,
     hang: Arc<AtomicBool>,
-    seen: Arc<std::sync::Mutex<Vec<(Vec<String>, Value)>>>,
+    seen: Seen,
 }
 
 #[async_trait::async_trait]
