@@ -67,11 +67,11 @@ fn claims() -> CustomClaims {
     }
 }
 
-/// A login of `user` with `roles` and [`claims`].
+/// A login of `user` with `roles` and a copy of `claims` of its own, as each login of an app
+/// serializes its own (a clone would share one allocation among every session).
 fn login(user: String, roles: &[String], claims: &CustomClaims) -> NewSession {
-    NewSession::new(user)
-        .roles(roles)
-        .custom_claims(claims.clone())
+    let own = CustomClaims::from_json(claims.as_json()).expect("claims read back");
+    NewSession::new(user).roles(roles).custom_claims(own)
 }
 
 fn main() {

@@ -159,6 +159,8 @@ pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 ///   the refresh with [`SessionError::Hook`](super::SessionError::Hook) (503 `unavailable`),
 ///   and nothing changes: the refresh token stays usable for a retry. No token with stale
 ///   claims is passed off as fresh.
+/// - With a hook, a refresh reads the session from the store before rotating it (one more
+///   round trip on Redis), to give the hook the session's user, roles and claims.
 /// - Roles or claims it answers that the rules refuse (too many roles, a token past
 ///   [`MAX_TOKEN_LEN`](crate::token::MAX_TOKEN_LEN)) are the app's bug:
 ///   [`SessionError::InvalidClaims`](super::SessionError::InvalidClaims), a 500, and nothing
