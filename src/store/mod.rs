@@ -387,10 +387,11 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// next generation ([`RotateOutcome::Rotated`]: `rotated_at` and `last_active_at` become
     /// `now`, the refresh expiry `now + refresh_ttl` capped by `expires_at`, and the purge time
     /// the later of that and `now + access_retention`, capped by `expires_at +
-    /// access_retention`); a generation never issued is [`RotateOutcome::NotFound`]; the
-    /// immediate parent within `reuse_interval` of the rotation is [`RotateOutcome::Grace`]
-    /// (nothing changes); a rotation carrying an [`update`](RotateRequest::update) stores its
-    /// roles and claims in the record it advances, in the same atomic step; the parent after it, or any older generation, revokes the session
+    /// access_retention`, and the roles and claims of the request's
+    /// [`update`](RotateRequest::update), if any, replace the record's in the same atomic step);
+    /// a generation never issued is [`RotateOutcome::NotFound`]; the immediate parent within
+    /// `reuse_interval` of the rotation is [`RotateOutcome::Grace`] (nothing changes, an update
+    /// included); the parent after it, or any older generation, revokes the session
     /// ([`RotateOutcome::Reused`]).
     async fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError>;
 
