@@ -176,7 +176,110 @@ fn hot_path(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+
+    // Custom claims (issue 17): a session with a 200-byte claims object, its handler reading
+    // them as a struct, beside the same layer and handler without claims (the handler reads
+    // the user id only). Both through the revocation cache and the cache of verified tokens.
+    let with_claims = rt
+        .block_on(
+            manager.create_session_with(
+                tower_jwt_session::manager::NewSession::new("alice")
+                    .roles(&["user", "admin"])
+                    .claims(&bench_claims()),
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        tower_jwt_session::session::CustomClaims::new(&bench_claims())
+            .unwrap()
+            .len(),
+        200
+    );
+    let claims_bearer = format!("Bearer {}", with_claims.access_token);
+    let claims_request = || {
+        Request::builder()
+            .uri("/api/me")
+            .header("authorization", &claims_bearer)
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let reads_claims = service_fn(|req: Request<Empty<Bytes>>| async move {
+        let session = req
+            .extensions()
+            .get::<tower_jwt_session::Session>()
+            .unwrap();
+        let claims: AppClaims = session.claims().unwrap();
+        black_box(claims);
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    });
+    let reads_user = service_fn(|req: Request<Empty<Bytes>>| async move {
+        let session = req
+            .extensions()
+            .get::<tower_jwt_session::Session>()
+            .unwrap();
+        black_box(session.user_id().len());
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    });
+    let mut claims_layered = SessionLayer::from_manager(&manager).layer(reads_claims);
+    let mut plain_layered = SessionLayer::from_manager(&manager).layer(reads_user);
+    assert_eq!(
+        ready(claims_layered.call(claims_request()))
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(ready(plain_layered.call(request())).unwrap().status(), 200);
+    group.bench_function("layer_handler_without_claims", |b| {
+        b.iter_batched(
+            request,
+            |req| ready(plain_layered.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut claims_ignored = SessionLayer::from_manager(&manager).layer(reads_user);
+    group.bench_function("layer_handler_ignores_200_byte_claims", |b| {
+        b.iter_batched(
+            claims_request,
+            |req| ready(claims_ignored.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("layer_handler_reads_200_byte_claims", |b| {
+        b.iter_batched(
+            claims_request,
+            |req| ready(claims_layered.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
+}
+
+/// A 200-byte claims object as an app would write it.
+#[derive(serde::Serialize, Deserialize)]
+struct AppClaims {
+    tenant: String,
+    org: String,
+    plan: String,
+    email: String,
+    permissions: Vec<String>,
+}
+
+fn bench_claims() -> AppClaims {
+    AppClaims {
+        tenant: "acme".into(),
+        org: "org_4f9c2a7e1b".into(),
+        plan: "enterprise".into(),
+        email: "alice.example@acme-corporation.example.com".into(),
+        permissions: [
+            "billing:read",
+            "billing:write",
+            "users:read",
+            "users:invite",
+            "reports:x",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
 }
 
 criterion_group!(benches, hot_path);

@@ -67,6 +67,12 @@ export interface TokenInfo {
   sessionId: string | null;
   /** `roles` claim of the access token (display only, unverified). */
   roles: string[];
+  /**
+   * The app's own claims of the access token (e.g. `tenant`): every claim but the registered
+   * and reserved ones (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`, `sid`, `roles`, `typ`).
+   * Display only, unverified; `{}` without a token or custom claims.
+   */
+  claims: Record<string, unknown>;
   /** RFC 3339 instant. */
   expiresAt: string | null;
   /** Milliseconds left, 0 when expired. */

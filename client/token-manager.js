@@ -80,7 +80,25 @@ export class TokenManagerError extends Error {
  * @param {string} token
  * @returns {Record<string, unknown> | null}
  */
-export function decodeJwtPayload(token) {
+export /** Claim names the server writes or RFC 7519 registers: never custom claims. */
+const RESERVED_CLAIMS = ['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'sid', 'roles', 'typ'];
+
+/**
+ * The app's own claims of a decoded access-token payload: every member but the reserved ones
+ * (display only, unverified: the server checks them). `{}` without a token.
+ * @param {Record<string, unknown> | null} payload
+ * @returns {Record<string, unknown>}
+ */
+function customClaims(payload) {
+  const out = {};
+  if (!payload || typeof payload !== 'object') return out;
+  for (const [name, value] of Object.entries(payload)) {
+    if (!RESERVED_CLAIMS.includes(name)) out[name] = value;
+  }
+  return out;
+}
+
+function decodeJwtPayload(token) {
   if (typeof token !== 'string') return null;
   const parts = token.split('.');
   if (parts.length < 2 || !parts[1]) return null;
@@ -289,6 +307,7 @@ export class TokenManager {
       userId: s ? s.userId ?? null : null,
       sessionId: s ? s.sessionId ?? null : null,
       roles: claims && Array.isArray(claims.roles) ? claims.roles.slice() : [],
+      claims: customClaims(claims),
       expiresAt: expiresAt != null ? new Date(expiresAt).toISOString() : null,
       timeUntilExpiry: expiresAt != null ? Math.max(0, expiresAt - now) : null,
       isExpired: s ? this._isExpired(s) : false,

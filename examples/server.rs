@@ -45,6 +45,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_jwt_session::config::StoreSettings;
+use tower_jwt_session::extract::Claims;
 use tower_jwt_session::login::Credentials;
 use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
 use tower_jwt_session::response::{ErrorBody, Success};
@@ -521,15 +522,29 @@ fn verify(credentials: &Credentials) -> Option<Authenticated> {
         .verify_password(credentials.password.as_bytes(), &hash)
         .is_ok();
     let (name, _, roles) = user?;
-    right.then(|| Authenticated::new(*name, roles.iter().copied()))
+    // The app's own claims ride in every access token: the demo users' tenant.
+    let tenant = if *name == "admin" { "ops" } else { "acme" };
+    right.then(|| {
+        Authenticated::new(*name, roles.iter().copied()).with_claims(&DemoClaims {
+            tenant: Some(tenant.to_owned()),
+        })
+    })
 }
 
-/// `GET /api/me`: the verified session, through the extractor.
-async fn me(session: Session) -> Success<serde_json::Value> {
+/// The demo's custom claims. Optional, so a token without them still fits.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DemoClaims {
+    tenant: Option<String>,
+}
+
+/// `GET /api/me`: the verified session and its tenant claim, through the extractors (the
+/// claims come from what verification kept: the token is not decoded again).
+async fn me(session: Session, Claims(claims): Claims<DemoClaims>) -> Success<serde_json::Value> {
     let data = json!({
         "userId": session.user_id(),
         "sessionId": session.session_id(),
         "roles": session.roles().collect::<Vec<_>>(),
+        "tenant": claims.tenant,
     });
     Success::new("Authenticated", data)
 }

@@ -36,6 +36,9 @@ pub enum ErrorCode {
     /// The body is not of a content type the route takes (415): the JSON routes take
     /// `application/json` only.
     UnsupportedMediaType,
+    /// The server is at fault (500): the app gave a session claims the rules refuse, or a
+    /// handler asked for claims of a type the token's do not fit.
+    Internal,
 }
 
 impl ErrorCode {
@@ -56,6 +59,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::Internal => "internal_error",
         }
     }
 
@@ -77,6 +81,7 @@ impl ErrorCode {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -54,6 +54,34 @@
 //! - `examples/server.rs` is a whole server (argon2 logins, rate limits, metrics);
 //!   `examples/hyper.rs` the same layer on a bare hyper 1 server.
 //!
+//! # Custom claims
+//!
+//! An app puts its own data into access tokens (a tenant, a plan, permissions) so handlers and
+//! other services act on it without a database round trip:
+//!
+//! - **At login** the credential check answers [`Authenticated::with_claims`](login::Authenticated::with_claims),
+//!   or the app calls [`SessionManager::create_session_with`] with a [`manager::NewSession`].
+//!   Claims are any value that serializes to a JSON object ([`session::CustomClaims`]).
+//! - **Reserved names** ([`session::RESERVED_CLAIMS`]: `iss`, `sub`, `aud`, `exp`, `nbf`, `iat`,
+//!   `jti`, `sid`, `roles`, `typ`) are refused with [`session::ClaimsError::Reserved`] naming the
+//!   claim, never overwritten or dropped; claims that would make the access token longer than
+//!   [`token::MAX_TOKEN_LEN`] are refused with [`session::ClaimsError::TooLarge`], which says how
+//!   large they were. Both are the app's bug: [`SessionError::InvalidClaims`], 500
+//!   `internal_error`, logged; no session is started or changed and no token issued.
+//! - **Stored with the session** (sealed with the rest of the record when the Redis store seals).
+//!   Without a refresh hook every refresh carries them over.
+//! - **The refresh hook** ([`manager::RefreshHook`], installed with
+//!   [`SessionManagerBuilder::refresh_hook`](manager::SessionManagerBuilder::refresh_hook)) is
+//!   asked for fresh roles and claims on every refresh that rotates; its answer is stored with
+//!   the rotation in the same atomic step. Its failing or timing out is 503 `unavailable`, and the
+//!   refresh token stays usable. A successor handed out again within the reuse interval carries
+//!   the claims it was minted with: one successor, one set of claims.
+//! - **Reading them:** [`Session::claims`] (any `T: Deserialize`), or the axum extractor
+//!   [`extract::Claims<T>`](extract::Claims), from what verification kept (the cache of
+//!   verified tokens holds them too: a handler reading claims decodes nothing). Verification
+//!   accepts and carries any non-reserved member of a token it verifies, with the registered
+//!   claims checked as strictly as before; a member named twice refuses the token.
+//!
 //! # Modules
 //!
 //! | module | what is in it |

@@ -8,6 +8,12 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+mod claims;
+
+pub(crate) use claims::UniqueVisitor;
+pub(crate) use claims::is_reserved;
+pub use claims::{ClaimsError, CustomClaims, RESERVED_CLAIMS};
+
 /// A session identifier: 128 random bits, written as 22 base64url characters (the `sid` claim).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SessionId([u8; 16]);
@@ -126,6 +132,8 @@ pub struct Session {
     issued_at_ms: u64,
     /// `exp`, in milliseconds since the epoch (a whole second: the claim's unit).
     expires_at_ms: u64,
+    /// The app's own claims, as the token carried them (shared with the verified-token cache).
+    claims: CustomClaims,
 }
 
 impl Session {
@@ -161,7 +169,14 @@ impl Session {
             session_id,
             issued_at_ms,
             expires_at_ms,
+            claims: CustomClaims::default(),
         }
+    }
+
+    /// The same session carrying `claims`.
+    pub(crate) fn with_claims(mut self, claims: CustomClaims) -> Self {
+        self.claims = claims;
+        self
     }
 
     /// The user id (`sub` claim).
@@ -196,6 +211,45 @@ impl Session {
         crate::clock::system_time(self.expires_at_ms)
     }
 
+    /// The app's own claims (every member of the token that is not a
+    /// [reserved](RESERVED_CLAIMS) one) as `T`: a struct with the fields the app put there at
+    /// login or in its refresh hook. Read from what verification kept, shared with the cache of
+    /// verified tokens: the token is not decoded again. A session without custom claims reads
+    /// as the empty object, so `T` with optional or defaulted fields fits every token.
+    ///
+    /// ```
+    /// use tower_jwt_session::{SessionConfig, SessionManager, manager::NewSession};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Tenant {
+    ///     tenant: String,
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let login = NewSession::new("alice")
+    ///     .roles(&["user"])
+    ///     .claims(&Tenant { tenant: "acme".into() });
+    /// let pair = manager.create_session_with(login).await?;
+    /// let session = manager.verify_access_token(&pair.access_token).await?;
+    /// assert_eq!(session.claims::<Tenant>()?.tenant, "acme");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ClaimsError::Mismatch`] when the claims do not fit `T`.
+    pub fn claims<T: serde::de::DeserializeOwned>(&self) -> Result<T, ClaimsError> {
+        self.claims.get()
+    }
+
+    /// The app's own claims as they are, e.g. [`as_json`](CustomClaims::as_json) for their
+    /// JSON text.
+    pub fn custom_claims(&self) -> &CustomClaims {
+        &self.claims
+    }
+
     /// `exp`, in milliseconds since the epoch (unclamped).
     #[inline]
     pub(crate) fn expires_at_ms(&self) -> u64 {
@@ -211,6 +265,7 @@ impl fmt::Debug for Session {
             .field("roles", &self.roles().collect::<Vec<_>>())
             .field("issued_at", &crate::clock::rfc3339(self.issued_at_ms))
             .field("expires_at", &crate::clock::rfc3339(self.expires_at_ms))
+            .field("claims", &self.claims)
             .finish()
     }
 }

@@ -23,6 +23,7 @@ async fn login_refresh_and_logout_round_trip() {
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["data"]["userId"], "alice");
     assert_eq!(me["data"]["roles"], json!(["user"]));
+    assert_eq!(me["data"]["tenant"], "acme");
 
     let (status, body) = s
         .post(
@@ -34,7 +35,17 @@ async fn login_refresh_and_logout_round_trip() {
     assert_eq!(body["data"]["sessionId"], login["sessionId"]);
     let refreshed = body["data"]["accessToken"].as_str().unwrap();
     let successor = &body["data"]["refreshToken"];
-    assert_eq!(s.get_auth("/api/me", refreshed).await.0, 200);
+    let (status, me) = s.get_auth("/api/me", refreshed).await;
+    assert_eq!(
+        (status, &me["data"]["tenant"]),
+        (200, &json!("acme")),
+        "carried over"
+    );
+    let admin = s.login("admin").await;
+    let (_, me) = s
+        .get_auth("/api/me", admin["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(me["data"]["tenant"], "ops");
 
     let (status, out) = s.post_auth("/api/token/logout", refreshed).await;
     assert_eq!((status, out["data"].clone()), (200, json!({})));

@@ -387,6 +387,38 @@ async fn a_failing_check_is_503_and_no_session() {
     assert!(manager.sessions("alice").await.unwrap().is_empty());
 }
 
+/// Claims from the credential check reach the access token; claims the rules refuse are the
+/// app's bug: 500 `internal_error` without their details, no token, no session.
+#[tokio::test]
+async fn claims_from_the_check_reach_the_token_and_refused_ones_are_500() {
+    let manager = SessionManager::new(config()).unwrap();
+    let login = LoginService::new(&manager, |c: Credentials| async move {
+        let claims = match c.username.as_str() {
+            "alice" => json!({ "tenant": "acme" }),
+            _ => json!({ "sub": "root", "tenant": "acme" }),
+        };
+        Ok::<_, Infallible>(Some(
+            Authenticated::new(c.username, ["user"]).with_claims(&claims),
+        ))
+    });
+    let reply = send(&login, build(post(), GOOD)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let token = reply.body["data"]["accessToken"].as_str().unwrap();
+    let session = manager.verify_access_token(token).await.unwrap();
+    assert_eq!(
+        session.claims::<Value>().unwrap(),
+        json!({ "tenant": "acme" })
+    );
+
+    let body = r#"{"username":"mallory","password":"x"}"#;
+    let reply = send(&login, build(post(), body)).await;
+    reply.error(500, "internal_error");
+    assert!(!reply.body.to_string().contains("root"), "{}", reply.body);
+    assert!(reply.body["data"].is_null());
+    assert!(!reply.headers.contains_key("set-cookie"));
+    assert!(manager.sessions("mallory").await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn the_deny_policy_refuses_a_login_over_the_limit_with_403() {
     let (login, _) = service(

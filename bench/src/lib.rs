@@ -44,6 +44,27 @@ pub fn bench_device() -> tower_jwt_session::store::DeviceInfo {
     }
 }
 
+/// The custom claims the scale runs give each session they create: with `TJS_BENCH_CLAIMS=1`, a
+/// 200-byte claims object (a tenant, an org, a plan, an email, five permissions), so the bytes
+/// per session can be compared with and without it; otherwise none.
+pub fn bench_claims() -> tower_jwt_session::session::CustomClaims {
+    use tower_jwt_session::session::CustomClaims;
+    if std::env::var("TJS_BENCH_CLAIMS").is_ok_and(|v| v == "1") {
+        let claims = CustomClaims::new(&serde_json::json!({
+            "tenant": "acme",
+            "org": "org_4f9c2a7e1b",
+            "plan": "enterprise",
+            "email": "alice.example@acme-corporation.example.com",
+            "permissions": ["billing:read", "billing:write", "users:read", "users:invite", "reports:x"],
+        }))
+        .expect("an object without reserved names");
+        assert_eq!(claims.len(), 200);
+        claims
+    } else {
+        CustomClaims::default()
+    }
+}
+
 /// The HMAC key every contender verifies with.
 pub const SECRET: &str = "bench-secret-bench-secret-bench-secret!!";
 

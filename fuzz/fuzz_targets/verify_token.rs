@@ -31,6 +31,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, header};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
+use tower_jwt_session::session::RESERVED_CLAIMS;
 use tower_jwt_session::{Session, SessionLayer, error::AuthError, token::TokenCodec};
 
 use common::*;
@@ -106,12 +107,13 @@ fn check_cached(token: &str, verdict: &Result<Session, AuthError>) {
 fn summary(verdict: &Result<Session, AuthError>) -> Result<String, AuthError> {
     verdict.as_ref().map_err(|e| *e).map(|s| {
         format!(
-            "{:?} {} {:?} {:?} {:?}",
+            "{:?} {} {:?} {:?} {:?} {}",
             s.user_id(),
             s.session_id(),
             s.roles().collect::<Vec<_>>(),
             s.issued_at(),
-            s.expires_at()
+            s.expires_at(),
+            s.custom_claims().as_json()
         )
     })
 }
@@ -153,9 +155,10 @@ fn check_accepted(token: &str, session: &Session) {
         "accepted a signature that is not the secret's"
     );
 
-    // serde_json's Value refuses numbers beyond f64 (e.g. an unknown claim `1e191800`); the codec
-    // skips unknown claims without reading them, which is fine. Such a token can only be checked
-    // for its signature above.
+    // serde_json's Value refuses numbers beyond f64 (e.g. a header member `1e191800`); the
+    // codec's header reading skips what it does not use, which is fine (custom claims are read
+    // as JSON values, so such a payload is refused). Such a token can only be checked for its
+    // signature above.
     let out_of_range = |i: usize| {
         let segment = token.split('.').nth(i).expect("three parts");
         let bytes = URL_SAFE_NO_PAD.decode(segment).expect("base64url");
@@ -210,6 +213,17 @@ fn check_accepted(token: &str, session: &Session) {
             .collect(),
     };
     assert_eq!(session.roles().collect::<Vec<_>>(), roles);
+    // Every other member is a custom claim, carried as it was; reserved names never are.
+    let custom: serde_json::Map<String, Value> = claims
+        .as_object()
+        .expect("the claims are an object")
+        .iter()
+        .filter(|(name, _)| !RESERVED_CLAIMS.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let carried: Value =
+        serde_json::from_str(session.custom_claims().as_json()).expect("custom claims are JSON");
+    assert_eq!(carried, Value::Object(custom), "custom claims differ: {claims}");
     // Session::expires_at clamps an exp beyond 9999-12-31 instead of overflowing SystemTime.
     let _ = session.expires_at();
 }

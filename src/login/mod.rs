@@ -138,6 +138,7 @@ use std::future::Future;
 
 pub use service::{LoginFuture, LoginService};
 
+use crate::session::{ClaimsError, CustomClaims};
 use crate::telemetry::Escaped;
 
 /// What the client sent to log in. `Debug` shows the user name (escaped) and hides the
@@ -181,6 +182,10 @@ pub struct Authenticated {
     pub user_id: String,
     /// The roles: at most [`MAX_ROLES`](crate::manager::MAX_ROLES) of at most 64 bytes each.
     pub roles: Vec<String>,
+    /// The app's own claims for the session's access tokens (see
+    /// [`with_claims`](Self::with_claims)); refused ones are kept as their error, which the
+    /// login answers with 500 `internal_error` (and logs), starting no session.
+    pub(crate) claims: Result<CustomClaims, ClaimsError>,
 }
 
 impl Authenticated {
@@ -192,7 +197,34 @@ impl Authenticated {
         Self {
             user_id: user_id.into(),
             roles: roles.into_iter().map(Into::into).collect(),
+            claims: Ok(CustomClaims::default()),
         }
+    }
+
+    /// With the app's own claims: any value that serializes to a JSON object without
+    /// [reserved names](crate::session::RESERVED_CLAIMS), put into every access token of the
+    /// session (see [`NewSession::claims`](crate::manager::NewSession::claims)). Claims the rules
+    /// refuse are the app's bug: the login answers 500 `internal_error`, logs why, and starts
+    /// no session.
+    ///
+    /// ```
+    /// use tower_jwt_session::login::Authenticated;
+    ///
+    /// let found = Authenticated::new("alice", ["user"])
+    ///     .with_claims(&serde_json::json!({ "tenant": "acme" }));
+    /// assert_eq!(found.claims().unwrap().as_json(), r#"{"tenant":"acme"}"#);
+    /// ```
+    pub fn with_claims<T: serde::Serialize + ?Sized>(mut self, claims: &T) -> Self {
+        self.claims = CustomClaims::new(claims);
+        self
+    }
+
+    /// The claims given with [`with_claims`](Self::with_claims), or why they were refused.
+    ///
+    /// # Errors
+    /// The [`ClaimsError`] they were refused with.
+    pub fn claims(&self) -> Result<&CustomClaims, &ClaimsError> {
+        self.claims.as_ref()
     }
 }
 

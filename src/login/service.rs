@@ -24,7 +24,7 @@ use super::{Authenticated, CredentialCheck, Credentials, origin};
 use crate::cookie::Delivery;
 use crate::error::{ErrorCode, json_error};
 use crate::json_body::{bad_request, declares_json, read_json, unsupported_media_type};
-use crate::manager::{SessionError, SessionManager};
+use crate::manager::{NewSession, SessionError, SessionManager};
 use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, LoginRefused, PeerAddr};
 use crate::response::{Success, TokenPairBody};
 use crate::store::DeviceInfo;
@@ -337,7 +337,12 @@ impl<C: CredentialCheck> LoginService<C> {
         let ip = ip.map(tracing::field::display);
         let created = self
             .manager
-            .create_session_with_device(&authenticated.user_id, &authenticated.roles, device)
+            .create_session_with(
+                NewSession::new(authenticated.user_id.clone())
+                    .roles(&authenticated.roles)
+                    .device(device)
+                    .custom_claims_result(authenticated.claims.clone()),
+            )
             .await;
         if let Some(attempt) = attempt {
             match &created {
@@ -378,5 +383,5 @@ impl<C: CredentialCheck> LoginService<C> {
 
 /// The answer to a session error: its status, code and message.
 fn session_error(error: &SessionError) -> Response<Bytes> {
-    json_error(error.code().status(), error.code(), &error.to_string())
+    json_error(error.code().status(), error.code(), &error.client_message())
 }

@@ -1,6 +1,8 @@
 //! Building a [`SessionManager`]: on the store the configuration names, or on one of your own.
 
+use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::{Clock, SharedClock, SystemClock, duration_ms};
 use crate::config::{ConfigError, SessionConfig, StoreSettings};
@@ -9,7 +11,23 @@ use crate::token::TokenCodec;
 use crate::token::refresh::RefreshKeys;
 
 use super::cache::RevocationCache;
+use super::claims::{DEFAULT_HOOK_TIMEOUT, RefreshHook};
 use super::{Inner, SessionManager, StartupError};
+
+/// The installed refresh hook and how long a refresh waits for it.
+#[derive(Clone)]
+pub(super) struct Hook {
+    pub(super) hook: Arc<dyn RefreshHook>,
+    pub(super) timeout: Duration,
+}
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshHook")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Builds a [`SessionManager`] with another store or clock.
 #[derive(Debug)]
@@ -18,6 +36,14 @@ pub struct SessionManagerBuilder {
     config: SessionConfig,
     store: Option<Arc<dyn SessionStore>>,
     clock: Option<SharedClock>,
+    hook: Option<Arc<dyn RefreshHook>>,
+    hook_timeout: Duration,
+}
+
+impl fmt::Debug for dyn RefreshHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefreshHook")
+    }
 }
 
 impl SessionManagerBuilder {
@@ -36,6 +62,21 @@ impl SessionManagerBuilder {
     /// The clock. The default is [`SystemClock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The app's refresh hook: fresh roles and custom claims on every refresh that rotates
+    /// (see [`RefreshHook`] for what it is asked and what its failure does). Without one, a
+    /// session keeps the roles and claims it got at login.
+    pub fn refresh_hook(mut self, hook: impl RefreshHook) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// How long a refresh waits for the refresh hook before answering 503 `unavailable`
+    /// (default 5 s).
+    pub fn refresh_hook_timeout(mut self, timeout: Duration) -> Self {
+        self.hook_timeout = timeout;
         self
     }
 
@@ -79,6 +120,10 @@ impl SessionManagerBuilder {
                 cache,
                 clock,
                 lifetimes,
+                hook: self.hook.map(|hook| Hook {
+                    hook,
+                    timeout: self.hook_timeout,
+                }),
             }),
         })
     }
@@ -141,6 +186,8 @@ impl SessionManager {
             config,
             store: None,
             clock: None,
+            hook: None,
+            hook_timeout: DEFAULT_HOOK_TIMEOUT,
         }
     }
 }

@@ -3,6 +3,9 @@
 
 use crate::config::ConfigError;
 use crate::error::ErrorCode;
+use crate::session::ClaimsError;
+
+use super::claims::HookFailure;
 use crate::store::{ReuseKind, StoreError};
 
 /// Why a session operation failed. Each maps to one status and error code of SPEC §5.
@@ -45,6 +48,15 @@ pub enum SessionError {
     /// belongs to another user (the answer is the same, so session ids cannot be probed).
     #[error("no such session")]
     NotFound,
+    /// The app's custom claims or the roles its refresh hook answered break the rules (a
+    /// reserved name, not an object, a token past the size limit): the app's bug, so a 500
+    /// `internal_error`, logged; no session was started or changed, no token issued.
+    #[error("the session's custom claims were refused: {0}")]
+    InvalidClaims(#[from] ClaimsError),
+    /// The app's refresh hook failed or timed out: 503 `unavailable`; nothing was changed and
+    /// the refresh token stays usable.
+    #[error("the refresh hook gave no answer; try again shortly")]
+    Hook(#[source] HookFailure),
     /// The session store could not be reached; nothing was changed.
     #[error("the session store is unavailable; try again shortly")]
     Unavailable(#[from] StoreError),
@@ -62,7 +74,24 @@ impl SessionError {
             SessionError::LimitReached => ErrorCode::Forbidden,
             SessionError::InvalidInput(_) => ErrorCode::InvalidRequest,
             SessionError::NotFound => ErrorCode::NotFound,
-            SessionError::Unavailable(_) | SessionError::Inconsistent => ErrorCode::Unavailable,
+            SessionError::Unavailable(_) | SessionError::Inconsistent | SessionError::Hook(_) => {
+                ErrorCode::Unavailable
+            }
+            SessionError::InvalidClaims(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl SessionError {
+    /// The message an HTTP client is told: the error's own, except for the app's bugs
+    /// ([`InvalidClaims`](Self::InvalidClaims)), whose details are logged, not sent.
+    pub(crate) fn client_message(&self) -> String {
+        match self {
+            SessionError::InvalidClaims(_) => {
+                "the server could not issue a token for this session; the cause is in its log"
+                    .to_owned()
+            }
+            other => other.to_string(),
         }
     }
 }

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 mod builder;
 pub(crate) mod cache;
+mod claims;
 mod error;
 mod pair;
 
 pub use builder::SessionManagerBuilder;
+pub use claims::{HookError, HookFailure, NewSession, RefreshContext, RefreshHook, Refreshed};
 pub use error::{SessionError, StartupError};
 pub use pair::TokenPair;
 
@@ -16,7 +18,7 @@ use crate::clock::{SharedClock, duration_ms, system_time};
 use crate::config::SessionConfig;
 use crate::error::AuthError;
 use crate::revocation::SessionStatus;
-use crate::session::{Session, SessionId};
+use crate::session::{ClaimsError, CustomClaims, Session, SessionId};
 use crate::store::{
     CreateOutcome, DeviceInfo, Lifetimes, RotateOutcome, RotateRequest, SessionLimit,
     SessionRecord, SessionStore, purge_at,
@@ -41,6 +43,7 @@ struct Inner {
     cache: RevocationCache,
     clock: SharedClock,
     lifetimes: Lifetimes,
+    hook: Option<builder::Hook>,
 }
 
 /// No roles, for [`SessionManager::create_session`]: `create_session("alice", NO_ROLES)`.
@@ -60,6 +63,11 @@ fn check_input(user_id: &str, roles: &[impl AsRef<str>]) -> Result<(), SessionEr
         ));
     }
     Ok(())
+}
+
+/// Logs claims the app gave that the rules refuse: the app's bug, answered 500.
+fn claims_refused(user_id: &str, error: &ClaimsError) {
+    tracing::error!(user_id = %Escaped::new(user_id), %error, "the app's custom claims or roles for a session were refused: no token issued");
 }
 
 /// Creates, refreshes, revokes and lists sessions: the session rules, with no HTTP in them.
@@ -202,9 +210,58 @@ impl SessionManager {
         roles: &[impl AsRef<str>],
         device: DeviceInfo,
     ) -> Result<TokenPair, SessionError> {
-        check_input(user_id, roles)?;
-        let roles = roles.iter().map(|r| r.as_ref().to_owned()).collect();
-        self.create(user_id, roles, device).await
+        self.create_session_with(NewSession::new(user_id).roles(roles).device(device))
+            .await
+    }
+
+    /// Starts a session as [`create_session`](Self::create_session) does, with everything a
+    /// [`NewSession`] holds: roles, the device, and the app's own claims, which go into every
+    /// access token of the session (read back with [`Session::claims`]) until a
+    /// [`RefreshHook`] changes them.
+    ///
+    /// ```
+    /// use tower_jwt_session::manager::NewSession;
+    /// use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let pair = manager
+    ///     .create_session_with(NewSession::new("alice").claims(&serde_json::json!({ "tenant": "acme" })))
+    ///     .await?;
+    /// let session = manager.verify_access_token(&pair.access_token).await?;
+    /// assert_eq!(session.custom_claims().as_json(), r#"{"tenant":"acme"}"#);
+    ///
+    /// // A reserved name is the app's bug: refused, nothing started.
+    /// let refused = manager
+    ///     .create_session_with(NewSession::new("bob").claims(&serde_json::json!({ "sub": "root" })))
+    ///     .await;
+    /// assert!(matches!(refused, Err(SessionError::InvalidClaims(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create_session`](Self::create_session), and [`SessionError::InvalidClaims`] for
+    /// claims that are not an object, use a reserved name, or make the access token longer than
+    /// [`MAX_TOKEN_LEN`](crate::token::MAX_TOKEN_LEN).
+    pub async fn create_session_with(
+        &self,
+        session: NewSession,
+    ) -> Result<TokenPair, SessionError> {
+        let NewSession {
+            user_id,
+            roles,
+            device,
+            claims,
+        } = session;
+        check_input(&user_id, &roles)?;
+        let claims = claims.inspect_err(|e| claims_refused(&user_id, e))?;
+        self.inner
+            .codec
+            .check_fits(&user_id, &roles, &claims)
+            .inspect_err(|e| claims_refused(&user_id, e))?;
+        self.create(&user_id, roles, device, claims).await
     }
 
     async fn create(
@@ -212,6 +269,7 @@ impl SessionManager {
         user_id: &str,
         roles: Vec<String>,
         device: DeviceInfo,
+        claims: CustomClaims,
     ) -> Result<TokenPair, SessionError> {
         let inner = &*self.inner;
         let now = self.now_ms();
@@ -232,6 +290,7 @@ impl SessionManager {
             revoked_at: None,
             purge_at: purge_at(expires_at, refresh_expires_at, now, &inner.lifetimes),
             device,
+            claims,
         };
         let limit = SessionLimit {
             max: inner.config.rules().max_sessions(),
@@ -292,12 +351,16 @@ impl SessionManager {
             .parse_refresh_token(refresh_token)
             .ok_or(SessionError::InvalidToken)?;
         let now = self.now_ms();
-        let request = RotateRequest {
+        let mut request = RotateRequest {
             session_id: claims.session_id,
             generation: claims.generation,
             now,
             lifetimes: inner.lifetimes,
+            update: None,
         };
+        if let Some(hook) = &inner.hook {
+            request.update = self.ask_hook(hook, &request).await?;
+        }
         // Taken before the store is asked: a revocation delivered while it answers wins.
         let since = inner.cache.begin(claims.session_id);
         match self.timed("rotate", inner.store.rotate(request)).await? {
@@ -327,6 +390,59 @@ impl SessionManager {
             _ if now >= claims.expires_at_ms => Err(SessionError::TokenExpired),
             _ => Err(SessionError::Revoked),
         }
+    }
+
+    /// What the refresh hook says the session holds from now on, when the presented token is
+    /// the session's current one (a rotation will follow); `None` when the store will answer
+    /// without rotating (grace, reuse, an ended session), which the hook need not be asked
+    /// about. Nothing is written here: the update rides on the rotation, atomically.
+    async fn ask_hook(
+        &self,
+        hook: &builder::Hook,
+        request: &RotateRequest,
+    ) -> Result<Option<crate::store::SessionUpdate>, SessionError> {
+        let Some(record) = self
+            .timed("get", self.inner.store.get(request.session_id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let now = request.now;
+        if record.generation != request.generation
+            || !record.is_live(now)
+            || now >= record.refresh_expires_at
+        {
+            return Ok(None);
+        }
+        let context = RefreshContext {
+            session_id: record.session_id,
+            roles: record.roles,
+            claims: record.claims,
+            user_id: record.user_id,
+        };
+        let user_id = context.user_id.clone();
+        let answer = match tokio::time::timeout(hook.timeout, hook.hook.refresh(context)).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(error)) => {
+                tracing::warn!(session_id = %request.session_id, user_id = %Escaped::new(&user_id), %error, "refresh refused: the refresh hook failed");
+                return Err(SessionError::Hook(HookFailure::Failed(error)));
+            }
+            Err(_) => {
+                tracing::warn!(session_id = %request.session_id, user_id = %Escaped::new(&user_id), timeout = ?hook.timeout, "refresh refused: the refresh hook did not answer in time");
+                return Err(SessionError::Hook(HookFailure::TimedOut(hook.timeout)));
+            }
+        };
+        let update = answer.into_update();
+        if let Err(SessionError::InvalidInput(why)) = check_input(&user_id, &update.roles) {
+            let error = ClaimsError::InvalidRoles(why);
+            claims_refused(&user_id, &error);
+            return Err(error.into());
+        }
+        self.inner
+            .codec
+            .check_fits(&user_id, &update.roles, &update.claims)
+            .inspect_err(|e| claims_refused(&user_id, e))?;
+        Ok(Some(update))
     }
 
     /// Ends one session now: its access and refresh tokens stop working. Returns whether it was
@@ -508,6 +624,7 @@ impl SessionManager {
             &record.user_id,
             record.session_id,
             &record.roles,
+            &record.claims,
             record.expires_at,
         );
         let claims = RefreshClaims {

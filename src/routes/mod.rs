@@ -197,7 +197,7 @@ fn success<T: serde::Serialize>(message: &'static str, data: T) -> Answer {
 }
 
 fn session_error(error: &SessionError) -> Answer {
-    json_error(error.code().status(), error.code(), &error.to_string())
+    json_error(error.code().status(), error.code(), &error.client_message())
 }
 
 fn bad_request(message: &str) -> Answer {

@@ -285,3 +285,50 @@ mod cookie_logout {
         assert_eq!(status, 200);
     }
 }
+
+/// The refresh route answers a failing refresh hook with 503 `unavailable` and keeps the refresh
+/// cookie (the token stays usable); once the hook answers, the same token refreshes and the new
+/// access token carries what it answered.
+#[tokio::test]
+async fn a_failing_refresh_hook_is_503_over_http_and_the_cookie_stays() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::manager::{RefreshContext, Refreshed};
+    let down = Arc::new(AtomicBool::new(true));
+    let flag = down.clone();
+    let manager = SessionManager::builder(SessionConfig::new(SECRET).unwrap())
+        .refresh_hook(move |session: RefreshContext| {
+            let down = flag.load(Ordering::SeqCst);
+            async move {
+                if down {
+                    return Err("the plans service is down".into());
+                }
+                Ok(Refreshed::new(&session.roles).claims(&json!({ "plan": "pro" }))?)
+            }
+        })
+        .build()
+        .unwrap();
+    let pair = manager.create_session("alice", &["user"]).await.unwrap();
+    let routes = TokenRoutes::new(&manager);
+    let cookie = format!("tjs_refresh={}", pair.refresh_token);
+    let headers = [
+        ("content-type", "application/json"),
+        ("cookie", cookie.as_str()),
+        ("x-requested-with", "XMLHttpRequest"),
+    ];
+    let (status, res_headers, body) = post(&routes, "/refresh", &headers, "{}").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "unavailable");
+    assert!(!body.to_string().contains("plans service"), "{body}");
+    assert!(
+        res_headers.get("set-cookie").is_none(),
+        "the cookie is kept"
+    );
+    down.store(false, Ordering::SeqCst);
+    let (status, _, body) = post(&routes, "/refresh", &headers, "{}").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["data"]["accessToken"].as_str().unwrap();
+    let session = manager.verify_access_token(token).await.unwrap();
+    assert_eq!(session.claims::<Value>().unwrap(), json!({ "plan": "pro" }));
+}

@@ -183,7 +183,7 @@ impl SessionStore for MemoryStore {
         };
         let old_purge_at = record.purge_at;
         let decision = decide_rotation(record, &req);
-        apply_rotation(record, decision, req.now);
+        apply_rotation(record, decision, &req);
         let new_purge_at = record.purge_at;
         let outcome = match decision {
             RotationDecision::Rotate { .. } => RotateOutcome::Rotated(record.clone()),

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::SessionLimitPolicy;
-use crate::session::SessionId;
+use crate::session::{CustomClaims, SessionId};
 
 /// A session as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,11 @@ pub struct SessionRecord {
     /// The device it was started from, for the devices list (display only). Stores keep it
     /// as it was given at creation; records written before it existed read as the default.
     pub device: DeviceInfo,
+    /// The app's own claims, put into its access tokens. Stores keep them as
+    /// [`as_json`](CustomClaims::as_json) gives them (one string, sealed with the record where
+    /// the store seals) and read them back with [`CustomClaims::from_json`]; records written
+    /// before they existed read as none. A rotation with an update replaces them.
+    pub claims: CustomClaims,
 }
 
 impl SessionRecord {
@@ -93,9 +98,19 @@ pub struct Lifetimes {
     pub access_retention: u64,
 }
 
+/// Fresh roles and claims for a session, from the app's refresh hook: a rotation that advances
+/// the generation stores them with it, in the same atomic step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUpdate {
+    /// The roles from now on.
+    pub roles: Vec<String>,
+    /// The custom claims from now on.
+    pub claims: CustomClaims,
+}
+
 /// A refresh request: the session and generation named by a refresh token whose MAC has
 /// already been checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotateRequest {
     /// The session the token belongs to.
     pub session_id: SessionId,
@@ -105,6 +120,10 @@ pub struct RotateRequest {
     pub now: u64,
     /// The lifetimes in force.
     pub lifetimes: Lifetimes,
+    /// Roles and claims to store when the rotation advances the generation (and only then: a
+    /// grace answer hands out the record as it is, so every answer for one successor carries
+    /// the same claims). `None` keeps them.
+    pub update: Option<SessionUpdate>,
 }
 
 /// Why a presented refresh token counts as stolen.
@@ -226,8 +245,14 @@ pub(crate) fn purge_at(
         .min(expires_at.saturating_add(l.access_retention))
 }
 
-/// Applies a decision to a record (the in-memory half of an atomic rotation).
-pub(crate) fn apply_rotation(record: &mut SessionRecord, decision: RotationDecision, now: u64) {
+/// Applies a decision to a record (the in-memory half of an atomic rotation), with the
+/// request's update when it advances the generation.
+pub(crate) fn apply_rotation(
+    record: &mut SessionRecord,
+    decision: RotationDecision,
+    req: &RotateRequest,
+) {
+    let now = req.now;
     match decision {
         RotationDecision::Rotate {
             refresh_expires_at,
@@ -238,6 +263,10 @@ pub(crate) fn apply_rotation(record: &mut SessionRecord, decision: RotationDecis
             record.last_active_at = now;
             record.refresh_expires_at = refresh_expires_at;
             record.purge_at = purge_at;
+            if let Some(update) = &req.update {
+                record.roles.clone_from(&update.roles);
+                record.claims = update.claims.clone();
+            }
         }
         RotationDecision::Reuse(_) => record.revoked_at = Some(now),
         _ => {}
@@ -368,9 +397,11 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// next generation ([`RotateOutcome::Rotated`]: `rotated_at` and `last_active_at` become
     /// `now`, the refresh expiry `now + refresh_ttl` capped by `expires_at`, and the purge time
     /// the later of that and `now + access_retention`, capped by `expires_at +
-    /// access_retention`); a generation never issued is [`RotateOutcome::NotFound`]; the
-    /// immediate parent within `reuse_interval` of the rotation is [`RotateOutcome::Grace`]
-    /// (nothing changes); the parent after it, or any older generation, revokes the session
+    /// access_retention`, and the roles and claims of the request's
+    /// [`update`](RotateRequest::update), if any, replace the record's in the same atomic step);
+    /// a generation never issued is [`RotateOutcome::NotFound`]; the immediate parent within
+    /// `reuse_interval` of the rotation is [`RotateOutcome::Grace`] (nothing changes, an update
+    /// included); the parent after it, or any older generation, revokes the session
     /// ([`RotateOutcome::Reused`]).
     async fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError>;
 

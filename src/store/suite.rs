@@ -38,6 +38,7 @@ pub(crate) fn record(user: &str, now: u64, l: &Lifetimes) -> SessionRecord {
         revoked_at: None,
         purge_at: purge_at(expires_at, refresh_expires_at, now, l),
         device: DeviceInfo::new("Firefox on Linux", Some("203.0.113.0/24")),
+        claims: crate::session::CustomClaims::from_json(r#"{"tenant":"acme"}"#).unwrap(),
     }
 }
 
@@ -59,6 +60,7 @@ fn rotate_req(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
         generation,
         now,
         lifetimes: lifetimes(),
+        update: None,
     }
 }
 
@@ -313,6 +315,98 @@ pub(crate) async fn device_metadata_round_trips<S: SessionStore + ?Sized>(store:
     let list = store.list(&user, at(1_800)).await.unwrap();
     let devices: Vec<&DeviceInfo> = list.iter().map(|r| &r.device).collect();
     assert_eq!(devices, [&r.device, &DeviceInfo::default(), &long]);
+}
+
+/// Custom claims are kept through creation, reads, listing and a plain rotation; a rotation
+/// with an update stores its roles and claims in the same step (a grace answer for the retired
+/// token hands out the same ones, and ignores an update of its own); claims longer than one
+/// clear hash field, with multi-byte characters, come back whole; emptied claims read as none.
+pub(crate) async fn claims_round_trip_and_rotation_updates<S: SessionStore + ?Sized>(store: &S) {
+    use crate::session::CustomClaims;
+    use crate::store::SessionUpdate;
+    let user = unique("cleo");
+    let big = CustomClaims::new(&serde_json::json!({
+        "tenant": "acme",
+        "note": "é".repeat(60),
+        "perms": ["read", "write", "admin", "billing"],
+        "n": 12345,
+    }))
+    .unwrap();
+    assert!(big.len() > 150, "{}", big.len());
+    let mut r = record_for(store, &user, at(1_000), &lifetimes());
+    r.claims = big.clone();
+    store
+        .create(r.clone(), limit(10), &lifetimes(), at(1_000))
+        .await
+        .unwrap();
+    assert_eq!(store.get(r.session_id).await.unwrap().unwrap().claims, big);
+    assert_eq!(store.list(&user, at(1_000)).await.unwrap()[0].claims, big);
+    let Ok(RotateOutcome::Rotated(kept)) =
+        store.rotate(rotate_req(r.session_id, 0, at(1_100))).await
+    else {
+        panic!("rotation refused");
+    };
+    assert_eq!((&kept.claims, &kept.roles), (&big, &r.roles));
+    let fresh = CustomClaims::new(&serde_json::json!({ "tenant": "globex" })).unwrap();
+    let update = SessionUpdate {
+        roles: vec!["viewer".to_owned()],
+        claims: fresh.clone(),
+    };
+    let mut req = rotate_req(r.session_id, 1, at(1_200));
+    req.update = Some(update.clone());
+    let Ok(RotateOutcome::Rotated(updated)) = store.rotate(req).await else {
+        panic!("rotation refused");
+    };
+    assert_eq!((&updated.claims, &updated.roles), (&fresh, &update.roles));
+    let stored = store.get(r.session_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.claims, stored.roles, stored.generation),
+        (fresh.clone(), update.roles.clone(), 2)
+    );
+    // The retired token within the interval: the successor as stored, whatever it asks.
+    let mut racing = rotate_req(r.session_id, 1, at(1_300));
+    racing.update = Some(SessionUpdate {
+        roles: vec!["admin".to_owned()],
+        claims: big.clone(),
+    });
+    let Ok(RotateOutcome::Grace(grace)) = store.rotate(racing).await else {
+        panic!("no grace");
+    };
+    assert_eq!(
+        (&grace.claims, &grace.roles, grace.generation),
+        (&fresh, &update.roles, 2)
+    );
+    let stored = store.get(r.session_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.claims, stored.roles),
+        (fresh.clone(), update.roles.clone())
+    );
+    // Emptied: no claims left over from before (a shorter text drops the old parts too).
+    let mut req = rotate_req(r.session_id, 2, at(1_400));
+    req.update = Some(SessionUpdate {
+        roles: Vec::new(),
+        claims: CustomClaims::default(),
+    });
+    assert!(matches!(
+        store.rotate(req).await,
+        Ok(RotateOutcome::Rotated(_))
+    ));
+    let stored = store.get(r.session_id).await.unwrap().unwrap();
+    assert!(
+        stored.claims.is_empty() && stored.roles.is_empty(),
+        "{stored:?}"
+    );
+    // Long again after short: every part is the new text's.
+    let mut req = rotate_req(r.session_id, 3, at(1_500));
+    req.update = Some(SessionUpdate {
+        roles: Vec::new(),
+        claims: big.clone(),
+    });
+    assert!(matches!(
+        store.rotate(req).await,
+        Ok(RotateOutcome::Rotated(_))
+    ));
+    assert_eq!(store.get(r.session_id).await.unwrap().unwrap().claims, big);
 }
 
 /// Revoking all of a user's sessions but one leaves that one, and other users', alone.
@@ -617,6 +711,7 @@ macro_rules! store_suite {
             limit_denies,
             ended_sessions_are_deleted_at_once,
             device_metadata_round_trips,
+            claims_round_trip_and_rotation_updates,
             revoke_all_except_keeps_one,
         );
 

@@ -24,6 +24,7 @@ fn record() -> SessionRecord {
         revoked_at: None,
         purge_at: 3_000,
         device: DeviceInfo::default(),
+        claims: Default::default(),
     }
 }
 
@@ -33,6 +34,7 @@ fn req(r: &SessionRecord, generation: u64, now: u64) -> RotateRequest {
         generation,
         now,
         lifetimes: lifetimes(),
+        update: None,
     }
 }
 

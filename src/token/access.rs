@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::clock::{ms_to_secs, secs_to_ms, system_time, unix_ms};
 use crate::error::AuthError;
-use crate::session::{Session, SessionId, random_bytes};
+use crate::session::{ClaimsError, CustomClaims, Session, SessionId, is_reserved, random_bytes};
 
 use jsonwebtoken::Header;
 use jsonwebtoken::errors::ErrorKind;
@@ -23,7 +23,66 @@ impl TokenCodec {
     /// Issues an access token for `user_id` in session `session_id` with `roles`, valid for the
     /// configured access-token lifetime.
     pub fn issue(&self, user_id: &str, session_id: SessionId, roles: &[String]) -> IssuedToken {
-        self.issue_capped(user_id, session_id, roles, u64::MAX)
+        self.issue_capped(
+            user_id,
+            session_id,
+            roles,
+            &CustomClaims::default(),
+            u64::MAX,
+        )
+    }
+
+    /// As [`issue`](Self::issue), carrying the app's own `claims` beside the registered ones.
+    ///
+    /// # Errors
+    /// [`ClaimsError::TooLarge`] when the token would be longer than [`MAX_TOKEN_LEN`].
+    pub fn issue_with_claims(
+        &self,
+        user_id: &str,
+        session_id: SessionId,
+        roles: &[String],
+        claims: &CustomClaims,
+    ) -> Result<IssuedToken, ClaimsError> {
+        self.check_fits(user_id, roles, claims)?;
+        Ok(self.issue_capped(user_id, session_id, roles, claims, u64::MAX))
+    }
+
+    /// Refuses `claims` when a token of `user_id` with `roles` and them could be longer than
+    /// [`MAX_TOKEN_LEN`], which verification refuses: the length is reckoned with the longest
+    /// `iat` and `exp`, so a token that passes is never refused for its length later.
+    ///
+    /// # Errors
+    /// [`ClaimsError::TooLarge`], saying how large the claims and the token were.
+    pub fn check_fits(
+        &self,
+        user_id: &str,
+        roles: &[String],
+        claims: &CustomClaims,
+    ) -> Result<(), ClaimsError> {
+        let inner = &*self.inner;
+        let registered = OutClaims {
+            iss: inner.issuer.as_deref(),
+            sub: user_id,
+            aud: inner.audience.as_deref(),
+            exp: u64::MAX,
+            iat: u64::MAX,
+            jti: "0123456789012345678901",
+            sid: "0123456789012345678901",
+            roles,
+        };
+        let registered = serde_json::to_vec(&registered).expect("claims serialize");
+        // `{registered}` and `{custom}` become `{registered,custom}`.
+        let payload = registered.len() + claims.members().map_or(0, |m| m.len() + 1);
+        let token_bytes =
+            inner.header_b64.len() + 1 + payload.div_ceil(3) * 4 + 1 + inner.signature_len;
+        if token_bytes > MAX_TOKEN_LEN {
+            return Err(ClaimsError::TooLarge {
+                claims_bytes: claims.len(),
+                token_bytes,
+                max: MAX_TOKEN_LEN,
+            });
+        }
+        Ok(())
     }
 
     /// As [`issue`](Self::issue), with `exp` no later than `not_after`, so an access token never
@@ -35,16 +94,24 @@ impl TokenCodec {
         roles: &[String],
         not_after: SystemTime,
     ) -> IssuedToken {
-        self.issue_capped(user_id, session_id, roles, unix_ms(not_after))
+        self.issue_capped(
+            user_id,
+            session_id,
+            roles,
+            &CustomClaims::default(),
+            unix_ms(not_after),
+        )
     }
 
-    /// As [`issue`](Self::issue), with `exp` no later than `cap_ms` (milliseconds since the
-    /// epoch, rounded down to the second).
+    /// As [`issue`](Self::issue) with `claims`, with `exp` no later than `cap_ms`
+    /// (milliseconds since the epoch, rounded down to the second). The caller checked the
+    /// claims with [`check_fits`](Self::check_fits).
     pub(crate) fn issue_capped(
         &self,
         user_id: &str,
         session_id: SessionId,
         roles: &[String],
+        custom: &CustomClaims,
         cap_ms: u64,
     ) -> IssuedToken {
         let inner = &*self.inner;
@@ -66,7 +133,14 @@ impl TokenCodec {
             sid: session_id.encode_into(&mut sid_buf),
             roles,
         };
-        let payload = serde_json::to_vec(&claims).expect("claims serialize");
+        let mut payload = serde_json::to_vec(&claims).expect("claims serialize");
+        if let Some(members) = custom.members() {
+            // A JSON object without reserved names (CustomClaims checked it), spliced in.
+            payload.pop();
+            payload.push(b',');
+            payload.extend_from_slice(members.as_bytes());
+            payload.push(b'}');
+        }
         let mut token = String::with_capacity(inner.header_b64.len() + payload.len() * 4 / 3 + 100);
         token.push_str(&inner.header_b64);
         token.push('.');
@@ -202,6 +276,10 @@ impl TokenCodec {
         if roles.iter().any(|r| r.contains('\0')) {
             return Err(AuthError::InvalidClaim("roles"));
         }
+        let mut other = claims.other.0;
+        if other.keys().any(|k| is_reserved(k)) {
+            other.retain(|k, _| !is_reserved(k));
+        }
         Ok(Decoded {
             session: Session::new(
                 &sub,
@@ -209,7 +287,8 @@ impl TokenCodec {
                 sid,
                 secs_to_ms(iat),
                 secs_to_ms(exp),
-            ),
+            )
+            .with_claims(CustomClaims::from_checked_map(&other)),
             not_before_ms: nbf.map(secs_to_ms),
         })
     }

@@ -43,6 +43,20 @@ pub(super) struct InClaims {
     /// Its value is jsonwebtoken's check; read here for its presence and its type.
     pub(super) aud: Option<Audience>,
     pub(super) roles: Option<Vec<String>>,
+    /// Every other member: the app's custom claims (and registered names this codec does not
+    /// read, such as `typ`, which are dropped). A member named twice is refused.
+    #[serde(flatten)]
+    pub(super) other: Other,
+}
+
+/// The members of a claims set that [`InClaims`] does not name, each named once.
+#[derive(Default)]
+pub(super) struct Other(pub(super) serde_json::Map<String, serde_json::Value>);
+
+impl<'de> Deserialize<'de> for Other {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(crate::session::UniqueVisitor).map(Other)
+    }
 }
 
 /// `aud`: a string or an array of strings (RFC 7519 §4.1.3). Read for its type only.

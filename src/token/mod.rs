@@ -54,6 +54,8 @@ struct Inner {
     header_b64: String,
     alg: Algorithm,
     signer: SignerKey,
+    /// Length of a signature in its base64url form (fixed for each key).
+    signature_len: usize,
     keys: Vec<VerifyKey>,
     /// The public keys as a JWKS, built once.
     jwks: Option<Jwks>,
@@ -183,11 +185,15 @@ impl TokenCodec {
             || default_allowed,
             |algs| algs.iter().map(|a| a.to_jwt()).collect(),
         );
+        let signature_len = jsonwebtoken::crypto::sign(b"length", &signer, alg)
+            .expect("a key loaded for its algorithm signs")
+            .len();
         Ok(Self {
             inner: Arc::new(Inner {
                 header_b64,
                 alg,
                 signer,
+                signature_len,
                 keys,
                 jwks,
                 allowed,

@@ -723,3 +723,120 @@ fn public_key_kids_are_rfc7638_thumbprints() {
         );
     }
 }
+
+fn custom(value: Value) -> crate::session::CustomClaims {
+    crate::session::CustomClaims::new(&value).unwrap()
+}
+
+#[test]
+fn custom_claims_ride_beside_the_registered_ones_and_come_back() {
+    let (codec, _) = plain();
+    let claims = custom(json!({ "tenant": "acme", "perms": ["read"], "n": 7 }));
+    let sid = SessionId::random();
+    let issued = codec
+        .issue_with_claims("alice", sid, &["user".to_owned()], &claims)
+        .unwrap();
+    let payload = issued.token.split('.').nth(1).unwrap();
+    let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(payload["tenant"], "acme");
+    assert_eq!(payload["sub"], "alice");
+    assert_eq!(payload["roles"], json!(["user"]));
+    let session = codec.verify(&issued.token).unwrap();
+    assert_eq!(session.custom_claims(), &claims);
+    assert_eq!(session.claims::<Value>().unwrap()["perms"], json!(["read"]));
+    assert_eq!(session.session_id(), sid);
+    // Without claims the payload has none, and the session reads the empty object.
+    let bare = codec.verify(&codec.issue("bob", sid, &[]).token).unwrap();
+    assert!(bare.custom_claims().is_empty());
+    assert_eq!(bare.claims::<Value>().unwrap(), json!({}));
+    // Through the cache of verified tokens: the second sight carries the same claims.
+    assert_eq!(
+        codec.verify(&issued.token).unwrap().custom_claims(),
+        &claims
+    );
+}
+
+#[test]
+fn foreign_tokens_with_custom_claims_verify_and_registered_claims_stay_strict() {
+    let (codec, _) = plain();
+    let mut with_custom = claims();
+    with_custom["org"] = json!({ "id": 3 });
+    with_custom["typ"] = json!("Bearer");
+    let session = codec.verify(&good(&with_custom)).unwrap();
+    // `typ` is a reserved name: not a custom claim, dropped.
+    assert_eq!(session.custom_claims().as_json(), r#"{"org":{"id":3}}"#);
+    let mut bad_exp = with_custom.clone();
+    bad_exp["exp"] = json!("soon");
+    assert!(codec.verify(&good(&bad_exp)).is_err());
+    let mut bad_roles = with_custom.clone();
+    bad_roles["roles"] = json!("admin");
+    assert!(codec.verify(&good(&bad_roles)).is_err());
+    let header = format!(
+        r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+        kid(SECRET)
+    );
+    let base = claims();
+    let body = |extra: &str| {
+        format!(
+            r#"{{"sub":"alice","sid":"{}","jti":"j","iat":{NOW},"exp":{}{extra}}}"#,
+            base["sid"].as_str().unwrap(),
+            NOW + 600
+        )
+    };
+    assert!(codec.verify(&raw(&header, &body(r#","org":1"#))).is_ok());
+    for duplicate in [r#","org":1,"org":2"#, r#","sub":"mallory""#] {
+        assert!(
+            matches!(
+                codec.verify(&raw(&header, &body(duplicate))),
+                Err(AuthError::Malformed(_))
+            ),
+            "{duplicate}"
+        );
+    }
+}
+
+#[test]
+fn claims_that_would_pass_the_token_limit_are_refused_exactly_at_it() {
+    let rsa = (
+        include_bytes!("../../tests/keys/rsa_private.pem"),
+        include_bytes!("../../tests/keys/rsa_public.pem"),
+    );
+    for config in [
+        config().issuer("https://issuer.example").audience("api"),
+        config().signing_key_pem(Alg::RS256, rsa.0, rsa.1).unwrap(),
+    ] {
+        let (codec, _) = codec_with(config);
+        let roles = vec!["user".to_owned(), "admin".to_owned()];
+        let pad = |n: usize| custom(json!({ "pad": "x".repeat(n) }));
+        let fits = |n: usize| codec.check_fits("alice", &roles, &pad(n)).is_ok();
+        let (mut lo, mut hi) = (0, MAX_TOKEN_LEN);
+        while lo + 1 < hi {
+            let mid = (lo + hi) / 2;
+            if fits(mid) { lo = mid } else { hi = mid }
+        }
+        let issued = codec
+            .issue_with_claims("alice", SessionId::random(), &roles, &pad(lo))
+            .unwrap();
+        assert!(issued.token.len() <= MAX_TOKEN_LEN);
+        assert!(
+            issued.token.len() > MAX_TOKEN_LEN - 64,
+            "{}",
+            issued.token.len()
+        );
+        assert_eq!(
+            codec.verify(&issued.token).unwrap().custom_claims(),
+            &pad(lo)
+        );
+        match codec.issue_with_claims("alice", SessionId::random(), &roles, &pad(hi)) {
+            Err(crate::session::ClaimsError::TooLarge {
+                claims_bytes,
+                token_bytes,
+                max,
+            }) => {
+                assert_eq!(claims_bytes, pad(hi).as_json().len());
+                assert!(token_bytes > max && max == MAX_TOKEN_LEN);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

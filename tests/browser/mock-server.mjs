@@ -22,9 +22,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const CLIENT_DIR = path.resolve(here, '..', '..', 'client');
 
 const USERS = {
-  alice: { password: 'alice-password', userId: 'alice', roles: ['user'] },
-  bob: { password: 'bob-password', userId: 'bob', roles: ['user'] },
-  admin: { password: 'admin-password', userId: 'admin', roles: ['user', 'admin'] },
+  alice: { password: 'alice-password', userId: 'alice', roles: ['user'], tenant: 'acme' },
+  bob: { password: 'bob-password', userId: 'bob', roles: ['user'], tenant: 'acme' },
+  admin: { password: 'admin-password', userId: 'admin', roles: ['user', 'admin'], tenant: 'ops' },
 };
 
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -71,7 +71,7 @@ export function createMockServer(options = {}) {
     const header = { alg: 'HS256', typ: 'at+jwt', kid: 'mock' };
     const exp = Math.floor((now + cfg.accessTtlMs) / 1000); // whole seconds, as a real server does
     const payload = { sub: sess.userId, sid: sess.id, jti: crypto.randomUUID(), iat: Math.floor(now / 1000),
-      exp, roles: sess.roles };
+      exp, roles: sess.roles, tenant: sess.tenant };
     const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
     const sig = crypto.createHmac('sha256', key).update(input).digest();
     return { token: `${input}.${b64url(sig)}`, expiresIn: cfg.accessTtlMs };
@@ -119,7 +119,7 @@ export function createMockServer(options = {}) {
       mine.sort((a, b) => a.lastActiveAt - b.lastActiveAt);
       mine[0].revoked = true; // evict least recently active
     }
-    const sess = { id: crypto.randomUUID(), userId: user.userId, roles: user.roles, createdAt: now, lastRefreshedAt: null,
+    const sess = { id: crypto.randomUUID(), userId: user.userId, roles: user.roles, tenant: user.tenant, createdAt: now, lastRefreshedAt: null,
       lastActiveAt: now, expiresAt: now + cfg.sessionTtlMs, gen: 0, currentRefresh: null, rotatedAt: 0, revoked: false };
     sessions.set(sess.id, sess);
     return sess;
@@ -238,7 +238,7 @@ export function createMockServer(options = {}) {
       const v = verifyAccess(req);
       if (!v.claims) { count('me401'); return unauthorized(res, v); }
       v.sess.lastActiveAt = Date.now();
-      return ok(res, 'OK', { userId: v.claims.sub, sessionId: v.claims.sid, roles: v.claims.roles }, hintHeaders(v.claims));
+      return ok(res, 'OK', { userId: v.claims.sub, sessionId: v.claims.sid, roles: v.claims.roles, tenant: v.claims.tenant }, hintHeaders(v.claims));
     }
 
     if (p === '/api/token/refresh' && req.method === 'POST') {

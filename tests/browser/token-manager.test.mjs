@@ -357,6 +357,24 @@ test('a Web Lock grant that overtakes the sibling\'s storage write still makes o
   }
 });
 
+test('getTokenInfo() exposes the custom claims of the access token (the tenant), and none after logout', async () => {
+  const { context } = await newContext();
+  try {
+    const page = await openTab(context, {});
+    assert.deepEqual(await page.evaluate(() => window.tm.getTokenInfo().claims), {});
+    await login(page, 'admin');
+    const info = await page.evaluate(() => window.tm.getTokenInfo());
+    assert.deepEqual(info.claims, { tenant: 'ops' });
+    assert.deepEqual(info.roles, ['user', 'admin']);
+    const me = await page.evaluate(() => window.tm.makeAuthenticatedRequest('/api/me').then((r) => r.json()));
+    assert.equal(me.data.tenant, 'ops');
+    await page.evaluate(() => window.tm.logout());
+    assert.deepEqual(await page.evaluate(() => window.tm.getTokenInfo().claims), {});
+  } finally {
+    await context.close();
+  }
+});
+
 test('logout in one tab logs out the other', async () => {
   const { context } = await newContext();
   try {

@@ -14,11 +14,14 @@
 //!
 //! Prints `sessions bytes_per_session create_p50_us create_p99_us refresh_p50_us refresh_p99_us`
 //! (tab-separated). `TJS_BENCH_DEVICE=1` gives every session a login's device metadata
-//! ([`tjs_bench::bench_device`]).
+//! ([`tjs_bench::bench_device`]); `TJS_BENCH_CLAIMS=1` a 200-byte custom claims object
+//! ([`tjs_bench::bench_claims`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tower_jwt_session::manager::NewSession;
+use tower_jwt_session::session::CustomClaims;
 use tower_jwt_session::store::{MemoryStore, SessionStore};
 use tower_jwt_session::{SessionConfig, SessionManager};
 
@@ -50,6 +53,14 @@ fn main() {
         .unwrap();
         let roles = vec!["user".to_owned()];
         let device = tjs_bench::bench_device();
+        let claims = tjs_bench::bench_claims();
+        let login = |user: &str| {
+            NewSession::new(user)
+                .roles(&roles)
+                .device(device.clone())
+                // A copy of its own, as each login serializes its own (a clone shares one).
+                .custom_claims(CustomClaims::from_json(claims.as_json()).expect("claims"))
+        };
         let user_ids: Vec<String> = (0..n.div_ceil(5)).map(|u| format!("user-{u}")).collect();
 
         // The sample's storage, allocated and touched before the first reading.
@@ -62,7 +73,7 @@ fn main() {
         let before = tjs_bench::rss_bytes();
         for i in 0..n {
             let pair = manager
-                .create_session_with_device(&user_ids[i / 5], &roles, device.clone())
+                .create_session_with(login(&user_ids[i / 5]))
                 .await
                 .expect("create");
             if i % keep_every == 0 && kept < slots {
@@ -85,7 +96,7 @@ fn main() {
             let user = format!("fresh-{i}");
             let start = Instant::now();
             let pair = manager
-                .create_session_with_device(&user, &roles, device.clone())
+                .create_session_with(login(&user))
                 .await
                 .expect("create");
             create.push(start.elapsed());

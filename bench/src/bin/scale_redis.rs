@@ -10,11 +10,13 @@
 //! `sessions  p50_us  p99_us  bytes_per_session` (the growth of Redis's `used_memory` since the
 //! start, divided by the sessions: meant for a Redis of its own, as bench/scale.sh starts). Deletes
 //! its keys at the end. `TJS_BENCH_DEVICE=1` gives every session a login's device metadata
-//! ([`tjs_bench::bench_device`]); `TJS_BENCH_SEAL=1` seals the records (a fixed test key).
+//! ([`tjs_bench::bench_device`]); `TJS_BENCH_CLAIMS=1` a 200-byte custom claims object
+//! ([`tjs_bench::bench_claims`]); `TJS_BENCH_SEAL=1` seals the records (a fixed test key).
 
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
+use tower_jwt_session::manager::NewSession;
 use tower_jwt_session::store::RedisStore;
 use tower_jwt_session::{SessionConfig, SessionManager};
 
@@ -66,6 +68,7 @@ async fn main() {
     // Every refresh token so far, by creation order; the sample is drawn from all of them.
     let mut tokens: Vec<String> = Vec::new();
     let roles = vec!["user".to_owned()];
+    let claims = tjs_bench::bench_claims();
     for n in sizes {
         let mut tasks = JoinSet::new();
         let mut next = tokens.len();
@@ -75,10 +78,17 @@ async fn main() {
                 let manager = manager.clone();
                 let roles = roles.clone();
                 let device = device.clone();
+                let claims = tower_jwt_session::session::CustomClaims::from_json(claims.as_json())
+                    .expect("claims");
                 let i = next;
                 tasks.spawn(async move {
                     let pair = manager
-                        .create_session_with_device(&format!("user-{}", i / 5), &roles, device)
+                        .create_session_with(
+                            NewSession::new(format!("user-{}", i / 5))
+                                .roles(&roles)
+                                .device(device)
+                                .custom_claims(claims),
+                        )
                         .await
                         .expect("create");
                     (i, pair.refresh_token)

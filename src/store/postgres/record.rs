@@ -1,12 +1,12 @@
 //! A session record as PostgreSQL holds it: the times the rules read in SQL as columns, the
-//! rest (user id, roles, device) in one `data` value, sealed with the times when a key is configured;
+//! rest (user id, roles, device, custom claims) in one `data` value, sealed with the times when a key is configured;
 //! and the keys that stand for user ids in the index.
 
 use sha2::{Digest, Sha256};
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
-use crate::session::SessionId;
+use crate::session::{CustomClaims, SessionId};
 use crate::store::sealing::Cipher;
 use crate::store::{DeviceInfo, SessionRecord, StoreError};
 
@@ -30,6 +30,10 @@ struct RecordData {
     /// written before the devices list read as no device.
     #[serde(default, skip_serializing_if = "is_unknown")]
     dv: DeviceInfo,
+    /// The custom claims' JSON text; absent when there are none (and in rows written before
+    /// custom claims existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<String>,
 }
 
 fn is_unknown(device: &DeviceInfo) -> bool {
@@ -42,6 +46,7 @@ impl RecordData {
             u: record.user_id.clone(),
             r: record.roles.clone(),
             dv: record.device.clone(),
+            k: (!record.claims.is_empty()).then(|| record.claims.as_json().to_owned()),
         }
     }
 }
@@ -74,7 +79,7 @@ fn aad(sid: SessionId) -> Vec<u8> {
     aad
 }
 
-/// The `data` column of `record`: JSON of its user id, roles and device without a key; with a key,
+/// The `data` column of `record`: JSON of its user id, roles, device and custom claims without a key; with a key,
 /// those and its times sealed together (XChaCha20-Poly1305, the session id as associated data).
 pub(super) fn encode_data(
     cipher: Option<&Cipher>,
@@ -170,6 +175,11 @@ pub(super) fn decode_row(
             },
         },
     };
+    let claims = match data.k.as_deref().map(CustomClaims::from_json) {
+        None => CustomClaims::default(),
+        Some(Ok(claims)) => claims,
+        Some(Err(_)) => return Ok(refused(sid, "the custom claims are not a JSON object")),
+    };
     let [
         created_at,
         last_active_at,
@@ -184,6 +194,7 @@ pub(super) fn decode_row(
             user_id: data.u,
             roles: data.r,
             device: data.dv,
+            claims,
             created_at,
             last_active_at,
             expires_at,

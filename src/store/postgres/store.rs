@@ -531,7 +531,7 @@ impl PostgresStore {
         }
         let decision = decide_rotation(&record, req);
         let mut next = record.clone();
-        apply_rotation(&mut next, decision, req.now);
+        apply_rotation(&mut next, decision, req);
         let outcome = match decision {
             RotationDecision::Rotate { .. } => RotateOutcome::Rotated(next.clone()),
             RotationDecision::Grace => RotateOutcome::Grace(next.clone()),

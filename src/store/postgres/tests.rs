@@ -107,6 +107,7 @@ fn rotate_req(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
         generation,
         now,
         lifetimes: l(),
+        update: None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use redis::{FromRedisValue, Value};
 
 use crate::clock::Clock as _;
-use crate::session::SessionId;
+use crate::session::{CustomClaims, SessionId};
 use crate::store::sealing::{
     Cipher, SEAL_VERSION, SealedData, SealedDataV1, record_aad, sealed_part_name,
 };
@@ -25,6 +25,10 @@ struct SealedWithDevice<D> {
     data: SealedData,
     #[serde(default, skip_serializing_if = "is_unknown")]
     dv: D,
+    /// The custom claims' JSON text; absent when there are none (and in seals written before
+    /// they existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<String>,
 }
 
 fn is_unknown<D: std::borrow::Borrow<DeviceInfo>>(device: &D) -> bool {
@@ -37,6 +41,46 @@ fn device_fields(device: &DeviceInfo) -> impl Iterator<Item = (String, String)> 
     let label = (!device.label().is_empty()).then(|| ("l".to_owned(), device.label().to_owned()));
     let ip = device.ip().map(|ip| ("ip".to_owned(), ip.to_owned()));
     label.into_iter().chain(ip)
+}
+
+/// The clear fields of the custom claims, when records are not sealed: their JSON text in parts
+/// of at most 64 bytes (`k`, `k1`, `k2`, …), cut between characters, so the hash keeps its
+/// compact encoding (hash-max-listpack-value). None when there are no claims.
+pub(super) fn claims_fields(claims: &CustomClaims) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    let mut rest = if claims.is_empty() {
+        ""
+    } else {
+        claims.as_json()
+    };
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(64);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let name = match fields.len() {
+            0 => "k".to_owned(),
+            n => format!("k{n}"),
+        };
+        fields.push((name, rest[..cut].to_owned()));
+        rest = &rest[cut..];
+    }
+    fields
+}
+
+/// The custom claims joined from their clear parts; none without a `k` field.
+fn clear_claims(map: &HashMap<&str, &str>) -> Result<CustomClaims, StoreError> {
+    let Some(first) = map.get("k") else {
+        return Ok(CustomClaims::default());
+    };
+    let mut text = (*first).to_owned();
+    for index in 1.. {
+        match map.get(format!("k{index}").as_str()) {
+            Some(part) => text.push_str(part),
+            None => break,
+        }
+    }
+    CustomClaims::from_json(&text).map_err(|_| corrupt("the custom claims are not a JSON object"))
 }
 
 pub(super) fn corrupt(what: &str) -> StoreError {
@@ -56,6 +100,7 @@ pub(super) fn data_fields(
             ("r".to_owned(), roles),
         ];
         fields.extend(device_fields(&record.device));
+        fields.extend(claims_fields(&record.claims));
         return Ok(fields);
     };
     let plain = serde_json::to_vec(&SealedWithDevice {
@@ -70,6 +115,7 @@ pub(super) fn data_fields(
             p: record.purge_at,
         },
         dv: &record.device,
+        k: (!record.claims.is_empty()).then(|| record.claims.as_json().to_owned()),
     })
     .map_err(|_| corrupt("record data"))?;
     let sealed = cipher.seal(&record_aad(SEAL_VERSION, record.session_id), &plain);
@@ -171,7 +217,17 @@ pub(super) fn decode(
     let Ok(sealed) = serde_json::from_slice::<SealedWithDevice<DeviceInfo>>(&opened.plain) else {
         return Ok(refused(sid, "the seal holds no record data"));
     };
-    Ok(sealed_record(sid, fields, sealed.data, sealed.dv).map(|r| (r, opened.old_key)))
+    let claims = match sealed.k.as_deref().map(CustomClaims::from_json) {
+        None => CustomClaims::default(),
+        Some(Ok(claims)) => claims,
+        Some(Err(_)) => {
+            return Ok(refused(
+                sid,
+                "the seal holds custom claims that do not parse",
+            ));
+        }
+    };
+    Ok(sealed_record(sid, fields, sealed.data, sealed.dv, claims).map(|r| (r, opened.old_key)))
 }
 
 /// A whole-sealed record, if its clear fields agree with its seal.
@@ -180,6 +236,7 @@ fn sealed_record(
     fields: &[(String, String)],
     data: SealedData,
     device: DeviceInfo,
+    claims: CustomClaims,
 ) -> Option<SessionRecord> {
     let record = SessionRecord {
         session_id: sid,
@@ -194,6 +251,7 @@ fn sealed_record(
         revoked_at: None,
         purge_at: data.p,
         device,
+        claims,
     };
     let clear = |name: &str| {
         fields
@@ -273,6 +331,7 @@ fn parse_record(
             map.get("l").copied().unwrap_or_default(),
             map.get("ip").copied(),
         ),
+        claims: clear_claims(&map)?,
     })
 }
 

@@ -10,7 +10,7 @@ use redis::{Client, FromRedisValue, Script, ScriptInvocation, Value};
 
 use super::connection::{RedisConnection, client_for};
 use super::keys::KeyNames;
-use super::record::{corrupt, data_fields, decode, pairs, sid_of, time_fields};
+use super::record::{claims_fields, corrupt, data_fields, decode, pairs, sid_of, time_fields};
 use crate::config::{RedisSettings, SessionLimitPolicy};
 use crate::session::{SessionId, random_bytes};
 use crate::store::sealing::Cipher;
@@ -294,7 +294,7 @@ impl RedisStore {
             let drop = |outcome| (Some(Action::Drop), outcome);
             let decision = decide_rotation(&record, &req);
             let mut next = record.clone();
-            apply_rotation(&mut next, decision, req.now);
+            apply_rotation(&mut next, decision, &req);
             let (action, outcome) = if req.now > record.purge_at {
                 drop(RotateOutcome::NotFound)
             } else {
@@ -490,6 +490,13 @@ impl SessionStore for RedisStore {
             .arg(&self.channel)
             .arg(sid.to_string())
             .arg(self.names().index_prefix(&sid.as_bytes()[..4]));
+        if let Some(update) = &req.update {
+            let roles = serde_json::to_string(&update.roles).map_err(|_| corrupt("roles"))?;
+            invocation.arg(roles);
+            for (name, value) in claims_fields(&update.claims) {
+                invocation.arg(name).arg(value);
+            }
+        }
         let reply: Vec<Value> = self.run(&invocation).await?;
         let status = reply
             .first()

@@ -153,6 +153,98 @@ async fn sealed_records_and_key_names_leak_nothing() {
     assert_eq!(store.list(user, now).await.unwrap().len(), 1);
 }
 
+/// Custom claims are sealed with the record, at creation and after a rotation that updates
+/// them; without a key they sit in clear `k` parts of at most 64 bytes; a store that starts
+/// sealing seals a clear record's claims and drops its clear parts.
+#[tokio::test]
+async fn custom_claims_are_sealed_at_rest() {
+    use crate::session::CustomClaims;
+    use crate::store::SessionUpdate;
+    let l = suite::lifetimes();
+    let now = crate::clock::SystemClock.now_ms();
+    let marker = |tag: &str| {
+        CustomClaims::new(&serde_json::json!({ "email": format!("{tag}-claim-marker@example.com"), "pad": "p".repeat(150) }))
+            .unwrap()
+    };
+    let prefix = redis_server::unique_prefix("claims-sealed");
+    let store = sealed_store_with(&prefix, &[KEY_1]).await.unwrap();
+    let mut record = suite::record_for(&store, "carol", now, &l);
+    record.claims = marker("login");
+    store
+        .create(record.clone(), suite::limit(10), &l, now)
+        .await
+        .unwrap();
+    let mut update = rotation(record.session_id, 0, now + 1);
+    update.update = Some(SessionUpdate {
+        roles: vec!["user".to_owned()],
+        claims: marker("hook"),
+    });
+    assert!(matches!(
+        store.rotate(update).await.unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    let dumped = dump(&store, &prefix).await;
+    assert!(
+        !dumped.contains("claim-marker") && !dumped.contains("ppppp"),
+        "{dumped}"
+    );
+    let got = store.get(record.session_id).await.unwrap().unwrap();
+    assert_eq!(got.claims, marker("hook"));
+
+    let clear_prefix = redis_server::unique_prefix("claims-clear");
+    let urls = &redis_server::single().urls;
+    let clear = RedisStore::connect(&settings(urls, &clear_prefix, Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let mut record = suite::record_for(&clear, "dave", now, &l);
+    record.claims = marker("clear");
+    clear
+        .create(record.clone(), suite::limit(10), &l, now)
+        .await
+        .unwrap();
+    let fields: Vec<(String, String)> = clear
+        .command(redis::cmd("HGETALL").arg(clear.names().record_key(record.session_id)))
+        .await
+        .unwrap();
+    let parts: Vec<&(String, String)> = fields.iter().filter(|(k, _)| k.starts_with('k')).collect();
+    assert!(
+        parts.len() >= 3 && parts.iter().all(|(_, v)| v.len() <= 64),
+        "{parts:?}"
+    );
+    assert!(dump(&clear, &clear_prefix).await.contains("claim-marker"));
+
+    let migrating = settings(urls, &clear_prefix, Duration::from_secs(2))
+        .with_encryption_key(&KEY_1)
+        .unwrap()
+        .with_unsealed_records_accepted(true);
+    let migrating = RedisStore::connect(&migrating).await.unwrap();
+    assert_eq!(
+        migrating
+            .get(record.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .claims,
+        marker("clear")
+    );
+    let out = migrating
+        .rotate(rotation(record.session_id, 0, now + 1))
+        .await
+        .unwrap();
+    assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+    let dumped = dump(&migrating, &clear_prefix).await;
+    assert!(!dumped.contains("claim-marker"), "{dumped}");
+    assert_eq!(
+        migrating
+            .get(record.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .claims,
+        marker("clear")
+    );
+}
+
 /// Every record the manager accepts round-trips sealed: eight parts once held at most 342 bytes
 /// of JSON, and a longer record was cut short and never opened again.
 #[tokio::test]
@@ -227,6 +319,7 @@ async fn swapped_or_tampered_records_are_no_session() {
             generation: 0,
             now: now + 1,
             lifetimes: l,
+            update: None,
         })
         .await
         .unwrap();
@@ -287,6 +380,7 @@ async fn key_rotation_opens_old_records_and_reseals_them() {
             generation: 0,
             now: now + 1,
             lifetimes: l,
+            update: None,
         })
         .await
         .unwrap();
@@ -464,6 +558,7 @@ async fn one_account_holds_only_its_limit(store: RedisStore) {
                         generation,
                         now,
                         lifetimes: l,
+                        update: None,
                     };
                     assert!(matches!(
                         store.rotate(req).await.unwrap(),
@@ -476,6 +571,7 @@ async fn one_account_holds_only_its_limit(store: RedisStore) {
                     generation: 0,
                     now,
                     lifetimes: l,
+                    update: None,
                 };
                 assert!(matches!(
                     store.rotate(req).await.unwrap(),
@@ -620,6 +716,7 @@ fn rotation(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
         generation,
         now,
         lifetimes: suite::lifetimes(),
+        update: None,
     }
 }
 

@@ -1,6 +1,9 @@
 -- Rotate a refresh token: decide_rotation in store/mod.rs, applied atomically.
 -- KEYS[1] the record. ARGV: now, presented generation, refresh ttl, reuse interval,
--- access retention, channel, sid, index key prefix (the index is that prefix .. field `i`).
+-- access retention, channel, sid, index key prefix (the index is that prefix .. field `i`),
+-- then, when the rotation carries an update: the new roles' JSON and the custom claims' fields
+-- as name, value pairs (`k`, `k1`, …; none when there are no claims), which replace the old
+-- ones only when the generation advances.
 -- Returns { outcome, { field, value, ... }, pttl } with the record after the change (for a
 -- reuse: as it was when it was deleted).
 local record = KEYS[1]
@@ -32,6 +35,15 @@ if presented == current then
   local refresh_expires = math.min(now + refresh_ttl, expires)
   local new_purge = math.min(math.max(refresh_expires, now + retention), expires + retention)
   redis.call('HSET', record, 'g', current + 1, 'a', ARGV[1], 'x', refresh_expires, 'p', new_purge)
+  if ARGV[9] then
+    for _, name in ipairs(redis.call('HKEYS', record)) do
+      if string.match(name, '^k%d*$') then redis.call('HDEL', record, name) end
+    end
+    redis.call('HSET', record, 'r', ARGV[9])
+    for i = 10, #ARGV, 2 do
+      redis.call('HSET', record, ARGV[i], ARGV[i + 1])
+    end
+  end
   redis.call('PEXPIREAT', record, new_purge + 1)
   return { 'rotated', redis.call('HGETALL', record), redis.call('PTTL', record) }
 elseif presented > current then

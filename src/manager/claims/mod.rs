@@ -1,0 +1,221 @@
+//! Custom claims at login ([`NewSession`]) and at refresh ([`RefreshHook`]).
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::session::{ClaimsError, CustomClaims, SessionId};
+use crate::store::{DeviceInfo, SessionUpdate};
+
+/// A session to start, for [`SessionManager::create_session_with`](super::SessionManager::create_session_with):
+/// the user, and optionally roles, the device and the app's own claims.
+///
+/// ```
+/// use tower_jwt_session::manager::NewSession;
+///
+/// let login = NewSession::new("alice")
+///     .roles(&["user"])
+///     .claims(&serde_json::json!({ "tenant": "acme", "plan": "pro" }));
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NewSession {
+    pub(super) user_id: String,
+    pub(super) roles: Vec<String>,
+    pub(super) device: DeviceInfo,
+    /// Refused claims are kept as their error, for `create_session_with` to answer.
+    pub(super) claims: Result<CustomClaims, ClaimsError>,
+}
+
+impl NewSession {
+    /// A session of `user_id`, without roles or custom claims, from an unknown device.
+    pub fn new(user_id: impl Into<String>) -> Self {
+        Self {
+            user_id: user_id.into(),
+            roles: Vec::new(),
+            device: DeviceInfo::default(),
+            claims: Ok(CustomClaims::default()),
+        }
+    }
+
+    /// Its roles.
+    pub fn roles(mut self, roles: &[impl AsRef<str>]) -> Self {
+        self.roles = roles.iter().map(|r| r.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// The device it is started from ([`DeviceInfo::capture`]), for the devices list.
+    pub fn device(mut self, device: DeviceInfo) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// The app's own claims: any value that serializes to a JSON object without
+    /// [reserved names](crate::session::RESERVED_CLAIMS). A value that does not is answered by
+    /// [`create_session_with`](super::SessionManager::create_session_with) as
+    /// [`SessionError::InvalidClaims`](super::SessionError::InvalidClaims).
+    pub fn claims<T: Serialize + ?Sized>(mut self, claims: &T) -> Self {
+        self.claims = CustomClaims::new(claims);
+        self
+    }
+
+    /// The app's own claims, already checked.
+    pub fn custom_claims(mut self, claims: CustomClaims) -> Self {
+        self.claims = Ok(claims);
+        self
+    }
+
+    /// Claims as a credential check made them, refused or not.
+    pub(crate) fn custom_claims_result(
+        mut self,
+        claims: Result<CustomClaims, ClaimsError>,
+    ) -> Self {
+        self.claims = claims;
+        self
+    }
+}
+
+/// The session a [`RefreshHook`] is asked about: as the store holds it when the refresh token
+/// is presented.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RefreshContext {
+    /// The user.
+    pub user_id: String,
+    /// The session.
+    pub session_id: SessionId,
+    /// Its roles so far.
+    pub roles: Vec<String>,
+    /// Its custom claims so far.
+    pub claims: CustomClaims,
+}
+
+/// Fresh roles and claims from a [`RefreshHook`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Refreshed {
+    roles: Vec<String>,
+    claims: CustomClaims,
+}
+
+impl Refreshed {
+    /// These roles, and no custom claims.
+    pub fn new(roles: &[impl AsRef<str>]) -> Self {
+        Self {
+            roles: roles.iter().map(|r| r.as_ref().to_owned()).collect(),
+            claims: CustomClaims::default(),
+        }
+    }
+
+    /// The roles and claims of `context`, unchanged.
+    pub fn unchanged(context: &RefreshContext) -> Self {
+        Self {
+            roles: context.roles.clone(),
+            claims: context.claims.clone(),
+        }
+    }
+
+    /// With these custom claims (see [`NewSession::claims`]).
+    ///
+    /// # Errors
+    /// As [`CustomClaims::new`].
+    pub fn claims<T: Serialize + ?Sized>(mut self, claims: &T) -> Result<Self, ClaimsError> {
+        self.claims = CustomClaims::new(claims)?;
+        Ok(self)
+    }
+
+    /// With these custom claims, already checked.
+    pub fn custom_claims(mut self, claims: CustomClaims) -> Self {
+        self.claims = claims;
+        self
+    }
+
+    pub(super) fn into_update(self) -> SessionUpdate {
+        SessionUpdate {
+            roles: self.roles,
+            claims: self.claims,
+        }
+    }
+}
+
+/// The error a refresh hook answers with: the app's own, boxed.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The app's refresh hook, installed with
+/// [`SessionManagerBuilder::refresh_hook`](super::SessionManagerBuilder::refresh_hook): asked
+/// for the roles and custom claims of every refresh that rotates a session's refresh token, so a
+/// role taken away or a plan changed reaches the next access token instead of waiting for the
+/// session's end. What it answers is stored with the rotation, in the same atomic step, and
+/// carried by later refreshes.
+///
+/// - It is not asked when the presented token gets no new successor: a refresh within the reuse
+///   interval by the token's immediate parent (racing tabs) hands out the current successor
+///   with the claims stored when it was minted, so one successor never has two sets of claims;
+///   refused refreshes (reuse, revoked, expired) are refused before it.
+/// - It failing (an error, or no answer within
+///   [`refresh_hook_timeout`](super::SessionManagerBuilder::refresh_hook_timeout)) answers
+///   the refresh with [`SessionError::Hook`](super::SessionError::Hook) (503 `unavailable`),
+///   and nothing changes: the refresh token stays usable for a retry. No token with stale
+///   claims is passed off as fresh.
+/// - With a hook, a refresh reads the session from the store before rotating it (one more
+///   round trip on Redis), to give the hook the session's user, roles and claims.
+/// - Roles or claims it answers that the rules refuse (too many roles, a token past
+///   [`MAX_TOKEN_LEN`](crate::token::MAX_TOKEN_LEN)) are the app's bug:
+///   [`SessionError::InvalidClaims`](super::SessionError::InvalidClaims), a 500, and nothing
+///   changes either.
+///
+/// Any `Fn(RefreshContext) -> impl Future<Output = Result<Refreshed, HookError>>` is a hook:
+///
+/// ```
+/// use tower_jwt_session::manager::{HookError, RefreshContext, Refreshed};
+/// use tower_jwt_session::{SessionConfig, SessionManager};
+///
+/// async fn fresh_claims(session: RefreshContext) -> Result<Refreshed, HookError> {
+///     // Look the user up in the app's own database here.
+///     let plan = if session.user_id == "alice" { "pro" } else { "free" };
+///     Ok(Refreshed::new(&session.roles).claims(&serde_json::json!({ "plan": plan }))?)
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = SessionManager::builder(SessionConfig::new("0123456789abcdef0123456789abcdef")?)
+///     .refresh_hook(fresh_claims)
+///     .build()?;
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait]
+pub trait RefreshHook: Send + Sync + 'static {
+    /// The roles and claims `session` has from now on.
+    async fn refresh(&self, session: RefreshContext) -> Result<Refreshed, HookError>;
+}
+
+#[async_trait]
+impl<F, Fut> RefreshHook for F
+where
+    F: Fn(RefreshContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Refreshed, HookError>> + Send + 'static,
+{
+    async fn refresh(&self, session: RefreshContext) -> Result<Refreshed, HookError> {
+        self(session).await
+    }
+}
+
+/// How long a refresh waits for the hook by default.
+pub(super) const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the refresh hook gave no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HookFailure {
+    /// The hook answered with an error.
+    #[error("the refresh hook failed: {0}")]
+    Failed(HookError),
+    /// The hook did not answer in time.
+    #[error("the refresh hook did not answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+#[cfg(test)]
+mod tests;
