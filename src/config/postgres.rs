@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::env::{DURATION_FORM, Env};
 use super::keys::Secret;
-use super::redis::{read_sealing_keys, redact_url_password};
+use super::redis::{add_sealing_key, read_sealing_keys, redact_url_password};
 
 /// Which store holds the sessions, when the variables could name more than one
 /// (`SESSION_STORE=memory|redis|postgres`).
@@ -241,14 +241,7 @@ impl PostgresSettings {
     /// # Errors
     /// [`ConfigError::Invalid`] when the key is not 32 bytes.
     pub fn with_encryption_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
-        if key.len() != 32 {
-            return Err(ConfigError::Invalid {
-                name: "SESSION_ENCRYPTION_KEY",
-                value: "[redacted]".to_owned(),
-                expected: "exactly 32 bytes, e.g. `openssl rand -base64 32`",
-            });
-        }
-        self.encryption_keys.insert(0, Secret::new(key));
+        add_sealing_key(&mut self.encryption_keys, key, true)?;
         Ok(self)
     }
 
@@ -259,22 +252,7 @@ impl PostgresSettings {
     /// [`ConfigError::Invalid`] when the key is not 32 bytes, [`ConfigError::Conflict`] when no
     /// current key is set.
     pub fn with_previous_encryption_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
-        if self.encryption_keys.is_empty() {
-            return Err(ConfigError::Conflict {
-                name: "previous_encryption_key",
-                reason: "an older sealing key was given, but no current one".to_owned(),
-                fix: "set the current key with encryption_key (SESSION_ENCRYPTION_KEY) first"
-                    .to_owned(),
-            });
-        }
-        if key.len() != 32 {
-            return Err(ConfigError::Invalid {
-                name: "SESSION_ENCRYPTION_PREVIOUS_KEYS",
-                value: "[redacted]".to_owned(),
-                expected: "exactly 32 bytes each, base64",
-            });
-        }
-        self.encryption_keys.push(Secret::new(key));
+        add_sealing_key(&mut self.encryption_keys, key, false)?;
         Ok(self)
     }
 

@@ -213,14 +213,7 @@ impl RedisSettings {
     /// # Errors
     /// [`ConfigError::Invalid`] when the key is not 32 bytes.
     pub fn with_encryption_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
-        if key.len() != 32 {
-            return Err(ConfigError::Invalid {
-                name: "SESSION_ENCRYPTION_KEY",
-                value: "[redacted]".to_owned(),
-                expected: "exactly 32 bytes, e.g. `openssl rand -base64 32`",
-            });
-        }
-        self.encryption_keys.insert(0, Secret::new(key));
+        add_sealing_key(&mut self.encryption_keys, key, true)?;
         Ok(self)
     }
 
@@ -231,22 +224,7 @@ impl RedisSettings {
     /// [`ConfigError::Invalid`] when the key is not 32 bytes, [`ConfigError::Conflict`] when no
     /// current key is set.
     pub fn with_previous_encryption_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
-        if self.encryption_keys.is_empty() {
-            return Err(ConfigError::Conflict {
-                name: "previous_encryption_key",
-                reason: "an older sealing key was given, but no current one".to_owned(),
-                fix: "set the current key with encryption_key (SESSION_ENCRYPTION_KEY) first"
-                    .to_owned(),
-            });
-        }
-        if key.len() != 32 {
-            return Err(ConfigError::Invalid {
-                name: "SESSION_ENCRYPTION_PREVIOUS_KEYS",
-                value: "[redacted]".to_owned(),
-                expected: "exactly 32 bytes each, base64",
-            });
-        }
-        self.encryption_keys.push(Secret::new(key));
+        add_sealing_key(&mut self.encryption_keys, key, false)?;
         Ok(self)
     }
 
@@ -309,6 +287,45 @@ impl RedisSettings {
     pub(crate) fn encryption_keys(&self) -> &[Secret] {
         &self.encryption_keys
     }
+}
+
+/// Adds a sealing key to `keys` (the current key first, then older ones), refusing a key that is
+/// not 32 bytes and an older key without a current one. Shared by the Redis and PostgreSQL
+/// settings, which seal alike.
+pub(super) fn add_sealing_key(
+    keys: &mut Vec<Secret>,
+    key: &[u8],
+    current: bool,
+) -> Result<(), ConfigError> {
+    if !current && keys.is_empty() {
+        return Err(ConfigError::Conflict {
+            name: "previous_encryption_key",
+            reason: "an older sealing key was given, but no current one".to_owned(),
+            fix: "set the current key with encryption_key (SESSION_ENCRYPTION_KEY) first"
+                .to_owned(),
+        });
+    }
+    if key.len() != 32 {
+        return Err(ConfigError::Invalid {
+            name: if current {
+                "SESSION_ENCRYPTION_KEY"
+            } else {
+                "SESSION_ENCRYPTION_PREVIOUS_KEYS"
+            },
+            value: "[redacted]".to_owned(),
+            expected: if current {
+                "exactly 32 bytes, e.g. `openssl rand -base64 32`"
+            } else {
+                "exactly 32 bytes each, base64"
+            },
+        });
+    }
+    if current {
+        keys.insert(0, Secret::new(key));
+    } else {
+        keys.push(Secret::new(key));
+    }
+    Ok(())
 }
 
 /// `SESSION_ENCRYPTION_KEY`, `SESSION_ENCRYPTION_PREVIOUS_KEYS` (current key first) and
