@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use super::{
     CreateOutcome, Lifetimes, RotateOutcome, RotateRequest, SessionLimit, SessionRecord,
-    SessionStore, StoreError, apply_rotation, decide_rotation, plan_admission,
+    SessionStore, StoreError, apply_rotation, decide_rotation, plan_admission, rotation_outcome,
 };
 use crate::session::SessionId;
 use crate::store::RotationDecision;
@@ -185,15 +185,7 @@ impl SessionStore for MemoryStore {
         let decision = decide_rotation(record, &req);
         apply_rotation(record, decision, &req);
         let new_purge_at = record.purge_at;
-        let outcome = match decision {
-            RotationDecision::Rotate { .. } => RotateOutcome::Rotated(record.clone()),
-            RotationDecision::Grace => RotateOutcome::Grace(record.clone()),
-            RotationDecision::Reuse(kind) => RotateOutcome::Reused(record.clone(), kind),
-            RotationDecision::Revoked => RotateOutcome::Revoked,
-            RotationDecision::SessionExpired => RotateOutcome::SessionExpired,
-            RotationDecision::TokenExpired => RotateOutcome::TokenExpired,
-            RotationDecision::NotFound => RotateOutcome::NotFound,
-        };
+        let outcome = rotation_outcome(decision, record);
         match decision {
             // An ended session is deleted at once.
             RotationDecision::Reuse(_) | RotationDecision::Revoked => {

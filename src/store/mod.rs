@@ -245,6 +245,22 @@ pub(crate) fn purge_at(
         .min(expires_at.saturating_add(l.access_retention))
 }
 
+/// What a rotation answers, from its decision and the record as [`apply_rotation`] left it.
+pub(crate) fn rotation_outcome(
+    decision: RotationDecision,
+    record: &SessionRecord,
+) -> RotateOutcome {
+    match decision {
+        RotationDecision::Rotate { .. } => RotateOutcome::Rotated(record.clone()),
+        RotationDecision::Grace => RotateOutcome::Grace(record.clone()),
+        RotationDecision::Reuse(kind) => RotateOutcome::Reused(record.clone(), kind),
+        RotationDecision::Revoked => RotateOutcome::Revoked,
+        RotationDecision::SessionExpired => RotateOutcome::SessionExpired,
+        RotationDecision::TokenExpired => RotateOutcome::TokenExpired,
+        RotationDecision::NotFound => RotateOutcome::NotFound,
+    }
+}
+
 /// Applies a decision to a record (the in-memory half of an atomic rotation), with the
 /// request's update when it advances the generation.
 pub(crate) fn apply_rotation(

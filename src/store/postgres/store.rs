@@ -21,7 +21,7 @@ use crate::store::sealing::Cipher;
 use crate::store::{
     CreateOutcome, Lifetimes, RevocationEvent, RevocationSink, RotateOutcome, RotateRequest,
     RotationDecision, SessionLimit, SessionRecord, SessionStore, StoreError, apply_rotation,
-    decide_rotation, plan_admission,
+    decide_rotation, plan_admission, rotation_outcome,
 };
 
 /// How many due rows (of any user) one login deletes at most, to bound its work.
@@ -532,15 +532,7 @@ impl PostgresStore {
         let decision = decide_rotation(&record, req);
         let mut next = record.clone();
         apply_rotation(&mut next, decision, req);
-        let outcome = match decision {
-            RotationDecision::Rotate { .. } => RotateOutcome::Rotated(next.clone()),
-            RotationDecision::Grace => RotateOutcome::Grace(next.clone()),
-            RotationDecision::Reuse(kind) => RotateOutcome::Reused(next.clone(), kind),
-            RotationDecision::Revoked => RotateOutcome::Revoked,
-            RotationDecision::SessionExpired => RotateOutcome::SessionExpired,
-            RotationDecision::TokenExpired => RotateOutcome::TokenExpired,
-            RotationDecision::NotFound => RotateOutcome::NotFound,
-        };
+        let outcome = rotation_outcome(decision, &next);
         match decision {
             // An ended session is deleted at once, and every instance told.
             RotationDecision::Reuse(_) | RotationDecision::Revoked => {
