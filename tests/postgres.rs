@@ -9,9 +9,9 @@ mod common;
 #[path = "common/pg_server.rs"]
 mod pg_server;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, assert_error};
+use common::Server;
 use pg_server::TestDb;
 use serde_json::json;
 use tower_jwt_session::config::PostgresSettings;
@@ -28,34 +28,8 @@ fn instance(db: &TestDb) -> Server {
 async fn a_session_made_on_one_instance_works_on_the_other() {
     let db = TestDb::create().await;
     let (a, b) = (instance(&db), instance(&db));
-    let (status, health) = b.get("/api/token/health").await;
-    assert_eq!(status, 200);
-    assert_eq!(health["data"], json!({"status": "ok", "store": "postgres"}));
-
-    let login = a.login("alice").await;
+    let (login, _) = common::a_session_crosses_instances(&a, &b, "postgres").await;
     let token = login["accessToken"].as_str().unwrap();
-    let (status, me) = b.get_auth("/api/me", token).await;
-    assert_eq!(status, 200, "{me}");
-    assert_eq!(me["data"]["sessionId"], login["sessionId"]);
-
-    let (status, refreshed) = b
-        .post(
-            "/api/token/refresh",
-            json!({"refreshToken": login["refreshToken"]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{refreshed}");
-    let (status, again) = a
-        .post(
-            "/api/token/refresh",
-            json!({"refreshToken": login["refreshToken"]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{again}");
-    assert_eq!(
-        again["data"]["refreshToken"],
-        refreshed["data"]["refreshToken"]
-    );
     let (status, stats) = a.get_auth("/api/token/session-stats/alice", token).await;
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["data"]["activeSessions"], 1);
@@ -67,33 +41,7 @@ async fn a_session_made_on_one_instance_works_on_the_other() {
 async fn a_logout_on_one_instance_is_enforced_on_the_other_within_the_bound() {
     let db = TestDb::create().await;
     let (a, b) = (instance(&db), instance(&db));
-    let mut lags = Vec::new();
-    for _ in 0..20 {
-        let login = a.login("bob").await;
-        let token = login["accessToken"].as_str().unwrap().to_owned();
-        assert_eq!(b.get_auth("/api/me", &token).await.0, 200);
-        let start = Instant::now();
-        assert_eq!(a.post_auth("/api/token/logout", &token).await.0, 200);
-        loop {
-            let (status, body) = b.get_auth("/api/me", &token).await;
-            if status == 401 {
-                assert_error(status, &body, 401, "token_revoked");
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(1),
-                "b still accepts a revoked session"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        lags.push(start.elapsed());
-    }
-    lags.sort();
-    eprintln!(
-        "postgres cross-instance logout lag over 20 runs: median {:?}, max {:?}",
-        lags[lags.len() / 2],
-        lags[lags.len() - 1]
-    );
+    common::a_logout_reaches_the_other_instance(&a, &b, "postgres ").await;
 }
 
 /// Two managers (two instances) on one database: 64 concurrent refreshes of one refresh

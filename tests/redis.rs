@@ -30,36 +30,8 @@ async fn a_session_made_on_one_instance_works_on_the_other() {
     let (a, b) = pair(&[]);
     let (status, health) = b.post("/api/token/health", json!({})).await;
     assert_eq!(status, 405, "{health}");
-    let (status, health) = b.get("/api/token/health").await;
-    assert_eq!(status, 200);
-    assert_eq!(health["data"], json!({"status": "ok", "store": "redis"}));
-
-    let login = a.login("alice").await;
-    let token = login["accessToken"].as_str().unwrap();
-    let (status, me) = b.get_auth("/api/me", token).await;
-    assert_eq!(status, 200, "{me}");
-    assert_eq!(me["data"]["sessionId"], login["sessionId"]);
-
-    // Refreshed on b, used on a; and the racing-tab grace holds across instances.
-    let (status, refreshed) = b
-        .post(
-            "/api/token/refresh",
-            json!({"refreshToken": login["refreshToken"]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{refreshed}");
-    let (status, again) = a
-        .post(
-            "/api/token/refresh",
-            json!({"refreshToken": login["refreshToken"]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{again}");
-    assert_eq!(
-        again["data"]["refreshToken"],
-        refreshed["data"]["refreshToken"]
-    );
-    let next = refreshed["data"]["accessToken"].as_str().unwrap();
+    let (_, refreshed) = common::a_session_crosses_instances(&a, &b, "redis").await;
+    let next = refreshed["accessToken"].as_str().unwrap();
     assert_eq!(a.get_auth("/api/me", next).await.0, 200);
 
     // Session stats see sessions made on both instances.
@@ -72,34 +44,7 @@ async fn a_session_made_on_one_instance_works_on_the_other() {
 #[tokio::test]
 async fn a_logout_on_one_instance_is_enforced_on_the_other_within_the_bound() {
     let (a, b) = pair(&[]);
-    let mut lags = Vec::new();
-    for _ in 0..20 {
-        let login = a.login("bob").await;
-        let token = login["accessToken"].as_str().unwrap().to_owned();
-        // b has seen the session (and cached it as active).
-        assert_eq!(b.get_auth("/api/me", &token).await.0, 200);
-        let start = Instant::now();
-        assert_eq!(a.post_auth("/api/token/logout", &token).await.0, 200);
-        loop {
-            let (status, body) = b.get_auth("/api/me", &token).await;
-            if status == 401 {
-                assert_error(status, &body, 401, "token_revoked");
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(1),
-                "b still accepts a revoked session"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        lags.push(start.elapsed());
-    }
-    lags.sort();
-    eprintln!(
-        "cross-instance logout lag over 20 runs: median {:?}, max {:?}",
-        lags[lags.len() / 2],
-        lags[lags.len() - 1]
-    );
+    common::a_logout_reaches_the_other_instance(&a, &b, "").await;
 }
 
 #[tokio::test]

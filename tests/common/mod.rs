@@ -236,3 +236,71 @@ pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str)
         "{body}"
     );
 }
+
+/// Two instances on one shared store (`store` as health names it): a session made on `a` works
+/// on `b`, is refreshed on `b`, and the same refresh token sent to `a` within the reuse interval
+/// gets the same successor. Returns the login's and the refresh's `data`.
+pub async fn a_session_crosses_instances(a: &Server, b: &Server, store: &str) -> (Value, Value) {
+    let (status, health) = b.get("/api/token/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["data"], json!({"status": "ok", "store": store}));
+
+    let login = a.login("alice").await;
+    let token = login["accessToken"].as_str().unwrap();
+    let (status, me) = b.get_auth("/api/me", token).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["data"]["sessionId"], login["sessionId"]);
+
+    // Refreshed on b, used on a; and the racing-tab grace holds across instances.
+    let (status, refreshed) = b
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let (status, again) = a
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        again["data"]["refreshToken"],
+        refreshed["data"]["refreshToken"]
+    );
+    (login, refreshed["data"].clone())
+}
+
+/// SPEC §3: a logout on `a` is refused by `b` within one second, twenty times over (`b` has
+/// cached each session as active first). Prints the lag's median and maximum under `label`.
+pub async fn a_logout_reaches_the_other_instance(a: &Server, b: &Server, label: &str) {
+    let mut lags = Vec::new();
+    for _ in 0..20 {
+        let login = a.login("bob").await;
+        let token = login["accessToken"].as_str().unwrap().to_owned();
+        assert_eq!(b.get_auth("/api/me", &token).await.0, 200);
+        let start = Instant::now();
+        assert_eq!(a.post_auth("/api/token/logout", &token).await.0, 200);
+        loop {
+            let (status, body) = b.get_auth("/api/me", &token).await;
+            if status == 401 {
+                assert_error(status, &body, 401, "token_revoked");
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "b still accepts a revoked session"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        lags.push(start.elapsed());
+    }
+    lags.sort();
+    eprintln!(
+        "{label}cross-instance logout lag over 20 runs: median {:?}, max {:?}",
+        lags[lags.len() / 2],
+        lags[lags.len() - 1]
+    );
+}
