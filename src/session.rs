@@ -9,10 +9,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 mod claims;
+mod memo;
 
 pub(crate) use claims::UniqueVisitor;
 pub(crate) use claims::is_reserved;
 pub use claims::{ClaimsError, CustomClaims, RESERVED_CLAIMS};
+pub(crate) use memo::StatusMemo;
 
 /// A session identifier: 128 random bits, written as 22 base64url characters (the `sid` claim).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,17 +125,23 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
 /// }
 /// ```
 #[derive(Clone)]
-pub struct Session {
+pub struct Session(Arc<Parts>);
+
+/// What a [`Session`] holds, behind the one reference count its clones share.
+struct Parts {
     /// The user id followed by each role, roles separated by NUL.
-    text: Arc<str>,
+    text: Box<str>,
     user_len: u32,
     session_id: SessionId,
     /// `iat`, in milliseconds since the epoch (a whole second: the claim's unit).
     issued_at_ms: u64,
     /// `exp`, in milliseconds since the epoch (a whole second: the claim's unit).
     expires_at_ms: u64,
-    /// The app's own claims, as the token carried them (shared with the verified-token cache).
+    /// The app's own claims, as the token carried them.
     claims: CustomClaims,
+    /// What the revocation check last learnt about this session, for the next request with
+    /// the same token: see [`StatusMemo`].
+    status: StatusMemo,
 }
 
 impl Session {
@@ -162,36 +170,57 @@ impl Session {
             buf[at + 1..at + 1 + role.len()].copy_from_slice(role.as_bytes());
             at += 1 + role.len();
         }
-        let text: Arc<str> = Arc::from(std::str::from_utf8(buf).expect("joined from &strs"));
-        Self {
+        let text = Box::from(std::str::from_utf8(buf).expect("joined from &strs"));
+        Self(Arc::new(Parts {
             text,
             user_len: user_id.len() as u32,
             session_id,
             issued_at_ms,
             expires_at_ms,
             claims: CustomClaims::default(),
-        }
+            status: StatusMemo::default(),
+        }))
     }
 
-    /// The same session carrying `claims`.
+    /// The same session carrying `claims` (and a fresh status memo, if it was shared).
     pub(crate) fn with_claims(mut self, claims: CustomClaims) -> Self {
-        self.claims = claims;
+        match Arc::get_mut(&mut self.0) {
+            Some(parts) => parts.claims = claims,
+            None => {
+                let parts = &*self.0;
+                self = Self(Arc::new(Parts {
+                    text: parts.text.clone(),
+                    user_len: parts.user_len,
+                    session_id: parts.session_id,
+                    issued_at_ms: parts.issued_at_ms,
+                    expires_at_ms: parts.expires_at_ms,
+                    claims,
+                    status: StatusMemo::default(),
+                }));
+            }
+        }
         self
+    }
+
+    /// The revocation check's memo on this session and every clone of it.
+    #[inline]
+    pub(crate) fn status_memo(&self) -> &StatusMemo {
+        &self.0.status
     }
 
     /// The user id (`sub` claim).
     pub fn user_id(&self) -> &str {
-        &self.text[..self.user_len as usize]
+        &self.0.text[..self.0.user_len as usize]
     }
 
     /// The session id (`sid` claim).
     pub fn session_id(&self) -> SessionId {
-        self.session_id
+        self.0.session_id
     }
 
     /// The roles (`roles` claim), in token order.
     pub fn roles(&self) -> Roles<'_> {
-        let rest = &self.text[self.user_len as usize..];
+        let rest = &self.0.text[self.0.user_len as usize..];
         Roles(rest.strip_prefix('\0').map(|r| r.split('\0')))
     }
 
@@ -202,13 +231,13 @@ impl Session {
 
     /// When the access token was issued (`iat`).
     pub fn issued_at(&self) -> SystemTime {
-        crate::clock::system_time(self.issued_at_ms)
+        crate::clock::system_time(self.0.issued_at_ms)
     }
 
     /// When the access token expires (`exp`); at the latest 9999-12-31, for a token that
     /// claims an `exp` beyond what a `SystemTime` can hold.
     pub fn expires_at(&self) -> SystemTime {
-        crate::clock::system_time(self.expires_at_ms)
+        crate::clock::system_time(self.0.expires_at_ms)
     }
 
     /// The app's own claims (every member of the token that is not a
@@ -241,19 +270,19 @@ impl Session {
     /// # Errors
     /// [`ClaimsError::Mismatch`] when the claims do not fit `T`.
     pub fn claims<T: serde::de::DeserializeOwned>(&self) -> Result<T, ClaimsError> {
-        self.claims.get()
+        self.0.claims.get()
     }
 
     /// The app's own claims as they are, e.g. [`as_json`](CustomClaims::as_json) for their
     /// JSON text.
     pub fn custom_claims(&self) -> &CustomClaims {
-        &self.claims
+        &self.0.claims
     }
 
     /// `exp`, in milliseconds since the epoch (unclamped).
     #[inline]
     pub(crate) fn expires_at_ms(&self) -> u64 {
-        self.expires_at_ms
+        self.0.expires_at_ms
     }
 }
 
@@ -261,11 +290,11 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("user_id", &self.user_id())
-            .field("session_id", &self.session_id)
+            .field("session_id", &self.0.session_id)
             .field("roles", &self.roles().collect::<Vec<_>>())
-            .field("issued_at", &crate::clock::rfc3339(self.issued_at_ms))
-            .field("expires_at", &crate::clock::rfc3339(self.expires_at_ms))
-            .field("claims", &self.claims)
+            .field("issued_at", &crate::clock::rfc3339(self.0.issued_at_ms))
+            .field("expires_at", &crate::clock::rfc3339(self.0.expires_at_ms))
+            .field("claims", &self.0.claims)
             .finish()
     }
 }

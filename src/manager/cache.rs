@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use rustc_hash::FxBuildHasher;
 
 use crate::clock::SharedClock;
 use crate::revocation::{Checked, RevocationCheck, SessionStatus};
-use crate::session::{Session, SessionId};
+use crate::session::{Session, SessionId, StatusMemo};
 use crate::store::{RevocationEvent, RevocationSink, SessionStore};
 
 /// The future of a revocation lookup that missed the cache. Boxed: it only exists on a miss.
@@ -103,6 +104,58 @@ impl Epochs {
     }
 }
 
+/// How many low bits of a memo word hold the shard's revocation count (the rest hold the
+/// deadline). A memo could only be fooled by exactly a multiple of 2^24 revocations in one
+/// shard between its write and a read, all within one revocation TTL.
+const MEMO_EPOCH_BITS: u32 = 24;
+const MEMO_EPOCH_MASK: u64 = (1 << MEMO_EPOCH_BITS) - 1;
+
+/// The word this cache leaves in a session's [`StatusMemo`] when it serves "active" from an
+/// entry: "active until `deadline_ms` (milliseconds since the cache's `base`), as long as the
+/// session's shard of the revocation count is still `epoch`". The next request with the same
+/// token (a hit in the cache of verified tokens hands out the same session) is answered from
+/// the word, without a lookup: one lookup serves both the token and its revocation status.
+///
+/// Why a revocation still wins: the word's count is taken *before* the entry is read, and every
+/// revocation moves the count both before and after it writes the cache (see
+/// [`Inner::revoke`]). A word written from an entry read before the revocation's cache write
+/// carries a count the second move has left behind; a word whose count was taken after that
+/// move was written from an entry read after the cache write, which said "revoked", so no word
+/// was written. The deadline is the entry's own: an answer read at `read_at` is served until
+/// `read_at` plus the TTL, from the entry or from the word, never longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MemoWord {
+    deadline_ms: u64,
+    epoch: u64,
+}
+
+impl MemoWord {
+    /// The packed word; `None` when the deadline does not fit its 40 bits (34 years).
+    fn pack(self) -> Option<u64> {
+        (self.deadline_ms < 1 << (64 - MEMO_EPOCH_BITS))
+            .then(|| self.deadline_ms << MEMO_EPOCH_BITS | (self.epoch & MEMO_EPOCH_MASK))
+    }
+
+    fn unpack(word: u64) -> Self {
+        Self {
+            deadline_ms: word >> MEMO_EPOCH_BITS,
+            epoch: word & MEMO_EPOCH_MASK,
+        }
+    }
+
+    /// Whether the word still says "active" at `now_ms` with the shard's count at `epoch`. A
+    /// fresh memo (0) never does.
+    fn active(self, now_ms: u64, epoch: u64) -> bool {
+        now_ms < self.deadline_ms && self.epoch == epoch & MEMO_EPOCH_MASK
+    }
+}
+
+/// Tells each cache's memo words from another's: two checks may share a codec.
+fn next_cache_id() -> NonZeroU64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NonZeroU64::new(NEXT.fetch_add(1, Ordering::Relaxed)).expect("counted up from 1")
+}
+
 /// When a store operation that may find a session live began: see [`RevocationCache::begin`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ActiveSince(ReadStart);
@@ -123,6 +176,10 @@ struct Inner {
     store: Arc<dyn SessionStore>,
     clock: SharedClock,
     fail_open: bool,
+    /// Whose words are in a session's [`StatusMemo`].
+    id: NonZeroU64,
+    /// What memo deadlines count from.
+    base: Instant,
 }
 
 /// Answers "is this session revoked?" from memory when it can, from the store when it must.
@@ -175,22 +232,64 @@ impl Inner {
         })
     }
 
-    /// Records a revocation of `sid` this cache has been told of. The epoch moves first: see
-    /// [`Epochs`].
+    /// Records a revocation of `sid` this cache has been told of. The epoch moves first (see
+    /// [`Epochs`]) and again after the write, which voids every memo word written from an
+    /// entry read before it (see [`MemoWord`]).
     fn revoke(&self, sid: SessionId) {
         self.epochs.bump(sid);
         self.record(sid, Entry::Revoked, || false);
+        self.epochs.bump(sid);
     }
 
-    /// Records that a session was found revoked or gone by a store read.
+    /// Records that a session was found revoked or gone by a store read, and voids its memo
+    /// words.
     fn record_revoked(&self, sid: SessionId) -> Entry {
-        self.record(sid, Entry::Revoked, || false)
+        let entry = self.record(sid, Entry::Revoked, || false);
+        self.epochs.bump(sid);
+        entry
     }
 
-    /// Events may have been lost: forget everything, and keep every read in flight out.
+    /// Forgets what the cache knows of `sid`: reads in flight are kept out, memo words voided.
+    fn forget(&self, sid: SessionId) {
+        self.epochs.bump(sid);
+        self.cache.invalidate(&sid);
+        self.epochs.bump(sid);
+    }
+
+    /// Events may have been lost: forget everything, keep every read in flight out, and void
+    /// every memo word.
     fn resync(&self) {
         self.epochs.bump_all();
         self.cache.invalidate_all();
+        self.epochs.bump_all();
+    }
+
+    /// Milliseconds from the cache's base to `at` (0 before it).
+    fn ms_since_base(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether `session`'s memo says "active" for this cache now.
+    #[inline]
+    fn memo_says_active(&self, session: &Session) -> bool {
+        let Some(word) = session.status_memo().read(self.id) else {
+            return false;
+        };
+        let epoch = self.epochs.current(session.session_id());
+        MemoWord::unpack(word).active(self.ms_since_base(Instant::now()), epoch)
+    }
+
+    /// Leaves on `memo` that an entry read after the shard's count was `epoch` said "active"
+    /// from `read_at`.
+    #[inline]
+    fn remember_active(&self, memo: &StatusMemo, epoch: u64, read_at: Instant) {
+        let word = MemoWord {
+            deadline_ms: self.ms_since_base(read_at + self.active_ttl),
+            epoch,
+        };
+        if let Some(word) = word.pack() {
+            memo.write(self.id, word);
+        }
     }
 
     /// Writes what was learnt about a session, and returns what the cache holds afterwards.
@@ -262,6 +361,8 @@ impl RevocationCache {
                 store,
                 clock,
                 fail_open,
+                id: next_cache_id(),
+                base: Instant::now(),
             }),
         }
     }
@@ -288,8 +389,7 @@ impl RevocationCache {
     /// Forgets what the cache knows about a session, so the next check asks the store. A
     /// lookup of the session already in flight does not cache its answer.
     pub fn invalidate(&self, sid: SessionId) {
-        self.inner.epochs.bump(sid);
-        self.inner.cache.invalidate(&sid);
+        self.inner.forget(sid);
     }
 
     /// A receiver for the store's revocation events. It holds the cache weakly, so a store
@@ -329,6 +429,15 @@ impl RevocationCache {
         }
     }
 
+    /// The status of a verified session: from its memo or the cache, or from the store on a
+    /// miss (what the layer's check answers).
+    pub(crate) async fn status_of(&self, session: &Session) -> SessionStatus {
+        match self.check(session) {
+            Checked::Ready(status) => status,
+            Checked::Pending(lookup) => lookup.await,
+        }
+    }
+
     /// The status of a session: from the cache, or from the store on a miss.
     pub async fn status(&self, sid: SessionId) -> SessionStatus {
         match self.inner.cache.get(&sid) {
@@ -344,9 +453,18 @@ impl RevocationCheck for RevocationCache {
 
     #[inline]
     fn check(&self, session: &Session) -> Checked<Self::Future> {
+        let inner = &*self.inner;
+        if inner.memo_says_active(session) {
+            return Checked::Ready(SessionStatus::Active);
+        }
         let sid = session.session_id();
-        match self.inner.cache.get(&sid) {
-            Some(Entry::Active { .. }) => Checked::Ready(SessionStatus::Active),
+        // Before the read: see `MemoWord`.
+        let epoch = inner.epochs.current(sid);
+        match inner.cache.get(&sid) {
+            Some(Entry::Active { read_at }) => {
+                inner.remember_active(session.status_memo(), epoch, read_at);
+                Checked::Ready(SessionStatus::Active)
+            }
             Some(Entry::Revoked) => Checked::Ready(SessionStatus::Revoked),
             None => Checked::Pending(Box::pin(Self::lookup(self.inner.clone(), sid))),
         }

@@ -612,7 +612,7 @@ impl SessionManager {
     }
 
     async fn check_revocation(&self, session: Session) -> Result<Session, AuthError> {
-        match self.inner.cache.status(session.session_id()).await {
+        match self.inner.cache.status_of(&session).await {
             SessionStatus::Active => Ok(session),
             status => Err(status.refusal()),
         }

@@ -492,6 +492,162 @@ fn an_active_entry_lives_for_the_ttl_left_since_its_read_started() {
     );
 }
 
+/// Checks of one token through `manager` until the revocation check has left its memo on the
+/// token's session: a miss (store read), then a hit in the cache (memo written).
+async fn memo_written(manager: &SessionManager, token: &str) {
+    for _ in 0..2 {
+        manager.verify_access_token(token).await.unwrap();
+    }
+}
+
+/// Drops `sid`'s entry the way a capacity eviction does: no revocation count moves.
+fn evict(manager: &SessionManager, sid: SessionId) {
+    let inner = &manager.revocation_cache().inner;
+    inner.cache.invalidate(&sid);
+    inner.cache.run_pending_tasks();
+}
+
+/// Issue 14, "one lookup for both": a token seen again is answered by its session's memo, with
+/// no lookup in the revocation cache. Shown by evicting the entry: the memo still answers, and
+/// the store is not asked.
+#[tokio::test]
+async fn a_token_seen_again_is_answered_by_its_memo() {
+    let (manager, store) = manager();
+    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    memo_written(&manager, &login.access_token).await;
+    evict(&manager, login.session_id);
+    let gets = store.gets();
+    manager
+        .verify_access_token(&login.access_token)
+        .await
+        .unwrap();
+    assert_eq!(store.gets(), gets, "the memo did not answer");
+}
+
+/// Every way a revocation reaches this cache voids the memo at once: a logout here, a pushed
+/// revocation, a resync, an invalidate.
+#[tokio::test]
+async fn every_revocation_voids_the_memo() {
+    type Revoke = fn(&SessionManager, SessionId);
+    let ways: [(&str, Revoke, bool); 3] = [
+        (
+            "push",
+            |m, sid| (m.revocation_cache().sink())(RevocationEvent::Revoked(sid)),
+            false,
+        ),
+        (
+            "resync",
+            |m, _| (m.revocation_cache().sink())(RevocationEvent::Resync),
+            true,
+        ),
+        (
+            "invalidate",
+            |m, sid| m.revocation_cache().invalidate(sid),
+            true,
+        ),
+    ];
+    for (what, revoke, asks_store) in ways {
+        let (manager, store) = manager();
+        let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+        memo_written(&manager, &login.access_token).await;
+        if asks_store {
+            // The store has it ended too (another instance did it): the memo must not answer.
+            assert!(store.inner.revoke(login.session_id, NOW).await.unwrap());
+        }
+        revoke(&manager, login.session_id);
+        let gets = store.gets();
+        assert!(
+            manager
+                .verify_access_token(&login.access_token)
+                .await
+                .is_err(),
+            "{what}: the memo outlived the revocation"
+        );
+        assert_eq!(store.gets(), gets + usize::from(asks_store), "{what}");
+    }
+    let (manager, _) = manager();
+    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    memo_written(&manager, &login.access_token).await;
+    assert!(manager.revoke(login.session_id).await.unwrap());
+    assert_eq!(
+        manager.verify_access_token(&login.access_token).await.err(),
+        Some(crate::error::AuthError::Revoked),
+        "logout: the memo outlived the revocation"
+    );
+}
+
+/// A store read that finds the session ended voids the memos of the session's other tokens:
+/// the memo of token A is not served once a lookup for token B learnt the session is gone.
+#[tokio::test]
+async fn a_lookup_that_finds_the_session_ended_voids_its_memos() {
+    let (manager, store) = manager();
+    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    memo_written(&manager, &login.access_token).await;
+    evict(&manager, login.session_id);
+    assert!(store.inner.revoke(login.session_id, NOW).await.unwrap());
+    // Another access token of the same session (the same claims but one of the app's own).
+    let other = manager
+        .codec()
+        .issue_with_claims(
+            "alice",
+            login.session_id,
+            &[],
+            &crate::session::CustomClaims::new(&serde_json::json!({ "n": 1 })).unwrap(),
+        )
+        .unwrap()
+        .token;
+    assert!(manager.verify_access_token(&other).await.is_err());
+    assert!(
+        manager
+            .verify_access_token(&login.access_token)
+            .await
+            .is_err(),
+        "the memo of the first token was served after the store said the session ended"
+    );
+}
+
+/// A memo serves an "active" answer no longer than the entry it was read from: the TTL counted
+/// from the store read's start.
+#[tokio::test]
+async fn a_memo_lives_no_longer_than_its_entry() {
+    let ttl = Duration::from_millis(150);
+    let (manager, store) = manager_with(config().revocation_cache_ttl(ttl));
+    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    memo_written(&manager, &login.access_token).await;
+    evict(&manager, login.session_id);
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    let gets = store.gets();
+    manager
+        .verify_access_token(&login.access_token)
+        .await
+        .unwrap();
+    assert_eq!(store.gets(), gets + 1, "the memo outlived its entry");
+}
+
+/// Two revocation checks may share one codec (and so one cache of verified tokens): neither
+/// reads the other's memo. Here the second check's store has never heard of the session.
+#[tokio::test]
+async fn a_memo_is_read_only_by_the_cache_that_wrote_it() {
+    let (first, _) = manager();
+    let (second, _) = manager();
+    let login = first.create_session("alice", NO_ROLES).await.unwrap();
+    memo_written(&first, &login.access_token).await;
+    let layer = crate::SessionLayer::with_revocation(
+        first.codec().clone(),
+        second.revocation_cache().clone(),
+    );
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {}", login.access_token).parse().unwrap(),
+    );
+    assert_eq!(
+        layer.authenticate(&headers).await.err(),
+        Some(crate::error::AuthError::Revoked),
+        "the second cache answered from the first one's memo"
+    );
+}
+
 /// The protocol of logout, refresh and revocation lookup, explored under shuttle's
 /// schedulers. Each operation is a store step (atomic under the store's lock) followed by
 /// a cache write (atomic per key, as moka's compute is), with the crate's own [`merge`]
@@ -795,6 +951,144 @@ mod shuttle_model {
             assert!(
                 delivered::broken(late, delivery),
                 "shuttle missed the late count ({delivery:?})"
+            );
+        }
+    }
+
+    /// Issue 14: the memo a check leaves on a session (see `MemoWord`), racing revocations
+    /// delivered to the cache. A check reads the memo, else takes the shard's count, reads the
+    /// entry and, on "active", writes the count into the memo. A delivery moves the count,
+    /// writes `Revoked` (a push) or clears the cache (a resync), and moves the count again.
+    mod memo {
+        use super::*;
+        use crate::manager::cache::MemoWord;
+
+        #[derive(Debug, Clone, Copy)]
+        pub(super) struct Protocol {
+            /// Whether a check takes the count before it reads the entry.
+            pub(super) count_first: bool,
+            /// Whether a delivery moves the count again after its cache write.
+            pub(super) bump_after: bool,
+        }
+
+        pub(super) const CRATE: Protocol = Protocol {
+            count_first: true,
+            bump_after: true,
+        };
+
+        /// A deadline that never passes in the model (time is not what it explores).
+        const LATER: u64 = 1 << 39;
+
+        struct World {
+            cache: Mutex<Option<Entry>>,
+            epoch: AtomicU64,
+            /// The session's memo word (0: none).
+            memo: AtomicU64,
+            delivered: AtomicBool,
+        }
+
+        fn check(world: &World, protocol: Protocol) -> bool {
+            let word = MemoWord::unpack(world.memo.load(Ordering::SeqCst));
+            if word.active(0, world.epoch.load(Ordering::SeqCst)) {
+                return true;
+            }
+            let mut epoch = world.epoch.load(Ordering::SeqCst);
+            let entry = *world.cache.lock().unwrap();
+            if !protocol.count_first {
+                epoch = world.epoch.load(Ordering::SeqCst);
+            }
+            let active = matches!(entry, Some(Entry::Active { .. }));
+            if active {
+                let word = MemoWord {
+                    deadline_ms: LATER,
+                    epoch,
+                };
+                world.memo.store(word.pack().unwrap(), Ordering::SeqCst);
+            }
+            active
+        }
+
+        fn deliver(world: &World, protocol: Protocol, delivery: delivered::Delivery) {
+            world.epoch.fetch_add(1, Ordering::SeqCst);
+            *world.cache.lock().unwrap() = match delivery {
+                delivered::Delivery::Push => Some(Entry::Revoked),
+                delivered::Delivery::Resync => None,
+            };
+            if protocol.bump_after {
+                world.epoch.fetch_add(1, Ordering::SeqCst);
+            }
+            world.delivered.store(true, Ordering::SeqCst);
+        }
+
+        pub(super) fn scenario(protocol: Protocol, delivery: delivered::Delivery) {
+            let world = Arc::new(World {
+                cache: Mutex::new(Some(active())),
+                epoch: AtomicU64::new(0),
+                memo: AtomicU64::new(0),
+                delivered: AtomicBool::new(false),
+            });
+            let spawn = |f: fn(&World, Protocol, delivered::Delivery)| {
+                let world = world.clone();
+                thread::spawn(move || f(&world, protocol, delivery))
+            };
+            let threads = [
+                spawn(|w, p, _| {
+                    check(w, p);
+                }),
+                spawn(|w, p, _| {
+                    check(w, p);
+                }),
+                spawn(deliver),
+                spawn(|w, p, _| {
+                    for _ in 0..3 {
+                        if w.delivered.load(Ordering::SeqCst) {
+                            assert!(!check(w, p), "active served after the revocation");
+                        }
+                        thread::yield_now();
+                    }
+                }),
+            ];
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert!(
+                !check(&world, protocol),
+                "active served after the revocation"
+            );
+        }
+
+        pub(super) fn broken(protocol: Protocol, delivery: delivered::Delivery) -> bool {
+            std::panic::catch_unwind(|| {
+                shuttle::check_random(move || scenario(protocol, delivery), 2_000);
+                shuttle::check_pct(move || scenario(protocol, delivery), 2_000, 3);
+            })
+            .is_err()
+        }
+    }
+
+    #[test]
+    fn a_memo_never_outlives_a_delivered_revocation() {
+        for delivery in [delivered::Delivery::Push, delivered::Delivery::Resync] {
+            assert!(!memo::broken(memo::CRATE, delivery), "{delivery:?}");
+        }
+    }
+
+    /// The model can fail: without the second move of the count, or with the count taken after
+    /// the entry is read, a memo written from an entry read before the revocation survives it.
+    #[test]
+    fn a_memo_protocol_missing_either_order_is_caught() {
+        let no_second_move = memo::Protocol {
+            bump_after: false,
+            ..memo::CRATE
+        };
+        let late_count = memo::Protocol {
+            count_first: false,
+            ..memo::CRATE
+        };
+        for protocol in [no_second_move, late_count] {
+            assert!(
+                memo::broken(protocol, delivered::Delivery::Push),
+                "shuttle missed the race of {protocol:?}"
             );
         }
     }
