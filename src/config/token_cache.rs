@@ -30,8 +30,8 @@ pub struct TokenCacheSettings {
 }
 
 /// The default capacity. An entry of a typical token (330 bytes: HS256, an e-mail-sized user
-/// id, two roles) takes about 0.9 KiB with the cache's own bookkeeping (measured by
-/// `tests/verified_cache.rs`), so 10 000 entries stay near 9 MiB; 10 000 distinct tokens within
+/// id, two roles) takes about 0.55 KiB with the cache's own bookkeeping (measured by
+/// `tests/verified_cache.rs`), so 10 000 entries stay near 5.5 MiB; 10 000 distinct tokens within
 /// one access-token lifetime is more than most single instances serve, and past it the cache
 /// keeps the tokens in use.
 const DEFAULT_CAPACITY: u64 = 10_000;
@@ -53,7 +53,7 @@ impl TokenCacheSettings {
 
     /// How many verified tokens are kept; `0` turns the cache off. The default is 10 000.
     ///
-    /// Memory grows with the capacity, about 0.6 KiB plus the token's length per entry (tokens
+    /// Memory grows with the capacity, about 0.2 KiB plus the token's length per entry (tokens
     /// are at most 8 KiB; a typical one is 300 to 500 bytes): size it to the distinct tokens one
     /// instance sees within an access-token lifetime. A flood of more distinct tokens than that
     /// evicts; it never grows past the bound.

@@ -265,8 +265,14 @@ impl Inner {
     }
 
     /// Milliseconds from the cache's base to `at` (0 before it).
+    #[inline]
     fn ms_since_base(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+        let since = at.saturating_duration_since(self.base);
+        // No 128-bit division on the hot path; 2^64 ms is beyond any uptime.
+        since
+            .as_secs()
+            .saturating_mul(1_000)
+            .saturating_add(u64::from(since.subsec_millis()))
     }
 
     /// Whether `session`'s memo says "active" for this cache now.

@@ -203,7 +203,7 @@ impl TokenCodec {
                 access_ttl_ms: duration_ms(config.rules().access_token_ttl()),
                 refresh_threshold_ms: secs_to_ms(config.rules().refresh_threshold().as_secs()),
                 realm: crate::error::sanitize_realm(config.tokens().realm()).into(),
-                verified: verified::VerifiedCache::new(config, &clock),
+                verified: verified::VerifiedCache::new(config),
                 clock,
             }),
         })

@@ -3,12 +3,12 @@
 //!
 //! - **Keyed by the whole token.** A keyed hash finds the entry and the map compares the whole
 //!   stored token with the presented one, byte for byte, before it answers: a hash match alone is
-//!   never a pass. The hash reads only the token's last [`TAIL`] bytes, which are its signature:
-//!   for every token that can be in the cache they are already a MAC or signature over the rest,
-//!   as good as random, so hashing 400 bytes would spread the entries no better, at ten times
-//!   the cost. The hash key is random per process (std's SipHash keys), so nobody outside can
-//!   aim tokens at one bucket; and if someone did, a collision costs a comparison, never a
-//!   wrong answer.
+//!   never a pass. The hash reads only the token's last [`TAIL`] bytes and its length: the tail
+//!   is inside the signature, and for every token that can be in the cache that is already a
+//!   MAC or signature over the rest, as good as random, so hashing 400 bytes would spread the
+//!   entries no better, at many times the cost. Two multiplications with keys drawn at random
+//!   per process mix it, so nobody outside can aim tokens at one set; and if someone did, a
+//!   collision costs a comparison in a set of at most [`WAYS`], never a wrong answer.
 //! - **Only tokens that verified enter**, and only while inside their time window: an invalid
 //!   or expired token never takes a place.
 //! - **Holds the verified [`Session`]**, shared: a hit clones one reference count, nothing is
@@ -17,17 +17,19 @@
 //!   exactly as on a miss; the revocation check comes after, in the caller, on every request.
 //! - **An entry never outlives its token**: each one expires at its `exp` plus the leeway (and
 //!   no later than one access-token lifetime plus leeway from its insertion).
-//! - **Bounded**: at most [`TokenCacheSettings::capacity`] entries; a flood of distinct valid
-//!   tokens evicts (moka's TinyLFU admission keeps the tokens in use), it never grows memory.
+//! - **Bounded**: at most [`TokenCacheSettings::capacity`] entries, in sets of [`WAYS`]; a new
+//!   token takes an empty or expired place of its set, else the place of a token not used since
+//!   the set's hand last passed it (a CLOCK in each set, so tokens in use survive a flood of new
+//!   ones), else the hand's. A flood of distinct valid tokens evicts; it never grows memory.
+//! - **Cheap to hit**: one keyed hash, a shared lock on one set, a scan of at most [`WAYS`]
+//!   hashes, one byte comparison, one reference count. No upkeep runs on the request's thread
+//!   and nothing is allocated: a general-purpose cache's bookkeeping (admission sketches, read
+//!   buffers, timer wheels) cost more than the signature check it saves a third of.
 
-use std::hash::{BuildHasher, Hasher, RandomState};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use moka::Expiry;
-use moka::notification::RemovalCause;
-use moka::sync::Cache;
-
-use crate::clock::{SharedClock, duration_ms};
+use crate::clock::duration_ms;
 use crate::config::{SessionConfig, TokenCacheSettings};
 use crate::error::AuthError;
 use crate::session::Session;
@@ -36,8 +38,15 @@ use crate::telemetry::{Eviction, TokenCacheMetrics};
 use super::{Decoded, TokenCodec};
 
 /// How many bytes at the end of a token the hash reads: inside the signature for every
-/// algorithm (an HS256 signature is 43 characters, the shortest).
-const TAIL: usize = 32;
+/// algorithm (an HS256 signature is 43 characters, the shortest), 96 bits of it in base64url.
+const TAIL: usize = 16;
+
+/// How many tokens share a set: the most a lookup compares hashes with.
+const WAYS: usize = 8;
+
+/// The largest capacity honoured (2^24 tokens, several GiB of tokens): larger settings are
+/// held to it, so a mistyped capacity cannot reserve the sets' bookkeeping for billions.
+const MAX_CAPACITY: u64 = 1 << 24;
 
 /// What a verified token left behind: all a hit needs to answer.
 #[derive(Clone)]
@@ -47,7 +56,34 @@ struct Verified {
     not_before_ms: Option<u64>,
 }
 
-type TokenMap = Cache<Box<[u8]>, Verified, TailHash>;
+/// One cached token.
+struct Slot {
+    hash: u64,
+    token: Box<[u8]>,
+    verified: Verified,
+    /// When the entry stops answering, in milliseconds since the epoch: the token's `exp` plus
+    /// the leeway, and no later than one access-token lifetime plus leeway after its insertion.
+    ends_ms: u64,
+    /// Used since the set's hand last passed it.
+    used: AtomicBool,
+}
+
+/// The tokens of one set, and its CLOCK hand.
+#[derive(Default)]
+struct Set {
+    slots: Vec<Slot>,
+    hand: usize,
+}
+
+/// The sets of one cache.
+struct TokenMap {
+    sets: Box<[RwLock<Set>]>,
+    /// Places per set: [`WAYS`], or the capacity when it is smaller.
+    ways: usize,
+    hash: TailHash,
+    leeway_ms: u64,
+    longest_ms: u64,
+}
 
 /// The cache of one codec (and its clones); `None` inside when turned off.
 pub(crate) struct VerifiedCache {
@@ -56,34 +92,136 @@ pub(crate) struct VerifiedCache {
 }
 
 impl VerifiedCache {
-    /// The cache `config` asks for, its entries expiring on `clock`.
-    pub(super) fn new(config: &SessionConfig, clock: &SharedClock) -> Self {
+    /// The cache `config` asks for.
+    pub(super) fn new(config: &SessionConfig) -> Self {
         let metrics = TokenCacheMetrics::register();
         let settings: &TokenCacheSettings = config.token_cache();
         if !settings.is_enabled() {
             return Self { map: None, metrics };
         }
+        let capacity = settings.capacity().min(MAX_CAPACITY) as usize;
+        let ways = capacity.min(WAYS);
         let leeway_ms = duration_ms(config.tokens().leeway());
-        let lifetime = ExpiresWithToken {
-            clock: clock.clone(),
+        let map = TokenMap {
+            sets: (0..capacity / ways).map(|_| RwLock::default()).collect(),
+            ways,
+            hash: TailHash::new(),
             leeway_ms,
             longest_ms: duration_ms(config.rules().access_token_ttl()).saturating_add(leeway_ms),
         };
-        let counted = metrics.clone();
-        let map = Cache::builder()
-            .max_capacity(settings.capacity())
-            .expire_after(lifetime)
-            .eviction_listener(move |_, _, cause| match cause {
-                RemovalCause::Size => counted.evicted(Eviction::Size),
-                RemovalCause::Expired => counted.evicted(Eviction::Expired),
-                RemovalCause::Explicit | RemovalCause::Replaced => {}
-            })
-            .build_with_hasher(TailHash::new());
         Self {
             map: Some(map),
             metrics,
         }
     }
+}
+
+impl TokenMap {
+    /// The set `hash` falls in (the high bits, spread over the sets without a division).
+    #[inline]
+    fn set(&self, hash: u64) -> &RwLock<Set> {
+        let index = (u128::from(hash) * self.sets.len() as u128) >> 64;
+        &self.sets[index as usize]
+    }
+
+    /// The verified token equal to `token`, if held and not ended at `now_ms`.
+    #[inline]
+    fn get(&self, token: &[u8], now_ms: u64) -> Option<Verified> {
+        let hash = self.hash.of(token);
+        let set = read(self.set(hash));
+        let slot = set
+            .slots
+            .iter()
+            .find(|slot| slot.hash == hash && *slot.token == *token)?;
+        if now_ms >= slot.ends_ms {
+            return None;
+        }
+        if !slot.used.load(Ordering::Relaxed) {
+            slot.used.store(true, Ordering::Relaxed);
+        }
+        Some(slot.verified.clone())
+    }
+
+    /// Holds `verified` for `token`, verified at `now_ms`, in its set's place (see the module
+    /// docs); counts what it pushed out.
+    fn insert(&self, token: &[u8], verified: Verified, now_ms: u64, metrics: &TokenCacheMetrics) {
+        let hash = self.hash.of(token);
+        let ends_ms = verified
+            .session
+            .expires_at_ms()
+            .saturating_add(self.leeway_ms)
+            .min(now_ms.saturating_add(self.longest_ms));
+        let slot = Slot {
+            hash,
+            token: token.into(),
+            verified,
+            ends_ms,
+            used: AtomicBool::new(false),
+        };
+        let mut set = write(self.set(hash));
+        let place = set
+            .slots
+            .iter()
+            .position(|held| held.hash == hash && *held.token == *token);
+        let out = match place {
+            // Two misses of one token raced: the second replaces the first.
+            Some(at) => Some((std::mem::replace(&mut set.slots[at], slot), None)),
+            None if set.slots.len() < self.ways => {
+                set.slots.push(slot);
+                None
+            }
+            None => {
+                let at = match set.slots.iter().position(|held| now_ms >= held.ends_ms) {
+                    Some(at) => at,
+                    None => set.victim(),
+                };
+                let cause = if now_ms >= set.slots[at].ends_ms {
+                    Eviction::Expired
+                } else {
+                    Eviction::Size
+                };
+                Some((std::mem::replace(&mut set.slots[at], slot), Some(cause)))
+            }
+        };
+        drop(set);
+        if let Some((old, cause)) = out {
+            if let Some(cause) = cause {
+                metrics.evicted(cause);
+            }
+            drop(old);
+        }
+    }
+
+    /// How many tokens are held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.sets.iter().map(|set| read(set).slots.len()).sum()
+    }
+}
+
+impl Set {
+    /// The place a new token takes in a full set: the first one not used since the hand last
+    /// passed it, clearing the marks it passes; the hand moves on past it.
+    fn victim(&mut self) -> usize {
+        let ways = self.slots.len();
+        loop {
+            let at = self.hand % ways;
+            self.hand = (at + 1) % ways;
+            if !self.slots[at].used.swap(false, Ordering::Relaxed) {
+                return at;
+            }
+        }
+    }
+}
+
+/// A shared lock on `set` (nothing panics while one is held, so a poisoned lock is sound).
+#[inline]
+fn read(set: &RwLock<Set>) -> RwLockReadGuard<'_, Set> {
+    set.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(set: &RwLock<Set>) -> RwLockWriteGuard<'_, Set> {
+    set.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl TokenCodec {
@@ -102,7 +240,7 @@ impl TokenCodec {
         if let Some(Verified {
             session,
             not_before_ms,
-        }) = map.get(token)
+        }) = map.get(token, now_ms)
         {
             cache.metrics.hit();
             let decoded = Decoded {
@@ -115,13 +253,11 @@ impl TokenCodec {
         cache.metrics.miss();
         let decoded = self.decode(token)?;
         self.check_time(&decoded, now_ms)?;
-        map.insert(
-            token.into(),
-            Verified {
-                session: decoded.session.clone(),
-                not_before_ms: decoded.not_before_ms,
-            },
-        );
+        let verified = Verified {
+            session: decoded.session.clone(),
+            not_before_ms: decoded.not_before_ms,
+        };
+        map.insert(token, verified, now_ms, &cache.metrics);
         Ok(decoded.session)
     }
 
@@ -132,36 +268,20 @@ impl TokenCodec {
         Ok(decoded.session)
     }
 
-    /// How many tokens the cache holds, once its pending work is done.
+    /// How many tokens the cache holds.
     #[cfg(test)]
     pub(crate) fn cached_tokens(&self) -> u64 {
-        self.inner.verified.map.as_ref().map_or(0, |map| {
-            map.run_pending_tasks();
-            map.entry_count()
-        })
+        self.inner
+            .verified
+            .map
+            .as_ref()
+            .map_or(0, |map| map.len() as u64)
     }
 }
 
-/// Each entry lives until its token's `exp` plus the leeway, measured on the codec's clock when
-/// it is written, and never longer than one access-token lifetime plus leeway.
-struct ExpiresWithToken {
-    clock: SharedClock,
-    leeway_ms: u64,
-    longest_ms: u64,
-}
-
-impl Expiry<Box<[u8]>, Verified> for ExpiresWithToken {
-    fn expire_after_create(&self, _: &Box<[u8]>, value: &Verified, _: Instant) -> Option<Duration> {
-        let ends_ms = value.session.expires_at_ms().saturating_add(self.leeway_ms);
-        let left_ms = ends_ms.saturating_sub(self.clock.now_ms());
-        Some(Duration::from_millis(left_ms.min(self.longest_ms)))
-    }
-}
-
-/// SipHash-1-3 with per-process random keys, over the last [`TAIL`] bytes (see the module docs).
-#[derive(Clone)]
+/// The keyed hash of a token's last [`TAIL`] bytes and its length (see the module docs).
 struct TailHash {
-    keys: RandomState,
+    keys: [u64; 4],
     /// Tests: every token hashes alike, so only the comparison tells them apart.
     #[cfg(test)]
     collide: bool,
@@ -169,52 +289,40 @@ struct TailHash {
 
 impl TailHash {
     fn new() -> Self {
+        let random: [u8; 32] = crate::session::random_bytes();
         Self {
-            keys: RandomState::new(),
+            keys: std::array::from_fn(|i| word(&random[i * 8..i * 8 + 8])),
             #[cfg(test)]
             collide: tests::COLLIDE.get(),
         }
     }
-}
-
-impl BuildHasher for TailHash {
-    type Hasher = TailHasher;
 
     #[inline]
-    fn build_hasher(&self) -> TailHasher {
-        TailHasher {
-            inner: self.keys.build_hasher(),
-            #[cfg(test)]
-            collide: self.collide,
-        }
-    }
-}
-
-struct TailHasher {
-    inner: std::hash::DefaultHasher,
-    #[cfg(test)]
-    collide: bool,
-}
-
-impl Hasher for TailHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        self.inner.write(&bytes[bytes.len().saturating_sub(TAIL)..]);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.inner.write_usize(n);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
+    fn of(&self, token: &[u8]) -> u64 {
         #[cfg(test)]
         if self.collide {
             return 0;
         }
-        self.inner.finish()
+        let mut tail = [0u8; TAIL];
+        let from = token.len().saturating_sub(TAIL);
+        tail[TAIL - (token.len() - from)..].copy_from_slice(&token[from..]);
+        let [k0, k1, k2, k3] = self.keys;
+        let mixed = folded_multiply(word(&tail[..8]) ^ k0, word(&tail[8..]) ^ k1);
+        folded_multiply(mixed ^ k2, token.len() as u64 ^ k3)
     }
+}
+
+/// Eight bytes as a number.
+#[inline]
+fn word(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes.try_into().expect("eight bytes"))
+}
+
+/// The two halves of the 128-bit product, folded: every input bit reaches most output bits.
+#[inline]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
 #[cfg(test)]
@@ -310,7 +418,8 @@ mod tests {
                 .is_ok()
         );
         clock.advance(Duration::from_secs(1));
-        // The entry is still there (moka's own clock has not moved): the refusal is the hit's.
+        // The entry has ended with its token: verification in full refuses it, and the entry
+        // stays until a new token takes its place.
         assert_eq!(codec.cached_tokens(), 1);
         assert_eq!(
             codec.verify_cached(token.as_bytes(), clock.now_ms()).err(),
@@ -361,26 +470,75 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_expires_with_its_token() {
-        let clock = ManualClock::new(NOW_MS);
-        let lifetime = ExpiresWithToken {
-            clock: Arc::new(clock.clone()),
-            leeway_ms: 30_000,
-            longest_ms: 3_630_000,
+    fn an_entry_ends_with_its_token() {
+        let (codec, clock) = codec();
+        let map = codec.inner.verified.map.as_ref().unwrap();
+        let metrics = TokenCacheMetrics::default();
+        let held_until = |exp_ms: u64| {
+            let token = format!("token-{exp_ms}");
+            let session = Session::new("alice", std::iter::empty(), SessionId::random(), 0, exp_ms);
+            let verified = Verified {
+                session,
+                not_before_ms: None,
+            };
+            map.insert(token.as_bytes(), verified, NOW_MS, &metrics);
+            let answers = |at_ms: u64| map.get(token.as_bytes(), at_ms).is_some();
+            // The last millisecond it answers.
+            let (mut lo, mut hi) = (NOW_MS, NOW_MS + 10_000_000);
+            assert!(answers(lo) || exp_ms + 30_000 <= NOW_MS);
+            while lo + 1 < hi {
+                let mid = (lo + hi) / 2;
+                if answers(mid) { lo = mid } else { hi = mid }
+            }
+            hi - NOW_MS
         };
-        let entry = |exp_ms: u64| Verified {
-            session: Session::new("alice", std::iter::empty(), SessionId::random(), 0, exp_ms),
-            not_before_ms: None,
-        };
-        let ttl = |exp_ms| {
-            lifetime.expire_after_create(&Box::from(&b"t"[..]), &entry(exp_ms), Instant::now())
-        };
-        assert_eq!(ttl(NOW_MS + 10_000), Some(Duration::from_secs(40)));
-        // Past exp but inside the leeway: what is left of the leeway.
-        assert_eq!(ttl(NOW_MS - 10_000), Some(Duration::from_secs(20)));
-        assert_eq!(ttl(NOW_MS - 60_000), Some(Duration::ZERO));
-        // A far exp is held no longer than one token lifetime.
-        assert_eq!(ttl(u64::MAX), Some(Duration::from_millis(3_630_000)));
+        assert_eq!(clock.now_ms(), NOW_MS);
+        // exp plus the 30 s leeway.
+        assert_eq!(held_until(NOW_MS + 10_000), 40_000);
+        assert_eq!(held_until(NOW_MS - 10_000), 20_000);
+        // A far exp is held no longer than one token lifetime (an hour) plus the leeway.
+        assert_eq!(held_until(u64::MAX), 3_630_000);
+    }
+
+    #[test]
+    fn the_tokens_in_use_survive_a_flood_of_new_ones() {
+        let (codec, clock) = codec_with(config().verified_cache_capacity(64));
+        let now = clock.now_ms();
+        let hot: Vec<String> = (0..8)
+            .map(|i| {
+                codec
+                    .issue(&format!("hot{i}"), SessionId::random(), &[])
+                    .token
+            })
+            .collect();
+        let first: Vec<Session> = hot
+            .iter()
+            .map(|t| codec.verify_cached(t.as_bytes(), now).unwrap())
+            .collect();
+        for i in 0..2_000 {
+            let cold = codec
+                .issue(&format!("cold{i}"), SessionId::random(), &[])
+                .token;
+            codec.verify_cached(cold.as_bytes(), now).unwrap();
+            // The hot tokens keep being used between the cold ones.
+            let token = &hot[i % hot.len()];
+            codec.verify_cached(token.as_bytes(), now).unwrap();
+        }
+        assert!(codec.cached_tokens() <= 64);
+        let kept = hot
+            .iter()
+            .zip(&first)
+            .filter(|(t, s)| {
+                let again = codec.verify_cached(t.as_bytes(), now).unwrap();
+                again.user_id().as_ptr() == s.user_id().as_ptr()
+            })
+            .count();
+        // Without the CLOCK's second chance, a set's hand would push each hot token out about
+        // once per eight cold ones in its set.
+        assert!(
+            kept >= 6,
+            "only {kept} of 8 tokens in use survived the flood"
+        );
     }
 
     #[test]
@@ -471,7 +629,7 @@ mod tests {
     #[test]
     fn the_hash_reads_the_signature_and_the_length() {
         let hash = TailHash::new();
-        let token = |s: &str| hash.hash_one(s.as_bytes());
+        let token = |s: &str| hash.of(s.as_bytes());
         assert_eq!(
             token("header.payload.signature"),
             token("header.payload.signature")
@@ -483,6 +641,28 @@ mod tests {
         // Equal tails, different lengths.
         let tail = "x".repeat(TAIL);
         assert_ne!(token(&format!("a{tail}")), token(&format!("ab{tail}")));
+        // Shorter than the tail.
+        assert_ne!(token("a.b.c"), token("a.b.d"));
+    }
+
+    /// Real tokens spread over the sets as random ones would: 10 000 tokens over 1 250 sets
+    /// (the default capacity) put 8 in a set on average, and no set near 3 times that.
+    #[test]
+    fn real_tokens_spread_over_the_sets() {
+        let (codec, _) = codec();
+        let map = codec.inner.verified.map.as_ref().unwrap();
+        assert_eq!(map.sets.len(), 1_250);
+        let mut load = vec![0u32; map.sets.len()];
+        for i in 0..10_000 {
+            let token = codec
+                .issue(&format!("user{i}"), SessionId::random(), &[])
+                .token;
+            let set = map.set(map.hash.of(token.as_bytes()));
+            let index = map.sets.iter().position(|s| std::ptr::eq(s, set)).unwrap();
+            load[index] += 1;
+        }
+        let fullest = *load.iter().max().unwrap();
+        assert!(fullest <= 24, "a set drew {fullest} of 10 000 tokens");
     }
 
     #[test]
