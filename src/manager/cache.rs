@@ -133,7 +133,7 @@ impl MemoWord {
     /// The packed word; `None` when the deadline does not fit its 40 bits (34 years).
     fn pack(self) -> Option<u64> {
         (self.deadline_ms < 1 << (64 - MEMO_EPOCH_BITS))
-            .then(|| self.deadline_ms << MEMO_EPOCH_BITS | (self.epoch & MEMO_EPOCH_MASK))
+            .then_some(self.deadline_ms << MEMO_EPOCH_BITS | (self.epoch & MEMO_EPOCH_MASK))
     }
 
     fn unpack(word: u64) -> Self {
