@@ -100,9 +100,10 @@ impl Options {
                 Some(("out", v)) => options.out = Some(PathBuf::from(v)),
                 None if arg == "sealed" => options.sealed = true,
                 None if arg == "async" => options.async_commit = true,
-                _ => options
-                    .sizes
-                    .push(arg.parse().unwrap_or_else(|_| panic!("unknown argument {arg:?}"))),
+                _ => options.sizes.push(
+                    arg.parse()
+                        .unwrap_or_else(|_| panic!("unknown argument {arg:?}")),
+                ),
             }
         }
         if options.sizes.is_empty() {
@@ -195,7 +196,11 @@ async fn run(db: &pg_server::TestDb, options: &Options) {
     let server = server_info(&mut conn).await;
     eprintln!(
         "postgres{}{}: {server}",
-        if options.sealed { ", sealed records" } else { "" },
+        if options.sealed {
+            ", sealed records"
+        } else {
+            ""
+        },
         if options.async_commit {
             ", synchronous_commit=off"
         } else {
@@ -404,7 +409,10 @@ async fn at_size(
     for i in 0..samples {
         let user = format!("new-{n}-{i}");
         let t = Instant::now();
-        manager.create_session(&user, &["user"]).await.expect("create");
+        manager
+            .create_session(&user, &["user"])
+            .await
+            .expect("create");
         create.push(t.elapsed());
     }
     shuffle(&mut refresh_tokens, n as u64);
