@@ -8,7 +8,7 @@
 #
 # Needs a PostgreSQL at $DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) as a
 # user that may create databases: the bench makes a database of its own and drops it at the
-# end. About 3 minutes on 2 cores after the build, most of it writing the 1 M sessions.
+# end. About a minute on 2 cores after the build, half of it writing the 1 M sessions.
 #
 # Settings: TJS_POSTGRES_SIZES="10000 100000 1000000", TJS_POSTGRES_SAMPLES=2000 (creates and
 # refreshes timed per size), TJS_POSTGRES_LAG_RUNS=200, TJS_POSTGRES_ARGS (more arguments for the

@@ -495,9 +495,11 @@ def main_postgres_only():
     text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     new = replace_between(text, PG_BEGIN, PG_END, block)
     if new is None and END in text:
-        # No section yet: it goes at the end of the results.
-        head, tail = text.split(END, 1)
-        new = head + block + "\n\n" + END + tail
+        # No section yet: where a full run puts it, before the profiles (or at the end).
+        results_head, rest = text.split(END, 1)
+        anchor = "### Profiles" if "### Profiles" in results_head.split(BEGIN)[-1] else END
+        head, tail = text.split(anchor, 1)
+        new = head + block + "\n\n" + anchor + tail
     if new is None:
         new = text.rstrip() + "\n\n" + BEGIN + "\n\n" + block + "\n\n" + END + "\n"
     DOC.write_text(new)
@@ -513,18 +515,19 @@ def postgres_section():
     run = kv(pg / "run.txt")
     server = kv(pg / "postgres_server.txt")
     lag = read_tsv(pg / "postgres_lag.tsv")
+    samples = f"{int(server['samples']):,}" if server.get("samples", "").isdigit() else "?"
     out = [PG_BEGIN, "", "### PostgreSQL", ""]
     out.append(f"`bash bench/postgres.sh` (the crate's `benches/postgres.rs`) of {run.get('date', '?')}, "
                f"commit {run.get('commit', '?')}, load average {run.get('loadavg_start', '?')} at "
                f"the start and {run.get('loadavg_end', '?')} at the end ({run.get('nproc', '?')} "
-               f"cores, shared); {server.get('server', '?')} on 127.0.0.1, records "
-               f"{'sealed' if server.get('sealed') == 'true' else 'plain'}, synchronous_commit "
-               f"{server.get('synchronous_commit', '?')}. The sessions around the measured ones are "
+               f"cores, shared); {server.get('server', '?')}, on 127.0.0.1"
+               f"{' (synchronous_commit off for the bench database)' if server.get('synchronous_commit') == 'off' else ''}, "
+               f"records {'sealed' if server.get('sealed') == 'true' else 'plain'}. The sessions around the measured ones are "
                f"written in the store's row format by `INSERT … SELECT … generate_series` (copies "
                f"of a row the store wrote, with their own ids, user keys, user ids and times; 2.45 "
                f"sessions per user on average), then `CHECKPOINT` and `VACUUM ANALYZE`. Timed "
-               f"through `SessionManager`, one call at a time: {server.get('samples', '?')} creates "
-               f"for new users, then one refresh of each of {server.get('samples', '?')} sessions "
+               f"through `SessionManager`, one call at a time: {samples} creates "
+               f"for new users, then one refresh of each of {samples} sessions "
                f"created through the store while the table was filled (spread through it), in "
                f"shuffled order. Bytes = `pg_total_relation_size` of the sessions table (heap, "
                f"indexes, TOAST) / its rows.")
