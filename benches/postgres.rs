@@ -160,9 +160,13 @@ async fn manager(db: &pg_server::TestDb, sealed: bool) -> SessionManager {
     if sealed {
         config = config.encryption_key(&[7; 32]).expect("key");
     }
-    let settings = PostgresSettings::new(&db.url)
+    let mut settings = PostgresSettings::new(&db.url)
         .with_max_connections(16)
         .with_timeout(Duration::from_secs(10));
+    if sealed {
+        // The store seals what it writes under the key of its settings.
+        settings = settings.with_encryption_key(&[7; 32]).expect("key");
+    }
     let store = PostgresStore::connect(&settings).await.expect("connect");
     SessionManager::builder(config)
         .store(store)
