@@ -32,14 +32,18 @@
 //!
 //! # The rules, atomically
 //!
-//! - **create**: one transaction takes a per-user advisory lock (logins and logout-all of one
-//!   user run one at a time, so two logins cannot both take the last place), reads the user's
+//! - **create**: one transaction takes a per-user advisory lock with its `BEGIN` (logins and
+//!   logout-all of one user run one at a time, so two logins cannot both take the last place), reads the user's
 //!   rows `FOR UPDATE` (a racing refresh's new activity time is seen), decides with the same
 //!   function as the other stores, deletes what it evicts and inserts the new row.
-//! - **rotate**: one transaction reads the session's row `SELECT … FOR UPDATE`, decides in
-//!   Rust with the same function as the other stores, and writes or deletes: any number of
-//!   concurrent refreshes of one token, on any number of instances, queue on the row lock and
-//!   agree on one successor.
+//! - **rotate**: reads the session's row with its version (`xmin`, which every write of the
+//!   row changes), decides in Rust with the same function as the other stores, and writes or
+//!   deletes with one statement that applies only to that version (compare-and-set). When
+//!   another instance wrote the row in between, nothing is written and the rotation reads and
+//!   decides again, from the row as that write left it: any number of concurrent refreshes of
+//!   one token, on any number of instances, agree on one successor (the first write wins, the
+//!   others read it and answer it within the reuse interval). Two round trips, no transaction
+//!   held open across them.
 //! - **revoke**, **revoke-all**: one `DELETE … RETURNING` each (revoke-all under the user's
 //!   lock), with `pg_notify` of each id in the same statement.
 //!

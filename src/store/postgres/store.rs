@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Row as _, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Row as _, Transaction};
 
 use super::record::{
     COLUMNS, corrupt, decode_row, encode_data, sid_from, sid_from_hex, to_i64, to_u64, user_keys,
@@ -31,14 +31,14 @@ pub(super) const PURGE_BATCH: i64 = 64;
 /// prepared statements).
 struct Sql {
     purge_due: String,
-    lock_user: &'static str,
     user_rows: String,
     delete_notify: String,
     insert: String,
-    select_for_update: String,
+    select_versioned: String,
     select: String,
-    update: String,
-    delete: String,
+    update_if_unchanged: String,
+    delete_if_unchanged: String,
+    delete_notify_if_unchanged: String,
     list: String,
     revoke_all: String,
 }
@@ -51,7 +51,6 @@ impl Sql {
                 "DELETE FROM {s} WHERE session_id IN (SELECT session_id FROM {s} \
                  WHERE purge_at < $1 ORDER BY purge_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
             ),
-            lock_user: "SELECT pg_advisory_xact_lock($1)",
             user_rows: format!(
                 "SELECT session_id, last_active_at, expires_at, purge_at FROM {s} \
                  WHERE user_key = ANY($1) ORDER BY created_at, session_id FOR UPDATE"
@@ -68,15 +67,26 @@ impl Sql {
                  generation, refresh_expires_at, purge_at, data) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             ),
-            select_for_update: format!(
-                "SELECT {COLUMNS} FROM {s} WHERE session_id = $1 FOR UPDATE"
+            // A row and its version: `xmin`, the transaction that wrote this version of the
+            // row, changes with every write of it (an update writes a new version).
+            select_versioned: format!(
+                "SELECT {COLUMNS}, xmin::text AS version FROM {s} WHERE session_id = $1"
             ),
             select: format!("SELECT {COLUMNS} FROM {s} WHERE session_id = $1"),
-            update: format!(
+            // The writes of a rotation, each applied only to the version of the row it read.
+            update_if_unchanged: format!(
                 "UPDATE {s} SET last_active_at = $2, generation = $3, refresh_expires_at = $4, \
-                 purge_at = $5, data = $6, user_key = $7 WHERE session_id = $1"
+                 purge_at = $5, data = $6, user_key = $7 WHERE session_id = $1 \
+                 AND xmin::text = $8"
             ),
-            delete: format!("DELETE FROM {s} WHERE session_id = $1"),
+            delete_if_unchanged: format!(
+                "DELETE FROM {s} WHERE session_id = $1 AND xmin::text = $2"
+            ),
+            delete_notify_if_unchanged: format!(
+                "WITH gone AS (DELETE FROM {s} WHERE session_id = $1 AND xmin::text = $3 \
+                 RETURNING session_id) \
+                 SELECT pg_notify($2, encode(g.session_id, 'hex')) FROM gone g"
+            ),
             list: format!(
                 "SELECT {COLUMNS} FROM {s} WHERE user_key = ANY($1) \
                  AND expires_at > $2 AND purge_at >= $2 ORDER BY created_at, session_id"
@@ -399,22 +409,21 @@ impl PostgresStore {
             .map_err(|_| StoreError::Timeout)?
     }
 
-    /// Takes the per-user lock of `user_key` for the rest of `tx`: logins and logout-all of
-    /// one user run one at a time (a login must see every session it counts against the
-    /// limit, including one another login is adding).
-    async fn lock_user(
+    /// Begins a transaction on `conn` holding the per-user lock of `user_key` until it ends:
+    /// logins and logout-all of one user run one at a time (a login must see every session it
+    /// counts against the limit, including one another login is adding). `BEGIN` and the lock
+    /// go in one round trip (the key is a number, written into the statement).
+    async fn begin_locked<'c>(
         &self,
-        tx: &mut Transaction<'_, Postgres>,
+        conn: &'c mut PgConnection,
         user_key: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Transaction<'c, Postgres>, StoreError> {
         let mut label = format!("tower-jwt-session user {} ", self.tables.prefix).into_bytes();
         label.extend_from_slice(user_key);
-        sqlx::query(self.sql.lock_user)
-            .bind(lock_key(&label))
-            .execute(&mut **tx)
+        let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({})", lock_key(&label));
+        sqlx::Connection::begin_with(conn, begin)
             .await
-            .map_err(db_error)?;
-        Ok(())
+            .map_err(db_error)
     }
 
     /// Deletes `sids` in `tx` and notifies every instance; returns `(session, live at now)`.
@@ -436,14 +445,14 @@ impl PostgresStore {
 
     async fn create_tx(
         &self,
+        conn: &mut PgConnection,
         record: &SessionRecord,
         limit: SessionLimit,
         now: u64,
     ) -> Result<CreateOutcome, StoreError> {
         let keys = user_keys(self.cipher.as_ref(), &record.user_id);
         let data = encode_data(self.cipher.as_ref(), record)?;
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        self.lock_user(&mut tx, &keys[0]).await?;
+        let mut tx = self.begin_locked(conn, &keys[0]).await?;
         let rows = sqlx::query(&self.sql.user_rows)
             .bind(&keys)
             .fetch_all(&mut *tx)
@@ -502,63 +511,73 @@ impl PostgresStore {
         Ok(CreateOutcome::Created { evicted })
     }
 
-    async fn rotate_tx(&self, req: &RotateRequest) -> Result<RotateOutcome, StoreError> {
+    /// One attempt at a rotation on `conn`: reads the row, decides, and writes only if the row
+    /// is still the version read. `None` when another instance wrote it meanwhile (its write
+    /// went first: read it again and decide anew).
+    async fn try_rotate(
+        &self,
+        conn: &mut PgConnection,
+        req: &RotateRequest,
+    ) -> Result<Option<RotateOutcome>, StoreError> {
         let sid = req.session_id;
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let row = sqlx::query(&self.sql.select_for_update)
+        let Some(row) = sqlx::query(&self.sql.select_versioned)
             .bind(sid.as_bytes().as_slice())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(db_error)?;
-        // A row that is not what this crate wrote is no session (and is left for an operator).
-        let Some((record, reseal)) = row
-            .as_ref()
-            .map(|row| decode_row(self.cipher.as_ref(), row))
-            .transpose()?
-            .flatten()
+            .map_err(db_error)?
         else {
-            tx.rollback().await.map_err(db_error)?;
-            return Ok(RotateOutcome::NotFound);
+            return Ok(Some(RotateOutcome::NotFound));
+        };
+        let version: String = row.try_get("version").map_err(db_error)?;
+        // A row that is not what this crate wrote is no session (and is left for an operator).
+        let Some((record, reseal)) = decode_row(self.cipher.as_ref(), &row)? else {
+            return Ok(Some(RotateOutcome::NotFound));
         };
         if req.now > record.purge_at {
-            sqlx::query(&self.sql.delete)
+            let deleted = sqlx::query(&self.sql.delete_if_unchanged)
                 .bind(sid.as_bytes().as_slice())
-                .execute(&mut *tx)
+                .bind(&version)
+                .execute(&mut *conn)
                 .await
-                .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
-            return Ok(RotateOutcome::NotFound);
+                .map_err(db_error)?
+                .rows_affected();
+            return Ok((deleted == 1).then_some(RotateOutcome::NotFound));
         }
         let decision = decide_rotation(&record, req);
         let mut next = record.clone();
         apply_rotation(&mut next, decision, req);
-        let outcome = rotation_outcome(decision, &next);
-        match decision {
+        let written = match decision {
             // An ended session is deleted at once, and every instance told.
             RotationDecision::Reuse(_) | RotationDecision::Revoked => {
-                self.delete_notify(&mut tx, &[sid], req.now).await?;
+                sqlx::query(&self.sql.delete_notify_if_unchanged)
+                    .bind(sid.as_bytes().as_slice())
+                    .bind(&self.tables.channel)
+                    .bind(&version)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db_error)?
+                    .is_some()
             }
-            RotationDecision::Rotate { .. } => self.write(&mut tx, &next).await?,
+            RotationDecision::Rotate { .. } => self.write(conn, &next, &version).await?,
             // Sealed with an old key (or not at all, during a migration): seal it anew.
-            _ if reseal => self.write(&mut tx, &next).await?,
-            _ => {
-                tx.rollback().await.map_err(db_error)?;
-                return Ok(outcome);
-            }
-        }
-        tx.commit().await.map_err(db_error)?;
-        Ok(outcome)
+            _ if reseal => self.write(conn, &next, &version).await?,
+            // Nothing to write: the answer is the row as read.
+            _ => true,
+        };
+        Ok(written.then(|| rotation_outcome(decision, &next)))
     }
 
-    /// Writes what a rotation changes in `tx`: the times, the data sealed anew, and the user key
-    /// under the current key (a row from before a key rotation, or from before sealing, is
-    /// found under the current key from then on).
+    /// Writes what a rotation changes, if the row is still at `version`: the times, the data
+    /// sealed anew, and the user key under the current key (a row from before a key rotation,
+    /// or from before sealing, is found under the current key from then on). Returns whether
+    /// it was written.
     async fn write(
         &self,
-        tx: &mut Transaction<'_, Postgres>,
+        conn: &mut PgConnection,
         record: &SessionRecord,
-    ) -> Result<(), StoreError> {
-        sqlx::query(&self.sql.update)
+        version: &str,
+    ) -> Result<bool, StoreError> {
+        let written = sqlx::query(&self.sql.update_if_unchanged)
             .bind(record.session_id.as_bytes().as_slice())
             .bind(to_i64(record.last_active_at))
             .bind(to_i64(record.generation))
@@ -566,10 +585,12 @@ impl PostgresStore {
             .bind(to_i64(record.purge_at))
             .bind(encode_data(self.cipher.as_ref(), record)?)
             .bind(&user_keys(self.cipher.as_ref(), &record.user_id)[0])
-            .execute(&mut **tx)
+            .bind(version)
+            .execute(&mut *conn)
             .await
-            .map_err(db_error)?;
-        Ok(())
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(written == 1)
     }
 
     async fn revoke_all_tx(
@@ -578,8 +599,8 @@ impl PostgresStore {
         now: u64,
     ) -> Result<Vec<(SessionId, bool)>, StoreError> {
         let keys = user_keys(self.cipher.as_ref(), user_id);
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        self.lock_user(&mut tx, &keys[0]).await?;
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let mut tx = self.begin_locked(&mut conn, &keys[0]).await?;
         let rows = sqlx::query(&self.sql.revoke_all)
             .bind(&keys)
             .bind(&self.tables.channel)
@@ -668,21 +689,33 @@ impl SessionStore for PostgresStore {
         now: u64,
     ) -> Result<CreateOutcome, StoreError> {
         self.timed(async {
+            // One connection for both steps: one health check of it, not two.
+            let mut conn = self.pool.acquire().await.map_err(db_error)?;
             // Bounded work for the table as a whole: a batch of anyone's due rows, skipping
             // rows another transaction holds.
             sqlx::query(&self.sql.purge_due)
                 .bind(to_i64(now))
                 .bind(PURGE_BATCH)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
                 .map_err(db_error)?;
-            self.create_tx(&record, limit, now).await
+            self.create_tx(&mut conn, &record, limit, now).await
         })
         .await
     }
 
     async fn rotate(&self, req: RotateRequest) -> Result<RotateOutcome, StoreError> {
-        self.timed(self.rotate_tx(&req)).await
+        self.timed(async {
+            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            // Each lost race means another instance's write went first, so this ends; the
+            // timeout bounds it all the same.
+            loop {
+                if let Some(outcome) = self.try_rotate(&mut conn, &req).await? {
+                    return Ok(outcome);
+                }
+            }
+        })
+        .await
     }
 
     async fn get(&self, session_id: SessionId) -> Result<Option<SessionRecord>, StoreError> {

@@ -504,6 +504,47 @@ async fn a_locked_row_times_out_and_fails_closed() {
     ));
 }
 
+/// A rotation whose row another instance writes between the rotation's read and its write
+/// does not overwrite that write (which would make a second successor): its write applies to
+/// the version it read only, so it reads the row again and answers what the other wrote
+/// (grace, the other's generation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_written_between_read_and_write_is_read_again() {
+    let db = TestDb::create().await;
+    let store = Arc::new(PostgresStore::connect(&settings(&db)).await.unwrap());
+    let r = create(&store, "alice", 1_000).await;
+    // Another instance's rotation, by hand: it holds the row while the store reads it.
+    let mut conn = db.connect().await;
+    let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
+    sqlx::query("SELECT 1 FROM tjs_sessions WHERE session_id = $1 FOR UPDATE")
+        .bind(r.session_id.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let rotation = tokio::spawn({
+        let store = store.clone();
+        async move { store.rotate(rotate_req(r.session_id, 0, 1_100)).await }
+    });
+    // The store has read generation 0 and waits on the row for its write.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query(
+        "UPDATE tjs_sessions SET generation = 1, last_active_at = 1050 WHERE session_id = $1",
+    )
+    .bind(r.session_id.as_bytes().as_slice())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    match rotation.await.unwrap().unwrap() {
+        RotateOutcome::Grace(after) => {
+            assert_eq!((after.generation, after.last_active_at), (1, 1050));
+        }
+        other => panic!("the other instance's rotation was overwritten: {other:?}"),
+    }
+    let stored = store.get(r.session_id).await.unwrap().unwrap();
+    assert_eq!((stored.generation, stored.last_active_at), (1, 1050));
+}
+
 /// Nothing answers: connecting fails with a store error, within the timeout.
 #[tokio::test]
 async fn an_unreachable_database_is_an_error() {
