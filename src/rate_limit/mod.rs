@@ -133,6 +133,8 @@ mod config;
 pub mod future;
 mod layer;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
@@ -151,6 +153,9 @@ pub use config::RateLimitConfig;
 pub use future::RateLimitWait;
 pub use layer::ClientRateLimitLayer;
 pub use memory::MemoryBackend;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PostgresAttemptBackend, PostgresRateLimitBackend};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisAttemptBackend, RedisRateLimitBackend};
