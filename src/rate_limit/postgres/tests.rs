@@ -460,3 +460,102 @@ async fn a_stuck_row_is_an_error_within_the_timeout() {
         8
     );
 }
+
+/// p50 and p99 of `samples` (sorted here), in microseconds.
+fn percentiles(samples: &mut [Duration]) -> (u128, u128) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    (at(0.50).as_micros(), at(0.99).as_micros())
+}
+
+/// Latency of one rate-limit hit and one attempt reservation, one after the other on one
+/// connection's worth of load, sweeps included; then the same hit on a logged table, for
+/// comparison. Run it in release:
+/// `cargo test --release --features postgres --lib rate_limit::postgres::tests::latency -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "a measurement, not a check: run it with --ignored --nocapture"]
+async fn latency_of_one_hit_and_one_reservation() {
+    const N: usize = 5_000;
+    let db = TestDb::create().await;
+    let store = &instances(1, settings(&db)).await[0];
+    let rate = PostgresRateLimitBackend::new(store.connection());
+    let attempts = PostgresAttemptBackend::new(store.connection());
+    let generous = AttemptPolicy {
+        max_failures: u32::MAX,
+        window: Duration::from_secs(900),
+        lockout: Duration::from_secs(900),
+    };
+    let now = crate::clock::unix_ms(std::time::SystemTime::now());
+    // Warm the pool and the statement caches.
+    for i in 0..200 {
+        rate.hit(&format!("warm{i}"), now, MINUTE, 100)
+            .await
+            .unwrap();
+        attempts
+            .reserve(&format!("login:ip:warm{i}"), now, generous)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let mut report = Vec::new();
+    for logged in [false, true] {
+        if logged {
+            let mut conn = db.connect().await;
+            for table in ["tjs_rate_limits", "tjs_attempts"] {
+                sqlx::query(&format!("ALTER TABLE {table} SET LOGGED"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+        let label = if logged { "logged" } else { "unlogged" };
+        // A hit of a client seen before (an update), of 1 000 clients in turn.
+        let mut samples = Vec::with_capacity(N);
+        for i in 0..N {
+            let key = format!("10.0.{}.{}", (i % 1000) / 256, i % 256);
+            let started = std::time::Instant::now();
+            rate.hit(&key, now, Duration::from_secs(900), u32::MAX)
+                .await
+                .unwrap();
+            samples.push(started.elapsed());
+        }
+        report.push((
+            format!("rate-limit hit, {label}"),
+            percentiles(&mut samples),
+        ));
+        // A hit of a new client (an insert).
+        let mut samples = Vec::with_capacity(N);
+        for i in 0..N {
+            let key = format!("198.51.{}.{}/{label}", i / 256, i % 256);
+            let started = std::time::Instant::now();
+            rate.hit(&key, now, Duration::from_secs(900), 100)
+                .await
+                .unwrap();
+            samples.push(started.elapsed());
+        }
+        report.push((
+            format!("rate-limit hit of a new client, {label}"),
+            percentiles(&mut samples),
+        ));
+        // A reservation (and its release, not timed) of 1 000 keys in turn.
+        let mut samples = Vec::with_capacity(N);
+        for i in 0..N {
+            let key = format!("login:uc:user{}|203.0.113.7", i % 1000);
+            let started = std::time::Instant::now();
+            attempts
+                .reserve(&key, now, generous)
+                .await
+                .unwrap()
+                .unwrap();
+            samples.push(started.elapsed());
+            attempts.release(&key, now).await.unwrap();
+        }
+        report.push((
+            format!("attempt reserve, {label}"),
+            percentiles(&mut samples),
+        ));
+    }
+    for (what, (p50, p99)) in report {
+        println!("{what}: p50 {p50} µs, p99 {p99} µs ({N} samples)");
+    }
+}
