@@ -25,7 +25,9 @@
 //! put into the request extensions as [`ClientIp`] for the handlers behind the layer.
 //!
 //! **Where counts live.** A [`RateLimitBackend`]: [`MemoryBackend`] (moka, bounded, entries
-//! expire with their window) by default, or a shared store. An in-process backend answers
+//! expire with their window) by default, or a shared store: Redis (`RedisRateLimitBackend`,
+//! feature `redis`) or PostgreSQL (`PostgresRateLimitBackend`, feature `postgres`), on the
+//! session store's connection. An in-process backend answers
 //! through [`RateLimitBackend::try_hit`] without a future, so the hot path allocates nothing;
 //! only a remote backend's answer is boxed and awaited.
 //!

@@ -76,7 +76,11 @@ impl Sweeper {
     /// Counts a write; every [`SWEEP_EVERY`]th deletes up to [`SWEEP_BATCH`] rows ended at
     /// `now`. A failure is logged: it costs no decision.
     async fn after_write(&self, pg: &PostgresConnection, now: i64) {
-        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != 0 {
+        if !self
+            .writes
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+        {
             return;
         }
         let swept = pg

@@ -753,7 +753,7 @@ async fn settings_that_lose_logouts_are_warned_of() {
         db.name
     ))
     .await;
-    let store = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let store = PostgresStore::connect(&settings(db)).await.unwrap();
     let warnings = store.warnings().await.unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
