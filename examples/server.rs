@@ -209,8 +209,8 @@ async fn serve_metrics(
 }
 
 /// The manager with its store, and where rate-limit and failed-attempt state live: in this
-/// process by default, in Redis (shared by every instance) when `REDIS_URL` is set; sessions
-/// in PostgreSQL when `DATABASE_URL` is (limits per instance).
+/// process by default, in the shared store (Redis when `REDIS_URL` is set, PostgreSQL when
+/// `DATABASE_URL` is) so every instance counts against the same limits.
 struct Parts {
     manager: SessionManager,
     rate_limit: Option<Arc<dyn RateLimitBackend>>,
@@ -258,8 +258,8 @@ async fn build(config: SessionConfig) -> Result<Parts, Box<dyn std::error::Error
     }
 }
 
-/// Sessions in PostgreSQL (`DATABASE_URL`, or `SESSION_STORE=postgres`). The rate limit and
-/// the failed-attempt counters stay per instance: they have no PostgreSQL backend (see
+/// Sessions in PostgreSQL (`DATABASE_URL`, or `SESSION_STORE=postgres`), and the rate limit
+/// and failed-attempt counters on the same pool, shared by every instance (see
 /// docs/deployment.md).
 #[cfg(feature = "postgres")]
 async fn build_postgres(
@@ -271,12 +271,17 @@ async fn build_postgres(
         .map_err(|e| format!("DATABASE_URL is set but PostgreSQL cannot be used: {e}"))?;
     store.claim(&config).await?;
     tracing::info!(
-        "using the PostgreSQL session store; rate limits and lock-outs are per instance"
+        "using the PostgreSQL session store; rate limits and lock-outs are shared in PostgreSQL"
+    );
+    let rate_limit: Arc<dyn RateLimitBackend> =
+        Arc::new(tower_jwt_session::rate_limit::PostgresRateLimitBackend::new(store.connection()));
+    let attempts: Arc<dyn AttemptBackend> = Arc::new(
+        tower_jwt_session::rate_limit::PostgresAttemptBackend::new(store.connection()),
     );
     Ok(Parts {
         manager: SessionManager::builder(config).store(store).build()?,
-        rate_limit: None,
-        attempts: None,
+        rate_limit: Some(rate_limit),
+        attempts: Some(attempts),
     })
 }
 

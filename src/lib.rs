@@ -92,7 +92,7 @@
 //! | [`layer`] | [`SessionLayer`] and how it answers refusals ([`layer::ErrorResponder`]) |
 //! | [`routes`], [`login`], [`cookie`] | the token routes, the login route, the refresh cookie |
 //! | [`mod@require_role`] | the role check ([`require_role()`]) |
-//! | [`rate_limit`] | per-client rate limits and the login lock-out, in memory or Redis |
+//! | [`rate_limit`] | per-client rate limits and the login lock-out, in memory, Redis or PostgreSQL |
 //! | [`store`] | the [`store::SessionStore`] trait, [`store::MemoryStore`], `RedisStore` (feature `redis`) |
 //! | [`token`] | the token codec: access tokens and the refresh-token format |
 //! | [`response`], [`error`] | typed JSON bodies, error codes |

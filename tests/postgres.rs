@@ -21,7 +21,13 @@ use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
 const SECRET: &str = "postgres-test-secret-postgres-test-secret-0123";
 
 fn instance(db: &TestDb) -> Server {
-    Server::start(&[("DATABASE_URL", db.url.as_str())])
+    instance_with(db, &[])
+}
+
+fn instance_with(db: &TestDb, extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![("DATABASE_URL", db.url.as_str())];
+    env.extend_from_slice(extra);
+    Server::start(&env)
 }
 
 #[tokio::test]
@@ -42,6 +48,48 @@ async fn a_logout_on_one_instance_is_enforced_on_the_other_within_the_bound() {
     let db = TestDb::create().await;
     let (a, b) = (instance(&db), instance(&db));
     common::a_logout_reaches_the_other_instance(&a, &b, "postgres ").await;
+}
+
+/// The rate limit and the lock-outs are counted in PostgreSQL: two instances share them.
+#[tokio::test]
+async fn the_rate_limit_and_lock_outs_hold_across_instances() {
+    let (limited_db, plain_db) = (TestDb::create().await, TestDb::create().await);
+    let limits = [
+        ("RATE_LIMIT_MAX_REQUESTS", "4"),
+        ("RATE_LIMIT_WINDOW_MS", "60000"),
+    ];
+    let limited = (
+        instance_with(&limited_db, &limits),
+        instance_with(&limited_db, &limits),
+    );
+    let (a, b) = (instance(&plain_db), instance(&plain_db));
+    common::the_limits_hold_across_instances((&limited.0, &limited.1), (&a, &b)).await;
+    // Health says the store keeps its promises on this server.
+    let (status, health) = a.get("/api/token/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["data"]["status"], "ok", "{health}");
+}
+
+/// A database whose commits are not flushed (`synchronous_commit = off`) makes health say
+/// `degraded`, with the reason.
+#[tokio::test]
+async fn health_is_degraded_when_commits_can_be_lost() {
+    let db = TestDb::create().await;
+    let mut conn = db.connect().await;
+    sqlx::query(&format!(
+        "ALTER DATABASE {} SET synchronous_commit = off",
+        db.name
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let a = instance(&db);
+    let (status, health) = a.get("/api/token/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["data"]["status"], "degraded", "{health}");
+    assert_eq!(health["data"]["store"], "postgres", "{health}");
+    let warning = health["data"]["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("synchronous_commit = off"), "{health}");
 }
 
 /// Two managers (two instances) on one database: 64 concurrent refreshes of one refresh

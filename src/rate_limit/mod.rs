@@ -25,7 +25,9 @@
 //! put into the request extensions as [`ClientIp`] for the handlers behind the layer.
 //!
 //! **Where counts live.** A [`RateLimitBackend`]: [`MemoryBackend`] (moka, bounded, entries
-//! expire with their window) by default, or a shared store. An in-process backend answers
+//! expire with their window) by default, or a shared store: Redis (`RedisRateLimitBackend`,
+//! feature `redis`) or PostgreSQL (`PostgresRateLimitBackend`, feature `postgres`), on the
+//! session store's connection. An in-process backend answers
 //! through [`RateLimitBackend::try_hit`] without a future, so the hot path allocates nothing;
 //! only a remote backend's answer is boxed and awaited.
 //!
@@ -133,6 +135,8 @@ mod config;
 pub mod future;
 mod layer;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
@@ -151,6 +155,9 @@ pub use config::RateLimitConfig;
 pub use future::RateLimitWait;
 pub use layer::ClientRateLimitLayer;
 pub use memory::MemoryBackend;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PostgresAttemptBackend, PostgresRateLimitBackend};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisAttemptBackend, RedisRateLimitBackend};

@@ -16,13 +16,18 @@ use crate::guard::ResponseBody;
 
 const T0: u64 = 1_800_000_000_000;
 
-fn layer(max: u32, window_secs: u64) -> (ClientRateLimitLayer, ManualClock) {
+fn config(max: u32, window_secs: u64) -> (RateLimitConfig, ManualClock) {
     let clock = ManualClock::new(T0);
     let config = RateLimitConfig::new()
         .window(Duration::from_secs(window_secs))
         .max_requests(max)
         .clock(Arc::new(clock.clone()))
         .trusted_proxies(["10.0.0.0/8".parse().unwrap()]);
+    (config, clock)
+}
+
+fn layer(max: u32, window_secs: u64) -> (ClientRateLimitLayer, ManualClock) {
+    let (config, clock) = config(max, window_secs);
     (ClientRateLimitLayer::new(config), clock)
 }
 
@@ -91,7 +96,32 @@ where
 
 #[tokio::test]
 async fn the_limit_is_reached_and_resets_with_exact_headers() {
-    let (layer, clock) = layer(3, 60);
+    the_limit_is_reached_and_resets_with_exact_headers_on(layer(3, 60)).await;
+}
+
+/// The same through the layer on the PostgreSQL backend, which counts on the layer's clock.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn the_limit_is_reached_and_resets_with_exact_headers_on_postgres() {
+    use crate::config::PostgresSettings;
+    use crate::store::PostgresStore;
+    use crate::store::postgres::pg_server::TestDb;
+    let db = TestDb::create().await;
+    let store = PostgresStore::connect(&PostgresSettings::new(&db.url))
+        .await
+        .expect("connect to the test PostgreSQL");
+    let (config, clock) = config(3, 60);
+    let backend = Arc::new(PostgresRateLimitBackend::new(store.connection()));
+    the_limit_is_reached_and_resets_with_exact_headers_on((
+        ClientRateLimitLayer::with_backend(config, backend),
+        clock,
+    ))
+    .await;
+}
+
+async fn the_limit_is_reached_and_resets_with_exact_headers_on(
+    (layer, clock): (ClientRateLimitLayer, ManualClock),
+) {
     let calls = Arc::new(AtomicUsize::new(0));
     let mut svc = layer.layer(echo(calls.clone()));
 

@@ -177,4 +177,34 @@ impl Cipher {
         mac.update(name.as_bytes());
         mac.finalize().into_bytes().into()
     }
+
+    /// The current name key alone, for what hashes names without sealing anything (the
+    /// PostgreSQL rate-limit and attempt tables).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn current_name_key(&self) -> NameKey {
+        NameKey(self.names[0].clone())
+    }
+}
+
+/// One name key: hashes names as [`Cipher::name_hash`] does with key 0. Its `Debug` shows no
+/// key.
+#[cfg(feature = "postgres")]
+#[derive(Clone)]
+pub(crate) struct NameKey(Hmac<Sha256>);
+
+#[cfg(feature = "postgres")]
+impl NameKey {
+    /// The keyed hash of `name`.
+    pub(crate) fn hash(&self, name: &str) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        mac.update(name.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl std::fmt::Debug for NameKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NameKey(..)")
+    }
 }

@@ -304,3 +304,69 @@ pub async fn a_logout_reaches_the_other_instance(a: &Server, b: &Server, label: 
         lags[lags.len() - 1]
     );
 }
+
+/// The limits are shared by two instances. `limited` allow 4 requests a minute per client:
+/// four requests split over both use up the one budget, and both refuse the fifth. `plain` run
+/// the default limits: failed logins spread over both lock the guessing client (127.0.0.1) out
+/// of bob on both, and only that client: bob's own machine (127.0.0.2) logs in on both.
+pub async fn the_limits_hold_across_instances(
+    limited: (&Server, &Server),
+    plain: (&Server, &Server),
+) {
+    let (a, b) = limited;
+    // Health probes are never limited, so validate.
+    for (i, server) in [a, b, a, b].into_iter().enumerate() {
+        let res = server
+            .client
+            .post(server.url("/api/token/validate"))
+            .json(&json!({"accessToken": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "request {i}");
+        assert_eq!(
+            res.headers()["ratelimit-remaining"],
+            (3 - i).to_string().as_str()
+        );
+    }
+    for server in [a, b] {
+        let res = server
+            .client
+            .post(server.url("/api/token/validate"))
+            .json(&json!({"accessToken": "x"}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(res).await;
+        assert_error(status, &body, 429, "rate_limited");
+    }
+
+    let (a, b) = plain;
+    for (i, server) in [a, b, a, b, a].into_iter().enumerate() {
+        let (status, body) = server
+            .post(
+                "/api/auth/login",
+                json!({"username": "bob", "password": format!("guess-{i}")}),
+            )
+            .await;
+        assert_error(status, &body, 401, "invalid_credentials");
+    }
+    let bobs_machine = a.client_from([127, 0, 0, 2]);
+    for server in [a, b] {
+        let (status, body) = server
+            .post(
+                "/api/auth/login",
+                json!({"username": "bob", "password": "bob-password"}),
+            )
+            .await;
+        assert_error(status, &body, 429, "rate_limited");
+        let res = bobs_machine
+            .post(server.url("/api/auth/login"))
+            .json(&json!({"username": "bob", "password": "bob-password"}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(res).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}

@@ -46,7 +46,23 @@ async fn locked_out(t: &AttemptTracker, user: &str, from: IpAddr) -> LockedOut {
 
 #[tokio::test]
 async fn a_lock_out_aimed_at_a_victim_does_not_refuse_her_other_client() {
-    let (t, clock) = tracker();
+    a_lock_out_aimed_at_a_victim_does_not_refuse_her_other_client_on(tracker()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_lock_out_aimed_at_a_victim_does_not_refuse_her_other_client_on_postgres() {
+    let pg = postgres_tracker(AttemptConfig::new()).await;
+    a_lock_out_aimed_at_a_victim_does_not_refuse_her_other_client_on((
+        pg.tracker.clone(),
+        pg.clock.clone(),
+    ))
+    .await;
+}
+
+async fn a_lock_out_aimed_at_a_victim_does_not_refuse_her_other_client_on(
+    (t, clock): (AttemptTracker, ManualClock),
+) {
     let attacker = ip("203.0.113.7");
     let laptop = ip("198.51.100.20");
     // The attacker fails as often as he is let, again and again.
@@ -162,7 +178,20 @@ async fn parallel_reservations_let_exactly_the_limit_through_on_redis() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn the_redis_backend_follows_the_same_rules() {
-    let t = redis_tracker().await;
+    a_shared_backend_follows_the_same_rules(redis_tracker().await).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn the_postgres_backend_follows_the_same_rules() {
+    let pg = postgres_tracker(AttemptConfig::new()).await;
+    a_shared_backend_follows_the_same_rules(pg.tracker.clone()).await;
+}
+
+/// A shared backend on the system clock: lock-outs, releases on success, the user delay and
+/// the refresh bucket, as in memory.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+async fn a_shared_backend_follows_the_same_rules(t: AttemptTracker) {
     let (attacker, laptop) = (ip("203.0.113.7"), ip("198.51.100.20"));
     for _ in 0..5 {
         fail(&t, "alice", attacker).await;
@@ -199,6 +228,56 @@ async fn the_redis_backend_follows_the_same_rules() {
     t.record_refresh_failure(laptop).await;
     assert!(t.check_refresh(laptop).await.is_err());
     assert!(t.check_refresh(attacker).await.is_ok());
+}
+
+/// A tracker on the PostgreSQL backend of a store on a database of its own, on a manual clock
+/// (the backend takes its times from the tracker).
+#[cfg(feature = "postgres")]
+struct PostgresTracker {
+    tracker: AttemptTracker,
+    clock: ManualClock,
+    _store: crate::store::PostgresStore,
+    _db: crate::store::postgres::pg_server::TestDb,
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres_tracker(config: AttemptConfig) -> PostgresTracker {
+    use crate::config::PostgresSettings;
+    use crate::store::PostgresStore;
+    use crate::store::postgres::pg_server::TestDb;
+    let db = TestDb::create().await;
+    let store = PostgresStore::connect(
+        &PostgresSettings::new(&db.url).with_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .expect("connect to the test PostgreSQL");
+    let clock = ManualClock::new(T0);
+    let tracker = AttemptTracker::with_backend(
+        config.clock(Arc::new(clock.clone())),
+        Arc::new(super::super::PostgresAttemptBackend::new(
+            store.connection(),
+        )),
+    );
+    PostgresTracker {
+        tracker,
+        clock,
+        _store: store,
+        _db: db,
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_reservations_let_exactly_the_limit_through_on_postgres() {
+    let pg = postgres_tracker(AttemptConfig::new()).await;
+    parallel_reservations_let_exactly_the_limit_through(pg.tracker.clone()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn an_abandoned_attempt_is_given_back_on_postgres() {
+    let pg = postgres_tracker(AttemptConfig::new()).await;
+    an_abandoned_attempt_is_given_back_and_clears_nothing(pg.tracker.clone()).await;
 }
 
 /// An abandoned attempt (the check could not be made) gives both reservations back and
@@ -283,7 +362,20 @@ async fn success_releases_the_reservation() {
 
 #[tokio::test]
 async fn the_delay_grows_on_the_user_alone_and_never_refuses() {
-    let (t, clock) = tracker();
+    the_delay_grows_on_the_user_alone_and_never_refuses_on(tracker()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn the_delay_grows_on_the_user_alone_and_never_refuses_on_postgres() {
+    let pg = postgres_tracker(AttemptConfig::new()).await;
+    the_delay_grows_on_the_user_alone_and_never_refuses_on((pg.tracker.clone(), pg.clock.clone()))
+        .await;
+}
+
+async fn the_delay_grows_on_the_user_alone_and_never_refuses_on(
+    (t, clock): (AttemptTracker, ManualClock),
+) {
     let laptop = ip("198.51.100.20");
     let ms = Duration::from_millis;
     // One failure from each of many clients: none of them is locked out, but alice's
@@ -329,7 +421,17 @@ fn the_delay_schedule() {
 
 #[tokio::test]
 async fn windows_and_lock_outs_expire_on_the_clock() {
-    let (t, clock) = tracker();
+    windows_and_lock_outs_expire_on_the_clock_on(tracker()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn windows_and_lock_outs_expire_on_the_clock_on_postgres() {
+    let pg = postgres_tracker(AttemptConfig::new()).await;
+    windows_and_lock_outs_expire_on_the_clock_on((pg.tracker.clone(), pg.clock.clone())).await;
+}
+
+async fn windows_and_lock_outs_expire_on_the_clock_on((t, clock): (AttemptTracker, ManualClock)) {
     let from = ip("198.51.100.1");
     // Four failures, then the window ends: they do not add up with the next ones.
     for _ in 0..4 {
@@ -360,7 +462,17 @@ async fn windows_and_lock_outs_expire_on_the_clock() {
 
 #[tokio::test]
 async fn refresh_failures_have_their_own_bucket() {
-    let (t, clock) = tracker();
+    refresh_failures_have_their_own_bucket_on(tracker()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn refresh_failures_have_their_own_bucket_on_postgres() {
+    let pg = postgres_tracker(AttemptConfig::new()).await;
+    refresh_failures_have_their_own_bucket_on((pg.tracker.clone(), pg.clock.clone())).await;
+}
+
+async fn refresh_failures_have_their_own_bucket_on((t, clock): (AttemptTracker, ManualClock)) {
     let from = ip("198.51.100.1");
     for _ in 0..19 {
         t.record_refresh_failure(from).await;

@@ -15,6 +15,8 @@
 //! | index `P_sessions_purge` | `purge_at`: rows whose tokens can no longer be presented, for deletion |
 //! | table `P_meta` | the schema version, a sealed marker of the sealing key, and fingerprints of the signing keys of the application using the prefix ([`PostgresStore::claim`]) |
 //! | channel `P_revoked` | `NOTIFY` of revoked session ids, for every instance's cache |
+//! | table `P_rate_limits` (unlogged) | the rate limiter's counters, one row per client (`rate_limit::PostgresRateLimitBackend`) |
+//! | table `P_attempts` (unlogged) | the attempt tracker's counts and lock-outs, one row per key (`rate_limit::PostgresAttemptBackend`) |
 //!
 //! The tables are created (and later upgraded) by migrations embedded in the crate, run by
 //! [`PostgresStore::connect`] in one transaction under an advisory lock of the prefix, with
@@ -74,12 +76,15 @@
 //! # Files
 //!
 //! `schema.rs` and `sql/` (migrations), `record.rs` (a row's columns and its `data`, sealing),
-//! `store.rs` (the [`SessionStore`](crate::store::SessionStore) impl and the listener).
+//! `store.rs` (the [`SessionStore`](crate::store::SessionStore) impl and the listener),
+//! `connection.rs` (what the rate-limit backends run on).
 
+mod connection;
 mod record;
 mod schema;
 mod store;
 
+pub use connection::PostgresConnection;
 pub use store::PostgresStore;
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::store::db_error;
 use crate::store::StoreError;
 
 /// The migrations, oldest first; version `n` is `MIGRATIONS[n - 1]`. Append, never edit.
-const MIGRATIONS: &[&str] = &[include_str!("sql/v1.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("sql/v1.sql"), include_str!("sql/v2.sql")];
 
 /// A 64-bit advisory-lock key for `label`, so that locks of different prefixes (and of other
 /// applications, which pick their own keys) rarely meet; when they do, they only wait.
@@ -25,6 +25,10 @@ pub(super) struct Tables {
     pub(super) meta: String,
     /// The notification channel of revocations.
     pub(super) channel: String,
+    /// The rate limiter's counters.
+    pub(super) rate_limits: String,
+    /// The attempt tracker's records.
+    pub(super) attempts: String,
 }
 
 impl Tables {
@@ -34,6 +38,8 @@ impl Tables {
             sessions: format!("{prefix}_sessions"),
             meta: format!("{prefix}_meta"),
             channel: format!("{prefix}_revoked"),
+            rate_limits: format!("{prefix}_rate_limits"),
+            attempts: format!("{prefix}_attempts"),
         }
     }
 }

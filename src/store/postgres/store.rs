@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Row as _, Transaction};
 
+use super::connection::PostgresConnection;
 use super::record::{
     COLUMNS, corrupt, decode_row, encode_data, sid_from, sid_from_hex, to_i64, to_u64, user_keys,
 };
@@ -215,6 +216,19 @@ impl PostgresStore {
             .await
             .map_err(|_| StoreError::Timeout)??;
         Ok(store)
+    }
+
+    /// The pool this store runs on, for the PostgreSQL backends of the rate limiter and the
+    /// attempt tracker (`rate_limit::PostgresRateLimitBackend::new`,
+    /// `rate_limit::PostgresAttemptBackend::new`), so the limits hold across instances on the
+    /// same pool, timeout, table prefix and key hashing as the sessions.
+    pub fn connection(&self) -> PostgresConnection {
+        PostgresConnection::new(
+            self.pool.clone(),
+            &self.tables,
+            self.timeout,
+            self.cipher.as_ref().map(Cipher::current_name_key),
+        )
     }
 
     /// Claims this store's table prefix for the application `config` configures, as
@@ -796,7 +810,103 @@ impl SessionStore for PostgresStore {
         .await
     }
 
+    async fn warnings(&self) -> Result<Vec<String>, StoreError> {
+        self.timed(async {
+            let row = sqlx::query(SETTINGS)
+                .bind(&self.tables.sessions)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_error)?;
+            let text = |name: &str| row.try_get::<String, _>(name).map_err(db_error);
+            Ok(setting_warnings(
+                &self.tables.sessions,
+                &ServerSettings {
+                    synchronous_commit: text("synchronous_commit")?,
+                    fsync: text("fsync")?,
+                    full_page_writes: text("full_page_writes")?,
+                    in_recovery: row.try_get("in_recovery").map_err(db_error)?,
+                    read_only: text("read_only")?,
+                    sessions_unlogged: row.try_get("sessions_unlogged").map_err(db_error)?,
+                },
+            ))
+        })
+        .await
+    }
+
     fn kind(&self) -> &'static str {
         "postgres"
     }
+}
+
+/// What [`SessionStore::warnings`] reads, in one query: the settings (as the store's own
+/// connections see them, per-database and per-role ones included) that decide whether a
+/// committed logout is kept, and whether the sessions table is logged. `$1` is that table.
+const SETTINGS: &str = "SELECT current_setting('synchronous_commit') AS synchronous_commit, \
+     current_setting('fsync') AS fsync, \
+     current_setting('full_page_writes') AS full_page_writes, \
+     pg_is_in_recovery() AS in_recovery, \
+     current_setting('default_transaction_read_only') AS read_only, \
+     coalesce((SELECT relpersistence = 'u' FROM pg_class WHERE oid = to_regclass($1)), false) \
+     AS sessions_unlogged";
+
+/// The server's answer to [`SETTINGS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ServerSettings {
+    pub(super) synchronous_commit: String,
+    pub(super) fsync: String,
+    pub(super) full_page_writes: String,
+    pub(super) in_recovery: bool,
+    pub(super) read_only: String,
+    pub(super) sessions_unlogged: bool,
+}
+
+/// A warning, for an operator, for each setting that breaks a promise of the store
+/// (docs/deployment.md, "PostgreSQL settings that keep the promises").
+pub(super) fn setting_warnings(sessions_table: &str, s: &ServerSettings) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.synchronous_commit == "off" {
+        out.push(
+            "PostgreSQL runs with synchronous_commit = off: a crash of the database can lose the \
+             last writes it acknowledged, and a lost logout lets that session work again until \
+             it ends; set synchronous_commit = on for the store's database or role \
+             (docs/deployment.md)"
+                .to_owned(),
+        );
+    }
+    if s.fsync == "off" {
+        out.push(
+            "PostgreSQL runs with fsync = off: a crash of the database host can lose or corrupt \
+             committed sessions and logouts; set fsync = on (docs/deployment.md)"
+                .to_owned(),
+        );
+    }
+    if s.full_page_writes == "off" {
+        out.push(
+            "PostgreSQL runs with full_page_writes = off: a crash of the database host can \
+             leave the sessions table corrupt; set full_page_writes = on (docs/deployment.md)"
+                .to_owned(),
+        );
+    }
+    if s.in_recovery {
+        out.push(
+            "PostgreSQL is in recovery (a standby): logins, refreshes and logouts cannot be \
+             written; point DATABASE_URL at the primary (docs/deployment.md)"
+                .to_owned(),
+        );
+    } else if s.read_only == "on" {
+        out.push(
+            "PostgreSQL opens transactions read-only (default_transaction_read_only = on): \
+             logins, refreshes and logouts cannot be written; turn it off for the store's \
+             database or role (docs/deployment.md)"
+                .to_owned(),
+        );
+    }
+    if s.sessions_unlogged {
+        out.push(format!(
+            "the sessions table {sessions_table} is UNLOGGED: a crash of the database empties \
+             it (every session ends) and standbys do not have it; run ALTER TABLE \
+             {sessions_table} SET LOGGED (docs/deployment.md)"
+        ));
+    }
+    out
 }

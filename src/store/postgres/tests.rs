@@ -142,7 +142,25 @@ async fn migrations_are_idempotent_and_safe_from_several_instances() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert_eq!(version, "1");
+    assert_eq!(version, "2");
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT relname::text, relpersistence::text FROM pg_class \
+         WHERE relkind = 'r' AND relname LIKE 'tjs\\_%' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let tables: Vec<(&str, &str)> = tables.iter().map(|(t, p)| (&**t, &**p)).collect();
+    assert_eq!(
+        tables,
+        [
+            ("tjs_attempts", "u"),
+            ("tjs_meta", "p"),
+            ("tjs_rate_limits", "u"),
+            ("tjs_sessions", "p")
+        ],
+        "the sessions logged, the limits unlogged"
+    );
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE tablename = 'tjs_sessions' ORDER BY 1",
     )
@@ -750,4 +768,131 @@ async fn unsealed_rows_migrate_to_sealed_ones() {
         strict.revoke_all("alice", 2_000).await.unwrap(),
         vec![r.session_id]
     );
+}
+
+/// On this server's defaults the store has nothing to warn of.
+#[tokio::test]
+async fn no_warnings_on_the_defaults() {
+    let db = TestDb::create().await;
+    let store = PostgresStore::connect(&settings(&db)).await.unwrap();
+    assert_eq!(store.warnings().await.unwrap(), Vec::<String>::new());
+}
+
+/// Settings of the store's own database that break its promises are reported, each once, as
+/// the store's connections see them.
+#[tokio::test]
+async fn settings_that_lose_logouts_are_warned_of() {
+    let db = TestDb::create().await;
+    let mut conn = db.connect().await;
+    let db = &db;
+    let alter = |sql: String| async move {
+        let mut admin = db.connect().await;
+        sqlx::query(&sql).execute(&mut admin).await.unwrap();
+    };
+    alter(format!(
+        "ALTER DATABASE {} SET synchronous_commit = off",
+        db.name
+    ))
+    .await;
+    let store = PostgresStore::connect(&settings(db)).await.unwrap();
+    let warnings = store.warnings().await.unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("synchronous_commit = off") && warnings[0].contains("logout"),
+        "{warnings:?}"
+    );
+
+    sqlx::query("ALTER TABLE tjs_sessions SET UNLOGGED")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let warnings = store.warnings().await.unwrap();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[1].contains("tjs_sessions is UNLOGGED"),
+        "{warnings:?}"
+    );
+
+    // New connections open read-only transactions: the pool's are replaced to see it.
+    alter(format!(
+        "ALTER DATABASE {} SET default_transaction_read_only = on",
+        db.name
+    ))
+    .await;
+    db.terminate_connections(None).await;
+    let warnings = store.warnings().await.unwrap();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(warnings[1].contains("read-only"), "{warnings:?}");
+}
+
+/// Each setting that breaks a promise has its warning, which names the setting.
+#[test]
+fn each_setting_has_its_warning() {
+    let defaults = super::store::ServerSettings {
+        synchronous_commit: "on".to_owned(),
+        fsync: "on".to_owned(),
+        full_page_writes: "on".to_owned(),
+        in_recovery: false,
+        read_only: "off".to_owned(),
+        sessions_unlogged: false,
+    };
+    let warn = |s: &super::store::ServerSettings| super::store::setting_warnings("x_sessions", s);
+    assert!(warn(&defaults).is_empty());
+    for (setting, mentions) in [
+        (
+            super::store::ServerSettings {
+                synchronous_commit: "off".to_owned(),
+                ..defaults.clone()
+            },
+            "synchronous_commit",
+        ),
+        (
+            super::store::ServerSettings {
+                fsync: "off".to_owned(),
+                ..defaults.clone()
+            },
+            "fsync",
+        ),
+        (
+            super::store::ServerSettings {
+                full_page_writes: "off".to_owned(),
+                ..defaults.clone()
+            },
+            "full_page_writes",
+        ),
+        (
+            super::store::ServerSettings {
+                in_recovery: true,
+                read_only: "on".to_owned(),
+                ..defaults.clone()
+            },
+            "in recovery",
+        ),
+        (
+            super::store::ServerSettings {
+                read_only: "on".to_owned(),
+                ..defaults.clone()
+            },
+            "default_transaction_read_only",
+        ),
+        (
+            super::store::ServerSettings {
+                sessions_unlogged: true,
+                ..defaults.clone()
+            },
+            "ALTER TABLE x_sessions SET LOGGED",
+        ),
+    ] {
+        let warnings = warn(&setting);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(mentions), "{warnings:?}");
+    }
+    // `synchronous_commit = local` or `remote_write` keep what the primary committed.
+    for kept in ["local", "remote_write", "remote_apply"] {
+        let s = super::store::ServerSettings {
+            synchronous_commit: kept.to_owned(),
+            ..defaults.clone()
+        };
+        assert!(warn(&s).is_empty(), "{kept}");
+    }
 }
