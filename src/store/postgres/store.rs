@@ -74,18 +74,28 @@ impl Sql {
                 "SELECT {COLUMNS}, xmin::text AS version FROM {s} WHERE session_id = $1"
             ),
             select: format!("SELECT {COLUMNS} FROM {s} WHERE session_id = $1"),
-            // The writes of a rotation, each applied only to the version of the row it read.
+            // The writes of a rotation, each applied only to the version of the row it read,
+            // and never waiting for a row lock: a write that waited could still land after the
+            // caller had been told the refresh timed out (an autocommitted statement does not
+            // notice its client has gone). `NOWAIT` fails at once instead (`55P03`), and the
+            // rotation reads again.
             update_if_unchanged: format!(
-                "UPDATE {s} SET last_active_at = $2, generation = $3, refresh_expires_at = $4, \
-                 purge_at = $5, data = $6, user_key = $7 WHERE session_id = $1 \
-                 AND xmin::text = $8"
+                "WITH locked AS (SELECT session_id FROM {s} WHERE session_id = $1 \
+                 AND xmin::text = $8 FOR UPDATE NOWAIT) \
+                 UPDATE {s} t SET last_active_at = $2, generation = $3, refresh_expires_at = $4, \
+                 purge_at = $5, data = $6, user_key = $7 FROM locked \
+                 WHERE t.session_id = locked.session_id"
             ),
             delete_if_unchanged: format!(
-                "DELETE FROM {s} WHERE session_id = $1 AND xmin::text = $2"
+                "WITH locked AS (SELECT session_id FROM {s} WHERE session_id = $1 \
+                 AND xmin::text = $2 FOR UPDATE NOWAIT) \
+                 DELETE FROM {s} t USING locked WHERE t.session_id = locked.session_id"
             ),
             delete_notify_if_unchanged: format!(
-                "WITH gone AS (DELETE FROM {s} WHERE session_id = $1 AND xmin::text = $3 \
-                 RETURNING session_id) \
+                "WITH locked AS (SELECT session_id FROM {s} WHERE session_id = $1 \
+                 AND xmin::text = $3 FOR UPDATE NOWAIT), \
+                 gone AS (DELETE FROM {s} t USING locked WHERE t.session_id = locked.session_id \
+                 RETURNING t.session_id) \
                  SELECT pg_notify($2, encode(g.session_id, 'hex')) FROM gone g"
             ),
             list: format!(
@@ -126,6 +136,31 @@ impl fmt::Debug for PostgresStore {
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
+    }
+}
+
+/// What a write that applies only to the version of a row it read did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Yes,
+    /// The row is no longer that version: another write went first.
+    Stale,
+    /// Another transaction holds the row's lock right now.
+    Busy,
+}
+
+impl Written {
+    /// `rows` rows written, or the error of a write that refuses to wait for a lock.
+    fn from(result: Result<u64, sqlx::Error>) -> Result<Self, StoreError> {
+        match result {
+            Ok(1) => Ok(Self::Yes),
+            Ok(_) => Ok(Self::Stale),
+            // lock_not_available: the row is locked (`NOWAIT`).
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
+                Ok(Self::Busy)
+            }
+            Err(error) => Err(db_error(error)),
+        }
     }
 }
 
@@ -526,13 +561,14 @@ impl PostgresStore {
     }
 
     /// One attempt at a rotation on `conn`: reads the row, decides, and writes only if the row
-    /// is still the version read. `None` when another instance wrote it meanwhile (its write
-    /// went first: read it again and decide anew).
+    /// is still the version read. `Err(Stale)` when another instance wrote it meanwhile (its
+    /// write went first: read it again and decide anew), `Err(Busy)` when its row lock is held
+    /// (nothing was written; try again shortly).
     async fn try_rotate(
         &self,
         conn: &mut PgConnection,
         req: &RotateRequest,
-    ) -> Result<Option<RotateOutcome>, StoreError> {
+    ) -> Result<Result<RotateOutcome, Written>, StoreError> {
         let sid = req.session_id;
         let Some(row) = sqlx::query(&self.sql.select_versioned)
             .bind(sid.as_bytes().as_slice())
@@ -540,12 +576,12 @@ impl PostgresStore {
             .await
             .map_err(db_error)?
         else {
-            return Ok(Some(RotateOutcome::NotFound));
+            return Ok(Ok(RotateOutcome::NotFound));
         };
         let version: String = row.try_get("version").map_err(db_error)?;
         // A row that is not what this crate wrote is no session (and is left for an operator).
         let Some((record, reseal)) = decode_row(self.cipher.as_ref(), &row)? else {
-            return Ok(Some(RotateOutcome::NotFound));
+            return Ok(Ok(RotateOutcome::NotFound));
         };
         if req.now > record.purge_at {
             let deleted = sqlx::query(&self.sql.delete_if_unchanged)
@@ -553,9 +589,11 @@ impl PostgresStore {
                 .bind(&version)
                 .execute(&mut *conn)
                 .await
-                .map_err(db_error)?
-                .rows_affected();
-            return Ok((deleted == 1).then_some(RotateOutcome::NotFound));
+                .map(|done| done.rows_affected());
+            return Ok(match Written::from(deleted)? {
+                Written::Yes => Ok(RotateOutcome::NotFound),
+                other => Err(other),
+            });
         }
         let decision = decide_rotation(&record, req);
         let mut next = record.clone();
@@ -563,22 +601,25 @@ impl PostgresStore {
         let written = match decision {
             // An ended session is deleted at once, and every instance told.
             RotationDecision::Reuse(_) | RotationDecision::Revoked => {
-                sqlx::query(&self.sql.delete_notify_if_unchanged)
+                let deleted = sqlx::query(&self.sql.delete_notify_if_unchanged)
                     .bind(sid.as_bytes().as_slice())
                     .bind(&self.tables.channel)
                     .bind(&version)
                     .fetch_optional(&mut *conn)
                     .await
-                    .map_err(db_error)?
-                    .is_some()
+                    .map(|row| u64::from(row.is_some()));
+                Written::from(deleted)?
             }
             RotationDecision::Rotate { .. } => self.write(conn, &next, &version).await?,
             // Sealed with an old key (or not at all, during a migration): seal it anew.
             _ if reseal => self.write(conn, &next, &version).await?,
             // Nothing to write: the answer is the row as read.
-            _ => true,
+            _ => Written::Yes,
         };
-        Ok(written.then(|| rotation_outcome(decision, &next)))
+        Ok(match written {
+            Written::Yes => Ok(rotation_outcome(decision, &next)),
+            other => Err(other),
+        })
     }
 
     /// Writes what a rotation changes, if the row is still at `version`: the times, the data
@@ -590,7 +631,7 @@ impl PostgresStore {
         conn: &mut PgConnection,
         record: &SessionRecord,
         version: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Written, StoreError> {
         let written = sqlx::query(&self.sql.update_if_unchanged)
             .bind(record.session_id.as_bytes().as_slice())
             .bind(to_i64(record.last_active_at))
@@ -602,9 +643,8 @@ impl PostgresStore {
             .bind(version)
             .execute(&mut *conn)
             .await
-            .map_err(db_error)?
-            .rows_affected();
-        Ok(written == 1)
+            .map(|done| done.rows_affected());
+        Written::from(written)
     }
 
     async fn revoke_all_tx(
@@ -721,11 +761,14 @@ impl SessionStore for PostgresStore {
     async fn rotate(&self, req: RotateRequest) -> Result<RotateOutcome, StoreError> {
         self.timed(async {
             let mut conn = self.pool.acquire().await.map_err(db_error)?;
-            // Each lost race means another instance's write went first, so this ends; the
-            // timeout bounds it all the same.
+            // Each lost race means another instance's write went first, so this ends; a row
+            // locked by someone else is waited for here, a millisecond at a time, where the
+            // timeout can end the wait (never inside PostgreSQL, where it could not).
             loop {
-                if let Some(outcome) = self.try_rotate(&mut conn, &req).await? {
-                    return Ok(outcome);
+                match self.try_rotate(&mut conn, &req).await? {
+                    Ok(outcome) => return Ok(outcome),
+                    Err(Written::Busy) => tokio::time::sleep(Duration::from_millis(1)).await,
+                    Err(_) => {}
                 }
             }
         })

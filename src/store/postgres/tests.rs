@@ -481,13 +481,15 @@ async fn killed_connections_are_survived() {
 }
 
 /// A row held locked by someone else (a stuck transaction) makes a refresh fail within the
-/// timeout, as `Timeout`: never a hang, never a success.
+/// timeout, as `Timeout`: never a hang, never a success, and never a write that lands later.
 #[tokio::test]
 async fn a_locked_row_times_out_and_fails_closed() {
     let db = TestDb::create().await;
-    let store = PostgresStore::connect(&settings(&db).with_timeout(Duration::from_millis(300)))
-        .await
-        .unwrap();
+    let store = std::sync::Arc::new(
+        PostgresStore::connect(&settings(&db).with_timeout(Duration::from_millis(300)))
+            .await
+            .unwrap(),
+    );
     let r = create(&store, "alice", 1_000).await;
     let mut conn = db.connect().await;
     let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
@@ -497,10 +499,23 @@ async fn a_locked_row_times_out_and_fails_closed() {
         .await
         .unwrap();
     let start = std::time::Instant::now();
-    let err = store
-        .rotate(rotate_req(r.session_id, 0, 1_100))
-        .await
-        .unwrap_err();
+    let refresh = tokio::spawn({
+        let store = store.clone();
+        async move { store.rotate(rotate_req(r.session_id, 0, 1_100)).await }
+    });
+    // Meanwhile none of the store's statements waits for the lock inside PostgreSQL: one that
+    // did could land after the caller was told the refresh timed out (an autocommitted write
+    // does not notice its client has gone).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = 'tower-jwt-session' AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(waiting, 0, "a statement of the store waits for the row lock");
+    let err = refresh.await.unwrap().unwrap_err();
     assert!(matches!(err, StoreError::Timeout), "{err:?}");
     assert!(
         start.elapsed() < Duration::from_secs(2),
@@ -508,7 +523,10 @@ async fn a_locked_row_times_out_and_fails_closed() {
         start.elapsed()
     );
     tx.rollback().await.unwrap();
-    // Nothing half-written: the session is as it was, and rotates now.
+    // A write that had waited inside PostgreSQL for the lock would land now, after the caller
+    // was told the refresh timed out: give it the time to.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing half-written, then or later: the session is as it was, and rotates now.
     assert_eq!(
         store.get(r.session_id).await.unwrap().unwrap().generation,
         0
