@@ -11,7 +11,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 mod claims;
 mod memo;
 
-pub(crate) use claims::UniqueVisitor;
 pub(crate) use claims::is_reserved;
 pub use claims::{ClaimsError, CustomClaims, RESERVED_CLAIMS};
 pub(crate) use memo::StatusMemo;

@@ -514,7 +514,10 @@ async fn a_locked_row_times_out_and_fails_closed() {
     .fetch_one(&mut *tx)
     .await
     .unwrap();
-    assert_eq!(waiting, 0, "a statement of the store waits for the row lock");
+    assert_eq!(
+        waiting, 0,
+        "a statement of the store waits for the row lock"
+    );
     let err = refresh.await.unwrap().unwrap_err();
     assert!(matches!(err, StoreError::Timeout), "{err:?}");
     assert!(
