@@ -843,3 +843,30 @@ fn claims_that_would_pass_the_token_limit_are_refused_exactly_at_it() {
         }
     }
 }
+
+/// A custom claim is carried as it was: a number whose shortest form reads back only through a
+/// correctly rounded parser (`118910e0000031` is written back as `1.1891e36`) is the same
+/// number afterwards. Found by the `verify_token` fuzz target.
+#[test]
+fn custom_claim_numbers_are_carried_exactly() {
+    let (codec, _) = plain();
+    let header = format!(
+        r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+        kid(SECRET)
+    );
+    for number in [
+        "118910e0000031",
+        "0.1",
+        "1e300",
+        "-2.2250738585072014e-308",
+        "123456789.987654321",
+    ] {
+        let payload = claims()
+            .to_string()
+            .replacen('{', &format!(r#"{{"n":{number},"#), 1);
+        let session = codec.verify(&raw(&header, &payload)).unwrap();
+        let carried: Value = serde_json::from_str(session.custom_claims().as_json()).unwrap();
+        let sent: Value = serde_json::from_str(&format!(r#"{{"n":{number}}}"#)).unwrap();
+        assert_eq!(carried, sent, "{number}");
+    }
+}
