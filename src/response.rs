@@ -228,10 +228,11 @@ pub struct Health {
     pub status: &'static str,
     /// The kind of session store (`memory`, `redis`).
     pub store: &'static str,
-    /// What in the store's setup can lose sessions or logouts, for an operator; left out when
-    /// nothing can.
+    /// Reason codes of what can lose sessions or logouts (`store_evicts_keys`, …; the log
+    /// says more); left out when nothing can. Never settings, sizes or host names: the answer
+    /// is public.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
+    pub warnings: Vec<&'static str>,
 }
 
 /// The `data` of `POST /logout-all`: how many sessions were ended.

@@ -124,6 +124,7 @@ impl SessionManagerBuilder {
                     hook,
                     timeout: self.hook_timeout,
                 }),
+                reported: Default::default(),
             }),
         })
     }

@@ -21,7 +21,7 @@ use crate::revocation::SessionStatus;
 use crate::session::{ClaimsError, CustomClaims, Session, SessionId};
 use crate::store::{
     CreateOutcome, DeviceInfo, Lifetimes, RotateOutcome, RotateRequest, SessionLimit,
-    SessionRecord, SessionStore, purge_at,
+    SessionRecord, SessionStore, StoreWarning, purge_at,
 };
 use crate::telemetry::{self, Escaped};
 use crate::token::TokenCodec;
@@ -44,6 +44,22 @@ struct Inner {
     clock: SharedClock,
     lifetimes: Lifetimes,
     hook: Option<builder::Hook>,
+    reported: Reported,
+}
+
+/// The warning codes last logged, so each is logged when it appears, not on every health call.
+#[derive(Default)]
+struct Reported(std::sync::Mutex<Vec<&'static str>>);
+
+impl Reported {
+    fn report(&self, warnings: &[StoreWarning]) {
+        let codes: Vec<&'static str> = warnings.iter().map(StoreWarning::code).collect();
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for warning in warnings.iter().filter(|w| !last.contains(&w.code())) {
+            tracing::warn!(code = warning.code(), "{}", warning.message());
+        }
+        *last = codes;
+    }
 }
 
 /// No roles, for [`SessionManager::create_session`]: `create_session("alice", NO_ROLES)`.
@@ -586,14 +602,17 @@ impl SessionManager {
     }
 
     /// Checks that the store answers, and returns what in its setup can lose sessions or
-    /// logouts without an error (a Redis that evicts keys when full), each said for an
-    /// operator; empty when nothing can.
+    /// logouts without an error (a Redis that evicts keys when full); empty when nothing can.
+    /// Each warning's message is logged at `warn` when it first appears (not on every call:
+    /// load balancers ask often).
     ///
     /// # Errors
     /// [`SessionError::Unavailable`] when the store does not answer.
-    pub async fn health(&self) -> Result<Vec<String>, SessionError> {
+    pub async fn health(&self) -> Result<Vec<StoreWarning>, SessionError> {
         self.ping().await?;
-        Ok(self.timed("warnings", self.inner.store.warnings()).await?)
+        let warnings = self.timed("warnings", self.inner.store.warnings()).await?;
+        self.inner.reported.report(&warnings);
+        Ok(warnings)
     }
 
     /// Checks that the store answers, in one round trip.

@@ -116,7 +116,7 @@ impl TokenRoutes {
                         "degraded"
                     },
                     store: self.manager.store_kind(),
-                    warnings,
+                    warnings: warnings.iter().map(|w| w.code()).collect(),
                 },
             ),
             Err(error) => session_error(&error),

@@ -358,6 +358,46 @@ pub enum StoreError {
     Misconfigured(String),
 }
 
+/// Something in a store's setup that can lose sessions or logouts without an error (a Redis
+/// that evicts keys when full, a PostgreSQL that acknowledges commits before they are durable),
+/// from [`SessionStore::warnings`].
+///
+/// The [`code`](Self::code) is a stable reason code, the only part `GET /api/token/health`
+/// shows (that answer is public: it never carries settings, sizes or host names). The
+/// [`message`](Self::message) says what is wrong and how to fix it, for an operator: the
+/// manager logs it at `warn` when the warning first appears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreWarning {
+    code: &'static str,
+    message: String,
+}
+
+impl StoreWarning {
+    /// A warning with its reason code (`snake_case`, stable across releases) and its message.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The reason code, as health reports show it (`store_evicts_keys`, …).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// What is wrong and how to fix it, for an operator's log.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for StoreWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
 /// What a store tells the revocation cache about revocations it learns of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -457,10 +497,10 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// What in the store's own setup can lose sessions or logouts without an error, each said
-    /// for an operator (a Redis that evicts keys under memory pressure, say): health reports
-    /// show them. None by default.
-    async fn warnings(&self) -> Result<Vec<String>, StoreError> {
+    /// What in the store's own setup can lose sessions or logouts without an error (a Redis
+    /// that evicts keys under memory pressure, say): health reports show their codes, the
+    /// manager logs their messages. None by default.
+    async fn warnings(&self) -> Result<Vec<StoreWarning>, StoreError> {
         Ok(Vec::new())
     }
 

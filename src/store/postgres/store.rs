@@ -21,8 +21,8 @@ use crate::session::SessionId;
 use crate::store::sealing::Cipher;
 use crate::store::{
     CreateOutcome, Lifetimes, RevocationEvent, RevocationSink, RotateOutcome, RotateRequest,
-    RotationDecision, SessionLimit, SessionRecord, SessionStore, StoreError, apply_rotation,
-    decide_rotation, plan_admission, rotation_outcome,
+    RotationDecision, SessionLimit, SessionRecord, SessionStore, StoreError, StoreWarning,
+    apply_rotation, decide_rotation, plan_admission, rotation_outcome,
 };
 
 /// How many due rows (of any user) one login deletes at most, to bound its work.
@@ -853,7 +853,7 @@ impl SessionStore for PostgresStore {
         .await
     }
 
-    async fn warnings(&self) -> Result<Vec<String>, StoreError> {
+    async fn warnings(&self) -> Result<Vec<StoreWarning>, StoreError> {
         self.timed(async {
             let row = sqlx::query(SETTINGS)
                 .bind(&self.tables.sessions)
@@ -905,51 +905,51 @@ pub(super) struct ServerSettings {
 
 /// A warning, for an operator, for each setting that breaks a promise of the store
 /// (docs/deployment.md, "PostgreSQL settings that keep the promises").
-pub(super) fn setting_warnings(sessions_table: &str, s: &ServerSettings) -> Vec<String> {
+pub(super) fn setting_warnings(sessions_table: &str, s: &ServerSettings) -> Vec<StoreWarning> {
     let mut out = Vec::new();
     if s.synchronous_commit == "off" {
-        out.push(
+        out.push(StoreWarning::new(
+            "store_commit_not_durable",
             "PostgreSQL runs with synchronous_commit = off: a crash of the database can lose the \
              last writes it acknowledged, and a lost logout lets that session work again until \
              it ends; set synchronous_commit = on for the store's database or role \
-             (docs/deployment.md)"
-                .to_owned(),
-        );
+             (docs/deployment.md)",
+        ));
     }
     if s.fsync == "off" {
-        out.push(
+        out.push(StoreWarning::new(
+            "store_fsync_off",
             "PostgreSQL runs with fsync = off: a crash of the database host can lose or corrupt \
-             committed sessions and logouts; set fsync = on (docs/deployment.md)"
-                .to_owned(),
-        );
+             committed sessions and logouts; set fsync = on (docs/deployment.md)",
+        ));
     }
     if s.full_page_writes == "off" {
-        out.push(
+        out.push(StoreWarning::new(
+            "store_full_page_writes_off",
             "PostgreSQL runs with full_page_writes = off: a crash of the database host can \
-             leave the sessions table corrupt; set full_page_writes = on (docs/deployment.md)"
-                .to_owned(),
-        );
+             leave the sessions table corrupt; set full_page_writes = on (docs/deployment.md)",
+        ));
     }
     if s.in_recovery {
-        out.push(
+        out.push(StoreWarning::new(
+            "store_read_only",
             "PostgreSQL is in recovery (a standby): logins, refreshes and logouts cannot be \
-             written; point DATABASE_URL at the primary (docs/deployment.md)"
-                .to_owned(),
-        );
+             written; point DATABASE_URL at the primary (docs/deployment.md)",
+        ));
     } else if s.read_only == "on" {
-        out.push(
+        out.push(StoreWarning::new(
+            "store_read_only",
             "PostgreSQL opens transactions read-only (default_transaction_read_only = on): \
              logins, refreshes and logouts cannot be written; turn it off for the store's \
-             database or role (docs/deployment.md)"
-                .to_owned(),
-        );
+             database or role (docs/deployment.md)",
+        ));
     }
     if s.sessions_unlogged {
-        out.push(format!(
+        out.push(StoreWarning::new("store_table_unlogged", format!(
             "the sessions table {sessions_table} is UNLOGGED: a crash of the database empties \
              it (every session ends) and standbys do not have it; run ALTER TABLE \
              {sessions_table} SET LOGGED (docs/deployment.md)"
-        ));
+        )));
     }
     out
 }

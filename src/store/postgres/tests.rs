@@ -796,7 +796,7 @@ async fn unsealed_rows_migrate_to_sealed_ones() {
 async fn no_warnings_on_the_defaults() {
     let db = TestDb::create().await;
     let store = PostgresStore::connect(&settings(&db)).await.unwrap();
-    assert_eq!(store.warnings().await.unwrap(), Vec::<String>::new());
+    assert_eq!(store.warnings().await.unwrap(), Vec::new());
 }
 
 /// Settings of the store's own database that break its promises are reported, each once, as
@@ -819,7 +819,7 @@ async fn settings_that_lose_logouts_are_warned_of() {
     let warnings = store.warnings().await.unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        warnings[0].contains("synchronous_commit = off") && warnings[0].contains("logout"),
+        warnings[0].message().contains("synchronous_commit = off") && warnings[0].message().contains("logout"),
         "{warnings:?}"
     );
 
@@ -830,7 +830,7 @@ async fn settings_that_lose_logouts_are_warned_of() {
     let warnings = store.warnings().await.unwrap();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
-        warnings[1].contains("tjs_sessions is UNLOGGED"),
+        warnings[1].message().contains("tjs_sessions is UNLOGGED"),
         "{warnings:?}"
     );
 
@@ -843,7 +843,7 @@ async fn settings_that_lose_logouts_are_warned_of() {
     db.terminate_connections(None).await;
     let warnings = store.warnings().await.unwrap();
     assert_eq!(warnings.len(), 3, "{warnings:?}");
-    assert!(warnings[1].contains("read-only"), "{warnings:?}");
+    assert!(warnings[1].message().contains("read-only"), "{warnings:?}");
 }
 
 /// Each setting that breaks a promise has its warning, which names the setting.
@@ -906,7 +906,7 @@ fn each_setting_has_its_warning() {
     ] {
         let warnings = warn(&setting);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains(mentions), "{warnings:?}");
+        assert!(warnings[0].message().contains(mentions), "{warnings:?}");
     }
     // `synchronous_commit = local` or `remote_write` keep what the primary committed.
     for kept in ["local", "remote_write", "remote_apply"] {

@@ -17,7 +17,7 @@ use crate::store::sealing::Cipher;
 use crate::store::{
     CreateOutcome, Lifetimes, ReuseKind, RevocationEvent, RevocationSink, RotateOutcome,
     RotateRequest, RotationDecision, SessionLimit, SessionRecord, SessionStore, StoreError,
-    apply_rotation, decide_rotation,
+    StoreWarning, apply_rotation, decide_rotation,
 };
 
 struct Scripts {
@@ -596,7 +596,7 @@ impl SessionStore for RedisStore {
     /// logout, a user's index or a whole session can vanish without an error. Asked of every
     /// node of a cluster's connection (`INFO memory`, which managed services allow where they
     /// rename `CONFIG`).
-    async fn warnings(&self) -> Result<Vec<String>, StoreError> {
+    async fn warnings(&self) -> Result<Vec<StoreWarning>, StoreError> {
         let info: String = self.command(redis::cmd("INFO").arg("memory")).await?;
         Ok(eviction_warning(&info).into_iter().collect())
     }
@@ -607,7 +607,7 @@ impl SessionStore for RedisStore {
 }
 
 /// The warning for a Redis whose `INFO memory` says it evicts keys when full.
-pub(super) fn eviction_warning(info: &str) -> Option<String> {
+pub(super) fn eviction_warning(info: &str) -> Option<StoreWarning> {
     let field = |name: &str| {
         info.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
@@ -616,10 +616,13 @@ pub(super) fn eviction_warning(info: &str) -> Option<String> {
     let limit = field("maxmemory")?.parse::<u64>().ok()?;
     let policy = field("maxmemory_policy")?;
     (limit > 0 && policy != "noeviction").then(|| {
-        format!(
-            "Redis evicts keys when it reaches maxmemory ({limit} bytes, maxmemory-policy \
-             {policy}): sessions, user indexes and logouts can vanish without an error; set \
-             maxmemory-policy noeviction (docs/deployment.md)"
+        StoreWarning::new(
+            "store_evicts_keys",
+            format!(
+                "Redis evicts keys when it reaches maxmemory ({limit} bytes, maxmemory-policy \
+                 {policy}): sessions, user indexes and logouts can vanish without an error; set \
+                 maxmemory-policy noeviction (docs/deployment.md)"
+            ),
         )
     })
 }

@@ -923,7 +923,7 @@ fn an_evicting_redis_is_reported() {
     };
     let warning = super::store::eviction_warning(&info(1 << 20, "allkeys-lru")).unwrap();
     assert!(
-        warning.contains("allkeys-lru") && warning.contains("noeviction"),
+        warning.message().contains("allkeys-lru") && warning.message().contains("noeviction"),
         "{warning}"
     );
     assert!(super::store::eviction_warning(&info(1 << 20, "volatile-ttl")).is_some());
@@ -948,5 +948,5 @@ async fn health_warns_of_a_redis_that_would_evict() {
     redis_server::command(port, "CONFIG SET maxmemory-policy volatile-lru");
     let warnings = store.warnings().await.unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("volatile-lru"), "{warnings:?}");
+    assert!(warnings[0].message().contains("volatile-lru"), "{warnings:?}");
 }
