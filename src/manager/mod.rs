@@ -54,7 +54,10 @@ struct Reported(std::sync::Mutex<Vec<&'static str>>);
 impl Reported {
     fn report(&self, warnings: &[StoreWarning]) {
         let codes: Vec<&'static str> = warnings.iter().map(StoreWarning::code).collect();
-        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for warning in warnings.iter().filter(|w| !last.contains(&w.code())) {
             tracing::warn!(code = warning.code(), "{}", warning.message());
         }

@@ -79,6 +79,7 @@ use http_body::Body;
 use http_body_util::Full;
 use serde::Deserialize;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::clock::rfc3339;
 use crate::cookie::Delivery;
@@ -264,8 +265,19 @@ impl TokenRoutes {
             Ok(route) => route,
             Err(res) => return res,
         };
+        // Attached to the future, not entered: a guard held across `.await` would leave the
+        // span entered on the thread while this request waits, and every request polled there
+        // meanwhile would nest inside it.
         let span = tracing::debug_span!("token_route", route = route.name());
-        let _enter = span.enter();
+        self.dispatch(route, req).instrument(span).await
+    }
+
+    async fn dispatch<B>(&self, route: Route, req: Request<B>) -> Answer
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let (parts, body) = req.into_parts();
         match route {
             Route::Refresh => {

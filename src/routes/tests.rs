@@ -332,3 +332,79 @@ async fn a_failing_refresh_hook_is_503_over_http_and_the_cookie_stays() {
     let session = manager.verify_access_token(token).await.unwrap();
     assert_eq!(session.claims::<Value>().unwrap(), json!({ "plan": "pro" }));
 }
+
+/// A route that waits on I/O must not leave its span entered on the thread: requests polled
+/// there meanwhile would nest inside it, and with `debug` logging one line carried a thousand
+/// nested spans.
+#[test]
+fn a_waiting_route_leaves_no_span_entered() {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
+
+    /// Records, for each new `token_route` span, the name of its parent (if any).
+    #[derive(Clone, Default)]
+    struct Parents(Arc<Mutex<Vec<Option<String>>>>);
+    impl<S> tracing_subscriber::Layer<S> for Parents
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _id: &tracing::span::Id,
+            ctx: LayerContext<'_, S>,
+        ) {
+            if attrs.metadata().name() == "token_route" {
+                let parent = ctx.lookup_current().map(|s| s.name().to_owned());
+                self.0.lock().unwrap().push(parent);
+            }
+        }
+    }
+
+    let parents = Parents::default();
+    let subscriber = tracing_subscriber::registry().with(parents.clone());
+    let _default = tracing::subscriber::set_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let manager = SessionManager::builder(SessionConfig::new(SECRET).unwrap())
+            .refresh_hook(|context: crate::manager::RefreshContext| async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, crate::manager::HookError>(crate::manager::Refreshed::new(&context.roles))
+            })
+            .build()
+            .unwrap();
+        let routes = TokenRoutes::new(&manager);
+        let pair = manager.create_session("alice", &["user"]).await.unwrap();
+        let body = json!({ "refreshToken": pair.refresh_token }).to_string();
+        let waiting = tokio::spawn({
+            let routes = routes.clone();
+            async move {
+                post(
+                    &routes,
+                    "/api/token/refresh",
+                    &[("content-type", "application/json")],
+                    &body,
+                )
+                .await
+            }
+        });
+        // Let the refresh start and wait on its hook, then serve others on this thread.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for _ in 0..3 {
+            post(
+                &routes,
+                "/api/token/validate",
+                &[("content-type", "application/json")],
+                "{}",
+            )
+            .await;
+        }
+        assert_eq!(waiting.await.unwrap().0, StatusCode::OK);
+    });
+    let parents = parents.0.lock().unwrap();
+    assert_eq!(parents.len(), 4, "{parents:?}");
+    assert!(parents.iter().all(Option::is_none), "{parents:?}");
+}

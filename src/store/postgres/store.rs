@@ -945,11 +945,14 @@ pub(super) fn setting_warnings(sessions_table: &str, s: &ServerSettings) -> Vec<
         ));
     }
     if s.sessions_unlogged {
-        out.push(StoreWarning::new("store_table_unlogged", format!(
-            "the sessions table {sessions_table} is UNLOGGED: a crash of the database empties \
+        out.push(StoreWarning::new(
+            "store_table_unlogged",
+            format!(
+                "the sessions table {sessions_table} is UNLOGGED: a crash of the database empties \
              it (every session ends) and standbys do not have it; run ALTER TABLE \
              {sessions_table} SET LOGGED (docs/deployment.md)"
-        )));
+            ),
+        ));
     }
     out
 }

@@ -819,7 +819,8 @@ async fn settings_that_lose_logouts_are_warned_of() {
     let warnings = store.warnings().await.unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        warnings[0].message().contains("synchronous_commit = off") && warnings[0].message().contains("logout"),
+        warnings[0].message().contains("synchronous_commit = off")
+            && warnings[0].message().contains("logout"),
         "{warnings:?}"
     );
 

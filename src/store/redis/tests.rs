@@ -948,5 +948,8 @@ async fn health_warns_of_a_redis_that_would_evict() {
     redis_server::command(port, "CONFIG SET maxmemory-policy volatile-lru");
     let warnings = store.warnings().await.unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].message().contains("volatile-lru"), "{warnings:?}");
+    assert!(
+        warnings[0].message().contains("volatile-lru"),
+        "{warnings:?}"
+    );
 }
