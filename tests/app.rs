@@ -377,6 +377,7 @@ async fn validate_and_auto_refresh() {
 async fn refresh_token_and_session_expiry() {
     let s = App::start(&[
         ("JWT_ACCESS_TOKEN_EXPIRY", "2s"),
+        ("JWT_LEEWAY", "0s"),
         ("JWT_AUTO_REFRESH_THRESHOLD", "1s"),
         ("JWT_REFRESH_TOKEN_EXPIRY", "1s"),
         ("JWT_SESSION_EXPIRY", "3s"),

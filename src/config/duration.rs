@@ -56,7 +56,50 @@ fn is_calendar_unit(unit: &str) -> bool {
     )
 }
 
-/// A duration for messages: `10m`, `1h 30m`, `30days`.
+/// A duration for messages, in the units the variables take, so an operator can paste it back:
+/// `10m`, `1h 30m`, `30d`, `1500ms`. Never months or years, which [`parse_duration`] refuses.
 pub(crate) fn show(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    const UNITS: [(u128, &str); 5] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+        (1, "ms"),
+    ];
+    let mut left = d.as_millis();
+    if left == 0 {
+        return "0s".to_owned();
+    }
+    let mut parts = Vec::new();
+    for (size, unit) in UNITS {
+        if left >= size {
+            parts.push(format!("{}{unit}", left / size));
+            left %= size;
+        }
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a message shows reads back as the same duration, in the variables' own units.
+    #[test]
+    fn shown_durations_parse_back() {
+        for (d, shown) in [
+            (Duration::from_secs(0), "0s"),
+            (Duration::from_millis(1500), "1s 500ms"),
+            (Duration::from_secs(90), "1m 30s"),
+            (Duration::from_secs(2 * 3600), "2h"),
+            (Duration::from_secs(30 * 86_400), "30d"),
+            (
+                Duration::from_secs(118 * 86_400 + 16 * 3600 + 19 * 60 + 12),
+                "118d 16h 19m 12s",
+            ),
+        ] {
+            assert_eq!(show(d), shown);
+            assert_eq!(parse_duration(&show(d)), Ok(d), "{shown}");
+        }
+    }
 }

@@ -262,7 +262,9 @@ impl TokenSettings {
     }
 
     /// Clock-skew allowance for `exp` and `nbf` of presented tokens (`JWT_LEEWAY`). The
-    /// default is 30 seconds; large values keep expired tokens usable for longer.
+    /// default is 30 seconds; large values keep expired tokens usable for longer, so
+    /// validation refuses more than [`MAX_LEEWAY`](super::MAX_LEEWAY) (five minutes) or a
+    /// leeway as long as the access token's lifetime.
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self

@@ -32,6 +32,8 @@
 //! own data and keep sessions elsewhere say so with `SESSION_STORE`; the other URL is then not
 //! read for sessions at all.
 
+use std::time::Duration;
+
 mod algorithm;
 mod cache;
 mod cookies;
@@ -63,10 +65,15 @@ pub use keys::TokenSettings;
 pub(crate) use keys::{PemKey, Secret, key_id};
 pub use postgres::{PostgresSettings, StoreChoice};
 pub use redis::{RedisSettings, StoreSettings};
-pub use rules::{DEFAULT_REFRESH_THRESHOLD, SessionRules};
+pub use rules::{DEFAULT_REFRESH_THRESHOLD, MAX_REUSE_INTERVAL, SessionRules};
 pub use token_cache::TokenCacheSettings;
 
 use env::Env;
+
+/// The longest clock-skew leeway (`JWT_LEEWAY`) a configuration may set: five minutes. The
+/// leeway is how long past its `exp` a token is still accepted; clocks kept by NTP disagree by
+/// milliseconds, so minutes are already generous, and more is expired tokens accepted.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(5 * 60);
 
 /// Every environment variable [`SessionConfig::from_env`] reads.
 pub const ENV_VARS: &[&str] = &[
@@ -346,6 +353,7 @@ impl SessionConfig {
     /// The first contradiction found, as [`ConfigError::Invalid`] or [`ConfigError::Conflict`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.rules.validate()?;
+        self.validate_leeway()?;
         self.cookies.validate()?;
         self.validate_store()?;
         self.tokens.validate()
@@ -420,6 +428,32 @@ impl SessionConfig {
     }
 
     /// Both URLs without a choice, or a choice without its URL.
+    /// The leeway stretches every token's life: at most [`MAX_LEEWAY`], and shorter than the
+    /// access token's own lifetime.
+    fn validate_leeway(&self) -> Result<(), ConfigError> {
+        let leeway = self.tokens.leeway();
+        if leeway > MAX_LEEWAY {
+            return Err(ConfigError::Invalid {
+                name: "JWT_LEEWAY",
+                value: duration::show(leeway),
+                expected: "at most 5m (the default is 30s): the leeway is how long after its expiry a token is still accepted, for clocks that disagree by a few seconds",
+            });
+        }
+        let access = self.rules.access_token_ttl();
+        if leeway >= access {
+            return Err(ConfigError::Conflict {
+                name: "JWT_LEEWAY / JWT_ACCESS_TOKEN_EXPIRY",
+                reason: format!(
+                    "JWT_LEEWAY is {} but JWT_ACCESS_TOKEN_EXPIRY is {}: every access token would be accepted for more than twice its lifetime",
+                    duration::show(leeway),
+                    duration::show(access)
+                ),
+                fix: "lower JWT_LEEWAY (TokenSettings::with_leeway), to a few seconds".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     fn validate_store(&self) -> Result<(), ConfigError> {
         let (redis, pg) = (!self.redis.urls().is_empty(), self.postgres.url().is_some());
         match self.store_choice {

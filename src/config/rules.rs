@@ -11,6 +11,13 @@ use super::{ConfigError, SessionLimitPolicy};
 /// access-token lifetime when that lifetime is 15 minutes or less.
 pub const DEFAULT_REFRESH_THRESHOLD: Duration = Duration::from_secs(15 * 60);
 
+/// The longest refresh-token reuse interval (`JWT_REFRESH_REUSE_INTERVAL`) a configuration may
+/// set: one minute. Within the interval a just-rotated refresh token still yields the current
+/// one, which is what racing tabs and lost responses need (a few seconds); a thief replaying a
+/// retired token within it gets the victim's current token too, so a long interval is theft
+/// detection off. SuperTokens allows 30 seconds.
+pub const MAX_REUSE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How long sessions and their tokens live, and how many a user may hold.
 ///
 /// Two startup rules make the settings people commonly write start (SPEC §2):
@@ -20,8 +27,9 @@ pub const DEFAULT_REFRESH_THRESHOLD: Duration = Duration::from_secs(15 * 60);
 /// - a refresh-token lifetime longer than the session's absolute lifetime is capped to it, as
 ///   every refresh token is capped by the session's end anyway.
 ///
-/// [`SessionConfig::from_env`](super::SessionConfig::from_env) logs each adjustment once at
-/// `info`. The getters return the values in force.
+/// [`SessionConfig::from_env`](super::SessionConfig::from_env) logs each adjustment once: the
+/// threshold's at `info` (nothing is lost), the caps at `warn` (a setting does not do what it
+/// says), in the units the variables take. The getters return the values in force.
 ///
 /// ```
 /// use std::time::Duration;
@@ -115,7 +123,8 @@ impl SessionRules {
         Ok(rules)
     }
 
-    /// Says once, at `info`, which values the startup rules changed.
+    /// Says once which values the startup rules changed: the threshold's adaptation at `info`,
+    /// the caps of lifetimes longer than the session at `warn`.
     pub(crate) fn log_adjustments(&self) {
         if self.refresh_threshold.is_none() && self.access_token_ttl <= DEFAULT_REFRESH_THRESHOLD {
             tracing::info!(
@@ -124,12 +133,26 @@ impl SessionRules {
                 "JWT_AUTO_REFRESH_THRESHOLD is unset and the access token lives no longer than its 15m default: refresh is advised in the last quarter of the access token's life instead"
             );
         }
-        if self.refresh_token_ttl > self.session_ttl {
-            tracing::info!(
-                refresh_token_ttl = %show(self.refresh_token_ttl),
-                session_ttl = %show(self.session_ttl),
-                "JWT_REFRESH_TOKEN_EXPIRY is longer than JWT_SESSION_EXPIRY: refresh tokens live until the session's end at most"
-            );
+        for (name, ttl, what) in [
+            (
+                "JWT_REFRESH_TOKEN_EXPIRY",
+                self.refresh_token_ttl,
+                "refresh tokens",
+            ),
+            (
+                "JWT_ACCESS_TOKEN_EXPIRY",
+                self.access_token_ttl,
+                "access tokens",
+            ),
+        ] {
+            if ttl > self.session_ttl {
+                tracing::warn!(
+                    "{name}={} is longer than JWT_SESSION_EXPIRY={}: {what} end with the session, at {} at most; lower {name} or raise JWT_SESSION_EXPIRY",
+                    show(ttl),
+                    show(self.session_ttl),
+                    show(self.session_ttl),
+                );
+            }
         }
     }
 
@@ -177,7 +200,9 @@ impl SessionRules {
 
     /// Grace window in which a just-rotated refresh token still yields its successor
     /// (`JWT_REFRESH_REUSE_INTERVAL`), for racing tabs and lost responses. The default is 10
-    /// seconds; zero turns the grace off (any replay is then treated as theft).
+    /// seconds; zero turns the grace off (any replay is then treated as theft). At most
+    /// [`MAX_REUSE_INTERVAL`] (one minute): validation refuses more, since a thief replaying a
+    /// retired token within the interval gets the current one.
     pub fn with_reuse_interval(mut self, interval: Duration) -> Self {
         self.reuse_interval = interval;
         self
@@ -242,6 +267,20 @@ impl SessionRules {
                 name: "JWT_MAX_CONCURRENT_SESSIONS",
                 value: "0".to_owned(),
                 expected: "a whole number of at least 1",
+            });
+        }
+        if self.reuse_interval > MAX_REUSE_INTERVAL {
+            return Err(ConfigError::Invalid {
+                name: "JWT_REFRESH_REUSE_INTERVAL",
+                value: show(self.reuse_interval),
+                expected: "at most 1m (the default is 10s): within this interval a replayed, already rotated refresh token still gets the current one, so a long interval turns theft detection off",
+            });
+        }
+        if self.reuse_interval > MAX_REUSE_INTERVAL {
+            return Err(ConfigError::Invalid {
+                name: "JWT_REFRESH_REUSE_INTERVAL",
+                value: show(self.reuse_interval),
+                expected: "at most 1m (the default is 10s): within this interval a replayed, already rotated refresh token still gets the current one, so a long interval turns theft detection off",
             });
         }
         match self.refresh_threshold {

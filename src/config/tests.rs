@@ -347,8 +347,14 @@ fn a_short_access_token_alone_starts_and_the_default_threshold_adapts() {
         ("15m", Duration::from_secs(225)),
         ("5s", Duration::from_millis(1250)),
     ] {
-        let c = from(&[("JWT_SECRET", SECRET), ("JWT_ACCESS_TOKEN_EXPIRY", access)])
-            .unwrap_or_else(|e| panic!("JWT_ACCESS_TOKEN_EXPIRY={access}: {e}"));
+        // The leeway must be shorter than the token (a 30s default would accept a 5s token for
+        // seven times its life).
+        let c = from(&[
+            ("JWT_SECRET", SECRET),
+            ("JWT_ACCESS_TOKEN_EXPIRY", access),
+            ("JWT_LEEWAY", "1s"),
+        ])
+        .unwrap_or_else(|e| panic!("JWT_ACCESS_TOKEN_EXPIRY={access}: {e}"));
         assert_eq!(c.rules().refresh_threshold(), threshold, "{access}");
     }
     // Longer access tokens keep the documented 15 minutes.
@@ -417,18 +423,19 @@ fn a_refresh_lifetime_longer_than_the_session_is_capped() {
 
 #[test]
 fn every_duration_variable_takes_the_same_forms() {
-    for name in [
-        "JWT_ACCESS_TOKEN_EXPIRY",
-        "JWT_REFRESH_TOKEN_EXPIRY",
-        "JWT_SESSION_EXPIRY",
-        "JWT_AUTO_REFRESH_THRESHOLD",
-        "JWT_REFRESH_REUSE_INTERVAL",
-        "JWT_LEEWAY",
+    // Compound forms, each within its variable's bounds.
+    for (name, value, expected) in [
+        ("JWT_ACCESS_TOKEN_EXPIRY", "1h 30m", 5400),
+        ("JWT_REFRESH_TOKEN_EXPIRY", "1h 30m", 5400),
+        ("JWT_SESSION_EXPIRY", "1h 30m", 5400),
+        ("JWT_AUTO_REFRESH_THRESHOLD", "1h 30m", 5400),
+        ("JWT_REFRESH_REUSE_INTERVAL", "0m 45s", 45),
+        ("JWT_LEEWAY", "1m 30s", 90),
     ] {
         let vars = [
             ("JWT_SECRET", SECRET),
             ("JWT_ACCESS_TOKEN_EXPIRY", "3h"),
-            (name, "1h 30m"),
+            (name, value),
         ];
         let c = from(&vars).unwrap_or_else(|e| panic!("{name}: {e}"));
         let got = match name {
@@ -439,8 +446,60 @@ fn every_duration_variable_takes_the_same_forms() {
             "JWT_REFRESH_REUSE_INTERVAL" => c.rules().reuse_interval(),
             _ => c.tokens().leeway(),
         };
-        assert_eq!(got, Duration::from_secs(5400), "{name}");
+        assert_eq!(got, Duration::from_secs(expected), "{name}");
     }
+}
+
+/// A reuse interval long enough to turn theft detection off is refused, naming the variable
+/// and the bound; the bound itself starts, from the environment and from the builder.
+#[test]
+fn a_reuse_interval_above_a_minute_is_refused() {
+    for long in ["61s", "2m", "90d"] {
+        let err = from(&[("JWT_SECRET", SECRET), ("JWT_REFRESH_REUSE_INTERVAL", long)])
+            .expect_err(long)
+            .to_string();
+        assert!(err.starts_with("JWT_REFRESH_REUSE_INTERVAL="), "{err}");
+        assert!(err.contains("at most 1m") && err.contains("theft"), "{err}");
+    }
+    for fine in ["0s", "10s", "1m"] {
+        assert!(from(&[("JWT_SECRET", SECRET), ("JWT_REFRESH_REUSE_INTERVAL", fine)]).is_ok());
+    }
+    let config = SessionConfig::new(SECRET)
+        .unwrap()
+        .with_rules(SessionRules::default().with_reuse_interval(Duration::from_secs(3600)));
+    assert!(config.validate().is_err());
+    assert!(crate::SessionManager::new(config).is_err());
+}
+
+/// A leeway of more than a few minutes, or as long as the access token, accepts expired
+/// tokens: refused, naming the variables.
+#[test]
+fn a_leeway_above_five_minutes_or_the_token_lifetime_is_refused() {
+    for long in ["5m 1s", "1h", "365d"] {
+        let err = from(&[("JWT_SECRET", SECRET), ("JWT_LEEWAY", long)])
+            .expect_err(long)
+            .to_string();
+        assert!(err.starts_with("JWT_LEEWAY="), "{err}");
+        assert!(err.contains("at most 5m"), "{err}");
+    }
+    assert!(from(&[("JWT_SECRET", SECRET), ("JWT_LEEWAY", "5m")]).is_ok());
+    let err = from(&[
+        ("JWT_SECRET", SECRET),
+        ("JWT_LEEWAY", "2m"),
+        ("JWT_ACCESS_TOKEN_EXPIRY", "2m"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("JWT_LEEWAY is 2m but JWT_ACCESS_TOKEN_EXPIRY is 2m"),
+        "{err}"
+    );
+    let config = SessionConfig::new(SECRET).unwrap().with_tokens(
+        TokenSettings::new(SECRET)
+            .unwrap()
+            .with_leeway(Duration::from_secs(86_400)),
+    );
+    assert!(crate::SessionManager::new(config).is_err());
 }
 
 #[test]
@@ -475,6 +534,12 @@ fn the_adjustments_are_logged_once() {
             ("JWT_SESSION_EXPIRY", "7d"),
         ])
         .unwrap();
+        let _config = from(&[
+            ("JWT_SECRET", SECRET),
+            ("JWT_ACCESS_TOKEN_EXPIRY", "30d"),
+            ("JWT_SESSION_EXPIRY", "1d"),
+        ])
+        .unwrap();
     });
     let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
     assert_eq!(
@@ -483,11 +548,23 @@ fn the_adjustments_are_logged_once() {
         "{text}"
     );
     assert_eq!(
-        text.matches("JWT_REFRESH_TOKEN_EXPIRY is longer").count(),
+        text.matches("JWT_REFRESH_TOKEN_EXPIRY=30d is longer than JWT_SESSION_EXPIRY=7d")
+            .count(),
         1,
         "{text}"
     );
     assert!(text.contains("threshold=2m 30s"), "{text}");
+    // The caps are warnings, in the units the variables take (never months).
+    assert!(
+        text.contains("WARN")
+            && text.contains("JWT_REFRESH_TOKEN_EXPIRY=30d is longer than JWT_SESSION_EXPIRY=7d"),
+        "{text}"
+    );
+    assert!(
+        text.contains("JWT_ACCESS_TOKEN_EXPIRY=30d is longer than JWT_SESSION_EXPIRY=1d"),
+        "{text}"
+    );
+    assert!(!text.contains("month"), "{text}");
 }
 
 // --- The store the settings name ---

@@ -108,6 +108,56 @@ impl Cidr {
     }
 }
 
+/// Why a list of trusted proxies lets clients choose their own address, if it does: the
+/// networks together cover every IPv4 or every IPv6 address, or one network is wider than any
+/// proxy fleet (IPv4 wider than /8, IPv6 wider than /7, the size of all unique local addresses).
+pub(crate) fn too_wide(proxies: &[Cidr]) -> Option<&'static str> {
+    if proxies.iter().any(|c| match c.0 {
+        IpNet::V4(n) => n.prefix_len() < 8,
+        IpNet::V6(n) => n.prefix_len() < 7,
+    }) {
+        return Some(
+            "proxy networks no wider than /8 (IPv4) or /7 (IPv6): a wider one lets a large part of the internet name its own address in X-Forwarded-For and dodge the rate limit and the login lock-out; list your proxies' addresses",
+        );
+    }
+    let v4: Vec<(u128, u128)> = proxies
+        .iter()
+        .filter_map(|c| match c.0 {
+            IpNet::V4(n) => Some((
+                u128::from(u32::from(n.network())),
+                u128::from(u32::from(n.broadcast())),
+            )),
+            IpNet::V6(_) => None,
+        })
+        .collect();
+    let v6: Vec<(u128, u128)> = proxies
+        .iter()
+        .filter_map(|c| match c.0 {
+            IpNet::V6(n) => Some((u128::from(n.network()), u128::from(n.broadcast()))),
+            IpNet::V4(_) => None,
+        })
+        .collect();
+    (covers(v4, u128::from(u32::MAX)) || covers(v6, u128::MAX)).then_some(
+        "the proxies between the internet and this server, not every address: these networks cover every IPv4 or every IPv6 address, so any client could name its own address in X-Forwarded-For and dodge the rate limit and the login lock-out",
+    )
+}
+
+/// Whether the inclusive ranges cover `0..=max` together.
+fn covers(mut ranges: Vec<(u128, u128)>, max: u128) -> bool {
+    ranges.sort_unstable();
+    let mut next = 0u128; // the first address not yet covered
+    for (start, end) in ranges {
+        if start > next {
+            return false;
+        }
+        if end >= max {
+            return true;
+        }
+        next = next.max(end + 1);
+    }
+    false
+}
+
 /// Clears the bits of `ip` past `prefix_len` (clamped to the address length).
 #[inline]
 pub(crate) fn mask(ip: IpAddr, prefix_len: u8) -> IpAddr {

@@ -20,7 +20,7 @@ use crate::config::env::{Env, split_list};
 ///
 /// let config = RateLimitConfig::new() // 100 requests per 15 minutes
 ///     .window(Duration::from_secs(60))
-///     .trusted_proxies(["10.0.0.0/8".parse()?, "fd00::/8".parse()?]);
+///     .trusted_proxies(["10.0.0.0/8".parse()?, "fd00::/8".parse()?])?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -132,9 +132,44 @@ impl RateLimitConfig {
     /// server, and nothing else: a network listed here that clients can send from directly
     /// lets them pick any address they like. Plain addresses work too (`"10.0.0.5".parse()`,
     /// or `Cidr::from(ip)`). Only `X-Forwarded-For` is read, not `Forwarded` or `X-Real-IP`.
-    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = Cidr>) -> Self {
-        self.trusted_proxies = proxies.into_iter().collect();
-        self
+    ///
+    /// ```
+    /// use tower_jwt_session::rate_limit::RateLimitConfig;
+    ///
+    /// let config = RateLimitConfig::new().trusted_proxies(["10.0.0.0/8".parse()?])?;
+    /// // Every client could name its own address: refused.
+    /// assert!(RateLimitConfig::new().trusted_proxies(["0.0.0.0/0".parse()?]).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the networks cover every IPv4 or every IPv6 address
+    /// together (`0.0.0.0/0`, `::/0`, `0.0.0.0/1` with `128.0.0.0/1`), or one of them is wider
+    /// than a proxy fleet can be (an IPv4 network wider than /8, an IPv6 network wider than
+    /// /7): every client, or a large part of the internet, could then choose the address its
+    /// rate limit and lock-out are counted on.
+    pub fn trusted_proxies(
+        self,
+        proxies: impl IntoIterator<Item = Cidr>,
+    ) -> Result<Self, ConfigError> {
+        self.trusted_proxies_named("trusted_proxies", proxies.into_iter().collect())
+    }
+
+    fn trusted_proxies_named(
+        mut self,
+        name: &'static str,
+        proxies: Vec<Cidr>,
+    ) -> Result<Self, ConfigError> {
+        if let Some(why) = super::cidr::too_wide(&proxies) {
+            let listed: Vec<String> = proxies.iter().map(ToString::to_string).collect();
+            return Err(ConfigError::Invalid {
+                name,
+                value: listed.join(", "),
+                expected: why,
+            });
+        }
+        self.trusted_proxies = proxies.into();
+        Ok(self)
     }
 
     /// [`trusted_proxies`](Self::trusted_proxies) from the environment variable
@@ -154,7 +189,8 @@ impl RateLimitConfig {
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming `TRUSTED_PROXIES` and its value when an entry is not an
-    /// address or network.
+    /// address or network, or when the list is refused as [`trusted_proxies`](Self::trusted_proxies)
+    /// says.
     pub fn trusted_proxies_from_env(self) -> Result<Self, ConfigError> {
         self.trusted_proxies_from(std::env::var("TRUSTED_PROXIES").ok())
     }
@@ -172,7 +208,7 @@ impl RateLimitConfig {
                 value: value.clone(),
                 expected: "comma-separated IP addresses or CIDR networks, e.g. 10.0.0.0/8, 127.0.0.1",
             })?;
-        Ok(self.trusted_proxies(proxies))
+        self.trusted_proxies_named("TRUSTED_PROXIES", proxies)
     }
 
     /// The clock windows are measured with. The default is the system clock; tests use
@@ -270,6 +306,7 @@ mod tests {
         ])
         .unwrap()
         .trusted_proxies([Cidr::from(std::net::IpAddr::from([10, 0, 0, 1]))])
+        .unwrap()
         .ipv6_prefix_len(200);
         assert_eq!(c.window, Duration::from_secs(60));
         assert_eq!(c.max_requests, 7);
@@ -282,6 +319,42 @@ mod tests {
         assert!(!c.is_exempt("/health"));
         let none = c.clone().exempt_paths(Vec::<String>::new());
         assert!(!none.is_exempt("/api/token/health"));
+    }
+
+    /// A list of proxies that lets every client, or a large part of the internet, name its
+    /// own address is refused at startup, naming the variable; a real fleet's list starts.
+    #[test]
+    fn trusted_proxies_that_cover_everyone_are_refused() {
+        let read = |v: &str| RateLimitConfig::new().trusted_proxies_from(Some(v.to_owned()));
+        for everyone in [
+            "0.0.0.0/0",
+            "::/0",
+            "10.0.0.0/8, ::/0",
+            "0.0.0.0/1, 128.0.0.0/1",
+            "::ffff:0.0.0.0/96",
+            "0.0.0.0/2, 64.0.0.0/2, 128.0.0.0/2, 192.0.0.0/2",
+            "::/1, 8000::/1",
+            "0.0.0.0/1",
+        ] {
+            let err = read(everyone).expect_err(everyone);
+            let text = err.to_string();
+            assert!(text.starts_with("TRUSTED_PROXIES="), "{everyone}: {text}");
+            assert!(text.contains("X-Forwarded-For"), "{everyone}: {text}");
+        }
+        // Eight /3 networks cover IPv4 but for one: not everyone, but each is too wide.
+        assert!(read("0.0.0.0/3, 32.0.0.0/3").is_err());
+        for fleet in [
+            "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16",
+            "fc00::/7, 127.0.0.1, ::1",
+            "173.245.48.0/20, 2400:cb00::/32",
+        ] {
+            assert!(read(fleet).is_ok(), "{fleet}");
+        }
+        // The same rule for the builder, which names its setter.
+        let err = RateLimitConfig::new()
+            .trusted_proxies(["0.0.0.0/0".parse().unwrap()])
+            .unwrap_err();
+        assert!(err.to_string().starts_with("trusted_proxies="), "{err}");
     }
 
     #[test]

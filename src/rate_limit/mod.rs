@@ -64,7 +64,7 @@
 //! let config = SessionConfig::new("0123456789abcdef0123456789abcdef")?; // from_env()
 //! let manager = SessionManager::new(config.clone())?;
 //! let limit = ClientRateLimitLayer::new(
-//!     RateLimitConfig::new().trusted_proxies(["10.0.0.0/8".parse()?]),
+//!     RateLimitConfig::new().trusted_proxies(["10.0.0.0/8".parse()?])?,
 //! );
 //! let limited = Router::new()
 //!     .route("/api/auth/login", post(login))

@@ -22,7 +22,8 @@ fn config(max: u32, window_secs: u64) -> (RateLimitConfig, ManualClock) {
         .window(Duration::from_secs(window_secs))
         .max_requests(max)
         .clock(Arc::new(clock.clone()))
-        .trusted_proxies(["10.0.0.0/8".parse().unwrap()]);
+        .trusted_proxies(["10.0.0.0/8".parse().unwrap()])
+        .unwrap();
     (config, clock)
 }
 
