@@ -12,7 +12,7 @@ import sys
 # Lower numbers are lower layers: a module may import from its own layer (without a cycle) or
 # from a lower one, never from a higher one. Keep in step with docs/architecture.md.
 LAYERS = {
-    "clock": 1, "escape": 1, "error": 1, "telemetry": 1,
+    "clock": 1, "deadline": 1, "escape": 1, "error": 1, "telemetry": 1,
     "config": 2,
     "session": 3,
     "token": 4,

@@ -138,6 +138,7 @@
 pub mod clock;
 pub mod config;
 pub mod cookie;
+mod deadline;
 pub mod error;
 mod escape;
 #[cfg(feature = "axum")]

@@ -428,6 +428,16 @@ impl SessionConfig {
     }
 
     /// Both URLs without a choice, or a choice without its URL.
+    /// How long a request may wait for the session store, across every store call it makes:
+    /// the Redis or PostgreSQL timeout of the store in use, one second for memory.
+    pub(crate) fn store_timeout(&self) -> Duration {
+        match self.store() {
+            StoreSettings::Redis(redis) => redis.timeout(),
+            StoreSettings::Postgres(postgres) => postgres.timeout(),
+            _ => crate::deadline::DEFAULT_BUDGET,
+        }
+    }
+
     /// The leeway stretches every token's life: at most [`MAX_LEEWAY`], and shorter than the
     /// access token's own lifetime.
     fn validate_leeway(&self) -> Result<(), ConfigError> {

@@ -22,6 +22,7 @@ use tower_service::Service;
 
 use super::{Authenticated, CredentialCheck, Credentials, origin};
 use crate::cookie::Delivery;
+use crate::deadline::{RequestStart, excluding};
 use crate::error::{ErrorCode, json_error};
 use crate::json_body::{bad_request, declares_json, read_json, unsupported_media_type};
 use crate::manager::{NewSession, SessionError, SessionManager};
@@ -115,7 +116,14 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await.map(Full::new)) })
+        // One deadline for all the store I/O of this login (attempts, the store probe, the
+        // session), from when the request reached the crate: an outage answers 503 within one
+        // store timeout, not the sum of each backend's.
+        let at = RequestStart::of(req.extensions()) + self.manager.budget();
+        Box::pin(async move {
+            let res = crate::deadline::within(at, this.handle(req)).await;
+            Ok(res.map(Full::new))
+        })
     }
 }
 
@@ -168,7 +176,8 @@ impl<C: CredentialCheck> LoginService<C> {
             self.manager.config().device().ip(),
         );
         let (parts, body) = req.into_parts();
-        let body: LoginBody = match read_json(&parts.headers, body).await {
+        // The client's upload is the client's time, not the store's budget.
+        let body: LoginBody = match excluding(read_json(&parts.headers, body)).await {
             Ok(body) => body,
             Err(res) => return res,
         };
@@ -262,7 +271,7 @@ impl<C: CredentialCheck> LoginService<C> {
         };
         let delay = attempt.delay();
         if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+            excluding(tokio::time::sleep(delay)).await;
         }
         Ok(Some(attempt))
     }
@@ -277,7 +286,8 @@ impl<C: CredentialCheck> LoginService<C> {
         user: &str,
         ip: Option<IpAddr>,
     ) -> Result<(Authenticated, Option<LoginAttempt>), Response<Bytes>> {
-        let found = match self.check.check(credentials).await {
+        // The app's own I/O (its users table, its password hash): not the store's budget.
+        let found = match excluding(self.check.check(credentials)).await {
             Ok(found) => found,
             Err(error) => {
                 // Neither right nor wrong: the reservation is given back, or an outage of the

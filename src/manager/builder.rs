@@ -38,6 +38,7 @@ pub struct SessionManagerBuilder {
     clock: Option<SharedClock>,
     hook: Option<Arc<dyn RefreshHook>>,
     hook_timeout: Duration,
+    store_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for dyn RefreshHook {
@@ -80,6 +81,16 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// How long one request (a login, a refresh, a logout) may wait for the store, across
+    /// every store call it makes: past it the request answers 503 `unavailable`, and a
+    /// rotation that reaches the store later is not applied. The default is the timeout of the
+    /// Redis or PostgreSQL store the configuration names (`RedisSettings::with_timeout`,
+    /// `DATABASE_STATEMENT_TIMEOUT`), one second otherwise; set it for a store of your own.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = Some(timeout.max(Duration::from_millis(1)));
+        self
+    }
+
     /// Builds the manager.
     ///
     /// # Errors
@@ -95,6 +106,7 @@ impl SessionManagerBuilder {
             None => default_store(&config)?,
         };
         let refresh_keys = RefreshKeys::from_config(&config);
+        let budget = self.store_timeout.unwrap_or_else(|| config.store_timeout());
         let access_retention =
             duration_ms(config.rules().access_token_ttl() + config.tokens().leeway());
         let cache = RevocationCache::new(
@@ -125,6 +137,7 @@ impl SessionManagerBuilder {
                     timeout: self.hook_timeout,
                 }),
                 reported: Default::default(),
+                budget,
             }),
         })
     }
@@ -189,6 +202,7 @@ impl SessionManager {
             clock: None,
             hook: None,
             hook_timeout: DEFAULT_HOOK_TIMEOUT,
+            store_timeout: None,
         }
     }
 }

@@ -419,7 +419,11 @@ impl RevocationCache {
     async fn lookup(inner: Arc<Inner>, sid: SessionId) -> SessionStatus {
         let start = inner.begin(sid);
         let now = inner.clock.now_ms();
-        match inner.store.get(sid).await {
+        // Under a request's deadline (a token route authenticating its caller), no longer.
+        let read = crate::deadline::bound(inner.store.get(sid))
+            .await
+            .unwrap_or(Err(crate::store::StoreError::Timeout));
+        match read {
             Ok(Some(record)) if record.revoked_at.is_none() && now < record.expires_at => {
                 inner.record_active(sid, start).into()
             }

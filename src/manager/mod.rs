@@ -16,12 +16,13 @@ pub use pair::TokenPair;
 
 use crate::clock::{SharedClock, duration_ms, system_time};
 use crate::config::SessionConfig;
+use crate::deadline;
 use crate::error::AuthError;
 use crate::revocation::SessionStatus;
 use crate::session::{ClaimsError, CustomClaims, Session, SessionId};
 use crate::store::{
     CreateOutcome, DeviceInfo, Lifetimes, RotateOutcome, RotateRequest, SessionLimit,
-    SessionRecord, SessionStore, StoreWarning, purge_at,
+    SessionRecord, SessionStore, StoreError, StoreWarning, purge_at,
 };
 use crate::telemetry::{self, Escaped};
 use crate::token::TokenCodec;
@@ -45,6 +46,8 @@ struct Inner {
     lifetimes: Lifetimes,
     hook: Option<builder::Hook>,
     reported: Reported,
+    /// How long one request may wait for the store, across all its calls.
+    budget: std::time::Duration,
 }
 
 /// The warning codes last logged, so each is logged when it appears, not on every health call.
@@ -153,14 +156,25 @@ impl SessionManager {
         self.inner.clock.now_ms()
     }
 
-    /// Runs a store operation, recording its latency.
+    /// How long one request may wait for the store, across all its store calls (see
+    /// [`SessionManagerBuilder::store_timeout`]).
+    pub(crate) fn budget(&self) -> std::time::Duration {
+        self.inner.budget
+    }
+
+    /// Runs a store operation, recording its latency, until the deadline of the request it
+    /// serves (the token and login routes set one for the whole request), or for one store
+    /// timeout when it serves none.
     async fn timed<T>(
         &self,
         op: &'static str,
-        operation: impl std::future::Future<Output = T>,
-    ) -> T {
-        let start = std::time::Instant::now();
-        let out = operation.await;
+        operation: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let start = tokio::time::Instant::now();
+        let at = deadline::current().unwrap_or_else(|| start + self.budget());
+        let out = deadline::within(at, deadline::bound(operation))
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
         telemetry::store_latency(self.inner.store.kind(), op, start.elapsed());
         out
     }
@@ -316,9 +330,13 @@ impl SessionManager {
             policy: inner.config.rules().limit_policy(),
         };
         let since = inner.cache.begin(record.session_id);
-        match inner
-            .store
-            .create(record.clone(), limit, &inner.lifetimes, now)
+        match self
+            .timed(
+                "create",
+                inner
+                    .store
+                    .create(record.clone(), limit, &inner.lifetimes, now),
+            )
             .await?
         {
             CreateOutcome::Created { evicted } => {
@@ -351,7 +369,10 @@ impl SessionManager {
     /// [`TokenReused`](SessionError::TokenReused), [`Revoked`](SessionError::Revoked),
     /// [`SessionExpired`](SessionError::SessionExpired), [`Unavailable`](SessionError::Unavailable).
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, SessionError> {
-        let result = self.refresh_inner(refresh_token).await;
+        // The hook's read and the rotation share one deadline (the request's, under the token
+        // routes), which the rotation carries to the store.
+        let at = tokio::time::Instant::now() + self.budget();
+        let result = deadline::within(at, self.refresh_inner(refresh_token)).await;
         match &result {
             Ok(_) => {
                 telemetry::refresh("success");
@@ -376,10 +397,13 @@ impl SessionManager {
             now,
             lifetimes: inner.lifetimes,
             update: None,
+            deadline: None,
         };
         if let Some(hook) = &inner.hook {
             request.update = self.ask_hook(hook, &request).await?;
         }
+        // Read after the hook, whose time is given back to the request's deadline.
+        request.deadline = deadline::wall_ms();
         // Taken before the store is asked: a revocation delivered while it answers wins.
         let since = inner.cache.begin(claims.session_id);
         match self.timed("rotate", inner.store.rotate(request)).await? {
@@ -440,7 +464,14 @@ impl SessionManager {
             user_id: record.user_id,
         };
         let user_id = context.user_id.clone();
-        let answer = match tokio::time::timeout(hook.timeout, hook.hook.refresh(context)).await {
+        // The app's own I/O: its own timeout, and its time does not count against the
+        // request's store deadline.
+        let answer = match deadline::excluding(tokio::time::timeout(
+            hook.timeout,
+            hook.hook.refresh(context),
+        ))
+        .await
+        {
             Ok(Ok(answer)) => answer,
             Ok(Err(error)) => {
                 tracing::warn!(session_id = %request.session_id, user_id = %Escaped::new(&user_id), %error, "refresh refused: the refresh hook failed");

@@ -10,6 +10,7 @@ use super::client_ip::{ClientIp, IpKey, peer_ip, resolve};
 use super::future::{HitFuture, RateLimitWait};
 use super::layer::Shared;
 use super::{missing_peer_response, too_many_requests};
+use crate::deadline::RequestStart;
 use crate::guard::{Check, Guarded, Verdict};
 
 /// The service made by [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer): the inner
@@ -43,6 +44,9 @@ impl<B> Check<B> for RateLimitCheck {
 
     fn check(&self, mut req: Request<B>) -> Verdict<B, Self::Stamp, Self::Future> {
         let config = &self.shared.config;
+        // The routes behind count their store deadline from here: this layer's wait on its
+        // backend is part of the request's one budget.
+        req.extensions_mut().insert(RequestStart::now());
         if config.is_exempt(req.uri().path()) {
             // Health probes and the like: not counted, never refused. The client address is
             // still resolved for the handler when there is one.

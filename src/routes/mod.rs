@@ -83,6 +83,7 @@ use tracing::Instrument;
 
 use crate::clock::rfc3339;
 use crate::cookie::Delivery;
+use crate::deadline::{RequestStart, excluding};
 use crate::error::{AuthError, ErrorCode, auth_error_response, json_error};
 use crate::json_body::read_optional_json;
 use crate::layer::SessionLayer;
@@ -186,7 +187,14 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await.map(Full::new)) })
+        // One deadline for all the store I/O of this request (the attempt tracker, the
+        // revocation check, the store), from when it reached the crate: an outage answers 503
+        // within one store timeout, not the sum of each backend's.
+        let at = RequestStart::of(req.extensions()) + self.manager.budget();
+        Box::pin(async move {
+            let res = crate::deadline::within(at, this.handle(req)).await;
+            Ok(res.map(Full::new))
+        })
     }
 }
 
@@ -285,7 +293,7 @@ impl TokenRoutes {
                 if let Err(res) = refresh_allowed(tracked).await {
                     return res;
                 }
-                match read_optional_json::<RefreshBody, B>(&parts.headers, body).await {
+                match excluding(read_optional_json::<RefreshBody, B>(&parts.headers, body)).await {
                     Ok(body) => {
                         let cookie_only = body.refresh_token_delivery == Some(Delivery::Cookie);
                         self.refresh(&parts.headers, body.refresh_token, cookie_only, tracked)
@@ -295,7 +303,7 @@ impl TokenRoutes {
                 }
             }
             Route::Validate => {
-                match read_optional_json::<ValidateBody, B>(&parts.headers, body).await {
+                match excluding(read_optional_json::<ValidateBody, B>(&parts.headers, body)).await {
                     Ok(body) => self.validate(body).await,
                     Err(res) => res,
                 }
@@ -305,7 +313,12 @@ impl TokenRoutes {
                 if let Err(res) = refresh_allowed(tracked).await {
                     return res;
                 }
-                match read_optional_json::<AutoRefreshBody, B>(&parts.headers, body).await {
+                match excluding(read_optional_json::<AutoRefreshBody, B>(
+                    &parts.headers,
+                    body,
+                ))
+                .await
+                {
                     Ok(body) => self.auto_refresh(&parts.headers, body, tracked).await,
                     Err(res) => res,
                 }

@@ -3,6 +3,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use crate::clock::Clock;
+
 use super::{
     CreateOutcome, Lifetimes, RotateOutcome, RotateRequest, SessionLimit, SessionRecord,
     SessionStore, StoreError, apply_rotation, decide_rotation, plan_admission, rotation_outcome,
@@ -177,6 +179,9 @@ impl SessionStore for MemoryStore {
 
     async fn rotate(&self, req: RotateRequest) -> Result<RotateOutcome, StoreError> {
         let mut state = self.lock();
+        if req.past_deadline(crate::clock::SystemClock.now_ms()) {
+            return Err(StoreError::DeadlinePassed);
+        }
         state.purge(req.now, PURGE_BATCH);
         let Some(record) = state.present(req.session_id, req.now) else {
             return Ok(RotateOutcome::NotFound);

@@ -124,6 +124,22 @@ pub struct RotateRequest {
     /// grace answer hands out the record as it is, so every answer for one successor carries
     /// the same claims). `None` keeps them.
     pub update: Option<SessionUpdate>,
+    /// When the caller stops waiting, in milliseconds since the Unix epoch on the caller's
+    /// machine clock (the real clock, not the manager's injectable one). A store that reaches
+    /// the rotation later than this, by its own clock, must not apply it and answers
+    /// [`StoreError::DeadlinePassed`]: the caller has answered 503 by then and the client
+    /// still holds the token it presented, so a rotation applied late would turn the client's
+    /// retry into "reuse detected" once the grace interval is over. Stores' clocks and the
+    /// callers' must agree to well within the store timeout (NTP). `None`: no deadline.
+    pub deadline: Option<u64>,
+}
+
+impl RotateRequest {
+    /// Whether the deadline has passed at `store_now_ms`, the store's own time.
+    pub fn past_deadline(&self, store_now_ms: u64) -> bool {
+        self.deadline
+            .is_some_and(|deadline| store_now_ms > deadline)
+    }
 }
 
 /// Why a presented refresh token counts as stolen.
@@ -349,6 +365,10 @@ pub enum StoreError {
     /// The backend did not answer in time.
     #[error("session store timed out")]
     Timeout,
+    /// The store reached a write after its caller's deadline (a stall: a paused server, a long
+    /// fsync) and did not apply it, because the caller had given up by then.
+    #[error("session store reached the operation after its deadline; nothing was written")]
+    DeadlinePassed,
     /// The backend returned data that does not decode.
     #[error("session store returned corrupt data: {0}")]
     Corrupt(String),
@@ -459,6 +479,12 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// `reuse_interval` of the rotation is [`RotateOutcome::Grace`] (nothing changes, an update
     /// included); the parent after it, or any older generation, revokes the session
     /// ([`RotateOutcome::Reused`]).
+    ///
+    /// Before it writes anything, a store compares the request's
+    /// [`deadline`](RotateRequest::deadline) with its own clock (Redis `TIME`, PostgreSQL
+    /// `clock_timestamp()`, the system clock in memory) and answers
+    /// [`StoreError::DeadlinePassed`], changing nothing, when it has passed: a refresh answered
+    /// with an error never takes effect later.
     async fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError>;
 
     /// The record of a session, live or revoked, if the store still has it.

@@ -61,6 +61,7 @@ fn rotate_req(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
         now,
         lifetimes: lifetimes(),
         update: None,
+        deadline: None,
     }
 }
 
@@ -206,6 +207,41 @@ pub(crate) async fn parent_after_the_interval_is_theft<S: SessionStore + ?Sized>
         None,
         "deleted at once"
     );
+}
+
+/// A rotation that reaches the store after its caller's deadline, by the store's own clock,
+/// changes nothing (every outcome, the reuse that would revoke included): the caller has
+/// answered 503 and its client still holds the token, which must keep working.
+pub(crate) async fn a_rotation_past_its_deadline_changes_nothing<S: SessionStore + ?Sized>(
+    store: &S,
+) {
+    let real_now = crate::clock::unix_ms(std::time::SystemTime::now());
+    let r = created(store, &unique("stalled"), at(1_000)).await;
+    let sid = r.session_id;
+    let late = |generation, now| RotateRequest {
+        deadline: Some(real_now - 1_000),
+        ..rotate_req(sid, generation, now)
+    };
+    // The current token, late: refused, not rotated.
+    let out = store.rotate(late(0, at(2_000))).await;
+    assert!(matches!(out, Err(StoreError::DeadlinePassed)), "{out:?}");
+    let kept = store.get(sid).await.unwrap().expect("still there");
+    assert_eq!((kept.generation, kept.rotated_at), (0, at(1_000)));
+    // Long after the grace interval, the client's retry with the token it holds rotates.
+    let in_time = RotateRequest {
+        deadline: Some(real_now + 60_000),
+        ..rotate_req(sid, 0, at(5_000))
+    };
+    assert!(matches!(
+        store.rotate(in_time).await.unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    // A retired token, late: the reuse is not acted on either (it is, in time).
+    let out = store.rotate(late(0, at(7_000))).await;
+    assert!(matches!(out, Err(StoreError::DeadlinePassed)), "{out:?}");
+    assert_eq!(store.get(sid).await.unwrap().map(|r| r.generation), Some(1));
+    let out = store.rotate(rotate_req(sid, 0, at(7_000))).await.unwrap();
+    assert!(matches!(out, RotateOutcome::Reused(..)), "{out:?}");
 }
 
 pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
@@ -705,6 +741,7 @@ macro_rules! store_suite {
             create_get_and_list,
             rotation_follows_the_rules,
             parent_after_the_interval_is_theft,
+            a_rotation_past_its_deadline_changes_nothing,
             expiries,
             revoke_and_revoke_all,
             limit_evicts_the_least_recently_active,

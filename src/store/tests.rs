@@ -35,6 +35,7 @@ fn req(r: &SessionRecord, generation: u64, now: u64) -> RotateRequest {
         now,
         lifetimes: lifetimes(),
         update: None,
+        deadline: None,
     }
 }
 

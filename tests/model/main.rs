@@ -18,6 +18,7 @@
 mod concurrency;
 mod reference;
 mod sequences;
+mod stall;
 
 #[cfg(feature = "redis")]
 #[path = "../common/redis_server.rs"]

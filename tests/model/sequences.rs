@@ -4,18 +4,24 @@
 //! each tampered session must be no session from then on (a fresh instance refuses its access
 //! token, refresh refuses it, listings skip it), no answer may carry forged data, and every
 //! other session goes on as the model says.
+//!
+//! On every store some refreshes run while the store stalls ([`Op::Stall`]): each is answered
+//! 503 and the rotation that reaches the store late must not take effect, so no retry of the
+//! token the client kept is ever judged reuse, however long the stall.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use tower_jwt_session::clock::{Clock as _, ManualClock};
-use tower_jwt_session::store::ReuseKind;
+use tower_jwt_session::store::{ReuseKind, RotateOutcome, StoreError};
 use tower_jwt_session::{SessionError, SessionManager, error::AuthError, session::SessionId};
 
 use crate::reference::{Limits, Model, Policy, Refreshed, Refusal, Verdict};
+use crate::stall::Stalled;
 use crate::{Backend, StoreKind, env_number, unix_ms, unix_secs};
 
 const USERS: usize = 3;
@@ -104,6 +110,10 @@ pub enum Op {
     LogoutAll(usize),
     /// Verify the access token `back` tokens older than the newest of session `n`.
     Verify(usize, usize),
+    /// Refresh with the newest refresh token of session `n` while the store stalls: the
+    /// request times out (503), and the rotation reaches the store after its deadline, which
+    /// must not apply it, however long the stall; the client keeps its token.
+    Stall(usize),
     /// Move the clock.
     Wait(Wait),
     /// Change the record of live session `n` in Redis, outside the crate (sealed runs only).
@@ -239,7 +249,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(s, f)| Op::Forged(s, f)),
         2 => session.clone().prop_map(Op::Logout),
         1 => (0..USERS).prop_map(Op::LogoutAll),
-        2 => (session, 0..3usize).prop_map(|(s, b)| Op::Verify(s, b)),
+        2 => (session.clone(), 0..3usize).prop_map(|(s, b)| Op::Verify(s, b)),
+        1 => session.prop_map(Op::Stall),
         5 => wait.prop_map(Op::Wait),
     ]
 }
@@ -322,6 +333,8 @@ struct Run {
     /// answer from before, so it must refuse a tampered session at once.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     observer: Option<SessionManager>,
+    /// A manager on the same store behind a stall, made at the first stalled refresh.
+    stalled: Option<(Arc<Stalled>, SessionManager)>,
     log: String,
 }
 
@@ -450,6 +463,10 @@ impl Run {
                 let tokens = &self.clients[i].access;
                 let k = tokens.len() - 1 - back.min(tokens.len() - 1);
                 self.verify(i, k).await?;
+            }
+            Op::Stall(n) => {
+                let Some(i) = self.pick(n) else { return Ok(()) };
+                self.stalled_refresh(i).await?;
             }
             Op::Wait(ref wait) => {
                 let now = self.now();
@@ -739,6 +756,59 @@ impl Run {
         Ok(())
     }
 
+    /// A refresh of session `i`'s newest token during a store stall: answered 503, and not
+    /// applied when the store gets to it after the deadline. Nothing changes in the model: the
+    /// client's retry with the same token, at any later time, is judged as if this never was.
+    async fn stalled_refresh(&mut self, i: usize) -> Result<(), String> {
+        if self.stalled.is_none() {
+            let store = Arc::new(Stalled::new(self.backend.store.clone()));
+            let manager = SessionManager::builder(self.backend.config.clone())
+                .shared_store(store.clone())
+                .clock(self.clock.clone())
+                .store_timeout(Duration::from_millis(50))
+                .build()
+                .map_err(|e| format!("config: {e}"))?;
+            self.stalled = Some((store, manager));
+        }
+        let (store, manager) = self.stalled.as_ref().expect("just made");
+        let token = self.clients[i]
+            .refresh
+            .last()
+            .expect("one at least")
+            .clone();
+        match manager.refresh(&token).await {
+            Err(SessionError::Unavailable(_)) => {}
+            other => {
+                return Err(format!(
+                    "a refresh during a stall answered {:?}, not 503",
+                    other.map(|p| p.session_id)
+                ));
+            }
+        }
+        let late = store.late_answer().await;
+        let _ = write!(self.log, " s{i} -> 503, late: {late:?}");
+        match late {
+            // No rotation reached the store: the token was refused before (forged, ended).
+            None => seen("refresh stalled before the store"),
+            Some(Err(StoreError::DeadlinePassed)) => seen("refresh stalled, not applied"),
+            // What changes nothing may still be answered (an expired or ended session, the
+            // grace answer): the caller is gone, and the state checks below see no change.
+            Some(Ok(
+                RotateOutcome::TokenExpired
+                | RotateOutcome::SessionExpired
+                | RotateOutcome::Revoked
+                | RotateOutcome::NotFound
+                | RotateOutcome::Grace(_),
+            )) => seen("refresh stalled, answered without a change"),
+            Some(other) => {
+                return Err(format!(
+                    "a rotation that reached the store after its deadline answered {other:?}: it must not be applied"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Verifies access token `k` of session `i` and compares with the model.
     async fn verify(&mut self, i: usize, k: usize) -> Result<(), String> {
         let now = self.now();
@@ -902,6 +972,7 @@ async fn run_case(kind: StoreKind, policy: Policy, case: &Case) -> Result<(), St
         clients: Vec::new(),
         successors: HashMap::new(),
         observer: None,
+        stalled: None,
         log: String::new(),
     };
     let mut result = Ok(());

@@ -6,6 +6,17 @@
 mod backend;
 mod config;
 mod memory;
+/// A backend call, until the deadline of the request it serves (the login and token routes
+/// give each request one, for all its store I/O): past it, the call fails as the backend
+/// failing would.
+async fn io<T>(
+    call: impl std::future::Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    crate::deadline::bound(call)
+        .await
+        .unwrap_or_else(|_| Err(BackendError::new("the request's deadline passed")))
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -21,7 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
-use super::backend::ceil_secs;
+use super::backend::{BackendError, ceil_secs};
 use super::client_ip::IpKey;
 use crate::error::{ErrorCode, json_error};
 
@@ -298,7 +309,7 @@ impl AttemptTracker {
         let failures = if config.user_delay_after == 0 || config.max_user_delay.is_zero() {
             0
         } else {
-            match backend.state(&keys.user, now).await {
+            match io(backend.state(&keys.user, now)).await {
                 Ok(state) => state.count,
                 Err(error) => {
                     tracing::warn!(%error, "attempt backend failed; login refused (fail closed)");
@@ -333,7 +344,7 @@ impl AttemptTracker {
     pub async fn login_succeeded(&self, attempt: LoginAttempt) {
         let now = self.inner.config.clock.now_ms();
         if self.inner.config.max_per_user_client != 0
-            && let Err(error) = self.inner.backend.clear(&attempt.keys.user_client).await
+            && let Err(error) = io(self.inner.backend.clear(&attempt.keys.user_client)).await
         {
             tracing::warn!(%error, "attempt backend failed; user+client count not cleared");
         }
@@ -351,11 +362,7 @@ impl AttemptTracker {
             let now = config.clock.now_ms();
             // A plain count: the user alone is never locked out.
             let policy = config.policy(0);
-            if let Err(error) = self
-                .inner
-                .backend
-                .record_failure(&keys.user, now, policy)
-                .await
+            if let Err(error) = io(self.inner.backend.record_failure(&keys.user, now, policy)).await
             {
                 tracing::warn!(%error, "attempt backend failed; user failure not counted");
             }
@@ -397,7 +404,7 @@ impl AttemptTracker {
         }
         let now = config.clock.now_ms();
         let key = self.refresh_key(ip);
-        match self.inner.backend.state(&key, now).await {
+        match io(self.inner.backend.state(&key, now)).await {
             Ok(AttemptState {
                 locked_until_ms: Some(until),
                 ..
@@ -425,11 +432,11 @@ impl AttemptTracker {
         }
         let now = config.clock.now_ms();
         let policy = config.policy(config.max_refresh_per_ip);
-        match self
+        match io(self
             .inner
             .backend
-            .record_failure(&self.refresh_key(ip), now, policy)
-            .await
+            .record_failure(&self.refresh_key(ip), now, policy))
+        .await
         {
             Ok(count) if count == policy.max_failures => tracing::warn!(
                 %ip,
@@ -451,7 +458,7 @@ impl AttemptTracker {
             return Ok(false);
         }
         let policy = self.inner.config.policy(max);
-        match self.inner.backend.reserve(key, now, policy).await {
+        match io(self.inner.backend.reserve(key, now, policy)).await {
             Ok(Ok(())) => Ok(true),
             Ok(Err(until)) => Err(Reservation::Locked(until.max(now + 1))),
             Err(error) => {
@@ -462,7 +469,7 @@ impl AttemptTracker {
     }
 
     async fn release(&self, key: &str, now: u64) {
-        if let Err(error) = self.inner.backend.release(key, now).await {
+        if let Err(error) = io(self.inner.backend.release(key, now)).await {
             tracing::warn!(%error, "attempt backend failed; reservation not released");
         }
     }

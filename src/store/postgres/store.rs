@@ -16,6 +16,7 @@ use super::record::{
     COLUMNS, corrupt, decode_row, encode_data, sid_from, sid_from_hex, to_i64, to_u64, user_keys,
 };
 use super::schema::{Tables, lock_key, migrate};
+use crate::clock::Clock;
 use crate::config::PostgresSettings;
 use crate::session::SessionId;
 use crate::store::sealing::Cipher;
@@ -81,19 +82,19 @@ impl Sql {
             // rotation reads again.
             update_if_unchanged: format!(
                 "WITH locked AS (SELECT session_id FROM {s} WHERE session_id = $1 \
-                 AND xmin::text = $8 FOR UPDATE NOWAIT) \
+                 AND xmin::text = $8 AND {IN_TIME_9} FOR UPDATE NOWAIT) \
                  UPDATE {s} t SET last_active_at = $2, generation = $3, refresh_expires_at = $4, \
                  purge_at = $5, data = $6, user_key = $7 FROM locked \
                  WHERE t.session_id = locked.session_id"
             ),
             delete_if_unchanged: format!(
                 "WITH locked AS (SELECT session_id FROM {s} WHERE session_id = $1 \
-                 AND xmin::text = $2 FOR UPDATE NOWAIT) \
+                 AND xmin::text = $2 AND {IN_TIME_3} FOR UPDATE NOWAIT) \
                  DELETE FROM {s} t USING locked WHERE t.session_id = locked.session_id"
             ),
             delete_notify_if_unchanged: format!(
                 "WITH locked AS (SELECT session_id FROM {s} WHERE session_id = $1 \
-                 AND xmin::text = $3 FOR UPDATE NOWAIT), \
+                 AND xmin::text = $3 AND {IN_TIME_4} FOR UPDATE NOWAIT), \
                  gone AS (DELETE FROM {s} t USING locked WHERE t.session_id = locked.session_id \
                  RETURNING t.session_id) \
                  SELECT pg_notify($2, encode(g.session_id, 'hex')) FROM gone g"
@@ -111,6 +112,17 @@ impl Sql {
         }
     }
 }
+
+/// The condition that a rotation's write reaches the server before its caller's deadline
+/// (milliseconds since the epoch, `NULL` for none), on the server's own clock: a statement
+/// that waited in a stalled backend must not apply once its caller has answered 503. One per
+/// parameter position it is bound at.
+const IN_TIME_9: &str =
+    "($9::bigint IS NULL OR clock_timestamp() <= to_timestamp($9::bigint / 1000.0))";
+const IN_TIME_3: &str =
+    "($3::bigint IS NULL OR clock_timestamp() <= to_timestamp($3::bigint / 1000.0))";
+const IN_TIME_4: &str =
+    "($4::bigint IS NULL OR clock_timestamp() <= to_timestamp($4::bigint / 1000.0))";
 
 /// Sessions in PostgreSQL: see the [module docs](crate::store::postgres).
 pub struct PostgresStore {
@@ -569,7 +581,11 @@ impl PostgresStore {
         conn: &mut PgConnection,
         req: &RotateRequest,
     ) -> Result<Result<RotateOutcome, Written>, StoreError> {
+        if req.past_deadline(crate::clock::SystemClock.now_ms()) {
+            return Err(StoreError::DeadlinePassed);
+        }
         let sid = req.session_id;
+        let deadline = req.deadline.map(to_i64);
         let Some(row) = sqlx::query(&self.sql.select_versioned)
             .bind(sid.as_bytes().as_slice())
             .fetch_optional(&mut *conn)
@@ -587,6 +603,7 @@ impl PostgresStore {
             let deleted = sqlx::query(&self.sql.delete_if_unchanged)
                 .bind(sid.as_bytes().as_slice())
                 .bind(&version)
+                .bind(deadline)
                 .execute(&mut *conn)
                 .await
                 .map(|done| done.rows_affected());
@@ -605,14 +622,15 @@ impl PostgresStore {
                     .bind(sid.as_bytes().as_slice())
                     .bind(&self.tables.channel)
                     .bind(&version)
+                    .bind(deadline)
                     .fetch_optional(&mut *conn)
                     .await
                     .map(|row| u64::from(row.is_some()));
                 Written::from(deleted)?
             }
-            RotationDecision::Rotate { .. } => self.write(conn, &next, &version).await?,
+            RotationDecision::Rotate { .. } => self.write(conn, &next, &version, deadline).await?,
             // Sealed with an old key (or not at all, during a migration): seal it anew.
-            _ if reseal => self.write(conn, &next, &version).await?,
+            _ if reseal => self.write(conn, &next, &version, deadline).await?,
             // Nothing to write: the answer is the row as read.
             _ => Written::Yes,
         };
@@ -631,6 +649,7 @@ impl PostgresStore {
         conn: &mut PgConnection,
         record: &SessionRecord,
         version: &str,
+        deadline: Option<i64>,
     ) -> Result<Written, StoreError> {
         let written = sqlx::query(&self.sql.update_if_unchanged)
             .bind(record.session_id.as_bytes().as_slice())
@@ -641,6 +660,7 @@ impl PostgresStore {
             .bind(encode_data(self.cipher.as_ref(), record)?)
             .bind(&user_keys(self.cipher.as_ref(), &record.user_id)[0])
             .bind(version)
+            .bind(deadline)
             .execute(&mut *conn)
             .await
             .map(|done| done.rows_affected());
@@ -955,4 +975,36 @@ pub(super) fn setting_warnings(sessions_table: &str, s: &ServerSettings) -> Vec<
         ));
     }
     out
+}
+
+#[cfg(test)]
+impl PostgresStore {
+    /// The version (`xmin`) of a session's row, as a rotation reads it.
+    pub(super) async fn version_of(&self, sid: SessionId) -> String {
+        sqlx::query(&self.sql.select_versioned)
+            .bind(sid.as_bytes().as_slice())
+            .fetch_one(&self.pool)
+            .await
+            .expect("the row")
+            .try_get("version")
+            .expect("its version")
+    }
+
+    /// A rotation's write of `record` over `version` with `deadline`, on its own: the server's
+    /// check of the deadline, without the store's earlier check of the local clock. Whether the
+    /// row was written.
+    pub(super) async fn write_as_rotation(
+        &self,
+        record: &SessionRecord,
+        version: &str,
+        deadline: Option<u64>,
+    ) -> bool {
+        let mut conn = self.pool.acquire().await.expect("a connection");
+        matches!(
+            self.write(&mut conn, record, version, deadline.map(to_i64))
+                .await
+                .expect("the write"),
+            Written::Yes
+        )
+    }
 }

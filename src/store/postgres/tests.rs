@@ -108,6 +108,7 @@ fn rotate_req(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
         now,
         lifetimes: l(),
         update: None,
+        deadline: None,
     }
 }
 
@@ -917,4 +918,49 @@ fn each_setting_has_its_warning() {
         };
         assert!(warn(&s).is_empty(), "{kept}");
     }
+}
+
+/// The write of a rotation checks the caller's deadline on the server's clock: a statement
+/// that waited in a stalled backend past the deadline writes nothing (the caller has answered
+/// 503 by then), one in time writes.
+#[tokio::test]
+async fn a_rotation_write_past_its_deadline_is_refused_by_the_server() {
+    let store = test_store(false).await;
+    let now = crate::clock::unix_ms(std::time::SystemTime::now());
+    let r = create(&store.store, "stalled", now).await;
+    let mut next = r.clone();
+    next.generation = 1;
+    let version = store.store.version_of(r.session_id).await;
+    assert!(
+        !store
+            .store
+            .write_as_rotation(&next, &version, Some(now - 1))
+            .await
+    );
+    assert_eq!(
+        store
+            .store
+            .get(r.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .generation,
+        0
+    );
+    assert!(
+        store
+            .store
+            .write_as_rotation(&next, &version, Some(now + 60_000))
+            .await
+    );
+    assert_eq!(
+        store
+            .store
+            .get(r.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .generation,
+        1
+    );
 }

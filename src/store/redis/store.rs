@@ -247,6 +247,7 @@ impl RedisStore {
         read: &[(String, String)],
         generation: u64,
         action: Action<'_>,
+        deadline: Option<u64>,
     ) -> Result<bool, StoreError> {
         let expected = read
             .iter()
@@ -262,7 +263,8 @@ impl RedisStore {
             })
             .arg(&self.channel)
             .arg(sid.to_string())
-            .arg(self.names().index_prefix(&sid.as_bytes()[..4]));
+            .arg(self.names().index_prefix(&sid.as_bytes()[..4]))
+            .arg(deadline.unwrap_or(0));
         if let Action::Write(record) = action {
             invocation.arg(record.purge_at);
             for (name, value) in time_fields(record) {
@@ -272,8 +274,10 @@ impl RedisStore {
                 invocation.arg(name).arg(value);
             }
         }
-        let applied: i64 = self.run(&invocation).await?;
-        Ok(applied == 1)
+        match self.run::<i64>(&invocation).await? {
+            -1 => Err(StoreError::DeadlinePassed),
+            applied => Ok(applied == 1),
+        }
     }
 
     /// [`SessionStore::rotate`] on sealed records: a script cannot open a seal, so the rule is
@@ -316,7 +320,10 @@ impl RedisStore {
             match action {
                 None => return Ok(outcome),
                 Some(action) => {
-                    if self.apply(sid, &fields, record.generation, action).await? {
+                    if self
+                        .apply(sid, &fields, record.generation, action, req.deadline)
+                        .await?
+                    {
                         return Ok(outcome);
                     }
                 }
@@ -489,7 +496,8 @@ impl SessionStore for RedisStore {
             .arg(req.lifetimes.access_retention)
             .arg(&self.channel)
             .arg(sid.to_string())
-            .arg(self.names().index_prefix(&sid.as_bytes()[..4]));
+            .arg(self.names().index_prefix(&sid.as_bytes()[..4]))
+            .arg(req.deadline.unwrap_or(0));
         if let Some(update) = &req.update {
             let roles = serde_json::to_string(&update.roles).map_err(|_| corrupt("roles"))?;
             invocation.arg(roles);
@@ -502,6 +510,9 @@ impl SessionStore for RedisStore {
             .first()
             .and_then(|v| String::from_redis_value(v.clone()).ok())
             .ok_or_else(|| corrupt("rotate reply"))?;
+        if status == "deadline" {
+            return Err(StoreError::DeadlinePassed);
+        }
         let decoded = match &reply[1..] {
             [Value::Array(fields), pttl] => decode(
                 self.cipher(),

@@ -320,6 +320,7 @@ async fn swapped_or_tampered_records_are_no_session() {
             now: now + 1,
             lifetimes: l,
             update: None,
+            deadline: None,
         })
         .await
         .unwrap();
@@ -381,6 +382,7 @@ async fn key_rotation_opens_old_records_and_reseals_them() {
             now: now + 1,
             lifetimes: l,
             update: None,
+            deadline: None,
         })
         .await
         .unwrap();
@@ -559,6 +561,7 @@ async fn one_account_holds_only_its_limit(store: RedisStore) {
                         now,
                         lifetimes: l,
                         update: None,
+                        deadline: None,
                     };
                     assert!(matches!(
                         store.rotate(req).await.unwrap(),
@@ -572,6 +575,7 @@ async fn one_account_holds_only_its_limit(store: RedisStore) {
                     now,
                     lifetimes: l,
                     update: None,
+                    deadline: None,
                 };
                 assert!(matches!(
                     store.rotate(req).await.unwrap(),
@@ -717,6 +721,7 @@ fn rotation(sid: SessionId, generation: u64, now: u64) -> RotateRequest {
         now,
         lifetimes: suite::lifetimes(),
         update: None,
+        deadline: None,
     }
 }
 

@@ -1,14 +1,26 @@
 -- Rotate a refresh token: decide_rotation in store/mod.rs, applied atomically.
 -- KEYS[1] the record. ARGV: now, presented generation, refresh ttl, reuse interval,
 -- access retention, channel, sid, index key prefix (the index is that prefix .. field `i`),
--- then, when the rotation carries an update: the new roles' JSON and the custom claims' fields
--- as name, value pairs (`k`, `k1`, …; none when there are no claims), which replace the old
--- ones only when the generation advances.
+-- the caller's deadline (ms since the epoch, 0 for none), then, when the rotation carries an
+-- update: the new roles' JSON and the custom claims' fields as name, value pairs (`k`, `k1`, …;
+-- none when there are no claims), which replace the old ones only when the generation advances.
 -- Returns { outcome, { field, value, ... }, pttl } with the record after the change (for a
--- reuse: as it was when it was deleted).
+-- reuse: as it was when it was deleted), or { 'deadline' } when this server reached the script
+-- after the caller's deadline by its own clock (a stall): nothing is changed then, since the
+-- caller has answered an error and its client still holds the token it presented.
 local record = KEYS[1]
 local now, presented = tonumber(ARGV[1]), tonumber(ARGV[2])
 local refresh_ttl, reuse, retention = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local deadline = tonumber(ARGV[9])
+if deadline > 0 then
+  -- TIME is non-deterministic: replicate this script's effects, not the script (the default
+  -- since Redis 5, and the only mode of Redis 7; older servers need the call).
+  if redis.replicate_commands then redis.replicate_commands() end
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then
+    return { 'deadline' }
+  end
+end
 
 local f = redis.call('HMGET', record, 'v', 'e', 'g', 'x', 'a', 'i', 'p')
 if not f[2] then return { 'not_found' } end
@@ -35,12 +47,12 @@ if presented == current then
   local refresh_expires = math.min(now + refresh_ttl, expires)
   local new_purge = math.min(math.max(refresh_expires, now + retention), expires + retention)
   redis.call('HSET', record, 'g', current + 1, 'a', ARGV[1], 'x', refresh_expires, 'p', new_purge)
-  if ARGV[9] then
+  if ARGV[10] then
     for _, name in ipairs(redis.call('HKEYS', record)) do
       if string.match(name, '^k%d*$') then redis.call('HDEL', record, name) end
     end
-    redis.call('HSET', record, 'r', ARGV[9])
-    for i = 10, #ARGV, 2 do
+    redis.call('HSET', record, 'r', ARGV[10])
+    for i = 11, #ARGV, 2 do
       redis.call('HSET', record, ARGV[i], ARGV[i + 1])
     end
   end
