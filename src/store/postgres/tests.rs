@@ -819,7 +819,8 @@ async fn settings_that_lose_logouts_are_warned_of() {
     let warnings = store.warnings().await.unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        warnings[0].message().contains("synchronous_commit = off") && warnings[0].message().contains("logout"),
+        warnings[0].message().contains("synchronous_commit = off")
+            && warnings[0].message().contains("logout"),
         "{warnings:?}"
     );
 
@@ -916,4 +917,99 @@ fn each_setting_has_its_warning() {
         };
         assert!(warn(&s).is_empty(), "{kept}");
     }
+}
+
+/// A sealed row moved to another user's key (by someone who can write the table) is no
+/// session: it cannot be refreshed or read, and is counted as unreadable. Left working, it
+/// would be out of reach of its user's logout-all and devices list.
+#[test]
+#[cfg(feature = "metrics")]
+fn a_sealed_row_moved_to_another_users_key_is_no_session() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime.block_on(test_store(true));
+    let (alice, bob) = runtime.block_on(async {
+        (
+            create(&store.store, "alice", 1_000).await,
+            create(&store.store, "bob", 1_000).await,
+        )
+    });
+    runtime.block_on(async {
+        let mut conn = store.db.connect().await;
+        sqlx::query(
+            "UPDATE tjs_sessions SET user_key = \
+             (SELECT user_key FROM tjs_sessions WHERE session_id = $2) WHERE session_id = $1",
+        )
+        .bind(alice.session_id.as_bytes().as_slice())
+        .bind(bob.session_id.as_bytes().as_slice())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    });
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            assert_eq!(store.get(alice.session_id).await.unwrap(), None);
+            assert_eq!(
+                store
+                    .rotate(rotate_req(alice.session_id, 0, 2_000))
+                    .await
+                    .unwrap(),
+                RotateOutcome::NotFound
+            );
+            // Bob's list holds his own session only.
+            let listed: Vec<SessionId> = store
+                .list("bob", 2_000)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.session_id)
+                .collect();
+            assert_eq!(listed, [bob.session_id]);
+        });
+    });
+    let text = metrics.render();
+    assert!(text.contains("tjs_records_unreadable_total 3"), "{text}");
+    // Bob's own session is untouched.
+    runtime.block_on(async {
+        assert!(store.get(bob.session_id).await.unwrap().is_some());
+        drop(store);
+    });
+}
+
+/// Without a key the user key must still be the user id's: the same move is no session.
+#[tokio::test]
+async fn an_unsealed_row_moved_to_another_users_key_is_no_session() {
+    let store = test_store(false).await;
+    let alice = create(&store.store, "alice", 1_000).await;
+    let mut conn = store.db.connect().await;
+    sqlx::query("UPDATE tjs_sessions SET user_key = sha256('bob'::bytea) WHERE session_id = $1")
+        .bind(alice.session_id.as_bytes().as_slice())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.get(alice.session_id).await.unwrap(), None);
+}
+
+/// While unsealed rows are accepted for a migration, a user's logout-all and devices list
+/// reach the rows not yet sealed (indexed under the plain SHA-256 key).
+#[tokio::test]
+async fn logout_all_reaches_rows_not_yet_sealed_during_a_migration() {
+    let db = TestDb::create().await;
+    let plain = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let r = create(&plain, "alice", 1_000).await;
+    drop(plain);
+    let migrating = settings(&db)
+        .with_encryption_key(&KEY_1)
+        .unwrap()
+        .with_unsealed_records_accepted(true);
+    let store = PostgresStore::connect(&migrating).await.unwrap();
+    assert_eq!(store.list("alice", 1_000).await.unwrap().len(), 1);
+    assert_eq!(
+        store.revoke_all("alice", 1_000).await.unwrap(),
+        vec![r.session_id]
+    );
 }
