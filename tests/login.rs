@@ -354,6 +354,26 @@ async fn malformed_bodies_are_400_and_large_ones_413() {
     assert_eq!(users.calls.load(Ordering::SeqCst), 0);
 }
 
+/// A NUL in the user name is bad input: 400 before the attempt tracker or the credential check
+/// sees it (no store keeps a NUL in a name: on PostgreSQL it was a 503 and a store alert).
+#[tokio::test]
+async fn a_nul_in_the_user_name_is_400_before_anything_counts_it() {
+    let (login, users) = tracked(config());
+    for body in [
+        r#"{"username":"ali\u0000ce","password":"alice-password"}"#,
+        r#"{"username":"\u0000","password":"x"}"#,
+    ] {
+        let reply = send(&login, from("198.51.100.66", body)).await;
+        reply.error(400, "invalid_request");
+        assert!(
+            reply.body["message"].as_str().unwrap().contains("NUL"),
+            "{}",
+            reply.body
+        );
+    }
+    assert_eq!(users.calls.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test]
 async fn other_methods_and_paths() {
     let (login, _) = service(config());

@@ -208,3 +208,184 @@ async fn database_url_selects_the_store_unless_session_store_says_otherwise() {
     // `new` never keeps in memory what the configuration asks to keep in PostgreSQL.
     assert!(SessionManager::new(SessionConfig::from_lookup(lookup(None)).unwrap()).is_err());
 }
+
+/// Turns `default_transaction_read_only` on or off for the test database (as a failed-over
+/// replica, or an operator freezing writes, would leave it).
+async fn set_read_only(db: &TestDb, on: bool) {
+    let mut conn = db.connect().await;
+    // This connection's own transactions are writable, whatever the database's default.
+    sqlx::query("SET default_transaction_read_only = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE {} SET default_transaction_read_only = {}",
+        db.name,
+        if on { "on" } else { "off" }
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+/// A read-only database (the tables made before): a new instance comes up degraded, as the
+/// running ones are, instead of exiting. Health says `store_read_only`, writes answer 503,
+/// and the sessions made before still work for requests.
+#[tokio::test]
+async fn a_new_instance_on_a_read_only_database_starts_degraded() {
+    let db = TestDb::create().await;
+    let before = instance(&db);
+    let login = before.login("alice").await;
+    drop(before);
+    set_read_only(&db, true).await;
+    let a = instance(&db);
+    let (status, health) = a.get("/api/token/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["data"]["status"], "degraded", "{health}");
+    assert_eq!(
+        health["data"]["warnings"],
+        json!(["store_read_only"]),
+        "{health}"
+    );
+    let (status, body) = a
+        .post(
+            "/api/auth/login",
+            json!({"username": "bob", "password": "bob-password"}),
+        )
+        .await;
+    common::assert_error(status, &body, 503, "unavailable");
+    let (status, body) = a
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
+        .await;
+    common::assert_error(status, &body, 503, "unavailable");
+    let (status, me) = a
+        .get_auth("/api/me", login["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200, "{me}");
+    // Writable again: the same instance recovers without a restart.
+    set_read_only(&db, false).await;
+    db.terminate_connections(None).await;
+    let (status, body) = a
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The same through the library: `SessionManager::connect` on a read-only database connects,
+/// and its health reports the reason code.
+#[tokio::test]
+async fn the_manager_connects_to_a_read_only_database() {
+    let db = TestDb::create().await;
+    let url = db.url.clone();
+    let config = move || {
+        let url = url.clone();
+        SessionConfig::from_lookup(move |name: &str| match name {
+            "JWT_SECRET" => Some(SECRET.to_owned()),
+            "DATABASE_URL" => Some(url.clone()),
+            _ => None,
+        })
+        .unwrap()
+    };
+    drop(SessionManager::connect(config()).await.unwrap());
+    set_read_only(&db, true).await;
+    let manager = SessionManager::connect(config())
+        .await
+        .expect("a read-only database is started on");
+    let codes: Vec<&str> = manager
+        .health()
+        .await
+        .unwrap()
+        .iter()
+        .map(|w| w.code())
+        .collect();
+    assert_eq!(codes, ["store_read_only"]);
+    assert!(matches!(
+        manager.create_session("alice", &["user"]).await,
+        Err(SessionError::Unavailable(_))
+    ));
+}
+
+/// A NUL in a user name is refused as bad input (400), never a store failure (a `text`
+/// column cannot hold it): not at login, not in the session-stats path; and health stays ok.
+#[tokio::test]
+async fn a_nul_in_a_user_name_is_400_not_a_store_failure() {
+    let db = TestDb::create().await;
+    let a = instance(&db);
+    let (status, body) = a
+        .post(
+            "/api/auth/login",
+            json!({"username": "ali\u{0}ce", "password": "alice-password"}),
+        )
+        .await;
+    common::assert_error(status, &body, 400, "invalid_request");
+    let admin = a.login("admin").await;
+    let (status, body) = a
+        .get_auth(
+            "/api/token/session-stats/ali%00ce",
+            admin["accessToken"].as_str().unwrap(),
+        )
+        .await;
+    common::assert_error(status, &body, 400, "invalid_request");
+    let (status, health) = a.get("/api/token/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["data"]["status"], "ok", "{health}");
+}
+
+/// Startup against a closed port names the variable, the host and port and the cause, at
+/// once; a bad `sslmode` says what is wrong once. The password is in neither.
+#[test]
+fn startup_errors_name_the_variable_the_host_and_the_cause() {
+    let out = common::run_to_exit(&[("DATABASE_URL", "postgres://app:hunter2@127.0.0.1:1/app")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("DATABASE_URL")
+            && stderr.contains("127.0.0.1:1")
+            && stderr.contains("connection refused")
+            && !stderr.contains("timed out")
+            && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+    let out = common::run_to_exit(&[(
+        "DATABASE_URL",
+        "postgres://app:hunter2@127.0.0.1/app?sslmode=requir",
+    )]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("DATABASE_URL")
+            && stderr.contains("sslmode=disable, allow, prefer, require, verify-ca or verify-full")
+            && !stderr.contains("error with configuration")
+            && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+}
+
+/// Least privilege through the example: tables made by a migration step as their owner, the
+/// server run as a role with SELECT, INSERT, UPDATE and DELETE only and DATABASE_MIGRATE=off.
+#[tokio::test]
+async fn the_example_runs_as_a_user_with_dml_rights_only() {
+    let db = TestDb::create().await;
+    PostgresStore::migrate(&PostgresSettings::new(&db.url))
+        .await
+        .unwrap();
+    let url = db.dml_role("tjs").await;
+    let a = Server::start(&[("DATABASE_URL", &url), ("DATABASE_MIGRATE", "off")]);
+    let login = a.login("alice").await;
+    let (status, body) = a
+        .post(
+            "/api/token/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, health) = a.get("/api/token/health").await;
+    assert_eq!(health["data"]["status"], "ok", "{health}");
+    assert_eq!(status, 200);
+}

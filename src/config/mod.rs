@@ -6,7 +6,7 @@
 //! | [`SessionRules`] | lifetimes, session limit, refresh threshold, reuse interval | `JWT_*_EXPIRY`, `JWT_MAX_CONCURRENT_SESSIONS`, `JWT_SESSION_LIMIT_POLICY`, `JWT_AUTO_REFRESH_THRESHOLD`, `JWT_REFRESH_REUSE_INTERVAL` |
 //! | [`CookieSettings`] | the refresh-token cookie, trusted origins | `SESSION_COOKIE_*`, `ALLOWED_ORIGINS` |
 //! | [`RedisSettings`] | the store's URLs, prefix, TLS CA, sealing keys | `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_*` |
-//! | [`PostgresSettings`] | the database URL, pool size, timeout, table prefix, sealing keys | `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `DATABASE_STATEMENT_TIMEOUT`, `DATABASE_TABLE_PREFIX`, `SESSION_ENCRYPTION_*` |
+//! | [`PostgresSettings`] | the database URL, pool size, timeout, table prefix, migrations, sealing keys | `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `DATABASE_STATEMENT_TIMEOUT`, `DATABASE_TABLE_PREFIX`, `DATABASE_MIGRATE`, `SESSION_ENCRYPTION_*` |
 //! | [`StoreChoice`] | which store holds the sessions when several URLs are set | `SESSION_STORE` |
 //! | [`RevocationCacheSettings`] | the revocation cache, fail-open | — |
 //! | [`TokenCacheSettings`] | the cache of verified access tokens | `JWT_VERIFIED_CACHE_CAPACITY` |
@@ -63,7 +63,9 @@ pub use keys::TokenSettings;
     allow(unused_imports)
 )]
 pub(crate) use keys::{PemKey, Secret, key_id};
-pub use postgres::{PostgresSettings, StoreChoice};
+pub use postgres::{MigrateMode, PostgresSettings, StoreChoice};
+#[cfg(feature = "postgres")]
+pub(crate) use postgres::{check_url as check_database_url, redact_database_url};
 pub use redis::{RedisSettings, StoreSettings};
 pub use rules::{DEFAULT_REFRESH_THRESHOLD, MAX_REUSE_INTERVAL, SessionRules};
 pub use token_cache::TokenCacheSettings;
@@ -112,6 +114,7 @@ pub const ENV_VARS: &[&str] = &[
     "DATABASE_MAX_CONNECTIONS",
     "DATABASE_STATEMENT_TIMEOUT",
     "DATABASE_TABLE_PREFIX",
+    "DATABASE_MIGRATE",
     "SESSION_STORE",
 ];
 

@@ -53,10 +53,76 @@ pub(crate) fn read_store_choice(env: &Env<'_>) -> Result<Option<StoreChoice>, Co
     )
 }
 
+/// Whether starting the PostgreSQL store may create or upgrade its tables (`DATABASE_MIGRATE`).
+///
+/// Creating tables needs the `CREATE` right on the schema; running the store needs only
+/// `SELECT`, `INSERT`, `UPDATE` and `DELETE` on its four tables. With [`Off`](Self::Off) the
+/// application can run as a user with those rights alone, and the tables are made by a step
+/// of their own (`PostgresStore::migrate`, run by a user that may create them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MigrateMode {
+    /// `auto` (the default): startup reads the schema version, and only when the tables are
+    /// missing or older than this release creates or upgrades them. Once they are up to date,
+    /// starting needs no `CREATE` right.
+    #[default]
+    Auto,
+    /// `off`: startup never creates or alters a table; it refuses to start, naming
+    /// `DATABASE_MIGRATE`, when the tables are missing or older than this release.
+    Off,
+}
+
+impl MigrateMode {
+    /// `auto` or `off`, as `DATABASE_MIGRATE` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// The `sslmode` values PostgreSQL (and sqlx) know.
+const SSL_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// Checks what can be checked of a database URL without connecting: the scheme, and the
+/// `sslmode` parameter (a typo there would otherwise surface as a nested, repeated parser
+/// message at connect time).
+pub(crate) fn check_url(url: &str) -> Result<(), ConfigError> {
+    let invalid = |expected| ConfigError::Invalid {
+        name: "DATABASE_URL",
+        value: redact_database_url(url),
+        expected,
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(invalid("a postgres:// or postgresql:// URL"));
+    }
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if (key == "sslmode" || key == "ssl-mode")
+            && !SSL_MODES.iter().any(|m| m.eq_ignore_ascii_case(value))
+        {
+            return Err(invalid(
+                "sslmode=disable, allow, prefer, require, verify-ca or verify-full",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// How to reach PostgreSQL and what to keep there: the URL (`DATABASE_URL`), the pool size
 /// (`DATABASE_MAX_CONNECTIONS`), the per-call timeout (`DATABASE_STATEMENT_TIMEOUT`), the prefix
-/// of the store's table names (`DATABASE_TABLE_PREFIX`), and the record-sealing keys
-/// (`SESSION_ENCRYPTION_KEY`, `SESSION_ENCRYPTION_PREVIOUS_KEYS`, shared with Redis).
+/// of the store's table names (`DATABASE_TABLE_PREFIX`), whether startup may create the
+/// tables (`DATABASE_MIGRATE`), and the record-sealing keys (`SESSION_ENCRYPTION_KEY`,
+/// `SESSION_ENCRYPTION_PREVIOUS_KEYS`, shared with Redis).
 ///
 /// `Debug` output holds no password of the URL and no key.
 ///
@@ -80,6 +146,7 @@ pub struct PostgresSettings {
     max_connections: u32,
     timeout: Duration,
     table_prefix: String,
+    migrate: MigrateMode,
     encryption_keys: Vec<Secret>,
     accept_unsealed: bool,
 }
@@ -92,6 +159,7 @@ impl fmt::Debug for PostgresSettings {
             max_connections,
             timeout,
             table_prefix,
+            migrate,
             encryption_keys,
             accept_unsealed,
         } = self;
@@ -100,6 +168,7 @@ impl fmt::Debug for PostgresSettings {
             .field("max_connections", max_connections)
             .field("timeout", timeout)
             .field("table_prefix", table_prefix)
+            .field("migrate", migrate)
             .field("encryption_keys", encryption_keys)
             .field("accept_unsealed", accept_unsealed)
             .finish()
@@ -107,13 +176,14 @@ impl fmt::Debug for PostgresSettings {
 }
 
 impl Default for PostgresSettings {
-    /// No URL, 10 connections, 1 s timeout, prefix `tjs`, no sealing.
+    /// No URL, 10 connections, 1 s timeout, prefix `tjs`, migrations `auto`, no sealing.
     fn default() -> Self {
         Self {
             url: None,
             max_connections: 10,
             timeout: Duration::from_secs(1),
             table_prefix: "tjs".to_owned(),
+            migrate: MigrateMode::Auto,
             encryption_keys: Vec::new(),
             accept_unsealed: false,
         }
@@ -122,7 +192,7 @@ impl Default for PostgresSettings {
 
 impl PostgresSettings {
     /// This URL (`postgres://user:password@host:port/database`), 10 connections, 1 s timeout,
-    /// table prefix `tjs`, no sealing.
+    /// table prefix `tjs`, migrations `auto`, no sealing.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: Some(url.into()),
@@ -131,7 +201,7 @@ impl PostgresSettings {
     }
 
     /// Reads `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `DATABASE_STATEMENT_TIMEOUT`,
-    /// `DATABASE_TABLE_PREFIX`, `SESSION_ENCRYPTION_KEY`, `SESSION_ENCRYPTION_PREVIOUS_KEYS` and
+    /// `DATABASE_TABLE_PREFIX`, `DATABASE_MIGRATE`, `SESSION_ENCRYPTION_KEY`, `SESSION_ENCRYPTION_PREVIOUS_KEYS` and
     /// `SESSION_ENCRYPTION_ACCEPT_UNSEALED` from the process environment. Without
     /// `DATABASE_URL` there is no URL.
     ///
@@ -153,13 +223,7 @@ impl PostgresSettings {
     pub(crate) fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         let mut pg = Self::default();
         if let Some(url) = env.get("DATABASE_URL") {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(ConfigError::Invalid {
-                    name: "DATABASE_URL",
-                    value: redact_database_url(&url),
-                    expected: "a postgres:// or postgresql:// URL",
-                });
-            }
+            check_url(&url)?;
             pg.url = Some(url);
         }
         if let Some(max) = env.positive::<u32>("DATABASE_MAX_CONNECTIONS")? {
@@ -178,6 +242,13 @@ impl PostgresSettings {
         if let Some(prefix) = env.get("DATABASE_TABLE_PREFIX") {
             pg.table_prefix = prefix;
             pg.check_prefix()?;
+        }
+        if let Some(mode) = env.choice(
+            "DATABASE_MIGRATE",
+            &[("auto", MigrateMode::Auto), ("off", MigrateMode::Off)],
+            "`auto` or `off`",
+        )? {
+            pg.migrate = mode;
         }
         (pg.encryption_keys, pg.accept_unsealed) = read_sealing_keys(env)?;
         Ok(pg)
@@ -223,8 +294,8 @@ impl PostgresSettings {
         self
     }
 
-    /// The prefix of the store's table names, `<prefix>_sessions` and `<prefix>_meta`
-    /// (`DATABASE_TABLE_PREFIX`): lower-case letters, digits and `_`. The default is `tjs`.
+    /// The prefix of the store's table names, `<prefix>_sessions`, `<prefix>_meta`,
+    /// `<prefix>_rate_limits` and `<prefix>_attempts` (`DATABASE_TABLE_PREFIX`): lower-case letters, digits and `_`. The default is `tjs`.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] for a prefix that is not a plain lower-case identifier.
@@ -232,6 +303,16 @@ impl PostgresSettings {
         self.table_prefix = prefix.into();
         self.check_prefix()?;
         Ok(self)
+    }
+
+    /// Whether starting the store may create or upgrade its tables (`DATABASE_MIGRATE`). The
+    /// default is [`MigrateMode::Auto`]: tables are created or upgraded only when they are
+    /// missing or older, so an up-to-date schema starts with `SELECT`, `INSERT`, `UPDATE` and
+    /// `DELETE` rights alone. [`MigrateMode::Off`] never alters the schema and refuses to start
+    /// when it is not up to date; run `PostgresStore::migrate` as a deploy step.
+    pub fn with_migrate(mut self, mode: MigrateMode) -> Self {
+        self.migrate = mode;
+        self
     }
 
     /// Seals session records at rest with this key (32 bytes; `SESSION_ENCRYPTION_KEY`):
@@ -282,6 +363,11 @@ impl PostgresSettings {
     /// The prefix of the table names.
     pub fn table_prefix(&self) -> &str {
         &self.table_prefix
+    }
+
+    /// Whether startup may create or upgrade the tables.
+    pub fn migrate(&self) -> MigrateMode {
+        self.migrate
     }
 
     /// Whether records are sealed (an encryption key is set).

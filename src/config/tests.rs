@@ -716,6 +716,7 @@ fn a_database_url_names_the_postgres_store() {
         ("DATABASE_MAX_CONNECTIONS", "25"),
         ("DATABASE_STATEMENT_TIMEOUT", "250ms"),
         ("DATABASE_TABLE_PREFIX", "auth_1"),
+        ("DATABASE_MIGRATE", "off"),
     ])
     .unwrap();
     match c.store() {
@@ -724,6 +725,7 @@ fn a_database_url_names_the_postgres_store() {
             assert_eq!(pg.max_connections(), 25);
             assert_eq!(pg.timeout(), Duration::from_millis(250));
             assert_eq!(pg.table_prefix(), "auth_1");
+            assert_eq!(pg.migrate(), crate::config::MigrateMode::Off);
         }
         other => panic!("{other:?}"),
     }
@@ -732,6 +734,10 @@ fn a_database_url_names_the_postgres_store() {
     assert_eq!(defaults.postgres().max_connections(), 10);
     assert_eq!(defaults.postgres().timeout(), Duration::from_secs(1));
     assert_eq!(defaults.postgres().table_prefix(), "tjs");
+    assert_eq!(
+        defaults.postgres().migrate(),
+        crate::config::MigrateMode::Auto
+    );
 }
 
 /// A build without the `postgres` feature never keeps sessions in memory when DATABASE_URL
@@ -852,6 +858,11 @@ fn bad_database_settings_are_named() {
         ("DATABASE_STATEMENT_TIMEOUT", "0s"),
         ("DATABASE_TABLE_PREFIX", "Bad-Prefix"),
         ("DATABASE_TABLE_PREFIX", "1abc"),
+        ("DATABASE_MIGRATE", "sometimes"),
+        (
+            "DATABASE_URL",
+            "postgres://app:hunter2@db/app?application_name=x&sslmode=requird",
+        ),
         ("SESSION_STORE", "mongo"),
     ] {
         let err = from(&[("JWT_SECRET", SECRET), (name, value)]).unwrap_err();

@@ -184,6 +184,11 @@ impl<C: CredentialCheck> LoginService<C> {
         let (Some(username), Some(password)) = (body.username, body.password) else {
             return bad_request("send a JSON object with string fields `username` and `password`");
         };
+        // No store keeps a NUL in a name (a PostgreSQL `text` column refuses it): bad input,
+        // refused before the attempt tracker or the credential check sees it.
+        if username.contains('\0') {
+            return bad_request("the user name must not contain a NUL character");
+        }
         let delivery = body.refresh_token_delivery.unwrap_or_default();
         let user = Escaped::new(&username).to_string();
         let attempt = match self.reserve(&username, ip, &user).await {

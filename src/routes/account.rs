@@ -70,6 +70,10 @@ impl TokenRoutes {
         let Some(user) = percent_decode(raw_user) else {
             return bad_request("the user id in the path is not valid percent-encoded UTF-8");
         };
+        if user.contains('\0') {
+            // No session is ever made for such an id (the manager refuses it).
+            return bad_request("the user id in the path must not contain a NUL character");
+        }
         if caller.user_id() != user && !caller.has_role("admin") {
             return json_error(
                 StatusCode::FORBIDDEN,

@@ -1,7 +1,8 @@
 //! A PostgreSQL database of its own for each test: created on the server that answers at
 //! `postgres://postgres@127.0.0.1:5432/postgres` (or at `DATABASE_URL`, which must name a
-//! user allowed to create databases), named `tjs_test_<pid>_<random>`, and dropped when the
-//! test's [`TestDb`] is dropped, whether the test passed or panicked.
+//! user allowed to create databases and roles), named `tjs_test_<pid>_<random>`, and dropped
+//! when the test's [`TestDb`] is dropped, whether the test passed or panicked; so are the roles
+//! a test made for it ([`TestDb::dml_role`]).
 //!
 //! The tests fail, never skip, when PostgreSQL does not answer.
 //!
@@ -18,6 +19,18 @@ pub fn admin_url() -> String {
         Ok(url) if !url.trim().is_empty() => url.trim().to_owned(),
         _ => "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
     }
+}
+
+/// `url` with its user replaced by `user` (and no password: the test server trusts local
+/// connections).
+pub fn with_user(url: &str, user: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[scheme_end..];
+    let host_start = rest
+        .find('@')
+        .filter(|at| rest[..*at].find('/').is_none())
+        .map_or(0, |at| at + 1);
+    format!("{}{user}@{}", &url[..scheme_end], &rest[host_start..])
 }
 
 /// `url` with its database replaced by `name`.
@@ -46,6 +59,8 @@ pub struct TestDb {
     /// Its name.
     pub name: String,
     admin: String,
+    /// Roles made for this database, dropped with it.
+    roles: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestDb {
@@ -74,7 +89,52 @@ impl TestDb {
             url: with_database(&admin, &name),
             name,
             admin,
+            roles: std::sync::Mutex::default(),
         }
+    }
+
+    /// A role that may connect to this database and do no more than `SELECT`, `INSERT`,
+    /// `UPDATE` and `DELETE` on the store's four tables under `prefix`, as far as they exist
+    /// (no `CREATE` anywhere: PostgreSQL 15 gives `PUBLIC` no `CREATE` on schema `public`);
+    /// returns the URL that connects as it. Dropped with the database.
+    pub async fn dml_role(&self, prefix: &str) -> String {
+        let role = format!("{}_dml", self.name);
+        let mut admin = PgConnection::connect(&self.admin).await.expect("admin");
+        for sql in [
+            format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"),
+            format!("GRANT CONNECT ON DATABASE {} TO {role}", self.name),
+        ] {
+            sqlx::query(&sql)
+                .execute(&mut admin)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let _ = admin.close().await;
+        self.roles.lock().unwrap().push(role.clone());
+        let mut conn = self.connect().await;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT relname::text FROM pg_class WHERE relkind = 'r' AND relname = ANY($1)",
+        )
+        .bind(
+            ["sessions", "meta", "rate_limits", "attempts"]
+                .map(|t| format!("{prefix}_{t}"))
+                .to_vec(),
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("the store's tables");
+        if !tables.is_empty() {
+            let sql = format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {role}",
+                tables.join(", ")
+            );
+            sqlx::query(&sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let _ = conn.close().await;
+        with_user(&self.url, &role)
     }
 
     /// A connection of the test's own to the database, to look at or tamper with what the
@@ -109,6 +169,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let admin = self.admin.clone();
         let name = self.name.clone();
+        let roles = std::mem::take(&mut *self.roles.lock().unwrap_or_else(|e| e.into_inner()));
         // Drop may run inside the test's runtime, which cannot be blocked on: a thread of its
         // own with a runtime of its own drops the database (FORCE ends connections still open).
         let dropped = std::thread::spawn(move || {
@@ -121,6 +182,12 @@ impl Drop for TestDb {
                 sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut conn)
                     .await?;
+                // The database's grants went with it: nothing depends on the roles now.
+                for role in roles {
+                    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+                        .execute(&mut conn)
+                        .await?;
+                }
                 conn.close().await
             })
         })

@@ -498,9 +498,10 @@ impl AttemptTracker {
 }
 
 /// The user part of a key: `(":", id)`, or `("#", sha256 hex)` for ids longer than
-/// [`MAX_USER_KEY_LEN`] (the separators differ, so no id can pose as a hash).
+/// [`MAX_USER_KEY_LEN`] or holding a NUL, which a PostgreSQL `text` key cannot hold (the
+/// separators differ, so no id can pose as a hash).
 fn user_part(user: &str) -> (&'static str, std::borrow::Cow<'_, str>) {
-    if user.len() <= MAX_USER_KEY_LEN {
+    if user.len() <= MAX_USER_KEY_LEN && !user.contains('\0') {
         return (":", user.into());
     }
     use sha2::Digest as _;

@@ -570,3 +570,34 @@ async fn latency_of_one_hit_and_one_reservation() {
         println!("{what}: p50 {p50} µs, p99 {p99} µs ({n} samples)");
     }
 }
+
+/// A user name with a NUL (which a `text` key cannot hold) is counted like any other through
+/// the tracker, not a backend failure: a client cannot make logins fail closed, or raise
+/// store alerts, by typing one.
+#[tokio::test]
+async fn a_nul_in_a_user_name_is_counted_not_a_backend_failure() {
+    use crate::rate_limit::{AttemptConfig, AttemptTracker};
+    let db = TestDb::create().await;
+    let store = &instances(1, settings(&db)).await[0];
+    let tracker = AttemptTracker::with_backend(
+        AttemptConfig::new(),
+        std::sync::Arc::new(PostgresAttemptBackend::new(store.connection())),
+    );
+    let ip = "203.0.113.7".parse().unwrap();
+    let attempt = tracker
+        .begin_login("ali\0ce", ip)
+        .await
+        .expect("reserved, not refused as unavailable");
+    tracker.login_failed(attempt).await;
+    // Counted under its own key: not under the name without the NUL.
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM tjs_attempts ORDER BY key")
+        .fetch_all(&mut db.connect().await)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| !k.contains('\0') && !k.contains("alice")),
+        "{keys:?}"
+    );
+}

@@ -18,11 +18,19 @@
 //! | table `P_rate_limits` (unlogged) | the rate limiter's counters, one row per client (`rate_limit::PostgresRateLimitBackend`) |
 //! | table `P_attempts` (unlogged) | the attempt tracker's counts and lock-outs, one row per key (`rate_limit::PostgresAttemptBackend`) |
 //!
-//! The tables are created (and later upgraded) by migrations embedded in the crate, run by
-//! [`PostgresStore::connect`] in one transaction under an advisory lock of the prefix, with
-//! `CREATE … IF NOT EXISTS`: idempotent, and safe when several instances start at once. The
-//! database user needs `CREATE` on the schema the first time, and `SELECT`, `INSERT`,
-//! `UPDATE`, `DELETE` afterwards.
+//! The tables are created (and later upgraded) by migrations embedded in the crate, in one
+//! transaction under an advisory lock of the prefix, with `CREATE … IF NOT EXISTS`:
+//! idempotent, and safe when several instances start at once. [`PostgresStore::connect`]
+//! reads the schema version first and migrates only when the tables are missing or older
+//! (`DATABASE_MIGRATE=auto`, the default), or refuses to start then, naming
+//! `DATABASE_MIGRATE`, with `DATABASE_MIGRATE=off`; [`PostgresStore::migrate`] is the
+//! migration as a step of its own. Migrating needs `CREATE` on the schema; running needs only
+//! `SELECT`, `INSERT`, `UPDATE`, `DELETE` on the four tables:
+//!
+//! ```sql
+//! GRANT SELECT, INSERT, UPDATE, DELETE
+//!     ON tjs_sessions, tjs_meta, tjs_rate_limits, tjs_attempts TO app;
+//! ```
 //!
 //! What is stored is what the Redis store stores: no refresh token ever (records hold the
 //! refresh *generation* only); the user key is SHA-256 of the user id, or a keyed hash (HMAC
@@ -30,7 +38,8 @@
 //! `SESSION_ENCRYPTION_KEY` the user id, roles and times are sealed together
 //! (XChaCha20-Poly1305, the session id as associated data), so the table holds no user id or
 //! role in clear, and a row whose clear times were edited behind the store's back is no
-//! session.
+//! session; nor is a row whose user key is not the keyed hash of the user id it seals (a row
+//! moved to another user's key would be out of reach of logout-all and the devices list).
 //!
 //! # The rules, atomically
 //!
@@ -56,6 +65,12 @@
 //! all at once, for a periodic job.
 //!
 //! # Failure behaviour
+//!
+//! Startup says why it cannot connect: `DATABASE_URL`, the host and port (never the
+//! password), and the cause (refused, no such host, TLS, authentication, no such database).
+//! A read-only database (a standby, `default_transaction_read_only = on`) with up-to-date
+//! tables is started on: reads work, writes fail, and
+//! [`warnings`](crate::store::SessionStore::warnings) says `store_read_only`.
 //!
 //! Every call has a timeout ([`PostgresSettings::timeout`](crate::config::PostgresSettings::timeout),
 //! 1 s by default): the wait for a pooled connection, the server's `statement_timeout` (lock

@@ -11,7 +11,7 @@ use crate::store::sealing::Cipher;
 use crate::store::{DeviceInfo, SessionRecord, StoreError};
 
 /// The columns a record is read from, in this order.
-pub(super) const COLUMNS: &str = "session_id, created_at, last_active_at, expires_at, generation, refresh_expires_at, purge_at, data";
+pub(super) const COLUMNS: &str = "session_id, user_key, created_at, last_active_at, expires_at, generation, refresh_expires_at, purge_at, data";
 
 pub(super) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
@@ -125,8 +125,14 @@ fn refused(sid: SessionId, why: &str) -> Option<(SessionRecord, bool)> {
 /// A record from a row of [`COLUMNS`], or `None` when it is not what this crate wrote: with a
 /// key, a seal that does not open (a wrong key, a swapped row), clear columns that disagree with
 /// the seal, or no seal at all (unless unsealed records are accepted for a migration); without
-/// a key, a sealed row. The second value says whether the row should be sealed again (with the
-/// current key, or at all).
+/// a key, a sealed row; and with or without one, a `user_key` that is not the key of the user
+/// id the row holds (a row moved to another user's index would be out of reach of that
+/// user's logout-all and devices list). The second value says whether the row should be
+/// sealed again (with the current key, or at all).
+///
+/// Every column a decision reads is covered: the session id is the seal's associated data,
+/// the times are in the seal, and `user_key` is a keyed hash of the sealed user id, checked
+/// here (so seals written before this check open as they did).
 pub(super) fn decode_row(
     cipher: Option<&Cipher>,
     row: &PgRow,
@@ -146,6 +152,7 @@ pub(super) fn decode_row(
         get("refresh_expires_at")?,
         get("purge_at")?,
     ];
+    let user_key: &[u8] = row.try_get("user_key").map_err(|_| corrupt("user_key"))?;
     let text: &str = row.try_get("data").map_err(|_| corrupt("data"))?;
     let clear = || serde_json::from_str::<RecordData>(text).ok();
     let (data, reseal) = match cipher {
@@ -175,6 +182,9 @@ pub(super) fn decode_row(
             },
         },
     };
+    if !user_keys(cipher, &data.u).iter().any(|key| key == user_key) {
+        return Ok(refused(sid, "the user key is not the user id's"));
+    }
     let claims = match data.k.as_deref().map(CustomClaims::from_json) {
         None => CustomClaims::default(),
         Some(Ok(claims)) => claims,
@@ -211,13 +221,22 @@ pub(super) fn decode_row(
 
 /// The keys that stand for `user_id` in the `user_key` column, current first: SHA-256 of the
 /// user id without sealing; with sealing a keyed hash under each sealing key (so the table
-/// holds no user id in clear, and sessions made before a key rotation are still found).
+/// holds no user id in clear, and sessions made before a key rotation are still found), and
+/// while unsealed rows are accepted for a migration, their SHA-256 key too (so a user's
+/// logout-all and devices list reach the rows not yet sealed).
 pub(super) fn user_keys(cipher: Option<&Cipher>, user_id: &str) -> Vec<Vec<u8>> {
+    let plain = || Sha256::digest(user_id.as_bytes()).to_vec();
     match cipher {
-        None => vec![Sha256::digest(user_id.as_bytes()).to_vec()],
-        Some(cipher) => (0..cipher.name_keys())
-            .map(|key| cipher.name_hash(key, user_id).to_vec())
-            .collect(),
+        None => vec![plain()],
+        Some(cipher) => {
+            let mut keys: Vec<Vec<u8>> = (0..cipher.name_keys())
+                .map(|key| cipher.name_hash(key, user_id).to_vec())
+                .collect();
+            if cipher.accepts_unsealed() {
+                keys.push(plain());
+            }
+            keys
+        }
     }
 }
 

@@ -964,3 +964,377 @@ async fn a_rotation_write_past_its_deadline_is_refused_by_the_server() {
         1
     );
 }
+
+/// The error text of a failed connect.
+async fn connect_error(settings: &PostgresSettings) -> String {
+    PostgresStore::connect(settings)
+        .await
+        .expect_err("connect must fail")
+        .to_string()
+}
+
+/// Least privilege: once the tables are made (by `PostgresStore::migrate`, as their owner), a
+/// user with `SELECT`, `INSERT`, `UPDATE` and `DELETE` on the four tables and nothing else
+/// starts the store, with `DATABASE_MIGRATE` `auto` or `off`, and every part of it works: the
+/// sessions, the prefix claim, the sealing marker, the rate limit and the attempt tracker.
+#[tokio::test]
+async fn a_user_with_dml_rights_only_runs_an_up_to_date_store() {
+    let db = TestDb::create().await;
+    PostgresStore::migrate(&settings(&db)).await.unwrap();
+    // Idempotent, and nothing to do the second time.
+    PostgresStore::migrate(&settings(&db)).await.unwrap();
+    let url = db.dml_role("tjs").await;
+    for mode in [
+        crate::config::MigrateMode::Auto,
+        crate::config::MigrateMode::Off,
+    ] {
+        let s = PostgresSettings::new(&url)
+            .with_timeout(Duration::from_secs(5))
+            .with_encryption_key(&KEY_1)
+            .unwrap()
+            .with_migrate(mode);
+        let store = PostgresStore::connect(&s)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        let app = crate::SessionConfig::new("first-application-secret-0123456789abcdef").unwrap();
+        store.claim(&app).await.unwrap();
+        let r = create(&store, "alice", 1_000).await;
+        assert!(matches!(
+            store
+                .rotate(rotate_req(r.session_id, 0, 2_000))
+                .await
+                .unwrap(),
+            RotateOutcome::Rotated(_)
+        ));
+        assert_eq!(store.list("alice", 2_000).await.unwrap().len(), 1);
+        assert_eq!(
+            store.revoke_all("alice", 2_000).await.unwrap(),
+            vec![r.session_id]
+        );
+        assert_eq!(store.warnings().await.unwrap(), Vec::new());
+        let limits = crate::rate_limit::PostgresRateLimitBackend::new(store.connection());
+        assert!(
+            crate::rate_limit::RateLimitBackend::hit(
+                &limits,
+                "203.0.113.7",
+                1_000,
+                Duration::from_secs(60),
+                5
+            )
+            .await
+            .unwrap()
+            .allowed
+        );
+        let attempts = crate::rate_limit::PostgresAttemptBackend::new(store.connection());
+        let policy = crate::rate_limit::AttemptPolicy {
+            max_failures: 3,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(60),
+        };
+        let reserved = crate::rate_limit::AttemptBackend::reserve(
+            &attempts,
+            "login:ip:203.0.113.7",
+            1_000,
+            policy,
+        )
+        .await
+        .unwrap();
+        assert_eq!(reserved, Ok(()));
+    }
+    // The role really cannot create anything: what the first start used to do is refused.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let err = sqlx::query("CREATE TABLE IF NOT EXISTS tjs_meta (name text PRIMARY KEY)")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+}
+
+/// With migrations off, missing or older tables refuse startup, naming DATABASE_MIGRATE and
+/// changing nothing; with migrations on, a user that may not create them is told what to do.
+#[tokio::test]
+async fn missing_or_older_tables_are_refused_without_migrations() {
+    let db = TestDb::create().await;
+    let off = settings(&db).with_migrate(crate::config::MigrateMode::Off);
+    let missing = connect_error(&off).await;
+    assert!(
+        missing.contains("do not exist") && missing.contains("DATABASE_MIGRATE=off"),
+        "{missing}"
+    );
+    let mut conn = db.connect().await;
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_class WHERE relname LIKE 'tjs\\_%'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(tables, 0, "nothing was created");
+
+    // A user without the CREATE right, migrations on: refused, saying why.
+    let dml = PostgresSettings::new(db.dml_role("tjs").await);
+    let refused = connect_error(&dml).await;
+    assert!(
+        refused.contains("may not create them")
+            && refused.contains("permission denied")
+            && refused.contains("DATABASE_MIGRATE"),
+        "{refused}"
+    );
+
+    // Tables of an older release: refused with migrations off, upgraded with them on.
+    PostgresStore::migrate(&settings(&db)).await.unwrap();
+    sqlx::query("UPDATE tjs_meta SET value = '1' WHERE name = 'schema_version'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let older = connect_error(&off).await;
+    assert!(
+        older.contains("schema version 1") && older.contains("DATABASE_MIGRATE=off"),
+        "{older}"
+    );
+    PostgresStore::connect(&settings(&db)).await.unwrap();
+    PostgresStore::connect(&off).await.unwrap();
+}
+
+/// A database that opens read-only transactions (a failed-over replica, or
+/// `default_transaction_read_only = on`) with up-to-date tables: a new instance starts,
+/// sealed or not, claims its prefix without writing, answers reads, refuses writes with a
+/// store error, and reports `store_read_only`.
+#[tokio::test]
+async fn a_read_only_database_starts_degraded() {
+    let db = TestDb::create().await;
+    let app = crate::SessionConfig::new("first-application-secret-0123456789abcdef").unwrap();
+    let first = PostgresStore::connect(&settings(&db)).await.unwrap();
+    first.claim(&app).await.unwrap();
+    let r = create(&first, "alice", 1_000).await;
+    drop(first);
+    let mut conn = db.connect().await;
+    sqlx::query(&format!(
+        "ALTER DATABASE {} SET default_transaction_read_only = on",
+        db.name
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let store = PostgresStore::connect(&settings(&db))
+        .await
+        .expect("a read-only database starts");
+    store.claim(&app).await.expect("the claim is checked");
+    let codes: Vec<&str> = store
+        .warnings()
+        .await
+        .unwrap()
+        .iter()
+        .map(|w| w.code())
+        .collect();
+    assert_eq!(codes, ["store_read_only"]);
+    assert_eq!(
+        store.get(r.session_id).await.unwrap().unwrap().user_id,
+        "alice"
+    );
+    let write = store
+        .create(
+            suite::record("bob", 1_000, &l()),
+            suite::limit(10),
+            &l(),
+            1_000,
+        )
+        .await;
+    assert!(
+        matches!(write, Err(StoreError::Unavailable(_))),
+        "{write:?}"
+    );
+    // The prefix is still guarded: another application is refused.
+    let other = crate::SessionConfig::new("other-application-secret-0123456789abcdef").unwrap();
+    assert!(matches!(
+        store.claim(&other).await,
+        Err(StoreError::Misconfigured(_))
+    ));
+    drop(store);
+    // Sealing turned on while read-only: the key's marker cannot be written, and need not be.
+    let sealed = settings(&db).with_encryption_key(&KEY_1).unwrap();
+    PostgresStore::connect(&sealed)
+        .await
+        .expect("a sealed store starts on a read-only database");
+    // Tables that need migrating cannot be migrated there: said so.
+    sqlx::query(&format!(
+        "ALTER DATABASE {} SET default_transaction_read_only = off",
+        db.name
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE tjs_meta SET value = '1' WHERE name = 'schema_version'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE {} SET default_transaction_read_only = on",
+        db.name
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let err = connect_error(&settings(&db)).await;
+    assert!(err.contains("read-only"), "{err}");
+}
+
+/// A sealed row moved to another user's key (by someone who can write the table) is no
+/// session: it cannot be refreshed or read, and is counted as unreadable. Left working, it
+/// would be out of reach of its user's logout-all and devices list.
+#[test]
+#[cfg(feature = "metrics")]
+fn a_sealed_row_moved_to_another_users_key_is_no_session() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime.block_on(test_store(true));
+    let (alice, bob) = runtime.block_on(async {
+        (
+            create(&store.store, "alice", 1_000).await,
+            create(&store.store, "bob", 1_000).await,
+        )
+    });
+    runtime.block_on(async {
+        let mut conn = store.db.connect().await;
+        sqlx::query(
+            "UPDATE tjs_sessions SET user_key = \
+             (SELECT user_key FROM tjs_sessions WHERE session_id = $2) WHERE session_id = $1",
+        )
+        .bind(alice.session_id.as_bytes().as_slice())
+        .bind(bob.session_id.as_bytes().as_slice())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    });
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            assert_eq!(store.get(alice.session_id).await.unwrap(), None);
+            assert_eq!(
+                store
+                    .rotate(rotate_req(alice.session_id, 0, 2_000))
+                    .await
+                    .unwrap(),
+                RotateOutcome::NotFound
+            );
+            // Bob's list holds his own session only.
+            let listed: Vec<SessionId> = store
+                .list("bob", 2_000)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.session_id)
+                .collect();
+            assert_eq!(listed, [bob.session_id]);
+        });
+    });
+    let text = metrics.render();
+    assert!(text.contains("tjs_records_unreadable_total 3"), "{text}");
+    // Bob's own session is untouched.
+    runtime.block_on(async {
+        assert!(store.get(bob.session_id).await.unwrap().is_some());
+        drop(store);
+    });
+}
+
+/// Without a key the user key must still be the user id's: the same move is no session.
+#[tokio::test]
+async fn an_unsealed_row_moved_to_another_users_key_is_no_session() {
+    let store = test_store(false).await;
+    let alice = create(&store.store, "alice", 1_000).await;
+    let mut conn = store.db.connect().await;
+    sqlx::query("UPDATE tjs_sessions SET user_key = sha256('bob'::bytea) WHERE session_id = $1")
+        .bind(alice.session_id.as_bytes().as_slice())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.get(alice.session_id).await.unwrap(), None);
+}
+
+/// While unsealed rows are accepted for a migration, a user's logout-all and devices list
+/// reach the rows not yet sealed (indexed under the plain SHA-256 key).
+#[tokio::test]
+async fn logout_all_reaches_rows_not_yet_sealed_during_a_migration() {
+    let db = TestDb::create().await;
+    let plain = PostgresStore::connect(&settings(&db)).await.unwrap();
+    let r = create(&plain, "alice", 1_000).await;
+    drop(plain);
+    let migrating = settings(&db)
+        .with_encryption_key(&KEY_1)
+        .unwrap()
+        .with_unsealed_records_accepted(true);
+    let store = PostgresStore::connect(&migrating).await.unwrap();
+    assert_eq!(store.list("alice", 1_000).await.unwrap().len(), 1);
+    assert_eq!(
+        store.revoke_all("alice", 1_000).await.unwrap(),
+        vec![r.session_id]
+    );
+}
+
+/// A closed port: the error names DATABASE_URL, the host and port, and the cause, at once (no
+/// waiting out a timeout); no password.
+#[tokio::test]
+async fn an_unreachable_database_is_named_with_its_cause() {
+    let s = PostgresSettings::new("postgres://app:hunter2@127.0.0.1:1/none");
+    let start = std::time::Instant::now();
+    let text = connect_error(&s).await;
+    assert!(
+        text.contains("DATABASE_URL")
+            && text.contains("127.0.0.1:1")
+            && text.contains("connection refused"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// The server's refusals say what was refused: an unknown role, a database that does not
+/// exist, a certificate that does not verify.
+#[tokio::test]
+async fn connection_refusals_say_why() {
+    let db = TestDb::create().await;
+    let unknown_role = super::pg_server::with_user(&db.url, "no_such_role_tjs");
+    let text = connect_error(&PostgresSettings::new(unknown_role)).await;
+    assert!(
+        text.contains("refused the login") && text.contains("no_such_role_tjs"),
+        "{text}"
+    );
+    let no_db = super::pg_server::with_database(&db.url, "no_such_database_tjs");
+    let text = connect_error(&PostgresSettings::new(no_db)).await;
+    assert!(text.contains("no such database"), "{text}");
+    // The test server's certificate is self-signed: verify-full refuses it.
+    let tls = format!("{}?sslmode=verify-full", db.url);
+    let text = connect_error(&PostgresSettings::new(tls)).await;
+    assert!(text.contains("TLS failed"), "{text}");
+}
+
+/// A bad sslmode is said once, naming the variable and the values it takes; so is another
+/// URL sqlx cannot read.
+#[tokio::test]
+async fn a_bad_url_is_said_once() {
+    let text = connect_error(&PostgresSettings::new(
+        "postgres://app:hunter2@db/app?sslmode=requir",
+    ))
+    .await;
+    assert!(
+        text.contains("DATABASE_URL")
+            && text.contains("sslmode=disable, allow, prefer, require, verify-ca or verify-full")
+            && !text.contains("error with configuration")
+            && !text.contains("hunter2"),
+        "{text}"
+    );
+    let text = connect_error(&PostgresSettings::new("postgres://app:hunter2@db:port/app")).await;
+    assert!(
+        text.contains("DATABASE_URL")
+            && !text.contains("error with configuration")
+            && !text.contains("hunter2"),
+        "{text}"
+    );
+}
