@@ -100,6 +100,7 @@ pub const ENV_VARS: &[&str] = &[
     "JWT_PREVIOUS_PUBLIC_KEYS_FILE",
     "JWT_NEXT_PUBLIC_KEYS",
     "JWT_NEXT_PUBLIC_KEYS_FILE",
+    "JWT_ACCEPT_HS256",
     "SESSION_DEVICE_IP",
     "DATABASE_URL",
     "DATABASE_MAX_CONNECTIONS",
@@ -163,6 +164,16 @@ pub enum ConfigError {
         /// The algorithm the key was given for.
         alg: Algorithm,
         /// Why, and how to fix it.
+        reason: String,
+    },
+    /// The algorithm of a key in a key variable is not known: an RSA public key without the
+    /// `alg: NAME` line that states it, a key of a type or on a curve this crate does not
+    /// verify, or an `alg:` line that names no asymmetric algorithm or no key.
+    #[error("{name} is refused: {reason}")]
+    KeyAlgorithm {
+        /// The environment variable that holds the key.
+        name: &'static str,
+        /// Which key, and how to fix it.
         reason: String,
     },
     /// A key file could not be read.

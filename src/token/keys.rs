@@ -116,7 +116,7 @@ impl KeySet {
         let current = VerifyKey::hmac(tokens.secret().expose(), tokens);
         let signing = tokens
             .signing_pem()
-            .map(|pem| VerifyKey::public(pem, "signing_key_pem", tokens))
+            .map(|pem| VerifyKey::public(pem, pem.name, tokens))
             .transpose()?;
         let (alg, kid, signer) = match tokens.signing_pem().zip(signing.as_ref()) {
             Some((pem, key)) => {
@@ -152,10 +152,13 @@ impl KeySet {
             .into_iter()
             .collect();
         let mut default_allowed = vec![alg.to_jwt()];
+        if tokens.hs256_accepted() && !default_allowed.contains(&Algorithm::HS256) {
+            default_allowed.push(Algorithm::HS256);
+        }
         for pem in tokens.verification_pems() {
-            let key = VerifyKey::public(pem, "verification_key_pem", tokens)?;
+            let key = VerifyKey::public(pem, pem.name, tokens)?;
             // The same key named twice (a next key that now signs, still listed as next) is
-            // one key.
+            // one key (`TokenSettings::validate` refused it under two algorithms).
             if keys.iter().any(|k| k.kid == key.kid) {
                 continue;
             }
