@@ -6,6 +6,11 @@
 //! key: with the cache of verified tokens on (a token seen before skips the signature check)
 //! and off (every request verifies Ed25519), beside `benches/layer.rs`'s HS256 figures.
 //!
+//! `ecdsa_low_s` prices the refusal of high-S ECDSA signatures (issue 26): a token whose `kid`
+//! names no key is refused once its header is read; its high-S twin is refused after the same
+//! steps and the S check, so the difference between the two is what the check adds to every
+//! ES256/ES384 verification that misses the cache (`token/ES256_verify`).
+//!
 //! ```text
 //! cargo bench --bench signing
 //! cargo bench --bench signing -- --warm-up-time 1 --measurement-time 3   # a short run
@@ -59,6 +64,13 @@ fn per_token(c: &mut Criterion) {
             )),
         ),
         (
+            "ES384",
+            Some((
+                Algorithm::ES384,
+                &include_bytes!("../tests/keys/ec384_private.pem")[..],
+            )),
+        ),
+        (
             "RS256",
             Some((
                 Algorithm::RS256,
@@ -75,6 +87,81 @@ fn per_token(c: &mut Criterion) {
         assert!(codec.verify(&token).is_ok());
         group.bench_function(format!("{name}_verify"), |b| {
             b.iter(|| black_box(codec.verify(black_box(&token)).is_ok()))
+        });
+    }
+    group.finish();
+}
+
+/// `token` with its ECDSA signature `(r, s)` replaced by `(r, n - s)`.
+fn high_s_twin(alg: Algorithm, token: &str) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let bytes = B64.decode(signature).unwrap();
+    let twin = match alg {
+        Algorithm::ES256 => {
+            let (r, s) = p256::ecdsa::Signature::from_slice(&bytes)
+                .unwrap()
+                .split_scalars();
+            p256::ecdsa::Signature::from_scalars(r, -s)
+                .unwrap()
+                .to_vec()
+        }
+        _ => {
+            let (r, s) = p384::ecdsa::Signature::from_slice(&bytes)
+                .unwrap()
+                .split_scalars();
+            p384::ecdsa::Signature::from_scalars(r, -s)
+                .unwrap()
+                .to_vec()
+        }
+    };
+    format!("{signed}.{}", B64.encode(twin))
+}
+
+/// A token whose header names a `kid` no key has: refused after the header, before the S check.
+fn unknown_kid(token: &str) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let (header, rest) = token.split_once('.').unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&B64.decode(header).unwrap()).unwrap();
+    let kid = json["kid"].as_str().unwrap();
+    // Same length, another key.
+    json["kid"] = format!(
+        "{}{}",
+        if kid.starts_with('A') { 'B' } else { 'A' },
+        &kid[1..]
+    )
+    .into();
+    format!("{}.{rest}", B64.encode(serde_json::to_vec(&json).unwrap()))
+}
+
+fn ecdsa_low_s(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ecdsa_low_s");
+    let roles = vec!["user".to_owned()];
+    for (name, alg, pem) in [
+        (
+            "ES256",
+            Algorithm::ES256,
+            &include_bytes!("../tests/keys/ec_private.pem")[..],
+        ),
+        (
+            "ES384",
+            Algorithm::ES384,
+            &include_bytes!("../tests/keys/ec384_private.pem")[..],
+        ),
+    ] {
+        let codec = codec(Some((alg, pem)));
+        let token = codec.issue("alice", SessionId::random(), &roles).token;
+        let twin = high_s_twin(alg, &token);
+        let stranger = unknown_kid(&token);
+        assert!(codec.verify(&token).is_ok());
+        assert!(codec.verify(&twin).is_err() && codec.verify(&stranger).is_err());
+        group.bench_function(format!("{name}_refuse_unknown_kid"), |b| {
+            b.iter(|| black_box(codec.verify(black_box(&stranger)).is_err()))
+        });
+        group.bench_function(format!("{name}_refuse_high_s"), |b| {
+            b.iter(|| black_box(codec.verify(black_box(&twin)).is_err()))
         });
     }
     group.finish();
@@ -133,5 +220,5 @@ fn eddsa_hot_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, per_token, eddsa_hot_path);
+criterion_group!(benches, per_token, ecdsa_low_s, eddsa_hot_path);
 criterion_main!(benches);

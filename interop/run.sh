@@ -167,6 +167,11 @@ for pair in "EdDSA ed25519" "RS256 rsa"; do
       openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$keys/$k.pem" 2>/dev/null
     fi
     openssl pkey -in "$keys/$k.pem" -pubout -out "$keys/$k.pub"
+    # An RSA public key says its algorithm on an `alg:` line before its PEM block (its PEM
+    # cannot say RS256 from PS256); openssl and the verifiers skip the line.
+    if [[ "$kind" == rsa ]]; then
+      { echo "alg: $alg"; cat "$keys/$k.pub"; } >"$keys/$k.pub.tmp" && mv "$keys/$k.pub.tmp" "$keys/$k.pub"
+    fi
   done
 
   step "$alg phase 1: A signs, B published as next"

@@ -79,3 +79,73 @@ async fn a_key_that_does_not_fit_stops_the_example_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("JWT_PRIVATE_KEY_FILE"), "{stderr}");
 }
+
+/// The example through its environment: each published key carries its own algorithm, an RSA
+/// key's from the `alg:` line of its file; an RSA key without one, or a secp256k1 key, stops it
+/// with a message naming the variable.
+#[tokio::test]
+async fn the_example_publishes_each_key_with_its_own_algorithm() {
+    let dir = std::env::temp_dir().join(format!("tjs-example-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let read = |name: &str| std::fs::read_to_string(key(name)).unwrap();
+    let previous = write(
+        "previous.pub",
+        format!("alg: PS384\n{}", read("rsa_public.pem")),
+    );
+    let next = write("next.pub", read("ec384_public.pem"));
+    let ed = key("ed_private.pem");
+    let s = Server::start(&[
+        ("JWT_ALGORITHM", "EdDSA"),
+        ("JWT_PRIVATE_KEY_FILE", &ed),
+        ("JWT_PREVIOUS_PUBLIC_KEYS_FILE", &previous),
+        ("JWT_NEXT_PUBLIC_KEYS_FILE", &next),
+    ]);
+    let jwks: jsonwebtoken::jwk::JwkSet = s
+        .client
+        .get(s.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let algs: Vec<String> = jwks
+        .keys
+        .iter()
+        .map(|k| k.common.key_algorithm.unwrap().to_string())
+        .collect();
+    assert_eq!(algs, ["EdDSA", "PS384", "ES384"]);
+    drop(s);
+
+    for (name, text, says) in [
+        (
+            "JWT_PREVIOUS_PUBLIC_KEYS_FILE",
+            read("rsa_public.pem"),
+            "alg: PS256",
+        ),
+        (
+            "JWT_NEXT_PUBLIC_KEYS_FILE",
+            read("secp256k1_public.pem"),
+            "secp256k1",
+        ),
+    ] {
+        let path = write("refused.pub", text);
+        let output = common::run_to_exit(&[
+            ("JWT_ALGORITHM", "EdDSA"),
+            ("JWT_PRIVATE_KEY_FILE", &ed),
+            (name, &path),
+        ]);
+        assert!(!output.status.success(), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(name) && stderr.contains(says),
+            "{name}: {stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -38,7 +38,10 @@ impl fmt::Debug for Secret {
 /// An asymmetric key pair (or public key) loaded from PEM.
 #[derive(Clone)]
 pub(crate) struct PemKey {
+    /// The one algorithm this key signs or verifies.
     pub(crate) alg: Algorithm,
+    /// The variable or builder method it was given in, for error messages.
+    pub(crate) name: &'static str,
     pub(crate) encoding: Option<EncodingKey>,
     pub(crate) decoding: DecodingKey,
 }
@@ -47,6 +50,7 @@ impl fmt::Debug for PemKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PemKey")
             .field("alg", &self.alg)
+            .field("name", &self.name)
             .field("private_key", &self.encoding.as_ref().map(|_| "[redacted]"))
             .finish()
     }
@@ -76,6 +80,7 @@ pub struct TokenSettings {
     previous_secrets: Vec<Secret>,
     signing_pem: Option<PemKey>,
     verification_pems: Vec<PemKey>,
+    hs256_accepted: bool,
     algorithms: Option<Vec<Algorithm>>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -96,6 +101,7 @@ impl TokenSettings {
             previous_secrets: Vec::new(),
             signing_pem: None,
             verification_pems: Vec::new(),
+            hs256_accepted: false,
             algorithms: None,
             issuer: None,
             audience: None,
@@ -107,19 +113,57 @@ impl TokenSettings {
     /// Reads `JWT_SECRET` (required), `JWT_PREVIOUS_SECRETS`, `JWT_ALGORITHM`,
     /// `JWT_PRIVATE_KEY` / `JWT_PRIVATE_KEY_FILE`, `JWT_PREVIOUS_PUBLIC_KEYS` /
     /// `JWT_PREVIOUS_PUBLIC_KEYS_FILE`, `JWT_NEXT_PUBLIC_KEYS` / `JWT_NEXT_PUBLIC_KEYS_FILE`,
-    /// `JWT_ISSUER`, `JWT_AUDIENCE` and `JWT_LEEWAY` from the process environment.
+    /// `JWT_ACCEPT_HS256`, `JWT_ISSUER`, `JWT_AUDIENCE` and `JWT_LEEWAY` from the process
+    /// environment.
     ///
     /// `JWT_ALGORITHM` (default `HS256`, keyed by `JWT_SECRET`) may name an asymmetric
     /// algorithm (`EdDSA`, `ES256`, `RS256`, ...); then the private key (a PKCS#8 PEM, inline or
     /// in a file; an inline value may write line breaks as `\n`) signs access tokens. The
     /// previous and next public keys (one or more `PUBLIC KEY` PEM blocks each) are accepted
     /// and published in the JWKS: the next key before it signs, the previous one until the
-    /// tokens it signed have expired (the rotation runbook of `docs/deployment.md`). Each
-    /// public key verifies its own algorithm: Ed25519 `EdDSA`, P-256 `ES256`, P-384 `ES384`,
-    /// RSA the signing algorithm when that is an RSA one, else `RS256`.
+    /// tokens it signed have expired (the rotation runbook of `docs/deployment.md`).
+    ///
+    /// Each public key verifies its own algorithm, so a rotation may change the algorithm. An
+    /// Ed25519 key verifies `EdDSA`, a P-256 key `ES256`, a P-384 key `ES384`; an RSA key's PEM
+    /// cannot say which of `RS256` ... `PS512` it verifies, so a line `alg: NAME` before its
+    /// PEM block states it (any key may carry one; it must agree with the key):
+    ///
+    /// ```text
+    /// alg: PS256
+    /// -----BEGIN PUBLIC KEY-----
+    /// MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA...
+    /// -----END PUBLIC KEY-----
+    /// ```
+    ///
+    /// PEM readers (`openssl`) skip such a line, so the file stays a PEM file.
+    /// `JWT_ACCEPT_HS256=true` keeps accepting access tokens signed with `JWT_SECRET` while a
+    /// private key signs: the previous (or next) "key" of a rotation from (or to) `HS256`.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use tower_jwt_session::{ConfigError, config::TokenSettings};
+    ///
+    /// let rsa = include_str!("../../tests/keys/rsa_public.pem");
+    /// let vars = HashMap::from([
+    ///     ("JWT_SECRET", "0123456789abcdef0123456789abcdef".to_owned()),
+    ///     ("JWT_PREVIOUS_PUBLIC_KEYS", format!("alg: PS256\n{rsa}")),
+    /// ]);
+    /// TokenSettings::from_lookup(|k| vars.get(k).cloned())?;
+    ///
+    /// // Without its `alg:` line, the RSA key is refused, naming the variable.
+    /// let vars = HashMap::from([
+    ///     ("JWT_SECRET", "0123456789abcdef0123456789abcdef".to_owned()),
+    ///     ("JWT_PREVIOUS_PUBLIC_KEYS", rsa.to_owned()),
+    /// ]);
+    /// let err = TokenSettings::from_lookup(|k| vars.get(k).cloned()).unwrap_err();
+    /// assert!(matches!(err, ConfigError::KeyAlgorithm { name: "JWT_PREVIOUS_PUBLIC_KEYS", .. }));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
     ///
     /// # Errors
-    /// A [`ConfigError`] naming the variable that is missing or malformed.
+    /// A [`ConfigError`] naming the variable that is missing or malformed; an RSA public key
+    /// without its `alg:` line, or an EC key on a curve other than P-256 and P-384, is
+    /// [`ConfigError::KeyAlgorithm`].
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(super::process_env)
     }
@@ -146,6 +190,14 @@ impl TokenSettings {
         let keys = pem_keys::read_env_keys(env)?;
         tokens.signing_pem = keys.signing;
         tokens.verification_pems = keys.published;
+        tokens.hs256_accepted = env.flag("JWT_ACCEPT_HS256")?.unwrap_or(false);
+        if tokens.hs256_accepted && tokens.signing_pem.is_some() {
+            tracing::warn!(
+                "JWT_ACCEPT_HS256 is on: access tokens signed with JWT_SECRET are accepted beside \
+                 those of JWT_ALGORITHM, so whoever holds the secret can still make them; turn it \
+                 off once the key rotation is over"
+            );
+        }
         tokens.issuer = env.get("JWT_ISSUER");
         tokens.audience = env.get("JWT_AUDIENCE");
         if let Some(leeway) = env.duration("JWT_LEEWAY")? {
@@ -240,10 +292,23 @@ impl TokenSettings {
         Ok(self)
     }
 
+    /// Keeps accepting access tokens signed with the HMAC secret (`HS256`) while a private key
+    /// signs (`JWT_ACCEPT_HS256`): during a rotation from `HS256` to an asymmetric key (after
+    /// the switch, until the secret's tokens have expired) or back (before the switch, so that
+    /// instances not yet switched accept the tokens of those that are). The default is `false`:
+    /// with a private key signing, whoever holds the secret cannot make access tokens. With
+    /// `HS256` signing it changes nothing.
+    pub fn with_hs256_accepted(mut self, accepted: bool) -> Self {
+        self.hs256_accepted = accepted;
+        self
+    }
+
     /// The algorithms a presented token may use (RFC 8725 §3.1). Each key is also bound to its
     /// own algorithm, so a token whose `alg` does not match its key's is refused even when both
-    /// algorithms are listed. The default is `[HS256]`, or the signing key's algorithm. Never
-    /// add an algorithm you do not sign with.
+    /// algorithms are listed. The default is `[HS256]`, or the signing key's algorithm; then
+    /// those of the verification keys, and `HS256` under
+    /// [`with_hs256_accepted`](Self::with_hs256_accepted). Never add an algorithm you do not
+    /// sign with.
     pub fn with_allowed_algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = Some(algs.into_iter().collect());
         self
@@ -274,6 +339,12 @@ impl TokenSettings {
     pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
         self.realm = realm.into();
         self
+    }
+
+    /// Whether `HS256` tokens are accepted while a private key signs; see
+    /// [`with_hs256_accepted`](Self::with_hs256_accepted).
+    pub fn hs256_accepted(&self) -> bool {
+        self.hs256_accepted
     }
 
     /// The explicit algorithm allow-list, if one was set (else: the signing key's algorithm).
@@ -322,6 +393,7 @@ impl TokenSettings {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        self.check_one_algorithm_per_key()?;
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::Conflict {
                 name: "allowed_algorithms",
@@ -330,6 +402,36 @@ impl TokenSettings {
                 fix: "list the algorithm you sign with, or leave allowed_algorithms unset"
                     .to_owned(),
             });
+        }
+        Ok(())
+    }
+
+    /// Refuses a key (one RFC 7638 thumbprint, one `kid`) given for two algorithms: it would
+    /// verify both, while its `kid` and its JWKS entry stand for one.
+    fn check_one_algorithm_per_key(&self) -> Result<(), ConfigError> {
+        let mut seen: Vec<(String, &PemKey)> = Vec::new();
+        for pem in self.signing_pem.iter().chain(&self.verification_pems) {
+            let Some(kid) = pem_keys::thumbprint(pem) else {
+                continue;
+            };
+            match seen.iter().find(|(seen_kid, _)| *seen_kid == kid) {
+                Some((_, first)) if first.alg != pem.alg => {
+                    return Err(ConfigError::Conflict {
+                        name: pem.name,
+                        reason: format!(
+                            "{} gives the key {kid} for {}, and {} gives it for {}: a key \
+                             verifies one algorithm, the one its `kid` stands for",
+                            pem.name, pem.alg, first.name, first.alg
+                        ),
+                        fix: "use one key per algorithm: make a new key for the new algorithm \
+                              (`openssl genpkey`), and state one algorithm for a key everywhere \
+                              it is listed"
+                            .to_owned(),
+                    });
+                }
+                Some(_) => {}
+                None => seen.push((kid, pem)),
+            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //!
 //! | component | holds | variables |
 //! |---|---|---|
-//! | [`TokenSettings`] | keys, algorithms, `iss`, `aud`, leeway, realm | `JWT_SECRET`, `JWT_PREVIOUS_SECRETS`, `JWT_ALGORITHM`, `JWT_PRIVATE_KEY[_FILE]`, `JWT_PREVIOUS_PUBLIC_KEYS[_FILE]`, `JWT_NEXT_PUBLIC_KEYS[_FILE]`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_LEEWAY` |
+//! | [`TokenSettings`] | keys, algorithms, `iss`, `aud`, leeway, realm | `JWT_SECRET`, `JWT_PREVIOUS_SECRETS`, `JWT_ALGORITHM`, `JWT_PRIVATE_KEY[_FILE]`, `JWT_PREVIOUS_PUBLIC_KEYS[_FILE]`, `JWT_NEXT_PUBLIC_KEYS[_FILE]`, `JWT_ACCEPT_HS256`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_LEEWAY` |
 //! | [`SessionRules`] | lifetimes, session limit, refresh threshold, reuse interval | `JWT_*_EXPIRY`, `JWT_MAX_CONCURRENT_SESSIONS`, `JWT_SESSION_LIMIT_POLICY`, `JWT_AUTO_REFRESH_THRESHOLD`, `JWT_REFRESH_REUSE_INTERVAL` |
 //! | [`CookieSettings`] | the refresh-token cookie, trusted origins | `SESSION_COOKIE_*`, `ALLOWED_ORIGINS` |
 //! | [`RedisSettings`] | the store's URLs, prefix, TLS CA, sealing keys | `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_*` |
@@ -109,6 +109,7 @@ pub const ENV_VARS: &[&str] = &[
     "JWT_PREVIOUS_PUBLIC_KEYS_FILE",
     "JWT_NEXT_PUBLIC_KEYS",
     "JWT_NEXT_PUBLIC_KEYS_FILE",
+    "JWT_ACCEPT_HS256",
     "SESSION_DEVICE_IP",
     "DATABASE_URL",
     "DATABASE_MAX_CONNECTIONS",
@@ -173,6 +174,16 @@ pub enum ConfigError {
         /// The algorithm the key was given for.
         alg: Algorithm,
         /// Why, and how to fix it.
+        reason: String,
+    },
+    /// The algorithm of a key in a key variable is not known: an RSA public key without the
+    /// `alg: NAME` line that states it, a key of a type or on a curve this crate does not
+    /// verify, or an `alg:` line that names no asymmetric algorithm or no key.
+    #[error("{name} is refused: {reason}")]
+    KeyAlgorithm {
+        /// The environment variable that holds the key.
+        name: &'static str,
+        /// Which key, and how to fix it.
         reason: String,
     },
     /// A key file could not be read.

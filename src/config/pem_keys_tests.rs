@@ -15,6 +15,45 @@ const RSA: &str = include_str!("../../tests/keys/rsa_private.pem");
 const RSA_PUBLIC: &str = include_str!("../../tests/keys/rsa_public.pem");
 const RSA1024: &str = include_str!("../../tests/keys/rsa1024_private.pem");
 const RSA1024_PUBLIC: &str = include_str!("../../tests/keys/rsa1024_public.pem");
+const RSA2_PUBLIC: &str = include_str!("../../tests/keys/rsa2_public.pem");
+const EC_PUBLIC: &str = include_str!("../../tests/keys/ec_public.pem");
+const EC384_PUBLIC: &str = include_str!("../../tests/keys/ec384_public.pem");
+const SECP256K1: &str = include_str!("../../tests/keys/secp256k1_private.pem");
+const SECP256K1_PUBLIC: &str = include_str!("../../tests/keys/secp256k1_public.pem");
+
+/// The variables that hold public keys, inline and as files.
+const PUBLIC_KEY_VARIABLES: [&str; 4] = [
+    "JWT_PREVIOUS_PUBLIC_KEYS",
+    "JWT_PREVIOUS_PUBLIC_KEYS_FILE",
+    "JWT_NEXT_PUBLIC_KEYS",
+    "JWT_NEXT_PUBLIC_KEYS_FILE",
+];
+
+/// `vars` with `name` set to `text`, through a file for the `_FILE` variables.
+fn with_keys(
+    name: &'static str,
+    text: &str,
+    vars: &[(&'static str, &str)],
+) -> Result<SessionConfig, ConfigError> {
+    let file = TempFile::new(text);
+    let value = if name.ends_with("_FILE") {
+        file.path().to_owned()
+    } else {
+        text.to_owned()
+    };
+    let mut all: Vec<(&str, &str)> = vars.to_vec();
+    all.push((name, &value));
+    from(&all)
+}
+
+/// The algorithms of the published keys.
+fn published_algs(c: &SessionConfig) -> Vec<Algorithm> {
+    c.tokens()
+        .verification_pems()
+        .iter()
+        .map(|k| k.alg)
+        .collect()
+}
 
 fn from(vars: &[(&str, &str)]) -> Result<SessionConfig, ConfigError> {
     let map: HashMap<String, String> = vars
@@ -291,7 +330,10 @@ fn an_rsa_key_under_2048_bits_is_refused() {
     let (err, _) = refusal(&[
         ("JWT_ALGORITHM", "RS256"),
         ("JWT_PRIVATE_KEY", RSA),
-        ("JWT_PREVIOUS_PUBLIC_KEYS", RSA1024_PUBLIC),
+        (
+            "JWT_PREVIOUS_PUBLIC_KEYS",
+            &format!("alg: RS256\n{RSA1024_PUBLIC}"),
+        ),
     ]);
     assert!(
         matches!(
@@ -314,8 +356,8 @@ fn an_rsa_key_under_2048_bits_is_refused() {
 
 #[test]
 fn previous_and_next_public_keys_are_read_with_their_own_algorithms() {
-    // Several keys in one file, of several types; the RSA one takes the RSA signing algorithm.
-    let previous = TempFile::new(&format!("{ED_PUBLIC}{RSA_PUBLIC}"));
+    // Several keys in one file, of several types; the RSA one says its algorithm.
+    let previous = TempFile::new(&format!("{ED_PUBLIC}alg: PS256\n{RSA_PUBLIC}"));
     let c = from(&[
         ("JWT_ALGORITHM", "PS256"),
         ("JWT_PRIVATE_KEY", RSA),
@@ -336,13 +378,10 @@ fn previous_and_next_public_keys_are_read_with_their_own_algorithms() {
             .iter()
             .all(|k| k.encoding.is_none())
     );
-    // Public keys alongside HS256 signing: an EC key verifies ES256, an RSA one RS256.
+    // Public keys alongside HS256 signing: an EC key verifies ES256, an RSA one what it says.
     let c = from(&[(
         "JWT_PREVIOUS_PUBLIC_KEYS",
-        &format!(
-            "{RSA_PUBLIC}{}",
-            include_str!("../../tests/keys/ec_public.pem")
-        ),
+        &format!("alg: RS256\n{RSA_PUBLIC}{EC_PUBLIC}"),
     )])
     .unwrap();
     let algs: Vec<Algorithm> = c
@@ -423,4 +462,254 @@ fn debug_output_has_no_private_key() {
     let text = format!("{c:?}");
     assert!(text.contains("[redacted]"), "{text}");
     assert!(!text.contains("MC4CAQAw"), "{text}");
+}
+
+/// An RSA PEM cannot say whether it verifies RS256 or PS512: a line `alg: NAME` before its block
+/// says it, in every key variable, and an RSA key without one is refused naming the variable.
+#[test]
+fn an_rsa_public_key_states_its_algorithm_on_an_alg_line() {
+    for name in PUBLIC_KEY_VARIABLES {
+        for alg in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] {
+            for signing in [
+                &[][..],
+                &[("JWT_ALGORITHM", "ES256"), ("JWT_PRIVATE_KEY", EC)][..],
+            ] {
+                let c = with_keys(name, &format!("alg: {alg}\n{RSA_PUBLIC}"), signing).unwrap();
+                assert_eq!(published_algs(&c), [alg.parse().unwrap()], "{name}");
+            }
+        }
+        // Without it, refused: even beside an RSA signing key, whose algorithm it need not share.
+        for signing in [
+            &[][..],
+            &[("JWT_ALGORITHM", "PS256"), ("JWT_PRIVATE_KEY", RSA)][..],
+        ] {
+            let err = with_keys(name, &format!("{ED_PUBLIC}{RSA2_PUBLIC}"), signing).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::KeyAlgorithm { name: n, .. } if n == name),
+                "{name}: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.starts_with(name)
+                    && text.contains("PEM block 2")
+                    && text.contains("alg: PS256"),
+                "{text}"
+            );
+        }
+    }
+    // Several keys, each with its own line; blank lines and comments between are ignored, and
+    // an inline value may write its line breaks as `\n`.
+    let text = format!(
+        "# the key of 2025\nalg: PS384\n\n{RSA_PUBLIC}\nalg: RS512\n{RSA2_PUBLIC}{EC_PUBLIC}alg: EdDSA\n{ED_PUBLIC}"
+    );
+    let escaped = text.trim_end().replace('\n', "\\n");
+    for text in [&text, &escaped] {
+        let c = from(&[("JWT_NEXT_PUBLIC_KEYS", text)]).unwrap();
+        assert_eq!(
+            published_algs(&c),
+            [
+                Algorithm::PS384,
+                Algorithm::RS512,
+                Algorithm::ES256,
+                Algorithm::EdDSA
+            ]
+        );
+    }
+}
+
+#[test]
+fn an_alg_line_that_is_wrong_or_says_nothing_is_refused() {
+    for (text, says) in [
+        (format!("alg: PS257\n{RSA_PUBLIC}"), "PS257"),
+        (format!("alg: ps256\n{RSA_PUBLIC}"), "ps256"),
+        (format!("alg=PS256\n{RSA_PUBLIC}"), "alg: NAME"),
+        (format!("alg: HS256\n{RSA_PUBLIC}"), "JWT_SECRET"),
+        (format!("alg: none\n{RSA_PUBLIC}"), "none"),
+        (
+            format!("alg: PS256\nalg: RS256\n{RSA_PUBLIC}"),
+            "two `alg:` lines",
+        ),
+        (
+            format!("alg: PS256\n{RSA_PUBLIC}alg: RS256\n"),
+            "after the last PEM block",
+        ),
+    ] {
+        for name in PUBLIC_KEY_VARIABLES {
+            let err = with_keys(name, &text, &[]).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::KeyAlgorithm { name: n, .. } if n == name),
+                "{name}: {err:?}"
+            );
+            assert!(err.to_string().contains(says), "{err}");
+        }
+    }
+    // A line that names another algorithm than the key's curve or type.
+    for (text, alg) in [
+        (format!("alg: ES384\n{EC_PUBLIC}"), Algorithm::ES384),
+        (format!("alg: ES256\n{EC384_PUBLIC}"), Algorithm::ES256),
+        (format!("alg: RS256\n{ED_PUBLIC}"), Algorithm::RS256),
+        (format!("alg: EdDSA\n{RSA_PUBLIC}"), Algorithm::EdDSA),
+    ] {
+        let err = from(&[("JWT_PREVIOUS_PUBLIC_KEYS", &text)]).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::KeyRefused { name: "JWT_PREVIOUS_PUBLIC_KEYS", alg: a, .. } if a == alg),
+            "{err:?}"
+        );
+    }
+    // The private key's line must agree with JWT_ALGORITHM.
+    let err = from(&[
+        ("JWT_ALGORITHM", "RS256"),
+        ("JWT_PRIVATE_KEY", &format!("alg: PS256\n{RSA}")),
+    ])
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Conflict {
+                name: "JWT_PRIVATE_KEY",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let c = from(&[
+        ("JWT_ALGORITHM", "PS256"),
+        ("JWT_PRIVATE_KEY", &format!("alg: PS256\n{RSA}")),
+    ])
+    .unwrap();
+    assert_eq!(c.tokens().signing_pem().unwrap().alg, Algorithm::PS256);
+    // And a builder key's with the algorithm it is given for.
+    assert!(matches!(
+        TokenSettings::new(SECRET)
+            .unwrap()
+            .with_verification_key_pem(
+                Algorithm::RS256,
+                format!("alg: PS256\n{RSA_PUBLIC}").as_bytes()
+            ),
+        Err(ConfigError::Conflict { .. })
+    ));
+}
+
+/// One key under two algorithms would verify both while its `kid` stands for one: refused,
+/// naming the variable, whichever variables list it.
+#[test]
+fn one_key_under_two_algorithms_is_refused() {
+    let twice = format!("alg: RS256\n{RSA_PUBLIC}alg: PS256\n{RSA_PUBLIC}");
+    let err = from(&[("JWT_PREVIOUS_PUBLIC_KEYS", &twice)]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Conflict {
+                name: "JWT_PREVIOUS_PUBLIC_KEYS",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = from(&[
+        ("JWT_ALGORITHM", "RS256"),
+        ("JWT_PRIVATE_KEY", RSA),
+        ("JWT_NEXT_PUBLIC_KEYS", &format!("alg: PS256\n{RSA_PUBLIC}")),
+    ])
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Conflict {
+                name: "JWT_NEXT_PUBLIC_KEYS",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("JWT_PRIVATE_KEY") && err.to_string().contains("RS256"),
+        "{err}"
+    );
+    // The same key under the same algorithm is one key.
+    let c = from(&[
+        ("JWT_ALGORITHM", "RS256"),
+        ("JWT_PRIVATE_KEY", RSA),
+        ("JWT_NEXT_PUBLIC_KEYS", &format!("alg: RS256\n{RSA_PUBLIC}")),
+    ])
+    .unwrap();
+    assert_eq!(published_algs(&c), [Algorithm::RS256]);
+}
+
+/// A secp256k1 key is 65 bytes like a P-256 one, and jsonwebtoken reads the curve from the
+/// length: it was accepted for ES256 and published as `crv: P-256`. The curve its PEM names
+/// decides, wherever the key is given.
+#[test]
+fn a_secp256k1_key_is_refused_wherever_it_is_given() {
+    for name in PUBLIC_KEY_VARIABLES {
+        for signing in [
+            &[][..],
+            &[("JWT_ALGORITHM", "ES256"), ("JWT_PRIVATE_KEY", EC)][..],
+        ] {
+            let err = with_keys(name, SECP256K1_PUBLIC, signing).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::KeyAlgorithm { name: n, .. } if n == name),
+                "{name}: {err:?}"
+            );
+            assert!(err.to_string().contains("secp256k1"), "{err}");
+            // Stated as ES256, it is still not a P-256 key.
+            let err =
+                with_keys(name, &format!("alg: ES256\n{SECP256K1_PUBLIC}"), signing).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::KeyRefused { name: n, alg: Algorithm::ES256, .. } if n == name),
+                "{name}: {err:?}"
+            );
+            assert!(err.to_string().contains("secp256k1"), "{err}");
+        }
+    }
+    for alg in [Algorithm::ES256, Algorithm::ES384] {
+        let err = from(&[
+            ("JWT_ALGORITHM", alg.as_str()),
+            ("JWT_PRIVATE_KEY", SECP256K1),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::KeyRefused {
+                    name: "JWT_PRIVATE_KEY",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("secp256k1"), "{err}");
+        assert!(matches!(
+            TokenSettings::new(SECRET)
+                .unwrap()
+                .with_verification_key_pem(alg, SECP256K1_PUBLIC.as_bytes()),
+            Err(ConfigError::KeyRefused { .. })
+        ));
+    }
+}
+
+/// A P-256 public key whose point is not on the curve: refused at startup, not published.
+#[test]
+fn an_ec_point_off_its_curve_is_refused() {
+    let block = pem::parse(EC_PUBLIC).unwrap();
+    let mut der = block.contents().to_vec();
+    // The last byte of y: the point leaves the curve.
+    *der.last_mut().unwrap() ^= 1;
+    let off = pem::encode(&pem::Pem::new("PUBLIC KEY", der));
+    let err = from(&[("JWT_NEXT_PUBLIC_KEYS", &off)]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::KeyRefused {
+                name: "JWT_NEXT_PUBLIC_KEYS",
+                alg: Algorithm::ES256,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("not a point on the curve"),
+        "{err}"
+    );
 }

@@ -64,6 +64,13 @@ impl SessionConfig {
         Ok(self)
     }
 
+    /// Keeps accepting `HS256` access tokens while a private key signs (`JWT_ACCEPT_HS256`);
+    /// see [`TokenSettings::with_hs256_accepted`](super::TokenSettings::with_hs256_accepted).
+    pub fn hs256_accepted(mut self, accepted: bool) -> Self {
+        self.tokens = self.tokens.with_hs256_accepted(accepted);
+        self
+    }
+
     /// The algorithms a presented token may use; see
     /// [`TokenSettings::with_allowed_algorithms`](super::TokenSettings::with_allowed_algorithms).
     pub fn allowed_algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {

@@ -13,6 +13,7 @@ use jsonwebtoken::Header;
 use jsonwebtoken::errors::ErrorKind;
 
 use super::claims::{InClaims, OutClaims, numeric_date};
+use super::ecdsa;
 use super::keys::VerifyKey;
 use super::{Decoded, IssuedToken, MAX_TOKEN_LEN, TokenCodec};
 
@@ -147,6 +148,7 @@ impl TokenCodec {
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
         let signature = jsonwebtoken::crypto::sign(token.as_bytes(), &inner.signer, inner.alg)
             .expect("a key loaded for its algorithm signs");
+        let signature = ecdsa::low_s(inner.alg, signature);
         token.push('.');
         token.push_str(&signature);
         IssuedToken {
@@ -204,6 +206,10 @@ impl TokenCodec {
         };
         let header = jsonwebtoken::decode_header(bytes).map_err(header_error)?;
         let key = self.header_key(&header)?;
+        // The high-S twin of a valid ES256/ES384 signature verifies too: one form only.
+        if ecdsa::is_high_s(key.alg, &bytes[second_dot + 1..]) {
+            return Err(AuthError::InvalidSignature);
+        }
         let claims = jsonwebtoken::decode::<InClaims>(bytes, &key.decoding, &key.validation)
             .map_err(decode_error)?
             .claims;

@@ -46,7 +46,7 @@ impl Jwks {
             .map(|(pem, kid)| {
                 let mut jwk = Jwk::from_decoding_key(&pem.decoding, Some(pem.alg.to_jwt()))
                     .map_err(|e| ConfigError::Key {
-                        name: "verification_key_pem",
+                        name: pem.name,
                         alg: pem.alg,
                         reason: e.to_string(),
                     })?;
@@ -238,7 +238,10 @@ mod tests {
             &env(&[
                 ("JWT_ALGORITHM", "EdDSA"),
                 ("JWT_PRIVATE_KEY", ED_STR),
-                ("JWT_PREVIOUS_PUBLIC_KEYS", RSA_PUBLIC_STR),
+                (
+                    "JWT_PREVIOUS_PUBLIC_KEYS",
+                    &format!("alg: RS256\n{RSA_PUBLIC_STR}"),
+                ),
             ])
             .unwrap(),
         )

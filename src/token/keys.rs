@@ -37,14 +37,10 @@ impl VerifyKey {
     ///
     /// # Errors
     /// [`ConfigError::Key`] when the key has no JWK form (a malformed RSA key).
-    fn public(
-        pem: &PemKey,
-        name: &'static str,
-        tokens: &TokenSettings,
-    ) -> Result<Self, ConfigError> {
+    fn public(pem: &PemKey, tokens: &TokenSettings) -> Result<Self, ConfigError> {
         let alg = pem.alg.to_jwt();
         Ok(Self {
-            kid: thumbprint(pem, name)?.into(),
+            kid: thumbprint(pem)?.into(),
             alg,
             decoding: pem.decoding.clone(),
             validation: validation(alg, tokens),
@@ -80,11 +76,11 @@ fn validation(alg: Algorithm, tokens: &TokenSettings) -> Validation {
 /// A public key's `kid`: its RFC 7638 JWK thumbprint (SHA-256 over the canonical JSON of the
 /// required members, base64url), the name a JWKS consumer computes for itself. It depends on
 /// the key alone, not on the PEM's wrapping or on how another crate prints an algorithm.
-fn thumbprint(pem: &PemKey, name: &'static str) -> Result<String, ConfigError> {
+fn thumbprint(pem: &PemKey) -> Result<String, ConfigError> {
     Jwk::from_decoding_key(&pem.decoding, Some(pem.alg.to_jwt()))
         .and_then(|jwk| jwk.thumbprint(ThumbprintHash::SHA256))
         .map_err(|e| ConfigError::Key {
-            name,
+            name: pem.name,
             alg: pem.alg,
             reason: e.to_string(),
         })
@@ -116,7 +112,7 @@ impl KeySet {
         let current = VerifyKey::hmac(tokens.secret().expose(), tokens);
         let signing = tokens
             .signing_pem()
-            .map(|pem| VerifyKey::public(pem, "signing_key_pem", tokens))
+            .map(|pem| VerifyKey::public(pem, tokens))
             .transpose()?;
         let (alg, kid, signer) = match tokens.signing_pem().zip(signing.as_ref()) {
             Some((pem, key)) => {
@@ -152,10 +148,13 @@ impl KeySet {
             .into_iter()
             .collect();
         let mut default_allowed = vec![alg.to_jwt()];
+        if tokens.hs256_accepted() && !default_allowed.contains(&Algorithm::HS256) {
+            default_allowed.push(Algorithm::HS256);
+        }
         for pem in tokens.verification_pems() {
-            let key = VerifyKey::public(pem, "verification_key_pem", tokens)?;
+            let key = VerifyKey::public(pem, tokens)?;
             // The same key named twice (a next key that now signs, still listed as next) is
-            // one key.
+            // one key (`TokenSettings::validate` refused it under two algorithms).
             if keys.iter().any(|k| k.kid == key.kid) {
                 continue;
             }

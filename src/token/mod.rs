@@ -19,6 +19,7 @@
 //! | `mod.rs` | [`TokenCodec`], [`IssuedToken`], construction |
 //! | `access.rs` | issuing and verifying access tokens |
 //! | `claims.rs` | the JOSE header and claims as they are written, the claims as they are read |
+//! | `ecdsa.rs` | ECDSA signatures in the low-S form only, issued and required |
 //! | `keys.rs` | signing and verification keys, each with its `kid` and `Validation` |
 //! | `jwks.rs` | [`Jwks`]: the public keys as a JWKS document, built once |
 //! | `refresh.rs` | the `tjs1.` refresh-token format |
@@ -26,6 +27,7 @@
 
 mod access;
 mod claims;
+mod ecdsa;
 mod jwks;
 mod keys;
 pub(crate) mod refresh;

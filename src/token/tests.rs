@@ -870,3 +870,118 @@ fn custom_claim_numbers_are_carried_exactly() {
         assert_eq!(carried, sent, "{number}");
     }
 }
+
+/// The signature of `token` with `s` replaced by `n - s`: the other valid ECDSA signature of the
+/// same message under the same key.
+fn high_s_twin(alg: Alg, token: &str) -> String {
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    let twin = match alg {
+        Alg::ES256 => {
+            let sig = p256::ecdsa::Signature::from_slice(&bytes).unwrap();
+            let (r, s) = sig.split_scalars();
+            p256::ecdsa::Signature::from_scalars(r, -s)
+                .unwrap()
+                .to_vec()
+        }
+        Alg::ES384 => {
+            let sig = p384::ecdsa::Signature::from_slice(&bytes).unwrap();
+            let (r, s) = sig.split_scalars();
+            p384::ecdsa::Signature::from_scalars(r, -s)
+                .unwrap()
+                .to_vec()
+        }
+        _ => unreachable!(),
+    };
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(twin))
+}
+
+fn is_high_s(alg: Alg, token: &str) -> bool {
+    use p256::elliptic_curve::scalar::IsHigh as _;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token.rsplit_once('.').unwrap().1)
+        .unwrap();
+    match alg {
+        Alg::ES256 => p256::ecdsa::Signature::from_slice(&bytes)
+            .unwrap()
+            .s()
+            .is_high()
+            .into(),
+        Alg::ES384 => p384::ecdsa::Signature::from_slice(&bytes)
+            .unwrap()
+            .s()
+            .is_high()
+            .into(),
+        _ => unreachable!(),
+    }
+}
+
+/// ECDSA signatures are malleable: `(r, n - s)` verifies wherever `(r, s)` does. A token has one
+/// valid form: the issued one has a low S, and its high-S twin is refused (401) without taking
+/// a place in the cache of verified tokens; the original still verifies.
+#[test]
+fn the_high_s_twin_of_an_ecdsa_token_is_refused() {
+    for (alg, private) in [
+        (
+            Alg::ES256,
+            &include_bytes!("../../tests/keys/ec_private.pem")[..],
+        ),
+        (
+            Alg::ES384,
+            &include_bytes!("../../tests/keys/ec384_private.pem")[..],
+        ),
+    ] {
+        let (codec, _) = codec_with(config().private_key_pem(alg, private).unwrap());
+        // p256 and p384 sign with a high S half of the time: enough tokens to meet both.
+        for n in 0..32 {
+            let token = codec.issue("alice", SessionId::random(), &[]).token;
+            assert!(!is_high_s(alg, &token), "{alg}: token {n} has a high S");
+            let twin = high_s_twin(alg, &token);
+            assert!(is_high_s(alg, &twin));
+            assert_ne!(twin, token);
+            let before = codec.cached_tokens();
+            let err = codec.verify(&twin).unwrap_err();
+            assert_eq!(err, AuthError::InvalidSignature, "{alg}: token {n}");
+            assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
+            assert_eq!(codec.cached_tokens(), before, "{alg}: the twin was cached");
+            assert_eq!(codec.verify(&token).unwrap().user_id(), "alice");
+            // Refused again once the original is cached.
+            assert_eq!(
+                codec.verify(&twin).unwrap_err(),
+                AuthError::InvalidSignature
+            );
+        }
+    }
+}
+
+/// A foreign issuer's high-S ES256 signature (jsonwebtoken signs with either form) is refused,
+/// its low-S form accepted: the rule is on the signature, not on who made it.
+#[test]
+fn a_high_s_signature_is_refused_whoever_made_it() {
+    let private = include_bytes!("../../tests/keys/ec_private.pem");
+    let (codec, _) = codec_with(config().private_key_pem(Alg::ES256, private).unwrap());
+    let kid = jsonwebtoken::decode_header(&codec.issue("a", SessionId::random(), &[]).token)
+        .unwrap()
+        .kid;
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = kid;
+    header.typ = Some("at+jwt".to_owned());
+    let key = EncodingKey::from_ec_pem(private).unwrap();
+    let (mut high, mut low) = (0, 0);
+    for _ in 0..32 {
+        let token = encode(&header, &claims(), &key).unwrap();
+        let (high_form, low_form) = if is_high_s(Alg::ES256, &token) {
+            (token.clone(), high_s_twin(Alg::ES256, &token))
+        } else {
+            (high_s_twin(Alg::ES256, &token), token.clone())
+        };
+        high += usize::from(token == high_form);
+        low += usize::from(token == low_form);
+        assert_eq!(
+            codec.verify(&high_form).unwrap_err(),
+            AuthError::InvalidSignature
+        );
+        assert!(codec.verify(&low_form).is_ok());
+    }
+    assert!(high > 0 && low > 0, "jsonwebtoken signs with both forms");
+}
