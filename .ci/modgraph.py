@@ -16,10 +16,9 @@ LAYERS = {
     "config": 2,
     "session": 3,
     "token": 4,
-    "store": 5,
+    "store": 5, "rate_limit": 5,
     "revocation": 6, "manager": 6,
     "guard": 7, "json_body": 7, "response": 7,
-    "rate_limit": 8,
     "layer": 9, "require_role": 9, "cookie": 9, "routes": 9, "login": 9, "extract": 9,
 }
 

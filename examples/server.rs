@@ -51,8 +51,8 @@ use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
 use tower_jwt_session::response::{ErrorBody, Success};
 use tower_jwt_session::{
     LoginService, Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
-    login::Authenticated, rate_limit::AttemptConfig, rate_limit::AttemptTracker,
-    rate_limit::ClientRateLimitLayer, rate_limit::RateLimitConfig,
+    layer::ClientRateLimitLayer, login::Authenticated, rate_limit::AttemptConfig,
+    rate_limit::AttemptTracker, rate_limit::RateLimitConfig,
 };
 use tower_jwt_session::{error::ErrorCode, layer::X_TOKEN_EXPIRES_IN, layer::X_TOKEN_REFRESH};
 

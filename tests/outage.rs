@@ -26,11 +26,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 use tower_jwt_session::config::{PostgresSettings, RedisSettings};
+use tower_jwt_session::layer::ClientRateLimitLayer;
 use tower_jwt_session::login::{Authenticated, Credentials};
 use tower_jwt_session::rate_limit::{
-    AttemptBackend, AttemptConfig, AttemptTracker, ClientRateLimitLayer, PeerAddr,
-    PostgresAttemptBackend, PostgresRateLimitBackend, RateLimitBackend, RateLimitConfig,
-    RedisAttemptBackend, RedisRateLimitBackend,
+    AttemptBackend, AttemptConfig, AttemptTracker, PeerAddr, PostgresAttemptBackend,
+    PostgresRateLimitBackend, RateLimitBackend, RateLimitConfig, RedisAttemptBackend,
+    RedisRateLimitBackend,
 };
 use tower_jwt_session::store::{PostgresStore, RedisStore, SessionStore};
 use tower_jwt_session::{LoginService, SessionConfig, SessionError, SessionManager, TokenRoutes};

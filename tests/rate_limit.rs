@@ -16,9 +16,8 @@ use axum::{Json, Router};
 use common::app::{Client, Response as Reply};
 use serde_json::{Value, json};
 use tower_jwt_session::{
-    SessionConfig, SessionLayer, SessionManager, TokenRoutes, rate_limit::AttemptTracker,
-    rate_limit::ClientIp, rate_limit::ClientRateLimitLayer, rate_limit::RateLimitConfig,
-    require_role,
+    SessionConfig, SessionLayer, SessionManager, TokenRoutes, layer::ClientRateLimitLayer,
+    rate_limit::AttemptTracker, rate_limit::ClientIp, rate_limit::RateLimitConfig, require_role,
 };
 
 #[derive(Clone)]

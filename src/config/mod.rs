@@ -12,7 +12,7 @@
 //! | [`TokenCacheSettings`] | the cache of verified access tokens | `JWT_VERIFIED_CACHE_CAPACITY` |
 //! | [`DeviceSettings`] | what a session's device metadata keeps of the client's address | `SESSION_DEVICE_IP` |
 //!
-//! The rate limiter's settings live with it: [`RateLimitConfig`](crate::rate_limit::RateLimitConfig)
+//! The rate limiter's settings: [`RateLimitConfig`]
 //! reads `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS` itself.
 //!
 //! Every setting has a secure default (SPEC §2); only the HMAC secret has to be supplied.
@@ -35,7 +35,9 @@
 use std::time::Duration;
 
 mod algorithm;
+mod attempts;
 mod cache;
+mod cidr;
 mod cookies;
 mod device;
 mod duration;
@@ -45,6 +47,7 @@ mod pem_keys;
 #[cfg(test)]
 mod pem_keys_tests;
 mod postgres;
+mod rate_limit;
 mod redis;
 mod rules;
 #[cfg(test)]
@@ -52,7 +55,10 @@ mod tests;
 mod token_cache;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
+pub use attempts::AttemptConfig;
 pub use cache::RevocationCacheSettings;
+pub(crate) use cidr::mask as cidr_mask;
+pub use cidr::{Cidr, ParseCidrError};
 pub use cookies::{CookieSettings, SameSite};
 pub use device::{DeviceIp, DeviceSettings};
 pub use duration::{DurationError, parse_duration};
@@ -66,11 +72,16 @@ pub(crate) use keys::{PemKey, Secret, key_id};
 pub use postgres::{MigrateMode, PostgresSettings, StoreChoice};
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::{check_url as check_database_url, redact_database_url};
+pub use rate_limit::RateLimitConfig;
 pub use redis::{RedisSettings, StoreSettings};
 pub use rules::{DEFAULT_REFRESH_THRESHOLD, MAX_REUSE_INTERVAL, SessionRules};
 pub use token_cache::TokenCacheSettings;
 
 use env::Env;
+
+/// How many clients (or attempt keys) an in-memory rate limiter or attempt tracker follows at
+/// most, by default: 100 000.
+pub(crate) const DEFAULT_MAX_TRACKED_KEYS: u64 = 100_000;
 
 /// The longest clock-skew leeway (`JWT_LEEWAY`) a configuration may set: five minutes. The
 /// leeway is how long past its `exp` a token is still accepted; clocks kept by NTP disagree by

@@ -50,8 +50,11 @@
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
+mod rate_limit;
 mod responder;
 mod service;
+
+pub use rate_limit::{ClientRateLimit, ClientRateLimitLayer, RateLimitCheck, RateLimitWait};
 
 pub use future::RevocationWait;
 pub use layer::SessionLayer;

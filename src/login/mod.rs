@@ -60,7 +60,7 @@
 //! # Which client
 //!
 //! The tracker counts per user and client IP. The client IP is the [`ClientIp`] that
-//! [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer) puts into the request (it knows the trusted
+//! [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) puts into the request (it knows the trusted
 //! proxies, so put the layer in front of this service), or else the peer address: a
 //! [`PeerAddr`](crate::rate_limit::PeerAddr) extension, or axum's `ConnectInfo<SocketAddr>`. Behind a proxy
 //! without `ClientRateLimitLayer`, the peer is the proxy and every client shares its counts. A request

@@ -68,7 +68,7 @@ impl BackendError {
     }
 }
 
-/// Where [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer) counts requests: [`MemoryBackend`] (the
+/// Where [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) counts requests: [`MemoryBackend`] (the
 /// default, one process) or a shared store such as Redis, so the limit holds across instances.
 ///
 /// One operation, [`hit`](Self::hit), counts a request and decides, atomically: concurrent hits

@@ -5,7 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::{Extensions, HeaderMap, HeaderName};
 
-use super::cidr::{Cidr, mask};
+use crate::config::Cidr;
+use crate::config::cidr_mask as mask;
 
 /// The `X-Forwarded-For` header.
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -16,7 +17,7 @@ const MAX_HOPS: usize = 32;
 
 /// The address of a connection's peer, for servers that do not use axum's `ConnectInfo`.
 ///
-/// [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer) needs the peer address of every request. Under
+/// [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) needs the peer address of every request. Under
 /// axum, serve the router with `into_make_service_with_connect_info::<SocketAddr>()` and
 /// nothing else is needed. With bare hyper, insert a `PeerAddr` into each request's extensions
 /// from the accepted connection's address:
@@ -44,7 +45,7 @@ const MAX_HOPS: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// The client's IP address as [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer) resolved it: the peer
+/// The client's IP address as [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) resolved it: the peer
 /// address, or the right-most untrusted `X-Forwarded-For` entry when the peer is a trusted
 /// proxy.
 ///
@@ -184,10 +185,10 @@ mod extract {
     use crate::error::{ErrorCode, json_error};
 
     /// The rejection of the [`ClientIp`] extractor: the route is not behind a
-    /// [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer). A wiring mistake, so it answers 500.
+    /// [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer). A wiring mistake, so it answers 500.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
     #[error(
-        "no ClientIp in the request extensions: this route is not behind tower_jwt_session::rate_limit::ClientRateLimitLayer; add `.layer(rate_limit_layer)` to the router or route"
+        "no ClientIp in the request extensions: this route is not behind tower_jwt_session::layer::ClientRateLimitLayer; add `.layer(rate_limit_layer)` to the router or route"
     )]
     pub struct MissingRateLimitLayer;
 
@@ -203,7 +204,7 @@ mod extract {
         }
     }
 
-    /// Extracts the client address resolved by [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer).
+    /// Extracts the client address resolved by [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer).
     impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         type Rejection = MissingRateLimitLayer;
 

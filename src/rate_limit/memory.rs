@@ -89,7 +89,7 @@ pub struct MemoryBackend {
 
 impl MemoryBackend {
     /// The default bound on tracked keys: 100 000.
-    pub const DEFAULT_MAX_KEYS: u64 = 100_000;
+    pub const DEFAULT_MAX_KEYS: u64 = crate::config::DEFAULT_MAX_TRACKED_KEYS;
 
     /// A backend tracking at most `max_keys` clients at a time.
     pub fn new(max_keys: u64) -> Self {

@@ -1,10 +1,10 @@
-//! Abuse protection: [`ClientRateLimitLayer`] (requests per client IP) and [`AttemptTracker`]
+//! Abuse protection: [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) (requests per client IP) and [`AttemptTracker`]
 //! (failed logins per user+client and per client, a slowing delay per user, failed refreshes
 //! per client).
 //!
 //! # Rate limiting
 //!
-//! [`ClientRateLimitLayer`] counts requests per client IP in a fixed window (SPEC §2
+//! [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) counts requests per client IP in a fixed window (SPEC §2
 //! `RATE_LIMIT_WINDOW_MS` / `RATE_LIMIT_MAX_REQUESTS`, 15 minutes / 100 by default) and
 //!
 //! - lets a request within the limit through, adding `RateLimit-Limit`,
@@ -52,7 +52,7 @@
 //! use std::net::SocketAddr;
 //! use axum::{Router, routing::{get, post}};
 //! use tower_jwt_session::{
-//!     rate_limit::ClientIp, rate_limit::RateLimitConfig, rate_limit::ClientRateLimitLayer, SessionConfig, SessionManager, TokenRoutes,
+//!     rate_limit::ClientIp, rate_limit::RateLimitConfig, layer::ClientRateLimitLayer, SessionConfig, SessionManager, TokenRoutes,
 //! };
 //!
 //! async fn login(ClientIp(ip): ClientIp) -> String {
@@ -90,7 +90,7 @@
 //! use http::{Request, Response, StatusCode};
 //! use tower::{Layer, ServiceExt, service_fn};
 //! use tower_jwt_session::clock::ManualClock;
-//! use tower_jwt_session::{rate_limit::PeerAddr, rate_limit::RateLimitConfig, rate_limit::ClientRateLimitLayer};
+//! use tower_jwt_session::{rate_limit::PeerAddr, rate_limit::RateLimitConfig, layer::ClientRateLimitLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -129,31 +129,24 @@
 
 mod attempts;
 mod backend;
-mod cidr;
 mod client_ip;
-mod config;
-pub mod future;
-mod layer;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
-mod service;
 
+pub use crate::config::{AttemptConfig, Cidr, ParseCidrError, RateLimitConfig};
 pub use attempts::{
-    AttemptBackend, AttemptConfig, AttemptPolicy, AttemptState, AttemptTracker, LockedOut,
-    LoginAttempt, LoginRefused, MemoryAttemptBackend,
+    AttemptBackend, AttemptPolicy, AttemptState, AttemptTracker, LockedOut, LoginAttempt,
+    LoginRefused, MemoryAttemptBackend,
 };
 pub use backend::{BackendError, RateDecision, RateLimitBackend};
-pub use cidr::{Cidr, ParseCidrError};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use client_ip::MissingRateLimitLayer;
 pub use client_ip::{ClientIp, PeerAddr};
-pub use config::RateLimitConfig;
-pub use future::RateLimitWait;
-pub use layer::ClientRateLimitLayer;
+pub(crate) use client_ip::{IpKey, peer_ip, resolve};
 pub use memory::MemoryBackend;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -161,7 +154,6 @@ pub use postgres::{PostgresAttemptBackend, PostgresRateLimitBackend};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisAttemptBackend, RedisRateLimitBackend};
-pub use service::{ClientRateLimit, RateLimitCheck};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};

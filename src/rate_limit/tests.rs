@@ -1,3 +1,4 @@
+use crate::layer::ClientRateLimitLayer;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

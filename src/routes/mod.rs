@@ -154,7 +154,7 @@ impl TokenRoutes {
     /// cookie), and answers 429 `rate_limited` there to an IP that has sent too many, for the
     /// tracker's cool-down. A well-formed token of an ended session (`token_revoked`, `token_expired`,
     /// `session_expired`, `refresh_token_reused`) is not counted, nor is a failed login. Needs
-    /// the client IP that [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer) puts into the request;
+    /// the client IP that [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) puts into the request;
     /// without that layer in front, nothing is counted. The default is no tracking.
     #[must_use]
     pub fn attempt_tracker(mut self, tracker: AttemptTracker) -> Self {

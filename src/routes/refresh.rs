@@ -98,7 +98,7 @@ impl TokenRoutes {
     }
 
     /// The tracker and the client IP, when failed refreshes are counted: the IP is the one
-    /// [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer) resolved.
+    /// [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) resolved.
     pub(super) fn refresh_tracking(&self, extensions: &http::Extensions) -> Tracked<'_> {
         let ip = extensions.get::<ClientIp>()?.0;
         Some((self.attempts.as_ref()?, ip))

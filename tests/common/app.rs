@@ -28,8 +28,8 @@ use tower_jwt_session::login::Credentials;
 use tower_jwt_session::response::ErrorBody;
 use tower_jwt_session::{
     LoginService, Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
-    error::ErrorCode, login::Authenticated, rate_limit::AttemptTracker,
-    rate_limit::ClientRateLimitLayer, rate_limit::RateLimitConfig, require_role,
+    error::ErrorCode, layer::ClientRateLimitLayer, login::Authenticated,
+    rate_limit::AttemptTracker, rate_limit::RateLimitConfig, require_role,
 };
 
 use super::SECRET;

@@ -4,7 +4,6 @@
 #![doc = include_str!("attempts.md")]
 
 mod backend;
-mod config;
 mod memory;
 /// A backend call, until the deadline of the request it serves (the login and token routes
 /// give each request one, for all its store I/O): past it, the call fails as the backend
@@ -17,11 +16,34 @@ async fn io<T>(
         .unwrap_or_else(|_| Err(BackendError::new("the request's deadline passed")))
 }
 
+/// The first step of the per-user delay; each further failure doubles it, up to the cap.
+const FIRST_USER_DELAY: Duration = Duration::from_millis(250);
+
+/// One key's rule under `config`, with `max_failures` attempts.
+fn policy(config: &AttemptConfig, max_failures: u32) -> AttemptPolicy {
+    AttemptPolicy {
+        max_failures,
+        window: config.window,
+        lockout: config.lockout,
+    }
+}
+
+/// The delay after `failures` failures of one user in the window.
+fn user_delay(config: &AttemptConfig, failures: u32) -> Duration {
+    if config.user_delay_after == 0 || failures < config.user_delay_after {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - config.user_delay_after).min(16);
+    FIRST_USER_DELAY
+        .saturating_mul(1 << doublings)
+        .min(config.max_user_delay)
+}
+
 #[cfg(test)]
 mod tests;
 
+use crate::config::AttemptConfig;
 pub use backend::{AttemptBackend, AttemptPolicy, AttemptState};
-pub use config::AttemptConfig;
 pub use memory::MemoryAttemptBackend;
 
 use std::fmt::{self, Write as _};
@@ -325,7 +347,7 @@ impl AttemptTracker {
                 }
             }
         };
-        let delay = config.user_delay(failures);
+        let delay = user_delay(config, failures);
         if !delay.is_zero() {
             tracing::debug!(user = ?keys.logged_user, ip = %keys.addr, failures, delay_ms = delay.as_millis() as u64, "login slowed: many failures for this user");
         }
@@ -361,7 +383,7 @@ impl AttemptTracker {
         if config.user_delay_after != 0 && !config.max_user_delay.is_zero() {
             let now = config.clock.now_ms();
             // A plain count: the user alone is never locked out.
-            let policy = config.policy(0);
+            let policy = policy(config, 0);
             if let Err(error) = io(self.inner.backend.record_failure(&keys.user, now, policy)).await
             {
                 tracing::warn!(%error, "attempt backend failed; user failure not counted");
@@ -431,7 +453,7 @@ impl AttemptTracker {
             return;
         }
         let now = config.clock.now_ms();
-        let policy = config.policy(config.max_refresh_per_ip);
+        let policy = policy(config, config.max_refresh_per_ip);
         match io(self
             .inner
             .backend
@@ -457,7 +479,7 @@ impl AttemptTracker {
         if max == 0 {
             return Ok(false);
         }
-        let policy = self.inner.config.policy(max);
+        let policy = policy(&self.inner.config, max);
         match io(self.inner.backend.reserve(key, now, policy)).await {
             Ok(Ok(())) => Ok(true),
             Ok(Err(until)) => Err(Reservation::Locked(until.max(now + 1))),

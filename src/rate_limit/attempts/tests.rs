@@ -406,17 +406,17 @@ async fn the_delay_grows_on_the_user_alone_and_never_refuses_on(
 #[test]
 fn the_delay_schedule() {
     let c = AttemptConfig::new();
-    let ms = |n| c.user_delay(n).as_millis();
+    let ms = |n| super::user_delay(&c, n).as_millis();
     assert_eq!(
         [0, 9, 10, 11, 12, 13, 14, 1000, u32::MAX].map(ms),
         [0, 0, 250, 500, 1000, 2000, 2000, 2000, 2000]
     );
     assert_eq!(
-        AttemptConfig::new().user_delay_after(0).user_delay(1000),
+        super::user_delay(&AttemptConfig::new().user_delay_after(0), 1000),
         Duration::ZERO
     );
     let c = AttemptConfig::new().max_user_delay(Duration::from_millis(300));
-    assert_eq!(c.user_delay(12), Duration::from_millis(300));
+    assert_eq!(super::user_delay(&c, 12), Duration::from_millis(300));
 }
 
 #[tokio::test]

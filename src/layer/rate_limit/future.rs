@@ -9,9 +9,8 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 
-use super::backend::{BackendError, RateDecision};
-use super::{set_headers, too_many_requests};
 use crate::guard::Stamp;
+use crate::rate_limit::{BackendError, RateDecision, set_headers, too_many_requests};
 
 /// A backend's answer that has to be waited for. Boxed, but only a remote backend makes one.
 pub(crate) type HitFuture =

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::DEFAULT_MAX_TRACKED_KEYS;
 use super::cidr::Cidr;
-use super::memory::MemoryBackend;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ConfigError;
 use crate::config::env::{Env, split_list};
 
-/// Settings of [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer).
+/// Settings of [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer).
 ///
 /// Read it from the environment with [`from_env`](Self::from_env) (`RATE_LIMIT_WINDOW_MS`,
 /// `RATE_LIMIT_MAX_REQUESTS`, `TRUSTED_PROXIES`), or build it:
@@ -51,7 +51,7 @@ impl RateLimitConfig {
             max_requests: 100,
             trusted_proxies: Arc::from([]),
             clock: Arc::new(SystemClock),
-            max_keys: MemoryBackend::DEFAULT_MAX_KEYS,
+            max_keys: DEFAULT_MAX_TRACKED_KEYS,
             ipv6_prefix_len: 64,
             exempt_paths: Arc::from([Box::from(Self::DEFAULT_HEALTH_PATH)]),
         }
@@ -219,7 +219,7 @@ impl RateLimitConfig {
     }
 
     /// How many clients the default in-memory backend tracks at most. The default is
-    /// [`MemoryBackend::DEFAULT_MAX_KEYS`] (100 000). Ignored with another backend.
+    /// 100 000. Ignored with another backend.
     pub fn max_tracked_clients(mut self, max: u64) -> Self {
         self.max_keys = max;
         self

@@ -3,13 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{AttemptPolicy, MemoryAttemptBackend};
+use super::DEFAULT_MAX_TRACKED_KEYS;
 use crate::clock::{Clock, SystemClock};
 
-/// The first step of the per-user delay; each further failure doubles it, up to the cap.
-const FIRST_USER_DELAY: Duration = Duration::from_millis(250);
-
-/// Settings of an [`AttemptTracker`](super::AttemptTracker).
+/// Settings of an [`AttemptTracker`](crate::rate_limit::AttemptTracker).
 ///
 /// The defaults: 5 attempts at one user from one client, or 20 at any users from one client,
 /// within 15 minutes, and that client is refused (for that user, or for all) for 15 minutes;
@@ -19,16 +16,16 @@ const FIRST_USER_DELAY: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct AttemptConfig {
-    pub(super) max_per_user_client: u32,
-    pub(super) max_per_ip: u32,
-    pub(super) max_refresh_per_ip: u32,
-    pub(super) user_delay_after: u32,
-    pub(super) max_user_delay: Duration,
-    pub(super) window: Duration,
-    pub(super) lockout: Duration,
-    pub(super) clock: Arc<dyn Clock>,
-    pub(super) max_keys: u64,
-    pub(super) ipv6_prefix_len: u8,
+    pub(crate) max_per_user_client: u32,
+    pub(crate) max_per_ip: u32,
+    pub(crate) max_refresh_per_ip: u32,
+    pub(crate) user_delay_after: u32,
+    pub(crate) max_user_delay: Duration,
+    pub(crate) window: Duration,
+    pub(crate) lockout: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) max_keys: u64,
+    pub(crate) ipv6_prefix_len: u8,
 }
 
 impl Default for AttemptConfig {
@@ -49,7 +46,7 @@ impl AttemptConfig {
             window: Duration::from_secs(15 * 60),
             lockout: Duration::from_secs(15 * 60),
             clock: Arc::new(SystemClock),
-            max_keys: MemoryAttemptBackend::DEFAULT_MAX_KEYS,
+            max_keys: DEFAULT_MAX_TRACKED_KEYS,
             ipv6_prefix_len: 64,
         }
     }
@@ -130,24 +127,5 @@ impl AttemptConfig {
     pub fn ipv6_prefix_len(mut self, prefix_len: u8) -> Self {
         self.ipv6_prefix_len = prefix_len.min(128);
         self
-    }
-
-    pub(super) fn policy(&self, max_failures: u32) -> AttemptPolicy {
-        AttemptPolicy {
-            max_failures,
-            window: self.window,
-            lockout: self.lockout,
-        }
-    }
-
-    /// The delay after `failures` failures of one user in the window.
-    pub(super) fn user_delay(&self, failures: u32) -> Duration {
-        if self.user_delay_after == 0 || failures < self.user_delay_after {
-            return Duration::ZERO;
-        }
-        let doublings = (failures - self.user_delay_after).min(16);
-        FIRST_USER_DELAY
-            .saturating_mul(1 << doublings)
-            .min(self.max_user_delay)
     }
 }

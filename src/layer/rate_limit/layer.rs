@@ -3,11 +3,9 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::backend::RateLimitBackend;
-use super::config::RateLimitConfig;
-use super::memory::MemoryBackend;
 use super::service::{ClientRateLimit, RateLimitCheck};
 use crate::guard::Guarded;
+use crate::rate_limit::{MemoryBackend, RateLimitBackend, RateLimitConfig};
 
 #[derive(Debug)]
 pub(crate) struct Shared {

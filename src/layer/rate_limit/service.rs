@@ -5,19 +5,19 @@ use std::sync::Arc;
 
 use http::Request;
 
-use super::backend::RateDecision;
-use super::client_ip::{ClientIp, IpKey, peer_ip, resolve};
 use super::future::{HitFuture, RateLimitWait};
 use super::layer::Shared;
-use super::{missing_peer_response, too_many_requests};
 use crate::deadline::RequestStart;
 use crate::guard::{Check, Guarded, Verdict};
+use crate::rate_limit::{
+    ClientIp, IpKey, RateDecision, missing_peer_response, peer_ip, resolve, too_many_requests,
+};
 
-/// The service made by [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer): the inner
+/// The service made by [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer): the inner
 /// service behind a [`RateLimitCheck`].
 pub type ClientRateLimit<S> = Guarded<S, RateLimitCheck>;
 
-/// The check of [`ClientRateLimitLayer`](crate::rate_limit::ClientRateLimitLayer).
+/// The check of [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer).
 #[derive(Clone)]
 pub struct RateLimitCheck {
     shared: Arc<Shared>,
