@@ -202,7 +202,8 @@ async fn redis_run(sealed: bool, device: bool) {
         _ => None,
     })
     .expect("config");
-    let manager = SessionManager::connect(config)
+    let manager = SessionManager::builder(config)
+        .connect()
         .await
         .expect("Redis at REDIS_URL");
     assert_eq!(manager.store_kind(), "redis");

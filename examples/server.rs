@@ -44,15 +44,12 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_jwt_session::config::StoreSettings;
 use tower_jwt_session::extract::Claims;
-use tower_jwt_session::login::Credentials;
-use tower_jwt_session::rate_limit::{AttemptBackend, RateLimitBackend};
+use tower_jwt_session::login::{CheckError, Credentials};
 use tower_jwt_session::response::{ErrorBody, Success};
 use tower_jwt_session::{
     LoginService, Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
-    layer::ClientRateLimitLayer, login::Authenticated, rate_limit::AttemptConfig,
-    rate_limit::AttemptTracker, rate_limit::RateLimitConfig,
+    login::Authenticated,
 };
 use tower_jwt_session::{error::ErrorCode, layer::X_TOKEN_EXPIRES_IN, layer::X_TOKEN_REFRESH};
 
@@ -122,9 +119,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         Some(_) => Some(metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?),
         None => None,
     };
-    // RATE_LIMIT_WINDOW_MS / RATE_LIMIT_MAX_REQUESTS, and TRUSTED_PROXIES for X-Forwarded-For.
-    let limits = RateLimitConfig::from_env()?;
-    let parts = build(config).await?;
+    // The store the environment names (memory, REDIS_URL, DATABASE_URL), claimed for this app,
+    // with the rate limit and the login lock-out kept in it too (RATE_LIMIT_*, TRUSTED_PROXIES).
+    let manager = SessionManager::builder(config).connect().await?;
 
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p
@@ -142,7 +139,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // The rate limiter keys on the peer address: serve with connection info.
     axum::serve(
         listener,
-        app(parts, limits).into_make_service_with_connect_info::<SocketAddr>(),
+        app(manager).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
@@ -208,96 +205,6 @@ async fn serve_metrics(
     Ok(())
 }
 
-/// The manager with its store, and where rate-limit and failed-attempt state live: in this
-/// process by default, in the shared store (Redis when `REDIS_URL` is set, PostgreSQL when
-/// `DATABASE_URL` is) so every instance counts against the same limits.
-struct Parts {
-    manager: SessionManager,
-    rate_limit: Option<Arc<dyn RateLimitBackend>>,
-    attempts: Option<Arc<dyn AttemptBackend>>,
-}
-
-async fn build(config: SessionConfig) -> Result<Parts, Box<dyn std::error::Error>> {
-    if let StoreSettings::Postgres(pg) = config.store() {
-        return build_postgres(pg.clone(), config).await;
-    }
-    if matches!(config.store(), StoreSettings::Memory) {
-        return Ok(Parts {
-            manager: SessionManager::new(config)?,
-            rate_limit: None,
-            attempts: None,
-        });
-    }
-    #[cfg(feature = "redis")]
-    {
-        let store = tower_jwt_session::store::RedisStore::connect(config.redis())
-            .await
-            .map_err(|e| format!("REDIS_URL is set but Redis cannot be used: {e}"))?;
-        store.claim(&config).await?;
-        tracing::info!(
-            nodes = config.redis().urls().len(),
-            "using the Redis session store"
-        );
-        let rate_limit: Arc<dyn RateLimitBackend> = Arc::new(
-            tower_jwt_session::rate_limit::RedisRateLimitBackend::new(store.connection()),
-        );
-        let attempts: Arc<dyn AttemptBackend> = Arc::new(
-            tower_jwt_session::rate_limit::RedisAttemptBackend::new(store.connection()),
-        );
-        Ok(Parts {
-            manager: SessionManager::builder(config).store(store).build()?,
-            rate_limit: Some(rate_limit),
-            attempts: Some(attempts),
-        })
-    }
-    #[cfg(not(feature = "redis"))]
-    {
-        Err("REDIS_URL is set, but this build has no Redis support: \
-             run `cargo run --release --features redis --example server`"
-            .into())
-    }
-}
-
-/// Sessions in PostgreSQL (`DATABASE_URL`, or `SESSION_STORE=postgres`), and the rate limit
-/// and failed-attempt counters on the same pool, shared by every instance (see
-/// docs/deployment.md).
-#[cfg(feature = "postgres")]
-async fn build_postgres(
-    pg: tower_jwt_session::config::PostgresSettings,
-    config: SessionConfig,
-) -> Result<Parts, Box<dyn std::error::Error>> {
-    let store = tower_jwt_session::store::PostgresStore::connect(&pg)
-        .await
-        .map_err(|e| format!("DATABASE_URL is set but PostgreSQL cannot be used: {e}"))?;
-    store.claim(&config).await?;
-    tracing::info!(
-        "using the PostgreSQL session store; rate limits and lock-outs are shared in PostgreSQL"
-    );
-    let rate_limit: Arc<dyn RateLimitBackend> =
-        Arc::new(tower_jwt_session::rate_limit::PostgresRateLimitBackend::new(store.connection()));
-    let attempts: Arc<dyn AttemptBackend> = Arc::new(
-        tower_jwt_session::rate_limit::PostgresAttemptBackend::new(store.connection()),
-    );
-    Ok(Parts {
-        manager: SessionManager::builder(config).store(store).build()?,
-        rate_limit: Some(rate_limit),
-        attempts: Some(attempts),
-    })
-}
-
-#[cfg(not(feature = "postgres"))]
-async fn build_postgres(
-    _pg: tower_jwt_session::config::PostgresSettings,
-    _config: SessionConfig,
-) -> Result<Parts, Box<dyn std::error::Error>> {
-    Err(
-        "DATABASE_URL is set, but this build has no PostgreSQL support: \
-         run `cargo run --release --features postgres --example server`, or set \
-         SESSION_STORE=memory if DATABASE_URL is for something else"
-            .into(),
-    )
-}
-
 fn rand_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     getrandom::fill(&mut out).expect("the operating system's random source failed");
@@ -339,45 +246,24 @@ const STATIC_FILES: [(&str, &str, &str); 6] = [
 ];
 
 /// The whole app: login, a protected route, the token routes and the demo page. `/metrics` is
-/// not here: it is served on `METRICS_ADDR`, never on the public port.
-fn app(parts: Parts, limits: RateLimitConfig) -> Router {
-    let Parts {
-        manager,
-        rate_limit,
-        attempts,
-    } = parts;
-    let attempts = match attempts {
-        Some(backend) => AttemptTracker::with_backend(AttemptConfig::new(), backend),
-        None => AttemptTracker::default(),
-    };
-    let rate_limit = match rate_limit {
-        Some(backend) => ClientRateLimitLayer::with_backend(limits, backend),
-        None => ClientRateLimitLayer::new(limits),
-    };
+/// not here: it is served on `METRICS_ADDR`, never on the public port. The login and token
+/// routes count every request against the per-client rate limit and every failed login against
+/// the lock-out, where the manager keeps its sessions (shared by every instance on Redis or
+/// PostgreSQL).
+fn app(manager: SessionManager) -> Router {
     let protected = Router::new()
         .route("/api/me", get(me))
         .route_layer(SessionLayer::from_manager(&manager));
-    // RATE_LIMIT_WINDOW_MS / RATE_LIMIT_MAX_REQUESTS per client IP on /api/auth/* and /api/token/*.
-    let rate_limited = Router::new()
+    let routes = TokenRoutes::new(&manager);
+    let mut router = Router::new()
         .route_service(
             "/api/auth/login",
-            LoginService::new(&manager, check_password).attempt_tracker(attempts.clone()),
+            LoginService::new(&manager, check_password),
         )
-        .nest_service(
-            "/api/token",
-            TokenRoutes::new(&manager).attempt_tracker(attempts.clone()),
-        )
-        .layer(rate_limit);
-    // The public keys (404 with HMAC signing), at the root and outside the rate limit: every
-    // verifier of our tokens fetches them, and the answer is built once at startup.
-    let jwks = Router::new().route_service(
-        tower_jwt_session::routes::JWKS_PATH,
-        TokenRoutes::new(&manager),
-    );
-    let mut router = Router::new()
-        .merge(rate_limited)
-        .merge(protected)
-        .merge(jwks);
+        .nest_service("/api/token", routes.clone())
+        // The public keys (404 with HMAC signing), at the root, never rate limited.
+        .route_service(tower_jwt_session::routes::JWKS_PATH, routes)
+        .merge(protected);
     for (path, content_type, body) in STATIC_FILES {
         router = router.route(path, get(move || static_file(content_type, body)));
     }
@@ -476,14 +362,12 @@ async fn static_file(content_type: &'static str, body: &'static str) -> Response
 /// that once held argon2's 19 MiB keeps its own allocator arena, so a login flood measured
 /// 1.7 GB RSS that way (`bench/abuse.sh`). An unknown user is verified against [`DUMMY_HASH`]:
 /// it takes as long as a wrong password, so response times do not tell which user names exist.
-async fn check_password(
-    credentials: Credentials,
-) -> Result<Option<Authenticated>, Box<dyn std::error::Error + Send + Sync>> {
+async fn check_password(credentials: Credentials) -> Result<Option<Authenticated>, CheckError> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     hash_queue()
         .send((credentials, reply))
         .await
-        .map_err(|_| "the password-hashing threads have stopped")?;
+        .map_err(|_| CheckError::msg("the password-hashing threads have stopped"))?;
     Ok(answer.await?)
 }
 

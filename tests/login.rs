@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use tower_jwt_session::clock::ManualClock;
-use tower_jwt_session::login::{CredentialCheck, Credentials};
+use tower_jwt_session::login::{CheckError, CredentialCheck, Credentials};
 use tower_jwt_session::{
     LoginService, SessionConfig, SessionManager, TokenRoutes, config::SessionLimitPolicy,
     login::Authenticated, rate_limit::AttemptConfig, rate_limit::AttemptTracker,
@@ -34,9 +33,9 @@ struct Users {
 
 #[async_trait::async_trait]
 impl CredentialCheck for Users {
-    type Error = Infallible;
+    type Error = CheckError;
 
-    async fn check(&self, c: Credentials) -> Result<Option<Authenticated>, Infallible> {
+    async fn check(&self, c: Credentials) -> Result<Option<Authenticated>, CheckError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         common::app::check_password(c).await
     }
@@ -398,7 +397,7 @@ async fn other_methods_and_paths() {
 async fn a_failing_check_is_503_and_no_session() {
     let manager = SessionManager::new(config()).unwrap();
     let login = LoginService::new(&manager, |_c: Credentials| async {
-        Err::<Option<Authenticated>, _>(io::Error::other("user database unreachable"))
+        Err(io::Error::other("user database unreachable").into())
     });
     let reply = send(&login, build(post(), GOOD)).await;
     reply.error(503, "unavailable");
@@ -417,7 +416,7 @@ async fn claims_from_the_check_reach_the_token_and_refused_ones_are_500() {
             "alice" => json!({ "tenant": "acme" }),
             _ => json!({ "sub": "root", "tenant": "acme" }),
         };
-        Ok::<_, Infallible>(Some(
+        Ok(Some(
             Authenticated::new(c.username, ["user"]).with_claims(&claims),
         ))
     });
@@ -466,9 +465,7 @@ impl CredentialCheck for FlakyUsers {
         if self.down.load(Ordering::SeqCst) {
             return Err(io::Error::other("user database unreachable"));
         }
-        Ok(common::app::check_password(c)
-            .await
-            .unwrap_or_else(|e| match e {}))
+        Ok(common::app::check_password(c).await.ok().flatten())
     }
 }
 
@@ -568,7 +565,7 @@ async fn parallel_guesses_cannot_all_slip_past_the_reservation() {
         async move {
             counted.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok::<Option<Authenticated>, Infallible>(None)
+            Ok::<Option<Authenticated>, tower_jwt_session::login::CheckError>(None)
         }
     };
     let tracker = AttemptTracker::new(

@@ -265,7 +265,9 @@ async fn a_postgres_stall_longer_than_the_reuse_interval_ends_no_session() {
 
 // --- An outage costs one timeout, not the sum of each backend's ---
 
-async fn check_password(c: Credentials) -> Result<Option<Authenticated>, std::convert::Infallible> {
+async fn check_password(
+    c: Credentials,
+) -> Result<Option<Authenticated>, tower_jwt_session::login::CheckError> {
     Ok((c.password == "right").then(|| Authenticated::new(c.username, ["user"])))
 }
 

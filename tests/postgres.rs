@@ -196,12 +196,14 @@ async fn database_url_selects_the_store_unless_session_store_says_otherwise() {
             _ => None,
         }
     };
-    let pg = SessionManager::connect(SessionConfig::from_lookup(lookup(None)).unwrap())
+    let pg = SessionManager::builder(SessionConfig::from_lookup(lookup(None)).unwrap())
+        .connect()
         .await
         .unwrap();
     assert_eq!(pg.store_kind(), "postgres");
     let memory =
-        SessionManager::connect(SessionConfig::from_lookup(lookup(Some("memory"))).unwrap())
+        SessionManager::builder(SessionConfig::from_lookup(lookup(Some("memory"))).unwrap())
+            .connect()
             .await
             .unwrap();
     assert_eq!(memory.store_kind(), "memory");
@@ -292,9 +294,10 @@ async fn the_manager_connects_to_a_read_only_database() {
         })
         .unwrap()
     };
-    drop(SessionManager::connect(config()).await.unwrap());
+    drop(SessionManager::builder(config()).connect().await.unwrap());
     set_read_only(&db, true).await;
-    let manager = SessionManager::connect(config())
+    let manager = SessionManager::builder(config())
+        .connect()
         .await
         .expect("a read-only database is started on");
     let codes: Vec<&str> = manager

@@ -28,7 +28,7 @@ use tower::{Layer, Service, service_fn};
 
 use tjs_bench::{AsyncJwtCheck, Claims, JwtCheck, SECRET, session_config, validate_fn};
 use tower_jwt_session::{
-    SessionManager, rate_limit::ClientRateLimitLayer, rate_limit::PeerAddr,
+    SessionManager, layer::ClientRateLimitLayer, rate_limit::PeerAddr,
     rate_limit::RateLimitConfig,
 };
 

@@ -128,6 +128,9 @@ pub const ENV_VARS: &[&str] = &[
     "DATABASE_TABLE_PREFIX",
     "DATABASE_MIGRATE",
     "SESSION_STORE",
+    "RATE_LIMIT_WINDOW_MS",
+    "RATE_LIMIT_MAX_REQUESTS",
+    "TRUSTED_PROXIES",
 ];
 
 /// A configuration value was missing or malformed, or settings contradict each other.
@@ -279,6 +282,8 @@ pub struct SessionConfig {
     revocation_cache: RevocationCacheSettings,
     token_cache: TokenCacheSettings,
     device: DeviceSettings,
+    rate_limit: RateLimitConfig,
+    attempts: AttemptConfig,
 }
 
 mod setters;
@@ -305,6 +310,8 @@ impl SessionConfig {
             revocation_cache: RevocationCacheSettings::default(),
             token_cache: TokenCacheSettings::default(),
             device: DeviceSettings::default(),
+            rate_limit: RateLimitConfig::default(),
+            attempts: AttemptConfig::default(),
         }
     }
 
@@ -357,6 +364,8 @@ impl SessionConfig {
             revocation_cache: RevocationCacheSettings::default(),
             token_cache: TokenCacheSettings::read(&env)?,
             device: DeviceSettings::read(&env)?,
+            rate_limit: RateLimitConfig::read(&env)?,
+            attempts: AttemptConfig::default(),
         };
         config.validate()?;
         if matches!(config.store(), StoreSettings::Postgres(_)) && !cfg!(feature = "postgres") {
@@ -567,6 +576,29 @@ impl SessionConfig {
     /// Replaces the device-metadata settings.
     pub fn with_device(mut self, device: DeviceSettings) -> Self {
         self.device = device;
+        self
+    }
+
+    /// The per-client rate limit of the login and token routes (`RATE_LIMIT_WINDOW_MS`,
+    /// `RATE_LIMIT_MAX_REQUESTS`, `TRUSTED_PROXIES`).
+    pub fn rate_limit(&self) -> &RateLimitConfig {
+        &self.rate_limit
+    }
+
+    /// Replaces the rate-limit settings.
+    pub fn with_rate_limit(mut self, rate_limit: RateLimitConfig) -> Self {
+        self.rate_limit = rate_limit;
+        self
+    }
+
+    /// The login lock-out and the failed-refresh tracking.
+    pub fn attempts(&self) -> &AttemptConfig {
+        &self.attempts
+    }
+
+    /// Replaces the lock-out settings.
+    pub fn with_attempts(mut self, attempts: AttemptConfig) -> Self {
+        self.attempts = attempts;
         self
     }
 }

@@ -88,7 +88,10 @@ impl RateLimitConfig {
     /// # Errors
     /// As [`from_env`](Self::from_env).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env::new(&lookup);
+        Self::read(&Env::new(&lookup))
+    }
+
+    pub(crate) fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         let mut config = Self::new();
         let form = "a whole number of milliseconds such as 900000, or a duration such as 15m";
         if let Some(window) = env.duration_or_ms("RATE_LIMIT_WINDOW_MS", form)? {

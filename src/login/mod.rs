@@ -141,9 +141,11 @@ pub use service::{LoginFuture, LoginService};
 use crate::session::{ClaimsError, CustomClaims};
 use crate::telemetry::Escaped;
 
-/// What the client sent to log in. `Debug` shows the user name (escaped) and hides the
-/// password.
-#[derive(Clone)]
+/// What the client sent to log in, in the default shape `{"username": …, "password": …}`.
+/// `Debug` shows the user name (escaped) and hides the password. An app that logs in with an
+/// e-mail address, or a password and a one-time code, uses a type of its own
+/// ([`LoginCredentials`]).
+#[derive(Clone, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Credentials {
     /// The user name, exactly as sent. Normalise it (case, Unicode) the way your user lookup
@@ -228,55 +230,116 @@ impl Authenticated {
     }
 }
 
-/// The app's credential check, in the way of axum-login's `AuthnBackend`: user name and
-/// password in; `Ok(Some(…))` with the user id and roles when they are right, `Ok(None)` when
-/// they are wrong (unknown user or wrong password: the client is told the same), `Err` when the
-/// check could not be made (the user database is down; the client gets 503 `unavailable`, and
-/// the attempt is not counted against the client, so never answer `Err` for a wrong password).
+/// What a login request carries, read from its JSON body: [`Credentials`] by default, or a
+/// type of the app's own (an e-mail address, a one-time code). The lock-out counts failures
+/// against its [`login_name`](Self::login_name).
+///
+/// ```
+/// use tower_jwt_session::login::LoginCredentials;
+///
+/// #[derive(serde::Deserialize)]
+/// struct EmailLogin {
+///     email: String,
+///     password: String,
+///     otp: Option<String>,
+/// }
+///
+/// impl LoginCredentials for EmailLogin {
+///     fn login_name(&self) -> &str {
+///         &self.email
+///     }
+/// }
+/// ```
+pub trait LoginCredentials: serde::de::DeserializeOwned + Send + 'static {
+    /// Who the login is for, as sent (the user name, the e-mail address): what the lock-out
+    /// counts failures against. A NUL in it is refused (400) before anything counts it.
+    fn login_name(&self) -> &str;
+}
+
+impl LoginCredentials for Credentials {
+    fn login_name(&self) -> &str {
+        &self.username
+    }
+}
+
+/// Why a credential check written as a closure or an async function could not be made: any
+/// error converts into it with `?` (as into `anyhow::Error`), or make one from a message with
+/// [`CheckError::msg`]. Its text is logged at `warn`, never sent to the client.
+pub struct CheckError(Box<dyn StdError + Send + Sync>);
+
+impl CheckError {
+    /// An error with this message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self(message.to_string().into())
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for CheckError {
+    fn from(error: E) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl From<CheckError> for Box<dyn StdError + Send + Sync> {
+    fn from(error: CheckError) -> Self {
+        error.0
+    }
+}
+
+impl fmt::Debug for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// The app's credential check, in the way of axum-login's `AuthnBackend`: the credentials in
+/// (`C`, [`Credentials`] unless the app logs in with a shape of its own); `Ok(Some(…))` with
+/// the user id and roles when they are right, `Ok(None)` when they are wrong (unknown user or
+/// wrong password: the client is told the same), `Err` when the check could not be made (the
+/// user database is down; the client gets 503 `unavailable`, and the attempt is not counted
+/// against the client, so never answer `Err` for a wrong password).
 ///
 /// Do the same work for an unknown user as for a known one (verify against a dummy hash), and
 /// run a slow password hash on `tokio::task::spawn_blocking`: see the [module docs](self).
 ///
-/// Implemented for async functions and closures taking [`Credentials`]; implement it on a
-/// struct holding your database pool for anything larger. Object-safe
-/// (`Box<dyn CredentialCheck<Error = E>>`).
+/// Implemented for async functions and closures returning
+/// `Result<Option<Authenticated>, CheckError>` (so `?` works inside them, with no type
+/// annotation); implement it on a struct for an error type of your own. Object-safe
+/// (`Box<dyn CredentialCheck<Credentials, Error = E>>`).
 ///
 /// ```
-/// use tower_jwt_session::login::{Credentials, CredentialCheck};
-/// use tower_jwt_session::login::Authenticated;
+/// use tower_jwt_session::login::{Authenticated, CheckError, Credentials, CredentialCheck};
 ///
-/// #[derive(Debug)]
-/// struct DatabaseDown;
-/// impl std::fmt::Display for DatabaseDown {
-///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-///         f.write_str("the user database is unreachable")
-///     }
-/// }
-/// impl std::error::Error for DatabaseDown {}
-///
-/// struct Users; // holds the database pool
-///
-/// #[async_trait::async_trait]
-/// impl CredentialCheck for Users {
-///     type Error = DatabaseDown;
-///
-///     async fn check(&self, credentials: Credentials) -> Result<Option<Authenticated>, DatabaseDown> {
-///         // Look the user up, verify the password hash (a dummy one for unknown users)…
-///         # let _ = credentials;
-///         Ok(None)
+/// #[derive(Clone)]
+/// struct Pool; // the app's database pool
+/// impl Pool {
+///     async fn roles_of(&self, user: &str) -> Result<Option<Vec<String>>, std::io::Error> {
+///         Ok((user == "alice").then(|| vec!["user".to_owned()]))
 ///     }
 /// }
 ///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let check: Box<dyn CredentialCheck<Error = DatabaseDown>> = Box::new(Users);
-/// assert_eq!(check.check(Credentials::new("alice", "guess")).await.unwrap(), None);
-/// # }
+/// fn needs_a_check<C: CredentialCheck>(_: C) {}
+///
+/// let pool = Pool;
+/// // A closure capturing the pool: `?` converts the pool's error, nothing is annotated.
+/// needs_a_check(move |c: Credentials| {
+///     let pool = pool.clone();
+///     async move {
+///         let Some(roles) = pool.roles_of(&c.username).await? else { return Ok(None) };
+///         Ok(Some(Authenticated::new(c.username, roles)))
+///     }
+/// });
 /// ```
 #[async_trait::async_trait]
-pub trait CredentialCheck: Send + Sync + 'static {
+pub trait CredentialCheck<C: LoginCredentials = Credentials>: Send + Sync + 'static {
     /// Why the check could not be made. Anything that converts into a boxed error: your error
-    /// type, `Box<dyn Error + Send + Sync>`, a `String`, or [`Infallible`](std::convert::Infallible).
+    /// type, [`CheckError`], a `String`, or [`Infallible`](std::convert::Infallible).
     type Error: Into<Box<dyn StdError + Send + Sync>> + Send + 'static;
 
     /// Checks `credentials`.
@@ -284,19 +347,19 @@ pub trait CredentialCheck: Send + Sync + 'static {
     /// # Errors
     /// When the check could not be made, and only then; the login is answered 503
     /// `unavailable` and the attempt is not counted as a failure.
-    async fn check(&self, credentials: Credentials) -> Result<Option<Authenticated>, Self::Error>;
+    async fn check(&self, credentials: C) -> Result<Option<Authenticated>, Self::Error>;
 }
 
 #[async_trait::async_trait]
-impl<F, Fut, E> CredentialCheck for F
+impl<F, Fut, C> CredentialCheck<C> for F
 where
-    F: Fn(Credentials) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Option<Authenticated>, E>> + Send,
-    E: Into<Box<dyn StdError + Send + Sync>> + Send + 'static,
+    F: Fn(C) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Authenticated>, CheckError>> + Send,
+    C: LoginCredentials,
 {
-    type Error = E;
+    type Error = CheckError;
 
-    async fn check(&self, credentials: Credentials) -> Result<Option<Authenticated>, E> {
+    async fn check(&self, credentials: C) -> Result<Option<Authenticated>, CheckError> {
         self(credentials).await
     }
 }

@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use http_body_util::Full;
 use serde::Deserialize;
 use tower_service::Service;
 
-use super::{Authenticated, CredentialCheck, Credentials, origin};
+use super::{Authenticated, CredentialCheck, Credentials, LoginCredentials, origin};
 use crate::cookie::Delivery;
 use crate::deadline::{RequestStart, excluding};
 use crate::error::{ErrorCode, json_error};
@@ -38,29 +39,34 @@ use crate::telemetry::Escaped;
 /// tracker). Under axum, mount it with `Router::route_service(path, service)`; nested with
 /// `nest_service`, where axum strips the path, it answers at `/` as well.
 #[must_use]
-pub struct LoginService<C> {
+pub struct LoginService<K, C = Credentials> {
     manager: SessionManager,
-    check: Arc<C>,
+    check: Arc<K>,
     path: Arc<str>,
     attempts: AttemptTracker,
+    rate_limited: bool,
+    credentials: PhantomData<fn(C)>,
 }
 
-impl<C> Clone for LoginService<C> {
+impl<K, C> Clone for LoginService<K, C> {
     fn clone(&self) -> Self {
         Self {
             manager: self.manager.clone(),
             check: self.check.clone(),
             path: self.path.clone(),
             attempts: self.attempts.clone(),
+            rate_limited: self.rate_limited,
+            credentials: PhantomData,
         }
     }
 }
 
-impl<C> fmt::Debug for LoginService<C> {
+impl<K, C> fmt::Debug for LoginService<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoginService")
             .field("path", &self.path)
             .field("attempts", &self.attempts)
+            .field("rate_limited", &self.rate_limited)
             .finish_non_exhaustive()
     }
 }
@@ -70,16 +76,29 @@ impl<C> fmt::Debug for LoginService<C> {
 pub type LoginFuture =
     Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
-impl<C: CredentialCheck> LoginService<C> {
+impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
     /// The login route of `manager` at `/api/auth/login`, checking credentials with `check`,
-    /// and counting failures in an in-memory [`AttemptTracker`] with its default settings.
-    pub fn new(manager: &SessionManager, check: C) -> Self {
+    /// protected as the [module docs](super) say: every request counts against the per-client
+    /// rate limit, and every attempt against the lock-out, both kept where the manager keeps
+    /// its sessions ([`SessionManager::limits`]).
+    pub fn new(manager: &SessionManager, check: K) -> Self {
         Self {
             manager: manager.clone(),
             check: Arc::new(check),
             path: "/api/auth/login".into(),
-            attempts: AttemptTracker::default(),
+            attempts: manager.limits().attempts().clone(),
+            rate_limited: true,
+            credentials: PhantomData,
         }
+    }
+
+    /// Does not count requests against the per-client rate limit: for an app that limits
+    /// them another way (a proxy, a gateway). Requests behind a
+    /// [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) are not counted twice
+    /// anyway. The lock-out stays on.
+    pub fn without_rate_limit(mut self) -> Self {
+        self.rate_limited = false;
+        self
     }
 
     /// Serves at `path`. The default is `/api/auth/login`.
@@ -89,19 +108,19 @@ impl<C: CredentialCheck> LoginService<C> {
         self
     }
 
-    /// Counts failed logins in `tracker`: share one with the
-    /// [`TokenRoutes`](crate::TokenRoutes), or give it a shared backend so that several
-    /// instances count together. The default is an in-memory tracker with the default
-    /// settings, per service (clones share it).
+    /// Counts failed logins in `tracker` instead of the manager's. The default is the
+    /// manager's tracker ([`SessionManager::limits`]), shared with its
+    /// [`TokenRoutes`](crate::TokenRoutes) and kept where its sessions are.
     pub fn attempt_tracker(mut self, tracker: AttemptTracker) -> Self {
         self.attempts = tracker;
         self
     }
 }
 
-impl<C, B> Service<Request<B>> for LoginService<C>
+impl<K, C, B> Service<Request<B>> for LoginService<K, C>
 where
-    C: CredentialCheck,
+    K: CredentialCheck<C>,
+    C: LoginCredentials,
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -127,15 +146,10 @@ where
     }
 }
 
-/// The login body. Fields are optional here so that a missing one is a 400 with a message
-/// that names the fields.
+/// What the login body says beside the credentials.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct LoginBody {
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
+struct Delivered {
     #[serde(default)]
     refresh_token_delivery: Option<Delivery>,
 }
@@ -155,8 +169,36 @@ fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
     None
 }
 
-impl<C: CredentialCheck> LoginService<C> {
+impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
     async fn handle<B>(&self, req: Request<B>) -> Response<Bytes>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (mut parts, body) = req.into_parts();
+        let decision = match self
+            .manager
+            .limits()
+            .admit(
+                self.rate_limited,
+                parts.uri.path(),
+                &parts.headers,
+                &mut parts.extensions,
+            )
+            .await
+        {
+            Ok(decision) => decision,
+            Err(refused) => return refused,
+        };
+        let mut res = self.login(Request::from_parts(parts, body)).await;
+        if let Some(decision) = decision {
+            crate::rate_limit::set_headers(res.headers_mut(), &decision);
+        }
+        res
+    }
+
+    async fn login<B>(&self, req: Request<B>) -> Response<Bytes>
     where
         B: Body + Send + 'static,
         B::Data: Send,
@@ -177,25 +219,34 @@ impl<C: CredentialCheck> LoginService<C> {
         );
         let (parts, body) = req.into_parts();
         // The client's upload is the client's time, not the store's budget.
-        let body: LoginBody = match excluding(read_json(&parts.headers, body)).await {
+        let body: serde_json::Value = match excluding(read_json(&parts.headers, body)).await {
             Ok(body) => body,
             Err(res) => return res,
         };
-        let (Some(username), Some(password)) = (body.username, body.password) else {
-            return bad_request("send a JSON object with string fields `username` and `password`");
+        let delivery = serde_json::from_value::<Delivered>(body.clone())
+            .ok()
+            .and_then(|d| d.refresh_token_delivery)
+            .unwrap_or_default();
+        let credentials: C = match serde_json::from_value(body) {
+            Ok(credentials) => credentials,
+            Err(error) => {
+                return bad_request(&format!(
+                    "the login body does not hold the credentials this route takes: {}",
+                    Escaped::with_max_len(&error.to_string(), 200)
+                ));
+            }
         };
+        let username = credentials.login_name();
         // No store keeps a NUL in a name (a PostgreSQL `text` column refuses it): bad input,
         // refused before the attempt tracker or the credential check sees it.
         if username.contains('\0') {
             return bad_request("the user name must not contain a NUL character");
         }
-        let delivery = body.refresh_token_delivery.unwrap_or_default();
-        let user = Escaped::new(&username).to_string();
-        let attempt = match self.reserve(&username, ip, &user).await {
+        let user = Escaped::new(username).to_string();
+        let attempt = match self.reserve(username, ip, &user).await {
             Ok(attempt) => attempt,
             Err(res) => return res,
         };
-        let credentials = Credentials { username, password };
         match self.verify(credentials, attempt, &user, ip).await {
             Ok((authenticated, attempt)) => {
                 self.issue(&authenticated, attempt, delivery, ip, device)
@@ -256,11 +307,8 @@ impl<C: CredentialCheck> LoginService<C> {
         ip: Option<IpAddr>,
         user: &str,
     ) -> Result<Option<LoginAttempt>, Response<Bytes>> {
+        // Said at warn once, and in health, by the admission.
         let Some(ip) = ip else {
-            tracing::debug!(
-                user = %user,
-                "no client address (no ClientRateLimitLayer, PeerAddr or ConnectInfo): the attempt is not counted"
-            );
             return Ok(None);
         };
         let attempt = match self.attempts.begin_login(username, ip).await {
@@ -286,7 +334,7 @@ impl<C: CredentialCheck> LoginService<C> {
     /// is (or is not) created.
     async fn verify(
         &self,
-        credentials: Credentials,
+        credentials: C,
         attempt: Option<LoginAttempt>,
         user: &str,
         ip: Option<IpAddr>,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SharedClock, SystemClock, duration_ms};
 use crate::config::{ConfigError, SessionConfig, StoreSettings};
+use crate::rate_limit::Limits;
 use crate::store::{Lifetimes, MemoryStore, SessionStore};
 use crate::token::TokenCodec;
 use crate::token::refresh::RefreshKeys;
@@ -39,6 +40,8 @@ pub struct SessionManagerBuilder {
     hook: Option<Arc<dyn RefreshHook>>,
     hook_timeout: Duration,
     store_timeout: Option<Duration>,
+    #[cfg(feature = "postgres")]
+    pool: Option<sqlx::PgPool>,
 }
 
 impl fmt::Debug for dyn RefreshHook {
@@ -91,12 +94,89 @@ impl SessionManagerBuilder {
         self
     }
 
-    /// Builds the manager.
+    /// The app's own PostgreSQL pool, for the sessions and their protections, instead of a
+    /// pool of the crate's: the store's tables (under `DATABASE_TABLE_PREFIX`), its migrations
+    /// (`DATABASE_MIGRATE`) and sealing (`SESSION_ENCRYPTION_KEY`) are as
+    /// [`PostgresSettings`](crate::config::PostgresSettings) say, and
+    /// [`connect`](Self::connect) opens one more connection of its own, to `LISTEN` for
+    /// revocations (a pooled connection cannot hold a `LISTEN`). The store's queries then share
+    /// the pool's limit with the app's; the store's statement timeout is not set on them (its
+    /// own timeout still ends each call, and its writes never wait for a lock inside the
+    /// database).
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn postgres_pool(mut self, pool: sqlx::PgPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Opens the store the configuration names (memory, Redis or PostgreSQL: `SESSION_STORE`,
+    /// `REDIS_URL`, `DATABASE_URL`), or takes the one given ([`store`](Self::store), or the
+    /// app's own [PostgreSQL pool](Self::postgres_pool)); claims its key prefix for this
+    /// application (a second application with other keys on the same prefix is refused);
+    /// puts the rate limit, the login lock-out and the failed-refresh tracking on the same
+    /// store; and logs once, at `info`, where the sessions and the protections live (passwords
+    /// redacted). The one way to start: [`SessionManager::from_env`] is this on
+    /// [`SessionConfig::from_env`].
+    ///
+    /// ```no_run
+    /// use tower_jwt_session::manager::{HookError, RefreshContext, Refreshed};
+    /// use tower_jwt_session::{SessionConfig, SessionManager};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(SessionConfig::from_env()?)
+    ///     .refresh_hook(|context: RefreshContext| async move {
+    ///         Ok::<_, HookError>(Refreshed::new(&context.roles))
+    ///     })
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StartupError::Config`] when the configuration does not validate or names a store this
+    /// build has no feature for, [`StartupError::Store`] when the store cannot be opened or
+    /// claimed.
+    pub async fn connect(mut self) -> Result<SessionManager, StartupError> {
+        if self.store.is_none() {
+            self.store = Some(self.open_store().await?);
+        }
+        let manager = self.build()?;
+        let limits = manager.limits();
+        tracing::info!(
+            store = manager.store_kind(),
+            limits = limits.kind(),
+            "sessions, rate limits and lock-outs kept in {} ({})",
+            manager.store_kind(),
+            if limits.kind() == "memory" {
+                "this process only"
+            } else {
+                "shared by every instance"
+            }
+        );
+        Ok(manager)
+    }
+
+    async fn open_store(&mut self) -> Result<Arc<dyn SessionStore>, StartupError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pool) = self.pool.take() {
+            let settings = self.config.postgres();
+            let store = crate::store::PostgresStore::with_pool(pool, settings).await?;
+            store.claim(&self.config).await?;
+            return Ok(Arc::new(store));
+        }
+        open_store(&self.config).await
+    }
+
+    /// Builds the manager on the store given ([`store`](Self::store)), or on a new
+    /// [`MemoryStore`]: no I/O, for tests and for stores of your own.
+    /// [`connect`](Self::connect) opens the store the configuration names.
     ///
     /// # Errors
     /// [`ConfigError`] when the configuration does not validate, and [`ConfigError::Conflict`]
-    /// when no store was given but the configuration names a Redis store (see
-    /// [`SessionManager::connect`]).
+    /// when no store was given but the configuration names a Redis or PostgreSQL store (which
+    /// [`connect`](Self::connect) opens).
     pub fn build(self) -> Result<SessionManager, ConfigError> {
         let config = self.config;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -105,6 +185,7 @@ impl SessionManagerBuilder {
             Some(store) => store,
             None => default_store(&config)?,
         };
+        let limits = Limits::new(&config, &*store);
         let refresh_keys = RefreshKeys::from_config(&config);
         let budget = self.store_timeout.unwrap_or_else(|| config.store_timeout());
         let access_retention =
@@ -138,6 +219,7 @@ impl SessionManagerBuilder {
                 }),
                 reported: Default::default(),
                 budget,
+                limits,
             }),
         })
     }
@@ -147,7 +229,7 @@ impl SessionManager {
     /// A manager over a new [`MemoryStore`] on the system clock.
     ///
     /// For the store the environment names (Redis when `REDIS_URL` is set), use
-    /// [`from_env`](Self::from_env) or [`connect`](Self::connect).
+    /// [`from_env`](Self::from_env) or [`builder`](Self::builder)`(config).connect()`.
     ///
     /// # Errors
     /// [`ConfigError`] when the configuration does not validate, and
@@ -179,19 +261,7 @@ impl SessionManager {
     /// store URL this build has no feature for included), [`StartupError::Store`] when the
     /// store it names cannot be opened.
     pub async fn from_env() -> Result<Self, StartupError> {
-        Self::connect(SessionConfig::from_env()?).await
-    }
-
-    /// A manager on the store `config` names ([`SessionConfig::store`]): it connects to Redis
-    /// or PostgreSQL when the configuration names one (`REDIS_URL`, `DATABASE_URL`,
-    /// `SESSION_STORE`), and uses a [`MemoryStore`] otherwise. Logs once
-    /// which store it picked, passwords redacted.
-    ///
-    /// # Errors
-    /// As [`from_env`](Self::from_env).
-    pub async fn connect(config: SessionConfig) -> Result<Self, StartupError> {
-        let store = open_store(&config).await?;
-        Ok(Self::builder(config).shared_store(store).build()?)
+        Self::builder(SessionConfig::from_env()?).connect().await
     }
 
     /// A builder, to choose the store or the clock.
@@ -203,12 +273,14 @@ impl SessionManager {
             hook: None,
             hook_timeout: DEFAULT_HOOK_TIMEOUT,
             store_timeout: None,
+            #[cfg(feature = "postgres")]
+            pool: None,
         }
     }
 }
 
 /// The store of a builder given none: memory, unless the configuration names another store,
-/// which only [`SessionManager::connect`] opens.
+/// which only [`SessionManagerBuilder::connect`] opens.
 fn default_store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, ConfigError> {
     match config.store() {
         StoreSettings::Memory => Ok(Arc::new(MemoryStore::new())),
@@ -221,7 +293,7 @@ fn default_store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, Config
                 redis.urls().len()
             ),
             fix: "build the manager with SessionManager::from_env().await or \
-                  SessionManager::connect(config).await, or give the builder a store"
+                  SessionManager::builder(config).connect().await, or give the builder a store"
                 .to_owned(),
         }),
         StoreSettings::Postgres(_) => Err(ConfigError::Conflict {
@@ -231,7 +303,7 @@ fn default_store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, Config
                      process's memory"
                 .to_owned(),
             fix: "build the manager with SessionManager::from_env().await or \
-                  SessionManager::connect(config).await, give the builder a store, or set \
+                  SessionManager::builder(config).connect().await, give the builder a store, or set \
                   SESSION_STORE=memory if DATABASE_URL is for your own data"
                 .to_owned(),
         }),

@@ -18,6 +18,7 @@ use crate::clock::{SharedClock, duration_ms, system_time};
 use crate::config::SessionConfig;
 use crate::deadline;
 use crate::error::AuthError;
+use crate::rate_limit::Limits;
 use crate::revocation::SessionStatus;
 use crate::session::{ClaimsError, CustomClaims, Session, SessionId};
 use crate::store::{
@@ -48,6 +49,8 @@ struct Inner {
     reported: Reported,
     /// How long one request may wait for the store, across all its calls.
     budget: std::time::Duration,
+    /// The rate limit, the login lock-out and the failed-refresh tracking, on the store.
+    limits: Limits,
 }
 
 /// The warning codes last logged, so each is logged when it appears, not on every health call.
@@ -145,6 +148,12 @@ impl SessionManager {
     /// [`SessionLayer::from_manager`](crate::SessionLayer::from_manager) consults.
     pub fn revocation_cache(&self) -> &RevocationCache {
         &self.inner.cache
+    }
+
+    /// The protections of the login and token routes: the per-client rate limit, the login
+    /// lock-out and the failed-refresh tracking, counted where the sessions are.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// The store's short name (`memory`, `redis`).
@@ -644,7 +653,8 @@ impl SessionManager {
     /// [`SessionError::Unavailable`] when the store does not answer.
     pub async fn health(&self) -> Result<Vec<StoreWarning>, SessionError> {
         self.ping().await?;
-        let warnings = self.timed("warnings", self.inner.store.warnings()).await?;
+        let mut warnings = self.timed("warnings", self.inner.store.warnings()).await?;
+        warnings.extend(self.inner.limits.warnings());
         self.inner.reported.report(&warnings);
         Ok(warnings)
     }

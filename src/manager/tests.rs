@@ -516,7 +516,7 @@ async fn new_refuses_a_configuration_that_names_redis() {
         other => panic!("{other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains("SessionManager::connect"), "{text}");
+    assert!(text.contains("connect()"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
     // A store given explicitly is the caller's choice.
     let explicit = SessionManager::builder(redis_config("redis://127.0.0.1:1"))
@@ -527,11 +527,13 @@ async fn new_refuses_a_configuration_that_names_redis() {
 
 #[tokio::test]
 async fn connect_picks_the_store_the_configuration_names() {
-    let memory = SessionManager::connect(config()).await.unwrap();
+    let memory = SessionManager::builder(config()).connect().await.unwrap();
     assert_eq!(memory.store_kind(), "memory");
 
     // Nothing listens on port 1: the named store is opened or the start fails, never memory.
-    let unreachable = SessionManager::connect(redis_config("redis://127.0.0.1:1")).await;
+    let unreachable = SessionManager::builder(redis_config("redis://127.0.0.1:1"))
+        .connect()
+        .await;
     #[cfg(feature = "redis")]
     assert!(
         matches!(unreachable, Err(StartupError::Store(_))),
@@ -549,7 +551,7 @@ async fn connect_picks_the_store_the_configuration_names() {
         // test's key, and an app started on it next with another key refused.
         let prefix = crate::store::redis::redis_server::unique_prefix("connect");
         let config = config().with_redis(RedisSettings::new([url]).with_key_prefix(&prefix));
-        let redis = SessionManager::connect(config).await.unwrap();
+        let redis = SessionManager::builder(config).connect().await.unwrap();
         assert_eq!(redis.store_kind(), "redis");
         let pair = redis.create_session("alice", &["user"]).await.unwrap();
         assert!(redis.refresh(&pair.refresh_token).await.is_ok());
@@ -574,7 +576,7 @@ async fn a_second_application_on_one_redis_prefix_is_refused() {
         if let Some(previous) = previous {
             config = config.previous_secret(previous).unwrap();
         }
-        SessionManager::connect(config)
+        SessionManager::builder(config).connect()
     };
     let (a, b, c) = (SECRET, "b".repeat(32), "c".repeat(32));
     let first = app(a, None).await.unwrap();
@@ -616,7 +618,7 @@ async fn logout_all_fails_loudly_when_the_store_lost_the_users_index() {
     let prefix = redis_server::unique_prefix("lost-index");
     let config =
         config().with_redis(RedisSettings::new(server.urls.clone()).with_key_prefix(&prefix));
-    let m = SessionManager::connect(config).await.unwrap();
+    let m = SessionManager::builder(config).connect().await.unwrap();
     let caller = m.create_session("alice", &["user"]).await.unwrap();
     let other = m.create_session("alice", &["user"]).await.unwrap();
     let session = m.verify_access_token(&caller.access_token).await.unwrap();
@@ -678,7 +680,7 @@ async fn two_applications_starting_at_once_on_a_fresh_prefix_get_it_once() {
             let config = SessionConfig::new(secret)
                 .unwrap()
                 .with_redis(RedisSettings::new([url.clone()]).with_key_prefix(&prefix));
-            SessionManager::connect(config)
+            SessionManager::builder(config).connect()
         };
         let (a, b) = tokio::join!(app("a".repeat(32)), app("b".repeat(32)));
         assert!(a.is_ok() != b.is_ok(), "round {round}: {a:?} / {b:?}");

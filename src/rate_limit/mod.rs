@@ -130,6 +130,7 @@
 mod attempts;
 mod backend;
 mod client_ip;
+mod limits;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -147,6 +148,7 @@ pub use backend::{BackendError, RateDecision, RateLimitBackend};
 pub use client_ip::MissingRateLimitLayer;
 pub use client_ip::{ClientIp, PeerAddr};
 pub(crate) use client_ip::{IpKey, peer_ip, resolve};
+pub use limits::{Limits, RateLimiter};
 pub use memory::MemoryBackend;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -159,6 +161,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
 use crate::error::{ErrorCode, json_error};
+
+/// Marks a request a [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) has counted
+/// (or exempted), so the routes behind it count it no second time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counted;
 
 /// `RateLimit-Limit`: requests allowed per window.
 pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");

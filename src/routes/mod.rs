@@ -108,7 +108,8 @@ pub struct TokenRoutes {
     manager: SessionManager,
     layer: SessionLayer<RevocationCache>,
     prefix: Arc<str>,
-    attempts: Option<AttemptTracker>,
+    attempts: AttemptTracker,
+    rate_limited: bool,
     jwks_max_age: Duration,
 }
 
@@ -116,7 +117,8 @@ impl fmt::Debug for TokenRoutes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenRoutes")
             .field("prefix", &self.prefix)
-            .field("attempts", &self.attempts.is_some())
+            .field("attempts", &self.attempts)
+            .field("rate_limited", &self.rate_limited)
             .finish_non_exhaustive()
     }
 }
@@ -127,15 +129,30 @@ pub type TokenRoutesFuture =
     Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
 impl TokenRoutes {
-    /// The token routes of `manager` under `/api/token`.
+    /// The token routes of `manager` under `/api/token`, protected as the
+    /// [module docs](crate::routes) say: every request but health and the JWKS counts against
+    /// the per-client rate limit, and forged refresh tokens against the client's refresh
+    /// bucket of the lock-out, both kept where the manager keeps its sessions
+    /// ([`SessionManager::limits`]).
     pub fn new(manager: &SessionManager) -> Self {
         Self {
             manager: manager.clone(),
             layer: SessionLayer::from_manager(manager),
             prefix: "/api/token".into(),
-            attempts: None,
+            attempts: manager.limits().attempts().clone(),
+            rate_limited: true,
             jwks_max_age: DEFAULT_JWKS_MAX_AGE,
         }
+    }
+
+    /// Does not count requests against the per-client rate limit: for an app that limits
+    /// them another way (a proxy, a gateway). Requests behind a
+    /// [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) are not counted twice
+    /// anyway. The forged-refresh tracking stays on.
+    #[must_use]
+    pub fn without_rate_limit(mut self) -> Self {
+        self.rate_limited = false;
+        self
     }
 
     /// The `max-age` of the JWKS answer. The default is five minutes
@@ -149,16 +166,16 @@ impl TokenRoutes {
     }
 
     /// Counts forged and malformed refresh tokens (a MAC that does not verify, a token that does
-    /// not parse) per client IP in `tracker`'s refresh bucket, on every route that takes one
-    /// (`/refresh` and `/auto-refresh`, from the body or the cookie, and `/logout` through the
-    /// cookie), and answers 429 `rate_limited` there to an IP that has sent too many, for the
-    /// tracker's cool-down. A well-formed token of an ended session (`token_revoked`, `token_expired`,
-    /// `session_expired`, `refresh_token_reused`) is not counted, nor is a failed login. Needs
-    /// the client IP that [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) puts into the request;
-    /// without that layer in front, nothing is counted. The default is no tracking.
+    /// not parse) per client in `tracker`'s refresh bucket instead of the manager's, on every
+    /// route that takes one (`/refresh` and `/auto-refresh`, from the body or the cookie, and
+    /// `/logout` through the cookie), and answers 429 `rate_limited` there to a client that has
+    /// sent too many, for the tracker's cool-down. A well-formed token of an ended session
+    /// (`token_revoked`, `token_expired`, `session_expired`, `refresh_token_reused`) is not
+    /// counted, nor is a failed login. The default is the manager's tracker
+    /// ([`SessionManager::limits`]).
     #[must_use]
     pub fn attempt_tracker(mut self, tracker: AttemptTracker) -> Self {
-        self.attempts = Some(tracker);
+        self.attempts = tracker;
         self
     }
 
@@ -277,7 +294,32 @@ impl TokenRoutes {
         // span entered on the thread while this request waits, and every request polled there
         // meanwhile would nest inside it.
         let span = tracing::debug_span!("token_route", route = route.name());
-        self.dispatch(route, req).instrument(span).await
+        async {
+            // Health probes and verifiers fetching the keys are never limited.
+            let count = self.rate_limited && !matches!(route, Route::Health | Route::Jwks);
+            let (mut parts, body) = req.into_parts();
+            let decision = match self
+                .manager
+                .limits()
+                .admit(
+                    count,
+                    parts.uri.path(),
+                    &parts.headers,
+                    &mut parts.extensions,
+                )
+                .await
+            {
+                Ok(decision) => decision,
+                Err(refused) => return refused,
+            };
+            let mut res = self.dispatch(route, Request::from_parts(parts, body)).await;
+            if let Some(decision) = decision {
+                crate::rate_limit::set_headers(res.headers_mut(), &decision);
+            }
+            res
+        }
+        .instrument(span)
+        .await
     }
 
     async fn dispatch<B>(&self, route: Route, req: Request<B>) -> Answer

@@ -101,7 +101,7 @@ impl TokenRoutes {
     /// [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) resolved.
     pub(super) fn refresh_tracking(&self, extensions: &http::Extensions) -> Tracked<'_> {
         let ip = extensions.get::<ClientIp>()?.0;
-        Some((self.attempts.as_ref()?, ip))
+        Some((&self.attempts, ip))
     }
 
     pub(super) fn refresh_failed(&self, error: &SessionError, from_cookie: bool) -> Answer {

@@ -418,6 +418,26 @@ impl fmt::Display for StoreWarning {
     }
 }
 
+/// Where a store keeps its state, so that the protections around the sessions (the per-client
+/// rate limit, the login lock-out, the failed-refresh tracking) keep theirs in the same place,
+/// on the same connection: shared by every instance when the sessions are.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Backing {
+    /// In this process only: the memory store, or a store of your own that names no shared
+    /// connection (the protections then count per instance, said at `warn` when the store is
+    /// not the memory store).
+    Process,
+    /// A Redis or Redis Cluster connection.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    Redis(redis::RedisConnection),
+    /// A PostgreSQL pool.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    Postgres(postgres::PostgresConnection),
+}
+
 /// What a store tells the revocation cache about revocations it learns of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -522,6 +542,12 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Where the store keeps its state, for the protections that share it
+    /// ([`Backing::Process`] by default).
+    fn backing(&self) -> Backing {
+        Backing::Process
+    }
 
     /// What in the store's own setup can lose sessions or logouts without an error (a Redis
     /// that evicts keys under memory pressure, say): health reports show their codes, the

@@ -146,7 +146,9 @@ pub fn router(manager: &SessionManager, limits: RateLimitConfig) -> Router {
 
 /// alice, bob (role `user`) and admin (`user`, `admin`), each with the password
 /// `<name>-password`: the example's users, without argon2. Every suite's credential check.
-pub async fn check_password(c: Credentials) -> Result<Option<Authenticated>, Infallible> {
+pub async fn check_password(
+    c: Credentials,
+) -> Result<Option<Authenticated>, tower_jwt_session::login::CheckError> {
     let roles: &[&str] = match c.username.as_str() {
         "alice" | "bob" => &["user"],
         "admin" => &["user", "admin"],

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use http::Request;
 
 use super::future::{HitFuture, RateLimitWait};
-use super::layer::Shared;
 use crate::deadline::RequestStart;
 use crate::guard::{Check, Guarded, Verdict};
 use crate::rate_limit::{
-    ClientIp, IpKey, RateDecision, missing_peer_response, peer_ip, resolve, too_many_requests,
+    ClientIp, Counted, IpKey, RateDecision, RateLimiter, missing_peer_response, peer_ip, resolve,
+    too_many_requests,
 };
 
 /// The service made by [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer): the inner
@@ -20,11 +20,11 @@ pub type ClientRateLimit<S> = Guarded<S, RateLimitCheck>;
 /// The check of [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer).
 #[derive(Clone)]
 pub struct RateLimitCheck {
-    shared: Arc<Shared>,
+    shared: Arc<RateLimiter>,
 }
 
 impl RateLimitCheck {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<RateLimiter>) -> Self {
         Self { shared }
     }
 }
@@ -45,8 +45,9 @@ impl<B> Check<B> for RateLimitCheck {
     fn check(&self, mut req: Request<B>) -> Verdict<B, Self::Stamp, Self::Future> {
         let config = &self.shared.config;
         // The routes behind count their store deadline from here: this layer's wait on its
-        // backend is part of the request's one budget.
+        // backend is part of the request's one budget. And they count nothing again.
         req.extensions_mut().insert(RequestStart::now());
+        req.extensions_mut().insert(Counted);
         if config.is_exempt(req.uri().path()) {
             // Health probes and the like: not counted, never refused. The client address is
             // still resolved for the handler when there is one.

@@ -411,6 +411,47 @@ impl PostgresStore {
         })
     }
 
+    /// The store on the app's own pool: the tables, migrations and sealing `settings` name
+    /// (its URL and pool size are not used), and one connection of its own for `LISTEN`, made
+    /// with the pool's connect options. Prefer
+    /// [`SessionManagerBuilder::postgres_pool`](crate::manager::SessionManagerBuilder::postgres_pool),
+    /// which also claims the prefix and puts the protections on the same pool.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn with_pool(pool: PgPool, settings: &PostgresSettings) -> Result<Self, StoreError> {
+        let timeout = settings.timeout();
+        let tables = Tables::new(settings.table_prefix());
+        let cipher = Cipher::new(
+            settings.encryption_keys(),
+            settings.accepts_unsealed_records(),
+        );
+        let setup: Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + '_>> =
+            Box::pin(async {
+                let mut conn = pool.acquire().await.map_err(db_error)?;
+                prepare(&mut conn, &tables, settings.migrate()).await?;
+                check_key(&mut conn, &tables, cipher.as_ref()).await
+            });
+        tokio::time::timeout(timeout.max(Duration::from_secs(10)), setup)
+            .await
+            .map_err(|_| StoreError::Timeout)??;
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(timeout.max(Duration::from_secs(1)))
+            .connect_lazy_with((*pool.connect_options()).clone());
+        let sinks: Arc<Mutex<Vec<RevocationSink>>> = Arc::default();
+        let listener = tokio::spawn(listen(listener_pool, tables.channel.clone(), sinks.clone()));
+        Ok(Self {
+            sql: Arc::new(Sql::new(&tables)),
+            pool,
+            tables,
+            cipher,
+            timeout,
+            sinks,
+            listener,
+        })
+    }
+
     /// Creates or upgrades the store's tables under the prefix `settings` name, and returns:
     /// the migration step of a deployment whose application runs with `DATABASE_MIGRATE=off`
     /// and `SELECT`, `INSERT`, `UPDATE`, `DELETE` rights only. Run it as a user that may
@@ -1111,6 +1152,10 @@ impl SessionStore for PostgresStore {
 
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn backing(&self) -> crate::store::Backing {
+        crate::store::Backing::Postgres(self.connection())
     }
 }
 

@@ -615,6 +615,10 @@ impl SessionStore for RedisStore {
     fn kind(&self) -> &'static str {
         "redis"
     }
+
+    fn backing(&self) -> crate::store::Backing {
+        crate::store::Backing::Redis(self.connection())
+    }
 }
 
 /// The warning for a Redis whose `INFO memory` says it evicts keys when full.
