@@ -68,6 +68,25 @@ where
     parse_json(&bytes)
 }
 
+/// Reads a JSON object body of at most [`MAX_BODY_BYTES`] as its bytes, for a caller that reads
+/// several types from it (the login's credentials, of the app's shape, and its own fields):
+/// 400 for a body that is not a JSON object. The caller has checked the content type.
+pub(crate) async fn read_json_object<B>(
+    headers: &HeaderMap,
+    body: B,
+) -> Result<Bytes, Response<Bytes>>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let bytes = read_capped(headers, body).await?;
+    if bytes.trim_ascii().first() != Some(&b'{') {
+        return Err(bad_request("the request body must be a JSON object"));
+    }
+    Ok(bytes)
+}
+
 /// Reads the JSON body of a route where the body is optional (the token routes):
 ///
 /// - a `Content-Type` other than `application/json` (parameters allowed) is 415, before the

@@ -25,7 +25,7 @@ use super::{Authenticated, CredentialCheck, Credentials, LoginCredentials, origi
 use crate::cookie::Delivery;
 use crate::deadline::{RequestStart, excluding};
 use crate::error::{ErrorCode, json_error};
-use crate::json_body::{bad_request, declares_json, read_json, unsupported_media_type};
+use crate::json_body::{bad_request, declares_json, read_json_object, unsupported_media_type};
 use crate::manager::{NewSession, SessionError, SessionManager};
 use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, LoginRefused, PeerAddr};
 use crate::response::{Success, TokenPairBody};
@@ -154,6 +154,27 @@ struct Delivered {
     refresh_token_delivery: Option<Delivery>,
 }
 
+/// 400 for a login body that does not hold the credentials: which field is missing or named
+/// twice, or that one has the wrong type. Never a value the client sent (serde's messages can
+/// quote one).
+fn body_refused(error: &serde_json::Error) -> Response<Bytes> {
+    let text = error.to_string();
+    let what = ["missing field `", "duplicate field `", "unknown field `"]
+        .iter()
+        .find_map(|start| {
+            let rest = text.strip_prefix(start)?;
+            let name = rest.split('`').next()?;
+            Some(format!("{}{}`", start, Escaped::with_max_len(name, 64)))
+        })
+        .unwrap_or_else(|| match error.classify() {
+            serde_json::error::Category::Data => "a field has the wrong type".to_owned(),
+            _ => "not valid JSON".to_owned(),
+        });
+    bad_request(&format!(
+        "the login body does not hold the credentials this route takes ({what}); by default send a JSON object with string fields `username` and `password`"
+    ))
+}
+
 /// The client IP: [`ClientIp`] from the rate limiter, else the peer address.
 fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
     if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
@@ -219,22 +240,18 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
         );
         let (parts, body) = req.into_parts();
         // The client's upload is the client's time, not the store's budget.
-        let body: serde_json::Value = match excluding(read_json(&parts.headers, body)).await {
+        let body = match excluding(read_json_object(&parts.headers, body)).await {
             Ok(body) => body,
             Err(res) => return res,
         };
-        let delivery = serde_json::from_value::<Delivered>(body.clone())
-            .ok()
-            .and_then(|d| d.refresh_token_delivery)
-            .unwrap_or_default();
-        let credentials: C = match serde_json::from_value(body) {
+        // Read twice from the same bytes, each refusing a member named twice.
+        let delivery = match serde_json::from_slice::<Delivered>(&body) {
+            Ok(delivered) => delivered.refresh_token_delivery.unwrap_or_default(),
+            Err(error) => return body_refused(&error),
+        };
+        let credentials: C = match serde_json::from_slice(&body) {
             Ok(credentials) => credentials,
-            Err(error) => {
-                return bad_request(&format!(
-                    "the login body does not hold the credentials this route takes: {}",
-                    Escaped::with_max_len(&error.to_string(), 200)
-                ));
-            }
+            Err(error) => return body_refused(&error),
         };
         let username = credentials.login_name();
         // No store keeps a NUL in a name (a PostgreSQL `text` column refuses it): bad input,

@@ -491,6 +491,11 @@ impl SessionManager {
                 return Err(SessionError::Hook(HookFailure::TimedOut(hook.timeout)));
             }
         };
+        if answer.user_gone {
+            let ended = self.revoke_all_ids(&user_id).await?;
+            tracing::info!(user_id = %Escaped::new(&user_id), sessions = ended.len(), "the refresh hook says the user is gone: every session of the user ended");
+            return Err(SessionError::Revoked);
+        }
         let update = answer.into_update();
         if let Err(SessionError::InvalidInput(why)) = check_input(&user_id, &update.roles) {
             let error = ClaimsError::InvalidRoles(why);
@@ -586,7 +591,24 @@ impl SessionManager {
         Ok(revoked.len())
     }
 
-    /// Ends every session of a user now. Returns how many were live.
+    /// Ends every session of a user now, on every instance (within the revocation cache's
+    /// second elsewhere): the call for a user deleted or disabled, or a role taken away that
+    /// must not wait for the next refresh (a refresh hook moves roles at the next refresh; this
+    /// ends the access tokens that carry the old ones too). Returns how many were live.
+    ///
+    /// ```
+    /// use tower_jwt_session::{SessionConfig, SessionManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let pair = manager.create_session("mallory", &["admin"]).await?;
+    /// // The admin role is taken away: every token that carries it stops working now.
+    /// assert_eq!(manager.revoke_all("mallory").await?, 1);
+    /// assert!(manager.verify_access_token(&pair.access_token).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`SessionError::Unavailable`] when the store cannot be reached.

@@ -62,6 +62,16 @@ impl TokenRoutes {
             .map_err(|error| auth_error_response(self.manager.codec().realm(), error))
     }
 
+    /// `GET sessions`: the caller's own sessions, as `session-stats/{userId}` lists them.
+    pub(super) async fn own_sessions(&self, headers: &HeaderMap) -> Answer {
+        let caller = match self.authenticate(headers).await {
+            Ok(session) => session,
+            Err(res) => return res,
+        };
+        let user = caller.user_id().to_owned();
+        self.list_sessions(&caller, user).await
+    }
+
     pub(super) async fn session_stats(&self, headers: &HeaderMap, raw_user: &str) -> Answer {
         let caller = match self.authenticate(headers).await {
             Ok(session) => session,
@@ -81,6 +91,11 @@ impl TokenRoutes {
                 "you may only see your own sessions unless you have the admin role",
             );
         }
+        self.list_sessions(&caller, user).await
+    }
+
+    /// The live sessions of `user`, for `caller` (who is allowed to see them).
+    async fn list_sessions(&self, caller: &crate::Session, user: String) -> Answer {
         let sessions = match self.manager.sessions(&user).await {
             Ok(sessions) => sessions,
             Err(error) => return session_error(&error),

@@ -6,6 +6,7 @@
 //! | `POST {prefix}/validate` `{accessToken}` | — | what the layer would think of the token |
 //! | `POST {prefix}/auto-refresh` `{accessToken, refreshToken}` | — | refreshes only when due |
 //! | `GET {prefix}/session-stats/{userId}` | Bearer | the user's live sessions (self or `admin`) |
+//! | `GET {prefix}/sessions` | Bearer | the caller's own live sessions, the same rows |
 //! | `GET {prefix}/health` | — | `{status, store}`, 503 when the store is down |
 //! | `POST {prefix}/logout` | Bearer, or the refresh cookie | ends the caller's session |
 //! | `POST {prefix}/logout-all` | Bearer | ends all the caller's sessions |
@@ -249,6 +250,7 @@ impl TokenRoutes {
             "/logout-all" => (Method::POST, Route::LogoutAll),
             JWKS_PATH => (Method::GET, Route::Jwks),
             "/logout-others" => (Method::POST, Route::LogoutOthers),
+            "/sessions" => (Method::GET, Route::OwnSessions),
             other => match other.strip_prefix("/session-stats/") {
                 Some(user) if !user.is_empty() && !user.contains('/') => {
                     (Method::GET, Route::SessionStats(user.to_owned()))
@@ -366,6 +368,7 @@ impl TokenRoutes {
                 }
             }
             Route::SessionStats(user) => self.session_stats(&parts.headers, &user).await,
+            Route::OwnSessions => self.own_sessions(&parts.headers).await,
             Route::Health => self.health().await,
             Route::Logout => {
                 let tracked = self.refresh_tracking(&parts.extensions);
@@ -384,6 +387,7 @@ enum Route {
     Validate,
     AutoRefresh,
     SessionStats(String),
+    OwnSessions,
     Health,
     Logout,
     LogoutAll,
@@ -399,6 +403,7 @@ impl Route {
             Route::Validate => "validate",
             Route::AutoRefresh => "auto-refresh",
             Route::SessionStats(_) => "session-stats",
+            Route::OwnSessions => "sessions",
             Route::Health => "health",
             Route::Logout => "logout",
             Route::LogoutAll => "logout-all",

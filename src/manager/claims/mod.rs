@@ -98,6 +98,8 @@ pub struct RefreshContext {
 pub struct Refreshed {
     roles: Vec<String>,
     claims: CustomClaims,
+    /// The user is gone: end every session of theirs instead.
+    pub(super) user_gone: bool,
 }
 
 impl Refreshed {
@@ -106,6 +108,33 @@ impl Refreshed {
         Self {
             roles: roles.iter().map(|r| r.as_ref().to_owned()).collect(),
             claims: CustomClaims::default(),
+            user_gone: false,
+        }
+    }
+
+    /// The user may no longer have sessions (deleted, disabled, banned): every session of the
+    /// user ends now, on every instance, as [`SessionManager::revoke_all`](super::SessionManager::revoke_all)
+    /// ends them, and this refresh answers 401 `token_revoked` (the client logs in again, and
+    /// your credential check refuses it). Without this, a refresh of a user the hook cannot
+    /// find could only fail (503), again and again until the session's end, while its access
+    /// token kept working.
+    ///
+    /// ```
+    /// use tower_jwt_session::manager::{HookError, RefreshContext, Refreshed};
+    ///
+    /// async fn fresh_roles(session: RefreshContext) -> Result<Refreshed, HookError> {
+    ///     let found: Option<Vec<String>> = None; // the app's user lookup
+    ///     Ok(match found {
+    ///         Some(roles) => Refreshed::new(&roles),
+    ///         None => Refreshed::user_gone(),
+    ///     })
+    /// }
+    /// ```
+    pub fn user_gone() -> Self {
+        Self {
+            roles: Vec::new(),
+            claims: CustomClaims::default(),
+            user_gone: true,
         }
     }
 
@@ -114,6 +143,7 @@ impl Refreshed {
         Self {
             roles: context.roles.clone(),
             claims: context.claims.clone(),
+            user_gone: false,
         }
     }
 
