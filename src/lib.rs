@@ -17,7 +17,7 @@
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
-//! use tower_jwt_session::login::{Authenticated, Credentials};
+//! use tower_jwt_session::login::{Authenticated, CheckError, Credentials};
 //! use tower_jwt_session::{LoginService, Session, SessionLayer, SessionManager, TokenRoutes, require_role};
 //!
 //! async fn me(session: Session) -> String {
@@ -25,7 +25,7 @@
 //! }
 //!
 //! // Your password check: Some(user) for the right password, None otherwise.
-//! async fn check(c: Credentials) -> Result<Option<Authenticated>, std::convert::Infallible> {
+//! async fn check(c: Credentials) -> Result<Option<Authenticated>, CheckError> {
 //!     Ok((c.password == "alice-password").then(|| Authenticated::new("alice", ["user"])))
 //! }
 //!

@@ -679,7 +679,9 @@ async fn a_hung_store_answers_right_and_wrong_passwords_alike() {
         .unwrap();
     let users = Users::default();
     let in_redis = LoginService::new(&manager, users.clone()).attempt_tracker(counted_in_redis);
-    let in_memory = LoginService::new(&manager, users.clone());
+    // The manager's own tracker is in Redis too now: an in-memory one, given explicitly.
+    let in_memory =
+        LoginService::new(&manager, users.clone()).attempt_tracker(AttemptTracker::default());
     assert_eq!(send(&in_redis, build(post(), GOOD)).await.status, 200);
     assert_eq!(send(&in_redis, build(post(), WRONG)).await.status, 401);
 

@@ -59,13 +59,14 @@
 //!
 //! # Which client
 //!
-//! The tracker counts per user and client IP. The client IP is the [`ClientIp`] that
-//! [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) puts into the request (it knows the trusted
-//! proxies, so put the layer in front of this service), or else the peer address: a
-//! [`PeerAddr`](crate::rate_limit::PeerAddr) extension, or axum's `ConnectInfo<SocketAddr>`. Behind a proxy
-//! without `ClientRateLimitLayer`, the peer is the proxy and every client shares its counts. A request
-//! with no address at all is not counted and not locked out (the service logs that at `debug`):
-//! serve with connection info.
+//! The rate limit and the lock-out count per client address: the peer address of the
+//! connection (axum's `ConnectInfo<SocketAddr>`: serve with
+//! `into_make_service_with_connect_info::<SocketAddr>()`; hyper: a
+//! [`PeerAddr`](crate::rate_limit::PeerAddr) extension), or, when the peer is one of
+//! `TRUSTED_PROXIES`, the right-most `X-Forwarded-For` entry that is not. A request that reaches
+//! the service without an address cannot be counted: the service logs that once at `warn`
+//! with the fix, and `GET /api/token/health` reports `degraded` with the reason code
+//! `client_address_missing` from then on.
 //!
 //! # Unknown users and timing
 //!
@@ -86,18 +87,15 @@
 //! # Example
 //!
 //! ```
-//! use std::convert::Infallible;
 //! use axum::Router;
 //! use http::Request;
 //! use tower::ServiceExt;
-//! use tower_jwt_session::login::Credentials;
-//! use tower_jwt_session::{
-//!     login::Authenticated, LoginService, SessionConfig, SessionManager, TokenRoutes,
-//! };
+//! use tower_jwt_session::login::{Authenticated, CheckError, Credentials};
+//! use tower_jwt_session::{LoginService, SessionConfig, SessionManager, TokenRoutes};
 //!
 //! /// The app's check. A real one looks the user up and verifies a password hash, with the same
-//! /// work for unknown users: see examples/server.rs.
-//! async fn check(credentials: Credentials) -> Result<Option<Authenticated>, Infallible> {
+//! /// work for unknown users: see examples/app.rs.
+//! async fn check(credentials: Credentials) -> Result<Option<Authenticated>, CheckError> {
 //!     let ok = credentials.username == "alice" && credentials.password == "alice-password";
 //!     Ok(ok.then(|| Authenticated::new("alice", ["user"])))
 //! }
@@ -110,11 +108,14 @@
 //!     .route_service("/api/auth/login", login)
 //!     .nest_service("/api/token", TokenRoutes::new(&manager));
 //!
-//! let request = Request::post("/api/auth/login")
+//! let mut request = Request::post("/api/auth/login")
 //!     .header("content-type", "application/json")
 //!     .body(axum::body::Body::from(
 //!         r#"{"username":"alice","password":"alice-password","refreshTokenDelivery":"cookie"}"#,
 //!     ))?;
+//! // What axum's `into_make_service_with_connect_info::<SocketAddr>()` adds to each request.
+//! let peer: std::net::SocketAddr = "192.0.2.1:40000".parse()?;
+//! request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
 //! let response = app.oneshot(request).await?;
 //! assert_eq!(response.status(), 200);
 //! assert!(response.headers()["set-cookie"].to_str()?.starts_with("tjs_refresh="));

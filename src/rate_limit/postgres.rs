@@ -97,7 +97,9 @@ impl Sweeper {
     }
 }
 
-/// Rate-limit counters in PostgreSQL, so the limit holds across instances: one statement a
+/// Rate-limit counters in PostgreSQL, so the limit holds across instances (the manager puts
+/// the login and token routes' limits here by itself when its sessions are in PostgreSQL; this
+/// is for a limit of your own): one statement a
 /// request on the table `<prefix>_rate_limits`, one row per client (a keyed hash of the client
 /// when the store seals its records). Rows of ended windows are deleted in bounded batches.
 ///
@@ -107,9 +109,10 @@ impl Sweeper {
 /// ```no_run
 /// use std::sync::Arc;
 /// use tower_jwt_session::config::PostgresSettings;
+/// use tower_jwt_session::layer::ClientRateLimitLayer;
 /// use tower_jwt_session::rate_limit::{
-///     AttemptConfig, AttemptTracker, ClientRateLimitLayer, PostgresAttemptBackend,
-///     PostgresRateLimitBackend, RateLimitConfig,
+///     AttemptConfig, AttemptTracker, PostgresAttemptBackend, PostgresRateLimitBackend,
+///     RateLimitConfig,
 /// };
 /// use tower_jwt_session::store::PostgresStore;
 ///

@@ -13,15 +13,17 @@ use super::{
 };
 use crate::store::redis::RedisConnection;
 
-/// Rate-limit counters in Redis, so the limit holds across instances: one `INCR` script a
+/// Rate-limit counters in Redis, so the limit holds across instances (the manager puts the
+/// login and token routes' limits here by itself when its sessions are in Redis; this is for
+/// a limit of your own): one `INCR` script a
 /// request, keys `P:rl:{client}` expiring with their window (a keyed hash in the braces when
 /// the store seals its records).
 ///
 /// ```no_run
 /// use std::sync::Arc;
+/// use tower_jwt_session::layer::ClientRateLimitLayer;
 /// use tower_jwt_session::rate_limit::{
-///     AttemptConfig, AttemptTracker, RateLimitConfig, ClientRateLimitLayer, RedisAttemptBackend,
-///     RedisRateLimitBackend,
+///     AttemptConfig, AttemptTracker, RateLimitConfig, RedisAttemptBackend, RedisRateLimitBackend,
 /// };
 /// use tower_jwt_session::config::RedisSettings;
 /// use tower_jwt_session::store::RedisStore;

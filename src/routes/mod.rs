@@ -297,14 +297,17 @@ impl TokenRoutes {
         // meanwhile would nest inside it.
         let span = tracing::debug_span!("token_route", route = route.name());
         async {
-            // Health probes and verifiers fetching the keys are never limited.
-            let count = self.rate_limited && !matches!(route, Route::Health | Route::Jwks);
+            // Health probes and verifiers fetching the keys are never limited, and need no
+            // client address.
+            if matches!(route, Route::Health | Route::Jwks) {
+                return self.dispatch(route, req).await;
+            }
             let (mut parts, body) = req.into_parts();
             let decision = match self
                 .manager
                 .limits()
                 .admit(
-                    count,
+                    self.rate_limited,
                     parts.uri.path(),
                     &parts.headers,
                     &mut parts.extensions,
