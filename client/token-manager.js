@@ -2,7 +2,7 @@
  * tower-jwt-session browser TokenManager.
  *
  * Plain ES module, no build step, no dependencies. Keeps a JWT access token
- * fresh against the routes of tower-jwt-session (SPEC §5), one refresh at a
+ * fresh against the routes of tower-jwt-session (docs/protocol.md), one refresh at a
  * time across every tab of the origin.
  *
  *   import { TokenManager } from '/client/token-manager.js';

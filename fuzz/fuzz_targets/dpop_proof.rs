@@ -51,7 +51,11 @@ fuzz_target!(|data: &[u8]| {
     match &first {
         Ok(proof) => {
             assert_eq!(proof.jkt().len(), 43);
-            assert_eq!(again, Err(DpopError::Replayed), "an accepted proof replayed");
+            assert_eq!(
+                again,
+                Err(DpopError::Replayed),
+                "an accepted proof replayed"
+            );
         }
         Err(e) => assert_eq!(again.as_ref(), Err(e), "a refusal is stable"),
     }

@@ -17,7 +17,9 @@ use ring::signature::{self as rsig, KeyPair as _};
 
 /// About the size of a browser's ES256 proof's `header.claims`.
 fn message() -> Vec<u8> {
-    let mut m = b"eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwiY3J2IjoiUC0yNTYi".to_vec();
+    let mut m =
+        b"eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwiY3J2IjoiUC0yNTYi"
+            .to_vec();
     m.resize(420, b'A');
     m
 }
