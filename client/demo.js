@@ -3,14 +3,19 @@
 import { TokenManager } from './token-manager.js';
 
 const $ = (id) => document.getElementById(id);
-const cookieMode = new URLSearchParams(location.search).get('mode') === 'cookie';
+// The refresh token stays in the HttpOnly cookie, out of every script's reach, unless the
+// page is opened with ?mode=body (the older, less safe mode). ?dpop=1 also binds the session
+// to a non-extractable key of this browser (RFC 9449), once the server accepts DPoP.
+const params = new URLSearchParams(location.search);
+const cookieMode = params.get('mode') !== 'body';
+const dpop = params.get('dpop') === '1';
 
 // install() also sets window.tokenManager and the legacy getToken(), for the console.
-const tm = TokenManager.install({ cookieMode });
+const tm = TokenManager.install({ refreshTokenDelivery: cookieMode ? 'cookie' : 'body', dpop });
 
-$('mode-name').textContent = cookieMode ? 'an HttpOnly cookie' : 'localStorage';
-$('mode-switch').textContent = cookieMode ? 'Use localStorage instead' : 'Use the HttpOnly cookie instead';
-$('mode-switch').href = cookieMode ? '/' : '/?mode=cookie';
+$('mode-name').textContent = cookieMode ? 'an HttpOnly cookie (script never sees it)' : 'localStorage (less safe)';
+$('mode-switch').textContent = cookieMode ? 'Keep it in localStorage instead (less safe)' : 'Use the HttpOnly cookie instead';
+$('mode-switch').href = cookieMode ? '/?mode=body' : '/';
 
 let lifetimeMs = null; // length of the current token's life, for the progress bar
 

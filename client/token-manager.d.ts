@@ -16,14 +16,36 @@ export interface TokenManagerOptions {
    */
   refreshThresholdMs?: number;
   /**
-   * `true`: the refresh token lives only in the server's HttpOnly cookie and is never
-   * visible to JS: login sends `refreshTokenDelivery: 'cookie'`, so the server leaves it out
-   * of the login body (a refresh through the cookie never echoes it), and refresh sends
-   * `X-Requested-With: XMLHttpRequest`
-   * with `credentials: 'include'` and no token in the body. Default `false`
-   * (refresh token in the body, kept in `storage`).
+   * Where the refresh token lives. `'cookie'` (the default): only in the server's HttpOnly
+   * cookie, never readable by script: login sends `refreshTokenDelivery: 'cookie'`, so the
+   * server leaves it out of the login body (a refresh through the cookie never echoes it), and
+   * refresh sends `X-Requested-With: XMLHttpRequest` with `credentials: 'include'` and no token
+   * in the body. `'body'`: the refresh token comes in the response body and is kept in
+   * `storage`, where any script of the page (an XSS, an extension) can read it: less safe; use
+   * it only where the cookie cannot travel (an API on another site), and then with `dpop: true`,
+   * which makes a copied refresh token useless.
+   */
+  refreshTokenDelivery?: 'cookie' | 'body';
+  /**
+   * Older form of `refreshTokenDelivery`: `true` is `'cookie'`, `false` is `'body'`.
+   * `refreshTokenDelivery` wins when both are given. Default: cookie delivery.
    */
   cookieMode?: boolean;
+  /**
+   * Binds the session to this browser (DPoP, RFC 9449). A key pair is made with WebCrypto
+   * whose private key cannot be exported, kept in IndexedDB (one per origin, shared by its
+   * tabs, kept across reloads; in memory when IndexedDB is unavailable), and every request the
+   * manager sends (login, refresh, logout, `fetch`/`makeAuthenticatedRequest`) carries a
+   * `DPoP` proof signed with it. A token the server bound (`cnf.jkt`) is sent as
+   * `Authorization: DPoP <token>`. A `use_dpop_nonce` answer is retried once with the
+   * server's `DPoP-Nonce`. Needs a secure context (https or localhost). Default `false`.
+   */
+  dpop?: boolean;
+  /**
+   * The key type under `dpop: true`: `'auto'` (Ed25519 where the browser has it, else ES256),
+   * `'ES256'` or `'Ed25519'`. Default `'auto'`.
+   */
+  dpopAlgorithm?: 'auto' | 'ES256' | 'Ed25519';
   /** Prefix of the storage keys (`<prefix>session`, `<prefix>refresh-lease`, `<prefix>refresh-backoff`) and of the BroadcastChannel. Default `'tjs.'`. */
   storageKey?: string;
   /** Retries of a refresh after a network error, 5xx, 408 or 429 (attempts = maxRetries + 1). Default `5`. */
@@ -42,7 +64,7 @@ export interface TokenManagerOptions {
   useWebLocks?: boolean;
   /** Run the background timers. `false`: refresh only on demand. Default `true`. */
   autoRefresh?: boolean;
-  /** `credentials` of the library's own requests. Default `'include'` in cookie mode, else `'same-origin'`. */
+  /** `credentials` of the library's own requests. Default `'include'` with cookie delivery, else `'same-origin'`. */
   credentials?: RequestCredentials;
   /** Force debug logging on or off. Default: on when `localStorage.debug === 'true'`. */
   debug?: boolean;
@@ -60,9 +82,15 @@ export interface TokenManagerOptions {
 export interface TokenInfo {
   isAuthenticated: boolean;
   hasAccessToken: boolean;
-  /** `null` in cookie mode (the refresh token is not visible to JS). */
+  /** `null` with cookie delivery (the refresh token is not visible to JS). */
   hasRefreshToken: boolean | null;
+  /** Whether the refresh token is delivered as the HttpOnly cookie (`refreshTokenDelivery === 'cookie'`). */
   cookieMode: boolean;
+  refreshTokenDelivery: 'cookie' | 'body';
+  /** Whether requests carry DPoP proofs (`dpop: true`). */
+  dpop: boolean;
+  /** `'DPoP'` when the access token is bound to this browser's key (`cnf.jkt`), `'Bearer'` otherwise, null without one. */
+  tokenType: 'DPoP' | 'Bearer' | null;
   userId: string | null;
   sessionId: string | null;
   /** `roles` claim of the access token (display only, unverified). */
@@ -158,7 +186,8 @@ export class TokenManagerError extends Error {
   /**
    * The server's error code (`invalid_credentials`, `forbidden`, `rate_limited`, …), `http_<status>`
    * when the body had none, or a client code: `not_authenticated`, `network_error`, `refresh_failed`, `logged_out`,
-   * `backing_off` (a refresh allowed no retries found another tab backing off from a failed refresh).
+   * `backing_off` (a refresh allowed no retries found another tab backing off from a failed refresh),
+   * `dpop_unavailable` (`dpop: true` without WebCrypto, i.e. outside a secure context).
    */
   code: string;
   /** HTTP status, when there was a response. */
@@ -197,10 +226,20 @@ export class TokenManager {
   /** @deprecated Alias of `getAccessToken()`. */
   peekAccessToken(): string | null;
   /**
-   * `fetch` with `Authorization: Bearer`; after a 401 refreshes once and retries once.
+   * `fetch` with the access token: `Authorization: DPoP <token>` and a `DPoP` proof for a
+   * token bound to this browser's key, else `Authorization: Bearer` (with a proof too under
+   * `dpop: true`). A `use_dpop_nonce` answer is retried once with the server's nonce; after a
+   * 401 it refreshes once and retries once. Bodies must be replayable (no streams).
    * Rejects with `not_authenticated` when no session is held.
    */
   makeAuthenticatedRequest(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  /** The same as `makeAuthenticatedRequest`. */
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  /**
+   * The RFC 7638 thumbprint of this origin's DPoP key (the `cnf.jkt` a server binds the
+   * session to), making the key if there is none yet; `null` without `dpop: true`.
+   */
+  getDpopThumbprint(): Promise<string | null>;
   /** Refreshes now; resolves `true` when a fresh token is held (a sibling tab's rotation counts). Never rejects. */
   refreshAccessToken(): Promise<boolean>;
   getTokenInfo(): TokenInfo;
@@ -239,6 +278,44 @@ export function getToken(): string | null;
 
 /** Decodes a JWT payload without verifying it (display and scheduling only). */
 export function decodeJwtPayload(token: string): Record<string, unknown> | null;
+
+/** A DPoP key pair: the private key is never extractable; `jwk` holds the public members only. */
+export interface DpopKey {
+  /** The proof's `alg`: `'ES256'` (P-256) or `'EdDSA'` (Ed25519). */
+  alg: 'ES256' | 'EdDSA';
+  privateKey: CryptoKey;
+  publicKey: CryptoKey;
+  /** `{kty, crv, x, y}` (EC) or `{kty, crv, x}` (OKP). */
+  jwk: JsonWebKey;
+}
+
+/** What one DPoP proof names. */
+export interface DpopProofParams {
+  /** The request's method. */
+  htm: string;
+  /** The request's absolute URL; query and fragment are dropped. */
+  htu: string;
+  /** The access token sent with the request: its hash goes into `ath`. */
+  accessToken?: string;
+  /** The server's latest `DPoP-Nonce`. */
+  nonce?: string;
+  /** Seconds since the epoch; now by default. */
+  iat?: number;
+  /** Unique id; 128 random bits by default. */
+  jti?: string;
+}
+
+/**
+ * Makes a DPoP key pair whose private key cannot be exported: Ed25519 where the browser has it
+ * (`'auto'`, `'Ed25519'`), else ECDSA P-256. Rejects with `dpop_unavailable` without WebCrypto.
+ */
+export function generateDpopKey(algorithm?: 'auto' | 'ES256' | 'Ed25519'): Promise<DpopKey>;
+
+/** Signs a DPoP proof (RFC 9449 §4.2) for one request. */
+export function createDpopProof(key: DpopKey, params: DpopProofParams): Promise<string>;
+
+/** The RFC 7638 thumbprint (base64url SHA-256) of a public EC or OKP JWK. */
+export function dpopThumbprint(jwk: JsonWebKey): Promise<string>;
 
 export default TokenManager;
 

@@ -2,13 +2,18 @@
  * tower-jwt-session browser TokenManager.
  *
  * Plain ES module, no build step, no dependencies. Keeps a JWT access token
- * fresh against the routes of tower-jwt-session (SPEC §5), one refresh at a
+ * fresh against the routes of tower-jwt-session (docs/protocol.md), one refresh at a
  * time across every tab of the origin.
  *
  *   import { TokenManager } from '/client/token-manager.js';
- *   const tm = TokenManager.install({ cookieMode: true }); // also window.tokenManager + getToken()
+ *   const tm = TokenManager.install({ dpop: true }); // also window.tokenManager + getToken()
  *   await tm.login('alice', 'alice-password');
- *   const res = await tm.makeAuthenticatedRequest('/api/me');
+ *   const res = await tm.fetch('/api/me');
+ *
+ * By default the refresh token travels only in the server's HttpOnly cookie and is never
+ * readable by script (`refreshTokenDelivery: 'cookie'`). `dpop: true` binds the session to a
+ * key pair made with WebCrypto whose private key cannot be exported (RFC 9449): a copied
+ * access or refresh token is then useless without it.
  *
  * One file on purpose (about 1,000 lines): a page serves or copies it as it is, with no
  * bundler; its parts (public API, internals: state, storage, tabs, timers) are sections below.
@@ -39,7 +44,10 @@ const DEFAULTS = Object.freeze({
   tokenPrefix: '/api/token',
   checkIntervalMs: 5 * 60 * 1000,
   refreshThresholdMs: 15 * 60 * 1000,
-  cookieMode: false,
+  cookieMode: undefined,
+  refreshTokenDelivery: undefined,
+  dpop: false,
+  dpopAlgorithm: 'auto',
   storageKey: 'tjs.',
   maxRetries: 5,
   backoffBaseMs: 1000,
@@ -74,13 +82,7 @@ export class TokenManagerError extends Error {
   }
 }
 
-/**
- * Decodes the payload of a JWT without verifying it. For scheduling and
- * display only. Returns null when the token is not a decodable JWT.
- * @param {string} token
- * @returns {Record<string, unknown> | null}
- */
-export /** Claim names the server writes or RFC 7519 registers: never custom claims. */
+/** Claim names the server writes or RFC 7519 registers: never custom claims. */
 const RESERVED_CLAIMS = ['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'sid', 'roles', 'typ'];
 
 /**
@@ -98,7 +100,13 @@ function customClaims(payload) {
   return out;
 }
 
-function decodeJwtPayload(token) {
+/**
+ * Decodes the payload of a JWT without verifying it. For scheduling and
+ * display only. Returns null when the token is not a decodable JWT.
+ * @param {string} token
+ * @returns {Record<string, unknown> | null}
+ */
+export function decodeJwtPayload(token) {
   if (typeof token !== 'string') return null;
   const parts = token.split('.');
   if (parts.length < 2 || !parts[1]) return null;
@@ -145,6 +153,218 @@ function randomId() {
   return Math.random().toString(36).slice(2) + Date.now().toString(36);
 }
 
+// ------------------------------------------------------------------ DPoP (RFC 9449)
+
+/** IndexedDB database and object store of the DPoP key (shared by the tabs of the origin). */
+const DPOP_DB = 'tower-jwt-session';
+const DPOP_STORE = 'dpop-keys';
+/** How long opening IndexedDB may take before the key is kept in memory instead. */
+const DPOP_DB_TIMEOUT_MS = 3000;
+
+function b64url(bytes) {
+  const b = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  let bin = '';
+  for (let i = 0; i < b.length; i++) bin += String.fromCharCode(b[i]);
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function utf8(text) { return new TextEncoder().encode(text); }
+
+function subtleCrypto() {
+  const s = globalThis.crypto && globalThis.crypto.subtle;
+  if (!s) {
+    throw new TokenManagerError('dpop_unavailable',
+      'DPoP needs WebCrypto, which browsers offer only in secure contexts (https or localhost)');
+  }
+  return s;
+}
+
+/**
+ * Makes a DPoP key pair whose private key can never be exported (not even by this script):
+ * Ed25519 where the browser has it (`algorithm` 'auto' or 'Ed25519'), else ECDSA P-256.
+ * @param {'auto' | 'ES256' | 'Ed25519'} [algorithm]
+ * @returns {Promise<import('./token-manager').DpopKey>}
+ */
+export async function generateDpopKey(algorithm = 'auto') {
+  const subtle = subtleCrypto();
+  if (algorithm === 'auto' || algorithm === 'Ed25519') {
+    try {
+      const pair = await subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
+      return await dpopKeyFrom(pair, 'EdDSA');
+    } catch (err) {
+      if (algorithm === 'Ed25519') {
+        throw new TokenManagerError('dpop_unavailable', 'This browser cannot make Ed25519 keys', { cause: err });
+      }
+    }
+  } else if (algorithm !== 'ES256') {
+    throw new TypeError(`dpopAlgorithm must be 'auto', 'ES256' or 'Ed25519', not ${String(algorithm)}`);
+  }
+  const pair = await subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+  return dpopKeyFrom(pair, 'ES256');
+}
+
+async function dpopKeyFrom(pair, alg) {
+  // The public half is always exportable; only its public members go into proofs.
+  const full = await subtleCrypto().exportKey('jwk', pair.publicKey);
+  const jwk = alg === 'ES256'
+    ? { kty: 'EC', crv: 'P-256', x: full.x, y: full.y }
+    : { kty: 'OKP', crv: 'Ed25519', x: full.x };
+  return { alg, privateKey: pair.privateKey, publicKey: pair.publicKey, jwk };
+}
+
+/**
+ * The RFC 7638 thumbprint of a public JWK (base64url SHA-256): the `jkt` a server binds
+ * the session to.
+ * @param {JsonWebKey} jwk
+ * @returns {Promise<string>}
+ */
+export async function dpopThumbprint(jwk) {
+  const members = jwk.kty === 'EC' ? ['crv', 'kty', 'x', 'y'] : jwk.kty === 'OKP' ? ['crv', 'kty', 'x'] : null;
+  if (!members) throw new TypeError('only EC and OKP keys have a DPoP thumbprint here');
+  const canonical = `{${members.map((m) => `${JSON.stringify(m)}:${JSON.stringify(jwk[m])}`).join(',')}}`;
+  return b64url(await subtleCrypto().digest('SHA-256', utf8(canonical)));
+}
+
+/** `htu`: the URL without query and fragment, scheme and host lowercased, default port dropped. */
+function dpopHtu(url) {
+  const u = new URL(url);
+  return `${u.protocol}//${u.host}${u.pathname}`;
+}
+
+/**
+ * Signs a DPoP proof (RFC 9449 §4.2) for one request: `htm` its method, `htu` its URL (query
+ * and fragment are dropped), `ath` the hash of the access token sent with it, `nonce` the
+ * server's latest `DPoP-Nonce`. `jti` is 128 random bits, `iat` now unless given.
+ * @param {import('./token-manager').DpopKey} key
+ * @param {import('./token-manager').DpopProofParams} params
+ * @returns {Promise<string>}
+ */
+export async function createDpopProof(key, { htm, htu, accessToken, nonce, iat, jti } = {}) {
+  const subtle = subtleCrypto();
+  if (typeof htm !== 'string' || typeof htu !== 'string') throw new TypeError('a DPoP proof needs htm and htu');
+  const id = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(id);
+  const claims = {
+    jti: jti || b64url(id),
+    htm: htm.toUpperCase(),
+    htu: dpopHtu(htu),
+    iat: Number.isFinite(iat) ? Math.floor(iat) : Math.floor(Date.now() / 1000),
+  };
+  if (accessToken) claims.ath = b64url(await subtle.digest('SHA-256', utf8(accessToken)));
+  if (nonce) claims.nonce = nonce;
+  const header = { typ: 'dpop+jwt', alg: key.alg, jwk: key.jwk };
+  const input = `${b64url(utf8(JSON.stringify(header)))}.${b64url(utf8(JSON.stringify(claims)))}`;
+  // WebCrypto's ECDSA signature is already the raw `r || s` JWS wants.
+  const params = key.alg === 'ES256' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'Ed25519' };
+  const signature = await subtle.sign(params, key.privateKey, utf8(input));
+  return `${input}.${b64url(signature)}`;
+}
+
+function idbRequest(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+/** Opens the key database; null when IndexedDB is missing, blocked or too slow. */
+function openDpopDb() {
+  const idb = globalThis.indexedDB;
+  if (!idb || typeof idb.open !== 'function') return Promise.resolve(null);
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (db) => { if (!settled) { settled = true; clearTimeout(timer); resolve(db); } else if (db) db.close(); };
+    const timer = setTimeout(() => done(null), DPOP_DB_TIMEOUT_MS);
+    let req;
+    try { req = idb.open(DPOP_DB, 1); } catch { done(null); return; }
+    req.onupgradeneeded = () => {
+      if (!req.result.objectStoreNames.contains(DPOP_STORE)) req.result.createObjectStore(DPOP_STORE);
+    };
+    req.onsuccess = () => done(req.result);
+    req.onerror = () => done(null);
+    req.onblocked = () => done(null);
+  });
+}
+
+function isDpopKey(v) {
+  return !!v && typeof v === 'object' && v.privateKey && v.jwk && (v.alg === 'ES256' || v.alg === 'EdDSA');
+}
+
+/**
+ * The DPoP key of the origin, in IndexedDB: made once, then the same for every tab and
+ * every reload. Two tabs that start at once may both make a key; the first one stored wins,
+ * and both use it. Without IndexedDB (some private modes) the key lives in this tab's memory
+ * only, and the session cannot move to another tab.
+ */
+class DpopKeyStore {
+  constructor(id, algorithm) {
+    this.id = id;
+    this.algorithm = algorithm;
+    this.persistent = null; // true once stored in IndexedDB, false when in memory only
+    this._key = null;
+  }
+
+  get() {
+    if (!this._key) this._key = this._load().catch((err) => { this._key = null; throw err; });
+    return this._key;
+  }
+
+  async _load() {
+    const db = await openDpopDb();
+    if (!db) {
+      this.persistent = false;
+      return generateDpopKey(this.algorithm);
+    }
+    try {
+      const stored = await idbRequest(db.transaction(DPOP_STORE, 'readonly').objectStore(DPOP_STORE).get(this.id));
+      if (isDpopKey(stored)) { this.persistent = true; return stored; }
+      const fresh = await generateDpopKey(this.algorithm);
+      // Read again and write in one transaction: the first tab to commit wins.
+      const tx = db.transaction(DPOP_STORE, 'readwrite');
+      const store = tx.objectStore(DPOP_STORE);
+      let chosen = fresh;
+      const again = store.get(this.id);
+      again.onsuccess = () => {
+        if (isDpopKey(again.result)) chosen = again.result;
+        else store.put(fresh, this.id);
+      };
+      await new Promise((resolve, reject) => {
+        tx.oncomplete = resolve;
+        tx.onerror = () => reject(tx.error);
+        tx.onabort = () => reject(tx.error);
+      });
+      this.persistent = true;
+      return chosen;
+    } catch {
+      this.persistent = false;
+      return generateDpopKey(this.algorithm);
+    } finally {
+      db.close();
+    }
+  }
+}
+
+/** Whether an access token is bound to a DPoP key (its `cnf.jkt` claim). */
+function isDpopBound(token) {
+  const claims = decodeJwtPayload(token);
+  return !!(claims && claims.cnf && typeof claims.cnf === 'object' && typeof claims.cnf.jkt === 'string');
+}
+
+/**
+ * Whether a response asks for the proof again with a server nonce (RFC 9449 §8, §9): a 401
+ * whose `WWW-Authenticate` says `use_dpop_nonce`, or a 400/401 whose JSON body says so.
+ */
+async function isNonceChallenge(res) {
+  if (!res || (res.status !== 401 && res.status !== 400)) return false;
+  try {
+    if (/use_dpop_nonce/.test(res.headers.get('WWW-Authenticate') || '')) return true;
+    const body = await res.clone().json();
+    return !!body && body.error === 'use_dpop_nonce';
+  } catch {
+    return false;
+  }
+}
+
 const hasWindow = typeof window !== 'undefined' && typeof window.addEventListener === 'function';
 
 let installed = null; // instance made by TokenManager.install()
@@ -157,6 +377,18 @@ export class TokenManager {
   constructor(options = {}) {
     const o = { ...DEFAULTS };
     for (const [k, v] of Object.entries(options || {})) if (v !== undefined) o[k] = v;
+    // The refresh token is kept out of script's reach unless the page asks otherwise:
+    // `refreshTokenDelivery: 'body'` (or the older `cookieMode: false`) keeps it in storage.
+    const delivery = o.refreshTokenDelivery ?? (o.cookieMode === false ? 'body' : 'cookie');
+    if (delivery !== 'cookie' && delivery !== 'body') {
+      throw new TypeError(`refreshTokenDelivery must be 'cookie' or 'body', not ${String(delivery)}`);
+    }
+    if (!['auto', 'ES256', 'Ed25519'].includes(o.dpopAlgorithm)) {
+      throw new TypeError(`dpopAlgorithm must be 'auto', 'ES256' or 'Ed25519', not ${String(o.dpopAlgorithm)}`);
+    }
+    o.refreshTokenDelivery = delivery;
+    o.cookieMode = delivery === 'cookie';
+    o.dpop = !!o.dpop;
     this.options = o;
     this._fetch = o.fetch || ((...a) => globalThis.fetch(...a));
     this._storage = o.storage || defaultStorage();
@@ -180,13 +412,16 @@ export class TokenManager {
     this._timer = null;
     this._channel = null;
     this._cleanup = [];
+    this._dpop = o.dpop ? new DpopKeyStore(`${o.storageKey}dpop`, o.dpopAlgorithm) : null;
+    this._dpopNonces = new Map(); // origin -> the server's latest DPoP-Nonce
+    this._skewMs = 0; // the server's clock minus ours, when they differ by more than 10 s
 
     this._state = this._readStored().value;
     lastCreated = this;
 
     if (hasWindow) this._listen();
     if (o.autoRefresh) this._startTimers();
-    this._log('created', { cookieMode: o.cookieMode, authenticated: !!this._state });
+    this._log('created', { refreshTokenDelivery: delivery, dpop: o.dpop, authenticated: !!this._state });
   }
 
   /** Library version. */
@@ -254,7 +489,10 @@ export class TokenManager {
   }
 
   /**
-   * fetch() with `Authorization: Bearer`. After a 401 it refreshes once and
+   * fetch() with the access token: `Authorization: DPoP <token>` and a fresh `DPoP` proof
+   * when the token is bound to this browser's key (`dpop: true`), else `Authorization:
+   * Bearer` (with a proof too under `dpop: true`). A `use_dpop_nonce` answer is retried once
+   * with the server's nonce. After a 401 it refreshes once and
    * retries once. A response carrying `X-Token-Refresh: true` starts a
    * background refresh. Bodies must be replayable (string, Blob, FormData,
    * URLSearchParams, ArrayBuffer) for the retry.
@@ -285,6 +523,26 @@ export class TokenManager {
   }
 
   /**
+   * The same as `makeAuthenticatedRequest(input, init)`.
+   * @param {RequestInfo | URL} input
+   * @param {RequestInit} [init]
+   * @returns {Promise<Response>}
+   */
+  fetch(input, init = {}) {
+    return this.makeAuthenticatedRequest(input, init);
+  }
+
+  /**
+   * The RFC 7638 thumbprint of this origin's DPoP key (the `cnf.jkt` the server binds the
+   * session to), making the key if there is none yet; null without `dpop: true`.
+   * @returns {Promise<string | null>}
+   */
+  async getDpopThumbprint() {
+    if (!this._dpop) return null;
+    return dpopThumbprint((await this._dpop.get()).jwk);
+  }
+
+  /**
    * Refreshes now (one refresh per tab at a time; one across tabs). A rotation
    * already done by another tab counts as success. Never throws.
    * @returns {Promise<boolean>} true when a fresh access token is held
@@ -304,6 +562,9 @@ export class TokenManager {
       hasAccessToken: !!(s && s.accessToken),
       hasRefreshToken: this.options.cookieMode ? null : !!(s && s.refreshToken),
       cookieMode: !!this.options.cookieMode,
+      refreshTokenDelivery: this.options.refreshTokenDelivery,
+      dpop: !!this._dpop,
+      tokenType: s && s.accessToken ? (isDpopBound(s.accessToken) ? 'DPoP' : 'Bearer') : null,
       userId: s ? s.userId ?? null : null,
       sessionId: s ? s.sessionId ?? null : null,
       roles: claims && Array.isArray(claims.roles) ? claims.roles.slice() : [],
@@ -334,8 +595,9 @@ export class TokenManager {
 
   /**
    * POST {loginPath} {username, password}. Stores the session and tells other tabs.
-   * In cookie mode the body also carries `refreshTokenDelivery: 'cookie'`, so the server
-   * leaves the refresh token out of the response body.
+   * With cookie delivery (the default) the body also carries `refreshTokenDelivery: 'cookie'`,
+   * so the server leaves the refresh token out of the response body. Under `dpop: true` the
+   * request carries a proof, so the server can bind the session to this browser's key.
    * @returns {Promise<import('./token-manager').LoginResult>}
    * @throws {TokenManagerError} e.g. `invalid_credentials`, `network_error`
    */
@@ -651,6 +913,11 @@ export class TokenManager {
       return { kind: 'ok' };
     }
     const err = errorFrom(res, body, 'Refresh failed');
+    if (err.code === 'use_dpop_nonce') {
+      // Still asked for a nonce after sending the one given: try again later, not a logout.
+      err.retryable = true;
+      return { kind: 'retry', error: err, retryAfterMs: retryAfterMs(res) };
+    }
     if (res.status === 401 || res.status === 400) {
       // A sibling that rotated meanwhile (only possible without the lock) wins over a logout.
       const again = this._readStored();
@@ -694,9 +961,7 @@ export class TokenManager {
     let res;
     let error = null;
     try {
-      const headers = {};
-      if (token) headers.Authorization = `Bearer ${token}`;
-      res = await this._request('POST', `${this.options.tokenPrefix}${path}`, {}, { headers, csrf: this.options.cookieMode });
+      res = await this._request('POST', `${this.options.tokenPrefix}${path}`, {}, { accessToken: token, csrf: this.options.cookieMode });
     } catch (err) {
       error = new TokenManagerError('network_error', 'Logout request failed', { retryable: true, cause: err });
     }
@@ -725,31 +990,105 @@ export class TokenManager {
 
   async _sendWithToken(target, init, token) {
     const isReq = typeof Request !== 'undefined' && target instanceof Request;
-    const headers = new Headers(isReq ? target.headers : undefined);
-    if (init && init.headers) new Headers(init.headers).forEach((v, k) => headers.set(k, v));
-    headers.set('Authorization', `Bearer ${token}`);
-    return this._fetch(target, { ...init, headers });
+    const spare = isReq && this._dpop ? target.clone() : null; // for a nonce retry
+    const url = isReq ? target.url : target;
+    const send = async (t) => {
+      const headers = new Headers(isReq ? t.headers : undefined);
+      if (init && init.headers) new Headers(init.headers).forEach((v, k) => headers.set(k, v));
+      headers.set('Authorization', `${isDpopBound(token) ? 'DPoP' : 'Bearer'} ${token}`);
+      if (this._dpop) {
+        const method = (init && init.method) || (isReq ? t.method : 'GET');
+        headers.set('DPoP', await this._proof(method, url, token));
+      }
+      return this._fetch(t, { ...init, headers });
+    };
+    return this._sendWithNonceRetry(url, () => send(target), () => send(isReq ? spare : target));
   }
 
-  async _request(method, path, body, { headers = {}, csrf = false } = {}) {
+  async _request(method, path, body, { headers = {}, csrf = false, accessToken = null } = {}) {
     const o = this.options;
-    const h = { Accept: 'application/json', ...headers };
-    if (body !== null && body !== undefined) h['Content-Type'] = 'application/json';
-    if (csrf) h['X-Requested-With'] = 'XMLHttpRequest';
-    const ctl = typeof AbortController !== 'undefined' ? new AbortController() : null;
-    const timer = ctl && o.requestTimeoutMs > 0 ? setTimeout(() => ctl.abort(), o.requestTimeoutMs) : null;
-    try {
-      return await this._fetch(this._url(path), {
-        method,
-        headers: h,
-        body: body !== null && body !== undefined ? JSON.stringify(body) : undefined,
-        credentials: o.credentials || (o.cookieMode ? 'include' : 'same-origin'),
-        cache: 'no-store',
-        signal: ctl ? ctl.signal : undefined,
-      });
-    } finally {
-      if (timer) clearTimeout(timer);
+    const url = this._url(path);
+    const send = async () => {
+      const h = { Accept: 'application/json', ...headers };
+      if (body !== null && body !== undefined) h['Content-Type'] = 'application/json';
+      if (csrf) h['X-Requested-With'] = 'XMLHttpRequest';
+      if (accessToken) h.Authorization = `${isDpopBound(accessToken) ? 'DPoP' : 'Bearer'} ${accessToken}`;
+      if (this._dpop) h.DPoP = await this._proof(method, url, accessToken);
+      const ctl = typeof AbortController !== 'undefined' ? new AbortController() : null;
+      const timer = ctl && o.requestTimeoutMs > 0 ? setTimeout(() => ctl.abort(), o.requestTimeoutMs) : null;
+      try {
+        return await this._fetch(url, {
+          method,
+          headers: h,
+          body: body !== null && body !== undefined ? JSON.stringify(body) : undefined,
+          credentials: o.credentials || (o.cookieMode ? 'include' : 'same-origin'),
+          cache: 'no-store',
+          signal: ctl ? ctl.signal : undefined,
+        });
+      } finally {
+        if (timer) clearTimeout(timer);
+      }
+    };
+    return this._sendWithNonceRetry(url, send, send);
+  }
+
+  /**
+   * Sends once; under `dpop: true`, notes the server's nonce and clock, and when the answer
+   * is `use_dpop_nonce` with a nonce we did not use, sends once more (with that nonce).
+   */
+  async _sendWithNonceRetry(url, first, again) {
+    if (!this._dpop) return first();
+    const before = this._dpopNonce(url);
+    let res = await first();
+    this._observe(url, res);
+    if (await isNonceChallenge(res) && this._dpopNonce(url) && this._dpopNonce(url) !== before) {
+      this._log('server asked for a DPoP nonce; sending the request again with it');
+      res = await again();
+      this._observe(url, res);
     }
+    return res;
+  }
+
+  /** A DPoP proof for one request, signed with the origin's key. */
+  async _proof(method, url, accessToken) {
+    const key = await this._dpop.get();
+    const htu = this._absolute(url);
+    return createDpopProof(key, {
+      htm: method,
+      htu,
+      accessToken: accessToken || undefined,
+      nonce: this._dpopNonce(htu),
+      iat: (this._now() + this._skewMs) / 1000,
+    });
+  }
+
+  /** The absolute URL of a request target (relative ones against the page, then baseUrl). */
+  _absolute(url) {
+    const raw = typeof url === 'string' ? url : String(url);
+    const base = (globalThis.location && globalThis.location.href) || this.options.baseUrl || undefined;
+    try {
+      return new URL(raw, base).href;
+    } catch (err) {
+      throw new TokenManagerError('dpop_unavailable', `No absolute URL for ${raw}: set baseUrl`, { cause: err });
+    }
+  }
+
+  _dpopNonce(url) {
+    try { return this._dpopNonces.get(new URL(this._absolute(url)).origin) || null; } catch { return null; }
+  }
+
+  /** Keeps the server's latest `DPoP-Nonce`, and its clock when ours is more than 10 s off. */
+  _observe(url, res) {
+    if (!res || !res.headers) return;
+    try {
+      const nonce = res.headers.get('DPoP-Nonce');
+      if (nonce) this._dpopNonces.set(new URL(this._absolute(url)).origin, nonce);
+      const date = Date.parse(res.headers.get('Date') || '');
+      if (Number.isFinite(date)) {
+        const skew = date - this._now();
+        this._skewMs = Math.abs(skew) > 10000 ? skew : 0;
+      }
+    } catch { /* headers unreadable: keep what we had */ }
   }
 
   _url(input) {

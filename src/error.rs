@@ -39,6 +39,14 @@ pub enum ErrorCode {
     /// The server is at fault (500): the app gave a session claims the rules refuse, or a
     /// handler asked for claims of a type the token's do not fit.
     Internal,
+    /// A DPoP proof (RFC 9449) is missing or fails a check: see
+    /// [`DpopError`](crate::token::dpop::DpopError). 401, the status of a protected resource
+    /// (RFC 9449 §7.1); the token endpoint of RFC 9449 §5 answers it with 400.
+    InvalidDpopProof,
+    /// The DPoP proof lacks the server's current nonce (RFC 9449 §8, §9): the answer carries
+    /// a `DPoP-Nonce` header, and the client makes the proof again with it. 401, as
+    /// `InvalidDpopProof`.
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -60,6 +68,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Internal => "internal_error",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
         }
     }
 
@@ -73,7 +83,9 @@ impl ErrorCode {
             | ErrorCode::TokenExpired
             | ErrorCode::TokenRevoked
             | ErrorCode::RefreshTokenReused
-            | ErrorCode::SessionExpired => StatusCode::UNAUTHORIZED,
+            | ErrorCode::SessionExpired
+            | ErrorCode::InvalidDpopProof
+            | ErrorCode::UseDpopNonce => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -24,9 +24,11 @@
 //! | `jwks.rs` | [`Jwks`]: the public keys as a JWKS document, built once |
 //! | `refresh.rs` | the `tjs1.` refresh-token format |
 //! | `verified.rs` | the cache of verified tokens in front of verification |
+//! | `dpop/` | [`dpop`]: DPoP proofs (RFC 9449), the proof of possession of a token's key |
 
 mod access;
 mod claims;
+pub mod dpop;
 mod ecdsa;
 mod jwks;
 mod keys;

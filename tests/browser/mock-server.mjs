@@ -6,12 +6,17 @@
 // rotating refresh tokens with a reuse grace window and reuse detection, the
 // HttpOnly refresh cookie with the X-Requested-With CSRF check, the success /
 // error bodies, `X-Token-Refresh` hints, `WWW-Authenticate` on 401.
+// DPoP (RFC 9449), as the crate's server will do it: a login with a valid `DPoP` proof binds
+// the session to the proof's key (`cnf.jkt` in its access tokens); a bound token needs
+// `Authorization: DPoP` and a proof by that key with `ath` (as Bearer, or without a proof, it
+// is refused); refreshing a bound session needs a proof by the same key. With `dpopNonce: 1`
+// (POST /__config) every proof must carry the mock's current nonce (`use_dpop_nonce`).
 //
 // Test hooks (not part of the contract):
 //   GET  /__stats                request counters and a log of refresh requests
 //   POST /__reset                zero the counters
 //   POST /__down?ms=3000&mode=drop|503   every non-/__ route fails for that long
-//   POST /__config {accessTtlMs, thresholdMs, refreshTtlMs, sessionTtlMs, reuseGraceMs, maxSessions}
+//   POST /__config {accessTtlMs, thresholdMs, refreshTtlMs, sessionTtlMs, reuseGraceMs, maxSessions, dpopNonce}
 import http from 'node:http';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -52,6 +57,7 @@ export function createMockServer(options = {}) {
     sessionTtlMs: num(process.env.TJS_MOCK_SESSION_TTL_MS, 60 * 60 * 1000),
     reuseGraceMs: num(process.env.TJS_MOCK_REUSE_GRACE_MS, 10000),
     maxSessions: 10,
+    dpopNonce: 0,
     ...options,
   };
   const key = crypto.randomBytes(32);
@@ -62,7 +68,83 @@ export function createMockServer(options = {}) {
 
   function freshStats() {
     return { requests: 0, routes: {}, refresh: 0, refreshOk: 0, refreshGrace: 0, refreshByStatus: {},
-      reuseDetected: 0, unauthorized: 0, failedWhileDown: 0, refreshLog: [] };
+      reuseDetected: 0, unauthorized: 0, failedWhileDown: 0, refreshLog: [], dpop: [] };
+  }
+  const seenJti = new Map(); // jti -> expiry (ms)
+  let nonceGen = 1;
+  const currentNonce = () => `mock-nonce-${nonceGen}`;
+
+  /**
+   * Checks the DPoP proof of a request (RFC 9449 §4.3): one proof, typ, an asymmetric alg, a
+   * public jwk, the signature, htm, htu, iat, jti, ath, nonce. Returns { jkt } or { error, message }.
+   */
+  async function verifyDpop(req, path, accessToken) {
+    const values = req.headersDistinct?.dpop || [];
+    if (values.length === 0) return { error: 'invalid_dpop_proof', message: 'No DPoP proof', missing: true };
+    if (values.length > 1) return { error: 'invalid_dpop_proof', message: 'More than one DPoP proof' };
+    const parts = values[0].split('.');
+    if (parts.length !== 3) return { error: 'invalid_dpop_proof', message: 'Malformed proof' };
+    let header; let claims;
+    try {
+      header = JSON.parse(Buffer.from(parts[0], 'base64url'));
+      claims = JSON.parse(Buffer.from(parts[1], 'base64url'));
+    } catch { return { error: 'invalid_dpop_proof', message: 'Malformed proof' }; }
+    const bad = (message) => ({ error: 'invalid_dpop_proof', message });
+    if (header.typ !== 'dpop+jwt') return bad('typ');
+    const jwk = header.jwk;
+    if (!jwk || typeof jwk !== 'object') return bad('no jwk');
+    if (['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'].some((m) => m in jwk)) return bad('private jwk');
+    let algo; let params;
+    if (header.alg === 'ES256' && jwk.kty === 'EC' && jwk.crv === 'P-256') {
+      algo = { name: 'ECDSA', namedCurve: 'P-256' }; params = { name: 'ECDSA', hash: 'SHA-256' };
+    } else if ((header.alg === 'EdDSA' || header.alg === 'Ed25519') && jwk.kty === 'OKP' && jwk.crv === 'Ed25519') {
+      algo = { name: 'Ed25519' }; params = { name: 'Ed25519' };
+    } else return bad('alg');
+    try {
+      const key = await crypto.webcrypto.subtle.importKey('jwk', { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, algo, false, ['verify']);
+      const ok = await crypto.webcrypto.subtle.verify(params, key, Buffer.from(parts[2], 'base64url'), Buffer.from(`${parts[0]}.${parts[1]}`));
+      if (!ok) return bad('signature');
+    } catch { return bad('jwk'); }
+    if (claims.htm !== req.method) return bad('htm');
+    if (claims.htu !== `http://${req.headers.host}${path}`) return bad(`htu ${claims.htu}`);
+    const now = Date.now();
+    if (typeof claims.iat !== 'number' || Math.abs(claims.iat * 1000 - now) > 60000) return bad('iat');
+    if (typeof claims.jti !== 'string' || !claims.jti) return bad('jti');
+    for (const [jti, until] of seenJti) if (until < now) seenJti.delete(jti);
+    if (seenJti.has(claims.jti)) return bad('replayed');
+    if (accessToken && claims.ath !== crypto.createHash('sha256').update(accessToken).digest('base64url')) return bad('ath');
+    if (cfg.dpopNonce && claims.nonce !== currentNonce()) return { error: 'use_dpop_nonce', message: 'Use the DPoP-Nonce' };
+    seenJti.set(claims.jti, now + 120000);
+    const members = jwk.kty === 'EC' ? ['crv', 'kty', 'x', 'y'] : ['crv', 'kty', 'x'];
+    const canonical = `{${members.map((m) => `${JSON.stringify(m)}:${JSON.stringify(jwk[m])}`).join(',')}}`;
+    const jkt = crypto.createHash('sha256').update(canonical).digest('base64url');
+    stats.dpop.push({ path, method: req.method, jkt, alg: header.alg, ath: !!claims.ath, nonce: claims.nonce ?? null });
+    return { jkt };
+  }
+
+  /** The DPoP refusal: 401 with the DPoP challenge (resource), or 400 (login, refresh). */
+  function dpopRefusal(res, v, status) {
+    const headers = { 'DPoP-Nonce': currentNonce() };
+    if (status === 401) headers['WWW-Authenticate'] = `DPoP algs="ES256 EdDSA", error="${v.error}", error_description="${v.message}"`;
+    return fail(res, status, v.error, `DPoP proof refused: ${v.message}`, headers);
+  }
+
+  /** verifyAccess, plus DPoP: a bound token needs the DPoP scheme and a proof by its key. */
+  async function authenticate(req, path) {
+    const values = req.headersDistinct?.authorization || [];
+    const m = values.length === 1 ? /^(bearer|dpop)\s+(\S+)$/i.exec(values[0]) : null;
+    const v = verifyAccess(m ? { headers: { authorization: `Bearer ${m[2]}` } } : req);
+    if (!v.claims) return v;
+    const jkt = v.claims.cnf && v.claims.cnf.jkt;
+    if (!jkt) {
+      if (m[1].toLowerCase() === 'dpop') return { error: 'invalid_token', message: 'Token not bound to a key', presented: true };
+      return v;
+    }
+    if (m[1].toLowerCase() !== 'dpop') return { error: 'invalid_token', message: 'A bound token must be sent with the DPoP scheme', presented: true };
+    const proof = await verifyDpop(req, path, m[2]);
+    if (proof.error) return { ...proof, dpop: true, presented: true };
+    if (proof.jkt !== jkt) return { error: 'invalid_dpop_proof', message: 'Proof by another key', dpop: true, presented: true };
+    return v;
   }
   const count = (name) => { stats.routes[name] = (stats.routes[name] || 0) + 1; };
 
@@ -72,6 +154,7 @@ export function createMockServer(options = {}) {
     const exp = Math.floor((now + cfg.accessTtlMs) / 1000); // whole seconds, as a real server does
     const payload = { sub: sess.userId, sid: sess.id, jti: crypto.randomUUID(), iat: Math.floor(now / 1000),
       exp, roles: sess.roles, tenant: sess.tenant };
+    if (sess.jkt) payload.cnf = { jkt: sess.jkt };
     const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
     const sig = crypto.createHmac('sha256', key).update(input).digest();
     return { token: `${input}.${b64url(sig)}`, expiresIn: cfg.accessTtlMs };
@@ -133,6 +216,7 @@ export function createMockServer(options = {}) {
   const ok = (res, message, data, headers) => send(res, 200, { success: true, message, data }, headers);
   const fail = (res, status, error, message, headers) => send(res, status, { success: false, message, error }, headers);
   function unauthorized(res, v) {
+    if (v.dpop) return dpopRefusal(res, v, 401);
     stats.unauthorized += 1;
     const www = v.presented
       ? `Bearer realm="tjs-mock", error="invalid_token", error_description="${v.message}"`
@@ -224,7 +308,14 @@ export function createMockServer(options = {}) {
       }
       const user = USERS[b.json.username];
       if (!user || user.password !== b.json.password) return fail(res, 401, 'invalid_credentials', 'Invalid username or password');
+      let jkt = null;
+      if (req.headers.dpop) {
+        const proof = await verifyDpop(req, p);
+        if (proof.error) return dpopRefusal(res, proof, 400);
+        jkt = proof.jkt;
+      }
       const sess = createSession(user);
+      sess.jkt = jkt;
       const refreshToken = issueRefresh(sess);
       const access = signAccess(sess);
       const data = { accessToken: access.token, refreshToken, expiresIn: access.expiresIn, sessionId: sess.id, userId: user.userId };
@@ -235,7 +326,7 @@ export function createMockServer(options = {}) {
 
     if (p === '/api/me' && req.method === 'GET') {
       count('me');
-      const v = verifyAccess(req);
+      const v = await authenticate(req, p);
       if (!v.claims) { count('me401'); return unauthorized(res, v); }
       v.sess.lastActiveAt = Date.now();
       return ok(res, 'OK', { userId: v.claims.sub, sessionId: v.claims.sid, roles: v.claims.roles, tenant: v.claims.tenant }, hintHeaders(v.claims));
@@ -265,6 +356,13 @@ export function createMockServer(options = {}) {
       if (!entry) return reply(401, 'invalid_token', 'Unknown refresh token', undefined, { 'Set-Cookie': clearCookie });
       const sess = sessions.get(entry.sid);
       if (!sess || sess.revoked) return reply(401, 'token_revoked', 'Session revoked', undefined, { 'Set-Cookie': clearCookie });
+      if (sess.jkt) {
+        const proof = await verifyDpop(req, p);
+        if (proof.error || proof.jkt !== sess.jkt) {
+          log.status = 400; log.code = proof.error || 'invalid_dpop_proof';
+          return dpopRefusal(res, proof.error ? proof : { error: 'invalid_dpop_proof', message: 'Proof by another key' }, 400);
+        }
+      }
       const now = Date.now();
       if (now >= sess.expiresAt) return reply(401, 'session_expired', 'Session expired', undefined, { 'Set-Cookie': clearCookie });
       let refreshToken;
@@ -304,7 +402,7 @@ export function createMockServer(options = {}) {
     const statsMatch = /^\/api\/token\/session-stats\/([^/]+)$/.exec(p);
     if (statsMatch && req.method === 'GET') {
       count('sessionStats');
-      const v = verifyAccess(req);
+      const v = await authenticate(req, p);
       if (!v.claims) return unauthorized(res, v);
       const userId = decodeURIComponent(statsMatch[1]);
       if (userId !== v.claims.sub && !(v.claims.roles || []).includes('admin')) return fail(res, 403, 'forbidden', 'Forbidden');
@@ -323,7 +421,7 @@ export function createMockServer(options = {}) {
     const endMatch = /^\/api\/token\/sessions\/([^/]+)$/.exec(p);
     if (endMatch && req.method === 'DELETE') {
       count('endSession');
-      const v = verifyAccess(req);
+      const v = await authenticate(req, p);
       if (!v.claims) return unauthorized(res, v);
       const sess = sessions.get(decodeURIComponent(endMatch[1]));
       const admin = (v.claims.roles || []).includes('admin');
@@ -333,7 +431,7 @@ export function createMockServer(options = {}) {
     }
     if (p === '/api/token/logout-others' && req.method === 'POST') {
       count('logoutOthers');
-      const v = verifyAccess(req);
+      const v = await authenticate(req, p);
       if (!v.claims) return unauthorized(res, v);
       let revoked = 0;
       for (const s of sessions.values()) {
@@ -345,7 +443,7 @@ export function createMockServer(options = {}) {
     if ((p === '/api/token/logout' || p === '/api/token/logout-all') && req.method === 'POST') {
       const all = p.endsWith('-all');
       count(all ? 'logoutAll' : 'logout');
-      const v = verifyAccess(req);
+      const v = await authenticate(req, p);
       if (!v.claims && !all) {
         // As the real server: without a usable bearer token, /logout ends the session the refresh
         // cookie names, under the CSRF rule of a cookie refresh.
