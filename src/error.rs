@@ -1,9 +1,9 @@
-//! Typed errors and the JSON error body of SPEC §5.
+//! Typed errors and the JSON error body of [the protocol](crate::routes#routes).
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
-/// The `error` codes of the JSON error body (SPEC §5).
+/// The `error` codes of the JSON error body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -73,7 +73,7 @@ impl ErrorCode {
         }
     }
 
-    /// The HTTP status the crate answers this code with (SPEC §5), e.g. 401 for
+    /// The HTTP status the crate answers this code with, e.g. 401 for
     /// `token_expired`, 503 for `unavailable`.
     pub fn status(self) -> StatusCode {
         match self {
@@ -195,7 +195,7 @@ impl serde::Serialize for ErrorCode {
     }
 }
 
-/// The JSON error body of SPEC §5: `{"success": false, "message": …, "error": …}`, with the
+/// The JSON error body of [the protocol](crate::routes#routes): `{"success": false, "message": …, "error": …}`, with the
 /// HTTP status it goes out with (not serialized).
 ///
 /// Under the `axum` feature it is an `IntoResponse` (with `Cache-Control: no-store`).

@@ -1,10 +1,10 @@
-//! The JSON bodies of SPEC §5 as typed, `Serialize`-derived values, and (feature `axum`)
+//! The JSON bodies of [the protocol](crate::routes#routes) as typed, `Serialize`-derived values, and (feature `axum`)
 //! `IntoResponse` for them and for the crate's errors, so that `?` works in a handler.
 //!
 //! Every answer of the crate's routes is an envelope: `{"success": true, "message": …,
 //! "data": …}` ([`Success`]) or `{"success": false, "message": …, "error": …}`
 //! ([`ErrorBody`]). Field names are camelCase on the wire and times
-//! keep the units SPEC §5 gives them (`expiresIn` in milliseconds).
+//! keep the units [the protocol](crate::routes#routes) gives them (`expiresIn` in milliseconds).
 //!
 //! ```
 //! # #[cfg(feature = "axum")]
@@ -13,7 +13,7 @@
 //! use tower_jwt_session::{SessionConfig, SessionError, SessionManager, TokenPair};
 //! use tower_jwt_session::response::{Success, TokenPairBody};
 //!
-//! // `?` turns a `SessionError` into its SPEC §5 answer (401, 403, 503, …).
+//! // `?` turns a `SessionError` into its answer (401, 403, 503, …).
 //! async fn sign_in(State(manager): State<SessionManager>) -> Result<TokenPair, SessionError> {
 //!     Ok(manager.create_session("alice", &["user"]).await?)
 //! }
@@ -48,7 +48,7 @@ use crate::error::json_response;
 use crate::manager::TokenPair;
 use crate::session::SessionId;
 
-/// `{"success": true, "message": …, "data": …}`: every successful answer of SPEC §5.
+/// `{"success": true, "message": …, "data": …}`: every successful answer of [the protocol](crate::routes#routes).
 #[derive(Debug, Clone, Serialize)]
 pub struct Success<T> {
     success: bool,
@@ -95,7 +95,7 @@ pub struct TokenPairBody {
     /// The refresh token; left out when it travels in the HttpOnly cookie only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
-    /// Milliseconds until the access token expires (SPEC §5).
+    /// Milliseconds until the access token expires.
     pub expires_in: u64,
     /// The session.
     pub session_id: SessionId,

@@ -181,7 +181,7 @@ async fn a_stuck_database_means_503_never_a_success() {
     assert!(manager.refresh(&pair.refresh_token).await.is_ok());
 }
 
-/// DATABASE_URL picks PostgreSQL in `SessionManager::connect`; SESSION_STORE=memory leaves it
+/// DATABASE_URL picks PostgreSQL in `SessionManagerBuilder::connect`; SESSION_STORE=memory leaves it
 /// to the application.
 #[tokio::test]
 async fn database_url_selects_the_store_unless_session_store_says_otherwise() {
@@ -279,7 +279,7 @@ async fn a_new_instance_on_a_read_only_database_starts_degraded() {
     assert_eq!(status, 200, "{body}");
 }
 
-/// The same through the library: `SessionManager::connect` on a read-only database connects,
+/// The same through the library: `SessionManagerBuilder::connect` on a read-only database connects,
 /// and its health reports the reason code.
 #[tokio::test]
 async fn the_manager_connects_to_a_read_only_database() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// The in-process cache of revocation answers in front of the store.
 ///
-/// No environment variable sets these; the defaults follow SPEC §3 (a revocation made by
+/// No environment variable sets these; the defaults follow [the protocol](crate::routes#sessions-and-tokens) (a revocation made by
 /// another instance is seen within one second; fail closed).
 ///
 /// ```

@@ -17,7 +17,7 @@ pub enum SameSite {
 }
 
 /// The refresh-token cookie's name and attributes, and the origins trusted to refresh through
-/// the cookie alone (SPEC §5 CSRF rule).
+/// the cookie alone (the CSRF rule of [the protocol](crate::routes#the-refresh-cookie-and-csrf)).
 ///
 /// ```
 /// use tower_jwt_session::config::{CookieSettings, SameSite};

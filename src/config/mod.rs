@@ -15,7 +15,7 @@
 //! The rate limiter's settings: [`RateLimitConfig`]
 //! reads `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS` itself.
 //!
-//! Every setting has a secure default (SPEC §2); only the HMAC secret has to be supplied.
+//! Every setting has a secure default; only the HMAC secret has to be supplied.
 //! Durations take `500ms`, `90s`, `15m`, `2h`, `30d` ([`parse_duration`]). Bad values are
 //! refused with a [`ConfigError`] that names the setting, the value and the expected form;
 //! settings that contradict each other are refused with the values in force and the setting
@@ -248,7 +248,7 @@ pub(crate) fn process_env(name: &str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
 
-/// All settings of the crate, one component each, with the defaults of SPEC §2.
+/// All settings of the crate, one component each, with the defaults of [the configuration](crate::routes#configuration).
 ///
 /// Build one with [`SessionConfig::new`] and the setters, or read it from the environment with
 /// [`SessionConfig::from_env`]. Read a setting through its component:
@@ -289,7 +289,7 @@ pub struct SessionConfig {
 mod setters;
 
 impl SessionConfig {
-    /// Settings with the secure defaults of SPEC §2 and `secret` as the HMAC key (its raw bytes).
+    /// Settings with the secure defaults of [the configuration](crate::routes#configuration) and `secret` as the HMAC key (its raw bytes).
     ///
     /// # Errors
     /// [`ConfigError::WeakSecret`] when the secret is under 32 bytes or is the placeholder
@@ -315,7 +315,7 @@ impl SessionConfig {
         }
     }
 
-    /// Reads the variables of SPEC §2 ([`ENV_VARS`]) from the process environment, and logs
+    /// Reads the variables of [the configuration](crate::routes#configuration) ([`ENV_VARS`]) from the process environment, and logs
     /// at `info` what the startup rules of [`SessionRules`] adjusted.
     ///
     /// # Errors

@@ -42,7 +42,7 @@ impl Default for RateLimitConfig {
 }
 
 impl RateLimitConfig {
-    /// The defaults of SPEC §2: 100 requests per client per 15 minutes, no trusted proxies,
+    /// The defaults of [the configuration](crate::routes#configuration): 100 requests per client per 15 minutes, no trusted proxies,
     /// the system clock, and the health route of the token routes,
     /// [`DEFAULT_HEALTH_PATH`](Self::DEFAULT_HEALTH_PATH), exempt.
     pub fn new() -> Self {
@@ -62,7 +62,7 @@ impl RateLimitConfig {
     /// says otherwise.
     pub const DEFAULT_HEALTH_PATH: &'static str = "/api/token/health";
 
-    /// The defaults, with the variables of SPEC §2 read from the process environment:
+    /// The defaults, with the variables of [the configuration](crate::routes#configuration) read from the process environment:
     /// `RATE_LIMIT_WINDOW_MS` (a number of milliseconds such as `900000`, or a duration such as
     /// `15m`), `RATE_LIMIT_MAX_REQUESTS`, and `TRUSTED_PROXIES` (comma-separated networks or
     /// plain addresses, `10.0.0.0/8, fd00::/8, 192.0.2.7`; see
@@ -239,7 +239,7 @@ impl RateLimitConfig {
 
     /// Paths that are never limited: a request whose path is exactly one of these goes
     /// straight to the inner service, is not counted, and gets no `RateLimit-*` headers. The
-    /// default is [`DEFAULT_HEALTH_PATH`](Self::DEFAULT_HEALTH_PATH) alone (SPEC §5: health is
+    /// default is [`DEFAULT_HEALTH_PATH`](Self::DEFAULT_HEALTH_PATH) alone (health is
     /// never rate limited, so a load balancer probing every few seconds never marks a healthy
     /// instance down). An empty list limits every request.
     ///

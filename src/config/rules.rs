@@ -7,7 +7,7 @@ use super::duration::show;
 use super::env::Env;
 use super::{ConfigError, SessionLimitPolicy};
 
-/// The refresh-advice threshold when none is set: 15 minutes (SPEC §2), or a quarter of the
+/// The refresh-advice threshold when none is set: 15 minutes, or a quarter of the
 /// access-token lifetime when that lifetime is 15 minutes or less.
 pub const DEFAULT_REFRESH_THRESHOLD: Duration = Duration::from_secs(15 * 60);
 
@@ -20,7 +20,7 @@ pub const MAX_REUSE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long sessions and their tokens live, and how many a user may hold.
 ///
-/// Two startup rules make the settings people commonly write start (SPEC §2):
+/// Two startup rules make the settings people commonly write start:
 /// - a refresh threshold left unset is [`DEFAULT_REFRESH_THRESHOLD`] (15 minutes) when the
 ///   access token lives longer than that, and a quarter of the access-token lifetime otherwise
 ///   (`JWT_ACCESS_TOKEN_EXPIRY=10m` alone advises a refresh in the last 2m 30s);
@@ -56,7 +56,7 @@ pub struct SessionRules {
 }
 
 impl Default for SessionRules {
-    /// The defaults of SPEC §2: 2 h access tokens, 30 d refresh tokens, 90 d sessions, 10
+    /// The defaults of [the configuration](crate::routes#configuration): 2 h access tokens, 30 d refresh tokens, 90 d sessions, 10
     /// sessions per user (evict), 15 min threshold, 10 s reuse interval.
     fn default() -> Self {
         Self {

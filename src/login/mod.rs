@@ -1,4 +1,4 @@
-//! [`LoginService`]: the login route of SPEC §5, around the app's own credential check.
+//! [`LoginService`]: the login route of [the protocol](crate::routes#routes), around the app's own credential check.
 //!
 //! The app says who a user is ([`CredentialCheck`]: user name and password in, user id and
 //! roles out); the service does everything else, the same way for every app:

@@ -32,7 +32,7 @@ use crate::response::{Success, TokenPairBody};
 use crate::store::DeviceInfo;
 use crate::telemetry::Escaped;
 
-/// The login route of SPEC §5 around the app's [`CredentialCheck`]: see the
+/// The login route of [the protocol](crate::routes#routes) around the app's [`CredentialCheck`]: see the
 /// [module docs](super).
 ///
 /// A `tower::Service` for any request body; cheap to clone (clones share the check and the
@@ -405,7 +405,7 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
         Ok((authenticated, attempt))
     }
 
-    /// Creates the session and answers the SPEC §5 body with the refresh cookie.
+    /// Creates the session and answers the login body with the refresh cookie.
     async fn issue(
         &self,
         authenticated: &Authenticated,

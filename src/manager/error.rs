@@ -8,7 +8,7 @@ use crate::session::ClaimsError;
 use super::claims::HookFailure;
 use crate::store::{ReuseKind, StoreError};
 
-/// Why a session operation failed. Each maps to one status and error code of SPEC §5.
+/// Why a session operation failed. Each maps to one status and error code of [the protocol](crate::routes#routes).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {

@@ -1,4 +1,4 @@
-//! [`SessionManager`]: the one place holding the session rules of SPEC §4.
+//! [`SessionManager`]: the one place holding the session rules of [the session rules](crate::routes#sessions-and-tokens).
 
 use std::fmt;
 use std::sync::Arc;

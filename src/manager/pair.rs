@@ -13,7 +13,7 @@ pub struct TokenPair {
     pub access_token: String,
     /// The refresh token (opaque).
     pub refresh_token: String,
-    /// Time until the access token expires. On the wire (SPEC §5) it is `expiresIn` in
+    /// Time until the access token expires. On the wire it is `expiresIn` in
     /// milliseconds; `X-Token-Expires-In` gives it in seconds.
     pub expires_in: Duration,
     /// When the access token expires (its `exp`, a whole second).

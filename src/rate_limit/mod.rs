@@ -4,7 +4,7 @@
 //!
 //! # Rate limiting
 //!
-//! [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) counts requests per client IP in a fixed window (SPEC §2
+//! [`ClientRateLimitLayer`](crate::layer::ClientRateLimitLayer) counts requests per client IP in a fixed window ([the configuration](crate::routes#configuration)
 //! `RATE_LIMIT_WINDOW_MS` / `RATE_LIMIT_MAX_REQUESTS`, 15 minutes / 100 by default) and
 //!
 //! - lets a request within the limit through, adding `RateLimit-Limit`,
@@ -34,7 +34,7 @@
 //! **Health is exempt.** A request whose path is one of
 //! [`RateLimitConfig::exempt_paths`] goes straight through: not counted, never refused, no
 //! `RateLimit-*` headers. The default list holds the token routes' health check,
-//! `/api/token/health` (SPEC §5: a load balancer probing every few seconds must never get a
+//! `/api/token/health` (a load balancer probing every few seconds must never get a
 //! 429 and take the instance out of rotation). The exemption lives in the layer, so every app
 //! that wraps its token routes gets it without routing health around the limiter; set the list
 //! when the token routes are served under another prefix, or when the layer sits inside the
@@ -45,7 +45,7 @@
 //! not become an outage of login and refresh; the [`AttemptTracker`] and the sessions' own
 //! rules still hold.
 //!
-//! Apply the layer to the routes that need it (SPEC §5: `/api/auth/*` and `/api/token/*`), and
+//! Apply the layer to the routes that need it (`/api/auth/*` and `/api/token/*`), and
 //! use one layer, or its clones, wherever one budget should be shared:
 //!
 //! ```

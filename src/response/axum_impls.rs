@@ -21,7 +21,7 @@ impl IntoResponse for ErrorBody<'_> {
     }
 }
 
-/// The SPEC §5 answer to a failed session operation: 401 with `token_expired`,
+/// The answer [the protocol](crate::routes#routes) gives a failed session operation: 401 with `token_expired`,
 /// `refresh_token_reused`, …, 403 when the session limit denies, 400 for invalid input, 503
 /// when the store is down. So `?` works in a handler returning `Result<_, SessionError>`.
 impl IntoResponse for SessionError {
@@ -42,7 +42,7 @@ impl IntoResponse for AuthError {
 }
 
 /// 200 `{"success": true, "message": "Login successful", "data": {accessToken, refreshToken,
-/// expiresIn, sessionId, userId}}`, the body of SPEC §5's login (`expiresIn` in
+/// expiresIn, sessionId, userId}}`, the body of the protocol's login (`expiresIn` in
 /// milliseconds), with `Cache-Control: no-store`. No cookie: add
 /// [`cookie::refresh_cookie`](crate::cookie::refresh_cookie) for that.
 impl IntoResponse for TokenPair {

@@ -52,7 +52,7 @@ fn device(label: &str, ip: &str) -> DeviceInfo {
     DeviceInfo::new(label, Some(ip))
 }
 
-/// Polls until `manager` refuses `token` as revoked, for at most a second (SPEC §3: every
+/// Polls until `manager` refuses `token` as revoked, for at most a second (every
 /// instance within one second; the Redis push takes milliseconds).
 async fn refused_within_a_second(manager: &SessionManager, token: &str) {
     let start = Instant::now();

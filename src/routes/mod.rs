@@ -1,4 +1,4 @@
-//! [`TokenRoutes`]: the token routes of SPEC §5 as one tower service.
+//! [`TokenRoutes`]: the token routes of [the protocol](crate::routes#routes) as one tower service.
 //!
 //! | route | auth | answer |
 //! |---|---|---|
@@ -60,6 +60,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![doc = ""]
+#![doc = include_str!("../../docs/protocol.md")]
+
 // Early answers travel as `Err(Response)`: these routes do store I/O, so the size of that
 // variant is of no consequence.
 #![allow(clippy::result_large_err)]
@@ -103,7 +106,7 @@ use crate::revocation::SessionStatus;
 pub use crate::json_body::MAX_BODY_BYTES;
 pub use jwks::{DEFAULT_JWKS_MAX_AGE, JWKS_PATH};
 
-/// The token routes of SPEC §5: see the [module docs](crate::routes).
+/// The token routes of [the protocol](crate::routes#routes): see the [module docs](crate::routes).
 #[derive(Clone)]
 pub struct TokenRoutes {
     manager: SessionManager,

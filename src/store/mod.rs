@@ -2,7 +2,7 @@
 //!
 //! A store keeps one [`SessionRecord`] per session. It never sees a refresh token: tokens are
 //! derived from a server key and the session's refresh *generation*, so the store holds only
-//! that counter (SPEC §4). Every operation that must be atomic is one call on the store. Inside
+//! that counter. Every operation that must be atomic is one call on the store. Inside
 //! the crate the decisions of those calls come from pure functions (the in-memory store runs
 //! them, the Redis store's Lua scripts mirror them), and the shared test suite holds every
 //! backend to the same rules; [`SessionStore`] documents what a custom backend must do.
@@ -209,7 +209,7 @@ pub(crate) enum RotationDecision {
     NotFound,
 }
 
-/// The rules of SPEC §4 for one refresh, as a pure function of the record. Every store applies
+/// The rules of [the session rules](crate::routes#sessions-and-tokens) for one refresh, as a pure function of the record. Every store applies
 /// this decision atomically (the Redis backend mirrors it in its script).
 pub(crate) fn decide_rotation(record: &SessionRecord, req: &RotateRequest) -> RotationDecision {
     let now = req.now;
@@ -486,7 +486,7 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
         now: u64,
     ) -> Result<CreateOutcome, StoreError>;
 
-    /// Applies the refresh rules of SPEC §4 to the session atomically and returns the outcome,
+    /// Applies the refresh rules of [the session rules](crate::routes#sessions-and-tokens) to the session atomically and returns the outcome,
     /// checked in this order: a revoked session is [`RotateOutcome::Revoked`]; one at or past
     /// its `expires_at` is [`RotateOutcome::SessionExpired`]; the current generation past its
     /// `refresh_expires_at` is [`RotateOutcome::TokenExpired`], otherwise it advances to the

@@ -548,7 +548,7 @@ pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Si
 }
 
 /// Every way a session ends deletes it at once, so a user with a long history holds no more
-/// than a user with a short one (SPEC §5: bounded by the limit plus a small tail).
+/// than a user with a short one (bounded by the limit plus a small tail).
 pub(crate) async fn ended_sessions_are_deleted_at_once<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("judy");
     let l = lifetimes();

@@ -503,7 +503,7 @@ impl PostgresStore {
     }
 
     /// Claims this store's table prefix for the application `config` configures, as
-    /// [`SessionManager::connect`](crate::SessionManager::connect) does at startup: two
+    /// [`SessionManagerBuilder::connect`](crate::manager::SessionManagerBuilder::connect) does at startup: two
     /// applications with different signing keys on one prefix would evict, list and revoke each
     /// other's sessions, so the second one to start is refused instead. The meta table remembers
     /// a fingerprint of each signing key (an HMAC that tells nothing of the key); an application

@@ -379,7 +379,7 @@ async fn wait_for(
 }
 
 /// Every way one instance ends a session (logout, logout-all, eviction, reuse) reaches the
-/// other instance's cache through LISTEN/NOTIFY, well within SPEC §3's second.
+/// other instance's cache through LISTEN/NOTIFY, well within the second the protocol allows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_reach_the_other_instance() {
     let db = TestDb::create().await;

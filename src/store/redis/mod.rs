@@ -14,7 +14,7 @@
 //!
 //! `tag` is derived from the user id and is also the first four bytes of every session id this
 //! store hands out, so a session's record and its user's index always share one cluster slot,
-//! and every rule of SPEC §4 runs as one Lua script on one node: never read-modify-write from the
+//! and every rule of [the session rules](crate::routes#sessions-and-tokens) runs as one Lua script on one node: never read-modify-write from the
 //! client. No refresh token ever reaches Redis: records hold the refresh *generation* only.
 //!
 //! # What a user costs
