@@ -1,21 +1,12 @@
-//! JWT session management for axum and hyper, as drop-in Tower middleware.
-//!
-//! Three pieces, built from one [`SessionManager`]:
-//!
-//! - [`SessionLayer`] protects routes: it verifies the bearer access token (RFC 6750, RFC 8725,
-//!   RFC 9068), refuses revoked sessions, puts the verified [`Session`] into the request (an axum
-//!   extractor), and adds `X-Token-Refresh` hints when the token is close to expiry. A valid
-//!   token with a revocation-cache hit costs less than a bare `jsonwebtoken::decode`.
-//! - [`TokenRoutes`] serves `/api/token/…`: refresh with rotation and reuse detection, validate,
-//!   auto-refresh, session stats, logout, logout-all, health.
-//! - [`LoginService`] serves `POST /api/auth/login` around your password check.
-//!
-//! The manager holds the rules (2 h access tokens, 30 d refresh tokens, a 90 d absolute
-//! lifetime, 10 sessions per user) and the store: in memory, or Redis when `REDIS_URL` is set.
+//! JWT session management for axum and hyper, as drop-in Tower middleware: verified access
+//! tokens, refresh-token rotation with reuse detection, revocation at once, per-user session
+//! limits, a devices list, and every protection a login needs, on by default.
 //!
 //! # Quick start (axum)
 //!
 //! ```no_run
+//! use std::net::SocketAddr;
+//!
 //! use axum::{Router, routing::get};
 //! use tower_jwt_session::login::{Authenticated, CheckError, Credentials};
 //! use tower_jwt_session::{LoginService, Session, SessionLayer, SessionManager, TokenRoutes, require_role};
@@ -31,69 +22,91 @@
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // JWT_SECRET, JWT_ACCESS_TOKEN_EXPIRY=2h, …; REDIS_URL picks the Redis store.
-//! let manager = SessionManager::from_env().await?;
+//! // JWT_SECRET, JWT_ACCESS_TOKEN_EXPIRY, …; REDIS_URL or DATABASE_URL picks a shared store.
+//! let sessions = SessionManager::from_env().await?;
 //!
 //! let app: Router = Router::new()
 //!     .route("/api/admin", get(|| async { "admin only" }).route_layer(require_role("admin")))
 //!     .route("/api/me", get(me))
-//!     .route_layer(SessionLayer::from_manager(&manager)) // every route above needs a token
-//!     .route_service("/api/auth/login", LoginService::new(&manager, check))
-//!     .nest_service("/api/token", TokenRoutes::new(&manager));
-//! # let _ = app;
+//!     .route_layer(SessionLayer::from_manager(&sessions)) // every route above needs a token
+//!     .route_service("/api/auth/login", LoginService::new(&sessions, check))
+//!     .nest_service("/api/token", TokenRoutes::new(&sessions));
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! // The client's address is what the rate limit and the login lock-out count by.
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! - `route_layer`, not `layer`: `layer` would also wrap axum's fallback (an unknown path
-//!   would answer 401, not 404).
-//! - `require_role` goes on the route, inside the session layer; the other way round it answers
-//!   500 and logs that the session layer is missing.
-//! - In your own handlers `?` works: [`SessionError`] and [`error::AuthError`] are
-//!   `IntoResponse`, and so is a [`TokenPair`]; the JSON bodies are in [`response`].
-//! - `examples/server.rs` is a whole server (argon2 logins, rate limits, metrics);
-//!   `examples/hyper.rs` the same layer on a bare hyper 1 server.
+//! Three pieces, built on one [`SessionManager`]:
 //!
-//! # Custom claims
+//! - [`SessionLayer`] protects routes: it verifies the access token (RFC 6750, RFC 8725,
+//!   RFC 9068), refuses ended sessions, puts the verified [`Session`] into the request (an axum
+//!   extractor), and adds `X-Token-Refresh` hints when the token is close to expiry. A token
+//!   seen before costs about a twentieth of a bare `jsonwebtoken::decode`.
+//! - [`TokenRoutes`] serves `/api/token/…`: refresh with rotation and reuse detection, validate,
+//!   auto-refresh, the devices list (`GET sessions`, `DELETE sessions/{id}`, `POST
+//!   logout-others`), logout, logout-all, health, and the JWKS of asymmetric keys.
+//! - [`LoginService`] serves `POST /api/auth/login` around your credential check, in the shape
+//!   your users log in with ([`login::LoginCredentials`]).
 //!
-//! An app puts its own data into access tokens (a tenant, a plan, permissions) so handlers and
-//! other services act on it without a database round trip:
+//! The whole wire protocol (routes, bodies, error codes, headers, the refresh cookie) is in
+//! [`routes`](crate::routes#the-protocol).
 //!
-//! - **At login** the credential check answers [`Authenticated::with_claims`](login::Authenticated::with_claims),
-//!   or the app calls [`SessionManager::create_session_with`] with a [`manager::NewSession`].
-//!   Claims are any value that serializes to a JSON object ([`session::CustomClaims`]).
-//! - **Reserved names** ([`session::RESERVED_CLAIMS`]: `iss`, `sub`, `aud`, `exp`, `nbf`, `iat`,
-//!   `jti`, `sid`, `roles`, `typ`) are refused with [`session::ClaimsError::Reserved`] naming the
-//!   claim, never overwritten or dropped; claims that would make the access token longer than
-//!   [`token::MAX_TOKEN_LEN`] are refused with [`session::ClaimsError::TooLarge`], which says how
-//!   large they were. Both are the app's bug: [`SessionError::InvalidClaims`], 500
-//!   `internal_error`, logged; no session is started or changed and no token issued.
-//! - **Stored with the session** (sealed with the rest of the record when the Redis store seals).
-//!   Without a refresh hook every refresh carries them over.
-//! - **The refresh hook** ([`manager::RefreshHook`], installed with
-//!   [`SessionManagerBuilder::refresh_hook`](manager::SessionManagerBuilder::refresh_hook)) is
-//!   asked for fresh roles and claims on every refresh that rotates; its answer is stored with
-//!   the rotation in the same atomic step. Its failing or timing out is 503 `unavailable`, and the
-//!   refresh token stays usable. A successor handed out again within the reuse interval carries
-//!   the claims it was minted with: one successor, one set of claims.
-//! - **Reading them:** [`Session::claims`] (any `T: Deserialize`), or the axum extractor
-//!   [`extract::Claims<T>`](extract::Claims), from what verification kept (the cache of
-//!   verified tokens holds them too: a handler reading claims decodes nothing). Verification
-//!   accepts and carries any non-reserved member of a token it verifies, with the registered
-//!   claims checked as strictly as before; a member named twice refuses the token.
+//! # One way to start, every protection on
+//!
+//! [`SessionManager::from_env`] is
+//! [`SessionManager::builder`]`(`[`SessionConfig::from_env`]`()?).`[`connect`](manager::SessionManagerBuilder::connect)`()`:
+//! the environment names the store (memory, `REDIS_URL`, `DATABASE_URL`, or `SESSION_STORE`),
+//! the builder takes what only the app knows (a [refresh hook](manager::RefreshHook), the app's
+//! own [PostgreSQL pool](manager::SessionManagerBuilder::postgres_pool)), and `connect` opens
+//! and claims the store and logs once where everything lives. On that same store:
+//!
+//! - every request to the login and token routes counts against a per-client rate limit
+//!   (`RATE_LIMIT_*`; `X-Forwarded-For` only from `TRUSTED_PROXIES`);
+//! - every login attempt against the lock-out (per user and client, per client), reserved
+//!   before the password is checked; every forged refresh token against the client's refresh
+//!   bucket;
+//! - all of it shared by every instance when the sessions are in Redis or PostgreSQL.
+//!
+//! A protection is never off without a word: served without the client's address, the routes
+//! cannot count, which they say once at `warn` with the fix and in `GET /api/token/health`
+//! (`degraded`, `client_address_missing`); settings that would switch a protection off (a
+//! trusted-proxy list covering everyone, a reuse interval of days) are refused at startup.
+//!
+//! # Custom claims and the refresh hook
+//!
+//! An app puts its own data into access tokens (a tenant, a plan) so handlers and other
+//! services act on it without a database round trip:
+//!
+//! - **At login** the credential check answers
+//!   [`Authenticated::with_claims`](login::Authenticated::with_claims). Claims are any value that
+//!   serializes to a JSON object ([`session::CustomClaims`]); [reserved
+//!   names](session::RESERVED_CLAIMS) and claims that would make the token longer than
+//!   [`token::MAX_TOKEN_LEN`] are the app's bug: [`SessionError::InvalidClaims`], 500
+//!   `internal_error`, logged; no session is started.
+//! - **On every refresh that rotates** the [refresh hook](manager::RefreshHook) answers fresh
+//!   roles and claims, stored with the rotation in the same atomic step, or
+//!   [`Refreshed::user_gone`](manager::Refreshed::user_gone) for a user deleted or disabled:
+//!   every session of the user ends and the refresh answers 401. Its failing or timing out is
+//!   503 and the refresh token stays usable.
+//! - **Reading them:** [`Session::claims`], or the axum extractor
+//!   [`extract::Claims<T>`](extract::Claims), from what verification kept (nothing is decoded
+//!   again).
 //!
 //! # Modules
 //!
 //! | module | what is in it |
 //! |---|---|
-//! | [`config`] | [`SessionConfig`] and its parts (token keys, session rules, cookies, Redis, cache), the environment variables |
+//! | [`config`] | [`SessionConfig`] and its parts (token keys, session rules, cookies, Redis, PostgreSQL, rate limit, lock-out), the environment variables |
 //! | [`manager`] | [`SessionManager`]: create, refresh, revoke and list sessions; [`TokenPair`] |
 //! | [`session`] | [`Session`], what a verified token says: user, roles, session id, expiry |
-//! | [`layer`] | [`SessionLayer`] and how it answers refusals ([`layer::ErrorResponder`]) |
+//! | [`layer`] | [`SessionLayer`] and how it answers refusals ([`layer::ErrorResponder`]); [`layer::ClientRateLimitLayer`] for routes of your own |
 //! | [`routes`], [`login`], [`cookie`] | the token routes, the login route, the refresh cookie |
 //! | [`mod@require_role`] | the role check ([`require_role()`]) |
 //! | [`rate_limit`] | per-client rate limits and the login lock-out, in memory, Redis or PostgreSQL |
-//! | [`store`] | the [`store::SessionStore`] trait, [`store::MemoryStore`], `RedisStore` (feature `redis`) |
+//! | [`store`] | the [`store::SessionStore`] trait, [`store::MemoryStore`], `RedisStore` (feature `redis`), `PostgresStore` (feature `postgres`) |
 //! | [`token`] | the token codec: access tokens and the refresh-token format |
 //! | [`response`], [`error`] | typed JSON bodies, error codes |
 //! | [`guard`] | the middleware machinery the layers share, to write your own check |
@@ -113,8 +126,10 @@
 //!   racing, lost responses); anything older revokes the whole session.
 //! - A revocation made in this process is refused on the very next request; one made by another
 //!   instance sharing the store within [`SessionConfig::revocation_cache_ttl`] (1 s).
-//! - When the store cannot be reached, login and refresh answer 503 and protected routes fail
-//!   closed on a cache miss, unless [`SessionConfig::fail_open`] is set.
+//! - When the store cannot be reached, login and refresh answer 503 within one store timeout
+//!   and protected routes fail closed on a cache miss, unless [`SessionConfig::fail_open`] is
+//!   set. A refresh answered 503 never takes effect later: a store that stalls cannot turn a
+//!   client's retry into "reuse detected".
 //! - Secrets never appear in `Debug` output or logs.
 //!
 //! # Feature flags
@@ -123,8 +138,8 @@
 //! |---|---|---|
 //! | `axum` | yes | `Session` as an axum extractor, `IntoResponse` for the crate's errors and bodies |
 //! | `metrics` | yes | counters and histograms through the `metrics` facade: see [`telemetry`] |
-//! | `redis` | no | `store::RedisStore`: sessions in Redis or Redis Cluster for several instances |
-//! | `postgres` | no | `store::PostgresStore`: sessions in PostgreSQL (sqlx) for several instances |
+//! | `redis` | no | `store::RedisStore`: sessions, rate limits and lock-outs in Redis or Redis Cluster, for several instances |
+//! | `postgres` | no | `store::PostgresStore`: the same in PostgreSQL (sqlx; the app's own pool if it likes) |
 //! | `full` | no | every feature |
 #![forbid(unsafe_code)]
 #![warn(
@@ -158,6 +173,11 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+
+// Every Rust snippet of the README compiles.
+#[cfg(all(doctest, feature = "axum", feature = "postgres"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 // The names an application types; everything else by its module path.
 pub use config::{ConfigError, SessionConfig};

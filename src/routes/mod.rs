@@ -62,7 +62,6 @@
 
 #![doc = ""]
 #![doc = include_str!("../../docs/protocol.md")]
-
 // Early answers travel as `Err(Response)`: these routes do store I/O, so the size of that
 // variant is of no consequence.
 #![allow(clippy::result_large_err)]
