@@ -7,11 +7,17 @@
 //!
 //! The app's own logic: a users table (made here, with three demo users), argon2 passwords
 //! (an unknown user is verified against a dummy hash, so both take as long), a `tenant` claim,
-//! `GET /api/me`, and an admin-only `GET /api/admin/users`. What wires in the crate is marked
-//! `// glue`: thirteen lines. Everything else the crate does by default, from the environment:
-//! the sessions live in the app's own database and pool, as do the per-client rate limit and
-//! the login lock-out (shared by every instance); the token routes include refresh, logout,
-//! the devices list (`GET /api/token/sessions`, `DELETE /api/token/sessions/{id}`,
+//! `GET /api/me`, and an admin-only `GET /api/admin`. What wires in the crate is thirteen
+//! lines: the four `use tower_jwt_session` lines, the five of `let sessions = …`, and in the
+//! router `.route_layer(require_role("admin"))`, `.route_layer(SessionLayer::from_manager(…))`,
+//! `.merge(routes::router(…))`, and `into_make_service_with_connect_info` at the end.
+//! `check_password` and `fresh_roles` are the app's logic in the crate's vocabulary, as an axum
+//! handler's signature is.
+//!
+//! Everything else the crate does by default, from the environment: the sessions live in the
+//! app's own database and pool, as do the per-client rate limit and the login lock-out (shared
+//! by every instance); the token routes include refresh, logout, the devices list
+//! (`GET /api/token/sessions`, `DELETE /api/token/sessions/{id}`,
 //! `POST /api/token/logout-others`) and health. A refresh asks the users table for fresh roles,
 //! and a user deleted or disabled there loses every session at the next refresh.
 //!
@@ -26,10 +32,10 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
-use tower_jwt_session::login::{Authenticated, CheckError, Credentials};
-use tower_jwt_session::manager::{HookError, RefreshContext, Refreshed};
-use tower_jwt_session::{LoginService, Session, SessionConfig, SessionLayer, SessionManager}; // glue
-use tower_jwt_session::{TokenRoutes, require_role}; // glue
+use tower_jwt_session::login::{Authenticated, CredentialCheck, Credentials};
+use tower_jwt_session::manager::{HookError, RefreshContext, RefreshHook, Refreshed};
+use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager};
+use tower_jwt_session::{require_role, routes};
 
 /// What the app keeps of a user.
 struct User {
@@ -77,26 +83,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = PgPool::connect(&url).await?;
     create_users(&pool).await?;
 
-    let (hook_pool, login_pool) = (pool.clone(), pool.clone()); // glue
-    let sessions = SessionManager::builder(SessionConfig::from_env()?) // glue
-        .postgres_pool(pool.clone()) // glue
-        .refresh_hook(move |context: RefreshContext| fresh_roles(hook_pool.clone(), context)) // glue
-        .connect() // glue
+    let sessions = SessionManager::builder(SessionConfig::from_env()?)
+        .postgres_pool(pool.clone())
+        .refresh_hook(fresh_roles(pool.clone()))
+        .connect()
         .await?;
-    let login = LoginService::new(&sessions, move |c: Credentials| {
-        check_password(login_pool.clone(), c)
-    }); // glue
 
     let app = Router::new()
         .route(
-            "/api/admin/users",
+            "/api/admin",
             get(list_users).route_layer(require_role("admin")),
-        ) // glue
+        )
         .route("/api/me", get(me))
-        .with_state(pool)
-        .route_layer(SessionLayer::from_manager(&sessions)) // glue
-        .route_service("/api/auth/login", login) // glue
-        .nest_service("/api/token", TokenRoutes::new(&sessions)); // glue
+        .with_state(pool.clone())
+        .route_layer(SessionLayer::from_manager(&sessions))
+        .merge(routes::router(&sessions, check_password(pool)));
 
     let port = std::env::var("PORT")
         .ok()
@@ -104,11 +105,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(3001u16);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await?; // glue
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).await?;
     Ok(())
 }
 
@@ -157,35 +155,44 @@ async fn find_user(pool: &PgPool, id: &str) -> Result<Option<User>, sqlx::Error>
 
 /// The login's check: the user's argon2 hash (a dummy one for an unknown user), off the async
 /// threads; the roles and the tenant go into the session's tokens.
-async fn check_password(pool: PgPool, c: Credentials) -> Result<Option<Authenticated>, CheckError> {
-    let user = find_user(&pool, &c.username).await?.filter(|u| !u.disabled);
-    let hash = user
-        .as_ref()
-        .map_or(DUMMY_HASH, |u| u.password_hash.as_str())
-        .to_owned();
-    let password = c.password;
-    let matches = tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        })
-    })
-    .await?;
-    Ok(user
-        .filter(|_| matches)
-        .map(|u| Authenticated::new(u.id, u.roles).with_claims(&json!({ "tenant": u.tenant }))))
+fn check_password(pool: PgPool) -> impl CredentialCheck {
+    move |c: Credentials| {
+        let pool = pool.clone();
+        async move {
+            let user = find_user(&pool, &c.username).await?.filter(|u| !u.disabled);
+            let hash = user
+                .as_ref()
+                .map_or(DUMMY_HASH, |u| &u.password_hash)
+                .to_owned();
+            let matches = tokio::task::spawn_blocking(move || {
+                let hash = PasswordHash::new(&hash)?;
+                Argon2::default().verify_password(c.password.as_bytes(), &hash)
+            })
+            .await?
+            .is_ok();
+            let user = user.filter(|_| matches);
+            Ok(user.map(|u| Authenticated::new(u.id, u.roles).with_claims(&tenant(u.tenant))))
+        }
+    }
 }
 
 /// The refresh hook: fresh roles and tenant from the users table, and the end of every session
 /// of a user deleted or disabled there.
-async fn fresh_roles(pool: PgPool, context: RefreshContext) -> Result<Refreshed, HookError> {
-    Ok(match find_user(&pool, &context.user_id).await? {
-        Some(user) if !user.disabled => {
-            Refreshed::new(&user.roles).claims(&json!({ "tenant": user.tenant }))?
+fn fresh_roles(pool: PgPool) -> impl RefreshHook {
+    move |context: RefreshContext| {
+        let pool = pool.clone();
+        async move {
+            Ok::<_, HookError>(match find_user(&pool, &context.user_id).await? {
+                Some(u) if !u.disabled => Refreshed::new(&u.roles).claims(&tenant(u.tenant))?,
+                _ => Refreshed::user_gone(),
+            })
         }
-        _ => Refreshed::user_gone(),
-    })
+    }
+}
+
+/// The app's own claim.
+fn tenant(tenant: String) -> Value {
+    json!({ "tenant": tenant })
 }
 
 async fn me(session: Session) -> axum::Json<Value> {

@@ -9,7 +9,7 @@
 //!
 //! use axum::{Router, routing::get};
 //! use tower_jwt_session::login::{Authenticated, CheckError, Credentials};
-//! use tower_jwt_session::{LoginService, Session, SessionLayer, SessionManager, TokenRoutes, require_role};
+//! use tower_jwt_session::{Session, SessionLayer, SessionManager, require_role, routes};
 //!
 //! async fn me(session: Session) -> String {
 //!     format!("hello {}", session.user_id())
@@ -29,8 +29,7 @@
 //!     .route("/api/admin", get(|| async { "admin only" }).route_layer(require_role("admin")))
 //!     .route("/api/me", get(me))
 //!     .route_layer(SessionLayer::from_manager(&sessions)) // every route above needs a token
-//!     .route_service("/api/auth/login", LoginService::new(&sessions, check))
-//!     .nest_service("/api/token", TokenRoutes::new(&sessions));
+//!     .merge(routes::router(&sessions, check)); // login, refresh, logout, devices, health, …
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! // The client's address is what the rate limit and the login lock-out count by.
@@ -39,7 +38,8 @@
 //! # }
 //! ```
 //!
-//! Three pieces, built on one [`SessionManager`]:
+//! [`routes::router`] serves the login and token routes; three pieces, built on one
+//! [`SessionManager`], do the work:
 //!
 //! - [`SessionLayer`] protects routes: it verifies the access token (RFC 6750, RFC 8725,
 //!   RFC 9068), refuses ended sessions, puts the verified [`Session`] into the request (an axum

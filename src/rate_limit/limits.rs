@@ -142,14 +142,14 @@ impl Limits {
             #[cfg(feature = "redis")]
             Backing::Redis(connection) => (
                 "redis",
-                Arc::new(super::RedisRateLimitBackend::new(connection.clone())),
-                Some(Arc::new(super::RedisAttemptBackend::new(connection))),
+                Arc::new(super::RedisRateLimitBackend::new((*connection).clone())),
+                Some(Arc::new(super::RedisAttemptBackend::new(*connection))),
             ),
             #[cfg(feature = "postgres")]
             Backing::Postgres(connection) => (
                 "postgres",
-                Arc::new(super::PostgresRateLimitBackend::new(connection.clone())),
-                Some(Arc::new(super::PostgresAttemptBackend::new(connection))),
+                Arc::new(super::PostgresRateLimitBackend::new((*connection).clone())),
+                Some(Arc::new(super::PostgresAttemptBackend::new(*connection))),
             ),
             _ => (
                 "memory",

@@ -105,6 +105,44 @@ use crate::revocation::SessionStatus;
 pub use crate::json_body::MAX_BODY_BYTES;
 pub use jwks::{DEFAULT_JWKS_MAX_AGE, JWKS_PATH};
 
+/// The login and the token routes as one axum router, at the paths of
+/// [the protocol](crate::routes#routes): `POST /api/auth/login` ([`LoginService`](crate::LoginService) around
+/// `check`), `/api/token/…` ([`TokenRoutes`]) and `/.well-known/jwks.json`, every protection
+/// on. Merge it into your app; for other paths, mount the two services yourself.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_jwt_session::login::{Authenticated, CheckError, Credentials};
+/// use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, routes};
+///
+/// async fn check(c: Credentials) -> Result<Option<Authenticated>, CheckError> {
+///     Ok((c.password == "alice-password").then(|| Authenticated::new("alice", ["user"])))
+/// }
+///
+/// let sessions = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+/// let app: Router = Router::new()
+///     .route("/api/me", get(|| async { "protected" }))
+///     .route_layer(SessionLayer::from_manager(&sessions))
+///     .merge(routes::router(&sessions, check));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub fn router<K, C>(manager: &SessionManager, check: K) -> axum::Router
+where
+    K: crate::login::CredentialCheck<C>,
+    C: crate::login::LoginCredentials,
+{
+    let routes = TokenRoutes::new(manager);
+    axum::Router::new()
+        .route_service(
+            "/api/auth/login",
+            crate::login::LoginService::new(manager, check),
+        )
+        .nest_service("/api/token", routes.clone())
+        .route_service(JWKS_PATH, routes)
+}
+
 /// The token routes of [the protocol](crate::routes#routes): see the [module docs](crate::routes).
 #[derive(Clone)]
 pub struct TokenRoutes {

@@ -431,11 +431,11 @@ pub enum Backing {
     /// A Redis or Redis Cluster connection.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    Redis(redis::RedisConnection),
+    Redis(Box<redis::RedisConnection>),
     /// A PostgreSQL pool.
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    Postgres(postgres::PostgresConnection),
+    Postgres(Box<postgres::PostgresConnection>),
 }
 
 /// What a store tells the revocation cache about revocations it learns of.

@@ -16,10 +16,15 @@ pub mod redis_server;
 
 pub const SECRET: &str = "e2e-test-secret-e2e-test-secret-e2e-test-secret";
 
-/// The example binary, (re)built once per test process: `cargo test --test server` alone does
-/// not build examples, and a stale binary would test old code.
+/// The example server's binary, (re)built once per test process.
 fn server_binary() -> PathBuf {
-    static BUILT: Mutex<bool> = Mutex::new(false);
+    example_binary("server")
+}
+
+/// An example's binary, (re)built once per test process: `cargo test --test server` alone does
+/// not build examples, and a stale binary would test old code.
+fn example_binary(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
         .parent()
@@ -27,11 +32,11 @@ fn server_binary() -> PathBuf {
         .expect("target/<profile>");
     let binary = profile_dir
         .join("examples")
-        .join(format!("server{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !*built {
+    if !built.iter().any(|b| b == name) {
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--example", "server"])
+        cmd.args(["build", "--quiet", "--example", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         // The same features as these tests, so a Redis-enabled test gets a Redis-enabled server
         // and the build does not flip the example between two feature sets.
@@ -53,8 +58,8 @@ fn server_binary() -> PathBuf {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "building the example server failed");
-        *built = true;
+        assert!(status.success(), "building the example {name} failed");
+        built.push(name.to_owned());
     }
     binary
 }
@@ -93,7 +98,12 @@ impl Server {
     /// Starts the example with `JWT_SECRET` and the given extra environment. `METRICS_ADDR` is
     /// a free port, so that servers of tests running in parallel do not collide on the default.
     pub fn start(env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(server_binary());
+        Self::start_example("server", env)
+    }
+
+    /// Starts the example `name` as [`start`](Self::start) starts the server.
+    pub fn start_example(name: &str, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(example_binary(name));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("PORT", "0")

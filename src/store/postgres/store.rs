@@ -1155,7 +1155,7 @@ impl SessionStore for PostgresStore {
     }
 
     fn backing(&self) -> crate::store::Backing {
-        crate::store::Backing::Postgres(self.connection())
+        crate::store::Backing::Postgres(Box::new(self.connection()))
     }
 }
 

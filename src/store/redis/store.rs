@@ -617,7 +617,7 @@ impl SessionStore for RedisStore {
     }
 
     fn backing(&self) -> crate::store::Backing {
-        crate::store::Backing::Redis(self.connection())
+        crate::store::Backing::Redis(Box::new(self.connection()))
     }
 }
 
