@@ -268,12 +268,9 @@ fn app(manager: SessionManager) -> Router {
         router = router.route(path, get(move || static_file(content_type, body)));
     }
     let router = router
-        .fallback(|| async {
-            ErrorBody::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
-        })
+        .fallback(|| async { ErrorBody::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ErrorBody::new(
-                StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::MethodNotAllowed,
                 "this route does not take that method",
             )

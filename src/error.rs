@@ -160,11 +160,7 @@ impl AuthError {
     /// The HTTP status: 400 for a duplicate `Authorization` header, 503 when the store is
     /// unavailable, 401 otherwise.
     pub fn status(&self) -> StatusCode {
-        match self {
-            AuthError::DuplicateAuthorization => StatusCode::BAD_REQUEST,
-            AuthError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
-        }
+        self.code().status()
     }
 
     /// The JSON `error` code.
@@ -196,7 +192,8 @@ impl serde::Serialize for ErrorCode {
 }
 
 /// The JSON error body of [the protocol](crate::routes#routes): `{"success": false, "message": …, "error": …}`, with the
-/// HTTP status it goes out with (not serialized).
+/// HTTP status it goes out with (not serialized): the code's [`status`](ErrorCode::status), so
+/// the two never disagree.
 ///
 /// Under the `axum` feature it is an `IntoResponse` (with `Cache-Control: no-store`).
 ///
@@ -205,7 +202,7 @@ impl serde::Serialize for ErrorCode {
 /// use tower_jwt_session::error::ErrorCode;
 /// use tower_jwt_session::response::ErrorBody;
 ///
-/// let body = ErrorBody::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route");
+/// let body = ErrorBody::new(ErrorCode::NotFound, "no such route");
 /// assert_eq!(
 ///     serde_json::to_string(&body)?,
 ///     r#"{"success":false,"message":"no such route","error":"not_found"}"#,
@@ -222,14 +219,10 @@ pub struct ErrorBody<'a> {
 }
 
 impl<'a> ErrorBody<'a> {
-    /// The body of an error answered with `status`.
-    pub fn new(
-        status: StatusCode,
-        code: ErrorCode,
-        message: impl Into<std::borrow::Cow<'a, str>>,
-    ) -> Self {
+    /// The body of an error with this code, answered with the code's status.
+    pub fn new(code: ErrorCode, message: impl Into<std::borrow::Cow<'a, str>>) -> Self {
         Self {
-            status,
+            status: code.status(),
             success: false,
             message: message.into(),
             error: code,
@@ -258,8 +251,8 @@ impl<'a> ErrorBody<'a> {
 }
 
 /// A JSON error response: `{"success": false, "message": …, "error": …}`.
-pub(crate) fn json_error(status: StatusCode, code: ErrorCode, message: &str) -> Response<Bytes> {
-    ErrorBody::new(status, code, message).into_http()
+pub(crate) fn json_error(code: ErrorCode, message: &str) -> Response<Bytes> {
+    ErrorBody::new(code, message).into_http()
 }
 
 /// A JSON response with the given status and body.
@@ -282,7 +275,7 @@ pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -
 /// (RFC 6750 §3) and JSON body.
 pub(crate) fn auth_error_response(realm: &str, error: AuthError) -> Response<Bytes> {
     let message = error.to_string();
-    let mut res = json_error(error.status(), error.code(), &message);
+    let mut res = json_error(error.code(), &message);
     if error.status() != StatusCode::SERVICE_UNAVAILABLE {
         let challenge = match error.challenge_error() {
             None => format!("Bearer realm=\"{realm}\""),

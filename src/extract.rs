@@ -2,7 +2,6 @@
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 use http::request::Parts;
 
 use crate::error::{ErrorCode, json_error};
@@ -19,12 +18,7 @@ pub struct MissingSessionLayer;
 impl IntoResponse for MissingSessionLayer {
     fn into_response(self) -> Response {
         tracing::error!("{self}");
-        json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Unavailable,
-            &self.to_string(),
-        )
-        .map(axum::body::Body::from)
+        json_error(ErrorCode::Internal, &self.to_string()).map(axum::body::Body::from)
     }
 }
 
@@ -128,9 +122,7 @@ impl IntoResponse for ClaimsRejection {
             ClaimsRejection::MissingSessionLayer(missing) => missing.into_response(),
             ClaimsRejection::Mismatch { type_name, error } => {
                 tracing::error!(%error, type_name, "a handler's claims type does not fit the access token's custom claims");
-                json_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
+                json_error(ErrorCode::Internal,
                     &format!(
                         "the access token's custom claims do not fit `{type_name}`; the cause is in the server log"
                     ),
@@ -163,6 +155,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Cla
 mod tests {
     use super::*;
     use crate::session::{CustomClaims, SessionId};
+    use http::StatusCode;
 
     #[derive(Debug, serde::Deserialize, PartialEq)]
     struct Tenant {
@@ -219,6 +212,8 @@ mod tests {
     async fn no_session_and_claims_that_do_not_fit_are_500s() {
         let res = extract::<Tenant>(None).await.unwrap_err();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let missing = body(res).await;
+        assert_eq!(missing["error"], "internal_error", "{missing}");
         let res = extract::<Tenant>(Some(session(serde_json::json!({ "tenant": 7 }))))
             .await
             .unwrap_err();

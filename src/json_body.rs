@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
@@ -40,7 +40,6 @@ pub(crate) fn declares_json(headers: &HeaderMap) -> bool {
 /// 415 `unsupported_media_type`: the route takes JSON only.
 pub(crate) fn unsupported_media_type() -> Response<Bytes> {
     let mut res = json_error(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::UnsupportedMediaType,
         "send the body as JSON, with Content-Type: application/json",
     );
@@ -52,7 +51,7 @@ pub(crate) fn unsupported_media_type() -> Response<Bytes> {
 }
 
 pub(crate) fn bad_request(message: &str) -> Response<Bytes> {
-    json_error(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    json_error(ErrorCode::InvalidRequest, message)
 }
 
 /// Reads a JSON object body of at most [`MAX_BODY_BYTES`]; an empty body is the default value.
@@ -128,7 +127,6 @@ where
 {
     let too_large = || {
         let mut res = json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,
             "the request body is larger than 16 KiB",
         );

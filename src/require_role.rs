@@ -66,7 +66,7 @@ use std::future::Ready;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, header};
 use tower_layer::Layer;
 
 use crate::error::{ErrorCode, json_error, sanitize_realm};
@@ -162,11 +162,7 @@ impl Shared {
 
     /// 403 `forbidden` with an `insufficient_scope` challenge (RFC 6750 §3.1).
     fn forbidden(&self) -> Response<Bytes> {
-        let mut response = json_error(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            &self.description,
-        );
+        let mut response = json_error(ErrorCode::Forbidden, &self.description);
         let challenge = format!(
             "Bearer realm=\"{}\", error=\"insufficient_scope\", error_description=\"{}\"",
             self.realm, self.description
@@ -181,11 +177,7 @@ impl Shared {
 
     /// No session: the session layer is missing or runs after the role check (500).
     fn misordered(&self) -> Response<Bytes> {
-        json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Unavailable,
-            MISORDERED,
-        )
+        json_error(ErrorCode::Internal, MISORDERED)
     }
 }
 

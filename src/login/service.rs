@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{ALLOW, RETRY_AFTER, SET_COOKIE};
-use http::{Extensions, HeaderValue, Method, Request, Response, StatusCode};
+use http::{Extensions, HeaderValue, Method, Request, Response};
 use http_body::Body;
 use http_body_util::Full;
 use serde::Deserialize;
@@ -277,18 +277,10 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
     fn precheck<B>(&self, req: &Request<B>) -> Result<(), Response<Bytes>> {
         let path = req.uri().path();
         if path != &*self.path && path != "/" {
-            return Err(json_error(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                "no such route",
-            ));
+            return Err(json_error(ErrorCode::NotFound, "no such route"));
         }
         if req.method() != Method::POST {
-            let mut res = json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::MethodNotAllowed,
-                "use POST on this route",
-            );
+            let mut res = json_error(ErrorCode::MethodNotAllowed, "use POST on this route");
             res.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return Err(res);
@@ -304,11 +296,7 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
                 origin = origin.map(tracing::field::display),
                 "login refused: {reason}"
             );
-            return Err(json_error(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                reason,
-            ));
+            return Err(json_error(ErrorCode::Forbidden, reason));
         }
         if !declares_json(req.headers()) {
             return Err(unsupported_media_type());
@@ -373,7 +361,6 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
                     "login failed: the credential check could not be made"
                 );
                 let mut res = json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::Unavailable,
                     "the credentials cannot be checked right now; try again shortly",
                 );
@@ -397,7 +384,6 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
             let ip = ip.map(tracing::field::display);
             tracing::info!(user = %user, ip, "login failed: wrong user name or password");
             return Err(json_error(
-                StatusCode::UNAUTHORIZED,
                 ErrorCode::InvalidCredentials,
                 "wrong user name or password",
             ));
@@ -463,5 +449,5 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
 
 /// The answer to a session error: its status, code and message.
 fn session_error(error: &SessionError) -> Response<Bytes> {
-    json_error(error.code().status(), error.code(), &error.client_message())
+    json_error(error.code(), &error.client_message())
 }

@@ -178,7 +178,7 @@ impl fmt::Write for IpKey {
 mod extract {
     use axum::extract::FromRequestParts;
     use axum::response::{IntoResponse, Response};
-    use http::StatusCode;
+
     use http::request::Parts;
 
     use super::ClientIp;
@@ -195,12 +195,7 @@ mod extract {
     impl IntoResponse for MissingRateLimitLayer {
         fn into_response(self) -> Response {
             tracing::error!("{self}");
-            json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Unavailable,
-                &self.to_string(),
-            )
-            .map(axum::body::Body::from)
+            json_error(ErrorCode::Internal, &self.to_string()).map(axum::body::Body::from)
         }
     }
 

@@ -158,7 +158,7 @@ pub use postgres::{PostgresAttemptBackend, PostgresRateLimitBackend};
 pub use redis::{RedisAttemptBackend, RedisRateLimitBackend};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, header};
 
 use crate::error::{ErrorCode, json_error};
 
@@ -189,7 +189,6 @@ pub(crate) fn too_many_requests(decision: &RateDecision) -> Response<Bytes> {
     crate::telemetry::rate_limited("ip");
     let retry_after = decision.reset_after_secs().max(1);
     let mut response = json_error(
-        StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::RateLimited,
         &format!("too many requests; try again in {retry_after} seconds"),
     );
@@ -204,8 +203,7 @@ pub(crate) fn too_many_requests(decision: &RateDecision) -> Response<Bytes> {
 /// The 500 answer for a request without a peer address.
 pub(crate) fn missing_peer_response() -> Response<Bytes> {
     json_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::Unavailable,
+        ErrorCode::Internal,
         "rate limiting is misconfigured: the request carries no peer address (serve axum with into_make_service_with_connect_info::<SocketAddr>(), or insert tower_jwt_session::rate_limit::PeerAddr into each request)",
     )
 }

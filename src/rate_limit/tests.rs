@@ -268,6 +268,8 @@ async fn no_peer_address_is_a_500_never_a_shared_bucket() {
     assert!(res.headers().get(RATELIMIT_LIMIT).is_none());
     let json: serde_json::Value = serde_json::from_slice(&body(res).await).unwrap();
     assert_eq!(json["success"], false);
+    // A wiring mistake: the code agrees with the 500 (it said `unavailable`, a 503's code).
+    assert_eq!(json["error"], "internal_error");
     let message = json["message"].as_str().unwrap();
     assert!(
         message.contains("no peer address") && message.contains("PeerAddr"),

@@ -27,7 +27,7 @@ impl IntoResponse for ErrorBody<'_> {
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
         let message = self.to_string();
-        ErrorBody::new(self.code().status(), self.code(), message).into_response()
+        ErrorBody::new(self.code(), message).into_response()
     }
 }
 

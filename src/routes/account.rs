@@ -27,11 +27,7 @@ impl TokenRoutes {
             SessionStatus::Active
         };
         if status == SessionStatus::Unavailable {
-            return json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                &AuthError::Unavailable.to_string(),
-            );
+            return json_error(ErrorCode::Unavailable, &AuthError::Unavailable.to_string());
         }
         let is_expired = time == Err(AuthError::Expired);
         let is_valid = time.is_ok() && status == SessionStatus::Active;
@@ -86,7 +82,6 @@ impl TokenRoutes {
         }
         if caller.user_id() != user && !caller.has_role("admin") {
             return json_error(
-                StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
                 "you may only see your own sessions unless you have the admin role",
             );

@@ -22,7 +22,6 @@ impl TokenRoutes {
     pub(super) fn jwks(&self, headers: &HeaderMap) -> Answer {
         let Some(jwks) = self.manager.codec().jwks() else {
             return json_error(
-                StatusCode::NOT_FOUND,
                 ErrorCode::NotFound,
                 "no public keys: access tokens are signed with the HMAC secret (JWT_ALGORITHM=HS256)",
             );

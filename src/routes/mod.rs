@@ -264,11 +264,11 @@ fn success<T: serde::Serialize>(message: &'static str, data: T) -> Answer {
 }
 
 fn session_error(error: &SessionError) -> Answer {
-    json_error(error.code().status(), error.code(), &error.client_message())
+    json_error(error.code(), &error.client_message())
 }
 
 fn bad_request(message: &str) -> Answer {
-    json_error(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    json_error(ErrorCode::InvalidRequest, message)
 }
 
 impl TokenRoutes {
@@ -299,17 +299,12 @@ impl TokenRoutes {
                     (Method::DELETE, Route::EndSession(other[10..].to_owned()))
                 }
                 _ => {
-                    return Err(json_error(
-                        StatusCode::NOT_FOUND,
-                        ErrorCode::NotFound,
-                        "no such token route",
-                    ));
+                    return Err(json_error(ErrorCode::NotFound, "no such token route"));
                 }
             },
         };
         if method != allowed && !(allowed == Method::GET && method == Method::HEAD) {
             let mut res = json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::MethodNotAllowed,
                 &format!("use {allowed} on this route"),
             );

@@ -45,7 +45,6 @@ impl TokenRoutes {
             });
         if !(requested_with || trusted_origin) {
             return Err(json_error(
-                StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
                 "acting with the refresh cookie alone needs an X-Requested-With header or an allowed Origin",
             ));

@@ -132,12 +132,9 @@ pub fn router(manager: &SessionManager, limits: RateLimitConfig) -> Router {
     Router::new()
         .merge(rate_limited)
         .merge(protected)
-        .fallback(|| async {
-            ErrorBody::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
-        })
+        .fallback(|| async { ErrorBody::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ErrorBody::new(
-                StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::MethodNotAllowed,
                 "this route does not take that method",
             )

@@ -52,7 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Response, header};
 
 use super::backend::{BackendError, ceil_secs};
 use super::client_ip::IpKey;
@@ -85,11 +85,7 @@ impl LockedOut {
     /// The answer: 429, `Retry-After`, and the JSON error body with code `rate_limited`.
     pub fn to_response(&self) -> Response<Bytes> {
         crate::telemetry::rate_limited("lockout");
-        let mut response = json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            &self.to_string(),
-        );
+        let mut response = json_error(ErrorCode::RateLimited, &self.to_string());
         response.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from(self.retry_after_secs()),
@@ -138,11 +134,7 @@ impl LoginRefused {
         match self {
             LoginRefused::LockedOut(locked) => locked.to_response(),
             LoginRefused::Unavailable => {
-                let mut response = json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::Unavailable,
-                    &self.to_string(),
-                );
+                let mut response = json_error(ErrorCode::Unavailable, &self.to_string());
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -1,5 +1,6 @@
 //! Tests of the attempt tracker and its backends.
 
+use http::StatusCode;
 use std::time::Instant;
 
 use super::*;
