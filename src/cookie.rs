@@ -84,8 +84,12 @@ fn build(config: &SessionConfig, value: &str, max_age: u64) -> HeaderValue {
         .http_only(cookies.http_only())
         .secure(cookies.secure())
         .same_site(same_site);
-    // Token characters, the configured name and path are all visible ASCII.
-    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+    // Token characters are visible ASCII, and the configuration refuses a name or path that
+    // is not (`CookieSettings::validate`), so this header value always builds.
+    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| {
+        tracing::error!("the refresh cookie's Set-Cookie did not build: a cookie name or path the configuration should have refused");
+        HeaderValue::from_static("tjs_refresh=; Max-Age=0")
+    })
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers, if present and non-empty;
@@ -163,6 +167,36 @@ mod tests {
         assert_eq!(
             build(&config, "", 0),
             "tjs_refresh=; SameSite=Lax; Path=/api/token; Max-Age=0"
+        );
+    }
+
+    /// A cookie name or path no `Set-Cookie` can carry is refused at startup: the header
+    /// used to go out empty instead.
+    #[test]
+    fn a_name_or_path_no_header_can_carry_is_refused_at_startup() {
+        let config = SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
+        for bad in ["", "tjs refresh", "tjs;refresh", "tjs=refresh", "tjs\u{e9}"] {
+            let err = config.clone().cookie_name(bad).validate().unwrap_err();
+            assert!(
+                err.to_string().starts_with("cookie_name="),
+                "{bad:?}: {err}"
+            );
+            assert!(crate::SessionManager::new(config.clone().cookie_name(bad)).is_err());
+        }
+        for bad in ["api/token", "/api;x", "/api\n", "/\u{e9}"] {
+            let err = config.clone().cookie_path(bad).validate().unwrap_err();
+            assert!(
+                err.to_string().starts_with("cookie_path="),
+                "{bad:?}: {err}"
+            );
+        }
+        assert!(
+            config
+                .clone()
+                .cookie_name("__Host-tjs")
+                .cookie_path("/")
+                .validate()
+                .is_ok()
         );
     }
 }

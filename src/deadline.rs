@@ -19,7 +19,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -84,11 +84,7 @@ pub(crate) async fn excluding<F: Future>(work: F) -> F::Output {
 pub(crate) fn wall_ms() -> Option<u64> {
     let at = current()?;
     let left = at.saturating_duration_since(Instant::now());
-    let wall = SystemTime::now() + left;
-    Some(
-        wall.duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-    )
+    Some(crate::clock::unix_ms(SystemTime::now() + left))
 }
 
 /// The deadline passed before the I/O finished.

@@ -141,10 +141,7 @@ impl TokenPairBody {
     }
 }
 
-/// Whole milliseconds of `d`, saturating.
-pub(crate) fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+pub(crate) use crate::clock::duration_ms as millis;
 
 /// The `data` of `POST /validate`: what the layer would think of an access token.
 #[derive(Debug, Clone, Serialize)]

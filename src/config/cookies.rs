@@ -192,6 +192,31 @@ impl CookieSettings {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        // RFC 6265: a cookie name is a token (visible ASCII, no separators); a path any
+        // visible ASCII but `;`. Checked here, so that every `Set-Cookie` the crate builds is a
+        // valid header (it used to go out empty otherwise).
+        let separator = |c: char| "()<>@,;:\\\"/[]?={} \t".contains(c);
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !separator(c))
+        {
+            return Err(ConfigError::Invalid {
+                name: "cookie_name",
+                value: self.name.clone(),
+                expected: "a cookie name: visible ASCII letters, digits and !#$%&'*+-.^_`|~, such as tjs_refresh",
+            });
+        }
+        if !self.path.starts_with('/')
+            || !self.path.chars().all(|c| c.is_ascii_graphic() && c != ';')
+        {
+            return Err(ConfigError::Invalid {
+                name: "cookie_path",
+                value: self.path.clone(),
+                expected: "a path starting with / of visible ASCII without ;, such as /api/token",
+            });
+        }
         if self.same_site == SameSite::None && !self.secure {
             return Err(conflict(
                 "SESSION_COOKIE_SAME_SITE / SESSION_COOKIE_SECURE",

@@ -27,7 +27,7 @@ use crate::deadline::{RequestStart, excluding};
 use crate::error::{ErrorCode, json_error};
 use crate::json_body::{bad_request, declares_json, read_json_object, unsupported_media_type};
 use crate::manager::{NewSession, SessionError, SessionManager};
-use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, LoginRefused, PeerAddr};
+use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, LoginRefused};
 use crate::response::{Success, TokenPairBody};
 use crate::store::DeviceInfo;
 use crate::telemetry::Escaped;
@@ -175,19 +175,11 @@ fn body_refused(error: &serde_json::Error) -> Response<Bytes> {
     ))
 }
 
-/// The client IP: [`ClientIp`] from the rate limiter, else the peer address.
+/// The client's address, as the admission resolved it (the peer, or behind trusted proxies
+/// the `X-Forwarded-For` entry): one resolution for the rate limit, the lock-out and the
+/// devices list.
 fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
-    if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
-        return Some(*ip);
-    }
-    if let Some(PeerAddr(addr)) = extensions.get::<PeerAddr>() {
-        return Some(addr.ip().to_canonical());
-    }
-    #[cfg(feature = "axum")]
-    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
-        return Some(info.0.ip().to_canonical());
-    }
-    None
+    extensions.get::<ClientIp>().map(|ClientIp(ip)| *ip)
 }
 
 impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {

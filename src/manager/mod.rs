@@ -426,7 +426,7 @@ impl SessionManager {
                 telemetry::revoked("reuse", 1);
                 tracing::warn!(
                     session_id = %record.session_id,
-                    user_id = %record.user_id,
+                    user_id = %Escaped::new(&record.user_id),
                     kind = kind.as_str(),
                     presented_generation = claims.generation,
                     current_generation = record.generation,

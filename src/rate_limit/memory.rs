@@ -125,7 +125,7 @@ impl MemoryBackend {
         window: Duration,
         max: u32,
     ) -> RateDecision {
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let window_ms = crate::clock::duration_ms(window).max(1);
         let bucket = match self.cache.get(key) {
             Some(bucket) if bucket.is_current(now_ms, window_ms) => bucket,
             _ => self.start_window(key, now_ms, window, window_ms),

@@ -45,9 +45,7 @@ fn from_db(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+use crate::clock::duration_ms as millis;
 
 /// The statements of one table, with its name filled in.
 fn statement(sql: &str, table: &str) -> String {

@@ -75,7 +75,7 @@ impl RateLimitBackend for RedisRateLimitBackend {
         max: u32,
     ) -> Result<RateDecision, BackendError> {
         let mut invocation = self.script.key(self.redis.names().hashed("rl:", key));
-        invocation.arg(window.as_millis().max(1) as u64);
+        invocation.arg(crate::clock::duration_ms(window).max(1));
         let (count, ttl): (u64, i64) = self
             .redis
             .run(&invocation)
@@ -133,7 +133,7 @@ impl RedisAttemptBackend {
         now_ms: u64,
         policy: AttemptPolicy,
     ) -> Result<u64, BackendError> {
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let millis = crate::clock::duration_ms;
         let mut invocation = script.key(self.key(key));
         invocation
             .arg(now_ms)

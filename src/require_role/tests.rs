@@ -141,7 +141,10 @@ async fn no_session_means_500_naming_the_missing_layer_never_the_inner_service()
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
     let body = json(res).await;
-    assert_eq!(body["error"], "internal_error", "the code agrees with the 500");
+    assert_eq!(
+        body["error"], "internal_error",
+        "the code agrees with the 500"
+    );
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("session layer is missing"), "{message}");
     assert!(!message.contains("bearer"), "{message}");

@@ -182,9 +182,7 @@ impl MemoryAttemptBackend {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+use crate::clock::duration_ms as millis;
 
 impl Default for MemoryAttemptBackend {
     /// [`MemoryAttemptBackend::new`] with

@@ -341,7 +341,7 @@ impl AttemptTracker {
         };
         let delay = user_delay(config, failures);
         if !delay.is_zero() {
-            tracing::debug!(user = ?keys.logged_user, ip = %keys.addr, failures, delay_ms = delay.as_millis() as u64, "login slowed: many failures for this user");
+            tracing::debug!(user = ?keys.logged_user, ip = %keys.addr, failures, delay_ms = crate::clock::duration_ms(delay), "login slowed: many failures for this user");
         }
         Ok(LoginAttempt {
             keys,
