@@ -139,7 +139,8 @@
 //! | `axum` | yes | `Session` as an axum extractor, `IntoResponse` for the crate's errors and bodies |
 //! | `metrics` | yes | counters and histograms through the `metrics` facade: see [`telemetry`] |
 //! | `redis` | no | `store::RedisStore`: sessions, rate limits and lock-outs in Redis or Redis Cluster, for several instances |
-//! | `postgres` | no | `store::PostgresStore`: the same in PostgreSQL (sqlx; the app's own pool if it likes) |
+//! | `postgres` | no | `store::PostgresStore`: the same in PostgreSQL (sqlx; the app's own pool if it likes), without TLS: the app picks sqlx's TLS |
+//! | `postgres-rustls` | no | `postgres` with TLS by rustls and the system's root certificates (`sslmode=require`) |
 //! | `full` | no | every feature |
 #![forbid(unsafe_code)]
 #![warn(

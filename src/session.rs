@@ -11,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 mod claims;
 mod memo;
 
+pub(crate) use claims::RawMembers;
 pub(crate) use claims::is_reserved;
 pub use claims::{ClaimsError, CustomClaims, RESERVED_CLAIMS};
 pub(crate) use memo::StatusMemo;

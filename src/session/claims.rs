@@ -4,9 +4,16 @@
 use std::fmt;
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+/// Members of a JSON object read as their text, in name order: numbers are carried exactly as
+/// written, whatever float parsing the app's `serde_json` does.
+pub(crate) type RawMembers = BTreeMap<String, Box<RawValue>>;
 
 /// Claim names the crate writes or that RFC 7519 registers: custom claims never use them.
 ///
@@ -72,17 +79,33 @@ impl CustomClaims {
             return Err(ClaimsError::NotAnObject);
         }
         match serde_json::from_str::<UniqueObject>(text) {
-            Ok(UniqueObject(map)) => Self::from_map(map),
+            Ok(UniqueObject(members)) => {
+                if let Some(name) = members.keys().find(|k| is_reserved(k)) {
+                    return Err(ClaimsError::Reserved(name.clone()));
+                }
+                Ok(Self::from_checked_members(&members))
+            }
             Err(e) => Err(ClaimsError::Syntax(e.to_string())),
         }
     }
 
-    /// Claims already checked: members of a verified token that are not reserved.
-    pub(crate) fn from_checked_map(map: &Map<String, Value>) -> Self {
-        if map.is_empty() {
+    /// Claims already checked: members of a verified token that are not reserved, as their
+    /// text (made compact, numbers untouched).
+    pub(crate) fn from_checked_members(members: &RawMembers) -> Self {
+        if members.is_empty() {
             return Self(None);
         }
-        let text = serde_json::to_string(map).expect("a JSON map serializes");
+        let mut text = String::from("{");
+        for (i, (name, value)) in members.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            // A `String` always serializes.
+            text.push_str(&serde_json::to_string(name).unwrap_or_default());
+            text.push(':');
+            compact_into(&mut text, value.get());
+        }
+        text.push('}');
         Self(Some(text.into()))
     }
 
@@ -90,7 +113,13 @@ impl CustomClaims {
         if let Some(name) = map.keys().find(|k| is_reserved(k)) {
             return Err(ClaimsError::Reserved(name.clone()));
         }
-        Ok(Self::from_checked_map(&map))
+        if map.is_empty() {
+            return Ok(Self(None));
+        }
+        // Serialized from values, not parsed: numbers are written as they are.
+        let text =
+            serde_json::to_string(&map).map_err(|e| ClaimsError::Serialize(e.to_string()))?;
+        Ok(Self(Some(text.into())))
     }
 
     /// Whether there are none (the empty object).
@@ -173,8 +202,28 @@ pub enum ClaimsError {
     Mismatch(String),
 }
 
-/// A JSON object whose members are each named once.
-struct UniqueObject(Map<String, Value>);
+/// Appends valid JSON `raw` without the white space between its tokens (strings untouched).
+fn compact_into(out: &mut String, raw: &str) {
+    let (mut in_string, mut escaped) = (false, false);
+    for c in raw.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !c.is_ascii_whitespace() {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+}
+
+/// A JSON object whose members are each named once, read as their text.
+struct UniqueObject(RawMembers);
 
 impl<'de> serde::Deserialize<'de> for UniqueObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -182,11 +231,11 @@ impl<'de> serde::Deserialize<'de> for UniqueObject {
     }
 }
 
-/// Collects a map's members into a JSON object, refusing a name seen before.
+/// Collects a map's members as their text, refusing a name seen before.
 pub(crate) struct UniqueVisitor;
 
 impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
-    type Value = Map<String, Value>;
+    type Value = RawMembers;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
@@ -196,14 +245,14 @@ impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
         self,
         mut access: A,
     ) -> Result<Self::Value, A::Error> {
-        let mut map = Map::new();
+        let mut members = RawMembers::new();
         while let Some(name) = access.next_key::<String>()? {
-            let value = access.next_value::<Value>()?;
-            if map.insert(name, value).is_some() {
+            let value = access.next_value::<Box<RawValue>>()?;
+            if members.insert(name, value).is_some() {
                 return Err(serde::de::Error::custom("a member is named twice"));
             }
         }
-        Ok(map)
+        Ok(members)
     }
 }
 

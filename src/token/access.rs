@@ -294,7 +294,7 @@ impl TokenCodec {
                 secs_to_ms(iat),
                 secs_to_ms(exp),
             )
-            .with_claims(CustomClaims::from_checked_map(&other)),
+            .with_claims(CustomClaims::from_checked_members(&other)),
             not_before_ms: nbf.map(secs_to_ms),
         })
     }

@@ -53,9 +53,9 @@ pub(super) struct InClaims {
     pub(super) other: Other,
 }
 
-/// The members of a claims set that [`InClaims`] does not name.
+/// The members of a claims set that [`InClaims`] does not name, as their text.
 #[derive(Default)]
-pub(super) struct Other(pub(super) serde_json::Map<String, serde_json::Value>);
+pub(super) struct Other(pub(super) crate::session::RawMembers);
 
 /// A member's name: one [`InClaims`] reads, or another (the only kind that is copied).
 enum Name {
@@ -151,7 +151,7 @@ impl<'de> serde::de::Visitor<'de> for ClaimsVisitor {
                 Name::Aud => read_once(a, &mut c.aud, &mut seen[7], "aud")?,
                 Name::Roles => read_once(a, &mut c.roles, &mut seen[8], "roles")?,
                 Name::Other(name) => {
-                    let value = a.next_value()?;
+                    let value = a.next_value::<Box<serde_json::value::RawValue>>()?;
                     if c.other.0.insert(name, value).is_some() {
                         return Err(serde::de::Error::custom("a member is named twice"));
                     }
