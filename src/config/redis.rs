@@ -538,27 +538,39 @@ mod tests {
     fn writes_wait_for_replicas_only_when_asked_and_never_forever() {
         assert_eq!(read(&[]).unwrap().wait_replicas(), None);
         assert_eq!(
-            read(&[("REDIS_WAIT_REPLICAS", "1")]).unwrap().wait_replicas(),
+            read(&[("REDIS_WAIT_REPLICAS", "1")])
+                .unwrap()
+                .wait_replicas(),
             Some((1, Duration::from_secs(1)))
         );
         assert_eq!(
-            read(&[("REDIS_WAIT_REPLICAS", "2"), ("REDIS_WAIT_TIMEOUT", "250ms")])
-                .unwrap()
-                .wait_replicas(),
+            read(&[
+                ("REDIS_WAIT_REPLICAS", "2"),
+                ("REDIS_WAIT_TIMEOUT", "250ms")
+            ])
+            .unwrap()
+            .wait_replicas(),
             Some((2, Duration::from_millis(250)))
         );
         assert_eq!(
-            read(&[("REDIS_WAIT_REPLICAS", "0")]).unwrap().wait_replicas(),
+            read(&[("REDIS_WAIT_REPLICAS", "0")])
+                .unwrap()
+                .wait_replicas(),
             None
         );
         // WAIT with a timeout of 0 blocks until the replicas answer, however long.
         for timeout in ["0ms", "11s"] {
-            let error = read(&[("REDIS_WAIT_REPLICAS", "1"), ("REDIS_WAIT_TIMEOUT", timeout)])
-                .unwrap_err()
-                .to_string();
+            let error = read(&[
+                ("REDIS_WAIT_REPLICAS", "1"),
+                ("REDIS_WAIT_TIMEOUT", timeout),
+            ])
+            .unwrap_err()
+            .to_string();
             assert!(error.contains("REDIS_WAIT_TIMEOUT"), "{error}");
         }
-        let error = read(&[("REDIS_WAIT_TIMEOUT", "1s")]).unwrap_err().to_string();
+        let error = read(&[("REDIS_WAIT_TIMEOUT", "1s")])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("REDIS_WAIT_REPLICAS"), "{error}");
         let error = read(&[("REDIS_WAIT_REPLICAS", "one")])
             .unwrap_err()
