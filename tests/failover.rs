@@ -106,6 +106,8 @@ struct ClientSession {
     created: Instant,
     last_ok: Instant,
     id: String,
+    /// The last answer the client had for it, for TJS_FAILOVER_VERBOSE.
+    last: (u16, String),
 }
 
 #[derive(Default)]
@@ -215,6 +217,7 @@ async fn client_loop(
             created: Instant::now(),
             last_ok: Instant::now(),
             id: body["data"]["sessionId"].as_str().unwrap().to_owned(),
+            last: (200, "login".to_owned()),
         };
         let index = {
             let mut record = record.lock().unwrap();
@@ -273,6 +276,14 @@ async fn client_loop(
                 .await
             };
             note(status);
+            session.last = (
+                status,
+                format!(
+                    "{} {}",
+                    if refreshing { "refresh" } else { "/api/me" },
+                    code_of(status, &body)
+                ),
+            );
             if status == 200 {
                 session.last_ok = Instant::now();
             }
@@ -616,9 +627,10 @@ async fn run(cluster: Arc<ReplicatedCluster>, fault: Fault, wait_replicas: bool)
         if let Some(code) = ended {
             if std::env::var_os("TJS_FAILOVER_VERBOSE").is_some() {
                 eprintln!(
-                    "session {i} lost ({code}): created {:?} after the fault, last answered {:?} after",
+                    "session {i} lost ({code}): created {:?} after the fault, last answered {:?} after, last answer {:?}",
                     session.created.checked_duration_since(fault_at),
                     session.last_ok.checked_duration_since(fault_at),
+                    session.last,
                 );
             }
             if !code.starts_with("rotation lost") {

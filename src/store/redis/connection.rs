@@ -467,6 +467,25 @@ impl RedisConnection {
         ))
     }
 
+    /// When writes wait for replicas: waits until they have everything the primary of `key`'s
+    /// slot holds, up to now (see [`Written::confirm`]), before a refusal read from it is
+    /// answered (a record a logout deleted, by a write no replica may have yet). Does nothing
+    /// otherwise.
+    pub(crate) async fn confirm_slot(&self, key: &str) -> Result<(), StoreError> {
+        if self.inner.wait.is_none() {
+            return Ok(());
+        }
+        let links = self.links();
+        Written {
+            redis: self,
+            conn: links.writes.clone().unwrap_or_else(|| links.main.clone()),
+            slot: key_slot(key.as_bytes()),
+            marker: marker_key(key),
+        }
+        .confirm()
+        .await
+    }
+
     /// Runs one command, within the timeout.
     pub(crate) async fn command<T: FromRedisValue>(
         &self,

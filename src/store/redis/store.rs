@@ -316,7 +316,7 @@ impl RedisStore {
                 Action::Write(_) => "write",
                 Action::Drop => "drop",
             })
-            .arg(&self.channel)
+            .arg(self.script_channel())
             .arg(sid.to_string())
             .arg(self.names().index_prefix(&sid.as_bytes()[..4]));
         if let Action::Write(record) = action {
@@ -331,6 +331,9 @@ impl RedisStore {
         let (applied, written): (i64, _) = self.redis.write(&invocation, &key).await?;
         if applied == 1 {
             written.confirm().await?;
+            if let Action::Drop = action {
+                self.announce([sid.to_string()]).await;
+            }
         }
         Ok(applied == 1)
     }
@@ -399,15 +402,15 @@ impl RedisStore {
             invocation
                 .arg(now)
                 .arg(self.names().record_prefix(&tag))
-                .arg(&self.channel);
+                .arg(self.script_channel());
             if let Some(keep) = keep {
                 invocation.arg(keep.to_string());
             }
             let (reply, written): (Vec<Value>, _) = self.redis.write(&invocation, &index).await?;
             written.confirm().await?;
-            for sid in &reply {
-                revoked.push(sid_of(sid)?);
-            }
+            let ended = reply.iter().map(sid_of).collect::<Result<Vec<_>, _>>()?;
+            self.announce(ended.iter().map(SessionId::to_string)).await;
+            revoked.extend(ended);
         }
         Ok(revoked)
     }
@@ -417,6 +420,34 @@ impl RedisStore {
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
         self.redis.run(invocation).await
+    }
+
+    /// The channel the scripts publish revocations on: none when writes wait for replicas,
+    /// since a revocation published before its write is confirmed would be believed by every
+    /// instance even if a failover then lost the write; [`announce`](Self::announce) publishes
+    /// it once confirmed.
+    fn script_channel(&self) -> &str {
+        match self.redis.wait() {
+            Some(_) => "",
+            None => &self.channel,
+        }
+    }
+
+    /// When writes wait for replicas: publishes revocations whose writes replicas confirmed
+    /// (the scripts published them otherwise). A failed publish leaves the other instances to
+    /// the cache's 1 s lifetime for "active" answers.
+    async fn announce(&self, sids: impl IntoIterator<Item = String>) {
+        if self.redis.wait().is_none() {
+            return;
+        }
+        for sid in sids {
+            let published: Result<i64, _> = self
+                .command(redis::cmd("PUBLISH").arg(&self.channel).arg(&sid))
+                .await;
+            if let Err(error) = published {
+                tracing::debug!(%error, "a confirmed revocation could not be published");
+            }
+        }
     }
 
     /// Runs a script that may write the record of `sid` (and its user's index, in the same
@@ -617,7 +648,7 @@ impl SessionStore for RedisStore {
             .arg(policy)
             .arg(sid.to_string())
             .arg(self.names().record_prefix(&sid.as_bytes()[..4]))
-            .arg(&self.channel)
+            .arg(self.script_channel())
             .arg(record.created_at)
             .arg(record.last_active_at)
             .arg(record.expires_at)
@@ -637,8 +668,11 @@ impl SessionStore for RedisStore {
         match status.as_str() {
             "deny" => Ok(CreateOutcome::LimitReached),
             "ok" => {
-                let evicted = reply[1..].iter().map(sid_of).collect::<Result<_, _>>()?;
+                let evicted: Vec<SessionId> =
+                    reply[1..].iter().map(sid_of).collect::<Result<_, _>>()?;
                 written.confirm().await?;
+                self.announce(evicted.iter().map(SessionId::to_string))
+                    .await;
                 Ok(CreateOutcome::Created { evicted })
             }
             _ => Err(corrupt("create reply")),
@@ -698,9 +732,13 @@ impl SessionStore for RedisStore {
     }
 
     async fn get(&self, session_id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let invocation = self.scripts.get.key(self.names().record_key(session_id));
+        let key = self.names().record_key(session_id);
+        let invocation = self.scripts.get.key(&key);
         let (fields, pttl): (Vec<Value>, i64) = self.run(&invocation).await?;
         if fields.is_empty() {
+            // "No such session" refuses it: with writes confirmed, not before replicas have
+            // the write that ended it (a logout retried after a 503 must not read as done).
+            self.redis.confirm_slot(&key).await?;
             return Ok(None);
         }
         Ok(decode(self.cipher(), session_id, &pairs(&fields)?, pttl)?.map(|(record, _)| record))
@@ -733,13 +771,14 @@ impl SessionStore for RedisStore {
         let mut invocation = self.scripts.revoke.key(&key);
         invocation
             .arg(now)
-            .arg(&self.channel)
+            .arg(self.script_channel())
             .arg(session_id.to_string())
             .arg(self.names().index_prefix(&session_id.as_bytes()[..4]));
         // Confirmed also when it found nothing live: a logout retried after a 503 finds its
         // session gone, by a write that may not have reached a replica yet.
         let (revoked, written): (i64, _) = self.redis.write(&invocation, &key).await?;
         written.confirm().await?;
+        self.announce([session_id.to_string()]).await;
         Ok(revoked == 1)
     }
 
@@ -873,12 +912,13 @@ const MAX_SEALED_ATTEMPTS: usize = 8;
 
 /// Confirms a rotation with replicas (when the settings ask for it) before a client is given
 /// what it decided: a successor (`rotated`), the successor again (`grace`: a retry after a 503
-/// answers from the first attempt's write, which may not have reached a replica), or a reuse
-/// revocation. A refusal is not confirmed.
+/// answers from the first attempt's write, which may not have reached a replica), a reuse
+/// revocation, or "no such session" (the write that ended it may not have reached a replica
+/// either). Only the expiries, which follow from times alone, are answered as they are.
 async fn confirm_rotation(status: &str, written: Written<'_>) -> Result<(), StoreError> {
     match status {
-        "rotated" | "grace" | "reused_retired" | "reused_ancestor" => written.confirm().await,
-        _ => Ok(()),
+        "session_expired" | "token_expired" => Ok(()),
+        _ => written.confirm().await,
     }
 }
 

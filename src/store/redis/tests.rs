@@ -1170,20 +1170,42 @@ async fn writes_wait_for_replicas_when_asked_and_reads_do_not() {
         Err(StoreError::Unavailable(_))
     ));
     // A logout answered 503, then retried: the retry finds the session gone, by a write no
-    // replica has; it is not acknowledged either.
+    // replica has; it is not acknowledged either, nor is "no such session" read back, nor is
+    // the revocation published (other instances would believe it, and a failover undo it).
+    let watcher = RedisStore::connect(&settings(
+        &primary.urls,
+        store.names().prefix(),
+        Duration::from_secs(1),
+    ))
+    .await
+    .unwrap();
+    let (tx, events) = std::sync::mpsc::channel();
+    watcher.watch_revocations(Arc::new(move |event| {
+        let _ = tx.send(event);
+    }));
     let logout = live_session_unconfirmed(&store, &primary, "wait-logout").await;
     let now = crate::clock::SystemClock.now_ms();
+    for _ in 0..2 {
+        assert!(matches!(
+            store.revoke(logout, now).await,
+            Err(StoreError::Unavailable(_))
+        ));
+    }
     assert!(matches!(
-        store.revoke(logout, now).await,
+        store.get(logout).await,
         Err(StoreError::Unavailable(_))
     ));
-    assert!(matches!(
-        store.revoke(logout, now).await,
-        Err(StoreError::Unavailable(_))
-    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !events
+            .try_iter()
+            .any(|e| e == RevocationEvent::Revoked(logout)),
+        "an unconfirmed revocation was published"
+    );
 
     redis_server::pause_server(replica_port, false);
-    // The replica is back: the retries are acknowledged, and the replica has what they say.
+    // The replica is back: the retries are acknowledged, the replica has what they say, and
+    // the revocation is published.
     assert!(matches!(
         store
             .rotate(rotation(kept, 1, rotated_at + 200))
@@ -1193,6 +1215,18 @@ async fn writes_wait_for_replicas_when_asked_and_reads_do_not() {
     ));
     assert!(!store.revoke(logout, now).await.unwrap());
     assert!(!on_replica(store.names().record_key(logout)));
+    assert_eq!(store.get(logout).await.unwrap(), None);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !events
+        .try_iter()
+        .any(|e| e == RevocationEvent::Revoked(logout))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the confirmed revocation was not published"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A replica gone: health says so (by code; the message is for the log).
     replica.stop();
