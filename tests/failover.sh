@@ -19,6 +19,6 @@ mkdir -p "$(dirname "$log")"
 
 status=0
 cargo test --all-features --test failover -- --nocapture --test-threads 1 >"$log" 2>&1 || status=$?
-grep -E '^\| (fault|[a-zA-Z])' "$log" | awk '!(/^\| fault/ && seen++)'
+sed -E 's/^test [a-z_]+ \.\.\. //' "$log" | grep -E '^\| (fault|[a-zA-Z])' | awk '!(/^\| fault/ && seen++)'
 echo "full output: $log"
 exit "$status"
