@@ -149,6 +149,7 @@ static PAUSED: std::sync::Mutex<std::collections::BTreeMap<u16, String>> =
 pub fn start_tls() -> (Started, Vec<u8>) {
     let dir = std::env::temp_dir().join(format!("tjs-tls-{}-{}", std::process::id(), nanos()));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    remove_when_we_exit(&dir);
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
