@@ -12,6 +12,7 @@
 //! | `tjs_rate_limited_total` | counter | `scope`: `ip` (rate limit), `lockout` (failed attempts) |
 //! | `tjs_store_operation_seconds` | histogram | `op`, `store` |
 //! | `tjs_records_unreadable_total` | counter | records that failed their integrity check: a seal that does not open, clear fields that disagree with it, or no seal where one is required (each treated as no session) |
+//! | `tjs_sessions_unknown_total` | counter | sessions refused as `token_revoked` because the store did not know them as issued, `path`: `refresh`, `access`; `cause`: `no_record` (ended where this instance did not see it end, or lost by the store: after a failover or an eviction it rises), `rotation_lost` (the store has the session at an older generation than this server issued: a failover lost a rotation) |
 //! | `tjs_store_inconsistent_total` | counter | logout-all calls that found the store's index of a user missing a live session (an evicting or restored Redis) |
 //! | `tjs_verified_cache_lookups_total` | counter | `outcome`: `hit` (a token verified before, served from memory), `miss` (verified in full) |
 //! | `tjs_verified_cache_evictions_total` | counter | `cause`: `size` (pushed out by the capacity), `expired` (its token's `exp` plus leeway passed) |
@@ -205,6 +206,17 @@ pub(crate) fn revoked(reason: &'static str, count: u64) {
     }
     #[cfg(not(feature = "metrics"))]
     let _ = (reason, count);
+}
+
+/// A session refused as `token_revoked` because the store had no record of it (`no_record`:
+/// ended where this instance did not see it end, or lost by the store), or had it at an older
+/// generation than this server issued (`rotation_lost`: the store lost a rotation), on the
+/// `refresh` or `access` path.
+pub(crate) fn session_unknown(path: &'static str, cause: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tjs_sessions_unknown_total", "path" => path, "cause" => cause).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (path, cause);
 }
 
 /// Refresh-token reuse detected.

@@ -208,3 +208,61 @@ async fn the_rate_limit_and_lock_outs_hold_across_instances() {
     let (a, b) = pair(&[]);
     common::the_limits_hold_across_instances((&limited.0, &limited.1), (&a, &b)).await;
 }
+
+/// A Redis that evicts keys when full can delete a logout: the server refuses to start on it,
+/// naming the variable that accepts it; with that variable it starts, and health says
+/// `degraded` with the reason code alone (no memory size, no policy: the route is public).
+#[tokio::test]
+async fn an_evicting_redis_is_refused_at_startup_unless_accepted() {
+    let redis = redis_server::start_private();
+    let port = redis.ports[0];
+    assert_eq!(
+        redis_server::command(port, "CONFIG SET maxmemory 100mb"),
+        "+OK"
+    );
+    assert_eq!(
+        redis_server::command(port, "CONFIG SET maxmemory-policy allkeys-lru"),
+        "+OK"
+    );
+    let url = redis.urls[0].clone();
+    let prefix = redis_server::unique_prefix("evicting");
+    let out = common::run_expecting_exit(
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ],
+        Duration::from_secs(20),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started on an evicting Redis: {stderr}"
+    );
+    assert!(stderr.contains("REDIS_ALLOW_EVICTION"), "{stderr}");
+    assert!(stderr.contains("allkeys-lru"), "{stderr}");
+
+    let s = instance(&url, &prefix, &[("REDIS_ALLOW_EVICTION", "true")]);
+    let (status, health) = s.get("/api/token/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(
+        health["data"],
+        json!({"status": "degraded", "store": "redis", "warnings": ["store_evicts_keys"]})
+    );
+    let text = health.to_string();
+    assert!(
+        !text.contains("allkeys") && !text.contains("104857600"),
+        "{text}"
+    );
+}
+
+/// Health on a Redis Cluster answers 200 when every slot range answers (it used to read the
+/// cluster's per-node `INFO` reply as one string, and answer 503 on every cluster).
+#[tokio::test]
+async fn health_is_ok_on_a_healthy_cluster() {
+    let urls = redis_server::cluster().urls.join(",");
+    let prefix = redis_server::unique_prefix("cluster-health");
+    let s = instance(&urls, &prefix, &[]);
+    let (status, health) = s.get("/api/token/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["data"], json!({"status": "ok", "store": "redis"}));
+}

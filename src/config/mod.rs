@@ -5,7 +5,7 @@
 //! | [`TokenSettings`] | keys, algorithms, `iss`, `aud`, leeway, realm | `JWT_SECRET`, `JWT_PREVIOUS_SECRETS`, `JWT_ALGORITHM`, `JWT_PRIVATE_KEY[_FILE]`, `JWT_PREVIOUS_PUBLIC_KEYS[_FILE]`, `JWT_NEXT_PUBLIC_KEYS[_FILE]`, `JWT_ACCEPT_HS256`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_LEEWAY` |
 //! | [`SessionRules`] | lifetimes, session limit, refresh threshold, reuse interval | `JWT_*_EXPIRY`, `JWT_MAX_CONCURRENT_SESSIONS`, `JWT_SESSION_LIMIT_POLICY`, `JWT_AUTO_REFRESH_THRESHOLD`, `JWT_REFRESH_REUSE_INTERVAL` |
 //! | [`CookieSettings`] | the refresh-token cookie, trusted origins | `SESSION_COOKIE_*`, `ALLOWED_ORIGINS` |
-//! | [`RedisSettings`] | the store's URLs, prefix, TLS CA, sealing keys | `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_*` |
+//! | [`RedisSettings`] | the store's URLs, prefix, TLS CA, sealing keys, replica confirmation, eviction | `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_*`, `REDIS_WAIT_REPLICAS`, `REDIS_WAIT_TIMEOUT`, `REDIS_ALLOW_EVICTION` |
 //! | [`PostgresSettings`] | the database URL, pool size, timeout, table prefix, migrations, sealing keys | `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `DATABASE_STATEMENT_TIMEOUT`, `DATABASE_TABLE_PREFIX`, `DATABASE_MIGRATE`, `SESSION_ENCRYPTION_*` |
 //! | [`StoreChoice`] | which store holds the sessions when several URLs are set | `SESSION_STORE` |
 //! | [`RevocationCacheSettings`] | the revocation cache, fail-open | — |

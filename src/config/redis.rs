@@ -35,7 +35,9 @@ impl StoreSettings<'_> {
 
 /// How to reach Redis and seal what is stored there: node URLs (`REDIS_URL`), key prefix
 /// (`REDIS_KEY_PREFIX`), per-call timeout, CA certificate for `rediss://` (`REDIS_CA_CERT`),
-/// and the record-sealing keys (`SESSION_ENCRYPTION_KEY`, `SESSION_ENCRYPTION_PREVIOUS_KEYS`).
+/// the record-sealing keys (`SESSION_ENCRYPTION_KEY`, `SESSION_ENCRYPTION_PREVIOUS_KEYS`),
+/// whether writes wait for replicas (`REDIS_WAIT_REPLICAS`, `REDIS_WAIT_TIMEOUT`), and whether
+/// a Redis that evicts keys is accepted (`REDIS_ALLOW_EVICTION`).
 ///
 /// `Debug` output holds no password of a URL (`redis://user:[redacted]@host`), no key, and the
 /// CA certificate as its length.
@@ -58,7 +60,12 @@ pub struct RedisSettings {
     ca_cert: Option<Vec<u8>>,
     encryption_keys: Vec<Secret>,
     accept_unsealed: bool,
+    wait_replicas: Option<(u32, Duration)>,
+    allow_eviction: bool,
 }
+
+/// The longest `REDIS_WAIT_TIMEOUT`: every confirmed write may wait this long.
+const MAX_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Hand-written so that the output holds no secret (see the type's docs).
 impl fmt::Debug for RedisSettings {
@@ -86,6 +93,8 @@ impl fmt::Debug for RedisSettings {
             ca_cert,
             encryption_keys,
             accept_unsealed,
+            wait_replicas,
+            allow_eviction,
         } = self;
         f.debug_struct("RedisSettings")
             .field("urls", &Urls(urls))
@@ -94,6 +103,8 @@ impl fmt::Debug for RedisSettings {
             .field("ca_cert", &ca_cert.as_ref().map(|pem| Length(pem.len())))
             .field("encryption_keys", encryption_keys)
             .field("accept_unsealed", accept_unsealed)
+            .field("wait_replicas", wait_replicas)
+            .field("allow_eviction", allow_eviction)
             .finish()
     }
 }
@@ -120,10 +131,13 @@ impl RedisSettings {
             ca_cert: None,
             encryption_keys: Vec::new(),
             accept_unsealed: false,
+            wait_replicas: None,
+            allow_eviction: false,
         }
     }
 
-    /// Reads `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_KEY` and
+    /// Reads `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `REDIS_WAIT_REPLICAS`,
+    /// `REDIS_WAIT_TIMEOUT`, `REDIS_ALLOW_EVICTION`, `SESSION_ENCRYPTION_KEY` and
     /// `SESSION_ENCRYPTION_PREVIOUS_KEYS` from the process environment. Without `REDIS_URL`
     /// the URL list is empty.
     ///
@@ -173,6 +187,29 @@ impl RedisSettings {
             redis.ca_cert = Some(read_ca_cert(path)?);
         }
         (redis.encryption_keys, redis.accept_unsealed) = read_sealing_keys(env)?;
+        let timeout = env.duration("REDIS_WAIT_TIMEOUT")?;
+        match env.count::<u32>("REDIS_WAIT_REPLICAS")? {
+            Some(0) | None if timeout.is_some() => {
+                return Err(ConfigError::Missing {
+                    name: "REDIS_WAIT_REPLICAS",
+                    hint: "REDIS_WAIT_TIMEOUT is set, but no write waits for replicas: set how many must confirm each write",
+                });
+            }
+            Some(0) | None => {}
+            Some(replicas) => {
+                let timeout = timeout.unwrap_or(redis.timeout);
+                redis = redis
+                    .with_wait_replicas(replicas, timeout)
+                    .map_err(|_| ConfigError::Invalid {
+                        name: "REDIS_WAIT_TIMEOUT",
+                        value: humantime::format_duration(timeout).to_string(),
+                        expected: "a duration from 1ms to 10s (WAIT with no timeout would block a write forever)",
+                    })?;
+            }
+        }
+        if let Some(allow) = env.flag("REDIS_ALLOW_EVICTION")? {
+            redis.allow_eviction = allow;
+        }
         Ok(redis)
     }
 
@@ -226,6 +263,71 @@ impl RedisSettings {
     pub fn with_previous_encryption_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
         add_sealing_key(&mut self.encryption_keys, key, false)?;
         Ok(self)
+    }
+
+    /// Acknowledges a write (a login, a rotation, a logout, an eviction) only once `replicas`
+    /// replicas of the node holding it have it (Redis `WAIT`), waiting at most `timeout`
+    /// (`REDIS_WAIT_REPLICAS`, `REDIS_WAIT_TIMEOUT`); a write that fewer replicas confirm in
+    /// time is answered 503, although the primary keeps it. The default is no waiting: Redis
+    /// replicates asynchronously, and a failover can lose what the primary acknowledged in its
+    /// last moments, logouts included (docs/deployment.md measures it).
+    ///
+    /// What it costs: each write waits for a round trip from the primary to its replicas and
+    /// back, and the writes to one primary are confirmed one at a time (they go over a
+    /// connection of their own, so reads never wait behind them). With fewer than `replicas`
+    /// replicas reachable, every write on that primary answers 503 after `timeout` (health
+    /// reports `store_replicas_missing`): run one replica more than you wait for.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_jwt_session::config::RedisSettings;
+    ///
+    /// let redis = RedisSettings::new(["redis://10.0.0.5:6379", "redis://10.0.0.6:6379"])
+    ///     .with_wait_replicas(1, Duration::from_millis(500))?;
+    /// assert_eq!(redis.wait_replicas(), Some((1, Duration::from_millis(500))));
+    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a timeout of zero (`WAIT` would block forever) or above
+    /// 10 s. `replicas` 0 turns waiting off.
+    pub fn with_wait_replicas(
+        mut self,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<Self, ConfigError> {
+        if timeout < Duration::from_millis(1) || timeout > MAX_WAIT_TIMEOUT {
+            return Err(ConfigError::Invalid {
+                name: "wait_replicas timeout",
+                value: humantime::format_duration(timeout).to_string(),
+                expected: "a duration from 1ms to 10s (WAIT with no timeout would block a write forever)",
+            });
+        }
+        self.wait_replicas = (replicas > 0).then_some((replicas, timeout));
+        Ok(self)
+    }
+
+    /// How many replicas must confirm each write, and how long a write waits for them; `None`
+    /// when writes do not wait (see [`with_wait_replicas`](Self::with_wait_replicas)).
+    pub fn wait_replicas(&self) -> Option<(u32, Duration)> {
+        self.wait_replicas
+    }
+
+    /// Accepts a Redis whose `maxmemory-policy` evicts keys when memory is full
+    /// (`REDIS_ALLOW_EVICTION=true`). Such a Redis deletes sessions, user indexes and
+    /// logouts without an error (a logged-out session can come back as valid when its
+    /// revocation is what goes), so [`RedisStore::connect`](crate::store::RedisStore::connect)
+    /// refuses it unless this says the operator accepts that; with it, the store starts, logs
+    /// the policy at WARN and health reports `store_evicts_keys`. The default is to refuse.
+    pub fn with_eviction_allowed(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
+        self
+    }
+
+    /// Whether a Redis that evicts keys is accepted (see
+    /// [`with_eviction_allowed`](Self::with_eviction_allowed)).
+    pub fn allows_eviction(&self) -> bool {
+        self.allow_eviction
     }
 
     /// The node URLs (empty: no Redis).
@@ -418,4 +520,80 @@ pub(crate) fn redact_url_password(v: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn read(vars: &[(&str, &str)]) -> Result<RedisSettings, ConfigError> {
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        RedisSettings::from_lookup(|k| map.get(k).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn writes_wait_for_replicas_only_when_asked_and_never_forever() {
+        assert_eq!(read(&[]).unwrap().wait_replicas(), None);
+        assert_eq!(
+            read(&[("REDIS_WAIT_REPLICAS", "1")])
+                .unwrap()
+                .wait_replicas(),
+            Some((1, Duration::from_secs(1)))
+        );
+        assert_eq!(
+            read(&[
+                ("REDIS_WAIT_REPLICAS", "2"),
+                ("REDIS_WAIT_TIMEOUT", "250ms")
+            ])
+            .unwrap()
+            .wait_replicas(),
+            Some((2, Duration::from_millis(250)))
+        );
+        assert_eq!(
+            read(&[("REDIS_WAIT_REPLICAS", "0")])
+                .unwrap()
+                .wait_replicas(),
+            None
+        );
+        // WAIT with a timeout of 0 blocks until the replicas answer, however long.
+        for timeout in ["0ms", "11s"] {
+            let error = read(&[
+                ("REDIS_WAIT_REPLICAS", "1"),
+                ("REDIS_WAIT_TIMEOUT", timeout),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("REDIS_WAIT_TIMEOUT"), "{error}");
+        }
+        let error = read(&[("REDIS_WAIT_TIMEOUT", "1s")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("REDIS_WAIT_REPLICAS"), "{error}");
+        let error = read(&[("REDIS_WAIT_REPLICAS", "one")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("REDIS_WAIT_REPLICAS"), "{error}");
+        assert!(
+            RedisSettings::default()
+                .with_wait_replicas(1, Duration::ZERO)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_evicting_redis_is_accepted_only_when_said_so() {
+        assert!(!read(&[]).unwrap().allows_eviction());
+        assert!(
+            read(&[("REDIS_ALLOW_EVICTION", "true")])
+                .unwrap()
+                .allows_eviction()
+        );
+        let error = read(&[("REDIS_ALLOW_EVICTION", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("REDIS_ALLOW_EVICTION"), "{error}");
+    }
 }

@@ -427,7 +427,13 @@ impl RevocationCache {
             Ok(Some(record)) if record.revoked_at.is_none() && now < record.expires_at => {
                 inner.record_active(sid, start).into()
             }
-            Ok(_) => inner.record_revoked(sid).into(),
+            Ok(None) => {
+                // Ended where this instance did not see it end, or lost by the store.
+                crate::telemetry::session_unknown("access", "no_record");
+                tracing::debug!(session_id = %sid, "the store has no record of this session: refused as token_revoked");
+                inner.record_revoked(sid).into()
+            }
+            Ok(Some(_)) => inner.record_revoked(sid).into(),
             Err(error) => {
                 tracing::warn!(%error, session_id = %sid, fail_open = inner.fail_open, "revocation lookup failed");
                 if inner.fail_open {

@@ -440,7 +440,42 @@ impl SessionManager {
             // store deletes a session as soon as it ends (and forgets it once no token of it
             // can be used), so "no such session" means ended, or expired.
             _ if now >= claims.expires_at_ms => Err(SessionError::TokenExpired),
+            RotateOutcome::NotFound => {
+                self.unknown_session(claims.session_id, claims.generation)
+                    .await;
+                Err(SessionError::Revoked)
+            }
             _ => Err(SessionError::Revoked),
+        }
+    }
+
+    /// Says what a refresh the store answered "no such session" for is, since the answer is
+    /// the same `token_revoked` either way: the store has the session at an older generation
+    /// than this server issued (it lost a rotation: a failover that lost acknowledged writes),
+    /// or no record of it (it ended, or the store lost it). Logged and counted
+    /// (`tjs_sessions_unknown_total`), never a logout or a theft.
+    async fn unknown_session(&self, sid: SessionId, generation: u64) {
+        match self.inner.store.get(sid).await {
+            Ok(Some(record)) if record.generation < generation && record.revoked_at.is_none() => {
+                telemetry::session_unknown("refresh", "rotation_lost");
+                tracing::warn!(
+                    session_id = %sid,
+                    presented_generation = generation,
+                    stored_generation = record.generation,
+                    "the session store has this session at an older generation than this server issued: \
+                     it lost a rotation (a failover that lost acknowledged writes; see REDIS_WAIT_REPLICAS); \
+                     refused as token_revoked"
+                );
+            }
+            Ok(None) => {
+                telemetry::session_unknown("refresh", "no_record");
+                tracing::info!(
+                    session_id = %sid,
+                    "refresh of a session the store has no record of: it ended, or the store lost it \
+                     (a failover, an eviction); refused as token_revoked"
+                );
+            }
+            _ => {}
         }
     }
 

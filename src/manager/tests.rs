@@ -686,3 +686,93 @@ async fn two_applications_starting_at_once_on_a_fresh_prefix_get_it_once() {
         assert!(a.is_ok() != b.is_ok(), "round {round}: {a:?} / {b:?}");
     }
 }
+
+/// Log lines written while a test runs, at `level` and above.
+#[derive(Clone, Default)]
+struct LogLines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogLines {
+    type Writer = LogLines;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl LogLines {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Issue 31, item 5: a refresh the store answers "no such session" for is still refused as
+/// `token_revoked` (the wire code is the documented one), but the log says what it is: a
+/// rotation the store lost (it has the session at an older generation than this server
+/// issued: a failover that lost acknowledged writes), at WARN; or a session it has no record
+/// of (ended, or lost), at INFO. Before, both were one debug line "refresh refused", as a
+/// logout is.
+#[tokio::test(flavor = "current_thread")]
+async fn a_session_the_store_lost_is_logged_as_lost_not_as_a_logout() {
+    let lines = LogLines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(lines.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+
+    let (m, clock, store) = manager();
+    let login = m.create_session("alice", &roles()).await.unwrap();
+    let before = store.get(login.session_id).await.unwrap().unwrap();
+    clock.advance(Duration::from_secs(1));
+    let rotated = m.refresh(&login.refresh_token).await.unwrap();
+    // The store goes back to what it held before the rotation, as a replica promoted before
+    // it received the rotation does.
+    let now = clock.now_ms();
+    store.revoke(login.session_id, now).await.unwrap();
+    let limit = SessionLimit {
+        max: 10,
+        policy: SessionLimitPolicy::Evict,
+    };
+    store
+        .create(before, limit, &m.inner.lifetimes, now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        m.refresh(&rotated.refresh_token).await,
+        Err(SessionError::Revoked)
+    ));
+    let text = lines.text();
+    assert!(
+        text.contains("WARN") && text.contains("lost a rotation"),
+        "{text}"
+    );
+
+    // A session the store has no record of at all.
+    let other = m.create_session("alice", &roles()).await.unwrap();
+    store
+        .revoke(other.session_id, clock.now_ms())
+        .await
+        .unwrap();
+    assert!(matches!(
+        m.refresh(&other.refresh_token).await,
+        Err(SessionError::Revoked)
+    ));
+    let text = lines.text();
+    assert!(
+        text.contains("INFO") && text.contains("has no record of"),
+        "{text}"
+    );
+}

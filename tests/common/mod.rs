@@ -77,6 +77,28 @@ pub fn run_to_exit(env: &[(&str, &str)]) -> std::process::Output {
     cmd.output().expect("run the example server")
 }
 
+/// As [`run_to_exit`], for a start that must be refused: the server is killed if it has not
+/// exited within `within` (then the test fails on its exit status, instead of hanging).
+pub fn run_expecting_exit(env: &[(&str, &str)], within: Duration) -> std::process::Output {
+    let mut cmd = Command::new(server_binary());
+    cmd.env_clear()
+        .env("PORT", "0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("JWT_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run the example server");
+    let deadline = Instant::now() + within;
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("the example's output")
+}
+
 /// A running example server; killed on drop.
 pub struct Server {
     child: Child,

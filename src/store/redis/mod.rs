@@ -11,6 +11,7 @@
 //! | `P:revoked` | pub/sub channel | ids of revoked sessions, for every instance's cache |
 //! | `P:keycheck` | string | a sealed marker: which sealing key seals (a wrong key is a startup error) |
 //! | `P:owners` | sorted set | fingerprints of the signing keys of the application using the prefix ([`RedisStore::claim`]) |
+//! | `P:{tag}:w` | string | with `REDIS_WAIT_REPLICAS` only: a marker written (1 s lifetime) before each `WAIT`, see below |
 //!
 //! `tag` is derived from the user id and is also the first four bytes of every session id this
 //! store hands out, so a session's record and its user's index always share one cluster slot,
@@ -43,14 +44,29 @@
 //! Every call has a timeout ([`RedisSettings::timeout`](crate::config::RedisSettings::timeout),
 //! 1 s by default); a call that fails or times out is a [`StoreError`](crate::store::StoreError), which the manager turns
 //! into 503 `unavailable` and the layer into a refusal on a cache miss (fail closed). The
-//! connections reconnect by themselves when Redis comes back.
+//! connections reconnect by themselves when Redis comes back, and a call that fails the way a
+//! stale connection fails (a timeout, `READONLY`, `CLUSTERDOWN`, a slot that moved) rebuilds the
+//! connection from scratch, so a cluster failover needs no restart even when the old master never
+//! closed its sockets (`connection.rs` says why). Health reads a key of every slot range through
+//! that same connection, so a stuck instance is told from a healthy one.
+//!
+//! # Replicas
+//!
+//! Redis replicates asynchronously, so a failover can lose what a primary acknowledged last.
+//! With [`RedisSettings::with_wait_replicas`](crate::config::RedisSettings::with_wait_replicas)
+//! every write a client is told of is confirmed by `WAIT` first, on the connection that made it,
+//! after a marker write in the same slot (`WAIT` counts the writes of its own connection; the
+//! marker makes it cover what a retry answers from, written by an earlier attempt).
 //!
 //! # Cross-instance revocation
 //!
 //! Each revocation script publishes the session id on `P:revoked`; every instance subscribes and
 //! writes the revocation into its cache at once, so other instances see it within milliseconds.
-//! If the subscription drops, the cache's short lifetime for "active" answers (1 s) still bounds
-//! the delay, and the cache is cleared when the subscription comes back.
+//! A cluster delivers a published message on every node, so the subscription lives on whichever
+//! node answers, and moves when its connection closes or its heartbeat (published through the
+//! store's connection every second) does not come back within 3 s. While it moves, the cache's
+//! short lifetime for "active" answers (1 s) still bounds the delay, and the cache is cleared
+//! each time it subscribes.
 //!
 //! # One connection for sessions and limits
 //!

@@ -2,13 +2,16 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use redis::{Client, FromRedisValue, Script, ScriptInvocation, Value};
+use redis::{FromRedisValue, Script, ScriptInvocation, Value};
 
-use super::connection::{RedisConnection, client_for};
+use super::connection::{
+    RedisConnection, Shard, WaitReplicas, Written, client_for, key_slot, node_of, unavailable,
+    with_address,
+};
 use super::keys::KeyNames;
 use super::record::{claims_fields, corrupt, data_fields, decode, pairs, sid_of, time_fields};
 use crate::config::{RedisSettings, SessionLimitPolicy};
@@ -72,9 +75,9 @@ impl Drop for RedisStore {
 impl RedisStore {
     /// Connects to the Redis that `settings` name: one node (one URL) or a Redis Cluster
     /// (several seed node URLs), under their key prefix, with their timeout for every call,
-    /// trusting their CA certificate for `rediss://`, and sealing records when they hold an
-    /// encryption key. Must be called inside a tokio runtime: it starts the revocation
-    /// subscriber task.
+    /// trusting their CA certificate for `rediss://`, sealing records when they hold an
+    /// encryption key, and confirming writes with replicas when they ask for it. Must be
+    /// called inside a tokio runtime: it starts the revocation subscriber task.
     ///
     /// ```no_run
     /// use tower_jwt_session::config::RedisSettings;
@@ -88,35 +91,40 @@ impl RedisStore {
     ///
     /// # Errors
     /// [`StoreError`] when no URL is configured, a URL is malformed, the prefix contains `{`
-    /// or `}`, Redis cannot be reached within the timeout, or the encryption key does not fit
-    /// the records already stored ([`StoreError::Misconfigured`]).
+    /// or `}`, Redis cannot be reached within the timeout, the encryption key does not fit
+    /// the records already stored ([`StoreError::Misconfigured`]), or Redis evicts keys when
+    /// full and the settings do not accept it ([`StoreError::Misconfigured`], naming
+    /// `REDIS_ALLOW_EVICTION`; see
+    /// [`RedisSettings::with_eviction_allowed`]).
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
-        Self::open(
-            settings.urls(),
-            settings.key_prefix(),
-            settings.timeout(),
-            Cipher::new(
-                settings.encryption_keys(),
-                settings.accepts_unsealed_records(),
-            ),
-            settings.ca_cert_pem(),
-        )
-        .await
-    }
-
-    async fn open(
-        urls: &[String],
-        prefix: &str,
-        timeout: Duration,
-        cipher: Option<Cipher>,
-        ca_cert: Option<&[u8]>,
-    ) -> Result<Self, StoreError> {
-        let names = KeyNames::new(prefix, cipher.map(Arc::new))?;
+        let cipher = Cipher::new(
+            settings.encryption_keys(),
+            settings.accepts_unsealed_records(),
+        );
+        let names = KeyNames::new(settings.key_prefix(), cipher.map(Arc::new))?;
         let channel = names.plain("revoked");
-        let redis = RedisConnection::open(urls, timeout, ca_cert, names).await?;
+        let wait = settings
+            .wait_replicas()
+            .map(|(replicas, timeout)| WaitReplicas { replicas, timeout });
+        let redis = RedisConnection::open(
+            settings.urls(),
+            settings.timeout(),
+            settings.ca_cert_pem(),
+            names,
+            wait,
+        )
+        .await?;
         let sinks: Arc<Mutex<Vec<RevocationSink>>> = Arc::default();
-        let pubsub_client = client_for(&urls[0], ca_cert)?;
-        let subscriber = tokio::spawn(subscribe(pubsub_client, channel.clone(), sinks.clone()));
+        let subscriber = tokio::spawn(
+            Subscriber {
+                redis: redis.clone(),
+                urls: settings.urls().to_vec(),
+                ca_cert: settings.ca_cert_pem().map(<[u8]>::to_vec),
+                channel: channel.clone(),
+                sinks: sinks.clone(),
+            }
+            .run(),
+        );
         let store = Self {
             redis,
             channel,
@@ -126,7 +134,24 @@ impl RedisStore {
         };
         store.ping().await?;
         store.check_key().await?;
+        store.check_setup(settings.allows_eviction()).await?;
         Ok(store)
+    }
+
+    /// Refuses a Redis that evicts keys unless the settings accept it, and logs at WARN what
+    /// else in its setup can lose sessions or logouts.
+    async fn check_setup(&self, eviction_allowed: bool) -> Result<(), StoreError> {
+        for warning in self.warnings().await? {
+            if warning.code() == EVICTS_KEYS && !eviction_allowed {
+                return Err(StoreError::Misconfigured(format!(
+                    "{} Refused: set maxmemory-policy noeviction, or set REDIS_ALLOW_EVICTION=true \
+                     to start anyway and accept that sessions and logouts can vanish",
+                    warning.message()
+                )));
+            }
+            tracing::warn!(code = warning.code(), "{}", warning.message());
+        }
+        Ok(())
     }
 
     /// The connection this store runs on, for the Redis backends of the rate limiter and the
@@ -239,6 +264,36 @@ impl RedisStore {
         )))
     }
 
+    /// A key of `shard`'s slot range under this store's prefix (it never exists), and its
+    /// slot: what health reads to reach the range's primary the way the scripts do.
+    fn probe_key(&self, shard: &Shard) -> (String, u16) {
+        (0u32..)
+            .map(|n| format!("{}:probe:{n}", self.names().prefix()))
+            .map(|key| {
+                let slot = key_slot(key.as_bytes());
+                (key, slot)
+            })
+            .find(|(_, slot)| (shard.first_slot..=shard.last_slot).contains(slot))
+            .expect("every slot range holds some key")
+    }
+
+    /// When writes wait for replicas: the warning for a primary whose `INFO replication`
+    /// counts fewer connected replicas than they wait for (its writes all answer 503).
+    fn replicas_warning(&self, info: &str) -> Option<StoreWarning> {
+        let wait = self.redis.wait()?;
+        let connected = info_field(info, "connected_slaves")?.parse::<u32>().ok()?;
+        (connected < wait.replicas).then(|| {
+            StoreWarning::new(
+                "store_replicas_missing",
+                format!(
+                    "Redis has {connected} connected replica(s), and REDIS_WAIT_REPLICAS asks {} \
+                     to confirm every write: writes to it answer 503 until enough replicas are back",
+                    wait.replicas
+                ),
+            )
+        })
+    }
+
     /// Runs `action` on the record of `sid` if it is still as `read` (its first sealed part
     /// and its generation `generation`): `false` when it changed or went away meanwhile.
     async fn apply(
@@ -253,7 +308,8 @@ impl RedisStore {
             .iter()
             .find(|(k, _)| k == "d")
             .map_or("", |(_, v)| v.as_str());
-        let mut invocation = self.scripts.apply.key(self.names().record_key(sid));
+        let key = self.names().record_key(sid);
+        let mut invocation = self.scripts.apply.key(&key);
         invocation
             .arg(expected)
             .arg(generation)
@@ -261,7 +317,7 @@ impl RedisStore {
                 Action::Write(_) => "write",
                 Action::Drop => "drop",
             })
-            .arg(&self.channel)
+            .arg(self.script_channel())
             .arg(sid.to_string())
             .arg(self.names().index_prefix(&sid.as_bytes()[..4]))
             .arg(deadline.unwrap_or(0));
@@ -274,10 +330,17 @@ impl RedisStore {
                 invocation.arg(name).arg(value);
             }
         }
-        match self.run::<i64>(&invocation).await? {
-            -1 => Err(StoreError::DeadlinePassed),
-            applied => Ok(applied == 1),
+        let (applied, written): (i64, _) = self.redis.write(&invocation, &key).await?;
+        if applied == -1 {
+            return Err(StoreError::DeadlinePassed);
         }
+        if applied == 1 {
+            written.confirm().await?;
+            if let Action::Drop = action {
+                self.announce([sid.to_string()]).await;
+            }
+        }
+        Ok(applied == 1)
     }
 
     /// [`SessionStore::rotate`] on sealed records: a script cannot open a seal, so the rule is
@@ -343,18 +406,19 @@ impl RedisStore {
     ) -> Result<Vec<SessionId>, StoreError> {
         let mut revoked = Vec::new();
         for (index, tag) in self.names().index_keys(user_id) {
-            let mut invocation = self.scripts.revoke_all.key(index);
+            let mut invocation = self.scripts.revoke_all.key(&index);
             invocation
                 .arg(now)
                 .arg(self.names().record_prefix(&tag))
-                .arg(&self.channel);
+                .arg(self.script_channel());
             if let Some(keep) = keep {
                 invocation.arg(keep.to_string());
             }
-            let reply: Vec<Value> = self.run(&invocation).await?;
-            for sid in &reply {
-                revoked.push(sid_of(sid)?);
-            }
+            let (reply, written): (Vec<Value>, _) = self.redis.write(&invocation, &index).await?;
+            written.confirm().await?;
+            let ended = reply.iter().map(sid_of).collect::<Result<Vec<_>, _>>()?;
+            self.announce(ended.iter().map(SessionId::to_string)).await;
+            revoked.extend(ended);
         }
         Ok(revoked)
     }
@@ -366,6 +430,46 @@ impl RedisStore {
         self.redis.run(invocation).await
     }
 
+    /// The channel the scripts publish revocations on: none when writes wait for replicas,
+    /// since a revocation published before its write is confirmed would be believed by every
+    /// instance even if a failover then lost the write; [`announce`](Self::announce) publishes
+    /// it once confirmed.
+    fn script_channel(&self) -> &str {
+        match self.redis.wait() {
+            Some(_) => "",
+            None => &self.channel,
+        }
+    }
+
+    /// When writes wait for replicas: publishes revocations whose writes replicas confirmed
+    /// (the scripts published them otherwise). A failed publish leaves the other instances to
+    /// the cache's 1 s lifetime for "active" answers.
+    async fn announce(&self, sids: impl IntoIterator<Item = String>) {
+        if self.redis.wait().is_none() {
+            return;
+        }
+        for sid in sids {
+            let published: Result<i64, _> = self
+                .command(redis::cmd("PUBLISH").arg(&self.channel).arg(&sid))
+                .await;
+            if let Err(error) = published {
+                tracing::debug!(%error, "a confirmed revocation could not be published");
+            }
+        }
+    }
+
+    /// Runs a script that may write the record of `sid` (and its user's index, in the same
+    /// slot); its [`Written`] confirms the write with replicas when the settings ask for it.
+    async fn write(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        sid: SessionId,
+    ) -> Result<(Vec<Value>, Written<'_>), StoreError> {
+        self.redis
+            .write(invocation, &self.names().record_key(sid))
+            .await
+    }
+
     pub(super) async fn command<T: FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
@@ -374,39 +478,137 @@ impl RedisStore {
     }
 }
 
-/// Listens for revocations published by any instance, reconnecting with back-off.
-async fn subscribe(client: Client, channel: String, sinks: Arc<Mutex<Vec<RevocationSink>>>) {
-    let notify = |event: RevocationEvent| {
-        let sinks = sinks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+/// Listens for revocations published by any instance, on any node that answers.
+///
+/// Published revocations reach every node of a cluster (classic pub/sub is broadcast over the
+/// cluster bus), so the subscription may live on any node: the configured ones first, then
+/// every node the cluster reports. It moves to the next node when its connection closes, and
+/// when a heartbeat it publishes through the store's connection once a second does not come
+/// back within three seconds: what a paused node, or one cut off from the rest of the cluster,
+/// gives. Each time it subscribes it sends [`RevocationEvent::Resync`]: anything published
+/// while it was away is unknown.
+struct Subscriber {
+    redis: RedisConnection,
+    urls: Vec<String>,
+    ca_cert: Option<Vec<u8>>,
+    channel: String,
+    sinks: Arc<Mutex<Vec<RevocationSink>>>,
+}
+
+/// How often the subscriber publishes its heartbeat, and how late it may come back.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const HEARTBEAT_LATE: Duration = Duration::from_secs(3);
+
+impl Subscriber {
+    fn notify(&self, event: RevocationEvent) {
+        let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for sink in sinks {
             sink(event);
         }
-    };
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    delay = Duration::from_millis(100);
-                    // Anything published while we were away is unknown: start afresh.
-                    notify(RevocationEvent::Resync);
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        let Ok(payload) = msg.get_payload::<String>() else {
-                            continue;
-                        };
-                        if let Ok(sid) = payload.parse::<SessionId>() {
-                            notify(RevocationEvent::Revoked(sid));
-                        }
-                    }
-                    tracing::warn!("revocation subscription lost; reconnecting");
+    }
+
+    /// The nodes to subscribe on, in order: the configured URLs, then every node the cluster
+    /// reports (with the first URL's scheme and credentials).
+    async fn candidates(&self) -> Vec<String> {
+        let mut urls = self.urls.clone();
+        if let Ok(Some(shards)) = self.redis.shards().await {
+            for (host, port) in shards.into_iter().flat_map(|shard| shard.nodes) {
+                if let Some(url) = with_address(&self.urls[0], &host, port)
+                    && !urls.contains(&url)
+                {
+                    urls.push(url);
                 }
-                Err(error) => tracing::warn!(%error, "revocation subscribe failed"),
-            },
-            Err(error) => tracing::debug!(%error, "revocation subscriber cannot reach Redis"),
+            }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
+        urls
+    }
+
+    async fn run(self) {
+        let heartbeat = format!("hb:{}:", super::keys::hex(&random_bytes::<8>()));
+        let mut next = 0usize;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let candidates = self.candidates().await;
+            let url = &candidates[next % candidates.len()];
+            match self.listen(url, &heartbeat, &mut delay).await {
+                Ok(lost) => tracing::warn!(
+                    node = node_of(url),
+                    cause = lost,
+                    "revocation subscription lost; subscribing on another node"
+                ),
+                Err(error) => tracing::debug!(
+                    node = node_of(url),
+                    %error,
+                    "revocation subscriber cannot subscribe on this node"
+                ),
+            }
+            next = next.wrapping_add(1);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Subscribes on `url` and delivers what arrives until the subscription is lost; returns
+    /// why, or the error that kept it from subscribing.
+    async fn listen(
+        &self,
+        url: &str,
+        heartbeat: &str,
+        delay: &mut Duration,
+    ) -> Result<&'static str, StoreError> {
+        let timeout = self.redis.timeout() * 2;
+        let client = client_for(url, self.ca_cert.as_deref())?;
+        let pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
+            .await
+            .map_err(|_| StoreError::Timeout)?
+            .map_err(unavailable)?;
+        let (mut sink, mut messages) = pubsub.split();
+        tokio::time::timeout(timeout, sink.subscribe(&self.channel))
+            .await
+            .map_err(|_| StoreError::Timeout)?
+            .map_err(unavailable)?;
+        *delay = Duration::from_millis(100);
+        self.notify(RevocationEvent::Resync);
+        let mut sequence = 0u64;
+        // The heartbeat published and not seen yet, and when.
+        let mut pending: Option<(String, Instant)> = None;
+        let mut next_beat = Instant::now();
+        loop {
+            match tokio::time::timeout(Duration::from_millis(250), messages.next()).await {
+                Ok(Some(message)) => {
+                    let Ok(payload) = message.get_payload::<String>() else {
+                        continue;
+                    };
+                    if pending.as_ref().is_some_and(|(beat, _)| *beat == payload) {
+                        pending = None;
+                    } else if let Ok(sid) = payload.parse::<SessionId>() {
+                        self.notify(RevocationEvent::Revoked(sid));
+                    }
+                }
+                Ok(None) => return Ok("the connection closed"),
+                Err(_) => {}
+            }
+            if pending
+                .as_ref()
+                .is_some_and(|(_, sent)| sent.elapsed() > HEARTBEAT_LATE)
+            {
+                drop(sink);
+                return Ok("a heartbeat published through the store did not arrive");
+            }
+            if pending.is_none() && Instant::now() >= next_beat {
+                sequence += 1;
+                let beat = format!("{heartbeat}{sequence}");
+                // A failed publish is the store's failure, not the subscription's.
+                let published: Result<i64, _> = self
+                    .redis
+                    .command(redis::cmd("PUBLISH").arg(&self.channel).arg(&beat))
+                    .await;
+                if published.is_ok() {
+                    pending = Some((beat, Instant::now()));
+                }
+                next_beat = Instant::now() + HEARTBEAT_EVERY;
+            }
+        }
     }
 }
 
@@ -445,10 +647,8 @@ impl SessionStore for RedisStore {
             SessionLimitPolicy::Deny => "deny",
             _ => "evict",
         };
-        let mut invocation = self
-            .scripts
-            .create
-            .key(self.names().index_key(&record.user_id));
+        let index = self.names().index_key(&record.user_id);
+        let mut invocation = self.scripts.create.key(&index);
         invocation
             .key(self.names().record_key(sid))
             .arg(now)
@@ -456,7 +656,7 @@ impl SessionStore for RedisStore {
             .arg(policy)
             .arg(sid.to_string())
             .arg(self.names().record_prefix(&sid.as_bytes()[..4]))
-            .arg(&self.channel)
+            .arg(self.script_channel())
             .arg(record.created_at)
             .arg(record.last_active_at)
             .arg(record.expires_at)
@@ -468,16 +668,21 @@ impl SessionStore for RedisStore {
         for (name, value) in &data {
             invocation.arg(name).arg(value);
         }
-        let reply: Vec<Value> = self.run(&invocation).await?;
+        let (reply, written): (Vec<Value>, _) = self.redis.write(&invocation, &index).await?;
         let status = reply
             .first()
             .and_then(|v| String::from_redis_value(v.clone()).ok())
             .ok_or_else(|| corrupt("create reply"))?;
         match status.as_str() {
             "deny" => Ok(CreateOutcome::LimitReached),
-            "ok" => Ok(CreateOutcome::Created {
-                evicted: reply[1..].iter().map(sid_of).collect::<Result<_, _>>()?,
-            }),
+            "ok" => {
+                let evicted: Vec<SessionId> =
+                    reply[1..].iter().map(sid_of).collect::<Result<_, _>>()?;
+                written.confirm().await?;
+                self.announce(evicted.iter().map(SessionId::to_string))
+                    .await;
+                Ok(CreateOutcome::Created { evicted })
+            }
             _ => Err(corrupt("create reply")),
         }
     }
@@ -505,7 +710,7 @@ impl SessionStore for RedisStore {
                 invocation.arg(name).arg(value);
             }
         }
-        let reply: Vec<Value> = self.run(&invocation).await?;
+        let (reply, written) = self.write(&invocation, sid).await?;
         let status = reply
             .first()
             .and_then(|v| String::from_redis_value(v.clone()).ok())
@@ -513,6 +718,7 @@ impl SessionStore for RedisStore {
         if status == "deadline" {
             return Err(StoreError::DeadlinePassed);
         }
+        confirm_rotation(&status, written).await?;
         let decoded = match &reply[1..] {
             [Value::Array(fields), pttl] => decode(
                 self.cipher(),
@@ -538,9 +744,13 @@ impl SessionStore for RedisStore {
     }
 
     async fn get(&self, session_id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let invocation = self.scripts.get.key(self.names().record_key(session_id));
+        let key = self.names().record_key(session_id);
+        let invocation = self.scripts.get.key(&key);
         let (fields, pttl): (Vec<Value>, i64) = self.run(&invocation).await?;
         if fields.is_empty() {
+            // "No such session" refuses it: with writes confirmed, not before replicas have
+            // the write that ended it (a logout retried after a 503 must not read as done).
+            self.redis.confirm_slot(&key).await?;
             return Ok(None);
         }
         Ok(decode(self.cipher(), session_id, &pairs(&fields)?, pttl)?.map(|(record, _)| record))
@@ -569,13 +779,18 @@ impl SessionStore for RedisStore {
     }
 
     async fn revoke(&self, session_id: SessionId, now: u64) -> Result<bool, StoreError> {
-        let mut invocation = self.scripts.revoke.key(self.names().record_key(session_id));
+        let key = self.names().record_key(session_id);
+        let mut invocation = self.scripts.revoke.key(&key);
         invocation
             .arg(now)
-            .arg(&self.channel)
+            .arg(self.script_channel())
             .arg(session_id.to_string())
             .arg(self.names().index_prefix(&session_id.as_bytes()[..4]));
-        let revoked: i64 = self.run(&invocation).await?;
+        // Confirmed also when it found nothing live: a logout retried after a 503 finds its
+        // session gone, by a write that may not have reached a replica yet.
+        let (revoked, written): (i64, _) = self.redis.write(&invocation, &key).await?;
+        written.confirm().await?;
+        self.announce([session_id.to_string()]).await;
         Ok(revoked == 1)
     }
 
@@ -593,23 +808,72 @@ impl SessionStore for RedisStore {
         self.revoke_all_but(user_id, Some(keep), now).await
     }
 
+    /// One node: `PING`. A cluster: a read of a key in every slot range, each sent the way
+    /// a script on that range is (the same connection, slot map and redirects), so a
+    /// connection stuck on a node that no longer answers fails here as the requests do.
     async fn ping(&self) -> Result<(), StoreError> {
-        let pong: String = self.command(&redis::cmd("PING")).await?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(corrupt("PING answered something else"))
+        let Some(shards) = self.redis.shards().await? else {
+            let pong: String = self.command(&redis::cmd("PING")).await?;
+            return match pong.as_str() {
+                "PONG" => Ok(()),
+                _ => Err(corrupt("PING answered something else")),
+            };
+        };
+        for shard in &shards {
+            let (key, slot) = self.probe_key(shard);
+            let _: i64 = self
+                .redis
+                .command_at_slot(redis::cmd("EXISTS").arg(&key), slot)
+                .await?;
         }
+        Ok(())
     }
 
     /// A Redis with a memory limit and any eviction policy but `noeviction` deletes keys when
     /// full, and every key here has a lifetime, so even the `volatile-*` policies pick them: a
-    /// logout, a user's index or a whole session can vanish without an error. Asked of every
-    /// node of a cluster's connection (`INFO memory`, which managed services allow where they
-    /// rename `CONFIG`).
+    /// logout, a user's index or a whole session can vanish without an error. With writes
+    /// confirmed by replicas, a primary with fewer replicas than that answers every write 503.
+    /// Asked of every primary of a cluster (`INFO memory replication`, which managed services
+    /// allow where they rename `CONFIG`), each on the route its slots' scripts take.
     async fn warnings(&self) -> Result<Vec<StoreWarning>, StoreError> {
-        let info: String = self.command(redis::cmd("INFO").arg("memory")).await?;
-        Ok(eviction_warning(&info).into_iter().collect())
+        let mut info = Vec::new();
+        match self.redis.shards().await? {
+            None => {
+                let text: String = self
+                    .command(redis::cmd("INFO").arg("memory").arg("replication"))
+                    .await?;
+                info.push((None, text));
+            }
+            Some(shards) => {
+                for shard in &shards {
+                    let (_, slot) = self.probe_key(shard);
+                    let text: String = self
+                        .redis
+                        .command_at_slot(redis::cmd("INFO").arg("memory").arg("replication"), slot)
+                        .await?;
+                    let (host, port) = &shard.nodes[0];
+                    info.push((Some(format!("{host}:{port}")), text));
+                }
+            }
+        }
+        let mut warnings: Vec<StoreWarning> = Vec::new();
+        for (node, text) in &info {
+            let found = eviction_warning(text)
+                .into_iter()
+                .chain(self.replicas_warning(text));
+            for warning in found {
+                if warnings.iter().all(|w| w.code() != warning.code()) {
+                    warnings.push(match node {
+                        Some(node) => StoreWarning::new(
+                            warning.code(),
+                            format!("{node}: {}", warning.message()),
+                        ),
+                        None => warning,
+                    });
+                }
+            }
+        }
+        Ok(warnings)
     }
 
     fn kind(&self) -> &'static str {
@@ -621,18 +885,17 @@ impl SessionStore for RedisStore {
     }
 }
 
+/// The reason code of a Redis that evicts keys when full.
+const EVICTS_KEYS: &str = "store_evicts_keys";
+
 /// The warning for a Redis whose `INFO memory` says it evicts keys when full.
 pub(super) fn eviction_warning(info: &str) -> Option<StoreWarning> {
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .map(str::trim)
-    };
+    let field = |name: &str| info_field(info, name);
     let limit = field("maxmemory")?.parse::<u64>().ok()?;
     let policy = field("maxmemory_policy")?;
     (limit > 0 && policy != "noeviction").then(|| {
         StoreWarning::new(
-            "store_evicts_keys",
+            EVICTS_KEYS,
             format!(
                 "Redis evicts keys when it reaches maxmemory ({limit} bytes, maxmemory-policy \
                  {policy}): sessions, user indexes and logouts can vanish without an error; set \
@@ -640,6 +903,13 @@ pub(super) fn eviction_warning(info: &str) -> Option<StoreWarning> {
             ),
         )
     })
+}
+
+/// A field of an `INFO` answer (`name:value` lines).
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
 }
 
 /// What [`RedisStore::apply`] does to a sealed record.
@@ -655,6 +925,18 @@ enum Action<'a> {
 /// means another writer won (and a rule that writes moves the generation on), so the next read
 /// almost always decides without a write: a few attempts are plenty.
 const MAX_SEALED_ATTEMPTS: usize = 8;
+
+/// Confirms a rotation with replicas (when the settings ask for it) before a client is given
+/// what it decided: a successor (`rotated`), the successor again (`grace`: a retry after a 503
+/// answers from the first attempt's write, which may not have reached a replica), a reuse
+/// revocation, or "no such session" (the write that ended it may not have reached a replica
+/// either). Only the expiries, which follow from times alone, are answered as they are.
+async fn confirm_rotation(status: &str, written: Written<'_>) -> Result<(), StoreError> {
+    match status {
+        "session_expired" | "token_expired" => Ok(()),
+        _ => written.confirm().await,
+    }
+}
 
 /// The outcome of the rotate script's `status` for a record it returned.
 fn rotate_outcome(

@@ -958,3 +958,381 @@ async fn health_warns_of_a_redis_that_would_evict() {
         "{warnings:?}"
     );
 }
+
+/// A session of a fresh user on `store`, created at the current time.
+async fn live_session(store: &RedisStore, user: &str) -> SessionId {
+    let l = suite::lifetimes();
+    let now = crate::clock::SystemClock.now_ms();
+    let record = suite::record_for(store, user, now, &l);
+    let sid = record.session_id;
+    store
+        .create(record, suite::limit(10), &l, now)
+        .await
+        .unwrap();
+    sid
+}
+
+/// Issue 31, item 1: a master paused past the node timeout (a VM pause, a partition) is
+/// replaced by its replica, and the store serves its slots from the new master without a
+/// restart, while the old one is still paused. The cluster client retries a timed-out call on
+/// the same connection and never refreshes its slot map on a timeout, so before, every call
+/// for those slots timed out until the old master woke up (or forever, in a partition).
+/// Item 2: health answers on a healthy cluster (it read the per-node `INFO` reply as one
+/// string and failed on every cluster), fails while a slot range does not answer, and answers
+/// again after the failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_paused_past_the_node_timeout_is_replaced_without_a_restart() {
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(|| {
+            redis_server::ReplicatedCluster::start(Duration::from_millis(1500), &[])
+        })
+        .await
+        .unwrap(),
+    );
+    let urls: Vec<String> = cluster.redis_url().split(',').map(str::to_owned).collect();
+    let store = RedisStore::connect(&settings(
+        &urls,
+        &redis_server::unique_prefix("paused"),
+        Duration::from_secs(1),
+    ))
+    .await
+    .unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(store.warnings().await.unwrap(), Vec::new());
+
+    let sid = live_session(&store, "paused-user").await;
+    let slot = super::connection::key_slot(store.names().record_key(sid).as_bytes());
+    let master = cluster
+        .masters()
+        .into_iter()
+        .find(|m| m.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+        .unwrap()
+        .port;
+    cluster.pause(master);
+    assert!(
+        store.ping().await.is_err(),
+        "health passed with a slot range that does not answer"
+    );
+    let c = cluster.clone();
+    let healthy_at = tokio::task::spawn_blocking(move || c.wait_healthy(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    // The old master sleeps through all of this.
+    let deadline = healthy_at + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(record)) = store.get(sid).await {
+            assert_eq!(record.user_id, "paused-user");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session's slots were not served 10 s after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "served again {:?} after the cluster was healthy",
+        healthy_at.elapsed()
+    );
+    while store.ping().await.is_err() {
+        assert!(Instant::now() < deadline, "health did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(store.connection().rebuilds() >= 1);
+    cluster.resume(master);
+}
+
+/// Issue 31, item 4: the revocation listener subscribed on one node keeps hearing revocations
+/// when that node is paused (it notices its heartbeat not coming back) or killed (its
+/// connection closes): it subscribes on another node of the cluster and resynchronises. Before,
+/// it only ever subscribed on the first URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revocation_listener_survives_the_node_it_listens_on() {
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(|| {
+            redis_server::ReplicatedCluster::start(Duration::from_millis(1500), &[])
+        })
+        .await
+        .unwrap(),
+    );
+    // Replicas first: the listener starts on one, and a replica can go without a failover.
+    let replicas: Vec<u16> = cluster
+        .masters()
+        .iter()
+        .map(|m| cluster.replica_of(m.port))
+        .collect();
+    let mut urls: Vec<String> = replicas
+        .iter()
+        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .collect();
+    for port in cluster.ports() {
+        if !replicas.contains(port) {
+            urls.push(format!("redis://127.0.0.1:{port}"));
+        }
+    }
+    let prefix = redis_server::unique_prefix("listener");
+    let redis = settings(&urls, &prefix, Duration::from_secs(1));
+    let one = RedisStore::connect(&redis).await.unwrap();
+    let two = RedisStore::connect(&redis).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    two.watch_revocations(Arc::new(move |event| {
+        let _ = tx.send(event);
+    }));
+    // Revokes a fresh session on `one` until `two` hears of it; returns whether `two`
+    // resubscribed (a `Resync`) meanwhile.
+    let heard = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<RevocationEvent>,
+                       within: Duration| {
+        let sid = live_session(&one, &format!("listener-{}", SessionId::random())).await;
+        let deadline = Instant::now() + within;
+        let mut resynced = false;
+        loop {
+            let _ = one.revoke(sid, crate::clock::SystemClock.now_ms()).await;
+            while let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(200), rx.recv()).await
+            {
+                match event {
+                    RevocationEvent::Resync => resynced = true,
+                    RevocationEvent::Revoked(got) if got == sid => return resynced,
+                    _ => {}
+                }
+            }
+            assert!(Instant::now() < deadline, "the revocation never arrived");
+        }
+    };
+    heard(&mut rx, Duration::from_secs(10)).await;
+
+    // Paused: its socket stays open and silent.
+    cluster.pause(replicas[0]);
+    let start = Instant::now();
+    assert!(heard(&mut rx, Duration::from_secs(15)).await, "no resync");
+    eprintln!("listener moved off a paused node in {:?}", start.elapsed());
+    cluster.resume(replicas[0]);
+
+    // Killed: it now listens on the second replica.
+    cluster.kill(replicas[1]);
+    let start = Instant::now();
+    assert!(heard(&mut rx, Duration::from_secs(15)).await, "no resync");
+    eprintln!("listener moved off a killed node in {:?}", start.elapsed());
+}
+
+/// Issue 31, item 3: with `REDIS_WAIT_REPLICAS`, a write is acknowledged only once a replica
+/// has it; without a replica to confirm it, it answers 503 (the primary keeps it), while reads
+/// go on at once on their own connection, and a grace answer (which writes nothing) still
+/// answers. Health names a primary short of replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_for_replicas_when_asked_and_reads_do_not() {
+    let primary = redis_server::start_private();
+    let replica = redis_server::start_replica_of(primary.ports[0]);
+    let replica_port = replica.ports[0];
+    let redis = settings(
+        &primary.urls,
+        &redis_server::unique_prefix("wait"),
+        Duration::from_secs(1),
+    )
+    .with_wait_replicas(1, Duration::from_secs(3))
+    .unwrap();
+    let store = Arc::new(RedisStore::connect(&redis).await.unwrap());
+    let on_replica =
+        |key: String| redis_server::command(replica_port, &format!("EXISTS {key}")) == ":1";
+
+    // Acknowledged means on the replica, at once.
+    let kept = live_session(&store, "wait-kept").await;
+    assert!(on_replica(store.names().record_key(kept)));
+    let ended = live_session(&store, "wait-ended").await;
+    assert!(
+        store
+            .revoke(ended, crate::clock::SystemClock.now_ms())
+            .await
+            .unwrap()
+    );
+    assert!(!on_replica(store.names().record_key(ended)));
+    let now = crate::clock::SystemClock.now_ms();
+    assert!(matches!(
+        store.rotate(rotation(kept, 0, now)).await.unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+
+    // The replica stops: writes cannot be confirmed.
+    redis_server::pause_server(replica_port, true);
+    let rotated_at = crate::clock::SystemClock.now_ms();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { store.rotate(rotation(kept, 1, rotated_at)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A read while that write waits (3 s, past the 1 s store timeout): not behind it.
+    assert_eq!(store.get(kept).await.unwrap().unwrap().generation, 2);
+    match writer.await.unwrap() {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("REDIS_WAIT_REPLICAS"), "{message}");
+        }
+        other => panic!("an unconfirmed rotation was acknowledged: {other:?}"),
+    }
+    // The client retries with the same token: the grace answer hands out what the first
+    // attempt wrote, which no replica has yet: not acknowledged either.
+    assert!(matches!(
+        store.rotate(rotation(kept, 1, rotated_at + 100)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    // A logout answered 503, then retried: the retry finds the session gone, by a write no
+    // replica has; it is not acknowledged either, nor is "no such session" read back, nor is
+    // the revocation published (other instances would believe it, and a failover undo it).
+    let watcher = RedisStore::connect(&settings(
+        &primary.urls,
+        store.names().prefix(),
+        Duration::from_secs(1),
+    ))
+    .await
+    .unwrap();
+    let (tx, events) = std::sync::mpsc::channel();
+    watcher.watch_revocations(Arc::new(move |event| {
+        let _ = tx.send(event);
+    }));
+    let logout = live_session_unconfirmed(&store, &primary, "wait-logout").await;
+    let now = crate::clock::SystemClock.now_ms();
+    for _ in 0..2 {
+        assert!(matches!(
+            store.revoke(logout, now).await,
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+    assert!(matches!(
+        store.get(logout).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !events
+            .try_iter()
+            .any(|e| e == RevocationEvent::Revoked(logout)),
+        "an unconfirmed revocation was published"
+    );
+
+    redis_server::pause_server(replica_port, false);
+    // The replica is back: the retries are acknowledged, the replica has what they say, and
+    // the revocation is published.
+    assert!(matches!(
+        store
+            .rotate(rotation(kept, 1, rotated_at + 200))
+            .await
+            .unwrap(),
+        RotateOutcome::Grace(_)
+    ));
+    assert!(!store.revoke(logout, now).await.unwrap());
+    assert!(!on_replica(store.names().record_key(logout)));
+    assert_eq!(store.get(logout).await.unwrap(), None);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !events
+        .try_iter()
+        .any(|e| e == RevocationEvent::Revoked(logout))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the confirmed revocation was not published"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A replica gone: health says so (by code; the message is for the log).
+    replica.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let codes: Vec<&str> = store
+            .warnings()
+            .await
+            .unwrap()
+            .iter()
+            .map(|w| w.code())
+            .collect();
+        if codes == ["store_replicas_missing"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{codes:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A session created by a script run straight on `primary` (no replica confirmation), as a
+/// first attempt answered 503 leaves it.
+async fn live_session_unconfirmed(
+    store: &RedisStore,
+    primary: &redis_server::Started,
+    user: &str,
+) -> SessionId {
+    let plain = RedisStore::connect(&settings(
+        &primary.urls,
+        store.names().prefix(),
+        Duration::from_secs(1),
+    ))
+    .await
+    .unwrap();
+    live_session(&plain, user).await
+}
+
+/// Issue 26, item 12: connecting to a Redis that evicts keys is refused, naming the setting
+/// that accepts it; with it, the store starts and says so at WARN (and health reports the
+/// code, see `health_warns_of_a_redis_that_would_evict`).
+#[tokio::test(flavor = "current_thread")]
+async fn an_evicting_redis_is_refused_unless_accepted_and_then_logged() {
+    let server = redis_server::start_private();
+    let port = server.ports[0];
+    redis_server::command(port, "CONFIG SET maxmemory 100mb");
+    redis_server::command(port, "CONFIG SET maxmemory-policy allkeys-lru");
+    let prefix = redis_server::unique_prefix("evicting");
+    let redis = settings(&server.urls, &prefix, Duration::from_secs(2));
+    match RedisStore::connect(&redis).await {
+        Err(StoreError::Misconfigured(message)) => {
+            assert!(message.contains("REDIS_ALLOW_EVICTION"), "{message}");
+            assert!(message.contains("allkeys-lru"), "{message}");
+        }
+        other => panic!("an evicting Redis was accepted: {other:?}"),
+    }
+
+    let sink = LogSink::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+    let store = RedisStore::connect(&redis.with_eviction_allowed(true))
+        .await
+        .unwrap();
+    let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("WARN") && log.contains("store_evicts_keys") && log.contains("allkeys-lru"),
+        "{log}"
+    );
+    let codes: Vec<&str> = store
+        .warnings()
+        .await
+        .unwrap()
+        .iter()
+        .map(|w| w.code())
+        .collect();
+    assert_eq!(codes, ["store_evicts_keys"]);
+}
+
+/// Log lines written by a test's subscriber.
+#[derive(Clone, Default)]
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
+    type Writer = LogSink;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}

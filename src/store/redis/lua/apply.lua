@@ -3,9 +3,9 @@
 -- one sealed state) and its generation. Used where the rule needs the seal opened (rotation of a
 -- sealed record, sealing a record again), which a script cannot do.
 -- KEYS[1] the record. ARGV: expected `d` ('' for a record without a seal), expected `g`,
--- action ('write' or 'drop'), channel, sid, index key prefix, the caller's deadline (ms since
--- the epoch, 0 for none), then for 'write': the purge time and the fields to write as name,
--- value pairs.
+-- action ('write' or 'drop'), channel (empty: publish nothing, the caller publishes once
+-- replicas confirm the write), sid, index key prefix, the caller's deadline (ms since the epoch,
+-- 0 for none), then for 'write': the purge time and the fields to write as name, value pairs.
 -- Returns 1 when applied, 0 when the record changed or went away since it was read, -1 when
 -- this server reached the script after the caller's deadline by its own clock (nothing done).
 local record = KEYS[1]
@@ -21,7 +21,7 @@ if (f[1] or '') ~= ARGV[1] or tonumber(f[2]) ~= tonumber(ARGV[2]) then return 0 
 if ARGV[3] == 'drop' then
   redis.call('DEL', record)
   if f[3] then redis.call('ZREM', ARGV[6] .. f[3], ARGV[5]) end
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
   return 1
 end
 -- The old seal's parts (a new seal may take fewer) and clear data of an unsealed record (user,

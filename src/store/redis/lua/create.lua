@@ -1,6 +1,7 @@
 -- Create a session, applying the per-user limit atomically (plan_admission in store/mod.rs).
 -- KEYS[1] the user's index (zset of session ids by creation), KEYS[2] the new record.
--- ARGV: now, max, policy, sid, record key prefix, channel,
+-- ARGV: now, max, policy, sid, record key prefix, channel (empty: publish nothing, the caller
+--       publishes once replicas confirm the write),
 --       created, active, expires, generation, refresh_expires, purge, index expiry,
 --       the index's name suffix (`i`: how the record finds its index),
 --       then the record's data fields as name, value pairs (`u` user, `r` roles and the
@@ -44,7 +45,7 @@ if #live >= max then
   for i = 1, #live - max + 1 do
     redis.call('DEL', prefix .. live[i][1])
     redis.call('ZREM', index, live[i][1])
-    redis.call('PUBLISH', channel, live[i][1])
+    if channel ~= '' then redis.call('PUBLISH', channel, live[i][1]) end
     result[#result + 1] = live[i][1]
   end
 end
