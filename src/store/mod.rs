@@ -22,8 +22,9 @@ pub mod redis;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) mod sealing;
-#[cfg(test)]
-pub(crate) mod suite;
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod suite;
 
 pub use device::{DeviceInfo, MAX_DEVICE_LABEL_LEN};
 pub use memory::MemoryStore;
@@ -187,7 +188,7 @@ pub enum RotateOutcome {
 /// [`SessionStore::rotate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub(crate) enum RotationDecision {
+pub enum RotationDecision {
     /// Advance to `generation + 1`.
     Rotate {
         /// The new refresh token's expiry.
@@ -211,7 +212,7 @@ pub(crate) enum RotationDecision {
 
 /// The rules of [the session rules](crate::routes#sessions-and-tokens) for one refresh, as a pure function of the record. Every store applies
 /// this decision atomically (the Redis backend mirrors it in its script).
-pub(crate) fn decide_rotation(record: &SessionRecord, req: &RotateRequest) -> RotationDecision {
+pub fn decide_rotation(record: &SessionRecord, req: &RotateRequest) -> RotationDecision {
     let now = req.now;
     if record.revoked_at.is_some() {
         return RotationDecision::Revoked;
@@ -250,7 +251,7 @@ pub(crate) fn decide_rotation(record: &SessionRecord, req: &RotateRequest) -> Ro
 
 /// When a record may be forgotten: once neither its refresh token nor any access token issued
 /// at its last activity can be presented, and never after the session's absolute end.
-pub(crate) fn purge_at(
+pub fn purge_at(
     expires_at: u64,
     refresh_expires_at: u64,
     last_active_at: u64,
@@ -262,10 +263,7 @@ pub(crate) fn purge_at(
 }
 
 /// What a rotation answers, from its decision and the record as [`apply_rotation`] left it.
-pub(crate) fn rotation_outcome(
-    decision: RotationDecision,
-    record: &SessionRecord,
-) -> RotateOutcome {
+pub fn rotation_outcome(decision: RotationDecision, record: &SessionRecord) -> RotateOutcome {
     match decision {
         RotationDecision::Rotate { .. } => RotateOutcome::Rotated(record.clone()),
         RotationDecision::Grace => RotateOutcome::Grace(record.clone()),
@@ -279,11 +277,7 @@ pub(crate) fn rotation_outcome(
 
 /// Applies a decision to a record (the in-memory half of an atomic rotation), with the
 /// request's update when it advances the generation.
-pub(crate) fn apply_rotation(
-    record: &mut SessionRecord,
-    decision: RotationDecision,
-    req: &RotateRequest,
-) {
+pub fn apply_rotation(record: &mut SessionRecord, decision: RotationDecision, req: &RotateRequest) {
     let now = req.now;
     match decision {
         RotationDecision::Rotate {
@@ -330,10 +324,7 @@ pub enum CreateOutcome {
 /// Which of a user's live sessions to evict before adding one more, or `None` to deny.
 /// `live` holds `(session, last_active_at)` of the user's live sessions in creation order, which
 /// breaks ties between sessions last active in the same millisecond.
-pub(crate) fn plan_admission(
-    live: &[(SessionId, u64)],
-    limit: SessionLimit,
-) -> Option<Vec<SessionId>> {
+pub fn plan_admission(live: &[(SessionId, u64)], limit: SessionLimit) -> Option<Vec<SessionId>> {
     if live.len() < limit.max {
         return Some(Vec::new());
     }

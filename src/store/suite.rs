@@ -1,12 +1,28 @@
-//! The shared store test suite: every [`SessionStore`] backend runs all of it through
-//! [`store_suite!`](crate::store_suite).
+//! The shared store test suite (feature `test-util`): the rules of [`SessionStore`] as tests,
+//! which the crate's own stores (memory, Redis, Redis Cluster, PostgreSQL, plain and sealed)
+//! pass, and which a store written elsewhere runs with one line:
+//!
+//! ```text
+//! // tests/store.rs of your crate, with `tower-jwt-session = { features = ["test-util"] }`
+//! // among its dev-dependencies:
+//! tower_jwt_session::store_suite!(MyStore::connect("…").await);
+//! ```
+//!
+//! [`store_suite!`](crate::store_suite) expands to one `#[test]` per rule, each on a runtime
+//! of its own (the races on four worker threads); the expression making the store is evaluated
+//! in each, in an async context. `tests/kit_store.rs` in this crate's repository is a
+//! `HashMap` store written against the public API alone that passes it. The rules themselves
+//! ([`decide_rotation`], [`apply_rotation`], [`plan_admission`], [`purge_at`]) are public in
+//! [`store`](crate::store), so a store need not re-derive them from prose.
 
 use std::sync::Arc;
 
 use super::*;
 use crate::config::SessionLimitPolicy;
 
-pub(crate) fn lifetimes() -> Lifetimes {
+/// The lifetimes the suite runs with: refresh tokens of 30 s, a 1 s reuse interval, access
+/// tokens kept 10 s.
+pub fn lifetimes() -> Lifetimes {
     Lifetimes {
         refresh_ttl: 30_000,
         reuse_interval: 1_000,
@@ -14,7 +30,8 @@ pub(crate) fn lifetimes() -> Lifetimes {
     }
 }
 
-pub(crate) fn limit(max: usize) -> SessionLimit {
+/// A per-user limit of `max` sessions, evicting.
+pub fn limit(max: usize) -> SessionLimit {
     SessionLimit {
         max,
         policy: SessionLimitPolicy::Evict,
@@ -22,7 +39,7 @@ pub(crate) fn limit(max: usize) -> SessionLimit {
 }
 
 /// A fresh record for `user` created at `now`, ending 100 s later.
-pub(crate) fn record(user: &str, now: u64, l: &Lifetimes) -> SessionRecord {
+pub fn record(user: &str, now: u64, l: &Lifetimes) -> SessionRecord {
     let expires_at = now + 100_000;
     let refresh_expires_at = now + l.refresh_ttl;
     SessionRecord {
@@ -43,7 +60,7 @@ pub(crate) fn record(user: &str, now: u64, l: &Lifetimes) -> SessionRecord {
 }
 
 /// As [`record`], with an id made by `store` (the Redis store routes by it).
-pub(crate) fn record_for<S: SessionStore + ?Sized>(
+pub fn record_for<S: SessionStore + ?Sized>(
     store: &S,
     user: &str,
     now: u64,
@@ -107,7 +124,8 @@ fn unique(user: &str) -> String {
     format!("{user}-{}", SessionId::random())
 }
 
-pub(crate) async fn create_get_and_list<S: SessionStore + ?Sized>(store: &S) {
+/// The rule that create get and list.
+pub async fn create_get_and_list<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("alice");
     let a = created(store, &user, at(1_000)).await;
     let b = created(store, &user, at(2_000)).await;
@@ -127,7 +145,8 @@ pub(crate) async fn create_get_and_list<S: SessionStore + ?Sized>(store: &S) {
     store.ping().await.unwrap();
 }
 
-pub(crate) async fn rotation_follows_the_rules<S: SessionStore + ?Sized>(store: &S) {
+/// The rule that rotation follows the rules.
+pub async fn rotation_follows_the_rules<S: SessionStore + ?Sized>(store: &S) {
     let r = created(store, &unique("bob"), at(1_000)).await;
     let sid = r.session_id;
 
@@ -182,7 +201,8 @@ pub(crate) async fn rotation_follows_the_rules<S: SessionStore + ?Sized>(store: 
     assert!(store.list(&r.user_id, at(3_002)).await.unwrap().is_empty());
 }
 
-pub(crate) async fn parent_after_the_interval_is_theft<S: SessionStore + ?Sized>(store: &S) {
+/// The rule that parent after the interval is theft.
+pub async fn parent_after_the_interval_is_theft<S: SessionStore + ?Sized>(store: &S) {
     let r = created(store, &unique("carol"), at(1_000)).await;
     assert!(matches!(
         store
@@ -212,9 +232,7 @@ pub(crate) async fn parent_after_the_interval_is_theft<S: SessionStore + ?Sized>
 /// A rotation that reaches the store after its caller's deadline, by the store's own clock,
 /// changes nothing (every outcome, the reuse that would revoke included): the caller has
 /// answered 503 and its client still holds the token, which must keep working.
-pub(crate) async fn a_rotation_past_its_deadline_changes_nothing<S: SessionStore + ?Sized>(
-    store: &S,
-) {
+pub async fn a_rotation_past_its_deadline_changes_nothing<S: SessionStore + ?Sized>(store: &S) {
     let real_now = crate::clock::unix_ms(std::time::SystemTime::now());
     let r = created(store, &unique("stalled"), at(1_000)).await;
     let sid = r.session_id;
@@ -244,7 +262,8 @@ pub(crate) async fn a_rotation_past_its_deadline_changes_nothing<S: SessionStore
     assert!(matches!(out, RotateOutcome::Reused(..)), "{out:?}");
 }
 
-pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
+/// The rule that expiries.
+pub async fn expiries<S: SessionStore + ?Sized>(store: &S) {
     let r = created(store, &unique("dave"), at(1_000)).await;
     // The refresh token expires 30 s after login.
     assert_eq!(
@@ -283,7 +302,8 @@ pub(crate) async fn expiries<S: SessionStore + ?Sized>(store: &S) {
     );
 }
 
-pub(crate) async fn revoke_and_revoke_all<S: SessionStore + ?Sized>(store: &S) {
+/// The rule that revoke and revoke all.
+pub async fn revoke_and_revoke_all<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("frank");
     let a = created(store, &user, at(1_000)).await;
     let b = created(store, &user, at(1_100)).await;
@@ -315,7 +335,7 @@ pub(crate) async fn revoke_and_revoke_all<S: SessionStore + ?Sized>(store: &S) {
 
 /// The device metadata is kept as created through rotation, reads and listing; a record
 /// without any reads back as no device.
-pub(crate) async fn device_metadata_round_trips<S: SessionStore + ?Sized>(store: &S) {
+pub async fn device_metadata_round_trips<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("dora");
     let r = created(store, &user, at(1_000)).await;
     assert_eq!(r.device.label(), "Firefox on Linux");
@@ -357,7 +377,7 @@ pub(crate) async fn device_metadata_round_trips<S: SessionStore + ?Sized>(store:
 /// with an update stores its roles and claims in the same step (a grace answer for the retired
 /// token hands out the same ones, and ignores an update of its own); claims longer than one
 /// clear hash field, with multi-byte characters, come back whole; emptied claims read as none.
-pub(crate) async fn claims_round_trip_and_rotation_updates<S: SessionStore + ?Sized>(store: &S) {
+pub async fn claims_round_trip_and_rotation_updates<S: SessionStore + ?Sized>(store: &S) {
     use crate::session::CustomClaims;
     use crate::store::SessionUpdate;
     let user = unique("cleo");
@@ -446,7 +466,7 @@ pub(crate) async fn claims_round_trip_and_rotation_updates<S: SessionStore + ?Si
 }
 
 /// Revoking all of a user's sessions but one leaves that one, and other users', alone.
-pub(crate) async fn revoke_all_except_keeps_one<S: SessionStore + ?Sized>(store: &S) {
+pub async fn revoke_all_except_keeps_one<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("olga");
     let a = created(store, &user, at(1_000)).await;
     let b = created(store, &user, at(1_100)).await;
@@ -492,7 +512,8 @@ pub(crate) async fn revoke_all_except_keeps_one<S: SessionStore + ?Sized>(store:
     );
 }
 
-pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Sized>(store: &S) {
+/// The rule that limit evicts the least recently active.
+pub async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("grace");
     let l = lifetimes();
     let first = record_for(store, &user, at(1_000), &l);
@@ -549,7 +570,7 @@ pub(crate) async fn limit_evicts_the_least_recently_active<S: SessionStore + ?Si
 
 /// Every way a session ends deletes it at once, so a user with a long history holds no more
 /// than a user with a short one (bounded by the limit plus a small tail).
-pub(crate) async fn ended_sessions_are_deleted_at_once<S: SessionStore + ?Sized>(store: &S) {
+pub async fn ended_sessions_are_deleted_at_once<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("judy");
     let l = lifetimes();
     let mut ended = Vec::new();
@@ -606,7 +627,8 @@ pub(crate) async fn ended_sessions_are_deleted_at_once<S: SessionStore + ?Sized>
     }
 }
 
-pub(crate) async fn limit_denies<S: SessionStore + ?Sized>(store: &S) {
+/// The rule that limit denies.
+pub async fn limit_denies<S: SessionStore + ?Sized>(store: &S) {
     let user = unique("heidi");
     let l = lifetimes();
     let deny = SessionLimit {
@@ -654,7 +676,7 @@ pub(crate) async fn limit_denies<S: SessionStore + ?Sized>(store: &S) {
 }
 
 /// 64 concurrent refreshes of one token agree on one successor.
-pub(crate) async fn concurrent_rotations_agree<S: SessionStore + ?Sized>(store: Arc<S>) {
+pub async fn concurrent_rotations_agree<S: SessionStore + ?Sized>(store: Arc<S>) {
     let r = created(&*store, &unique("ivan"), at(1_000)).await;
     let mut tasks = Vec::new();
     for _ in 0..64 {
@@ -685,9 +707,7 @@ pub(crate) async fn concurrent_rotations_agree<S: SessionStore + ?Sized>(store: 
 
 /// A revocation racing a refresh of the same session: whichever runs first, the session ends
 /// and stays ended (the refresh never brings it back).
-pub(crate) async fn revoke_racing_rotation_never_resurrects<S: SessionStore + ?Sized>(
-    store: Arc<S>,
-) {
+pub async fn revoke_racing_rotation_never_resurrects<S: SessionStore + ?Sized>(store: Arc<S>) {
     let user = unique("rita");
     for round in 0..16u64 {
         let r = created(&*store, &user, at(1_000 + round)).await;
@@ -731,10 +751,27 @@ pub(crate) async fn revoke_racing_rotation_never_resurrects<S: SessionStore + ?S
     }
 }
 
+/// Runs a suite test's future on a runtime of its own: current-thread, or four workers for the
+/// races. Used by [`store_suite!`](crate::store_suite).
+pub fn run<F: std::future::Future<Output = ()>>(workers: usize, test: F) {
+    let mut runtime = if workers > 1 {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    runtime
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the store suite")
+        .block_on(test);
+}
+
 /// Runs the whole store suite against the store made by `$make` (an expression evaluated in an
-/// async context, so it may `.await`).
+/// async context, so it may `.await`): one `#[test]` per rule. Feature `test-util`; see
+/// [`store::suite`](crate::store::suite).
 #[macro_export]
-#[doc(hidden)]
 macro_rules! store_suite {
     ($make:expr) => {
         $crate::store_suite!(@tests $make;
@@ -752,24 +789,30 @@ macro_rules! store_suite {
             revoke_all_except_keeps_one,
         );
 
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn revoke_racing_rotation_never_resurrects() {
-            let store = ::std::sync::Arc::new($make);
-            $crate::store::suite::revoke_racing_rotation_never_resurrects(store).await;
+        #[test]
+        fn revoke_racing_rotation_never_resurrects() {
+            $crate::store::suite::run(4, async {
+                let store = ::std::sync::Arc::new($make);
+                $crate::store::suite::revoke_racing_rotation_never_resurrects(store).await;
+            });
         }
 
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn concurrent_rotations_agree() {
-            let store = ::std::sync::Arc::new($make);
-            $crate::store::suite::concurrent_rotations_agree(store).await;
+        #[test]
+        fn concurrent_rotations_agree() {
+            $crate::store::suite::run(4, async {
+                let store = ::std::sync::Arc::new($make);
+                $crate::store::suite::concurrent_rotations_agree(store).await;
+            });
         }
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(
-            #[tokio::test]
-            async fn $name() {
-                let store = $make;
-                $crate::store::suite::$name(&store).await;
+            #[test]
+            fn $name() {
+                $crate::store::suite::run(1, async {
+                    let store = $make;
+                    $crate::store::suite::$name(&store).await;
+                });
             }
         )*
     };
