@@ -26,7 +26,7 @@ profile=()
 
 start=$(date +%s)
 status=0
-cargo test "${profile[@]}" --all-features --test model -- --nocapture "$@" || status=$?
+cargo test "${profile[@]}" --all-features --test it model:: -- --nocapture "$@" || status=$?
 echo "model-long: ${TJS_MODEL_CASES} cases per store and policy of up to ${TJS_MODEL_STEPS} steps," \
   "$(( $(date +%s) - start )) s, exit ${status}"
 exit "$status"

@@ -7,10 +7,10 @@
 #   bash bench/stall.sh            # 12 s and 60 s, 20 clients on Redis, 60 on PostgreSQL
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --release --all-features --test outage --no-run >/dev/null
+cargo test --release --all-features --test it --no-run >/dev/null
 for secs in 12 60; do
-  TJS_STALL_SECS=$secs TJS_STALL_CLIENTS=20 cargo test --release --all-features --test outage \
-    a_redis_stall -- --nocapture 2>&1 | grep -E '^redis:|panicked' || true
-  TJS_STALL_SECS=$secs TJS_STALL_CLIENTS=60 cargo test --release --all-features --test outage \
-    a_postgres_stall -- --nocapture 2>&1 | grep -E '^postgres:|panicked' || true
+  TJS_STALL_SECS=$secs TJS_STALL_CLIENTS=20 cargo test --release --all-features --test it \
+    outage::a_redis_stall -- --nocapture 2>&1 | grep -E '^redis:|panicked' || true
+  TJS_STALL_SECS=$secs TJS_STALL_CLIENTS=60 cargo test --release --all-features --test it \
+    outage::a_postgres_stall -- --nocapture 2>&1 | grep -E '^postgres:|panicked' || true
 done

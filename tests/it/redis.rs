@@ -2,7 +2,7 @@
 //! sessions; and what happens when Redis goes away and comes back.
 #![cfg(feature = "redis")]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,10 +5,8 @@
 //! health), a refresh hook that ends a gone user's sessions, credentials of the app's own shape.
 #![cfg(all(feature = "redis", feature = "postgres", feature = "axum"))]
 
-#[path = "common/pg_server.rs"]
-mod pg_server;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use crate::common::pg_server;
+use crate::common::redis_server;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

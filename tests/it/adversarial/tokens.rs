@@ -5,7 +5,7 @@
 // RFC 8725 §2.1 / §3.1, OWASP "None hashing algorithm": alg none in every spelling.
 // ---------------------------------------------------------------------------------------------
 mod alg_none {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn unsecured_tokens_are_refused_in_every_spelling() {
@@ -54,7 +54,7 @@ mod alg_none {
 // in `codec_level` below.
 // ---------------------------------------------------------------------------------------------
 mod algorithm_confusion {
-    use crate::*;
+    use crate::adversarial::*;
     use http_body_util::Full;
     use tower::{Layer, ServiceExt, service_fn};
     use tower_jwt_session::{
@@ -88,18 +88,18 @@ mod algorithm_confusion {
         let keys = [
             (
                 Algorithm::RS256,
-                &include_bytes!("../keys/rsa_private.pem")[..],
-                &include_bytes!("../keys/rsa_public.pem")[..],
+                &include_bytes!("../../keys/rsa_private.pem")[..],
+                &include_bytes!("../../keys/rsa_public.pem")[..],
             ),
             (
                 Algorithm::ES256,
-                include_bytes!("../keys/ec_private.pem"),
-                include_bytes!("../keys/ec_public.pem"),
+                include_bytes!("../../keys/ec_private.pem"),
+                include_bytes!("../../keys/ec_public.pem"),
             ),
             (
                 Algorithm::EdDSA,
-                include_bytes!("../keys/ed_private.pem"),
-                include_bytes!("../keys/ed_public.pem"),
+                include_bytes!("../../keys/ed_private.pem"),
+                include_bytes!("../../keys/ed_public.pem"),
             ),
         ];
         for (alg, private, public) in keys {
@@ -158,12 +158,12 @@ mod algorithm_confusion {
     #[tokio::test]
     async fn hs256_keyed_with_the_public_key_is_refused_by_the_layer() {
         let cases = Cases::new("algorithm confusion (layer)");
-        let public = &include_bytes!("../keys/rsa_public.pem")[..];
+        let public = &include_bytes!("../../keys/rsa_public.pem")[..];
         let config = SessionConfig::new(SECRET)
             .unwrap()
             .signing_key_pem(
                 Algorithm::RS256,
-                include_bytes!("../keys/rsa_private.pem"),
+                include_bytes!("../../keys/rsa_private.pem"),
                 public,
             )
             .unwrap()
@@ -210,7 +210,7 @@ mod algorithm_confusion {
 // RFC 8725 §3.10, OWASP: kid injection (path traversal, SQL, oversized) and unknown keys.
 // ---------------------------------------------------------------------------------------------
 mod kid_injection {
-    use crate::*;
+    use crate::adversarial::*;
 
     const OLD_SECRET: &str = "an-older-secret-an-older-secret-an-older";
 
@@ -298,7 +298,7 @@ mod kid_injection {
 // refused, and never followed: a listener named by them sees no connection.
 // ---------------------------------------------------------------------------------------------
 mod key_references {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn key_reference_headers_are_refused_and_never_fetched() {
@@ -364,7 +364,7 @@ mod key_references {
 // broken serializations, wrong `typ` (RFC 9068 §2.1).
 // ---------------------------------------------------------------------------------------------
 mod tampering {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn tampered_and_spliced_tokens_are_refused() {
@@ -466,7 +466,7 @@ mod tampering {
 // a registered claim of the wrong type nobody configured a check for.
 // ---------------------------------------------------------------------------------------------
 mod parser_differentials {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn duplicate_members_and_lenient_forms_are_refused() {

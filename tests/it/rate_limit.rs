@@ -4,7 +4,7 @@
 //! `ConnectInfo`). "Another client" is a request from another loopback address (127.0.0.2).
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 

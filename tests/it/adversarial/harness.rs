@@ -2,7 +2,7 @@
 //! (`Server`) started per test, answers checked to be below 500 and JSON, and requests written
 //! byte for byte.
 
-use crate::*;
+use crate::adversarial::*;
 
 /// The library's router in process with a request budget no test reaches, plus `env`.
 pub(crate) fn start(env: &[(&str, &str)]) -> App {

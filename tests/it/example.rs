@@ -3,11 +3,11 @@
 //! login → refresh → logout round trip through the example's own argon2 check, `/metrics` on
 //! its own listener, the security headers and CORS, the demo page, and graceful shutdown.
 //!
-//! Every route and error code of SPEC §5 is tested in process in `tests/app.rs`; store outages
-//! and several instances in `tests/redis.rs`.
+//! Every route and error code of the protocol is tested in process in `app.rs`; store outages
+//! and several instances in `redis.rs`.
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Tokens made by hand, signed with the server's own secret.
 
-use crate::*;
+use crate::adversarial::*;
 
 pub(crate) fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)

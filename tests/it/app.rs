@@ -3,7 +3,7 @@
 //! example does is in `tests/example.rs`, over real HTTP.
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -28,8 +28,7 @@
 //! starts its own server and sends fewer than 20 forged or malformed refresh tokens.
 #![cfg(feature = "axum")]
 
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 mod forge;
 mod harness;
 

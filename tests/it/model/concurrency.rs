@@ -14,8 +14,8 @@ use tower_jwt_session::{
     SessionError, SessionManager, TokenPair, error::AuthError, session::SessionId,
 };
 
-use crate::reference::{Limits, Policy};
-use crate::{Backend, StoreKind, env_number};
+use crate::model::reference::{Limits, Policy};
+use crate::model::{Backend, StoreKind, env_number};
 
 const LIMITS: Limits = Limits {
     access: 2_000,
@@ -579,7 +579,7 @@ fn all(kind: StoreKind) {
     let rt = runtime();
     #[cfg(feature = "postgres")]
     let _db = matches!(kind, StoreKind::Postgres | StoreKind::SealedPostgres)
-        .then(|| crate::PgRun::start(&rt));
+        .then(|| crate::model::PgRun::start(&rt));
     rt.block_on(refreshes_agree(kind));
     rt.block_on(logout_races_refresh(kind));
     rt.block_on(logins_race_at_the_limit(kind, Policy::Evict));

@@ -6,7 +6,7 @@
 // the user id spelled in every way a path can spell it.
 // ---------------------------------------------------------------------------------------------
 mod cross_user_session_stats {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn a_user_sees_only_their_own_sessions_however_the_id_is_spelled() {
@@ -169,7 +169,7 @@ mod cross_user_session_stats {
 // OWASP session management: token-bearing answers must not be cached by the browser or a proxy.
 // ---------------------------------------------------------------------------------------------
 mod token_caching {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn every_answer_carrying_tokens_says_no_store() {

@@ -20,9 +20,9 @@ use tower_jwt_session::clock::{Clock as _, ManualClock};
 use tower_jwt_session::store::{ReuseKind, RotateOutcome, StoreError};
 use tower_jwt_session::{SessionError, SessionManager, error::AuthError, session::SessionId};
 
-use crate::reference::{Limits, Model, Policy, Refreshed, Refusal, Verdict};
-use crate::stall::Stalled;
-use crate::{Backend, StoreKind, env_number, unix_ms, unix_secs};
+use crate::model::reference::{Limits, Model, Policy, Refreshed, Refusal, Verdict};
+use crate::model::stall::Stalled;
+use crate::model::{Backend, StoreKind, env_number, unix_ms, unix_secs};
 
 const USERS: usize = 3;
 
@@ -1007,7 +1007,7 @@ pub fn run(kind: StoreKind, policy: Policy, default_cases: u64) {
     // One database for all the cases of a PostgreSQL run, dropped when the run ends.
     #[cfg(feature = "postgres")]
     let _db = matches!(kind, StoreKind::Postgres | StoreKind::SealedPostgres)
-        .then(|| crate::PgRun::start(&runtime));
+        .then(|| crate::model::PgRun::start(&runtime));
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,

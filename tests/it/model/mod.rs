@@ -21,12 +21,10 @@ mod sequences;
 mod stall;
 
 #[cfg(feature = "redis")]
-#[path = "../common/redis_server.rs"]
-mod redis_server;
+use crate::common::redis_server;
 
 #[cfg(feature = "postgres")]
-#[path = "../common/pg_server.rs"]
-mod pg_server;
+use crate::common::pg_server;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,6 +36,7 @@ use reference::{Limits, Policy};
 
 pub const SECRET: &str = "model-test-secret-model-test-secret-0123456789";
 /// Sealing key for the sealed-Redis runs.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub const SEALING_KEY: [u8; 32] = [7; 32];
 
 /// The stores every rule is checked on.
@@ -92,7 +91,6 @@ impl StoreKind {
 
 /// A store for one test, with what the test needs to count what it holds.
 pub struct Backend {
-    pub kind: StoreKind,
     pub store: Arc<dyn SessionStore>,
     /// The configuration the managers use (the Redis URLs and prefix included).
     pub config: SessionConfig,
@@ -145,7 +143,6 @@ impl Backend {
             StoreKind::Memory => {
                 let memory = Arc::new(MemoryStore::new());
                 Backend {
-                    kind,
                     store: memory.clone(),
                     config: config_for(SessionConfig::new(SECRET).unwrap(), limits),
                     probe: Probe::Memory(memory),
@@ -339,7 +336,6 @@ async fn redis_backend(kind: StoreKind, limits: &Limits) -> Backend {
         );
     }
     Backend {
-        kind,
         store: Arc::new(store),
         config,
         probe: Probe::Redis { prefix, nodes },
@@ -500,7 +496,6 @@ async fn pg_backend(kind: StoreKind, limits: &Limits) -> Backend {
         });
     let conn = db.connect().await;
     Backend {
-        kind,
         store: Arc::new(store),
         config,
         probe: Probe::Postgres {

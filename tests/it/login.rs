@@ -2,7 +2,7 @@
 //! escaped logs, cookie-only delivery, and the answers of SPEC §5.
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use std::io;
 use std::net::IpAddr;

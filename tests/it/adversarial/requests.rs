@@ -6,7 +6,7 @@
 // conflicting credentials.
 // ---------------------------------------------------------------------------------------------
 mod duplicate_credentials {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn two_authorization_headers_are_a_bad_request_on_every_bearer_route() {
@@ -167,7 +167,7 @@ mod duplicate_credentials {
 // nesting and wrong types on every token route (and login).
 // ---------------------------------------------------------------------------------------------
 mod json_bodies {
-    use crate::*;
+    use crate::adversarial::*;
 
     /// Each route with a JSON body, and a body with a well-formed string in every field.
     const ROUTES: [(&str, &[&str]); 4] = [

@@ -10,10 +10,8 @@
 //!   though each asks the rate limiter, the attempt tracker and the store in turn.
 #![cfg(all(feature = "redis", feature = "postgres"))]
 
-#[path = "common/pg_server.rs"]
-mod pg_server;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use crate::common::pg_server;
+use crate::common::redis_server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! key that does not fit stops it with a message naming the variable.
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use common::Server;
 

@@ -4,9 +4,8 @@
 //! losing every session at the next refresh. The lock-out is on with the example's wiring.
 #![cfg(all(feature = "postgres", feature = "axum"))]
 
-mod common;
-#[path = "common/pg_server.rs"]
-mod pg_server;
+use crate::common;
+use crate::common::pg_server;
 
 use common::Server;
 use serde_json::json;

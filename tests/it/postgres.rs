@@ -4,10 +4,9 @@
 //! (`tests/common/pg_server.rs`).
 #![cfg(feature = "postgres")]
 
-mod common;
+use crate::common;
 
-#[path = "common/pg_server.rs"]
-mod pg_server;
+use crate::common::pg_server;
 
 use std::time::Duration;
 

@@ -26,10 +26,10 @@ use tower_jwt_session::store::{MemoryStore, SessionStore};
 use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes};
 
 const SECRET: &str = "rotation-test-secret-rotation-test-secret";
-const A: &str = include_str!("keys/ed_private.pem");
-const A_PUBLIC: &str = include_str!("keys/ed_public.pem");
-const B: &str = include_str!("keys/ed2_private.pem");
-const B_PUBLIC: &str = include_str!("keys/ed2_public.pem");
+const A: &str = include_str!("../keys/ed_private.pem");
+const A_PUBLIC: &str = include_str!("../keys/ed_public.pem");
+const B: &str = include_str!("../keys/ed2_private.pem");
+const B_PUBLIC: &str = include_str!("../keys/ed2_public.pem");
 const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// One instance of the app: the protected route, the token routes and the JWKS at the root.
@@ -572,7 +572,7 @@ async fn a_published_key_verifies_its_own_algorithm_only() {
     let dir = Dir::new("own-alg");
     let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(1_800_000_000_000);
-    let rsa = include_bytes!("keys/rsa_private.pem");
+    let rsa = include_bytes!("../keys/rsa_private.pem");
     for (stated, other) in [
         (
             jsonwebtoken::Algorithm::PS256,
@@ -588,8 +588,8 @@ async fn a_published_key_verifies_its_own_algorithm_only() {
         // Both algorithms are published (rsa2 for the other one), so both are allowed.
         let previous = format!(
             "alg: {stated_name}\n{}alg: {other_name}\n{}",
-            include_str!("keys/rsa_public.pem"),
-            include_str!("keys/rsa2_public.pem"),
+            include_str!("../keys/rsa_public.pem"),
+            include_str!("../keys/rsa2_public.pem"),
         );
         let x = start(
             &[
@@ -615,7 +615,7 @@ async fn a_published_key_verifies_its_own_algorithm_only() {
             "a key published for {stated_name} accepts {other_name}"
         );
         // Nor HS256 keyed with the public key, nor with the secret under the key's kid.
-        let public = include_bytes!("keys/rsa_public.pem");
+        let public = include_bytes!("../keys/rsa_public.pem");
         let hs = jsonwebtoken::Algorithm::HS256;
         assert!(!x.accepts(&resign(&token, hs, &rsa_kid, public)).await);
         assert!(

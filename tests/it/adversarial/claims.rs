@@ -6,7 +6,7 @@
 // type, and out of range.
 // ---------------------------------------------------------------------------------------------
 mod time_claims {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn exp_and_nbf_follow_the_leeway_exactly() {
@@ -163,7 +163,7 @@ mod time_claims {
 // RFC 9068 §2.2, RFC 8725 §3.x: required claims missing or malformed.
 // ---------------------------------------------------------------------------------------------
 mod missing_claims {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn tokens_missing_or_mangling_a_required_claim_are_refused() {
@@ -238,7 +238,7 @@ mod missing_claims {
 // target: invalid UTF-8 inside an unknown member is skipped unchecked and the token accepted.
 // ---------------------------------------------------------------------------------------------
 mod json_encoding {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn a_header_or_claims_set_that_is_not_utf8_is_refused() {
@@ -298,7 +298,7 @@ mod json_encoding {
 // reverse.
 // ---------------------------------------------------------------------------------------------
 mod token_kind_confusion {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn refresh_and_access_tokens_are_not_interchangeable() {
@@ -374,7 +374,7 @@ mod token_kind_confusion {
 // Library-level: what a token can make a `Session` do.
 // ---------------------------------------------------------------------------------------------
 mod session_api {
-    use crate::*;
+    use crate::adversarial::*;
     use tower_jwt_session::{SessionConfig, session::SessionId, token::TokenCodec};
 
     /// `Session::expires_at` on a validly signed token with a far `exp` must not panic:

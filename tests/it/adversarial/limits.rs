@@ -6,7 +6,7 @@
 // bodies.
 // ---------------------------------------------------------------------------------------------
 mod oversized_and_non_utf8 {
-    use crate::*;
+    use crate::adversarial::*;
 
     #[tokio::test]
     async fn oversized_and_non_utf8_authorization_headers_are_refused() {
