@@ -24,7 +24,7 @@ use http::{HeaderValue, Method, Uri};
 use ring::rand::SystemRandom;
 use ring::signature::{self as rsig, KeyPair as _};
 use serde_json::{Value, json};
-use tower_jwt_session::clock::ManualClock;
+use tower_jwt_session::config::ManualClock;
 use tower_jwt_session::token::dpop::{
     DpopReplayCache, DpopSettings, DpopVerifier, MemoryReplayCache, ProofRequest, PublicOrigin,
     access_token_hash,

@@ -20,7 +20,7 @@ use http_body_util::Empty;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::Deserialize;
 use tower::{Layer, Service, service_fn};
-use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, revocation::RevocationCheck};
+use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, layer::RevocationCheck};
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret!!";
 
@@ -109,8 +109,8 @@ fn hot_path(c: &mut Criterion) {
     let session = codec.verify(&token).unwrap();
     group.bench_function("revocation_cache_hit", |b| {
         b.iter(|| match cache.check(black_box(&session)) {
-            tower_jwt_session::revocation::Checked::Ready(status) => status,
-            tower_jwt_session::revocation::Checked::Pending(_) => panic!("miss"),
+            tower_jwt_session::layer::Checked::Ready(status) => status,
+            tower_jwt_session::layer::Checked::Pending(_) => panic!("miss"),
         })
     });
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tower_jwt_session::manager::NewSession;
 use tower_jwt_session::session::CustomClaims;
 use tower_jwt_session::store::{MemoryStore, SessionStore};
-use tower_jwt_session::{SessionConfig, SessionManager, TokenPair};
+use tower_jwt_session::{SessionConfig, SessionManager, manager::TokenPair};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();

@@ -35,7 +35,7 @@ use sqlx::{PgPool, Row};
 use tower_jwt_session::login::{Authenticated, CredentialCheck, Credentials};
 use tower_jwt_session::manager::{HookError, RefreshContext, RefreshHook, Refreshed};
 use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager};
-use tower_jwt_session::{require_role, routes};
+use tower_jwt_session::{layer::require_role, routes};
 
 /// What the app keeps of a user.
 struct User {

@@ -25,7 +25,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_jwt_session::response::{Success, TokenPairBody};
-use tower_jwt_session::{Session, SessionLayer, SessionManager, TokenRoutes};
+use tower_jwt_session::{Session, SessionLayer, SessionManager, routes::TokenRoutes};
 
 type Body =
     http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;

@@ -44,14 +44,18 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_jwt_session::extract::Claims;
 use tower_jwt_session::login::{CheckError, Credentials};
 use tower_jwt_session::response::{ErrorBody, Success};
+use tower_jwt_session::session::Claims;
 use tower_jwt_session::{
-    LoginService, Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
-    login::Authenticated,
+    Session, SessionConfig, SessionLayer, SessionManager,
+    login::{Authenticated, LoginService},
+    routes::TokenRoutes,
 };
-use tower_jwt_session::{error::ErrorCode, layer::X_TOKEN_EXPIRES_IN, layer::X_TOKEN_REFRESH};
+use tower_jwt_session::{
+    layer::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH},
+    response::ErrorCode,
+};
 
 /// Demo accounts: user name, argon2id hash of the password (`alice-password`, …), roles. A real
 /// app keeps such PHC strings in its user table; these were made once with

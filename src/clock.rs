@@ -30,7 +30,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_jwt_session::clock::{Clock, ManualClock};
+/// use tower_jwt_session::config::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::new(1_700_000_000_000);
 /// clock.advance(Duration::from_secs(90));

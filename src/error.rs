@@ -199,7 +199,7 @@ impl serde::Serialize for ErrorCode {
 ///
 /// ```
 /// use http::StatusCode;
-/// use tower_jwt_session::error::ErrorCode;
+/// use tower_jwt_session::response::ErrorCode;
 /// use tower_jwt_session::response::ErrorBody;
 ///
 /// let body = ErrorBody::new(ErrorCode::NotFound, "no such route");

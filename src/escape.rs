@@ -12,35 +12,25 @@ use std::fmt;
 /// and ANSI escapes would reach the operator's terminal. The crate logs every client-chosen
 /// string through it.
 ///
-/// ```
-/// use tower_jwt_session::telemetry::Escaped;
-///
-/// let name = "alice\n2026-01-01T00:00:00Z  INFO login succeeded user=admin\x1b[31m and so on";
-/// let shown = Escaped::new(name).to_string();
-/// assert!(!shown.contains('\n') && !shown.contains('\x1b'));
-/// assert!(shown.starts_with(r"alice\n2026-01-01T00:00:00Z  INFO login succeeded user=admin"));
-/// assert!(shown.ends_with('…'), "cut at 64 bytes");
-///
-/// tracing::info!(user = %Escaped::new(name), "login failed");
-/// ```
+/// (`tests::a_forged_log_line_stays_on_one_line` shows it.)
 #[derive(Clone, Copy)]
-pub struct Escaped<'a> {
+pub(crate) struct Escaped<'a> {
     shown: &'a str,
     cut: bool,
 }
 
 impl<'a> Escaped<'a> {
     /// How many bytes of the input are shown at most: 64.
-    pub const MAX_LEN: usize = 64;
+    pub(crate) const MAX_LEN: usize = 64;
 
     /// `text`, escaped and cut to [`MAX_LEN`](Self::MAX_LEN) bytes.
-    pub fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a str) -> Self {
         Self::with_max_len(text, Self::MAX_LEN)
     }
 
     /// `text`, escaped and cut to at most `max_len` bytes (at a character boundary), for text
     /// that needs more room than a name, such as an error message.
-    pub fn with_max_len(text: &'a str, max_len: usize) -> Self {
+    pub(crate) fn with_max_len(text: &'a str, max_len: usize) -> Self {
         if text.len() <= max_len {
             return Self {
                 shown: text,
@@ -78,6 +68,16 @@ impl fmt::Debug for Escaped<'_> {
 #[cfg(test)]
 mod tests {
     use super::Escaped;
+
+    /// A name holding a newline and terminal escapes stays on one line, cut at 64 bytes.
+    #[test]
+    fn a_forged_log_line_stays_on_one_line() {
+        let name = "alice\n2026-01-01T00:00:00Z  INFO login succeeded user=admin\x1b[31m and so on";
+        let shown = Escaped::new(name).to_string();
+        assert!(!shown.contains('\n') && !shown.contains('\x1b'));
+        assert!(shown.starts_with(r"alice\n2026-01-01T00:00:00Z  INFO login succeeded user=admin"));
+        assert!(shown.ends_with('…'), "cut at 64 bytes");
+    }
 
     #[test]
     fn control_characters_and_invisible_unicode_are_escaped() {

@@ -9,7 +9,7 @@
 //!
 //! use axum::{Router, routing::get};
 //! use tower_jwt_session::login::{Authenticated, CheckError, Credentials};
-//! use tower_jwt_session::{Session, SessionLayer, SessionManager, require_role, routes};
+//! use tower_jwt_session::{Session, SessionLayer, SessionManager, routes, layer::require_role};
 //!
 //! async fn me(session: Session) -> String {
 //!     format!("hello {}", session.user_id())
@@ -45,10 +45,10 @@
 //!   RFC 9068), refuses ended sessions, puts the verified [`Session`] into the request (an axum
 //!   extractor), and adds `X-Token-Refresh` hints when the token is close to expiry. A token
 //!   seen before costs about a twentieth of a bare `jsonwebtoken::decode`.
-//! - [`TokenRoutes`] serves `/api/token/…`: refresh with rotation and reuse detection, validate,
+//! - [`TokenRoutes`](routes::TokenRoutes) serves `/api/token/…`: refresh with rotation and reuse detection, validate,
 //!   auto-refresh, the devices list (`GET sessions`, `DELETE sessions/{id}`, `POST
 //!   logout-others`), logout, logout-all, health, and the JWKS of asymmetric keys.
-//! - [`LoginService`] serves `POST /api/auth/login` around your credential check, in the shape
+//! - [`LoginService`](login::LoginService) serves `POST /api/auth/login` around your credential check, in the shape
 //!   your users log in with ([`login::LoginCredentials`]).
 //!
 //! The whole wire protocol (routes, bodies, error codes, headers, the refresh cookie) is in
@@ -92,25 +92,25 @@
 //!   every session of the user ends and the refresh answers 401. Its failing or timing out is
 //!   503 and the refresh token stays usable.
 //! - **Reading them:** [`Session::claims`], or the axum extractor
-//!   [`extract::Claims<T>`](extract::Claims), from what verification kept (nothing is decoded
+//!   [`session::Claims<T>`](session::Claims), from what verification kept (nothing is decoded
 //!   again).
 //!
 //! # Modules
 //!
+//! The crate root holds what every app types: [`SessionManager`], [`SessionConfig`],
+//! [`SessionLayer`], [`Session`], [`SessionError`]. Everything else by its module:
+//!
 //! | module | what is in it |
 //! |---|---|
-//! | [`config`] | [`SessionConfig`] and its parts (token keys, session rules, cookies, Redis, PostgreSQL, rate limit, lock-out), the environment variables |
-//! | [`manager`] | [`SessionManager`]: create, refresh, revoke and list sessions; [`TokenPair`] |
-//! | [`session`] | [`Session`], what a verified token says: user, roles, session id, expiry |
-//! | [`layer`] | [`SessionLayer`] and how it answers refusals ([`layer::ErrorResponder`]); [`layer::ClientRateLimitLayer`] for routes of your own |
-//! | [`routes`], [`login`], [`cookie`] | the token routes, the login route, the refresh cookie |
-//! | [`mod@require_role`] | the role check ([`require_role()`]) |
-//! | [`rate_limit`] | per-client rate limits and the login lock-out, in memory, Redis or PostgreSQL |
-//! | [`store`] | the [`store::SessionStore`] trait, [`store::MemoryStore`], `RedisStore` (feature `redis`), `PostgresStore` (feature `postgres`) |
-//! | [`token`] | the token codec: access tokens and the refresh-token format |
-//! | [`response`], [`error`] | typed JSON bodies, error codes |
-//! | [`guard`] | the middleware machinery the layers share, to write your own check |
-//! | [`revocation`], [`telemetry`], [`clock`] | revocation checks, metrics, the time source (for tests) |
+//! | [`config`] | [`SessionConfig`] and the settings of each component (token keys, session rules, cookies, Redis, PostgreSQL, rate limit, lock-out), the environment variables, [`config::ConfigError`]; the time source ([`config::Clock`], [`config::ManualClock`] for tests) |
+//! | [`manager`] | [`SessionManager`], its builder and hooks: create, refresh, revoke and list sessions; [`manager::TokenPair`] |
+//! | [`session`] | [`Session`], what a verified token says, and its custom claims; the axum extractors |
+//! | [`layer`] | [`SessionLayer`], [`layer::require_role`], [`layer::ClientRateLimitLayer`] for routes of your own, how refusals are answered ([`layer::ErrorResponder`]), and the machinery to write a check of your own ([`layer::Check`]) |
+//! | [`routes`], [`login`] | the token routes ([`routes::TokenRoutes`], [`routes::router`]) with the protocol reference, the login route ([`login::LoginService`]) and the credential check |
+//! | [`rate_limit`] | the per-client rate limit and the login lock-out, in memory, Redis or PostgreSQL |
+//! | [`store`] | the [`store::SessionStore`] trait, [`store::MemoryStore`], `RedisStore` (feature `redis`), `PostgresStore` (feature `postgres`), the store suite (feature `test-util`) |
+//! | [`token`] | the token codec: access tokens, the refresh-token format, DPoP proofs |
+//! | [`response`] | typed JSON bodies, [`response::ErrorCode`], [`response::AuthError`] |
 //!
 //! `docs/architecture.md` maps how they depend on each other and a request's path through them.
 //!
@@ -132,12 +132,43 @@
 //!   client's retry into "reuse detected".
 //! - Secrets never appear in `Debug` output or logs.
 //!
+//! # Metrics
+//!
+//! Metrics through the `metrics` facade (feature `metrics`); without the feature every call here
+//! compiles to nothing.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `tjs_token_validations_total` | counter | `outcome`: `valid`, or the refusal's error code |
+//! | `tjs_refresh_total` | counter | `outcome`: `success`, or the error code |
+//! | `tjs_sessions_created_total` | counter | |
+//! | `tjs_sessions_revoked_total` | counter | `reason`: `logout`, `evicted`, `reuse` |
+//! | `tjs_refresh_reuse_detected_total` | counter | `kind`: `retired_after_interval`, `ancestor` |
+//! | `tjs_logins_denied_total` | counter | (the `deny` session-limit policy) |
+//! | `tjs_rate_limited_total` | counter | `scope`: `ip` (rate limit), `lockout` (failed attempts) |
+//! | `tjs_store_operation_seconds` | histogram | `op`, `store` |
+//! | `tjs_records_unreadable_total` | counter | records that failed their integrity check: a seal that does not open, clear fields that disagree with it, or no seal where one is required (each treated as no session) |
+//! | `tjs_sessions_unknown_total` | counter | sessions refused as `token_revoked` because the store did not know them as issued, `path`: `refresh`, `access`; `cause`: `no_record` (ended where this instance did not see it end, or lost by the store: after a failover or an eviction it rises), `rotation_lost` (the store has the session at an older generation than this server issued: a failover lost a rotation) |
+//! | `tjs_store_inconsistent_total` | counter | logout-all calls that found the store's index of a user missing a live session (an evicting or restored Redis) |
+//! | `tjs_verified_cache_lookups_total` | counter | `outcome`: `hit` (a token verified before, served from memory), `miss` (verified in full) |
+//! | `tjs_verified_cache_evictions_total` | counter | `cause`: `size` (pushed out by the capacity), `expired` (its token's `exp` plus leeway passed) |
+//! | `tjs_sessions_held` | gauge | records the memory store holds: live sessions, and those expired within the last access-token lifetime (ended ones are deleted at once) |
+//!
+//! Counter handles for the layer's outcomes are registered once, when the layer is built, so
+//! the hot path only bumps an atomic: install your recorder before building the manager.
+//!
+//! # Logs
+//!
+//! Events go through `tracing`. Every string a client chose (a user name, an `Origin`) is logged
+//! through an escaper: control characters escaped, at most 64 bytes, so it cannot forge a log
+//! line or reach a terminal as an escape sequence. Do the same in your own handlers.
+//!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | `Session` as an axum extractor, `IntoResponse` for the crate's errors and bodies |
-//! | `metrics` | yes | counters and histograms through the `metrics` facade: see [`telemetry`] |
+//! | `metrics` | yes | counters and histograms through the `metrics` facade: see [Metrics](#metrics) |
 //! | `redis` | no | `store::RedisStore`: sessions, rate limits and lock-outs in Redis or Redis Cluster, for several instances |
 //! | `postgres` | no | `store::PostgresStore`: the same in PostgreSQL (sqlx; the app's own pool if it likes), without TLS: the app picks sqlx's TLS |
 //! | `postgres-rustls` | no | `postgres` with TLS by rustls and the system's root certificates (`sslmode=require`) |
@@ -151,28 +182,25 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod clock;
+mod clock;
 pub mod config;
-pub mod cookie;
+mod cookie;
 mod deadline;
-pub mod error;
+mod error;
 mod escape;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub mod extract;
-pub mod guard;
+mod guard;
 mod json_body;
 pub mod layer;
 pub mod login;
 pub mod manager;
 pub mod rate_limit;
-pub mod require_role;
+mod require_role;
 pub mod response;
-pub mod revocation;
+mod revocation;
 pub mod routes;
 pub mod session;
 pub mod store;
-pub mod telemetry;
+mod telemetry;
 pub mod token;
 
 // Every Rust snippet of the README compiles.
@@ -181,10 +209,7 @@ pub mod token;
 struct ReadmeDoctests;
 
 // The names an application types; everything else by its module path.
-pub use config::{ConfigError, SessionConfig};
+pub use config::SessionConfig;
 pub use layer::SessionLayer;
-pub use login::LoginService;
-pub use manager::{NO_ROLES, SessionError, SessionManager, StartupError, TokenPair};
-pub use require_role::require_role;
-pub use routes::TokenRoutes;
+pub use manager::{SessionError, SessionManager};
 pub use session::Session;

@@ -1,65 +1,4 @@
-//! [`RequireRoleLayer`]: lets through only sessions that hold a role.
-//!
-//! The layer runs behind [`SessionLayer`](crate::SessionLayer) and reads the verified
-//! [`Session`] from the request extensions:
-//!
-//! - a session with the role (or one of the roles) reaches the inner service;
-//! - a session without it is answered 403 with the JSON error body (code `forbidden`) and
-//!   `WWW-Authenticate: Bearer realm="api", error="insufficient_scope", error_description="…"`
-//!   (RFC 6750 §3.1);
-//! - a request without a session means the session layer is missing or runs after the role
-//!   check: a wiring mistake of the server, not of the client, so it is answered 500 with a
-//!   message that says so (never "no bearer token" to a request that sent one), never let
-//!   through, and logged at `error`.
-//!
-//! With axum, a layer added later wraps the ones before it, so add `require_role` **first** and
-//! the session layer after it:
-//!
-//! ```
-//! use axum::{Router, routing::get};
-//! use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, require_role};
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-//! let admin: Router = Router::new()
-//!     .route("/api/admin/users", get(|| async { "the users" }))
-//!     .route_layer(require_role("admin")) // inner: runs second
-//!     .route_layer(SessionLayer::from_manager(&manager)); // outer: runs first, puts the Session in
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! The same with tower's `ServiceBuilder`, where the first layer listed is the outermost:
-//!
-//! ```
-//! use std::convert::Infallible;
-//! use http::{Request, Response, StatusCode};
-//! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, require_role};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-//! let service = ServiceBuilder::new()
-//!     .layer(SessionLayer::from_manager(&manager))
-//!     .layer(require_role("admin"))
-//!     .service(service_fn(|_req: Request<String>| async {
-//!         Ok::<_, Infallible>(Response::new(String::from("secret")))
-//!     }));
-//!
-//! for (user, role, status) in [
-//!     ("root", "admin", StatusCode::OK),
-//!     ("alice", "user", StatusCode::FORBIDDEN),
-//! ] {
-//!     let pair = manager.create_session(user, &[role.to_owned()]).await?;
-//!     let request = Request::builder()
-//!         .header("authorization", format!("Bearer {}", pair.access_token))
-//!         .body(String::new())?;
-//!     assert_eq!(service.clone().oneshot(request).await?.status(), status);
-//! }
-//! # Ok(())
-//! # }
-//! ```
+//! The role check: documented on [`require_role`].
 
 use std::fmt;
 use std::future::Ready;
@@ -78,7 +17,7 @@ const MISORDERED: &str =
     "the role check found no session: the session layer is missing or runs after the role check";
 
 /// A layer that lets through only sessions holding a role: see the
-/// [module docs](mod@crate::require_role).
+/// [`require_role`] docs.
 ///
 /// Cheap to clone.
 #[derive(Clone)]
@@ -103,6 +42,69 @@ impl fmt::Debug for RequireRoleLayer {
     }
 }
 
+/// [`RequireRoleLayer`]: lets through only sessions that hold a role.
+///
+/// The layer runs behind [`SessionLayer`](crate::SessionLayer) and reads the verified
+/// [`Session`] from the request extensions:
+///
+/// - a session with the role (or one of the roles) reaches the inner service;
+/// - a session without it is answered 403 with the JSON error body (code `forbidden`) and
+///   `WWW-Authenticate: Bearer realm="api", error="insufficient_scope", error_description="…"`
+///   (RFC 6750 §3.1);
+/// - a request without a session means the session layer is missing or runs after the role
+///   check: a wiring mistake of the server, not of the client, so it is answered 500 with a
+///   message that says so (never "no bearer token" to a request that sent one), never let
+///   through, and logged at `error`.
+///
+/// With axum, a layer added later wraps the ones before it, so add `require_role` **first** and
+/// the session layer after it:
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, layer::require_role};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+/// let admin: Router = Router::new()
+///     .route("/api/admin/users", get(|| async { "the users" }))
+///     .route_layer(require_role("admin")) // inner: runs second
+///     .route_layer(SessionLayer::from_manager(&manager)); // outer: runs first, puts the Session in
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The same with tower's `ServiceBuilder`, where the first layer listed is the outermost:
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, layer::require_role};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+/// let service = ServiceBuilder::new()
+///     .layer(SessionLayer::from_manager(&manager))
+///     .layer(require_role("admin"))
+///     .service(service_fn(|_req: Request<String>| async {
+///         Ok::<_, Infallible>(Response::new(String::from("secret")))
+///     }));
+///
+/// for (user, role, status) in [
+///     ("root", "admin", StatusCode::OK),
+///     ("alice", "user", StatusCode::FORBIDDEN),
+/// ] {
+///     let pair = manager.create_session(user, &[role.to_owned()]).await?;
+///     let request = Request::builder()
+///         .header("authorization", format!("Bearer {}", pair.access_token))
+///         .body(String::new())?;
+///     assert_eq!(service.clone().oneshot(request).await?.status(), status);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
 /// A [`RequireRoleLayer`] demanding `role`. Short for [`RequireRoleLayer::new`].
 pub fn require_role(role: impl Into<String>) -> RequireRoleLayer {
     RequireRoleLayer::new(role)

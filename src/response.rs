@@ -10,7 +10,7 @@
 //! # #[cfg(feature = "axum")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::{Json, Router, extract::State, routing::post};
-//! use tower_jwt_session::{SessionConfig, SessionError, SessionManager, TokenPair};
+//! use tower_jwt_session::{SessionConfig, SessionError, SessionManager, manager::TokenPair};
 //! use tower_jwt_session::response::{Success, TokenPairBody};
 //!
 //! // `?` turns a `SessionError` into its answer (401, 403, 503, …).
@@ -43,8 +43,8 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde::Serialize;
 
-pub use crate::error::ErrorBody;
 use crate::error::json_response;
+pub use crate::error::{AuthError, ErrorBody, ErrorCode};
 use crate::manager::TokenPair;
 use crate::session::SessionId;
 

@@ -47,7 +47,7 @@ pub enum Checked<F> {
 ///
 /// ```
 /// use std::future::Ready;
-/// use tower_jwt_session::{revocation::Checked, revocation::RevocationCheck, Session, revocation::SessionStatus};
+/// use tower_jwt_session::{Session, layer::{Checked, RevocationCheck, SessionStatus}};
 ///
 /// /// Refuses every session of a banned user, with no I/O.
 /// #[derive(Debug, Clone)]

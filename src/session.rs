@@ -9,11 +9,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 mod claims;
+#[cfg(feature = "axum")]
+mod extract;
 mod memo;
 
 pub(crate) use claims::RawMembers;
 pub(crate) use claims::is_reserved;
 pub use claims::{ClaimsError, CustomClaims, RESERVED_CLAIMS};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use extract::{Claims, ClaimsRejection, MissingSessionLayer};
 pub(crate) use memo::StatusMemo;
 
 /// A session identifier: 128 random bits, written as 22 base64url characters (the `sid` claim).

@@ -1,33 +1,6 @@
-//! Metrics through the `metrics` facade (feature `metrics`); without the feature every call here
-//! compiles to nothing.
-//!
-//! | metric | kind | labels |
-//! |---|---|---|
-//! | `tjs_token_validations_total` | counter | `outcome`: `valid`, or the refusal's error code |
-//! | `tjs_refresh_total` | counter | `outcome`: `success`, or the error code |
-//! | `tjs_sessions_created_total` | counter | |
-//! | `tjs_sessions_revoked_total` | counter | `reason`: `logout`, `evicted`, `reuse` |
-//! | `tjs_refresh_reuse_detected_total` | counter | `kind`: `retired_after_interval`, `ancestor` |
-//! | `tjs_logins_denied_total` | counter | (the `deny` session-limit policy) |
-//! | `tjs_rate_limited_total` | counter | `scope`: `ip` (rate limit), `lockout` (failed attempts) |
-//! | `tjs_store_operation_seconds` | histogram | `op`, `store` |
-//! | `tjs_records_unreadable_total` | counter | records that failed their integrity check: a seal that does not open, clear fields that disagree with it, or no seal where one is required (each treated as no session) |
-//! | `tjs_sessions_unknown_total` | counter | sessions refused as `token_revoked` because the store did not know them as issued, `path`: `refresh`, `access`; `cause`: `no_record` (ended where this instance did not see it end, or lost by the store: after a failover or an eviction it rises), `rotation_lost` (the store has the session at an older generation than this server issued: a failover lost a rotation) |
-//! | `tjs_store_inconsistent_total` | counter | logout-all calls that found the store's index of a user missing a live session (an evicting or restored Redis) |
-//! | `tjs_verified_cache_lookups_total` | counter | `outcome`: `hit` (a token verified before, served from memory), `miss` (verified in full) |
-//! | `tjs_verified_cache_evictions_total` | counter | `cause`: `size` (pushed out by the capacity), `expired` (its token's `exp` plus leeway passed) |
-//! | `tjs_sessions_held` | gauge | records the memory store holds: live sessions, and those expired within the last access-token lifetime (ended ones are deleted at once) |
-//!
-//! Counter handles for the layer's outcomes are registered once, when the layer is built, so
-//! the hot path only bumps an atomic: install your recorder before building the manager.
-//!
-//! # Logs
-//!
-//! Events go through `tracing`. Every string a client chose (a user name, an `Origin`) is logged
-//! through [`Escaped`]: control characters escaped, at most 64 bytes, so it cannot forge a log
-//! line or reach a terminal as an escape sequence. Do the same in your own handlers.
+//! Metrics and log helpers; the metrics are listed in the crate docs.
 
-pub use crate::escape::Escaped;
+pub(crate) use crate::escape::Escaped;
 
 #[cfg(feature = "metrics")]
 use std::sync::Arc;

@@ -27,10 +27,7 @@ use http_body_util::Empty;
 use tower::{Layer, Service, service_fn};
 
 use tjs_bench::{AsyncJwtCheck, Claims, JwtCheck, SECRET, session_config, validate_fn};
-use tower_jwt_session::{
-    SessionManager, layer::ClientRateLimitLayer, rate_limit::PeerAddr,
-    rate_limit::RateLimitConfig,
-};
+use tower_jwt_session::{SessionManager, layer::ClientRateLimitLayer, rate_limit::{PeerAddr, RateLimitConfig}};
 
 /// Polls a future that is expected to be ready at once.
 fn ready<F: Future>(f: F) -> F::Output {

@@ -45,7 +45,7 @@ static STATE: LazyLock<State> = LazyLock::new(|| {
             .await
             .unwrap();
         let gone = manager
-            .create_session("bob", tower_jwt_session::NO_ROLES)
+            .create_session("bob", tower_jwt_session::manager::NO_ROLES)
             .await
             .unwrap();
         manager.revoke(gone.session_id).await.unwrap();

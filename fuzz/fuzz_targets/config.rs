@@ -17,9 +17,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use tower_jwt_session::clock::ManualClock;
+use tower_jwt_session::config::ManualClock;
 use tower_jwt_session::config::{ENV_VARS, StoreSettings, parse_duration};
-use tower_jwt_session::{SessionConfig, SessionManager, error::AuthError};
+use tower_jwt_session::{SessionConfig, SessionManager, response::AuthError};
 
 use common::*;
 

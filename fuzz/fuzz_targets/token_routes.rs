@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tower::ServiceExt;
-use tower_jwt_session::{rate_limit::AttemptTracker, rate_limit::ClientIp};
+use tower_jwt_session::rate_limit::{AttemptTracker, ClientIp};
 
 use common::*;
 
@@ -68,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let media = json_route_media(&request);
     let service =
-        tower_jwt_session::TokenRoutes::new(&manager).attempt_tracker(AttemptTracker::default());
+        tower_jwt_session::routes::TokenRoutes::new(&manager).attempt_tracker(AttemptTracker::default());
     let response = runtime.block_on(service.oneshot(request)).unwrap();
     let status = response.status().as_u16();
     let allow = response.headers().get(http::header::ALLOW).cloned();

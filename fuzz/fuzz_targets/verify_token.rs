@@ -32,7 +32,7 @@ use http::{HeaderMap, HeaderValue, header};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tower_jwt_session::session::RESERVED_CLAIMS;
-use tower_jwt_session::{Session, SessionLayer, error::AuthError, token::TokenCodec};
+use tower_jwt_session::{Session, SessionLayer, response::AuthError, token::TokenCodec};
 
 use common::*;
 

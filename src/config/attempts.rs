@@ -109,7 +109,7 @@ impl AttemptConfig {
     }
 
     /// The clock. The default is the system clock; tests use
-    /// [`ManualClock`](crate::clock::ManualClock).
+    /// [`ManualClock`](crate::config::ManualClock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self

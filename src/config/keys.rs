@@ -71,7 +71,7 @@ impl fmt::Debug for PemKey {
 ///     .with_leeway(Duration::from_secs(5));
 /// assert_eq!(tokens.issuer(), Some("https://auth.example.com"));
 /// assert_eq!(tokens.leeway(), Duration::from_secs(5));
-/// # Ok::<(), tower_jwt_session::ConfigError>(())
+/// # Ok::<(), tower_jwt_session::config::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -141,7 +141,7 @@ impl TokenSettings {
     ///
     /// ```
     /// use std::collections::HashMap;
-    /// use tower_jwt_session::{ConfigError, config::TokenSettings};
+    /// use tower_jwt_session::config::{ConfigError, TokenSettings};
     ///
     /// let rsa = include_str!("../../tests/keys/rsa_public.pem");
     /// let vars = HashMap::from([
@@ -258,7 +258,7 @@ impl TokenSettings {
     /// assert!(TokenSettings::new("a-long-random-secret-of-at-least-32-bytes")?
     ///     .with_private_key_pem(Algorithm::ES256, pem)
     ///     .is_err());
-    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
     /// ```
     ///
     /// # Errors

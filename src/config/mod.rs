@@ -54,6 +54,7 @@ mod rules;
 mod tests;
 mod token_cache;
 
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use attempts::AttemptConfig;
 pub use cache::RevocationCacheSettings;
@@ -265,7 +266,7 @@ pub(crate) fn process_env(name: &str) -> Option<String> {
 ///     .issuer("https://auth.example.com");
 /// assert_eq!(config.rules().access_token_ttl(), Duration::from_secs(1800));
 /// assert_eq!(config.tokens().issuer(), Some("https://auth.example.com"));
-/// # Ok::<(), tower_jwt_session::ConfigError>(())
+/// # Ok::<(), tower_jwt_session::config::ConfigError>(())
 /// ```
 ///
 /// `Debug` output never contains key material, nor a password in a Redis URL
@@ -344,7 +345,7 @@ impl SessionConfig {
     /// let bad = HashMap::from([("JWT_SECRET", "0123456789abcdef0123456789abcdef"), ("JWT_LEEWAY", "soon")]);
     /// let err = SessionConfig::from_lookup(|k| bad.get(k).map(|v| v.to_string())).unwrap_err();
     /// assert!(err.to_string().contains("JWT_LEEWAY"));
-    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
     /// ```
     ///
     /// # Errors
@@ -424,7 +425,7 @@ impl SessionConfig {
     ///
     /// let config = SessionConfig::new("0123456789abcdef0123456789abcdef")?;
     /// assert!(matches!(config.store(), StoreSettings::Memory));
-    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
     /// ```
     pub fn store(&self) -> StoreSettings<'_> {
         match self.store_choice {

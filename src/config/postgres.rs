@@ -137,7 +137,7 @@ pub(crate) fn check_url(url: &str) -> Result<(), ConfigError> {
 /// assert_eq!(pg.table_prefix(), "auth");
 /// assert_eq!(pg.timeout(), Duration::from_secs(1));
 /// assert!(!format!("{pg:?}").contains("secret"));
-/// # Ok::<(), tower_jwt_session::ConfigError>(())
+/// # Ok::<(), tower_jwt_session::config::ConfigError>(())
 /// ```
 #[derive(Clone)]
 #[must_use]

@@ -57,7 +57,7 @@ impl RateLimitConfig {
         }
     }
 
-    /// The health route of [`TokenRoutes`](crate::TokenRoutes) under its default prefix,
+    /// The health route of [`TokenRoutes`](crate::routes::TokenRoutes) under its default prefix,
     /// `/api/token/health`: exempt from the limit unless [`exempt_paths`](Self::exempt_paths)
     /// says otherwise.
     pub const DEFAULT_HEALTH_PATH: &'static str = "/api/token/health";
@@ -82,7 +82,7 @@ impl RateLimitConfig {
     ///
     /// let vars = HashMap::from([("RATE_LIMIT_WINDOW_MS", "15m"), ("TRUSTED_PROXIES", "10.0.0.0/8")]);
     /// let config = RateLimitConfig::from_lookup(|k| vars.get(k).map(|v| v.to_string()))?;
-    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
     /// ```
     ///
     /// # Errors
@@ -184,7 +184,7 @@ impl RateLimitConfig {
     /// use tower_jwt_session::rate_limit::RateLimitConfig;
     ///
     /// let config = RateLimitConfig::new().trusted_proxies_from_env()?;
-    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
     /// ```
     ///
     /// The warning of [`trusted_proxies`](Self::trusted_proxies) holds: list your proxies and
@@ -215,7 +215,7 @@ impl RateLimitConfig {
     }
 
     /// The clock windows are measured with. The default is the system clock; tests use
-    /// [`ManualClock`](crate::clock::ManualClock).
+    /// [`ManualClock`](crate::config::ManualClock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -249,7 +249,7 @@ impl RateLimitConfig {
     /// [module docs](crate::rate_limit)) that is the full path, `/api/token/health`; with the
     /// layer applied to the nested service itself, axum has already stripped the prefix, and
     /// the path is `/health`. Under another
-    /// [`TokenRoutes::prefix`](crate::TokenRoutes::prefix), list that prefix's
+    /// [`TokenRoutes::prefix`](crate::routes::TokenRoutes::prefix), list that prefix's
     /// `/health`.
     ///
     /// Why a list of paths, not a rule inside the token routes: the layer answers before the

@@ -285,7 +285,7 @@ impl RedisSettings {
     /// let redis = RedisSettings::new(["redis://10.0.0.5:6379", "redis://10.0.0.6:6379"])
     ///     .with_wait_replicas(1, Duration::from_millis(500))?;
     /// assert_eq!(redis.wait_replicas(), Some((1, Duration::from_millis(500))));
-    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
     /// ```
     ///
     /// # Errors
@@ -366,7 +366,7 @@ impl RedisSettings {
     ///     .with_encryption_key(&[7; 32])?
     ///     .with_unsealed_records_accepted(true);
     /// assert!(redis.accepts_unsealed_records());
-    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
     /// ```
     pub fn with_unsealed_records_accepted(mut self, accept: bool) -> Self {
         self.accept_unsealed = accept;

@@ -1,55 +1,5 @@
-//! The machinery shared by the crate's middleware: a [`Check`] that answers each request at
-//! once (let through, or refused with a response) or after a future, the service that runs it
-//! in front of an inner service ([`Guarded`]), its one [`ResponseFuture`] and its one
-//! [`ResponseBody`], in the manner of tower-http's `AsyncRequireAuthorization`.
-//!
-//! The session layer, the rate limiter and the role check are each a [`Check`]: their services
-//! are `Guarded<S, TheirCheck>`. A check that answers at once costs nothing more than the inner
-//! call: nothing is boxed, and the future is the inner future with an optional [`Stamp`] to
-//! put on its response (the refresh hint, the rate-limit headers).
-//!
-//! A refusal is an `Ok` response, never a service error, so the connection stays up.
-//!
-//! ```
-//! use std::convert::Infallible;
-//! use std::future::Ready;
-//! use bytes::Bytes;
-//! use http::{Request, Response, StatusCode};
-//! use tower::{ServiceExt, service_fn};
-//! use tower_jwt_session::guard::{Check, Guarded, Verdict};
-//!
-//! /// Refuses requests without an `x-api-version` header, at once.
-//! #[derive(Clone)]
-//! struct NeedsVersion;
-//!
-//! impl<B> Check<B> for NeedsVersion {
-//!     type Stamp = ();
-//!     type Future = Ready<Result<(Request<B>, ()), Response<Bytes>>>;
-//!
-//!     fn check(&self, request: Request<B>) -> Verdict<B, (), Self::Future> {
-//!         if request.headers().contains_key("x-api-version") {
-//!             Verdict::Allow(request, ())
-//!         } else {
-//!             let mut refusal = Response::new(Bytes::from_static(b"which version?"));
-//!             *refusal.status_mut() = StatusCode::BAD_REQUEST;
-//!             Verdict::Refuse(refusal)
-//!         }
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let inner = service_fn(|_req: Request<String>| async {
-//!     Ok::<_, Infallible>(Response::new(String::from("hello")))
-//! });
-//! let service = Guarded::new(inner, NeedsVersion);
-//! let refused = service.clone().oneshot(Request::new(String::new())).await?;
-//! assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-//! let allowed = Request::builder().header("x-api-version", "2").body(String::new())?;
-//! assert_eq!(service.oneshot(allowed).await?.status(), StatusCode::OK);
-//! # Ok(())
-//! # }
-//! ```
+//! The machinery shared by the crate's middleware; documented on [`Check`], published in
+//! [`layer`](crate::layer).
 
 mod body;
 mod future;
@@ -77,8 +27,61 @@ pub enum Verdict<B, T, F> {
     Pending(F),
 }
 
+/// The machinery shared by the crate's middleware: a [`Check`] that answers each request at
+/// once (let through, or refused with a response) or after a future, the service that runs it
+/// in front of an inner service ([`Guarded`]), its one [`ResponseFuture`] and its one
+/// [`ResponseBody`], in the manner of tower-http's `AsyncRequireAuthorization`.
+///
+/// The session layer, the rate limiter and the role check are each a [`Check`]: their services
+/// are `Guarded<S, TheirCheck>`. A check that answers at once costs nothing more than the inner
+/// call: nothing is boxed, and the future is the inner future with an optional [`Stamp`] to
+/// put on its response (the refresh hint, the rate-limit headers).
+///
+/// A refusal is an `Ok` response, never a service error, so the connection stays up.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::future::Ready;
+/// use bytes::Bytes;
+/// use http::{Request, Response, StatusCode};
+/// use tower::{ServiceExt, service_fn};
+/// use tower_jwt_session::layer::{Check, Guarded, Verdict};
+///
+/// /// Refuses requests without an `x-api-version` header, at once.
+/// #[derive(Clone)]
+/// struct NeedsVersion;
+///
+/// impl<B> Check<B> for NeedsVersion {
+///     type Stamp = ();
+///     type Future = Ready<Result<(Request<B>, ()), Response<Bytes>>>;
+///
+///     fn check(&self, request: Request<B>) -> Verdict<B, (), Self::Future> {
+///         if request.headers().contains_key("x-api-version") {
+///             Verdict::Allow(request, ())
+///         } else {
+///             let mut refusal = Response::new(Bytes::from_static(b"which version?"));
+///             *refusal.status_mut() = StatusCode::BAD_REQUEST;
+///             Verdict::Refuse(refusal)
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let inner = service_fn(|_req: Request<String>| async {
+///     Ok::<_, Infallible>(Response::new(String::from("hello")))
+/// });
+/// let service = Guarded::new(inner, NeedsVersion);
+/// let refused = service.clone().oneshot(Request::new(String::new())).await?;
+/// assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+/// let allowed = Request::builder().header("x-api-version", "2").body(String::new())?;
+/// assert_eq!(service.oneshot(allowed).await?.status(), StatusCode::OK);
+/// # Ok(())
+/// # }
+/// ```
+///
 /// Decides, for each request, whether it reaches the inner service: see the
-/// [module docs](self).
+/// docs above.
 pub trait Check<B> {
     /// Put on the inner service's response when the request was let through.
     type Stamp: Stamp;
@@ -109,7 +112,7 @@ impl<T: Stamp> Stamp for Option<T> {
     }
 }
 
-/// A service that runs a [`Check`] in front of `S`: see the [module docs](self).
+/// A service that runs a [`Check`] in front of `S`: see [`Check`].
 #[derive(Clone)]
 pub struct Guarded<S, C> {
     inner: S,

@@ -67,7 +67,7 @@ impl SessionLayer<RevocationCache> {
     /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
     /// let layer = SessionLayer::from_manager(&manager);
     /// # let _ = layer;
-    /// # Ok::<(), tower_jwt_session::ConfigError>(())
+    /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
     /// ```
     pub fn from_manager(manager: &SessionManager) -> Self {
         Self::with_revocation(manager.codec().clone(), manager.revocation_cache().clone())

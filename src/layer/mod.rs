@@ -7,7 +7,7 @@
 //!    claims, time with leeway), or finds it in the codec's cache of verified tokens (then only
 //!    the time window is checked again; see
 //!    [`TokenCacheSettings`](crate::config::TokenCacheSettings));
-//! 3. asks the [`RevocationCheck`](crate::revocation::RevocationCheck) whether the session is still live;
+//! 3. asks the [`RevocationCheck`] whether the session is still live;
 //! 4. on success puts the [`Session`](crate::Session) into the request extensions and calls the
 //!    inner service; when the token has no more than the refresh threshold left, the response
 //!    gets `X-Token-Refresh: true` and `X-Token-Expires-In: <seconds>`;
@@ -22,7 +22,7 @@
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_jwt_session::{Session, SessionConfig, session::SessionId, SessionLayer, token::TokenCodec};
+//! use tower_jwt_session::{Session, SessionConfig, SessionLayer, session::SessionId, token::TokenCodec};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -58,6 +58,12 @@ pub use rate_limit::{ClientRateLimit, ClientRateLimitLayer, RateLimitCheck, Rate
 
 pub use future::RevocationWait;
 pub use layer::SessionLayer;
+// The role check, the revocation check and the machinery every layer of the crate is made of
+// (a `Check` deciding each request, the `Guarded` service running it): an extension point, to
+// write a check of your own.
+pub use crate::guard::{Check, Guarded, ResponseBody, ResponseFuture, Stamp, Verdict};
+pub use crate::require_role::{RequireRole, RequireRoleLayer, RoleCheck, require_role};
+pub use crate::revocation::{Checked, NoRevocation, RevocationCheck, SessionStatus};
 pub use responder::{ErrorResponder, JsonResponder};
 pub use service::{RefreshHint, SessionCheck, SessionService};
 

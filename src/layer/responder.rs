@@ -15,7 +15,7 @@ use crate::error::{AuthError, auth_error_response};
 /// ```
 /// use bytes::Bytes;
 /// use http::{Response, StatusCode};
-/// use tower_jwt_session::{error::AuthError, SessionConfig, SessionLayer, token::TokenCodec};
+/// use tower_jwt_session::{SessionConfig, SessionLayer, response::AuthError, token::TokenCodec};
 ///
 /// let codec = TokenCodec::new(&SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
 /// let layer = SessionLayer::new(codec).error_responder(|error: AuthError| {
@@ -24,7 +24,7 @@ use crate::error::{AuthError, auth_error_response};
 ///     res
 /// });
 /// # let _ = layer;
-/// # Ok::<(), tower_jwt_session::ConfigError>(())
+/// # Ok::<(), tower_jwt_session::config::ConfigError>(())
 /// ```
 pub trait ErrorResponder: Clone + Send + Sync + 'static {
     /// The response for `error`.

@@ -34,7 +34,7 @@
 //! (the browser `TokenManager` of `client/token-manager.js` in cookie mode) adds `"refreshTokenDelivery": "cookie"` to the login body: the answer then has
 //! no `refreshToken` field, so no script on the page ever sees the token. `"body"` (the default)
 //! puts it in the body as well as in the cookie. The token routes of
-//! [`TokenRoutes`](crate::TokenRoutes) take the same field, and leave the token out of the
+//! [`TokenRoutes`](crate::routes::TokenRoutes) take the same field, and leave the token out of the
 //! body anyway when it came from the cookie.
 //!
 //! # The Origin rule
@@ -80,7 +80,7 @@
 //!
 //! A failed login is logged at `info` with the user name as sent and the client IP, a
 //! successful one at `info` with the user id and the session; user-supplied strings go through
-//! [`Escaped`] (escaped, at most 64 bytes), so a name holding a
+//! escaping (at most 64 bytes), so a name holding a
 //! newline or terminal escapes cannot forge a log line. Passwords are never logged, and
 //! [`Credentials`]' `Debug` hides them.
 //!
@@ -91,7 +91,7 @@
 //! use http::Request;
 //! use tower::ServiceExt;
 //! use tower_jwt_session::login::{Authenticated, CheckError, Credentials};
-//! use tower_jwt_session::{LoginService, SessionConfig, SessionManager, TokenRoutes};
+//! use tower_jwt_session::{SessionConfig, SessionManager, login::LoginService, routes::TokenRoutes};
 //!
 //! /// The app's check. A real one looks the user up and verifies a password hash, with the same
 //! /// work for unknown users: see examples/app.rs.
@@ -127,8 +127,7 @@
 //! [`AttemptTracker`]: crate::rate_limit::AttemptTracker
 //! [`ClientIp`]: crate::rate_limit::ClientIp
 //! [`SessionManager::create_session`]: crate::SessionManager::create_session
-//! [`cookie::refresh_cookie`]: crate::cookie::refresh_cookie
-//! [`Escaped`]: crate::telemetry::Escaped
+//! [`cookie::refresh_cookie`]: crate::routes::refresh_cookie
 
 mod origin;
 mod service;
@@ -315,7 +314,7 @@ impl fmt::Display for CheckError {
 /// (`Box<dyn CredentialCheck<Credentials, Error = E>>`).
 ///
 /// ```
-/// use tower_jwt_session::login::{Authenticated, CheckError, Credentials, CredentialCheck};
+/// use tower_jwt_session::login::{Authenticated, CheckError, CredentialCheck, Credentials};
 ///
 /// #[derive(Clone)]
 /// struct Pool; // the app's database pool

@@ -110,7 +110,7 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
 
     /// Counts failed logins in `tracker` instead of the manager's. The default is the
     /// manager's tracker ([`SessionManager::limits`]), shared with its
-    /// [`TokenRoutes`](crate::TokenRoutes) and kept where its sessions are.
+    /// [`TokenRoutes`](crate::routes::TokenRoutes) and kept where its sessions are.
     pub fn attempt_tracker(mut self, tracker: AttemptTracker) -> Self {
         self.attempts = tracker;
         self

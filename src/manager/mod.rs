@@ -99,7 +99,7 @@ fn claims_refused(user_id: &str, error: &ClaimsError) {
 /// Cheap to clone.
 ///
 /// The HTTP side builds on it: [`SessionLayer::from_manager`](crate::SessionLayer::from_manager)
-/// protects routes, [`TokenRoutes::new`](crate::TokenRoutes::new) serves the token routes.
+/// protects routes, [`TokenRoutes::new`](crate::routes::TokenRoutes::new) serves the token routes.
 ///
 /// ```
 /// use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
@@ -194,7 +194,7 @@ impl SessionManager {
     /// `roles` is any slice of strings: an array literal, a `Vec<String>`, or [`NO_ROLES`].
     ///
     /// ```
-    /// use tower_jwt_session::{NO_ROLES, SessionConfig, SessionManager};
+    /// use tower_jwt_session::{SessionConfig, SessionManager, manager::NO_ROLES};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -222,7 +222,7 @@ impl SessionManager {
     }
 
     /// [`create_session`](Self::create_session), remembering the device the user logged in
-    /// from for the devices list (session stats). [`LoginService`](crate::LoginService) calls
+    /// from for the devices list (session stats). [`LoginService`](crate::login::LoginService) calls
     /// it with what the request tells ([`DeviceInfo::capture`]); the metadata is for display
     /// only and never decides anything.
     ///

@@ -52,7 +52,8 @@
 //! use std::net::SocketAddr;
 //! use axum::{Router, routing::{get, post}};
 //! use tower_jwt_session::{
-//!     rate_limit::ClientIp, rate_limit::RateLimitConfig, layer::ClientRateLimitLayer, SessionConfig, SessionManager, TokenRoutes,
+//!     SessionConfig, SessionManager, layer::ClientRateLimitLayer,
+//!     rate_limit::{ClientIp, RateLimitConfig}, routes::TokenRoutes,
 //! };
 //!
 //! async fn login(ClientIp(ip): ClientIp) -> String {
@@ -89,8 +90,8 @@
 //! use std::time::Duration;
 //! use http::{Request, Response, StatusCode};
 //! use tower::{Layer, ServiceExt, service_fn};
-//! use tower_jwt_session::clock::ManualClock;
-//! use tower_jwt_session::{rate_limit::PeerAddr, rate_limit::RateLimitConfig, layer::ClientRateLimitLayer};
+//! use tower_jwt_session::config::ManualClock;
+//! use tower_jwt_session::{layer::ClientRateLimitLayer, rate_limit::{PeerAddr, RateLimitConfig}};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

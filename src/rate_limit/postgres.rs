@@ -108,10 +108,7 @@ impl Sweeper {
 /// use std::sync::Arc;
 /// use tower_jwt_session::config::PostgresSettings;
 /// use tower_jwt_session::layer::ClientRateLimitLayer;
-/// use tower_jwt_session::rate_limit::{
-///     AttemptConfig, AttemptTracker, PostgresAttemptBackend, PostgresRateLimitBackend,
-///     RateLimitConfig,
-/// };
+/// use tower_jwt_session::rate_limit::{AttemptConfig, AttemptTracker, PostgresAttemptBackend, PostgresRateLimitBackend, RateLimitConfig};
 /// use tower_jwt_session::store::PostgresStore;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -22,9 +22,7 @@ use crate::store::redis::RedisConnection;
 /// ```no_run
 /// use std::sync::Arc;
 /// use tower_jwt_session::layer::ClientRateLimitLayer;
-/// use tower_jwt_session::rate_limit::{
-///     AttemptConfig, AttemptTracker, RateLimitConfig, RedisAttemptBackend, RedisRateLimitBackend,
-/// };
+/// use tower_jwt_session::rate_limit::{AttemptConfig, AttemptTracker, RateLimitConfig, RedisAttemptBackend, RedisRateLimitBackend};
 /// use tower_jwt_session::config::RedisSettings;
 /// use tower_jwt_session::store::RedisStore;
 ///

@@ -475,7 +475,7 @@ async fn health_through_an_axum_router_with_the_token_routes_nested() {
     let manager = crate::SessionManager::new(config.clone()).unwrap();
     let app = Router::new()
         .route("/api/auth/login", post(|| async { "logged in" }))
-        .nest_service("/api/token", crate::TokenRoutes::new(&manager))
+        .nest_service("/api/token", crate::routes::TokenRoutes::new(&manager))
         .layer(ClientRateLimitLayer::new(RateLimitConfig::new()));
     let request = |method: &str, path: &str| {
         let mut req = Request::builder()

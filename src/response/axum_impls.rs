@@ -44,7 +44,7 @@ impl IntoResponse for AuthError {
 /// 200 `{"success": true, "message": "Login successful", "data": {accessToken, refreshToken,
 /// expiresIn, sessionId, userId}}`, the body of the protocol's login (`expiresIn` in
 /// milliseconds), with `Cache-Control: no-store`. No cookie: add
-/// [`cookie::refresh_cookie`](crate::cookie::refresh_cookie) for that.
+/// [`cookie::refresh_cookie`](crate::routes::refresh_cookie) for that.
 impl IntoResponse for TokenPair {
     fn into_response(self) -> Response {
         Success::new("Login successful", TokenPairBody::from_pair(&self)).into_response()

@@ -48,7 +48,7 @@
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, TokenRoutes};
+//! use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager, routes::TokenRoutes};
 //!
 //! let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
 //! let routes = TokenRoutes::new(&manager);
@@ -101,12 +101,13 @@ use crate::response::{
 };
 use crate::revocation::SessionStatus;
 
+pub use crate::cookie::{clear_refresh_cookie, refresh_cookie};
 #[doc(inline)]
 pub use crate::json_body::MAX_BODY_BYTES;
 pub use jwks::{DEFAULT_JWKS_MAX_AGE, JWKS_PATH};
 
 /// The login and the token routes as one axum router, at the paths of
-/// [the protocol](crate::routes#routes): `POST /api/auth/login` ([`LoginService`](crate::LoginService) around
+/// [the protocol](crate::routes#routes): `POST /api/auth/login` ([`LoginService`](crate::login::LoginService) around
 /// `check`), `/api/token/…` ([`TokenRoutes`]) and `/.well-known/jwks.json`, every protection
 /// on. Merge it into your app; for other paths, mount the two services yourself.
 ///

@@ -16,7 +16,7 @@ use crate::config::{ConfigError, PemKey};
 /// private part: the document is written from the public half of each key alone.
 ///
 /// Serve [`json`](Self::json) with [`etag`](Self::etag);
-/// [`TokenRoutes`](crate::TokenRoutes) does, at `/.well-known/jwks.json`.
+/// [`TokenRoutes`](crate::routes::TokenRoutes) does, at `/.well-known/jwks.json`.
 #[derive(Clone)]
 pub struct Jwks {
     json: Bytes,
@@ -212,7 +212,7 @@ mod tests {
         assert!(!a.etag().starts_with("W/"), "a strong tag");
     }
 
-    fn env(vars: &[(&str, &str)]) -> Result<SessionConfig, crate::ConfigError> {
+    fn env(vars: &[(&str, &str)]) -> Result<SessionConfig, crate::config::ConfigError> {
         let map: std::collections::HashMap<&str, &str> = vars
             .iter()
             .copied()

@@ -88,7 +88,7 @@ struct Inner {
 /// let session = codec.verify(&token.token).expect("a fresh token verifies");
 /// assert_eq!(session.user_id(), "alice");
 /// assert_eq!(session.session_id(), sid);
-/// # Ok::<(), tower_jwt_session::ConfigError>(())
+/// # Ok::<(), tower_jwt_session::config::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct TokenCodec {

@@ -27,9 +27,12 @@ use tower::ServiceExt;
 use tower_jwt_session::login::Credentials;
 use tower_jwt_session::response::ErrorBody;
 use tower_jwt_session::{
-    LoginService, Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes,
-    error::ErrorCode, layer::ClientRateLimitLayer, login::Authenticated,
-    rate_limit::AttemptTracker, rate_limit::RateLimitConfig, require_role,
+    Session, SessionConfig, SessionLayer, SessionManager,
+    layer::{ClientRateLimitLayer, require_role},
+    login::{Authenticated, LoginService},
+    rate_limit::{AttemptTracker, RateLimitConfig},
+    response::ErrorCode,
+    routes::TokenRoutes,
 };
 
 use super::SECRET;

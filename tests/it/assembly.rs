@@ -19,7 +19,9 @@ use tower::ServiceExt;
 use tower_jwt_session::login::{Authenticated, CheckError, Credentials, LoginCredentials};
 use tower_jwt_session::manager::{HookError, RefreshContext, Refreshed};
 use tower_jwt_session::rate_limit::PeerAddr;
-use tower_jwt_session::{LoginService, SessionConfig, SessionError, SessionManager, TokenRoutes};
+use tower_jwt_session::{
+    SessionConfig, SessionError, SessionManager, login::LoginService, routes::TokenRoutes,
+};
 
 const SECRET: &str = "assembly-test-secret-assembly-test-secret-0123";
 

@@ -21,9 +21,11 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use tower_jwt_session::clock::{Clock, ManualClock};
+use tower_jwt_session::config::{Clock, ManualClock};
 use tower_jwt_session::store::{MemoryStore, SessionStore};
-use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager, TokenRoutes};
+use tower_jwt_session::{
+    Session, SessionConfig, SessionLayer, SessionManager, routes::TokenRoutes,
+};
 
 const SECRET: &str = "rotation-test-secret-rotation-test-secret";
 const A: &str = include_str!("../keys/ed_private.pem");

@@ -15,12 +15,14 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use tower_jwt_session::clock::ManualClock;
+use tower_jwt_session::config::ManualClock;
 use tower_jwt_session::login::{CheckError, CredentialCheck, Credentials};
 use tower_jwt_session::{
-    LoginService, SessionConfig, SessionManager, TokenRoutes, config::SessionLimitPolicy,
-    login::Authenticated, rate_limit::AttemptConfig, rate_limit::AttemptTracker,
-    rate_limit::ClientIp,
+    SessionConfig, SessionManager,
+    config::SessionLimitPolicy,
+    login::{Authenticated, LoginService},
+    rate_limit::{AttemptConfig, AttemptTracker, ClientIp},
+    routes::TokenRoutes,
 };
 
 const GOOD: &str = r#"{"username":"alice","password":"alice-password"}"#;
@@ -159,7 +161,7 @@ async fn cookie_only_delivery_keeps_the_refresh_token_out_of_the_body() {
 async fn refresh_routes_honour_cookie_only_delivery() {
     let manager = SessionManager::new(config()).unwrap();
     let pair = manager
-        .create_session("alice", tower_jwt_session::NO_ROLES)
+        .create_session("alice", tower_jwt_session::manager::NO_ROLES)
         .await
         .unwrap();
     let refresh = |body: Value| {

@@ -32,7 +32,9 @@ use tower_jwt_session::rate_limit::{
     RedisRateLimitBackend,
 };
 use tower_jwt_session::store::{PostgresStore, RedisStore, SessionStore};
-use tower_jwt_session::{LoginService, SessionConfig, SessionError, SessionManager, TokenRoutes};
+use tower_jwt_session::{
+    SessionConfig, SessionError, SessionManager, login::LoginService, routes::TokenRoutes,
+};
 
 const SECRET: &str = "outage-test-secret-outage-test-secret-0123";
 

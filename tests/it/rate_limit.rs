@@ -16,8 +16,10 @@ use axum::{Json, Router};
 use common::app::{Client, Response as Reply};
 use serde_json::{Value, json};
 use tower_jwt_session::{
-    SessionConfig, SessionLayer, SessionManager, TokenRoutes, layer::ClientRateLimitLayer,
-    rate_limit::AttemptTracker, rate_limit::ClientIp, rate_limit::RateLimitConfig, require_role,
+    SessionConfig, SessionLayer, SessionManager,
+    layer::{ClientRateLimitLayer, require_role},
+    rate_limit::{AttemptTracker, ClientIp, RateLimitConfig},
+    routes::TokenRoutes,
 };
 
 #[derive(Clone)]

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
-use tower_jwt_session::clock::ManualClock;
+use tower_jwt_session::config::ManualClock;
 use tower_jwt_session::{SessionConfig, SessionManager};
 
 /// The HMAC secret every target configures.

@@ -10,11 +10,12 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::manager::NO_ROLES;
 use crate::store::{
     CreateOutcome, Lifetimes, MemoryStore, RevocationSink, RotateOutcome, RotateRequest,
     SessionLimit, SessionRecord, StoreError,
 };
-use crate::{NO_ROLES, SessionConfig, SessionError, SessionManager};
+use crate::{SessionConfig, SessionError, SessionManager};
 
 /// Which store call to hold, and the two halves of the hand-off.
 #[derive(Default)]
@@ -180,14 +181,21 @@ fn manager_with(config: SessionConfig) -> (SessionManager, Arc<GatedStore>) {
 struct HeldLookup {
     manager: SessionManager,
     store: Arc<GatedStore>,
-    login: crate::TokenPair,
+    login: crate::manager::TokenPair,
     check: tokio::task::JoinHandle<Result<Session, crate::error::AuthError>>,
     release: oneshot::Sender<()>,
 }
 
 impl HeldLookup {
     /// Lets the held lookup write its answer; returns what it answered its own request.
-    async fn finish(self) -> (SessionManager, Arc<GatedStore>, crate::TokenPair, bool) {
+    async fn finish(
+        self,
+    ) -> (
+        SessionManager,
+        Arc<GatedStore>,
+        crate::manager::TokenPair,
+        bool,
+    ) {
         self.release.send(()).unwrap();
         let answered_active = self.check.await.unwrap().is_ok();
         (self.manager, self.store, self.login, answered_active)
@@ -361,7 +369,11 @@ async fn a_pushed_revocation_wins_over_an_in_flight_lookup() {
 
 /// After a revocation is delivered, the next request is refused: the cache serves no
 /// "active" that a store read made before the revocation.
-async fn assert_refused_after(manager: &SessionManager, login: &crate::TokenPair, what: &str) {
+async fn assert_refused_after(
+    manager: &SessionManager,
+    login: &crate::manager::TokenPair,
+    what: &str,
+) {
     assert!(
         manager
             .verify_access_token(&login.access_token)

@@ -222,7 +222,7 @@ impl LoginKeys {
 /// exist), normalised the way your user lookup normalises it (so `Alice` and `alice` share one
 /// count). For refresh tokens: [`check_refresh`](Self::check_refresh) before,
 /// [`record_refresh_failure`](Self::record_refresh_failure) when the token was forged or malformed
-/// ([`TokenRoutes`](crate::TokenRoutes) does both).
+/// ([`TokenRoutes`](crate::routes::TokenRoutes) does both).
 ///
 /// Lock-outs are logged at `warn` with the user id and address; no password or token is ever
 /// seen by the tracker. When the backend fails, a login is refused before its password is

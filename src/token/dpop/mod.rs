@@ -31,9 +31,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use http::{HeaderMap, Method, Uri};
-//! use tower_jwt_session::token::dpop::{
-//!     DpopError, DpopSettings, DpopVerifier, MemoryReplayCache, ProofRequest, PublicOrigin,
-//! };
+//! use tower_jwt_session::token::dpop::{DpopError, DpopSettings, DpopVerifier, MemoryReplayCache, ProofRequest, PublicOrigin};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -151,7 +149,7 @@ const MAX_WINDOW: Duration = Duration::from_secs(300);
 ///     .algorithms([DpopAlgorithm::EdDSA])?
 ///     .max_age(Duration::from_secs(30))?
 ///     .require_nonce(b"a-server-key-of-at-least-32-bytes!", Duration::from_secs(300))?;
-/// # Ok::<(), tower_jwt_session::ConfigError>(())
+/// # Ok::<(), tower_jwt_session::config::ConfigError>(())
 /// ```
 #[derive(Clone)]
 #[must_use]
@@ -350,7 +348,7 @@ impl DpopVerifier {
         self
     }
 
-    /// Reads the time from `clock` (tests use a [`ManualClock`](crate::clock::ManualClock)).
+    /// Reads the time from `clock` (tests use a [`ManualClock`](crate::config::ManualClock)).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         Arc::make_mut(&mut self.inner).clock = Arc::new(clock);
         self

@@ -58,7 +58,7 @@ mod algorithm_confusion {
     use http_body_util::Full;
     use tower::{Layer, ServiceExt, service_fn};
     use tower_jwt_session::{
-        SessionConfig, SessionManager, config::Algorithm, error::AuthError, session::SessionId,
+        SessionConfig, SessionManager, config::Algorithm, response::AuthError, session::SessionId,
         token::TokenCodec,
     };
 

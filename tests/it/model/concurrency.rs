@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tower_jwt_session::clock::ManualClock;
+use tower_jwt_session::config::ManualClock;
 use tower_jwt_session::{
-    SessionError, SessionManager, TokenPair, error::AuthError, session::SessionId,
+    SessionError, SessionManager, manager::TokenPair, response::AuthError, session::SessionId,
 };
 
 use crate::model::reference::{Limits, Policy};

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
-use tower_jwt_session::clock::{Clock as _, ManualClock};
+use tower_jwt_session::config::{Clock as _, ManualClock};
 use tower_jwt_session::store::{ReuseKind, RotateOutcome, StoreError};
-use tower_jwt_session::{SessionError, SessionManager, error::AuthError, session::SessionId};
+use tower_jwt_session::{SessionError, SessionManager, response::AuthError, session::SessionId};
 
 use crate::model::reference::{Limits, Model, Policy, Refreshed, Refusal, Verdict};
 use crate::model::stall::Stalled;

@@ -78,7 +78,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use tower_jwt_session::extract::Claims;
+/// use tower_jwt_session::session::Claims;
 /// use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager};
 ///
 /// #[derive(serde::Deserialize)]
