@@ -19,6 +19,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -62,11 +63,18 @@ pub(crate) fn current() -> Option<Instant> {
 
 /// Runs `io` until the current deadline, if there is one: `Err(Elapsed)` when it passes first.
 /// A future that is ready at once is ready, whatever the time (a memory store never waits).
+/// The first poll comes before any timer is armed, so an answer that is ready at once costs
+/// no timer entry and needs no time driver in the runtime.
 pub(crate) async fn bound<F: Future>(io: F) -> Result<F::Output, Elapsed> {
-    match current() {
-        Some(at) => tokio::time::timeout_at(at, io).await.map_err(|_| Elapsed),
-        None => Ok(io.await),
+    let Some(at) = current() else {
+        return Ok(io.await);
+    };
+    let mut io = std::pin::pin!(io);
+    let first = std::future::poll_fn(|cx| Poll::Ready(io.as_mut().poll(cx))).await;
+    if let Poll::Ready(out) = first {
+        return Ok(out);
     }
+    tokio::time::timeout_at(at, io).await.map_err(|_| Elapsed)
 }
 
 /// Runs `work` (the app's own code, such as its refresh hook) and moves the deadline on by the
