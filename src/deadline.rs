@@ -108,6 +108,19 @@ mod tests {
     use super::*;
     use crate::clock::Clock;
 
+    /// A runtime built without a time driver (as the fuzz targets build theirs): an answer
+    /// that is ready at once needs no timer, so nothing panics.
+    #[test]
+    fn a_ready_answer_needs_no_timer() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let out = runtime.block_on(within(Instant::now() + Duration::from_secs(1), async {
+            bound(async { 7 }).await
+        }));
+        assert_eq!(out, Ok(7));
+    }
+
     #[tokio::test]
     async fn io_under_a_deadline_ends_there_and_hooks_are_given_back() {
         let ms = Duration::from_millis;
