@@ -31,6 +31,10 @@ pub(crate) const SWEEP_EVERY: u64 = 64;
 /// How many rows past their end one sweep deletes at most: four times what the
 /// [`SWEEP_EVERY`] writes before it can have added, so the backlog cannot grow.
 pub(crate) const SWEEP_BATCH: i64 = 256;
+/// How long after its end a row is kept before a sweep may delete it: instances' clocks
+/// differ a little, and a row one instance sees as ended may still count on another (or on
+/// this one after its clock steps back). A deleted row would start a fresh window there.
+pub(crate) const SWEEP_GRACE_MS: i64 = 60_000;
 
 /// The largest time the tables hold: `i64::MAX - 1`, so that `now + 1` fits in a `bigint`.
 const MAX_MS: u64 = i64::MAX as u64 - 1;
@@ -71,8 +75,8 @@ impl Sweeper {
         }
     }
 
-    /// Counts a write; every [`SWEEP_EVERY`]th deletes up to [`SWEEP_BATCH`] rows ended at
-    /// `now`. A failure is logged: it costs no decision.
+    /// Counts a write; every [`SWEEP_EVERY`]th deletes up to [`SWEEP_BATCH`] rows ended
+    /// [`SWEEP_GRACE_MS`] before `now`. A failure is logged: it costs no decision.
     async fn after_write(&self, pg: &PostgresConnection, now: i64) {
         if !self
             .writes
@@ -84,7 +88,7 @@ impl Sweeper {
         let swept = pg
             .timed(
                 sqlx::query(&self.sql)
-                    .bind(now)
+                    .bind(now.saturating_sub(SWEEP_GRACE_MS))
                     .bind(SWEEP_BATCH)
                     .execute(pg.pool()),
             )

@@ -74,9 +74,42 @@ async fn counts_within_a_window_and_starts_over_after_it() {
     assert_eq!((d.remaining, d.reset_after), (1, MINUTE));
 }
 
+/// A sweep keeps rows that ended less than its grace ago: an instance whose clock is behind
+/// (or steps back) still counts in that window instead of starting a fresh one.
+#[tokio::test]
+async fn a_sweep_keeps_what_a_clock_a_little_behind_still_counts() {
+    let db = TestDb::create().await;
+    let store = &instances(1, settings(&db)).await[0];
+    let b = PostgresRateLimitBackend::new(store.connection());
+    assert!(b.hit("k", T0, MINUTE, 1).await.unwrap().allowed);
+    // Enough writes one second after the window's end for a sweep to run.
+    for i in 0..=SWEEP_EVERY {
+        b.hit(&format!("other-{i}"), T0 + 61_000, MINUTE, 1)
+            .await
+            .unwrap();
+    }
+    let d = b.hit("k", T0 + 30_000, MINUTE, 1).await.unwrap();
+    assert_eq!((d.allowed, d.reset_after), (false, MINUTE / 2));
+    // Past the grace, the row goes.
+    for i in 0..=SWEEP_EVERY {
+        b.hit(&format!("late-{i}"), T0 + 121_000, MINUTE, 1)
+            .await
+            .unwrap();
+    }
+    let mut conn = db.connect().await;
+    let ended: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tjs_rate_limits WHERE window_end <= $1")
+            .bind((T0 + 60_000) as i64)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(ended, 0);
+}
+
 /// The memory backends' durations are real time (moka expires their entries), so the random
 /// sequences step in units of ten seconds: no entry a step still needs expires within a case.
 const UNIT: u64 = 10_000;
+const GRACE: u64 = SWEEP_GRACE_MS as u64;
 
 #[derive(Debug, Clone)]
 enum RateOp {
@@ -115,10 +148,22 @@ fn rate_limit_answers_as_the_memory_backend_does() {
             let window = Duration::from_millis(window_units * UNIT);
             let mut now = T0;
             rt.block_on(async {
+                let mut high = now;
                 for (step, op) in ops.iter().enumerate() {
                     match op {
-                        RateOp::Advance(units) => now += units * UNIT,
-                        RateOp::Back => now -= UNIT.min(now - T0),
+                        RateOp::Advance(units) => {
+                            now += units * UNIT;
+                            high = high.max(now);
+                        }
+                        // Back, but not past the sweep's grace behind the latest time
+                        // seen: rows ended before that may have been deleted, which only
+                        // matters to a clock that goes back further than instances differ.
+                        RateOp::Back => {
+                            now = now
+                                .saturating_sub(UNIT)
+                                .max(high.saturating_sub(GRACE))
+                                .max(T0)
+                        }
                         RateOp::Hit(k) => {
                             let key = format!("203.0.113.{k}/{case}");
                             let want = memory.hit(&key, now, window, max).await.unwrap();
@@ -350,8 +395,10 @@ async fn ended_rows_are_deleted_so_the_tables_stay_bounded() {
         window: MINUTE,
         lockout: MINUTE,
     };
+    // Rounds two minutes apart: a round's rows (a minute long) have ended more than the
+    // sweep's grace before the next round.
     for round in 0..4u64 {
-        let now = T0 + round * 61_000;
+        let now = T0 + round * (2 * 60_000 + 1_000);
         for i in 0..KEYS {
             let client = format!("10.{round}.{}.{}", i / 256, i % 256);
             rate.hit(&client, now, MINUTE, 10).await.unwrap();
