@@ -8,12 +8,21 @@
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them. Builds go to fuzz/target, apart from
 # the crate's own target directory. Overflow checks and debug assertions are on (-a).
 #
-# FUZZ_TARGETS="verify_token config" limits the run to those targets.
+# FUZZ_TARGETS="verify_token config" limits the run to those targets. FUZZ_RUNS=N runs each
+# target for N inputs instead of FUZZ_SECONDS (bench/fuzz-long.sh: the long pass).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export RUSTC_BOOTSTRAP=1
 seconds="${FUZZ_SECONDS:-20}"
+runs="${FUZZ_RUNS:-}"
+if [[ -n "$runs" ]]; then
+  budget=(-runs="$runs")
+  what="$runs inputs"
+else
+  budget=(-max_total_time="$seconds")
+  what="${seconds}s"
+fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz"
@@ -31,7 +40,7 @@ trap 'rm -rf "$scratch"' EXIT
 
 failed=()
 for target in $targets; do
-  printf '\n==> fuzz %s for %ss\n' "$target" "$seconds"
+  printf '\n==> fuzz %s for %s\n' "$target" "$what"
   mkdir -p "$scratch/$target"
   dict=()
   if [[ -f "dicts/$target.dict" ]]; then
@@ -39,7 +48,7 @@ for target in $targets; do
   fi
   set +e
   cargo fuzz run -a "$target" "$scratch/$target" "corpus/$target" -- \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    "${budget[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     "${dict[@]}" >"$scratch/$target.log" 2>&1
   status=$?
   set -e
@@ -60,4 +69,4 @@ if [[ ${#failed[@]} -ne 0 ]]; then
   echo "fuzzing found failures in: ${failed[*]}" >&2
   exit 1
 fi
-echo "fuzzing: all targets ran ${seconds}s without a failure"
+echo "fuzzing: all targets ran ${what} without a failure"
