@@ -194,6 +194,7 @@ pub mod layer;
 pub mod login;
 pub mod manager;
 pub mod rate_limit;
+mod require_recent_auth;
 mod require_role;
 pub mod response;
 mod revocation;
