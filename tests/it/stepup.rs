@@ -521,3 +521,160 @@ async fn reauthenticate_racing_a_refresh_on_postgres() {
         .unwrap();
     reauthenticate_races_a_refresh(StepUp::on(manager, clock), 24).await;
 }
+
+/// Methods a token cannot carry are the app's bug: 500, logged, no session started or changed.
+#[tokio::test]
+async fn amr_values_a_token_cannot_carry_are_the_apps_bug() {
+    async fn broken(c: Credentials) -> Result<Option<Authenticated>, CheckError> {
+        Ok(check_password(c)
+            .await?
+            .map(|found| found.amr(["pwd\nforged"])))
+    }
+    let manager = SessionManager::new(SessionConfig::new(SECRET).unwrap()).unwrap();
+    let client = Client::new(
+        Router::new().route_service("/api/auth/login", LoginService::new(&manager, broken)),
+    );
+    let res = client
+        .post(format!("{BASE}/api/auth/login"))
+        .json(&credentials("alice", None))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    common::assert_error(status, &body, 500, "internal_error");
+    assert!(manager.sessions("alice").await.unwrap().is_empty());
+}
+
+/// A memory store on which a refresh lands right after the re-authentication reads the
+/// session: the race, made deterministic.
+#[derive(Debug)]
+struct RefreshOnRead {
+    inner: tower_jwt_session::store::MemoryStore,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl SessionStore for RefreshOnRead {
+    async fn create(
+        &self,
+        record: tower_jwt_session::store::SessionRecord,
+        limit: tower_jwt_session::store::SessionLimit,
+        lifetimes: &tower_jwt_session::store::Lifetimes,
+        now: u64,
+    ) -> Result<tower_jwt_session::store::CreateOutcome, tower_jwt_session::store::StoreError> {
+        self.inner.create(record, limit, lifetimes, now).await
+    }
+
+    async fn rotate(
+        &self,
+        request: tower_jwt_session::store::RotateRequest,
+    ) -> Result<tower_jwt_session::store::RotateOutcome, tower_jwt_session::store::StoreError> {
+        self.inner.rotate(request).await
+    }
+
+    async fn get(
+        &self,
+        session_id: tower_jwt_session::session::SessionId,
+    ) -> Result<Option<tower_jwt_session::store::SessionRecord>, tower_jwt_session::store::StoreError>
+    {
+        let read = self.inner.get(session_id).await?;
+        if let Some(record) = &read
+            && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            // Another instance's refresh, between this read and the caller's write.
+            let refresh = tower_jwt_session::store::RotateRequest {
+                session_id,
+                generation: record.generation,
+                now: record.last_active_at + 1,
+                lifetimes: tower_jwt_session::store::Lifetimes {
+                    refresh_ttl: 30 * 86_400_000,
+                    reuse_interval: 10_000,
+                    access_retention: 7_230_000,
+                },
+                update: None,
+                deadline: None,
+            };
+            let outcome = self.inner.rotate(refresh).await?;
+            assert!(matches!(
+                outcome,
+                tower_jwt_session::store::RotateOutcome::Rotated(_)
+            ));
+        }
+        Ok(read)
+    }
+
+    async fn list(
+        &self,
+        user_id: &str,
+        now: u64,
+    ) -> Result<Vec<tower_jwt_session::store::SessionRecord>, tower_jwt_session::store::StoreError>
+    {
+        self.inner.list(user_id, now).await
+    }
+
+    async fn revoke(
+        &self,
+        session_id: tower_jwt_session::session::SessionId,
+        now: u64,
+    ) -> Result<bool, tower_jwt_session::store::StoreError> {
+        self.inner.revoke(session_id, now).await
+    }
+
+    async fn revoke_all(
+        &self,
+        user_id: &str,
+        now: u64,
+    ) -> Result<Vec<tower_jwt_session::session::SessionId>, tower_jwt_session::store::StoreError>
+    {
+        self.inner.revoke_all(user_id, now).await
+    }
+
+    async fn ping(&self) -> Result<(), tower_jwt_session::store::StoreError> {
+        self.inner.ping().await
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}
+
+/// The re-authentication that loses the race to a refresh writes nothing (the refresh's
+/// generation and the old auth_time stand) and answers 503; the session stays usable.
+#[tokio::test]
+async fn a_reauthentication_that_loses_the_race_writes_nothing() {
+    let start = 1_800_000_000_000;
+    let clock = ManualClock::new(start);
+    let store = Arc::new(RefreshOnRead {
+        inner: tower_jwt_session::store::MemoryStore::new(),
+        armed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let manager = SessionManager::builder(SessionConfig::new(SECRET).unwrap())
+        .clock(clock.clone())
+        .shared_store(store.clone())
+        .build()
+        .unwrap();
+    let app = StepUp::on(manager, clock);
+    let login = app.login("alice").await;
+    app.clock.advance(Duration::from_secs(5));
+    store.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, body) = app
+        .reauthenticate(token(&login, "accessToken"), "alice", None)
+        .await;
+    common::assert_error(status, &body, 503, "unavailable");
+    let record = app.record("alice").await;
+    assert_eq!(
+        (record.generation, record.auth.auth_time),
+        (1, start),
+        "only the refresh's write"
+    );
+    assert_eq!(record.revoked_at, None);
+    // The login's token is now the parent, within the grace window: still good.
+    let (status, body) = app.refresh(token(&login, "refreshToken")).await;
+    assert_eq!(status, 200, "{body}");
+    // Sent again, the re-authentication goes through.
+    let (status, body) = app
+        .reauthenticate(token(&body["data"], "accessToken"), "alice", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.record("alice").await.auth.auth_time, start + 5_000);
+}
