@@ -19,7 +19,7 @@ LAYERS = {
     "store": 5, "rate_limit": 5,
     "revocation": 6, "manager": 6,
     "guard": 7, "json_body": 7, "response": 7,
-    "layer": 9, "require_role": 9, "cookie": 9, "routes": 9, "login": 9, "extract": 9,
+    "layer": 9, "require_role": 9, "require_recent_auth": 9, "cookie": 9, "routes": 9, "login": 9, "extract": 9,
 }
 
 root = sys.argv[1] if len(sys.argv) > 1 else "src"

@@ -157,6 +157,51 @@ async function showDevices() {
 
 $('sessions-button').addEventListener('click', () => busy($('sessions-button'), showDevices));
 
+// Step-up (RFC 9470): a sensitive route refused for a too old password check raises a
+// `stepup` event; the page asks for the password again, re-authenticates the same session
+// (no logout) and retries. Resolves true once re-authenticated, false when cancelled.
+function confirmPassword(challenge) {
+  const dialog = $('stepup-dialog');
+  const minutes = challenge && challenge.maxAge ? Math.max(1, Math.round(challenge.maxAge / 60)) : null;
+  $('stepup-reason').textContent = minutes
+    ? `This action needs a password check within the last ${minutes} minute(s).`
+    : 'This action needs a stronger sign-in.';
+  $('stepup-error').hidden = true;
+  $('stepup-password').value = '';
+  return new Promise((resolve) => {
+    const done = (ok) => {
+      $('stepup-form').onsubmit = null;
+      $('stepup-cancel').onclick = null;
+      dialog.close();
+      resolve(ok);
+    };
+    $('stepup-cancel').onclick = () => done(false);
+    $('stepup-form').onsubmit = async (ev) => {
+      ev.preventDefault();
+      try {
+        await tm.reauthenticate({ username: tm.getTokenInfo().userId, password: $('stepup-password').value });
+        done(true);
+      } catch (err) {
+        $('stepup-error').textContent = describe(err);
+        $('stepup-error').hidden = false;
+      }
+    };
+    dialog.showModal();
+  });
+}
+
+let lastChallenge = null;
+tm.on('stepup', (e) => { lastChallenge = e; });
+
+$('security-button').addEventListener('click', () => busy($('security-button'), async () => {
+  const ask = () => tm.makeAuthenticatedRequest('/api/account/security');
+  lastChallenge = null;
+  let res = await ask();
+  if (res.status === 401 && lastChallenge && await confirmPassword(lastChallenge)) res = await ask();
+  const body = await res.json().catch(() => null);
+  $('security-output').textContent = `${res.status}\n${JSON.stringify(body && (body.data ?? body), null, 2)}`;
+}));
+
 $('logout-others-button').addEventListener('click', () => busy($('logout-others-button'), async () => {
   const n = await tm.logoutOthers();
   showStatus(`Signed out ${n} other device(s).`, 'info');
@@ -187,7 +232,8 @@ tm.onChange((e) => {
   if (e.source) parts.push(`from ${e.source.replace('_', ' ')}`);
   if (e.type === 'retry') parts.push(`attempt ${e.attempt}, next in ${e.delayMs} ms`);
   if (e.type === 'logout-error') parts.push('— the server did not confirm; the session may still be active');
-  if (e.type === 'refresh' || e.type === 'login') lifetimeMs = null;
+  if (e.type === 'stepup') parts.push(`— max_age ${e.maxAge ?? '–'} s: confirm your password`);
+  if (e.type === 'refresh' || e.type === 'login' || e.type === 'reauthenticate') lifetimeMs = null;
   if (e.type === 'logout') {
     // Say why when the server ended the session, not this tab.
     const why = {

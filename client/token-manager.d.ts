@@ -6,6 +6,8 @@ export interface TokenManagerOptions {
   baseUrl?: string;
   /** Login route. Default `'/api/auth/login'`. */
   loginPath?: string;
+  /** Re-authentication (step-up) route. Default `'/api/auth/reauthenticate'`. */
+  reauthenticatePath?: string;
   /** Prefix of the token routes (refresh, logout, logout-all, session-stats). Default `'/api/token'`. */
   tokenPrefix?: string;
   /** Period of the background expiry check in ms; `0` disables the periodic check. Default `300000` (5 min). */
@@ -145,7 +147,7 @@ export interface LoginResult {
   expiresAt: string | null;
 }
 
-export type TokenManagerEventType = 'login' | 'refresh' | 'sync' | 'logout' | 'logout-error' | 'retry' | 'refresh-error';
+export type TokenManagerEventType = 'login' | 'refresh' | 'sync' | 'logout' | 'logout-error' | 'retry' | 'refresh-error' | 'stepup' | 'reauthenticate';
 
 /**
  * - `login`: a session started (here, or in another tab: `source: 'other_tab'`).
@@ -161,6 +163,11 @@ export type TokenManagerEventType = 'login' | 'refresh' | 'sync' | 'logout' | 'l
  *   still work on the server until it expires; show it to the user.
  * - `retry`: a refresh attempt failed and will be retried after `delayMs`.
  * - `refresh-error`: a refresh gave up (retries exhausted, or a non-retryable answer); the session is kept.
+ * - `stepup`: a request was refused for a too old or too weak authentication (401
+ *   `insufficient_user_authentication`, RFC 9470): `maxAge` (seconds) and `acrValues` say what
+ *   the server asks for, `url` which request. Ask the user to confirm (a password dialog), call
+ *   `reauthenticate(credentials)`, and send the request again. The session is kept.
+ * - `reauthenticate`: this tab re-authenticated; the same session holds fresh tokens.
  */
 export interface TokenManagerEvent {
   type: TokenManagerEventType;
@@ -174,6 +181,12 @@ export interface TokenManagerEvent {
   status?: number | null;
   /** `logout-error`: which route did not confirm. */
   endpoint?: 'logout' | 'logout-all';
+  /** `stepup`: the most seconds since the user last authenticated that the server accepts. */
+  maxAge?: number | null;
+  /** `stepup`: the authentication classes the server accepts (empty when it named none). */
+  acrValues?: string[];
+  /** `stepup`: the request that was refused. */
+  url?: string;
   info: TokenInfo;
 }
 
@@ -247,6 +260,12 @@ export class TokenManager {
   /** Rejects with a `TokenManagerError` (`invalid_credentials`, `network_error`, …). */
   login(username: string, password: string): Promise<LoginResult>;
   /**
+   * Answers a `stepup` event: the same session gets fresh tokens with a new `auth_time`, without
+   * a logout. Rejects with a `TokenManagerError` (`invalid_credentials` leaves the session as it
+   * was, `forbidden` for another user's credentials, `rate_limited`, `not_authenticated`, …).
+   */
+  reauthenticate(credentials: Record<string, unknown>): Promise<LoginResult>;
+  /**
    * Logs out every tab at once, then revokes the session on the server; resolves whether it
    * confirmed. A refresh request under way is waited for first (at most `requestTimeoutMs`) and
    * its access token used; in cookie mode the refresh cookie also names the session. When the
@@ -278,6 +297,12 @@ export function getToken(): string | null;
 
 /** Decodes a JWT payload without verifying it (display and scheduling only). */
 export function decodeJwtPayload(token: string): Record<string, unknown> | null;
+
+/**
+ * The step-up challenge of a 401 (RFC 9470 §3: `error="insufficient_user_authentication"` with
+ * `max_age` and/or `acr_values`), or null for any other answer.
+ */
+export function stepUpChallenge(res: Response): { maxAge: number | null; acrValues: string[] } | null;
 
 /** A DPoP key pair: the private key is never extractable; `jwk` holds the public members only. */
 export interface DpopKey {

@@ -41,6 +41,7 @@ const MAX_RETRY_AFTER_MS = 24 * 60 * 60 * 1000;
 const DEFAULTS = Object.freeze({
   baseUrl: '',
   loginPath: '/api/auth/login',
+  reauthenticatePath: '/api/auth/reauthenticate',
   tokenPrefix: '/api/token',
   checkIntervalMs: 5 * 60 * 1000,
   refreshThresholdMs: 15 * 60 * 1000,
@@ -351,6 +352,26 @@ function isDpopBound(token) {
 }
 
 /**
+ * The step-up challenge of a 401 (RFC 9470 §3): `WWW-Authenticate: Bearer
+ * error="insufficient_user_authentication", max_age=N` and/or `acr_values="a b"`, read as
+ * `{ maxAge, acrValues }` (seconds or null; the class values, possibly empty); null for any
+ * other answer.
+ * @param {Response} res
+ * @returns {{ maxAge: number | null, acrValues: string[] } | null}
+ */
+export function stepUpChallenge(res) {
+  if (!res || res.status !== 401 || !res.headers) return null;
+  const header = res.headers.get('WWW-Authenticate') || '';
+  if (!/error="insufficient_user_authentication"/.test(header)) return null;
+  const maxAge = /(?:^|[\s,])max_age=(?:"(\d+)"|(\d+))/.exec(header);
+  const acr = /(?:^|[\s,])acr_values="([^"]*)"/.exec(header);
+  return {
+    maxAge: maxAge ? Number(maxAge[1] ?? maxAge[2]) : null,
+    acrValues: acr ? acr[1].split(' ').filter(Boolean) : [],
+  };
+}
+
+/**
  * Whether a response asks for the proof again with a server nonce (RFC 9449 §8, §9): a 401
  * whose `WWW-Authenticate` says `use_dpop_nonce`, or a 400/401 whose JSON body says so.
  */
@@ -509,6 +530,14 @@ export class TokenManager {
     const target = isReq ? input : this._url(input);
     let used = token;
     let res = await this._sendWithToken(target, init, token);
+    // A step-up challenge is no expired token: a refresh keeps auth_time, so the page is told
+    // (`stepup`) and answers with reauthenticate(), then sends the request again.
+    const challenge = stepUpChallenge(res);
+    if (challenge) {
+      this._log('request answered with a step-up challenge', challenge);
+      this._emit('stepup', { ...challenge, url: isReq ? input.url : String(input) });
+      return res;
+    }
     if (res.status === 401) {
       this._log('request answered 401; refreshing once');
       const ok = await this._refreshSingleFlight({ force: true, rejected: token });
@@ -625,6 +654,47 @@ export class TokenManager {
       userId: state.userId,
       sessionId: state.sessionId,
       expiresIn: body.data.expiresIn ?? null,
+      expiresAt: state.expiresAt != null ? new Date(state.expiresAt).toISOString() : null,
+    };
+  }
+
+  /**
+   * Answers a step-up challenge (the `stepup` event): POST {reauthenticatePath} with the
+   * session's access token and `credentials` (`{username, password}`, or the shape the server's
+   * credential check takes). The same session gets fresh tokens with a new `auth_time`; no
+   * logout, and the other tabs adopt them. Send the refused request again afterwards.
+   * @param {Record<string, unknown>} credentials
+   * @returns {Promise<import('./token-manager').LoginResult>}
+   * @throws {TokenManagerError} `invalid_credentials` (the session is untouched), `forbidden`
+   *   (another user's credentials), `rate_limited`, `not_authenticated`, `network_error`, …
+   */
+  async reauthenticate(credentials) {
+    if (!credentials || typeof credentials !== 'object') {
+      throw new TypeError('reauthenticate(credentials) takes an object such as {username, password}');
+    }
+    const token = await this._getAccessToken({});
+    if (!token) throw new TokenManagerError('not_authenticated', 'Not authenticated');
+    const body = this.options.cookieMode
+      ? { ...credentials, refreshTokenDelivery: 'cookie' }
+      : { ...credentials };
+    let res;
+    try {
+      res = await this._request('POST', this.options.reauthenticatePath, body, { accessToken: token });
+    } catch (err) {
+      throw new TokenManagerError('network_error', 'Re-authentication request failed', { retryable: true, cause: err });
+    }
+    const answer = await readJson(res);
+    if (!res.ok || !answer || answer.success === false || !answer.data || !answer.data.accessToken) {
+      throw errorFrom(res, answer, 'Re-authentication failed');
+    }
+    const state = this._stateFrom(answer.data, this._state);
+    this._hinted = null;
+    this._clearSharedBackoff();
+    this._setState(state, 'reauthenticate');
+    return {
+      userId: state.userId,
+      sessionId: state.sessionId,
+      expiresIn: answer.data.expiresIn ?? null,
       expiresAt: state.expiresAt != null ? new Date(state.expiresAt).toISOString() : null,
     };
   }

@@ -22,6 +22,12 @@
 //! metrics). It prints `metrics on http://IP:PORT/metrics` before the `listening on` line, which
 //! comes last, once every listener is up.
 //!
+//! Step-up: `GET /api/account/security` answers only a session whose user logged in or
+//! re-authenticated (`POST /api/auth/reauthenticate`) within `SESSION_STEP_UP_MAX_AGE`
+//! (default `5m`; `90s`, `15m`, … as the crate's durations); otherwise 401
+//! `insufficient_user_authentication` with the RFC 9470 challenge, which the demo page answers
+//! with a "confirm your password" dialog.
+//!
 //! Demo users: `alice`/`alice-password`, `bob`/`bob-password` (role `user`), and
 //! `admin`/`admin-password` (roles `user`, `admin`), stored as argon2id hashes. Login is the
 //! crate's `LoginService` with the app's password check (`check_password`) plugged in.
@@ -53,7 +59,7 @@ use tower_jwt_session::{
     routes::TokenRoutes,
 };
 use tower_jwt_session::{
-    layer::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH},
+    layer::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH, require_recent_auth},
     response::ErrorCode,
 };
 
@@ -126,6 +132,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // The store the environment names (memory, REDIS_URL, DATABASE_URL), claimed for this app,
     // with the rate limit and the login lock-out kept in it too (RATE_LIMIT_*, TRUSTED_PROXIES).
     let manager = SessionManager::builder(config).connect().await?;
+    let step_up = step_up_max_age()?;
 
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p
@@ -143,7 +150,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // The rate limiter keys on the peer address: serve with connection info.
     axum::serve(
         listener,
-        app(manager).into_make_service_with_connect_info::<SocketAddr>(),
+        app(manager, step_up).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
@@ -254,16 +261,21 @@ const STATIC_FILES: [(&str, &str, &str); 6] = [
 /// routes count every request against the per-client rate limit and every failed login against
 /// the lock-out, where the manager keeps its sessions (shared by every instance on Redis or
 /// PostgreSQL).
-fn app(manager: SessionManager) -> Router {
+fn app(manager: SessionManager, step_up: Duration) -> Router {
     let protected = Router::new()
         .route("/api/me", get(me))
+        // Sensitive: only within `step_up` of the last password check (RFC 9470 step-up).
+        .route(
+            "/api/account/security",
+            get(security).route_layer(require_recent_auth(step_up)),
+        )
         .route_layer(SessionLayer::from_manager(&manager));
     let routes = TokenRoutes::new(&manager);
+    // One service, two routes: login, and re-authentication of a signed-in user.
+    let login = LoginService::new(&manager, check_password);
     let mut router = Router::new()
-        .route_service(
-            "/api/auth/login",
-            LoginService::new(&manager, check_password),
-        )
+        .route_service("/api/auth/login", login.clone())
+        .route_service("/api/auth/reauthenticate", login)
         .nest_service("/api/token", routes.clone())
         // The public keys (404 with HMAC signing), at the root, never rate limited.
         .route_service(tower_jwt_session::routes::JWKS_PATH, routes)
@@ -402,6 +414,18 @@ fn hash_queue() -> &'static tokio::sync::mpsc::Sender<HashJob> {
     })
 }
 
+/// `SESSION_STEP_UP_MAX_AGE`: how recent a password check `/api/account/security` needs.
+fn step_up_max_age() -> Result<Duration, String> {
+    match std::env::var("SESSION_STEP_UP_MAX_AGE") {
+        Ok(value) if !value.trim().is_empty() => {
+            tower_jwt_session::config::parse_duration(value.trim()).map_err(|e| {
+                format!("SESSION_STEP_UP_MAX_AGE={value:?} is invalid: {e} (e.g. 90s, 5m)")
+            })
+        }
+        _ => Ok(Duration::from_secs(300)),
+    }
+}
+
 fn verify(credentials: &Credentials) -> Option<Authenticated> {
     let user = USERS
         .iter()
@@ -415,9 +439,12 @@ fn verify(credentials: &Credentials) -> Option<Authenticated> {
     // The app's own claims ride in every access token: the demo users' tenant.
     let tenant = if *name == "admin" { "ops" } else { "acme" };
     right.then(|| {
-        Authenticated::new(*name, roles.iter().copied()).with_claims(&DemoClaims {
-            tenant: Some(tenant.to_owned()),
-        })
+        Authenticated::new(*name, roles.iter().copied())
+            .with_claims(&DemoClaims {
+                tenant: Some(tenant.to_owned()),
+            })
+            // The password was checked: RFC 8176 `pwd`.
+            .amr(["pwd"])
     })
 }
 
@@ -437,6 +464,17 @@ async fn me(session: Session, Claims(claims): Claims<DemoClaims>) -> Success<ser
         "tenant": claims.tenant,
     });
     Success::new("Authenticated", data)
+}
+
+/// `GET /api/account/security`: reached only with a recent password check; says when it was.
+async fn security(session: Session) -> Success<serde_json::Value> {
+    let auth_time = humantime::format_rfc3339_seconds(session.auth_time()).to_string();
+    let data = json!({
+        "userId": session.user_id(),
+        "authTime": auth_time,
+        "amr": session.amr(),
+    });
+    Success::new("Recent authentication confirmed", data)
 }
 
 async fn shutdown_signal() {

@@ -47,6 +47,11 @@ pub enum ErrorCode {
     /// a `DPoP-Nonce` header, and the client makes the proof again with it. 401, as
     /// `InvalidDpopProof`.
     UseDpopNonce,
+    /// The session's authentication is too old or too weak for the resource (RFC 9470): 401
+    /// with a `WWW-Authenticate` challenge naming `max_age` or `acr_values`; the client
+    /// re-authenticates and retries. See
+    /// [`require_recent_auth`](crate::layer::require_recent_auth).
+    InsufficientUserAuthentication,
 }
 
 impl ErrorCode {
@@ -70,6 +75,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal_error",
             ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::InsufficientUserAuthentication => "insufficient_user_authentication",
         }
     }
 
@@ -85,7 +91,8 @@ impl ErrorCode {
             | ErrorCode::RefreshTokenReused
             | ErrorCode::SessionExpired
             | ErrorCode::InvalidDpopProof
-            | ErrorCode::UseDpopNonce => StatusCode::UNAUTHORIZED,
+            | ErrorCode::UseDpopNonce
+            | ErrorCode::InsufficientUserAuthentication => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

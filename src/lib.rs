@@ -105,8 +105,8 @@
 //! | [`config`] | [`SessionConfig`] and the settings of each component (token keys, session rules, cookies, Redis, PostgreSQL, rate limit, lock-out), the environment variables, [`config::ConfigError`]; the time source ([`config::Clock`], [`config::ManualClock`] for tests) |
 //! | [`manager`] | [`SessionManager`], its builder and hooks: create, refresh, revoke and list sessions; [`manager::TokenPair`] |
 //! | [`session`] | [`Session`], what a verified token says, and its custom claims; the axum extractors |
-//! | [`layer`] | [`SessionLayer`], [`layer::require_role`], [`layer::ClientRateLimitLayer`] for routes of your own, how refusals are answered ([`layer::ErrorResponder`]), and the machinery to write a check of your own ([`layer::Check`]) |
-//! | [`routes`], [`login`] | the token routes ([`routes::TokenRoutes`], [`routes::router`]) with the protocol reference, the login route ([`login::LoginService`]) and the credential check |
+//! | [`layer`] | [`SessionLayer`], [`layer::require_role`], [`layer::require_recent_auth`] (step-up, RFC 9470), [`layer::ClientRateLimitLayer`] for routes of your own, how refusals are answered ([`layer::ErrorResponder`]), and the machinery to write a check of your own ([`layer::Check`]) |
+//! | [`routes`], [`login`] | the token routes ([`routes::TokenRoutes`], [`routes::router`]) with the protocol reference, the login route ([`login::LoginService`]) with its re-authentication (step-up) route, and the credential check |
 //! | [`rate_limit`] | the per-client rate limit and the login lock-out, in memory, Redis or PostgreSQL |
 //! | [`store`] | the [`store::SessionStore`] trait, [`store::MemoryStore`], `RedisStore` (feature `redis`), `PostgresStore` (feature `postgres`), the store suite (feature `test-util`) |
 //! | [`token`] | the token codec: access tokens, the refresh-token format, DPoP proofs |
@@ -194,6 +194,7 @@ pub mod layer;
 pub mod login;
 pub mod manager;
 pub mod rate_limit;
+mod require_recent_auth;
 mod require_role;
 pub mod response;
 mod revocation;

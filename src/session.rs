@@ -8,11 +8,13 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+mod auth;
 mod claims;
 #[cfg(feature = "axum")]
 mod extract;
 mod memo;
 
+pub use auth::{AuthContext, MAX_AMR, MAX_AUTH_VALUE_LEN};
 pub(crate) use claims::RawMembers;
 pub(crate) use claims::is_reserved;
 pub use claims::{ClaimsError, CustomClaims, RESERVED_CLAIMS};
@@ -144,6 +146,12 @@ struct Parts {
     expires_at_ms: u64,
     /// The app's own claims, as the token carried them.
     claims: CustomClaims,
+    /// `auth_time`, in milliseconds since the epoch (a whole second); 0 for a token without it.
+    auth_time_ms: u64,
+    /// `amr`, empty when the token has none.
+    amr: Vec<String>,
+    /// `acr`.
+    acr: Option<Box<str>>,
     /// What the revocation check last learnt about this session, for the next request with
     /// the same token: see [`StatusMemo`].
     status: StatusMemo,
@@ -183,28 +191,53 @@ impl Session {
             issued_at_ms,
             expires_at_ms,
             claims: CustomClaims::default(),
+            auth_time_ms: 0,
+            amr: Vec::new(),
+            acr: None,
             status: StatusMemo::default(),
         }))
     }
 
-    /// The same session carrying `claims` (and a fresh status memo, if it was shared).
-    pub(crate) fn with_claims(mut self, claims: CustomClaims) -> Self {
-        match Arc::get_mut(&mut self.0) {
-            Some(parts) => parts.claims = claims,
-            None => {
-                let parts = &*self.0;
-                self = Self(Arc::new(Parts {
-                    text: parts.text.clone(),
-                    user_len: parts.user_len,
-                    session_id: parts.session_id,
-                    issued_at_ms: parts.issued_at_ms,
-                    expires_at_ms: parts.expires_at_ms,
-                    claims,
-                    status: StatusMemo::default(),
-                }));
-            }
+    /// The same session changed by `edit` (with a fresh status memo, if it was shared).
+    fn edit(mut self, edit: impl FnOnce(&mut Parts)) -> Self {
+        if Arc::get_mut(&mut self.0).is_none() {
+            let parts = &*self.0;
+            self = Self(Arc::new(Parts {
+                text: parts.text.clone(),
+                user_len: parts.user_len,
+                session_id: parts.session_id,
+                issued_at_ms: parts.issued_at_ms,
+                expires_at_ms: parts.expires_at_ms,
+                claims: parts.claims.clone(),
+                auth_time_ms: parts.auth_time_ms,
+                amr: parts.amr.clone(),
+                acr: parts.acr.clone(),
+                status: StatusMemo::default(),
+            }));
+        }
+        if let Some(parts) = Arc::get_mut(&mut self.0) {
+            edit(parts);
         }
         self
+    }
+
+    /// The same session carrying `claims` (and a fresh status memo, if it was shared).
+    pub(crate) fn with_claims(self, claims: CustomClaims) -> Self {
+        self.edit(|parts| parts.claims = claims)
+    }
+
+    /// The same session carrying the token's `auth_time` (milliseconds), `amr` and `acr`.
+    pub(crate) fn with_auth(
+        self,
+        auth_time_ms: u64,
+        amr: Vec<String>,
+        acr: Option<String>,
+    ) -> Self {
+        self.edit(|parts| {
+            parts.auth_time_ms = auth_time_ms;
+            parts.amr = amr;
+            parts.acr = acr.map(String::into_boxed_str);
+        })
     }
 
     /// The revocation check's memo on this session and every clone of it.
@@ -284,6 +317,49 @@ impl Session {
         &self.0.claims
     }
 
+    /// When the user last proved who they are (`auth_time`): at login or at the last
+    /// re-authentication, never moved by a refresh. A token without the claim (issued by a
+    /// release before it existed) reads as the Unix epoch: never recent.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_jwt_session::{SessionConfig, SessionManager, manager::NewSession};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let pair = manager
+    ///     .create_session_with(NewSession::new("alice").amr(["pwd", "otp"]).acr("aal2"))
+    ///     .await?;
+    /// let session = manager.verify_access_token(&pair.access_token).await?;
+    /// assert!(session.auth_time() + Duration::from_secs(5) > SystemTime::now());
+    /// assert_eq!(session.amr(), ["pwd", "otp"]);
+    /// assert_eq!(session.acr(), Some("aal2"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn auth_time(&self) -> SystemTime {
+        crate::clock::system_time(self.0.auth_time_ms)
+    }
+
+    /// `auth_time` in milliseconds since the epoch.
+    #[inline]
+    pub(crate) fn auth_time_ms(&self) -> u64 {
+        self.0.auth_time_ms
+    }
+
+    /// How the user proved who they are then (`amr`, RFC 8176 values such as `pwd`, `otp`):
+    /// empty when the credential check named no method.
+    pub fn amr(&self) -> &[String] {
+        &self.0.amr
+    }
+
+    /// The authentication context class reached then (`acr`), if the credential check named
+    /// one.
+    pub fn acr(&self) -> Option<&str> {
+        self.0.acr.as_deref()
+    }
+
     /// `exp`, in milliseconds since the epoch (unclamped).
     #[inline]
     pub(crate) fn expires_at_ms(&self) -> u64 {
@@ -300,6 +376,9 @@ impl fmt::Debug for Session {
             .field("issued_at", &crate::clock::rfc3339(self.0.issued_at_ms))
             .field("expires_at", &crate::clock::rfc3339(self.0.expires_at_ms))
             .field("claims", &self.0.claims)
+            .field("auth_time", &crate::clock::rfc3339(self.0.auth_time_ms))
+            .field("amr", &self.0.amr)
+            .field("acr", &self.0.acr)
             .finish()
     }
 }

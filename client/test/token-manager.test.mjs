@@ -12,6 +12,7 @@ import {
   createDpopProof,
   dpopThumbprint,
   generateDpopKey,
+  stepUpChallenge,
 } from '../token-manager.js';
 
 const BASE = 'https://app.example.com';
@@ -382,4 +383,82 @@ test('token-manager.d.ts declares what the module exports, the class\'s methods 
   const infoFields = [...infoBlock.matchAll(/^ {2}(\w+):/gm)].map((m) => m[1]).sort();
   assert.deepEqual(Object.keys(tm.getTokenInfo()).sort(), infoFields);
   tm.destroy();
+});
+
+// ---- step-up (RFC 9470): the challenge is an event, answered by re-authentication
+
+test('a step-up challenge is read as RFC 9470 writes it, and nothing else is', () => {
+  const challenge = (value, status = 401) => new Response('{}', { status, headers: { 'WWW-Authenticate': value } });
+  assert.deepEqual(stepUpChallenge(challenge(
+    'Bearer realm="api", error="insufficient_user_authentication", error_description="a more recent authentication is required", max_age=300',
+  )), { maxAge: 300, acrValues: [] });
+  assert.deepEqual(stepUpChallenge(challenge(
+    'Bearer error="insufficient_user_authentication", acr_values="urn:example:aal2 urn:example:aal3"',
+  )), { maxAge: null, acrValues: ['urn:example:aal2', 'urn:example:aal3'] });
+  assert.equal(stepUpChallenge(challenge('Bearer realm="api", error="invalid_token"')), null);
+  assert.equal(stepUpChallenge(challenge('Bearer error="insufficient_user_authentication", max_age=1', 403)), null);
+});
+
+test('a step-up challenge emits stepup without a refresh; reauthenticate swaps tokens in place', async () => {
+  const first = accessToken({ auth_time: 1 });
+  const second = accessToken({ auth_time: 2, jti: 'after-step-up' });
+  let stepped = false;
+  const server = fakeServer((call) => {
+    if (call.url.endsWith('/api/auth/login')) return loginOk(first);
+    if (call.url.endsWith('/api/auth/reauthenticate')) {
+      if (call.body.password !== 'alice-password') {
+        return json(401, { success: false, message: 'wrong user name or password', error: 'invalid_credentials' });
+      }
+      stepped = true;
+      return json(200, { success: true, message: 'Re-authentication successful',
+        data: { accessToken: second, expiresIn: 3600000, sessionId: 's1', userId: 'alice' } });
+    }
+    if (call.url.endsWith('/api/account/security')) {
+      if (call.headers.get('authorization') === `Bearer ${second}`) return json(200, { success: true, data: {} });
+      return json(401, { success: false, message: 'a more recent authentication is required', error: 'insufficient_user_authentication' }, {
+        'WWW-Authenticate': 'Bearer realm="api", error="insufficient_user_authentication", error_description="a more recent authentication is required", max_age=300',
+      });
+    }
+    return json(404, { success: false, error: 'not_found' });
+  });
+  const tm = manager(server.fetch);
+  const events = [];
+  tm.on('*', (e) => events.push(e));
+  await tm.login('alice', 'alice-password');
+
+  const refused = await tm.makeAuthenticatedRequest('/api/account/security');
+  assert.equal(refused.status, 401);
+  const stepup = events.find((e) => e.type === 'stepup');
+  assert.ok(stepup, 'a stepup event');
+  assert.equal(stepup.maxAge, 300);
+  assert.deepEqual(stepup.acrValues, []);
+  assert.equal(stepup.url, '/api/account/security');
+  assert.ok(!server.calls.some((c) => c.url.includes('/api/token/refresh')), 'no refresh for a step-up challenge');
+  assert.ok(tm.isAuthenticated(), 'not logged out');
+
+  // A wrong password: rejected, the session kept as it was.
+  await assert.rejects(tm.reauthenticate({ username: 'alice', password: 'guess' }), (err) => err.code === 'invalid_credentials');
+  assert.equal(tm.getAccessToken(), first);
+
+  const result = await tm.reauthenticate({ username: 'alice', password: 'alice-password' });
+  assert.equal(result.sessionId, 's1');
+  const call = server.calls.find((c) => c.url === `${BASE}/api/auth/reauthenticate` && c.body.password === 'alice-password');
+  assert.equal(call.method, 'POST');
+  assert.equal(call.headers.get('authorization'), `Bearer ${first}`);
+  assert.equal(call.headers.get('content-type'), 'application/json');
+  assert.equal(call.body.refreshTokenDelivery, 'cookie', 'cookie delivery, as at login');
+  assert.ok(stepped);
+  assert.equal(tm.getAccessToken(), second);
+  assert.ok(events.some((e) => e.type === 'reauthenticate'));
+  assert.ok(!events.some((e) => e.type === 'logout'), 'never a logout');
+
+  const retried = await tm.makeAuthenticatedRequest('/api/account/security');
+  assert.equal(retried.status, 200);
+});
+
+test('reauthenticate without a session is refused before any request', async () => {
+  const server = fakeServer(() => json(500, {}));
+  const tm = manager(server.fetch);
+  await assert.rejects(tm.reauthenticate({ username: 'alice', password: 'x' }), (err) => err.code === 'not_authenticated');
+  assert.equal(server.calls.length, 0);
 });

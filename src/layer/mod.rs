@@ -62,6 +62,9 @@ pub use layer::SessionLayer;
 // (a `Check` deciding each request, the `Guarded` service running it): an extension point, to
 // write a check of your own.
 pub use crate::guard::{Check, Guarded, ResponseBody, ResponseFuture, Stamp, Verdict};
+pub use crate::require_recent_auth::{
+    RecentAuthCheck, RequireRecentAuth, RequireRecentAuthLayer, require_recent_auth,
+};
 pub use crate::require_role::{RequireRole, RequireRoleLayer, RoleCheck, require_role};
 pub use crate::revocation::{Checked, NoRevocation, RevocationCheck, SessionStatus};
 pub use responder::{ErrorResponder, JsonResponder};

@@ -30,6 +30,11 @@
 //!    cookie ([`cookie::refresh_cookie`]), and `Cache-Control: no-store` on every
 //!    answer.
 //!
+//! **Re-authentication (step-up).** The service has a second route,
+//! [`LoginService::reauthenticate_path`] (`/api/auth/reauthenticate` by default): a signed-in
+//! user confirms who they are again before a sensitive action, without a logout. See
+//! [below](#re-authentication-step-up).
+//!
 //! **Cookie-only delivery.** A client that keeps the refresh token only in the HttpOnly cookie
 //! (the browser `TokenManager` of `client/token-manager.js` in cookie mode) adds `"refreshTokenDelivery": "cookie"` to the login body: the answer then has
 //! no `refreshToken` field, so no script on the page ever sees the token. `"body"` (the default)
@@ -56,6 +61,31 @@
 //! and `curl` or a server-to-server call sends none. Behind a reverse proxy, pass the public
 //! `Host` through (nginx: `proxy_set_header Host $host;`) or list the public origin in the
 //! allowed origins, or browser logins from the app's own pages are refused.
+//!
+//! # Re-authentication (step-up)
+//!
+//! `POST /api/auth/reauthenticate` takes the caller's access token (`Authorization: Bearer`)
+//! and the same credentials body as the login, and goes through the same steps 1 to 6: the
+//! Origin rule, JSON only, the body, the **lock-out** (the same attempt tracker, counted as
+//! login attempts: guesses here and at the login add up), and the app's check. Then:
+//!
+//! - the token is verified as [`SessionLayer`](crate::SessionLayer) verifies it, before the
+//!   body is read: none, or one the layer refuses, is 401 with the layer's challenge;
+//! - credentials the check refuses are 401 `invalid_credentials`, and the session is left
+//!   exactly as it was (same generation, its tokens still valid);
+//! - credentials of another user than the token's are 403 `forbidden`, counted as a failed
+//!   attempt, and the session is left as it was;
+//! - otherwise [`SessionManager::reauthenticate`](crate::SessionManager::reauthenticate) moves
+//!   the **same** session (same `sessionId`, same devices row) to a new refresh token and
+//!   access token with `auth_time` now and the check's `amr`/`acr` (and its current roles and
+//!   claims), and the answer is the login's: 200 with `{accessToken, refreshToken, expiresIn,
+//!   sessionId, userId}` and the refresh cookie. A session that has ended is 401
+//!   `token_revoked`; a refresh of the same session that landed in between wins, and the
+//!   re-authentication is answered 503 `unavailable` (send it again), never half-applied.
+//!
+//! A route that needs a recent or stronger authentication says so with
+//! [`require_recent_auth`](crate::layer::require_recent_auth), whose refusal (401
+//! `insufficient_user_authentication`, RFC 9470) tells the client to come here.
 //!
 //! # Which client
 //!
@@ -188,6 +218,10 @@ pub struct Authenticated {
     /// [`with_claims`](Self::with_claims)); refused ones are kept as their error, which the
     /// login answers with 500 `internal_error` (and logs), starting no session.
     pub(crate) claims: Result<CustomClaims, ClaimsError>,
+    /// How the user proved who they are (`amr`), from [`amr`](Self::amr).
+    pub(crate) amr: Vec<String>,
+    /// The class reached (`acr`), from [`acr`](Self::acr).
+    pub(crate) acr: Option<String>,
 }
 
 impl Authenticated {
@@ -200,7 +234,49 @@ impl Authenticated {
             user_id: user_id.into(),
             roles: roles.into_iter().map(Into::into).collect(),
             claims: Ok(CustomClaims::default()),
+            amr: Vec::new(),
+            acr: None,
         }
+    }
+
+    /// How the user proved who they are, for the `amr` claim of the session's access tokens
+    /// (RFC 8176 values: `pwd` for a password, `otp` for a one-time code, `hwk` for a security
+    /// key, …). The default is none: the tokens carry no `amr`. A login sets it for the new
+    /// session; a [re-authentication](super::login#re-authentication-step-up) replaces it.
+    /// Values the rules refuse (more than [`MAX_AMR`](crate::session::MAX_AMR), empty, longer
+    /// than 64 bytes, a control character) are the app's bug: answered 500 `internal_error`
+    /// and logged, with no session started or changed.
+    ///
+    /// ```
+    /// use tower_jwt_session::login::Authenticated;
+    ///
+    /// let found = Authenticated::new("alice", ["user"]).amr(["pwd", "otp"]).acr("urn:example:aal2");
+    /// assert_eq!(found.amr_values(), ["pwd", "otp"]);
+    /// assert_eq!(found.acr_value(), Some("urn:example:aal2"));
+    /// ```
+    pub fn amr(mut self, amr: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.amr = amr.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The authentication context class the user reached, for the `acr` claim (a value of the
+    /// app's own, such as `urn:example:aal2`, which a
+    /// [`RequireRecentAuthLayer::acr_values`](crate::layer::RequireRecentAuthLayer::acr_values)
+    /// can ask for). The default is none. Refused values are answered as for
+    /// [`amr`](Self::amr).
+    pub fn acr(mut self, acr: impl Into<String>) -> Self {
+        self.acr = Some(acr.into());
+        self
+    }
+
+    /// The methods given with [`amr`](Self::amr).
+    pub fn amr_values(&self) -> &[String] {
+        &self.amr
+    }
+
+    /// The class given with [`acr`](Self::acr).
+    pub fn acr_value(&self) -> Option<&str> {
+        self.acr.as_deref()
     }
 
     /// With the app's own claims: any value that serializes to a JSON object without

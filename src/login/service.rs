@@ -24,13 +24,23 @@ use tower_service::Service;
 use super::{Authenticated, CredentialCheck, Credentials, LoginCredentials, origin};
 use crate::cookie::Delivery;
 use crate::deadline::{RequestStart, excluding};
+use crate::error::auth_error_response;
 use crate::error::{ErrorCode, json_error};
 use crate::json_body::{bad_request, declares_json, read_json_object, unsupported_media_type};
-use crate::manager::{NewSession, SessionError, SessionManager};
+use crate::layer::SessionLayer;
+use crate::manager::{NewSession, RevocationCache, SessionError, SessionManager, TokenPair};
 use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, LoginRefused};
 use crate::response::{Success, TokenPairBody};
+use crate::session::Session;
 use crate::store::DeviceInfo;
 use crate::telemetry::Escaped;
+
+/// Which of the service's two routes a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Login,
+    Reauthenticate,
+}
 
 /// The login route of [the protocol](crate::routes#routes) around the app's [`CredentialCheck`]: see the
 /// [module docs](super).
@@ -43,6 +53,9 @@ pub struct LoginService<K, C = Credentials> {
     manager: SessionManager,
     check: Arc<K>,
     path: Arc<str>,
+    reauthenticate_path: Arc<str>,
+    /// Verifies the bearer token of a re-authentication as the session layer would.
+    layer: SessionLayer<RevocationCache>,
     attempts: AttemptTracker,
     rate_limited: bool,
     credentials: PhantomData<fn(C)>,
@@ -54,6 +67,8 @@ impl<K, C> Clone for LoginService<K, C> {
             manager: self.manager.clone(),
             check: self.check.clone(),
             path: self.path.clone(),
+            reauthenticate_path: self.reauthenticate_path.clone(),
+            layer: self.layer.clone(),
             attempts: self.attempts.clone(),
             rate_limited: self.rate_limited,
             credentials: PhantomData,
@@ -65,6 +80,7 @@ impl<K, C> fmt::Debug for LoginService<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoginService")
             .field("path", &self.path)
+            .field("reauthenticate_path", &self.reauthenticate_path)
             .field("attempts", &self.attempts)
             .field("rate_limited", &self.rate_limited)
             .finish_non_exhaustive()
@@ -86,6 +102,8 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
             manager: manager.clone(),
             check: Arc::new(check),
             path: "/api/auth/login".into(),
+            reauthenticate_path: "/api/auth/reauthenticate".into(),
+            layer: SessionLayer::from_manager(manager),
             attempts: manager.limits().attempts().clone(),
             rate_limited: true,
             credentials: PhantomData,
@@ -103,8 +121,35 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
 
     /// Serves at `path`. The default is `/api/auth/login`.
     pub fn path(mut self, path: &str) -> Self {
-        let trimmed = path.trim_end_matches('/');
-        self.path = if trimmed.is_empty() { "/" } else { trimmed }.into();
+        self.path = trimmed(path);
+        self
+    }
+
+    /// Serves the re-authentication (step-up, see the [module docs](super#re-authentication-step-up))
+    /// at `path`. The default is `/api/auth/reauthenticate`. Under axum, mount the same service
+    /// at both paths:
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use tower_jwt_session::login::{Authenticated, CheckError, Credentials, LoginService};
+    /// use tower_jwt_session::{SessionConfig, SessionManager};
+    ///
+    /// async fn check(c: Credentials) -> Result<Option<Authenticated>, CheckError> {
+    ///     let ok = c.username == "alice" && c.password == "alice-password";
+    ///     Ok(ok.then(|| Authenticated::new("alice", ["user"]).amr(["pwd"])))
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let login = LoginService::new(&manager, check).reauthenticate_path("/auth/confirm");
+    /// let app: Router = Router::new()
+    ///     .route_service("/api/auth/login", login.clone())
+    ///     .route_service("/auth/confirm", login);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reauthenticate_path(mut self, path: &str) -> Self {
+        self.reauthenticate_path = trimmed(path);
         self
     }
 
@@ -144,6 +189,12 @@ where
             Ok(res.map(Full::new))
         })
     }
+}
+
+/// A path without its trailing slashes (`/` for the root).
+fn trimmed(path: &str) -> Arc<str> {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() { "/" } else { trimmed }.into()
 }
 
 /// What the login body says beside the credentials.
@@ -217,9 +268,21 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
         B::Data: Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        if let Err(res) = self.precheck(&req) {
-            return res;
-        }
+        let route = match self.precheck(&req) {
+            Ok(route) => route,
+            Err(res) => return res,
+        };
+        // A re-authentication's token is checked before its body is read or anything counted.
+        let caller = match route {
+            Route::Login => None,
+            Route::Reauthenticate => match self.layer.authenticate(req.headers()).await {
+                Ok(session) => Some(session),
+                Err(error) => {
+                    tracing::info!(%error, "re-authentication refused: no usable access token");
+                    return auth_error_response(self.manager.codec().realm(), error);
+                }
+            },
+        };
         let ip = client_ip(req.extensions());
         let user_agent = req
             .headers()
@@ -257,20 +320,109 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
             Err(res) => return res,
         };
         match self.verify(credentials, attempt, &user, ip).await {
-            Ok((authenticated, attempt)) => {
-                self.issue(&authenticated, attempt, delivery, ip, device)
-                    .await
-            }
+            Ok((authenticated, attempt)) => match caller {
+                None => {
+                    self.issue(&authenticated, attempt, delivery, ip, device)
+                        .await
+                }
+                Some(caller) => {
+                    self.reissue(&caller, &authenticated, attempt, delivery, ip)
+                        .await
+                }
+            },
             Err(res) => res,
         }
     }
 
-    /// Path, method, Origin rule and content type: the answers given before the body is read.
-    fn precheck<B>(&self, req: &Request<B>) -> Result<(), Response<Bytes>> {
-        let path = req.uri().path();
-        if path != &*self.path && path != "/" {
-            return Err(json_error(ErrorCode::NotFound, "no such route"));
+    /// Re-authenticates the caller's session with what the check found, and answers as a
+    /// login does. Credentials of another user are a failed attempt, and change nothing.
+    async fn reissue(
+        &self,
+        caller: &Session,
+        authenticated: &Authenticated,
+        attempt: Option<LoginAttempt>,
+        delivery: Delivery,
+        ip: Option<IpAddr>,
+    ) -> Response<Bytes> {
+        let ip = ip.map(tracing::field::display);
+        if authenticated.user_id != caller.user_id() {
+            if let Some(attempt) = attempt {
+                self.attempts.login_failed(attempt).await;
+            }
+            tracing::info!(
+                user_id = %Escaped::new(caller.user_id()),
+                session_id = %caller.session_id(),
+                ip,
+                "re-authentication refused: the credentials are another user's"
+            );
+            return session_error(&SessionError::UserMismatch);
         }
+        let result = self
+            .manager
+            .reauthenticate(
+                caller,
+                NewSession::new(authenticated.user_id.clone())
+                    .roles(&authenticated.roles)
+                    .custom_claims_result(authenticated.claims.clone())
+                    .methods(&authenticated.amr, authenticated.acr.as_deref()),
+            )
+            .await;
+        if let Some(attempt) = attempt {
+            match &result {
+                Err(SessionError::Unavailable(_)) => self.attempts.login_failed(attempt).await,
+                _ => self.attempts.login_succeeded(attempt).await,
+            }
+        }
+        match result {
+            Ok(pair) => {
+                tracing::info!(
+                    user_id = %Escaped::new(&pair.user_id),
+                    session_id = %pair.session_id,
+                    ip,
+                    "re-authentication succeeded"
+                );
+                self.answer("Re-authentication successful", &pair, delivery)
+            }
+            Err(error) => {
+                tracing::info!(
+                    user_id = %Escaped::new(caller.user_id()),
+                    session_id = %caller.session_id(),
+                    ip,
+                    %error,
+                    "re-authentication refused"
+                );
+                session_error(&error)
+            }
+        }
+    }
+
+    /// The answer of a login or a re-authentication: the token pair and the refresh cookie.
+    fn answer(
+        &self,
+        message: &'static str,
+        pair: &TokenPair,
+        delivery: Delivery,
+    ) -> Response<Bytes> {
+        let data = TokenPairBody::from_pair(pair).hide_refresh_token(delivery == Delivery::Cookie);
+        // `into_http` sets `Cache-Control: no-store`: tokens are never cached (RFC 6749 §5.1).
+        let mut res = Success::new(message, data).into_http();
+        res.headers_mut().insert(
+            SET_COOKIE,
+            crate::cookie::refresh_cookie(&self.manager, pair),
+        );
+        res
+    }
+
+    /// Path, method, Origin rule and content type: the answers given before the body is read.
+    fn precheck<B>(&self, req: &Request<B>) -> Result<Route, Response<Bytes>> {
+        let path = req.uri().path();
+        let route = if path == &*self.reauthenticate_path {
+            Route::Reauthenticate
+        } else if path == &*self.path || path == "/" {
+            Route::Login
+        } else {
+            return Err(json_error(ErrorCode::NotFound, "no such route"));
+        };
         if req.method() != Method::POST {
             let mut res = json_error(ErrorCode::MethodNotAllowed, "use POST on this route");
             res.headers_mut()
@@ -293,7 +445,7 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
         if !declares_json(req.headers()) {
             return Err(unsupported_media_type());
         }
-        Ok(())
+        Ok(route)
     }
 
     /// Reserves the attempt in the lock-out (429 when locked out) and waits out its slowing
@@ -399,7 +551,8 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
                 NewSession::new(authenticated.user_id.clone())
                     .roles(&authenticated.roles)
                     .device(device)
-                    .custom_claims_result(authenticated.claims.clone()),
+                    .custom_claims_result(authenticated.claims.clone())
+                    .methods(&authenticated.amr, authenticated.acr.as_deref()),
             )
             .await;
         if let Some(attempt) = attempt {
@@ -428,14 +581,7 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
             ip,
             "login succeeded"
         );
-        let data = TokenPairBody::from_pair(&pair).hide_refresh_token(delivery == Delivery::Cookie);
-        // `into_http` sets `Cache-Control: no-store`: tokens are never cached (RFC 6749 §5.1).
-        let mut res = Success::new("Login successful", data).into_http();
-        res.headers_mut().insert(
-            SET_COOKIE,
-            crate::cookie::refresh_cookie(&self.manager, &pair),
-        );
-        res
+        self.answer("Login successful", &pair, delivery)
     }
 }
 

@@ -57,6 +57,15 @@ pub enum SessionError {
     /// the refresh token stays usable.
     #[error("the refresh hook gave no answer; try again shortly")]
     Hook(#[source] HookFailure),
+    /// A re-authentication's credentials are another user's than the session's: nothing was
+    /// changed. 403 `forbidden`.
+    #[error("these credentials are not those of the signed-in user")]
+    UserMismatch,
+    /// A re-authentication lost a race with a refresh of the same session (the refresh
+    /// rotated it between the read and the write): nothing of the re-authentication was
+    /// written and the session is as the refresh left it. 503 `unavailable`: send it again.
+    #[error("the session was refreshed at the same moment; send the re-authentication again")]
+    Changed,
     /// The session store could not be reached; nothing was changed.
     #[error("the session store is unavailable; try again shortly")]
     Unavailable(#[from] StoreError),
@@ -71,12 +80,13 @@ impl SessionError {
             SessionError::TokenReused(_) => ErrorCode::RefreshTokenReused,
             SessionError::Revoked => ErrorCode::TokenRevoked,
             SessionError::SessionExpired => ErrorCode::SessionExpired,
-            SessionError::LimitReached => ErrorCode::Forbidden,
+            SessionError::LimitReached | SessionError::UserMismatch => ErrorCode::Forbidden,
             SessionError::InvalidInput(_) => ErrorCode::InvalidRequest,
             SessionError::NotFound => ErrorCode::NotFound,
-            SessionError::Unavailable(_) | SessionError::Inconsistent | SessionError::Hook(_) => {
-                ErrorCode::Unavailable
-            }
+            SessionError::Unavailable(_)
+            | SessionError::Inconsistent
+            | SessionError::Hook(_)
+            | SessionError::Changed => ErrorCode::Unavailable,
             SessionError::InvalidClaims(_) => ErrorCode::Internal,
         }
     }

@@ -20,10 +20,10 @@ use crate::deadline;
 use crate::error::AuthError;
 use crate::rate_limit::Limits;
 use crate::revocation::SessionStatus;
-use crate::session::{ClaimsError, CustomClaims, Session, SessionId};
+use crate::session::{AuthContext, ClaimsError, CustomClaims, Session, SessionId};
 use crate::store::{
     CreateOutcome, DeviceInfo, Lifetimes, RotateOutcome, RotateRequest, SessionLimit,
-    SessionRecord, SessionStore, StoreError, StoreWarning, purge_at,
+    SessionRecord, SessionStore, SessionUpdate, StoreError, StoreWarning, purge_at,
 };
 use crate::telemetry::{self, Escaped};
 use crate::token::TokenCodec;
@@ -291,19 +291,39 @@ impl SessionManager {
         &self,
         session: NewSession,
     ) -> Result<TokenPair, SessionError> {
+        let now = self.now_ms();
+        let (user_id, roles, device, claims, auth) = self.checked(session, now)?;
+        self.create(&user_id, roles, device, claims, auth, now)
+            .await
+    }
+
+    /// The parts of `session`, checked as a token will carry them, with an authentication at
+    /// `now`.
+    fn checked(
+        &self,
+        session: NewSession,
+        now: u64,
+    ) -> Result<(String, Vec<String>, DeviceInfo, CustomClaims, AuthContext), SessionError> {
         let NewSession {
             user_id,
             roles,
             device,
             claims,
+            amr,
+            acr,
         } = session;
         check_input(&user_id, &roles)?;
         let claims = claims.inspect_err(|e| claims_refused(&user_id, e))?;
+        let auth = AuthContext {
+            auth_time: now,
+            amr,
+            acr,
+        };
         self.inner
             .codec
-            .check_fits(&user_id, &roles, &claims)
+            .check_fits_with(&user_id, &roles, &claims, &auth)
             .inspect_err(|e| claims_refused(&user_id, e))?;
-        self.create(&user_id, roles, device, claims).await
+        Ok((user_id, roles, device, claims, auth))
     }
 
     async fn create(
@@ -312,9 +332,10 @@ impl SessionManager {
         roles: Vec<String>,
         device: DeviceInfo,
         claims: CustomClaims,
+        auth: AuthContext,
+        now: u64,
     ) -> Result<TokenPair, SessionError> {
         let inner = &*self.inner;
-        let now = self.now_ms();
         let expires_at = now.saturating_add(duration_ms(inner.config.rules().session_ttl()));
         let refresh_expires_at = now
             .saturating_add(inner.lifetimes.refresh_ttl)
@@ -333,6 +354,7 @@ impl SessionManager {
             purge_at: purge_at(expires_at, refresh_expires_at, now, &inner.lifetimes),
             device,
             claims,
+            auth,
         };
         let limit = SessionLimit {
             max: inner.config.rules().max_sessions(),
@@ -445,6 +467,115 @@ impl SessionManager {
                     .await;
                 Err(SessionError::Revoked)
             }
+            _ => Err(SessionError::Revoked),
+        }
+    }
+
+    /// Re-authenticates the user of `session` (step-up, "confirm your password"): call it once
+    /// the app's credential check has accepted credentials again. The **same** session (same
+    /// id, same devices row) gets a rotation, in the store's one atomic step, that moves its
+    /// authentication context to now with `proof`'s `amr` and `acr`, and takes `proof`'s roles
+    /// and claims (the check's current answer); the answer is a new token pair, as a login's.
+    /// `proof`'s device is not used: the session keeps its own.
+    ///
+    /// The rotation is a compare-and-set on the generation the store held when it was read: a
+    /// refresh of the same session that lands in between wins, and this call answers
+    /// [`SessionError::Changed`] with nothing of it written, never a grace answer and never
+    /// reuse detection. A refresh that comes after it is answered as any refresh of a retired
+    /// token (the grace interval, then reuse detection).
+    ///
+    /// ```
+    /// use tower_jwt_session::manager::NewSession;
+    /// use tower_jwt_session::{SessionConfig, SessionManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let login = manager.create_session_with(NewSession::new("alice").amr(["pwd"])).await?;
+    /// let session = manager.verify_access_token(&login.access_token).await?;
+    ///
+    /// // The app's check accepted a password and a one-time code.
+    /// let stepped_up = manager
+    ///     .reauthenticate(&session, NewSession::new("alice").amr(["pwd", "otp"]))
+    ///     .await?;
+    /// assert_eq!(stepped_up.session_id, login.session_id);
+    /// let session = manager.verify_access_token(&stepped_up.access_token).await?;
+    /// assert_eq!(session.amr(), ["pwd", "otp"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SessionError::UserMismatch`] when `proof` is for another user;
+    /// [`Revoked`](SessionError::Revoked), [`SessionExpired`](SessionError::SessionExpired) or
+    /// [`TokenExpired`](SessionError::TokenExpired) for a session that can no longer be
+    /// refreshed; [`Changed`](SessionError::Changed) for a lost race; as
+    /// [`create_session_with`](Self::create_session_with) for `proof` itself. Nothing is
+    /// changed on any error.
+    pub async fn reauthenticate(
+        &self,
+        session: &Session,
+        proof: NewSession,
+    ) -> Result<TokenPair, SessionError> {
+        if proof.user_id != session.user_id() {
+            return Err(SessionError::UserMismatch);
+        }
+        let at = tokio::time::Instant::now() + self.budget();
+        deadline::within(at, self.reauthenticate_inner(session.session_id(), proof)).await
+    }
+
+    async fn reauthenticate_inner(
+        &self,
+        sid: SessionId,
+        proof: NewSession,
+    ) -> Result<TokenPair, SessionError> {
+        let inner = &*self.inner;
+        let now = self.now_ms();
+        let (user_id, roles, _, claims, auth) = self.checked(proof, now)?;
+        let Some(record) = self.timed("get", inner.store.get(sid)).await? else {
+            inner.cache.mark_revoked(sid);
+            return Err(SessionError::Revoked);
+        };
+        if record.user_id != user_id {
+            return Err(SessionError::UserMismatch);
+        }
+        if !record.is_live(now) {
+            return Err(match record.revoked_at {
+                None if now >= record.expires_at => SessionError::SessionExpired,
+                _ => SessionError::Revoked,
+            });
+        }
+        let generation = record.generation;
+        let request = RotateRequest {
+            session_id: sid,
+            generation,
+            now,
+            lifetimes: inner.lifetimes,
+            update: Some(SessionUpdate {
+                roles,
+                claims,
+                auth: Some(auth),
+            }),
+            deadline: deadline::wall_ms(),
+        };
+        let since = inner.cache.begin(sid);
+        match self.timed("rotate", inner.store.rotate(request)).await? {
+            RotateOutcome::Rotated(record) => {
+                inner.cache.mark_active_since(sid, since);
+                tracing::info!(session_id = %sid, user_id = %Escaped::new(&user_id), "session re-authenticated");
+                Ok(self.token_pair(&record))
+            }
+            RotateOutcome::SessionExpired => Err(SessionError::SessionExpired),
+            RotateOutcome::TokenExpired => Err(SessionError::TokenExpired),
+            RotateOutcome::NotFound => match self.timed("get", inner.store.get(sid)).await? {
+                Some(now_stored)
+                    if now_stored.is_live(now) && now_stored.generation > generation =>
+                {
+                    tracing::info!(session_id = %sid, "re-authentication lost a race with a refresh: nothing written");
+                    Err(SessionError::Changed)
+                }
+                _ => Err(SessionError::Revoked),
+            },
             _ => Err(SessionError::Revoked),
         }
     }
@@ -745,6 +876,7 @@ impl SessionManager {
             record.session_id,
             &record.roles,
             &record.claims,
+            &record.auth,
             record.expires_at,
         );
         let claims = RefreshClaims {

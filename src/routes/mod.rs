@@ -107,8 +107,8 @@ pub use crate::json_body::MAX_BODY_BYTES;
 pub use jwks::{DEFAULT_JWKS_MAX_AGE, JWKS_PATH};
 
 /// The login and the token routes as one axum router, at the paths of
-/// [the protocol](crate::routes#routes): `POST /api/auth/login` ([`LoginService`](crate::login::LoginService) around
-/// `check`), `/api/token/…` ([`TokenRoutes`]) and `/.well-known/jwks.json`, every protection
+/// [the protocol](crate::routes#routes): `POST /api/auth/login` and `POST /api/auth/reauthenticate`
+/// ([`LoginService`](crate::login::LoginService) around `check`), `/api/token/…` ([`TokenRoutes`]) and `/.well-known/jwks.json`, every protection
 /// on. Merge it into your app; for other paths, mount the two services yourself.
 ///
 /// ```
@@ -135,11 +135,10 @@ where
     C: crate::login::LoginCredentials,
 {
     let routes = TokenRoutes::new(manager);
+    let login = crate::login::LoginService::new(manager, check);
     axum::Router::new()
-        .route_service(
-            "/api/auth/login",
-            crate::login::LoginService::new(manager, check),
-        )
+        .route_service("/api/auth/login", login.clone())
+        .route_service("/api/auth/reauthenticate", login)
         .nest_service("/api/token", routes.clone())
         .route_service(JWKS_PATH, routes)
 }

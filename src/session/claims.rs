@@ -18,10 +18,24 @@ pub(crate) type RawMembers = BTreeMap<String, Box<RawValue>>;
 /// Claim names the crate writes or that RFC 7519 registers: custom claims never use them.
 ///
 /// `iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti` (RFC 7519 §4.1), `sid` and `roles` (this
-/// crate's), and `typ` (the token type, which belongs in the header and would confuse verifiers
-/// that look for it in the claims).
+/// crate's), `typ` (the token type, which belongs in the header and would confuse verifiers
+/// that look for it in the claims), and `auth_time`, `amr`, `acr` (OpenID Connect Core §2:
+/// the crate writes them from the session's [`AuthContext`](crate::session::AuthContext), and
+/// an app's claim of the same name would let it forge a step-up).
 pub const RESERVED_CLAIMS: &[&str] = &[
-    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "roles", "typ",
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "sid",
+    "roles",
+    "typ",
+    "auth_time",
+    "amr",
+    "acr",
 ];
 
 /// The app's own claims of a session: a JSON object without reserved names
@@ -173,7 +187,7 @@ pub enum ClaimsError {
     NotAnObject,
     /// A custom claim uses a name the crate writes or RFC 7519 registers.
     #[error(
-        "the custom claim `{0}` uses a reserved name (reserved: iss, sub, aud, exp, nbf, iat, jti, sid, roles, typ)"
+        "the custom claim `{0}` uses a reserved name (reserved: iss, sub, aud, exp, nbf, iat, jti, sid, roles, typ, auth_time, amr, acr)"
     )]
     Reserved(String),
     /// The claims make the access token longer than the codec accepts.
@@ -191,6 +205,10 @@ pub enum ClaimsError {
     /// The roles given with the claims (by a refresh hook) do not follow the session rules.
     #[error("invalid roles: {0}")]
     InvalidRoles(&'static str),
+    /// The authentication methods (`amr`) or class (`acr`) a credential check gave break the
+    /// rules of [`AuthContext::new`](crate::session::AuthContext::new).
+    #[error("invalid authentication context: {0}")]
+    InvalidAuthContext(&'static str),
     /// The value does not serialize to JSON.
     #[error("custom claims do not serialize to JSON: {0}")]
     Serialize(String),

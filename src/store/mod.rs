@@ -41,6 +41,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::SessionLimitPolicy;
+pub use crate::session::AuthContext;
 use crate::session::{CustomClaims, SessionId};
 
 /// A session as the store keeps it.
@@ -77,6 +78,12 @@ pub struct SessionRecord {
     /// the store seals) and read them back with [`CustomClaims::from_json`]; records written
     /// before they existed read as none. A rotation with an update replaces them.
     pub claims: CustomClaims,
+    /// When and how the user last proved who they are: set at creation, kept by every
+    /// refresh, replaced only by a rotation whose update carries a new one (a
+    /// re-authentication). Stores keep it with the record's data (sealed where the store
+    /// seals); records written before it existed read as authenticated at `created_at`, with
+    /// no `amr` or `acr`.
+    pub auth: AuthContext,
 }
 
 impl SessionRecord {
@@ -107,6 +114,12 @@ pub struct SessionUpdate {
     pub roles: Vec<String>,
     /// The custom claims from now on.
     pub claims: CustomClaims,
+    /// A new authentication context, from a credential check (a re-authentication); `None`
+    /// keeps the record's. A rotation that carries one is no refresh: its generation is the
+    /// one the caller read from the store, not a presented token, so any other generation is
+    /// a lost race, answered [`RotateOutcome::NotFound`] with nothing changed (never a grace
+    /// answer, never reuse detection).
+    pub auth: Option<AuthContext>,
 }
 
 /// A refresh request: the session and generation named by a refresh token whose MAC has
@@ -221,6 +234,10 @@ pub fn decide_rotation(record: &SessionRecord, req: &RotateRequest) -> RotationD
         return RotationDecision::SessionExpired;
     }
     let current = record.generation;
+    let reauthentication = req.update.as_ref().is_some_and(|u| u.auth.is_some());
+    if reauthentication && req.generation != current {
+        return RotationDecision::NotFound;
+    }
     if req.generation == current {
         if now >= record.refresh_expires_at {
             return RotationDecision::TokenExpired;
@@ -292,6 +309,9 @@ pub fn apply_rotation(record: &mut SessionRecord, decision: RotationDecision, re
             if let Some(update) = &req.update {
                 record.roles.clone_from(&update.roles);
                 record.claims = update.claims.clone();
+                if let Some(auth) = &update.auth {
+                    record.auth = auth.clone();
+                }
             }
         }
         RotationDecision::Reuse(_) => record.revoked_at = Some(now),
@@ -484,8 +504,10 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// next generation ([`RotateOutcome::Rotated`]: `rotated_at` and `last_active_at` become
     /// `now`, the refresh expiry `now + refresh_ttl` capped by `expires_at`, and the purge time
     /// the later of that and `now + access_retention`, capped by `expires_at +
-    /// access_retention`, and the roles and claims of the request's
+    /// access_retention`, and the roles, claims and authentication context of the request's
     /// [`update`](RotateRequest::update), if any, replace the record's in the same atomic step);
+    /// a rotation whose update carries an authentication context (a re-authentication) at any
+    /// generation but the current one is [`RotateOutcome::NotFound`] and changes nothing;
     /// a generation never issued is [`RotateOutcome::NotFound`]; the immediate parent within
     /// `reuse_interval` of the rotation is [`RotateOutcome::Grace`] (nothing changes, an update
     /// included); the parent after it, or any older generation, revokes the session

@@ -21,6 +21,41 @@ pub(crate) fn sealed_part_name(index: usize) -> String {
     }
 }
 
+/// A record's [`AuthContext`](crate::session::AuthContext) as the Redis and PostgreSQL stores
+/// keep it (in the seal where they seal): short names, empty parts left out. A record without
+/// it (written before it existed) reads as authenticated at its creation.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
+pub(crate) struct AuthWire {
+    /// `auth_time`, milliseconds since the epoch.
+    t: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    m: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    c: Option<String>,
+}
+
+impl AuthWire {
+    pub(crate) fn of(auth: &crate::session::AuthContext) -> Self {
+        Self {
+            t: auth.auth_time,
+            m: auth.amr.clone(),
+            c: auth.acr.clone(),
+        }
+    }
+
+    /// The context kept, or for a record without one, an authentication at `created_at`.
+    pub(crate) fn context(wire: Option<Self>, created_at: u64) -> crate::session::AuthContext {
+        match wire {
+            Some(w) => crate::session::AuthContext {
+                auth_time: w.t,
+                amr: w.m,
+                acr: w.c,
+            },
+            None => crate::session::AuthContext::at(created_at),
+        }
+    }
+}
+
 /// The seal's format: 2 seals the whole record (data, times and generation); 1, written by
 /// earlier releases, sealed the user id and roles only.
 pub(crate) const SEAL_VERSION: u8 = 2;

@@ -56,6 +56,11 @@ pub fn record(user: &str, now: u64, l: &Lifetimes) -> SessionRecord {
         purge_at: purge_at(expires_at, refresh_expires_at, now, l),
         device: DeviceInfo::new("Firefox on Linux", Some("203.0.113.0/24")),
         claims: crate::session::CustomClaims::from_json(r#"{"tenant":"acme"}"#).unwrap(),
+        auth: AuthContext {
+            auth_time: now.saturating_sub(1_000),
+            amr: vec!["pwd".to_owned()],
+            acr: Some("urn:example:aal1".to_owned()),
+        },
     }
 }
 
@@ -407,6 +412,7 @@ pub async fn claims_round_trip_and_rotation_updates<S: SessionStore + ?Sized>(st
     let update = SessionUpdate {
         roles: vec!["viewer".to_owned()],
         claims: fresh.clone(),
+        auth: None,
     };
     let mut req = rotate_req(r.session_id, 1, at(1_200));
     req.update = Some(update.clone());
@@ -424,6 +430,7 @@ pub async fn claims_round_trip_and_rotation_updates<S: SessionStore + ?Sized>(st
     racing.update = Some(SessionUpdate {
         roles: vec!["admin".to_owned()],
         claims: big.clone(),
+        auth: None,
     });
     let Ok(RotateOutcome::Grace(grace)) = store.rotate(racing).await else {
         panic!("no grace");
@@ -442,6 +449,7 @@ pub async fn claims_round_trip_and_rotation_updates<S: SessionStore + ?Sized>(st
     req.update = Some(SessionUpdate {
         roles: Vec::new(),
         claims: CustomClaims::default(),
+        auth: None,
     });
     assert!(matches!(
         store.rotate(req).await,
@@ -457,12 +465,93 @@ pub async fn claims_round_trip_and_rotation_updates<S: SessionStore + ?Sized>(st
     req.update = Some(SessionUpdate {
         roles: Vec::new(),
         claims: big.clone(),
+        auth: None,
     });
     assert!(matches!(
         store.rotate(req).await,
         Ok(RotateOutcome::Rotated(_))
     ));
     assert_eq!(store.get(r.session_id).await.unwrap().unwrap().claims, big);
+}
+
+/// The authentication context round-trips, survives a refresh (with or without an update of
+/// roles and claims), and is replaced only by a rotation that carries a new one; such a
+/// rotation at a stale generation is a lost race: `NotFound`, nothing changed, never a grace
+/// answer or a reuse revocation.
+pub async fn auth_context_round_trips_and_moves_only_by_reauthentication<
+    S: SessionStore + ?Sized,
+>(
+    store: &S,
+) {
+    let user = unique("sudo");
+    let r = created(store, &user, at(1_000)).await;
+    let sid = r.session_id;
+    assert_eq!(store.get(sid).await.unwrap().unwrap().auth, r.auth);
+    assert_eq!(store.list(&user, at(1_000)).await.unwrap()[0].auth, r.auth);
+    // A refresh keeps it, with or without a hook's update.
+    let Ok(RotateOutcome::Rotated(kept)) = store.rotate(rotate_req(sid, 0, at(1_100))).await else {
+        panic!("rotation refused");
+    };
+    assert_eq!(kept.auth, r.auth);
+    let mut req = rotate_req(sid, 1, at(1_200));
+    req.update = Some(SessionUpdate {
+        roles: r.roles.clone(),
+        claims: r.claims.clone(),
+        auth: None,
+    });
+    let Ok(RotateOutcome::Rotated(kept)) = store.rotate(req).await else {
+        panic!("rotation refused");
+    };
+    assert_eq!(kept.auth, r.auth);
+    assert_eq!(store.get(sid).await.unwrap().unwrap().auth, r.auth);
+    // A re-authentication replaces it.
+    let stronger = AuthContext {
+        auth_time: at(1_300),
+        amr: vec!["pwd".to_owned(), "otp".to_owned()],
+        acr: Some("urn:example:aal2".to_owned()),
+    };
+    let reauth = |generation, now, auth: &AuthContext| {
+        let mut req = rotate_req(sid, generation, now);
+        req.update = Some(SessionUpdate {
+            roles: r.roles.clone(),
+            claims: r.claims.clone(),
+            auth: Some(auth.clone()),
+        });
+        req
+    };
+    let Ok(RotateOutcome::Rotated(moved)) = store.rotate(reauth(2, at(1_300), &stronger)).await
+    else {
+        panic!("re-authentication refused");
+    };
+    assert_eq!(
+        (moved.auth.clone(), moved.generation),
+        (stronger.clone(), 3)
+    );
+    let stored = store.get(sid).await.unwrap().unwrap();
+    assert_eq!((stored.auth, stored.generation), (stronger.clone(), 3));
+    // Stale: the parent within the interval and an ancestor long after change nothing.
+    let weaker = AuthContext::at(at(1_400));
+    for (generation, now) in [(2, at(1_400)), (0, at(9_000))] {
+        assert_eq!(
+            store
+                .rotate(reauth(generation, now, &weaker))
+                .await
+                .unwrap(),
+            RotateOutcome::NotFound
+        );
+        let stored = store.get(sid).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.auth, stored.generation, stored.revoked_at),
+            (stronger.clone(), 3, None)
+        );
+    }
+    // Emptied methods and class: none left over.
+    let plain = AuthContext::at(at(9_100));
+    assert!(matches!(
+        store.rotate(reauth(3, at(9_100), &plain)).await,
+        Ok(RotateOutcome::Rotated(_))
+    ));
+    assert_eq!(store.get(sid).await.unwrap().unwrap().auth, plain);
 }
 
 /// Revoking all of a user's sessions but one leaves that one, and other users', alone.
@@ -787,6 +876,7 @@ macro_rules! store_suite {
             device_metadata_round_trips,
             claims_round_trip_and_rotation_updates,
             revoke_all_except_keeps_one,
+            auth_context_round_trips_and_moves_only_by_reauthentication,
         );
 
         #[test]

@@ -25,6 +25,7 @@ fn record() -> SessionRecord {
         purge_at: 3_000,
         device: DeviceInfo::default(),
         claims: Default::default(),
+        auth: Default::default(),
     }
 }
 

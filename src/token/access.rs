@@ -7,7 +7,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::clock::{ms_to_secs, secs_to_ms, system_time, unix_ms};
 use crate::error::AuthError;
-use crate::session::{ClaimsError, CustomClaims, Session, SessionId, is_reserved, random_bytes};
+use crate::session::{
+    AuthContext, ClaimsError, CustomClaims, Session, SessionId, is_reserved, random_bytes,
+};
 
 use jsonwebtoken::Header;
 use jsonwebtoken::errors::ErrorKind;
@@ -23,12 +25,14 @@ const STACK_PAYLOAD: usize = 1536;
 impl TokenCodec {
     /// Issues an access token for `user_id` in session `session_id` with `roles`, valid for the
     /// configured access-token lifetime.
+    /// Its `auth_time` is now: the codec alone knows of no earlier authentication.
     pub fn issue(&self, user_id: &str, session_id: SessionId, roles: &[String]) -> IssuedToken {
         self.issue_capped(
             user_id,
             session_id,
             roles,
             &CustomClaims::default(),
+            &AuthContext::at(self.inner.clock.now_ms()),
             u64::MAX,
         )
     }
@@ -45,7 +49,8 @@ impl TokenCodec {
         claims: &CustomClaims,
     ) -> Result<IssuedToken, ClaimsError> {
         self.check_fits(user_id, roles, claims)?;
-        Ok(self.issue_capped(user_id, session_id, roles, claims, u64::MAX))
+        let auth = AuthContext::at(self.inner.clock.now_ms());
+        Ok(self.issue_capped(user_id, session_id, roles, claims, &auth, u64::MAX))
     }
 
     /// Refuses `claims` when a token of `user_id` with `roles` and them could be longer than
@@ -60,6 +65,19 @@ impl TokenCodec {
         roles: &[String],
         claims: &CustomClaims,
     ) -> Result<(), ClaimsError> {
+        self.check_fits_with(user_id, roles, claims, &AuthContext::default())
+    }
+
+    /// As [`check_fits`](Self::check_fits), with the session's `amr` and `acr` (and the
+    /// longest `auth_time`) in the token.
+    pub(crate) fn check_fits_with(
+        &self,
+        user_id: &str,
+        roles: &[String],
+        claims: &CustomClaims,
+        auth: &AuthContext,
+    ) -> Result<(), ClaimsError> {
+        auth.check()?;
         let inner = &*self.inner;
         let registered = OutClaims {
             iss: inner.issuer.as_deref(),
@@ -70,6 +88,9 @@ impl TokenCodec {
             jti: "0123456789012345678901",
             sid: "0123456789012345678901",
             roles,
+            auth_time: u64::MAX,
+            amr: &auth.amr,
+            acr: auth.acr.as_deref(),
         };
         let registered = serde_json::to_vec(&registered).expect("claims serialize");
         // `{registered}` and `{custom}` become `{registered,custom}`.
@@ -100,19 +121,21 @@ impl TokenCodec {
             session_id,
             roles,
             &CustomClaims::default(),
+            &AuthContext::at(self.inner.clock.now_ms()),
             unix_ms(not_after),
         )
     }
 
-    /// As [`issue`](Self::issue) with `claims`, with `exp` no later than `cap_ms`
-    /// (milliseconds since the epoch, rounded down to the second). The caller checked the
-    /// claims with [`check_fits`](Self::check_fits).
+    /// As [`issue`](Self::issue) with `claims` and the session's authentication context, with
+    /// `exp` no later than `cap_ms` (milliseconds since the epoch, rounded down to the second).
+    /// The caller checked the claims with [`check_fits_with`](Self::check_fits_with).
     pub(crate) fn issue_capped(
         &self,
         user_id: &str,
         session_id: SessionId,
         roles: &[String],
         custom: &CustomClaims,
+        auth: &AuthContext,
         cap_ms: u64,
     ) -> IssuedToken {
         let inner = &*self.inner;
@@ -133,6 +156,9 @@ impl TokenCodec {
             jti: &jti,
             sid: session_id.encode_into(&mut sid_buf),
             roles,
+            auth_time: ms_to_secs(auth.auth_time),
+            amr: &auth.amr,
+            acr: auth.acr.as_deref(),
         };
         let mut payload = serde_json::to_vec(&claims).expect("claims serialize");
         if let Some(members) = custom.members() {
@@ -263,6 +289,8 @@ impl TokenCodec {
         let exp = date(claims.exp, "exp")?.ok_or(AuthError::MissingClaim("exp"))?;
         let iat = date(claims.iat, "iat")?.ok_or(AuthError::MissingClaim("iat"))?;
         let nbf = date(claims.nbf, "nbf")?;
+        // Absent in tokens of releases before it: the epoch, never recent.
+        let auth_time = date(claims.auth_time, "auth_time")?.unwrap_or(0);
         let sub = claims.sub.ok_or(AuthError::MissingClaim("sub"))?;
         if sub.is_empty() {
             return Err(AuthError::InvalidClaim("sub"));
@@ -294,7 +322,12 @@ impl TokenCodec {
                 secs_to_ms(iat),
                 secs_to_ms(exp),
             )
-            .with_claims(CustomClaims::from_checked_members(&other)),
+            .with_claims(CustomClaims::from_checked_members(&other))
+            .with_auth(
+                secs_to_ms(auth_time),
+                claims.amr.unwrap_or_default(),
+                claims.acr,
+            ),
             not_before_ms: nbf.map(secs_to_ms),
         })
     }

@@ -27,6 +27,12 @@ pub(super) struct OutClaims<'a> {
     pub(super) jti: &'a str,
     pub(super) sid: &'a str,
     pub(super) roles: &'a [String],
+    /// When the user last proved who they are, in whole seconds (OpenID Connect Core §2).
+    pub(super) auth_time: u64,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub(super) amr: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) acr: Option<&'a str>,
 }
 
 /// The claims verification reads. A member that is absent or `null` is `None`; a member named
@@ -48,6 +54,9 @@ pub(super) struct InClaims {
     /// Its value is jsonwebtoken's check; read here for its presence and its type.
     pub(super) aud: Option<Audience>,
     pub(super) roles: Option<Vec<String>>,
+    pub(super) auth_time: Option<Number>,
+    pub(super) amr: Option<Vec<String>>,
+    pub(super) acr: Option<String>,
     /// Every other member: the app's custom claims (and registered names this codec does not
     /// read, such as `typ`, which are dropped).
     pub(super) other: Other,
@@ -68,6 +77,9 @@ enum Name {
     Iss,
     Aud,
     Roles,
+    AuthTime,
+    Amr,
+    Acr,
     Other(String),
 }
 
@@ -97,6 +109,9 @@ impl serde::de::Visitor<'_> for NameVisitor {
             "iss" => Name::Iss,
             "aud" => Name::Aud,
             "roles" => Name::Roles,
+            "auth_time" => Name::AuthTime,
+            "amr" => Name::Amr,
+            "acr" => Name::Acr,
             other => Name::Other(other.to_owned()),
         })
     }
@@ -137,7 +152,7 @@ impl<'de> serde::de::Visitor<'de> for ClaimsVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<InClaims, A::Error> {
         let mut c = InClaims::default();
-        let mut seen = [false; 9];
+        let mut seen = [false; 12];
         let a = &mut access;
         while let Some(name) = a.next_key::<Name>()? {
             match name {
@@ -150,6 +165,9 @@ impl<'de> serde::de::Visitor<'de> for ClaimsVisitor {
                 Name::Iss => read_once(a, &mut c.iss, &mut seen[6], "iss")?,
                 Name::Aud => read_once(a, &mut c.aud, &mut seen[7], "aud")?,
                 Name::Roles => read_once(a, &mut c.roles, &mut seen[8], "roles")?,
+                Name::AuthTime => read_once(a, &mut c.auth_time, &mut seen[9], "auth_time")?,
+                Name::Amr => read_once(a, &mut c.amr, &mut seen[10], "amr")?,
+                Name::Acr => read_once(a, &mut c.acr, &mut seen[11], "acr")?,
                 Name::Other(name) => {
                     let value = a.next_value::<Box<serde_json::value::RawValue>>()?;
                     if c.other.0.insert(name, value).is_some() {

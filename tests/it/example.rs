@@ -278,3 +278,63 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     // New connections are refused after shutdown.
     assert!(std::net::TcpStream::connect(&addr).is_err());
 }
+
+/// The example's step-up: `/api/account/security` needs a password check within
+/// `SESSION_STEP_UP_MAX_AGE`; a re-authentication through the example's own argon2 check
+/// meets it on the same session. The demo page carries the dialog that asks for it.
+#[tokio::test]
+async fn the_security_page_asks_for_a_recent_password_and_reauthentication_meets_it() {
+    // auth_time is in whole seconds: up to a second older than the login, so 3 s, not 1.
+    let s = Server::start(&[("SESSION_STEP_UP_MAX_AGE", "3s")]);
+    let login = s.login("alice").await;
+    let token = login["accessToken"].as_str().unwrap();
+    let (status, body) = s.get_auth("/api/account/security", token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["amr"], json!(["pwd"]));
+    tokio::time::sleep(Duration::from_millis(4_100)).await;
+    let res = s
+        .client
+        .get(s.url("/api/account/security"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer realm=\"api\", error=\"insufficient_user_authentication\", \
+         error_description=\"a more recent authentication is required\", max_age=3"
+    );
+    let (status, body) = common::read(res).await;
+    assert_error(status, &body, 401, "insufficient_user_authentication");
+
+    let res = s
+        .client
+        .post(s.url("/api/auth/reauthenticate"))
+        .bearer_auth(token)
+        .json(&json!({"username": "alice", "password": "alice-password"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::read(res).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["sessionId"], login["sessionId"]);
+    let fresh = body["data"]["accessToken"].as_str().unwrap();
+    let (status, body) = s.get_auth("/api/account/security", fresh).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A bad value is refused at startup, naming the variable.
+    let out = common::run_to_exit(&[("SESSION_STEP_UP_MAX_AGE", "soon")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SESSION_STEP_UP_MAX_AGE"));
+
+    let page = s
+        .client
+        .get(s.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("stepup-dialog") && page.contains("Confirm your password"));
+}

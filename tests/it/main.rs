@@ -26,3 +26,4 @@ mod outage;
 mod postgres;
 mod rate_limit;
 mod redis;
+mod stepup;

@@ -27,6 +27,10 @@ pub struct NewSession {
     pub(super) device: DeviceInfo,
     /// Refused claims are kept as their error, for `create_session_with` to answer.
     pub(super) claims: Result<CustomClaims, ClaimsError>,
+    /// How the user proved who they are (`amr`), checked where the session starts.
+    pub(super) amr: Vec<String>,
+    /// The authentication context class reached (`acr`).
+    pub(super) acr: Option<String>,
 }
 
 impl NewSession {
@@ -37,6 +41,8 @@ impl NewSession {
             roles: Vec::new(),
             device: DeviceInfo::default(),
             claims: Ok(CustomClaims::default()),
+            amr: Vec::new(),
+            acr: None,
         }
     }
 
@@ -64,6 +70,37 @@ impl NewSession {
     /// The app's own claims, already checked.
     pub fn custom_claims(mut self, claims: CustomClaims) -> Self {
         self.claims = Ok(claims);
+        self
+    }
+
+    /// How the user proved who they are, for the `amr` claim of its access tokens (RFC 8176
+    /// values: `pwd`, `otp`, `hwk`, `mfa`, …). The default is none (no `amr` claim). At most
+    /// [`MAX_AMR`](crate::session::MAX_AMR) values of 1 to 64 bytes without control characters;
+    /// others are answered by [`create_session_with`](super::SessionManager::create_session_with)
+    /// as [`SessionError::InvalidClaims`](super::SessionError::InvalidClaims).
+    ///
+    /// ```
+    /// use tower_jwt_session::manager::NewSession;
+    ///
+    /// let login = NewSession::new("alice").amr(["pwd", "otp"]).acr("urn:example:aal2");
+    /// ```
+    pub fn amr(mut self, amr: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.amr = amr.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The authentication context class the user reached, for the `acr` claim (a value of the
+    /// app's own, such as `urn:example:aal2`). The default is none. 1 to 64 bytes without
+    /// control characters, as [`amr`](Self::amr).
+    pub fn acr(mut self, acr: impl Into<String>) -> Self {
+        self.acr = Some(acr.into());
+        self
+    }
+
+    /// The `amr` and `acr` as a credential check gave them.
+    pub(crate) fn methods(mut self, amr: &[String], acr: Option<&str>) -> Self {
+        self.amr = amr.to_vec();
+        self.acr = acr.map(str::to_owned);
         self
     }
 
@@ -166,6 +203,7 @@ impl Refreshed {
         SessionUpdate {
             roles: self.roles,
             claims: self.claims,
+            auth: None,
         }
     }
 }

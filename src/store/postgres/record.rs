@@ -1,5 +1,5 @@
 //! A session record as PostgreSQL holds it: the times the rules read in SQL as columns, the
-//! rest (user id, roles, device, custom claims) in one `data` value, sealed with the times when a key is configured;
+//! rest (user id, roles, device, custom claims, authentication context) in one `data` value, sealed with the times when a key is configured;
 //! and the keys that stand for user ids in the index.
 
 use sha2::{Digest, Sha256};
@@ -7,7 +7,7 @@ use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
 use crate::session::{CustomClaims, SessionId};
-use crate::store::sealing::Cipher;
+use crate::store::sealing::{AuthWire, Cipher};
 use crate::store::{DeviceInfo, SessionRecord, StoreError};
 
 /// The columns a record is read from, in this order.
@@ -34,6 +34,10 @@ struct RecordData {
     /// custom claims existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     k: Option<String>,
+    /// The authentication context; absent in rows written before it existed, which read as
+    /// authenticated at their creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    au: Option<AuthWire>,
 }
 
 fn is_unknown(device: &DeviceInfo) -> bool {
@@ -47,6 +51,7 @@ impl RecordData {
             r: record.roles.clone(),
             dv: record.device.clone(),
             k: (!record.claims.is_empty()).then(|| record.claims.as_json().to_owned()),
+            au: Some(AuthWire::of(&record.auth)),
         }
     }
 }
@@ -198,6 +203,7 @@ pub(super) fn decode_row(
         refresh_expires_at,
         purge_at,
     ] = columns;
+    let auth = AuthWire::context(data.au, created_at);
     Ok(Some((
         SessionRecord {
             session_id: sid,
@@ -205,6 +211,7 @@ pub(super) fn decode_row(
             roles: data.r,
             device: data.dv,
             claims,
+            auth,
             created_at,
             last_active_at,
             expires_at,

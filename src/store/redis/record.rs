@@ -8,7 +8,7 @@ use redis::{FromRedisValue, Value};
 use crate::clock::Clock as _;
 use crate::session::{CustomClaims, SessionId};
 use crate::store::sealing::{
-    Cipher, SEAL_VERSION, SealedData, SealedDataV1, record_aad, sealed_part_name,
+    AuthWire, Cipher, SEAL_VERSION, SealedData, SealedDataV1, record_aad, sealed_part_name,
 };
 use crate::store::{DeviceInfo, SessionRecord, StoreError};
 
@@ -29,6 +29,29 @@ struct SealedWithDevice<D> {
     /// they existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     k: Option<String>,
+    /// The authentication context; absent in seals written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    au: Option<AuthWire>,
+}
+
+/// The clear field of the authentication context (`au`), when records are not sealed: its
+/// JSON text. A rotation that moves it writes the field anew.
+pub(super) fn auth_field(auth: &crate::session::AuthContext) -> Result<String, StoreError> {
+    serde_json::to_string(&AuthWire::of(auth)).map_err(|_| corrupt("auth context"))
+}
+
+/// The authentication context from its clear field, or an authentication at `created_at` for
+/// a record written before it existed.
+fn clear_auth(
+    map: &HashMap<&str, &str>,
+    created_at: u64,
+) -> Result<crate::session::AuthContext, StoreError> {
+    let wire = map
+        .get("au")
+        .map(|text| serde_json::from_str::<AuthWire>(text))
+        .transpose()
+        .map_err(|_| corrupt("the auth context is not what this crate writes"))?;
+    Ok(AuthWire::context(wire, created_at))
 }
 
 fn is_unknown<D: std::borrow::Borrow<DeviceInfo>>(device: &D) -> bool {
@@ -101,6 +124,7 @@ pub(super) fn data_fields(
         ];
         fields.extend(device_fields(&record.device));
         fields.extend(claims_fields(&record.claims));
+        fields.push(("au".to_owned(), auth_field(&record.auth)?));
         return Ok(fields);
     };
     let plain = serde_json::to_vec(&SealedWithDevice {
@@ -116,6 +140,7 @@ pub(super) fn data_fields(
         },
         dv: &record.device,
         k: (!record.claims.is_empty()).then(|| record.claims.as_json().to_owned()),
+        au: Some(AuthWire::of(&record.auth)),
     })
     .map_err(|_| corrupt("record data"))?;
     let sealed = cipher.seal(&record_aad(SEAL_VERSION, record.session_id), &plain);
@@ -227,7 +252,11 @@ pub(super) fn decode(
             ));
         }
     };
-    Ok(sealed_record(sid, fields, sealed.data, sealed.dv, claims).map(|r| (r, opened.old_key)))
+    let auth = AuthWire::context(sealed.au, sealed.data.c);
+    Ok(
+        sealed_record(sid, fields, sealed.data, sealed.dv, claims, auth)
+            .map(|r| (r, opened.old_key)),
+    )
 }
 
 /// A whole-sealed record, if its clear fields agree with its seal.
@@ -237,6 +266,7 @@ fn sealed_record(
     data: SealedData,
     device: DeviceInfo,
     claims: CustomClaims,
+    auth: crate::session::AuthContext,
 ) -> Option<SessionRecord> {
     let record = SessionRecord {
         session_id: sid,
@@ -252,6 +282,7 @@ fn sealed_record(
         purge_at: data.p,
         device,
         claims,
+        auth,
     };
     let clear = |name: &str| {
         fields
@@ -309,11 +340,12 @@ fn parse_record(
             serde_json::from_str(text("r")?).map_err(|_| corrupt("roles are not a JSON array"))?,
         ),
     };
+    let created_at = num("c")?;
     Ok(SessionRecord {
         session_id: sid,
         user_id,
         roles,
-        created_at: num("c")?,
+        created_at,
         last_active_at,
         expires_at,
         generation: num("g")?,
@@ -332,6 +364,7 @@ fn parse_record(
             map.get("ip").copied(),
         ),
         claims: clear_claims(&map)?,
+        auth: clear_auth(&map, created_at)?,
     })
 }
 

@@ -13,7 +13,9 @@ use super::connection::{
     with_address,
 };
 use super::keys::KeyNames;
-use super::record::{claims_fields, corrupt, data_fields, decode, pairs, sid_of, time_fields};
+use super::record::{
+    auth_field, claims_fields, corrupt, data_fields, decode, pairs, sid_of, time_fields,
+};
 use crate::config::{RedisSettings, SessionLimitPolicy};
 use crate::session::{SessionId, random_bytes};
 use crate::store::sealing::Cipher;
@@ -706,6 +708,10 @@ impl SessionStore for RedisStore {
         if let Some(update) = &req.update {
             let roles = serde_json::to_string(&update.roles).map_err(|_| corrupt("roles"))?;
             invocation.arg(roles);
+            match &update.auth {
+                Some(auth) => invocation.arg(auth_field(auth)?),
+                None => invocation.arg(""),
+            };
             for (name, value) in claims_fields(&update.claims) {
                 invocation.arg(name).arg(value);
             }

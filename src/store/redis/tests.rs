@@ -178,6 +178,11 @@ async fn custom_claims_are_sealed_at_rest() {
     update.update = Some(SessionUpdate {
         roles: vec!["user".to_owned()],
         claims: marker("hook"),
+        auth: Some(crate::store::AuthContext {
+            auth_time: now + 1,
+            amr: vec!["amr-marker".to_owned()],
+            acr: Some("acr-marker".to_owned()),
+        }),
     });
     assert!(matches!(
         store.rotate(update).await.unwrap(),
@@ -185,7 +190,10 @@ async fn custom_claims_are_sealed_at_rest() {
     ));
     let dumped = dump(&store, &prefix).await;
     assert!(
-        !dumped.contains("claim-marker") && !dumped.contains("ppppp"),
+        !dumped.contains("claim-marker")
+            && !dumped.contains("ppppp")
+            && !dumped.contains("amr-marker")
+            && !dumped.contains("acr-marker"),
         "{dumped}"
     );
     let got = store.get(record.session_id).await.unwrap().unwrap();

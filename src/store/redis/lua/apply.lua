@@ -25,9 +25,10 @@ if ARGV[3] == 'drop' then
   return 1
 end
 -- The old seal's parts (a new seal may take fewer) and clear data of an unsealed record (user,
--- roles, device label `l` and address `ip`, custom claims `k`, `k1`, …) go.
+-- roles, device label `l` and address `ip`, custom claims `k`, `k1`, …, authentication context
+-- `au`) go.
 for _, name in ipairs(redis.call('HKEYS', record)) do
-  if name == 'u' or name == 'r' or name == 'l' or name == 'ip' or string.match(name, '^d%d*$') or string.match(name, '^k%d*$') then
+  if name == 'u' or name == 'r' or name == 'l' or name == 'ip' or name == 'au' or string.match(name, '^d%d*$') or string.match(name, '^k%d*$') then
     redis.call('HDEL', record, name)
   end
 end

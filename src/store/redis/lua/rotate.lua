@@ -2,8 +2,11 @@
 -- KEYS[1] the record. ARGV: now, presented generation, refresh ttl, reuse interval,
 -- access retention, channel, sid, index key prefix (the index is that prefix .. field `i`),
 -- the caller's deadline (ms since the epoch, 0 for none), then, when the rotation carries an
--- update: the new roles' JSON and the custom claims' fields as name, value pairs (`k`, `k1`, …;
--- none when there are no claims), which replace the old ones only when the generation advances.
+-- update: the new roles' JSON, the new authentication context's field `au` ('' keeps it), and
+-- the custom claims' fields as name, value pairs (`k`, `k1`, …; none when there are no claims),
+-- which replace the old ones only when the generation advances. An update with an
+-- authentication context is a re-authentication: its generation is the one the caller read, so
+-- any other is a lost race, answered not_found with nothing changed (never grace, never reuse).
 -- Returns { outcome, { field, value, ... }, pttl } with the record after the change (for a
 -- reuse: as it was when it was deleted), or { 'deadline' } when this server reached the script
 -- after the caller's deadline by its own clock (a stall): nothing is changed then, since the
@@ -42,6 +45,8 @@ if f[7] and now > tonumber(f[7]) then
 end
 if now >= expires then return { 'session_expired' } end
 
+if ARGV[11] and ARGV[11] ~= '' and presented ~= current then return { 'not_found' } end
+
 if presented == current then
   if now >= tonumber(f[4]) then return { 'token_expired' } end
   local refresh_expires = math.min(now + refresh_ttl, expires)
@@ -52,7 +57,8 @@ if presented == current then
       if string.match(name, '^k%d*$') then redis.call('HDEL', record, name) end
     end
     redis.call('HSET', record, 'r', ARGV[10])
-    for i = 11, #ARGV, 2 do
+    if ARGV[11] ~= '' then redis.call('HSET', record, 'au', ARGV[11]) end
+    for i = 12, #ARGV, 2 do
       redis.call('HSET', record, ARGV[i], ARGV[i + 1])
     end
   end
