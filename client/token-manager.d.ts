@@ -97,9 +97,16 @@ export interface TokenInfo {
   sessionId: string | null;
   /** `roles` claim of the access token (display only, unverified). */
   roles: string[];
+  /** When the user last proved who they are (`auth_time`, RFC 3339): moved by a login or a re-authentication only. */
+  authTime: string | null;
+  /** How they did (`amr`, e.g. `['pwd', 'otp']`), when the server's credential check says so. */
+  amr: string[];
+  /** The authentication context class (`acr`), when the credential check names one. */
+  acr: string | null;
   /**
    * The app's own claims of the access token (e.g. `tenant`): every claim but the registered
-   * and reserved ones (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`, `sid`, `roles`, `typ`).
+   * and reserved ones (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`, `sid`, `roles`, `typ`,
+   * `auth_time`, `amr`, `acr`).
    * Display only, unverified; `{}` without a token or custom claims.
    */
   claims: Record<string, unknown>;

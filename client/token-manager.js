@@ -84,7 +84,9 @@ export class TokenManagerError extends Error {
 }
 
 /** Claim names the server writes or RFC 7519 registers: never custom claims. */
-const RESERVED_CLAIMS = ['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'sid', 'roles', 'typ'];
+const RESERVED_CLAIMS = [
+  'iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'sid', 'roles', 'typ', 'auth_time', 'amr', 'acr',
+];
 
 /**
  * The app's own claims of a decoded access-token payload: every member but the reserved ones
@@ -597,6 +599,9 @@ export class TokenManager {
       userId: s ? s.userId ?? null : null,
       sessionId: s ? s.sessionId ?? null : null,
       roles: claims && Array.isArray(claims.roles) ? claims.roles.slice() : [],
+      authTime: claims && Number.isFinite(claims.auth_time) ? new Date(claims.auth_time * 1000).toISOString() : null,
+      amr: claims && Array.isArray(claims.amr) ? claims.amr.slice() : [],
+      acr: claims && typeof claims.acr === 'string' ? claims.acr : null,
       claims: customClaims(claims),
       expiresAt: expiresAt != null ? new Date(expiresAt).toISOString() : null,
       timeUntilExpiry: expiresAt != null ? Math.max(0, expiresAt - now) : null,

@@ -456,6 +456,20 @@ test('a step-up challenge emits stepup without a refresh; reauthenticate swaps t
   assert.equal(retried.status, 200);
 });
 
+test('getTokenInfo() shows auth_time, amr and acr apart from the app\'s own claims', async () => {
+  const token = accessToken({ auth_time: 1_800_000_000, amr: ['pwd', 'otp'], acr: 'urn:example:mfa', tenant: 'acme' });
+  const server = fakeServer(() => loginOk(token));
+  const tm = manager(server.fetch);
+  const empty = tm.getTokenInfo();
+  assert.deepEqual([empty.authTime, empty.amr, empty.acr, empty.claims], [null, [], null, {}]);
+  await tm.login('alice', 'alice-password');
+  const info = tm.getTokenInfo();
+  assert.equal(info.authTime, '2027-01-15T08:00:00.000Z');
+  assert.deepEqual(info.amr, ['pwd', 'otp']);
+  assert.equal(info.acr, 'urn:example:mfa');
+  assert.deepEqual(info.claims, { tenant: 'acme' });
+});
+
 test('reauthenticate without a session is refused before any request', async () => {
   const server = fakeServer(() => json(500, {}));
   const tm = manager(server.fetch);

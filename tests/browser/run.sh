@@ -7,7 +7,7 @@
 #   TJS_BASE_URL=http://127.0.0.1:3000 tests/browser/run.sh   # against a running server
 #   TJS_SERVER_BIN=target/debug/examples/server tests/browser/run.sh
 #       starts that server binary on PORT=0 with short lifetimes (access token 4s,
-#       refresh hint at 2s, no leeway), runs the suite against it, stops it on exit.
+#       refresh hint at 2s, no leeway, step-up after 3s), runs the suite against it, stops it on exit.
 #       JWT_* / RATE_LIMIT_* variables already set in the environment are passed on
 #       and override these defaults. TJS_SERVER_BIN wins over TJS_BASE_URL.
 set -euo pipefail
@@ -75,6 +75,7 @@ if [ -n "${TJS_SERVER_BIN:-}" ]; then
   JWT_AUTO_REFRESH_THRESHOLD="${JWT_AUTO_REFRESH_THRESHOLD:-2s}" \
   JWT_LEEWAY="${JWT_LEEWAY:-0s}" \
   RATE_LIMIT_MAX_REQUESTS="${RATE_LIMIT_MAX_REQUESTS:-100000}" \
+  SESSION_STEP_UP_MAX_AGE="${SESSION_STEP_UP_MAX_AGE:-3s}" \
     "$TJS_SERVER_BIN" >"$server_dir/stdout" 2>"$server_dir/stderr" &
   server_pid=$!
   # The server prints `listening on http://127.0.0.1:PORT` once it is up.

@@ -951,6 +951,64 @@ test('devices list: one browser signs the other out; that browser logs out on it
   }
 });
 
+test('step-up: a stale password check opens the confirm dialog; a wrong password is said, the right one re-authenticates the same session and the action goes through', async (t) => {
+  if (isMock()) {
+    t.skip('needs the real server (require_recent_auth, POST /api/auth/reauthenticate)');
+    return;
+  }
+  const { context } = await newContext();
+  try {
+    const page = await context.newPage();
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(e.message));
+    await page.goto(`${base}/`);
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'alice-password');
+    await page.click('#login-button');
+    await page.waitForSelector('#session-panel:not([hidden])', { timeout: 5000 });
+    const info = () => page.evaluate(() => {
+      const i = window.tokenManager.getTokenInfo();
+      return { sessionId: i.sessionId };
+    });
+    const before = await info();
+    const authTime = () => page.evaluate(() => {
+      const payload = window.tokenManager.getAccessToken().split('.')[1];
+      return JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/'))).auth_time;
+    });
+    const loginAuthTime = await authTime();
+    assert.equal(typeof loginAuthTime, 'number');
+
+    // Just logged in: the security page answers without a question.
+    await page.click('#security-button');
+    await page.waitForFunction(() => /^200\n/.test(document.querySelector('#security-output').textContent));
+
+    // Past SESSION_STEP_UP_MAX_AGE (run.sh: 3 s) the server asks for a fresh password check.
+    await page.waitForTimeout(3500);
+    await page.click('#security-button');
+    await page.waitForSelector('#stepup-dialog[open]', { timeout: 5000 });
+    assert.match(await page.textContent('#stepup-reason'), /password check within the last 1 minute/);
+
+    // A wrong password: said in the dialog, which stays open; the session is untouched.
+    await page.fill('#stepup-password', 'not-the-password');
+    await page.click('#stepup-confirm');
+    await page.waitForSelector('#stepup-error:not([hidden])', { timeout: 5000 });
+    assert.ok(await page.isVisible('#stepup-dialog[open]'));
+    assert.equal(await authTime(), loginAuthTime);
+
+    // The right one: the dialog closes, the same session has a new auth_time, the action went through.
+    await page.fill('#stepup-password', 'alice-password');
+    await page.click('#stepup-confirm');
+    await page.waitForSelector('#stepup-dialog:not([open])', { state: 'attached', timeout: 5000 });
+    await page.waitForFunction(() => /^200\n/.test(document.querySelector('#security-output').textContent));
+    assert.deepEqual(await info(), before);
+    assert.ok((await authTime()) > loginAuthTime);
+    assert.ok(await page.isVisible('#session-panel'));
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
 // ---- The refresh token out of script's reach by default; DPoP (issue 29)
 
 test('by default the refresh token is delivered as the HttpOnly cookie and never reaches script', async () => {
