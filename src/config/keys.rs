@@ -314,13 +314,16 @@ impl TokenSettings {
         self
     }
 
-    /// The `iss` claim issued and required (`JWT_ISSUER`). The default is none.
+    /// The `iss` claim issued and required (`JWT_ISSUER`). The default is none. 1 to 512
+    /// bytes without control characters (it is in every token); anything else is refused when
+    /// the manager is built.
     pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self
     }
 
-    /// The `aud` claim issued and required (`JWT_AUDIENCE`). The default is none.
+    /// The `aud` claim issued and required (`JWT_AUDIENCE`). The default is none. Bounded as
+    /// the issuer is.
     pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
         self
@@ -394,6 +397,8 @@ impl TokenSettings {
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.check_one_algorithm_per_key()?;
+        check_name_claim("JWT_ISSUER", self.issuer.as_deref())?;
+        check_name_claim("JWT_AUDIENCE", self.audience.as_deref())?;
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::Conflict {
                 name: "allowed_algorithms",
@@ -435,6 +440,28 @@ impl TokenSettings {
         }
         Ok(())
     }
+}
+
+/// The longest `iss` or `aud` accepted. Every access token carries them, and a token has a
+/// size limit: a long issuer (or one escaped many times over in JSON) would make every login
+/// fail. Issuer URLs are far shorter.
+pub(crate) const MAX_NAME_CLAIM_LEN: usize = 512;
+
+/// An issuer or audience: 1 to [`MAX_NAME_CLAIM_LEN`] bytes of printable text (RFC 7519's
+/// StringOrURI; a control character is a copy-and-paste accident, and one escapes to six bytes
+/// in every token).
+fn check_name_claim(name: &'static str, value: Option<&str>) -> Result<(), ConfigError> {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    if value.is_empty() || value.len() > MAX_NAME_CLAIM_LEN || value.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid {
+            name,
+            value: value.chars().take(64).collect(),
+            expected: "1 to 512 bytes without control characters, such as https://auth.example.com",
+        });
+    }
+    Ok(())
 }
 
 /// A stable, non-secret key id: a short hash of the algorithm and the key bytes. For HMAC the

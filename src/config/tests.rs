@@ -473,6 +473,45 @@ fn a_reuse_interval_above_a_minute_is_refused() {
 
 /// A leeway of more than a few minutes, or as long as the access token, accepts expired
 /// tokens: refused, naming the variables.
+/// Found by the `config` fuzz target: an issuer of NUL bytes escapes to six bytes each in
+/// every token, so every login failed with "token too large". Issuer and audience are bounded
+/// and printable; at the bound a login still works.
+#[test]
+fn an_issuer_or_audience_no_token_could_carry_is_refused() {
+    let long = "a".repeat(513);
+    for name in ["JWT_ISSUER", "JWT_AUDIENCE"] {
+        for bad in [long.as_str(), "https://auth.example.com\0", "tab\there"] {
+            let err = from(&[("JWT_SECRET", SECRET), (name, bad)])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.starts_with(&format!("{name}=")), "{err}");
+            assert!(err.contains("without control characters"), "{err}");
+        }
+    }
+    let longest = "i".repeat(512);
+    let config = from(&[
+        ("JWT_SECRET", SECRET),
+        ("JWT_ISSUER", &longest),
+        ("JWT_AUDIENCE", &longest),
+    ])
+    .unwrap();
+    let manager = crate::SessionManager::new(config).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pair = runtime
+        .block_on(manager.create_session("alice", &["user"]))
+        .unwrap();
+    assert_eq!(
+        manager
+            .codec()
+            .verify(&pair.access_token)
+            .unwrap()
+            .user_id(),
+        "alice"
+    );
+}
+
 #[test]
 fn a_leeway_above_five_minutes_or_the_token_lifetime_is_refused() {
     for long in ["5m 1s", "1h", "365d"] {
