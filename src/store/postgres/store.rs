@@ -22,9 +22,9 @@ use crate::config::{MigrateMode, PostgresSettings};
 use crate::session::SessionId;
 use crate::store::sealing::Cipher;
 use crate::store::{
-    CreateOutcome, Lifetimes, RevocationEvent, RevocationSink, RotateOutcome, RotateRequest,
-    RotationDecision, SessionLimit, SessionRecord, SessionStore, StoreError, StoreWarning,
-    apply_rotation, decide_rotation, plan_admission, rotation_outcome,
+    ActivityBounds, CreateOutcome, Lifetimes, RevocationEvent, RevocationSink, RotateOutcome,
+    RotateRequest, RotationDecision, SecurityEvent, SessionLimit, SessionRecord, SessionStore,
+    StoreError, StoreWarning, apply_rotation, decide_rotation, plan_admission, rotation_outcome,
 };
 
 /// How many due rows (of any user) one login deletes at most, to bound its work.
@@ -44,12 +44,36 @@ struct Sql {
     delete_notify_if_unchanged: String,
     list: String,
     revoke_all: String,
+    activity_insert: String,
+    activity_trim: String,
+    activity_sweep: String,
+    activity_read: String,
 }
 
 impl Sql {
     fn new(t: &Tables) -> Self {
         let s = &t.sessions;
+        let a = &t.activity;
         Self {
+            activity_insert: format!(
+                "INSERT INTO {a} (user_key, at, keep_until, data) VALUES ($1, $2, $3, $4)"
+            ),
+            // The user's rows past the newest `$2` (the insert just made included), and those
+            // past their retention.
+            activity_trim: format!(
+                "DELETE FROM {a} WHERE user_key = $1 AND (keep_until < $3 OR ctid NOT IN \
+                 (SELECT ctid FROM {a} WHERE user_key = $1 ORDER BY seq DESC LIMIT $2))"
+            ),
+            // A few rows of any user past their retention: the trails of users who came back
+            // no more.
+            activity_sweep: format!(
+                "DELETE FROM {a} WHERE ctid IN (SELECT ctid FROM {a} WHERE keep_until < $1 \
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            ),
+            activity_read: format!(
+                "SELECT data FROM {a} WHERE user_key = $1 AND keep_until >= $2 \
+                 ORDER BY seq DESC LIMIT $3"
+            ),
             purge_due: format!(
                 "DELETE FROM {s} WHERE session_id IN (SELECT session_id FROM {s} \
                  WHERE purge_at < $1 ORDER BY purge_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
@@ -1148,6 +1172,84 @@ impl SessionStore for PostgresStore {
             ))
         })
         .await
+    }
+
+    fn keeps_activity(&self) -> bool {
+        true
+    }
+
+    async fn record_activity(
+        &self,
+        event: &SecurityEvent,
+        bounds: ActivityBounds,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let key = user_keys(self.cipher.as_ref(), &event.user_id).swap_remove(0);
+        let stored = event.to_stored();
+        let data = match &self.cipher {
+            Some(cipher) => cipher.seal(&key, stored.as_bytes()),
+            None => stored,
+        };
+        let at = event.at_ms();
+        let max = i64::try_from(bounds.max.max(1)).unwrap_or(i64::MAX);
+        self.timed(async {
+            sqlx::query(&self.sql.activity_insert)
+                .bind(&key)
+                .bind(to_i64(at))
+                .bind(to_i64(at.saturating_add(bounds.retention)))
+                .bind(data)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+            sqlx::query(&self.sql.activity_trim)
+                .bind(&key)
+                .bind(max)
+                .bind(to_i64(now))
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+            sqlx::query(&self.sql.activity_sweep)
+                .bind(to_i64(now))
+                .bind(16_i64)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn activity(
+        &self,
+        user_id: &str,
+        bounds: ActivityBounds,
+        now: u64,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        let key = user_keys(self.cipher.as_ref(), user_id).swap_remove(0);
+        let max = i64::try_from(bounds.max.max(1)).unwrap_or(i64::MAX);
+        let rows: Vec<String> = self
+            .timed(async {
+                sqlx::query_scalar(&self.sql.activity_read)
+                    .bind(&key)
+                    .bind(to_i64(now))
+                    .bind(max)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_error)
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|data| match &self.cipher {
+                Some(cipher) => {
+                    let opened = cipher.open(|_| key.clone(), data)?;
+                    let plain = String::from_utf8(opened.plain).ok()?;
+                    SecurityEvent::from_stored(user_id, &plain)
+                }
+                None => SecurityEvent::from_stored(user_id, data),
+            })
+            .filter(|event| !event.expired(bounds, now))
+            .collect())
     }
 
     fn kind(&self) -> &'static str {
