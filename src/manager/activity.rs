@@ -107,16 +107,18 @@ pub(super) struct Recorder {
     warned_at: Arc<AtomicU64>,
     dropped: AtomicU64,
     clock: SharedClock,
+    /// Accounts whose lock-out was recorded within the lock-out period (bounded).
+    lockouts: moka::sync::Cache<String, ()>,
 }
 
 impl Recorder {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         store: Arc<dyn SessionStore>,
         hook: Option<(Arc<dyn SecurityEventHook>, Duration)>,
         bounds: ActivityBounds,
         clock: SharedClock,
         store_timeout: Duration,
+        lockout: Duration,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let keeps = store.keeps_activity();
@@ -144,6 +146,10 @@ impl Recorder {
             warned_at,
             dropped: AtomicU64::new(0),
             clock,
+            lockouts: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(lockout.max(Duration::from_secs(1)))
+                .build(),
         }
     }
 
@@ -188,6 +194,12 @@ impl Recorder {
         if self.tx.send(Message::Flush(done)).await.is_ok() {
             let _ = wait.await;
         }
+    }
+
+    /// Whether this is the first lock-out of `user` seen within the lock-out period.
+    pub(super) fn first_lockout(&self, user: &str) -> bool {
+        let entry = self.lockouts.entry_by_ref(user).or_insert(());
+        entry.is_fresh()
     }
 
     /// How many events were dropped because the queue was full.

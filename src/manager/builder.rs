@@ -233,6 +233,7 @@ impl SessionManagerBuilder {
             activity_bounds,
             clock.clone(),
             budget,
+            config.attempts().lockout,
         );
         Ok(SessionManager {
             inner: Arc::new(Inner {

@@ -924,6 +924,11 @@ impl SessionManager {
     /// Records a lock-out of the account `user` (the name a login named), for the login
     /// service.
     pub(crate) fn lockout(&self, user: &str, ip: Option<&str>) {
+        // One event per account and lock-out: the user+client and the client keys lock apart,
+        // and a lock-out met again restarts; this instance says it once per lock-out period.
+        if !self.inner.activity.first_lockout(user) {
+            return;
+        }
         let mut event = SecurityEvent::new(EventKind::Lockout, user, system_time(self.now_ms()));
         event.ip = ip.map(str::to_owned);
         self.inner.activity.record(event);
