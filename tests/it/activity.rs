@@ -679,3 +679,104 @@ mod postgres {
         super::two_instances_see_one_trail(a, b).await;
     }
 }
+
+// ---- measurements (run by hand) ----
+//
+// cargo test --all-features --test it activity::cost_of_recording_an_event -- --ignored --nocapture
+
+/// Times 2,000 writes of one event (sequential, one user, so each pays the whole round trip)
+/// on each store, and the memory one user's full trail (50 events) takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn cost_of_recording_an_event() {
+    const N: u64 = 2_000;
+    async fn time(name: &str, store: Arc<dyn SessionStore>) {
+        let bounds = ActivityBounds {
+            max: 50,
+            retention: 86_400_000,
+        };
+        let user = format!("cost-{name}");
+        let now = SecurityEvent::new(EventKind::Login, "", SystemTime::now()).at_ms();
+        let start = Instant::now();
+        for i in 0..N {
+            store
+                .record_activity(&flood_event(&user, i), bounds, now)
+                .await
+                .unwrap();
+        }
+        let per = start.elapsed() / N as u32;
+        let start = Instant::now();
+        for _ in 0..200 {
+            assert_eq!(store.activity(&user, bounds, now).await.unwrap().len(), 50);
+        }
+        eprintln!(
+            "{name}: record {per:?} per event; read 50 {:?}",
+            start.elapsed() / 200
+        );
+    }
+    time("memory", Arc::new(MemoryStore::new())).await;
+    // Memory: one event's heap (the struct, its strings) plus the deque slot.
+    let e = flood_event("alice@example.com", 0);
+    let heap = std::mem::size_of::<SecurityEvent>()
+        + e.user_id.capacity()
+        + e.device.as_ref().map_or(0, String::capacity)
+        + e.ip.as_ref().map_or(0, String::capacity);
+    eprintln!(
+        "memory: about {heap} bytes an event, {} bytes a user at 50 (plus the cache entry)",
+        heap * 50
+    );
+    #[cfg(feature = "redis")]
+    {
+        use tower_jwt_session::config::RedisSettings;
+        use tower_jwt_session::store::RedisStore;
+        for sealed in [false, true] {
+            let prefix = crate::common::redis_server::unique_prefix("activity-cost");
+            let mut settings =
+                RedisSettings::new(crate::common::redis_server::single().urls.clone())
+                    .with_key_prefix(prefix.clone());
+            if sealed {
+                settings = settings.with_encryption_key(&[7u8; 32]).unwrap();
+            }
+            let store = RedisStore::connect(&settings).await.unwrap();
+            let name = if sealed { "redis-sealed" } else { "redis" };
+            time(name, Arc::new(store)).await;
+            let client =
+                ::redis::Client::open(crate::common::redis_server::single().urls[0].as_str())
+                    .unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let keys: Vec<String> = ::redis::cmd("KEYS")
+                .arg(format!("{prefix}:*:a:*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let bytes: i64 = ::redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&keys[0])
+                .arg("SAMPLES")
+                .arg(0)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            eprintln!("{name}: MEMORY USAGE of a full list (50 events): {bytes} bytes");
+        }
+    }
+    #[cfg(feature = "postgres")]
+    {
+        use tower_jwt_session::config::PostgresSettings;
+        use tower_jwt_session::store::PostgresStore;
+        let db = crate::common::pg_server::TestDb::create().await;
+        let store = PostgresStore::connect(&PostgresSettings::new(&db.url))
+            .await
+            .unwrap();
+        time("postgres", Arc::new(store)).await;
+        let mut conn = db.connect().await;
+        let bytes: i64 =
+            sqlx::query_scalar("SELECT sum(pg_column_size(t.*))::bigint FROM tjs_activity t")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        eprintln!(
+            "postgres: rows of a full trail (50 events): {bytes} bytes (without page and index overhead)"
+        );
+    }
+}
