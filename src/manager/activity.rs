@@ -297,6 +297,106 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::SessionId;
+    use crate::store::{
+        CreateOutcome, Lifetimes, MemoryStore, RotateOutcome, RotateRequest, SessionLimit,
+        SessionRecord, StoreError,
+    };
+    use crate::{SessionConfig, SessionManager};
+
+    /// The memory store, with activity writes that take a second each.
+    #[derive(Debug, Default)]
+    struct SlowTrail(MemoryStore);
+
+    #[async_trait]
+    impl SessionStore for SlowTrail {
+        async fn create(
+            &self,
+            r: SessionRecord,
+            l: SessionLimit,
+            t: &Lifetimes,
+            now: u64,
+        ) -> Result<CreateOutcome, StoreError> {
+            self.0.create(r, l, t, now).await
+        }
+        async fn rotate(&self, q: RotateRequest) -> Result<RotateOutcome, StoreError> {
+            self.0.rotate(q).await
+        }
+        async fn get(&self, s: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+            self.0.get(s).await
+        }
+        async fn list(&self, u: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
+            self.0.list(u, now).await
+        }
+        async fn revoke(&self, s: SessionId, now: u64) -> Result<bool, StoreError> {
+            self.0.revoke(s, now).await
+        }
+        async fn revoke_all(&self, u: &str, now: u64) -> Result<Vec<SessionId>, StoreError> {
+            self.0.revoke_all(u, now).await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn keeps_activity(&self) -> bool {
+            true
+        }
+        async fn record_activity(
+            &self,
+            event: &SecurityEvent,
+            bounds: ActivityBounds,
+            now: u64,
+        ) -> Result<(), StoreError> {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.0.record_activity(event, bounds, now).await
+        }
+        fn kind(&self) -> &'static str {
+            "slow"
+        }
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A stalled store fills the queue: later events are dropped and counted, and the logins
+    /// that made them do not wait.
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_without_waiting() {
+        let manager = SessionManager::builder(SessionConfig::new(SECRET).unwrap())
+            .store(SlowTrail::default())
+            .build()
+            .unwrap();
+        let start = std::time::Instant::now();
+        for _ in 0..(QUEUE_CAPACITY + 100) {
+            let pair = manager.create_session("alice", &["user"]).await.unwrap();
+            manager.revoke(pair.session_id).await.unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(manager.dropped_security_events() > 0);
+    }
+
+    /// The background task ends with the last clone of the manager: nothing keeps the store.
+    #[tokio::test]
+    async fn the_task_ends_when_the_manager_is_dropped() {
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let manager = SessionManager::builder(SessionConfig::new(SECRET).unwrap())
+            .shared_store(store.clone())
+            .build()
+            .unwrap();
+        manager.create_session("alice", &["user"]).await.unwrap();
+        manager.flush_activity().await;
+        assert_eq!(manager.activity("alice").await.unwrap().len(), 1);
+        drop(manager);
+        for _ in 0..100 {
+            if Arc::strong_count(&store) == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the store is still held: {}", Arc::strong_count(&store));
+    }
 
     #[test]
     fn warnings_are_rate_limited() {
