@@ -162,7 +162,7 @@ async fn migrations_are_idempotent_and_safe_from_several_instances() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert_eq!(version, "2");
+    assert_eq!(version, "3");
     let tables: Vec<(String, String)> = sqlx::query_as(
         "SELECT relname::text, relpersistence::text FROM pg_class \
          WHERE relkind = 'r' AND relname LIKE 'tjs\\_%' ORDER BY 1",
@@ -174,12 +174,13 @@ async fn migrations_are_idempotent_and_safe_from_several_instances() {
     assert_eq!(
         tables,
         [
+            ("tjs_activity", "p"),
             ("tjs_attempts", "u"),
             ("tjs_meta", "p"),
             ("tjs_rate_limits", "u"),
             ("tjs_sessions", "p")
         ],
-        "the sessions logged, the limits unlogged"
+        "the sessions and the activity logged, the limits unlogged"
     );
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE tablename = 'tjs_sessions' ORDER BY 1",
