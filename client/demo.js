@@ -155,7 +155,33 @@ async function showDevices() {
   }
 }
 
-$('sessions-button').addEventListener('click', () => busy($('sessions-button'), showDevices));
+// Recent activity, under the devices list: newest first, text only.
+const ACTIVITY_LABELS = {
+  login: 'Signed in',
+  reauthenticate: 'Confirmed password',
+  refresh_reuse_detected: 'Stolen token detected: session ended',
+  session_ended: 'Session ended',
+  logout_all: 'Signed out everywhere',
+  lockout: 'Locked out after failed sign-ins',
+};
+async function showActivity() {
+  const events = await tm.activity();
+  const list = $('activity-list');
+  list.replaceChildren();
+  for (const e of events) {
+    const li = document.createElement('li');
+    const what = (ACTIVITY_LABELS[e.type] || e.type) + (e.reason ? ` (${e.reason.replace('_', ' ')})` : '');
+    const where = [e.device, e.ip].filter(Boolean).join(', ');
+    li.textContent = `${fmtTime(e.at)}: ${what}${where ? ` from ${where}` : ''}`;
+    list.append(li);
+  }
+  if (!events.length) list.textContent = '(none)';
+}
+
+$('sessions-button').addEventListener('click', () => busy($('sessions-button'), async () => {
+  await showDevices();
+  await showActivity();
+}));
 
 // Step-up (RFC 9470): a sensitive route refused for a too old password check raises a
 // `stepup` event; the page asks for the password again, re-authenticates the same session
@@ -245,6 +271,7 @@ tm.onChange((e) => {
     if (why) showStatus(why);
     $('whoami-output').textContent = '(not asked yet)';
     $('sessions-table').tBodies[0].replaceChildren();
+    $('activity-list').replaceChildren();
     $('sessions-summary').textContent = '';
   }
   logEvent(parts.join(' '));

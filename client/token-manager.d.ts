@@ -137,6 +137,20 @@ export interface SessionSummary {
   current: boolean;
 }
 
+/** One event of `GET {tokenPrefix}/activity`. */
+export interface ActivityEvent {
+  type: 'login' | 'reauthenticate' | 'refresh_reuse_detected' | 'session_ended' | 'logout_all' | 'lockout';
+  /** Why the session ended, for `session_ended` only. */
+  reason?: 'logout' | 'other_device' | 'admin' | 'evicted';
+  /** When (RFC 3339). */
+  at: string;
+  sessionId: string | null;
+  /** The device label as the devices list shows it, or null. */
+  device: string | null;
+  /** The client address as the devices list shows it, or null. */
+  ip: string | null;
+}
+
 /** `data` of `GET {tokenPrefix}/session-stats/:userId`. */
 export interface SessionStats {
   userId: string;
@@ -283,6 +297,8 @@ export class TokenManager {
   logoutEverywhere(): Promise<number | null>;
   /** The user's live sessions (the devices list); the row of this tab's session has `current: true`. */
   listSessions(): Promise<SessionSummary[]>;
+  /** The user's own security activity, newest first (logins, re-authentications, detected token theft, ended sessions, lock-outs). */
+  activity(): Promise<ActivityEvent[]>;
   /**
    * Ends one of the user's sessions ("sign out this device"), on every server at once. Rejects
    * with `not_found` for a session that is not the user's or has ended. Ending this tab's own

@@ -741,6 +741,24 @@ export class TokenManager {
   }
 
   /**
+   * The user's security activity, newest first (GET {tokenPrefix}/activity): each event with
+   * `type` (`login`, `reauthenticate`, `refresh_reuse_detected`, `session_ended`,
+   * `logout_all`, `lockout`), `reason` for `session_ended`, `at` (RFC 3339), `sessionId`,
+   * `device` and `ip` (as the devices list shows them, or null). Only the user's own.
+   * @returns {Promise<import('./token-manager').ActivityEvent[]>}
+   * @throws {TokenManagerError} `not_authenticated`, or the server's error code
+   */
+  async activity() {
+    const s = this._state;
+    if (!s || !s.userId) throw new TokenManagerError('not_authenticated', 'Not authenticated');
+    const path = `${this.options.tokenPrefix}/activity`;
+    const res = await this.makeAuthenticatedRequest(path, { method: 'GET', headers: { Accept: 'application/json' } });
+    const body = await readJson(res);
+    if (!res.ok || !body || body.success === false) throw errorFrom(res, body, 'Reading the activity failed');
+    return body.data && Array.isArray(body.data.events) ? body.data.events : [];
+  }
+
+  /**
    * Ends one of the user's sessions ("sign out this device"): DELETE
    * {tokenPrefix}/sessions/:sessionId. It stops working on every server at once; that
    * device's tabs log out on their next request or refresh (a `logout` event with reason

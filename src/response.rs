@@ -176,6 +176,37 @@ impl TokenStatus {
     }
 }
 
+/// The `data` of `GET /activity`: the caller's security activity, newest first.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Activity {
+    /// The events, newest first.
+    pub events: Vec<ActivityEntry>,
+}
+
+/// One event of [`Activity`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ActivityEntry {
+    /// `login`, `reauthenticate`, `refresh_reuse_detected`, `session_ended`, `logout_all` or
+    /// `lockout`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// For `session_ended`: `logout`, `other_device`, `admin` or `evicted`; otherwise absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// When, in RFC 3339.
+    pub at: String,
+    /// The session concerned, or `null`.
+    pub session_id: Option<SessionId>,
+    /// The device label as the devices list shows it, or `null`.
+    pub device: Option<String>,
+    /// The client address as the devices list shows it, or `null`.
+    pub ip: Option<String>,
+}
+
 /// The `data` of `GET /session-stats/{userId}`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -243,3 +243,13 @@ pub(crate) fn sessions_held(count: usize) {
     #[cfg(not(feature = "metrics"))]
     let _ = count;
 }
+
+/// A security event and what became of it: `recorded` (kept by the store), `dropped` (the
+/// queue was full), `store_failed`, `hook_failed`, `hook_timeout`, `hook_dropped` (too many
+/// hook calls at once).
+pub(crate) fn activity(outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tjs_security_events_total", "outcome" => outcome).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = outcome;
+}

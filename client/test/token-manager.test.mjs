@@ -476,3 +476,36 @@ test('reauthenticate without a session is refused before any request', async () 
   await assert.rejects(tm.reauthenticate({ username: 'alice', password: 'x' }), (err) => err.code === 'not_authenticated');
   assert.equal(server.calls.length, 0);
 });
+
+// ---- security activity
+
+test('activity() reads GET {tokenPrefix}/activity with the access token and answers the events', async () => {
+  const token = accessToken();
+  const events = [
+    { type: 'session_ended', reason: 'logout', at: '2026-01-01T00:00:01.000Z', sessionId: 's0', device: 'Firefox on Linux', ip: '203.0.113.0/24' },
+    { type: 'login', at: '2026-01-01T00:00:00.000Z', sessionId: 's1', device: 'Firefox on Linux', ip: null },
+  ];
+  const server = fakeServer((call) => (call.url.endsWith('/activity')
+    ? json(200, { success: true, message: 'Security activity', data: { events } })
+    : loginOk(token)));
+  const tm = manager(server.fetch);
+  await assert.rejects(tm.activity(), (e) => e.code === 'not_authenticated');
+  assert.equal(server.calls.length, 0, 'no request without a session');
+  await tm.login('alice', 'alice-password');
+  assert.deepEqual(await tm.activity(), events);
+  const call = server.calls.at(-1);
+  assert.equal(call.method, 'GET');
+  assert.equal(call.url, `${BASE}/api/token/activity`);
+  assert.equal(call.headers.get('Authorization'), `Bearer ${token}`);
+  tm.destroy();
+});
+
+test('activity() rejects with the server\'s error code', async () => {
+  const server = fakeServer((call) => (call.url.endsWith('/activity')
+    ? json(503, { success: false, error: 'unavailable', message: 'store down' })
+    : loginOk(accessToken())));
+  const tm = manager(server.fetch);
+  await tm.login('alice', 'alice-password');
+  await assert.rejects(tm.activity(), (e) => e.code === 'unavailable');
+  tm.destroy();
+});

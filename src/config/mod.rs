@@ -75,6 +75,7 @@ pub use postgres::{MigrateMode, PostgresSettings, StoreChoice};
 pub(crate) use postgres::{check_url as check_database_url, redact_database_url};
 pub use rate_limit::RateLimitConfig;
 pub use redis::{RedisSettings, StoreSettings};
+pub(crate) use rules::MAX_ACTIVITY_RETENTION;
 pub use rules::{DEFAULT_REFRESH_THRESHOLD, MAX_REUSE_INTERVAL, SessionRules};
 pub use token_cache::TokenCacheSettings;
 

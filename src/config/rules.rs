@@ -53,7 +53,18 @@ pub struct SessionRules {
     /// `None`: the default, which adapts to the access-token lifetime.
     refresh_threshold: Option<Duration>,
     reuse_interval: Duration,
+    activity_max: usize,
+    activity_retention: Duration,
 }
+
+/// Most security events kept per user that the settings accept.
+pub(crate) const MAX_ACTIVITY_EVENTS: usize = 1000;
+/// Longest retention of security events the settings accept (400 days).
+pub(crate) const MAX_ACTIVITY_RETENTION: Duration = Duration::from_secs(400 * 86400);
+/// Events of the security activity trail kept per user by default.
+const DEFAULT_ACTIVITY_MAX: usize = 50;
+/// How long the security activity trail keeps an event by default (30 days).
+const DEFAULT_ACTIVITY_RETENTION: Duration = Duration::from_secs(30 * 86400);
 
 impl Default for SessionRules {
     /// The defaults of [the configuration](crate::routes#configuration): 2 h access tokens, 30 d refresh tokens, 90 d sessions, 10
@@ -67,6 +78,8 @@ impl Default for SessionRules {
             limit_policy: SessionLimitPolicy::Evict,
             refresh_threshold: None,
             reuse_interval: Duration::from_secs(10),
+            activity_max: DEFAULT_ACTIVITY_MAX,
+            activity_retention: DEFAULT_ACTIVITY_RETENTION,
         }
     }
 }
@@ -74,7 +87,8 @@ impl Default for SessionRules {
 impl SessionRules {
     /// Reads `JWT_ACCESS_TOKEN_EXPIRY`, `JWT_REFRESH_TOKEN_EXPIRY`, `JWT_SESSION_EXPIRY`,
     /// `JWT_MAX_CONCURRENT_SESSIONS`, `JWT_SESSION_LIMIT_POLICY`, `JWT_AUTO_REFRESH_THRESHOLD`
-    /// and `JWT_REFRESH_REUSE_INTERVAL` from the process environment, and logs the startup
+    /// `JWT_REFRESH_REUSE_INTERVAL`, `SESSION_ACTIVITY_MAX` and `SESSION_ACTIVITY_RETENTION`
+    /// from the process environment, and logs the startup
     /// rules' adjustments.
     ///
     /// # Errors
@@ -96,7 +110,8 @@ impl SessionRules {
 
     pub(crate) fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         let mut rules = Self::default();
-        let durations: [(&'static str, &mut Duration); 4] = [
+        let durations: [(&'static str, &mut Duration); 5] = [
+            ("SESSION_ACTIVITY_RETENTION", &mut rules.activity_retention),
             ("JWT_ACCESS_TOKEN_EXPIRY", &mut rules.access_token_ttl),
             ("JWT_REFRESH_TOKEN_EXPIRY", &mut rules.refresh_token_ttl),
             ("JWT_SESSION_EXPIRY", &mut rules.session_ttl),
@@ -110,6 +125,9 @@ impl SessionRules {
         rules.refresh_threshold = env.duration("JWT_AUTO_REFRESH_THRESHOLD")?;
         if let Some(max) = env.positive("JWT_MAX_CONCURRENT_SESSIONS")? {
             rules.max_sessions = max;
+        }
+        if let Some(max) = env.positive("SESSION_ACTIVITY_MAX")? {
+            rules.activity_max = max;
         }
         let policies = [
             ("evict", SessionLimitPolicy::Evict),
@@ -248,7 +266,47 @@ impl SessionRules {
         self.reuse_interval
     }
 
+    /// How many security events are kept per user, newest first (`SESSION_ACTIVITY_MAX`, 1 to
+    /// 1000). The default is 50.
+    pub fn with_activity_max(mut self, max: usize) -> Self {
+        self.activity_max = max;
+        self
+    }
+
+    /// How long a security event is kept (`SESSION_ACTIVITY_RETENTION`, 1 minute to 400
+    /// days). The default is 30 days.
+    pub fn with_activity_retention(mut self, retention: Duration) -> Self {
+        self.activity_retention = retention;
+        self
+    }
+
+    /// How many security events are kept per user.
+    pub fn activity_max(&self) -> usize {
+        self.activity_max
+    }
+
+    /// How long a security event is kept.
+    pub fn activity_retention(&self) -> Duration {
+        self.activity_retention
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.activity_max == 0 || self.activity_max > MAX_ACTIVITY_EVENTS {
+            return Err(ConfigError::Invalid {
+                name: "SESSION_ACTIVITY_MAX",
+                value: self.activity_max.to_string(),
+                expected: "a whole number from 1 to 1000 (the default is 50)",
+            });
+        }
+        if self.activity_retention < Duration::from_secs(60)
+            || self.activity_retention > MAX_ACTIVITY_RETENTION
+        {
+            return Err(ConfigError::Invalid {
+                name: "SESSION_ACTIVITY_RETENTION",
+                value: show(self.activity_retention),
+                expected: "a duration from 1m to 400d (the default is 30d)",
+            });
+        }
         for (name, ttl) in [
             ("JWT_ACCESS_TOKEN_EXPIRY", self.access_token_ttl),
             ("JWT_REFRESH_TOKEN_EXPIRY", self.refresh_token_ttl),

@@ -148,6 +148,12 @@ fn bad_values_name_variable_value_and_form() {
         ("JWT_MAX_CONCURRENT_SESSIONS", "0"),
         ("JWT_MAX_CONCURRENT_SESSIONS", "ten"),
         ("JWT_SESSION_LIMIT_POLICY", "oldest"),
+        ("SESSION_ACTIVITY_MAX", "0"),
+        ("SESSION_ACTIVITY_MAX", "1001"),
+        ("SESSION_ACTIVITY_MAX", "many"),
+        ("SESSION_ACTIVITY_RETENTION", "30s"),
+        ("SESSION_ACTIVITY_RETENTION", "401d"),
+        ("SESSION_ACTIVITY_RETENTION", "a month"),
         ("SESSION_COOKIE_SECURE", "maybe"),
         ("SESSION_COOKIE_HTTP_ONLY", "2"),
         ("SESSION_COOKIE_SAME_SITE", "relaxed"),
@@ -948,4 +954,25 @@ fn the_sealing_key_seals_postgres_records_too() {
         .encryption_key(&[7; 32])
         .unwrap();
     assert!(built.postgres().seals_records());
+}
+
+#[test]
+fn the_activity_trail_is_bounded_by_default_and_configurable() {
+    let c = from(&[("JWT_SECRET", SECRET)]).unwrap();
+    assert_eq!(c.rules().activity_max(), 50);
+    assert_eq!(
+        c.rules().activity_retention(),
+        Duration::from_secs(30 * 86400)
+    );
+    let c = from(&[
+        ("JWT_SECRET", SECRET),
+        ("SESSION_ACTIVITY_MAX", "200"),
+        ("SESSION_ACTIVITY_RETENTION", "90d"),
+    ])
+    .unwrap();
+    assert_eq!(c.rules().activity_max(), 200);
+    assert_eq!(
+        c.rules().activity_retention(),
+        Duration::from_secs(90 * 86400)
+    );
 }

@@ -464,6 +464,14 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
             Ok(attempt) => attempt,
             Err(refused @ LoginRefused::LockedOut(_)) => {
                 tracing::info!(user = %user, %ip, "login refused: locked out");
+                if refused
+                    .locked_out()
+                    .is_some_and(|locked| self.attempts.started(locked))
+                {
+                    // The lock-out starts with this attempt: one event, in the named
+                    // account's trail.
+                    self.manager.lockout(username, None);
+                }
                 return Err(refused.to_response());
             }
             Err(refused) => {

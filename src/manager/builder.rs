@@ -7,10 +7,11 @@ use std::time::Duration;
 use crate::clock::{Clock, SharedClock, SystemClock, duration_ms};
 use crate::config::{ConfigError, SessionConfig, StoreSettings};
 use crate::rate_limit::Limits;
-use crate::store::{Lifetimes, MemoryStore, SessionStore};
+use crate::store::{ActivityBounds, Lifetimes, MemoryStore, SessionStore};
 use crate::token::TokenCodec;
 use crate::token::refresh::RefreshKeys;
 
+use super::activity::{DEFAULT_EVENT_HOOK_TIMEOUT, Recorder, SecurityEventHook};
 use super::cache::RevocationCache;
 use super::claims::{DEFAULT_HOOK_TIMEOUT, RefreshHook};
 use super::{Inner, SessionManager, StartupError};
@@ -39,6 +40,8 @@ pub struct SessionManagerBuilder {
     clock: Option<SharedClock>,
     hook: Option<Arc<dyn RefreshHook>>,
     hook_timeout: Duration,
+    event_hook: Option<Arc<dyn SecurityEventHook>>,
+    event_hook_timeout: Duration,
     store_timeout: Option<Duration>,
     #[cfg(feature = "postgres")]
     pool: Option<sqlx::PgPool>,
@@ -74,6 +77,22 @@ impl SessionManagerBuilder {
     /// session keeps the roles and claims it got at login.
     pub fn refresh_hook(mut self, hook: impl RefreshHook) -> Self {
         self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// The app's receiver of security events (logins, re-authentications, detected refresh
+    /// token theft, ended sessions, logouts everywhere, lock-outs): see
+    /// [`SecurityEventHook`]. It runs in a background task, so it never slows or fails a
+    /// request. The default is none (the store still keeps each user's trail).
+    pub fn on_security_event(mut self, hook: impl SecurityEventHook) -> Self {
+        self.event_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// How long one call of the security event hook may take before it is counted and logged
+    /// as timed out (the default is 10 s). Nothing waits for it but the hook's own slot.
+    pub fn security_event_timeout(mut self, timeout: Duration) -> Self {
+        self.event_hook_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -204,8 +223,22 @@ impl SessionManagerBuilder {
             reuse_interval: duration_ms(config.rules().reuse_interval()),
             access_retention,
         };
+        let activity_bounds = ActivityBounds {
+            max: config.rules().activity_max(),
+            retention: duration_ms(config.rules().activity_retention()),
+        };
+        let activity = Recorder::new(
+            store.clone(),
+            self.event_hook.map(|hook| (hook, self.event_hook_timeout)),
+            activity_bounds,
+            clock.clone(),
+            budget,
+            config.attempts().lockout,
+        );
         Ok(SessionManager {
             inner: Arc::new(Inner {
+                activity,
+                activity_bounds,
                 config,
                 codec,
                 store,
@@ -272,6 +305,8 @@ impl SessionManager {
             clock: None,
             hook: None,
             hook_timeout: DEFAULT_HOOK_TIMEOUT,
+            event_hook: None,
+            event_hook_timeout: DEFAULT_EVENT_HOOK_TIMEOUT,
             store_timeout: None,
             #[cfg(feature = "postgres")]
             pool: None,

@@ -3,12 +3,14 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod activity;
 mod builder;
 pub(crate) mod cache;
 mod claims;
 mod error;
 mod pair;
 
+pub use activity::SecurityEventHook;
 pub use builder::SessionManagerBuilder;
 pub use claims::{HookError, HookFailure, NewSession, RefreshContext, RefreshHook, Refreshed};
 pub use error::{SessionError, StartupError};
@@ -22,8 +24,9 @@ use crate::rate_limit::Limits;
 use crate::revocation::SessionStatus;
 use crate::session::{AuthContext, ClaimsError, CustomClaims, Session, SessionId};
 use crate::store::{
-    CreateOutcome, DeviceInfo, Lifetimes, RotateOutcome, RotateRequest, SessionLimit,
-    SessionRecord, SessionStore, SessionUpdate, StoreError, StoreWarning, purge_at,
+    ActivityBounds, CreateOutcome, DeviceInfo, EndReason, EventKind, Lifetimes, RotateOutcome,
+    RotateRequest, SecurityEvent, SessionLimit, SessionRecord, SessionStore, SessionUpdate,
+    StoreError, StoreWarning, purge_at,
 };
 use crate::telemetry::{self, Escaped};
 use crate::token::TokenCodec;
@@ -51,6 +54,10 @@ struct Inner {
     budget: std::time::Duration,
     /// The rate limit, the login lock-out and the failed-refresh tracking, on the store.
     limits: Limits,
+    /// The security events' queue to the store and the app's hook.
+    activity: activity::Recorder,
+    /// How much of each user's activity is kept.
+    activity_bounds: ActivityBounds,
 }
 
 /// The warning codes last logged, so each is logged when it appears, not on every health call.
@@ -372,12 +379,24 @@ impl SessionManager {
         {
             CreateOutcome::Created { evicted } => {
                 for sid in &evicted {
+                    self.event(
+                        EventKind::SessionEnded(EndReason::Evicted),
+                        user_id,
+                        Some(*sid),
+                        None,
+                    );
                     inner.cache.mark_revoked(*sid);
                     tracing::info!(session_id = %sid, user_id = %Escaped::new(user_id), "session evicted by the per-user limit");
                 }
                 telemetry::revoked("evicted", evicted.len() as u64);
                 telemetry::created();
                 inner.cache.mark_active_since(record.session_id, since);
+                self.event(
+                    EventKind::Login,
+                    user_id,
+                    Some(record.session_id),
+                    Some(&record.device),
+                );
                 tracing::debug!(session_id = %record.session_id, user_id = %Escaped::new(user_id), "session created");
                 Ok(self.token_pair(&record))
             }
@@ -444,6 +463,12 @@ impl SessionManager {
             }
             RotateOutcome::Reused(record, kind) => {
                 inner.cache.mark_revoked(record.session_id);
+                self.event(
+                    EventKind::RefreshReuseDetected,
+                    &record.user_id,
+                    Some(record.session_id),
+                    Some(&record.device),
+                );
                 telemetry::reuse(kind.as_str());
                 telemetry::revoked("reuse", 1);
                 tracing::warn!(
@@ -563,6 +588,12 @@ impl SessionManager {
             RotateOutcome::Rotated(record) => {
                 inner.cache.mark_active_since(sid, since);
                 tracing::info!(session_id = %sid, user_id = %Escaped::new(&user_id), "session re-authenticated");
+                self.event(
+                    EventKind::Reauthenticate,
+                    &user_id,
+                    Some(sid),
+                    Some(&record.device),
+                );
                 Ok(self.token_pair(&record))
             }
             RotateOutcome::SessionExpired => Err(SessionError::SessionExpired),
@@ -681,6 +712,36 @@ impl SessionManager {
     /// # Errors
     /// [`SessionError::Unavailable`] when the store cannot be reached.
     pub async fn revoke(&self, session_id: SessionId) -> Result<bool, SessionError> {
+        self.end_session(session_id, EndReason::Admin).await
+    }
+
+    /// Ends one session, as [`revoke`](Self::revoke), recording it in its owner's activity as
+    /// ended for `reason`.
+    pub(crate) async fn end_session(
+        &self,
+        session_id: SessionId,
+        reason: EndReason,
+    ) -> Result<bool, SessionError> {
+        // Read first (the record is gone once ended) for whose trail and which device; a
+        // failed read does not stop the logout, only its entry in the trail.
+        let record = self
+            .timed("get", self.inner.store.get(session_id))
+            .await
+            .ok()
+            .flatten();
+        let live = self.revoke_quiet(session_id).await?;
+        if let Some(record) = record.filter(|_| live) {
+            self.event(
+                EventKind::SessionEnded(reason),
+                &record.user_id,
+                Some(session_id),
+                Some(&record.device),
+            );
+        }
+        Ok(live)
+    }
+
+    async fn revoke_quiet(&self, session_id: SessionId) -> Result<bool, SessionError> {
         let live = self
             .timed("revoke", self.inner.store.revoke(session_id, self.now_ms()))
             .await?;
@@ -726,11 +787,21 @@ impl SessionManager {
     ) -> Result<(), SessionError> {
         let now = self.now_ms();
         let record = self.timed("get", self.inner.store.get(session_id)).await?;
-        if !record.is_some_and(|r| r.user_id == user_id && r.is_live(now)) {
+        if !record
+            .as_ref()
+            .is_some_and(|r| r.user_id == user_id && r.is_live(now))
+        {
             return Err(SessionError::NotFound);
         }
         // Ended by someone else since it was read: ended all the same.
-        self.revoke(session_id).await?;
+        if self.revoke_quiet(session_id).await? {
+            self.event(
+                EventKind::SessionEnded(EndReason::OtherDevice),
+                user_id,
+                Some(session_id),
+                record.as_ref().map(|r| &r.device),
+            );
+        }
         Ok(())
     }
 
@@ -752,6 +823,12 @@ impl SessionManager {
         telemetry::revoked("logout", revoked.len() as u64);
         for sid in &revoked {
             self.inner.cache.mark_revoked(*sid);
+            self.event(
+                EventKind::SessionEnded(EndReason::OtherDevice),
+                user_id,
+                Some(*sid),
+                None,
+            );
         }
         tracing::debug!(user_id = %Escaped::new(user_id), count = revoked.len(), "other sessions revoked");
         Ok(revoked.len())
@@ -779,7 +856,12 @@ impl SessionManager {
     /// # Errors
     /// [`SessionError::Unavailable`] when the store cannot be reached.
     pub async fn revoke_all(&self, user_id: &str) -> Result<usize, SessionError> {
-        Ok(self.revoke_all_ids(user_id).await?.len())
+        let revoked = self.revoke_all_ids(user_id).await?;
+        for sid in &revoked {
+            let reason = EventKind::SessionEnded(EndReason::Admin);
+            self.event(reason, user_id, Some(*sid), None);
+        }
+        Ok(revoked.len())
     }
 
     async fn revoke_all_ids(&self, user_id: &str) -> Result<Vec<SessionId>, SessionError> {
@@ -810,7 +892,8 @@ impl SessionManager {
     pub async fn revoke_all_for(&self, caller: &Session) -> Result<usize, SessionError> {
         let revoked = self.revoke_all_ids(caller.user_id()).await?;
         let sid = caller.session_id();
-        if revoked.contains(&sid) || !self.revoke(sid).await? {
+        self.event(EventKind::LogoutAll, caller.user_id(), Some(sid), None);
+        if revoked.contains(&sid) || !self.revoke_quiet(sid).await? {
             // Listed, or ended meanwhile by someone else (a logout racing this one).
             return Ok(revoked.len());
         }
@@ -820,6 +903,85 @@ impl SessionManager {
             "logout-all: the store's index of the user's sessions missed a live session; other sessions may still be live (is Redis evicting keys? see docs/deployment.md)"
         );
         Err(SessionError::Inconsistent)
+    }
+
+    /// Records a security event: to the queue, never waiting, never failing.
+    fn event(
+        &self,
+        kind: EventKind,
+        user_id: &str,
+        session_id: Option<SessionId>,
+        device: Option<&DeviceInfo>,
+    ) {
+        let mut event = SecurityEvent::new(kind, user_id, system_time(self.now_ms()));
+        event.session_id = session_id;
+        if let Some(device) = device {
+            event = event.with_device(device);
+        }
+        self.inner.activity.record(event);
+    }
+
+    /// Records a lock-out of the account `user` (the name a login named), for the login
+    /// service.
+    pub(crate) fn lockout(&self, user: &str, ip: Option<&str>) {
+        // One event per account and lock-out: the user+client and the client keys lock apart,
+        // and a lock-out met again restarts; this instance says it once per lock-out period.
+        if !self.inner.activity.first_lockout(user) {
+            return;
+        }
+        let mut event = SecurityEvent::new(EventKind::Lockout, user, system_time(self.now_ms()));
+        event.ip = ip.map(str::to_owned);
+        self.inner.activity.record(event);
+    }
+
+    /// A user's security activity, newest first: at most `SESSION_ACTIVITY_MAX` events, none
+    /// older than `SESSION_ACTIVITY_RETENTION` (see
+    /// [`SessionRules::with_activity_max`](crate::config::SessionRules::with_activity_max)).
+    /// Events are written by a background task: one that happened a moment ago may not be
+    /// there yet ([`flush_activity`](Self::flush_activity) waits for them). Empty when the
+    /// store does not keep the trail.
+    ///
+    /// ```
+    /// use tower_jwt_session::store::EventKind;
+    /// use tower_jwt_session::{SessionConfig, SessionManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let login = manager.create_session("alice", &["user"]).await?;
+    /// manager.revoke(login.session_id).await?;
+    /// manager.flush_activity().await;
+    /// let trail = manager.activity("alice").await?;
+    /// assert_eq!(trail[0].kind.as_str(), "session_ended");
+    /// assert_eq!(trail[1].kind, EventKind::Login);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the store cannot be reached.
+    pub async fn activity(&self, user_id: &str) -> Result<Vec<SecurityEvent>, SessionError> {
+        if !self.inner.store.keeps_activity() {
+            return Ok(Vec::new());
+        }
+        let bounds = self.inner.activity_bounds;
+        Ok(self
+            .timed(
+                "activity",
+                self.inner.store.activity(user_id, bounds, self.now_ms()),
+            )
+            .await?)
+    }
+
+    /// Waits until every security event recorded before the call has been written to the
+    /// store (the hook's calls are not waited for): for tests, and before a graceful shutdown.
+    pub async fn flush_activity(&self) {
+        self.inner.activity.flush().await;
+    }
+
+    /// How many security events this manager dropped because its queue was full.
+    pub fn dropped_security_events(&self) -> u64 {
+        self.inner.activity.dropped()
     }
 
     /// A user's live sessions, oldest first.
@@ -843,6 +1005,13 @@ impl SessionManager {
         self.ping().await?;
         let mut warnings = self.timed("warnings", self.inner.store.warnings()).await?;
         warnings.extend(self.inner.limits.warnings());
+        if !self.inner.store.keeps_activity() {
+            warnings.push(StoreWarning::new(
+                "activity_not_kept",
+                "the session store does not keep the security activity trail (a store written \
+                 before it existed): GET /api/token/activity answers an empty list",
+            ));
+        }
         self.inner.reported.report(&warnings);
         Ok(warnings)
     }

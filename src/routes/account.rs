@@ -2,6 +2,7 @@
 //! `logout`, `logout-all`, `logout-others`, `DELETE sessions/{sessionId}`.
 
 use super::*;
+use crate::store::EndReason;
 
 impl TokenRoutes {
     pub(super) async fn validate(&self, body: ValidateBody) -> Answer {
@@ -89,6 +90,31 @@ impl TokenRoutes {
         self.list_sessions(&caller, user).await
     }
 
+    /// `GET activity`: the caller's own security activity, newest first. Only the caller's:
+    /// the user comes from the verified token, never from the request.
+    pub(super) async fn activity(&self, headers: &HeaderMap) -> Answer {
+        let caller = match self.authenticate(headers).await {
+            Ok(session) => session,
+            Err(res) => return res,
+        };
+        let events = match self.manager.activity(caller.user_id()).await {
+            Ok(events) => events,
+            Err(error) => return session_error(&error),
+        };
+        let events = events
+            .into_iter()
+            .map(|e| ActivityEntry {
+                kind: e.kind.as_str(),
+                reason: e.kind.reason().map(EndReason::as_str),
+                at: rfc3339(e.at_ms()),
+                session_id: e.session_id,
+                device: e.device,
+                ip: e.ip,
+            })
+            .collect();
+        success("Security activity", Activity { events })
+    }
+
     /// The live sessions of `user`, for `caller` (who is allowed to see them).
     async fn list_sessions(&self, caller: &crate::Session, user: String) -> Answer {
         let sessions = match self.manager.sessions(&user).await {
@@ -160,7 +186,7 @@ impl TokenRoutes {
                 .map(|revoked| success("Logged out of all sessions", Revoked { revoked }))
         } else {
             self.manager
-                .revoke(caller.session_id())
+                .end_session(caller.session_id(), EndReason::Logout)
                 .await
                 .map(|_| success("Logged out", Empty {}))
         };
@@ -190,6 +216,17 @@ impl TokenRoutes {
         };
         let result = if caller.has_role("admin") {
             match self.manager.revoke(session_id).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(SessionError::NotFound),
+                Err(error) => Err(error),
+            }
+        } else if session_id == caller.session_id() {
+            // The caller's own session, from its own devices list: a logout.
+            match self
+                .manager
+                .end_session(session_id, EndReason::Logout)
+                .await
+            {
                 Ok(true) => Ok(()),
                 Ok(false) => Err(SessionError::NotFound),
                 Err(error) => Err(error),
@@ -248,7 +285,11 @@ impl TokenRoutes {
                 count_refresh_error(tracked, &SessionError::InvalidToken).await;
                 refused
             }
-            Some(session_id) => match self.manager.revoke(session_id).await {
+            Some(session_id) => match self
+                .manager
+                .end_session(session_id, EndReason::Logout)
+                .await
+            {
                 Ok(true) => success("Logged out", Empty {}),
                 Ok(false) => success("Already logged out", Empty {}),
                 Err(error) => return session_error(&error),

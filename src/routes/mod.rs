@@ -7,6 +7,7 @@
 //! | `POST {prefix}/auto-refresh` `{accessToken, refreshToken}` | — | refreshes only when due |
 //! | `GET {prefix}/session-stats/{userId}` | Bearer | the user's live sessions (self or `admin`) |
 //! | `GET {prefix}/sessions` | Bearer | the caller's own live sessions, the same rows |
+//! | `GET {prefix}/activity` | Bearer | the caller's own security activity, newest first |
 //! | `GET {prefix}/health` | — | `{status, store}`, 503 when the store is down |
 //! | `POST {prefix}/logout` | Bearer, or the refresh cookie | ends the caller's session |
 //! | `POST {prefix}/logout-all` | Bearer | ends all the caller's sessions |
@@ -97,7 +98,8 @@ use account::ValidateBody;
 use refresh::{AutoRefreshBody, RefreshBody, Tracked, count_refresh_error, refresh_allowed};
 
 use crate::response::{
-    Empty, Health, Revoked, SessionInfo, SessionStats, Success, TokenPairBody, TokenStatus,
+    Activity, ActivityEntry, Empty, Health, Revoked, SessionInfo, SessionStats, Success,
+    TokenPairBody, TokenStatus,
 };
 use crate::revocation::SessionStatus;
 
@@ -291,6 +293,7 @@ impl TokenRoutes {
             JWKS_PATH => (Method::GET, Route::Jwks),
             "/logout-others" => (Method::POST, Route::LogoutOthers),
             "/sessions" => (Method::GET, Route::OwnSessions),
+            "/activity" => (Method::GET, Route::Activity),
             other => match other.strip_prefix("/session-stats/") {
                 Some(user) if !user.is_empty() && !user.contains('/') => {
                     (Method::GET, Route::SessionStats(user.to_owned()))
@@ -407,6 +410,7 @@ impl TokenRoutes {
             }
             Route::SessionStats(user) => self.session_stats(&parts.headers, &user).await,
             Route::OwnSessions => self.own_sessions(&parts.headers).await,
+            Route::Activity => self.activity(&parts.headers).await,
             Route::Health => self.health().await,
             Route::Logout => {
                 let tracked = self.refresh_tracking(&parts.extensions);
@@ -426,6 +430,7 @@ enum Route {
     AutoRefresh,
     SessionStats(String),
     OwnSessions,
+    Activity,
     Health,
     Logout,
     LogoutAll,
@@ -442,6 +447,7 @@ impl Route {
             Route::AutoRefresh => "auto-refresh",
             Route::SessionStats(_) => "session-stats",
             Route::OwnSessions => "sessions",
+            Route::Activity => "activity",
             Route::Health => "health",
             Route::Logout => "logout",
             Route::LogoutAll => "logout-all",

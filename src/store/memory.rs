@@ -1,13 +1,14 @@
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
 use crate::clock::Clock;
 
 use super::{
-    CreateOutcome, Lifetimes, RotateOutcome, RotateRequest, SessionLimit, SessionRecord,
-    SessionStore, StoreError, apply_rotation, decide_rotation, plan_admission, rotation_outcome,
+    ActivityBounds, CreateOutcome, Lifetimes, RotateOutcome, RotateRequest, SecurityEvent,
+    SessionLimit, SessionRecord, SessionStore, StoreError, apply_rotation, decide_rotation,
+    plan_admission, rotation_outcome,
 };
 use crate::session::SessionId;
 use crate::store::RotationDecision;
@@ -27,9 +28,28 @@ const PURGE_BATCH: usize = 64;
 /// history, and the work of a login is bounded by that number too.
 ///
 /// All operations take one mutex for a few hundred nanoseconds; each is atomic.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// Each user's security activity, newest first, trimmed to the bounds on every write;
+    /// the users themselves bounded by [`ACTIVITY_USERS`], the least recently active
+    /// forgotten first, and each forgotten once idle for the longest retention accepted.
+    activity: moka::sync::Cache<String, Arc<Mutex<VecDeque<SecurityEvent>>>>,
+}
+
+/// How many users' activity trails a memory store keeps at most.
+const ACTIVITY_USERS: u64 = 100_000;
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            activity: moka::sync::Cache::builder()
+                .max_capacity(ACTIVITY_USERS)
+                .time_to_idle(crate::config::MAX_ACTIVITY_RETENTION)
+                .build(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -261,6 +281,42 @@ impl SessionStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn keeps_activity(&self) -> bool {
+        true
+    }
+
+    async fn record_activity(
+        &self,
+        event: &SecurityEvent,
+        bounds: ActivityBounds,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let trail = self
+            .activity
+            .get_with_by_ref(event.user_id.as_str(), Default::default);
+        let mut trail = trail.lock().unwrap_or_else(|e| e.into_inner());
+        bounds.push(&mut trail, event.clone(), now);
+        Ok(())
+    }
+
+    async fn activity(
+        &self,
+        user_id: &str,
+        bounds: ActivityBounds,
+        now: u64,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        let Some(trail) = self.activity.get(user_id) else {
+            return Ok(Vec::new());
+        };
+        let trail = trail.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(trail
+            .iter()
+            .filter(|e| !e.expired(bounds, now))
+            .take(bounds.max)
+            .cloned()
+            .collect())
     }
 
     fn kind(&self) -> &'static str {

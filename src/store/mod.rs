@@ -10,6 +10,7 @@
 //! Times are milliseconds since the Unix epoch and are passed in by the caller, so stores are
 //! clock-free and the rules are testable on a manual clock.
 
+mod activity;
 mod device;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -26,6 +27,7 @@ pub(crate) mod sealing;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod suite;
 
+pub use activity::{ActivityBounds, EndReason, EventKind, SecurityEvent};
 pub use device::{DeviceInfo, MAX_DEVICE_LABEL_LEN};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
@@ -387,6 +389,10 @@ pub enum StoreError {
     /// the records already stored). A startup error.
     #[error("session store misconfigured: {0}")]
     Misconfigured(String),
+    /// The store does not offer this operation (a store written before it existed: the
+    /// default methods of [`SessionStore`] answer this).
+    #[error("the session store does not support {0}")]
+    Unsupported(&'static str),
 }
 
 /// Something in a store's setup that can lose sessions or logouts without an error (a Redis
@@ -567,6 +573,44 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// manager logs their messages. None by default.
     async fn warnings(&self) -> Result<Vec<StoreWarning>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Whether the store keeps the security activity trail
+    /// ([`record_activity`](Self::record_activity), [`activity`](Self::activity)). The
+    /// default is `false`: the manager then says at startup, at `warn`, and in health
+    /// (`activity_not_kept`) that the trail is not kept; the app's hook still gets every event.
+    fn keeps_activity(&self) -> bool {
+        false
+    }
+
+    /// Adds `event` to its user's trail and trims the trail to `bounds` in the same step:
+    /// never more than `bounds.max` events per user whatever the history, none kept much
+    /// longer than `bounds.retention` after `now` (milliseconds). Stores that seal records
+    /// seal the event too, and key the trail by the user's hash as they key sessions.
+    ///
+    /// The default answers [`StoreError::Unsupported`].
+    async fn record_activity(
+        &self,
+        event: &SecurityEvent,
+        bounds: ActivityBounds,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let _ = (event, bounds, now);
+        Err(StoreError::Unsupported("the security activity trail"))
+    }
+
+    /// A user's trail, newest first: at most `bounds.max` events, none older than
+    /// `bounds.retention` at `now`.
+    ///
+    /// The default answers [`StoreError::Unsupported`].
+    async fn activity(
+        &self,
+        user_id: &str,
+        bounds: ActivityBounds,
+        now: u64,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        let _ = (user_id, bounds, now);
+        Err(StoreError::Unsupported("the security activity trail"))
     }
 
     /// A short name for health reports: `memory`, `redis`.

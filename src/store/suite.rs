@@ -857,6 +857,169 @@ pub fn run<F: std::future::Future<Output = ()>>(workers: usize, test: F) {
         .block_on(test);
 }
 
+/// An event of `kind` for `user` at `now`, with a session and the suite's device.
+pub fn event(kind: EventKind, user: &str, now: u64) -> SecurityEvent {
+    SecurityEvent::new(kind, user, crate::clock::system_time(now))
+        .with_session(SessionId::random())
+        .with_device(&DeviceInfo::new("Firefox on Linux", Some("203.0.113.0/24")))
+}
+
+/// Whether `store` keeps the activity trail; when it does not, its methods must say so with
+/// [`StoreError::Unsupported`] (the trait's defaults).
+async fn keeps_activity<S: SessionStore + ?Sized>(store: &S) -> bool {
+    if store.keeps_activity() {
+        return true;
+    }
+    let bounds = ActivityBounds {
+        max: 5,
+        retention: 60_000,
+    };
+    let e = event(EventKind::Login, "nobody", at(0));
+    assert!(matches!(
+        store.record_activity(&e, bounds, at(0)).await,
+        Err(StoreError::Unsupported(_))
+    ));
+    assert!(matches!(
+        store.activity("nobody", bounds, at(0)).await,
+        Err(StoreError::Unsupported(_))
+    ));
+    false
+}
+
+/// The rule that a user's trail holds the newest `max` events, newest first, every field as
+/// it was recorded.
+pub async fn activity_keeps_the_newest_in_order<S: SessionStore + ?Sized>(store: &S) {
+    if !keeps_activity(store).await {
+        return;
+    }
+    let user = unique("alice");
+    let bounds = ActivityBounds {
+        max: 5,
+        retention: 3_600_000,
+    };
+    let kinds = [
+        EventKind::Login,
+        EventKind::Reauthenticate,
+        EventKind::RefreshReuseDetected,
+        EventKind::SessionEnded(EndReason::Logout),
+        EventKind::SessionEnded(EndReason::OtherDevice),
+        EventKind::SessionEnded(EndReason::Admin),
+        EventKind::SessionEnded(EndReason::Evicted),
+        EventKind::LogoutAll,
+        EventKind::Lockout,
+    ];
+    let mut recorded = Vec::new();
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let now = at(1_000 + i as u64);
+        let e = event(kind, &user, now);
+        store.record_activity(&e, bounds, now).await.unwrap();
+        recorded.push(e);
+    }
+    let trail = store.activity(&user, bounds, at(2_000)).await.unwrap();
+    let newest: Vec<SecurityEvent> = recorded.iter().rev().take(5).cloned().collect();
+    assert_eq!(trail, newest);
+    // A smaller bound at reading reads fewer.
+    let two = ActivityBounds { max: 2, ..bounds };
+    assert_eq!(
+        store.activity(&user, two, at(2_000)).await.unwrap(),
+        newest[..2]
+    );
+}
+
+/// The rule that one user's trail never shows another's events.
+pub async fn activity_is_per_user<S: SessionStore + ?Sized>(store: &S) {
+    if !keeps_activity(store).await {
+        return;
+    }
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let bounds = ActivityBounds {
+        max: 10,
+        retention: 3_600_000,
+    };
+    let a = event(EventKind::Login, &alice, at(1_000));
+    let b = event(EventKind::Lockout, &bob, at(1_001));
+    store.record_activity(&a, bounds, at(1_000)).await.unwrap();
+    store.record_activity(&b, bounds, at(1_001)).await.unwrap();
+    assert_eq!(
+        store.activity(&alice, bounds, at(1_002)).await.unwrap(),
+        [a]
+    );
+    assert_eq!(store.activity(&bob, bounds, at(1_002)).await.unwrap(), [b]);
+    assert!(
+        store
+            .activity(&unique("carol"), bounds, at(1_002))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The rule that events older than the retention are not shown, and are trimmed by the next
+/// write.
+pub async fn activity_forgets_past_retention<S: SessionStore + ?Sized>(store: &S) {
+    if !keeps_activity(store).await {
+        return;
+    }
+    let user = unique("alice");
+    let bounds = ActivityBounds {
+        max: 10,
+        retention: 10_000,
+    };
+    let old = event(EventKind::Login, &user, at(1_000));
+    store
+        .record_activity(&old, bounds, at(1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.activity(&user, bounds, at(5_000)).await.unwrap(),
+        [old]
+    );
+    assert!(
+        store
+            .activity(&user, bounds, at(11_001))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let new = event(EventKind::Reauthenticate, &user, at(20_000));
+    store
+        .record_activity(&new, bounds, at(20_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.activity(&user, bounds, at(20_001)).await.unwrap(),
+        [new]
+    );
+}
+
+/// The rule that a trail stays bounded whatever the history: 300 events with a bound of 7.
+pub async fn activity_stays_bounded<S: SessionStore + ?Sized>(store: &S) {
+    if !keeps_activity(store).await {
+        return;
+    }
+    let user = unique("flood");
+    let bounds = ActivityBounds {
+        max: 7,
+        retention: 3_600_000,
+    };
+    let mut last = Vec::new();
+    for i in 0..300u64 {
+        let e = event(EventKind::Login, &user, at(1_000 + i));
+        store
+            .record_activity(&e, bounds, at(1_000 + i))
+            .await
+            .unwrap();
+        last.push(e);
+    }
+    let wide = ActivityBounds {
+        max: 1000,
+        ..bounds
+    };
+    let trail = store.activity(&user, wide, at(2_000)).await.unwrap();
+    let want: Vec<SecurityEvent> = last.iter().rev().take(7).cloned().collect();
+    assert_eq!(trail, want);
+}
+
 /// Runs the whole store suite against the store made by `$make` (an expression evaluated in an
 /// async context, so it may `.await`): one `#[test]` per rule. Feature `test-util`; see
 /// [`store::suite`](crate::store::suite).
@@ -877,6 +1040,10 @@ macro_rules! store_suite {
             claims_round_trip_and_rotation_updates,
             revoke_all_except_keeps_one,
             auth_context_round_trips_and_moves_only_by_reauthentication,
+            activity_keeps_the_newest_in_order,
+            activity_is_per_user,
+            activity_forgets_past_retention,
+            activity_stays_bounded,
         );
 
         #[test]

@@ -116,7 +116,7 @@ impl TestDb {
             "SELECT relname::text FROM pg_class WHERE relkind = 'r' AND relname = ANY($1)",
         )
         .bind(
-            ["sessions", "meta", "rate_limits", "attempts"]
+            ["sessions", "meta", "rate_limits", "attempts", "activity"]
                 .map(|t| format!("{prefix}_{t}"))
                 .to_vec(),
         )

@@ -12,6 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod activity;
 mod adversarial;
 mod app;
 mod assembly;

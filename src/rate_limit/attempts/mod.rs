@@ -351,6 +351,12 @@ impl AttemptTracker {
         })
     }
 
+    /// Whether `locked` was answered to the attempt that started the lock-out (its time left
+    /// is the whole lock-out), rather than to one made while it lasts.
+    pub(crate) fn started(&self, locked: &LockedOut) -> bool {
+        locked.retry_after == self.inner.config.lockout
+    }
+
     /// The password was right: releases the reservation. The user+client count is cleared;
     /// the client's count keeps its earlier failures but not this attempt (so a client holding
     /// one valid account cannot reset its count between guesses at others). The user's delay

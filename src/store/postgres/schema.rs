@@ -11,7 +11,11 @@ use crate::config::MigrateMode;
 use crate::store::StoreError;
 
 /// The migrations, oldest first; version `n` is `MIGRATIONS[n - 1]`. Append, never edit.
-const MIGRATIONS: &[&str] = &[include_str!("sql/v1.sql"), include_str!("sql/v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("sql/v1.sql"),
+    include_str!("sql/v2.sql"),
+    include_str!("sql/v3.sql"),
+];
 
 /// A 64-bit advisory-lock key for `label`, so that locks of different prefixes (and of other
 /// applications, which pick their own keys) rarely meet; when they do, they only wait.
@@ -32,6 +36,8 @@ pub(super) struct Tables {
     pub(super) rate_limits: String,
     /// The attempt tracker's records.
     pub(super) attempts: String,
+    /// The security activity trail.
+    pub(super) activity: String,
 }
 
 impl Tables {
@@ -43,6 +49,7 @@ impl Tables {
             channel: format!("{prefix}_revoked"),
             rate_limits: format!("{prefix}_rate_limits"),
             attempts: format!("{prefix}_attempts"),
+            activity: format!("{prefix}_activity"),
         }
     }
 }

@@ -22,9 +22,9 @@ use crate::config::{MigrateMode, PostgresSettings};
 use crate::session::SessionId;
 use crate::store::sealing::Cipher;
 use crate::store::{
-    CreateOutcome, Lifetimes, RevocationEvent, RevocationSink, RotateOutcome, RotateRequest,
-    RotationDecision, SessionLimit, SessionRecord, SessionStore, StoreError, StoreWarning,
-    apply_rotation, decide_rotation, plan_admission, rotation_outcome,
+    ActivityBounds, CreateOutcome, Lifetimes, RevocationEvent, RevocationSink, RotateOutcome,
+    RotateRequest, RotationDecision, SecurityEvent, SessionLimit, SessionRecord, SessionStore,
+    StoreError, StoreWarning, apply_rotation, decide_rotation, plan_admission, rotation_outcome,
 };
 
 /// How many due rows (of any user) one login deletes at most, to bound its work.
@@ -44,12 +44,39 @@ struct Sql {
     delete_notify_if_unchanged: String,
     list: String,
     revoke_all: String,
+    activity_insert: String,
+    activity_trim: String,
+    activity_sweep: String,
+    activity_read: String,
 }
 
 impl Sql {
     fn new(t: &Tables) -> Self {
         let s = &t.sessions;
+        let a = &t.activity;
         Self {
+            // The slot after the user's newest (modulo `$5`, the bound), overwritten: the user
+            // holds at most `$5` rows. Run under the user's activity lock.
+            activity_insert: format!(
+                "INSERT INTO {a} (user_key, slot, seq, at, keep_until, data) VALUES ($1, \
+                 COALESCE((SELECT slot + 1 FROM {a} WHERE user_key = $1 \
+                 ORDER BY seq DESC LIMIT 1), 0) % $5, \
+                 GREATEST((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, \
+                 COALESCE((SELECT max(seq) + 1 FROM {a} WHERE user_key = $1), 0)), \
+                 $2, $3, $4) \
+                 ON CONFLICT (user_key, slot) DO UPDATE SET seq = excluded.seq, \
+                 at = excluded.at, keep_until = excluded.keep_until, data = excluded.data"
+            ),
+            // Slots past a smaller bound than the one they were written under.
+            activity_trim: format!("DELETE FROM {a} WHERE user_key = $1 AND slot >= $2"),
+            activity_sweep: format!(
+                "DELETE FROM {a} WHERE ctid IN (SELECT ctid FROM {a} WHERE keep_until < $1 \
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            ),
+            activity_read: format!(
+                "SELECT data FROM {a} WHERE user_key = $1 AND keep_until >= $2 \
+                 ORDER BY seq DESC LIMIT $3"
+            ),
             purge_due: format!(
                 "DELETE FROM {s} WHERE session_id IN (SELECT session_id FROM {s} \
                  WHERE purge_at < $1 ORDER BY purge_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
@@ -637,6 +664,25 @@ impl PostgresStore {
             let gone = self.purge_batch(now, 10_000).await?;
             total += gone;
             if gone < 10_000 {
+                break;
+            }
+        }
+        // The security events past their retention (the trails of users who did not come
+        // back: a user's own writes overwrite its oldest slots).
+        loop {
+            let gone = self
+                .timed(async {
+                    let done = sqlx::query(&self.sql.activity_sweep)
+                        .bind(to_i64(now))
+                        .bind(10_000_i64)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(done.rows_affected())
+                })
+                .await?;
+            total += gone;
+            if gone < 10_000 {
                 return Ok(total);
             }
         }
@@ -1148,6 +1194,94 @@ impl SessionStore for PostgresStore {
             ))
         })
         .await
+    }
+
+    fn keeps_activity(&self) -> bool {
+        true
+    }
+
+    async fn record_activity(
+        &self,
+        event: &SecurityEvent,
+        bounds: ActivityBounds,
+        _now: u64,
+    ) -> Result<(), StoreError> {
+        let key = user_keys(self.cipher.as_ref(), &event.user_id).swap_remove(0);
+        let stored = event.to_stored();
+        let data = match &self.cipher {
+            Some(cipher) => cipher.seal(&key, stored.as_bytes()),
+            None => stored,
+        };
+        let at = event.at_ms();
+        let max = i64::try_from(bounds.max.max(1)).unwrap_or(i64::MAX);
+        self.timed(async {
+            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            // One writer per user at a time (two instances recording for one user), or two
+            // could take the same slot and one event would overwrite the other.
+            let mut label =
+                format!("tower-jwt-session activity {} ", self.tables.prefix).into_bytes();
+            label.extend_from_slice(&key);
+            // Not waiting for the WAL flush: an event lost in a crash of PostgreSQL is worth
+            // the write it saves on every login (it is in the hook and the logs anyway).
+            let begin = format!(
+                "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock({})",
+                lock_key(&label)
+            );
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, begin)
+                .await
+                .map_err(db_error)?;
+            sqlx::query(&self.sql.activity_insert)
+                .bind(&key)
+                .bind(to_i64(at))
+                .bind(to_i64(at.saturating_add(bounds.retention)))
+                .bind(data)
+                .bind(i32::try_from(max).unwrap_or(i32::MAX))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            sqlx::query(&self.sql.activity_trim)
+                .bind(&key)
+                .bind(i32::try_from(max).unwrap_or(i32::MAX))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn activity(
+        &self,
+        user_id: &str,
+        bounds: ActivityBounds,
+        now: u64,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        let key = user_keys(self.cipher.as_ref(), user_id).swap_remove(0);
+        let max = i64::try_from(bounds.max.max(1)).unwrap_or(i64::MAX);
+        let rows: Vec<String> = self
+            .timed(async {
+                sqlx::query_scalar(&self.sql.activity_read)
+                    .bind(&key)
+                    .bind(to_i64(now))
+                    .bind(max)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_error)
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|data| match &self.cipher {
+                Some(cipher) => {
+                    let opened = cipher.open(|_| key.clone(), data)?;
+                    let plain = String::from_utf8(opened.plain).ok()?;
+                    SecurityEvent::from_stored(user_id, &plain)
+                }
+                None => SecurityEvent::from_stored(user_id, data),
+            })
+            .filter(|event| !event.expired(bounds, now))
+            .collect())
     }
 
     fn kind(&self) -> &'static str {

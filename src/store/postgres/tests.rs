@@ -44,6 +44,25 @@ async fn test_store(sealed: bool) -> TestStore {
 
 #[async_trait]
 impl SessionStore for TestStore {
+    fn keeps_activity(&self) -> bool {
+        self.store.keeps_activity()
+    }
+    async fn record_activity(
+        &self,
+        event: &crate::store::SecurityEvent,
+        bounds: crate::store::ActivityBounds,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.store.record_activity(event, bounds, now).await
+    }
+    async fn activity(
+        &self,
+        user_id: &str,
+        bounds: crate::store::ActivityBounds,
+        now: u64,
+    ) -> Result<Vec<crate::store::SecurityEvent>, StoreError> {
+        self.store.activity(user_id, bounds, now).await
+    }
     fn watch_revocations(&self, sink: crate::store::RevocationSink) {
         self.store.watch_revocations(sink);
     }
@@ -143,7 +162,7 @@ async fn migrations_are_idempotent_and_safe_from_several_instances() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert_eq!(version, "2");
+    assert_eq!(version, "3");
     let tables: Vec<(String, String)> = sqlx::query_as(
         "SELECT relname::text, relpersistence::text FROM pg_class \
          WHERE relkind = 'r' AND relname LIKE 'tjs\\_%' ORDER BY 1",
@@ -155,12 +174,13 @@ async fn migrations_are_idempotent_and_safe_from_several_instances() {
     assert_eq!(
         tables,
         [
+            ("tjs_activity", "p"),
             ("tjs_attempts", "u"),
             ("tjs_meta", "p"),
             ("tjs_rate_limits", "u"),
             ("tjs_sessions", "p")
         ],
-        "the sessions logged, the limits unlogged"
+        "the sessions and the activity logged, the limits unlogged"
     );
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE tablename = 'tjs_sessions' ORDER BY 1",
@@ -1012,6 +1032,16 @@ async fn a_user_with_dml_rights_only_runs_an_up_to_date_store() {
             vec![r.session_id]
         );
         assert_eq!(store.warnings().await.unwrap(), Vec::new());
+        let bounds = crate::store::ActivityBounds {
+            max: 3,
+            retention: 60_000,
+        };
+        let event = suite::event(crate::store::EventKind::Login, "alice", 2_000);
+        store.record_activity(&event, bounds, 2_000).await.unwrap();
+        assert_eq!(
+            store.activity("alice", bounds, 2_000).await.unwrap()[0],
+            event
+        );
         let limits = crate::rate_limit::PostgresRateLimitBackend::new(store.connection());
         assert!(
             crate::rate_limit::RateLimitBackend::hit(
@@ -1337,4 +1367,35 @@ async fn a_bad_url_is_said_once() {
             && !text.contains("hunter2"),
         "{text}"
     );
+}
+
+/// A sealed store's security events: the payload unreadable in the table, the user keyed.
+#[tokio::test]
+async fn sealed_activity_holds_nothing_in_clear() {
+    let t = test_store(true).await;
+    let bounds = crate::store::ActivityBounds {
+        max: 5,
+        retention: 60_000,
+    };
+    let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+    let event = suite::event(crate::store::EventKind::Login, "alice@example.com", now);
+    t.store.record_activity(&event, bounds, now).await.unwrap();
+    assert_eq!(
+        t.store
+            .activity("alice@example.com", bounds, now)
+            .await
+            .unwrap(),
+        [event]
+    );
+    let mut conn = t.db.connect().await;
+    let rows: Vec<(Vec<u8>, String)> = sqlx::query_as("SELECT user_key, data FROM tjs_activity")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let (user_key, data) = &rows[0];
+    for clear in ["Firefox", "203.0.113", "login", "alice"] {
+        assert!(!data.contains(clear), "{clear} in {data}");
+    }
+    assert!(!String::from_utf8_lossy(user_key).contains("alice"));
 }

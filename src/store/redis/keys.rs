@@ -99,6 +99,18 @@ impl KeyNames {
         format!("{}{}", self.index_prefix(&digest[..4]), hex(&digest[..16]))
     }
 
+    /// `P:{tag}:a:<user hash>`: the user's security activity list, in the slot of the user's
+    /// sessions, named by the current key's user hash (a key rotation starts a new list).
+    pub(super) fn activity_key(&self, user_id: &str) -> String {
+        let digest = self.user_hash(0, user_id);
+        format!(
+            "{}:{{{}}}:a:{}",
+            self.prefix,
+            hex(&digest[..4]),
+            hex(&digest[..16])
+        )
+    }
+
     /// `P:{tag}:u:`: what a user's index key starts with; the rest is [`Self::index_suffix`].
     pub(super) fn index_prefix(&self, tag: &[u8]) -> String {
         format!("{}:{{{}}}:u:", self.prefix, hex(tag))

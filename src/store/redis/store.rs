@@ -20,9 +20,9 @@ use crate::config::{RedisSettings, SessionLimitPolicy};
 use crate::session::{SessionId, random_bytes};
 use crate::store::sealing::Cipher;
 use crate::store::{
-    CreateOutcome, Lifetimes, ReuseKind, RevocationEvent, RevocationSink, RotateOutcome,
-    RotateRequest, RotationDecision, SessionLimit, SessionRecord, SessionStore, StoreError,
-    StoreWarning, apply_rotation, decide_rotation,
+    ActivityBounds, CreateOutcome, Lifetimes, ReuseKind, RevocationEvent, RevocationSink,
+    RotateOutcome, RotateRequest, RotationDecision, SecurityEvent, SessionLimit, SessionRecord,
+    SessionStore, StoreError, StoreWarning, apply_rotation, decide_rotation,
 };
 
 struct Scripts {
@@ -34,6 +34,7 @@ struct Scripts {
     list: Script,
     apply: Script,
     claim: Script,
+    activity: Script,
 }
 
 impl Scripts {
@@ -47,6 +48,7 @@ impl Scripts {
             list: Script::new(include_str!("lua/list.lua")),
             apply: Script::new(include_str!("lua/apply.lua")),
             claim: Script::new(include_str!("lua/claim.lua")),
+            activity: Script::new(include_str!("lua/activity.lua")),
         }
     }
 }
@@ -880,6 +882,56 @@ impl SessionStore for RedisStore {
             }
         }
         Ok(warnings)
+    }
+
+    fn keeps_activity(&self) -> bool {
+        true
+    }
+
+    async fn record_activity(
+        &self,
+        event: &SecurityEvent,
+        bounds: ActivityBounds,
+        _now: u64,
+    ) -> Result<(), StoreError> {
+        let key = self.names().activity_key(&event.user_id);
+        let stored = event.to_stored();
+        let value = match self.cipher() {
+            Some(cipher) => cipher.seal(key.as_bytes(), stored.as_bytes()),
+            None => stored,
+        };
+        let mut invocation = self.scripts.activity.key(&key);
+        invocation
+            .arg(value)
+            .arg(bounds.max.max(1))
+            .arg(bounds.retention.max(1));
+        let _: i64 = self.run(&invocation).await?;
+        Ok(())
+    }
+
+    async fn activity(
+        &self,
+        user_id: &str,
+        bounds: ActivityBounds,
+        now: u64,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        let key = self.names().activity_key(user_id);
+        let max = i64::try_from(bounds.max.max(1)).unwrap_or(i64::MAX);
+        let values: Vec<String> = self
+            .command(redis::cmd("LRANGE").arg(&key).arg(0).arg(max - 1))
+            .await?;
+        Ok(values
+            .iter()
+            .filter_map(|value| match self.cipher() {
+                Some(cipher) => {
+                    let opened = cipher.open(|_| key.as_bytes().to_vec(), value)?;
+                    let plain = String::from_utf8(opened.plain).ok()?;
+                    SecurityEvent::from_stored(user_id, &plain)
+                }
+                None => SecurityEvent::from_stored(user_id, value),
+            })
+            .filter(|event| !event.expired(bounds, now))
+            .collect())
     }
 
     fn kind(&self) -> &'static str {

@@ -89,6 +89,10 @@ async fn dump(store: &RedisStore, prefix: &str) -> String {
                 .command(redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1))
                 .await
                 .unwrap(),
+            "list" => store
+                .command(redis::cmd("LRANGE").arg(&key).arg(0).arg(-1))
+                .await
+                .unwrap(),
             _ => vec![store.command(redis::cmd("GET").arg(&key)).await.unwrap()],
         };
         out.push_str(&value.join(" "));
@@ -1343,4 +1347,34 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
+}
+
+/// A sealed store's security events: the payload unreadable in Redis, the key hashed, the
+/// list in the user's slot.
+#[tokio::test]
+async fn sealed_activity_holds_nothing_in_clear() {
+    let prefix = redis_server::unique_prefix("sealed-activity");
+    let store = sealed_store_with(&prefix, &[KEY_1]).await.unwrap();
+    let bounds = crate::store::ActivityBounds {
+        max: 5,
+        retention: 60_000,
+    };
+    let now = crate::clock::SystemClock.now_ms();
+    let event = suite::event(crate::store::EventKind::Login, "alice@example.com", now);
+    store.record_activity(&event, bounds, now).await.unwrap();
+    assert_eq!(
+        store
+            .activity("alice@example.com", bounds, now)
+            .await
+            .unwrap(),
+        [event]
+    );
+    let dump = dump(&store, &prefix).await;
+    assert!(dump.contains(":a:"), "{dump}");
+    for clear in ["Firefox", "203.0.113", "login", "alice"] {
+        assert!(!dump.contains(clear), "{clear} in {dump}");
+    }
+    let key = store.names().activity_key("alice@example.com");
+    let tag = store.names().tag_of_user("alice@example.com");
+    assert!(key.contains(&format!("{{{}}}", super::keys::hex(&tag))));
 }
