@@ -951,6 +951,59 @@ test('devices list: one browser signs the other out; that browser logs out on it
   }
 });
 
+test('recent activity under the devices list: each sign-in with its device, then the session ended from the other device, newest first', async (t) => {
+  if (isMock()) {
+    t.skip('needs the real server (GET /api/token/activity)');
+    return;
+  }
+  const { context: laptop } = await newContext();
+  const { context: phone } = await newContext({
+    userAgent: 'Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1',
+  });
+  const demoLogin = async (page) => {
+    await page.goto(`${base}/`);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-password');
+    await page.click('#login-button');
+    await page.waitForSelector('#session-panel:not([hidden])', { timeout: 5000 });
+    return page.evaluate(() => window.tokenManager.getTokenInfo().sessionId);
+  };
+  // Events are written in the background: ask again until the newest ones are there.
+  const activityUntil = async (page, ok) => {
+    let items = [];
+    for (let i = 0; i < 25; i += 1) {
+      await page.click('#sessions-button');
+      await page.waitForSelector('#activity-list li, #activity-list:not(:empty)', { timeout: 5000 });
+      items = await page.$$eval('#activity-list li', (lis) => lis.map((li) => li.textContent));
+      if (ok(items)) return items;
+      await page.waitForTimeout(200);
+    }
+    assert.fail(`the activity list never showed what was expected: ${JSON.stringify(items)}`);
+  };
+  try {
+    const a = await laptop.newPage();
+    const b = await phone.newPage();
+    const problems = [];
+    for (const page of [a, b]) page.on('pageerror', (e) => problems.push(e.message));
+    await demoLogin(a);
+    const sidB = await demoLogin(b);
+    const signIns = await activityUntil(a, (items) => items.length >= 2 && /Signed in from Safari on iOS/.test(items[0]));
+    assert.match(signIns[1], /Signed in from Chrome on Linux/);
+    assert.match(signIns[0], /127\.0\.0\.0\/24/);
+
+    // The laptop ends the phone's session from its row: the newest entry says so.
+    await a.locator(`#sessions-table tbody tr[data-session-id="${sidB}"] button.end-session`).click();
+    await a.waitForSelector(`#sessions-table tbody tr[data-session-id="${sidB}"]`, { state: 'detached', timeout: 5000 });
+    const ended = await activityUntil(a, (items) => /Session ended \(other device\)/.test(items[0] || ''));
+    assert.match(ended[1], /Signed in from Safari on iOS/);
+    assert.ok(ended.every((item) => !/alice/.test(item)));
+    assert.deepEqual(problems, []);
+  } finally {
+    await laptop.close();
+    await phone.close();
+  }
+});
+
 test('step-up: a stale password check opens the confirm dialog; a wrong password is said, the right one re-authenticates the same session and the action goes through', async (t) => {
   if (isMock()) {
     t.skip('needs the real server (require_recent_auth, POST /api/auth/reauthenticate)');

@@ -1029,8 +1029,11 @@ async fn a_master_paused_past_the_node_timeout_is_replaced_without_a_restart() {
     let healthy_at = tokio::task::spawn_blocking(move || c.wait_healthy(Duration::from_secs(60)))
         .await
         .unwrap();
-    // The old master sleeps through all of this.
-    let deadline = healthy_at + Duration::from_secs(10);
+    // The old master sleeps through all of this. The goal is 10 s, met with room to spare on
+    // a quiet machine (tests/failover.rs measures it under load from clients); here the lib
+    // tests share two cores with each other and their own clusters, so the bound is looser:
+    // what this test holds is "served again without a restart".
+    let deadline = healthy_at + Duration::from_secs(30);
     loop {
         if let Ok(Some(record)) = store.get(sid).await {
             assert_eq!(record.user_id, "paused-user");
@@ -1038,7 +1041,7 @@ async fn a_master_paused_past_the_node_timeout_is_replaced_without_a_restart() {
         }
         assert!(
             Instant::now() < deadline,
-            "the session's slots were not served 10 s after the failover"
+            "the session's slots were not served 30 s after the failover"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
