@@ -684,17 +684,21 @@ mod postgres {
     }
 }
 
-// ---- measurements (run by hand) ----
+// ---- measurements ----
 //
-// cargo test --all-features --test it activity::cost_of_recording_an_event -- --ignored --nocapture
+// TJS_ACTIVITY_COST_N=2000 cargo test --all-features --test it activity::cost_of_recording_an_event -- --nocapture
 
-/// Times 2,000 writes of one event (sequential, one user, so each pays the whole round trip)
-/// on each store, and the memory one user's full trail (50 events) takes.
+/// Times writes of one event (sequential, one user, so each pays the whole round trip; 100 in
+/// CI, `TJS_ACTIVITY_COST_N` for the measurement) on each store, and the memory one user's full
+/// trail (50 events) takes. It checks every trail holds its bound of 50.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, run by hand"]
 async fn cost_of_recording_an_event() {
-    const N: u64 = 2_000;
-    async fn time(name: &str, store: Arc<dyn SessionStore>) {
+    let n: u64 = std::env::var("TJS_ACTIVITY_COST_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+        .max(50);
+    async fn time(name: &str, store: Arc<dyn SessionStore>, n: u64) {
         let bounds = ActivityBounds {
             max: 50,
             retention: 86_400_000,
@@ -702,13 +706,13 @@ async fn cost_of_recording_an_event() {
         let user = format!("cost-{name}");
         let now = SecurityEvent::new(EventKind::Login, "", SystemTime::now()).at_ms();
         let start = Instant::now();
-        for i in 0..N {
+        for i in 0..n {
             store
                 .record_activity(&flood_event(&user, i), bounds, now)
                 .await
                 .unwrap();
         }
-        let per = start.elapsed() / N as u32;
+        let per = start.elapsed() / n as u32;
         let start = Instant::now();
         for _ in 0..200 {
             assert_eq!(store.activity(&user, bounds, now).await.unwrap().len(), 50);
@@ -718,7 +722,7 @@ async fn cost_of_recording_an_event() {
             start.elapsed() / 200
         );
     }
-    time("memory", Arc::new(MemoryStore::new())).await;
+    time("memory", Arc::new(MemoryStore::new()), n).await;
     // Memory: one event's heap (the struct, its strings) plus the deque slot.
     let e = flood_event("alice@example.com", 0);
     let heap = std::mem::size_of::<SecurityEvent>()
@@ -743,7 +747,7 @@ async fn cost_of_recording_an_event() {
             }
             let store = RedisStore::connect(&settings).await.unwrap();
             let name = if sealed { "redis-sealed" } else { "redis" };
-            time(name, Arc::new(store)).await;
+            time(name, Arc::new(store), n).await;
             let client =
                 ::redis::Client::open(crate::common::redis_server::single().urls[0].as_str())
                     .unwrap();
@@ -772,7 +776,7 @@ async fn cost_of_recording_an_event() {
         let store = PostgresStore::connect(&PostgresSettings::new(&db.url))
             .await
             .unwrap();
-        time("postgres", Arc::new(store)).await;
+        time("postgres", Arc::new(store), n).await;
         let mut conn = db.connect().await;
         let bytes: i64 =
             sqlx::query_scalar("SELECT sum(pg_column_size(t.*))::bigint FROM tjs_activity t")
