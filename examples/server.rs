@@ -50,6 +50,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
+use tower_jwt_session::token::dpop::{DPOP, DPOP_NONCE};
 use tower_jwt_session::login::{CheckError, Credentials};
 use tower_jwt_session::response::{ErrorBody, Success};
 use tower_jwt_session::session::Claims;
@@ -329,8 +330,11 @@ fn with_production_headers(router: Router, config: &SessionConfig) -> Router {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static("x-requested-with"),
+                DPOP,
             ])
             .expose_headers([
+                DPOP_NONCE,
+                header::WWW_AUTHENTICATE,
                 X_TOKEN_REFRESH,
                 X_TOKEN_EXPIRES_IN,
                 header::RETRY_AFTER,

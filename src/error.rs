@@ -161,6 +161,21 @@ pub enum AuthError {
     /// The session store cannot be reached to check revocation (fail-closed).
     #[error("the session store is unavailable; try again shortly")]
     Unavailable,
+    /// The access token is bound to a DPoP key (its `cnf.jkt`) and came with the `Bearer`
+    /// scheme, or to a layer that cannot check proofs: a bound token is never accepted
+    /// without a proof by its key.
+    #[error(
+        "the access token is bound to a key: send it as Authorization: DPoP <token> with a DPoP proof signed by that key"
+    )]
+    DpopBound,
+    /// An access token that is not bound to a key came with the `DPoP` scheme.
+    #[error(
+        "the access token is not bound to a DPoP key: send it as Authorization: Bearer <token>"
+    )]
+    NotDpopBound,
+    /// The DPoP proof of a bound token was refused.
+    #[error("{0}")]
+    DpopProof(DpopError),
 }
 
 impl AuthError {
@@ -177,7 +192,17 @@ impl AuthError {
             AuthError::Expired => ErrorCode::TokenExpired,
             AuthError::Revoked => ErrorCode::TokenRevoked,
             AuthError::Unavailable => ErrorCode::Unavailable,
+            AuthError::DpopProof(e) => e.code(),
             _ => ErrorCode::InvalidToken,
+        }
+    }
+
+    /// The scheme of the `WWW-Authenticate` challenge: `DPoP` for the refusals of
+    /// sender-constrained tokens and their proofs (RFC 9449 §7.1), `Bearer` otherwise.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            AuthError::DpopBound | AuthError::DpopProof(_) => "DPoP",
+            _ => "Bearer",
         }
     }
 
@@ -187,6 +212,7 @@ impl AuthError {
         match self {
             AuthError::MissingToken | AuthError::Unavailable => None,
             AuthError::DuplicateAuthorization => Some("invalid_request"),
+            AuthError::DpopProof(e) => e.challenge_error(),
             _ => Some("invalid_token"),
         }
     }
@@ -284,10 +310,11 @@ pub(crate) fn auth_error_response(realm: &str, error: AuthError) -> Response<Byt
     let message = error.to_string();
     let mut res = json_error(error.code(), &message);
     if error.status() != StatusCode::SERVICE_UNAVAILABLE {
+        let scheme = error.scheme();
         let challenge = match error.challenge_error() {
-            None => format!("Bearer realm=\"{realm}\""),
+            None => format!("{scheme} realm=\"{realm}\""),
             Some(code) => format!(
-                "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{message}\""
+                "{scheme} realm=\"{realm}\", error=\"{code}\", error_description=\"{message}\""
             ),
         };
         if let Ok(v) = HeaderValue::from_str(&challenge) {
@@ -306,4 +333,128 @@ pub(crate) fn sanitize_realm(realm: &str) -> String {
         .chars()
         .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
         .collect()
+}
+
+/// Why a DPoP proof was refused (RFC 9449 §4.3, §7, §9, §11.1).
+///
+/// Each error maps to the `error` of the answer through [`code`](Self::code):
+/// `invalid_dpop_proof` for a proof that fails a check, `use_dpop_nonce` when a server nonce is
+/// required and the proof lacks the current one (answer it with a `DPoP-Nonce` header carrying
+/// [`DpopVerifier::current_nonce`](crate::token::dpop::DpopVerifier::current_nonce)), and `unavailable`
+/// when the replay check cannot be made. The messages say what a client developer should fix;
+/// none contains any part of the proof or the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpopError {
+    /// No `DPoP` header.
+    #[error("no DPoP proof: send a DPoP header with a proof signed by the client's key")]
+    Missing,
+    /// More than one `DPoP` header, or one header carrying several comma-separated values.
+    #[error("more than one DPoP proof: send exactly one DPoP header with one proof")]
+    Multiple,
+    /// The proof is longer than 4096 bytes
+    /// ([`MAX_PROOF_LEN`](crate::token::dpop::MAX_PROOF_LEN)); nothing of it was decoded.
+    #[error("the DPoP proof is longer than 4096 bytes")]
+    TooLarge,
+    /// Not a compact JWS of three base64url parts, or its header or claims are not the JSON
+    /// objects they should be.
+    #[error("the DPoP proof is malformed: {0}")]
+    Malformed(&'static str),
+    /// The `typ` header is not `dpop+jwt`.
+    #[error("the DPoP proof's typ header must be dpop+jwt")]
+    InvalidType,
+    /// The `alg` header is `none`, a MAC (HS256…), or another algorithm than those accepted.
+    #[error(
+        "the DPoP proof's alg is not accepted: sign it with an asymmetric key (ES256 or EdDSA), never none or an HMAC"
+    )]
+    UnsupportedAlgorithm,
+    /// The `crit` header names extensions; none is understood here (RFC 7515 §4.1.11).
+    #[error("the DPoP proof's header carries crit, and no extension is understood")]
+    CriticalHeader,
+    /// No `jwk` header.
+    #[error("the DPoP proof carries no jwk header: put the client's public key in it")]
+    MissingKey,
+    /// The `jwk` holds a private key member (`d`, `p`, `q`, `dp`, `dq`, `qi`, `oth`, `k`).
+    #[error("the DPoP proof's jwk contains private key material: send the public key only")]
+    PrivateKey,
+    /// The `jwk` is not a public key of the `alg`'s type and curve, or its coordinates are
+    /// not a point of that curve.
+    #[error("the DPoP proof's jwk is not a usable public key: {0}")]
+    InvalidKey(&'static str),
+    /// The signature does not verify with the `jwk` (a wrong signature, or for ES256 a key
+    /// that is not a point of P-256).
+    #[error("the DPoP proof's signature does not verify with its jwk")]
+    InvalidSignature,
+    /// A required claim (`jti`, `htm`, `htu`, `iat`, `ath`) is absent.
+    #[error("the DPoP proof lacks the `{0}` claim")]
+    MissingClaim(&'static str),
+    /// A claim has the wrong type or form (a `jti` longer than allowed, an `iat` that is not a
+    /// number).
+    #[error("the DPoP proof's `{0}` claim is invalid")]
+    InvalidClaim(&'static str),
+    /// `htm` is not the request's method.
+    #[error("the DPoP proof was made for another HTTP method (htm)")]
+    MethodMismatch,
+    /// `htu` is not the request's URL (scheme, host, port and path; query and fragment are
+    /// ignored).
+    #[error("the DPoP proof was made for another URL (htu)")]
+    UriMismatch,
+    /// `iat` is further in the past than the accepted age.
+    #[error("the DPoP proof is too old (iat): make a fresh proof for every request")]
+    TooOld,
+    /// `iat` is further in the future than the accepted clock skew.
+    #[error("the DPoP proof is dated in the future (iat): check the client's clock")]
+    IssuedInFuture,
+    /// `ath` is not the hash of the access token sent with the proof.
+    #[error("the DPoP proof was made for another access token (ath)")]
+    AccessTokenMismatch,
+    /// The proof's key is not the key the token is bound to (its `cnf.jkt`).
+    #[error("the DPoP proof is signed by another key than the one the token is bound to")]
+    KeyMismatch,
+    /// The proof's `jti` was seen before within the window: the proof is a replay.
+    #[error("the DPoP proof has been used before (jti): make a new proof for every request")]
+    Replayed,
+    /// A server nonce is required and the proof carries none.
+    #[error(
+        "a server nonce is required: make the proof again with the nonce of the DPoP-Nonce header"
+    )]
+    NonceRequired,
+    /// The proof's nonce is not one this server issued recently.
+    #[error(
+        "the DPoP proof's nonce is not current: make the proof again with the nonce of the DPoP-Nonce header"
+    )]
+    NonceInvalid,
+    /// The replay cache could not record the proof (it is full, or its store cannot be
+    /// reached): the proof is refused rather than let through unchecked.
+    #[error("DPoP proofs cannot be checked for replay right now; try again shortly")]
+    ReplayCheckUnavailable,
+}
+
+impl DpopError {
+    /// The `error` code of the answer: [`ErrorCode::UseDpopNonce`] for the nonce errors,
+    /// [`ErrorCode::Unavailable`] when the replay check could not be made,
+    /// [`ErrorCode::InvalidDpopProof`] for everything else.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DpopError::NonceRequired | DpopError::NonceInvalid => ErrorCode::UseDpopNonce,
+            DpopError::ReplayCheckUnavailable => ErrorCode::Unavailable,
+            _ => ErrorCode::InvalidDpopProof,
+        }
+    }
+
+    /// The `error` attribute of the `WWW-Authenticate: DPoP` challenge (RFC 9449 §7.1):
+    /// `invalid_dpop_proof` or `use_dpop_nonce`; none when the refusal is the server's
+    /// (`unavailable`).
+    pub fn challenge_error(&self) -> Option<&'static str> {
+        match self.code() {
+            ErrorCode::UseDpopNonce => Some("use_dpop_nonce"),
+            ErrorCode::InvalidDpopProof => Some("invalid_dpop_proof"),
+            _ => None,
+        }
+    }
+
+    /// Whether the answer should carry a `DPoP-Nonce` header with the current nonce.
+    pub fn wants_nonce(&self) -> bool {
+        self.code() == ErrorCode::UseDpopNonce
+    }
 }

@@ -15,6 +15,7 @@ mod extract;
 mod memo;
 
 pub use auth::{AuthContext, MAX_AMR, MAX_AUTH_VALUE_LEN};
+pub(crate) use auth::is_thumbprint;
 pub(crate) use claims::RawMembers;
 pub(crate) use claims::is_reserved;
 pub use claims::{ClaimsError, CustomClaims, RESERVED_CLAIMS};
@@ -152,6 +153,8 @@ struct Parts {
     amr: Vec<String>,
     /// `acr`.
     acr: Option<Box<str>>,
+    /// `cnf.jkt`: the thumbprint of the DPoP key the token is bound to.
+    jkt: Option<Box<str>>,
     /// What the revocation check last learnt about this session, for the next request with
     /// the same token: see [`StatusMemo`].
     status: StatusMemo,
@@ -194,6 +197,7 @@ impl Session {
             auth_time_ms: 0,
             amr: Vec::new(),
             acr: None,
+            jkt: None,
             status: StatusMemo::default(),
         }))
     }
@@ -212,6 +216,7 @@ impl Session {
                 auth_time_ms: parts.auth_time_ms,
                 amr: parts.amr.clone(),
                 acr: parts.acr.clone(),
+                jkt: parts.jkt.clone(),
                 status: StatusMemo::default(),
             }));
         }
@@ -238,6 +243,14 @@ impl Session {
             parts.amr = amr;
             parts.acr = acr.map(String::into_boxed_str);
         })
+    }
+
+    /// The same session bound to the DPoP key of thumbprint `jkt` (the token's `cnf.jkt`).
+    pub(crate) fn with_jkt(self, jkt: Option<String>) -> Self {
+        if jkt.is_none() {
+            return self;
+        }
+        self.edit(|parts| parts.jkt = jkt.map(String::into_boxed_str))
     }
 
     /// The revocation check's memo on this session and every clone of it.
@@ -358,6 +371,13 @@ impl Session {
     /// one.
     pub fn acr(&self) -> Option<&str> {
         self.0.acr.as_deref()
+    }
+
+    /// The RFC 7638 thumbprint of the DPoP key the token is bound to (its `cnf.jkt`), for a
+    /// sender-constrained session: the layer let the request through only with a valid proof
+    /// by that key. `None` for a Bearer token.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.0.jkt.as_deref()
     }
 
     /// `exp`, in milliseconds since the epoch (unclamped).

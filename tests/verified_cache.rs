@@ -10,7 +10,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderValue, header};
 use tower_jwt_session::{SessionConfig, SessionLayer, session::SessionId, token::TokenCodec};
 
 struct Counting;
@@ -57,11 +57,11 @@ fn now<F: Future>(f: F) -> F::Output {
     }
 }
 
-fn bearer(token: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
+fn bearer(token: &str) -> http::Request<()> {
+    let mut request = http::Request::new(());
     let value = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
-    headers.insert(header::AUTHORIZATION, value);
-    headers
+    request.headers_mut().insert(header::AUTHORIZATION, value);
+    request
 }
 
 /// A token of a typical size: a user id of an e-mail's length and two roles.

@@ -40,6 +40,7 @@ mod cache;
 mod cidr;
 mod cookies;
 mod device;
+mod dpop;
 mod duration;
 pub(crate) mod env;
 mod keys;
@@ -62,6 +63,7 @@ pub(crate) use cidr::mask as cidr_mask;
 pub use cidr::{Cidr, ParseCidrError};
 pub use cookies::{CookieSettings, SameSite};
 pub use device::{DeviceIp, DeviceSettings};
+pub use dpop::{DpopConfig, DpopMode};
 pub use duration::{DurationError, parse_duration};
 pub use keys::TokenSettings;
 // `Secret` is read by the stores' sealing only.
@@ -133,6 +135,9 @@ pub const ENV_VARS: &[&str] = &[
     "RATE_LIMIT_WINDOW_MS",
     "RATE_LIMIT_MAX_REQUESTS",
     "TRUSTED_PROXIES",
+    "SESSION_DPOP",
+    "SESSION_PUBLIC_ORIGIN",
+    "SESSION_DPOP_NONCE_KEY",
 ];
 
 /// A configuration value was missing or malformed, or settings contradict each other.
@@ -284,6 +289,7 @@ pub struct SessionConfig {
     revocation_cache: RevocationCacheSettings,
     token_cache: TokenCacheSettings,
     device: DeviceSettings,
+    dpop: DpopConfig,
     rate_limit: RateLimitConfig,
     attempts: AttemptConfig,
 }
@@ -312,6 +318,7 @@ impl SessionConfig {
             revocation_cache: RevocationCacheSettings::default(),
             token_cache: TokenCacheSettings::default(),
             device: DeviceSettings::default(),
+            dpop: DpopConfig::default(),
             rate_limit: RateLimitConfig::default(),
             attempts: AttemptConfig::default(),
         }
@@ -366,6 +373,7 @@ impl SessionConfig {
             revocation_cache: RevocationCacheSettings::default(),
             token_cache: TokenCacheSettings::read(&env)?,
             device: DeviceSettings::read(&env)?,
+            dpop: DpopConfig::read(&env)?,
             rate_limit: RateLimitConfig::read(&env)?,
             attempts: AttemptConfig::default(),
         };
@@ -392,6 +400,7 @@ impl SessionConfig {
         self.validate_leeway()?;
         self.cookies.validate()?;
         self.validate_store()?;
+        self.dpop.validate()?;
         self.tokens.validate()
     }
 
@@ -578,6 +587,18 @@ impl SessionConfig {
     /// Replaces the device-metadata settings.
     pub fn with_device(mut self, device: DeviceSettings) -> Self {
         self.device = device;
+        self
+    }
+
+    /// Whether sessions are bound to the client's DPoP key (`SESSION_DPOP`,
+    /// `SESSION_PUBLIC_ORIGIN`, `SESSION_DPOP_NONCE_KEY`).
+    pub fn dpop(&self) -> &DpopConfig {
+        &self.dpop
+    }
+
+    /// Replaces the DPoP settings.
+    pub fn with_dpop(mut self, dpop: DpopConfig) -> Self {
+        self.dpop = dpop;
         self
     }
 

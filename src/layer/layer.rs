@@ -19,6 +19,8 @@ pub(crate) struct Shared<R> {
     pub(crate) codec: TokenCodec,
     pub(crate) revocation: R,
     pub(crate) metrics: crate::telemetry::Metrics,
+    /// The check of DPoP proofs, for tokens bound to a key.
+    pub(crate) dpop: Option<crate::manager::Dpop>,
 }
 
 /// Protects the services it wraps: see the [module docs](crate::layer).
@@ -70,7 +72,12 @@ impl SessionLayer<RevocationCache> {
     /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
     /// ```
     pub fn from_manager(manager: &SessionManager) -> Self {
-        Self::with_revocation(manager.codec().clone(), manager.revocation_cache().clone())
+        let mut layer =
+            Self::with_revocation(manager.codec().clone(), manager.revocation_cache().clone());
+        Arc::get_mut(&mut layer.shared)
+            .expect("a new layer's state is not shared yet")
+            .dpop = manager.dpop().cloned();
+        layer
     }
 }
 
@@ -83,6 +90,7 @@ impl<R: RevocationCheck> SessionLayer<R> {
                 codec,
                 revocation,
                 metrics: crate::telemetry::Metrics::register(),
+                dpop: None,
             }),
             responder,
         }
@@ -105,23 +113,70 @@ impl<R, E> SessionLayer<R, E> {
 }
 
 impl<R: RevocationCheck, E> SessionLayer<R, E> {
-    /// Verifies the bearer token of `headers` as the layer does for a request, revocation
+    /// Verifies the access token of `request` as the layer does, DPoP proof and revocation
     /// included, for code that is not behind the layer (a WebSocket upgrade, a custom route).
     ///
     /// # Errors
     /// The [`AuthError`] the layer would refuse the request with.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Session, AuthError> {
-        let token = super::bearer_token(headers)?;
-        let codec = &self.shared.codec;
-        let session = codec.verify_cached(token, codec.now_ms())?;
-        let status = match self.shared.revocation.check(&session) {
-            Checked::Ready(status) => status,
-            Checked::Pending(check) => check.await,
-        };
-        match status {
-            SessionStatus::Active => Ok(session),
-            status => Err(status.refusal()),
-        }
+    pub fn authenticate<'a, B>(
+        &'a self,
+        request: &'a http::Request<B>,
+    ) -> impl std::future::Future<Output = Result<Session, AuthError>> + Send + 'a {
+        // Borrows the method, URI and headers only: the body need not be `Sync`.
+        authenticate(
+            &self.shared,
+            request.method(),
+            super::original_uri(request.uri(), request.extensions()),
+            request.headers(),
+        )
+    }
+
+    /// As [`authenticate`](Self::authenticate), from the parts of a request.
+    pub(crate) async fn authenticate_parts(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> Result<Session, AuthError> {
+        authenticate(&self.shared, method, uri, headers).await
+    }
+
+    /// The refusal of `error` as the default responder makes it, with the server nonce of a
+    /// refused DPoP proof.
+    pub(crate) fn refusal(&self, error: AuthError) -> http::Response<bytes::Bytes> {
+        let response = crate::error::auth_error_response(self.shared.codec.realm(), error);
+        super::proof::with_nonce(response, self.shared.dpop.as_ref(), error)
+    }
+}
+
+/// The layer's verdict on a request's credentials: token, DPoP proof, revocation.
+async fn authenticate<R: RevocationCheck>(
+    shared: &Shared<R>,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Result<Session, AuthError> {
+    let credentials = super::access_token(headers)?;
+    let codec = &shared.codec;
+    let session = codec.verify_cached(credentials.1, codec.now_ms())?;
+    let proof = super::proof::binding(
+        shared.dpop.as_ref(),
+        credentials,
+        &session,
+        method,
+        uri,
+        headers,
+    )?;
+    if let Some(proof) = proof {
+        proof.await.map_err(AuthError::DpopProof)?;
+    }
+    let status = match shared.revocation.check(&session) {
+        Checked::Ready(status) => status,
+        Checked::Pending(check) => check.await,
+    };
+    match status {
+        SessionStatus::Active => Ok(session),
+        status => Err(status.refusal()),
     }
 }
 

@@ -7,11 +7,16 @@
 //!    claims, time with leeway), or finds it in the codec's cache of verified tokens (then only
 //!    the time window is checked again; see
 //!    [`TokenCacheSettings`](crate::config::TokenCacheSettings));
-//! 3. asks the [`RevocationCheck`] whether the session is still live;
-//! 4. on success puts the [`Session`](crate::Session) into the request extensions and calls the
+//! 3. for a token bound to a DPoP key (its `cnf.jkt`, see
+//!    [`DpopConfig`](crate::config::DpopConfig)): requires the `DPoP` scheme and checks the
+//!    request's `DPoP` proof (RFC 9449 §4.3: signature by the bound key, method, URL, time,
+//!    `ath`, never seen before); a bound token sent as `Bearer` is refused, and so is an
+//!    unbound one sent as `DPoP`;
+//! 4. asks the [`RevocationCheck`] whether the session is still live;
+//! 5. on success puts the [`Session`](crate::Session) into the request extensions and calls the
 //!    inner service; when the token has no more than the refresh threshold left, the response
 //!    gets `X-Token-Refresh: true` and `X-Token-Expires-In: <seconds>`;
-//! 5. on failure answers through the [`ErrorResponder`] (default: 401 with an RFC 6750
+//! 6. on failure answers through the [`ErrorResponder`] (default: 401 with an RFC 6750
 //!    `WWW-Authenticate` challenge and the JSON error body) without calling the inner service.
 //!
 //! A refusal is an `Ok` response, never a service error, so the connection stays up.
@@ -50,6 +55,7 @@
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
+mod proof;
 mod rate_limit;
 mod responder;
 mod service;
@@ -57,6 +63,7 @@ mod service;
 pub use rate_limit::{ClientRateLimit, ClientRateLimitLayer, RateLimitCheck, RateLimitWait};
 
 pub use future::RevocationWait;
+pub(crate) use proof::{original_uri, token_route_proof, token_route_refusal};
 pub use layer::SessionLayer;
 // The role check, the revocation check and the machinery every layer of the crate is made of
 // (a `Check` deciding each request, the `Guarded` service running it): an extension point, to
@@ -80,13 +87,23 @@ pub const X_TOKEN_EXPIRES_IN: HeaderName = HeaderName::from_static("x-token-expi
 
 use crate::error::AuthError;
 
-/// The bearer token of the one `Authorization` header (RFC 6750 §2.1), as bytes.
+/// The scheme of the `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// RFC 6750.
+    Bearer,
+    /// RFC 9449 §7.1: a token bound to a key, with a `DPoP` proof.
+    Dpop,
+}
+
+/// The access token of the one `Authorization` header (RFC 6750 §2.1, RFC 9449 §7.1), as
+/// bytes, with its scheme.
 ///
 /// Only the scheme is checked here, in a few instructions: the token's own characters are
 /// checked by the base64url decoding of the codec, which refuses spaces and anything else
 /// outside the alphabet, so scanning a 400-byte header twice more here would only cost time.
 #[inline]
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&[u8], AuthError> {
+pub(crate) fn access_token(headers: &HeaderMap) -> Result<(Scheme, &[u8]), AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or(AuthError::MissingToken)?;
     if values.next().is_some() {
@@ -97,14 +114,19 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&[u8], AuthError> {
         .iter()
         .position(|b| *b == b' ' || *b == b'\t')
         .unwrap_or(bytes.len());
-    if !bytes[..scheme_end].eq_ignore_ascii_case(b"bearer") {
+    let scheme = &bytes[..scheme_end];
+    let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case(b"dpop") {
+        Scheme::Dpop
+    } else {
         return Err(AuthError::MissingToken);
-    }
+    };
     let token = bytes[scheme_end..].trim_ascii_start();
     if token.is_empty() {
-        return Err(AuthError::Malformed("the Bearer credentials are empty"));
+        return Err(AuthError::Malformed("the credentials are empty"));
     }
-    Ok(token)
+    Ok((scheme, token))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use http::header::HeaderMap;
 use http::{HeaderValue, Request};
 
 use super::future::RevocationWait;
+use super::proof::{ProofWait, binding, with_nonce};
 use super::layer::Shared;
 use super::responder::ErrorResponder;
 use super::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
@@ -68,6 +69,7 @@ impl Stamp for RefreshHint {
 
 impl<B, R, E> Check<B> for SessionCheck<R, E>
 where
+    B: Send + 'static,
     R: RevocationCheck,
     E: ErrorResponder,
 {
@@ -79,18 +81,23 @@ where
         let codec = &self.shared.codec;
         let now = codec.now_ms();
         let metrics = &self.shared.metrics;
-        let session = match authenticate(&self.shared, &req, now) {
-            Ok(session) => session,
+        let (session, proof) = match authenticate(&self.shared, &req, now) {
+            Ok(verified) => verified,
             Err(error) => {
                 metrics.validation(Err(error));
                 tracing::debug!(%error, "request refused");
-                return Verdict::Refuse(reject(&self.responder, error));
+                return Verdict::Refuse(self.reject(error));
             }
         };
         let left = codec.time_left(&session, now);
         let hint = left.refresh_advised().then(|| RefreshHint {
             left_secs: left.whole_secs(),
         });
+        if let Some(proof) = proof {
+            return Verdict::Pending(RevocationWait::proof(Box::pin(self.clone().proved(
+                proof, req, session, hint,
+            ))));
+        }
         match self.shared.revocation.check(&session) {
             Checked::Ready(SessionStatus::Active) => {
                 metrics.validation(Ok(()));
@@ -113,14 +120,63 @@ where
     }
 }
 
+impl<R: RevocationCheck, E: ErrorResponder> SessionCheck<R, E> {
+    /// The responder's refusal, with the server nonce of a refused DPoP proof.
+    fn reject(&self, error: AuthError) -> http::Response<bytes::Bytes> {
+        with_nonce(
+            reject(&self.responder, error),
+            self.shared.dpop.as_ref(),
+            error,
+        )
+    }
+
+    /// A bound token's request, once its proof is checked: the proof's replay check, then the
+    /// revocation check.
+    async fn proved<B>(
+        self,
+        proof: ProofWait,
+        mut req: Request<B>,
+        session: Session,
+        hint: Option<RefreshHint>,
+    ) -> Result<(Request<B>, Option<RefreshHint>), http::Response<bytes::Bytes>> {
+        let metrics = &self.shared.metrics;
+        if let Err(error) = proof.await {
+            let error = AuthError::DpopProof(error);
+            metrics.validation(Err(error));
+            tracing::debug!(user_id = %Escaped::new(session.user_id()), session_id = %session.session_id(), %error, "request refused");
+            return Err(self.reject(error));
+        }
+        let status = match self.shared.revocation.check(&session) {
+            Checked::Ready(status) => status,
+            Checked::Pending(check) => check.await,
+        };
+        if status != SessionStatus::Active {
+            return Err(refuse(&self.responder, metrics, &session, status));
+        }
+        metrics.validation(Ok(()));
+        req.extensions_mut().insert(session);
+        Ok((req, hint))
+    }
+}
+
+/// The request's session, and the check of its DPoP proof when its token is bound to a key.
 #[inline]
 fn authenticate<R, B>(
     shared: &Shared<R>,
     req: &Request<B>,
     now: u64,
-) -> Result<Session, AuthError> {
-    let token = super::bearer_token(req.headers())?;
-    shared.codec.verify_cached(token, now)
+) -> Result<(Session, Option<ProofWait>), AuthError> {
+    let credentials = super::access_token(req.headers())?;
+    let session = shared.codec.verify_cached(credentials.1, now)?;
+    let proof = binding(
+        shared.dpop.as_ref(),
+        credentials,
+        &session,
+        req.method(),
+        super::original_uri(req.uri(), req.extensions()),
+        req.headers(),
+    )?;
+    Ok((session, proof))
 }
 
 /// The refusal of a verified session whose status is not active: counted, logged, answered.

@@ -24,10 +24,12 @@ use tower_service::Service;
 use super::{Authenticated, CredentialCheck, Credentials, LoginCredentials, origin};
 use crate::cookie::Delivery;
 use crate::deadline::{RequestStart, excluding};
-use crate::error::auth_error_response;
-use crate::error::{ErrorCode, json_error};
+use crate::config::DpopMode;
+use crate::error::{DpopError, ErrorCode, json_error};
 use crate::json_body::{bad_request, declares_json, read_json_object, unsupported_media_type};
-use crate::layer::SessionLayer;
+use crate::layer::{SessionLayer, token_route_proof, token_route_refusal};
+use crate::token::dpop::DpopProof;
+use http::request::Parts;
 use crate::manager::{NewSession, RevocationCache, SessionError, SessionManager, TokenPair};
 use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, LoginRefused};
 use crate::response::{Success, TokenPairBody};
@@ -275,11 +277,19 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
         // A re-authentication's token is checked before its body is read or anything counted.
         let caller = match route {
             Route::Login => None,
-            Route::Reauthenticate => match self.layer.authenticate(req.headers()).await {
+            Route::Reauthenticate => match self
+                .layer
+                .authenticate_parts(
+                    req.method(),
+                    crate::layer::original_uri(req.uri(), req.extensions()),
+                    req.headers(),
+                )
+                .await
+            {
                 Ok(session) => Some(session),
                 Err(error) => {
                     tracing::info!(%error, "re-authentication refused: no usable access token");
-                    return auth_error_response(self.manager.codec().realm(), error);
+                    return self.layer.refusal(error);
                 }
             },
         };
@@ -294,6 +304,14 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
             self.manager.config().device().ip(),
         );
         let (parts, body) = req.into_parts();
+        // A login's DPoP proof (a re-authentication's was checked with its token).
+        let proof = match caller {
+            Some(_) => None,
+            None => match self.login_proof(&parts).await {
+                Ok(proof) => proof,
+                Err(res) => return res,
+            },
+        };
         // The client's upload is the client's time, not the store's budget.
         let body = match excluding(read_json_object(&parts.headers, body)).await {
             Ok(body) => body,
@@ -322,7 +340,7 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
         match self.verify(credentials, attempt, &user, ip).await {
             Ok((authenticated, attempt)) => match caller {
                 None => {
-                    self.issue(&authenticated, attempt, delivery, ip, device)
+                    self.issue(&authenticated, attempt, delivery, ip, device, proof)
                         .await
                 }
                 Some(caller) => {
@@ -331,6 +349,25 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
                 }
             },
             Err(res) => res,
+        }
+    }
+
+    /// The login's DPoP proof, checked before anything is counted: the key the session is bound
+    /// to, when DPoP is on. Without DPoP required, a login without a proof gets Bearer tokens.
+    async fn login_proof(&self, parts: &Parts) -> Result<Option<DpopProof>, Response<Bytes>> {
+        let dpop = self.manager.dpop();
+        let refused = |error: SessionError| {
+            tracing::info!(%error, "login refused: DPoP proof");
+            token_route_refusal(dpop, &error).unwrap_or_else(|| session_error(&error))
+        };
+        let uri = crate::layer::original_uri(&parts.uri, &parts.extensions);
+        let proof = token_route_proof(dpop, &parts.method, uri, &parts.headers)
+            .await
+            .map_err(refused)?;
+        match self.manager.config().dpop().mode() {
+            DpopMode::Off => Ok(None),
+            DpopMode::Required if proof.is_none() => Err(refused(SessionError::Dpop(DpopError::Missing))),
+            _ => Ok(proof),
         }
     }
 
@@ -551,18 +588,18 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
         delivery: Delivery,
         ip: Option<IpAddr>,
         device: DeviceInfo,
+        proof: Option<DpopProof>,
     ) -> Response<Bytes> {
         let ip = ip.map(tracing::field::display);
-        let created = self
-            .manager
-            .create_session_with(
-                NewSession::new(authenticated.user_id.clone())
-                    .roles(&authenticated.roles)
-                    .device(device)
-                    .custom_claims_result(authenticated.claims.clone())
-                    .methods(&authenticated.amr, authenticated.acr.as_deref()),
-            )
-            .await;
+        let mut session = NewSession::new(authenticated.user_id.clone())
+            .roles(&authenticated.roles)
+            .device(device)
+            .custom_claims_result(authenticated.claims.clone())
+            .methods(&authenticated.amr, authenticated.acr.as_deref());
+        if let Some(proof) = &proof {
+            session = session.dpop_bound(proof);
+        }
+        let created = self.manager.create_session_with(session).await;
         if let Some(attempt) = attempt {
             match &created {
                 // Settled as a wrong password is while the store is down: the lock-out must

@@ -235,8 +235,10 @@ impl SessionManagerBuilder {
             budget,
             config.attempts().lockout,
         );
+        let dpop = dpop(&config, &*store, clock.clone())?;
         Ok(SessionManager {
             inner: Arc::new(Inner {
+                dpop,
                 activity,
                 activity_bounds,
                 config,
@@ -316,6 +318,38 @@ impl SessionManager {
 
 /// The store of a builder given none: memory, unless the configuration names another store,
 /// which only [`SessionManagerBuilder::connect`] opens.
+/// Most DPoP proofs the in-process replay cache remembers at once (about 100 bytes each):
+/// proofs live a minute, so this is over 1,600 proofs a second.
+const DPOP_REPLAY_CAPACITY: usize = 100_000;
+
+/// The DPoP proof check, when a public origin is configured: the settings of `config`, the
+/// replay cache on `store`.
+fn dpop(
+    config: &SessionConfig,
+    store: &dyn SessionStore,
+    clock: SharedClock,
+) -> Result<Option<super::Dpop>, ConfigError> {
+    use crate::token::dpop::{DpopSettings, DpopVerifier, PublicOrigin};
+    let dpop = config.dpop();
+    let Some(origin) = dpop.public_origin() else {
+        return Ok(None);
+    };
+    let origin = PublicOrigin::parse(origin).map_err(|_| ConfigError::Invalid {
+        name: "SESSION_PUBLIC_ORIGIN",
+        value: origin.to_owned(),
+        expected: "the origin clients call, scheme and host (and port) only: https://api.example.com",
+    })?;
+    let mut settings = DpopSettings::new();
+    if let Some(key) = dpop.nonce_key() {
+        settings = settings.require_nonce(key, std::time::Duration::from_secs(300))?;
+    }
+    let verifier = DpopVerifier::new(settings)
+        .with_replay_cache(std::sync::Arc::new(crate::token::dpop::MemoryReplayCache::new(DPOP_REPLAY_CAPACITY)))
+        .with_shared_clock(clock);
+    let _ = store;
+    Ok(Some(super::Dpop { verifier, origin }))
+}
+
 fn default_store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, ConfigError> {
     match config.store() {
         StoreSettings::Memory => Ok(Arc::new(MemoryStore::new())),

@@ -2,7 +2,7 @@
 //! be built.
 
 use crate::config::ConfigError;
-use crate::error::ErrorCode;
+use crate::error::{DpopError, ErrorCode};
 use crate::session::ClaimsError;
 
 use super::claims::HookFailure;
@@ -66,6 +66,18 @@ pub enum SessionError {
     /// written and the session is as the refresh left it. 503 `unavailable`: send it again.
     #[error("the session was refreshed at the same moment; send the re-authentication again")]
     Changed,
+    /// The request's DPoP proof (RFC 9449) is missing or refused where the session needs
+    /// one: a login when DPoP is required, a refresh or re-authentication of a session bound
+    /// to a key. Nothing was changed. 400 `invalid_dpop_proof` or `use_dpop_nonce` at the
+    /// token routes (RFC 9449 §5), 503 when the replay check could not be made.
+    #[error("{0}")]
+    Dpop(DpopError),
+    /// DPoP is required and this session is not bound to a key (it started before DPoP was
+    /// required): it cannot be refreshed. 400 `invalid_dpop_proof`.
+    #[error(
+        "this server binds every session to a DPoP key and this session is not bound: log in again with a DPoP proof"
+    )]
+    NotDpopBound,
     /// The session store could not be reached; nothing was changed.
     #[error("the session store is unavailable; try again shortly")]
     Unavailable(#[from] StoreError),
@@ -88,6 +100,8 @@ impl SessionError {
             | SessionError::Hook(_)
             | SessionError::Changed => ErrorCode::Unavailable,
             SessionError::InvalidClaims(_) => ErrorCode::Internal,
+            SessionError::Dpop(e) => e.code(),
+            SessionError::NotDpopBound => ErrorCode::InvalidDpopProof,
         }
     }
 }

@@ -30,7 +30,9 @@ use crate::store::{
 };
 use crate::telemetry::{self, Escaped};
 use crate::token::TokenCodec;
-use crate::token::refresh::{RefreshClaims, RefreshKeys};
+use crate::error::DpopError;
+use crate::token::dpop::DpopProof;
+use crate::token::refresh::{RefreshClaims, RefreshKeys, Thumbprint};
 pub use cache::RevocationCache;
 
 /// Longest accepted user id, in bytes.
@@ -58,6 +60,16 @@ struct Inner {
     activity: activity::Recorder,
     /// How much of each user's activity is kept.
     activity_bounds: ActivityBounds,
+    /// The check of DPoP proofs, when a public origin is configured.
+    dpop: Option<Dpop>,
+}
+
+/// What checking a request's DPoP proof needs: the verifier (its replay cache on the
+/// manager's store) and the origin proofs name.
+#[derive(Debug, Clone)]
+pub(crate) struct Dpop {
+    pub(crate) verifier: crate::token::dpop::DpopVerifier,
+    pub(crate) origin: crate::token::dpop::PublicOrigin,
 }
 
 /// The warning codes last logged, so each is logged when it appears, not on every health call.
@@ -318,13 +330,18 @@ impl SessionManager {
             claims,
             amr,
             acr,
+            jkt,
         } = session;
         check_input(&user_id, &roles)?;
         let claims = claims.inspect_err(|e| claims_refused(&user_id, e))?;
+        if jkt.is_none() && inner_requires_dpop(&self.inner.config) {
+            return Err(SessionError::Dpop(crate::error::DpopError::Missing));
+        }
         let auth = AuthContext {
             auth_time: now,
             amr,
             acr,
+            jkt,
         };
         self.inner
             .codec
@@ -419,10 +436,27 @@ impl SessionManager {
     /// [`TokenReused`](SessionError::TokenReused), [`Revoked`](SessionError::Revoked),
     /// [`SessionExpired`](SessionError::SessionExpired), [`Unavailable`](SessionError::Unavailable).
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, SessionError> {
+        self.refresh_with_proof(refresh_token, None).await
+    }
+
+    /// As [`refresh`](Self::refresh), with the request's verified DPoP proof (see
+    /// [`dpop_verifier`](Self::dpop_verifier)): a session bound to a key is refreshed only
+    /// with a proof by that key, checked before the store is asked, so a stolen refresh token
+    /// alone neither refreshes nor rotates anything.
+    ///
+    /// # Errors
+    /// As [`refresh`](Self::refresh), and [`SessionError::Dpop`] when the session is bound and
+    /// the proof is missing or by another key, or when DPoP is required and the session is not
+    /// bound.
+    pub async fn refresh_with_proof(
+        &self,
+        refresh_token: &str,
+        proof: Option<&DpopProof>,
+    ) -> Result<TokenPair, SessionError> {
         // The hook's read and the rotation share one deadline (the request's, under the token
         // routes), which the rotation carries to the store.
         let at = tokio::time::Instant::now() + self.budget();
-        let result = deadline::within(at, self.refresh_inner(refresh_token)).await;
+        let result = deadline::within(at, self.refresh_inner(refresh_token, proof)).await;
         match &result {
             Ok(_) => {
                 telemetry::refresh("success");
@@ -435,11 +469,25 @@ impl SessionManager {
         result
     }
 
-    async fn refresh_inner(&self, refresh_token: &str) -> Result<TokenPair, SessionError> {
+    async fn refresh_inner(
+        &self,
+        refresh_token: &str,
+        proof: Option<&DpopProof>,
+    ) -> Result<TokenPair, SessionError> {
         let inner = &*self.inner;
         let claims = self
             .parse_refresh_token(refresh_token)
             .ok_or(SessionError::InvalidToken)?;
+        match (&claims.jkt, proof) {
+            (Some(_), None) => return Err(SessionError::Dpop(DpopError::Missing)),
+            (Some(jkt), Some(proof)) if !proof.is_bound_to(jkt.as_str()) => {
+                return Err(SessionError::Dpop(DpopError::KeyMismatch));
+            }
+            (None, _) if inner_requires_dpop(&inner.config) => {
+                return Err(SessionError::NotDpopBound);
+            }
+            _ => {}
+        }
         let now = self.now_ms();
         let mut request = RotateRequest {
             session_id: claims.session_id,
@@ -545,6 +593,11 @@ impl SessionManager {
         if proof.user_id != session.user_id() {
             return Err(SessionError::UserMismatch);
         }
+        let mut proof = proof;
+        if let Some(jkt) = session.dpop_jkt() {
+            // The layer let this session's request through with a proof by its key.
+            proof.jkt = Some(jkt.to_owned());
+        }
         let at = tokio::time::Instant::now() + self.budget();
         deadline::within(at, self.reauthenticate_inner(session.session_id(), proof)).await
     }
@@ -556,13 +609,22 @@ impl SessionManager {
     ) -> Result<TokenPair, SessionError> {
         let inner = &*self.inner;
         let now = self.now_ms();
-        let (user_id, roles, _, claims, auth) = self.checked(proof, now)?;
+        let (user_id, roles, _, claims, mut auth) = self.checked(proof, now)?;
         let Some(record) = self.timed("get", inner.store.get(sid)).await? else {
             inner.cache.mark_revoked(sid);
             return Err(SessionError::Revoked);
         };
         if record.user_id != user_id {
             return Err(SessionError::UserMismatch);
+        }
+        // A session's binding is set at login and never changes: a bound one is
+        // re-authenticated only with a proof by its key, an unbound one stays unbound.
+        match (&record.auth.jkt, &auth.jkt) {
+            (Some(bound), Some(jkt)) if bound != jkt => {
+                return Err(SessionError::Dpop(DpopError::KeyMismatch));
+            }
+            (Some(_), None) => return Err(SessionError::Dpop(DpopError::Missing)),
+            _ => auth.jkt.clone_from(&record.auth.jkt),
         }
         if !record.is_live(now) {
             return Err(match record.revoked_at {
@@ -1052,6 +1114,7 @@ impl SessionManager {
             session_id: record.session_id,
             generation: record.generation,
             expires_at_ms: record.refresh_expires_at,
+            jkt: record.auth.jkt.as_deref().and_then(Thumbprint::new),
         };
         let now_ms = self.now_ms();
         TokenPair {
@@ -1068,6 +1131,17 @@ impl SessionManager {
         }
     }
 
+    /// The DPoP proof checker of this manager: its settings, replay cache (on the manager's
+    /// store, shared by every instance on it) and clock. `None` when no public origin is
+    /// configured (`SESSION_PUBLIC_ORIGIN`), which every DPoP mode but `off` requires.
+    pub fn dpop_verifier(&self) -> Option<&crate::token::dpop::DpopVerifier> {
+        self.inner.dpop.as_ref().map(|d| &d.verifier)
+    }
+
+    pub(crate) fn dpop(&self) -> Option<&Dpop> {
+        self.inner.dpop.as_ref()
+    }
+
     /// The session a refresh token was issued for, if its MAC verifies (no store lookup).
     pub(crate) fn refresh_token_session(&self, token: &str) -> Option<SessionId> {
         self.parse_refresh_token(token).map(|c| c.session_id)
@@ -1076,6 +1150,11 @@ impl SessionManager {
     fn parse_refresh_token(&self, token: &str) -> Option<RefreshClaims> {
         self.inner.refresh_keys.parse(token)
     }
+}
+
+/// Whether every session must be bound to a DPoP key.
+fn inner_requires_dpop(config: &SessionConfig) -> bool {
+    config.dpop().mode() == crate::config::DpopMode::Required
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::store::EndReason;
+use http::request::Parts;
 
 impl TokenRoutes {
     pub(super) async fn validate(&self, body: ValidateBody) -> Answer {
@@ -52,16 +53,20 @@ impl TokenRoutes {
         )
     }
 
-    pub(super) async fn authenticate(&self, headers: &HeaderMap) -> Result<crate::Session, Answer> {
+    pub(super) async fn authenticate(&self, parts: &Parts) -> Result<crate::Session, Answer> {
         self.layer
-            .authenticate(headers)
+            .authenticate_parts(
+                &parts.method,
+                crate::layer::original_uri(&parts.uri, &parts.extensions),
+                &parts.headers,
+            )
             .await
-            .map_err(|error| auth_error_response(self.manager.codec().realm(), error))
+            .map_err(|error| self.layer.refusal(error))
     }
 
     /// `GET sessions`: the caller's own sessions, as `session-stats/{userId}` lists them.
-    pub(super) async fn own_sessions(&self, headers: &HeaderMap) -> Answer {
-        let caller = match self.authenticate(headers).await {
+    pub(super) async fn own_sessions(&self, parts: &Parts) -> Answer {
+        let caller = match self.authenticate(parts).await {
             Ok(session) => session,
             Err(res) => return res,
         };
@@ -69,8 +74,8 @@ impl TokenRoutes {
         self.list_sessions(&caller, user).await
     }
 
-    pub(super) async fn session_stats(&self, headers: &HeaderMap, raw_user: &str) -> Answer {
-        let caller = match self.authenticate(headers).await {
+    pub(super) async fn session_stats(&self, parts: &Parts, raw_user: &str) -> Answer {
+        let caller = match self.authenticate(parts).await {
             Ok(session) => session,
             Err(res) => return res,
         };
@@ -92,8 +97,8 @@ impl TokenRoutes {
 
     /// `GET activity`: the caller's own security activity, newest first. Only the caller's:
     /// the user comes from the verified token, never from the request.
-    pub(super) async fn activity(&self, headers: &HeaderMap) -> Answer {
-        let caller = match self.authenticate(headers).await {
+    pub(super) async fn activity(&self, parts: &Parts) -> Answer {
+        let caller = match self.authenticate(parts).await {
             Ok(session) => session,
             Err(res) => return res,
         };
@@ -165,17 +170,17 @@ impl TokenRoutes {
 
     pub(super) async fn logout(
         &self,
-        headers: &HeaderMap,
+        parts: &Parts,
         everywhere: bool,
         tracked: Tracked<'_>,
     ) -> Answer {
-        let caller = match self.authenticate(headers).await {
+        let caller = match self.authenticate(parts).await {
             Ok(session) => session,
             // Without a bearer token the layer accepts, `/logout` still ends the session the
             // refresh cookie names: a browser in cookie mode whose access token has expired
             // must not be left logged out on the page while the cookie keeps refreshing.
             Err(refused) if !everywhere && refused.status() == StatusCode::UNAUTHORIZED => {
-                return self.logout_with_cookie(headers, refused, tracked).await;
+                return self.logout_with_cookie(&parts.headers, refused, tracked).await;
             }
             Err(res) => return res,
         };
@@ -205,8 +210,8 @@ impl TokenRoutes {
     /// `DELETE /sessions/{sessionId}`: ends one session of the caller's user, or anyone's for
     /// the `admin` role. 404 alike for an id that is malformed, unknown, ended or another
     /// user's, so ids cannot be probed.
-    pub(super) async fn end_session(&self, headers: &HeaderMap, raw_id: &str) -> Answer {
-        let caller = match self.authenticate(headers).await {
+    pub(super) async fn end_session(&self, parts: &Parts, raw_id: &str) -> Answer {
+        let caller = match self.authenticate(parts).await {
             Ok(session) => session,
             Err(res) => return res,
         };
@@ -250,8 +255,8 @@ impl TokenRoutes {
     }
 
     /// `POST /logout-others`: ends every session of the caller's user but the caller's own.
-    pub(super) async fn logout_others(&self, headers: &HeaderMap) -> Answer {
-        let caller = match self.authenticate(headers).await {
+    pub(super) async fn logout_others(&self, parts: &Parts) -> Answer {
+        let caller = match self.authenticate(parts).await {
             Ok(session) => session,
             Err(res) => return res,
         };

@@ -88,7 +88,7 @@ use tracing::Instrument;
 use crate::clock::rfc3339;
 use crate::cookie::Delivery;
 use crate::deadline::{RequestStart, excluding};
-use crate::error::{AuthError, ErrorCode, auth_error_response, json_error};
+use crate::error::{AuthError, ErrorCode, json_error};
 use crate::json_body::read_optional_json;
 use crate::layer::SessionLayer;
 use crate::manager::RevocationCache;
@@ -381,7 +381,7 @@ impl TokenRoutes {
                 match excluding(read_optional_json::<RefreshBody, B>(&parts.headers, body)).await {
                     Ok(body) => {
                         let cookie_only = body.refresh_token_delivery == Some(Delivery::Cookie);
-                        self.refresh(&parts.headers, body.refresh_token, cookie_only, tracked)
+                        self.refresh(&parts, body.refresh_token, cookie_only, tracked)
                             .await
                     }
                     Err(res) => res,
@@ -404,22 +404,22 @@ impl TokenRoutes {
                 ))
                 .await
                 {
-                    Ok(body) => self.auto_refresh(&parts.headers, body, tracked).await,
+                    Ok(body) => self.auto_refresh(&parts, body, tracked).await,
                     Err(res) => res,
                 }
             }
-            Route::SessionStats(user) => self.session_stats(&parts.headers, &user).await,
-            Route::OwnSessions => self.own_sessions(&parts.headers).await,
-            Route::Activity => self.activity(&parts.headers).await,
+            Route::SessionStats(user) => self.session_stats(&parts, &user).await,
+            Route::OwnSessions => self.own_sessions(&parts).await,
+            Route::Activity => self.activity(&parts).await,
             Route::Health => self.health().await,
             Route::Logout => {
                 let tracked = self.refresh_tracking(&parts.extensions);
-                self.logout(&parts.headers, false, tracked).await
+                self.logout(&parts, false, tracked).await
             }
-            Route::LogoutAll => self.logout(&parts.headers, true, None).await,
+            Route::LogoutAll => self.logout(&parts, true, None).await,
             Route::Jwks => self.jwks(&parts.headers),
-            Route::LogoutOthers => self.logout_others(&parts.headers).await,
-            Route::EndSession(id) => self.end_session(&parts.headers, &id).await,
+            Route::LogoutOthers => self.logout_others(&parts).await,
+            Route::EndSession(id) => self.end_session(&parts, &id).await,
         }
     }
 }

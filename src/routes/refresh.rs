@@ -1,6 +1,9 @@
 //! The refresh routes: `refresh` and `auto-refresh`, and the failed-refresh tracking.
 
 use super::*;
+use crate::layer::{token_route_proof, token_route_refusal};
+use crate::token::dpop::DpopProof;
+use http::request::Parts;
 
 impl TokenRoutes {
     /// The refresh token from the body, or else from the cookie under the CSRF rule.
@@ -73,16 +76,21 @@ impl TokenRoutes {
 
     pub(super) async fn refresh(
         &self,
-        headers: &HeaderMap,
+        parts: &Parts,
         body_token: Option<String>,
         cookie_only: bool,
         tracked: Tracked<'_>,
     ) -> Answer {
-        let (token, from_cookie) = match self.refresh_token_from(headers, body_token.as_deref()) {
-            Ok(found) => found,
+        let (token, from_cookie) =
+            match self.refresh_token_from(&parts.headers, body_token.as_deref()) {
+                Ok(found) => found,
+                Err(res) => return res,
+            };
+        let proof = match self.proof(parts).await {
+            Ok(proof) => proof,
             Err(res) => return res,
         };
-        match self.manager.refresh(token).await {
+        match self.manager.refresh_with_proof(token, proof.as_ref()).await {
             Ok(pair) => self.pair_response(
                 "Token refreshed successfully",
                 &pair,
@@ -103,7 +111,23 @@ impl TokenRoutes {
         Some((&self.attempts, ip))
     }
 
+    /// The request's DPoP proof (RFC 9449 §5): a session bound to a key is refreshed only
+    /// with one by that key.
+    async fn proof(&self, parts: &Parts) -> Result<Option<DpopProof>, Answer> {
+        let dpop = self.manager.dpop();
+        let uri = crate::layer::original_uri(&parts.uri, &parts.extensions);
+        token_route_proof(dpop, &parts.method, uri, &parts.headers)
+            .await
+            .map_err(|error| {
+                tracing::info!(%error, "refresh refused: DPoP proof");
+                token_route_refusal(dpop, &error).unwrap_or_else(|| session_error(&error))
+            })
+    }
+
     pub(super) fn refresh_failed(&self, error: &SessionError, from_cookie: bool) -> Answer {
+        if let Some(res) = token_route_refusal(self.manager.dpop(), error) {
+            return res;
+        }
         let mut res = session_error(error);
         // A cookie that can never work again is removed, so the browser stops sending it.
         if from_cookie && res.status() == StatusCode::UNAUTHORIZED {
@@ -117,10 +141,11 @@ impl TokenRoutes {
 
     pub(super) async fn auto_refresh(
         &self,
-        headers: &HeaderMap,
+        parts: &Parts,
         body: AutoRefreshBody,
         tracked: Tracked<'_>,
     ) -> Answer {
+        let headers = &parts.headers;
         let Some(access) = body.access_token.filter(|t| !t.is_empty()) else {
             return bad_request("accessToken is required");
         };
@@ -160,7 +185,11 @@ impl TokenRoutes {
                 return success("Token is still fresh", data);
             }
         }
-        match self.manager.refresh(refresh).await {
+        let proof = match self.proof(parts).await {
+            Ok(proof) => proof,
+            Err(res) => return res,
+        };
+        match self.manager.refresh_with_proof(refresh, proof.as_ref()).await {
             Ok(pair) => self.pair_response(
                 "Token refreshed successfully",
                 &pair,

@@ -34,6 +34,10 @@ pub struct AuthContext {
     pub amr: Vec<String>,
     /// The authentication context class reference the check reached, if it named one.
     pub acr: Option<String>,
+    /// The RFC 7638 thumbprint of the DPoP key (RFC 9449) the session is bound to, when the
+    /// login carried a proof: its access tokens carry it as `cnf.jkt`, and the session is used
+    /// and refreshed only with proofs by that key. Set at login, kept for the session's life.
+    pub jkt: Option<String>,
 }
 
 impl AuthContext {
@@ -52,6 +56,7 @@ impl AuthContext {
             auth_time,
             amr: amr.into_iter().map(Into::into).collect(),
             acr: acr.map(Into::into),
+            jkt: None,
         };
         context.check()?;
         Ok(context)
@@ -65,10 +70,30 @@ impl AuthContext {
         }
     }
 
+    /// The same context, bound to the DPoP key of thumbprint `jkt`.
+    pub fn bound_to(mut self, jkt: impl Into<String>) -> Self {
+        self.jkt = Some(jkt.into());
+        self
+    }
+
     /// Refuses what a token cannot carry, or what a challenge or a log could be confused by.
     pub(crate) fn check(&self) -> Result<(), ClaimsError> {
-        check_methods(&self.amr, self.acr.as_deref())
+        check_methods(&self.amr, self.acr.as_deref())?;
+        if self.jkt.as_deref().is_some_and(|jkt| !is_thumbprint(jkt)) {
+            return Err(ClaimsError::InvalidAuthContext(
+                "a DPoP key thumbprint (jkt) is 43 characters of base64url",
+            ));
+        }
+        Ok(())
     }
+}
+
+/// An RFC 7638 SHA-256 thumbprint: 43 characters of unpadded base64url.
+pub(crate) fn is_thumbprint(jkt: &str) -> bool {
+    jkt.len() == 43
+        && jkt
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The rules of [`AuthContext::new`] for `amr` and `acr`.

@@ -36,6 +36,7 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "auth_time",
     "amr",
     "acr",
+    "cnf",
 ];
 
 /// The app's own claims of a session: a JSON object without reserved names
@@ -187,7 +188,7 @@ pub enum ClaimsError {
     NotAnObject,
     /// A custom claim uses a name the crate writes or RFC 7519 registers.
     #[error(
-        "the custom claim `{0}` uses a reserved name (reserved: iss, sub, aud, exp, nbf, iat, jti, sid, roles, typ, auth_time, amr, acr)"
+        "the custom claim `{0}` uses a reserved name (reserved: iss, sub, aud, exp, nbf, iat, jti, sid, roles, typ, auth_time, amr, acr, cnf)"
     )]
     Reserved(String),
     /// The claims make the access token longer than the codec accepts.

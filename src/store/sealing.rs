@@ -32,6 +32,9 @@ pub(crate) struct AuthWire {
     m: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     c: Option<String>,
+    /// The DPoP key thumbprint the session is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<String>,
 }
 
 impl AuthWire {
@@ -40,6 +43,7 @@ impl AuthWire {
             t: auth.auth_time,
             m: auth.amr.clone(),
             c: auth.acr.clone(),
+            k: auth.jkt.clone(),
         }
     }
 
@@ -50,6 +54,7 @@ impl AuthWire {
                 auth_time: w.t,
                 amr: w.m,
                 acr: w.c,
+                jkt: w.k,
             },
             None => crate::session::AuthContext::at(created_at),
         }

@@ -60,6 +60,8 @@ pub fn record(user: &str, now: u64, l: &Lifetimes) -> SessionRecord {
             auth_time: now.saturating_sub(1_000),
             amr: vec!["pwd".to_owned()],
             acr: Some("urn:example:aal1".to_owned()),
+            // Bound to a DPoP key: every store keeps the binding (RFC 7638's example).
+            jkt: Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".to_owned()),
         },
     }
 }
@@ -509,6 +511,7 @@ pub async fn auth_context_round_trips_and_moves_only_by_reauthentication<
         auth_time: at(1_300),
         amr: vec!["pwd".to_owned(), "otp".to_owned()],
         acr: Some("urn:example:aal2".to_owned()),
+        jkt: r.auth.jkt.clone(),
     };
     let reauth = |generation, now, auth: &AuthContext| {
         let mut req = rotate_req(sid, generation, now);

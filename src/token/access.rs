@@ -14,7 +14,7 @@ use crate::session::{
 use jsonwebtoken::Header;
 use jsonwebtoken::errors::ErrorKind;
 
-use super::claims::{InClaims, OutClaims, numeric_date};
+use super::claims::{InClaims, OutClaims, OutConfirmation, numeric_date};
 use super::ecdsa;
 use super::keys::VerifyKey;
 use super::{Decoded, IssuedToken, MAX_TOKEN_LEN, TokenCodec};
@@ -91,6 +91,7 @@ impl TokenCodec {
             auth_time: u64::MAX,
             amr: &auth.amr,
             acr: auth.acr.as_deref(),
+            cnf: auth.jkt.as_deref().map(|jkt| OutConfirmation { jkt }),
         };
         let registered = serde_json::to_vec(&registered).expect("claims serialize");
         // `{registered}` and `{custom}` become `{registered,custom}`.
@@ -159,6 +160,7 @@ impl TokenCodec {
             auth_time: ms_to_secs(auth.auth_time),
             amr: &auth.amr,
             acr: auth.acr.as_deref(),
+            cnf: auth.jkt.as_deref().map(|jkt| OutConfirmation { jkt }),
         };
         let mut payload = serde_json::to_vec(&claims).expect("claims serialize");
         if let Some(members) = custom.members() {
@@ -310,6 +312,14 @@ impl TokenCodec {
         if roles.iter().any(|r| r.contains('\0')) {
             return Err(AuthError::InvalidClaim("roles"));
         }
+        let jkt = match claims.cnf {
+            None => None,
+            Some(cnf) => Some(
+                cnf.jkt
+                    .filter(|jkt| crate::session::is_thumbprint(jkt))
+                    .ok_or(AuthError::InvalidClaim("cnf"))?,
+            ),
+        };
         let mut other = claims.other.0;
         if other.keys().any(|k| is_reserved(k)) {
             other.retain(|k, _| !is_reserved(k));
@@ -327,7 +337,8 @@ impl TokenCodec {
                 secs_to_ms(auth_time),
                 claims.amr.unwrap_or_default(),
                 claims.acr,
-            ),
+            )
+            .with_jkt(jkt),
             not_before_ms: nbf.map(secs_to_ms),
         })
     }

@@ -33,6 +33,22 @@ pub(super) struct OutClaims<'a> {
     pub(super) amr: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) acr: Option<&'a str>,
+    /// The key the token is bound to (RFC 9449 §6.1, RFC 7800).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) cnf: Option<OutConfirmation<'a>>,
+}
+
+/// `cnf` as written: the DPoP key's thumbprint.
+#[derive(Serialize)]
+pub(super) struct OutConfirmation<'a> {
+    pub(super) jkt: &'a str,
+}
+
+/// `cnf` as read: a confirmation this codec does not write (`x5t#S256`, `jwk`) leaves `jkt`
+/// empty, and the token is refused: a binding that cannot be checked is never dropped.
+#[derive(Deserialize)]
+pub(super) struct InConfirmation {
+    pub(super) jkt: Option<String>,
 }
 
 /// The claims verification reads. A member that is absent or `null` is `None`; a member named
@@ -57,6 +73,7 @@ pub(super) struct InClaims {
     pub(super) auth_time: Option<Number>,
     pub(super) amr: Option<Vec<String>>,
     pub(super) acr: Option<String>,
+    pub(super) cnf: Option<InConfirmation>,
     /// Every other member: the app's custom claims (and registered names this codec does not
     /// read, such as `typ`, which are dropped).
     pub(super) other: Other,
@@ -80,6 +97,7 @@ enum Name {
     AuthTime,
     Amr,
     Acr,
+    Cnf,
     Other(String),
 }
 
@@ -112,6 +130,7 @@ impl serde::de::Visitor<'_> for NameVisitor {
             "auth_time" => Name::AuthTime,
             "amr" => Name::Amr,
             "acr" => Name::Acr,
+            "cnf" => Name::Cnf,
             other => Name::Other(other.to_owned()),
         })
     }
@@ -152,7 +171,7 @@ impl<'de> serde::de::Visitor<'de> for ClaimsVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<InClaims, A::Error> {
         let mut c = InClaims::default();
-        let mut seen = [false; 12];
+        let mut seen = [false; 13];
         let a = &mut access;
         while let Some(name) = a.next_key::<Name>()? {
             match name {
@@ -168,6 +187,7 @@ impl<'de> serde::de::Visitor<'de> for ClaimsVisitor {
                 Name::AuthTime => read_once(a, &mut c.auth_time, &mut seen[9], "auth_time")?,
                 Name::Amr => read_once(a, &mut c.amr, &mut seen[10], "amr")?,
                 Name::Acr => read_once(a, &mut c.acr, &mut seen[11], "acr")?,
+                Name::Cnf => read_once(a, &mut c.cnf, &mut seen[12], "cnf")?,
                 Name::Other(name) => {
                     let value = a.next_value::<Box<serde_json::value::RawValue>>()?;
                     if c.other.0.insert(name, value).is_some() {

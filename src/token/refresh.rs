@@ -1,4 +1,7 @@
-//! The refresh-token format: `tjs1.<session>.<generation>.<expires_at_ms>.<HMAC>`.
+//! The refresh-token format: `tjs1.<session>.<generation>.<expires_at_ms>.<HMAC>`, or for a
+//! session bound to a DPoP key `tjs1.<session>.<generation>.<expires_at_ms>.<jkt>.<HMAC>`: the
+//! MAC covers the key's thumbprint, so the binding is checked before the store is asked, and
+//! cannot be cut off.
 //!
 //! A refresh token is derived from a server key and never stored: the store keeps only the
 //! session's current generation, and the MAC proves this server issued the token.
@@ -22,6 +25,35 @@ pub(crate) struct RefreshClaims {
     pub(crate) generation: u64,
     /// When the refresh token expires, in milliseconds since the epoch (the wire unit).
     pub(crate) expires_at_ms: u64,
+    /// The thumbprint of the DPoP key the session is bound to.
+    pub(crate) jkt: Option<Thumbprint>,
+}
+
+/// An RFC 7638 thumbprint as its 43 base64url characters, kept inline so that
+/// [`RefreshClaims`] stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Thumbprint([u8; 43]);
+
+impl Thumbprint {
+    /// `jkt`, when it is a thumbprint.
+    pub(crate) fn new(jkt: &str) -> Option<Self> {
+        if !crate::session::is_thumbprint(jkt) {
+            return None;
+        }
+        let mut bytes = [0u8; 43];
+        bytes.copy_from_slice(jkt.as_bytes());
+        Some(Self(bytes))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("checked base64url")
+    }
+}
+
+impl std::fmt::Debug for Thumbprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl RefreshClaims {
@@ -30,6 +62,10 @@ impl RefreshClaims {
         mac.update(self.session_id.as_bytes());
         mac.update(&self.generation.to_be_bytes());
         mac.update(&self.expires_at_ms.to_be_bytes());
+        if let Some(jkt) = &self.jkt {
+            mac.update(b"jkt");
+            mac.update(&jkt.0);
+        }
     }
 }
 
@@ -67,8 +103,12 @@ impl RefreshKeys {
     pub(crate) fn mint(&self, claims: &RefreshClaims) -> String {
         let mut mac = self.0[0].clone();
         claims.mac_input(&mut mac);
+        let jkt = claims
+            .jkt
+            .as_ref()
+            .map_or(String::new(), |jkt| format!("{}.", jkt.as_str()));
         format!(
-            "{REFRESH_PREFIX}.{}.{}.{}.{}",
+            "{REFRESH_PREFIX}.{}.{}.{}.{jkt}{}",
             claims.session_id,
             claims.generation,
             claims.expires_at_ms,
@@ -82,13 +122,17 @@ impl RefreshKeys {
             return None;
         }
         let mut parts = token.split('.');
-        let (prefix, sid, generation, expires_at, mac) = (
+        let (prefix, sid, generation, expires_at, fifth) = (
             parts.next()?,
             parts.next()?,
             parts.next()?,
             parts.next()?,
             parts.next()?,
         );
+        let (jkt, mac) = match parts.next() {
+            None => (None, fifth),
+            Some(mac) => (Some(Thumbprint::new(fifth)?), mac),
+        };
         if prefix != REFRESH_PREFIX || parts.next().is_some() {
             return None;
         }
@@ -99,6 +143,7 @@ impl RefreshKeys {
             session_id: SessionId::parse(sid.as_bytes())?,
             generation: generation.parse().ok()?,
             expires_at_ms: expires_at.parse().ok()?,
+            jkt,
         };
         let mut tag = [0u8; 33];
         let n = URL_SAFE_NO_PAD.decode_slice(mac, &mut tag).ok()?;

@@ -654,7 +654,7 @@ async fn a_memo_is_read_only_by_the_cache_that_wrote_it() {
         format!("Bearer {}", login.access_token).parse().unwrap(),
     );
     assert_eq!(
-        layer.authenticate(&headers).await.err(),
+        layer.authenticate(&with_headers(&headers)).await.err(),
         Some(crate::error::AuthError::Revoked),
         "the second cache answered from the first one's memo"
     );
@@ -1104,4 +1104,11 @@ mod shuttle_model {
             );
         }
     }
+}
+
+/// A request carrying `headers`.
+fn with_headers(headers: &http::HeaderMap) -> http::Request<()> {
+    let mut request = http::Request::new(());
+    *request.headers_mut() = headers.clone();
+    request
 }

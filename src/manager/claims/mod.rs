@@ -31,6 +31,8 @@ pub struct NewSession {
     pub(super) amr: Vec<String>,
     /// The authentication context class reached (`acr`).
     pub(super) acr: Option<String>,
+    /// The DPoP key the session is bound to.
+    pub(super) jkt: Option<String>,
 }
 
 impl NewSession {
@@ -43,6 +45,7 @@ impl NewSession {
             claims: Ok(CustomClaims::default()),
             amr: Vec::new(),
             acr: None,
+            jkt: None,
         }
     }
 
@@ -94,6 +97,14 @@ impl NewSession {
     /// control characters, as [`amr`](Self::amr).
     pub fn acr(mut self, acr: impl Into<String>) -> Self {
         self.acr = Some(acr.into());
+        self
+    }
+
+    /// Binds the session to the DPoP key of a verified `proof` (RFC 9449): its access tokens
+    /// carry the key's thumbprint as `cnf.jkt`, are accepted only with proofs by that key, and
+    /// the session is refreshed only with one. The default is a Bearer session.
+    pub fn dpop_bound(mut self, proof: &crate::token::dpop::DpopProof) -> Self {
+        self.jkt = Some(proof.jkt().to_owned());
         self
     }
 

@@ -186,6 +186,7 @@ async fn custom_claims_are_sealed_at_rest() {
             auth_time: now + 1,
             amr: vec!["amr-marker".to_owned()],
             acr: Some("acr-marker".to_owned()),
+            jkt: None,
         }),
     });
     assert!(matches!(

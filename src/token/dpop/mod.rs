@@ -50,13 +50,11 @@
 //! | file | holds |
 //! |---|---|
 //! | `mod.rs` | [`DpopSettings`], [`DpopVerifier`], [`ProofRequest`], [`DpopProof`] |
-//! | `error.rs` | [`DpopError`] |
-//! | `jwk.rs` | the proof's key, its thumbprint, the signature check |
+//! //! | `jwk.rs` | the proof's key, its thumbprint, the signature check |
 //! | `htu.rs` | [`PublicOrigin`], RFC 3986 normalization of `htu` |
 //! | `nonce.rs` | stateless server nonces |
 //! | `replay.rs` | [`DpopReplayCache`], [`MemoryReplayCache`] |
 
-mod error;
 mod htu;
 mod jwk;
 mod nonce;
@@ -80,7 +78,7 @@ use sha2::{Digest as _, Sha256};
 use crate::clock::{Clock, SharedClock, SystemClock, duration_ms, system_time};
 use crate::config::ConfigError;
 
-pub use error::DpopError;
+pub use crate::error::DpopError;
 pub use htu::{InvalidOrigin, PublicOrigin};
 pub use replay::{DpopReplayCache, MemoryReplayCache, ReplayCacheError};
 
@@ -354,6 +352,12 @@ impl DpopVerifier {
         self
     }
 
+    /// Reads the time from the manager's clock.
+    pub(crate) fn with_shared_clock(mut self, clock: SharedClock) -> Self {
+        Arc::make_mut(&mut self.inner).clock = clock;
+        self
+    }
+
     /// The settings it checks with.
     pub fn settings(&self) -> &DpopSettings {
         &self.inner.settings
@@ -369,15 +373,15 @@ impl DpopVerifier {
     ///
     /// # Errors
     /// [`DpopError`]: the first check that fails.
-    pub fn verify<'a, 'h>(
-        &'a self,
+    pub fn verify<'h>(
+        &self,
         proofs: impl IntoIterator<Item = &'h HeaderValue>,
         request: &ProofRequest<'_>,
-    ) -> impl Future<Output = Result<DpopProof, DpopError>> + Send + 'a {
+    ) -> impl Future<Output = Result<DpopProof, DpopError>> + Send + 'static {
         let checked = self.check(proofs, request);
+        let replay = self.inner.replay.clone();
         async move {
             let checked = checked?;
-            let replay = &self.inner.replay;
             let (jkt, jti) = (checked.proof.jkt(), checked.jti.as_str());
             let first = match replay.try_first_use(jkt, jti, checked.expires_at_ms, checked.now_ms)
             {
