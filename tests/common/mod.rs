@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 #[cfg(feature = "axum")]
 pub mod app;
+#[cfg(feature = "axum")]
+pub mod dpop;
 #[cfg(feature = "postgres")]
 pub mod pg_server;
 pub mod redis_server;

@@ -16,6 +16,7 @@ mod activity;
 mod adversarial;
 mod app;
 mod assembly;
+mod dpop;
 mod example;
 mod example_app;
 mod example_jwks;
