@@ -56,7 +56,7 @@ pub(crate) fn read_store_choice(env: &Env<'_>) -> Result<Option<StoreChoice>, Co
 /// Whether starting the PostgreSQL store may create or upgrade its tables (`DATABASE_MIGRATE`).
 ///
 /// Creating tables needs the `CREATE` right on the schema; running the store needs only
-/// `SELECT`, `INSERT`, `UPDATE` and `DELETE` on its four tables. With [`Off`](Self::Off) the
+/// `SELECT`, `INSERT`, `UPDATE` and `DELETE` on its tables. With [`Off`](Self::Off) the
 /// application can run as a user with those rights alone, and the tables are made by a step
 /// of their own (`PostgresStore::migrate`, run by a user that may create them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

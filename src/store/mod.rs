@@ -19,6 +19,7 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+mod replay;
 // The Redis record formats in it (sealed parts, version-1 seals) are unused without Redis.
 #[cfg(any(feature = "redis", feature = "postgres"))]
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]

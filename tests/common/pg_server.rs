@@ -94,7 +94,7 @@ impl TestDb {
     }
 
     /// A role that may connect to this database and do no more than `SELECT`, `INSERT`,
-    /// `UPDATE` and `DELETE` on the store's four tables under `prefix`, as far as they exist
+    /// `UPDATE` and `DELETE` on the store's tables under `prefix`, as far as they exist
     /// (no `CREATE` anywhere: PostgreSQL 15 gives `PUBLIC` no `CREATE` on schema `public`);
     /// returns the URL that connects as it. Dropped with the database.
     pub async fn dml_role(&self, prefix: &str) -> String {
@@ -116,9 +116,16 @@ impl TestDb {
             "SELECT relname::text FROM pg_class WHERE relkind = 'r' AND relname = ANY($1)",
         )
         .bind(
-            ["sessions", "meta", "rate_limits", "attempts", "activity"]
-                .map(|t| format!("{prefix}_{t}"))
-                .to_vec(),
+            [
+                "sessions",
+                "meta",
+                "rate_limits",
+                "attempts",
+                "activity",
+                "dpop_replay",
+            ]
+            .map(|t| format!("{prefix}_{t}"))
+            .to_vec(),
         )
         .fetch_all(&mut conn)
         .await

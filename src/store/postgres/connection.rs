@@ -22,6 +22,7 @@ pub struct PostgresConnection {
     pool: PgPool,
     rate_limits: String,
     attempts: String,
+    dpop_replay: String,
     prefix: String,
     timeout: Duration,
     names: Option<NameKey>,
@@ -48,6 +49,7 @@ impl PostgresConnection {
             pool,
             rate_limits: tables.rate_limits.clone(),
             attempts: tables.attempts.clone(),
+            dpop_replay: tables.dpop_replay.clone(),
             prefix: tables.prefix.clone(),
             timeout,
             names,
@@ -72,6 +74,11 @@ impl PostgresConnection {
     /// The attempt tracker's table, `<prefix>_attempts`.
     pub(crate) fn attempts_table(&self) -> &str {
         &self.attempts
+    }
+
+    /// The DPoP replay cache's table, `<prefix>_dpop_replay`.
+    pub(crate) fn dpop_replay_table(&self) -> &str {
+        &self.dpop_replay
     }
 
     /// `key` as it is stored: as given, or a keyed hash of it (32 hex digits, as in Redis key

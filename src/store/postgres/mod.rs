@@ -17,6 +17,8 @@
 //! | channel `P_revoked` | `NOTIFY` of revoked session ids, for every instance's cache |
 //! | table `P_rate_limits` (unlogged) | the rate limiter's counters, one row per client (`rate_limit::PostgresRateLimitBackend`) |
 //! | table `P_attempts` (unlogged) | the attempt tracker's counts and lock-outs, one row per key (`rate_limit::PostgresAttemptBackend`) |
+//! | table `P_activity` | the security activity trail: each user's newest events, in a ring of slots |
+//! | table `P_dpop_replay` (unlogged) | the DPoP proofs seen within their window, one row per proof, keyed by a 16-byte hash ([`PostgresReplayCache`], schema version 4) |
 //!
 //! The tables are created (and later upgraded) by migrations embedded in the crate, in one
 //! transaction under an advisory lock of the prefix, with `CREATE … IF NOT EXISTS`:
@@ -25,11 +27,12 @@
 //! (`DATABASE_MIGRATE=auto`, the default), or refuses to start then, naming
 //! `DATABASE_MIGRATE`, with `DATABASE_MIGRATE=off`; [`PostgresStore::migrate`] is the
 //! migration as a step of its own. Migrating needs `CREATE` on the schema; running needs only
-//! `SELECT`, `INSERT`, `UPDATE`, `DELETE` on the four tables:
+//! `SELECT`, `INSERT`, `UPDATE`, `DELETE` on the six tables:
 //!
 //! ```sql
 //! GRANT SELECT, INSERT, UPDATE, DELETE
-//!     ON tjs_sessions, tjs_meta, tjs_rate_limits, tjs_attempts TO app;
+//!     ON tjs_sessions, tjs_meta, tjs_rate_limits, tjs_attempts, tjs_activity, tjs_dpop_replay
+//!     TO app;
 //! ```
 //!
 //! What is stored is what the Redis store stores: no refresh token ever (records hold the
@@ -92,14 +95,16 @@
 //!
 //! `schema.rs` and `sql/` (migrations), `record.rs` (a row's columns and its `data`, sealing),
 //! `store.rs` (the [`SessionStore`](crate::store::SessionStore) impl and the listener),
-//! `connection.rs` (what the rate-limit backends run on).
+//! `connection.rs` (what the rate-limit backends run on), `replay.rs` (the DPoP replay cache).
 
 mod connection;
 mod record;
+mod replay;
 mod schema;
 mod store;
 
 pub use connection::PostgresConnection;
+pub use replay::PostgresReplayCache;
 pub use store::PostgresStore;
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sql/v1.sql"),
     include_str!("sql/v2.sql"),
     include_str!("sql/v3.sql"),
+    include_str!("sql/v4.sql"),
 ];
 
 /// A 64-bit advisory-lock key for `label`, so that locks of different prefixes (and of other
@@ -38,6 +39,8 @@ pub(super) struct Tables {
     pub(super) attempts: String,
     /// The security activity trail.
     pub(super) activity: String,
+    /// The DPoP replay cache.
+    pub(super) dpop_replay: String,
 }
 
 impl Tables {
@@ -50,6 +53,7 @@ impl Tables {
             rate_limits: format!("{prefix}_rate_limits"),
             attempts: format!("{prefix}_attempts"),
             activity: format!("{prefix}_activity"),
+            dpop_replay: format!("{prefix}_dpop_replay"),
         }
     }
 }

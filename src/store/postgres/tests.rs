@@ -162,7 +162,7 @@ async fn migrations_are_idempotent_and_safe_from_several_instances() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert_eq!(version, "3");
+    assert_eq!(version, "4");
     let tables: Vec<(String, String)> = sqlx::query_as(
         "SELECT relname::text, relpersistence::text FROM pg_class \
          WHERE relkind = 'r' AND relname LIKE 'tjs\\_%' ORDER BY 1",
@@ -176,6 +176,7 @@ async fn migrations_are_idempotent_and_safe_from_several_instances() {
         [
             ("tjs_activity", "p"),
             ("tjs_attempts", "u"),
+            ("tjs_dpop_replay", "u"),
             ("tjs_meta", "p"),
             ("tjs_rate_limits", "u"),
             ("tjs_sessions", "p")
@@ -994,9 +995,10 @@ async fn connect_error(settings: &PostgresSettings) -> String {
 }
 
 /// Least privilege: once the tables are made (by `PostgresStore::migrate`, as their owner), a
-/// user with `SELECT`, `INSERT`, `UPDATE` and `DELETE` on the four tables and nothing else
+/// user with `SELECT`, `INSERT`, `UPDATE` and `DELETE` on the store's tables and nothing else
 /// starts the store, with `DATABASE_MIGRATE` `auto` or `off`, and every part of it works: the
-/// sessions, the prefix claim, the sealing marker, the rate limit and the attempt tracker.
+/// sessions, the prefix claim, the sealing marker, the rate limit, the attempt tracker and the
+/// DPoP replay cache.
 #[tokio::test]
 async fn a_user_with_dml_rights_only_runs_an_up_to_date_store() {
     let db = TestDb::create().await;
@@ -1070,6 +1072,10 @@ async fn a_user_with_dml_rights_only_runs_an_up_to_date_store() {
         .await
         .unwrap();
         assert_eq!(reserved, Ok(()));
+        let replay = store.backing().dpop_replay_cache(16);
+        let jti = format!("{mode:?}");
+        assert!(replay.first_use("jkt", &jti, 9_000, 1_000).await.unwrap());
+        assert!(!replay.first_use("jkt", &jti, 9_000, 1_000).await.unwrap());
     }
     // The role really cannot create anything: what the first start used to do is refused.
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)

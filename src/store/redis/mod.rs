@@ -11,6 +11,7 @@
 //! | `P:revoked` | pub/sub channel | ids of revoked sessions, for every instance's cache |
 //! | `P:keycheck` | string | a sealed marker: which sealing key seals (a wrong key is a startup error) |
 //! | `P:owners` | sorted set | fingerprints of the signing keys of the application using the prefix ([`RedisStore::claim`]) |
+//! | `P:dpop:<hash>` | string | a DPoP proof seen within its window ([`RedisReplayCache`]); `<hash>` is 32 hex digits of SHA-256 of its key thumbprint and `jti`; expires with the proof |
 //! | `P:{tag}:w` | string | with `REDIS_WAIT_REPLICAS` only: a marker written (1 s lifetime) before each `WAIT`, see below |
 //!
 //! `tag` is derived from the user id and is also the first four bytes of every session id this
@@ -73,21 +74,24 @@
 //! [`RedisStore::connection`] hands out the store's [`RedisConnection`]; the Redis backends of
 //! the rate limiter and of the attempt tracker (`rate_limit::RedisRateLimitBackend` and
 //! `rate_limit::RedisAttemptBackend`) run on it, under the same prefix and key-name hashing.
-//! Their keys are `P:rl:{client}` and `P:at:{…}`.
+//! Their keys are `P:rl:{client}` and `P:at:{…}`. So does the DPoP replay cache,
+//! [`RedisReplayCache`] (`Backing::dpop_replay_cache`), with keys `P:dpop:<hash>`.
 //!
 //! # Files
 //!
 //! `connection.rs` (URLs, TLS, timeouts, one node or a cluster), `keys.rs` (key names, hash
 //! tags), `../sealing.rs` (record encryption, shared with the PostgreSQL store), `record.rs` (a record's hash fields),
 //! `store.rs` (the [`SessionStore`](crate::store::SessionStore) impl; its rules are the Lua
-//! scripts in `lua/`).
+//! scripts in `lua/`), `replay.rs` (the DPoP replay cache).
 
 mod connection;
 mod keys;
 mod record;
+mod replay;
 mod store;
 
 pub use connection::RedisConnection;
+pub use replay::RedisReplayCache;
 pub use store::RedisStore;
 
 #[cfg(test)]

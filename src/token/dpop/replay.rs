@@ -37,10 +37,13 @@ pub enum ReplayCacheError {
 /// seen long ago is harmless), never shorter.
 ///
 /// With several instances serving the same clients, the cache must be shared (else a proof
-/// replayed to another instance is accepted there): in Redis it is
-/// `SET <prefix>:dpop:<jkt>:<jti> 1 NX PX <expires_at_ms - now_ms>` (`OK` is a first use), in
-/// PostgreSQL `INSERT INTO … (jkt, jti, expires_at) VALUES (…) ON CONFLICT DO NOTHING` (one
-/// row inserted is a first use), with expired rows deleted now and then.
+/// replayed to another instance is accepted there): `store::Backing::dpop_replay_cache` gives
+/// the one that belongs with the session store. In Redis (`store::redis::RedisReplayCache`)
+/// it is `SET <prefix>:dpop:<hash> 1 NX PX <expires_at_ms - now_ms>` (`OK` is a first use), in
+/// PostgreSQL (`store::postgres::PostgresReplayCache`) `INSERT … ON CONFLICT (key) DO UPDATE
+/// … WHERE expires_at <= now RETURNING` (a row returned is a first use), with expired rows
+/// deleted now and then; `<hash>` is a fixed-size hash of `jkt` and `jti`, so no `jti` makes
+/// a key longer.
 ///
 /// Object-safe: the verifier holds an `Arc<dyn DpopReplayCache>`. An in-process cache also
 /// answers [`try_first_use`](Self::try_first_use), so the request pays for no boxed future.
