@@ -344,9 +344,8 @@ fn dpop(
         settings = settings.require_nonce(key, std::time::Duration::from_secs(300))?;
     }
     let verifier = DpopVerifier::new(settings)
-        .with_replay_cache(std::sync::Arc::new(crate::token::dpop::MemoryReplayCache::new(DPOP_REPLAY_CAPACITY)))
+        .with_replay_cache(store.backing().dpop_replay_cache(DPOP_REPLAY_CAPACITY))
         .with_shared_clock(clock);
-    let _ = store;
     Ok(Some(super::Dpop { verifier, origin }))
 }
 

@@ -118,15 +118,14 @@ impl App {
 /// does.
 pub fn router(manager: &SessionManager, limits: RateLimitConfig) -> Router {
     let attempts = AttemptTracker::default();
+    let login = LoginService::new(manager, check_password).attempt_tracker(attempts.clone());
     let protected = Router::new()
         .route("/api/me", get(me))
         .route("/api/admin", get(admin).route_layer(require_role("admin")))
         .route_layer(SessionLayer::from_manager(manager));
     let rate_limited = Router::new()
-        .route_service(
-            "/api/auth/login",
-            LoginService::new(manager, check_password).attempt_tracker(attempts.clone()),
-        )
+        .route_service("/api/auth/login", login.clone())
+        .route_service("/api/auth/reauthenticate", login)
         .nest_service(
             "/api/token",
             TokenRoutes::new(manager).attempt_tracker(attempts),

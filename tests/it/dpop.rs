@@ -336,11 +336,11 @@ async fn a_bound_session_re_authenticates_with_its_key_and_stays_bound() {
         }
         request.send()
     };
-    let (status, _) = read(send(format!("Bearer {access}"), None).await.unwrap()).await;
-    assert_eq!(status, 401);
+    let (status, body) = read(send(format!("Bearer {access}"), None).await.unwrap()).await;
+    assert_eq!((status, &body["error"]), (401, &json!("invalid_token")), "{body}");
     let proof = DpopKey::new().proof("POST", url, Some(access));
-    let (status, _) = read(send(format!("DPoP {access}"), Some(proof)).await.unwrap()).await;
-    assert_eq!(status, 401);
+    let (status, body) = read(send(format!("DPoP {access}"), Some(proof)).await.unwrap()).await;
+    assert_eq!((status, &body["error"]), (401, &json!("invalid_dpop_proof")), "{body}");
     let proof = key.proof("POST", url, Some(access));
     let (status, body) = read(send(format!("DPoP {access}"), Some(proof)).await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
