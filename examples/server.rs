@@ -50,10 +50,10 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_jwt_session::token::dpop::{DPOP, DPOP_NONCE};
 use tower_jwt_session::login::{CheckError, Credentials};
 use tower_jwt_session::response::{ErrorBody, Success};
 use tower_jwt_session::session::Claims;
+use tower_jwt_session::token::dpop::{DPOP, DPOP_NONCE};
 use tower_jwt_session::{
     Session, SessionConfig, SessionLayer, SessionManager,
     login::{Authenticated, LoginService},

@@ -14,8 +14,8 @@ mod claims;
 mod extract;
 mod memo;
 
-pub use auth::{AuthContext, MAX_AMR, MAX_AUTH_VALUE_LEN};
 pub(crate) use auth::is_thumbprint;
+pub use auth::{AuthContext, MAX_AMR, MAX_AUTH_VALUE_LEN};
 pub(crate) use claims::RawMembers;
 pub(crate) use claims::is_reserved;
 pub use claims::{ClaimsError, CustomClaims, RESERVED_CLAIMS};

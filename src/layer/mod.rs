@@ -63,8 +63,8 @@ mod service;
 pub use rate_limit::{ClientRateLimit, ClientRateLimitLayer, RateLimitCheck, RateLimitWait};
 
 pub use future::RevocationWait;
-pub(crate) use proof::{original_uri, token_route_proof, token_route_refusal};
 pub use layer::SessionLayer;
+pub(crate) use proof::{original_uri, token_route_proof, token_route_refusal};
 // The role check, the revocation check and the machinery every layer of the crate is made of
 // (a `Check` deciding each request, the `Guarded` service running it): an extension point, to
 // write a check of your own.

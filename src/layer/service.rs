@@ -7,8 +7,8 @@ use http::header::HeaderMap;
 use http::{HeaderValue, Request};
 
 use super::future::RevocationWait;
-use super::proof::{ProofWait, binding, with_nonce};
 use super::layer::Shared;
+use super::proof::{ProofWait, binding, with_nonce};
 use super::responder::ErrorResponder;
 use super::{X_TOKEN_EXPIRES_IN, X_TOKEN_REFRESH};
 use crate::error::AuthError;
@@ -94,9 +94,9 @@ where
             left_secs: left.whole_secs(),
         });
         if let Some(proof) = proof {
-            return Verdict::Pending(RevocationWait::proof(Box::pin(self.clone().proved(
-                proof, req, session, hint,
-            ))));
+            return Verdict::Pending(RevocationWait::proof(Box::pin(
+                self.clone().proved(proof, req, session, hint),
+            )));
         }
         match self.shared.revocation.check(&session) {
             Checked::Ready(SessionStatus::Active) => {

@@ -22,20 +22,20 @@ use serde::Deserialize;
 use tower_service::Service;
 
 use super::{Authenticated, CredentialCheck, Credentials, LoginCredentials, origin};
+use crate::config::DpopMode;
 use crate::cookie::Delivery;
 use crate::deadline::{RequestStart, excluding};
-use crate::config::DpopMode;
 use crate::error::{DpopError, ErrorCode, json_error};
 use crate::json_body::{bad_request, declares_json, read_json_object, unsupported_media_type};
 use crate::layer::{SessionLayer, token_route_proof, token_route_refusal};
-use crate::token::dpop::DpopProof;
-use http::request::Parts;
 use crate::manager::{NewSession, RevocationCache, SessionError, SessionManager, TokenPair};
 use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, LoginRefused};
 use crate::response::{Success, TokenPairBody};
 use crate::session::Session;
 use crate::store::DeviceInfo;
 use crate::telemetry::Escaped;
+use crate::token::dpop::DpopProof;
+use http::request::Parts;
 
 /// Which of the service's two routes a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,7 +366,9 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
             .map_err(refused)?;
         match self.manager.config().dpop().mode() {
             DpopMode::Off => Ok(None),
-            DpopMode::Required if proof.is_none() => Err(refused(SessionError::Dpop(DpopError::Missing))),
+            DpopMode::Required if proof.is_none() => {
+                Err(refused(SessionError::Dpop(DpopError::Missing)))
+            }
             _ => Ok(proof),
         }
     }

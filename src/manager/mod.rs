@@ -20,6 +20,7 @@ use crate::clock::{SharedClock, duration_ms, system_time};
 use crate::config::SessionConfig;
 use crate::deadline;
 use crate::error::AuthError;
+use crate::error::DpopError;
 use crate::rate_limit::Limits;
 use crate::revocation::SessionStatus;
 use crate::session::{AuthContext, ClaimsError, CustomClaims, Session, SessionId};
@@ -30,7 +31,6 @@ use crate::store::{
 };
 use crate::telemetry::{self, Escaped};
 use crate::token::TokenCodec;
-use crate::error::DpopError;
 use crate::token::dpop::DpopProof;
 use crate::token::refresh::{RefreshClaims, RefreshKeys, Thumbprint};
 pub use cache::RevocationCache;

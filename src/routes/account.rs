@@ -180,7 +180,9 @@ impl TokenRoutes {
             // refresh cookie names: a browser in cookie mode whose access token has expired
             // must not be left logged out on the page while the cookie keeps refreshing.
             Err(refused) if !everywhere && refused.status() == StatusCode::UNAUTHORIZED => {
-                return self.logout_with_cookie(&parts.headers, refused, tracked).await;
+                return self
+                    .logout_with_cookie(&parts.headers, refused, tracked)
+                    .await;
             }
             Err(res) => return res,
         };

@@ -189,7 +189,11 @@ impl TokenRoutes {
             Ok(proof) => proof,
             Err(res) => return res,
         };
-        match self.manager.refresh_with_proof(refresh, proof.as_ref()).await {
+        match self
+            .manager
+            .refresh_with_proof(refresh, proof.as_ref())
+            .await
+        {
             Ok(pair) => self.pair_response(
                 "Token refreshed successfully",
                 &pair,

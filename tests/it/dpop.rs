@@ -77,7 +77,10 @@ async fn a_login_with_a_proof_binds_the_session_and_its_tokens_work_only_with_pr
     // As Bearer: refused, with the DPoP challenge (no downgrade).
     let res = me(&app, &format!("Bearer {access}"), &[]).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(challenge.starts_with("DPoP "), "{challenge}");
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     let (_, body) = read(res).await;
@@ -86,7 +89,10 @@ async fn a_login_with_a_proof_binds_the_session_and_its_tokens_work_only_with_pr
     // With the DPoP scheme and no proof.
     let res = me(&app, &format!("DPoP {access}"), &[]).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(
         challenge.contains("error=\"invalid_dpop_proof\""),
         "{challenge}"
@@ -111,7 +117,10 @@ async fn every_wrong_proof_is_refused() {
             "another host (htu)",
             vec![key.proof("GET", "http://evil.example/api/me", Some(&access))],
         ),
-        ("another method (htm)", vec![key.proof("POST", ME, Some(&access))]),
+        (
+            "another method (htm)",
+            vec![key.proof("POST", ME, Some(&access))],
+        ),
         (
             "an old proof (iat)",
             vec![key.proof_with("GET", ME, Some(&access), old)],
@@ -155,7 +164,10 @@ async fn every_wrong_proof_is_refused() {
     for (case, proofs) in cases {
         let res = me(&app, &format!("DPoP {access}"), &proofs).await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{case}");
-        let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let challenge = res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(challenge.starts_with("DPoP "), "{case}: {challenge}");
         let (_, body) = read(res).await;
         assert_eq!(body["error"], "invalid_dpop_proof", "{case}: {body}");
@@ -176,7 +188,12 @@ async fn a_proof_is_accepted_once() {
     let (key, pair) = bound(&app).await;
     let access = pair["accessToken"].as_str().unwrap();
     let proof = key.proof("GET", ME, Some(access));
-    let first = me(&app, &format!("DPoP {access}"), std::slice::from_ref(&proof)).await;
+    let first = me(
+        &app,
+        &format!("DPoP {access}"),
+        std::slice::from_ref(&proof),
+    )
+    .await;
     assert_eq!(first.status(), StatusCode::OK);
     let again = me(&app, &format!("DPoP {access}"), &[proof]).await;
     assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
@@ -193,9 +210,17 @@ async fn a_bound_refresh_needs_a_proof_by_the_same_key_and_a_stolen_token_alone_
     let thief = DpopKey::new();
 
     let (status, body) = refresh(&app, token, None).await;
-    assert_eq!((status, &body["error"]), (400, &json!("invalid_dpop_proof")), "{body}");
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_dpop_proof")),
+        "{body}"
+    );
     let (status, body) = refresh(&app, token, Some(thief.proof("POST", REFRESH, None))).await;
-    assert_eq!((status, &body["error"]), (400, &json!("invalid_dpop_proof")), "{body}");
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_dpop_proof")),
+        "{body}"
+    );
     // A proof for another route is no proof for this one.
     let (status, _) = refresh(&app, token, Some(key.proof("POST", LOGIN, None))).await;
     assert_eq!(status, 400);
@@ -219,7 +244,11 @@ async fn a_bound_refresh_token_cut_of_its_key_is_forged() {
     assert_eq!(parts.len(), 6, "tjs1.sid.gen.exp.jkt.mac");
     let cut = [&parts[..4], &parts[5..]].concat().join(".");
     let (status, body) = refresh(&app, &cut, None).await;
-    assert_eq!((status, &body["error"]), (401, &json!("invalid_token")), "{body}");
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &json!("invalid_token")),
+        "{body}"
+    );
     let other = DpopKey::new();
     let swapped = [&parts[..4], &[other.jkt().as_str()], &parts[5..]]
         .concat()
@@ -235,7 +264,10 @@ async fn optional_gives_bearer_tokens_without_a_proof_and_refuses_them_as_dpop()
     assert_eq!(status, 200, "{body}");
     let access = body["data"]["accessToken"].as_str().unwrap();
     assert!(claims_of(access).get("cnf").is_none());
-    assert_eq!(me(&app, &format!("Bearer {access}"), &[]).await.status(), 200);
+    assert_eq!(
+        me(&app, &format!("Bearer {access}"), &[]).await.status(),
+        200
+    );
     let key = DpopKey::new();
     let res = me(
         &app,
@@ -257,22 +289,37 @@ async fn optional_gives_bearer_tokens_without_a_proof_and_refuses_them_as_dpop()
             .unwrap(),
     )
     .await;
-    assert_eq!((status, &body["error"]), (400, &json!("invalid_dpop_proof")), "{body}");
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_dpop_proof")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn required_refuses_a_login_without_a_proof_and_off_binds_nothing() {
     let app = app("required");
     let (status, body) = login(&app, "alice", None).await;
-    assert_eq!((status, &body["error"]), (400, &json!("invalid_dpop_proof")), "{body}");
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_dpop_proof")),
+        "{body}"
+    );
     let (key, pair) = bound(&app).await;
-    assert_eq!(claims_of(pair["accessToken"].as_str().unwrap())["cnf"]["jkt"], key.jkt());
+    assert_eq!(
+        claims_of(pair["accessToken"].as_str().unwrap())["cnf"]["jkt"],
+        key.jkt()
+    );
 
     let off = app_off();
     let key = DpopKey::new();
     let (status, body) = login(&off, "alice", Some(&key)).await;
     assert_eq!(status, 200, "{body}");
-    assert!(claims_of(body["data"]["accessToken"].as_str().unwrap()).get("cnf").is_none());
+    assert!(
+        claims_of(body["data"]["accessToken"].as_str().unwrap())
+            .get("cnf")
+            .is_none()
+    );
 }
 
 fn app_off() -> App {
@@ -284,7 +331,10 @@ async fn nonces_are_asked_for_and_then_accepted() {
     let app = App::start(&[
         ("SESSION_DPOP", "required"),
         ("SESSION_PUBLIC_ORIGIN", ORIGIN),
-        ("SESSION_DPOP_NONCE_KEY", "a-nonce-key-of-at-least-32-bytes-long!!"),
+        (
+            "SESSION_DPOP_NONCE_KEY",
+            "a-nonce-key-of-at-least-32-bytes-long!!",
+        ),
     ]);
     let key = DpopKey::new();
     let res = app
@@ -312,11 +362,19 @@ async fn nonces_are_asked_for_and_then_accepted() {
     assert_eq!(status, 200, "{body}");
     let access = body["data"]["accessToken"].as_str().unwrap();
     // A resource request without the nonce: 401 use_dpop_nonce, with the nonce to use.
-    let res = me(&app, &format!("DPoP {access}"), &[key.proof("GET", ME, Some(access))]).await;
+    let res = me(
+        &app,
+        &format!("DPoP {access}"),
+        &[key.proof("GET", ME, Some(access))],
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(res.headers().contains_key("dpop-nonce"));
     let proof = key.proof_with("GET", ME, Some(access), |_, c| c["nonce"] = json!(nonce));
-    assert_eq!(me(&app, &format!("DPoP {access}"), &[proof]).await.status(), 200);
+    assert_eq!(
+        me(&app, &format!("DPoP {access}"), &[proof]).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -337,10 +395,18 @@ async fn a_bound_session_re_authenticates_with_its_key_and_stays_bound() {
         request.send()
     };
     let (status, body) = read(send(format!("Bearer {access}"), None).await.unwrap()).await;
-    assert_eq!((status, &body["error"]), (401, &json!("invalid_token")), "{body}");
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &json!("invalid_token")),
+        "{body}"
+    );
     let proof = DpopKey::new().proof("POST", url, Some(access));
     let (status, body) = read(send(format!("DPoP {access}"), Some(proof)).await.unwrap()).await;
-    assert_eq!((status, &body["error"]), (401, &json!("invalid_dpop_proof")), "{body}");
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &json!("invalid_dpop_proof")),
+        "{body}"
+    );
     let proof = key.proof("POST", url, Some(access));
     let (status, body) = read(send(format!("DPoP {access}"), Some(proof)).await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
@@ -374,4 +440,139 @@ async fn under_required_a_session_bound_before_keeps_working_and_an_unbound_one_
     let refused = after.refresh(&unbound.refresh_token).await.unwrap_err();
     assert_eq!(refused.code().as_str(), "invalid_dpop_proof");
     assert!(refused.to_string().contains("log in again"), "{refused}");
+}
+
+/// Two instances on one store: a proof used at one is refused at the other, and of the same
+/// proof sent to both at once exactly one request gets through.
+async fn two_instances_share_the_replay_cache(
+    a: tower_jwt_session::SessionManager,
+    b: tower_jwt_session::SessionManager,
+) {
+    use crate::common::app::{Client, router};
+    use tower_jwt_session::rate_limit::RateLimitConfig;
+    let one = Client::new(router(&a, RateLimitConfig::default()));
+    let two = Client::new(router(&b, RateLimitConfig::default()));
+    let key = DpopKey::new();
+    let (status, body) = read(
+        one.post(LOGIN)
+            .header("dpop", key.proof("POST", LOGIN, None))
+            .json(&credentials("alice"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["data"]["accessToken"].as_str().unwrap().to_owned();
+    let get = |client: &Client, proof: String| {
+        client
+            .get(ME)
+            .header("authorization", format!("DPoP {access}"))
+            .header("dpop", proof)
+            .send()
+    };
+    let proof = key.proof("GET", ME, Some(&access));
+    assert_eq!(get(&one, proof.clone()).await.unwrap().status(), 200);
+    let replayed = get(&two, proof).await.unwrap();
+    assert_eq!(replayed.status(), 401);
+    assert_eq!(read(replayed).await.1["error"], "invalid_dpop_proof");
+    assert_eq!(
+        get(&two, key.proof("GET", ME, Some(&access)))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for _ in 0..5 {
+        let proof = key.proof("GET", ME, Some(&access));
+        let sends: Vec<_> = (0..8)
+            .map(|i| {
+                let client = if i % 2 == 0 { &one } else { &two };
+                tokio::spawn(get(client, proof.clone()))
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for send in sends {
+            statuses.push(send.await.unwrap().unwrap().status());
+        }
+        let allowed = statuses.iter().filter(|s| s.as_u16() == 200).count();
+        assert_eq!(allowed, 1, "{statuses:?}");
+    }
+    // The refresh at the other instance needs the same key there too.
+    let token = body["data"]["refreshToken"].as_str().unwrap();
+    let (status, _) = read(
+        two.post(REFRESH)
+            .json(&json!({ "refreshToken": token }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, body) = read(
+        two.post(REFRESH)
+            .header("dpop", key.proof("POST", REFRESH, None))
+            .json(&json!({ "refreshToken": token }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn dpop_config() -> tower_jwt_session::SessionConfig {
+    use tower_jwt_session::config::{DpopConfig, DpopMode};
+    tower_jwt_session::SessionConfig::new(crate::common::SECRET)
+        .unwrap()
+        .with_dpop(
+            DpopConfig::default()
+                .with_mode(DpopMode::Optional)
+                .with_public_origin(ORIGIN),
+        )
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_redis_share_the_replay_cache() {
+    use tower_jwt_session::config::RedisSettings;
+    use tower_jwt_session::store::RedisStore;
+    let url = crate::common::redis_server::single().urls[0].clone();
+    let settings = RedisSettings::new([url])
+        .with_key_prefix(crate::common::redis_server::unique_prefix("dpop"));
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::connect(&settings).await.unwrap();
+        instances.push(
+            tower_jwt_session::SessionManager::builder(dpop_config())
+                .store(store)
+                .build()
+                .unwrap(),
+        );
+    }
+    let b = instances.pop().unwrap();
+    two_instances_share_the_replay_cache(instances.pop().unwrap(), b).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_postgres_share_the_replay_cache() {
+    use crate::common::pg_server::TestDb;
+    use tower_jwt_session::config::PostgresSettings;
+    use tower_jwt_session::store::PostgresStore;
+    let db = TestDb::create().await;
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let store = PostgresStore::connect(&PostgresSettings::new(&db.url))
+            .await
+            .unwrap();
+        instances.push(
+            tower_jwt_session::SessionManager::builder(dpop_config())
+                .store(store)
+                .build()
+                .unwrap(),
+        );
+    }
+    let b = instances.pop().unwrap();
+    two_instances_share_the_replay_cache(instances.pop().unwrap(), b).await;
 }
