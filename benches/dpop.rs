@@ -72,10 +72,15 @@ impl Key {
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
         }
+        self.sign(&claims)
+    }
+
+    /// A proof of these claims.
+    fn sign(&self, claims: &Value) -> HeaderValue {
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&self.header()).unwrap()),
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap())
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
         );
         let sig = match self {
             Key::Es256(pair) => pair
@@ -168,5 +173,108 @@ fn replay_cache(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, verify, replay_cache);
+/// A request through `SessionLayer` as an app serves it: a Bearer token against a bound token
+/// with a fresh proof, each found in the cache of verified tokens and the revocation cache, side
+/// by side in one group (the proof is made outside the timed part).
+fn layer(c: &mut Criterion) {
+    use std::convert::Infallible;
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::Empty;
+    use tower::{Layer as _, Service as _, service_fn};
+    use tower_jwt_session::config::{DpopConfig, DpopMode};
+    use tower_jwt_session::manager::NewSession;
+    use tower_jwt_session::token::dpop::DPOP;
+    use tower_jwt_session::{SessionConfig, SessionLayer, SessionManager};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let config = SessionConfig::new("bench-secret-bench-secret-bench-secret!!")
+        .unwrap()
+        .revocation_cache_ttl(Duration::from_secs(3600))
+        .with_dpop(
+            DpopConfig::default()
+                .with_mode(DpopMode::Optional)
+                .with_public_origin("https://api.example.com"),
+        );
+    let manager = SessionManager::new(config).unwrap();
+    let verifier = manager.dpop_verifier().unwrap().clone();
+    let origin = PublicOrigin::parse("https://api.example.com").unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let inner = service_fn(|_req: Request<Empty<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    });
+    let mut service = SessionLayer::from_manager(&manager).layer(inner);
+    let mut group = c.benchmark_group("dpop_layer");
+
+    let bearer = rt
+        .block_on(manager.create_session("alice", &["user".to_owned()]))
+        .unwrap();
+    let authorization = format!("Bearer {}", bearer.access_token);
+    let request = || {
+        Request::builder()
+            .uri("/api/me")
+            .header("authorization", &authorization)
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    assert_eq!(ready(service.call(request())).unwrap().status(), 200);
+    group.bench_function("bearer", |b| {
+        b.iter_batched(
+            request,
+            |req| ready(service.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+
+    for (name, key) in [("ES256", Key::es256()), ("EdDSA", Key::ed25519())] {
+        let login_uri: Uri = "/api/auth/login".parse().unwrap();
+        let login_proof = key.sign(&json!({"jti": format!("login-{name}"), "htm": "POST",
+            "htu": "https://api.example.com/api/auth/login", "iat": now()}));
+        let proof = ready(verifier.verify(
+            [&login_proof],
+            &ProofRequest::new(&Method::POST, &origin, &login_uri),
+        ))
+        .unwrap();
+        let pair = rt
+            .block_on(manager.create_session_with(NewSession::new("alice").dpop_bound(&proof)))
+            .unwrap();
+        let token = pair.access_token;
+        let authorization = format!("DPoP {token}");
+        let mut n = 0u64;
+        let mut request = || {
+            n += 1;
+            let proof = key.sign(&json!({"jti": format!("{name}-{n}"), "htm": "GET",
+                "htu": "https://api.example.com/api/me", "iat": now(),
+                "ath": access_token_hash(&token)}));
+            Request::builder()
+                .uri("/api/me")
+                .header("authorization", &authorization)
+                .header(DPOP, proof)
+                .body(Empty::<Bytes>::new())
+                .unwrap()
+        };
+        assert_eq!(ready(service.call(request())).unwrap().status(), 200);
+        group.bench_function(format!("dpop_{name}"), |b| {
+            b.iter_batched(
+                &mut request,
+                |req| {
+                    let res = ready(service.call(req)).unwrap();
+                    assert_eq!(res.status(), 200);
+                    res
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, verify, replay_cache, layer);
 criterion_main!(benches);

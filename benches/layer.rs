@@ -155,7 +155,7 @@ fn hot_path(c: &mut Criterion) {
         .verified_cache_capacity(0);
     let uncached_codec = tower_jwt_session::token::TokenCodec::new(&uncached_config).unwrap();
     let uncached = SessionLayer::new(uncached_codec.clone());
-    let headers = request().headers().clone();
+    let headers = request();
     assert!(ready(cached.authenticate(&headers)).is_ok());
     group.bench_function("authenticate_cache_hit", |b| {
         b.iter(|| ready(cached.authenticate(black_box(&headers))).unwrap())
