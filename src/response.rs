@@ -44,7 +44,7 @@ use http::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::error::json_response;
-pub use crate::error::{AuthError, ErrorBody, ErrorCode};
+pub use crate::error::{AuthError, DpopError, ErrorBody, ErrorCode};
 use crate::manager::TokenPair;
 use crate::session::SessionId;
 

@@ -318,9 +318,11 @@ impl SessionManager {
 
 /// The store of a builder given none: memory, unless the configuration names another store,
 /// which only [`SessionManagerBuilder::connect`] opens.
-/// Most DPoP proofs the in-process replay cache remembers at once (about 100 bytes each):
-/// proofs live a minute, so this is over 1,600 proofs a second.
-const DPOP_REPLAY_CAPACITY: usize = 100_000;
+/// Most DPoP proofs the in-process replay cache (the memory store's) remembers at once: about
+/// 60 bytes each, so 64 MB at most; a proof is remembered for its window (120 s), so this
+/// holds about 8,700 proofs a second per instance. Past it, new proofs are refused (503) and a
+/// warning is logged, never a replay let through.
+const DPOP_REPLAY_CAPACITY: usize = 1 << 20;
 
 /// The DPoP proof check, when a public origin is configured: the settings of `config`, the
 /// replay cache on `store`.

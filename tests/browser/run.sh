@@ -6,8 +6,9 @@
 #   tests/browser/run.sh                                      # against ./mock-server.mjs
 #   TJS_BASE_URL=http://127.0.0.1:3000 tests/browser/run.sh   # against a running server
 #   TJS_SERVER_BIN=target/debug/examples/server tests/browser/run.sh
-#       starts that server binary on PORT=0 with short lifetimes (access token 4s,
-#       refresh hint at 2s, no leeway, step-up after 3s), runs the suite against it, stops it on exit.
+#       starts that server binary on a free port with short lifetimes (access token 4s,
+#       refresh hint at 2s, no leeway, step-up after 3s) and SESSION_DPOP=optional, runs the
+#       suite against it, stops it on exit.
 #       JWT_* / RATE_LIMIT_* variables already set in the environment are passed on
 #       and override these defaults. TJS_SERVER_BIN wins over TJS_BASE_URL.
 set -euo pipefail
@@ -68,7 +69,11 @@ if [ -n "${TJS_SERVER_BIN:-}" ]; then
     exit 1
   fi
   server_dir="$(mktemp -d)"
-  PORT=0 \
+  # A free port chosen here, so the server knows its public origin (DPoP proofs name it).
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  PORT="$port" \
+  SESSION_DPOP="${SESSION_DPOP:-optional}" \
+  SESSION_PUBLIC_ORIGIN="${SESSION_PUBLIC_ORIGIN:-http://127.0.0.1:$port}" \
   METRICS_ADDR=off \
   JWT_SECRET="${JWT_SECRET:-browser-test-secret-browser-test-secret}" \
   JWT_ACCESS_TOKEN_EXPIRY="${JWT_ACCESS_TOKEN_EXPIRY:-4s}" \
