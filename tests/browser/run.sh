@@ -7,7 +7,8 @@
 #   TJS_BASE_URL=http://127.0.0.1:3000 tests/browser/run.sh   # against a running server
 #   TJS_SERVER_BIN=target/debug/examples/server tests/browser/run.sh
 #       starts that server binary on a free port with short lifetimes (access token 4s,
-#       refresh hint at 2s, no leeway, step-up after 3s) and SESSION_DPOP=optional, runs the
+#       refresh hint at 2s, no leeway, step-up after 3s) and SESSION_DPOP=optional with server
+#       nonces, runs the
 #       suite against it, stops it on exit.
 #       JWT_* / RATE_LIMIT_* variables already set in the environment are passed on
 #       and override these defaults. TJS_SERVER_BIN wins over TJS_BASE_URL.
@@ -74,6 +75,7 @@ if [ -n "${TJS_SERVER_BIN:-}" ]; then
   PORT="$port" \
   SESSION_DPOP="${SESSION_DPOP:-optional}" \
   SESSION_PUBLIC_ORIGIN="${SESSION_PUBLIC_ORIGIN:-http://127.0.0.1:$port}" \
+  SESSION_DPOP_NONCE_KEY="${SESSION_DPOP_NONCE_KEY:-browser-test-dpop-nonce-key-browser-test}" \
   METRICS_ADDR=off \
   JWT_SECRET="${JWT_SECRET:-browser-test-secret-browser-test-secret}" \
   JWT_ACCESS_TOKEN_EXPIRY="${JWT_ACCESS_TOKEN_EXPIRY:-4s}" \
