@@ -177,10 +177,10 @@ fn replay_cache(c: &mut Criterion) {
 /// with a fresh proof, each found in the cache of verified tokens and the revocation cache, side
 /// by side in one group (the proof is made outside the timed part).
 fn layer(c: &mut Criterion) {
-    use std::convert::Infallible;
     use bytes::Bytes;
     use http::{Request, Response};
     use http_body_util::Empty;
+    use std::convert::Infallible;
     use tower::{Layer as _, Service as _, service_fn};
     use tower_jwt_session::config::{DpopConfig, DpopMode};
     use tower_jwt_session::manager::NewSession;

@@ -576,3 +576,36 @@ async fn two_instances_on_postgres_share_the_replay_cache() {
     let b = instances.pop().unwrap();
     two_instances_share_the_replay_cache(instances.pop().unwrap(), b).await;
 }
+
+#[tokio::test]
+async fn a_layer_that_cannot_check_proofs_refuses_a_bound_token() {
+    use tower::{Layer as _, ServiceExt as _, service_fn};
+    use tower_jwt_session::SessionLayer;
+    let app = app("optional");
+    let (key, pair) = bound(&app).await;
+    let access = pair["accessToken"].as_str().unwrap();
+    // A layer made from the codec alone knows no public origin and no replay cache.
+    let layer = SessionLayer::new(app.manager.codec().clone());
+    let service = layer.layer(service_fn(|_req: http::Request<String>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    }));
+    for scheme in ["DPoP", "Bearer"] {
+        let request = http::Request::builder()
+            .uri(ME)
+            .header("authorization", format!("{scheme} {access}"))
+            .header("dpop", key.proof("GET", ME, Some(access)))
+            .body(String::new())
+            .unwrap();
+        let res = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{scheme}");
+        let error = res
+            .extensions()
+            .get::<tower_jwt_session::response::AuthError>()
+            .copied();
+        assert_eq!(
+            error,
+            Some(tower_jwt_session::response::AuthError::DpopBound),
+            "{scheme}"
+        );
+    }
+}
