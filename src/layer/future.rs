@@ -11,7 +11,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 
 use super::responder::ErrorResponder;
-use super::service::{RefreshHint, refuse};
+use super::service::{RefreshHint, SessionStamp, refuse};
 use crate::revocation::{RevocationCheck, SessionStatus};
 use crate::session::Session;
 
@@ -46,7 +46,7 @@ pin_project! {
 }
 
 /// What a wait answers: the request and its stamp, or the refusal.
-type Verdict<B> = Result<(Request<B>, Option<RefreshHint>), Response<Bytes>>;
+type Verdict<B> = Result<(Request<B>, SessionStamp), Response<Bytes>>;
 
 struct Pending<B, E> {
     request: Request<B>,
@@ -104,7 +104,7 @@ where
     R: RevocationCheck,
     E: ErrorResponder,
 {
-    type Output = Result<(Request<B>, Option<RefreshHint>), Response<Bytes>>;
+    type Output = Result<(Request<B>, SessionStamp), Response<Bytes>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let (check, pending) = match self.project().state.project() {
@@ -122,7 +122,13 @@ where
         if status == SessionStatus::Active {
             metrics.validation(Ok(()));
             request.extensions_mut().insert(session);
-            Poll::Ready(Ok((request, hint)))
+            Poll::Ready(Ok((
+                request,
+                SessionStamp {
+                    hint,
+                    dpop_nonce: None,
+                },
+            )))
         } else {
             Poll::Ready(Err(refuse(&responder, &metrics, &session, status)))
         }

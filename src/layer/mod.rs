@@ -64,7 +64,7 @@ pub use rate_limit::{ClientRateLimit, ClientRateLimitLayer, RateLimitCheck, Rate
 
 pub use future::RevocationWait;
 pub use layer::SessionLayer;
-pub(crate) use proof::{original_uri, token_route_proof, token_route_refusal};
+pub(crate) use proof::{original_uri, renew_nonce, token_route_proof, token_route_refusal};
 // The role check, the revocation check and the machinery every layer of the crate is made of
 // (a `Check` deciding each request, the `Guarded` service running it): an extension point, to
 // write a check of your own.
@@ -75,7 +75,7 @@ pub use crate::require_recent_auth::{
 pub use crate::require_role::{RequireRole, RequireRoleLayer, RoleCheck, require_role};
 pub use crate::revocation::{Checked, NoRevocation, RevocationCheck, SessionStatus};
 pub use responder::{ErrorResponder, JsonResponder};
-pub use service::{RefreshHint, SessionCheck, SessionService};
+pub use service::{RefreshHint, SessionCheck, SessionService, SessionStamp};
 
 use http::HeaderName;
 use http::header::{AUTHORIZATION, HeaderMap};

@@ -126,3 +126,17 @@ pub(crate) fn token_route_refusal(
     }
     Some(response)
 }
+
+/// Adds the current server nonce to the answer of a request whose proof used the previous one
+/// (RFC 9449 §8.2): the client's next proof then needs no retry.
+pub(crate) fn renew_nonce<B>(
+    response: &mut Response<B>,
+    dpop: Option<&Dpop>,
+    proof: Option<&DpopProof>,
+) {
+    if proof.is_some_and(DpopProof::wants_new_nonce)
+        && let Some(nonce) = dpop.and_then(|d| d.verifier.current_nonce())
+    {
+        response.headers_mut().insert(DPOP_NONCE, nonce);
+    }
+}

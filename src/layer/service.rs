@@ -67,13 +67,34 @@ impl Stamp for RefreshHint {
     }
 }
 
+/// What the session layer adds to the response of a request it let through: the
+/// [`RefreshHint`], and for a DPoP proof made with the previous server nonce, the current one
+/// (`DPoP-Nonce`, RFC 9449 §8.2), so the client's next proof needs no retry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStamp {
+    /// The refresh hint, when the token has no more than the refresh threshold left.
+    pub hint: Option<RefreshHint>,
+    /// The server nonce the client should use from now on.
+    pub dpop_nonce: Option<HeaderValue>,
+}
+
+impl Stamp for SessionStamp {
+    #[inline]
+    fn stamp(self, headers: &mut HeaderMap) {
+        self.hint.stamp(headers);
+        if let Some(nonce) = self.dpop_nonce {
+            headers.insert(crate::token::dpop::DPOP_NONCE, nonce);
+        }
+    }
+}
+
 impl<B, R, E> Check<B> for SessionCheck<R, E>
 where
     B: Send + 'static,
     R: RevocationCheck,
     E: ErrorResponder,
 {
-    type Stamp = Option<RefreshHint>;
+    type Stamp = SessionStamp;
     type Future = RevocationWait<B, R, E>;
 
     #[inline]
@@ -103,7 +124,13 @@ where
                 metrics.validation(Ok(()));
                 tracing::trace!(user_id = %Escaped::new(session.user_id()), session_id = %session.session_id(), "request allowed");
                 req.extensions_mut().insert(session);
-                Verdict::Allow(req, hint)
+                Verdict::Allow(
+                    req,
+                    SessionStamp {
+                        hint,
+                        dpop_nonce: None,
+                    },
+                )
             }
             Checked::Ready(status) => {
                 Verdict::Refuse(refuse(&self.responder, metrics, &session, status))
@@ -138,14 +165,17 @@ impl<R: RevocationCheck, E: ErrorResponder> SessionCheck<R, E> {
         mut req: Request<B>,
         session: Session,
         hint: Option<RefreshHint>,
-    ) -> Result<(Request<B>, Option<RefreshHint>), http::Response<bytes::Bytes>> {
+    ) -> Result<(Request<B>, SessionStamp), http::Response<bytes::Bytes>> {
         let metrics = &self.shared.metrics;
-        if let Err(error) = proof.await {
-            let error = AuthError::DpopProof(error);
-            metrics.validation(Err(error));
-            tracing::debug!(user_id = %Escaped::new(session.user_id()), session_id = %session.session_id(), %error, "request refused");
-            return Err(self.reject(error));
-        }
+        let proof = match proof.await {
+            Ok(proof) => proof,
+            Err(error) => {
+                let error = AuthError::DpopProof(error);
+                metrics.validation(Err(error));
+                tracing::debug!(user_id = %Escaped::new(session.user_id()), session_id = %session.session_id(), %error, "request refused");
+                return Err(self.reject(error));
+            }
+        };
         let status = match self.shared.revocation.check(&session) {
             Checked::Ready(status) => status,
             Checked::Pending(check) => check.await,
@@ -155,7 +185,11 @@ impl<R: RevocationCheck, E: ErrorResponder> SessionCheck<R, E> {
         }
         metrics.validation(Ok(()));
         req.extensions_mut().insert(session);
-        Ok((req, hint))
+        let dpop_nonce = proof
+            .wants_new_nonce()
+            .then(|| self.shared.dpop.as_ref()?.verifier.current_nonce())
+            .flatten();
+        Ok((req, SessionStamp { hint, dpop_nonce }))
     }
 }
 

@@ -27,7 +27,7 @@ use crate::cookie::Delivery;
 use crate::deadline::{RequestStart, excluding};
 use crate::error::{DpopError, ErrorCode, json_error};
 use crate::json_body::{bad_request, declares_json, read_json_object, unsupported_media_type};
-use crate::layer::{SessionLayer, token_route_proof, token_route_refusal};
+use crate::layer::{SessionLayer, renew_nonce, token_route_proof, token_route_refusal};
 use crate::manager::{NewSession, RevocationCache, SessionError, SessionManager, TokenPair};
 use crate::rate_limit::{AttemptTracker, ClientIp, LoginAttempt, LoginRefused};
 use crate::response::{Success, TokenPairBody};
@@ -628,7 +628,9 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
             ip,
             "login succeeded"
         );
-        self.answer("Login successful", &pair, delivery)
+        let mut res = self.answer("Login successful", &pair, delivery);
+        renew_nonce(&mut res, self.manager.dpop(), proof.as_ref());
+        res
     }
 }
 

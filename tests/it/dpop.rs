@@ -609,3 +609,96 @@ async fn a_layer_that_cannot_check_proofs_refuses_a_bound_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_proof_with_the_previous_nonce_is_answered_with_the_current_one() {
+    use crate::common::app::{Client, router};
+    use tower_jwt_session::config::{Clock as _, DpopConfig, DpopMode, ManualClock};
+    use tower_jwt_session::rate_limit::RateLimitConfig;
+
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let clock = ManualClock::new(start);
+    let config = tower_jwt_session::SessionConfig::new(crate::common::SECRET)
+        .unwrap()
+        .with_dpop(
+            DpopConfig::default()
+                .with_mode(DpopMode::Required)
+                .with_public_origin(ORIGIN)
+                .with_nonce_key("a-nonce-key-of-at-least-32-bytes-long!!")
+                .unwrap(),
+        );
+    let manager = tower_jwt_session::SessionManager::builder(config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let client = Client::new(router(&manager, RateLimitConfig::default()));
+    let key = DpopKey::new();
+    let now = clock.now_ms() / 1000;
+    let asked = client
+        .post(LOGIN)
+        .header(
+            "dpop",
+            key.proof_with("POST", LOGIN, None, |_, c| c["iat"] = json!(now)),
+        )
+        .json(&credentials("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), StatusCode::BAD_REQUEST);
+    let first = asked.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let with_nonce = |nonce: String, clock: &ManualClock| {
+        let now = clock.now_ms() / 1000;
+        move |_: &mut Value, c: &mut Value| {
+            c["iat"] = json!(now);
+            c["nonce"] = json!(nonce);
+        }
+    };
+    let res = client
+        .post(LOGIN)
+        .header(
+            "dpop",
+            key.proof_with("POST", LOGIN, None, with_nonce(first.clone(), &clock)),
+        )
+        .json(&credentials("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        !res.headers().contains_key("dpop-nonce"),
+        "the nonce is current"
+    );
+    let (_, body) = read(res).await;
+    let access = body["data"]["accessToken"].as_str().unwrap().to_owned();
+
+    // The next period: the first nonce is still accepted, and the answer names the new one.
+    clock.advance(std::time::Duration::from_secs(300));
+    let res = client
+        .get(ME)
+        .header("authorization", format!("DPoP {access}"))
+        .header(
+            "dpop",
+            key.proof_with("GET", ME, Some(&access), with_nonce(first.clone(), &clock)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let second = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    let res = client
+        .get(ME)
+        .header("authorization", format!("DPoP {access}"))
+        .header(
+            "dpop",
+            key.proof_with("GET", ME, Some(&access), with_nonce(second, &clock)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(!res.headers().contains_key("dpop-nonce"));
+}
