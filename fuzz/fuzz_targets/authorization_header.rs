@@ -74,6 +74,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let headers = request.headers().clone();
+    let mut probe = Request::new(());
+    *probe.headers_mut() = headers.clone();
 
     let layer = tower_jwt_session::SessionLayer::from_manager(&state.manager);
     let service = layer
@@ -91,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
     let response = state.runtime.block_on(service.oneshot(request)).unwrap();
     let status = response.status().as_u16();
     let called = CALLED.load(Ordering::SeqCst);
-    let authenticated = state.runtime.block_on(layer.authenticate(&headers));
+    let authenticated = state.runtime.block_on(layer.authenticate(&probe));
 
     match authenticated {
         Ok(session) => {

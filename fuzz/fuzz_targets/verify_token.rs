@@ -28,7 +28,7 @@ use std::task::{Context, Poll, Waker};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderValue, header};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tower_jwt_session::session::RESERVED_CLAIMS;
@@ -91,10 +91,10 @@ fn check_cached(token: &str, verdict: &Result<Session, AuthError>) {
     let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) else {
         return;
     };
-    let mut headers = HeaderMap::new();
-    headers.insert(header::AUTHORIZATION, value);
+    let mut request = http::Request::new(());
+    request.headers_mut().insert(header::AUTHORIZATION, value);
     for round in ["first", "second"] {
-        let cached = ready(LAYER.authenticate(&headers));
+        let cached = ready(LAYER.authenticate(&request));
         assert_eq!(
             summary(&cached),
             summary(&fresh),
