@@ -214,7 +214,7 @@ fn layer(c: &mut Criterion) {
     let mut group = c.benchmark_group("dpop_layer");
 
     let bearer = rt
-        .block_on(manager.create_session("alice", &["user".to_owned()]))
+        .block_on(manager.create_session(NewSession::new("alice").roles(&["user".to_owned()])))
         .unwrap();
     let authorization = format!("Bearer {}", bearer.access_token);
     let request = || {
@@ -243,7 +243,7 @@ fn layer(c: &mut Criterion) {
         ))
         .unwrap();
         let pair = rt
-            .block_on(manager.create_session_with(NewSession::new("alice").dpop_bound(&proof)))
+            .block_on(manager.create_session(NewSession::new("alice").dpop_bound(&proof)))
             .unwrap();
         let token = pair.access_token;
         let authorization = format!("DPoP {token}");

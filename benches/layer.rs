@@ -58,7 +58,12 @@ fn hot_path(c: &mut Criterion) {
         .revocation_cache_ttl(std::time::Duration::from_secs(3600));
     let manager = SessionManager::new(config).unwrap();
     let pair = rt
-        .block_on(manager.create_session("alice", &["user".to_owned(), "admin".to_owned()]))
+        .block_on(
+            manager.create_session(
+                tower_jwt_session::manager::NewSession::new("alice")
+                    .roles(&["user".to_owned(), "admin".to_owned()]),
+            ),
+        )
         .unwrap();
     let token = pair.access_token.clone();
     let bearer = format!("Bearer {token}");
@@ -182,7 +187,7 @@ fn hot_path(c: &mut Criterion) {
     // the user id only). Both through the revocation cache and the cache of verified tokens.
     let with_claims = rt
         .block_on(
-            manager.create_session_with(
+            manager.create_session(
                 tower_jwt_session::manager::NewSession::new("alice")
                     .roles(&["user", "admin"])
                     .claims(&bench_claims()),

@@ -187,7 +187,7 @@ async fn run(db: &pg_server::TestDb, options: &Options) {
     }
     let manager = manager(db, options.sealed).await;
     manager
-        .create_session(TEMPLATE_USER, &["user"])
+        .create_session(tower_jwt_session::manager::NewSession::new(TEMPLATE_USER).roles(&["user"]))
         .await
         .expect("template session");
     // The template row, kept aside: every seeded row copies it (see the file's docs).
@@ -388,7 +388,10 @@ async fn at_size(
             .await;
         for i in samples * batch / 10..samples * (batch + 1) / 10 {
             let pair = manager
-                .create_session(&format!("sample-{n}-{i}"), &["user"])
+                .create_session(
+                    tower_jwt_session::manager::NewSession::new(&format!("sample-{n}-{i}"))
+                        .roles(&["user"]),
+                )
                 .await
                 .expect("create");
             refresh_tokens.push(pair.refresh_token);
@@ -414,7 +417,7 @@ async fn at_size(
         let user = format!("new-{n}-{i}");
         let t = Instant::now();
         manager
-            .create_session(&user, &["user"])
+            .create_session(tower_jwt_session::manager::NewSession::new(&user).roles(&["user"]))
             .await
             .expect("create");
         create.push(t.elapsed());
@@ -439,7 +442,7 @@ async fn at_size(
 /// its statements prepared.
 async fn warm_up(manager: &SessionManager) {
     let mut pair = manager
-        .create_session("warm-up", &["user"])
+        .create_session(tower_jwt_session::manager::NewSession::new("warm-up").roles(&["user"]))
         .await
         .expect("create");
     for _ in 0..50 {
@@ -470,7 +473,9 @@ async fn revocation_lag(
     let mut lags = Vec::with_capacity(options.lag_runs);
     for i in 0..options.lag_runs {
         let pair = a
-            .create_session(&format!("lag-{i}"), &["user"])
+            .create_session(
+                tower_jwt_session::manager::NewSession::new(&format!("lag-{i}")).roles(&["user"]),
+            )
             .await
             .expect("create");
         b.verify_access_token(&pair.access_token)

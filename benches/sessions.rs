@@ -117,7 +117,7 @@ async fn run(n: usize) {
     let keep_every = (n / 10_000).max(1);
     for i in 0..n {
         let pair = manager
-            .create_session_with(login(format!("user-{}", i / 5), &roles, &claims))
+            .create_session(login(format!("user-{}", i / 5), &roles, &claims))
             .await
             .expect("create");
         if i % keep_every == 0 && sample.len() < 10_000 {
@@ -133,7 +133,7 @@ async fn run(n: usize) {
         let user = format!("fresh-{i}");
         let start = Instant::now();
         let pair = manager
-            .create_session_with(login(user, &roles, &claims))
+            .create_session(login(user, &roles, &claims))
             .await
             .expect("create");
         create.push(start.elapsed());
@@ -220,7 +220,7 @@ async fn redis_run(sealed: bool, device: bool) {
     for i in 0..n {
         let start = Instant::now();
         let pair = manager
-            .create_session_with(
+            .create_session(
                 login(format!("user-{}", i / 5), &roles, &claims).device(metadata.clone()),
             )
             .await

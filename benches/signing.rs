@@ -194,7 +194,9 @@ fn eddsa_hot_path(c: &mut Criterion) {
         }
         let manager = SessionManager::new(config).unwrap();
         let pair = rt
-            .block_on(manager.create_session("alice", &["user".to_owned()]))
+            .block_on(manager.create_session(
+                tower_jwt_session::manager::NewSession::new("alice").roles(&["user".to_owned()]),
+            ))
             .unwrap();
         let bearer = format!("Bearer {}", pair.access_token);
         let inner = service_fn(|_req: Request<Empty<Bytes>>| async {

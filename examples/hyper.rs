@@ -109,7 +109,12 @@ async fn login(manager: &SessionManager, req: Request<Incoming>) -> Response<Bod
         );
     };
     let user = String::from_utf8_lossy(&body.to_bytes()).trim().to_owned();
-    match manager.create_session(&user, &["user".to_owned()]).await {
+    match manager
+        .create_session(
+            tower_jwt_session::manager::NewSession::new(&user).roles(&["user".to_owned()]),
+        )
+        .await
+    {
         Ok(pair) => {
             let body = Success::new("Login successful", TokenPairBody::from_pair(&pair));
             Response::new(full(serde_json::to_vec(&body).expect("serializable")))

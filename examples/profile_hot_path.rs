@@ -59,7 +59,12 @@ fn main() {
         .revocation_cache_ttl(std::time::Duration::from_secs(3600));
     let manager = SessionManager::new(config).unwrap();
     let pair = rt
-        .block_on(manager.create_session("alice", &["user".to_owned(), "admin".to_owned()]))
+        .block_on(
+            manager.create_session(
+                tower_jwt_session::manager::NewSession::new("alice")
+                    .roles(&["user".to_owned(), "admin".to_owned()]),
+            ),
+        )
         .unwrap();
     let token = pair.access_token;
     let bearer = format!("Bearer {token}");

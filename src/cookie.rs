@@ -49,7 +49,7 @@ pub(crate) enum Delivery {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-/// let pair = manager.create_session("alice", &["user"]).await?;
+/// let pair = manager.create_session(crate::manager::NewSession::new("alice").roles(&["user"])).await?;
 /// let set_cookie = routes::refresh_cookie(&manager, &pair);
 /// assert!(set_cookie.to_str()?.starts_with("tjs_refresh="));
 /// # Ok(())

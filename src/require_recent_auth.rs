@@ -109,7 +109,7 @@ impl fmt::Debug for RequireRecentAuthLayer {
 ///         Ok::<_, Infallible>(Response::new(String::from("secret")))
 ///     }));
 ///
-/// let pair = manager.create_session("alice", &["user"]).await?;
+/// let pair = manager.create_session(crate::manager::NewSession::new("alice").roles(&["user"])).await?;
 /// let request = || {
 ///     Request::builder()
 ///         .header("authorization", format!("Bearer {}", pair.access_token))

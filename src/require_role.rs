@@ -95,7 +95,7 @@ impl fmt::Debug for RequireRoleLayer {
 ///     ("root", "admin", StatusCode::OK),
 ///     ("alice", "user", StatusCode::FORBIDDEN),
 /// ] {
-///     let pair = manager.create_session(user, &[role.to_owned()]).await?;
+///     let pair = manager.create_session(crate::manager::NewSession::new(user).roles(&[role.to_owned()])).await?;
 ///     let request = Request::builder()
 ///         .header("authorization", format!("Bearer {}", pair.access_token))
 ///         .body(String::new())?;

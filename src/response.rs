@@ -15,14 +15,14 @@
 //!
 //! // `?` turns a `SessionError` into its answer (401, 403, 503, …).
 //! async fn sign_in(State(manager): State<SessionManager>) -> Result<TokenPair, SessionError> {
-//!     Ok(manager.create_session("alice", &["user"]).await?)
+//!     Ok(manager.create_session(crate::manager::NewSession::new("alice").roles(&["user"])).await?)
 //! }
 //!
 //! // Or build the body yourself, with the same field names.
 //! async fn sign_in_json(
 //!     State(manager): State<SessionManager>,
 //! ) -> Result<Json<Success<TokenPairBody>>, SessionError> {
-//!     let pair = manager.create_session("alice", &["user"]).await?;
+//!     let pair = manager.create_session(crate::manager::NewSession::new("alice").roles(&["user"])).await?;
 //!     Ok(Json(Success::new("Login successful", TokenPairBody::from_pair(&pair))))
 //! }
 //!

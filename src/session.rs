@@ -311,7 +311,7 @@ impl Session {
     /// let login = NewSession::new("alice")
     ///     .roles(&["user"])
     ///     .claims(&Tenant { tenant: "acme".into() });
-    /// let pair = manager.create_session_with(login).await?;
+    /// let pair = manager.create_session(login).await?;
     /// let session = manager.verify_access_token(&pair.access_token).await?;
     /// assert_eq!(session.claims::<Tenant>()?.tenant, "acme");
     /// # Ok(())
@@ -342,7 +342,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
     /// let pair = manager
-    ///     .create_session_with(NewSession::new("alice").amr(["pwd", "otp"]).acr("aal2"))
+    ///     .create_session(NewSession::new("alice").amr(["pwd", "otp"]).acr("aal2"))
     ///     .await?;
     /// let session = manager.verify_access_token(&pair.access_token).await?;
     /// assert!(session.auth_time() + Duration::from_secs(5) > SystemTime::now());

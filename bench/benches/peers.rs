@@ -27,7 +27,11 @@ use http_body_util::Empty;
 use tower::{Layer, Service, service_fn};
 
 use tjs_bench::{AsyncJwtCheck, Claims, JwtCheck, SECRET, session_config, validate_fn};
-use tower_jwt_session::{SessionManager, layer::ClientRateLimitLayer, rate_limit::{PeerAddr, RateLimitConfig}};
+use tower_jwt_session::{
+    SessionManager,
+    layer::ClientRateLimitLayer,
+    rate_limit::{PeerAddr, RateLimitConfig},
+};
 
 /// Polls a future that is expected to be ready at once.
 fn ready<F: Future>(f: F) -> F::Output {
@@ -75,7 +79,12 @@ fn main() {
         .unwrap();
     let manager = SessionManager::new(session_config()).unwrap();
     let pair = rt
-        .block_on(manager.create_session("alice", &["user".to_owned(), "admin".to_owned()]))
+        .block_on(
+            manager.create_session(
+                tower_jwt_session::manager::NewSession::new("alice")
+                    .roles(&["user".to_owned(), "admin".to_owned()]),
+            ),
+        )
         .unwrap();
     let token = pair.access_token.clone();
     let bearer = format!("Bearer {token}");
@@ -312,12 +321,22 @@ fn main() {
         g.bench_function("create", |b| {
             b.iter(|| {
                 i += 1;
-                rt.block_on(memory.create_session(&format!("user-{}", i % 10_000), &roles))
-                    .unwrap()
+                rt.block_on(
+                    memory.create_session(
+                        tower_jwt_session::manager::NewSession::new(&format!(
+                            "user-{}",
+                            i % 10_000
+                        ))
+                        .roles(&roles),
+                    ),
+                )
+                .unwrap()
             })
         });
         let mut current = rt
-            .block_on(memory.create_session("refresher", &roles))
+            .block_on(memory.create_session(
+                tower_jwt_session::manager::NewSession::new("refresher").roles(&roles),
+            ))
             .unwrap();
         g.bench_function("refresh", |b| {
             b.iter(|| {
@@ -347,12 +366,22 @@ fn main() {
             g.bench_function("create", |b| {
                 b.iter(|| {
                     i += 1;
-                    rt.block_on(redis.create_session(&format!("user-{}", i % 10_000), &roles))
-                        .unwrap()
+                    rt.block_on(
+                        redis.create_session(
+                            tower_jwt_session::manager::NewSession::new(&format!(
+                                "user-{}",
+                                i % 10_000
+                            ))
+                            .roles(&roles),
+                        ),
+                    )
+                    .unwrap()
                 })
             });
             let mut current = rt
-                .block_on(redis.create_session("refresher", &roles))
+                .block_on(redis.create_session(
+                    tower_jwt_session::manager::NewSession::new("refresher").roles(&roles),
+                ))
                 .unwrap();
             g.bench_function("refresh", |b| {
                 b.iter(|| {

@@ -41,11 +41,13 @@ static STATE: LazyLock<State> = LazyLock::new(|| {
     let manager = manager();
     let (live, revoked) = runtime.block_on(async {
         let live = manager
-            .create_session("alice", &["user".to_owned()])
+            .create_session(
+                tower_jwt_session::manager::NewSession::new("alice").roles(&["user".to_owned()]),
+            )
             .await
             .unwrap();
         let gone = manager
-            .create_session("bob", tower_jwt_session::manager::NO_ROLES)
+            .create_session(tower_jwt_session::manager::NewSession::new("bob"))
             .await
             .unwrap();
         manager.revoke(gone.session_id).await.unwrap();

@@ -104,7 +104,9 @@ fn check_config(config: SessionConfig) {
         .expect("a configuration from_lookup accepts builds a manager");
     RUNTIME.block_on(async {
         let pair = manager
-            .create_session("alice", &["user".to_owned()])
+            .create_session(
+                tower_jwt_session::manager::NewSession::new("alice").roles(&["user".to_owned()]),
+            )
             .await
             .expect("a login");
         match manager.codec().verify(&pair.access_token) {

@@ -17,7 +17,9 @@ use std::task::{Context, Poll, Waker};
 use http::{HeaderValue, Method, Uri};
 use libfuzzer_sys::fuzz_target;
 use tower_jwt_session::config::ManualClock;
-use tower_jwt_session::token::dpop::{DpopError, DpopSettings, DpopVerifier, ProofRequest, PublicOrigin};
+use tower_jwt_session::token::dpop::{
+    DpopError, DpopSettings, DpopVerifier, ProofRequest, PublicOrigin,
+};
 
 /// The `iat` of RFC 9449 figure 2's proof, in milliseconds.
 const IAT_MS: u64 = 1_562_262_616_000;

@@ -39,16 +39,23 @@ fuzz_target!(|data: &[u8]| {
     let manager = manager();
     let (alice0, alice, admin, bob) = runtime.block_on(async {
         let alice0 = manager
-            .create_session("alice", &["user".to_owned()])
+            .create_session(
+                tower_jwt_session::manager::NewSession::new("alice").roles(&["user".to_owned()]),
+            )
             .await
             .unwrap();
         let alice = manager.refresh(&alice0.refresh_token).await.unwrap();
         let admin = manager
-            .create_session("admin", &["user".to_owned(), "admin".to_owned()])
+            .create_session(
+                tower_jwt_session::manager::NewSession::new("admin")
+                    .roles(&["user".to_owned(), "admin".to_owned()]),
+            )
             .await
             .unwrap();
         let bob = manager
-            .create_session("bob", &["user".to_owned()])
+            .create_session(
+                tower_jwt_session::manager::NewSession::new("bob").roles(&["user".to_owned()]),
+            )
             .await
             .unwrap();
         (alice0, alice, admin, bob)
@@ -67,8 +74,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let media = json_route_media(&request);
-    let service =
-        tower_jwt_session::routes::TokenRoutes::new(&manager).attempt_tracker(AttemptTracker::default());
+    let service = tower_jwt_session::routes::TokenRoutes::new(&manager)
+        .attempt_tracker(AttemptTracker::default());
     let response = runtime.block_on(service.oneshot(request)).unwrap();
     let status = response.status().as_u16();
     let allow = response.headers().get(http::header::ALLOW).cloned();

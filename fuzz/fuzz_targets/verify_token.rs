@@ -223,7 +223,11 @@ fn check_accepted(token: &str, session: &Session) {
         .collect();
     let carried: Value =
         serde_json::from_str(session.custom_claims().as_json()).expect("custom claims are JSON");
-    assert_eq!(carried, Value::Object(custom), "custom claims differ: {claims}");
+    assert_eq!(
+        carried,
+        Value::Object(custom),
+        "custom claims differ: {claims}"
+    );
     // Session::expires_at clamps an exp beyond 9999-12-31 instead of overflowing SystemTime.
     let _ = session.expires_at();
 }

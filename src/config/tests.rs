@@ -506,7 +506,7 @@ fn an_issuer_or_audience_no_token_could_carry_is_refused() {
         .build()
         .unwrap();
     let pair = runtime
-        .block_on(manager.create_session("alice", &["user"]))
+        .block_on(manager.create_session(crate::manager::NewSession::new("alice").roles(&["user"])))
         .unwrap();
     assert_eq!(
         manager

@@ -287,7 +287,7 @@ async fn a_revoked_session_is_refused_on_a_cache_hit() {
         crate::SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap())
             .unwrap();
     let pair = manager
-        .create_session("alice", &[] as &[&str])
+        .create_session(crate::manager::NewSession::new("alice").roles(&[] as &[&str]))
         .await
         .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));

@@ -601,7 +601,7 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
         if let Some(proof) = &proof {
             session = session.dpop_bound(proof);
         }
-        let created = self.manager.create_session_with(session).await;
+        let created = self.manager.create_session(session).await;
         if let Some(attempt) = attempt {
             match &created {
                 // Settled as a wrong password is while the store is down: the lock-out must

@@ -52,7 +52,7 @@ const WARN_EVERY_MS: u64 = 10_000;
 ///         Ok::<(), HookError>(())
 ///     })
 ///     .build()?;
-/// manager.create_session("alice", &["user"]).await?;
+/// manager.create_session(crate::manager::NewSession::new("alice").roles(&["user"])).await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -366,7 +366,10 @@ mod tests {
             .unwrap();
         let start = std::time::Instant::now();
         for _ in 0..(QUEUE_CAPACITY + 100) {
-            let pair = manager.create_session("alice", &["user"]).await.unwrap();
+            let pair = manager
+                .create_session(crate::manager::NewSession::new("alice").roles(&["user"]))
+                .await
+                .unwrap();
             manager.revoke(pair.session_id).await.unwrap();
         }
         assert!(
@@ -385,7 +388,10 @@ mod tests {
             .shared_store(store.clone())
             .build()
             .unwrap();
-        manager.create_session("alice", &["user"]).await.unwrap();
+        manager
+            .create_session(crate::manager::NewSession::new("alice").roles(&["user"]))
+            .await
+            .unwrap();
         manager.flush_activity().await;
         assert_eq!(manager.activity("alice").await.unwrap().len(), 1);
         drop(manager);

@@ -90,9 +90,6 @@ impl Reported {
     }
 }
 
-/// No roles, for [`SessionManager::create_session`]: `create_session("alice", NO_ROLES)`.
-pub const NO_ROLES: &[&str] = &[];
-
 /// Refuses a user id or role list the session rules do not take.
 fn check_input(user_id: &str, roles: &[impl AsRef<str>]) -> Result<(), SessionError> {
     if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN || user_id.contains('\0') {
@@ -126,7 +123,7 @@ fn claims_refused(user_id: &str, error: &ClaimsError) {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-/// let login = manager.create_session("alice", &["user".to_owned()]).await?;
+/// let login = manager.create_session(NewSession::new("alice").roles(&["user".to_owned()])).await?;
 ///
 /// // The client refreshes: the old refresh token is retired, a successor issued.
 /// let refreshed = manager.refresh(&login.refresh_token).await?;
@@ -210,92 +207,42 @@ impl SessionManager {
     /// Starts a session for an authenticated user (call it from your login handler) and returns
     /// its first token pair. Applies the per-user limit and its policy.
     ///
-    /// `roles` is any slice of strings: an array literal, a `Vec<String>`, or [`NO_ROLES`].
-    ///
-    /// ```
-    /// use tower_jwt_session::{SessionConfig, SessionManager, manager::NO_ROLES};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-    /// manager.create_session("alice", &["user", "admin"]).await?;
-    /// let roles: Vec<String> = vec!["user".to_owned()];
-    /// manager.create_session("bob", &roles).await?;
-    /// manager.create_session("carol", &roles[..]).await?;
-    /// manager.create_session("dave", NO_ROLES).await?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// [`SessionError::InvalidInput`] for an empty or oversized user id or role list,
-    /// [`SessionError::LimitReached`] under the `deny` policy, [`SessionError::Unavailable`]
-    /// when the store cannot be reached.
-    pub async fn create_session(
-        &self,
-        user_id: &str,
-        roles: &[impl AsRef<str>],
-    ) -> Result<TokenPair, SessionError> {
-        self.create_session_with_device(user_id, roles, DeviceInfo::default())
-            .await
-    }
-
-    /// [`create_session`](Self::create_session), remembering the device the user logged in
-    /// from for the devices list (session stats). [`LoginService`](crate::login::LoginService) calls
-    /// it with what the request tells ([`DeviceInfo::capture`]); the metadata is for display
-    /// only and never decides anything.
+    /// `session` is a user id (`"alice"`: no roles, no claims) or a [`NewSession`] with all a
+    /// session holds: roles, the device it starts from (for the devices list), the app's own
+    /// claims (in every access token, read back with [`Session::claims`], until a
+    /// [`RefreshHook`] changes them), how the user proved who they are (`amr`, `acr`), and a
+    /// DPoP key binding.
     ///
     /// ```
     /// use tower_jwt_session::config::DeviceIp;
-    /// use tower_jwt_session::store::DeviceInfo;
-    /// use tower_jwt_session::{SessionConfig, SessionManager};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-    /// let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
-    /// let device = DeviceInfo::capture(Some(ua), Some("198.51.100.23".parse()?), DeviceIp::Truncated);
-    /// manager.create_session_with_device("alice", &["user"], device).await?;
-    /// let sessions = manager.sessions("alice").await?;
-    /// assert_eq!(sessions[0].device.label(), "Firefox on Linux");
-    /// assert_eq!(sessions[0].device.ip(), Some("198.51.100.0/24"));
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// As [`create_session`](Self::create_session).
-    pub async fn create_session_with_device(
-        &self,
-        user_id: &str,
-        roles: &[impl AsRef<str>],
-        device: DeviceInfo,
-    ) -> Result<TokenPair, SessionError> {
-        self.create_session_with(NewSession::new(user_id).roles(roles).device(device))
-            .await
-    }
-
-    /// Starts a session as [`create_session`](Self::create_session) does, with everything a
-    /// [`NewSession`] holds: roles, the device, and the app's own claims, which go into every
-    /// access token of the session (read back with [`Session::claims`]) until a
-    /// [`RefreshHook`] changes them.
-    ///
-    /// ```
     /// use tower_jwt_session::manager::NewSession;
+    /// use tower_jwt_session::store::DeviceInfo;
     /// use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// manager.create_session("dave").await?;
+    /// manager.create_session(NewSession::new("alice").roles(&["user", "admin"])).await?;
+    /// let roles: Vec<String> = vec!["user".to_owned()];
+    /// manager.create_session(NewSession::new("bob").roles(&roles)).await?;
+    ///
+    /// let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    /// let device = DeviceInfo::capture(Some(ua), Some("198.51.100.23".parse()?), DeviceIp::Truncated);
     /// let pair = manager
-    ///     .create_session_with(NewSession::new("alice").claims(&serde_json::json!({ "tenant": "acme" })))
+    ///     .create_session(
+    ///         NewSession::new("carol")
+    ///             .device(device)
+    ///             .claims(&serde_json::json!({ "tenant": "acme" })),
+    ///     )
     ///     .await?;
     /// let session = manager.verify_access_token(&pair.access_token).await?;
     /// assert_eq!(session.custom_claims().as_json(), r#"{"tenant":"acme"}"#);
+    /// assert_eq!(manager.sessions("carol").await?[0].device.label(), "Firefox on Linux");
     ///
     /// // A reserved name is the app's bug: refused, nothing started.
     /// let refused = manager
-    ///     .create_session_with(NewSession::new("bob").claims(&serde_json::json!({ "sub": "root" })))
+    ///     .create_session(NewSession::new("eve").claims(&serde_json::json!({ "sub": "root" })))
     ///     .await;
     /// assert!(matches!(refused, Err(SessionError::InvalidClaims(_))));
     /// # Ok(())
@@ -303,15 +250,18 @@ impl SessionManager {
     /// ```
     ///
     /// # Errors
-    /// As [`create_session`](Self::create_session), and [`SessionError::InvalidClaims`] for
-    /// claims that are not an object, use a reserved name, or make the access token longer than
-    /// [`MAX_TOKEN_LEN`](crate::token::MAX_TOKEN_LEN).
-    pub async fn create_session_with(
+    /// [`SessionError::InvalidInput`] for an empty or oversized user id or role list,
+    /// [`SessionError::LimitReached`] under the `deny` policy, [`SessionError::InvalidClaims`]
+    /// for claims that are not an object, use a reserved name, or make the access token longer
+    /// than [`MAX_TOKEN_LEN`](crate::token::MAX_TOKEN_LEN), [`SessionError::Dpop`] for a session
+    /// without a DPoP binding when DPoP is required, [`SessionError::Unavailable`] when the
+    /// store cannot be reached.
+    pub async fn create_session(
         &self,
-        session: NewSession,
+        session: impl Into<NewSession>,
     ) -> Result<TokenPair, SessionError> {
         let now = self.now_ms();
-        let (user_id, roles, device, claims, auth) = self.checked(session, now)?;
+        let (user_id, roles, device, claims, auth) = self.checked(session.into(), now)?;
         self.create(&user_id, roles, device, claims, auth, now)
             .await
     }
@@ -564,7 +514,7 @@ impl SessionManager {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-    /// let login = manager.create_session_with(NewSession::new("alice").amr(["pwd"])).await?;
+    /// let login = manager.create_session(NewSession::new("alice").amr(["pwd"])).await?;
     /// let session = manager.verify_access_token(&login.access_token).await?;
     ///
     /// // The app's check accepted a password and a one-time code.
@@ -583,7 +533,7 @@ impl SessionManager {
     /// [`Revoked`](SessionError::Revoked), [`SessionExpired`](SessionError::SessionExpired) or
     /// [`TokenExpired`](SessionError::TokenExpired) for a session that can no longer be
     /// refreshed; [`Changed`](SessionError::Changed) for a lost race; as
-    /// [`create_session_with`](Self::create_session_with) for `proof` itself. Nothing is
+    /// [`create_session`](Self::create_session) for `proof` itself. Nothing is
     /// changed on any error.
     pub async fn reauthenticate(
         &self,
@@ -827,8 +777,8 @@ impl SessionManager {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-    /// let laptop = manager.create_session("alice", &["user"]).await?;
-    /// let theirs = manager.create_session("bob", &["user"]).await?;
+    /// let laptop = manager.create_session(NewSession::new("alice").roles(&["user"])).await?;
+    /// let theirs = manager.create_session(NewSession::new("bob").roles(&["user"])).await?;
     /// assert!(matches!(
     ///     manager.revoke_of("alice", theirs.session_id).await,
     ///     Err(SessionError::NotFound)
@@ -907,7 +857,7 @@ impl SessionManager {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-    /// let pair = manager.create_session("mallory", &["admin"]).await?;
+    /// let pair = manager.create_session(NewSession::new("mallory").roles(&["admin"])).await?;
     /// // The admin role is taken away: every token that carries it stops working now.
     /// assert_eq!(manager.revoke_all("mallory").await?, 1);
     /// assert!(manager.verify_access_token(&pair.access_token).await.is_err());
@@ -1010,7 +960,7 @@ impl SessionManager {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-    /// let login = manager.create_session("alice", &["user"]).await?;
+    /// let login = manager.create_session(NewSession::new("alice").roles(&["user"])).await?;
     /// manager.revoke(login.session_id).await?;
     /// manager.flush_activity().await;
     /// let trail = manager.activity("alice").await?;

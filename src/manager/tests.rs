@@ -36,7 +36,10 @@ fn roles() -> Vec<String> {
 #[tokio::test]
 async fn login_issues_a_working_pair() {
     let (m, _, _) = manager();
-    let pair = m.create_session("alice", &roles()).await.unwrap();
+    let pair = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     assert_eq!(pair.expires_in, Duration::from_secs(7200));
     let session = m.verify_access_token(&pair.access_token).await.unwrap();
     assert_eq!(
@@ -53,13 +56,15 @@ async fn bad_user_ids_and_roles_are_refused() {
     let (m, _, _) = manager();
     for user in ["", &"x".repeat(257), "a\0b"] {
         assert!(matches!(
-            m.create_session(user, NO_ROLES).await,
+            m.create_session(crate::manager::NewSession::new(user))
+                .await,
             Err(SessionError::InvalidInput(_))
         ));
     }
     let many: Vec<String> = (0..33).map(|i| i.to_string()).collect();
     assert!(matches!(
-        m.create_session("alice", &many).await,
+        m.create_session(crate::manager::NewSession::new("alice").roles(&many))
+            .await,
         Err(SessionError::InvalidInput(_))
     ));
 }
@@ -67,7 +72,10 @@ async fn bad_user_ids_and_roles_are_refused() {
 #[tokio::test]
 async fn rotation_and_the_immediate_parent_grace() {
     let (m, clock, _) = manager();
-    let login = m.create_session("alice", &roles()).await.unwrap();
+    let login = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     clock.advance(Duration::from_secs(60));
     let first = m.refresh(&login.refresh_token).await.unwrap();
     assert_ne!(first.refresh_token, login.refresh_token);
@@ -89,7 +97,10 @@ async fn rotation_and_the_immediate_parent_grace() {
 #[tokio::test]
 async fn grandparent_is_theft_and_revokes_everything() {
     let (m, clock, _) = manager();
-    let login = m.create_session("alice", &roles()).await.unwrap();
+    let login = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     let first = m.refresh(&login.refresh_token).await.unwrap();
     let second = m.refresh(&first.refresh_token).await.unwrap();
     clock.advance(Duration::from_secs(1));
@@ -121,7 +132,10 @@ async fn grandparent_is_theft_and_revokes_everything() {
 #[tokio::test]
 async fn the_parent_after_the_interval_is_theft() {
     let (m, clock, _) = manager();
-    let login = m.create_session("alice", &roles()).await.unwrap();
+    let login = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     let first = m.refresh(&login.refresh_token).await.unwrap();
     clock.advance(Duration::from_secs(10));
     let err = m.refresh(&login.refresh_token).await.unwrap_err();
@@ -145,7 +159,10 @@ async fn absolute_session_expiry_cannot_be_refreshed_past() {
             .session_ttl(Duration::from_secs(3 * 86400))
             .refresh_token_ttl(Duration::from_secs(2 * 86400)),
     );
-    let mut pair = m.create_session("alice", &roles()).await.unwrap();
+    let mut pair = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     for _ in 0..2 {
         clock.advance(Duration::from_secs(86400 + 3600));
         pair = m.refresh(&pair.refresh_token).await.unwrap();
@@ -165,7 +182,10 @@ async fn absolute_session_expiry_cannot_be_refreshed_past() {
 #[tokio::test]
 async fn refresh_token_expiry() {
     let (m, clock, store) = manager();
-    let login = m.create_session("alice", &roles()).await.unwrap();
+    let login = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     clock.advance(Duration::from_secs(30 * 86400));
     assert!(matches!(
         m.refresh(&login.refresh_token).await,
@@ -184,7 +204,10 @@ async fn refresh_token_expiry() {
 #[tokio::test]
 async fn forged_and_malformed_refresh_tokens_are_invalid() {
     let (m, _, _) = manager();
-    let login = m.create_session("alice", &roles()).await.unwrap();
+    let login = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     let t = &login.refresh_token;
     let parts: Vec<&str> = t.split('.').collect();
     let forged_generation = format!("{}.{}.{}.{}.{}", parts[0], parts[1], 5, parts[3], parts[4]);
@@ -234,7 +257,10 @@ async fn forged_and_malformed_refresh_tokens_are_invalid() {
 #[tokio::test]
 async fn only_the_canonical_spelling_of_a_refresh_token_verifies() {
     let (m, _, _) = manager();
-    let login = m.create_session("alice", &roles()).await.unwrap();
+    let login = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     let parts: Vec<String> = login.refresh_token.split('.').map(str::to_owned).collect();
     let spell = |generation: &str, expiry: &str| {
         format!(
@@ -265,8 +291,14 @@ async fn only_the_canonical_spelling_of_a_refresh_token_verifies() {
 #[tokio::test]
 async fn genuine_tokens_of_deleted_sessions_are_revoked_or_expired() {
     let (m, clock, store) = manager_with(config().max_sessions_per_user(1));
-    let first = m.create_session("alice", &roles()).await.unwrap();
-    let second = m.create_session("alice", &roles()).await.unwrap();
+    let first = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
+    let second = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     // The first was evicted: deleted at once, and its token says so.
     assert!(store.get(first.session_id).await.unwrap().is_none());
     assert!(matches!(
@@ -280,7 +312,10 @@ async fn genuine_tokens_of_deleted_sessions_are_revoked_or_expired() {
         Err(SessionError::Revoked)
     ));
     // Forgotten after expiry: the token has expired too.
-    let third = m.create_session("alice", &roles()).await.unwrap();
+    let third = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     clock.advance(m.config().rules().refresh_token_ttl() + Duration::from_secs(3 * 3600));
     store.purge(clock.now_ms());
     assert!(store.is_empty());
@@ -299,7 +334,10 @@ async fn refresh_tokens_survive_a_jwt_secret_rotation() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let login = old.create_session("alice", &roles()).await.unwrap();
+    let login = old
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     let rotated = SessionManager::builder(
         SessionConfig::new("a-brand-new-secret-a-brand-new-secret")
             .unwrap()
@@ -337,7 +375,10 @@ async fn refresh_tokens_survive_a_jwt_secret_rotation() {
 #[tokio::test]
 async fn the_store_never_holds_a_refresh_token() {
     let (m, _, store) = manager();
-    let login = m.create_session("alice", &roles()).await.unwrap();
+    let login = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     let stored = format!("{:?}", store);
     let mac = login.refresh_token.rsplit('.').next().unwrap();
     assert!(!stored.contains(mac) && !stored.contains(&login.refresh_token));
@@ -347,14 +388,23 @@ async fn the_store_never_holds_a_refresh_token() {
 #[tokio::test]
 async fn eviction_ends_the_least_recently_active_session_at_once() {
     let (m, clock, _) = manager_with(config().max_sessions_per_user(2));
-    let a = m.create_session("alice", &roles()).await.unwrap();
+    let a = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     clock.advance(Duration::from_secs(1));
-    let b = m.create_session("alice", &roles()).await.unwrap();
+    let b = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     clock.advance(Duration::from_secs(1));
     // Refreshing `a` makes `b` the least recently active.
     let a2 = m.refresh(&a.refresh_token).await.unwrap();
     clock.advance(Duration::from_secs(1));
-    let c = m.create_session("alice", &roles()).await.unwrap();
+    let c = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     assert_eq!(
         m.verify_access_token(&b.access_token).await.unwrap_err(),
         AuthError::Revoked
@@ -374,7 +424,11 @@ async fn eviction_ends_the_least_recently_active_session_at_once() {
         .collect();
     assert_eq!(live, vec![a.session_id, c.session_id]);
     // Other users are not affected.
-    assert!(m.create_session("bob", &roles()).await.is_ok());
+    assert!(
+        m.create_session(crate::manager::NewSession::new("bob").roles(&roles()))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -384,8 +438,14 @@ async fn deny_policy_refuses_the_new_login() {
             .max_sessions_per_user(1)
             .session_limit_policy(SessionLimitPolicy::Deny),
     );
-    let a = m.create_session("alice", &roles()).await.unwrap();
-    let err = m.create_session("alice", &roles()).await.unwrap_err();
+    let a = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
+    let err = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SessionError::LimitReached));
     assert_eq!(
         (err.code().status(), err.code()),
@@ -393,16 +453,32 @@ async fn deny_policy_refuses_the_new_login() {
     );
     assert!(m.verify_access_token(&a.access_token).await.is_ok());
     m.revoke(a.session_id).await.unwrap();
-    assert!(m.create_session("alice", &roles()).await.is_ok());
+    assert!(
+        m.create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
 async fn logout_and_logout_all() {
     let (m, _, _) = manager();
-    let a = m.create_session("alice", &roles()).await.unwrap();
-    let b = m.create_session("alice", &roles()).await.unwrap();
-    let c = m.create_session("alice", &roles()).await.unwrap();
-    let bob = m.create_session("bob", &roles()).await.unwrap();
+    let a = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
+    let b = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
+    let c = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
+    let bob = m
+        .create_session(crate::manager::NewSession::new("bob").roles(&roles()))
+        .await
+        .unwrap();
     assert!(m.revoke(a.session_id).await.unwrap());
     assert!(!m.revoke(a.session_id).await.unwrap());
     assert_eq!(
@@ -436,7 +512,10 @@ async fn a_revocation_by_another_instance_is_seen_within_the_cache_ttl() {
             .unwrap()
     };
     let (one, two) = (build(), build());
-    let pair = one.create_session("alice", &roles()).await.unwrap();
+    let pair = one
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     assert!(
         two.verify_access_token(&pair.access_token).await.is_ok(),
         "cached as active on two"
@@ -454,7 +533,10 @@ async fn a_revocation_by_another_instance_is_seen_within_the_cache_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_concurrent_refreshes_agree_on_one_successor() {
     let (m, _, _) = manager();
-    let login = m.create_session("alice", &roles()).await.unwrap();
+    let login = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let m = m.clone();
@@ -477,14 +559,23 @@ async fn roles_are_taken_as_literals_vectors_slices_or_none() {
     let (m, _, _) = manager();
     let owned: Vec<String> = vec!["user".to_owned(), "admin".to_owned()];
     for pair in [
-        m.create_session("a", &["user", "admin"]).await.unwrap(),
-        m.create_session("b", &owned).await.unwrap(),
-        m.create_session("c", &owned[..]).await.unwrap(),
+        m.create_session(crate::manager::NewSession::new("a").roles(&["user", "admin"]))
+            .await
+            .unwrap(),
+        m.create_session(crate::manager::NewSession::new("b").roles(&owned))
+            .await
+            .unwrap(),
+        m.create_session(crate::manager::NewSession::new("c").roles(&owned[..]))
+            .await
+            .unwrap(),
     ] {
         let session = m.verify_access_token(&pair.access_token).await.unwrap();
         assert_eq!(session.roles().collect::<Vec<_>>(), ["user", "admin"]);
     }
-    let none = m.create_session("d", NO_ROLES).await.unwrap();
+    let none = m
+        .create_session(crate::manager::NewSession::new("d"))
+        .await
+        .unwrap();
     let session = m.verify_access_token(&none.access_token).await.unwrap();
     assert_eq!(session.roles().count(), 0);
 }
@@ -492,7 +583,10 @@ async fn roles_are_taken_as_literals_vectors_slices_or_none() {
 #[tokio::test]
 async fn public_times_agree_with_the_clock() {
     let (m, clock, _) = manager();
-    let pair = m.create_session("alice", NO_ROLES).await.unwrap();
+    let pair = m
+        .create_session(crate::manager::NewSession::new("alice"))
+        .await
+        .unwrap();
     let now = crate::clock::system_time(clock.now_ms());
     assert_eq!(pair.access_expires_at, now + Duration::from_secs(7200));
     assert_eq!(
@@ -553,7 +647,10 @@ async fn connect_picks_the_store_the_configuration_names() {
         let config = config().with_redis(RedisSettings::new([url]).with_key_prefix(&prefix));
         let redis = SessionManager::builder(config).connect().await.unwrap();
         assert_eq!(redis.store_kind(), "redis");
-        let pair = redis.create_session("alice", &["user"]).await.unwrap();
+        let pair = redis
+            .create_session(crate::manager::NewSession::new("alice").roles(&["user"]))
+            .await
+            .unwrap();
         assert!(redis.refresh(&pair.refresh_token).await.is_ok());
     }
 }
@@ -580,7 +677,10 @@ async fn a_second_application_on_one_redis_prefix_is_refused() {
     };
     let (a, b, c) = (SECRET, "b".repeat(32), "c".repeat(32));
     let first = app(a, None).await.unwrap();
-    let pair = first.create_session("alice", &["user"]).await.unwrap();
+    let pair = first
+        .create_session(crate::manager::NewSession::new("alice").roles(&["user"]))
+        .await
+        .unwrap();
     assert!(app(a, None).await.is_ok(), "a restart");
 
     match app(&b, None).await {
@@ -619,8 +719,14 @@ async fn logout_all_fails_loudly_when_the_store_lost_the_users_index() {
     let config =
         config().with_redis(RedisSettings::new(server.urls.clone()).with_key_prefix(&prefix));
     let m = SessionManager::builder(config).connect().await.unwrap();
-    let caller = m.create_session("alice", &["user"]).await.unwrap();
-    let other = m.create_session("alice", &["user"]).await.unwrap();
+    let caller = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&["user"]))
+        .await
+        .unwrap();
+    let other = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&["user"]))
+        .await
+        .unwrap();
     let session = m.verify_access_token(&caller.access_token).await.unwrap();
 
     // The index goes as `maxmemory` eviction would take it: the server may be the one
@@ -648,8 +754,14 @@ async fn logout_all_fails_loudly_when_the_store_lost_the_users_index() {
     assert!(m.verify_access_token(&other.access_token).await.is_ok());
 
     // A store that lost nothing: the count, caller included.
-    let third = m.create_session("bob", &["user"]).await.unwrap();
-    let _fourth = m.create_session("bob", &["user"]).await.unwrap();
+    let third = m
+        .create_session(crate::manager::NewSession::new("bob").roles(&["user"]))
+        .await
+        .unwrap();
+    let _fourth = m
+        .create_session(crate::manager::NewSession::new("bob").roles(&["user"]))
+        .await
+        .unwrap();
     let bob = m.verify_access_token(&third.access_token).await.unwrap();
     assert_eq!(m.revoke_all_for(&bob).await.unwrap(), 2);
 }
@@ -659,8 +771,14 @@ async fn logout_all_fails_loudly_when_the_store_lost_the_users_index() {
 #[tokio::test]
 async fn logout_all_after_the_callers_own_logout_is_no_error() {
     let (m, _, _) = manager();
-    let pair = m.create_session("alice", NO_ROLES).await.unwrap();
-    let other = m.create_session("alice", NO_ROLES).await.unwrap();
+    let pair = m
+        .create_session(crate::manager::NewSession::new("alice"))
+        .await
+        .unwrap();
+    let other = m
+        .create_session(crate::manager::NewSession::new("alice"))
+        .await
+        .unwrap();
     let session = m.verify_access_token(&pair.access_token).await.unwrap();
     m.revoke(session.session_id()).await.unwrap();
     assert_eq!(m.revoke_all_for(&session).await.unwrap(), 1);
@@ -734,7 +852,10 @@ async fn a_session_the_store_lost_is_logged_as_lost_not_as_a_logout() {
     tracing::callsite::rebuild_interest_cache();
 
     let (m, clock, store) = manager();
-    let login = m.create_session("alice", &roles()).await.unwrap();
+    let login = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     let before = store.get(login.session_id).await.unwrap().unwrap();
     clock.advance(Duration::from_secs(1));
     let rotated = m.refresh(&login.refresh_token).await.unwrap();
@@ -761,7 +882,10 @@ async fn a_session_the_store_lost_is_logged_as_lost_not_as_a_logout() {
     );
 
     // A session the store has no record of at all.
-    let other = m.create_session("alice", &roles()).await.unwrap();
+    let other = m
+        .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
+        .await
+        .unwrap();
     store
         .revoke(other.session_id, clock.now_ms())
         .await

@@ -156,7 +156,10 @@ async fn in_the_wrong_order_a_request_with_a_token_is_told_the_layer_is_misplace
     use crate::{SessionConfig, SessionLayer, SessionManager};
     let config = SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
     let manager = SessionManager::new(config).unwrap();
-    let pair = manager.create_session("root", &["admin"]).await.unwrap();
+    let pair = manager
+        .create_session(crate::manager::NewSession::new("root").roles(&["admin"]))
+        .await
+        .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     // The role check outside the session layer: it runs first and finds no session.
     let svc = tower::ServiceBuilder::new()

@@ -73,26 +73,36 @@ async fn devices_rules(a: &SessionManager, b: &SessionManager) {
     let (ra, rb) = (TokenRoutes::new(a), TokenRoutes::new(b));
     let user = format!("alice-{}", SessionId::random());
     let laptop = a
-        .create_session_with_device(
-            &user,
-            &["user"],
-            device("Firefox on Linux", "203.0.113.0/24"),
+        .create_session(
+            crate::manager::NewSession::new(&user)
+                .roles(&["user"])
+                .device(device("Firefox on Linux", "203.0.113.0/24")),
         )
         .await
         .unwrap();
     let phone = b
-        .create_session_with_device(&user, &["user"], device("Safari on iOS", "198.51.100.0/24"))
+        .create_session(
+            crate::manager::NewSession::new(&user)
+                .roles(&["user"])
+                .device(device("Safari on iOS", "198.51.100.0/24")),
+        )
         .await
         .unwrap();
-    let tablet = b.create_session(&user, &["user"]).await.unwrap();
+    let tablet = b
+        .create_session(crate::manager::NewSession::new(&user).roles(&["user"]))
+        .await
+        .unwrap();
     let bob = b
-        .create_session(&format!("bob-{}", SessionId::random()), &["user"])
+        .create_session(
+            crate::manager::NewSession::new(&format!("bob-{}", SessionId::random()))
+                .roles(&["user"]),
+        )
         .await
         .unwrap();
     let admin = a
         .create_session(
-            &format!("admin-{}", SessionId::random()),
-            &["user", "admin"],
+            crate::manager::NewSession::new(&format!("admin-{}", SessionId::random()))
+                .roles(&["user", "admin"]),
         )
         .await
         .unwrap();
@@ -287,10 +297,16 @@ async fn devices_rules(a: &SessionManager, b: &SessionManager) {
 /// session is over everywhere, and whatever the refresh handed out is refused.
 async fn ending_races_refresh(a: &SessionManager, b: &SessionManager) {
     let user = format!("race-{}", SessionId::random());
-    let keep = a.create_session(&user, &["user"]).await.unwrap();
+    let keep = a
+        .create_session(crate::manager::NewSession::new(&user).roles(&["user"]))
+        .await
+        .unwrap();
     let keeper = a.verify_access_token(&keep.access_token).await.unwrap();
     for round in 0..24 {
-        let pair = b.create_session(&user, &["user"]).await.unwrap();
+        let pair = b
+            .create_session(crate::manager::NewSession::new(&user).roles(&["user"]))
+            .await
+            .unwrap();
         let (ender, refresher) = if round % 2 == 0 { (a, b) } else { (b, a) };
         let refresh = {
             let refresher = refresher.clone();

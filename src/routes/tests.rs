@@ -12,7 +12,7 @@ async fn setup() -> (TokenRoutes, TokenPair) {
     let config = SessionConfig::new(SECRET).unwrap();
     let manager = SessionManager::new(config).unwrap();
     let pair = manager
-        .create_session("alice", &["user".to_owned()])
+        .create_session(crate::manager::NewSession::new("alice").roles(&["user".to_owned()]))
         .await
         .unwrap();
     (TokenRoutes::new(&manager), pair)
@@ -186,7 +186,7 @@ mod cookie_logout {
             .allowed_origins(["https://app.example"]);
         let manager = SessionManager::new(config).unwrap();
         let pair = manager
-            .create_session("alice", &[] as &[String])
+            .create_session(crate::manager::NewSession::new("alice").roles(&[] as &[String]))
             .await
             .unwrap();
         let service = TokenRoutes::new(&manager);
@@ -309,7 +309,10 @@ async fn a_failing_refresh_hook_is_503_over_http_and_the_cookie_stays() {
         })
         .build()
         .unwrap();
-    let pair = manager.create_session("alice", &["user"]).await.unwrap();
+    let pair = manager
+        .create_session(crate::manager::NewSession::new("alice").roles(&["user"]))
+        .await
+        .unwrap();
     let routes = TokenRoutes::new(&manager);
     let cookie = format!("tjs_refresh={}", pair.refresh_token);
     let headers = [
@@ -377,7 +380,10 @@ fn a_waiting_route_leaves_no_span_entered() {
             .build()
             .unwrap();
         let routes = TokenRoutes::new(&manager);
-        let pair = manager.create_session("alice", &["user"]).await.unwrap();
+        let pair = manager
+            .create_session(crate::manager::NewSession::new("alice").roles(&["user"]))
+            .await
+            .unwrap();
         let body = json!({ "refreshToken": pair.refresh_token }).to_string();
         let waiting = tokio::spawn({
             let routes = routes.clone();

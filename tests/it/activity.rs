@@ -241,11 +241,11 @@ async fn each_event_is_recorded_once_where_it_happens() {
 
     // The app ends every session of a user: `admin` for each.
     app.manager
-        .create_session("carol", &["user"])
+        .create_session(tower_jwt_session::manager::NewSession::new("carol").roles(&["user"]))
         .await
         .unwrap();
     app.manager
-        .create_session("carol", &["user"])
+        .create_session(tower_jwt_session::manager::NewSession::new("carol").roles(&["user"]))
         .await
         .unwrap();
     assert_eq!(app.manager.revoke_all("carol").await.unwrap(), 2);
@@ -623,7 +623,10 @@ mod redis {
 /// A login on one instance and its logout on the other: both read both events.
 async fn two_instances_see_one_trail(a: SessionManager, b: SessionManager) {
     let user = format!("two-{}", tower_jwt_session::session::SessionId::random());
-    let pair = a.create_session(&user, &["user"]).await.unwrap();
+    let pair = a
+        .create_session(tower_jwt_session::manager::NewSession::new(&user).roles(&["user"]))
+        .await
+        .unwrap();
     // Each instance writes its events from a background task, and the trail's order is the
     // order the store received them: the login is written before the other instance ends the
     // session, as it would be but for the moment the two queues can differ by.

@@ -142,7 +142,10 @@ async fn two_instances_share_the_protections(a: SessionManager, b: SessionManage
     assert_eq!(status, StatusCode::OK);
 
     let routes = [TokenRoutes::new(&a), TokenRoutes::new(&b)];
-    let pair = a.create_session("bob", &["user"]).await.unwrap();
+    let pair = a
+        .create_session(tower_jwt_session::manager::NewSession::new("bob").roles(&["user"]))
+        .await
+        .unwrap();
     let forged = format!("{}x", pair.refresh_token);
     for i in 0..20 {
         let (status, _, body) = send(
@@ -352,8 +355,14 @@ async fn a_refresh_hook_ends_a_gone_users_sessions() {
         .connect()
         .await
         .unwrap();
-    let first = manager.create_session("mallory", &["user"]).await.unwrap();
-    let second = manager.create_session("mallory", &["user"]).await.unwrap();
+    let first = manager
+        .create_session(tower_jwt_session::manager::NewSession::new("mallory").roles(&["user"]))
+        .await
+        .unwrap();
+    let second = manager
+        .create_session(tower_jwt_session::manager::NewSession::new("mallory").roles(&["user"]))
+        .await
+        .unwrap();
     let refreshed = manager.refresh(&first.refresh_token).await.unwrap();
     let session = manager
         .verify_access_token(&refreshed.access_token)
@@ -448,9 +457,18 @@ async fn the_callers_own_sessions() {
         .await
         .unwrap();
     let routes = TokenRoutes::new(&manager);
-    let laptop = manager.create_session("alice", &["user"]).await.unwrap();
-    manager.create_session("alice", &["user"]).await.unwrap();
-    manager.create_session("bob", &["user"]).await.unwrap();
+    let laptop = manager
+        .create_session(tower_jwt_session::manager::NewSession::new("alice").roles(&["user"]))
+        .await
+        .unwrap();
+    manager
+        .create_session(tower_jwt_session::manager::NewSession::new("alice").roles(&["user"]))
+        .await
+        .unwrap();
+    manager
+        .create_session(tower_jwt_session::manager::NewSession::new("bob").roles(&["user"]))
+        .await
+        .unwrap();
     let peer = Some([192, 0, 2, 1]);
     let (status, _, body) = send(
         &routes,

@@ -435,7 +435,10 @@ async fn under_required_a_session_bound_before_keeps_working_and_an_unbound_one_
             .unwrap()
     };
     let before = manager(DpopMode::Optional);
-    let unbound = before.create_session("bob", &["user"]).await.unwrap();
+    let unbound = before
+        .create_session(tower_jwt_session::manager::NewSession::new("bob").roles(&["user"]))
+        .await
+        .unwrap();
     let after = manager(DpopMode::Required);
     let refused = after.refresh(&unbound.refresh_token).await.unwrap_err();
     assert_eq!(refused.code().as_str(), "invalid_dpop_proof");

@@ -111,7 +111,9 @@ impl Instance {
     async fn login(&self, user: &str) -> (String, String) {
         let pair = self
             .manager
-            .create_session(user, &["user".to_owned()])
+            .create_session(
+                tower_jwt_session::manager::NewSession::new(user).roles(&["user".to_owned()]),
+            )
             .await
             .unwrap();
         (pair.access_token, pair.refresh_token)

@@ -161,7 +161,7 @@ async fn cookie_only_delivery_keeps_the_refresh_token_out_of_the_body() {
 async fn refresh_routes_honour_cookie_only_delivery() {
     let manager = SessionManager::new(config()).unwrap();
     let pair = manager
-        .create_session("alice", tower_jwt_session::manager::NO_ROLES)
+        .create_session(tower_jwt_session::manager::NewSession::new("alice"))
         .await
         .unwrap();
     let refresh = |body: Value| {

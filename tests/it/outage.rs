@@ -187,7 +187,9 @@ async fn sessions_ended_by_a_stall(stack: &Stack, clients: usize, stall: Duratio
     let mut tokens = Vec::new();
     for i in 0..clients {
         let pair = manager
-            .create_session(&format!("user-{i}"), &["user"])
+            .create_session(
+                tower_jwt_session::manager::NewSession::new(&format!("user-{i}")).roles(&["user"]),
+            )
             .await
             .unwrap();
         tokens.push(pair.refresh_token);
@@ -315,7 +317,10 @@ async fn an_outage_costs_one_timeout(stack: Stack) {
     let routes = tower::ServiceBuilder::new()
         .layer(limits)
         .service(TokenRoutes::new(&manager).attempt_tracker(tracker));
-    let pair = manager.create_session("alice", &["user"]).await.unwrap();
+    let pair = manager
+        .create_session(tower_jwt_session::manager::NewSession::new("alice").roles(&["user"]))
+        .await
+        .unwrap();
 
     stack.freezer.freeze();
     let cases = [

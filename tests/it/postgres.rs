@@ -113,7 +113,7 @@ async fn sixty_four_refreshes_on_two_managers_agree_on_one_successor() {
         );
     }
     let pair = managers[0]
-        .create_session("alice", &["user"])
+        .create_session(tower_jwt_session::manager::NewSession::new("alice").roles(&["user"]))
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -167,7 +167,10 @@ async fn a_stuck_database_means_503_never_a_success() {
         .store(store)
         .build()
         .unwrap();
-    let pair = manager.create_session("alice", &["user"]).await.unwrap();
+    let pair = manager
+        .create_session(tower_jwt_session::manager::NewSession::new("alice").roles(&["user"]))
+        .await
+        .unwrap();
     let mut conn = db.connect().await;
     let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
     sqlx::query("SELECT 1 FROM tjs_sessions FOR UPDATE")
@@ -308,7 +311,9 @@ async fn the_manager_connects_to_a_read_only_database() {
         .collect();
     assert_eq!(codes, ["store_read_only"]);
     assert!(matches!(
-        manager.create_session("alice", &["user"]).await,
+        manager
+            .create_session(tower_jwt_session::manager::NewSession::new("alice").roles(&["user"]))
+            .await,
         Err(SessionError::Unavailable(_))
     ));
 }

@@ -51,7 +51,11 @@ async fn login(
         }
     };
     app.attempts.login_succeeded(attempt).await;
-    let pair = app.manager.create_session(user, &roles).await.unwrap();
+    let pair = app
+        .manager
+        .create_session(tower_jwt_session::manager::NewSession::new(user).roles(&roles))
+        .await
+        .unwrap();
     Json(json!({"success": true, "data": {"accessToken": pair.access_token, "refreshToken": pair.refresh_token, "clientIp": ip.to_string()}}))
         .into_response()
 }

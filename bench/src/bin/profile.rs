@@ -46,7 +46,12 @@ fn main() {
         .unwrap();
     let manager = SessionManager::new(session_config()).unwrap();
     let pair = rt
-        .block_on(manager.create_session("alice", &["user".to_owned(), "admin".to_owned()]))
+        .block_on(
+            manager.create_session(
+                tower_jwt_session::manager::NewSession::new("alice")
+                    .roles(&["user".to_owned(), "admin".to_owned()]),
+            ),
+        )
         .unwrap();
     let token = pair.access_token.clone();
     let bearer = format!("Bearer {token}");

@@ -73,7 +73,7 @@ fn main() {
         let before = tjs_bench::rss_bytes();
         for i in 0..n {
             let pair = manager
-                .create_session_with(login(&user_ids[i / 5]))
+                .create_session(login(&user_ids[i / 5]))
                 .await
                 .expect("create");
             if i % keep_every == 0 && kept < slots {
@@ -95,10 +95,7 @@ fn main() {
         for i in 0..10_000 {
             let user = format!("fresh-{i}");
             let start = Instant::now();
-            let pair = manager
-                .create_session_with(login(&user))
-                .await
-                .expect("create");
+            let pair = manager.create_session(login(&user)).await.expect("create");
             create.push(start.elapsed());
             std::hint::black_box(pair);
         }

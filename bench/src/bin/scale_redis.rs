@@ -83,7 +83,7 @@ async fn main() {
                 let i = next;
                 tasks.spawn(async move {
                     let pair = manager
-                        .create_session_with(
+                        .create_session(
                             NewSession::new(format!("user-{}", i / 5))
                                 .roles(&roles)
                                 .device(device)

@@ -57,7 +57,10 @@ fn main() {
                 }
                 let manager = SessionManager::new(config).unwrap();
                 let pair = manager
-                    .create_session("alice", &["user".to_owned(), "admin".to_owned()])
+                    .create_session(
+                        tower_jwt_session::manager::NewSession::new("alice")
+                            .roles(&["user".to_owned(), "admin".to_owned()]),
+                    )
                     .await
                     .unwrap();
                 let app = Router::new()

@@ -10,7 +10,6 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::manager::NO_ROLES;
 use crate::store::{
     CreateOutcome, Lifetimes, MemoryStore, RevocationSink, RotateOutcome, RotateRequest,
     SessionLimit, SessionRecord, StoreError,
@@ -219,7 +218,10 @@ async fn lookup_held_open() -> HeldLookup {
 
 async fn lookup_held_open_with(config: SessionConfig) -> HeldLookup {
     let (manager, store) = manager_with(config);
-    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    let login = manager
+        .create_session(crate::manager::NewSession::new("alice"))
+        .await
+        .unwrap();
     manager.revocation_cache().invalidate(login.session_id);
     let (reached, release) = store.arm(Held::Get);
     let check = tokio::spawn({
@@ -262,7 +264,10 @@ async fn a_lookup_that_read_active_before_a_logout_does_not_undo_it() {
 #[tokio::test]
 async fn a_refresh_finishing_after_a_logout_does_not_undo_it() {
     let (manager, store) = manager();
-    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    let login = manager
+        .create_session(crate::manager::NewSession::new("alice"))
+        .await
+        .unwrap();
 
     let (reached, release) = store.arm(Held::Rotate);
     let refresh = tokio::spawn({
@@ -303,7 +308,10 @@ async fn a_refresh_finishing_after_a_logout_does_not_undo_it() {
 #[tokio::test]
 async fn a_revocation_pushed_and_gone_during_a_refresh_is_not_undone_by_it() {
     let (manager, store) = manager();
-    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    let login = manager
+        .create_session(crate::manager::NewSession::new("alice"))
+        .await
+        .unwrap();
     let sid = login.session_id;
 
     let (reached, release) = store.arm(Held::Rotate);
@@ -344,7 +352,11 @@ async fn a_revocation_pushed_and_gone_during_a_login_is_not_undone_by_it() {
     let (reached, release) = store.arm(Held::Create);
     let login = tokio::spawn({
         let manager = manager.clone();
-        async move { manager.create_session("alice", NO_ROLES).await }
+        async move {
+            manager
+                .create_session(crate::manager::NewSession::new("alice"))
+                .await
+        }
     });
     reached.await.unwrap();
     let sid = store.created.lock().unwrap().expect("created");
@@ -525,7 +537,10 @@ fn evict(manager: &SessionManager, sid: SessionId) {
 #[tokio::test]
 async fn a_token_seen_again_is_answered_by_its_memo() {
     let (manager, store) = manager();
-    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    let login = manager
+        .create_session(crate::manager::NewSession::new("alice"))
+        .await
+        .unwrap();
     memo_written(&manager, &login.access_token).await;
     evict(&manager, login.session_id);
     let gets = store.gets();
@@ -560,7 +575,10 @@ async fn every_revocation_voids_the_memo() {
     ];
     for (what, revoke, asks_store) in ways {
         let (manager, store) = manager();
-        let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+        let login = manager
+            .create_session(crate::manager::NewSession::new("alice"))
+            .await
+            .unwrap();
         memo_written(&manager, &login.access_token).await;
         if asks_store {
             // The store has it ended too (another instance did it): the memo must not answer.
@@ -578,7 +596,10 @@ async fn every_revocation_voids_the_memo() {
         assert_eq!(store.gets(), gets + usize::from(asks_store), "{what}");
     }
     let (manager, _) = manager();
-    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    let login = manager
+        .create_session(crate::manager::NewSession::new("alice"))
+        .await
+        .unwrap();
     memo_written(&manager, &login.access_token).await;
     assert!(manager.revoke(login.session_id).await.unwrap());
     assert_eq!(
@@ -593,7 +614,10 @@ async fn every_revocation_voids_the_memo() {
 #[tokio::test]
 async fn a_lookup_that_finds_the_session_ended_voids_its_memos() {
     let (manager, store) = manager();
-    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    let login = manager
+        .create_session(crate::manager::NewSession::new("alice"))
+        .await
+        .unwrap();
     memo_written(&manager, &login.access_token).await;
     evict(&manager, login.session_id);
     assert!(store.inner.revoke(login.session_id, NOW).await.unwrap());
@@ -624,7 +648,10 @@ async fn a_lookup_that_finds_the_session_ended_voids_its_memos() {
 async fn a_memo_lives_no_longer_than_its_entry() {
     let ttl = Duration::from_millis(150);
     let (manager, store) = manager_with(config().revocation_cache_ttl(ttl));
-    let login = manager.create_session("alice", NO_ROLES).await.unwrap();
+    let login = manager
+        .create_session(crate::manager::NewSession::new("alice"))
+        .await
+        .unwrap();
     memo_written(&manager, &login.access_token).await;
     evict(&manager, login.session_id);
     tokio::time::sleep(ttl + Duration::from_millis(50)).await;
@@ -642,7 +669,10 @@ async fn a_memo_lives_no_longer_than_its_entry() {
 async fn a_memo_is_read_only_by_the_cache_that_wrote_it() {
     let (first, _) = manager();
     let (second, _) = manager();
-    let login = first.create_session("alice", NO_ROLES).await.unwrap();
+    let login = first
+        .create_session(crate::manager::NewSession::new("alice"))
+        .await
+        .unwrap();
     memo_written(&first, &login.access_token).await;
     let layer = crate::SessionLayer::with_revocation(
         first.codec().clone(),

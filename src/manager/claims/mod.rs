@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::session::{ClaimsError, CustomClaims, SessionId};
 use crate::store::{DeviceInfo, SessionUpdate};
 
-/// A session to start, for [`SessionManager::create_session_with`](super::SessionManager::create_session_with):
+/// A session to start, for [`SessionManager::create_session`](super::SessionManager::create_session):
 /// the user, and optionally roles, the device and the app's own claims.
 ///
 /// ```
@@ -25,7 +25,7 @@ pub struct NewSession {
     pub(super) user_id: String,
     pub(super) roles: Vec<String>,
     pub(super) device: DeviceInfo,
-    /// Refused claims are kept as their error, for `create_session_with` to answer.
+    /// Refused claims are kept as their error, for `create_session` to answer.
     pub(super) claims: Result<CustomClaims, ClaimsError>,
     /// How the user proved who they are (`amr`), checked where the session starts.
     pub(super) amr: Vec<String>,
@@ -33,6 +33,20 @@ pub struct NewSession {
     pub(super) acr: Option<String>,
     /// The DPoP key the session is bound to.
     pub(super) jkt: Option<String>,
+}
+
+impl From<&str> for NewSession {
+    /// A session of this user id, without roles or custom claims.
+    fn from(user_id: &str) -> Self {
+        Self::new(user_id)
+    }
+}
+
+impl From<String> for NewSession {
+    /// A session of this user id, without roles or custom claims.
+    fn from(user_id: String) -> Self {
+        Self::new(user_id)
+    }
 }
 
 impl NewSession {
@@ -63,7 +77,7 @@ impl NewSession {
 
     /// The app's own claims: any value that serializes to a JSON object without
     /// [reserved names](crate::session::RESERVED_CLAIMS). A value that does not is answered by
-    /// [`create_session_with`](super::SessionManager::create_session_with) as
+    /// [`create_session`](super::SessionManager::create_session) as
     /// [`SessionError::InvalidClaims`](super::SessionError::InvalidClaims).
     pub fn claims<T: Serialize + ?Sized>(mut self, claims: &T) -> Self {
         self.claims = CustomClaims::new(claims);
@@ -79,7 +93,7 @@ impl NewSession {
     /// How the user proved who they are, for the `amr` claim of its access tokens (RFC 8176
     /// values: `pwd`, `otp`, `hwk`, `mfa`, …). The default is none (no `amr` claim). At most
     /// [`MAX_AMR`](crate::session::MAX_AMR) values of 1 to 64 bytes without control characters;
-    /// others are answered by [`create_session_with`](super::SessionManager::create_session_with)
+    /// others are answered by [`create_session`](super::SessionManager::create_session)
     /// as [`SessionError::InvalidClaims`](super::SessionError::InvalidClaims).
     ///
     /// ```

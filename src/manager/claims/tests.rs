@@ -32,7 +32,7 @@ fn tenant(name: &str) -> Value {
 async fn login_claims_reach_every_token_and_carry_over_without_a_hook() {
     let m = builder(Arc::new(MemoryStore::new())).build().unwrap();
     let login = m
-        .create_session_with(
+        .create_session(
             NewSession::new("alice")
                 .roles(&["user"])
                 .claims(&tenant("acme")),
@@ -50,7 +50,10 @@ async fn login_claims_reach_every_token_and_carry_over_without_a_hook() {
         r#"{"tenant":"acme"}"#
     );
     // The plain create_session has none.
-    let plain = m.create_session("bob", &["user"]).await.unwrap();
+    let plain = m
+        .create_session(crate::manager::NewSession::new("bob").roles(&["user"]))
+        .await
+        .unwrap();
     assert_eq!(claims_of(&plain.access_token, &m), json!({}));
 }
 
@@ -70,7 +73,7 @@ async fn claims_the_rules_refuse_are_a_500_and_start_nothing() {
     ];
     for (login, what) in refused {
         let user = login.user_id.clone();
-        let err = m.create_session_with(login).await.unwrap_err();
+        let err = m.create_session(login).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::Internal, "{what}: {err}");
         assert_eq!(err.code().status(), http::StatusCode::INTERNAL_SERVER_ERROR);
         match (what, &err) {
@@ -138,7 +141,7 @@ async fn the_hook_refreshes_roles_and_claims_and_they_are_stored_with_the_rotati
         .build()
         .unwrap();
     let login = m
-        .create_session_with(
+        .create_session(
             NewSession::new("alice")
                 .roles(&["user"])
                 .claims(&tenant("acme")),
@@ -188,10 +191,7 @@ async fn a_failing_or_silent_hook_is_a_503_and_the_refresh_token_stays_usable() 
         .refresh_hook_timeout(Duration::from_millis(100))
         .build()
         .unwrap();
-    let login = m
-        .create_session_with(NewSession::new("alice"))
-        .await
-        .unwrap();
+    let login = m.create_session(NewSession::new("alice")).await.unwrap();
     plans.fail.store(true, Ordering::SeqCst);
     let err = m.refresh(&login.refresh_token).await.unwrap_err();
     assert!(
@@ -239,10 +239,7 @@ async fn hook_answers_the_rules_refuse_are_a_500_and_change_nothing() {
         })
         .build()
         .unwrap();
-    let login = m
-        .create_session_with(NewSession::new("alice"))
-        .await
-        .unwrap();
+    let login = m.create_session(NewSession::new("alice")).await.unwrap();
     let err = m.refresh(&login.refresh_token).await.unwrap_err();
     assert!(
         matches!(
@@ -301,7 +298,7 @@ mod redis {
                 .build()
                 .unwrap();
             let login = a
-                .create_session_with(
+                .create_session(
                     NewSession::new("alice")
                         .roles(&["user"])
                         .claims(&tenant("acme")),

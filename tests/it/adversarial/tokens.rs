@@ -170,7 +170,9 @@ mod algorithm_confusion {
             .allowed_algorithms([Algorithm::RS256, Algorithm::HS256]);
         let manager = SessionManager::new(config).unwrap();
         let pair = manager
-            .create_session("alice", &["user".to_owned()])
+            .create_session(
+                tower_jwt_session::manager::NewSession::new("alice").roles(&["user".to_owned()]),
+            )
             .await
             .unwrap();
         let service = tower_jwt_session::SessionLayer::from_manager(&manager).layer(service_fn(

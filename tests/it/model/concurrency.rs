@@ -113,7 +113,9 @@ impl Rng {
 async fn refreshes_agree(kind: StoreKind) {
     let mut it = instances(kind, LIMITS).await;
     let login = it.managers[0]
-        .create_session("racer", &["user".to_owned()])
+        .create_session(
+            tower_jwt_session::manager::NewSession::new("racer").roles(&["user".to_owned()]),
+        )
         .await
         .unwrap();
     let mut token = login.refresh_token;
@@ -160,7 +162,10 @@ async fn logout_races_refresh(kind: StoreKind) {
     for round in 0..rounds {
         let (x, y) = (rng.below(2) as usize, rng.below(2) as usize);
         let login = it.managers[rng.below(2) as usize]
-            .create_session(&format!("victim-{}", round % 3), &["user".to_owned()])
+            .create_session(
+                tower_jwt_session::manager::NewSession::new(&format!("victim-{}", round % 3))
+                    .roles(&["user".to_owned()]),
+            )
             .await
             .unwrap();
         let sid = login.session_id;
@@ -261,7 +266,9 @@ async fn logins_race_at_the_limit(kind: StoreKind, policy: Policy) {
         let already = rng.below(limits.max as u64 + 1) as usize;
         for _ in 0..already {
             it.managers[0]
-                .create_session(&user, &["user".to_owned()])
+                .create_session(
+                    tower_jwt_session::manager::NewSession::new(&user).roles(&["user".to_owned()]),
+                )
                 .await
                 .unwrap();
             it.clock.advance(Duration::from_millis(1));
@@ -270,9 +277,14 @@ async fn logins_race_at_the_limit(kind: StoreKind, policy: Policy) {
             .map(|i| {
                 let manager = it.managers[i % 2].clone();
                 let user = user.clone();
-                tokio::spawn(
-                    async move { manager.create_session(&user, &["user".to_owned()]).await },
-                )
+                tokio::spawn(async move {
+                    manager
+                        .create_session(
+                            tower_jwt_session::manager::NewSession::new(&user)
+                                .roles(&["user".to_owned()]),
+                        )
+                        .await
+                })
             })
             .collect();
         let mut granted = 0;
@@ -396,7 +408,10 @@ async fn worker(
             (0..=9, _) | (_, None) => {
                 let user = rng.below(USERS as u64) as usize;
                 match manager
-                    .create_session(&format!("mixed-{user}"), &roles)
+                    .create_session(
+                        tower_jwt_session::manager::NewSession::new(&format!("mixed-{user}"))
+                            .roles(&roles),
+                    )
                     .await
                 {
                     Ok(pair) => lock(&shared).sessions.push(Held {

@@ -363,7 +363,10 @@ impl Run {
                 let expected = self.model.create(u, now);
                 let real = self
                     .manager
-                    .create_session(&user_name(u), &["user".to_owned()])
+                    .create_session(
+                        tower_jwt_session::manager::NewSession::new(&user_name(u))
+                            .roles(&["user".to_owned()]),
+                    )
                     .await;
                 match (expected, real) {
                     (Ok((i, evicted)), Ok(pair)) => {
