@@ -44,12 +44,13 @@ pub(crate) enum Delivery {
 /// that ends with the refresh token.
 ///
 /// ```
+/// use tower_jwt_session::manager::NewSession;
 /// use tower_jwt_session::{SessionConfig, SessionManager, routes};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
-/// let pair = manager.create_session(crate::manager::NewSession::new("alice").roles(&["user"])).await?;
+/// let pair = manager.create_session(NewSession::new("alice").roles(&["user"])).await?;
 /// let set_cookie = routes::refresh_cookie(&manager, &pair);
 /// assert!(set_cookie.to_str()?.starts_with("tjs_refresh="));
 /// # Ok(())

@@ -90,6 +90,7 @@ impl fmt::Debug for RequireRecentAuthLayer {
 /// The refusal, with tower's `ServiceBuilder` and a manual clock:
 ///
 /// ```
+/// use tower_jwt_session::manager::NewSession;
 /// use std::convert::Infallible;
 /// use std::time::Duration;
 /// use http::{Request, Response, StatusCode};
@@ -109,7 +110,7 @@ impl fmt::Debug for RequireRecentAuthLayer {
 ///         Ok::<_, Infallible>(Response::new(String::from("secret")))
 ///     }));
 ///
-/// let pair = manager.create_session(crate::manager::NewSession::new("alice").roles(&["user"])).await?;
+/// let pair = manager.create_session(NewSession::new("alice").roles(&["user"])).await?;
 /// let request = || {
 ///     Request::builder()
 ///         .header("authorization", format!("Bearer {}", pair.access_token))

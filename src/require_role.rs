@@ -76,6 +76,7 @@ impl fmt::Debug for RequireRoleLayer {
 /// The same with tower's `ServiceBuilder`, where the first layer listed is the outermost:
 ///
 /// ```
+/// use tower_jwt_session::manager::NewSession;
 /// use std::convert::Infallible;
 /// use http::{Request, Response, StatusCode};
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -95,7 +96,7 @@ impl fmt::Debug for RequireRoleLayer {
 ///     ("root", "admin", StatusCode::OK),
 ///     ("alice", "user", StatusCode::FORBIDDEN),
 /// ] {
-///     let pair = manager.create_session(crate::manager::NewSession::new(user).roles(&[role.to_owned()])).await?;
+///     let pair = manager.create_session(NewSession::new(user).roles(&[role.to_owned()])).await?;
 ///     let request = Request::builder()
 ///         .header("authorization", format!("Bearer {}", pair.access_token))
 ///         .body(String::new())?;

@@ -7,6 +7,7 @@
 //! keep the units [the protocol](crate::routes#routes) gives them (`expiresIn` in milliseconds).
 //!
 //! ```
+//! use tower_jwt_session::manager::NewSession;
 //! # #[cfg(feature = "axum")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::{Json, Router, extract::State, routing::post};
@@ -15,14 +16,14 @@
 //!
 //! // `?` turns a `SessionError` into its answer (401, 403, 503, …).
 //! async fn sign_in(State(manager): State<SessionManager>) -> Result<TokenPair, SessionError> {
-//!     Ok(manager.create_session(crate::manager::NewSession::new("alice").roles(&["user"])).await?)
+//!     Ok(manager.create_session(NewSession::new("alice").roles(&["user"])).await?)
 //! }
 //!
 //! // Or build the body yourself, with the same field names.
 //! async fn sign_in_json(
 //!     State(manager): State<SessionManager>,
 //! ) -> Result<Json<Success<TokenPairBody>>, SessionError> {
-//!     let pair = manager.create_session(crate::manager::NewSession::new("alice").roles(&["user"])).await?;
+//!     let pair = manager.create_session(NewSession::new("alice").roles(&["user"])).await?;
 //!     Ok(Json(Success::new("Login successful", TokenPairBody::from_pair(&pair))))
 //! }
 //!

@@ -38,6 +38,7 @@ const WARN_EVERY_MS: u64 = 10_000;
 /// Any `Fn(SecurityEvent) -> impl Future<Output = Result<(), HookError>>` is a hook:
 ///
 /// ```
+/// use tower_jwt_session::manager::NewSession;
 /// use tower_jwt_session::manager::HookError;
 /// use tower_jwt_session::store::{EventKind, SecurityEvent};
 /// use tower_jwt_session::{SessionConfig, SessionManager};
@@ -52,7 +53,7 @@ const WARN_EVERY_MS: u64 = 10_000;
 ///         Ok::<(), HookError>(())
 ///     })
 ///     .build()?;
-/// manager.create_session(crate::manager::NewSession::new("alice").roles(&["user"])).await?;
+/// manager.create_session(NewSession::new("alice").roles(&["user"])).await?;
 /// # Ok(())
 /// # }
 /// ```

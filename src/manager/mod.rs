@@ -118,6 +118,7 @@ fn claims_refused(user_id: &str, error: &ClaimsError) {
 /// protects routes, [`TokenRoutes::new`](crate::routes::TokenRoutes::new) serves the token routes.
 ///
 /// ```
+/// use tower_jwt_session::manager::NewSession;
 /// use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -772,6 +773,7 @@ impl SessionManager {
     /// [`revoke`](Self::revoke).)
     ///
     /// ```
+    /// use tower_jwt_session::manager::NewSession;
     /// use tower_jwt_session::{SessionConfig, SessionError, SessionManager};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -852,6 +854,7 @@ impl SessionManager {
     /// ends the access tokens that carry the old ones too). Returns how many were live.
     ///
     /// ```
+    /// use tower_jwt_session::manager::NewSession;
     /// use tower_jwt_session::{SessionConfig, SessionManager};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -954,6 +957,7 @@ impl SessionManager {
     /// store does not keep the trail.
     ///
     /// ```
+    /// use tower_jwt_session::manager::NewSession;
     /// use tower_jwt_session::store::EventKind;
     /// use tower_jwt_session::{SessionConfig, SessionManager};
     ///
