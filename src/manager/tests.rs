@@ -479,8 +479,8 @@ async fn logout_and_logout_all() {
         .create_session(crate::manager::NewSession::new("bob").roles(&roles()))
         .await
         .unwrap();
-    assert!(m.revoke(a.session_id).await.unwrap());
-    assert!(!m.revoke(a.session_id).await.unwrap());
+    assert_eq!(m.revoke(a.session_id).await.unwrap(), 1);
+    assert_eq!(m.revoke(a.session_id).await.unwrap(), 0);
     assert_eq!(
         m.verify_access_token(&a.access_token).await.unwrap_err(),
         AuthError::Revoked
@@ -489,7 +489,12 @@ async fn logout_and_logout_all() {
         m.refresh(&a.refresh_token).await,
         Err(SessionError::Revoked)
     ));
-    assert_eq!(m.revoke_all("alice").await.unwrap(), 2);
+    assert_eq!(
+        m.revoke(crate::manager::Revoke::User("alice"))
+            .await
+            .unwrap(),
+        2
+    );
     for pair in [&b, &c] {
         assert_eq!(
             m.verify_access_token(&pair.access_token).await.unwrap_err(),
@@ -745,7 +750,10 @@ async fn logout_all_fails_loudly_when_the_store_lost_the_users_index() {
         .await
         .unwrap();
 
-    let err = m.revoke_all_for(&session).await.unwrap_err();
+    let err = m
+        .revoke(crate::manager::Revoke::Everywhere(&session))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SessionError::Inconsistent), "{err:?}");
     assert_eq!(err.code(), ErrorCode::Unavailable);
     m.inner.cache.invalidate(session.session_id());
@@ -763,7 +771,12 @@ async fn logout_all_fails_loudly_when_the_store_lost_the_users_index() {
         .await
         .unwrap();
     let bob = m.verify_access_token(&third.access_token).await.unwrap();
-    assert_eq!(m.revoke_all_for(&bob).await.unwrap(), 2);
+    assert_eq!(
+        m.revoke(crate::manager::Revoke::Everywhere(&bob))
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 /// A logout racing logout-all (the caller's session ended by someone else in between) is not
@@ -781,7 +794,12 @@ async fn logout_all_after_the_callers_own_logout_is_no_error() {
         .unwrap();
     let session = m.verify_access_token(&pair.access_token).await.unwrap();
     m.revoke(session.session_id()).await.unwrap();
-    assert_eq!(m.revoke_all_for(&session).await.unwrap(), 1);
+    assert_eq!(
+        m.revoke(crate::manager::Revoke::Everywhere(&session))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(m.verify_access_token(&other.access_token).await.is_err());
 }
 

@@ -188,7 +188,7 @@ impl TokenRoutes {
         };
         let result = if everywhere {
             self.manager
-                .revoke_all_for(&caller)
+                .revoke(crate::manager::Revoke::Everywhere(&caller))
                 .await
                 .map(|revoked| success("Logged out of all sessions", Revoked { revoked }))
         } else {
@@ -223,8 +223,8 @@ impl TokenRoutes {
         };
         let result = if caller.has_role("admin") {
             match self.manager.revoke(session_id).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(SessionError::NotFound),
+                Ok(0) => Err(SessionError::NotFound),
+                Ok(_) => Ok(()),
                 Err(error) => Err(error),
             }
         } else if session_id == caller.session_id() {
@@ -239,7 +239,13 @@ impl TokenRoutes {
                 Err(error) => Err(error),
             }
         } else {
-            self.manager.revoke_of(caller.user_id(), session_id).await
+            self.manager
+                .revoke(crate::manager::Revoke::OwnSession(
+                    caller.user_id(),
+                    session_id,
+                ))
+                .await
+                .map(|_| ())
         };
         match result {
             Ok(()) => {
@@ -262,7 +268,11 @@ impl TokenRoutes {
             Ok(session) => session,
             Err(res) => return res,
         };
-        match self.manager.revoke_others_for(&caller).await {
+        match self
+            .manager
+            .revoke(crate::manager::Revoke::Others(&caller))
+            .await
+        {
             Ok(revoked) => success("Logged out of all other sessions", Revoked { revoked }),
             Err(error) => session_error(&error),
         }

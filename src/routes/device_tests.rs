@@ -318,9 +318,11 @@ async fn ending_races_refresh(a: &SessionManager, b: &SessionManager) {
             let sid = pair.session_id;
             tokio::spawn(async move {
                 if round % 4 < 2 {
-                    ender.revoke_of(&user, sid).await.map(|()| 1)
+                    ender
+                        .revoke(crate::manager::Revoke::OwnSession(&user, sid))
+                        .await
                 } else {
-                    ender.revoke_others_for(&keeper).await
+                    ender.revoke(crate::manager::Revoke::Others(&keeper)).await
                 }
             })
         };

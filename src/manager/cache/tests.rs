@@ -244,7 +244,7 @@ async fn lookup_held_open_with(config: SessionConfig) -> HeldLookup {
 #[tokio::test]
 async fn a_lookup_that_read_active_before_a_logout_does_not_undo_it() {
     let held = lookup_held_open().await;
-    assert!(held.manager.revoke(held.login.session_id).await.unwrap());
+    assert_eq!(held.manager.revoke(held.login.session_id).await.unwrap(), 1);
     let (manager, _, login, answered_active) = held.finish().await;
     assert!(
         !answered_active,
@@ -276,7 +276,7 @@ async fn a_refresh_finishing_after_a_logout_does_not_undo_it() {
         async move { manager.refresh(&token).await }
     });
     reached.await.unwrap();
-    assert!(manager.revoke(login.session_id).await.unwrap());
+    assert_eq!(manager.revoke(login.session_id).await.unwrap(), 1);
     release.send(()).unwrap();
 
     // The rotation happened before the logout, so the refresh itself succeeded ...
@@ -601,7 +601,7 @@ async fn every_revocation_voids_the_memo() {
         .await
         .unwrap();
     memo_written(&manager, &login.access_token).await;
-    assert!(manager.revoke(login.session_id).await.unwrap());
+    assert_eq!(manager.revoke(login.session_id).await.unwrap(), 1);
     assert_eq!(
         manager.verify_access_token(&login.access_token).await.err(),
         Some(crate::error::AuthError::Revoked),
