@@ -31,6 +31,16 @@ async fn login(app: &App, user: &str, key: Option<&DpopKey>) -> (u16, Value) {
     read(request.send().await.unwrap()).await
 }
 
+/// `POST /api/auth/login` for `user` with the `DPoP` header `proof`.
+async fn send_login(
+    client: &crate::common::app::Client,
+    user: &str,
+    proof: impl AsRef<str>,
+) -> crate::common::app::Response {
+    let request = client.post(LOGIN).header("dpop", proof.as_ref());
+    request.json(&credentials(user)).send().await.unwrap()
+}
+
 /// `GET /api/me` with `authorization` and the given `DPoP` headers.
 async fn me(app: &App, authorization: &str, proofs: &[String]) -> crate::common::app::Response {
     let mut request = app.client.get(ME).header("authorization", authorization);
@@ -279,16 +289,7 @@ async fn optional_gives_bearer_tokens_without_a_proof_and_refuses_them_as_dpop()
     assert_eq!(read(res).await.1["error"], "invalid_token");
     // A login whose proof fails is refused, never answered with Bearer tokens.
     let bad = key.proof("POST", ME, None);
-    let (status, body) = read(
-        app.client
-            .post(LOGIN)
-            .header("dpop", bad)
-            .json(&credentials("bob"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = read(send_login(&app.client, "bob", bad).await).await;
     assert_eq!(
         (status, &body["error"]),
         (400, &json!("invalid_dpop_proof")),
@@ -337,28 +338,12 @@ async fn nonces_are_asked_for_and_then_accepted() {
         ),
     ]);
     let key = DpopKey::new();
-    let res = app
-        .client
-        .post(LOGIN)
-        .header("dpop", key.proof("POST", LOGIN, None))
-        .json(&credentials("alice"))
-        .send()
-        .await
-        .unwrap();
+    let res = send_login(&app.client, "alice", key.proof("POST", LOGIN, None)).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
     assert_eq!(read(res).await.1["error"], "use_dpop_nonce");
     let proof = key.proof_with("POST", LOGIN, None, |_, c| c["nonce"] = json!(nonce));
-    let (status, body) = read(
-        app.client
-            .post(LOGIN)
-            .header("dpop", proof)
-            .json(&credentials("alice"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = read(send_login(&app.client, "alice", proof).await).await;
     assert_eq!(status, 200, "{body}");
     let access = body["data"]["accessToken"].as_str().unwrap();
     // A resource request without the nonce: 401 use_dpop_nonce, with the nonce to use.
@@ -456,15 +441,8 @@ async fn two_instances_share_the_replay_cache(
     let one = Client::new(router(&a, RateLimitConfig::default()));
     let two = Client::new(router(&b, RateLimitConfig::default()));
     let key = DpopKey::new();
-    let (status, body) = read(
-        one.post(LOGIN)
-            .header("dpop", key.proof("POST", LOGIN, None))
-            .json(&credentials("alice"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) =
+        read(send_login(&one, "alice", key.proof("POST", LOGIN, None)).await).await;
     assert_eq!(status, 200, "{body}");
     let access = body["data"]["accessToken"].as_str().unwrap().to_owned();
     let get = |client: &Client, proof: String| {
@@ -640,16 +618,12 @@ async fn a_proof_with_the_previous_nonce_is_answered_with_the_current_one() {
     let client = Client::new(router(&manager, RateLimitConfig::default()));
     let key = DpopKey::new();
     let now = clock.now_ms() / 1000;
-    let asked = client
-        .post(LOGIN)
-        .header(
-            "dpop",
-            key.proof_with("POST", LOGIN, None, |_, c| c["iat"] = json!(now)),
-        )
-        .json(&credentials("alice"))
-        .send()
-        .await
-        .unwrap();
+    let asked = send_login(
+        &client,
+        "alice",
+        key.proof_with("POST", LOGIN, None, |_, c| c["iat"] = json!(now)),
+    )
+    .await;
     assert_eq!(asked.status(), StatusCode::BAD_REQUEST);
     let first = asked.headers()["dpop-nonce"].to_str().unwrap().to_owned();
     let with_nonce = |nonce: String, clock: &ManualClock| {
@@ -659,16 +633,12 @@ async fn a_proof_with_the_previous_nonce_is_answered_with_the_current_one() {
             c["nonce"] = json!(nonce);
         }
     };
-    let res = client
-        .post(LOGIN)
-        .header(
-            "dpop",
-            key.proof_with("POST", LOGIN, None, with_nonce(first.clone(), &clock)),
-        )
-        .json(&credentials("alice"))
-        .send()
-        .await
-        .unwrap();
+    let res = send_login(
+        &client,
+        "alice",
+        key.proof_with("POST", LOGIN, None, with_nonce(first.clone(), &clock)),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(
         !res.headers().contains_key("dpop-nonce"),
