@@ -389,7 +389,7 @@ async fn at_size(
         for i in samples * batch / 10..samples * (batch + 1) / 10 {
             let pair = manager
                 .create_session(
-                    tower_jwt_session::manager::NewSession::new(&format!("sample-{n}-{i}"))
+                    tower_jwt_session::manager::NewSession::new(format!("sample-{n}-{i}"))
                         .roles(&["user"]),
                 )
                 .await
@@ -474,7 +474,7 @@ async fn revocation_lag(
     for i in 0..options.lag_runs {
         let pair = a
             .create_session(
-                tower_jwt_session::manager::NewSession::new(&format!("lag-{i}")).roles(&["user"]),
+                tower_jwt_session::manager::NewSession::new(format!("lag-{i}")).roles(&["user"]),
             )
             .await
             .expect("create");

@@ -94,14 +94,14 @@ async fn devices_rules(a: &SessionManager, b: &SessionManager) {
         .unwrap();
     let bob = b
         .create_session(
-            crate::manager::NewSession::new(&format!("bob-{}", SessionId::random()))
+            crate::manager::NewSession::new(format!("bob-{}", SessionId::random()))
                 .roles(&["user"]),
         )
         .await
         .unwrap();
     let admin = a
         .create_session(
-            crate::manager::NewSession::new(&format!("admin-{}", SessionId::random()))
+            crate::manager::NewSession::new(format!("admin-{}", SessionId::random()))
                 .roles(&["user", "admin"]),
         )
         .await

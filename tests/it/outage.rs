@@ -188,7 +188,7 @@ async fn sessions_ended_by_a_stall(stack: &Stack, clients: usize, stall: Duratio
     for i in 0..clients {
         let pair = manager
             .create_session(
-                tower_jwt_session::manager::NewSession::new(&format!("user-{i}")).roles(&["user"]),
+                tower_jwt_session::manager::NewSession::new(format!("user-{i}")).roles(&["user"]),
             )
             .await
             .unwrap();

@@ -163,7 +163,7 @@ async fn logout_races_refresh(kind: StoreKind) {
         let (x, y) = (rng.below(2) as usize, rng.below(2) as usize);
         let login = it.managers[rng.below(2) as usize]
             .create_session(
-                tower_jwt_session::manager::NewSession::new(&format!("victim-{}", round % 3))
+                tower_jwt_session::manager::NewSession::new(format!("victim-{}", round % 3))
                     .roles(&["user".to_owned()]),
             )
             .await
@@ -409,7 +409,7 @@ async fn worker(
                 let user = rng.below(USERS as u64) as usize;
                 match manager
                     .create_session(
-                        tower_jwt_session::manager::NewSession::new(&format!("mixed-{user}"))
+                        tower_jwt_session::manager::NewSession::new(format!("mixed-{user}"))
                             .roles(&roles),
                     )
                     .await

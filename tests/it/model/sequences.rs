@@ -364,7 +364,7 @@ impl Run {
                 let real = self
                     .manager
                     .create_session(
-                        tower_jwt_session::manager::NewSession::new(&user_name(u))
+                        tower_jwt_session::manager::NewSession::new(user_name(u))
                             .roles(&["user".to_owned()]),
                     )
                     .await;
