@@ -20,8 +20,8 @@ pub enum EndReason {
     /// Ended from another of the user's devices (the devices list, "sign out all other
     /// devices").
     OtherDevice,
-    /// Ended by the app ([`SessionManager::revoke`](crate::SessionManager::revoke),
-    /// [`revoke_all`](crate::SessionManager::revoke_all)) or by an administrator's request.
+    /// Ended by the app ([`SessionManager::revoke`](crate::SessionManager::revoke) of a
+    /// session or of a user) or by an administrator's request.
     Admin,
     /// Evicted to make room for a new login at the per-user session limit.
     Evicted,

@@ -175,7 +175,8 @@ impl Refreshed {
     }
 
     /// The user may no longer have sessions (deleted, disabled, banned): every session of the
-    /// user ends now, on every instance, as [`SessionManager::revoke_all`](super::SessionManager::revoke_all)
+    /// user ends now, on every instance, as
+    /// [`SessionManager::revoke`](super::SessionManager::revoke)`(Revoke::User(..))`
     /// ends them, and this refresh answers 401 `token_revoked` (the client logs in again, and
     /// your credential check refuses it). Without this, a refresh of a user the hook cannot
     /// find could only fail (503), again and again until the session's end, while its access
