@@ -1,11 +1,9 @@
 //! Issuing and verifying access tokens.
 
-use std::time::SystemTime;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::clock::{ms_to_secs, secs_to_ms, system_time, unix_ms};
+use crate::clock::{ms_to_secs, secs_to_ms, system_time};
 use crate::error::AuthError;
 use crate::session::{
     AuthContext, ClaimsError, CustomClaims, Session, SessionId, is_reserved, random_bytes,
@@ -41,7 +39,8 @@ impl TokenCodec {
     ///
     /// # Errors
     /// [`ClaimsError::TooLarge`] when the token would be longer than [`MAX_TOKEN_LEN`].
-    pub fn issue_with_claims(
+    #[cfg(test)]
+    pub(crate) fn issue_with_claims(
         &self,
         user_id: &str,
         session_id: SessionId,
@@ -110,12 +109,13 @@ impl TokenCodec {
 
     /// As [`issue`](Self::issue), with `exp` no later than `not_after`, so an access token never
     /// outlives its session.
-    pub fn issue_until(
+    #[cfg(test)]
+    pub(crate) fn issue_until(
         &self,
         user_id: &str,
         session_id: SessionId,
         roles: &[String],
-        not_after: SystemTime,
+        not_after: std::time::SystemTime,
     ) -> IssuedToken {
         self.issue_capped(
             user_id,
@@ -123,7 +123,7 @@ impl TokenCodec {
             roles,
             &CustomClaims::default(),
             &AuthContext::at(self.inner.clock.now_ms()),
-            unix_ms(not_after),
+            crate::clock::unix_ms(not_after),
         )
     }
 
