@@ -183,7 +183,7 @@ fn fresh_roles(pool: PgPool) -> impl RefreshHook {
         let pool = pool.clone();
         async move {
             Ok::<_, HookError>(match find_user(&pool, &context.user_id).await? {
-                Some(u) if !u.disabled => Refreshed::new(&u.roles).claims(&tenant(u.tenant))?,
+                Some(u) if !u.disabled => Refreshed::new(&u.roles).claims(&tenant(u.tenant)),
                 _ => Refreshed::user_gone(),
             })
         }

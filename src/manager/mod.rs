@@ -708,7 +708,9 @@ impl SessionManager {
             tracing::info!(user_id = %Escaped::new(&user_id), sessions = ended.len(), "the refresh hook says the user is gone: every session of the user ended");
             return Err(SessionError::Revoked);
         }
-        let update = answer.into_update();
+        let update = answer
+            .into_update()
+            .inspect_err(|e| claims_refused(&user_id, e))?;
         if let Err(SessionError::InvalidInput(why)) = check_input(&user_id, &update.roles) {
             let error = ClaimsError::InvalidRoles(why);
             claims_refused(&user_id, &error);

@@ -159,7 +159,9 @@ pub struct RefreshContext {
 #[must_use]
 pub struct Refreshed {
     roles: Vec<String>,
-    claims: CustomClaims,
+    /// Refused claims are kept as their error, for the refresh to answer (as
+    /// [`NewSession::claims`] does).
+    claims: Result<CustomClaims, ClaimsError>,
     /// The user is gone: end every session of theirs instead.
     pub(super) user_gone: bool,
 }
@@ -169,7 +171,7 @@ impl Refreshed {
     pub fn new(roles: &[impl AsRef<str>]) -> Self {
         Self {
             roles: roles.iter().map(|r| r.as_ref().to_owned()).collect(),
-            claims: CustomClaims::default(),
+            claims: Ok(CustomClaims::default()),
             user_gone: false,
         }
     }
@@ -196,7 +198,7 @@ impl Refreshed {
     pub fn user_gone() -> Self {
         Self {
             roles: Vec::new(),
-            claims: CustomClaims::default(),
+            claims: Ok(CustomClaims::default()),
             user_gone: true,
         }
     }
@@ -205,32 +207,32 @@ impl Refreshed {
     pub fn unchanged(context: &RefreshContext) -> Self {
         Self {
             roles: context.roles.clone(),
-            claims: context.claims.clone(),
+            claims: Ok(context.claims.clone()),
             user_gone: false,
         }
     }
 
-    /// With these custom claims (see [`NewSession::claims`]).
-    ///
-    /// # Errors
-    /// As [`CustomClaims::new`].
-    pub fn claims<T: Serialize + ?Sized>(mut self, claims: &T) -> Result<Self, ClaimsError> {
-        self.claims = CustomClaims::new(claims)?;
-        Ok(self)
+    /// With these custom claims (see [`NewSession::claims`]): a value that does not serialize
+    /// to a JSON object without reserved names is answered by the refresh as
+    /// [`SessionError::InvalidClaims`](super::SessionError::InvalidClaims) (the app's bug: 500,
+    /// logged, nothing changed), as a login's are.
+    pub fn claims<T: Serialize + ?Sized>(mut self, claims: &T) -> Self {
+        self.claims = CustomClaims::new(claims);
+        self
     }
 
     /// With these custom claims, already checked.
     pub fn custom_claims(mut self, claims: CustomClaims) -> Self {
-        self.claims = claims;
+        self.claims = Ok(claims);
         self
     }
 
-    pub(super) fn into_update(self) -> SessionUpdate {
-        SessionUpdate {
+    pub(super) fn into_update(self) -> Result<SessionUpdate, ClaimsError> {
+        Ok(SessionUpdate {
             roles: self.roles,
-            claims: self.claims,
+            claims: self.claims?,
             auth: None,
-        }
+        })
     }
 }
 
@@ -269,7 +271,7 @@ pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 /// async fn fresh_claims(session: RefreshContext) -> Result<Refreshed, HookError> {
 ///     // Look the user up in the app's own database here.
 ///     let plan = if session.user_id == "alice" { "pro" } else { "free" };
-///     Ok(Refreshed::new(&session.roles).claims(&serde_json::json!({ "plan": plan }))?)
+///     Ok(Refreshed::new(&session.roles).claims(&serde_json::json!({ "plan": plan })))
 /// }
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -122,7 +122,7 @@ impl RefreshHook for Plans {
             return Err("the plans database is down".into());
         }
         let tenant = self.tenant.lock().unwrap().clone();
-        Ok(Refreshed::new(&["user", tenant.as_str()]).claims(&json!({ "tenant": tenant }))?)
+        Ok(Refreshed::new(&["user", tenant.as_str()]).claims(&json!({ "tenant": tenant })))
     }
 }
 
@@ -234,7 +234,7 @@ async fn hook_answers_the_rules_refuse_are_a_500_and_change_nothing() {
                     let many: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
                     return Ok(Refreshed::new(&many));
                 }
-                Ok(Refreshed::unchanged(&session).claims(&json!({ "pad": "x".repeat(9000) }))?)
+                Ok(Refreshed::unchanged(&session).claims(&json!({ "pad": "x".repeat(9000) })))
             }
         })
         .build()
@@ -255,6 +255,26 @@ async fn hook_answers_the_rules_refuse_are_a_500_and_change_nothing() {
             err,
             SessionError::InvalidClaims(ClaimsError::TooLarge { .. })
         ),
+        "{err:?}"
+    );
+    assert_eq!(err.code().status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(m.sessions("alice").await.unwrap()[0].generation, 0);
+}
+
+#[tokio::test]
+async fn a_hooks_reserved_claim_is_the_apps_bug_as_at_login_not_a_hook_outage() {
+    // Before, `Refreshed::claims` answered the error to the hook, whose `?` made it a hook
+    // failure: 503, as if the user database were down.
+    let m = builder(Arc::new(MemoryStore::new()))
+        .refresh_hook(|session: RefreshContext| async move {
+            Ok(Refreshed::unchanged(&session).claims(&json!({ "sub": "root" })))
+        })
+        .build()
+        .unwrap();
+    let login = m.create_session(NewSession::new("alice")).await.unwrap();
+    let err = m.refresh(&login.refresh_token).await.unwrap_err();
+    assert!(
+        matches!(err, SessionError::InvalidClaims(ClaimsError::Reserved(_))),
         "{err:?}"
     );
     assert_eq!(err.code().status(), http::StatusCode::INTERNAL_SERVER_ERROR);
