@@ -316,12 +316,10 @@ impl SessionManager {
     }
 }
 
-/// The store of a builder given none: memory, unless the configuration names another store,
-/// which only [`SessionManagerBuilder::connect`] opens.
 /// Most DPoP proofs the in-process replay cache (the memory store's) remembers at once: about
 /// 60 bytes each, so 64 MB at most; a proof is remembered for its window (120 s), so this
-/// holds about 8,700 proofs a second per instance. Past it, new proofs are refused (503) and a
-/// warning is logged, never a replay let through.
+/// holds about 8,700 proofs a second per instance, one DPoP key 1/64 of it. Past either, new
+/// proofs are refused (503) and a warning is logged, never a replay let through.
 const DPOP_REPLAY_CAPACITY: usize = 1 << 20;
 
 /// The DPoP proof check, when a public origin is configured: the settings of `config`, the
@@ -351,6 +349,8 @@ fn dpop(
     Ok(Some(super::Dpop { verifier, origin }))
 }
 
+/// The store of a builder given none: memory, unless the configuration names another store,
+/// which only [`SessionManagerBuilder::connect`] opens.
 fn default_store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, ConfigError> {
     match config.store() {
         StoreSettings::Memory => Ok(Arc::new(MemoryStore::new())),

@@ -52,7 +52,9 @@ impl Backing {
     /// ```
     pub fn dpop_replay_cache(&self, capacity: usize) -> Arc<dyn DpopReplayCache> {
         match self {
-            Backing::Process => Arc::new(MemoryReplayCache::new(capacity)),
+            Backing::Process => {
+                Arc::new(MemoryReplayCache::new(capacity).with_key_share((capacity / 64).max(64)))
+            }
             #[cfg(feature = "redis")]
             Backing::Redis(connection) => {
                 Arc::new(super::redis::RedisReplayCache::new((**connection).clone()))

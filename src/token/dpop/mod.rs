@@ -395,7 +395,9 @@ impl DpopVerifier {
             match first {
                 Ok(true) => Ok(checked.proof),
                 Ok(false) => Err(DpopError::Replayed),
-                Err(ReplayCacheError::Full { .. }) => Err(DpopError::ReplayCheckUnavailable),
+                Err(ReplayCacheError::Full { .. } | ReplayCacheError::KeyShareFull { .. }) => {
+                    Err(DpopError::ReplayCheckUnavailable)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "DPoP proof refused: the replay cache failed");
                     Err(DpopError::ReplayCheckUnavailable)

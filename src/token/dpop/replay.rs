@@ -22,6 +22,14 @@ pub enum ReplayCacheError {
         /// How many entries it holds at most.
         capacity: usize,
     },
+    /// One key (`jkt`) holds as many unexpired entries as one key may
+    /// ([`MemoryReplayCache::with_key_share`]): its proofs are refused until some expire, and
+    /// every other key's are still taken.
+    #[error("this DPoP key has {share} unexpired proofs, as many as one key may hold")]
+    KeyShareFull {
+        /// How many entries one key may hold.
+        share: usize,
+    },
     /// The backend failed (a store that cannot be reached, a timeout).
     #[error("the DPoP replay cache failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -96,18 +104,26 @@ const SHARDS: usize = 16;
 /// hash bucket.
 type Key = [u8; 16];
 
+/// A DPoP key's name in memory, for its share of the cache: 16 bytes of SHA-256 over the salt
+/// and the `jkt`.
+type KeyId = [u8; 16];
+
+/// How many unexpired entries each key holds (one shard of them).
+type KeyCounts = HashMap<KeyId, usize, KeyHasher>;
+
 #[derive(Default)]
 struct Shard {
-    /// Each proof's expiry.
-    expiries: HashMap<Key, u64, KeyHasher>,
+    /// Each proof's expiry, and the key that made it.
+    expiries: HashMap<Key, (u64, KeyId), KeyHasher>,
     /// The same entries by expiry, soonest first. An entry replaced after it expired leaves
     /// a stale pair here, dropped when popped.
     by_expiry: BinaryHeap<Reverse<(u64, Key)>>,
 }
 
 impl Shard {
-    /// Drops entries expired at `now_ms`, at most `limit` of them.
-    fn purge(&mut self, now_ms: u64, limit: usize) {
+    /// Drops entries expired at `now_ms`, at most `limit` of them, telling `removed` the key
+    /// of each.
+    fn purge(&mut self, now_ms: u64, limit: usize, mut removed: impl FnMut(KeyId)) {
         for _ in 0..limit {
             match self.by_expiry.peek() {
                 Some(Reverse((expires, _))) if *expires <= now_ms => {}
@@ -117,9 +133,9 @@ impl Shard {
                 return;
             };
             if let Entry::Occupied(e) = self.expiries.entry(key)
-                && *e.get() == expires
+                && e.get().0 == expires
             {
-                e.remove();
+                removed(e.remove().1);
             }
         }
     }
@@ -139,9 +155,15 @@ impl Shard {
 ///   takes times the window (accepted age plus clock skew, 120 s by default): the default
 ///   holds about 2,000 proofs a second.
 /// - **Scope.** One process. Instances that serve the same clients share a store-backed cache.
-/// - **Cost.** One SHA-256 of the `jkt` and `jti`, and one lock of one of 16 shards.
+/// - **A key's share** ([`with_key_share`](Self::with_key_share)): bounded, one client cannot
+///   fill the cache for the others.
+/// - **Cost.** One SHA-256 of the `jkt` and `jti`, and one lock of one of 16 shards (and with a
+///   key share, one more lock of the key's count).
 pub struct MemoryReplayCache {
     shards: Box<[Mutex<Shard>]>,
+    /// How many unexpired entries each key holds, in shards of their own, when a key's share
+    /// is bounded. Always locked after an entry shard, never before.
+    key_counts: Option<(usize, Box<[Mutex<KeyCounts>]>)>,
     per_shard: usize,
     capacity: usize,
     salt: [u8; 16],
@@ -175,11 +197,24 @@ impl MemoryReplayCache {
         getrandom::fill(&mut salt).expect("the operating system's random source is available");
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            key_counts: None,
             per_shard,
             capacity: per_shard * SHARDS,
             salt,
             warned_at: AtomicU64::new(0),
         }
+    }
+
+    /// Bounds what one DPoP key may hold to `share` unexpired proofs (at least 1): a client
+    /// that floods fresh proofs of its own key (one signed-in client, one bound session) is
+    /// refused past its share ([`ReplayCacheError::KeyShareFull`]) while every other key's
+    /// proofs are still taken, instead of filling the cache for everyone. Unbounded by default.
+    /// A key's share should hold its proofs for the window (accepted age plus clock skew,
+    /// 120 s by default): 16,384 is 136 requests a second from one key.
+    pub fn with_key_share(mut self, share: usize) -> Self {
+        let counts = (0..SHARDS).map(|_| Mutex::default()).collect();
+        self.key_counts = Some((share.max(1), counts));
+        self
     }
 
     /// How many unexpired proofs it holds at most.
@@ -205,16 +240,37 @@ impl MemoryReplayCache {
         self.len() == 0
     }
 
-    fn key(&self, jkt: &str, jti: &str) -> Key {
+    fn key(&self, jkt: &str, jti: &str) -> (Key, KeyId) {
         let mut hash = Sha256::new();
         hash.update(self.salt);
         hash.update((jkt.len() as u64).to_be_bytes());
         hash.update(jkt.as_bytes());
+        let mut key_id = [0u8; 16];
+        key_id.copy_from_slice(&hash.clone().finalize()[..16]);
         hash.update(jti.as_bytes());
         let digest = hash.finalize();
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
-        key
+        (key, key_id)
+    }
+
+    /// The count of `key_id`'s entries, when shares are bounded.
+    fn key_count(&self, key_id: &KeyId) -> Option<(usize, std::sync::MutexGuard<'_, KeyCounts>)> {
+        let (share, counts) = self.key_counts.as_ref()?;
+        let shard = &counts[usize::from(key_id[15]) % SHARDS];
+        Some((*share, shard.lock().unwrap_or_else(PoisonError::into_inner)))
+    }
+
+    /// One entry of `key_id` left.
+    fn released(&self, key_id: KeyId) {
+        if let Some((_, mut counts)) = self.key_count(&key_id)
+            && let Entry::Occupied(mut count) = counts.entry(key_id)
+        {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
     }
 
     fn record(
@@ -224,32 +280,74 @@ impl MemoryReplayCache {
         expires_at_ms: u64,
         now_ms: u64,
     ) -> Result<bool, ReplayCacheError> {
-        let key = self.key(jkt, jti);
+        match self.try_record(jkt, jti, expires_at_ms, now_ms) {
+            // A key's entries lie in every shard, and each shard drops its expired entries
+            // only as calls reach it: before refusing a key its share, every shard drops its
+            // own (one shard locked at a time), and the proof is tried once more.
+            Err(ReplayCacheError::KeyShareFull { .. }) => {
+                for shard in self.shards.iter() {
+                    let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                    shard.purge(now_ms, usize::MAX, |gone| self.released(gone));
+                }
+                let answer = self.try_record(jkt, jti, expires_at_ms, now_ms);
+                if let Err(ReplayCacheError::KeyShareFull { .. }) = answer {
+                    self.warn_full(
+                        now_ms,
+                        "one DPoP key holds its whole share of the replay cache: that client's proofs are refused (503) until some expire (a client flooding fresh proofs?)",
+                    );
+                }
+                answer
+            }
+            answer => answer,
+        }
+    }
+
+    fn try_record(
+        &self,
+        jkt: &str,
+        jti: &str,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, ReplayCacheError> {
+        let (key, key_id) = self.key(jkt, jti);
         let shard = &self.shards[usize::from(key[15]) % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
         // A few expired entries go at every call, so the cost of expiry is spread out.
-        shard.purge(now_ms, 8);
-        match shard.expiries.get(&key) {
-            Some(&expires) if expires > now_ms => return Ok(false),
-            Some(_) => {}
+        shard.purge(now_ms, 8, |gone| self.released(gone));
+        let replaces = match shard.expiries.get(&key) {
+            Some(&(expires, _)) if expires > now_ms => return Ok(false),
+            // An expired entry of the same proof: replaced in place, its key's count unchanged.
+            Some(_) => true,
             None if shard.expiries.len() >= self.per_shard => {
-                shard.purge(now_ms, usize::MAX);
+                shard.purge(now_ms, usize::MAX, |gone| self.released(gone));
                 if shard.expiries.len() >= self.per_shard {
                     drop(shard);
-                    self.warn_full(now_ms);
+                    self.warn_full(
+                        now_ms,
+                        "the DPoP replay cache is full of unexpired proofs: new proofs are refused (503) until some expire; raise its capacity or shorten the proof window",
+                    );
                     return Err(ReplayCacheError::Full {
                         capacity: self.capacity,
                     });
                 }
+                false
             }
-            None => {}
+            None => false,
+        };
+        if !replaces && let Some((share, mut counts)) = self.key_count(&key_id) {
+            let count = counts.entry(key_id).or_insert(0);
+            if *count >= share {
+                return Err(ReplayCacheError::KeyShareFull { share });
+            }
+            *count += 1;
         }
-        shard.expiries.insert(key, expires_at_ms);
+        shard.expiries.insert(key, (expires_at_ms, key_id));
         shard.by_expiry.push(Reverse((expires_at_ms, key)));
         Ok(true)
     }
 
-    fn warn_full(&self, now_ms: u64) {
+    /// Logs `message` at `warn`, at most once a minute.
+    fn warn_full(&self, now_ms: u64, message: &'static str) {
         let last = self.warned_at.load(Ordering::Relaxed);
         if now_ms.saturating_sub(last) >= 60_000
             && self
@@ -257,10 +355,7 @@ impl MemoryReplayCache {
                 .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            tracing::warn!(
-                capacity = self.capacity,
-                "the DPoP replay cache is full of unexpired proofs: new proofs are refused (503) until some expire; raise its capacity or shorten the proof window"
-            );
+            tracing::warn!(capacity = self.capacity, "{message}");
         }
     }
 }
@@ -437,6 +532,83 @@ mod tests {
             });
             assert_eq!(wins.load(Ordering::SeqCst), 1, "round {round}");
         }
+    }
+
+    /// One client flooding fresh proofs of its own key fills its share, not the cache: the
+    /// other keys' proofs are still taken, and its own are never forgotten.
+    #[test]
+    fn one_key_is_held_to_its_share_and_others_are_still_taken() {
+        let cache = MemoryReplayCache::new(4_096).with_key_share(64);
+        let exp = NOW + 120_000;
+        let mut accepted = Vec::new();
+        for i in 0..1_000 {
+            let jti = format!("flood-{i}");
+            match first(&cache, "attacker", &jti, exp, NOW) {
+                Ok(true) => accepted.push(jti),
+                Err(ReplayCacheError::KeyShareFull { share }) => assert_eq!(share, 64),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(accepted.len(), 64);
+        for i in 0..500 {
+            assert!(first(&cache, &format!("client-{i}"), "a", exp, NOW).unwrap());
+        }
+        for jti in &accepted {
+            assert!(
+                !first(&cache, "attacker", jti, exp, NOW + 1).unwrap(),
+                "{jti}"
+            );
+        }
+        // Its share comes back as its entries expire.
+        assert!(first(&cache, "attacker", "later", exp + 120_000, exp).unwrap());
+    }
+
+    /// Round after round of a key filling its share and letting it expire: the counts follow
+    /// the entries (none leaks), so every round gets the whole share again.
+    #[test]
+    fn a_keys_share_is_whole_again_after_every_expiry() {
+        let cache = MemoryReplayCache::new(1_024).with_key_share(50);
+        for round in 0..40u64 {
+            let now = NOW + round * 10_000;
+            let accepted = (0..80)
+                .filter(|i| {
+                    first(&cache, "k", &format!("{round}-{i}"), now + 5_000, now).unwrap_or(false)
+                })
+                .count();
+            assert_eq!(accepted, 50, "round {round}");
+            // A proof replaced in place after its expiry keeps the count as it was.
+            assert!(!first(&cache, "k", &format!("{round}-0"), now + 5_000, now + 1).unwrap());
+        }
+        let counted: usize = cache
+            .key_counts
+            .as_ref()
+            .unwrap()
+            .1
+            .iter()
+            .map(|s| s.lock().unwrap().values().sum::<usize>())
+            .sum();
+        assert!(counted <= 50 + 50, "{counted} entries counted");
+    }
+
+    #[test]
+    fn concurrent_proofs_of_one_key_get_exactly_its_share() {
+        let cache = Arc::new(MemoryReplayCache::new(100_000).with_key_share(100));
+        let wins = Arc::new(AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (cache, wins) = (cache.clone(), wins.clone());
+                s.spawn(move || {
+                    for i in 0..50 {
+                        if first(&cache, "k", &format!("{t}-{i}"), NOW + 60_000, NOW)
+                            .unwrap_or(false)
+                        {
+                            wins.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(wins.load(Ordering::SeqCst), 100);
     }
 
     #[test]
