@@ -233,29 +233,41 @@ fn layer(c: &mut Criterion) {
         )
     });
 
-    for (name, key) in [("ES256", Key::es256()), ("EdDSA", Key::ed25519())] {
+    // Clients of their own, each bound to its key, taking turns: one key may hold only its
+    // share of the replay cache (1/64), and a run sends more proofs than one share.
+    const CLIENTS: usize = 64;
+    for name in ["ES256", "EdDSA"] {
         let login_uri: Uri = "/api/auth/login".parse().unwrap();
-        let login_proof = key.sign(&json!({"jti": format!("login-{name}"), "htm": "POST",
-            "htu": "https://api.example.com/api/auth/login", "iat": now()}));
-        let proof = ready(verifier.verify(
-            [&login_proof],
-            &ProofRequest::new(&Method::POST, &origin, &login_uri),
-        ))
-        .unwrap();
-        let pair = rt
-            .block_on(manager.create_session(NewSession::new("alice").dpop_bound(&proof)))
-            .unwrap();
-        let token = pair.access_token;
-        let authorization = format!("DPoP {token}");
-        let mut n = 0u64;
+        let clients: Vec<(Key, String)> = (0..CLIENTS)
+            .map(|i| {
+                let key = match name {
+                    "ES256" => Key::es256(),
+                    _ => Key::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[i as u8; 32])),
+                };
+                let login_proof = key.sign(&json!({"jti": format!("login-{name}-{i}"),
+                    "htm": "POST", "htu": "https://api.example.com/api/auth/login", "iat": now()}));
+                let proof = ready(verifier.verify(
+                    [&login_proof],
+                    &ProofRequest::new(&Method::POST, &origin, &login_uri),
+                ))
+                .unwrap();
+                let user = format!("user-{name}-{i}");
+                let pair = rt
+                    .block_on(manager.create_session(NewSession::new(user).dpop_bound(&proof)))
+                    .unwrap();
+                (key, pair.access_token)
+            })
+            .collect();
+        let mut n = 0usize;
         let mut request = || {
             n += 1;
+            let (key, token) = &clients[n % CLIENTS];
             let proof = key.sign(&json!({"jti": format!("{name}-{n}"), "htm": "GET",
                 "htu": "https://api.example.com/api/me", "iat": now(),
-                "ath": access_token_hash(&token)}));
+                "ath": access_token_hash(token)}));
             Request::builder()
                 .uri("/api/me")
-                .header("authorization", &authorization)
+                .header("authorization", format!("DPoP {token}"))
                 .header(DPOP, proof)
                 .body(Empty::<Bytes>::new())
                 .unwrap()
