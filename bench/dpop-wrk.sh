@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What a DPoP request costs on the wire, beside a Bearer one (issue 29): wrk on loopback
 # against the example server (release, memory store, SESSION_DPOP=optional), GET /api/me with
-# a Bearer token, then with a bound token and a fresh proof for every request (made ahead by
-# bench/dpop-proofs.py; wrk cannot sign). Same server, same route, one run each, back to back.
+# a Bearer token, then with bound tokens (24 clients, each its own key, taking turns) and a
+# fresh proof for every request (made ahead by bench/dpop-proofs.py; wrk cannot sign). Same server, same route, one run each, back to back.
 #
 #   bash bench/dpop-wrk.sh
 #
@@ -31,7 +31,6 @@ server_pid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$work/server.log" && break; sleep 0.1; done
 
 python3 "$ROOT/bench/dpop-proofs.py" "$origin" "$COUNT" "$work/proofs" "$work/tokens"
-dpop_token="$(sed -n 's/^dpop //p' "$work/tokens")"
 bearer_token="$(sed -n 's/^bearer //p' "$work/tokens")"
 
 run() { # name script token
@@ -47,4 +46,4 @@ PY
 echo "| request | requests/s | p50 µs | p99 µs | non-2xx |"
 echo "|---|---|---|---|---|"
 run bearer me.lua "$bearer_token"
-run dpop-es256 dpop.lua "$dpop_token"
+run dpop-es256 dpop.lua ""

@@ -1,5 +1,6 @@
--- GET /api/me with the DPoP-bound token in $TJS_TOKEN and a fresh proof for every request,
--- read from $TJS_PROOFS (one per line, made ahead by bench/dpop-proofs.py: wrk cannot sign).
+-- GET /api/me with a DPoP-bound token and a fresh proof for every request, read from
+-- $TJS_PROOFS (one `<token> <proof>` per line, made ahead by bench/dpop-proofs.py: wrk cannot
+-- sign; the clients take turns).
 -- Thread i of n takes every n-th line, so no proof is sent twice. Writes a JSON summary to
 -- $TJS_WRK_OUT, as me.lua does.
 local threads = {}
@@ -22,17 +23,17 @@ function init(args)
     end
   end
   next_proof = 1
-  authorization = "DPoP " .. os.getenv("TJS_TOKEN")
 end
 
 function request()
-  local proof = proofs[next_proof]
-  if proof == nil then
-    -- Out of proofs: an empty proof, refused (counted as non-2xx, never a replay).
-    proof = "x"
-  end
+  local line = proofs[next_proof]
   next_proof = next_proof + 1
-  return wrk.format("GET", "/api/me", { ["Authorization"] = authorization, ["DPoP"] = proof })
+  if line == nil then
+    -- Out of proofs: no credentials, refused (counted as non-2xx, never a replay).
+    return wrk.format("GET", "/api/me")
+  end
+  local token, proof = line:match("^(%S+) (%S+)$")
+  return wrk.format("GET", "/api/me", { ["Authorization"] = "DPoP " .. token, ["DPoP"] = proof })
 end
 
 function done(summary, latency, requests)
