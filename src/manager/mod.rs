@@ -384,28 +384,37 @@ impl SessionManager {
     /// the current token again (racing tabs, lost responses); anything older, or the parent
     /// after the interval, revokes the whole session.
     ///
+    /// `refresh` is the refresh token (`&str` or `&String`), or a [`RefreshRequest`] that also
+    /// carries the request's verified DPoP proof (see [`dpop_verifier`](Self::dpop_verifier)):
+    /// a session bound to a key is refreshed only with a proof by that key, checked before the
+    /// store is asked, so a stolen refresh token alone neither refreshes nor rotates anything.
+    ///
+    /// ```
+    /// use tower_jwt_session::{SessionConfig, SessionManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::new(SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let login = manager.create_session("alice").await?;
+    /// let next = manager.refresh(&login.refresh_token).await?;
+    /// assert_eq!(next.session_id, login.session_id);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// [`SessionError::InvalidToken`], [`TokenExpired`](SessionError::TokenExpired),
     /// [`TokenReused`](SessionError::TokenReused), [`Revoked`](SessionError::Revoked),
-    /// [`SessionExpired`](SessionError::SessionExpired), [`Unavailable`](SessionError::Unavailable).
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, SessionError> {
-        self.refresh_with_proof(refresh_token, None).await
-    }
-
-    /// As [`refresh`](Self::refresh), with the request's verified DPoP proof (see
-    /// [`dpop_verifier`](Self::dpop_verifier)): a session bound to a key is refreshed only
-    /// with a proof by that key, checked before the store is asked, so a stolen refresh token
-    /// alone neither refreshes nor rotates anything.
-    ///
-    /// # Errors
-    /// As [`refresh`](Self::refresh), and [`SessionError::Dpop`] when the session is bound and
-    /// the proof is missing or by another key, or when DPoP is required and the session is not
+    /// [`SessionExpired`](SessionError::SessionExpired), [`Unavailable`](SessionError::Unavailable);
+    /// [`SessionError::Dpop`] when the session is bound and the proof is missing or by another
+    /// key, and [`SessionError::NotDpopBound`] when DPoP is required and the session is not
     /// bound.
-    pub async fn refresh_with_proof(
+    pub async fn refresh<'a>(
         &self,
-        refresh_token: &str,
-        proof: Option<&DpopProof>,
+        refresh: impl Into<RefreshRequest<'a>>,
     ) -> Result<TokenPair, SessionError> {
+        let RefreshRequest { token, proof } = refresh.into();
+        let refresh_token = token;
         // The hook's read and the rotation share one deadline (the request's, under the token
         // routes), which the rotation carries to the store.
         let at = tokio::time::Instant::now() + self.budget();
@@ -906,6 +915,56 @@ impl SessionManager {
 
     fn parse_refresh_token(&self, token: &str) -> Option<RefreshClaims> {
         self.inner.refresh_keys.parse(token)
+    }
+}
+
+/// What a refresh presents: the refresh token, and the request's verified DPoP proof when
+/// there is one. A refresh token alone (`&str`, `&String`) converts into one without a proof.
+///
+/// ```
+/// # async fn refresh(
+/// #     manager: &tower_jwt_session::SessionManager,
+/// #     token: &str,
+/// #     proof: &tower_jwt_session::token::dpop::DpopProof,
+/// # ) -> Result<(), tower_jwt_session::SessionError> {
+/// use tower_jwt_session::manager::RefreshRequest;
+///
+/// manager.refresh(RefreshRequest::new(token).dpop_proof(proof)).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshRequest<'a> {
+    token: &'a str,
+    proof: Option<&'a DpopProof>,
+}
+
+impl<'a> RefreshRequest<'a> {
+    /// A refresh with this refresh token, without a proof.
+    pub fn new(refresh_token: &'a str) -> Self {
+        Self {
+            token: refresh_token,
+            proof: None,
+        }
+    }
+
+    /// With the request's DPoP proof, checked by the manager's
+    /// [`dpop_verifier`](SessionManager::dpop_verifier).
+    pub fn dpop_proof(mut self, proof: &'a DpopProof) -> Self {
+        self.proof = Some(proof);
+        self
+    }
+}
+
+impl<'a> From<&'a str> for RefreshRequest<'a> {
+    fn from(refresh_token: &'a str) -> Self {
+        Self::new(refresh_token)
+    }
+}
+
+impl<'a> From<&'a String> for RefreshRequest<'a> {
+    fn from(refresh_token: &'a String) -> Self {
+        Self::new(refresh_token)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::layer::{token_route_proof, token_route_refusal};
+use crate::manager::RefreshRequest;
 use crate::token::dpop::DpopProof;
 use http::request::Parts;
 
@@ -90,7 +91,11 @@ impl TokenRoutes {
             Ok(proof) => proof,
             Err(res) => return res,
         };
-        match self.manager.refresh_with_proof(token, proof.as_ref()).await {
+        match self
+            .manager
+            .refresh(refresh_request(token, proof.as_ref()))
+            .await
+        {
             Ok(pair) => self.pair_response(
                 "Token refreshed successfully",
                 &pair,
@@ -191,7 +196,7 @@ impl TokenRoutes {
         };
         match self
             .manager
-            .refresh_with_proof(refresh, proof.as_ref())
+            .refresh(refresh_request(refresh, proof.as_ref()))
             .await
         {
             Ok(pair) => self.pair_response(
@@ -205,6 +210,14 @@ impl TokenRoutes {
                 self.refresh_failed(&error, from_cookie)
             }
         }
+    }
+}
+
+/// A refresh with the request's proof, when it carried one.
+fn refresh_request<'a>(token: &'a str, proof: Option<&'a DpopProof>) -> RefreshRequest<'a> {
+    match proof {
+        Some(proof) => RefreshRequest::new(token).dpop_proof(proof),
+        None => RefreshRequest::new(token),
     }
 }
 
