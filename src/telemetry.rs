@@ -253,3 +253,21 @@ pub(crate) fn activity(outcome: &'static str) {
     #[cfg(not(feature = "metrics"))]
     let _ = outcome;
 }
+
+/// A name a person typed that may be a secret (a password typed into the user field): logged
+/// as 12 hex digits of SHA-256 over a per-process salt and the name, so the attempts on one
+/// name can be told apart in one instance's log without the name itself being written.
+pub(crate) fn typed_name(name: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    static SALT: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).expect("the operating system's random source is available");
+        salt
+    });
+    let digest = Sha256::new()
+        .chain_update(salt)
+        .chain_update(name)
+        .finalize();
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}

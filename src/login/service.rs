@@ -573,7 +573,10 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
                 return Err(session_error(&error));
             }
             let ip = ip.map(tracing::field::display);
-            tracing::info!(user = %user, ip, "login failed: wrong user name or password");
+            // The name of a failed login may be a password typed into the wrong field: logged
+            // as a fingerprint only.
+            let user_fingerprint = crate::telemetry::typed_name(user);
+            tracing::info!(%user_fingerprint, ip, "login failed: wrong user name or password");
             return Err(json_error(
                 ErrorCode::InvalidCredentials,
                 "wrong user name or password",
