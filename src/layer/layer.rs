@@ -72,25 +72,28 @@ impl SessionLayer<RevocationCache> {
     /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
     /// ```
     pub fn from_manager(manager: &SessionManager) -> Self {
-        let mut layer =
-            Self::with_revocation(manager.codec().clone(), manager.revocation_cache().clone());
-        Arc::get_mut(&mut layer.shared)
-            .expect("a new layer's state is not shared yet")
-            .dpop = manager.dpop().cloned();
-        layer
+        Self::with_parts(
+            manager.codec().clone(),
+            manager.revocation_cache().clone(),
+            manager.dpop().cloned(),
+        )
     }
 }
 
 impl<R: RevocationCheck> SessionLayer<R> {
     /// A layer that verifies tokens with `codec` and asks `revocation` about every session.
     pub fn with_revocation(codec: TokenCodec, revocation: R) -> Self {
+        Self::with_parts(codec, revocation, None)
+    }
+
+    fn with_parts(codec: TokenCodec, revocation: R, dpop: Option<crate::manager::Dpop>) -> Self {
         let responder = JsonResponder::from_realm(codec.realm().clone());
         Self {
             shared: Arc::new(Shared {
                 codec,
                 revocation,
                 metrics: crate::telemetry::Metrics::register(),
-                dpop: None,
+                dpop,
             }),
             responder,
         }
@@ -126,7 +129,7 @@ impl<R: RevocationCheck, E> SessionLayer<R, E> {
         authenticate(
             &self.shared,
             request.method(),
-            super::original_uri(request.uri(), request.extensions()),
+            (request.uri(), request.extensions()),
             request.headers(),
         )
     }
@@ -135,10 +138,10 @@ impl<R: RevocationCheck, E> SessionLayer<R, E> {
     pub(crate) async fn authenticate_parts(
         &self,
         method: &http::Method,
-        uri: &http::Uri,
+        target: (&http::Uri, &http::Extensions),
         headers: &HeaderMap,
     ) -> Result<Session, AuthError> {
-        authenticate(&self.shared, method, uri, headers).await
+        authenticate(&self.shared, method, target, headers).await
     }
 
     /// The refusal of `error` as the default responder makes it, with the server nonce of a
@@ -153,7 +156,7 @@ impl<R: RevocationCheck, E> SessionLayer<R, E> {
 async fn authenticate<R: RevocationCheck>(
     shared: &Shared<R>,
     method: &http::Method,
-    uri: &http::Uri,
+    target: (&http::Uri, &http::Extensions),
     headers: &HeaderMap,
 ) -> Result<Session, AuthError> {
     let credentials = super::access_token(headers)?;
@@ -164,7 +167,7 @@ async fn authenticate<R: RevocationCheck>(
         credentials,
         &session,
         method,
-        uri,
+        target,
         headers,
     )?;
     if let Some(proof) = proof {

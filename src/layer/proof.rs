@@ -38,7 +38,7 @@ pub(crate) fn binding(
     (scheme, token): (Scheme, &[u8]),
     session: &Session,
     method: &Method,
-    uri: &Uri,
+    (uri, extensions): (&Uri, &http::Extensions),
     headers: &HeaderMap,
 ) -> Result<Option<ProofWait>, AuthError> {
     match (session.dpop_jkt(), scheme) {
@@ -50,6 +50,7 @@ pub(crate) fn binding(
             // The codec verified the token: base64url, so ASCII.
             let token = std::str::from_utf8(token)
                 .map_err(|_| AuthError::Malformed("the token is not ASCII"))?;
+            let uri = original_uri(uri, extensions);
             let request = ProofRequest::new(method, &dpop.origin, uri)
                 .with_access_token(token)
                 .bound_to(jkt);

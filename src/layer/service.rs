@@ -207,7 +207,7 @@ fn authenticate<R, B>(
         credentials,
         &session,
         req.method(),
-        super::original_uri(req.uri(), req.extensions()),
+        (req.uri(), req.extensions()),
         req.headers(),
     )?;
     Ok((session, proof))

@@ -279,11 +279,7 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
             Route::Login => None,
             Route::Reauthenticate => match self
                 .layer
-                .authenticate_parts(
-                    req.method(),
-                    crate::layer::original_uri(req.uri(), req.extensions()),
-                    req.headers(),
-                )
+                .authenticate_parts(req.method(), (req.uri(), req.extensions()), req.headers())
                 .await
             {
                 Ok(session) => Some(session),

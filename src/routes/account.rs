@@ -57,7 +57,7 @@ impl TokenRoutes {
         self.layer
             .authenticate_parts(
                 &parts.method,
-                crate::layer::original_uri(&parts.uri, &parts.extensions),
+                (&parts.uri, &parts.extensions),
                 &parts.headers,
             )
             .await

@@ -245,8 +245,11 @@ impl MemoryReplayCache {
         hash.update(self.salt);
         hash.update((jkt.len() as u64).to_be_bytes());
         hash.update(jkt.as_bytes());
+        // A key's own name, only where its share is counted.
         let mut key_id = [0u8; 16];
-        key_id.copy_from_slice(&hash.clone().finalize()[..16]);
+        if self.key_counts.is_some() {
+            key_id.copy_from_slice(&hash.clone().finalize()[..16]);
+        }
         hash.update(jti.as_bytes());
         let digest = hash.finalize();
         let mut key = [0u8; 16];
