@@ -1,4 +1,43 @@
-//! [`RevocationCache`]: the moka cache in front of the store's revocation lookups.
+//! The caches of the request path, and the one property they keep together.
+//!
+//! **A revocation known to this process is never answered active.** Known means: made through
+//! this process's [`SessionManager`](crate::SessionManager), pushed by the store
+//! ([`RevocationSink`]), or read from the store by a lookup. Everything below is there to make a
+//! repeat request nearly free without breaking that sentence; a change to any of the three tiers
+//! is checked against it.
+//!
+//! | tier | where | holds | answers |
+//! |---|---|---|---|
+//! | verified tokens | `token::verified` (inside the [`TokenCodec`](crate::token::TokenCodec)) | a token that verified, with its [`Session`] | "this token verified": signature and claims, never revocation (`exp`/`nbf` are checked on every hit) |
+//! | revocation cache | this module, [`RevocationCache`] | per session: active since a read, or revoked | "is this session revoked?", from memory or the store |
+//! | status memo | `session::memo`, [`StatusMemo`] (one word on the cached [`Session`]) | a packed copy of this cache's answer and the shard's revocation count when it was given | the same question, without a hash lookup, while the count has not moved |
+//!
+//! They sit in three modules because the layering asks it: tokens know nothing of stores (so the
+//! verified-token tier lives with the codec and holds no revocation state), a session carries its
+//! memo word (so the word's type lives with [`Session`]), and only this module, above the store,
+//! decides what the word means. The first tier never answers the question the property is about;
+//! the last two answer it only from state this module owns.
+//!
+//! How the property is kept:
+//! - A revocation is written here before the call that made it returns, and bumps its shard's
+//!   revocation count ([`Epochs`]), which voids every memo of that shard at once.
+//! - A lookup caches "active" only if no revocation was delivered for its shard after the lookup
+//!   started ([`ReadStart`]): a store read that raced a revocation is answered once, never kept.
+//! - A memo is read only by the cache that wrote it, and lives no longer than its entry.
+//!
+//! What proves it:
+//! - the shuttle model in `cache/tests.rs` (`shuttle_model`): every interleaving of a lookup, a
+//!   delivered revocation and a memo read, 2 000 random and 2 000 PCT schedules per protocol;
+//!   `a_delivered_revocation_wins_under_any_interleaving` and
+//!   `a_memo_never_outlives_a_delivered_revocation`, and the broken protocols they must catch
+//!   (`the_rule_without_the_revocation_count_is_caught`,
+//!   `a_memo_protocol_missing_either_order_is_caught`);
+//! - the racing tests beside it (`a_pushed_revocation_wins_over_an_in_flight_lookup`, its
+//!   full-cache variant, `every_revocation_voids_the_memo`,
+//!   `a_memo_is_read_only_by_the_cache_that_wrote_it`, and the refresh and login races);
+//! - `layer::tests::a_revoked_session_is_refused_on_a_cache_hit` (all three tiers at once);
+//! - the model test `tests/it/model`, whose concurrent run holds every store to "a revoked
+//!   session is refused within the bound" against a reference implementation.
 
 use std::fmt;
 use std::future::Future;
@@ -17,6 +56,9 @@ use crate::clock::SharedClock;
 use crate::revocation::{Checked, RevocationCheck, SessionStatus};
 use crate::session::{Session, SessionId, StatusMemo};
 use crate::store::{RevocationEvent, RevocationSink, SessionStore};
+
+mod epochs;
+use epochs::Epochs;
 
 /// The future of a revocation lookup that missed the cache. Boxed: it only exists on a miss.
 pub(crate) type RevocationFuture = Pin<Box<dyn Future<Output = SessionStatus> + Send>>;
@@ -62,44 +104,6 @@ impl Lifetimes {
                 .active
                 .saturating_sub(now.saturating_duration_since(read_at)),
             Entry::Revoked => self.revoked,
-        }
-    }
-}
-
-/// How many revocation counters the session ids are spread over. A lookup is kept out of the
-/// cache by a revocation in its own shard only, so a fleet revoking other sessions does not
-/// turn most misses into two store reads.
-const SHARDS: usize = 64;
-
-/// Counts the revocations this cache has been told of, per shard of session ids.
-///
-/// A store read takes its shard's count when it starts; if the count moved by the time its
-/// answer is written, a revocation may have overtaken the read, and its "active" is not
-/// cached. A revocation bumps the count *before* it writes the cache (or, for a resync, clears
-/// it), so a lookup that does not see the bump writes first and is overwritten or cleared.
-struct Epochs([AtomicU64; SHARDS]);
-
-impl Epochs {
-    fn new() -> Self {
-        Self(std::array::from_fn(|_| AtomicU64::new(0)))
-    }
-
-    fn shard(&self, sid: SessionId) -> &AtomicU64 {
-        // The last byte: the Redis store puts the user's hash tag into the first four.
-        &self.0[usize::from(sid.as_bytes()[15]) % SHARDS]
-    }
-
-    fn current(&self, sid: SessionId) -> u64 {
-        self.shard(sid).load(Ordering::SeqCst)
-    }
-
-    fn bump(&self, sid: SessionId) {
-        self.shard(sid).fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn bump_all(&self) {
-        for shard in &self.0 {
-            shard.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -185,7 +189,7 @@ struct Inner {
 /// Answers "is this session revoked?" from memory when it can, from the store when it must.
 ///
 /// - A "not revoked" answer is kept for the configured
-///   [`revocation_cache_ttl`](crate::SessionConfig::revocation_cache_ttl) (1 s by default),
+///   [`RevocationCacheSettings::with_ttl`](crate::config::RevocationCacheSettings::with_ttl) (1 s by default),
 ///   counted from when the store read started: that is the longest a revocation made by
 ///   *another* instance can go unnoticed here.
 /// - A revocation wins. Once one is delivered (pushed by the store, or a resync after pushes
@@ -196,7 +200,7 @@ struct Inner {
 /// - A "revoked" answer is kept for the access-token lifetime plus leeway, after which no token
 ///   of the session can verify anyway.
 /// - On a miss the store is asked. When it cannot be reached the request gets 503 (fail closed)
-///   unless [`fail_open`](crate::SessionConfig::fail_open) is set.
+///   unless [`fail_open`](crate::config::RevocationCacheSettings::with_fail_open) is set.
 #[derive(Clone)]
 pub struct RevocationCache {
     inner: Arc<Inner>,

@@ -1,4 +1,7 @@
 //! [`StatusMemo`]: one word of revocation status shared by every clone of a session.
+//!
+//! The third of the request path's cache tiers; the revocation cache owns what the word means,
+//! and its module doc (`manager::cache`) states the property the tiers keep together.
 
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
