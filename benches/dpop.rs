@@ -192,7 +192,10 @@ fn layer(c: &mut Criterion) {
         .unwrap();
     let config = SessionConfig::new("bench-secret-bench-secret-bench-secret!!")
         .unwrap()
-        .revocation_cache_ttl(Duration::from_secs(3600))
+        .with_revocation_cache(
+            tower_jwt_session::config::RevocationCacheSettings::default()
+                .with_ttl(Duration::from_secs(3600)),
+        )
         .with_dpop(
             DpopConfig::default()
                 .with_mode(DpopMode::Optional)

@@ -53,9 +53,10 @@ fn hot_path(c: &mut Criterion) {
         .unwrap();
     // A long cache lifetime, so every check below is a hit (the default, 1 s, would expire
     // during the run and turn the hot path into the miss path).
-    let config = SessionConfig::new(SECRET)
-        .unwrap()
-        .revocation_cache_ttl(std::time::Duration::from_secs(3600));
+    let config = SessionConfig::new(SECRET).unwrap().with_revocation_cache(
+        tower_jwt_session::config::RevocationCacheSettings::default()
+            .with_ttl(std::time::Duration::from_secs(3600)),
+    );
     let manager = SessionManager::new(config).unwrap();
     let pair = rt
         .block_on(
@@ -155,10 +156,18 @@ fn hot_path(c: &mut Criterion) {
     // The cache of verified tokens: a hit against a codec that verifies every time, the same
     // token and the same public entry point.
     let cached = SessionLayer::new(codec.clone());
-    let uncached_config = SessionConfig::new(SECRET)
-        .unwrap()
-        .verified_cache_capacity(0);
-    let uncached_codec = tower_jwt_session::token::TokenCodec::new(&uncached_config).unwrap();
+    let uncached_config = SessionConfig::from_tokens(
+        tower_jwt_session::config::TokenSettings::new(SECRET)
+            .unwrap()
+            .with_verified_cache(
+                tower_jwt_session::config::TokenCacheSettings::default().with_capacity(0),
+            ),
+    );
+    let uncached_codec = tower_jwt_session::token::TokenCodec::new(
+        uncached_config.tokens(),
+        uncached_config.rules(),
+    )
+    .unwrap();
     let uncached = SessionLayer::new(uncached_codec.clone());
     let headers = request();
     assert!(ready(cached.authenticate(&headers)).is_ok());

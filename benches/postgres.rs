@@ -156,9 +156,10 @@ fn main() {
 async fn manager(db: &pg_server::TestDb, sealed: bool) -> SessionManager {
     let mut config = SessionConfig::new(SECRET)
         .expect("secret")
-        .max_sessions_per_user(10);
+        .with_rules(tower_jwt_session::config::SessionRules::default().with_max_sessions(10));
     if sealed {
-        config = config.encryption_key(&[7; 32]).expect("key");
+        let sealing = PostgresSettings::default().with_encryption_key(&[7; 32]);
+        config = config.with_postgres(sealing.expect("key"));
     }
     let mut settings = PostgresSettings::new(&db.url)
         .with_max_connections(16)

@@ -103,7 +103,9 @@ async fn run(n: usize) {
         SessionConfig::new("bench-secret-bench-secret-bench-secret!!")
             .expect("secret")
             // Keep the revocation cache small, so the figure is the store's own.
-            .revocation_cache_capacity(1_000),
+            .with_revocation_cache(
+                tower_jwt_session::config::RevocationCacheSettings::default().with_capacity(1_000),
+            ),
     )
     .shared_store(store.clone() as Arc<dyn SessionStore>)
     .build()

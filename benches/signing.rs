@@ -27,7 +27,9 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::Empty;
 use tower::{Layer, Service, service_fn};
-use tower_jwt_session::config::{Algorithm, TokenCacheSettings};
+use tower_jwt_session::config::{
+    Algorithm, RevocationCacheSettings, SessionRules, TokenCacheSettings, TokenSettings,
+};
 use tower_jwt_session::session::SessionId;
 use tower_jwt_session::{SessionConfig, token::TokenCodec};
 use tower_jwt_session::{SessionLayer, SessionManager};
@@ -35,13 +37,13 @@ use tower_jwt_session::{SessionLayer, SessionManager};
 const SECRET: &str = "bench-secret-bench-secret-bench-secret!!";
 
 fn codec(key: Option<(Algorithm, &[u8])>) -> TokenCodec {
-    let mut config = SessionConfig::new(SECRET)
+    let mut tokens = TokenSettings::new(SECRET)
         .unwrap()
-        .with_token_cache(TokenCacheSettings::off());
+        .with_verified_cache(TokenCacheSettings::off());
     if let Some((alg, pem)) = key {
-        config = config.private_key_pem(alg, pem).unwrap();
+        tokens = tokens.with_private_key_pem(alg, pem).unwrap();
     }
-    TokenCodec::new(&config).unwrap()
+    TokenCodec::new(&tokens, &SessionRules::default()).unwrap()
 }
 
 fn per_token(c: &mut Criterion) {
@@ -183,15 +185,18 @@ fn eddsa_hot_path(c: &mut Criterion) {
     let ed = &include_bytes!("../tests/keys/ed_private.pem")[..];
     let mut group = c.benchmark_group("eddsa_hot_path");
     for (name, capacity) in [("layer_cache_hit", None), ("layer_cache_off", Some(0))] {
-        let mut config = SessionConfig::new(SECRET)
+        let mut tokens = TokenSettings::new(SECRET)
             .unwrap()
-            .private_key_pem(Algorithm::EdDSA, ed)
-            .unwrap()
-            // Every revocation check a hit, as in benches/layer.rs.
-            .revocation_cache_ttl(std::time::Duration::from_secs(3600));
+            .with_private_key_pem(Algorithm::EdDSA, ed)
+            .unwrap();
         if let Some(capacity) = capacity {
-            config = config.verified_cache_capacity(capacity);
+            tokens =
+                tokens.with_verified_cache(TokenCacheSettings::default().with_capacity(capacity));
         }
+        // Every revocation check a hit, as in benches/layer.rs.
+        let config = SessionConfig::from_tokens(tokens).with_revocation_cache(
+            RevocationCacheSettings::default().with_ttl(std::time::Duration::from_secs(3600)),
+        );
         let manager = SessionManager::new(config).unwrap();
         let pair = rt
             .block_on(manager.create_session(

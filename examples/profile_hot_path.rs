@@ -54,9 +54,10 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let config = SessionConfig::new(SECRET)
-        .unwrap()
-        .revocation_cache_ttl(std::time::Duration::from_secs(3600));
+    let config = SessionConfig::new(SECRET).unwrap().with_revocation_cache(
+        tower_jwt_session::config::RevocationCacheSettings::default()
+            .with_ttl(std::time::Duration::from_secs(3600)),
+    );
     let manager = SessionManager::new(config).unwrap();
     let pair = rt
         .block_on(

@@ -16,8 +16,8 @@
 //!   refresh cookie is `HttpOnly`, `SameSite=Strict`, and is only read with CSRF proof.
 //!
 //! Where sibling subdomains are not trusted (shared hosting, user content on `*.example.com`),
-//! opt in: `cookie_name("__Host-tjs_refresh")` with `cookie_path("/")` (and `Secure`, the
-//! default). [`SessionConfig::validate`] refuses a `__Host-` name that is not `Secure` with
+//! opt in: [`CookieSettings`]`::with_name("__Host-tjs_refresh")` with `with_path("/")` (and
+//! `Secure`, the default). [`SessionConfig::validate`](crate::SessionConfig::validate) refuses a `__Host-` name that is not `Secure` with
 //! `Path=/`, and a `__Secure-` name that is not `Secure`, because browsers drop such cookies
 //! silently.
 
@@ -25,7 +25,7 @@ use ::cookie::Cookie;
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 
-use crate::config::{SameSite, SessionConfig};
+use crate::config::{CookieSettings, SameSite};
 use crate::manager::{SessionManager, TokenPair};
 
 /// Where a client wants the refresh token, from the JSON field `refreshTokenDelivery` of the
@@ -63,16 +63,15 @@ pub fn refresh_cookie(manager: &SessionManager, pair: &TokenPair) -> HeaderValue
         .duration_since(crate::clock::system_time(now_ms))
         .unwrap_or_default();
     let max_age = left.as_secs();
-    build(manager.config(), &pair.refresh_token, max_age)
+    build(manager.config().cookies(), &pair.refresh_token, max_age)
 }
 
 /// The `Set-Cookie` value that removes the refresh-token cookie (on logout).
 pub fn clear_refresh_cookie(manager: &SessionManager) -> HeaderValue {
-    build(manager.config(), "", 0)
+    build(manager.config().cookies(), "", 0)
 }
 
-fn build(config: &SessionConfig, value: &str, max_age: u64) -> HeaderValue {
-    let cookies = config.cookies();
+fn build(cookies: &CookieSettings, value: &str, max_age: u64) -> HeaderValue {
     let same_site = match cookies.same_site() {
         SameSite::Lax => ::cookie::SameSite::Lax,
         SameSite::None => ::cookie::SameSite::None,
@@ -132,39 +131,39 @@ mod tests {
 
     #[test]
     fn prefixed_names_browsers_would_drop_are_refused() {
-        let config = SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
-        let host = config.clone().cookie_name("__Host-tjs_refresh");
+        let config = CookieSettings::default();
+        let host = config.clone().with_name("__Host-tjs_refresh");
         assert!(host.validate().is_err(), "Path=/api/token");
-        let host = host.cookie_path("/");
+        let host = host.with_path("/");
         assert!(host.validate().is_ok());
         assert_eq!(
             build(&host, "v", 60),
             "__Host-tjs_refresh=v; HttpOnly; SameSite=Strict; Secure; Path=/; Max-Age=60"
         );
-        assert!(host.clone().cookie_secure(false).validate().is_err());
-        let lower = config.clone().cookie_name("__host-x").cookie_path("/");
+        assert!(host.clone().with_secure(false).validate().is_err());
+        let lower = config.clone().with_name("__host-x").with_path("/");
         assert!(
-            lower.cookie_secure(false).validate().is_err(),
+            lower.with_secure(false).validate().is_err(),
             "case-insensitive"
         );
-        let secure = config.clone().cookie_name("__Secure-tjs_refresh");
+        let secure = config.clone().with_name("__Secure-tjs_refresh");
         assert!(secure.validate().is_ok());
-        assert!(secure.cookie_secure(false).validate().is_err());
+        assert!(secure.with_secure(false).validate().is_err());
         // No prefix: plain HTTP for local development keeps working.
-        assert!(config.cookie_secure(false).validate().is_ok());
+        assert!(config.with_secure(false).validate().is_ok());
     }
 
     #[test]
     fn attributes_follow_the_configuration() {
-        let config = SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
+        let config = CookieSettings::default();
         assert_eq!(
             build(&config, "v", 60),
             "tjs_refresh=v; HttpOnly; SameSite=Strict; Secure; Path=/api/token; Max-Age=60"
         );
         let config = config
-            .cookie_http_only(false)
-            .cookie_secure(false)
-            .cookie_same_site(crate::config::SameSite::Lax);
+            .with_http_only(false)
+            .with_secure(false)
+            .with_same_site(crate::config::SameSite::Lax);
         assert_eq!(
             build(&config, "", 0),
             "tjs_refresh=; SameSite=Lax; Path=/api/token; Max-Age=0"
@@ -175,27 +174,29 @@ mod tests {
     /// used to go out empty instead.
     #[test]
     fn a_name_or_path_no_header_can_carry_is_refused_at_startup() {
-        let config = SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
+        let config = CookieSettings::default();
         for bad in ["", "tjs refresh", "tjs;refresh", "tjs=refresh", "tjs\u{e9}"] {
-            let err = config.clone().cookie_name(bad).validate().unwrap_err();
+            let err = config.clone().with_name(bad).validate().unwrap_err();
             assert!(
-                err.to_string().starts_with("cookie_name="),
+                err.to_string().starts_with("CookieSettings::with_name="),
                 "{bad:?}: {err}"
             );
-            assert!(crate::SessionManager::new(config.clone().cookie_name(bad)).is_err());
+            let app = crate::SessionConfig::new("0123456789abcdef0123456789abcdef").unwrap();
+            let cookies = config.clone().with_name(bad);
+            assert!(crate::SessionManager::new(app.with_cookies(cookies)).is_err());
         }
         for bad in ["api/token", "/api;x", "/api\n", "/\u{e9}"] {
-            let err = config.clone().cookie_path(bad).validate().unwrap_err();
+            let err = config.clone().with_path(bad).validate().unwrap_err();
             assert!(
-                err.to_string().starts_with("cookie_path="),
+                err.to_string().starts_with("CookieSettings::with_path="),
                 "{bad:?}: {err}"
             );
         }
         assert!(
             config
                 .clone()
-                .cookie_name("__Host-tjs")
-                .cookie_path("/")
+                .with_name("__Host-tjs")
+                .with_path("/")
                 .validate()
                 .is_ok()
         );

@@ -125,9 +125,9 @@
 //!   the immediate parent within `JWT_REFRESH_REUSE_INTERVAL` returns the same successor (tabs
 //!   racing, lost responses); anything older revokes the whole session.
 //! - A revocation made in this process is refused on the very next request; one made by another
-//!   instance sharing the store within [`SessionConfig::revocation_cache_ttl`] (1 s).
+//!   instance sharing the store within [`RevocationCacheSettings::with_ttl`](config::RevocationCacheSettings::with_ttl) (1 s).
 //! - When the store cannot be reached, login and refresh answer 503 within one store timeout
-//!   and protected routes fail closed on a cache miss, unless [`SessionConfig::fail_open`] is
+//!   and protected routes fail closed on a cache miss, unless [`RevocationCacheSettings::with_fail_open`](config::RevocationCacheSettings::with_fail_open) is
 //!   set. A refresh answered 503 never takes effect later: a store that stalls cannot turn a
 //!   client's retry into "reuse detected".
 //! - Secrets never appear in `Debug` output or logs.

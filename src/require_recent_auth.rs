@@ -197,7 +197,7 @@ impl RequireRecentAuthLayer {
     }
 
     /// The `realm` of the challenges. The default is `api`, like
-    /// [`SessionConfig::realm`](crate::SessionConfig::realm); set the same value as there.
+    /// [`TokenSettings::with_realm`](crate::config::TokenSettings::with_realm); set the same value as there.
     pub fn realm(self, realm: impl Into<String>) -> Self {
         let realm = sanitize_realm(&realm.into()).into_boxed_str();
         self.with(|s| s.realm = realm)

@@ -131,7 +131,7 @@ impl RequireRoleLayer {
     }
 
     /// The `realm` of the challenges. The default is `api`, like
-    /// [`SessionConfig::realm`](crate::SessionConfig::realm); set the same value as there.
+    /// [`TokenSettings::with_realm`](crate::config::TokenSettings::with_realm); set the same value as there.
     pub fn realm(self, realm: impl Into<String>) -> Self {
         Self::build(self.shared.roles.clone(), sanitize_realm(&realm.into()))
     }

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use http::{HeaderValue, header};
-use tower_jwt_session::{SessionConfig, SessionLayer, session::SessionId, token::TokenCodec};
+use tower_jwt_session::config::{SessionRules, TokenCacheSettings, TokenSettings};
+use tower_jwt_session::{SessionLayer, session::SessionId, token::TokenCodec};
 
 struct Counting;
 
@@ -74,7 +75,13 @@ fn issue(codec: &TokenCodec, i: usize) -> String {
 #[test]
 fn a_hit_allocates_nothing_and_a_flood_stays_within_the_bound() {
     // A hit allocates nothing: no upkeep runs on the request's thread.
-    let layer = SessionLayer::new(TokenCodec::new(&SessionConfig::new(SECRET).unwrap()).unwrap());
+    let layer = SessionLayer::new(
+        TokenCodec::new(
+            &TokenSettings::new(SECRET).unwrap(),
+            &SessionRules::default(),
+        )
+        .unwrap(),
+    );
     let token = issue(layer.codec(), 0);
     let headers = bearer(&token);
     let first = now(layer.authenticate(&headers)).unwrap();
@@ -90,10 +97,10 @@ fn a_hit_allocates_nothing_and_a_flood_stays_within_the_bound() {
 
     // The same with the cache off allocates on every request: the comparison above means
     // something.
-    let config = SessionConfig::new(SECRET)
+    let tokens = TokenSettings::new(SECRET)
         .unwrap()
-        .verified_cache_capacity(0);
-    let uncached = SessionLayer::new(TokenCodec::new(&config).unwrap());
+        .with_verified_cache(TokenCacheSettings::off());
+    let uncached = SessionLayer::new(TokenCodec::new(&tokens, &SessionRules::default()).unwrap());
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..100 {
         now(uncached.authenticate(&headers)).unwrap();
@@ -103,10 +110,11 @@ fn a_hit_allocates_nothing_and_a_flood_stays_within_the_bound() {
 
     // A flood: 5 times the capacity in distinct valid tokens, twice over.
     const CAPACITY: usize = 2_000;
-    let config = SessionConfig::new(SECRET)
+    let cache = TokenCacheSettings::default().with_capacity(CAPACITY as u64);
+    let tokens = TokenSettings::new(SECRET)
         .unwrap()
-        .verified_cache_capacity(CAPACITY as u64);
-    let layer = SessionLayer::new(TokenCodec::new(&config).unwrap());
+        .with_verified_cache(cache);
+    let layer = SessionLayer::new(TokenCodec::new(&tokens, &SessionRules::default()).unwrap());
     let token_len = issue(layer.codec(), 0).len();
     let base = LIVE_BYTES.load(Ordering::Relaxed);
     let flood = |from: usize| {

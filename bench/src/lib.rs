@@ -86,7 +86,10 @@ pub struct Claims {
 pub fn session_config() -> SessionConfig {
     SessionConfig::new(SECRET)
         .expect("secret")
-        .revocation_cache_ttl(Duration::from_secs(3600))
+        .with_revocation_cache(
+            tower_jwt_session::config::RevocationCacheSettings::default()
+                .with_ttl(Duration::from_secs(3600)),
+        )
 }
 
 /// The hand-written check: `Authorization: Bearer`, then `jsonwebtoken::decode` (HS256 only,

@@ -31,22 +31,28 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderValue, header};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
+use tower_jwt_session::config::TokenCacheSettings;
 use tower_jwt_session::session::RESERVED_CLAIMS;
 use tower_jwt_session::{Session, SessionLayer, response::AuthError, token::TokenCodec};
 
 use common::*;
 
-static CODEC: LazyLock<TokenCodec> =
-    LazyLock::new(|| TokenCodec::with_clock(&config(), clock()).expect("a codec"));
+/// A codec of the default settings with a verified-token cache of `capacity` (`None`: the
+/// default one).
+fn codec(capacity: Option<u64>) -> TokenCodec {
+    let config = config();
+    let mut tokens = config.tokens().clone();
+    if let Some(capacity) = capacity {
+        tokens = tokens.with_verified_cache(TokenCacheSettings::default().with_capacity(capacity));
+    }
+    TokenCodec::with_clock(&tokens, config.rules(), clock()).expect("a codec")
+}
+
+static CODEC: LazyLock<TokenCodec> = LazyLock::new(|| codec(None));
 /// The cache of verified tokens off: the fresh verdict.
-static UNCACHED: LazyLock<TokenCodec> = LazyLock::new(|| {
-    TokenCodec::with_clock(&config().verified_cache_capacity(0), clock()).expect("a codec")
-});
+static UNCACHED: LazyLock<TokenCodec> = LazyLock::new(|| codec(Some(0)));
 /// The layer's path, through a small cache of verified tokens (the fuzzer reaches eviction too).
-static LAYER: LazyLock<SessionLayer> = LazyLock::new(|| {
-    let codec = TokenCodec::with_clock(&config().verified_cache_capacity(64), clock());
-    SessionLayer::new(codec.expect("a codec"))
-});
+static LAYER: LazyLock<SessionLayer> = LazyLock::new(|| SessionLayer::new(codec(Some(64))));
 static KID: LazyLock<String> = LazyLock::new(|| kid(SECRET));
 
 fuzz_target!(|data: &[u8]| {

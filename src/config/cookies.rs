@@ -203,7 +203,7 @@ impl CookieSettings {
                 .all(|c| c.is_ascii_graphic() && !separator(c))
         {
             return Err(ConfigError::Invalid {
-                name: "cookie_name",
+                name: "CookieSettings::with_name",
                 value: self.name.clone(),
                 expected: "a cookie name: visible ASCII letters, digits and !#$%&'*+-.^_`|~, such as tjs_refresh",
             });
@@ -212,7 +212,7 @@ impl CookieSettings {
             || !self.path.chars().all(|c| c.is_ascii_graphic() && c != ';')
         {
             return Err(ConfigError::Invalid {
-                name: "cookie_path",
+                name: "CookieSettings::with_path",
                 value: self.path.clone(),
                 expected: "a path starting with / of visible ASCII without ;, such as /api/token",
             });
@@ -221,7 +221,7 @@ impl CookieSettings {
             return Err(conflict(
                 "SESSION_COOKIE_SAME_SITE / SESSION_COOKIE_SECURE",
                 "SESSION_COOKIE_SAME_SITE is none but SESSION_COOKIE_SECURE is false: browsers drop SameSite=None cookies that are not Secure".to_owned(),
-                "set SESSION_COOKIE_SECURE=true (cookie_secure(true)), or another SESSION_COOKIE_SAME_SITE",
+                "set SESSION_COOKIE_SECURE=true (CookieSettings::with_secure(true)), or another SESSION_COOKIE_SAME_SITE",
             ));
         }
         let prefixed = |prefix: &str| {
@@ -231,22 +231,22 @@ impl CookieSettings {
         };
         if prefixed("__Host-") && (!self.secure || self.path != "/") {
             return Err(conflict(
-                "cookie_name / SESSION_COOKIE_SECURE / cookie_path",
+                "CookieSettings::with_name / SESSION_COOKIE_SECURE / CookieSettings::with_path",
                 format!(
                     "the cookie is named {:?} with Secure={} and Path={}: browsers drop a __Host- cookie unless it is Secure with Path=/",
                     self.name, self.secure, self.path
                 ),
-                "set SESSION_COOKIE_SECURE=true and cookie_path(\"/\"), or drop the prefix",
+                "set SESSION_COOKIE_SECURE=true and CookieSettings::with_path(\"/\"), or drop the prefix",
             ));
         }
         if prefixed("__Secure-") && !self.secure {
             return Err(conflict(
-                "cookie_name / SESSION_COOKIE_SECURE",
+                "CookieSettings::with_name / SESSION_COOKIE_SECURE",
                 format!(
                     "the cookie is named {:?} but SESSION_COOKIE_SECURE is false: browsers drop a __Secure- cookie that is not Secure",
                     self.name
                 ),
-                "set SESSION_COOKIE_SECURE=true (cookie_secure(true)), or drop the prefix",
+                "set SESSION_COOKIE_SECURE=true (CookieSettings::with_secure(true)), or drop the prefix",
             ));
         }
         Ok(())

@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::ConfigError;
 use super::env::Env;
-use super::keys::Secret;
+use super::secret::Secret;
 
 /// Whether logins bind their sessions to the client's DPoP key (`SESSION_DPOP`).
 ///

@@ -8,32 +8,8 @@ use jsonwebtoken::{DecodingKey, EncodingKey};
 
 use super::env::Env;
 use super::pem_keys;
-use super::{Algorithm, ConfigError};
-
-/// The placeholder secret of the Node guide this crate replaces; refused everywhere.
-pub(crate) const PLACEHOLDER_SECRET: &str = "your-super-secret-jwt-key-here";
-/// Shortest accepted HMAC secret, in bytes (RFC 7518 §3.2: at least the hash output size).
-pub(crate) const MIN_SECRET_LEN: usize = 32;
-
-/// Key material, never printed.
-#[derive(Clone)]
-pub(crate) struct Secret(Box<[u8]>);
-
-impl Secret {
-    pub(crate) fn new(bytes: &[u8]) -> Self {
-        Self(bytes.into())
-    }
-
-    pub(crate) fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+use super::secret::{Secret, check_secret};
+use super::{Algorithm, ConfigError, SessionRules, TokenCacheSettings};
 
 /// An asymmetric key pair (or public key) loaded from PEM.
 #[derive(Clone)]
@@ -86,6 +62,7 @@ pub struct TokenSettings {
     audience: Option<String>,
     leeway: Duration,
     realm: String,
+    verified_cache: TokenCacheSettings,
 }
 
 impl TokenSettings {
@@ -107,6 +84,7 @@ impl TokenSettings {
             audience: None,
             leeway: Duration::from_secs(30),
             realm: "api".to_owned(),
+            verified_cache: TokenCacheSettings::default(),
         })
     }
 
@@ -203,6 +181,7 @@ impl TokenSettings {
         if let Some(leeway) = env.duration("JWT_LEEWAY")? {
             tokens.leeway = leeway;
         }
+        tokens.verified_cache = TokenCacheSettings::read(env)?;
         Ok(tokens)
     }
 
@@ -234,7 +213,7 @@ impl TokenSettings {
         private_pem: &[u8],
         public_pem: &[u8],
     ) -> Result<Self, ConfigError> {
-        let name = "signing_key_pem";
+        let name = "TokenSettings::with_signing_key_pem";
         let private = pem_keys::load_private(name, alg, private_pem)?;
         let public = pem_keys::load_public(name, alg, public_pem)?;
         pem_keys::check_pair(name, &private, &public)?;
@@ -268,7 +247,11 @@ impl TokenSettings {
         alg: Algorithm,
         private_pem: &[u8],
     ) -> Result<Self, ConfigError> {
-        self.signing_pem = Some(pem_keys::load_private("private_key_pem", alg, private_pem)?);
+        self.signing_pem = Some(pem_keys::load_private(
+            "TokenSettings::with_private_key_pem",
+            alg,
+            private_pem,
+        )?);
         Ok(self)
     }
 
@@ -285,7 +268,7 @@ impl TokenSettings {
         public_pem: &[u8],
     ) -> Result<Self, ConfigError> {
         self.verification_pems.push(pem_keys::load_public(
-            "verification_key_pem",
+            "TokenSettings::with_verification_key_pem",
             alg,
             public_pem,
         )?);
@@ -344,6 +327,19 @@ impl TokenSettings {
         self
     }
 
+    /// The cache of verified access tokens in front of verification
+    /// (`JWT_VERIFIED_CACHE_CAPACITY`); see [`TokenCacheSettings`]. The default is on, 10 000
+    /// tokens.
+    pub fn with_verified_cache(mut self, cache: TokenCacheSettings) -> Self {
+        self.verified_cache = cache;
+        self
+    }
+
+    /// The cache of verified access tokens (`JWT_VERIFIED_CACHE_CAPACITY`).
+    pub fn verified_cache(&self) -> &TokenCacheSettings {
+        &self.verified_cache
+    }
+
     /// Whether `HS256` tokens are accepted while a private key signs; see
     /// [`with_hs256_accepted`](Self::with_hs256_accepted).
     pub fn hs256_accepted(&self) -> bool {
@@ -395,17 +391,43 @@ impl TokenSettings {
         &self.verification_pems
     }
 
+    /// [`validate`](Self::validate), and the leeway against `rules`: it stretches every token's
+    /// life, so it is at most [`MAX_LEEWAY`](super::MAX_LEEWAY) and shorter than the access
+    /// token's own lifetime.
+    pub(crate) fn validate_with(&self, rules: &SessionRules) -> Result<(), ConfigError> {
+        let leeway = self.leeway();
+        if leeway > super::MAX_LEEWAY {
+            return Err(ConfigError::Invalid {
+                name: "JWT_LEEWAY",
+                value: super::duration::show(leeway),
+                expected: "at most 5m (the default is 30s): the leeway is how long after its expiry a token is still accepted, for clocks that disagree by a few seconds",
+            });
+        }
+        let access = rules.access_token_ttl();
+        if leeway >= access {
+            return Err(ConfigError::Conflict {
+                name: "JWT_LEEWAY / JWT_ACCESS_TOKEN_EXPIRY",
+                reason: format!(
+                    "JWT_LEEWAY is {} but JWT_ACCESS_TOKEN_EXPIRY is {}: every access token would be accepted for more than twice its lifetime",
+                    super::duration::show(leeway),
+                    super::duration::show(access)
+                ),
+                fix: "lower JWT_LEEWAY (TokenSettings::with_leeway), to a few seconds".to_owned(),
+            });
+        }
+        self.validate()
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.check_one_algorithm_per_key()?;
         check_name_claim("JWT_ISSUER", self.issuer.as_deref())?;
         check_name_claim("JWT_AUDIENCE", self.audience.as_deref())?;
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::Conflict {
-                name: "allowed_algorithms",
+                name: "TokenSettings::with_allowed_algorithms",
                 reason: "the algorithm allow-list is empty, so no token could ever be accepted"
                     .to_owned(),
-                fix: "list the algorithm you sign with, or leave allowed_algorithms unset"
-                    .to_owned(),
+                fix: "list the algorithm you sign with, or leave the allow-list unset".to_owned(),
             });
         }
         Ok(())
@@ -462,34 +484,4 @@ fn check_name_claim(name: &'static str, value: Option<&str>) -> Result<(), Confi
         });
     }
     Ok(())
-}
-
-/// A stable, non-secret key id: a short hash of the algorithm and the key bytes. For HMAC the
-/// hash input is the secret, but 64 bits of a SHA-256 reveal nothing usable about it.
-pub(crate) fn key_id(alg: Algorithm, key: &[u8]) -> String {
-    use base64::Engine as _;
-    use sha2::Digest as _;
-    let mut h = sha2::Sha256::new();
-    h.update(b"tower-jwt-session kid v1\0");
-    h.update(alg.as_str().as_bytes());
-    h.update(b"\0");
-    h.update(key);
-    let digest = h.finalize();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..9])
-}
-
-pub(crate) fn check_secret(name: &'static str, secret: &[u8]) -> Result<Secret, ConfigError> {
-    if secret == PLACEHOLDER_SECRET.as_bytes() {
-        return Err(ConfigError::WeakSecret {
-            name,
-            reason: "it is the placeholder from the documentation; set a random string of at least 32 bytes, e.g. `openssl rand -base64 48`",
-        });
-    }
-    if secret.len() < MIN_SECRET_LEN {
-        return Err(ConfigError::WeakSecret {
-            name,
-            reason: "it is shorter than 32 bytes; set a random string of at least 32 bytes, e.g. `openssl rand -base64 48`",
-        });
-    }
-    Ok(Secret::new(secret))
 }

@@ -2,14 +2,13 @@
 //!
 //! | component | holds | variables |
 //! |---|---|---|
-//! | [`TokenSettings`] | keys, algorithms, `iss`, `aud`, leeway, realm | `JWT_SECRET`, `JWT_PREVIOUS_SECRETS`, `JWT_ALGORITHM`, `JWT_PRIVATE_KEY[_FILE]`, `JWT_PREVIOUS_PUBLIC_KEYS[_FILE]`, `JWT_NEXT_PUBLIC_KEYS[_FILE]`, `JWT_ACCEPT_HS256`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_LEEWAY` |
+//! | [`TokenSettings`] | keys, algorithms, `iss`, `aud`, leeway, realm, the cache of verified tokens ([`TokenCacheSettings`]) | `JWT_SECRET`, `JWT_PREVIOUS_SECRETS`, `JWT_ALGORITHM`, `JWT_PRIVATE_KEY[_FILE]`, `JWT_PREVIOUS_PUBLIC_KEYS[_FILE]`, `JWT_NEXT_PUBLIC_KEYS[_FILE]`, `JWT_ACCEPT_HS256`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_LEEWAY`, `JWT_VERIFIED_CACHE_CAPACITY` |
 //! | [`SessionRules`] | lifetimes, session limit, refresh threshold, reuse interval | `JWT_*_EXPIRY`, `JWT_MAX_CONCURRENT_SESSIONS`, `JWT_SESSION_LIMIT_POLICY`, `JWT_AUTO_REFRESH_THRESHOLD`, `JWT_REFRESH_REUSE_INTERVAL` |
 //! | [`CookieSettings`] | the refresh-token cookie, trusted origins | `SESSION_COOKIE_*`, `ALLOWED_ORIGINS` |
 //! | [`RedisSettings`] | the store's URLs, prefix, TLS CA, sealing keys, replica confirmation, eviction | `REDIS_URL`, `REDIS_KEY_PREFIX`, `REDIS_CA_CERT`, `SESSION_ENCRYPTION_*`, `REDIS_WAIT_REPLICAS`, `REDIS_WAIT_TIMEOUT`, `REDIS_ALLOW_EVICTION` |
 //! | [`PostgresSettings`] | the database URL, pool size, timeout, table prefix, migrations, sealing keys | `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `DATABASE_STATEMENT_TIMEOUT`, `DATABASE_TABLE_PREFIX`, `DATABASE_MIGRATE`, `SESSION_ENCRYPTION_*` |
 //! | [`StoreChoice`] | which store holds the sessions when several URLs are set | `SESSION_STORE` |
 //! | [`RevocationCacheSettings`] | the revocation cache, fail-open | — |
-//! | [`TokenCacheSettings`] | the cache of verified access tokens | `JWT_VERIFIED_CACHE_CAPACITY` |
 //! | [`DeviceSettings`] | what a session's device metadata keeps of the client's address | `SESSION_DEVICE_IP` |
 //!
 //! The rate limiter's settings: [`RateLimitConfig`]
@@ -43,6 +42,7 @@ mod device;
 mod dpop;
 mod duration;
 pub(crate) mod env;
+mod error;
 mod keys;
 mod pem_keys;
 #[cfg(test)]
@@ -51,6 +51,8 @@ mod postgres;
 mod rate_limit;
 mod redis;
 mod rules;
+mod sealing;
+mod secret;
 #[cfg(test)]
 mod tests;
 mod token_cache;
@@ -65,13 +67,10 @@ pub use cookies::{CookieSettings, SameSite};
 pub use device::{DeviceIp, DeviceSettings};
 pub use dpop::{DpopConfig, DpopMode};
 pub use duration::{DurationError, parse_duration};
+pub use error::{ConfigError, SessionLimitPolicy};
+pub(crate) use keys::PemKey;
 pub use keys::TokenSettings;
 // `Secret` is read by the stores' sealing only.
-#[cfg_attr(
-    not(any(feature = "redis", feature = "postgres")),
-    allow(unused_imports)
-)]
-pub(crate) use keys::{PemKey, Secret, key_id};
 pub use postgres::{MigrateMode, PostgresSettings, StoreChoice};
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::{check_url as check_database_url, redact_database_url};
@@ -79,6 +78,11 @@ pub use rate_limit::RateLimitConfig;
 pub use redis::{RedisSettings, StoreSettings};
 pub(crate) use rules::MAX_ACTIVITY_RETENTION;
 pub use rules::{DEFAULT_REFRESH_THRESHOLD, MAX_REUSE_INTERVAL, SessionRules};
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres")),
+    allow(unused_imports)
+)]
+pub(crate) use secret::{Secret, key_id};
 pub use token_cache::TokenCacheSettings;
 
 use env::Env;
@@ -140,116 +144,6 @@ pub const ENV_VARS: &[&str] = &[
     "SESSION_DPOP_NONCE_KEY",
 ];
 
-/// A configuration value was missing or malformed, or settings contradict each other.
-///
-/// Every variant names the setting (the environment variable where there is one), and the
-/// `Display` text says what form was expected or what fixes it, so it can be shown to an
-/// operator as it is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A required setting was not given.
-    #[error("{name} is not set: {hint}")]
-    Missing {
-        /// The setting or environment variable.
-        name: &'static str,
-        /// How to fix it.
-        hint: &'static str,
-    },
-    /// A value could not be parsed or is out of range. The value is included unless it is secret.
-    #[error("{name}={value:?} is invalid: expected {expected}")]
-    Invalid {
-        /// The setting or environment variable.
-        name: &'static str,
-        /// The offending value (`[redacted]` for secrets).
-        value: String,
-        /// The expected form.
-        expected: &'static str,
-    },
-    /// A secret was refused (too short, or the well-known placeholder). The secret itself is
-    /// never included.
-    #[error("{name} is refused: {reason}")]
-    WeakSecret {
-        /// The setting or environment variable.
-        name: &'static str,
-        /// Why, and how to fix it.
-        reason: &'static str,
-    },
-    /// A PEM key could not be loaded.
-    #[error("{name}: the {alg} key could not be read from PEM: {reason}")]
-    Key {
-        /// The environment variable or builder method that was given the key.
-        name: &'static str,
-        /// The algorithm the key was given for.
-        alg: Algorithm,
-        /// What the key parser said.
-        reason: String,
-    },
-    /// A key was read, but it does not fit: another key type or curve than the algorithm
-    /// needs, an RSA key under 2048 bits, a private key where public keys belong, or a public
-    /// key that is not the private key's.
-    #[error("{name} is refused for {alg}: {reason}")]
-    KeyRefused {
-        /// The environment variable or builder method that was given the key.
-        name: &'static str,
-        /// The algorithm the key was given for.
-        alg: Algorithm,
-        /// Why, and how to fix it.
-        reason: String,
-    },
-    /// The algorithm of a key in a key variable is not known: an RSA public key without the
-    /// `alg: NAME` line that states it, a key of a type or on a curve this crate does not
-    /// verify, or an `alg:` line that names no asymmetric algorithm or no key.
-    #[error("{name} is refused: {reason}")]
-    KeyAlgorithm {
-        /// The environment variable that holds the key.
-        name: &'static str,
-        /// Which key, and how to fix it.
-        reason: String,
-    },
-    /// A key file could not be read.
-    #[error("{name}={path:?} cannot be read: {reason}")]
-    KeyFile {
-        /// The environment variable that names the file.
-        name: &'static str,
-        /// The path it names.
-        path: String,
-        /// What the operating system said.
-        reason: String,
-    },
-    /// Two settings contradict each other.
-    #[error("{reason}; {fix}")]
-    Conflict {
-        /// The settings involved.
-        name: &'static str,
-        /// What contradicts what, with the values in force.
-        reason: String,
-        /// The setting that fixes it (variable and builder method).
-        fix: String,
-    },
-    /// A store URL is set, but this build of the crate has no such store.
-    #[error(
-        "{name} is set, but this build of tower-jwt-session has no store for it: enable the crate's `{feature}` feature, unset {name}, or name the store that holds the sessions in SESSION_STORE (memory, redis or postgres)"
-    )]
-    StoreNotBuilt {
-        /// The environment variable that names the store.
-        name: &'static str,
-        /// The cargo feature that brings the store.
-        feature: &'static str,
-    },
-}
-
-/// What happens when a user already has the maximum number of sessions and logs in again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum SessionLimitPolicy {
-    /// End the user's least recently active session (created or refreshed) to make room.
-    #[default]
-    Evict,
-    /// Refuse the new login with 403 `forbidden`.
-    Deny,
-}
-
 /// Looks a variable up in the process environment.
 pub(crate) fn process_env(name: &str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
@@ -257,19 +151,23 @@ pub(crate) fn process_env(name: &str) -> Option<String> {
 
 /// All settings of the crate, one component each, with the defaults of [the configuration](crate::routes#configuration).
 ///
-/// Build one with [`SessionConfig::new`] and the setters, or read it from the environment with
-/// [`SessionConfig::from_env`]. Read a setting through its component:
-/// [`tokens`](Self::tokens), [`rules`](Self::rules), [`cookies`](Self::cookies),
-/// [`redis`](Self::redis) (and [`store`](Self::store)), [`revocation_cache`](Self::revocation_cache),
-/// [`token_cache`](Self::token_cache).
+/// Read it from the environment with [`SessionConfig::from_env`], or build it from its
+/// components: each component owns its settings and their setters ([`TokenSettings`],
+/// [`SessionRules`], [`CookieSettings`], ...), and `SessionConfig` only composes them
+/// ([`with_tokens`](Self::with_tokens), [`with_rules`](Self::with_rules), ...). Read a setting
+/// through its component: [`tokens`](Self::tokens), [`rules`](Self::rules),
+/// [`cookies`](Self::cookies), [`redis`](Self::redis) (and [`store`](Self::store)),
+/// [`revocation_cache`](Self::revocation_cache).
 ///
 /// ```
 /// use std::time::Duration;
 /// use tower_jwt_session::SessionConfig;
+/// use tower_jwt_session::config::{SessionRules, TokenSettings};
 ///
-/// let config = SessionConfig::new("a-long-random-secret-of-at-least-32-bytes")?
-///     .access_token_ttl(Duration::from_secs(30 * 60))
-///     .issuer("https://auth.example.com");
+/// let tokens = TokenSettings::new("a-long-random-secret-of-at-least-32-bytes")?
+///     .with_issuer("https://auth.example.com");
+/// let rules = SessionRules::default().with_access_token_ttl(Duration::from_secs(30 * 60));
+/// let config = SessionConfig::from_tokens(tokens).with_rules(rules);
 /// assert_eq!(config.rules().access_token_ttl(), Duration::from_secs(1800));
 /// assert_eq!(config.tokens().issuer(), Some("https://auth.example.com"));
 /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
@@ -287,14 +185,11 @@ pub struct SessionConfig {
     postgres: PostgresSettings,
     store_choice: Option<StoreChoice>,
     revocation_cache: RevocationCacheSettings,
-    token_cache: TokenCacheSettings,
     device: DeviceSettings,
     dpop: DpopConfig,
     rate_limit: RateLimitConfig,
     attempts: AttemptConfig,
 }
-
-mod setters;
 
 impl SessionConfig {
     /// Settings with the secure defaults of [the configuration](crate::routes#configuration) and `secret` as the HMAC key (its raw bytes).
@@ -316,7 +211,6 @@ impl SessionConfig {
             postgres: PostgresSettings::default(),
             store_choice: None,
             revocation_cache: RevocationCacheSettings::default(),
-            token_cache: TokenCacheSettings::default(),
             device: DeviceSettings::default(),
             dpop: DpopConfig::default(),
             rate_limit: RateLimitConfig::default(),
@@ -371,7 +265,6 @@ impl SessionConfig {
             postgres: PostgresSettings::read(&env)?,
             store_choice: postgres::read_store_choice(&env)?,
             revocation_cache: RevocationCacheSettings::default(),
-            token_cache: TokenCacheSettings::read(&env)?,
             device: DeviceSettings::read(&env)?,
             dpop: DpopConfig::read(&env)?,
             rate_limit: RateLimitConfig::read(&env)?,
@@ -397,11 +290,10 @@ impl SessionConfig {
     /// The first contradiction found, as [`ConfigError::Invalid`] or [`ConfigError::Conflict`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.rules.validate()?;
-        self.validate_leeway()?;
+        self.tokens.validate_with(&self.rules)?;
         self.cookies.validate()?;
         self.validate_store()?;
-        self.dpop.validate()?;
-        self.tokens.validate()
+        self.dpop.validate()
     }
 
     /// Keys, algorithms, issuer, audience, leeway and realm.
@@ -483,32 +375,6 @@ impl SessionConfig {
         }
     }
 
-    /// The leeway stretches every token's life: at most [`MAX_LEEWAY`], and shorter than the
-    /// access token's own lifetime.
-    fn validate_leeway(&self) -> Result<(), ConfigError> {
-        let leeway = self.tokens.leeway();
-        if leeway > MAX_LEEWAY {
-            return Err(ConfigError::Invalid {
-                name: "JWT_LEEWAY",
-                value: duration::show(leeway),
-                expected: "at most 5m (the default is 30s): the leeway is how long after its expiry a token is still accepted, for clocks that disagree by a few seconds",
-            });
-        }
-        let access = self.rules.access_token_ttl();
-        if leeway >= access {
-            return Err(ConfigError::Conflict {
-                name: "JWT_LEEWAY / JWT_ACCESS_TOKEN_EXPIRY",
-                reason: format!(
-                    "JWT_LEEWAY is {} but JWT_ACCESS_TOKEN_EXPIRY is {}: every access token would be accepted for more than twice its lifetime",
-                    duration::show(leeway),
-                    duration::show(access)
-                ),
-                fix: "lower JWT_LEEWAY (TokenSettings::with_leeway), to a few seconds".to_owned(),
-            });
-        }
-        Ok(())
-    }
-
     fn validate_store(&self) -> Result<(), ConfigError> {
         let (redis, pg) = (!self.redis.urls().is_empty(), self.postgres.url().is_some());
         match self.store_choice {
@@ -538,11 +404,6 @@ impl SessionConfig {
         &self.revocation_cache
     }
 
-    /// The cache of verified access tokens.
-    pub fn token_cache(&self) -> &TokenCacheSettings {
-        &self.token_cache
-    }
-
     /// Replaces the token settings.
     pub fn with_tokens(mut self, tokens: TokenSettings) -> Self {
         self.tokens = tokens;
@@ -570,12 +431,6 @@ impl SessionConfig {
     /// Replaces the revocation-cache settings.
     pub fn with_revocation_cache(mut self, cache: RevocationCacheSettings) -> Self {
         self.revocation_cache = cache;
-        self
-    }
-
-    /// Replaces the settings of the cache of verified access tokens.
-    pub fn with_token_cache(mut self, cache: TokenCacheSettings) -> Self {
-        self.token_cache = cache;
         self
     }
 

@@ -433,7 +433,7 @@ fn a_public_key_that_is_not_the_private_keys_is_refused() {
         matches!(
             err,
             ConfigError::KeyRefused {
-                name: "signing_key_pem",
+                name: "TokenSettings::with_signing_key_pem",
                 ..
             }
         ),

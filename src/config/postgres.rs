@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::env::{DURATION_FORM, Env};
-use super::keys::Secret;
-use super::redis::{add_sealing_key, read_sealing_keys, redact_url_password};
+use super::redis::redact_url_password;
+use super::sealing::{add_sealing_key, read_sealing_keys};
+use super::secret::Secret;
 
 /// Which store holds the sessions, when the variables could name more than one
 /// (`SESSION_STORE=memory|redis|postgres`).

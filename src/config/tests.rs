@@ -1,4 +1,4 @@
-use super::keys::PLACEHOLDER_SECRET;
+use super::secret::PLACEHOLDER_SECRET;
 use super::*;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -238,20 +238,19 @@ fn redis_passwords_stay_out_of_errors() {
 #[test]
 fn contradictions_are_refused() {
     let c = || SessionConfig::new(SECRET).unwrap();
-    assert!(
-        c().refresh_threshold(Duration::from_secs(3 * 3600))
-            .validate()
-            .is_err()
-    );
-    assert!(
-        c().cookie_same_site(SameSite::None)
-            .cookie_secure(false)
-            .validate()
-            .is_err()
-    );
-    assert!(c().allowed_algorithms([]).validate().is_err());
-    assert!(c().access_token_ttl(Duration::ZERO).validate().is_err());
-    assert!(c().max_sessions_per_user(0).validate().is_err());
+    let rules = SessionRules::default;
+    let with_rules = |r: SessionRules| c().with_rules(r).validate();
+    assert!(with_rules(rules().with_refresh_threshold(Duration::from_secs(3 * 3600))).is_err());
+    let cookies = CookieSettings::default()
+        .with_same_site(SameSite::None)
+        .with_secure(false);
+    assert!(c().with_cookies(cookies).validate().is_err());
+    let tokens = TokenSettings::new(SECRET)
+        .unwrap()
+        .with_allowed_algorithms([]);
+    assert!(c().with_tokens(tokens).validate().is_err());
+    assert!(with_rules(rules().with_access_token_ttl(Duration::ZERO)).is_err());
+    assert!(with_rules(rules().with_max_sessions(0)).is_err());
     assert!(c().validate().is_ok());
 }
 
@@ -320,10 +319,12 @@ fn durations() {
 
 #[test]
 fn debug_never_prints_secrets() {
-    let c = SessionConfig::new(SECRET)
-        .unwrap()
-        .previous_secret("previous-previous-previous-previous")
-        .unwrap();
+    let c = SessionConfig::from_tokens(
+        TokenSettings::new(SECRET)
+            .unwrap()
+            .with_previous_secret("previous-previous-previous-previous")
+            .unwrap(),
+    );
     let text = format!("{c:?}");
     assert!(
         !text.contains(SECRET) && !text.contains("previous-previous"),
@@ -371,7 +372,7 @@ fn a_short_access_token_alone_starts_and_the_default_threshold_adapts() {
     // So does the builder.
     let c = SessionConfig::new(SECRET)
         .unwrap()
-        .access_token_ttl(Duration::from_secs(600));
+        .with_rules(SessionRules::default().with_access_token_ttl(Duration::from_secs(600)));
     assert!(c.validate().is_ok());
     assert_eq!(c.rules().refresh_threshold(), Duration::from_secs(150));
 }
@@ -417,9 +418,9 @@ fn a_refresh_lifetime_longer_than_the_session_is_capped() {
         Duration::from_secs(7 * 86400)
     );
     assert_eq!(c.rules().session_ttl(), Duration::from_secs(7 * 86400));
-    let c = SessionConfig::new(SECRET)
-        .unwrap()
-        .refresh_token_ttl(Duration::from_secs(100 * 86400));
+    let c = SessionConfig::new(SECRET).unwrap().with_rules(
+        SessionRules::default().with_refresh_token_ttl(Duration::from_secs(100 * 86400)),
+    );
     assert!(c.validate().is_ok());
     assert_eq!(
         c.rules().refresh_token_ttl(),
@@ -717,19 +718,19 @@ fn algorithms_by_name() {
 #[test]
 fn the_verified_token_cache_is_on_by_default_and_read_from_the_environment() {
     let c = from(&[("JWT_SECRET", SECRET)]).unwrap();
-    assert_eq!(c.token_cache(), &TokenCacheSettings::default());
-    assert_eq!(c.token_cache().capacity(), 10_000);
-    assert!(c.token_cache().is_enabled());
+    assert_eq!(c.tokens().verified_cache(), &TokenCacheSettings::default());
+    assert_eq!(c.tokens().verified_cache().capacity(), 10_000);
+    assert!(c.tokens().verified_cache().is_enabled());
 
     let c = from(&[
         ("JWT_SECRET", SECRET),
         ("JWT_VERIFIED_CACHE_CAPACITY", " 250 "),
     ])
     .unwrap();
-    assert_eq!(c.token_cache().capacity(), 250);
+    assert_eq!(c.tokens().verified_cache().capacity(), 250);
 
     let c = from(&[("JWT_SECRET", SECRET), ("JWT_VERIFIED_CACHE_CAPACITY", "0")]).unwrap();
-    assert!(!c.token_cache().is_enabled());
+    assert!(!c.tokens().verified_cache().is_enabled());
 
     for bad in ["-1", "lots", "1e4", "10k"] {
         let err =
@@ -742,12 +743,12 @@ fn the_verified_token_cache_is_on_by_default_and_read_from_the_environment() {
     }
     assert!(ENV_VARS.contains(&"JWT_VERIFIED_CACHE_CAPACITY"));
 
-    let c = SessionConfig::new(SECRET)
+    let tokens = TokenSettings::new(SECRET)
         .unwrap()
-        .verified_cache_capacity(0);
-    assert_eq!(c.token_cache(), &TokenCacheSettings::off());
-    let c = c.with_token_cache(TokenCacheSettings::default().with_capacity(7));
-    assert_eq!(c.token_cache().capacity(), 7);
+        .with_verified_cache(TokenCacheSettings::default().with_capacity(0));
+    assert_eq!(tokens.verified_cache(), &TokenCacheSettings::off());
+    let tokens = tokens.with_verified_cache(TokenCacheSettings::default().with_capacity(7));
+    assert_eq!(tokens.verified_cache().capacity(), 7);
 }
 
 const PG_URL: &str = "postgres://app:hunter2@127.0.0.1:5432/app";
@@ -949,11 +950,10 @@ fn the_sealing_key_seals_postgres_records_too() {
     ])
     .unwrap();
     assert!(c.postgres().seals_records() && c.redis().seals_records());
-    let built = SessionConfig::new(SECRET)
-        .unwrap()
-        .encryption_key(&[7; 32])
+    let built = PostgresSettings::default()
+        .with_encryption_key(&[7; 32])
         .unwrap();
-    assert!(built.postgres().seals_records());
+    assert!(built.seals_records());
 }
 
 #[test]

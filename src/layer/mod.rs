@@ -27,11 +27,12 @@
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_jwt_session::{Session, SessionConfig, SessionLayer, session::SessionId, token::TokenCodec};
+//! use tower_jwt_session::{Session, SessionLayer, session::SessionId, token::TokenCodec};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let codec = TokenCodec::new(&SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+//! let tokens = tower_jwt_session::config::TokenSettings::new("0123456789abcdef0123456789abcdef")?;
+//! let codec = TokenCodec::new(&tokens, &Default::default())?;
 //! let token = codec.issue("alice", SessionId::random(), &[]).token;
 //!
 //! let service = ServiceBuilder::new()

@@ -15,9 +15,10 @@ use crate::error::{AuthError, auth_error_response};
 /// ```
 /// use bytes::Bytes;
 /// use http::{Response, StatusCode};
-/// use tower_jwt_session::{SessionConfig, SessionLayer, response::AuthError, token::TokenCodec};
+/// use tower_jwt_session::{SessionLayer, response::AuthError, token::TokenCodec};
 ///
-/// let codec = TokenCodec::new(&SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+/// let tokens = tower_jwt_session::config::TokenSettings::new("0123456789abcdef0123456789abcdef")?;
+/// let codec = TokenCodec::new(&tokens, &Default::default())?;
 /// let layer = SessionLayer::new(codec).error_responder(|error: AuthError| {
 ///     let mut res = Response::new(Bytes::from(format!("go away: {error}")));
 ///     *res.status_mut() = error.status();

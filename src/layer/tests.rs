@@ -20,10 +20,13 @@ fn codec() -> (TokenCodec, ManualClock) {
     let clock = ManualClock::new(NOW_MS);
     let config = SessionConfig::new("0123456789abcdef0123456789abcdef")
         .unwrap()
-        .access_token_ttl(Duration::from_secs(3600))
-        .refresh_threshold(Duration::from_secs(900));
+        .with_rules(
+            crate::config::SessionRules::default()
+                .with_access_token_ttl(Duration::from_secs(3600))
+                .with_refresh_threshold(Duration::from_secs(900)),
+        );
     (
-        TokenCodec::with_clock(&config, Arc::new(clock.clone())).unwrap(),
+        TokenCodec::with_clock(config.tokens(), config.rules(), Arc::new(clock.clone())).unwrap(),
         clock,
     )
 }

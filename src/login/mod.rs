@@ -50,7 +50,7 @@
 //! service refuses (403 `forbidden`):
 //!
 //! - a request whose `Sec-Fetch-Site` is `cross-site` or `same-site`, unless its `Origin` is one
-//!   of the configured [`allowed_origins`](crate::SessionConfig::allowed_origins);
+//!   of the configured [`allowed_origins`](crate::config::CookieSettings::with_allowed_origins);
 //! - a request with an `Origin` that is neither one of the allowed origins nor the server's own:
 //!   same host and port as the `Host` header (or the request target's authority under
 //!   HTTP/2), the port defaulting by the origin's scheme. `Origin: null` (sandboxed frames,

@@ -198,14 +198,15 @@ impl SessionManagerBuilder {
     /// [`connect`](Self::connect) opens).
     pub fn build(self) -> Result<SessionManager, ConfigError> {
         let config = self.config;
+        config.validate()?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let codec = TokenCodec::with_clock(&config, clock.clone())?;
+        let codec = TokenCodec::with_clock(config.tokens(), config.rules(), clock.clone())?;
         let store = match self.store {
             Some(store) => store,
             None => default_store(&config)?,
         };
-        let limits = Limits::new(&config, &*store);
-        let refresh_keys = RefreshKeys::from_config(&config);
+        let limits = Limits::new(config.rate_limit(), config.attempts(), &*store);
+        let refresh_keys = RefreshKeys::from_tokens(config.tokens());
         let budget = self.store_timeout.unwrap_or_else(|| config.store_timeout());
         let access_retention =
             duration_ms(config.rules().access_token_ttl() + config.tokens().leeway());

@@ -4,7 +4,7 @@ use std::time::Duration;
 use super::*;
 use crate::clock::{Clock as _, ManualClock};
 use crate::config::SessionLimitPolicy;
-use crate::config::{ConfigError, RedisSettings};
+use crate::config::{ConfigError, RedisSettings, TokenSettings};
 use crate::error::ErrorCode;
 use crate::store::{MemoryStore, ReuseKind};
 
@@ -155,9 +155,11 @@ async fn the_parent_after_the_interval_is_theft() {
 #[tokio::test]
 async fn absolute_session_expiry_cannot_be_refreshed_past() {
     let (m, clock, _) = manager_with(
-        config()
-            .session_ttl(Duration::from_secs(3 * 86400))
-            .refresh_token_ttl(Duration::from_secs(2 * 86400)),
+        config().with_rules(
+            crate::config::SessionRules::default()
+                .with_session_ttl(Duration::from_secs(3 * 86400))
+                .with_refresh_token_ttl(Duration::from_secs(2 * 86400)),
+        ),
     );
     let mut pair = m
         .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
@@ -290,7 +292,9 @@ async fn only_the_canonical_spelling_of_a_refresh_token_verifies() {
 /// tokens are `InvalidToken`, which is what failed-attempt tracking counts.
 #[tokio::test]
 async fn genuine_tokens_of_deleted_sessions_are_revoked_or_expired() {
-    let (m, clock, store) = manager_with(config().max_sessions_per_user(1));
+    let (m, clock, store) = manager_with(
+        config().with_rules(crate::config::SessionRules::default().with_max_sessions(1)),
+    );
     let first = m
         .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
         .await
@@ -338,12 +342,12 @@ async fn refresh_tokens_survive_a_jwt_secret_rotation() {
         .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
         .await
         .unwrap();
-    let rotated = SessionManager::builder(
-        SessionConfig::new("a-brand-new-secret-a-brand-new-secret")
+    let rotated = SessionManager::builder(SessionConfig::from_tokens(
+        crate::config::TokenSettings::new("a-brand-new-secret-a-brand-new-secret")
             .unwrap()
-            .previous_secret(SECRET)
+            .with_previous_secret(SECRET)
             .unwrap(),
-    )
+    ))
     .shared_store(store.clone())
     .clock(clock.clone())
     .build()
@@ -387,7 +391,9 @@ async fn the_store_never_holds_a_refresh_token() {
 
 #[tokio::test]
 async fn eviction_ends_the_least_recently_active_session_at_once() {
-    let (m, clock, _) = manager_with(config().max_sessions_per_user(2));
+    let (m, clock, _) = manager_with(
+        config().with_rules(crate::config::SessionRules::default().with_max_sessions(2)),
+    );
     let a = m
         .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
         .await
@@ -434,9 +440,11 @@ async fn eviction_ends_the_least_recently_active_session_at_once() {
 #[tokio::test]
 async fn deny_policy_refuses_the_new_login() {
     let (m, _, _) = manager_with(
-        config()
-            .max_sessions_per_user(1)
-            .session_limit_policy(SessionLimitPolicy::Deny),
+        config().with_rules(
+            crate::config::SessionRules::default()
+                .with_max_sessions(1)
+                .with_limit_policy(SessionLimitPolicy::Deny),
+        ),
     );
     let a = m
         .create_session(crate::manager::NewSession::new("alice").roles(&roles()))
@@ -510,11 +518,13 @@ async fn a_revocation_by_another_instance_is_seen_within_the_cache_ttl() {
     let clock = ManualClock::new(1_800_000_000_000);
     let store = Arc::new(MemoryStore::new());
     let build = || {
-        SessionManager::builder(config().revocation_cache_ttl(Duration::from_millis(200)))
-            .shared_store(store.clone())
-            .clock(clock.clone())
-            .build()
-            .unwrap()
+        SessionManager::builder(config().with_revocation_cache(
+            crate::config::RevocationCacheSettings::default().with_ttl(Duration::from_millis(200)),
+        ))
+        .shared_store(store.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap()
     };
     let (one, two) = (build(), build());
     let pair = one
@@ -676,7 +686,12 @@ async fn a_second_application_on_one_redis_prefix_is_refused() {
             .unwrap()
             .with_redis(RedisSettings::new([url.clone()]).with_key_prefix(&prefix));
         if let Some(previous) = previous {
-            config = config.previous_secret(previous).unwrap();
+            config = config.with_tokens(
+                TokenSettings::new(secret)
+                    .unwrap()
+                    .with_previous_secret(previous)
+                    .unwrap(),
+            );
         }
         SessionManager::builder(config).connect()
     };

@@ -13,7 +13,7 @@ use super::{
     AttemptBackend, AttemptTracker, MemoryBackend, RateDecision, RateLimitBackend,
     too_many_requests,
 };
-use crate::config::{RateLimitConfig, SessionConfig};
+use crate::config::{AttemptConfig, RateLimitConfig};
 use crate::store::{Backing, SessionStore, StoreWarning};
 
 /// The per-client request limit: its settings and where its counts live. Shared by every route
@@ -131,8 +131,13 @@ impl fmt::Debug for Limits {
 }
 
 impl Limits {
-    /// The protections `config` sets, counting where `store` keeps its state.
-    pub(crate) fn new(config: &SessionConfig, store: &dyn SessionStore) -> Self {
+    /// The rate limit `rate_limit` and the lock-out `attempt_config` set, counting where `store`
+    /// keeps its state.
+    pub(crate) fn new(
+        rate_limit: &RateLimitConfig,
+        attempt_config: &AttemptConfig,
+        store: &dyn SessionStore,
+    ) -> Self {
         type Backends = (
             &'static str,
             Arc<dyn RateLimitBackend>,
@@ -153,13 +158,13 @@ impl Limits {
             ),
             _ => (
                 "memory",
-                Arc::new(MemoryBackend::new(config.rate_limit().max_keys)),
+                Arc::new(MemoryBackend::new(rate_limit.max_keys)),
                 None,
             ),
         };
         let attempts = match attempts {
-            Some(backend) => AttemptTracker::with_backend(config.attempts().clone(), backend),
-            None => AttemptTracker::new(config.attempts().clone()),
+            Some(backend) => AttemptTracker::with_backend(attempt_config.clone(), backend),
+            None => AttemptTracker::new(attempt_config.clone()),
         };
         let per_instance = matches!(store.backing(), Backing::Process) && store.kind() != "memory";
         if per_instance {
@@ -169,7 +174,7 @@ impl Limits {
             );
         }
         Self {
-            limiter: Arc::new(RateLimiter::new(config.rate_limit().clone(), rate)),
+            limiter: Arc::new(RateLimiter::new(rate_limit.clone(), rate)),
             attempts,
             kind,
             per_instance,

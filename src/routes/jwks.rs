@@ -71,7 +71,7 @@ mod tests {
 
     use super::*;
     use crate::SessionConfig;
-    use crate::config::Algorithm;
+    use crate::config::{Algorithm, TokenSettings};
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
     const ED: &[u8] = include_bytes!("../../tests/keys/ed_private.pem");
@@ -79,7 +79,12 @@ mod tests {
     fn manager(asymmetric: bool) -> SessionManager {
         let mut config = SessionConfig::new(SECRET).unwrap();
         if asymmetric {
-            config = config.private_key_pem(Algorithm::EdDSA, ED).unwrap();
+            config = config.with_tokens(
+                TokenSettings::new(SECRET)
+                    .unwrap()
+                    .with_private_key_pem(Algorithm::EdDSA, ED)
+                    .unwrap(),
+            );
         }
         SessionManager::new(config).unwrap()
     }

@@ -36,7 +36,7 @@
 //! a form or `text/plain` content type, never gets its body read.
 //!
 //! Refreshing through the cookie alone is accepted only with an `X-Requested-With` header or an
-//! `Origin` in the configured [`allowed_origins`](crate::SessionConfig::allowed_origins)
+//! `Origin` in the configured [`allowed_origins`](crate::config::CookieSettings::with_allowed_origins)
 //! (CSRF), else 403; and then the response body leaves `refreshToken` out, so an HttpOnly cookie
 //! stays out of reach of scripts.
 //! A client can also ask for that with `"refreshTokenDelivery": "cookie"` in the body of
@@ -223,7 +223,7 @@ impl TokenRoutes {
     }
 
     /// Serves under another prefix. The default is `/api/token`. Remember to set the cookie
-    /// path ([`SessionConfig::cookie_path`](crate::SessionConfig::cookie_path)) to match.
+    /// path ([`CookieSettings::with_path`](crate::config::CookieSettings::with_path)) to match.
     #[must_use]
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.trim_end_matches('/').into();

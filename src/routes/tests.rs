@@ -181,9 +181,9 @@ mod cookie_logout {
 
     #[tokio::test]
     async fn an_allowed_origin_is_csrf_proof_too() {
-        let config = SessionConfig::new(SECRET)
-            .unwrap()
-            .allowed_origins(["https://app.example"]);
+        let config = SessionConfig::new(SECRET).unwrap().with_cookies(
+            crate::config::CookieSettings::default().with_allowed_origins(["https://app.example"]),
+        );
         let manager = SessionManager::new(config).unwrap();
         let pair = manager
             .create_session(crate::manager::NewSession::new("alice").roles(&[] as &[String]))

@@ -81,8 +81,9 @@ mod tests {
     use serde_json::Value;
 
     use crate::config::Algorithm;
+    use crate::config::{SessionRules, TokenSettings};
     use crate::session::SessionId;
-    use crate::{SessionConfig, token::TokenCodec};
+    use crate::token::TokenCodec;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
     const ED: &[u8] = include_bytes!("../../tests/keys/ed_private.pem");
@@ -91,6 +92,14 @@ mod tests {
     const RSA: &[u8] = include_bytes!("../../tests/keys/rsa_private.pem");
     const RSA_PUBLIC: &[u8] = include_bytes!("../../tests/keys/rsa_public.pem");
     const EC: &[u8] = include_bytes!("../../tests/keys/ec_private.pem");
+
+    fn tokens() -> TokenSettings {
+        TokenSettings::new(SECRET).unwrap()
+    }
+
+    fn codec_of(tokens: &TokenSettings) -> TokenCodec {
+        TokenCodec::new(tokens, &SessionRules::default()).unwrap()
+    }
 
     fn jwks_of(codec: &TokenCodec) -> Value {
         serde_json::from_slice(codec.jwks().expect("a JWKS").json()).unwrap()
@@ -102,15 +111,13 @@ mod tests {
 
     #[test]
     fn hmac_alone_publishes_nothing() {
-        let codec = TokenCodec::new(&SessionConfig::new(SECRET).unwrap()).unwrap();
+        let codec = codec_of(&tokens());
         assert!(codec.jwks().is_none());
-        let codec = TokenCodec::new(
-            &SessionConfig::new(SECRET)
-                .unwrap()
-                .previous_secret("an-older-secret-that-was-rotated-out")
+        let codec = codec_of(
+            &tokens()
+                .with_previous_secret("an-older-secret-that-was-rotated-out")
                 .unwrap(),
-        )
-        .unwrap();
+        );
         assert!(codec.jwks().is_none());
     }
 
@@ -127,11 +134,8 @@ mod tests {
                 &["d", "p", "q", "dp", "dq", "qi"],
             ),
         ] {
-            let config = SessionConfig::new(SECRET)
-                .unwrap()
-                .private_key_pem(alg, pem)
-                .unwrap();
-            let codec = TokenCodec::new(&config).unwrap();
+            let config = tokens().with_private_key_pem(alg, pem).unwrap();
+            let codec = codec_of(&config);
             let doc = jwks_of(&codec);
             let keys = doc["keys"].as_array().unwrap();
             assert_eq!(keys.len(), 1, "{doc}");
@@ -163,18 +167,17 @@ mod tests {
 
     #[test]
     fn previous_and_next_keys_are_published_after_the_signing_key_once_each() {
-        let config = SessionConfig::new(SECRET)
+        let config = tokens()
+            .with_private_key_pem(Algorithm::EdDSA, ED)
             .unwrap()
-            .private_key_pem(Algorithm::EdDSA, ED)
+            .with_verification_key_pem(Algorithm::EdDSA, ED2_PUBLIC)
             .unwrap()
-            .verification_key_pem(Algorithm::EdDSA, ED2_PUBLIC)
-            .unwrap()
-            .verification_key_pem(Algorithm::RS256, RSA_PUBLIC)
+            .with_verification_key_pem(Algorithm::RS256, RSA_PUBLIC)
             .unwrap()
             // Named twice: published once.
-            .verification_key_pem(Algorithm::EdDSA, ED2_PUBLIC)
+            .with_verification_key_pem(Algorithm::EdDSA, ED2_PUBLIC)
             .unwrap();
-        let codec = TokenCodec::new(&config).unwrap();
+        let codec = codec_of(&config);
         let doc = jwks_of(&codec);
         let keys = doc["keys"].as_array().unwrap();
         let algs: Vec<&str> = keys.iter().map(|k| k["alg"].as_str().unwrap()).collect();
@@ -186,24 +189,22 @@ mod tests {
 
         // The signing key also listed as "next" (the runbook's phase 2 before cleaning up):
         // one entry.
-        let config = SessionConfig::new(SECRET)
+        let config = tokens()
+            .with_private_key_pem(Algorithm::EdDSA, ED2)
             .unwrap()
-            .private_key_pem(Algorithm::EdDSA, ED2)
-            .unwrap()
-            .verification_key_pem(Algorithm::EdDSA, ED2_PUBLIC)
+            .with_verification_key_pem(Algorithm::EdDSA, ED2_PUBLIC)
             .unwrap();
-        let codec = TokenCodec::new(&config).unwrap();
+        let codec = codec_of(&config);
         assert_eq!(jwks_of(&codec)["keys"].as_array().unwrap().len(), 1);
     }
 
     #[test]
     fn the_etag_follows_the_keys_and_nothing_else() {
         let make = |pem: &[u8]| {
-            let config = SessionConfig::new(SECRET)
-                .unwrap()
-                .private_key_pem(Algorithm::EdDSA, pem)
+            let config = tokens()
+                .with_private_key_pem(Algorithm::EdDSA, pem)
                 .unwrap();
-            TokenCodec::new(&config).unwrap().jwks().unwrap().clone()
+            codec_of(&config).jwks().unwrap().clone()
         };
         let (a, again, b) = (make(ED), make(ED), make(ED2));
         assert_eq!(a.etag(), again.etag(), "another instance, the same tag");
@@ -212,13 +213,13 @@ mod tests {
         assert!(!a.etag().starts_with("W/"), "a strong tag");
     }
 
-    fn env(vars: &[(&str, &str)]) -> Result<SessionConfig, crate::config::ConfigError> {
+    fn env(vars: &[(&str, &str)]) -> Result<TokenSettings, crate::config::ConfigError> {
         let map: std::collections::HashMap<&str, &str> = vars
             .iter()
             .copied()
             .chain([("JWT_SECRET", SECRET)])
             .collect();
-        SessionConfig::from_lookup(|k| map.get(k).map(|v| v.to_string()))
+        TokenSettings::from_lookup(|k| map.get(k).map(|v| v.to_string()))
     }
 
     const RSA_STR: &str = include_str!("../../tests/keys/rsa_private.pem");
@@ -231,6 +232,7 @@ mod tests {
     fn a_previous_key_of_another_algorithm_is_on_the_default_allow_list() {
         let old = TokenCodec::new(
             &env(&[("JWT_ALGORITHM", "RS256"), ("JWT_PRIVATE_KEY", RSA_STR)]).unwrap(),
+            &SessionRules::default(),
         )
         .unwrap();
         let token = old.issue("alice", SessionId::random(), &[]).token;
@@ -244,12 +246,14 @@ mod tests {
                 ),
             ])
             .unwrap(),
+            &SessionRules::default(),
         )
         .unwrap();
         assert_eq!(new.verify(&token).unwrap().user_id(), "alice");
         // Without the previous key it is refused.
         let alone = TokenCodec::new(
             &env(&[("JWT_ALGORITHM", "EdDSA"), ("JWT_PRIVATE_KEY", ED_STR)]).unwrap(),
+            &SessionRules::default(),
         )
         .unwrap();
         assert!(alone.verify(&token).is_err());

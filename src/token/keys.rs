@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 
-use crate::config::{Algorithm as Alg, ConfigError, PemKey, SessionConfig, TokenSettings, key_id};
+use crate::config::{Algorithm as Alg, ConfigError, PemKey, TokenSettings, key_id};
 
 use super::claims::OutHeader;
 use super::jwks::Jwks;
@@ -107,8 +107,7 @@ impl KeySet {
     /// # Errors
     /// [`ConfigError::Conflict`] when the signing PEM has no private key, [`ConfigError::Key`]
     /// when a public key has no JWK form.
-    pub(super) fn from_config(config: &SessionConfig) -> Result<Self, ConfigError> {
-        let tokens = config.tokens();
+    pub(super) fn from_tokens(tokens: &TokenSettings) -> Result<Self, ConfigError> {
         let current = VerifyKey::hmac(tokens.secret().expose(), tokens);
         let signing = tokens
             .signing_pem()
@@ -117,9 +116,9 @@ impl KeySet {
         let (alg, kid, signer) = match tokens.signing_pem().zip(signing.as_ref()) {
             Some((pem, key)) => {
                 let encoding = pem.encoding.clone().ok_or(ConfigError::Conflict {
-                    name: "signing_key_pem",
+                    name: "TokenSettings::with_signing_key_pem",
                     reason: "the signing key has no private key".to_owned(),
-                    fix: "give signing_key_pem the private key too".to_owned(),
+                    fix: "give TokenSettings::with_signing_key_pem the private key too".to_owned(),
                 })?;
                 (pem.alg, key.kid.to_string(), encoding)
             }

@@ -44,7 +44,7 @@ use std::time::SystemTime;
 use jsonwebtoken::Algorithm;
 
 use crate::clock::{Clock, SharedClock, SystemClock, duration_ms, secs_to_ms};
-use crate::config::{ConfigError, SessionConfig};
+use crate::config::{ConfigError, SessionRules, TokenSettings};
 use crate::session::Session;
 
 pub use jwks::Jwks;
@@ -80,9 +80,11 @@ struct Inner {
 /// Issues and verifies access tokens. Cheap to clone.
 ///
 /// ```
-/// use tower_jwt_session::{SessionConfig, session::SessionId, token::TokenCodec};
+/// use tower_jwt_session::config::{SessionRules, TokenSettings};
+/// use tower_jwt_session::{session::SessionId, token::TokenCodec};
 ///
-/// let codec = TokenCodec::new(&SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+/// let tokens = TokenSettings::new("0123456789abcdef0123456789abcdef")?;
+/// let codec = TokenCodec::new(&tokens, &SessionRules::default())?;
 /// let sid = SessionId::random();
 /// let token = codec.issue("alice", sid, &["user".to_owned()]);
 /// let session = codec.verify(&token.token).expect("a fresh token verifies");
@@ -162,21 +164,39 @@ pub(crate) struct Decoded {
 }
 
 impl TokenCodec {
-    /// A codec for the keys, issuer, audience, leeway and access-token lifetime of `config`,
-    /// on the system clock.
+    /// A codec for the keys, algorithms, issuer, audience, leeway, realm and verified-token
+    /// cache of `tokens`, issuing access tokens that live as long as `rules` says and advising a
+    /// refresh at its threshold; on the system clock.
+    ///
+    /// ```
+    /// use tower_jwt_session::config::{SessionRules, TokenSettings};
+    /// use tower_jwt_session::token::TokenCodec;
+    ///
+    /// let tokens = TokenSettings::new("0123456789abcdef0123456789abcdef")?
+    ///     .with_issuer("https://auth.example.com");
+    /// let codec = TokenCodec::new(&tokens, &SessionRules::default())?;
+    /// # let _ = codec;
+    /// # Ok::<(), tower_jwt_session::config::ConfigError>(())
+    /// ```
     ///
     /// # Errors
-    /// [`ConfigError`] when the configuration does not validate.
-    pub fn new(config: &SessionConfig) -> Result<Self, ConfigError> {
-        Self::with_clock(config, Arc::new(SystemClock))
+    /// [`ConfigError`] when the settings do not validate, or do not fit together (a leeway as
+    /// long as the access token's lifetime).
+    pub fn new(tokens: &TokenSettings, rules: &SessionRules) -> Result<Self, ConfigError> {
+        Self::with_clock(tokens, rules, Arc::new(SystemClock))
     }
 
     /// As [`new`](Self::new), reading time from `clock`.
     ///
     /// # Errors
     /// As [`new`](Self::new).
-    pub fn with_clock(config: &SessionConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
-        config.validate()?;
+    pub fn with_clock(
+        tokens: &TokenSettings,
+        rules: &SessionRules,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        rules.validate()?;
+        tokens.validate_with(rules)?;
         let KeySet {
             alg,
             header_b64,
@@ -184,8 +204,8 @@ impl TokenCodec {
             keys,
             default_allowed,
             jwks,
-        } = KeySet::from_config(config)?;
-        let allowed = config.tokens().allowed_algorithms().map_or_else(
+        } = KeySet::from_tokens(tokens)?;
+        let allowed = tokens.allowed_algorithms().map_or_else(
             || default_allowed,
             |algs| algs.iter().map(|a| a.to_jwt()).collect(),
         );
@@ -201,13 +221,17 @@ impl TokenCodec {
                 keys,
                 jwks,
                 allowed,
-                issuer: config.tokens().issuer().map(Into::into),
-                audience: config.tokens().audience().map(Into::into),
-                leeway_ms: secs_to_ms(config.tokens().leeway().as_secs()),
-                access_ttl_ms: duration_ms(config.rules().access_token_ttl()),
-                refresh_threshold_ms: secs_to_ms(config.rules().refresh_threshold().as_secs()),
-                realm: crate::error::sanitize_realm(config.tokens().realm()).into(),
-                verified: verified::VerifiedCache::new(config),
+                issuer: tokens.issuer().map(Into::into),
+                audience: tokens.audience().map(Into::into),
+                leeway_ms: secs_to_ms(tokens.leeway().as_secs()),
+                access_ttl_ms: duration_ms(rules.access_token_ttl()),
+                refresh_threshold_ms: secs_to_ms(rules.refresh_threshold().as_secs()),
+                realm: crate::error::sanitize_realm(tokens.realm()).into(),
+                verified: verified::VerifiedCache::new(
+                    tokens.verified_cache(),
+                    tokens.leeway(),
+                    rules.access_token_ttl(),
+                ),
                 clock,
             }),
         })
@@ -241,17 +265,19 @@ impl TokenCodec {
     /// Built once, when the codec is.
     ///
     /// ```
-    /// use tower_jwt_session::{SessionConfig, token::TokenCodec};
+    /// use tower_jwt_session::config::{Algorithm, SessionRules, TokenSettings};
+    /// use tower_jwt_session::token::TokenCodec;
     ///
-    /// let hmac = TokenCodec::new(&SessionConfig::new("0123456789abcdef0123456789abcdef")?)?;
+    /// let rules = SessionRules::default();
+    /// let tokens = TokenSettings::new("0123456789abcdef0123456789abcdef")?;
+    /// let hmac = TokenCodec::new(&tokens, &rules)?;
     /// assert!(hmac.jwks().is_none());
     ///
     /// let pem = b"-----BEGIN PRIVATE KEY-----
     /// MC4CAQAwBQYDK2VwBCIEIJXAiS6KjV+utZioVnAvWREv3l8Am2IEIveQr7ixe8Om
     /// -----END PRIVATE KEY-----";
-    /// let config = SessionConfig::new("0123456789abcdef0123456789abcdef")?
-    ///     .private_key_pem(tower_jwt_session::config::Algorithm::EdDSA, pem)?;
-    /// let jwks = TokenCodec::new(&config)?.jwks().expect("a public key").clone();
+    /// let tokens = tokens.with_private_key_pem(Algorithm::EdDSA, pem)?;
+    /// let jwks = TokenCodec::new(&tokens, &rules)?.jwks().expect("a public key").clone();
     /// let doc: serde_json::Value = serde_json::from_slice(jwks.json())?;
     /// assert_eq!(doc["keys"][0]["kty"], "OKP");
     /// assert_eq!(doc["keys"][0]["use"], "sig");

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::config::SessionConfig;
+use crate::config::TokenSettings;
 use crate::session::SessionId;
 
 const REFRESH_PREFIX: &str = "tjs1";
@@ -74,11 +74,11 @@ impl RefreshClaims {
 pub(crate) struct RefreshKeys(Vec<Hmac<Sha256>>);
 
 impl RefreshKeys {
-    /// The keys derived from the secret and the previous secrets of `config`.
-    pub(crate) fn from_config(config: &SessionConfig) -> Self {
+    /// The keys derived from the secret and the previous secrets of `tokens`.
+    pub(crate) fn from_tokens(tokens: &TokenSettings) -> Self {
         Self(
-            std::iter::once(config.tokens().secret())
-                .chain(config.tokens().previous_secrets())
+            std::iter::once(tokens.secret())
+                .chain(tokens.previous_secrets())
                 .map(|secret| refresh_key(secret.expose()))
                 .collect(),
         )

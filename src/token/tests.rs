@@ -22,14 +22,15 @@ fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-fn config() -> SessionConfig {
-    SessionConfig::new(SECRET).unwrap()
+fn config() -> TokenSettings {
+    TokenSettings::new(SECRET).unwrap()
 }
 
-fn codec_with(config: SessionConfig) -> (TokenCodec, ManualClock) {
+fn codec_with(tokens: TokenSettings) -> (TokenCodec, ManualClock) {
     let clock = ManualClock::new(NOW_MS);
+    let rules = SessionRules::default();
     (
-        TokenCodec::with_clock(&config, Arc::new(clock.clone())).unwrap(),
+        TokenCodec::with_clock(&tokens, &rules, Arc::new(clock.clone())).unwrap(),
         clock,
     )
 }
@@ -96,7 +97,7 @@ fn raw(header: &str, payload: &str) -> String {
 
 #[test]
 fn issued_tokens_verify_and_carry_the_rfc9068_header_and_claims() {
-    let (codec, _) = codec_with(config().issuer("https://iss").audience("api"));
+    let (codec, _) = codec_with(config().with_issuer("https://iss").with_audience("api"));
     let sid = SessionId::random();
     let issued = codec.issue("alice", sid, &["user".into(), "admin".into()]);
     assert_eq!(issued.expires_at, at(NOW + 7200));
@@ -185,7 +186,7 @@ fn algorithms_outside_the_allow_list_are_refused() {
         AuthError::UnsupportedAlgorithm
     );
     // Listed, but the key is bound to HS256.
-    let (wide, _) = codec_with(config().allowed_algorithms([Alg::HS256, Alg::HS512]));
+    let (wide, _) = codec_with(config().with_allowed_algorithms([Alg::HS256, Alg::HS512]));
     assert_eq!(
         wide.verify(&hs512).unwrap_err(),
         AuthError::UnsupportedAlgorithm
@@ -294,7 +295,7 @@ fn unknown_or_missing_kid_is_refused_and_listed_previous_keys_are_accepted() {
         OLD_SECRET.as_bytes(),
     );
     assert_eq!(codec.verify(&old).unwrap_err(), AuthError::UnknownKey);
-    let (rotated, _) = codec_with(config().previous_secret(OLD_SECRET).unwrap());
+    let (rotated, _) = codec_with(config().with_previous_secret(OLD_SECRET).unwrap());
     assert!(rotated.verify(&old).is_ok());
     // The previous key verifies only its own tokens.
     let mislabelled = sign(
@@ -362,7 +363,7 @@ fn time_rules_apply_with_leeway() {
     clock.set((NOW + 40) * 1000);
     assert_eq!(codec.verify(&t).unwrap_err(), AuthError::Expired);
 
-    let (strict, clock) = codec_with(config().leeway(Duration::ZERO));
+    let (strict, clock) = codec_with(config().with_leeway(Duration::ZERO));
     clock.set((NOW + 10) * 1000);
     assert_eq!(
         strict.verify(&t).unwrap_err(),
@@ -380,7 +381,7 @@ fn time_rules_apply_with_leeway() {
 
 #[test]
 fn issuer_and_audience_are_required_when_configured() {
-    let (codec, _) = codec_with(config().issuer("https://iss").audience("api"));
+    let (codec, _) = codec_with(config().with_issuer("https://iss").with_audience("api"));
     let mut c = claims();
     assert_eq!(
         codec.verify(&good(&c)).unwrap_err(),
@@ -490,7 +491,7 @@ fn asymmetric_algorithms_work_and_confusion_is_refused() {
             include_bytes!("../../tests/keys/ed_public.pem"),
         ),
     ] {
-        let (codec, _) = codec_with(config().signing_key_pem(alg, private, public).unwrap());
+        let (codec, _) = codec_with(config().with_signing_key_pem(alg, private, public).unwrap());
         let issued = codec.issue("alice", SessionId::random(), &[]);
         assert_eq!(
             jsonwebtoken::decode_header(&issued.token).unwrap().alg,
@@ -511,9 +512,9 @@ fn asymmetric_algorithms_work_and_confusion_is_refused() {
     // Algorithm confusion: an HS256 token keyed with the RSA public key, naming the RSA kid.
     let (codec, _) = codec_with(
         config()
-            .signing_key_pem(Alg::RS256, rsa_private, rsa_public)
+            .with_signing_key_pem(Alg::RS256, rsa_private, rsa_public)
             .unwrap()
-            .allowed_algorithms([Alg::RS256, Alg::HS256]),
+            .with_allowed_algorithms([Alg::RS256, Alg::HS256]),
     );
     let rsa_kid =
         jsonwebtoken::decode_header(&codec.issue("alice", SessionId::random(), &[]).token)
@@ -532,12 +533,12 @@ fn asymmetric_algorithms_work_and_confusion_is_refused() {
     );
 
     assert!(matches!(
-        config().signing_key_pem(Alg::RS256, b"not a pem", rsa_public),
+        config().with_signing_key_pem(Alg::RS256, b"not a pem", rsa_public),
         Err(ConfigError::Key { .. })
     ));
     assert!(
         config()
-            .signing_key_pem(Alg::HS256, rsa_private, rsa_public)
+            .with_signing_key_pem(Alg::HS256, rsa_private, rsa_public)
             .is_err()
     );
 }
@@ -602,7 +603,7 @@ fn parser_differentials_are_refused() {
     ] {
         assert!(codec.verify(&raw(&header, &p)).is_err(), "{p}");
     }
-    let (with_iss, _) = codec_with(config().issuer("https://iss"));
+    let (with_iss, _) = codec_with(config().with_issuer("https://iss"));
     let p = body(r#""iss":["https://iss","https://evil"]"#);
     assert!(with_iss.verify(&raw(&header, &p)).is_err(), "{p}");
 
@@ -707,7 +708,7 @@ fn public_key_kids_are_rfc7638_thumbprints() {
             "x10CxuCFTPcM4ObjX1wbYDbk3PKSz2kD6ORlccs94kg",
         ),
     ] {
-        let (codec, _) = codec_with(config().signing_key_pem(alg, private, public).unwrap());
+        let (codec, _) = codec_with(config().with_signing_key_pem(alg, private, public).unwrap());
         let issued = codec.issue("alice", SessionId::random(), &[]);
         let header = jsonwebtoken::decode_header(&issued.token).unwrap();
         assert_eq!(header.kid.as_deref(), Some(thumbprint), "{alg:?}");
@@ -715,9 +716,9 @@ fn public_key_kids_are_rfc7638_thumbprints() {
         let rewrapped = std::str::from_utf8(public).unwrap().replace('\n', "\r\n");
         let (verifier, _) = codec_with(
             config()
-                .verification_key_pem(alg, rewrapped.as_bytes())
+                .with_verification_key_pem(alg, rewrapped.as_bytes())
                 .unwrap()
-                .allowed_algorithms([alg]),
+                .with_allowed_algorithms([alg]),
         );
         assert_eq!(
             verifier.verify(&issued.token).unwrap().user_id(),
@@ -805,8 +806,12 @@ fn claims_that_would_pass_the_token_limit_are_refused_exactly_at_it() {
         include_bytes!("../../tests/keys/rsa_public.pem"),
     );
     for config in [
-        config().issuer("https://issuer.example").audience("api"),
-        config().signing_key_pem(Alg::RS256, rsa.0, rsa.1).unwrap(),
+        config()
+            .with_issuer("https://issuer.example")
+            .with_audience("api"),
+        config()
+            .with_signing_key_pem(Alg::RS256, rsa.0, rsa.1)
+            .unwrap(),
     ] {
         let (codec, _) = codec_with(config);
         let roles = vec!["user".to_owned(), "admin".to_owned()];
@@ -931,7 +936,7 @@ fn the_high_s_twin_of_an_ecdsa_token_is_refused() {
             &include_bytes!("../../tests/keys/ec384_private.pem")[..],
         ),
     ] {
-        let (codec, _) = codec_with(config().private_key_pem(alg, private).unwrap());
+        let (codec, _) = codec_with(config().with_private_key_pem(alg, private).unwrap());
         // p256 and p384 sign with a high S half of the time: enough tokens to meet both.
         for n in 0..32 {
             let token = codec.issue("alice", SessionId::random(), &[]).token;
@@ -959,7 +964,7 @@ fn the_high_s_twin_of_an_ecdsa_token_is_refused() {
 #[test]
 fn a_high_s_signature_is_refused_whoever_made_it() {
     let private = include_bytes!("../../tests/keys/ec_private.pem");
-    let (codec, _) = codec_with(config().private_key_pem(Alg::ES256, private).unwrap());
+    let (codec, _) = codec_with(config().with_private_key_pem(Alg::ES256, private).unwrap());
     let kid = jsonwebtoken::decode_header(&codec.issue("a", SessionId::random(), &[]).token)
         .unwrap()
         .kid;

@@ -1,6 +1,10 @@
 //! The cache of verified tokens in front of verification, as Envoy's `jwt_authn` keeps one
 //! (`jwt_cache_config`): a token seen again is not verified again.
 //!
+//! The first of the request path's cache tiers. It answers "this token verified" and never
+//! whether its session is revoked: that is the revocation cache's, whose module doc
+//! (`manager::cache`) states the property the tiers keep together.
+//!
 //! - **Keyed by the whole token.** A keyed hash finds the entry and the map compares the whole
 //!   stored token with the presented one, byte for byte, before it answers: a hash match alone is
 //!   never a pass. The hash reads only the token's last [`TAIL`] bytes and its length: the tail
@@ -28,9 +32,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use crate::clock::duration_ms;
-use crate::config::{SessionConfig, TokenCacheSettings};
+use crate::config::TokenCacheSettings;
 use crate::error::AuthError;
 use crate::session::Session;
 use crate::telemetry::{Eviction, TokenCacheMetrics};
@@ -92,22 +97,26 @@ pub(crate) struct VerifiedCache {
 }
 
 impl VerifiedCache {
-    /// The cache `config` asks for.
-    pub(super) fn new(config: &SessionConfig) -> Self {
+    /// The cache `settings` ask for, for tokens that live at most `access_ttl` past their
+    /// `iat` and are accepted `leeway` past their `exp`.
+    pub(super) fn new(
+        settings: &TokenCacheSettings,
+        leeway: Duration,
+        access_ttl: Duration,
+    ) -> Self {
         let metrics = TokenCacheMetrics::register();
-        let settings: &TokenCacheSettings = config.token_cache();
         if !settings.is_enabled() {
             return Self { map: None, metrics };
         }
         let capacity = settings.capacity().min(MAX_CAPACITY) as usize;
         let ways = capacity.min(WAYS);
-        let leeway_ms = duration_ms(config.tokens().leeway());
+        let leeway_ms = duration_ms(leeway);
         let map = TokenMap {
             sets: (0..capacity / ways).map(|_| RwLock::default()).collect(),
             ways,
             hash: TailHash::new(),
             leeway_ms,
-            longest_ms: duration_ms(config.rules().access_token_ttl()).saturating_add(leeway_ms),
+            longest_ms: duration_ms(access_ttl).saturating_add(leeway_ms),
         };
         Self {
             map: Some(map),
@@ -333,6 +342,7 @@ mod tests {
 
     use super::*;
     use crate::clock::{Clock as _, ManualClock};
+    use crate::config::{SessionRules, TokenCacheSettings, TokenSettings};
     use crate::session::SessionId;
 
     thread_local! {
@@ -343,16 +353,17 @@ mod tests {
     const NOW_MS: u64 = 1_800_000_000_000;
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
-    fn config() -> SessionConfig {
-        SessionConfig::new(SECRET)
+    fn config() -> TokenSettings {
+        TokenSettings::new(SECRET)
             .unwrap()
-            .access_token_ttl(Duration::from_secs(3600))
-            .leeway(Duration::from_secs(30))
+            .with_leeway(Duration::from_secs(30))
     }
 
-    fn codec_with(config: SessionConfig) -> (TokenCodec, ManualClock) {
+    /// A codec of `tokens` whose access tokens live an hour.
+    fn codec_with(tokens: TokenSettings) -> (TokenCodec, ManualClock) {
         let clock = ManualClock::new(NOW_MS);
-        let codec = TokenCodec::with_clock(&config, Arc::new(clock.clone())).unwrap();
+        let rules = SessionRules::default().with_access_token_ttl(Duration::from_secs(3600));
+        let codec = TokenCodec::with_clock(&tokens, &rules, Arc::new(clock.clone())).unwrap();
         (codec, clock)
     }
 
@@ -502,7 +513,9 @@ mod tests {
 
     #[test]
     fn the_tokens_in_use_survive_a_flood_of_new_ones() {
-        let (codec, clock) = codec_with(config().verified_cache_capacity(64));
+        let (codec, clock) = codec_with(
+            config().with_verified_cache(TokenCacheSettings::default().with_capacity(64)),
+        );
         let now = clock.now_ms();
         let hot: Vec<String> = (0..8)
             .map(|i| {
@@ -544,11 +557,8 @@ mod tests {
     #[test]
     fn invalid_tokens_never_enter() {
         let (codec, clock) = codec();
-        let (other, _) = codec_with(
-            SessionConfig::new("another-secret-another-secret-another!")
-                .unwrap()
-                .access_token_ttl(Duration::from_secs(3600)),
-        );
+        let (other, _) =
+            codec_with(TokenSettings::new("another-secret-another-secret-another!").unwrap());
         // Issued an hour and a half ago: expired beyond the leeway.
         clock.set(NOW_MS - 5_400_000);
         let expired = codec.issue("old", SessionId::random(), &[]).token;
@@ -580,7 +590,9 @@ mod tests {
 
     #[test]
     fn a_flood_of_valid_tokens_stays_within_the_capacity() {
-        let (codec, clock) = codec_with(config().verified_cache_capacity(100));
+        let (codec, clock) = codec_with(
+            config().with_verified_cache(TokenCacheSettings::default().with_capacity(100)),
+        );
         for i in 0..3_000 {
             let token = codec
                 .issue(&format!("user{i}"), SessionId::random(), &[])
@@ -667,7 +679,9 @@ mod tests {
 
     #[test]
     fn off_means_no_entries() {
-        let (codec, clock) = codec_with(config().verified_cache_capacity(0));
+        let (codec, clock) = codec_with(
+            config().with_verified_cache(TokenCacheSettings::default().with_capacity(0)),
+        );
         let token = codec.issue("alice", SessionId::random(), &[]).token;
         let first = codec
             .verify_cached(token.as_bytes(), clock.now_ms())

@@ -45,9 +45,9 @@ impl App {
     }
 
     fn memory(clock: &ManualClock, max_sessions: usize) -> App {
-        let config = SessionConfig::new(SECRET)
-            .unwrap()
-            .max_sessions_per_user(max_sessions);
+        let config = SessionConfig::new(SECRET).unwrap().with_rules(
+            tower_jwt_session::config::SessionRules::default().with_max_sessions(max_sessions),
+        );
         let manager = SessionManager::builder(config)
             .clock(clock.clone())
             .build()

@@ -44,9 +44,10 @@ impl CredentialCheck for Users {
 }
 
 fn config() -> SessionConfig {
-    SessionConfig::new(common::SECRET)
-        .unwrap()
-        .allowed_origins(["https://app.example.com"])
+    SessionConfig::new(common::SECRET).unwrap().with_cookies(
+        tower_jwt_session::config::CookieSettings::default()
+            .with_allowed_origins(["https://app.example.com"]),
+    )
 }
 
 fn service(config: SessionConfig) -> (LoginService<Users>, Users) {
@@ -443,9 +444,11 @@ async fn claims_from_the_check_reach_the_token_and_refused_ones_are_500() {
 #[tokio::test]
 async fn the_deny_policy_refuses_a_login_over_the_limit_with_403() {
     let (login, _) = service(
-        config()
-            .max_sessions_per_user(1)
-            .session_limit_policy(SessionLimitPolicy::Deny),
+        config().with_rules(
+            tower_jwt_session::config::SessionRules::default()
+                .with_max_sessions(1)
+                .with_limit_policy(SessionLimitPolicy::Deny),
+        ),
     );
     assert_eq!(send(&login, build(post(), GOOD)).await.status, 200);
     let reply = send(&login, build(post(), GOOD)).await;

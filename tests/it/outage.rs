@@ -130,7 +130,7 @@ async fn redis_stack(timeout: Duration, reuse: Duration) -> Stack {
     let url = format!("redis://{}", freezer.addr);
     let config = SessionConfig::new(SECRET)
         .unwrap()
-        .refresh_reuse_interval(reuse)
+        .with_rules(tower_jwt_session::config::SessionRules::default().with_reuse_interval(reuse))
         .with_redis(
             RedisSettings::new([url])
                 .with_key_prefix(redis_server::unique_prefix("outage"))
@@ -156,7 +156,7 @@ async fn postgres_stack(timeout: Duration, reuse: Duration) -> Stack {
     );
     let config = SessionConfig::new(SECRET)
         .unwrap()
-        .refresh_reuse_interval(reuse)
+        .with_rules(tower_jwt_session::config::SessionRules::default().with_reuse_interval(reuse))
         .with_postgres(PostgresSettings::new(&url).with_timeout(timeout));
     let store = PostgresStore::connect(config.postgres()).await.unwrap();
     Stack {

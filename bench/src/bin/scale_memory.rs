@@ -46,7 +46,10 @@ fn main() {
         let manager = SessionManager::builder(
             SessionConfig::new(tjs_bench::SECRET)
                 .unwrap()
-                .revocation_cache_capacity(1_000),
+                .with_revocation_cache(
+                    tower_jwt_session::config::RevocationCacheSettings::default()
+                        .with_capacity(1_000),
+                ),
         )
         .shared_store(store.clone() as Arc<dyn SessionStore>)
         .build()

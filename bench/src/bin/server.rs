@@ -50,12 +50,13 @@ fn main() {
             }
             "session" | "session-nocache" => {
                 use axum::{Json, Router, response::IntoResponse, routing::get};
+                use tower_jwt_session::config::{TokenCacheSettings, TokenSettings};
                 use tower_jwt_session::{Session, SessionConfig, SessionLayer, SessionManager};
-                let mut config = SessionConfig::new(SECRET).unwrap();
+                let mut tokens = TokenSettings::new(SECRET).unwrap();
                 if variant == "session-nocache" {
-                    config = config.verified_cache_capacity(0);
+                    tokens = tokens.with_verified_cache(TokenCacheSettings::off());
                 }
-                let manager = SessionManager::new(config).unwrap();
+                let manager = SessionManager::new(SessionConfig::from_tokens(tokens)).unwrap();
                 let pair = manager
                     .create_session(
                         tower_jwt_session::manager::NewSession::new("alice")

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use tower_jwt_session::SessionConfig;
+use tower_jwt_session::config::{SessionRules, TokenCacheSettings, TokenSettings};
 use tower_jwt_session::session::SessionId;
 use tower_jwt_session::token::TokenCodec;
 
@@ -24,12 +24,13 @@ fn main() {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let mut config = SessionConfig::new(tjs_bench::SECRET).unwrap();
+    let mut settings = TokenSettings::new(tjs_bench::SECRET).unwrap();
     if let Some(capacity) = args.next().and_then(|a| a.parse().ok()) {
-        config = config.verified_cache_capacity(capacity);
+        settings =
+            settings.with_verified_cache(TokenCacheSettings::default().with_capacity(capacity));
     }
-    let capacity = config.token_cache().capacity();
-    let codec = TokenCodec::new(&config).unwrap();
+    let capacity = settings.verified_cache().capacity();
+    let codec = TokenCodec::new(&settings, &SessionRules::default()).unwrap();
     let roles = ["user".to_owned(), "admin".to_owned()];
     println!(
         "# capacity {capacity}, rss before {:.1} MiB",

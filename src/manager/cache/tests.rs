@@ -415,7 +415,10 @@ async fn a_resync_during_a_lookup_does_not_cache_the_read_it_made_before() {
 /// lookup from writing `Active`.
 #[tokio::test]
 async fn a_pushed_revocation_that_left_a_full_cache_still_wins_over_an_in_flight_lookup() {
-    let held = lookup_held_open_with(config().revocation_cache_capacity(16)).await;
+    let held = lookup_held_open_with(config().with_revocation_cache(
+        crate::config::RevocationCacheSettings::default().with_capacity(16),
+    ))
+    .await;
     let cache = held.manager.revocation_cache().clone();
     // A busy cache: full of other sessions, in use. Its admission policy keeps them over a
     // session seen once.
@@ -460,7 +463,11 @@ async fn an_invalidate_during_a_lookup_makes_the_next_check_ask_the_store() {
 #[tokio::test]
 async fn an_active_answer_lives_from_the_start_of_its_read_not_from_its_write() {
     let ttl = Duration::from_millis(250);
-    let held = lookup_held_open_with(config().revocation_cache_ttl(ttl)).await;
+    let held = lookup_held_open_with(
+        config()
+            .with_revocation_cache(crate::config::RevocationCacheSettings::default().with_ttl(ttl)),
+    )
+    .await;
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     let (manager, store, login, answered_active) = held.finish().await;
     assert!(answered_active, "the read itself said active");
@@ -647,7 +654,10 @@ async fn a_lookup_that_finds_the_session_ended_voids_its_memos() {
 #[tokio::test]
 async fn a_memo_lives_no_longer_than_its_entry() {
     let ttl = Duration::from_millis(150);
-    let (manager, store) = manager_with(config().revocation_cache_ttl(ttl));
+    let (manager, store) = manager_with(
+        config()
+            .with_revocation_cache(crate::config::RevocationCacheSettings::default().with_ttl(ttl)),
+    );
     let login = manager
         .create_session(crate::manager::NewSession::new("alice"))
         .await

@@ -757,10 +757,12 @@ async fn a_prefix_belongs_to_one_application() {
         matches!(&err, StoreError::Misconfigured(m) if m.contains("DATABASE_TABLE_PREFIX `tjs`")),
         "{err:?}"
     );
-    let rotated = crate::SessionConfig::new("rotated-application-secret-0123456789abcd")
-        .unwrap()
-        .previous_secret("first-application-secret-0123456789abcdef")
-        .unwrap();
+    let rotated = crate::SessionConfig::from_tokens(
+        crate::config::TokenSettings::new("rotated-application-secret-0123456789abcd")
+            .unwrap()
+            .with_previous_secret("first-application-secret-0123456789abcdef")
+            .unwrap(),
+    );
     store.claim(&rotated).await.unwrap();
     let elsewhere = PostgresStore::connect(&settings(&db).with_table_prefix("other").unwrap())
         .await
@@ -768,7 +770,8 @@ async fn a_prefix_belongs_to_one_application() {
     elsewhere.claim(&other).await.unwrap();
     // Fingerprints unused for the session lifetime are forgotten.
     let later = crate::clock::unix_ms(std::time::SystemTime::now()) + 10_000_000_000;
-    let fingerprints = crate::token::refresh::RefreshKeys::from_config(&other).owner_fingerprints();
+    let fingerprints =
+        crate::token::refresh::RefreshKeys::from_tokens(other.tokens()).owner_fingerprints();
     store.claim_with(&fingerprints, later, 1_000).await.unwrap();
 }
 

@@ -228,7 +228,7 @@ impl RedisStore {
     pub async fn claim(&self, config: &crate::SessionConfig) -> Result<(), StoreError> {
         let rules = config.rules();
         self.claim_with(
-            &crate::token::refresh::RefreshKeys::from_config(config).owner_fingerprints(),
+            &crate::token::refresh::RefreshKeys::from_tokens(config.tokens()).owner_fingerprints(),
             crate::clock::unix_ms(std::time::SystemTime::now()),
             crate::clock::duration_ms(rules.session_ttl() + rules.access_token_ttl()),
         )

@@ -375,13 +375,17 @@ mod token_kind_confusion {
 // ---------------------------------------------------------------------------------------------
 mod session_api {
     use crate::adversarial::*;
-    use tower_jwt_session::{SessionConfig, session::SessionId, token::TokenCodec};
+    use tower_jwt_session::{session::SessionId, token::TokenCodec};
 
     /// `Session::expires_at` on a validly signed token with a far `exp` must not panic:
     /// `UNIX_EPOCH + Duration::from_secs(u64::MAX)` overflows `SystemTime`.
     #[test]
     fn expires_at_of_a_far_exp_does_not_panic() {
-        let codec = TokenCodec::new(&SessionConfig::new(SECRET).unwrap()).unwrap();
+        let codec = TokenCodec::new(
+            &tower_jwt_session::config::TokenSettings::new(SECRET).unwrap(),
+            &Default::default(),
+        )
+        .unwrap();
         let genuine = codec.issue("alice", SessionId::random(), &[]);
         let claims = with(part(&genuine.token, 1), "exp", json!(u64::MAX));
         let session = codec.verify(&forge(&good_header(), &claims)).unwrap();

@@ -50,7 +50,7 @@ mod alg_none {
 // RFC 8725 §2.1 / §3.1, OWASP "algorithm confusion". The example server signs HS256 only (its
 // configuration has no PEM key), so end to end this tries other algorithms against its HMAC
 // key; the HS256-signed-with-the-RS256-public-key attack needs an RS256 key configured, and is
-// driven through the public `SessionConfig::signing_key_pem` / `TokenCodec` / `SessionLayer` API
+// driven through the public `TokenSettings::with_signing_key_pem` / `TokenCodec` / `SessionLayer` API
 // in `codec_level` below.
 // ---------------------------------------------------------------------------------------------
 mod algorithm_confusion {
@@ -103,12 +103,14 @@ mod algorithm_confusion {
             ),
         ];
         for (alg, private, public) in keys {
-            let config = SessionConfig::new(SECRET)
-                .unwrap()
-                .signing_key_pem(alg, private, public)
-                .unwrap()
-                .allowed_algorithms([alg, Algorithm::HS256]);
-            let codec = TokenCodec::new(&config).unwrap();
+            let config = SessionConfig::from_tokens(
+                tower_jwt_session::config::TokenSettings::new(SECRET)
+                    .unwrap()
+                    .with_signing_key_pem(alg, private, public)
+                    .unwrap()
+                    .with_allowed_algorithms([alg, Algorithm::HS256]),
+            );
+            let codec = TokenCodec::new(config.tokens(), config.rules()).unwrap();
             let genuine = codec.issue("alice", SessionId::random(), &["user".to_owned()]);
             assert!(codec.verify(&genuine.token).is_ok(), "{alg:?} control");
             let asym_kid = part(&genuine.token, 0)["kid"].as_str().unwrap().to_owned();
@@ -140,11 +142,13 @@ mod algorithm_confusion {
             );
             // With the default allow-list (the signing key's algorithm alone), an HS256 token
             // under the HMAC key's own kid is refused too: HS256 must be allowed explicitly.
-            let default_list = SessionConfig::new(SECRET)
-                .unwrap()
-                .signing_key_pem(alg, private, public)
-                .unwrap();
-            let codec = TokenCodec::new(&default_list).unwrap();
+            let default_list = SessionConfig::from_tokens(
+                tower_jwt_session::config::TokenSettings::new(SECRET)
+                    .unwrap()
+                    .with_signing_key_pem(alg, private, public)
+                    .unwrap(),
+            );
+            let codec = TokenCodec::new(default_list.tokens(), default_list.rules()).unwrap();
             cases.tick();
             assert_eq!(
                 codec.verify(&forge(&good_header(), &claims)).unwrap_err(),
@@ -159,15 +163,17 @@ mod algorithm_confusion {
     async fn hs256_keyed_with_the_public_key_is_refused_by_the_layer() {
         let cases = Cases::new("algorithm confusion (layer)");
         let public = &include_bytes!("../../keys/rsa_public.pem")[..];
-        let config = SessionConfig::new(SECRET)
-            .unwrap()
-            .signing_key_pem(
-                Algorithm::RS256,
-                include_bytes!("../../keys/rsa_private.pem"),
-                public,
-            )
-            .unwrap()
-            .allowed_algorithms([Algorithm::RS256, Algorithm::HS256]);
+        let config = SessionConfig::from_tokens(
+            tower_jwt_session::config::TokenSettings::new(SECRET)
+                .unwrap()
+                .with_signing_key_pem(
+                    Algorithm::RS256,
+                    include_bytes!("../../keys/rsa_private.pem"),
+                    public,
+                )
+                .unwrap()
+                .with_allowed_algorithms([Algorithm::RS256, Algorithm::HS256]),
+        );
         let manager = SessionManager::new(config).unwrap();
         let pair = manager
             .create_session(

@@ -43,10 +43,10 @@ async fn instances(kind: StoreKind, limits: Limits) -> Instances {
     // its bound is SPEC §3's second, with the default cache lifetime.
     let (config, bound) = match kind {
         StoreKind::Memory => (
-            backend
-                .config
-                .clone()
-                .revocation_cache_ttl(Duration::from_millis(100)),
+            backend.config.clone().with_revocation_cache(
+                tower_jwt_session::config::RevocationCacheSettings::default()
+                    .with_ttl(Duration::from_millis(100)),
+            ),
             Duration::from_millis(100 + 400),
         ),
         #[cfg(any(feature = "redis", feature = "postgres"))]

@@ -29,8 +29,9 @@ use crate::common::pg_server;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tower_jwt_session::SessionConfig;
+use tower_jwt_session::config::{SessionLimitPolicy, SessionRules};
 use tower_jwt_session::store::{MemoryStore, SessionStore};
-use tower_jwt_session::{SessionConfig, config::SessionLimitPolicy};
 
 use reference::{Limits, Policy};
 
@@ -123,17 +124,22 @@ pub struct Held {
 /// The configuration for `limits`: small lifetimes in milliseconds, so that clock jumps cross
 /// every boundary.
 pub fn config_for(base: SessionConfig, limits: &Limits) -> SessionConfig {
-    base.access_token_ttl(Duration::from_millis(limits.access))
-        .leeway(Duration::from_millis(limits.leeway))
-        .refresh_token_ttl(Duration::from_millis(limits.refresh))
-        .session_ttl(Duration::from_millis(limits.session))
-        .refresh_reuse_interval(Duration::from_millis(limits.reuse))
-        .refresh_threshold(Duration::ZERO)
-        .max_sessions_per_user(limits.max)
-        .session_limit_policy(match limits.policy {
+    let rules = SessionRules::default()
+        .with_access_token_ttl(Duration::from_millis(limits.access))
+        .with_refresh_token_ttl(Duration::from_millis(limits.refresh))
+        .with_session_ttl(Duration::from_millis(limits.session))
+        .with_reuse_interval(Duration::from_millis(limits.reuse))
+        .with_refresh_threshold(Duration::ZERO)
+        .with_max_sessions(limits.max)
+        .with_limit_policy(match limits.policy {
             Policy::Evict => SessionLimitPolicy::Evict,
             Policy::Deny => SessionLimitPolicy::Deny,
-        })
+        });
+    let tokens = base
+        .tokens()
+        .clone()
+        .with_leeway(Duration::from_millis(limits.leeway));
+    base.with_rules(rules).with_tokens(tokens)
 }
 
 impl Backend {
@@ -309,13 +315,14 @@ async fn redis_backend(kind: StoreKind, limits: &Limits) -> Backend {
         "REDIS_KEY_PREFIX" => Some(prefix.clone()),
         _ => None,
     })
-    .expect("Redis test configuration")
-    .redis_timeout(Duration::from_secs(5));
-    let base = if kind == StoreKind::Sealed {
-        base.encryption_key(&SEALING_KEY).unwrap()
+    .expect("Redis test configuration");
+    let redis = base.redis().clone().with_timeout(Duration::from_secs(5));
+    let redis = if kind == StoreKind::Sealed {
+        redis.with_encryption_key(&SEALING_KEY).unwrap()
     } else {
-        base
+        redis
     };
+    let base = base.with_redis(redis);
     let config = config_for(base, limits);
     let store = RedisStore::connect(config.redis())
         .await
@@ -478,12 +485,12 @@ async fn pg_backend(kind: StoreKind, limits: &Limits) -> Backend {
         .with_table_prefix(&prefix)
         .expect("prefix")
         .with_timeout(Duration::from_secs(5));
-    let base = SessionConfig::new(SECRET).unwrap().with_postgres(pg);
-    let base = if kind == StoreKind::SealedPostgres {
-        base.encryption_key(&SEALING_KEY).unwrap()
+    let pg = if kind == StoreKind::SealedPostgres {
+        pg.with_encryption_key(&SEALING_KEY).unwrap()
     } else {
-        base
+        pg
     };
+    let base = SessionConfig::new(SECRET).unwrap().with_postgres(pg);
     let config = config_for(base, limits);
     let store = PostgresStore::connect(config.postgres())
         .await
