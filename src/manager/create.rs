@@ -109,26 +109,7 @@ impl SessionManager {
         now: u64,
     ) -> Result<TokenPair, SessionError> {
         let inner = &*self.inner;
-        let expires_at = now.saturating_add(duration_ms(inner.config.rules().session_ttl()));
-        let refresh_expires_at = now
-            .saturating_add(inner.lifetimes.refresh_ttl)
-            .min(expires_at);
-        let record = SessionRecord {
-            session_id: inner.store.new_session_id(user_id),
-            user_id: user_id.to_owned(),
-            roles,
-            created_at: now,
-            last_active_at: now,
-            expires_at,
-            generation: 0,
-            rotated_at: now,
-            refresh_expires_at,
-            revoked_at: None,
-            purge_at: purge_at(expires_at, refresh_expires_at, now, &inner.lifetimes),
-            device,
-            claims,
-            auth,
-        };
+        let record = self.new_record(user_id, roles, device, claims, auth, now);
         let limit = SessionLimit {
             max: inner.config.rules().max_sessions(),
             policy: inner.config.rules().limit_policy(),
@@ -144,17 +125,7 @@ impl SessionManager {
             .await?
         {
             CreateOutcome::Created { evicted } => {
-                for sid in &evicted {
-                    self.event(
-                        EventKind::SessionEnded(EndReason::Evicted),
-                        user_id,
-                        Some(*sid),
-                        None,
-                    );
-                    inner.cache.mark_revoked(*sid);
-                    tracing::info!(session_id = %sid, user_id = %Escaped::new(user_id), "session evicted by the per-user limit");
-                }
-                telemetry::revoked("evicted", evicted.len() as u64);
+                self.evicted(user_id, &evicted);
                 telemetry::created();
                 inner.cache.mark_active_since(record.session_id, since);
                 self.event(
@@ -172,5 +143,54 @@ impl SessionManager {
                 Err(SessionError::LimitReached)
             }
         }
+    }
+
+    /// The record of a session starting at `now`: generation 0, its lifetimes from the rules.
+    fn new_record(
+        &self,
+        user_id: &str,
+        roles: Vec<String>,
+        device: DeviceInfo,
+        claims: CustomClaims,
+        auth: AuthContext,
+        now: u64,
+    ) -> SessionRecord {
+        let inner = &*self.inner;
+        let expires_at = now.saturating_add(duration_ms(inner.config.rules().session_ttl()));
+        let refresh_expires_at = now
+            .saturating_add(inner.lifetimes.refresh_ttl)
+            .min(expires_at);
+        SessionRecord {
+            session_id: inner.store.new_session_id(user_id),
+            user_id: user_id.to_owned(),
+            roles,
+            created_at: now,
+            last_active_at: now,
+            expires_at,
+            generation: 0,
+            rotated_at: now,
+            refresh_expires_at,
+            revoked_at: None,
+            purge_at: purge_at(expires_at, refresh_expires_at, now, &inner.lifetimes),
+            device,
+            claims,
+            auth,
+        }
+    }
+
+    /// Sessions the per-user limit ended to make room for a login: refused at once here, told
+    /// to the activity trail and counted.
+    fn evicted(&self, user_id: &str, evicted: &[SessionId]) {
+        for sid in evicted {
+            self.event(
+                EventKind::SessionEnded(EndReason::Evicted),
+                user_id,
+                Some(*sid),
+                None,
+            );
+            self.inner.cache.mark_revoked(*sid);
+            tracing::info!(session_id = %sid, user_id = %Escaped::new(user_id), "session evicted by the per-user limit");
+        }
+        telemetry::revoked("evicted", evicted.len() as u64);
     }
 }

@@ -2,6 +2,7 @@
 //! the DPoP binding of the refresh token; and [`RefreshRequest`], what a refresh presents.
 
 use super::*;
+use crate::store::ReuseKind;
 
 impl SessionManager {
     /// Rotates a refresh token: retires it and returns a successor with a new access token.
@@ -66,16 +67,7 @@ impl SessionManager {
         let claims = self
             .parse_refresh_token(refresh_token)
             .ok_or(SessionError::InvalidToken)?;
-        match (&claims.jkt, proof) {
-            (Some(_), None) => return Err(SessionError::Dpop(DpopError::Missing)),
-            (Some(jkt), Some(proof)) if !proof.is_bound_to(jkt.as_str()) => {
-                return Err(SessionError::Dpop(DpopError::KeyMismatch));
-            }
-            (None, _) if inner_requires_dpop(&inner.config) => {
-                return Err(SessionError::NotDpopBound);
-            }
-            _ => {}
-        }
+        self.check_binding(&claims, proof)?;
         let now = self.now_ms();
         let mut request = RotateRequest {
             session_id: claims.session_id,
@@ -98,23 +90,7 @@ impl SessionManager {
                 Ok(self.token_pair(&record))
             }
             RotateOutcome::Reused(record, kind) => {
-                inner.cache.mark_revoked(record.session_id);
-                self.event(
-                    EventKind::RefreshReuseDetected,
-                    &record.user_id,
-                    Some(record.session_id),
-                    Some(&record.device),
-                );
-                telemetry::reuse(kind.as_str());
-                telemetry::revoked("reuse", 1);
-                tracing::warn!(
-                    session_id = %record.session_id,
-                    user_id = %Escaped::new(&record.user_id),
-                    kind = kind.as_str(),
-                    presented_generation = claims.generation,
-                    current_generation = record.generation,
-                    "refresh token reuse detected: session revoked"
-                );
+                self.reuse_detected(&record, kind, claims.generation);
                 Err(SessionError::TokenReused(kind))
             }
             RotateOutcome::SessionExpired => Err(SessionError::SessionExpired),
@@ -130,6 +106,45 @@ impl SessionManager {
             }
             _ => Err(SessionError::Revoked),
         }
+    }
+
+    /// Whether `proof` fits the refresh token's binding, checked before the store is asked: a
+    /// bound token needs a proof by its key, and under `required` an unbound one is refused.
+    fn check_binding(
+        &self,
+        claims: &RefreshClaims,
+        proof: Option<&DpopProof>,
+    ) -> Result<(), SessionError> {
+        match (&claims.jkt, proof) {
+            (Some(_), None) => Err(SessionError::Dpop(DpopError::Missing)),
+            (Some(jkt), Some(proof)) if !proof.is_bound_to(jkt.as_str()) => {
+                Err(SessionError::Dpop(DpopError::KeyMismatch))
+            }
+            (None, _) if inner_requires_dpop(&self.inner.config) => Err(SessionError::NotDpopBound),
+            _ => Ok(()),
+        }
+    }
+
+    /// The store revoked `record`'s session for a reused refresh token (of generation
+    /// `presented`): refused here at once, told to the trail, counted and logged.
+    fn reuse_detected(&self, record: &SessionRecord, kind: ReuseKind, presented: u64) {
+        self.inner.cache.mark_revoked(record.session_id);
+        self.event(
+            EventKind::RefreshReuseDetected,
+            &record.user_id,
+            Some(record.session_id),
+            Some(&record.device),
+        );
+        telemetry::reuse(kind.as_str());
+        telemetry::revoked("reuse", 1);
+        tracing::warn!(
+            session_id = %record.session_id,
+            user_id = %Escaped::new(&record.user_id),
+            kind = kind.as_str(),
+            presented_generation = presented,
+            current_generation = record.generation,
+            "refresh token reuse detected: session revoked"
+        );
     }
 
     /// Re-authenticates the user of `session` (step-up, "confirm your password"): call it once
@@ -202,24 +217,7 @@ impl SessionManager {
             inner.cache.mark_revoked(sid);
             return Err(SessionError::Revoked);
         };
-        if record.user_id != user_id {
-            return Err(SessionError::UserMismatch);
-        }
-        // A session's binding is set at login and never changes: a bound one is
-        // re-authenticated only with a proof by its key, an unbound one stays unbound.
-        match (&record.auth.jkt, &auth.jkt) {
-            (Some(bound), Some(jkt)) if bound != jkt => {
-                return Err(SessionError::Dpop(DpopError::KeyMismatch));
-            }
-            (Some(_), None) => return Err(SessionError::Dpop(DpopError::Missing)),
-            _ => auth.jkt.clone_from(&record.auth.jkt),
-        }
-        if !record.is_live(now) {
-            return Err(match record.revoked_at {
-                None if now >= record.expires_at => SessionError::SessionExpired,
-                _ => SessionError::Revoked,
-            });
-        }
+        may_reauthenticate(&record, &user_id, &mut auth, now)?;
         let generation = record.generation;
         let request = RotateRequest {
             session_id: sid,
@@ -407,4 +405,33 @@ impl<'a> From<&'a String> for RefreshRequest<'a> {
     fn from(refresh_token: &'a String) -> Self {
         Self::new(refresh_token)
     }
+}
+
+/// Whether the session of `record` may be re-authenticated by `user_id` at `now`, with the
+/// authentication `auth`; `auth` takes the session's DPoP binding. A session's binding is set at
+/// login and never changes: a bound one is re-authenticated only with a proof by its key, an
+/// unbound one stays unbound.
+fn may_reauthenticate(
+    record: &SessionRecord,
+    user_id: &str,
+    auth: &mut AuthContext,
+    now: u64,
+) -> Result<(), SessionError> {
+    if record.user_id != user_id {
+        return Err(SessionError::UserMismatch);
+    }
+    match (&record.auth.jkt, &auth.jkt) {
+        (Some(bound), Some(jkt)) if bound != jkt => {
+            return Err(SessionError::Dpop(DpopError::KeyMismatch));
+        }
+        (Some(_), None) => return Err(SessionError::Dpop(DpopError::Missing)),
+        _ => auth.jkt.clone_from(&record.auth.jkt),
+    }
+    if !record.is_live(now) {
+        return Err(match record.revoked_at {
+            None if now >= record.expires_at => SessionError::SessionExpired,
+            _ => SessionError::Revoked,
+        });
+    }
+    Ok(())
 }
