@@ -232,6 +232,32 @@ impl Worker {
     }
 
     async fn handle(&self, event: SecurityEvent) {
+        self.to_hook(&event);
+        if !self.keeps {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let write = self.store.record_activity(&event, self.bounds, now);
+        match tokio::time::timeout(self.store_timeout, write).await {
+            Ok(Ok(())) => telemetry::activity("recorded"),
+            Ok(Err(error)) => {
+                telemetry::activity("store_failed");
+                if should_warn(&self.warned_at, now) {
+                    tracing::warn!(%error, "a security event could not be stored");
+                }
+            }
+            Err(_) => {
+                telemetry::activity("store_failed");
+                if should_warn(&self.warned_at, now) {
+                    tracing::warn!("a security event could not be stored: the store timed out");
+                }
+            }
+        }
+    }
+
+    /// Hands `event` to the app's hook, if any, on a task of its own: at most
+    /// [`HOOK_CONCURRENCY`] at once, each bounded by the hook's timeout.
+    fn to_hook(&self, event: &SecurityEvent) {
         if let Some((hook, timeout)) = &self.hook {
             match self.hook_slots.clone().try_acquire_owned() {
                 Ok(permit) => {
@@ -269,26 +295,6 @@ impl Worker {
                             "security events not handed to the hook: {HOOK_CONCURRENCY} calls already running (a slow hook?)"
                         );
                     }
-                }
-            }
-        }
-        if !self.keeps {
-            return;
-        }
-        let now = self.clock.now_ms();
-        let write = self.store.record_activity(&event, self.bounds, now);
-        match tokio::time::timeout(self.store_timeout, write).await {
-            Ok(Ok(())) => telemetry::activity("recorded"),
-            Ok(Err(error)) => {
-                telemetry::activity("store_failed");
-                if should_warn(&self.warned_at, now) {
-                    tracing::warn!(%error, "a security event could not be stored");
-                }
-            }
-            Err(_) => {
-                telemetry::activity("store_failed");
-                if should_warn(&self.warned_at, now) {
-                    tracing::warn!("a security event could not be stored: the store timed out");
                 }
             }
         }

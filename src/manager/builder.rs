@@ -196,6 +196,7 @@ impl SessionManagerBuilder {
     /// [`ConfigError`] when the configuration does not validate, and [`ConfigError::Conflict`]
     /// when no store was given but the configuration names a Redis or PostgreSQL store (which
     /// [`connect`](Self::connect) opens).
+    // Size: the one place the manager's parts are put together, in the order they depend on each other.
     pub fn build(self) -> Result<SessionManager, ConfigError> {
         let config = self.config;
         config.validate()?;

@@ -293,6 +293,7 @@ impl SessionManager {
     /// the session's current one (a rotation will follow); `None` when the store will answer
     /// without rotating (grace, reuse, an ended session), which the hook need not be asked
     /// about. Nothing is written here: the update rides on the rotation, atomically.
+    // Size: the hook's three answers (keep, update, refuse) and its two failures, each logged where it is decided.
     async fn ask_hook(
         &self,
         hook: &builder::Hook,

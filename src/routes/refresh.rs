@@ -162,33 +162,11 @@ impl TokenRoutes {
         // The refresh token stays out of the body when it came from the cookie, or when the
         // client asked for cookie-only delivery.
         let hide_refresh = from_cookie || body.refresh_token_delivery == Some(Delivery::Cookie);
-        let codec = self.manager.codec();
-        if let Ok(session) = self.manager.verify_access_token(&access).await {
-            // Never echo a refresh token that is not this session's own. One that is well
-            // formed (another session's) is refused but not counted: only forged or malformed
-            // ones are.
-            match self.manager.refresh_token_session(refresh) {
-                Some(sid) if sid == session.session_id() => {}
-                Some(_) => return session_error(&SessionError::InvalidToken),
-                None => {
-                    count_refresh_error(tracked, &SessionError::InvalidToken).await;
-                    return session_error(&SessionError::InvalidToken);
-                }
-            }
-            let now_ms = codec.clock().now_ms();
-            let left = codec.time_left(&session, now_ms);
-            let left_ms = left.millis();
-            if !left.refresh_advised() {
-                let data = TokenPairBody {
-                    access_token: access,
-                    refresh_token: (!hide_refresh).then(|| refresh.to_owned()),
-                    expires_in: left_ms,
-                    session_id: session.session_id(),
-                    user_id: None,
-                    refreshed: Some(false),
-                };
-                return success("Token is still fresh", data);
-            }
+        if let Some(answer) = self
+            .still_fresh(access, refresh, hide_refresh, tracked)
+            .await
+        {
+            return answer;
         }
         let proof = match self.proof(parts).await {
             Ok(proof) => proof,
@@ -210,6 +188,46 @@ impl TokenRoutes {
                 self.refresh_failed(&error, from_cookie)
             }
         }
+    }
+
+    /// The caller's own tokens back when its access token is valid and not yet near its
+    /// expiry (no refresh needed); a refusal when the refresh token is another session's or
+    /// forged; `None` when a refresh is due.
+    async fn still_fresh(
+        &self,
+        access: String,
+        refresh: &str,
+        hide_refresh: bool,
+        tracked: Tracked<'_>,
+    ) -> Option<Answer> {
+        if let Ok(session) = self.manager.verify_access_token(&access).await {
+            // Never echo a refresh token that is not this session's own. One that is well
+            // formed (another session's) is refused but not counted: only forged or malformed
+            // ones are.
+            match self.manager.refresh_token_session(refresh) {
+                Some(sid) if sid == session.session_id() => {}
+                Some(_) => return Some(session_error(&SessionError::InvalidToken)),
+                None => {
+                    count_refresh_error(tracked, &SessionError::InvalidToken).await;
+                    return Some(session_error(&SessionError::InvalidToken));
+                }
+            }
+            let codec = self.manager.codec();
+            let left = codec.time_left(&session, codec.clock().now_ms());
+            let left_ms = left.millis();
+            if !left.refresh_advised() {
+                let data = TokenPairBody {
+                    access_token: access,
+                    refresh_token: (!hide_refresh).then(|| refresh.to_owned()),
+                    expires_in: left_ms,
+                    session_id: session.session_id(),
+                    user_id: None,
+                    refreshed: Some(false),
+                };
+                return Some(success("Token is still fresh", data));
+            }
+        }
+        None
     }
 }
 

@@ -113,22 +113,7 @@ impl KeySet {
             .signing_pem()
             .map(|pem| VerifyKey::public(pem, tokens))
             .transpose()?;
-        let (alg, kid, signer) = match tokens.signing_pem().zip(signing.as_ref()) {
-            Some((pem, key)) => {
-                let encoding = pem.encoding.clone().ok_or(ConfigError::Conflict {
-                    name: "TokenSettings::with_signing_key_pem",
-                    reason: "the signing key has no private key".to_owned(),
-                    fix: "give TokenSettings::with_signing_key_pem the private key too".to_owned(),
-                })?;
-                (pem.alg, key.kid.to_string(), encoding)
-            }
-            None => (
-                Alg::HS256,
-                current.kid.to_string(),
-                EncodingKey::from_secret(tokens.secret().expose())
-                    .expect("a secret is at least 32 bytes"),
-            ),
-        };
+        let (alg, kid, signer) = signer(tokens, signing.as_ref(), &current)?;
         // The signing PEM's key first, then the current secret, previous secrets, and the
         // verification PEMs.
         let mut keys: Vec<VerifyKey> = signing.into_iter().collect();
@@ -180,4 +165,30 @@ impl KeySet {
             jwks,
         })
     }
+}
+
+/// What signs access tokens: the signing PEM's private key when there is one (with its key's
+/// `kid`), else the current secret, HS256.
+fn signer(
+    tokens: &TokenSettings,
+    signing: Option<&VerifyKey>,
+    current: &VerifyKey,
+) -> Result<(Alg, String, EncodingKey), ConfigError> {
+    let signer = match tokens.signing_pem().zip(signing) {
+        Some((pem, key)) => {
+            let encoding = pem.encoding.clone().ok_or(ConfigError::Conflict {
+                name: "TokenSettings::with_signing_key_pem",
+                reason: "the signing key has no private key".to_owned(),
+                fix: "give TokenSettings::with_signing_key_pem the private key too".to_owned(),
+            })?;
+            (pem.alg, key.kid.to_string(), encoding)
+        }
+        None => (
+            Alg::HS256,
+            current.kid.to_string(),
+            EncodingKey::from_secret(tokens.secret().expose())
+                .expect("a secret is at least 32 bytes"),
+        ),
+    };
+    Ok(signer)
 }

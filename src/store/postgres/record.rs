@@ -138,6 +138,7 @@ fn refused(sid: SessionId, why: &str) -> Option<(SessionRecord, bool)> {
 /// Every column a decision reads is covered: the session id is the seal's associated data,
 /// the times are in the seal, and `user_key` is a keyed hash of the sealed user id, checked
 /// here (so seals written before this check open as they did).
+// Size: one column per statement, in the table's order, each refused by name when corrupt.
 pub(super) fn decode_row(
     cipher: Option<&Cipher>,
     row: &PgRow,
