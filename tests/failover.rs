@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Server;
 use common::redis_server::{ReplicatedCluster, command, command_args, unique_prefix};
+use common::{Harness, Server};
 use serde_json::{Value, json};
 
 /// The tests share the machine's two cores: one cluster at a time.

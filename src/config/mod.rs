@@ -383,7 +383,7 @@ impl SessionConfig {
                 reason: "both REDIS_URL and DATABASE_URL are set, and either could hold the \
                          sessions"
                     .to_owned(),
-                fix: "set SESSION_STORE to redis or postgres (with_store_choice), or unset one \
+                fix: "set SESSION_STORE to redis or postgres (SessionConfig::with_store_choice), or unset one \
                       of the URLs"
                     .to_owned(),
             }),

@@ -350,7 +350,7 @@ impl SessionRules {
                     show(threshold),
                     show(self.access_token_ttl)
                 ),
-                fix: "lower JWT_AUTO_REFRESH_THRESHOLD (refresh_threshold) or unset it to get a quarter of the access-token lifetime".to_owned(),
+                fix: "lower JWT_AUTO_REFRESH_THRESHOLD (SessionRules::with_refresh_threshold) or unset it to get a quarter of the access-token lifetime".to_owned(),
             }),
             _ => Ok(()),
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 use super::*;
 use crate::clock::{Clock as _, ManualClock};
 use crate::config::SessionLimitPolicy;
-use crate::config::{ConfigError, RedisSettings, TokenSettings};
+use crate::config::{ConfigError, RedisSettings};
 use crate::error::ErrorCode;
 use crate::store::{MemoryStore, ReuseKind};
 
@@ -687,7 +687,7 @@ async fn a_second_application_on_one_redis_prefix_is_refused() {
             .with_redis(RedisSettings::new([url.clone()]).with_key_prefix(&prefix));
         if let Some(previous) = previous {
             config = config.with_tokens(
-                TokenSettings::new(secret)
+                crate::config::TokenSettings::new(secret)
                     .unwrap()
                     .with_previous_secret(previous)
                     .unwrap(),

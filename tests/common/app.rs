@@ -35,7 +35,8 @@ use tower_jwt_session::{
     routes::TokenRoutes,
 };
 
-use super::SECRET;
+use super::harness::Sendable;
+use super::{Harness, SECRET};
 
 /// The host every request is addressed to.
 const BASE: &str = "http://127.0.0.1:3000";
@@ -70,47 +71,38 @@ impl App {
             client: Client::new(router),
         }
     }
+}
 
-    pub fn url(&self, path: &str) -> String {
+impl Harness for App {
+    type Request = RequestBuilder;
+
+    fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        read(
-            self.client
-                .post(self.url(path))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+    fn get_req(&self, path: &str) -> Self::Request {
+        self.client.get(self.url(path))
     }
 
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        read(self.client.get(self.url(path)).send().await.unwrap()).await
+    fn post_req(&self, path: &str) -> Self::Request {
+        self.client.post(self.url(path))
     }
 
-    pub async fn get_auth(&self, path: &str, token: &str) -> (u16, Value) {
-        let res = self.client.get(self.url(path)).bearer_auth(token).send();
-        read(res.await.unwrap()).await
+    fn with_header(request: Self::Request, name: HeaderName, value: HeaderValue) -> Self::Request {
+        request.header(name, value)
     }
 
-    pub async fn post_auth(&self, path: &str, token: &str) -> (u16, Value) {
-        let res = self.client.post(self.url(path)).bearer_auth(token).send();
-        read(res.await.unwrap()).await
+    fn with_body(request: Self::Request, body: Vec<u8>) -> Self::Request {
+        request.body(body)
     }
+}
 
-    /// Logs in and returns the `data` object.
-    pub async fn login(&self, user: &str) -> Value {
-        let (status, body) = self
-            .post(
-                "/api/auth/login",
-                json!({ "username": user, "password": format!("{user}-password") }),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body["data"].clone()
+impl Sendable for RequestBuilder {
+    async fn send_parts(self) -> (u16, HeaderMap, String) {
+        let res = self.send().await.expect("the router answers");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        (status, headers, res.text().await.expect("a body"))
     }
 }
 

@@ -8,12 +8,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
+
+pub use harness::Harness;
 
 #[cfg(feature = "axum")]
 pub mod app;
 #[cfg(feature = "axum")]
 pub mod dpop;
+pub mod harness;
 #[cfg(feature = "postgres")]
 pub mod pg_server;
 pub mod redis_server;
@@ -190,26 +194,6 @@ impl Server {
         false
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let res = self
-            .client
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        read(res).await
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        let res = self.client.get(self.url(path)).send().await;
-        read(res.expect("request")).await
-    }
-
     /// A client on another loopback address: another client IP for the server.
     pub fn client_from(&self, ip: [u8; 4]) -> reqwest::Client {
         reqwest::Client::builder()
@@ -218,39 +202,29 @@ impl Server {
             .build()
             .expect("client")
     }
+}
 
-    pub async fn get_auth(&self, path: &str, token: &str) -> (u16, Value) {
-        let res = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
-        read(res).await
+impl Harness for Server {
+    type Request = reqwest::RequestBuilder;
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
     }
 
-    pub async fn post_auth(&self, path: &str, token: &str) -> (u16, Value) {
-        let res = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
-        read(res).await
+    fn get_req(&self, path: &str) -> Self::Request {
+        self.client.get(self.url(path))
     }
 
-    /// Logs in and returns the `data` object.
-    pub async fn login(&self, user: &str) -> Value {
-        let (status, body) = self
-            .post(
-                "/api/auth/login",
-                json!({ "username": user, "password": format!("{user}-password") }),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body["data"].clone()
+    fn post_req(&self, path: &str) -> Self::Request {
+        self.client.post(self.url(path))
+    }
+
+    fn with_header(request: Self::Request, name: HeaderName, value: HeaderValue) -> Self::Request {
+        request.header(name, value)
+    }
+
+    fn with_body(request: Self::Request, body: Vec<u8>) -> Self::Request {
+        request.body(body)
     }
 }
 

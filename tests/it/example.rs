@@ -8,6 +8,7 @@
 #![cfg(feature = "axum")]
 
 use crate::common;
+use crate::common::Harness as _;
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@
 #![cfg(all(feature = "postgres", feature = "axum"))]
 
 use crate::common;
+use crate::common::Harness as _;
 use crate::common::pg_server;
 
 use common::Server;

@@ -5,6 +5,7 @@
 #![cfg(feature = "axum")]
 
 use crate::common;
+use crate::common::Harness as _;
 
 use common::Server;
 

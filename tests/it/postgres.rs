@@ -5,6 +5,7 @@
 #![cfg(feature = "postgres")]
 
 use crate::common;
+use crate::common::Harness as _;
 
 use crate::common::pg_server;
 

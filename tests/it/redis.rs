@@ -3,6 +3,7 @@
 #![cfg(feature = "redis")]
 
 use crate::common;
+use crate::common::Harness as _;
 
 use std::time::{Duration, Instant};
 

@@ -71,8 +71,8 @@ pub(crate) fn now() -> u64 {
 }
 
 /// Logs `user` in and returns (access token, refresh token, the access token's claims).
-pub(crate) async fn session(s: &impl Target, user: &str) -> (String, String, Value) {
-    let data = s.log_in(user).await;
+pub(crate) async fn session(s: &impl Harness, user: &str) -> (String, String, Value) {
+    let data = s.login(user).await;
     let access = data["accessToken"].as_str().unwrap().to_owned();
     let refresh = data["refreshToken"].as_str().unwrap().to_owned();
     let claims = part(&access, 1);

@@ -19,91 +19,6 @@ pub(crate) fn start_example(env: &[(&str, &str)]) -> Server {
     Server::start(&all)
 }
 
-/// Where a test sends: the router in process ([`App`]) or the example over HTTP ([`Server`]).
-/// The helpers below take either; a test's own requests use `s.client`, which reads the same
-/// for both.
-pub(crate) trait Target {
-    type Request: Sendable;
-    fn get_req(&self, path: &str) -> Self::Request;
-    fn get_with(&self, path: &str, name: HeaderName, value: HeaderValue) -> Self::Request;
-    fn post_json_req(&self, path: &str, body: &Value) -> Self::Request;
-    fn post_bytes_req(&self, path: &str, body: Vec<u8>) -> Self::Request;
-    async fn log_in(&self, user: &str) -> Value;
-}
-
-/// A request that can be sent: (status, headers, body text).
-pub(crate) trait Sendable {
-    async fn send_parts(self) -> (u16, HeaderMap, String);
-}
-
-impl Target for App {
-    type Request = common::app::RequestBuilder;
-
-    fn get_req(&self, path: &str) -> Self::Request {
-        self.client.get(self.url(path))
-    }
-
-    fn get_with(&self, path: &str, name: HeaderName, value: HeaderValue) -> Self::Request {
-        self.client.get(self.url(path)).header(name, value)
-    }
-
-    fn post_json_req(&self, path: &str, body: &Value) -> Self::Request {
-        self.client.post(self.url(path)).json(body)
-    }
-
-    fn post_bytes_req(&self, path: &str, body: Vec<u8>) -> Self::Request {
-        let request = self.client.post(self.url(path));
-        request.header(CONTENT_TYPE, "application/json").body(body)
-    }
-
-    async fn log_in(&self, user: &str) -> Value {
-        self.login(user).await
-    }
-}
-
-impl Target for Server {
-    type Request = reqwest::RequestBuilder;
-
-    fn get_req(&self, path: &str) -> Self::Request {
-        self.client.get(self.url(path))
-    }
-
-    fn get_with(&self, path: &str, name: HeaderName, value: HeaderValue) -> Self::Request {
-        self.client.get(self.url(path)).header(name, value)
-    }
-
-    fn post_json_req(&self, path: &str, body: &Value) -> Self::Request {
-        self.client.post(self.url(path)).json(body)
-    }
-
-    fn post_bytes_req(&self, path: &str, body: Vec<u8>) -> Self::Request {
-        let request = self.client.post(self.url(path));
-        request.header(CONTENT_TYPE, "application/json").body(body)
-    }
-
-    async fn log_in(&self, user: &str) -> Value {
-        self.login(user).await
-    }
-}
-
-impl Sendable for common::app::RequestBuilder {
-    async fn send_parts(self) -> (u16, HeaderMap, String) {
-        let res = self.send().await.expect("the router answers");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        (status, headers, res.text().await.expect("a body"))
-    }
-}
-
-impl Sendable for reqwest::RequestBuilder {
-    async fn send_parts(self) -> (u16, HeaderMap, String) {
-        let res = self.send().await.expect("the server answers");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        (status, headers, res.text().await.expect("a body"))
-    }
-}
-
 /// Counts the cases of one threat and prints the total when dropped.
 pub(crate) struct Cases {
     threat: &'static str,
@@ -180,13 +95,13 @@ pub(crate) async fn send(cases: &Cases, request: impl Sendable) -> Reply {
     }
 }
 
-pub(crate) async fn post_json(cases: &Cases, s: &impl Target, path: &str, body: Value) -> Reply {
+pub(crate) async fn post_json(cases: &Cases, s: &impl Harness, path: &str, body: Value) -> Reply {
     send(cases, s.post_json_req(path, &body)).await
 }
 
 pub(crate) async fn post_raw(
     cases: &Cases,
-    s: &impl Target,
+    s: &impl Harness,
     path: &str,
     body: impl Into<Vec<u8>>,
 ) -> Reply {
@@ -207,13 +122,13 @@ pub(crate) async fn post_raw_with(
     send(cases, request).await
 }
 
-pub(crate) async fn get_bearer(cases: &Cases, s: &impl Target, path: &str, token: &str) -> Reply {
+pub(crate) async fn get_bearer(cases: &Cases, s: &impl Harness, path: &str, token: &str) -> Reply {
     let value = HeaderValue::from_bytes(format!("Bearer {token}").as_bytes()).unwrap();
     send(cases, s.get_with(path, AUTHORIZATION, value)).await
 }
 
 /// `GET /api/me` with `token`: refused with 401 and `code`, with an RFC 6750 challenge.
-pub(crate) async fn me_refused(cases: &Cases, s: &impl Target, token: &str, code: &str) {
+pub(crate) async fn me_refused(cases: &Cases, s: &impl Harness, token: &str, code: &str) {
     get_bearer(cases, s, "/api/me", token)
         .await
         .error(401, code)
@@ -221,13 +136,13 @@ pub(crate) async fn me_refused(cases: &Cases, s: &impl Target, token: &str, code
 }
 
 /// `GET /api/me` with `token`: allowed for `user`.
-pub(crate) async fn me_allowed(cases: &Cases, s: &impl Target, token: &str, user: &str) {
+pub(crate) async fn me_allowed(cases: &Cases, s: &impl Harness, token: &str, user: &str) {
     let reply = get_bearer(cases, s, "/api/me", token).await;
     assert_eq!(reply.data()["userId"], user);
 }
 
 /// `POST /api/token/validate`: `isValid` is false and `isExpired` is `expired`.
-pub(crate) async fn validate_refuses(cases: &Cases, s: &impl Target, token: &str, expired: bool) {
+pub(crate) async fn validate_refuses(cases: &Cases, s: &impl Harness, token: &str, expired: bool) {
     let reply = post_json(
         cases,
         s,
@@ -241,10 +156,10 @@ pub(crate) async fn validate_refuses(cases: &Cases, s: &impl Target, token: &str
 }
 
 /// The server still answers its health check and lets a user log in.
-pub(crate) async fn still_serving(s: &impl Target) {
+pub(crate) async fn still_serving(s: &impl Harness) {
     let (status, _, _) = s.get_req("/api/token/health").send_parts().await;
     assert_eq!(status, 200);
-    let login = s.log_in("admin").await;
+    let login = s.login("admin").await;
     let token = login["accessToken"].as_str().unwrap();
     let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
     let (status, _, _) = s
