@@ -13,7 +13,7 @@ pub struct SessionLimit {
     pub policy: SessionLimitPolicy,
 }
 
-/// The outcome of [`SessionStore::create`].
+/// The outcome of [`SessionStore::create`](super::SessionStore::create).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CreateOutcome {

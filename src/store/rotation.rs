@@ -43,6 +43,8 @@ pub struct RotateRequest {
     /// still holds the token it presented, so a rotation applied late would turn the client's
     /// retry into "reuse detected" once the grace interval is over. Stores' clocks and the
     /// callers' must agree to well within the store timeout (NTP). `None`: no deadline.
+    ///
+    /// [`StoreError::DeadlinePassed`]: super::StoreError::DeadlinePassed
     pub deadline: Option<u64>,
 }
 
@@ -74,7 +76,7 @@ impl ReuseKind {
     }
 }
 
-/// The outcome of [`SessionStore::rotate`].
+/// The outcome of [`SessionStore::rotate`](super::SessionStore::rotate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RotateOutcome {
@@ -96,7 +98,7 @@ pub enum RotateOutcome {
 }
 
 /// What the store does to the record, decided by [`decide_rotation`]: the rules of
-/// [`SessionStore::rotate`].
+/// [`SessionStore::rotate`](super::SessionStore::rotate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RotationDecision {

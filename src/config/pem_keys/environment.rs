@@ -4,7 +4,6 @@
 
 use super::kinds::{Kind, kind_of};
 use super::{ENV_ALGORITHMS, family, key_error, load_private, load_public, no_algorithm, refused};
-
 use crate::config::env::Env;
 use crate::config::keys::PemKey;
 use crate::config::{Algorithm, ConfigError};

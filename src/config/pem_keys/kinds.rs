@@ -1,9 +1,9 @@
 //! What a PEM block holds: the key type and curve its own algorithm identifier names, and the
 //! algorithms that fit it.
 
-use super::RSA_ALGORITHMS;
 use pkcs8::{ObjectIdentifier, PrivateKeyInfoRef, SubjectPublicKeyInfoRef};
 
+use super::RSA_ALGORITHMS;
 use crate::config::Algorithm;
 
 pub(super) const ID_EC_PUBLIC_KEY: ObjectIdentifier =

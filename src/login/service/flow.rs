@@ -2,8 +2,6 @@
 //! rate limit, the route and its precheck, the caller's token, the DPoP proof, the body, and
 //! the answer.
 
-use super::steps::session_error;
-use super::{LoginService, Route};
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -12,6 +10,8 @@ use http::{Extensions, HeaderValue, Method, Request, Response};
 use http_body::Body;
 use serde::Deserialize;
 
+use super::steps::session_error;
+use super::{LoginService, Route};
 use crate::config::DpopMode;
 use crate::cookie::Delivery;
 use crate::deadline::excluding;

@@ -1,13 +1,13 @@
 //! The steps of a login after its body is read: reserving the attempt in the lock-out, checking
 //! the credentials, and issuing the session and its tokens.
 
-use super::LoginService;
 use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::header::RETRY_AFTER;
 use http::{HeaderValue, Response};
 
+use super::LoginService;
 use crate::cookie::Delivery;
 use crate::deadline::excluding;
 use crate::error::{ErrorCode, json_error};

@@ -52,6 +52,8 @@ impl axum::response::IntoResponse for LockedOut {
 ///
 /// Renders through [`LoginRefused::to_response`] or, under the `axum` feature, `IntoResponse`:
 /// 429 for a lock-out, 503 when attempts cannot be counted.
+///
+/// [`AttemptTracker::begin_login`]: super::AttemptTracker::begin_login
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoginRefused {

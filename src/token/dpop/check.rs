@@ -1,12 +1,6 @@
 //! Every check of a proof but the replay cache: its form, header, claims, time, nonce and
 //! signature, in that order.
 
-use super::proof::constant_time_eq;
-use super::{
-    Checked, DpopAlgorithm, DpopProof, DpopVerifier, MAX_JTI_LEN, MAX_PROOF_LEN, ProofRequest,
-    access_token_hash, htu, jkt_matches,
-};
-use crate::error::DpopError;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -18,6 +12,12 @@ use serde::de::IgnoredAny;
 
 use super::jwk::{JwkIn, ProofKey, SIGNATURE_B64_LEN, SIGNATURE_LEN};
 use super::nonce::NonceCheck;
+use super::proof::constant_time_eq;
+use super::{
+    Checked, DpopAlgorithm, DpopProof, DpopVerifier, MAX_JTI_LEN, MAX_PROOF_LEN, ProofRequest,
+    access_token_hash, htu, jkt_matches,
+};
+use crate::error::DpopError;
 
 impl DpopVerifier {
     /// Every check but the replay cache, synchronously.

@@ -1,8 +1,6 @@
 //! What a proof must name ([`ProofRequest`](super::ProofRequest)), what a checked proof tells
 //! ([`DpopProof`](super::DpopProof)), and the thumbprint and `ath` helpers.
 
-use super::DpopAlgorithm;
-use super::htu::PublicOrigin;
 use std::fmt;
 use std::time::SystemTime;
 
@@ -11,6 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Method, Uri};
 use sha2::{Digest as _, Sha256};
 
+use super::DpopAlgorithm;
+use super::htu::PublicOrigin;
 use crate::clock::system_time;
 
 /// What a proof must name: the request it came with, and the token it came with.

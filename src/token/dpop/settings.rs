@@ -4,10 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::nonce::NonceSource;
 use crate::clock::duration_ms;
 use crate::config::ConfigError;
-
-use super::nonce::NonceSource;
 
 /// The signature algorithms a proof may use. Only asymmetric ones exist here: `none` and the
 /// HMACs are never accepted, whatever the allow-list.
@@ -168,6 +167,10 @@ impl DpopSettings {
     /// # Errors
     /// [`ConfigError::WeakSecret`] for a key under 32 bytes, [`ConfigError::Invalid`] for a
     /// period outside 10 s ..= 1 h.
+    ///
+    /// [`DpopError::NonceRequired`]: super::DpopError::NonceRequired
+    /// [`DpopError::NonceInvalid`]: super::DpopError::NonceInvalid
+    /// [`DpopVerifier::current_nonce`]: super::DpopVerifier::current_nonce
     pub fn require_nonce(
         mut self,
         key: impl AsRef<[u8]>,

@@ -1,8 +1,9 @@
-//! Claiming a table prefix for one application: [`PostgresStore::claim`](super::PostgresStore::claim).
+//! Claiming a table prefix for one application:
+//! [`PostgresStore::claim`](super::PostgresStore::claim).
 
-use super::{PostgresStore, db_error};
 use std::future::Future;
 
+use super::{PostgresStore, db_error};
 use crate::store::StoreError;
 use crate::store::postgres::record::to_i64;
 use crate::store::postgres::schema::lock_key;
@@ -45,7 +46,7 @@ impl PostgresStore {
         .await
     }
 
-    // Size: one transaction (lock, forget, count, record) whose steps share it; split, it would hide the order.
+    // Size: one transaction (lock, forget, count, record); split, it would hide their order.
     /// [`claim`](Self::claim) for these fingerprints (current key first), at `now`, forgetting
     /// those unused for `retention` (both in ms).
     pub(in crate::store::postgres) async fn claim_with(

@@ -1,7 +1,6 @@
 //! Starting a [`PostgresStore`](super::PostgresStore): connecting (and saying why not), migrating,
 //! checking the sealing key, and the listener of revocations every instance notifies.
 
-use super::{PostgresStore, Sql, db_error};
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr as _;
@@ -11,6 +10,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection as _, PgConnection, PgPool, Row as _};
 
+use super::{PostgresStore, Sql, db_error};
 use crate::config::{MigrateMode, PostgresSettings};
 use crate::store::postgres::record::sid_from_hex;
 use crate::store::postgres::schema::{Tables, prepare};
@@ -173,7 +173,7 @@ impl PostgresStore {
     /// ([`PostgresSettings::with_migrate`]); up-to-date tables need only `SELECT`, `INSERT`,
     /// `UPDATE` and `DELETE`. A read-only database (a standby, `default_transaction_read_only`)
     /// with up-to-date tables is connected to: the store answers reads, refuses writes, and
-    /// says `store_read_only` in [`warnings`](SessionStore::warnings). Must be called inside a
+    /// says `store_read_only` in [`warnings`]. Must be called inside a
     /// tokio runtime: it starts the revocation listener task, which holds one more connection
     /// of its own.
     ///
@@ -194,6 +194,8 @@ impl PostgresStore {
     /// fit the records already stored; [`StoreError::Unavailable`] naming `DATABASE_URL`, the
     /// host and port and the cause when PostgreSQL cannot be reached (refused, no such host,
     /// TLS, authentication) or does not answer within the timeout (at least 10 s at startup).
+    ///
+    /// [`warnings`]: crate::store::SessionStore::warnings
     pub async fn connect(settings: &PostgresSettings) -> Result<Self, StoreError> {
         let target = Target::new(settings)?;
         let timeout = settings.timeout();

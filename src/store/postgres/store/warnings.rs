@@ -3,9 +3,11 @@
 
 use crate::store::StoreWarning;
 
-/// What [`SessionStore::warnings`](crate::store::SessionStore::warnings) reads, in one query: the settings (as the store's own
+/// What [`SessionStore::warnings`] reads, in one query: the settings (as the store's own
 /// connections see them, per-database and per-role ones included) that decide whether a
 /// committed logout is kept, and whether the sessions table is logged. `$1` is that table.
+///
+/// [`SessionStore::warnings`]: crate::store::SessionStore::warnings
 pub(super) const SETTINGS: &str = "SELECT current_setting('synchronous_commit') AS synchronous_commit, \
      current_setting('fsync') AS fsync, \
      current_setting('full_page_writes') AS full_page_writes, \

@@ -1,11 +1,11 @@
 //! The writes of [`PostgresStore`](super::PostgresStore): purging, the per-user lock, creating
 //! under the limit, rotating by compare-and-set, and revoking.
 
-use super::{PostgresStore, Written, db_error, gone_row};
 use std::future::Future;
 
 use sqlx::{PgConnection, Postgres, Row as _, Transaction};
 
+use super::{PostgresStore, Written, db_error, gone_row};
 use crate::clock::Clock;
 use crate::session::SessionId;
 use crate::store::postgres::record::{

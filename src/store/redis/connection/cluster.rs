@@ -1,13 +1,13 @@
 //! What a Redis Cluster is made of: node URLs, slot ranges as `CLUSTER SLOTS` reports them, the
 //! slot of a key, and a client for one node.
 
-use super::unavailable;
 use std::time::Duration;
 
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Client, FromRedisValue, Value};
 
+use super::unavailable;
 use crate::store::StoreError;
 
 /// `url` with its host and port replaced (scheme, credentials, database and query kept), for

@@ -1,16 +1,16 @@
 //! Opening a [`RedisConnection`](super::RedisConnection): from the configured URLs (or the cluster
 //! nodes last seen), with the CA certificate and the timeout.
 
-use super::cluster::cluster_nodes;
-use super::supervisor::{MIN_BACKOFF, Supervisor};
-use super::{Conn, Inner, Links, RedisConnection, WaitReplicas, unavailable};
-use super::{client_for, with_address};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 
+use super::cluster::cluster_nodes;
+use super::supervisor::{MIN_BACKOFF, Supervisor};
+use super::{Conn, Inner, Links, RedisConnection, WaitReplicas, unavailable};
+use super::{client_for, with_address};
 use crate::store::StoreError;
 use crate::store::redis::keys::KeyNames;
 

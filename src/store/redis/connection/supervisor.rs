@@ -1,10 +1,10 @@
 //! The supervision that rebuilds a stale connection: which errors say it is stale, the back-off
 //! of rebuilds, and the bookkeeping of each call's success or failure.
 
-use super::{Conn, RedisConnection, unavailable};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::{Conn, RedisConnection, unavailable};
 use crate::store::StoreError;
 
 /// The shortest and longest spacing of rebuilds, and how long without a failure resets it.

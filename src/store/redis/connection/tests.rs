@@ -1,4 +1,5 @@
-//! Tests of the Redis connection: node URLs, key slots, the confirmation marker, log names, stale errors and cluster slots.
+//! Tests of the Redis connection: node URLs, key slots, the confirmation marker, log names,
+//! stale errors and cluster slots.
 
 use super::supervisor::stale;
 use super::*;

@@ -1,11 +1,11 @@
 //! A write to be confirmed by replicas before it is acknowledged, and its marker key.
 
-use super::{Conn, RedisConnection};
 use std::time::Duration;
 
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{FromRedisValue, Value};
 
+use super::{Conn, RedisConnection};
 use crate::store::StoreError;
 
 /// A write a script made (or a state it read), to be confirmed by replicas before it is

@@ -2,7 +2,6 @@
 //! evicts keys or has fewer replicas than writes wait for.
 
 use super::RedisStore;
-
 use crate::store::StoreWarning;
 use crate::store::redis::connection::{Shard, key_slot};
 

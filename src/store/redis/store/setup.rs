@@ -1,11 +1,11 @@
 //! Starting a [`RedisStore`](super::RedisStore): connecting, checking the server's setup and the
 //! sealing key, and claiming the key prefix for one application.
 
+use std::sync::{Arc, Mutex};
+
 use super::health::EVICTS_KEYS;
 use super::subscriber::Subscriber;
 use super::{RedisStore, Scripts};
-use std::sync::{Arc, Mutex};
-
 use crate::config::RedisSettings;
 use crate::store::redis::connection::{RedisConnection, WaitReplicas};
 use crate::store::redis::keys::KeyNames;

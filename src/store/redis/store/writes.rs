@@ -2,10 +2,9 @@
 //! (read, decide, compare-and-set), revoking all but one, announcing revocations, and waiting
 //! for replicas.
 
-use super::RedisStore;
-
 use redis::{FromRedisValue, ScriptInvocation, Value};
 
+use super::RedisStore;
 use crate::session::SessionId;
 use crate::store::redis::connection::Written;
 use crate::store::redis::record::{corrupt, data_fields, decode, pairs, sid_of, time_fields};
