@@ -367,6 +367,10 @@ fn a_waiting_route_leaves_no_span_entered() {
     let parents = Parents::default();
     let subscriber = tracing_subscriber::registry().with(parents.clone());
     let _default = tracing::subscriber::set_default(subscriber);
+    // Interest in a callsite is cached process-wide, and other tests' subscribers come and go on
+    // other threads: once (of many runs) this test saw no `token_route` span at all. Rebuild the
+    // cache with this thread's subscriber in place.
+    tracing::callsite::rebuild_interest_cache();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
