@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// What a session starts with, checked as its tokens will carry it.
+pub(super) struct Checked {
+    pub(super) user_id: String,
+    pub(super) roles: Vec<String>,
+    pub(super) device: DeviceInfo,
+    pub(super) claims: CustomClaims,
+    pub(super) auth: AuthContext,
+}
+
 impl SessionManager {
     /// Starts a session for an authenticated user (call it from your login handler) and returns
     /// its first token pair. Applies the per-user limit and its policy.
@@ -60,18 +69,13 @@ impl SessionManager {
         session: impl Into<NewSession>,
     ) -> Result<TokenPair, SessionError> {
         let now = self.now_ms();
-        let (user_id, roles, device, claims, auth) = self.checked(session.into(), now)?;
-        self.create(&user_id, roles, device, claims, auth, now)
-            .await
+        let checked = self.checked(session.into(), now)?;
+        self.create(checked, now).await
     }
 
     /// The parts of `session`, checked as a token will carry them, with an authentication at
     /// `now`.
-    pub(super) fn checked(
-        &self,
-        session: NewSession,
-        now: u64,
-    ) -> Result<(String, Vec<String>, DeviceInfo, CustomClaims, AuthContext), SessionError> {
+    pub(super) fn checked(&self, session: NewSession, now: u64) -> Result<Checked, SessionError> {
         let NewSession {
             user_id,
             roles,
@@ -96,20 +100,19 @@ impl SessionManager {
             .codec
             .check_fits_with(&user_id, &roles, &claims, &auth)
             .inspect_err(|e| claims_refused(&user_id, e))?;
-        Ok((user_id, roles, device, claims, auth))
+        Ok(Checked {
+            user_id,
+            roles,
+            device,
+            claims,
+            auth,
+        })
     }
 
-    async fn create(
-        &self,
-        user_id: &str,
-        roles: Vec<String>,
-        device: DeviceInfo,
-        claims: CustomClaims,
-        auth: AuthContext,
-        now: u64,
-    ) -> Result<TokenPair, SessionError> {
+    async fn create(&self, checked: Checked, now: u64) -> Result<TokenPair, SessionError> {
         let inner = &*self.inner;
-        let record = self.new_record(user_id, roles, device, claims, auth, now);
+        let record = self.new_record(checked, now);
+        let user_id = record.user_id.as_str();
         let limit = SessionLimit {
             max: inner.config.rules().max_sessions(),
             policy: inner.config.rules().limit_policy(),
@@ -146,23 +149,22 @@ impl SessionManager {
     }
 
     /// The record of a session starting at `now`: generation 0, its lifetimes from the rules.
-    fn new_record(
-        &self,
-        user_id: &str,
-        roles: Vec<String>,
-        device: DeviceInfo,
-        claims: CustomClaims,
-        auth: AuthContext,
-        now: u64,
-    ) -> SessionRecord {
+    fn new_record(&self, checked: Checked, now: u64) -> SessionRecord {
+        let Checked {
+            user_id,
+            roles,
+            device,
+            claims,
+            auth,
+        } = checked;
         let inner = &*self.inner;
         let expires_at = now.saturating_add(duration_ms(inner.config.rules().session_ttl()));
         let refresh_expires_at = now
             .saturating_add(inner.lifetimes.refresh_ttl)
             .min(expires_at);
         SessionRecord {
-            session_id: inner.store.new_session_id(user_id),
-            user_id: user_id.to_owned(),
+            session_id: inner.store.new_session_id(&user_id),
+            user_id,
             roles,
             created_at: now,
             last_active_at: now,

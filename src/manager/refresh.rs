@@ -212,7 +212,13 @@ impl SessionManager {
     ) -> Result<TokenPair, SessionError> {
         let inner = &*self.inner;
         let now = self.now_ms();
-        let (user_id, roles, _, claims, mut auth) = self.checked(proof, now)?;
+        let create::Checked {
+            user_id,
+            roles,
+            claims,
+            mut auth,
+            ..
+        } = self.checked(proof, now)?;
         let Some(record) = self.timed("get", inner.store.get(sid)).await? else {
             inner.cache.mark_revoked(sid);
             return Err(SessionError::Revoked);

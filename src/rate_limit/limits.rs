@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use http::{Extensions, HeaderMap, Response};
+use http::{Extensions, HeaderMap, Request, Response};
 
 use super::client_ip::{IpKey, peer_ip, resolve};
 use super::{
@@ -205,6 +205,39 @@ impl Limits {
                 "a request reached the login or token routes without a client address, so the rate limit and the login lock-out cannot count it: serve axum with `into_make_service_with_connect_info::<SocketAddr>()` (hyper: insert `rate_limit::PeerAddr` into each request)"
             );
         }
+    }
+
+    /// [`admit`](Self::admit) around `handle`: the request's client resolved and (when
+    /// `count`) counted, then `handle`'s answer with the `RateLimit-*` headers of the decision;
+    /// or the 429, `handle` not called. The one wrapping of the login and token routes.
+    pub(crate) async fn around<B, F, Fut>(
+        &self,
+        count: bool,
+        req: Request<B>,
+        handle: F,
+    ) -> Response<Bytes>
+    where
+        F: FnOnce(Request<B>) -> Fut,
+        Fut: std::future::Future<Output = Response<Bytes>>,
+    {
+        let (mut parts, body) = req.into_parts();
+        let decision = match self
+            .admit(
+                count,
+                parts.uri.path(),
+                &parts.headers,
+                &mut parts.extensions,
+            )
+            .await
+        {
+            Ok(decision) => decision,
+            Err(refused) => return refused,
+        };
+        let mut res = handle(Request::from_parts(parts, body)).await;
+        if let Some(decision) = decision {
+            super::set_headers(res.headers_mut(), &decision);
+        }
+        res
     }
 
     /// What the crate's login and token routes do with a request before its work: resolve the

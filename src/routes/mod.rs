@@ -340,26 +340,10 @@ impl TokenRoutes {
             if matches!(route, Route::Health | Route::Jwks) {
                 return self.dispatch(route, req).await;
             }
-            let (mut parts, body) = req.into_parts();
-            let decision = match self
-                .manager
+            self.manager
                 .limits()
-                .admit(
-                    self.rate_limited,
-                    parts.uri.path(),
-                    &parts.headers,
-                    &mut parts.extensions,
-                )
+                .around(self.rate_limited, req, |req| self.dispatch(route, req))
                 .await
-            {
-                Ok(decision) => decision,
-                Err(refused) => return refused,
-            };
-            let mut res = self.dispatch(route, Request::from_parts(parts, body)).await;
-            if let Some(decision) = decision {
-                crate::rate_limit::set_headers(res.headers_mut(), &decision);
-            }
-            res
         }
         .instrument(span)
         .await

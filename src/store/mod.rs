@@ -369,5 +369,29 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
+/// What a shared store remembers of the application that claims its key prefix or table
+/// prefix: fingerprints of its refresh-token keys (current first), when, and how long an unused
+/// fingerprint is kept (a session lifetime and an access-token lifetime).
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) struct OwnerClaim {
+    pub(crate) fingerprints: Vec<String>,
+    pub(crate) now_ms: u64,
+    pub(crate) retention_ms: u64,
+}
+
+#[cfg(any(feature = "redis", feature = "postgres"))]
+impl OwnerClaim {
+    /// The claim of the application `config` configures, now.
+    pub(crate) fn of(config: &crate::SessionConfig) -> Self {
+        let rules = config.rules();
+        Self {
+            fingerprints: crate::token::refresh::RefreshKeys::from_tokens(config.tokens())
+                .owner_fingerprints(),
+            now_ms: crate::clock::unix_ms(std::time::SystemTime::now()),
+            retention_ms: crate::clock::duration_ms(rules.session_ttl() + rules.access_token_ttl()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -84,26 +84,10 @@ impl<K: CredentialCheck<C>, C: LoginCredentials> LoginService<K, C> {
         B::Data: Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let (mut parts, body) = req.into_parts();
-        let decision = match self
-            .manager
+        self.manager
             .limits()
-            .admit(
-                self.rate_limited,
-                parts.uri.path(),
-                &parts.headers,
-                &mut parts.extensions,
-            )
+            .around(self.rate_limited, req, |req| self.login(req))
             .await
-        {
-            Ok(decision) => decision,
-            Err(refused) => return refused,
-        };
-        let mut res = self.login(Request::from_parts(parts, body)).await;
-        if let Some(decision) = decision {
-            crate::rate_limit::set_headers(res.headers_mut(), &decision);
-        }
-        res
     }
 
     pub(super) async fn login<B>(&self, req: Request<B>) -> Response<Bytes>

@@ -37,13 +37,9 @@ impl PostgresStore {
     /// keys has used it within the session lifetime; [`StoreError`] when PostgreSQL cannot be
     /// reached.
     pub async fn claim(&self, config: &crate::SessionConfig) -> Result<(), StoreError> {
-        let rules = config.rules();
-        self.claim_with(
-            &crate::token::refresh::RefreshKeys::from_tokens(config.tokens()).owner_fingerprints(),
-            crate::clock::unix_ms(std::time::SystemTime::now()),
-            crate::clock::duration_ms(rules.session_ttl() + rules.access_token_ttl()),
-        )
-        .await
+        let claim = crate::store::OwnerClaim::of(config);
+        self.claim_with(&claim.fingerprints, claim.now_ms, claim.retention_ms)
+            .await
     }
 
     // Size: one transaction (lock, forget, count, record); split, it would hide their order.
