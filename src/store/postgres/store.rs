@@ -18,12 +18,14 @@ use crate::store::{
     SecurityEvent, SessionLimit, SessionRecord, SessionStore, StoreError, StoreWarning,
 };
 
+mod cancel;
 mod claim;
 mod startup;
 mod statements;
 mod warnings;
 mod writes;
 
+use cancel::Held;
 use statements::Sql;
 use warnings::SETTINGS;
 pub(super) use warnings::{ServerSettings, setting_warnings};
@@ -138,33 +140,41 @@ impl SessionStore for PostgresStore {
     ) -> Result<CreateOutcome, StoreError> {
         self.timed(async {
             // One connection for both steps: one health check of it, not two.
-            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            let mut conn = Held::acquire(&self.pool).await?;
             // Bounded work for the table as a whole: a batch of anyone's due rows, skipping
             // rows another transaction holds.
-            sqlx::query(&self.sql.purge_due)
+            let purged = sqlx::query(&self.sql.purge_due)
                 .bind(to_i64(now))
                 .bind(PURGE_BATCH)
                 .execute(&mut *conn)
                 .await
-                .map_err(db_error)?;
-            self.create_tx(&mut conn, &record, limit, now).await
+                .map_err(db_error);
+            let created = match purged {
+                Ok(_) => self.create_tx(&mut conn, &record, limit, now).await,
+                Err(error) => Err(error),
+            };
+            conn.done();
+            created
         })
         .await
     }
 
     async fn rotate(&self, req: RotateRequest) -> Result<RotateOutcome, StoreError> {
         self.timed(async {
-            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            let mut conn = Held::acquire(&self.pool).await?;
             // Each lost race means another instance's write went first, so this ends; a row
             // locked by someone else is waited for here, a millisecond at a time, where the
             // timeout can end the wait (never inside PostgreSQL, where it could not).
-            loop {
-                match self.try_rotate(&mut conn, &req).await? {
-                    Ok(outcome) => return Ok(outcome),
-                    Err(Written::Busy) => tokio::time::sleep(Duration::from_millis(1)).await,
-                    Err(_) => {}
+            let rotated = loop {
+                match self.try_rotate(&mut conn, &req).await {
+                    Ok(Ok(outcome)) => break Ok(outcome),
+                    Ok(Err(Written::Busy)) => tokio::time::sleep(Duration::from_millis(1)).await,
+                    Ok(Err(_)) => {}
+                    Err(error) => break Err(error),
                 }
-            }
+            };
+            conn.done();
+            rotated
         })
         .await
     }
