@@ -290,7 +290,7 @@ impl SessionRules {
         self.activity_retention
     }
 
-    // Size: one check per startup rule, each refusing with the setting that fixes it, in the order docs/protocol.md lists them.
+    // Size: one check per startup rule, each refusing with the setting that fixes it.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.activity_max == 0 || self.activity_max > MAX_ACTIVITY_EVENTS {
             return Err(ConfigError::Invalid {

@@ -299,7 +299,8 @@ impl SessionManager {
     /// the session's current one (a rotation will follow); `None` when the store will answer
     /// without rotating (grace, reuse, an ended session), which the hook need not be asked
     /// about. Nothing is written here: the update rides on the rotation, atomically.
-    // Size: the hook's three answers (keep, update, refuse) and its two failures, each logged where it is decided.
+    // Size: the hook's call and each answer it can give (failed, too slow, user gone, an update
+    // that breaks the rules), each refused and logged where it is decided.
     async fn ask_hook(
         &self,
         hook: &builder::Hook,

@@ -280,7 +280,7 @@ impl TokenCodec {
 
     /// The claims jsonwebtoken leaves to the caller: `iat`, `sub`, `sid`, `jti`, the presence of
     /// a configured `iss` and `aud` (their values are jsonwebtoken's check), `roles`, `nbf`.
-    // Size: one check per registered claim of RFC 9068, in its order; split, the list would no longer read as the RFC's.
+    // Size: one check per registered claim; split, the claims would no longer read as one list.
     fn session_from(&self, claims: InClaims) -> Result<Decoded, AuthError> {
         let inner = &*self.inner;
         let date = |n: Option<serde_json::Number>, name| match n {

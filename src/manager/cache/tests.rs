@@ -955,6 +955,13 @@ mod shuttle_model {
             })
             .is_err()
         }
+
+        /// Whether shuttle finds a schedule that breaks `protocol`, given up to five rounds of
+        /// [`broken`]: one round (2 000 random and 2 000 PCT schedules) missed the rarer races
+        /// about once in 40 runs of this module.
+        pub(super) fn caught(protocol: Protocol, delivery: Delivery) -> bool {
+            (0..5).any(|_| broken(protocol, delivery))
+        }
     }
 
     #[test]
@@ -985,7 +992,7 @@ mod shuttle_model {
         };
         for delivery in [delivered::Delivery::Push, delivered::Delivery::Resync] {
             assert!(
-                delivered::broken(old, delivery),
+                delivered::caught(old, delivery),
                 "shuttle missed the race of the old rule ({delivery:?})"
             );
         }
@@ -1001,7 +1008,7 @@ mod shuttle_model {
         };
         for delivery in [delivered::Delivery::Push, delivered::Delivery::Resync] {
             assert!(
-                delivered::broken(late, delivery),
+                delivered::caught(late, delivery),
                 "shuttle missed the late count ({delivery:?})"
             );
         }
@@ -1116,6 +1123,13 @@ mod shuttle_model {
             })
             .is_err()
         }
+
+        /// Whether shuttle finds a schedule that breaks `protocol`, given up to five rounds of
+        /// [`broken`]: one round (2 000 random and 2 000 PCT schedules) missed the rarer races
+        /// about once in 40 runs of this module.
+        pub(super) fn caught(protocol: Protocol, delivery: delivered::Delivery) -> bool {
+            (0..5).any(|_| broken(protocol, delivery))
+        }
     }
 
     #[test]
@@ -1139,7 +1153,7 @@ mod shuttle_model {
         };
         for protocol in [no_second_move, late_count] {
             assert!(
-                memo::broken(protocol, delivered::Delivery::Push),
+                memo::caught(protocol, delivered::Delivery::Push),
                 "shuttle missed the race of {protocol:?}"
             );
         }

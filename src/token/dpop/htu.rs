@@ -110,7 +110,7 @@ pub(super) fn htu_matches(htu: &str, origin: &PublicOrigin, path: &str) -> bool 
 
 /// Writes the normalized `scheme://authority` of `uri` into `out` and returns the rest (the
 /// path, query and fragment).
-// Size: RFC 3986 §6.2.2 normalization of scheme, host and port, one rule after the other.
+// Size: the normalization of scheme, host and port (RFC 3986 §6.2.2 and §6.2.3), one rule after the other.
 fn normalize_origin<'a>(uri: &'a str, out: &mut String) -> Option<&'a str> {
     let colon = uri.find(':')?;
     let scheme = &uri[..colon];
