@@ -52,9 +52,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use crate::session::AuthContext;
-// The rules' tests (tests.rs) name the limit policy through `use super::*`.
-#[cfg(test)]
-use crate::config::SessionLimitPolicy;
 use crate::session::{CustomClaims, SessionId};
 
 /// A session as the store keeps it.

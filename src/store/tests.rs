@@ -1,6 +1,7 @@
 //! Tests of the store rules: rotation decisions, purge times and admission.
 
 use super::*;
+use crate::config::SessionLimitPolicy;
 
 fn lifetimes() -> Lifetimes {
     Lifetimes {

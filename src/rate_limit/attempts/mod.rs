@@ -56,9 +56,6 @@ use std::time::Duration;
 use super::backend::{BackendError, ceil_secs};
 use super::client_ip::IpKey;
 // The tests (tests.rs) name response headers through `use super::*`.
-#[cfg(test)]
-use http::header;
-
 /// User ids longer than this are keyed by their SHA-256, so a client cannot make the tracker
 /// hold megabytes per entry.
 const MAX_USER_KEY_LEN: usize = 128;

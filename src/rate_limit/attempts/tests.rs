@@ -1,6 +1,6 @@
 //! Tests of the attempt tracker and its backends.
 
-use http::StatusCode;
+use http::{StatusCode, header};
 use std::time::Instant;
 
 use super::*;

@@ -73,11 +73,6 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 
 use crate::clock::{Clock, SharedClock, SystemClock, duration_ms};
-// The tests (tests.rs) reach these through `use super::*`.
-#[cfg(test)]
-use crate::clock::system_time;
-#[cfg(test)]
-use sha2::{Digest as _, Sha256};
 
 pub use crate::error::DpopError;
 pub use htu::{InvalidOrigin, PublicOrigin};

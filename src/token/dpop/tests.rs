@@ -13,7 +13,8 @@ use ring::signature::{self as rsig, KeyPair as _};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{ManualClock, system_time};
+use sha2::{Digest as _, Sha256};
 
 /// 2023-11-14T22:13:20Z.
 const NOW_SECS: u64 = 1_700_000_000;
