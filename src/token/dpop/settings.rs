@@ -51,7 +51,7 @@ pub(super) const MAX_WINDOW: Duration = Duration::from_secs(300);
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_jwt_session::token::dpop::{DpopSettings};
+/// use tower_jwt_session::token::dpop::{DpopAlgorithm, DpopSettings};
 ///
 /// let settings = DpopSettings::new()
 ///     .algorithms([DpopAlgorithm::EdDSA])?
