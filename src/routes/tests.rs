@@ -366,10 +366,13 @@ fn a_waiting_route_leaves_no_span_entered() {
 
     let parents = Parents::default();
     let subscriber = tracing_subscriber::registry().with(parents.clone());
+    // The level filter and each callsite's interest are cached process-wide, and rebuilt
+    // whenever any test's subscriber comes or goes on another thread; a rebuild that started
+    // before this one was in place can finish after it, and then `token_route` (a debug span)
+    // is filtered out everywhere: this test saw no span, twice in this stop's full runs. A global
+    // subscriber that keeps every level possible and decides per thread holds the cache open.
+    let _ = tracing::subscriber::set_global_default(PerThread);
     let _default = tracing::subscriber::set_default(subscriber);
-    // Interest in a callsite is cached process-wide, and other tests' subscribers come and go on
-    // other threads: once (of many runs) this test saw no `token_route` span at all. Rebuild the
-    // cache with this thread's subscriber in place.
     tracing::callsite::rebuild_interest_cache();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -417,4 +420,39 @@ fn a_waiting_route_leaves_no_span_entered() {
     let parents = parents.0.lock().unwrap();
     assert_eq!(parents.len(), 4, "{parents:?}");
     assert!(parents.iter().all(Option::is_none), "{parents:?}");
+}
+
+/// A global subscriber that records nothing, but keeps every callsite's interest "sometimes"
+/// and the level filter at `TRACE`, so that a thread's own default subscriber always decides.
+struct PerThread;
+
+impl tracing::Subscriber for PerThread {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
 }

@@ -1034,15 +1034,19 @@ async fn a_master_paused_past_the_node_timeout_is_replaced_without_a_restart() {
     // a quiet machine (tests/failover.rs measures it under load from clients); here the lib
     // tests share two cores with each other and their own clusters, so the bound is looser:
     // what this test holds is "served again without a restart".
-    let deadline = healthy_at + Duration::from_secs(30);
+    let deadline = healthy_at + Duration::from_secs(60);
     loop {
         if let Ok(Some(record)) = store.get(sid).await {
             assert_eq!(record.user_id, "paused-user");
+            eprintln!(
+                "[paused master] served {:?} after the cluster was healthy",
+                healthy_at.elapsed()
+            );
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the session's slots were not served 30 s after the failover"
+            "the session's slots were not served 60 s after the failover"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
